@@ -1,0 +1,213 @@
+"""One config file (TOML) plus ``PUBLISHER_<SECTION>__<KEY>`` environment overrides.
+
+Validation is pydantic's, so every problem names its key and reason; :class:`ConfigError`
+carries *all* of them at once, so an operator fixes a file in one round trip.
+Relative paths are resolved against the config file's directory, not the current
+directory, so ``publisher --config /etc/publisher/config.toml`` works from anywhere.
+Secrets never live here: the SMTP password is read from the environment variable
+that ``[smtp] password_env`` names.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from datetime import time
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "PUBLISHER_"
+
+
+class ConfigError(Exception):
+    """The config can't be used; ``problems`` lists every reason, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SiteSettings(_Section):
+    title: str = "publisher"
+    url: str = "http://127.0.0.1:8080/"  # public base URL; links and feed ids hang off it
+    description: str = ""
+    language: str = "en"
+    author: str = ""
+    postal_address: str = ""  # CAN-SPAM / bulk-sender rules want it in every digest footer
+    output_dir: Path = Path("var/public")
+    templates_dir: Path | None = None  # overrides single templates of the built-in set
+
+    @field_validator("url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an absolute http(s) URL, e.g. https://news.example.org/")
+        return value if value.endswith("/") else value + "/"
+
+
+class ContentSettings(_Section):
+    dir: Path = Path("content")
+
+
+class StorageSettings(_Section):
+    data_dir: Path = Path("var")  # the generated secret key and other local state
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite+aiosqlite:///var/publisher.db"
+
+
+class FeedSettings(_Section):
+    max_entries: int = Field(default=20, ge=1, le=1000)
+
+
+class DeliverySettings(_Section):
+    transport: Literal["maildir", "smtp"] = "maildir"
+    outbox: Path = Path("var/outbox")
+    from_address: str = "newsletter@localhost"
+    from_name: str = ""
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+
+
+class SmtpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=25, ge=1, le=65535)
+    tls: Literal["none", "starttls", "implicit"] = "none"
+    username: str = ""
+    password_env: str = ""  # name of the environment variable that holds the password
+    timeout: float = Field(default=30.0, gt=0)
+    validate_certs: bool = True
+
+    def password(self) -> str:
+        return os.environ.get(self.password_env, "") if self.password_env else ""
+
+
+class SchedulerSettings(_Section):
+    scan_interval: float = Field(default=60.0, gt=0)
+
+
+class DigestSettings(_Section):
+    daily_at: time = time(8, 0)
+    timezone: str = "UTC"
+    max_articles: int = Field(default=20, ge=1, le=200)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    shutdown_timeout: float = Field(default=30.0, gt=0)
+
+
+class Settings(_Section):
+    site: SiteSettings = SiteSettings()
+    content: ContentSettings = ContentSettings()
+    storage: StorageSettings = StorageSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    feeds: FeedSettings = FeedSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    smtp: SmtpSettings = SmtpSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    digest: DigestSettings = DigestSettings()
+    server: ServerSettings = ServerSettings()
+
+    # Where the file was read from; relative paths above are already resolved against it.
+    source: Path | None = Field(default=None, exclude=True)
+
+    @property
+    def sending_domain(self) -> str:
+        return self.delivery.from_address.rpartition("@")[2] or "localhost"
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, str]]:
+    """``PUBLISHER_SMTP__PORT=2525`` → ``{"smtp": {"port": "2525"}}``."""
+    out: dict[str, dict[str, str]] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX):].partition("__")
+        out.setdefault(section.lower(), {})[key.lower()] = value
+    return out
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, dict[str, str]]) -> dict[str, Any]:
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for section, values in overrides.items():
+        target = merged.setdefault(section, {})
+        if isinstance(target, dict):
+            target.update(values)
+    return merged
+
+
+def _resolve_paths(settings: Settings, root: Path) -> None:
+    """Make every relative path (and a relative SQLite file) absolute against ``root``."""
+
+    def fix(p: Path) -> Path:
+        return p if p.is_absolute() else (root / p).resolve()
+
+    settings.site.output_dir = fix(settings.site.output_dir)
+    if settings.site.templates_dir is not None:
+        settings.site.templates_dir = fix(settings.site.templates_dir)
+    settings.content.dir = fix(settings.content.dir)
+    settings.storage.data_dir = fix(settings.storage.data_dir)
+    settings.delivery.outbox = fix(settings.delivery.outbox)
+    prefix, sep, rest = settings.database.url.partition(":///")
+    if prefix.startswith("sqlite") and sep and rest and not rest.startswith((":memory:", "/")):
+        settings.database.url = f"{prefix}:///{fix(Path(rest))}"
+
+
+def _describe(error: ValidationError, origin: str) -> list[str]:
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown setting (check the spelling)"
+        problems.append(f"{origin}: {key}: {message}")
+    return problems
+
+
+def load_settings(path: Path | None, environ: dict[str, str] | None = None) -> Settings:
+    """Read ``path`` (or only defaults when None), apply the environment, validate.
+
+    Raises :class:`ConfigError` listing every problem, each naming the key.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    data: dict[str, Any] = {}
+    origin = str(path) if path else "defaults"
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError([f"{path}: no such config file (use --config PATH or PUBLISHER_CONFIG)"]) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError([f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
+    try:
+        settings = Settings.model_validate(_merge(data, _env_overrides(environ)))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin)) from None
+    root = path.parent.resolve() if path is not None else Path.cwd()
+    _resolve_paths(settings, root)
+    settings.source = path
+    return settings

@@ -1,0 +1,140 @@
+"""The one content model every renderer reads.
+
+Sources (a Markdown directory today, upstream feeds and an ingest API later) turn
+their input into :class:`Article`; feeds, email digests and web pages only ever read
+an ``Article`` and never re-parse content.  The model is a tree of frozen dataclasses
+so it can be hashed, compared and serialized to the store as JSON without surprises.
+
+Text fields (takeaways, quotes, table cells, captions, sources) are *plain text*:
+each renderer escapes them for its own medium (HTML, plain text, JSON).  Only
+``body_html`` is HTML, and it is always sanitized before it gets here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """An image of the article; the first one is the lead image."""
+
+    src: str  # absolute URL
+    alt: str = ""
+    caption: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A pull quote: the text and, when known, who said it."""
+
+    text: str
+    cite: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FactTable:
+    """A "facts and figures" table: every row has exactly ``len(header)`` cells."""
+
+    caption: str
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    sources: str = ""  # the "Data Sources: …" note, without the label
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    """One published piece, as every renderer sees it.
+
+    ``id`` is stable for the life of the article (front matter ``id``, else derived
+    from the canonical URL): feed GUIDs and the store key on it, so editing the
+    title, body or slug never makes an article "new" again.
+    """
+
+    id: str
+    slug: str
+    title: str
+    published: datetime  # timezone-aware
+    updated: datetime  # timezone-aware, >= published
+    canonical_url: str
+    subtitle: str = ""
+    author: str = ""
+    tags: tuple[str, ...] = ()
+    category: str = ""
+    images: tuple[Image, ...] = ()
+    summary: str = ""  # plain text
+    takeaways: tuple[str, ...] = ()  # plain text, one per item
+    quotes: tuple[Quote, ...] = ()
+    body_html: str = ""  # sanitized HTML; the "Key Takeaways" section is not repeated here
+    fact_tables: tuple[FactTable, ...] = ()
+    source_path: str = field(default="", compare=False)  # where it came from, for messages
+
+    @property
+    def lead_image(self) -> Image | None:
+        return self.images[0] if self.images else None
+
+    @property
+    def pull_quote(self) -> Quote | None:
+        return self.quotes[0] if self.quotes else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (dates as ISO 8601), the form the store keeps."""
+        data = dataclasses.asdict(self)
+        data["published"] = self.published.isoformat()
+        data["updated"] = self.updated.isoformat()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Article:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            id=data["id"],
+            slug=data["slug"],
+            title=data["title"],
+            published=datetime.fromisoformat(data["published"]),
+            updated=datetime.fromisoformat(data["updated"]),
+            canonical_url=data["canonical_url"],
+            subtitle=data.get("subtitle", ""),
+            author=data.get("author", ""),
+            tags=tuple(data.get("tags", ())),
+            category=data.get("category", ""),
+            images=tuple(Image(**i) for i in data.get("images", ())),
+            summary=data.get("summary", ""),
+            takeaways=tuple(data.get("takeaways", ())),
+            quotes=tuple(Quote(**q) for q in data.get("quotes", ())),
+            body_html=data.get("body_html", ""),
+            fact_tables=tuple(
+                FactTable(
+                    caption=t["caption"],
+                    header=tuple(t["header"]),
+                    rows=tuple(tuple(r) for r in t["rows"]),
+                    sources=t.get("sources", ""),
+                )
+                for t in data.get("fact_tables", ())
+            ),
+            source_path=data.get("source_path", ""),
+        )
+
+    def content_hash(self) -> str:
+        """A digest of everything a reader sees; the store compares it to tell an edit."""
+        data = self.to_dict()
+        data.pop("source_path", None)
+        blob = json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with an input, reported as ``path:line: message``."""
+
+    path: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"

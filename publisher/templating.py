@@ -1,0 +1,37 @@
+"""The Jinja2 environment shared by emails, feed content and web pages.
+
+The built-in templates ship inside the wheel (``publisher/templates``; in a source
+checkout they are the top-level ``templates/``).  ``[site] templates_dir`` is searched
+first, so an operator overrides one template by dropping a file of the same name
+there and keeps every other default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def builtin_templates_dir() -> Path:
+    """Where the default templates are: inside the installed package, else the checkout."""
+    for candidate in (_PACKAGE_DIR / "templates", _PACKAGE_DIR.parent / "templates"):
+        if candidate.is_dir():
+            return candidate
+    raise RuntimeError("publisher's built-in templates are missing from the installation")
+
+
+def make_environment(override_dir: Path | None = None) -> jinja2.Environment:
+    """An autoescaping environment over ``override_dir`` (if any) then the built-ins."""
+    search = [str(override_dir)] if override_dir else []
+    search.append(str(builtin_templates_dir()))
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(search),
+        autoescape=jinja2.select_autoescape(["html", "xml", "htm"], default_for_string=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
