@@ -74,6 +74,8 @@ class DeliverySettings(_Section):
     from_address: str = "newsletter@localhost"
     from_name: str = ""
     batch_size: int = Field(default=500, ge=1, le=100_000)
+    max_attempts: int = Field(default=8, ge=1, le=100)  # temporary failures before a row fails
+    retry_base: float = Field(default=60.0, gt=0)  # seconds; doubles per attempt, with jitter
 
 
 class SmtpSettings(_Section):
@@ -95,6 +97,7 @@ class SchedulerSettings(_Section):
 
 class DigestSettings(_Section):
     daily_at: time = time(8, 0)
+    weekly_day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
     timezone: str = "UTC"
     max_articles: int = Field(default=20, ge=1, le=200)
 

@@ -1,0 +1,30 @@
+# The README's two commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= config.toml
+SAMPLE_SUBSCRIBER ?= reader@example.org
+PYTEST_ARGS ?=
+
+.PHONY: run test venv clean
+
+# The virtualenv is rebuilt when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+## Start the daemon on the sample config, with one sample subscriber (cadence instant).
+run: venv
+	$(BIN)/publisher --config $(CONFIG) subscribers add $(SAMPLE_SUBSCRIBER) --name "Sample Reader" --cadence instant
+	$(BIN)/publisher --config $(CONFIG) run
+
+## Run the whole test suite.
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf var

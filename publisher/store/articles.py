@@ -1,0 +1,102 @@
+"""Articles in the store: tell new from edited from unchanged, and read them back.
+
+Only this module turns Article objects into rows and back, so the JSON form lives in
+one place (Article.to_dict / from_dict).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from publisher.content.model import Article
+from publisher.store.schema import articles
+
+_CHUNK = 500  # stays under SQLite's bound-parameter limit
+
+
+@dataclass
+class IngestResult:
+    """What a scan changed: new articles get digests, edited ones only new feeds."""
+
+    new: list[Article] = field(default_factory=list)
+    updated: list[Article] = field(default_factory=list)
+    unchanged: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.new or self.updated)
+
+
+def _row(article: Article) -> dict[str, object]:
+    return {
+        "id": article.id,
+        "slug": article.slug,
+        "content_hash": article.content_hash(),
+        "data": json.dumps(article.to_dict(), ensure_ascii=False, sort_keys=True),
+        "tags": json.dumps(list(article.tags), ensure_ascii=False),
+        "published": article.published,
+        "updated": article.updated,
+    }
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start:start + _CHUNK]
+
+
+async def ingest(engine: AsyncEngine, scanned: Sequence[Article], now: datetime) -> IngestResult:
+    """Insert new articles and update edited ones, in one transaction.
+
+    New articles are inserted oldest-published first, so their ``seq`` (the order the
+    publisher saw them in) follows publication order within one scan.
+    """
+    result = IngestResult()
+    async with engine.begin() as conn:
+        known: dict[str, str] = {}
+        ids = [a.id for a in scanned]
+        for chunk in _chunks(ids):
+            rows = await conn.execute(
+                select(articles.c.id, articles.c.content_hash).where(articles.c.id.in_(chunk))
+            )
+            known.update({row.id: row.content_hash for row in rows})
+        for article in sorted(scanned, key=lambda a: (a.published, a.id)):
+            row = _row(article)
+            if article.id not in known:
+                await conn.execute(insert(articles).values(**row, first_seen_at=now, changed_at=now))
+                result.new.append(article)
+            elif known[article.id] != row["content_hash"]:
+                await conn.execute(
+                    update(articles).where(articles.c.id == article.id).values(**row, changed_at=now)
+                )
+                result.updated.append(article)
+            else:
+                result.unchanged += 1
+    return result
+
+
+async def latest(engine: AsyncEngine, limit: int | None = None) -> list[Article]:
+    """Published articles, newest first by published date (the feeds' order)."""
+    query = select(articles.c.data).order_by(articles.c.published.desc(), articles.c.id)
+    if limit is not None:
+        query = query.limit(limit)
+    async with engine.connect() as conn:
+        rows = await conn.execute(query)
+        return [Article.from_dict(json.loads(row.data)) for row in rows]
+
+
+async def by_seq(conn: AsyncConnection, seqs: Sequence[int]) -> list[Article]:
+    """The articles with these sequence numbers, in the order given."""
+    rows = await conn.execute(select(articles.c.seq, articles.c.data).where(articles.c.seq.in_(seqs)))
+    found = {row.seq: Article.from_dict(json.loads(row.data)) for row in rows}
+    return [found[s] for s in seqs if s in found]
+
+
+async def newest_seq(conn: AsyncConnection) -> int:
+    """The sequence number of the last article seen (0 when there is none)."""
+    return (await conn.execute(select(func.coalesce(func.max(articles.c.seq), 0)))).scalar_one()

@@ -1,0 +1,108 @@
+"""The tables, as SQLAlchemy Core: the ledger of what was published and who got what.
+
+Everything the daemon must remember across restarts lives here (principle 3 of
+ARCHITECTURE.md: the ledger is the truth).  Migrations in ``migrations/`` create
+exactly these tables; a test checks the two never drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite (naive storage) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware one")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+# One row per article ever seen.  ``seq`` orders articles by when the publisher first saw
+# them (never by their published date), so subscribers' cursors can say "everything up to
+# seq N has been put in one of your digests" and a back-dated post still goes out once.
+articles = Table(
+    "articles",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(1000), nullable=False, unique=True),
+    Column("slug", String(300), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("data", Text, nullable=False),  # Article.to_dict() as JSON
+    Column("tags", Text, nullable=False, server_default="[]"),  # JSON list, for topic matching
+    Column("published", UTCDateTime(), nullable=False),
+    Column("updated", UTCDateTime(), nullable=False),
+    Column("first_seen_at", UTCDateTime(), nullable=False),
+    Column("changed_at", UTCDateTime(), nullable=False),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),  # normalized, lower-cased
+    Column("name", String(200), nullable=False, server_default=""),
+    Column("status", String(20), nullable=False),  # pending | active | unsubscribed | bounced | complained
+    Column("cadence", String(10), nullable=False),  # instant | daily | weekly
+    Column("topics", Text, nullable=False, server_default="[]"),  # sorted JSON list; [] = all
+    Column("timezone", String(64), nullable=False, server_default="UTC"),
+    Column("send_hour", Integer, nullable=True),
+    Column("source", String(20), nullable=False),  # cli | web | api | import
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("confirmed_at", UTCDateTime(), nullable=True),
+    # seq of the newest article already planned into one of this subscriber's digests.
+    Column("article_cursor", Integer, nullable=False, server_default="0"),
+)
+Index("ix_subscribers_plan", subscribers.c.status, subscribers.c.cadence, subscribers.c.article_cursor)
+
+digests = Table(
+    "digests",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("cadence", String(10), nullable=False),
+    Column("article_seqs", Text, nullable=False),  # JSON list of articles.seq, newest first
+    Column("status", String(20), nullable=False),  # sending | finished
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
+)
+
+# The delivery ledger: one row per (digest, subscriber).
+# pending → sending → sent | deferred (retry_at) | failed (last_reply) | cancelled
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("digest_id", String(64), ForeignKey("digests.id"), primary_key=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), primary_key=True),
+    Column("state", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("retry_at", UTCDateTime(), nullable=True),
+    Column("last_reply", Text, nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+Index("ix_deliveries_state", deliveries.c.digest_id, deliveries.c.state)

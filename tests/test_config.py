@@ -1,0 +1,64 @@
+"""Config loading: environment overrides, path resolution, one clear message per problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from publisher.config import ConfigError, load_settings
+from tests.conftest import write_config
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "[smtp]\nport = 25\n")
+    settings = load_settings(path, environ={"PUBLISHER_SMTP__PORT": "2525", "PUBLISHER_SITE__TITLE": "Env Title"})
+    assert settings.smtp.port == 2525
+    assert settings.site.title == "Env Title"
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_config(tmp_path)
+    monkeypatch.chdir("/")
+    settings = load_settings(path, environ={})
+    assert settings.content.dir == tmp_path / "content"
+    assert settings.delivery.outbox == tmp_path / "outbox"
+    assert settings.database.url == f"sqlite+aiosqlite:///{tmp_path}/data/publisher.db"
+
+
+def test_every_problem_is_named_by_key(tmp_path: Path) -> None:
+    path = write_config(tmp_path, '[smtp]\nport = "many"\ntls = "sometimes"\ncolour = 3\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={"PUBLISHER_DIGEST__TIMEZONE": "Mars/Olympus"})
+    text = "\n".join(caught.value.problems)
+    assert "smtp.port" in text
+    assert "smtp.tls" in text
+    assert "smtp.colour: unknown setting" in text
+    assert "digest.timezone" in text and "Mars/Olympus" in text
+    assert len(caught.value.problems) == 4
+
+
+def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[site]\ntitle = "ok"\nurl = \n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    assert "line 3" in caught.value.problems[0]
+
+
+def test_site_url_must_be_absolute(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    with pytest.raises(ConfigError, match="site.url"):
+        load_settings(path, environ={"PUBLISHER_SITE__URL": "news.example.org"})
+
+
+def test_missing_file_is_one_clear_problem(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_settings(tmp_path / "nope.toml", environ={})
+
+
+def test_the_sample_config_loads() -> None:
+    repo = Path(__file__).resolve().parent.parent
+    settings = load_settings(repo / "config.toml", environ={})
+    assert settings.delivery.transport == "maildir"
+    assert settings.database.url.startswith("sqlite+aiosqlite:///")
