@@ -1,0 +1,157 @@
+"""The service: the steps of one pass of data, for the CLI and the daemon alike.
+
+``Publisher`` owns the store engine, the template environment and the current
+feeds.  Each method is one step (scan, build feeds, plan, deliver) and is safe to
+call again: the store decides what is new, so a repeated or duplicate trigger does
+nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from publisher.config import Settings
+from publisher.content.model import Problem
+from publisher.content.sources import scan_directory
+from publisher.delivery import Deliverer, DeliveryReport
+from publisher.digest import PlannedDigest, plan
+from publisher.feeds import FeedDocument, build_feeds, write_feeds
+from publisher.mail.transport import make_transport
+from publisher.secrets import load_secret_key
+from publisher.store import articles as article_store
+from publisher.store.articles import IngestResult
+from publisher.store.db import create_engine, upgrade
+from publisher.templating import make_environment
+from subscribers.model import Cadence
+from subscribers.tokens import Tokens
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class SendResult:
+    planned: list[PlannedDigest] = field(default_factory=list)
+    report: DeliveryReport | None = None  # None on a dry run
+
+
+class Publisher:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = create_engine(settings.database.url)
+        self.env = make_environment(settings.site.templates_dir)
+        self.feeds: dict[str, FeedDocument] = {}
+        self.stopping = asyncio.Event()
+        # One delivery run at a time in this process: two runs would both pick up the
+        # rows the other has marked "sending".
+        self._delivery_lock = asyncio.Lock()
+        self._tokens: Tokens | None = None
+        self._jobs: set[asyncio.Task[object]] = set()
+
+    async def start(self) -> None:
+        """Apply migrations (idempotent) so every command sees the current schema."""
+        await upgrade(self.engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @property
+    def tokens(self) -> Tokens:
+        if self._tokens is None:
+            self._tokens = Tokens(load_secret_key(self.settings.storage.data_dir))
+        return self._tokens
+
+    def check_content(self) -> list[Problem]:
+        return scan_directory(self.settings.content.dir, self.settings.site.url).problems
+
+    async def scan(self) -> IngestResult:
+        """Read the content directory, store what is new or edited, rebuild feeds if needed.
+
+        A broken article is logged as ``path:line: message`` and skipped; the others
+        are published.
+        """
+        scanned = await asyncio.to_thread(scan_directory, self.settings.content.dir, self.settings.site.url)
+        for problem in scanned.problems:
+            log.error("skipped: %s", problem)
+        result = await article_store.ingest(self.engine, scanned.articles, utcnow())
+        for article in result.new:
+            log.info("published %s (%s)", article.slug, article.id)
+        for article in result.updated:
+            log.info("updated %s (%s)", article.slug, article.id)
+        if result.changed or not self.feeds:
+            await self.build_feeds()
+        return result
+
+    async def build_feeds(self) -> None:
+        """Render every feed from the store and write the static copies."""
+        site = self.settings.site
+        published = await article_store.latest(self.engine)
+        self.feeds = build_feeds(published, site, self.settings.feeds.max_entries, self.env)
+        await asyncio.to_thread(write_feeds, self.feeds, site.output_dir)
+        log.info("feeds: %d files in %s", len(self.feeds), site.output_dir)
+
+    async def send(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> SendResult:
+        """Plan the digests due for ``cadences`` and deliver everything still pending."""
+        result = SendResult()
+        now = utcnow()
+        for cadence in cadences:
+            planned = await plan(
+                self.engine, cadence, now, max_articles=self.settings.digest.max_articles, dry_run=dry_run
+            )
+            for digest in planned:
+                log.info(
+                    "digest %s: %s%d articles for %d subscribers",
+                    digest.id, "(dry run) " if dry_run else "", len(digest.article_seqs), digest.recipients,
+                )
+            result.planned.extend(planned)
+        if not dry_run:
+            result.report = await self.deliver()
+        return result
+
+    async def deliver(self) -> DeliveryReport:
+        """Hand every pending ledger row to the transport (resumes interrupted digests)."""
+        async with self._delivery_lock:
+            transport = make_transport(self.settings.delivery, self.settings.smtp)
+            await transport.open()
+            try:
+                deliverer = Deliverer(
+                    self.engine, self.settings, self.env, self.tokens, transport, stop=self.stopping
+                )
+                return await deliverer.run()
+            finally:
+                await transport.close()
+
+    async def scan_and_send_instant(self) -> None:
+        """The daemon's periodic job: new articles go at once to ``instant`` subscribers."""
+        result = await self.scan()
+        if result.new:
+            await self.send([Cadence.INSTANT])
+
+    async def run_job(self, name: str, job: Callable[[], Awaitable[object]]) -> None:
+        """Run one scheduled job; tracked so a shutdown can wait for it, logged if it fails."""
+        if self.stopping.is_set():
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self._jobs.add(task)
+        try:
+            await job()
+        except Exception:
+            log.exception("job %s failed; it will run again at its next time", name)
+        finally:
+            self._jobs.discard(task)  # type: ignore[arg-type]
+
+    async def drain(self, timeout: float) -> bool:
+        """Stop taking work and wait for running jobs; False if they outlived ``timeout``."""
+        self.stopping.set()
+        if not self._jobs:
+            return True
+        _, pending = await asyncio.wait(set(self._jobs), timeout=timeout)
+        return not pending

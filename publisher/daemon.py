@@ -1,0 +1,54 @@
+"""``publisher run``: one asyncio process with the scheduler and the web server.
+
+We run our own ``AppRunner`` (not ``web.run_app``) because the scheduler and the
+service must start and stop around the server, so the signal handlers are ours too
+(NOTES.md).  On SIGTERM or Ctrl-C: stop taking new work, let the delivery run in
+progress finish the message in hand (the rest of its batch goes back to pending),
+then close the server and the store, within ``[server] shutdown_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from publisher.app import Publisher
+from publisher.config import Settings
+from publisher.scheduler import build_scheduler
+from publisher.web.server import create_app
+
+log = logging.getLogger(__name__)
+
+
+async def run_daemon(settings: Settings) -> None:
+    publisher = Publisher(settings)
+    await publisher.start()
+    await publisher.build_feeds()
+    runner = web.AppRunner(create_app(publisher), handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.server.host, settings.server.port)
+    await site.start()
+    log.info("serving on http://%s:%d/", settings.server.host, settings.server.port)
+
+    scheduler = build_scheduler(publisher)
+    scheduler.start()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+        log.info("stopping: finishing the delivery in progress")
+        scheduler.shutdown(wait=False)
+        if not await publisher.drain(settings.server.shutdown_timeout):
+            log.warning("delivery still busy after %ss; its rows stay resumable", settings.server.shutdown_timeout)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await runner.cleanup()
+        await publisher.close()
+    log.info("stopped")
