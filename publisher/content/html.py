@@ -1,0 +1,58 @@
+"""Sanitizing article HTML once, at the source, so every renderer can trust ``body_html``.
+
+Feeds are read far from the site (feed readers, email clients), so the body must carry
+absolute URLs and nothing that runs: the allow-list below keeps the structure articles
+use (headings, lists, quotes, figures, fact tables) and drops everything else.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urljoin
+
+import nh3
+
+_TAGS = {
+    "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6",
+    "a", "em", "strong", "b", "i", "u", "s", "del", "ins", "sub", "sup", "small", "mark", "abbr",
+    "code", "pre", "kbd", "samp",
+    "blockquote", "q", "cite",
+    "ul", "ol", "li", "dl", "dt", "dd",
+    "table", "caption", "thead", "tbody", "tfoot", "tr", "th", "td",
+    "figure", "figcaption", "img",
+}  # fmt: skip
+_ATTRIBUTES = {
+    "a": {"href", "title", "hreflang"},
+    "img": {"src", "alt", "width", "height", "title"},
+    "abbr": {"title"},
+    "blockquote": {"cite"},
+    "q": {"cite"},
+    "ol": {"start"},
+    "th": {"colspan", "rowspan", "scope"},
+    "td": {"colspan", "rowspan"},
+}
+# Their content is code or an embedded page, never article text, so it goes with the tag.
+_DROP_WITH_CONTENT = {"script", "style", "iframe"}
+_URL_SCHEMES = {"http", "https", "mailto"}
+_URL_ATTRIBUTES = {"href", "src", "cite"}
+
+
+def sanitize_html(html: str, base_url: str) -> str:
+    """Return ``html`` with only safe tags, attributes and URL schemes left.
+
+    Relative URLs are resolved against ``base_url`` because a feed entry or an email
+    has no page address to resolve them against.  nh3 checks URL schemes before the
+    attribute filter runs, so ``javascript:`` links are already gone when we join.
+    """
+
+    def absolute_urls(tag: str, attribute: str, value: str) -> str:
+        return urljoin(base_url, value) if attribute in _URL_ATTRIBUTES else value
+
+    return nh3.clean(
+        html,
+        tags=_TAGS,
+        clean_content_tags=_DROP_WITH_CONTENT,
+        attributes=_ATTRIBUTES,
+        attribute_filter=absolute_urls,
+        url_schemes=_URL_SCHEMES,
+        link_rel="noopener noreferrer",
+    )

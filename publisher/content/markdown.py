@@ -1,0 +1,459 @@
+"""Markdown files with YAML or TOML front matter → :class:`Article`.
+
+One function, :func:`parse_article`, does the whole job so that a file is either a
+complete, sanitized article or an :class:`ArticleError` that lists *every* problem
+with its line: an editor fixes a file in one round instead of one error per run.
+
+Relative URLs (front matter images and everything in the body) are resolved against
+the site URL: content files live in the site's repository and link to its paths.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import tomllib
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import PurePath
+from typing import Any, TypeVar
+from urllib.parse import urljoin
+
+import yaml
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+from publisher.content.html import sanitize_html
+from publisher.content.model import Article, FactTable, Image, Problem, Quote
+from publisher.content.slug import slugify
+
+_MD = MarkdownIt("commonmark").enable("table")
+_FENCES = {"---", "+++"}  # YAML, TOML
+_FRONT_KEY = re.compile(r"([A-Za-z_][\w-]*)\s*[:=]")
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column \d+\)")
+_TAKEAWAYS_HEADING = re.compile(r"key takeaways\s*:?", re.IGNORECASE)
+_SOURCES_LABEL = re.compile(r"(?:data\s+)?sources?\s*:\s*", re.IGNORECASE)
+_CITE_DASH = re.compile(r"(?:—|--)\s*")
+_UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
+_SUMMARY_LIMIT = 280
+
+T = TypeVar("T")
+
+
+class ArticleError(Exception):
+    """A file that cannot become an article; ``problems`` holds all that is wrong with it."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+@dataclass
+class _Report:
+    """Collects problems; front matter problems point at the line of their key."""
+
+    path: str
+    key_lines: dict[str, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    def at_line(self, line: int, message: str) -> None:
+        self.problems.append(Problem(self.path, line, message))
+
+    def at_key(self, key: str, message: str) -> None:
+        self.at_line(self.key_lines.get(key, 1), message)
+
+
+def parse_article(data: bytes, path: str, site_url: str) -> Article:
+    """Parse one Markdown file; ``path`` names it in problems and gives the default slug."""
+    report = _Report(path)
+    front, body, body_offset = _split_front_matter(_decode(data, report), report)
+    if report.problems:  # without readable front matter every other message would be noise
+        raise ArticleError(report.problems)
+    fields = _FrontMatter(front, report, site_url)
+    title = fields.text("title", required=True)
+    published = fields.timestamp("date", "published", required=True)
+    updated = fields.timestamp("updated") or published
+    if published and updated and updated < published:
+        report.at_key("updated", "updated is before the publication date")
+    slug = _slug(fields.text("slug"), path, report)
+    canonical_url = urljoin(site_url, fields.text("canonical_url") or f"articles/{slug}")
+    article_id = fields.text("id") or canonical_url
+    front_images, front_quotes = fields.images(), fields.quotes()
+    front_takeaways, tags = fields.text_list("takeaways"), fields.tags()
+    subtitle, author, category = fields.text("subtitle"), fields.text("author"), fields.text("category")
+    summary = fields.text("summary")
+    body_parts = _parse_body(body, body_offset, site_url, report)
+    if report.problems or published is None or updated is None:
+        raise ArticleError(report.problems)
+    return Article(
+        id=article_id,
+        slug=slug,
+        title=title,
+        published=published,
+        updated=updated,
+        canonical_url=canonical_url,
+        subtitle=subtitle,
+        author=author,
+        tags=_unique(tags, lambda tag: tag),
+        category=category,
+        images=_unique([*front_images, *body_parts.images], lambda image: image.src),
+        summary=summary or _truncate(body_parts.first_paragraph),
+        takeaways=tuple(front_takeaways or body_parts.takeaways),
+        quotes=_unique([*front_quotes, *body_parts.quotes], lambda quote: quote.text),
+        body_html=body_parts.html,
+        fact_tables=tuple(body_parts.fact_tables),
+        source_path=path,
+    )
+
+
+def front_matter_key_line(data: bytes, key: str) -> int:
+    """Line of the top-level front matter ``key`` (1 if absent): where a problem about it points."""
+    report = _Report("")
+    _split_front_matter(data.decode("utf-8", "replace"), report)
+    return report.key_lines.get(key, 1)
+
+
+# --- the file: encoding and front matter ----------------------------------------------
+
+
+def _decode(data: bytes, report: _Report) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        report.at_line(data[: exc.start].count(b"\n") + 1, "file is not valid UTF-8")
+        return ""
+    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+
+
+def _split_front_matter(text: str, report: _Report) -> tuple[dict[Any, Any], str, int]:
+    """Return (front matter, body, number of lines before the body); record key lines."""
+    lines = text.split("\n")
+    fence = lines[0].rstrip()
+    if fence not in _FENCES:
+        return {}, text, 0
+    end = next((i for i in range(1, len(lines)) if lines[i].rstrip() == fence), None)
+    if end is None:
+        report.at_line(1, f"front matter is not closed with {fence!r}")
+        return {}, "", 0
+    for number, line in enumerate(lines[1:end], start=2):
+        if line.startswith("["):  # a TOML table: the keys below it are not top-level
+            break
+        if key := _FRONT_KEY.match(line):
+            report.key_lines[key.group(1)] = number  # the last one wins, as in YAML
+    source = "\n".join(lines[1:end])
+    try:
+        front = (yaml.load(source, Loader=_YamlLoader) or {}) if fence == "---" else tomllib.loads(source)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        reason = getattr(exc, "problem", None) or str(exc)
+        report.at_line(2 + mark.line if mark else 1, f"invalid YAML front matter: {reason}")
+        return {}, "", 0
+    except tomllib.TOMLDecodeError as exc:
+        position = _TOML_POSITION.search(str(exc))
+        line = 1 + int(position.group(1)) if position else 1
+        report.at_line(line, f"invalid TOML front matter: {_TOML_POSITION.sub('', str(exc))}")
+        return {}, "", 0
+    if not isinstance(front, dict):
+        report.at_line(2, f"front matter must be a mapping of keys to values, not {_kind(front)}")
+        return {}, "", 0
+    return front, "\n".join(lines[end + 1 :]), end + 1
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """SafeLoader that leaves an impossible timestamp (``2024-13-45``) as text.
+
+    PyYAML raises a bare ValueError for it, without a line; as text it reaches the date
+    check, whose problem names the field and points at its line.
+    """
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError:
+            return self.construct_scalar(node)
+
+
+_YamlLoader.add_constructor("tag:yaml.org,2002:timestamp", _YamlLoader.construct_yaml_timestamp)
+
+
+class _FrontMatter:
+    """Typed access to front matter values; a value of the wrong type is a problem."""
+
+    def __init__(self, front: dict[Any, Any], report: _Report, site_url: str) -> None:
+        self._front = front
+        self._report = report
+        self._site_url = site_url
+
+    def text(self, key: str, required: bool = False) -> str:
+        value = self._front.get(key)
+        if isinstance(value, bool) or not isinstance(value, str | int | float | None):
+            self._report.at_key(key, f"{key} must be text, not {_kind(value)}")
+            return ""
+        text = "" if value is None else str(value).strip()
+        if required and not text:
+            self._report.at_key(key, f"missing {key}")
+        return text
+
+    def timestamp(self, *keys: str, required: bool = False) -> datetime | None:
+        """The first of ``keys`` that is set, as an aware datetime (naive means UTC)."""
+        key = next((k for k in keys if self._front.get(k) is not None), None)
+        if key is None:
+            if required:
+                self._report.at_key(keys[0], f"missing {keys[0]}")
+            return None
+        parsed = _to_datetime(self._front[key])
+        if parsed is None:
+            self._report.at_key(key, f"{key} {self._front[key]!r} is not a date (use ISO 8601 or RFC 2822)")
+        return parsed
+
+    def tags(self) -> list[str]:
+        value = self._front.get("tags")
+        items = self._text_list("tags", value.split(",") if isinstance(value, str) else value)
+        return [item for item in items if item]
+
+    def text_list(self, key: str) -> list[str]:
+        return self._text_list(key, self._front.get(key))
+
+    def images(self) -> list[Image]:
+        values = [] if self._front.get("image") is None else [("image", self._front["image"])]
+        many = self._front.get("images", [])
+        if isinstance(many, list):
+            values += [("images", value) for value in many]
+        else:
+            self._report.at_key("images", f"images must be a list, not {_kind(many)}")
+        return [image for key, value in values if (image := self._image(key, value))]
+
+    def quotes(self) -> list[Quote]:
+        value = self._front.get("quote")
+        if value is None:
+            return []
+        if isinstance(value, str) and value.strip():
+            return [Quote(value.strip())]
+        if isinstance(value, dict) and isinstance(value.get("text"), str):
+            cite = value.get("cite", "")
+            return [Quote(value["text"].strip(), cite.strip() if isinstance(cite, str) else "")]
+        self._report.at_key("quote", "quote must be text or a mapping with text (and cite)")
+        return []
+
+    def _image(self, key: str, value: Any) -> Image | None:
+        if isinstance(value, str) and value.strip():
+            return Image(urljoin(self._site_url, value.strip()))
+        if isinstance(value, dict) and isinstance(value.get("src"), str):
+            alt, caption = value.get("alt", ""), value.get("caption", "")
+            if isinstance(alt, str) and isinstance(caption, str):
+                return Image(urljoin(self._site_url, value["src"].strip()), alt.strip(), caption.strip())
+        self._report.at_key(key, f"{key}: an image is a URL or a mapping with src, alt and caption")
+        return None
+
+    def _text_list(self, key: str, value: Any) -> list[str]:
+        if value is None:
+            return []
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return [item.strip() for item in value]
+        self._report.at_key(key, f"{key} must be a list of text, not {_kind(value)}")
+        return []
+
+
+def _to_datetime(value: Any) -> datetime | None:
+    """YAML and TOML give datetimes or dates; strings may be ISO 8601 or RFC 2822."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            try:
+                value = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    return None
+
+
+def _slug(front_slug: str, path: str, report: _Report) -> str:
+    slug = front_slug or slugify(PurePath(path).stem)
+    if not slug:
+        report.at_line(1, "cannot make a slug from the file name: set slug")
+    elif slug != slugify(slug):
+        report.at_key("slug", f"slug {slug!r} is not URL-safe: use {slugify(slug)!r}")
+    return slug
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+# --- the body -------------------------------------------------------------------------
+
+
+@dataclass
+class _Body:
+    """What the body yields besides its HTML, before front matter values take precedence."""
+
+    html: str
+    first_paragraph: str
+    takeaways: list[str]
+    fact_tables: list[FactTable]
+    quotes: list[Quote]
+    images: list[Image]
+
+
+def _parse_body(body: str, line_offset: int, site_url: str, report: _Report) -> _Body:
+    """Render the body and pull out what renderers show on their own.
+
+    The "Key Takeaways" section is cut from the token stream (each renderer shows the
+    takeaways itself); tables, quotes and images stay where the author put them.
+    """
+    tokens, takeaways = _cut_takeaways(_MD.parse(body))
+    lines = body.split("\n")
+    tables = [i for i, token in enumerate(tokens) if token.type == "table_open"]
+    for start in tables:
+        for line, message in _ragged_rows(tokens, start, lines):
+            report.at_line(line_offset + line + 1, message)
+    return _Body(
+        html=sanitize_html(_MD.renderer.render(tokens, _MD.options, {}), site_url),
+        first_paragraph=_first_paragraph(tokens),
+        takeaways=takeaways,
+        fact_tables=[_fact_table(tokens, start) for start in tables],
+        quotes=[_quote(tokens, i) for i, t in enumerate(tokens) if t.type == "blockquote_open" and t.level == 0],
+        images=list(_images(tokens, site_url)),
+    )
+
+
+def _cut_takeaways(tokens: list[Token]) -> tuple[list[Token], list[str]]:
+    """Remove the first "Key Takeaways" heading through its list; return the list's items."""
+    for start, token in enumerate(tokens):
+        if not (token.type == "heading_open" and token.level == 0):
+            continue
+        if not _TAKEAWAYS_HEADING.fullmatch(_plain(tokens[start + 1].children)):
+            continue
+        for index in range(start + 3, len(tokens)):
+            if tokens[index].type == "heading_open":
+                break
+            if tokens[index].type in {"bullet_list_open", "ordered_list_open"}:
+                end = _close_index(tokens, index)
+                items = [
+                    _block_text(tokens[i : _close_index(tokens, i)])
+                    for i in range(index + 1, end)
+                    if tokens[i].type == "list_item_open" and tokens[i].level == tokens[index].level + 1
+                ]
+                return tokens[:start] + tokens[end + 1 :], items
+    return tokens, []
+
+
+def _fact_table(tokens: list[Token], start: int) -> FactTable:
+    """The table's plain text cells, the nearest heading above it and its sources note."""
+    end = _close_index(tokens, start)
+    rows = [
+        tuple(_plain(cell.children) for cell in tokens[i : _close_index(tokens, i)] if cell.type == "inline")
+        for i in range(start, end)
+        if tokens[i].type == "tr_open"
+    ]
+    headings = (i for i in range(start - 1, -1, -1) if tokens[i].type == "heading_open")
+    caption = next((_plain(tokens[i + 1].children) for i in headings), "")
+    sources = ""
+    if end + 2 < len(tokens) and tokens[end + 1].type == "paragraph_open":
+        note = _plain(tokens[end + 2].children)
+        if label := _SOURCES_LABEL.match(note):
+            sources = note[label.end() :]
+    return FactTable(caption, rows[0], tuple(rows[1:]), sources)
+
+
+def _ragged_rows(tokens: list[Token], start: int, lines: list[str]) -> Iterator[tuple[int, str]]:
+    """Rows whose cell count differs from the header's, as (0-based body line, message).
+
+    markdown-it pads short rows and drops extra cells without a word, so the raw lines
+    are counted (after any blockquote or list indentation prefix).
+    """
+    row_lines = [t.map[0] for t in tokens[start : _close_index(tokens, start)] if t.type == "tr_open" and t.map]
+    counts = [_count_cells(lines[line]) for line in row_lines]
+    for line, count in zip(row_lines[1:], counts[1:]):
+        if count != counts[0]:
+            yield line, f"table row has {count} cells, header has {counts[0]}"
+
+
+def _count_cells(line: str) -> int:
+    row = line.lstrip(" \t>").strip().removeprefix("|")
+    if row.endswith("|") and not row.endswith("\\|"):
+        row = row[:-1]
+    return len(_UNESCAPED_PIPE.split(row))
+
+
+def _quote(tokens: list[Token], start: int) -> Quote:
+    """A blockquote's text; a last line starting with "—" or "--" names the speaker."""
+    lines = [line.strip() for line in _block_text(tokens[start : _close_index(tokens, start)], "\n").split("\n")]
+    lines = [line for line in lines if line]
+    cite = ""
+    if len(lines) > 1 and (dash := _CITE_DASH.match(lines[-1])):
+        cite = lines.pop()[dash.end() :]
+    return Quote(" ".join(lines), cite)
+
+
+def _first_paragraph(tokens: list[Token]) -> str:
+    """Text of the first top-level paragraph that has any (an image-only one has none)."""
+    starts = (i for i, token in enumerate(tokens) if token.type == "paragraph_open" and token.level == 0)
+    texts = (_plain(tokens[i + 1].children) for i in starts)
+    return next((text for text in texts if text), "")
+
+
+def _images(tokens: list[Token], site_url: str) -> Iterator[Image]:
+    for token in tokens:
+        for child in token.children or []:
+            if child.type == "image":
+                src = urljoin(site_url, str(child.attrGet("src") or ""))
+                yield Image(src, _plain(child.children), str(child.attrGet("title") or ""))
+
+
+def _close_index(tokens: list[Token], start: int) -> int:
+    """Index of the token that closes ``tokens[start]``."""
+    depth = 0
+    for index in range(start, len(tokens)):
+        depth += tokens[index].nesting
+        if depth == 0:
+            return index
+    return len(tokens) - 1
+
+
+def _block_text(tokens: Iterable[Token], separator: str = " ") -> str:
+    """Plain text of every inline run in ``tokens`` (paragraphs of a list item or a quote)."""
+    texts = (_plain(token.children, separator) for token in tokens if token.type == "inline")
+    return separator.join(text for text in texts if text)
+
+
+def _plain(children: list[Token] | None, line_break: str = " ") -> str:
+    """Inline markup → text: emphasis, links and code lose their markup, images vanish."""
+    parts = []
+    for child in children or []:
+        if child.type in {"text", "code_inline"}:
+            parts.append(child.content)
+        elif child.type in {"softbreak", "hardbreak"}:
+            parts.append(line_break)
+    return "".join(parts).strip()
+
+
+def _truncate(text: str, limit: int = _SUMMARY_LIMIT) -> str:
+    """Cut at a word boundary so the result, ellipsis included, fits in ``limit``."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:.-–—") + "…"
+
+
+def _unique(items: Iterable[T], key: Callable[[T], Hashable]) -> tuple[T, ...]:
+    """Keep the first of items with the same key (a lead image repeated in the body shows once)."""
+    seen: set[Hashable] = set()
+    kept = []
+    for item in items:
+        if key(item) not in seen:
+            seen.add(key(item))
+            kept.append(item)
+    return tuple(kept)

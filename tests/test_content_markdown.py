@@ -1,0 +1,361 @@
+"""parse_article: front matter, the parts renderers show separately, and precise problems."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from publisher.content.markdown import ArticleError, parse_article
+from publisher.content.model import Article, FactTable, Image, Problem, Quote
+
+SITE = "https://news.example/"
+PATH = "content/sample-story.md"
+
+
+def parse(text: str, path: str = PATH) -> Article:
+    return parse_article(text.encode(), path, SITE)
+
+
+def problems(data: str | bytes, path: str = PATH) -> list[Problem]:
+    with pytest.raises(ArticleError) as caught:
+        parse_article(data.encode() if isinstance(data, str) else data, path, SITE)
+    return caught.value.problems
+
+
+def yaml_article(front: str = "", body: str = "Body text.\n") -> str:
+    return f"---\ntitle: Sample\ndate: 2024-01-02T03:04:05Z\n{front}---\n{body}"
+
+
+# --- front matter ------------------------------------------------------------------------
+
+
+def test_yaml_front_matter_fields() -> None:
+    article = parse(
+        yaml_article(
+            "id: 42\nsubtitle: Sub\nauthor: Ann Writer\ncategory: Analysis\n"
+            "tags: [Geo, ' economy ', Geo]\nsummary: Short.\ncanonical_url: https://other.example/x\n"
+        )
+    )
+    assert article.title == "Sample"
+    assert article.id == "42"
+    assert (article.subtitle, article.author, article.category) == ("Sub", "Ann Writer", "Analysis")
+    assert article.tags == ("Geo", "economy")
+    assert article.summary == "Short."
+    assert article.canonical_url == "https://other.example/x"
+    assert article.source_path == PATH
+
+
+def test_toml_front_matter_fields() -> None:
+    article = parse(
+        '+++\ntitle = "Toml"\ndate = 2024-05-06T07:08:09Z\ntags = "a, b ,,c"\nslug = "my-slug"\n'
+        'takeaways = ["one", "two"]\n[quote]\ntext = "Said it."\ncite = "Someone"\n+++\nBody.\n'
+    )
+    assert article.title == "Toml"
+    assert article.published == datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+    assert article.tags == ("a", "b", "c")
+    assert article.slug == "my-slug"
+    assert article.takeaways == ("one", "two")
+    assert article.quotes == (Quote("Said it.", "Someone"),)
+
+
+def test_defaults_come_from_the_file_name_and_site() -> None:
+    article = parse(yaml_article())
+    assert article.slug == "sample-story"
+    assert article.canonical_url == "https://news.example/articles/sample-story"
+    assert article.id == article.canonical_url
+    assert article.updated == article.published
+    assert article.summary == "Body text."
+
+
+def test_unknown_keys_are_ignored() -> None:
+    assert parse(yaml_article("draft_notes: {anything: [1, 2]}\n")).title == "Sample"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2023-09-14T09:00:00Z", datetime(2023, 9, 14, 9, tzinfo=UTC)),
+        ("2023-09-14 09:00:00", datetime(2023, 9, 14, 9, tzinfo=UTC)),  # YAML datetime, naive
+        ("'2023-09-14T09:00'", datetime(2023, 9, 14, 9, tzinfo=UTC)),  # ISO string, naive
+        ("2023-09-14", datetime(2023, 9, 14, tzinfo=UTC)),  # YAML date
+        ("'2023-09-14'", datetime(2023, 9, 14, tzinfo=UTC)),  # date-only string
+        ("'2023-09-14T11:00:00+02:00'", datetime(2023, 9, 14, 11, tzinfo=timezone(timedelta(hours=2)))),
+        ("'Thu, 14 Sep 2023 09:00:00 +0000'", datetime(2023, 9, 14, 9, tzinfo=UTC)),  # RFC 2822
+        ("'Thu, 14 Sep 2023 11:00:00 +0200'", datetime(2023, 9, 14, 9, tzinfo=UTC)),
+    ],
+)
+def test_yaml_dates(value: str, expected: datetime) -> None:
+    article = parse(f"---\ntitle: T\ndate: {value}\n---\n")
+    assert article.published == expected
+    assert article.published.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2023-09-14T09:00:00Z", datetime(2023, 9, 14, 9, tzinfo=UTC)),
+        ("2023-09-14T09:00:00", datetime(2023, 9, 14, 9, tzinfo=UTC)),  # local datetime
+        ("2023-09-14", datetime(2023, 9, 14, tzinfo=UTC)),  # local date
+        ('"2023-09-14T09:00:00Z"', datetime(2023, 9, 14, 9, tzinfo=UTC)),
+    ],
+)
+def test_toml_dates(value: str, expected: datetime) -> None:
+    assert parse(f'+++\ntitle = "T"\npublished = {value}\n+++\n').published == expected
+
+
+def test_updated_is_kept_when_after_published() -> None:
+    article = parse(yaml_article("updated: 2024-02-01\n"))
+    assert article.updated == datetime(2024, 2, 1, tzinfo=UTC)
+
+
+def test_front_matter_images_come_before_body_images_and_are_absolute() -> None:
+    article = parse(
+        yaml_article(
+            "image: {src: /img/lead.jpg, alt: Lead, caption: The lead}\n"
+            "images: [/img/second.jpg, 'https://cdn.example/third.jpg']\n",
+            '![Body *alt*](pics/body.png "Body caption")\n\n![again](/img/lead.jpg)\n',
+        )
+    )
+    assert article.images == (
+        Image("https://news.example/img/lead.jpg", "Lead", "The lead"),
+        Image("https://news.example/img/second.jpg"),
+        Image("https://cdn.example/third.jpg"),
+        Image("https://news.example/pics/body.png", "Body alt", "Body caption"),
+    )
+    assert article.lead_image == article.images[0]
+    assert 'src="https://news.example/pics/body.png"' in article.body_html
+
+
+# --- takeaways ---------------------------------------------------------------------------
+
+TAKEAWAYS_BODY = """Intro paragraph.
+
+## {heading}
+
+- First *point*
+- Second [point](/x)
+
+## Next section
+
+More text.
+"""
+
+
+@pytest.mark.parametrize("heading", ["Key Takeaways", "KEY TAKEAWAYS:", "key takeaways", "Key Takeaways :"])
+def test_takeaways_section_is_read_and_removed_from_the_body(heading: str) -> None:
+    article = parse(yaml_article(body=TAKEAWAYS_BODY.format(heading=heading)))
+    assert article.takeaways == ("First point", "Second point")
+    assert "akeaways" not in article.body_html.lower()
+    assert "First" not in article.body_html
+    assert "<h2>Next section</h2>" in article.body_html
+    assert "Intro paragraph." in article.body_html
+
+
+def test_takeaways_section_with_ordered_list_and_text_before_it() -> None:
+    body = "### Key takeaways\n\nIn short:\n\n1. One\n2. Two\n\nAfter.\n"
+    article = parse(yaml_article(body=body))
+    assert article.takeaways == ("One", "Two")
+    assert article.body_html.strip() == "<p>After.</p>"
+
+
+def test_front_matter_takeaways_win_and_body_section_is_still_removed() -> None:
+    article = parse(yaml_article("takeaways: [From front matter]\n", TAKEAWAYS_BODY.format(heading="Key Takeaways")))
+    assert article.takeaways == ("From front matter",)
+    assert "First" not in article.body_html
+
+
+def test_a_heading_that_is_not_key_takeaways_keeps_its_list() -> None:
+    article = parse(yaml_article(body="## Key Takeaways for investors\n\n- Stay\n"))
+    assert article.takeaways == ()
+    assert "<li>Stay</li>" in article.body_html
+
+
+# --- fact tables -------------------------------------------------------------------------
+
+TABLE_BODY = """## Facts and Figures
+
+Some intro.
+
+| Indicator | North Korea | Russia |
+| --- | :-- | --: |
+| GDP | ~$28 **Billion** | $2.2 Trillion |
+| Exports | Coal | Oil, gas |
+
+{note}
+"""
+
+
+@pytest.mark.parametrize("label", ["Source:", "Sources:", "Data Sources:", "DATA SOURCES :", "sources:"])
+def test_fact_table_with_caption_and_sources(label: str) -> None:
+    article = parse(yaml_article(body=TABLE_BODY.format(note=f"{label} World Bank, SIPRI.")))
+    assert article.fact_tables == (
+        FactTable(
+            caption="Facts and Figures",
+            header=("Indicator", "North Korea", "Russia"),
+            rows=(("GDP", "~$28 Billion", "$2.2 Trillion"), ("Exports", "Coal", "Oil, gas")),
+            sources="World Bank, SIPRI.",
+        ),
+    )
+    assert "<table>" in article.body_html
+    assert "<thead>" in article.body_html
+    assert "World Bank, SIPRI.</p>" in article.body_html
+
+
+def test_fact_table_without_sources_or_heading() -> None:
+    body = "| A | B |\n| - | - |\n| 1 | 2 |\n\nThe source of this is unclear.\n"
+    (table,) = parse(yaml_article(body=body)).fact_tables
+    assert table.caption == ""
+    assert table.sources == ""
+    assert table.rows == (("1", "2"),)
+
+
+def test_escaped_pipe_stays_in_its_cell() -> None:
+    body = "| A | B |\n| - | - |\n| x \\| y | 2 |\n"
+    (table,) = parse(yaml_article(body=body)).fact_tables
+    assert table.rows == (("x | y", "2"),)
+
+
+# --- quotes, summary, body ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dash", ["—", "--", "— "])
+def test_blockquote_with_attribution(dash: str) -> None:
+    article = parse(yaml_article(body=f"> A new landscape\n> is emerging.\n>\n> {dash}Someone Smart\n"))
+    assert article.quotes == (Quote("A new landscape is emerging.", "Someone Smart"),)
+    assert "<blockquote>" in article.body_html
+
+
+def test_front_matter_quote_comes_first_and_nested_quotes_are_not_pull_quotes() -> None:
+    body = "> Top level\n\n- item\n\n  > nested in a list\n"
+    article = parse(yaml_article("quote: From the front\n", body))
+    assert article.quotes == (Quote("From the front"), Quote("Top level"))
+    assert article.pull_quote == Quote("From the front")
+
+
+def test_summary_is_the_first_paragraph_truncated_at_a_word() -> None:
+    words = " ".join(f"word{i}" for i in range(100))
+    article = parse(yaml_article(body=f"![only an image](/a.png)\n\n# Heading\n\n{words}\n\nSecond.\n"))
+    assert len(article.summary) <= 280
+    assert article.summary.endswith("…")
+    assert words.startswith(article.summary[:-1])
+    assert words[len(article.summary) - 1] == " "
+
+
+def test_short_first_paragraph_is_the_whole_summary() -> None:
+    assert parse(yaml_article(body="Plain *and* `code` <b>html</b>.\n\nNext.\n")).summary == "Plain and code html."
+
+
+def test_body_html_is_sanitized() -> None:
+    body = (
+        '<script>alert(1)</script>\n\n<img src="x.png" onerror="alert(2)">\n\n'
+        '<a href="javascript:alert(3)">bad</a> [rel](/about) [ext](https://ext.example/)\n'
+    )
+    html = parse(yaml_article(body=body)).body_html
+    assert "<script" not in html and "alert(1)" not in html
+    assert "onerror" not in html
+    assert "javascript:" not in html
+    assert 'src="https://news.example/x.png"' in html
+    assert '<a href="https://news.example/about" rel="noopener noreferrer">rel</a>' in html
+    assert 'href="https://ext.example/"' in html
+
+
+# --- problems ----------------------------------------------------------------------------
+
+
+def test_non_utf8_file_reports_the_line_of_the_bad_byte() -> None:
+    data = yaml_article(body="Fine.\n\nCaf").encode() + b"\xe9 au lait\n"
+    assert problems(data) == [Problem(PATH, 7, "file is not valid UTF-8")]
+
+
+def test_bad_yaml_reports_its_line() -> None:
+    (problem,) = problems("---\ntitle: Fine\ndate: 2024-01-01\ntags: [a, b\nauthor: x\n---\nBody\n")
+    assert problem.line in {4, 5}  # the unclosed list starts on 4; PyYAML notices on 5
+    assert problem.message.startswith("invalid YAML front matter")
+
+
+def test_yaml_tab_error_points_at_its_line() -> None:
+    (problem,) = problems("---\ntitle: Fine\ndate: 2024-01-01\nauthor:\n\t- x\n---\n")
+    assert problem.line == 5
+
+
+def test_bad_toml_reports_its_line() -> None:
+    (problem,) = problems('+++\ntitle = "T"\ndate 2024-01-01\n+++\n')
+    assert problem.line == 3
+    assert problem.message.startswith("invalid TOML front matter")
+    assert "at line" not in problem.message
+
+
+def test_unterminated_front_matter() -> None:
+    assert problems("---\ntitle: T\ndate: 2024-01-01\n\nBody\n") == [
+        Problem(PATH, 1, "front matter is not closed with '---'")
+    ]
+
+
+def test_front_matter_must_be_a_mapping() -> None:
+    assert problems("---\n- a\n- b\n---\n") == [
+        Problem(PATH, 2, "front matter must be a mapping of keys to values, not a list")
+    ]
+
+
+def test_missing_title_and_date_are_both_reported() -> None:
+    assert problems("No front matter at all.\n") == [
+        Problem(PATH, 1, "missing title"),
+        Problem(PATH, 1, "missing date"),
+    ]
+
+
+def test_empty_title_points_at_its_key() -> None:
+    assert problems("---\ndate: 2024-01-01\ntitle: ''\n---\n") == [Problem(PATH, 3, "missing title")]
+
+
+@pytest.mark.parametrize(("key", "value"), [("date", "next tuesday"), ("published", "2024-13-45"), ("updated", "soon")])
+def test_unparseable_date_names_field_and_value(key: str, value: str) -> None:
+    front = "---\ntitle: T\n" + ("date: 2024-01-01\n" if key == "updated" else "\n") + f"{key}: {value}\n---\n"
+    (problem,) = problems(front)
+    assert problem.line == 4
+    assert key in problem.message
+    assert repr(value) in problem.message
+
+
+def test_updated_before_published_is_a_problem() -> None:
+    assert problems(yaml_article("updated: 2023-12-31\n")) == [
+        Problem(PATH, 4, "updated is before the publication date")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("front", "line", "message"),
+    [
+        ("tags: {a: 1}\n", 4, "tags must be a list of text, not a mapping"),
+        ("takeaways: one\n", 4, "takeaways must be a list of text, not str"),
+        ("takeaways: [one, [two]]\n", 4, "takeaways must be a list of text, not a list"),
+        ("author: [a, b]\n", 4, "author must be text, not a list"),
+        ("images: /a.png\n", 4, "images must be a list, not str"),
+        ("image: {alt: no src}\n", 4, "image: an image is a URL or a mapping with src, alt and caption"),
+        ("quote: [x]\n", 4, "quote must be text or a mapping with text (and cite)"),
+        ("slug: Not A Slug\n", 4, "slug 'Not A Slug' is not URL-safe: use 'not-a-slug'"),
+    ],
+)
+def test_wrong_types_are_problems_at_their_key(front: str, line: int, message: str) -> None:
+    assert problems(yaml_article(front)) == [Problem(PATH, line, message)]
+
+
+def test_ragged_table_rows_report_their_lines() -> None:
+    body = "Intro.\n\n| A | B | C |\n| - | - | - |\n| 1 | 2 | 3 |\n| 1 | 2 |\n| 1 | 2 | 3 | 4 |\n"
+    assert problems(yaml_article(body=body)) == [
+        Problem(PATH, 10, "table row has 2 cells, header has 3"),
+        Problem(PATH, 11, "table row has 4 cells, header has 3"),
+    ]
+
+
+def test_all_problems_of_a_file_are_reported_together() -> None:
+    text = "---\ndate: someday\ntags: 3\n---\n| A | B |\n| - | - |\n| 1 |\n"
+    assert problems(text) == [
+        Problem(PATH, 1, "missing title"),
+        Problem(PATH, 2, "date 'someday' is not a date (use ISO 8601 or RFC 2822)"),
+        Problem(PATH, 3, "tags must be a list of text, not int"),
+        Problem(PATH, 7, "table row has 1 cells, header has 2"),
+    ]
+    with pytest.raises(ArticleError, match="sample-story.md:7: table row"):
+        parse(text)
