@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from publisher.content.markdown import parse_article
-from publisher.content.model import Quote
 from publisher.content.sources import scan_directory
 
 SITE = "https://news.example/"
