@@ -1,0 +1,380 @@
+"""Articles → RSS 2.0, Atom 1.0 and JSON Feed 1.1 documents, ready to serve as static files.
+
+Each feed is built as bytes once per change, with its gzip twin and ETag computed alongside,
+so nginx (``gzip_static``) and the aiohttp handler serve it without any work per request.
+The output is deterministic: the same articles give the same bytes, whatever the clock or the
+input order. That keeps conditional GETs answering 304 and lets :func:`write_feeds` leave
+unchanged files, and their modification times, alone.
+
+RSS and Atom come from one feedgen ``FeedGenerator`` per feed. That library has pitfalls, each
+handled where it bites: ``add_entry`` prepends by default, it stamps ``now()`` as the build
+date, its generator element names its own version, the RSS channel ``<link>`` is whatever
+link was added last, and Atom entry links lose their ``rel``/``type``/``length``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import html
+import json
+import mimetypes
+import os
+import tempfile
+import uuid
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import jinja2
+import lxml.html
+from feedgen.ext.base import BaseEntryExtension
+from feedgen.feed import FeedGenerator
+from feedgen.util import xml_elem
+
+from publisher.config import SiteSettings
+from publisher.content.model import Article
+from publisher.content.slug import slugify
+
+# Last-Modified of a feed with no entries. It is not 1970 because the W3C validator calls any
+# date before 1990 implausible.
+EMPTY_FEED_DATE = datetime(2000, 1, 1, tzinfo=UTC)
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+CONTENT_TEMPLATE = "feed/content.html"
+
+MEDIA_TYPES = {
+    "rss": "application/rss+xml",
+    "atom": "application/atom+xml",
+    "json": "application/feed+json",
+}
+# Article ids with these schemes are already global URIs and serve as feed ids unchanged. Any
+# other value, even one with a colon, is a local key that still needs a namespace.
+_URI_ID_SCHEMES = frozenset({"http", "https", "urn", "tag"})
+_MANAGED_NAMES = frozenset(f"feed.{fmt}{gz}" for fmt in MEDIA_TYPES for gz in ("", ".gz"))
+# This uses only the built-in table, never /etc/mime.types, so every machine builds the same
+# bytes.
+_MIME = mimetypes.MimeTypes()
+
+
+@dataclass(frozen=True)
+class FeedDocument:
+    """One feed file as served: the body, its gzip twin and its HTTP validators."""
+
+    path: str  # relative to the site root: "feed.rss", "tags/<slug>/feed.atom", …
+    body: bytes
+    gzipped: bytes
+    content_type: str
+    etag: str  # strong and quoted: the bytes are deterministic, so equal tags mean equal bodies
+    last_modified: datetime  # aware UTC: the newest entry's `updated`
+
+    @classmethod
+    def build(cls, path: str, body: bytes, media_type: str, last_modified: datetime) -> FeedDocument:
+        """Compress once here (mtime=0 keeps the gzip bytes reproducible), never per request."""
+        return cls(
+            path=path,
+            body=body,
+            gzipped=gzip.compress(body, compresslevel=9, mtime=0),
+            content_type=f"{media_type}; charset=utf-8",
+            etag=f'"{hashlib.sha256(body).hexdigest()}"',
+            last_modified=last_modified,
+        )
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """What one article contributes to every feed it appears in, computed once per build."""
+
+    article: Article
+    id: str
+    content_html: str
+    summary: str  # plain text
+    published: datetime  # UTC
+    updated: datetime  # UTC
+    categories: tuple[str, ...]
+    image_url: str  # "" without a lead image
+    image_type: str
+
+
+@dataclass(frozen=True)
+class _Channel:
+    """The feed-level values that RSS, Atom and JSON share."""
+
+    prefix: str  # "" for the site feeds, "tags/<slug>/" for a tag's
+    title: str
+    description: str
+    author: str
+    language: str
+    home_page_url: str
+    updated: datetime
+
+    def url(self, fmt: str) -> str:
+        return f"{self.home_page_url}{self.prefix}feed.{fmt}"
+
+
+def entry_id(article: Article, site_url: str) -> str:
+    """The permanent id (RSS guid, Atom id, JSON id) of an article's entry.
+
+    It derives from ``article.id`` only, never from the title or URL, so an edit or a new slug
+    never makes readers see the article as new.
+    """
+    if urlsplit(article.id).scheme in _URI_ID_SCHEMES:
+        return article.id
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, site_url + article.id)}"
+
+
+def build_feeds(
+    articles: Sequence[Article], site: SiteSettings, max_entries: int, env: jinja2.Environment
+) -> dict[str, FeedDocument]:
+    """The site's RSS, Atom and JSON feeds, plus the same three per tag, keyed by path.
+
+    Entries are newest first by ``published`` (ties by ascending id, so the order never depends
+    on the input's) and at most ``max_entries`` per feed.
+    """
+    ordered = sorted(articles, key=lambda a: (-a.published.timestamp(), a.id))
+    selections = [("", site.title, ordered[:max_entries])]
+    for slug, (tag, tagged) in _tag_groups(ordered).items():
+        selections.append((f"tags/{slug}/", f"{site.title} — {tag}", tagged[:max_entries]))
+
+    prepared: dict[str, _Entry] = {}
+
+    def entry(article: Article) -> _Entry:
+        if article.id not in prepared:
+            prepared[article.id] = _prepare(article, site, env)
+        return prepared[article.id]
+
+    docs: dict[str, FeedDocument] = {}
+    for prefix, title, chosen in selections:
+        entries = [entry(article) for article in chosen]
+        channel = _Channel(
+            prefix=prefix,
+            title=title,
+            description=site.description or title,
+            author=site.author or site.title,
+            language=site.language,
+            home_page_url=site.url,
+            updated=max((e.updated for e in entries), default=EMPTY_FEED_DATE),
+        )
+        rss, atom = _xml_feeds(channel, entries)
+        bodies = {"rss": rss, "atom": atom, "json": _json_feed(channel, entries)}
+        for fmt, body in bodies.items():
+            path = f"{prefix}feed.{fmt}"
+            docs[path] = FeedDocument.build(path, body, MEDIA_TYPES[fmt], channel.updated)
+    return docs
+
+
+def write_feeds(docs: Mapping[str, FeedDocument], output_dir: Path) -> None:
+    """Write each feed and its ``.gz`` twin atomically, then delete the feeds of vanished tags.
+
+    Files whose bytes are unchanged are not touched, so their mtime (what nginx sends as
+    Last-Modified) stays put. Under ``tags/`` only the ``feed.*`` files this module writes are
+    ever deleted, and a tag folder only once nothing else is left in it.
+    """
+    for doc in docs.values():
+        target = output_dir / doc.path
+        _replace_if_changed(target, doc.body)
+        _replace_if_changed(target.with_name(target.name + ".gz"), doc.gzipped)
+
+    keep = {path for doc in docs.values() for path in (doc.path, doc.path + ".gz")}
+    for path in sorted((output_dir / "tags").glob("*/feed.*")):
+        if path.name in _MANAGED_NAMES and path.relative_to(output_dir).as_posix() not in keep:
+            path.unlink()
+            with suppress(OSError):  # the folder still holds files others manage
+                path.parent.rmdir()
+
+
+def _tag_groups(ordered: list[Article]) -> dict[str, tuple[str, list[Article]]]:
+    """Slug → (tag as spelled by its newest article, that tag's articles newest first).
+
+    Tags are grouped by slug because the slug is the path: "North Korea" and "north korea"
+    share one feed instead of overwriting each other's files.
+    """
+    groups: dict[str, tuple[str, list[Article]]] = {}
+    for article in ordered:
+        spellings: dict[str, str] = {}
+        for tag in article.tags:
+            spellings.setdefault(slugify(tag), tag)
+        for slug, tag in spellings.items():
+            if slug:
+                groups.setdefault(slug, (tag, []))[1].append(article)
+    return dict(sorted(groups.items()))
+
+
+def _prepare(article: Article, site: SiteSettings, env: jinja2.Environment) -> _Entry:
+    image = article.lead_image
+    image_url = urljoin(article.canonical_url, image.src) if image else ""
+    content = env.get_template(CONTENT_TEMPLATE).render(article=article)
+    return _Entry(
+        article=article,
+        id=entry_id(article, site.url),
+        content_html=_absolute_links(content, article.canonical_url),
+        summary=article.summary or article.subtitle or article.title,
+        published=_utc(article.published),
+        updated=_utc(article.updated),
+        categories=tuple(dict.fromkeys(c for c in (*article.tags, article.category) if c)),
+        image_url=image_url,
+        image_type=_media_type(image_url) if image else "",
+    )
+
+
+def _media_type(url: str) -> str:
+    """Guessed from the extension: the enclosure needs a type, and we never fetch the image."""
+    return _MIME.guess_type(urlsplit(url).path)[0] or "application/octet-stream"
+
+
+def _utc(moment: datetime) -> datetime:
+    """Normalize to UTC, so the RSS, Atom and JSON dates match and render the same everywhere.
+
+    A naive datetime is refused: treating it as local time would silently shift it.
+    """
+    if moment.utcoffset() is None:
+        raise ValueError(f"naive datetime {moment.isoformat()} in an article; dates must be timezone-aware")
+    return moment.astimezone(UTC)
+
+
+def _absolute_links(fragment: str, base_url: str) -> str:
+    """Resolve every link and image URL in ``fragment`` against ``base_url``.
+
+    Feed readers show content away from our site, where a relative reference points nowhere, and
+    the W3C validator flags one. This runs on the rendered template, so it also covers a
+    template that an operator overrides.
+    """
+    root = lxml.html.fragment_fromstring(fragment, create_parent="div")
+    # A malformed URL stays as it is rather than failing the whole build.
+    root.make_links_absolute(base_url, resolve_base_href=False, handle_failures="ignore")
+    children = "".join(lxml.html.tostring(child, encoding="unicode") for child in root)
+    return html.escape(root.text or "", quote=False) + children
+
+
+def _xml_feeds(channel: _Channel, entries: list[_Entry]) -> tuple[bytes, bytes]:
+    """RSS and Atom bytes for one feed, both rendered from a single FeedGenerator."""
+    fg = FeedGenerator()
+    # RSS <author> must be an e-mail address and we only know names, so RSS gets dc:creator.
+    fg.load_extension("dc", atom=False, rss=True)
+    fg.title(channel.title)
+    fg.description(channel.description)
+    fg.language(channel.language)
+    fg.author(name=channel.author)
+    fg.generator("publisher")  # feedgen's default names its version: an upgrade would change bytes
+    fg.updated(channel.updated)  # otherwise feedgen stamps now() into lastBuildDate and updated
+    for entry in entries:
+        _add_entry(fg, entry)
+
+    # feedgen takes the RSS channel <link> from the last link added: the home page goes last.
+    fg.link(href=channel.url("rss"), rel="self", type=MEDIA_TYPES["rss"])
+    fg.link(href=channel.home_page_url, rel="alternate")
+    rss = fg.rss_str(pretty=True)
+
+    fg.id(channel.url("atom"))
+    fg.link(href=channel.url("atom"), rel="self", type=MEDIA_TYPES["atom"], replace=True)
+    fg.link(href=channel.home_page_url, rel="alternate")
+    return rss, fg.atom_str(pretty=True)
+
+
+def _add_entry(fg: FeedGenerator, entry: _Entry) -> None:
+    article = entry.article
+    fe = fg.add_entry(order="append")  # the default, "prepend", would reverse our order
+    fe.guid(entry.id, permalink=entry.id == article.canonical_url)
+    fe.title(article.title)
+    fe.link(href=article.canonical_url, rel="alternate")
+    fe.published(entry.published)
+    fe.updated(entry.updated)
+    # RSS <description> is HTML by definition: escaping the plain text keeps "<" or "&" in it
+    # literal. Atom gets the same string declared as type="html".
+    fe.summary(html.escape(entry.summary, quote=False), type="html")
+    fe.content(entry.content_html, type="html")
+    if article.author:
+        fe.author(name=article.author)
+        fe.dc.dc_creator(article.author)
+    if entry.categories:
+        fe.category([{"term": category} for category in entry.categories])
+    if entry.image_url:
+        fe.register_extension("lead_image", _LeadImageEnclosure)
+        fe.lead_image.image(entry.image_url, entry.image_type)
+
+
+class _LeadImageEnclosure(BaseEntryExtension):
+    """The lead image as RSS ``<enclosure>`` and Atom ``<link rel="enclosure">``.
+
+    ``FeedEntry.enclosure()`` can't be used: feedgen 1.0 writes entry links to Atom with their
+    href only (lkiesow/python-feedgen#135), so the enclosure would become a second
+    rel="alternate" link, which the W3C validator reports as a duplicate.
+    """
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.media_type = ""
+
+    def image(self, url: str, media_type: str) -> None:
+        self.url, self.media_type = url, media_type
+
+    # length="0" is what the validators accept when the size is unknown.
+    def extend_rss(self, item: Any) -> Any:
+        xml_elem("enclosure", item, url=self.url, length="0", type=self.media_type)
+        return item
+
+    def extend_atom(self, entry: Any) -> Any:
+        xml_elem("link", entry, rel="enclosure", href=self.url, type=self.media_type, length="0")
+        return entry
+
+
+def _json_feed(channel: _Channel, entries: list[_Entry]) -> bytes:
+    feed = {
+        "version": JSON_FEED_VERSION,
+        "title": channel.title,
+        "home_page_url": channel.home_page_url,
+        "feed_url": channel.url("json"),
+        "description": channel.description,
+        "language": channel.language,
+        "authors": [{"name": channel.author}],
+        "items": [_json_item(entry, channel.language) for entry in entries],
+    }
+    return json.dumps(feed, ensure_ascii=False, indent=1).encode("utf-8")
+
+
+def _json_item(entry: _Entry, language: str) -> dict[str, Any]:
+    article = entry.article
+    item: dict[str, Any] = {
+        "id": entry.id,
+        "url": article.canonical_url,
+        "title": article.title,
+        "content_html": entry.content_html,
+        "summary": entry.summary,
+        "date_published": entry.published.isoformat(),
+        "date_modified": entry.updated.isoformat(),
+        "language": language,
+    }
+    if article.author:
+        item["authors"] = [{"name": article.author}]
+    if entry.categories:
+        item["tags"] = list(entry.categories)
+    if entry.image_url:
+        item["image"] = entry.image_url
+    return item
+
+
+def _replace_if_changed(path: Path, data: bytes) -> None:
+    """Atomically give ``path`` these bytes (temp file + rename); skip it if it has them already.
+
+    A reader (nginx, a CDN pull) sees the old file or the new one, never a partial write.
+    """
+    try:
+        if path.read_bytes() == data:
+            return
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the web server's user must read it
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,626 @@
+"""Feeds: content, order, ids, per-tag feeds, determinism, files, and W3C-validator rules."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import html
+import json
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import feedparser
+import lxml.html
+import pytest
+from lxml import etree
+
+from publisher.config import SiteSettings
+from publisher.content.model import Article, FactTable, Image, Quote
+from publisher.feeds import (
+    EMPTY_FEED_DATE,
+    FeedDocument,
+    build_feeds,
+    entry_id,
+    write_feeds,
+)
+from publisher.templating import make_environment
+from tests.feed_validity import (
+    CONTENT_ENCODED,
+    DC_CREATOR,
+    atom_problems,
+    html_problems,
+    json_feed_problems,
+    rss_problems,
+)
+
+SITE_URL = "https://news.example.org/"
+TAKEAWAYS = (
+    "Potential arms deals between North Korea and Russia",
+    "Shifting alliances in the face of Western sanctions",
+    "Implications for global security and regional stability",
+)
+FACT_ROWS = (
+    ("GDP (Nominal, 2022)", "~$28 Billion (Estimate)", "$2.2 Trillion"),
+    ("Military Expenditure (2022)", "Estimated high percentage of GDP", "$86.4 Billion"),
+    (
+        "UN Sanctions",
+        "Extensive, targeting nuclear and missile programs",
+        "Targeted due to the conflict in Ukraine",
+    ),
+    ("Key Exports", "Coal, textiles (Mostly illicit)", "Oil, gas, weapons"),
+)
+SOURCES = "Various international organizations, including the World Bank, SIPRI, and UN reports."
+SITE_PATHS = {"feed.rss", "feed.atom", "feed.json"}
+CONTENT_TYPES = {
+    "rss": "application/rss+xml; charset=utf-8",
+    "atom": "application/atom+xml; charset=utf-8",
+    "json": "application/feed+json; charset=utf-8",
+}
+TAG_SLUGS = {"north-korea", "russia", "geopolitics", "economy", "south-korea"}
+
+
+def _table_html(rows: tuple[tuple[str, ...], ...]) -> str:
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return (
+        "<table><thead><tr><th>Indicator</th><th>North Korea</th><th>Russia</th></tr></thead>"
+        f"<tbody>{body}</tbody></table>"
+    )
+
+
+@pytest.fixture
+def site() -> SiteSettings:
+    return SiteSettings(
+        title="World Desk", url=SITE_URL, description="Analysis of world affairs", author="The Desk"
+    )
+
+
+@pytest.fixture
+def env():
+    return make_environment()
+
+
+@pytest.fixture
+def seed() -> Article:
+    """Shaped like shared/seed/kim-russia-visit.txt: takeaways, a quote, a 4-row fact table."""
+    return Article(
+        id="kim-russia-visit",
+        slug="kim-jong-un-russia-visit",
+        title="Kim Jong Un’s Russia Visit: A New Axis Forged in the Shadow of Ukraine?",
+        published=datetime(2023, 9, 13, 8, 0, tzinfo=UTC),
+        updated=datetime(2023, 9, 14, 9, 30, tzinfo=timezone(timedelta(hours=2))),
+        canonical_url="https://news.example.org/2023/kim-jong-un-russia-visit/",
+        subtitle="Kim Jong Un & Putin Meeting: Reshaping Global Alliances",
+        author="Jane Analyst",
+        tags=("North Korea", "Russia", "Geopolitics"),
+        category="General News & Posts",
+        images=(
+            Image(
+                "https://news.example.org/media/kim-arrives.jpg",
+                "Kim Jong Un",
+                "Kim Jong Un arrives in Russia",
+            ),
+            Image("https://news.example.org/media/putin.jpg", "Vladimir Putin", "Vladimir Putin hosts Kim"),
+        ),
+        summary="Kim’s visit to Russia deepens ties between two states isolated from the West.",
+        takeaways=TAKEAWAYS,
+        quotes=(Quote("A new geopolitical landscape is emerging, driven by mutual interests."),),
+        body_html=(
+            "<h2>Kim Jong Un’s Russia Visit: A Pivotal Moment in Geopolitical Realignment</h2>\n"
+            "<p>Kim Jong Un’s recent visit to Russia has sent ripples across the international stage.</p>\n"
+            "<h2>Facts and Figures: Quantifying the Stakes</h2>\n"
+            f"{_table_html(FACT_ROWS)}\n"
+            f"<p><strong>Data Sources:</strong> {SOURCES}</p>\n"
+            '<p>See <a href="/2023/earlier-analysis/">our earlier analysis</a> and '
+            '<img src="../media/map.png" alt="Map">.</p>\n'
+        ),
+        fact_tables=(
+            FactTable(
+                caption="Facts and Figures: Quantifying the Stakes",
+                header=("Indicator", "North Korea", "Russia"),
+                rows=FACT_ROWS,
+                sources=SOURCES,
+            ),
+        ),
+    )
+
+
+@pytest.fixture
+def grain() -> Article:
+    """Its id is its canonical URL; its table exists only as data (an API-style source)."""
+    return Article(
+        id="https://news.example.org/2023/grain-deal/",
+        slug="grain-deal",
+        title="Grain corridor talks stall",
+        published=datetime(2023, 9, 15, 12, 0, tzinfo=UTC),
+        updated=datetime(2023, 9, 15, 13, 0, tzinfo=UTC),
+        canonical_url="https://news.example.org/2023/grain-deal/",
+        author="Omar Reporter",
+        tags=("Russia", "Economy"),
+        summary="Talks on the Black Sea grain corridor stalled <again> & prices rose.",
+        body_html="<p>Negotiators left without a deal.</p>",
+        fact_tables=(
+            FactTable(
+                caption="Wheat exports",
+                header=("Year", "Tonnes"),
+                rows=(("2021", "33 million"), ("2022", "45 million")),
+                sources="FAO",
+            ),
+        ),
+    )
+
+
+@pytest.fixture
+def seoul() -> Article:
+    return Article(
+        id="tag:news.example.org,2023:seoul-reaction",
+        slug="seoul-reaction",
+        title="Seoul weighs its response",
+        published=datetime(2023, 9, 16, 7, 0, tzinfo=UTC),
+        updated=datetime(2023, 9, 16, 7, 5, tzinfo=UTC),
+        canonical_url="https://news.example.org/2023/seoul-reaction/",
+        tags=("South Korea",),
+        body_html="<p>South Korea is reviewing its options.</p>",
+    )
+
+
+@pytest.fixture
+def articles(seed: Article, grain: Article, seoul: Article) -> list[Article]:
+    return [seed, grain, seoul]
+
+
+@pytest.fixture
+def docs(articles, site, env) -> dict[str, FeedDocument]:
+    return build_feeds(articles, site, 20, env)
+
+
+def _parsed(doc: FeedDocument) -> feedparser.FeedParserDict:
+    parsed = feedparser.parse(doc.body)
+    assert not parsed.bozo, (doc.path, parsed.get("bozo_exception"))
+    return parsed
+
+
+def _contents(docs: dict[str, FeedDocument], article: Article, site: SiteSettings) -> dict[str, str]:
+    """The full content of ``article`` in the site's RSS, Atom and JSON feeds."""
+    wanted = entry_id(article, site.url)
+    rss = next(e for e in _parsed(docs["feed.rss"]).entries if e.id == wanted)
+    atom = next(e for e in _parsed(docs["feed.atom"]).entries if e.id == wanted)
+    item = next(i for i in json.loads(docs["feed.json"].body)["items"] if i["id"] == wanted)
+    return {"rss": rss.content[0].value, "atom": atom.content[0].value, "json": item["content_html"]}
+
+
+def _paths(slugs: set[str]) -> set[str]:
+    return SITE_PATHS | {f"tags/{slug}/{name}" for slug in slugs for name in SITE_PATHS}
+
+
+# --- what is built ---------------------------------------------------------------------------
+
+
+def test_builds_site_and_per_tag_triples_with_their_media_types(docs):
+    assert set(docs) == _paths(TAG_SLUGS)
+    for path, doc in docs.items():
+        assert doc.path == path
+        assert doc.content_type == CONTENT_TYPES[path.rsplit(".", 1)[1]]
+
+
+def test_every_xml_feed_parses_without_bozo_and_json_parses(docs):
+    for path, doc in docs.items():
+        if path.endswith(".json"):
+            json.loads(doc.body)
+        else:
+            assert _parsed(doc).entries
+
+
+def test_entries_are_newest_first(docs, articles, site):
+    newest_first = [entry_id(a, site.url) for a in sorted(articles, key=lambda a: a.published, reverse=True)]
+    assert [e.id for e in _parsed(docs["feed.rss"]).entries] == newest_first
+    assert [e.id for e in _parsed(docs["feed.atom"]).entries] == newest_first
+    assert [i["id"] for i in json.loads(docs["feed.json"].body)["items"]] == newest_first
+
+
+def test_same_published_time_orders_by_id_whatever_the_input_order(site, env, seoul):
+    twins = [dataclasses.replace(seoul, id=f"twin-{n}", slug=f"twin-{n}") for n in "ba"]
+    forward = build_feeds(twins, site, 20, env)
+    backward = build_feeds(twins[::-1], site, 20, env)
+    ids = [e.id for e in _parsed(forward["feed.rss"]).entries]
+    assert ids == [entry_id(twins[1], site.url), entry_id(twins[0], site.url)]
+    assert forward["feed.rss"].body == backward["feed.rss"].body
+
+
+def test_max_entries_keeps_the_newest_in_every_feed(articles, site, env, seoul, grain, seed):
+    docs = build_feeds(articles, site, 2, env)
+    expected = [entry_id(a, site.url) for a in (seoul, grain)]
+    assert [e.id for e in _parsed(docs["feed.rss"]).entries] == expected
+    assert [e.id for e in _parsed(docs["feed.atom"]).entries] == expected
+    assert [i["id"] for i in json.loads(docs["feed.json"].body)["items"]] == expected
+    russia = [entry_id(a, site.url) for a in (grain, seed)]
+    assert [e.id for e in _parsed(docs["tags/russia/feed.atom"]).entries] == russia
+    one = build_feeds(articles, site, 1, env)
+    assert all(len(_parsed(d).entries) == 1 for p, d in one.items() if not p.endswith(".json"))
+
+
+def test_tag_feeds_hold_only_their_tags_articles(docs, site, seed, grain, seoul):
+    expected = {
+        "north-korea": ("North Korea", [seed]),
+        "russia": ("Russia", [grain, seed]),
+        "geopolitics": ("Geopolitics", [seed]),
+        "economy": ("Economy", [grain]),
+        "south-korea": ("South Korea", [seoul]),
+    }
+    for slug, (tag, members) in expected.items():
+        ids = [entry_id(a, site.url) for a in members]
+        for fmt in ("rss", "atom"):
+            parsed = _parsed(docs[f"tags/{slug}/feed.{fmt}"])
+            assert parsed.feed.title == f"World Desk — {tag}"
+            assert [e.id for e in parsed.entries] == ids
+        feed = json.loads(docs[f"tags/{slug}/feed.json"].body)
+        assert feed["title"] == f"World Desk — {tag}"
+        assert [i["id"] for i in feed["items"]] == ids
+
+
+def test_tags_spelled_differently_share_one_feed(site, env, seed, seoul):
+    shouting = dataclasses.replace(seoul, tags=("NORTH KOREA",))
+    docs = build_feeds([seed, shouting], site, 20, env)
+    assert {p for p in docs if p.startswith("tags/north")} == {f"tags/north-korea/{n}" for n in SITE_PATHS}
+    assert len(_parsed(docs["tags/north-korea/feed.rss"]).entries) == 2
+
+
+# --- content ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["rss", "atom", "json"])
+def test_full_content_has_image_subtitle_takeaways_and_the_fact_table(docs, seed, site, fmt):
+    content = _contents(docs, seed, site)[fmt]
+    tree = lxml.html.fragment_fromstring(content, create_parent="div")
+    figure = tree.find("figure")
+    assert figure.find("img").get("alt") == "Kim Jong Un"
+    assert figure.findtext("figcaption") == "Kim Jong Un arrives in Russia"
+    assert "Kim Jong Un & Putin Meeting" in tree.text_content()
+    assert [li.text for li in tree.xpath("//h2[text()='Key takeaways']/following-sibling::ul[1]/li")] == list(
+        TAKEAWAYS
+    )
+    tables = tree.findall(".//table")
+    assert len(tables) == 1  # the body's table, not repeated from the model
+    rows = [tuple(td.text for td in tr.findall("td")) for tr in tables[0].findall("tbody/tr")]
+    assert rows == list(FACT_ROWS)
+    assert tables[0].getparent().tag == "div"  # a block sibling, not inside <p>
+    assert f"Data Sources: {SOURCES}" in tree.text_content()
+
+
+@pytest.mark.parametrize("fmt", ["rss", "atom", "json"])
+def test_fact_tables_only_in_the_model_are_rendered_after_the_body(docs, grain, site, fmt):
+    tree = lxml.html.fragment_fromstring(_contents(docs, grain, site)[fmt], create_parent="div")
+    blocks = [child.tag for child in tree]
+    assert blocks == ["p", "table", "p"]
+    table = tree.find("table")
+    assert table.findtext("caption") == "Wheat exports"
+    assert [th.text for th in table.findall("thead/tr/th")] == ["Year", "Tonnes"]
+    assert [[td.text for td in tr] for tr in table.findall("tbody/tr")] == [
+        ["2021", "33 million"],
+        ["2022", "45 million"],
+    ]
+    assert tree[2].text_content() == "Data Sources: FAO"
+
+
+def test_relative_links_in_content_become_absolute(docs, seed, site):
+    tree = lxml.html.fragment_fromstring(_contents(docs, seed, site)["json"], create_parent="div")
+    assert tree.xpath("//a/@href") == ["https://news.example.org/2023/earlier-analysis/"]
+    assert "https://news.example.org/2023/media/map.png" in tree.xpath("//img/@src")
+
+
+def test_summary_is_plain_text_in_every_format(docs, grain, site):
+    wanted = entry_id(grain, site.url)
+    text = "Talks on the Black Sea grain corridor stalled <again> & prices rose."
+    for path in ("feed.rss", "feed.atom"):
+        entry = next(e for e in _parsed(docs[path]).entries if e.id == wanted)
+        assert html.unescape(entry.summary) == text  # declared HTML, so readers show "<again>"
+    item = next(i for i in json.loads(docs["feed.json"].body)["items"] if i["id"] == wanted)
+    assert item["summary"] == text
+    rss = etree.fromstring(docs["feed.rss"].body)
+    description = rss.xpath("//item[guid=$g]/description/text()", g=wanted)[0]
+    assert description == "Talks on the Black Sea grain corridor stalled &lt;again&gt; &amp; prices rose."
+
+
+def test_authors_categories_and_lead_image(docs, seed, seoul, site):
+    rss = etree.fromstring(docs["feed.rss"].body)
+    item = rss.xpath("//item[guid=$g]", g=entry_id(seed, site.url))[0]
+    assert item.findtext(DC_CREATOR) == "Jane Analyst"
+    assert item.find("author") is None  # RSS author must be an e-mail address; we only have a name
+    assert [c.text for c in item.findall("category")] == [
+        "North Korea",
+        "Russia",
+        "Geopolitics",
+        "General News & Posts",
+    ]
+    assert dict(item.find("enclosure").attrib) == {
+        "url": "https://news.example.org/media/kim-arrives.jpg",
+        "length": "0",
+        "type": "image/jpeg",
+    }
+    no_author = rss.xpath("//item[guid=$g]", g=entry_id(seoul, site.url))[0]
+    assert no_author.find(DC_CREATOR) is None
+
+    atom = _parsed(docs["feed.atom"])
+    entry = next(e for e in atom.entries if e.id == entry_id(seed, site.url))
+    assert entry.author == "Jane Analyst"
+    assert [t.term for t in entry.tags] == ["North Korea", "Russia", "Geopolitics", "General News & Posts"]
+    assert [(l.rel, l.href) for l in entry.links] == [
+        ("alternate", seed.canonical_url),
+        ("enclosure", "https://news.example.org/media/kim-arrives.jpg"),
+    ]
+    assert entry.enclosures[0].type == "image/jpeg"
+    assert atom.feed.author == "The Desk"
+
+    item = json.loads(docs["feed.json"].body)["items"][-1]
+    assert item["authors"] == [{"name": "Jane Analyst"}]
+    assert item["tags"] == ["North Korea", "Russia", "Geopolitics", "General News & Posts"]
+    assert item["image"] == "https://news.example.org/media/kim-arrives.jpg"
+
+
+def test_channel_metadata(docs, site, env, articles):
+    rss = _parsed(docs["feed.rss"]).feed
+    assert rss.link == SITE_URL  # feedgen would use the last link added: the self link
+    assert rss.subtitle == "Analysis of world affairs"
+    assert rss.language == "en"
+    atom = _parsed(docs["tags/russia/feed.atom"]).feed
+    assert atom.id == "https://news.example.org/tags/russia/feed.atom"
+    assert {(l.rel, l.href) for l in atom.links} == {
+        ("self", "https://news.example.org/tags/russia/feed.atom"),
+        ("alternate", SITE_URL),
+    }
+    untitled = build_feeds(articles, site.model_copy(update={"description": "", "author": ""}), 20, env)
+    assert _parsed(untitled["feed.rss"]).feed.subtitle == "World Desk"
+    assert _parsed(untitled["feed.atom"]).feed.author == "World Desk"
+    assert json.loads(untitled["feed.json"].body)["authors"] == [{"name": "World Desk"}]
+
+
+def test_json_feed_has_the_required_and_promised_fields(docs, seed, site):
+    feed = json.loads(docs["feed.json"].body)
+    assert feed["version"] == "https://jsonfeed.org/version/1.1"
+    assert feed["title"] == "World Desk"
+    assert feed["home_page_url"] == SITE_URL
+    assert feed["feed_url"] == "https://news.example.org/feed.json"
+    item = feed["items"][-1]
+    assert item["id"] == entry_id(seed, site.url)
+    assert item["url"] == seed.canonical_url
+    assert item["title"] == seed.title
+    assert item["summary"] == seed.summary
+    assert item["date_published"] == "2023-09-13T08:00:00+00:00"
+    assert item["date_modified"] == "2023-09-14T07:30:00+00:00"
+    assert item["language"] == "en"
+    assert all(isinstance(i["id"], str) and i["content_html"] for i in feed["items"])
+
+
+# --- ids and dates -----------------------------------------------------------------------------
+
+
+def test_entry_ids(site, seed, grain, seoul):
+    assert (
+        entry_id(seed, site.url)
+        == f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, SITE_URL + 'kim-russia-visit')}"
+    )
+    assert entry_id(grain, site.url) == grain.id
+    assert entry_id(seoul, site.url) == seoul.id
+    assert entry_id(dataclasses.replace(seed, id="kim:visit"), site.url).startswith("urn:uuid:")
+
+
+def test_guid_is_a_permalink_only_when_it_is_the_canonical_url(docs, site, seed, grain, seoul):
+    rss = etree.fromstring(docs["feed.rss"].body)
+    permalink = {g.text: g.get("isPermaLink") for g in rss.iter("guid")}
+    assert permalink == {
+        entry_id(seoul, site.url): "false",
+        grain.id: "true",
+        entry_id(seed, site.url): "false",
+    }
+
+
+def test_ids_survive_an_edit_while_updated_moves(articles, site, env, seed):
+    edited = dataclasses.replace(
+        seed,
+        title="Kim and Putin: the summit, revisited",
+        slug="kim-putin-summit-revisited",
+        body_html="<p>Rewritten.</p>",
+        updated=datetime(2023, 9, 20, 10, 0, tzinfo=UTC),
+    )
+    before = build_feeds(articles, site, 20, env)
+    after = build_feeds([edited if a is seed else a for a in articles], site, 20, env)
+    wanted = entry_id(seed, site.url)
+    for path in ("feed.rss", "feed.atom"):
+        old, new = (next(e for e in _parsed(d[path]).entries if e.id == wanted) for d in (before, after))
+        assert new.title != old.title
+    old_atom, new_atom = (
+        next(e for e in _parsed(d["feed.atom"]).entries if e.id == wanted) for d in (before, after)
+    )
+    assert (old_atom.updated, new_atom.updated) == ("2023-09-14T07:30:00+00:00", "2023-09-20T10:00:00+00:00")
+    old_json, new_json = (
+        next(i for i in json.loads(d["feed.json"].body)["items"] if i["id"] == wanted)
+        for d in (before, after)
+    )
+    assert old_json["date_modified"] != new_json["date_modified"]
+    assert after["feed.rss"].last_modified == datetime(2023, 9, 20, 10, 0, tzinfo=UTC)
+
+
+def test_feed_dates_come_from_the_entries_not_the_clock(docs):
+    newest = datetime(2023, 9, 16, 7, 5, tzinfo=UTC)
+    assert docs["feed.rss"].last_modified == newest
+    assert _parsed(docs["feed.rss"]).feed.updated == "Sat, 16 Sep 2023 07:05:00 +0000"
+    assert _parsed(docs["feed.atom"]).feed.updated == "2023-09-16T07:05:00+00:00"
+    assert docs["tags/north-korea/feed.atom"].last_modified == datetime(2023, 9, 14, 7, 30, tzinfo=UTC)
+    assert all(d.last_modified.utcoffset() == timedelta(0) for d in docs.values())
+
+
+def test_naive_dates_are_refused(site, env, seoul):
+    with pytest.raises(ValueError, match="naive"):
+        build_feeds([dataclasses.replace(seoul, updated=datetime(2023, 9, 16))], site, 20, env)
+
+
+def test_an_empty_site_still_has_valid_site_feeds(site, env):
+    docs = build_feeds([], site, 20, env)
+    assert set(docs) == SITE_PATHS
+    assert all(d.last_modified == EMPTY_FEED_DATE for d in docs.values())
+    assert rss_problems(docs["feed.rss"].body, SITE_URL + "feed.rss") == []
+    assert atom_problems(docs["feed.atom"].body, SITE_URL + "feed.atom") == []
+    assert json_feed_problems(docs["feed.json"].body, SITE_URL + "feed.json") == []
+    assert json.loads(docs["feed.json"].body)["items"] == []
+
+
+# --- bytes, ETags, gzip --------------------------------------------------------------------------
+
+
+def test_same_content_gives_the_same_bytes_and_etags(articles, site, env, docs):
+    again = build_feeds(list(reversed(articles)), site, 20, make_environment())
+    assert again == docs
+    assert b"feedgen" not in docs["feed.atom"].body  # its default generator names its version
+
+
+def test_etag_is_the_quoted_sha256_of_the_body_and_follows_content(articles, site, env, docs, seed):
+    for doc in docs.values():
+        assert doc.etag == f'"{hashlib.sha256(doc.body).hexdigest()}"'
+    edited = build_feeds(
+        [dataclasses.replace(seed, title="New title") if a is seed else a for a in articles], site, 20, env
+    )
+    assert edited["feed.rss"].etag != docs["feed.rss"].etag
+    assert edited["tags/russia/feed.json"].etag != docs["tags/russia/feed.json"].etag
+    assert edited["tags/south-korea/feed.atom"].etag == docs["tags/south-korea/feed.atom"].etag
+
+
+def test_gzipped_is_the_body_compressed_reproducibly(docs):
+    for doc in docs.values():
+        assert gzip.decompress(doc.gzipped) == doc.body
+        assert doc.gzipped[4:8] == b"\0\0\0\0"  # mtime 0: no build time in the bytes
+
+
+# --- files -----------------------------------------------------------------------------------------
+
+
+def test_write_feeds_writes_bodies_and_gz_twins(docs, tmp_path):
+    write_feeds(docs, tmp_path)
+    for path, doc in docs.items():
+        assert (tmp_path / path).read_bytes() == doc.body
+        assert gzip.decompress((tmp_path / f"{path}.gz").read_bytes()) == doc.body
+        assert (tmp_path / path).stat().st_mode & 0o777 == 0o644
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_write_feeds_leaves_unchanged_files_alone(articles, site, env, docs, tmp_path, seed):
+    write_feeds(docs, tmp_path)
+
+    def identity(path: str) -> tuple[int, int]:
+        stat = (tmp_path / path).stat()
+        return stat.st_ino, stat.st_mtime_ns
+
+    before = {p: identity(p) for p in docs}
+    edited = build_feeds(
+        [dataclasses.replace(seed, title="New title") if a is seed else a for a in articles], site, 20, env
+    )
+    write_feeds(edited, tmp_path)
+    assert identity("tags/south-korea/feed.rss") == before["tags/south-korea/feed.rss"]
+    assert identity("feed.rss") != before["feed.rss"]
+    assert (tmp_path / "feed.rss").read_bytes() == edited["feed.rss"].body
+
+
+def test_write_feeds_removes_feeds_of_vanished_tags_only(articles, site, env, docs, tmp_path, seoul):
+    write_feeds(docs, tmp_path)
+    (tmp_path / "tags/economy/index.html").write_text("a page someone else manages")
+    (tmp_path / "tags/russia/notes.txt").write_text("keep")
+    remaining = [a for a in articles if a is not seoul]
+    without = build_feeds([dataclasses.replace(a, tags=("Russia",)) for a in remaining], site, 20, env)
+    write_feeds(without, tmp_path)
+    assert not (tmp_path / "tags/south-korea").exists()
+    assert sorted(p.name for p in (tmp_path / "tags/economy").iterdir()) == ["index.html"]
+    assert (tmp_path / "tags/russia/notes.txt").exists()
+    assert (tmp_path / "tags/russia/feed.rss").read_bytes() == without["tags/russia/feed.rss"].body
+    written = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("feed.*")}
+    assert written == set(without) | {f"{p}.gz" for p in without}
+
+
+# --- W3C Feed Validation Service rules ---------------------------------------------------------------
+
+
+def test_rss_and_atom_feeds_pass_the_validator_rules(docs):
+    for path, doc in docs.items():
+        url = SITE_URL + path
+        if path.endswith(".rss"):
+            assert rss_problems(doc.body, url) == [], path
+        elif path.endswith(".atom"):
+            assert atom_problems(doc.body, url) == [], path
+        else:
+            assert json_feed_problems(doc.body, url) == [], path
+
+
+def test_rss_content_is_escaped_html_after_a_description(docs):
+    rss = etree.fromstring(docs["feed.rss"].body)
+    for item in rss.iter("item"):
+        children = [c.tag for c in item]
+        assert children.index("description") < children.index(CONTENT_ENCODED)
+        assert "<table>" in item.findtext(CONTENT_ENCODED) or "<p>" in item.findtext(CONTENT_ENCODED)
+
+
+def test_validator_rules_reject_what_the_service_rejects():
+    """The rules must be able to fail: each known-bad input is reported with its message."""
+    assert any("NotHtml" in p for p in html_problems("<p>Facts <table><tr><td>1</td></tr></table></p>", "c"))
+    assert any("NotHtml" in p for p in html_problems("<p>AT&T</p>", "c"))
+    assert any("SecurityRisk: <script>" in p for p in html_problems("<script>x()</script>", "c"))
+    assert any(
+        "SecurityRisk: <iframe>" in p for p in html_problems('<iframe src="https://x.org/"></iframe>', "c")
+    )
+    assert any("SecurityRiskAttr: onclick" in p for p in html_problems('<p onclick="x()">a</p>', "c"))
+    assert any("DangerousStyleAttr" in p for p in html_problems('<p style="color:red">a</p>', "c"))
+    assert any("ContainsRelRef" in p for p in html_problems('<a href="/x">a</a>', "c"))
+    assert (
+        html_problems('<p>a</p><table><tr><td>1</td></tr></table><a href="https://x.org/">b</a>', "c") == []
+    )
+
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    bad_rss = b"""<?xml version="1.0"?>
+<rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom"><channel>
+<title>T</title><link>/home</link><description>D</description>
+<atom:link href="https://elsewhere.example/feed" rel="self" type="application/rss+xml"/>
+<lastBuildDate>2023-09-16T07:05:00Z</lastBuildDate>
+<item><title>a</title><guid isPermaLink="true">tag:x.org,2023:a</guid><pubDate>Fri, 16 Sep 2023 07:05:00 +0000</pubDate></item>
+<item><title>b</title><content:encoded xmlns:content="http://purl.org/rss/1.0/modules/content/">x</content:encoded>
+<enclosure url="img.jpg" length="-5" type="image"/><pubDate>Sat, 16 Sep 2034 07:05:00 +0000</pubDate></item>
+</channel></rss>"""
+    problems = "\n".join(rss_problems(bad_rss, "https://news.example.org/feed.rss", now))
+    for message in (
+        "MissingElement language",
+        "channel/link: InvalidFullLink",
+        "SelfDoesntMatchLocation",
+        "InvalidRFC2822Date",
+        "InvalidPermalink",
+        "IncorrectDOW",
+        "MissingGuid",
+        "NeedDescriptionBeforeContent",
+        "InvalidIntegerAttribute",
+        "InvalidMIMEAttribute",
+        "ImplausibleDate",
+    ):
+        assert message in problems
+
+    bad_atom = b"""<?xml version="1.0"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><id>urn:uuid:nope</id><title>T</title><updated>2023-09-16</updated>
+<link href="https://news.example.org/feed.atom" rel="self" type="text/html"/>
+<entry><id>https://x.org/a</id><title>a</title><updated>2023-09-16T07:05:00Z</updated>
+<link href="https://x.org/a"/><link href="https://x.org/a.jpg"/></entry>
+<entry><id>https://x.org/a</id><title>&lt;b&gt;bold&lt;/b&gt;</title><updated>2023-09-16T07:05:00Z</updated>
+<content type="html">&lt;p&gt;&lt;table&gt;&lt;/table&gt;&lt;/p&gt;</content></entry>
+</feed>"""
+    problems = "\n".join(atom_problems(bad_atom, "https://news.example.org/feed.atom", now))
+    for message in (
+        "MissingDCLanguage",
+        "InvalidUUID",
+        "InvalidRFC3339Date",
+        "SelfNotAtom",
+        "DuplicateAtomLink",  # what feedgen's own enclosure() produces in Atom
+        "DuplicateEntries",
+        "DuplicateUpdated",
+        "ContainsUndeclaredHTML",
+        "NotHtml",
+        "MissingElement author",
+    ):
+        assert message in problems
+
+    bad_json = json.dumps({"version": "https://jsonfeed.org/version/1", "items": [{"id": 1}]}).encode()
+    problems = "\n".join(json_feed_problems(bad_json, "https://news.example.org/feed.json"))
+    for message in ("version", "title: required", "feed_url", "id: required", "content_html or content_text"):
+        assert message in problems
