@@ -1,0 +1,244 @@
+"""Transports: the last step of delivery, handing one finished message to one recipient.
+
+``[delivery] transport`` picks one of two implementations of :class:`Transport`: a Maildir
+outbox (no server needed; development, tests, or a local MDA or relay script picks the
+files up) and an SMTP relay reached over one reused aiosmtplib connection.
+
+Both report failure as :class:`DeliveryError`, whose ``permanent`` flag is all the delivery
+engine acts on: permanent marks the address, temporary retries later with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import mailbox
+import ssl
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, Self
+
+import aiosmtplib
+
+from publisher.config import DeliverySettings, SmtpSettings
+
+log = logging.getLogger(__name__)
+
+# Everything aiosmtplib and the network raise for a failed session; ValueError for an
+# address that can't be sent is a caller's bug and is deliberately not caught.
+_FAILURES = (aiosmtplib.SMTPException, OSError)
+
+
+class DeliveryError(Exception):
+    """A message was not delivered; ``permanent`` says whether retrying can help.
+
+    Only a 5xx reply to the recipient (RCPT) or to the message (DATA) is permanent: the
+    receiving side refused this address or this message for good. Everything else is
+    temporary: network failures, timeouts, 4xx replies, and also 5xx replies while setting
+    up the session or for the sender (wrong password, no STARTTLS, sender not allowed),
+    because those say nothing about the recipient; treating them as permanent would mark
+    every subscriber bounced over one relay misconfiguration.
+    """
+
+    def __init__(self, reply: str, *, permanent: bool, code: int | None = None) -> None:
+        kind = "permanent" if permanent else "temporary"
+        status = f"{code} " if code is not None else ""
+        super().__init__(f"{kind} delivery failure: {status}{reply}")
+        self.permanent = permanent
+        self.code = code  # the SMTP reply code; None when there was no reply (network, TLS, disk)
+        self.reply = reply  # the server's reply text, or what went wrong without one
+
+
+class Transport(Protocol):
+    """Hands finished messages to recipients: open once, send many, close once.
+
+    Implementations subclass this to inherit ``async with`` support (open on enter, close
+    on exit).
+    """
+
+    async def open(self) -> None:
+        """Prepare to send (create directories, connect); raises :class:`DeliveryError`."""
+        ...
+
+    async def send(self, sender: str, recipient: str, message: bytes) -> str:
+        """Deliver ``message`` (the complete RFC 5322 bytes) for one envelope.
+
+        Returns the server's reply (often carrying its queue id) or the Maildir file
+        name; raises :class:`DeliveryError`.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release the connection or files; safe to call after a failure."""
+        ...
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class MaildirTransport(Transport):
+    """Delivers into the Maildir ``outbox``: each message becomes one file in ``new/``.
+
+    A Maildir has no place for the envelope, so each file starts with ``Return-Path`` and
+    ``X-Original-To`` lines, as an MTA's local delivery writes them; the message follows
+    byte for byte. Files are written in ``tmp/`` and then moved to ``new/`` (by
+    :class:`mailbox.Maildir`), so a reader never sees half a message.
+    """
+
+    def __init__(self, outbox: Path) -> None:
+        self._outbox = outbox
+        self._maildir: mailbox.Maildir | None = None
+        # mailbox.Maildir names files from the time, the pid and a class-wide counter that
+        # two threads can read at once; writing one file at a time keeps the names unique.
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        try:
+            self._maildir = await asyncio.to_thread(self._create_maildir)
+        except OSError as exc:
+            raise DeliveryError(f"cannot create outbox {self._outbox}: {exc}", permanent=False) from exc
+
+    def _create_maildir(self) -> mailbox.Maildir:
+        # Maildir(create=True) makes tmp/, new/ and cur/ only when the outbox itself is new;
+        # an existing empty directory (made by a deploy script, say) would fail on first add.
+        for sub in ("tmp", "new", "cur"):
+            (self._outbox / sub).mkdir(parents=True, exist_ok=True)
+        return mailbox.Maildir(self._outbox, create=False)
+
+    async def send(self, sender: str, recipient: str, message: bytes) -> str:
+        if self._maildir is None:
+            raise RuntimeError("MaildirTransport.send() before open()")
+        data = _envelope_header(sender, recipient, message) + message
+        async with self._lock:
+            try:
+                return await asyncio.to_thread(self._maildir.add, data)
+            except OSError as exc:
+                raise DeliveryError(f"cannot write to outbox {self._outbox}: {exc}", permanent=False) from exc
+
+    async def close(self) -> None:
+        self._maildir = None
+
+
+def _envelope_header(sender: str, recipient: str, message: bytes) -> bytes:
+    """``Return-Path`` and ``X-Original-To`` lines, in the message's own line-ending style."""
+    if any(char in address for address in (sender, recipient) for char in "\r\n"):
+        raise ValueError(f"line break in envelope address {sender!r} or {recipient!r}")
+    first_line = message[: message.find(b"\n") + 1]  # empty when there is no line break
+    eol = b"\r\n" if first_line.endswith(b"\r\n") else b"\n"
+    return f"Return-Path: <{sender}>".encode() + eol + f"X-Original-To: {recipient}".encode() + eol
+
+
+class SmtpTransport(Transport):
+    """Sends through one SMTP relay over one connection, reused for every message.
+
+    Reusing the connection saves a TCP and TLS handshake (and a login) per message. A
+    connection the relay dropped, or a 421 ("closing the channel"), gets one retry on a
+    fresh connection before the message fails as temporary. One transaction runs at a
+    time (SMTP can't interleave them on one connection); for parallel sending, open
+    several transports.
+
+    ``tls_context`` overrides the default certificate checks, e.g. to trust a private CA;
+    when given, ``settings.validate_certs`` no longer applies.
+    """
+
+    def __init__(self, settings: SmtpSettings, tls_context: ssl.SSLContext | None = None) -> None:
+        self._settings = settings
+        self._smtp = aiosmtplib.SMTP(
+            hostname=settings.host,
+            port=settings.port,
+            timeout=settings.timeout,
+            use_tls=settings.tls == "implicit",
+            # Never None: aiosmtplib's default upgrades whenever the server offers STARTTLS,
+            # and True fails when it doesn't, instead of silently sending in the clear.
+            start_tls=settings.tls == "starttls",
+            validate_certs=settings.validate_certs,
+            tls_context=tls_context,
+        )
+        self._lock = asyncio.Lock()
+
+    @property
+    def _address(self) -> str:
+        return f"{self._settings.host}:{self._settings.port}"
+
+    async def open(self) -> None:
+        async with self._lock:
+            try:
+                await self._connect()
+            except _FAILURES as exc:
+                raise _delivery_error(exc) from exc
+
+    async def _connect(self) -> None:
+        """A fresh session: connect, TLS as configured, then log in if a username is set."""
+        # close() first also releases aiosmtplib's connect lock left by a broken session,
+        # without which connect() can hang (cole/aiosmtplib#38, #243).
+        self._smtp.close()
+        try:
+            await self._smtp.connect()
+            if self._settings.username:
+                # Read at each login, never stored or logged, so a rotated secret applies on
+                # the next connection.
+                await self._smtp.login(self._settings.username, self._settings.password())
+        except BaseException:
+            self._smtp.close()  # never keep a connected but unauthenticated session around
+            raise
+        log.debug("SMTP session open to %s (tls=%s)", self._address, self._settings.tls)
+
+    async def send(self, sender: str, recipient: str, message: bytes) -> str:
+        async with self._lock:
+            retried = False
+            while True:
+                try:
+                    if not self._smtp.is_connected:
+                        await self._connect()
+                    # sendmail() with bytes and bare addresses is aiosmtplib's cheap path:
+                    # send_message() would parse and re-serialize every message.
+                    _, reply = await self._smtp.sendmail(sender, [recipient], message)
+                    return reply
+                except asyncio.CancelledError:
+                    # Cancelled mid-transaction, the server's next reply would be paired with
+                    # our next command: the session can't be trusted any more.
+                    self._smtp.close()
+                    raise
+                except _FAILURES as exc:
+                    error = _delivery_error(exc)
+                    dropped = isinstance(exc, aiosmtplib.SMTPServerDisconnected) or error.code == 421
+                    if retried or not dropped:
+                        raise error from exc
+                    log.info("SMTP session with %s ended (%s); retrying, newly connected", self._address, error.reply)
+                    self._smtp.close()  # aiosmtplib keeps the session after a 421 to DATA
+                    retried = True
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._smtp.is_connected:
+                with contextlib.suppress(*_FAILURES):  # QUIT is a courtesy; we close below anyway
+                    await self._smtp.quit()
+            self._smtp.close()
+
+
+def _delivery_error(exc: Exception) -> DeliveryError:
+    """What aiosmtplib or the network raised, in the delivery engine's terms."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        exc = exc.recipients[0]  # one recipient per transaction, so exactly one refusal
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        refused = isinstance(exc, (aiosmtplib.SMTPRecipientRefused, aiosmtplib.SMTPDataError))
+        code = exc.code if exc.code > 0 else None  # aiosmtplib uses -1 for a malformed reply
+        return DeliveryError(exc.message, permanent=refused and code is not None and code // 100 == 5, code=code)
+    return DeliveryError(str(exc) or type(exc).__name__, permanent=False)
+
+
+def make_transport(delivery: DeliverySettings, smtp: SmtpSettings) -> Transport:
+    """The transport ``[delivery] transport`` names, not yet opened."""
+    if delivery.transport == "smtp":
+        return SmtpTransport(smtp)
+    return MaildirTransport(delivery.outbox)
