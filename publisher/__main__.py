@@ -2,4 +2,4 @@
 
 from publisher.cli import main
 
-main()
+main(prog_name="publisher")

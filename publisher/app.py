@@ -20,7 +20,7 @@ from publisher.content.sources import scan_directory
 from publisher.delivery import Deliverer, DeliveryReport
 from publisher.digest import PlannedDigest, plan
 from publisher.feeds import FeedDocument, build_feeds, write_feeds
-from publisher.mail.transport import make_transport
+from publisher.mail.transport import DeliveryError, make_transport
 from publisher.secrets import load_secret_key
 from publisher.store import articles as article_store
 from publisher.store.articles import IngestResult
@@ -119,7 +119,12 @@ class Publisher:
         """Hand every pending ledger row to the transport (resumes interrupted digests)."""
         async with self._delivery_lock:
             transport = make_transport(self.settings.delivery, self.settings.smtp)
-            await transport.open()
+            try:
+                await transport.open()
+            except DeliveryError as exc:
+                # The relay is down or misconfigured: every row stays pending for the next run.
+                log.error("delivery postponed: cannot open the %s transport: %s", self.settings.delivery.transport, exc)
+                return DeliveryReport()
             try:
                 deliverer = Deliverer(
                     self.engine, self.settings, self.env, self.tokens, transport, stop=self.stopping

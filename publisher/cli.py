@@ -27,8 +27,8 @@ from subscribers import store as subscriber_store
 from subscribers.model import Cadence, Source
 
 T = TypeVar("T")
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 CADENCES = click.Choice([c.value for c in Cadence])
 
 

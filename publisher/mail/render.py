@@ -1,0 +1,200 @@
+"""Render a digest once, then personalize it per subscriber by string substitution.
+
+Jinja2 and css-inline cost milliseconds per digest; a fan-out to many subscribers
+can only afford microseconds per message.  So :func:`render_digest` renders and
+inlines the HTML and the plain text exactly once, with unguessable sentinels where
+the subscriber's own values go, and :meth:`RenderedDigest.personalize` only splices
+those values in.  The sentinels are made of letters, digits and underscores, which
+neither Jinja's autoescaping nor css-inline's HTML serializer ever rewrites.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import re
+import secrets
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from urllib.parse import quote
+
+import css_inline
+import jinja2
+
+from publisher.config import Settings
+from publisher.content.model import Article, FactTable
+
+HTML_TEMPLATE = "email/digest.html"
+TEXT_TEMPLATE = "email/digest.txt"
+TEXT_WIDTH = 78  # RFC 5322's recommended line length; what plain-text readers expect
+PREHEADER_LENGTH = 140  # inbox previews show less; more only pads the hidden span
+GREETING_FALLBACK = "there"  # "Hi there," for subscribers who gave no name
+
+_COLUMN_GAP = "  "
+_MIN_COLUMN = 8  # narrower text columns turn into a word per line
+
+# Inline everything, keep only the @media rules (mobile, dark mode), which cannot be
+# inlined: a smaller message than keep_style_tags=True, which would also repeat every
+# inlined rule.  Never fetch stylesheets: rendering stays free of network I/O.
+_INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+
+@dataclass(frozen=True)
+class Personal:
+    """What differs between two subscribers' copies of the same digest."""
+
+    name: str
+    email: str
+    unsubscribe_url: str
+    preferences_url: str
+
+
+_PERSONAL_FIELDS = tuple(f.name for f in dataclasses.fields(Personal))
+
+
+def _sentinel(field: str, nonce: str) -> str:
+    return f"__publisher_{field}_{nonce}__"
+
+
+@dataclass(frozen=True)
+class RenderedDigest:
+    """One digest, rendered and CSS-inlined once, with sentinels for the personal values.
+
+    ``nonce`` is random per render, so no article text can contain (or forge) a
+    sentinel.
+    """
+
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    nonce: str
+
+    def personalize(self, personal: Personal) -> tuple[str, str]:
+        """This subscriber's ``(html, text)``: the values spliced in, HTML-escaped for the HTML.
+
+        A single pass over pre-split segments, so a value that looks like a sentinel
+        is never substituted again.
+        """
+        values = dataclasses.asdict(personal)
+        values["name"] = personal.name or GREETING_FALLBACK
+        raw = {_sentinel(field, self.nonce): value for field, value in values.items()}
+        escaped = {sentinel: html.escape(value, quote=True) for sentinel, value in raw.items()}
+        return _fill(self._html_segments, escaped), _fill(self._text_segments, raw)
+
+    @cached_property
+    def _pattern(self) -> re.Pattern[str]:
+        sentinels = (re.escape(_sentinel(field, self.nonce)) for field in _PERSONAL_FIELDS)
+        return re.compile(f"({'|'.join(sentinels)})")
+
+    @cached_property
+    def _html_segments(self) -> list[str]:
+        return self._pattern.split(self.html)
+
+    @cached_property
+    def _text_segments(self) -> list[str]:
+        return self._pattern.split(self.text)
+
+
+def _fill(segments: list[str], values: dict[str, str]) -> str:
+    """Join ``re.split`` output, replacing the captured sentinels (the odd items)."""
+    out = segments.copy()
+    out[1::2] = [values[sentinel] for sentinel in segments[1::2]]
+    return "".join(out)
+
+
+def render_digest(
+    articles: Sequence[Article],
+    settings: Settings,
+    env: jinja2.Environment,
+    digest_id: str,
+    cadence: str,
+) -> RenderedDigest:
+    """Render the digest of ``articles`` (newest first) for every subscriber of ``cadence``.
+
+    Raises ValueError for an empty digest or when a (possibly operator-overridden)
+    template lost the unsubscribe link, which bulk-mail rules and RFC 8058 require.
+    """
+    if not articles:
+        raise ValueError("a digest needs at least one article")
+    nonce = secrets.token_hex(16)
+    subject = _subject(articles, settings.site.title)
+    preheader = _preheader(articles[0])
+    context = {
+        "articles": articles,
+        "site": settings.site,
+        "cadence": cadence,
+        "subject": subject,
+        "preheader": preheader,
+        "view_url": f"{settings.site.url}digests/{quote(digest_id, safe='')}",
+        "personal": Personal(**{field: _sentinel(field, nonce) for field in _PERSONAL_FIELDS}),
+        "heading": heading,
+        "text_table": text_table,
+    }
+    html_part = _INLINER.inline(env.get_template(HTML_TEMPLATE).render(context))
+    text_part = env.get_template(TEXT_TEMPLATE).render(context)
+    unsubscribe = _sentinel("unsubscribe_url", nonce)
+    for name, part in ((HTML_TEMPLATE, html_part), (TEXT_TEMPLATE, text_part)):
+        if unsubscribe not in part:
+            raise ValueError(f"template {name} must link to personal.unsubscribe_url")
+    return RenderedDigest(subject=subject, preheader=preheader, html=html_part, text=text_part, nonce=nonce)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _subject(articles: Sequence[Article], site_title: str) -> str:
+    first = _one_line(articles[0].title)
+    if len(articles) == 1:
+        return first
+    return f"{_one_line(site_title)}: {first} and {len(articles) - 1} more"
+
+
+def _preheader(article: Article) -> str:
+    """The inbox preview line: the lead article's summary, else its first takeaway."""
+    candidates = (article.summary, *article.takeaways[:1], article.subtitle, article.title)
+    text = next(c for c in candidates if c.strip())
+    return textwrap.shorten(text, PREHEADER_LENGTH, placeholder="…")
+
+
+def heading(text: str, underline: str = "=", width: int = TEXT_WIDTH) -> str:
+    """``text`` wrapped to ``width`` and underlined as long as its longest line."""
+    lines = textwrap.wrap(text, width, break_long_words=False) or [""]
+    return "\n".join([*lines, underline * max(len(line) for line in lines)])
+
+
+def text_table(table: FactTable, width: int = TEXT_WIDTH) -> str:
+    """A fact table as aligned plain-text columns no wider than ``width`` where possible.
+
+    Columns keep their natural width when the table fits; otherwise the widest
+    column gives way first and its cells wrap onto continuation lines, so every cell
+    of a row starts on the row's first line at its column's offset.  Rows that wrap
+    are separated by blank lines so a reader can tell where each row ends.
+    """
+    widths = [max(len(row[i]) for row in (table.header, *table.rows)) for i in range(len(table.header))]
+    budget = width - len(_COLUMN_GAP) * (len(widths) - 1)
+    while sum(widths) > budget:
+        widest = widths.index(max(widths))
+        if widths[widest] <= _MIN_COLUMN:
+            break
+        widths[widest] -= 1
+    body = [_table_row(row, widths) for row in table.rows]
+    row_gap = [""] if any(len(lines) > 1 for lines in body) else []
+    lines = [*_table_row(table.header, widths), _COLUMN_GAP.join("-" * w for w in widths)]
+    for index, row_lines in enumerate(body):
+        lines += (row_gap if index else []) + row_lines
+    return "\n".join(lines)
+
+
+def _table_row(cells: Sequence[str], widths: Sequence[int]) -> list[str]:
+    wrapped = [textwrap.wrap(cell, w) or [""] for cell, w in zip(cells, widths)]
+    height = max(len(cell_lines) for cell_lines in wrapped)
+    return [
+        _COLUMN_GAP.join(
+            (cell_lines[i] if i < len(cell_lines) else "").ljust(w) for cell_lines, w in zip(wrapped, widths)
+        ).rstrip()
+        for i in range(height)
+    ]

@@ -1,0 +1,127 @@
+"""``publisher run`` as operators run it: a subprocess serving feeds and sending digests."""
+
+from __future__ import annotations
+
+import gzip
+import mailbox
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from tests.conftest import write_config
+
+NEW_ARTICLE = """---
+id: harbour-bridge-reopens
+title: The harbour bridge reopens early
+date: 2026-11-20T08:00:00Z
+tags: [infrastructure]
+---
+
+Repairs finished three weeks ahead of schedule.
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> object:
+    """Poll ``condition`` until it returns something truthy (a bounded wait, not a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def publisher_cmd(config: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "publisher", "--config", str(config), *args]
+
+
+@pytest.fixture
+def daemon(site_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+    port = free_port()
+    config = write_config(site_dir, f"[server]\nport = {port}\n[scheduler]\nscan_interval = 0.5\n")
+    env = os.environ | {"PUBLISHER_SECRET_KEY": "daemon-test-key"}
+    subprocess.run(
+        publisher_cmd(config, "subscribers", "add", "reader@example.org", "--cadence", "instant"),
+        check=True, env=env, capture_output=True,
+    )
+    log_path = site_dir / "daemon.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(publisher_cmd(config, "run"), stdout=log, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return get(base + "/healthz")[0] == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, what="the daemon to listen")
+        yield process, base, site_dir
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_daemon_serves_feeds_sends_digest_picks_up_articles_and_stops_cleanly(
+    daemon: tuple[subprocess.Popen[bytes], str, Path],
+) -> None:
+    process, base, site_dir = daemon
+
+    status, headers, body = wait_for(lambda: (r := get(base + "/feed.atom")) and r[0] == 200 and r, what="feed")
+    parsed = feedparser.parse(body)
+    assert not parsed.bozo
+    assert len(parsed.entries) == 3
+
+    not_modified = get(base + "/feed.atom", {"If-None-Match": headers["ETag"]})
+    assert not_modified[0] == 304 and not_modified[2] == b""
+    since = get(base + "/feed.rss", {"If-Modified-Since": get(base + "/feed.rss")[1]["Last-Modified"]})
+    assert since[0] == 304
+    zipped = get(base + "/feed.json", {"Accept-Encoding": "gzip"})
+    assert zipped[1]["Content-Encoding"] == "gzip"
+    assert gzip.decompress(zipped[2]).startswith(b"{")
+
+    outbox = site_dir / "outbox"
+    wait_for(lambda: outbox.exists() and len(mailbox.Maildir(outbox, create=False)) == 1, what="the digest")
+
+    (site_dir / "content" / "harbour-bridge.md").write_text(NEW_ARTICLE, encoding="utf-8")
+
+    def has_new_entry() -> bool:
+        entries = feedparser.parse(get(base + "/feed.rss")[2]).entries
+        return any(e.title == "The harbour bridge reopens early" for e in entries)
+
+    wait_for(has_new_entry, what="the new article in the feed")
+    wait_for(lambda: len(mailbox.Maildir(outbox, create=False)) == 2, what="the second instant digest")
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    log = (site_dir / "daemon.log").read_text(encoding="utf-8")
+    assert "Traceback" not in log
+    assert "published harbour-bridge" in log

@@ -1,0 +1,173 @@
+"""Content in, digests out, through the real store and a maildir outbox."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import mailbox
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from publisher.app import Publisher, utcnow
+from publisher.config import Settings
+from publisher.digest import plan
+from publisher.store.schema import deliveries, digests, subscribers
+from subscribers import store as subscriber_store
+from subscribers.model import Cadence, Source
+
+BACKDATED = """---
+id: archive-find-1998
+title: An archive find from 1998
+date: 1998-03-02T10:00:00Z
+tags: [history]
+---
+
+Found in a drawer, published today with its original date.
+"""
+
+
+def outbox_messages(settings: Settings) -> list[email.message.EmailMessage]:
+    box = mailbox.Maildir(settings.delivery.outbox, factory=None, create=False)
+    return [email.message_from_bytes(box.get_bytes(key), policy=email.policy.default) for key in box.keys()]
+
+
+async def add(publisher: Publisher, address: str, cadence: Cadence = Cadence.INSTANT) -> int:
+    sub, _ = await subscriber_store.add(
+        publisher.engine, address, name="Reader", cadence=cadence, source=Source.CLI, now=utcnow()
+    )
+    return sub.id
+
+
+async def test_new_articles_reach_an_instant_subscriber_once(publisher: Publisher, settings: Settings) -> None:
+    await add(publisher, "ann@example.org")
+    scan = await publisher.scan()
+    assert len(scan.new) == 3
+
+    first = await publisher.send([Cadence.INSTANT])
+    assert len(first.planned) == 1 and first.report is not None
+    assert first.report.sent == 1
+    messages = outbox_messages(settings)
+    assert len(messages) == 1
+    text = messages[0].get_body(("plain",)).get_content()
+    for article in scan.new:
+        assert article.title.split(":")[0] in text
+
+    second = await publisher.send([Cadence.INSTANT])
+    assert second.planned == [] and second.report is not None and second.report.sent == 0
+    assert len(outbox_messages(settings)) == 1
+
+
+async def test_a_new_subscriber_gets_only_articles_seen_after_subscribing(
+    publisher: Publisher, settings: Settings, site_dir: Path
+) -> None:
+    await publisher.scan()
+    await add(publisher, "late@example.org")
+    nothing = await publisher.send([Cadence.INSTANT])
+    assert nothing.planned == []
+
+    (site_dir / "content" / "archive-find.md").write_text(BACKDATED, encoding="utf-8")
+    await publisher.scan()
+    result = await publisher.send([Cadence.INSTANT])
+    assert len(result.planned) == 1 and len(result.planned[0].article_seqs) == 1
+    messages = outbox_messages(settings)
+    assert len(messages) == 1
+    assert messages[0]["Subject"] == "An archive find from 1998"
+
+
+async def test_back_dated_article_goes_out_once_to_existing_subscribers(
+    publisher: Publisher, settings: Settings, site_dir: Path
+) -> None:
+    await add(publisher, "ann@example.org")
+    await publisher.scan()
+    await publisher.send([Cadence.INSTANT])
+    (site_dir / "content" / "archive-find.md").write_text(BACKDATED, encoding="utf-8")
+    await publisher.scan()
+    await publisher.send([Cadence.INSTANT])
+    await publisher.send([Cadence.INSTANT])
+    subjects = sorted(m["Subject"] for m in outbox_messages(settings))
+    assert len(subjects) == 2
+    assert "An archive find from 1998" in subjects
+
+
+async def test_an_edit_updates_the_store_but_sends_nothing(
+    publisher: Publisher, settings: Settings, site_dir: Path
+) -> None:
+    await add(publisher, "ann@example.org")
+    await publisher.scan()
+    await publisher.send([Cadence.INSTANT])
+    path = site_dir / "content" / "kim-russia-visit.md"
+    path.write_text(path.read_text(encoding="utf-8") + "\nA correction was appended.\n", encoding="utf-8")
+    scan = await publisher.scan()
+    assert scan.new == [] and len(scan.updated) == 1
+    again = await publisher.send([Cadence.INSTANT])
+    assert again.planned == []
+    assert len(outbox_messages(settings)) == 1
+
+
+async def test_cadences_are_planned_separately(publisher: Publisher, settings: Settings) -> None:
+    await add(publisher, "now@example.org", Cadence.INSTANT)
+    await add(publisher, "day@example.org", Cadence.DAILY)
+    await publisher.scan()
+    instant = await publisher.send([Cadence.INSTANT])
+    assert [d.recipients for d in instant.planned] == [1]
+    daily = await publisher.send([Cadence.DAILY])
+    assert [d.recipients for d in daily.planned] == [1]
+    recipients = sorted(str(m["To"]) for m in outbox_messages(settings))
+    assert recipients == ["Reader <day@example.org>", "Reader <now@example.org>"]
+
+
+async def test_dry_run_writes_nothing(publisher: Publisher, settings: Settings) -> None:
+    await add(publisher, "ann@example.org")
+    await publisher.scan()
+    dry = await publisher.send([Cadence.INSTANT], dry_run=True)
+    assert len(dry.planned) == 1 and dry.report is None
+    assert not settings.delivery.outbox.exists() or outbox_messages(settings) == []
+    real = await publisher.send([Cadence.INSTANT])
+    assert len(real.planned) == 1
+
+
+async def test_unsubscribed_after_planning_is_never_sent(publisher: Publisher, settings: Settings) -> None:
+    await add(publisher, "ann@example.org")
+    await add(publisher, "bob@example.org")
+    await publisher.scan()
+    await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=20)
+    assert await subscriber_store.unsubscribe(publisher.engine, "BOB@example.org")
+    report = await publisher.deliver()
+    assert (report.sent, report.cancelled) == (1, 1)
+    assert [str(m["To"]) for m in outbox_messages(settings)] == ["Reader <ann@example.org>"]
+
+
+async def test_rows_left_sending_by_a_crash_are_resumed(publisher: Publisher, settings: Settings) -> None:
+    ids = [await add(publisher, f"r{i}@example.org") for i in range(3)]
+    await publisher.scan()
+    [digest] = await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=20)
+    async with publisher.engine.begin() as conn:  # as if the process died mid-batch
+        await conn.execute(update(deliveries).values(state="sending"))
+    report = await publisher.deliver()
+    assert report.sent == 3 and report.finished == [digest.id]
+    async with publisher.engine.connect() as conn:
+        states = (await conn.execute(select(deliveries.c.subscriber_id, deliveries.c.state))).all()
+        status = (await conn.execute(select(digests.c.status))).scalar_one()
+    assert sorted(states) == [(i, "sent") for i in ids]
+    assert status == "finished"
+    assert len(outbox_messages(settings)) == 3
+
+
+async def test_topics_filter_articles(publisher: Publisher, settings: Settings) -> None:
+    sid = await add(publisher, "topical@example.org")
+    async with publisher.engine.begin() as conn:
+        await conn.execute(update(subscribers).where(subscribers.c.id == sid).values(topics=json.dumps(["russia"])))
+    await publisher.scan()
+    result = await publisher.send([Cadence.INSTANT])
+    assert len(result.planned) == 1 and len(result.planned[0].article_seqs) == 1
+    [message] = outbox_messages(settings)
+    assert "Kim" in message["Subject"]
+
+
+async def test_broken_article_is_skipped_and_the_rest_published(publisher: Publisher, site_dir: Path) -> None:
+    (site_dir / "content" / "broken.md").write_text("---\ntitle: [unclosed\n---\nbody\n", encoding="utf-8")
+    scan = await publisher.scan()
+    assert len(scan.new) == 3
+    assert "feed.rss" in publisher.feeds
