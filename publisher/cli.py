@@ -70,6 +70,9 @@ def main(ctx: click.Context, config: Path, log_level: str) -> None:
     logging.basicConfig(
         level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Third-party chatter (job added, migration context) drowns what the operator needs.
+    for noisy in ("apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     ctx.obj = {"config": config}
 
 

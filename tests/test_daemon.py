@@ -95,10 +95,12 @@ def test_daemon_serves_feeds_sends_digest_picks_up_articles_and_stops_cleanly(
 ) -> None:
     process, base, site_dir = daemon
 
-    status, headers, body = wait_for(lambda: (r := get(base + "/feed.atom")) and r[0] == 200 and r, what="feed")
-    parsed = feedparser.parse(body)
-    assert not parsed.bozo
-    assert len(parsed.entries) == 3
+    def full_feed() -> tuple[dict[str, str], bytes] | None:
+        status, headers, body = get(base + "/feed.atom")
+        return (headers, body) if status == 200 and len(feedparser.parse(body).entries) == 3 else None
+
+    headers, body = wait_for(full_feed, what="the sample articles in the feed")  # type: ignore[misc]
+    assert not feedparser.parse(body).bozo
 
     not_modified = get(base + "/feed.atom", {"If-None-Match": headers["ETag"]})
     assert not_modified[0] == 304 and not_modified[2] == b""
