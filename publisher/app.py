@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from publisher.config import Settings
 from publisher.content.model import Problem
 from publisher.content.sources import scan_directory
-from publisher.delivery import Deliverer, DeliveryReport
+from publisher.delivery import Deliverer, DeliveryReport, unfinished_digests
 from publisher.digest import PlannedDigest, plan
 from publisher.feeds import FeedDocument, build_feeds, write_feeds
 from publisher.mail.transport import DeliveryError, make_transport
@@ -118,6 +118,9 @@ class Publisher:
     async def deliver(self) -> DeliveryReport:
         """Hand every pending ledger row to the transport (resumes interrupted digests)."""
         async with self._delivery_lock:
+            unfinished = await unfinished_digests(self.engine)
+            if not unfinished:
+                return DeliveryReport()  # no connection to the relay when there is nothing to send
             transport = make_transport(self.settings.delivery, self.settings.smtp)
             try:
                 await transport.open()
@@ -129,7 +132,7 @@ class Publisher:
                 deliverer = Deliverer(
                     self.engine, self.settings, self.env, self.tokens, transport, stop=self.stopping
                 )
-                return await deliverer.run()
+                return await deliverer.run(unfinished)
             finally:
                 await transport.close()
 

@@ -86,6 +86,7 @@ class SmtpSettings(_Section):
     password_env: str = ""  # name of the environment variable that holds the password
     timeout: float = Field(default=30.0, gt=0)
     validate_certs: bool = True
+    ca_file: Path | None = None  # PEM bundle to trust instead of the system CAs (a private relay)
 
     def password(self) -> str:
         return os.environ.get(self.password_env, "") if self.password_env else ""
@@ -173,6 +174,8 @@ def _resolve_paths(settings: Settings, root: Path) -> None:
     settings.content.dir = fix(settings.content.dir)
     settings.storage.data_dir = fix(settings.storage.data_dir)
     settings.delivery.outbox = fix(settings.delivery.outbox)
+    if settings.smtp.ca_file is not None:
+        settings.smtp.ca_file = fix(settings.smtp.ca_file)
     prefix, sep, rest = settings.database.url.partition(":///")
     if prefix.startswith("sqlite") and sep and rest and not rest.startswith((":memory:", "/")):
         settings.database.url = f"{prefix}:///{fix(Path(rest))}"

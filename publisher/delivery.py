@@ -54,6 +54,17 @@ def _unsent(row: Row) -> dict[str, object]:
     return {"sid": row.subscriber_id, "state": "pending", "attempts": row.attempts, "retry_at": None, "last_reply": None}
 
 
+async def unfinished_digests(engine: AsyncEngine) -> list[Row]:
+    """Digests with rows still to deliver, oldest first."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(digests.c.id, digests.c.cadence, digests.c.article_seqs)
+            .where(digests.c.status == "sending")
+            .order_by(digests.c.created_at, digests.c.id)
+        )
+        return list(rows.all())
+
+
 class Deliverer:
     """Delivers every unfinished digest through one transport."""
 
@@ -76,15 +87,9 @@ class Deliverer:
         self.clock = clock
         self.stop = stop or asyncio.Event()
 
-    async def run(self) -> DeliveryReport:
+    async def run(self, unfinished: list[Row]) -> DeliveryReport:
+        """Deliver ``unfinished`` digests (from :func:`unfinished_digests`), oldest first."""
         report = DeliveryReport()
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(digests.c.id, digests.c.cadence, digests.c.article_seqs)
-                .where(digests.c.status == "sending")
-                .order_by(digests.c.created_at, digests.c.id)
-            )
-            unfinished = rows.all()
         for digest in unfinished:
             if self.stop.is_set():
                 break

@@ -240,5 +240,6 @@ def _delivery_error(exc: Exception) -> DeliveryError:
 def make_transport(delivery: DeliverySettings, smtp: SmtpSettings) -> Transport:
     """The transport ``[delivery] transport`` names, not yet opened."""
     if delivery.transport == "smtp":
-        return SmtpTransport(smtp)
+        context = ssl.create_default_context(cafile=str(smtp.ca_file)) if smtp.ca_file else None
+        return SmtpTransport(smtp, tls_context=context)
     return MaildirTransport(delivery.outbox)
