@@ -624,3 +624,23 @@ def test_validator_rules_reject_what_the_service_rejects():
     problems = "\n".join(json_feed_problems(bad_json, "https://news.example.org/feed.json"))
     for message in ("version", "title: required", "feed_url", "id: required", "content_html or content_text"):
         assert message in problems
+
+
+def test_front_matter_image_and_quote_are_shown_once_and_body_ones_not_repeated(site, env, seoul):
+    from_front_matter = dataclasses.replace(
+        seoul,
+        images=(Image(src="https://news.example.org/img/lead.jpg", alt="Lead"),),
+        quotes=(Quote(text="Only in the front matter", cite="A. Speaker"),),
+    )
+    in_body = dataclasses.replace(
+        from_front_matter,
+        body_html=seoul.body_html
+        + '<p><img src="https://news.example.org/img/lead.jpg" alt="Lead"></p>'
+        + "<blockquote><p>Only in the front matter</p></blockquote>",
+    )
+    template = env.get_template("feed/content.html")
+    shown = template.render(article=from_front_matter)
+    assert shown.count("img/lead.jpg") == 1 and shown.count("Only in the front matter") == 1
+    assert "A. Speaker" in shown
+    repeated = template.render(article=in_body)
+    assert repeated.count("img/lead.jpg") == 1 and repeated.count("Only in the front matter") == 1
