@@ -149,7 +149,7 @@ class Deliverer:
                     )
                     .values(state="sending", updated_at=self.clock())
                 )
-        return rows
+        return list(rows)
 
     async def _send_one(self, digest_id: str, rendered: RenderedDigest, row: Row) -> dict[str, object]:
         outcome: dict[str, object] = {

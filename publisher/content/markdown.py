@@ -151,8 +151,8 @@ def _split_front_matter(text: str, report: _Report) -> tuple[dict[Any, Any], str
         return {}, "", 0
     except tomllib.TOMLDecodeError as exc:
         position = _TOML_POSITION.search(str(exc))
-        line = 1 + int(position.group(1)) if position else 1
-        report.at_line(line, f"invalid TOML front matter: {_TOML_POSITION.sub('', str(exc))}")
+        toml_line = 1 + int(position.group(1)) if position else 1
+        report.at_line(toml_line, f"invalid TOML front matter: {_TOML_POSITION.sub('', str(exc))}")
         return {}, "", 0
     if not isinstance(front, dict):
         report.at_line(2, f"front matter must be a mapping of keys to values, not {_kind(front)}")
