@@ -19,58 +19,19 @@ import lxml.html
 import pytest
 
 from publisher.config import DeliverySettings, Settings, SiteSettings
-from publisher.content.model import Article, FactTable, Image, Quote
+from publisher.content.model import Article, FactTable, Image
 from publisher.mail import render
 from publisher.mail.message import build_message
 from publisher.mail.render import Personal, RenderedDigest, render_digest, text_table
 from publisher.templating import make_environment
+from tests.articles import FACT_CAPTION, FACT_ROWS, QUOTE, SOURCES, TAKEAWAYS, seed_like
 
 WHEN = datetime(2024, 6, 20, 8, 0, tzinfo=UTC)
 DIGEST_ID = "daily-20240620T080000-3fa2c1"
 UNSUBSCRIBE = "https://news.example.org/unsubscribe/tok.en?a=1&b=2"
 PREFERENCES = "https://news.example.org/preferences/tok.en"
-FACT_ROWS = (
-    ("GDP (Nominal, 2022)", "~$28 Billion (Estimate)", "$2.2 Trillion"),
-    ("Military Expenditure (2022)", "Estimated high percentage of GDP (Exact figures unavailable)", "$86.4 Billion"),
-    ("UN Sanctions", "Extensive, targeting nuclear and missile programs", "Targeted due to the conflict in Ukraine"),
-    ("Key Exports", "Coal, textiles (Mostly illicit)", "Oil, gas, weapons"),
-)
-TAKEAWAYS = (
-    "Potential arms deals between North Korea and Russia",
-    "Shifting alliances in the face of Western sanctions",
-    "Implications for global security and regional stability",
-)
-QUOTE = (
-    "A new geopolitical landscape is emerging, driven by mutual interests and a desire "
-    "to challenge the existing world order."
-)
-SOURCES = "Various international organizations, including the World Bank, SIPRI, and UN reports."
-
-SEED = Article(
-    id="kim-russia-visit",
-    slug="kim-russia-visit",
-    title="Kim Jong Un’s Russia Visit: A New Axis Forged in the Shadow of Ukraine?",
-    subtitle="Kim Jong Un & Putin Meeting: Reshaping Global Alliances",
-    published=WHEN,
-    updated=WHEN,
-    canonical_url="https://news.example.org/articles/kim-russia-visit",
-    images=(
-        Image("https://news.example.org/img/kim.jpg", "Kim Jong Un arrives in Russia", "Kim Jong Un"),
-        Image("https://news.example.org/img/putin.jpg", "Vladimir Putin hosts Kim", "Vladimir Putin"),
-    ),
-    summary="Kim Jong Un’s recent visit to Russia has sent ripples across the international stage.",
-    takeaways=TAKEAWAYS,
-    quotes=(Quote(QUOTE, "A regional analyst"),),
-    body_html="<p>THE-FULL-BODY-IS-FOR-THE-WEB</p>",
-    fact_tables=(
-        FactTable(
-            caption="Facts and Figures: Quantifying the Stakes",
-            header=("Indicator", "North Korea", "Russia"),
-            rows=FACT_ROWS,
-            sources=SOURCES,
-        ),
-    ),
-)
+# The teaser must never carry the body: a marker shows whether it leaked into the email.
+SEED = seed_like(body_html="<p>THE-FULL-BODY-IS-FOR-THE-WEB</p>")
 SHORT = Article(
     id="markets",
     slug="markets",
@@ -315,7 +276,7 @@ def test_articles_link_to_canonical_urls_without_the_body(html_doc: lxml.html.Ht
 def test_lead_image_has_alt_width_and_fluid_style(html_doc: lxml.html.HtmlElement) -> None:
     images = html_doc.xpath("//img")
     assert [img.get("src") for img in images] == [SEED.images[0].src, SHORT.images[0].src]
-    assert images[0].get("alt") == "Kim Jong Un arrives in Russia"
+    assert images[0].get("alt") == "Kim Jong Un arriving in Russia"
     assert images[1].get("alt") == SHORT.title, "an image without alt falls back to the article title"
     assert all(img.get("width") and "max-width:100%" in style_of(img) for img in images)
 
@@ -333,7 +294,7 @@ def test_pull_quote_is_a_blockquote_with_cite(html_doc: lxml.html.HtmlElement) -
 
 def test_fact_table_is_a_real_table(html_doc: lxml.html.HtmlElement) -> None:
     (facts,) = html_doc.xpath("//table[caption]")
-    assert facts.findtext("caption") == "Facts and Figures: Quantifying the Stakes"
+    assert facts.findtext("caption") == FACT_CAPTION
     assert [th.text_content() for th in facts.xpath("./thead/tr/th")] == ["Indicator", "North Korea", "Russia"]
     rows = [tuple(cell.text_content() for cell in tr.xpath("./th|./td")) for tr in facts.xpath("./tbody/tr")]
     assert rows == list(FACT_ROWS)
