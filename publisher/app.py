@@ -20,6 +20,7 @@ from publisher.content.sources import scan_directory
 from publisher.delivery import Deliverer, DeliveryReport, unfinished_digests
 from publisher.digest import PlannedDigest, plan
 from publisher.feeds import FeedDocument, build_feeds, write_feeds
+from publisher.locks import exclusive, holder
 from publisher.mail.transport import DeliveryError, make_transport
 from publisher.secrets import load_secret_key
 from publisher.store import articles as article_store
@@ -116,25 +117,35 @@ class Publisher:
         return result
 
     async def deliver(self) -> DeliveryReport:
-        """Hand every pending ledger row to the transport (resumes interrupted digests)."""
+        """Hand every pending ledger row to the transport (resumes interrupted digests).
+
+        One run at a time: within this process by an asyncio lock, across processes on
+        this machine by a file lock in the data directory (see :mod:`publisher.locks`).
+        """
+        lock_path = self.settings.storage.data_dir / "delivery.lock"
         async with self._delivery_lock:
-            unfinished = await unfinished_digests(self.engine)
-            if not unfinished:
-                return DeliveryReport()  # no connection to the relay when there is nothing to send
-            transport = make_transport(self.settings.delivery, self.settings.smtp)
-            try:
-                await transport.open()
-            except DeliveryError as exc:
-                # The relay is down or misconfigured: every row stays pending for the next run.
-                log.error("delivery postponed: cannot open the %s transport: %s", self.settings.delivery.transport, exc)
-                return DeliveryReport()
-            try:
-                deliverer = Deliverer(
-                    self.engine, self.settings, self.env, self.tokens, transport, stop=self.stopping
-                )
-                return await deliverer.run(unfinished)
-            finally:
-                await transport.close()
+            with exclusive(lock_path) as taken:
+                if not taken:
+                    log.info("another process (pid %s) is delivering; leaving the ledger to it", holder(lock_path))
+                    return DeliveryReport()
+                return await self._deliver_unfinished()
+
+    async def _deliver_unfinished(self) -> DeliveryReport:
+        unfinished = await unfinished_digests(self.engine)
+        if not unfinished:
+            return DeliveryReport()  # no connection to the relay when there is nothing to send
+        transport = make_transport(self.settings.delivery, self.settings.smtp)
+        try:
+            await transport.open()
+        except DeliveryError as exc:
+            # The relay is down or misconfigured: every row stays pending for the next run.
+            log.error("delivery postponed: cannot open the %s transport: %s", self.settings.delivery.transport, exc)
+            return DeliveryReport()
+        try:
+            deliverer = Deliverer(self.engine, self.settings, self.env, self.tokens, transport, stop=self.stopping)
+            return await deliverer.run(unfinished)
+        finally:
+            await transport.close()
 
     async def scan_and_send_instant(self) -> None:
         """The daemon's periodic job: new articles go at once to ``instant`` subscribers."""

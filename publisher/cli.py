@@ -183,7 +183,7 @@ def subscribers_add(ctx: click.Context, email: str, name: str, cadence: str) -> 
             )
         except subscriber_store.SubscriberError as exc:
             raise click.ClickException(str(exc)) from None
-        verb = "added" if created else "already subscribed:"
+        verb = "added" if created else "already known, unchanged:"
         out.print(f"{verb} {sub.email} ({sub.cadence}, {sub.status})", highlight=False)
 
     _with_publisher(ctx, work)

@@ -181,14 +181,21 @@ def _resolve_paths(settings: Settings, root: Path) -> None:
         settings.database.url = f"{prefix}:///{fix(Path(rest))}"
 
 
-def _describe(error: ValidationError, origin: str) -> list[str]:
+def _describe(error: ValidationError, origin: str, from_env: dict[str, dict[str, str]]) -> list[str]:
+    """One line per problem, naming the key and where its value came from."""
     problems = []
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"])
+        loc = [str(part) for part in item["loc"]]
+        key = ".".join(loc)
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown setting (check the spelling)"
-        problems.append(f"{origin}: {key}: {message}")
+        where = origin
+        if len(loc) >= 2 and loc[1] in from_env.get(loc[0], {}):
+            where = f"environment {ENV_PREFIX}{loc[0].upper()}__{loc[1].upper()}"
+        elif len(loc) == 1 and loc[0] in from_env:
+            where = f"environment {ENV_PREFIX}{loc[0].upper()}__*"
+        problems.append(f"{where}: {key}: {message}")
     return problems
 
 
@@ -209,10 +216,11 @@ def load_settings(path: Path | None, environ: dict[str, str] | None = None) -> S
             raise ConfigError([f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
+    overrides = _env_overrides(environ)
     try:
-        settings = Settings.model_validate(_merge(data, _env_overrides(environ)))
+        settings = Settings.model_validate(_merge(data, overrides))
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, origin)) from None
+        raise ConfigError(_describe(exc, origin, overrides)) from None
     root = path.parent.resolve() if path is not None else Path.cwd()
     _resolve_paths(settings, root)
     settings.source = path

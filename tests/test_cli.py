@@ -75,7 +75,7 @@ def test_subscribers_and_send_twice_sends_once(site_dir: Path) -> None:
     added = run(config, "subscribers", "add", "Ann@Example.org", "--name", "Ann", "--cadence", "instant")
     assert added.returncode == 0 and "added ann@example.org" in added.stdout
     again = run(config, "subscribers", "add", "ann@example.org")
-    assert again.returncode == 0 and "already subscribed" in again.stdout
+    assert again.returncode == 0 and "already known, unchanged: ann@example.org (instant, active)" in again.stdout
     bad = run(config, "subscribers", "add", "not-an-address")
     assert bad.returncode == 1 and "not a valid email address" in bad.stderr
 

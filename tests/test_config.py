@@ -62,3 +62,11 @@ def test_the_sample_config_loads() -> None:
     settings = load_settings(repo / "config.toml", environ={})
     assert settings.delivery.transport == "maildir"
     assert settings.database.url.startswith("sqlite+aiosqlite:///")
+
+
+def test_a_bad_value_from_the_environment_names_the_variable(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={"PUBLISHER_SMTP__PORT": "twenty", "PUBLISHER_NOPE__X": "1"})
+    assert any(p.startswith("environment PUBLISHER_SMTP__PORT: smtp.port:") for p in caught.value.problems)
+    assert any(p.startswith("environment PUBLISHER_NOPE__*: nope: unknown setting") for p in caught.value.problems)

@@ -90,8 +90,9 @@ def daemon(site_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]
             process.wait()
 
 
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_daemon_serves_feeds_sends_digest_picks_up_articles_and_stops_cleanly(
-    daemon: tuple[subprocess.Popen[bytes], str, Path],
+    daemon: tuple[subprocess.Popen[bytes], str, Path], stop_signal: signal.Signals
 ) -> None:
     process, base, site_dir = daemon
 
@@ -122,7 +123,7 @@ def test_daemon_serves_feeds_sends_digest_picks_up_articles_and_stops_cleanly(
     wait_for(has_new_entry, what="the new article in the feed")
     wait_for(lambda: len(mailbox.Maildir(outbox, create=False)) == 2, what="the second instant digest")
 
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(stop_signal)
     assert process.wait(timeout=30) == 0
     log = (site_dir / "daemon.log").read_text(encoding="utf-8")
     assert "Traceback" not in log

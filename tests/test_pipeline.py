@@ -12,7 +12,10 @@ from sqlalchemy import select, update
 
 from publisher.app import Publisher, utcnow
 from publisher.config import Settings
+from publisher.delivery import Deliverer, unfinished_digests
 from publisher.digest import plan
+from publisher.locks import exclusive
+from publisher.mail.transport import MaildirTransport
 from publisher.store.schema import deliveries, digests, subscribers
 from subscribers import store as subscriber_store
 from subscribers.model import Cadence, Source
@@ -171,3 +174,50 @@ async def test_broken_article_is_skipped_and_the_rest_published(publisher: Publi
     scan = await publisher.scan()
     assert len(scan.new) == 3
     assert "feed.rss" in publisher.feeds
+
+
+async def test_only_one_process_delivers_at_a_time(publisher: Publisher, settings: Settings) -> None:
+    await add(publisher, "ann@example.org")
+    await publisher.scan()
+    await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=20)
+    lock_path = settings.storage.data_dir / "delivery.lock"
+    with exclusive(lock_path) as taken:  # another delivery run holds the lock
+        assert taken
+        blocked = await publisher.deliver()
+        assert blocked.sent == 0
+        async with publisher.engine.connect() as conn:
+            assert (await conn.execute(select(deliveries.c.state))).scalar_one() == "pending"
+    resumed = await publisher.deliver()
+    assert resumed.sent == 1
+
+
+async def test_stopping_mid_batch_finishes_the_message_in_hand_and_returns_the_rest(
+    publisher: Publisher, settings: Settings
+) -> None:
+    for i in range(4):
+        await add(publisher, f"r{i}@example.org")
+    await publisher.scan()
+    await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=20)
+
+    class StopAfterFirst(MaildirTransport):
+        async def send(self, sender: str, recipient: str, message: bytes) -> str:
+            reply = await super().send(sender, recipient, message)
+            publisher.stopping.set()  # as SIGTERM would, while this message is in flight
+            return reply
+
+    transport = StopAfterFirst(settings.delivery.outbox)
+    await transport.open()
+    deliverer = Deliverer(
+        publisher.engine, settings, publisher.env, publisher.tokens, transport, stop=publisher.stopping
+    )
+    report = await deliverer.run(await unfinished_digests(publisher.engine))
+    await transport.close()
+    assert report.sent == 1 and report.finished == []
+    async with publisher.engine.connect() as conn:
+        states = sorted(s for (s,) in (await conn.execute(select(deliveries.c.state))).all())
+    assert states == ["pending", "pending", "pending", "sent"]
+
+    publisher.stopping.clear()
+    rest = await publisher.deliver()
+    assert rest.sent == 3 and len(rest.finished) == 1
+    assert sorted(str(m["To"]) for m in outbox_messages(settings)) == [f"Reader <r{i}@example.org>" for i in range(4)]
