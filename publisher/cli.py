@@ -128,13 +128,15 @@ def build(ctx: click.Context) -> None:
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the daemon: scheduler and web server, until SIGTERM or Ctrl-C."""
-    from publisher.daemon import run_daemon
+    from publisher.daemon import DaemonError, run_daemon
 
     settings = _settings(ctx)
     try:
         asyncio.run(run_daemon(settings))
     except KeyboardInterrupt:  # Ctrl-C before the daemon's own handlers were installed
         pass
+    except DaemonError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

@@ -63,6 +63,16 @@ class StorageSettings(_Section):
 class DatabaseSettings(_Section):
     url: str = "sqlite+aiosqlite:///var/publisher.db"
 
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must name an async driver: sqlite+aiosqlite:///path/to/file.db "
+                "or postgresql+asyncpg://user@host/dbname"
+            )
+        return value
+
 
 class FeedSettings(_Section):
     max_entries: int = Field(default=20, ge=1, le=1000)

@@ -23,6 +23,10 @@ from publisher.web.server import create_app
 log = logging.getLogger(__name__)
 
 
+class DaemonError(Exception):
+    """The daemon can't start; the message says why and what to change."""
+
+
 async def run_daemon(settings: Settings) -> None:
     publisher = Publisher(settings)
     await publisher.start()
@@ -30,7 +34,15 @@ async def run_daemon(settings: Settings) -> None:
     runner = web.AppRunner(create_app(publisher), handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.server.host, settings.server.port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        await publisher.close()
+        raise DaemonError(
+            f"cannot listen on {settings.server.host}:{settings.server.port}: {exc.strerror or exc} "
+            "(is another publisher running? change [server] port)"
+        ) from None
     log.info("serving on http://%s:%d/", settings.server.host, settings.server.port)
 
     scheduler = build_scheduler(publisher)

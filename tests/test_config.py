@@ -70,3 +70,9 @@ def test_a_bad_value_from_the_environment_names_the_variable(tmp_path: Path) -> 
         load_settings(path, environ={"PUBLISHER_SMTP__PORT": "twenty", "PUBLISHER_NOPE__X": "1"})
     assert any(p.startswith("environment PUBLISHER_SMTP__PORT: smtp.port:") for p in caught.value.problems)
     assert any(p.startswith("environment PUBLISHER_NOPE__*: nope: unknown setting") for p in caught.value.problems)
+
+
+def test_database_url_must_name_an_async_driver(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    with pytest.raises(ConfigError, match="database.url: Value error, must name an async driver"):
+        load_settings(path, environ={"PUBLISHER_DATABASE__URL": "sqlite:///x.db"})

@@ -128,3 +128,15 @@ def test_daemon_serves_feeds_sends_digest_picks_up_articles_and_stops_cleanly(
     log = (site_dir / "daemon.log").read_text(encoding="utf-8")
     assert "Traceback" not in log
     assert "published harbour-bridge" in log
+
+
+def test_a_port_in_use_is_a_clear_error(site_dir: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = write_config(site_dir, f"[server]\nport = {port}\n")
+        result = subprocess.run(publisher_cmd(config, "run"), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
