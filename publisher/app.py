@@ -162,6 +162,10 @@ class Publisher:
             self._jobs.add(task)
         try:
             await job()
+        except asyncio.CancelledError:
+            # Only a shutdown that outlived shutdown_timeout cancels a job; what it left
+            # in the ledger is resumed at the next start, so this is news, not a crash.
+            log.warning("job %s interrupted by shutdown; its work resumes at the next start", name)
         except Exception:
             log.exception("job %s failed; it will run again at its next time", name)
         finally:

@@ -55,8 +55,13 @@ async def run_daemon(settings: Settings) -> None:
     try:
         await stop.wait()
         log.info("stopping: finishing the delivery in progress")
+        # Pause first: APScheduler's shutdown cancels running coroutine jobs, so it comes
+        # only after the job in progress has had its chance to finish.
+        scheduler.pause()
+        drained = await publisher.drain(settings.server.shutdown_timeout)
+        await asyncio.sleep(0)  # a job submitted just before the pause starts, sees "stopping", returns
         scheduler.shutdown(wait=False)
-        if not await publisher.drain(settings.server.shutdown_timeout):
+        if not drained:
             log.warning("delivery still busy after %ss; its rows stay resumable", settings.server.shutdown_timeout)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
