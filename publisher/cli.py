@@ -112,9 +112,7 @@ def build(ctx: click.Context) -> None:
     """Ingest the content and write the feeds to [site] output_dir."""
 
     async def work(publisher: Publisher) -> None:
-        result = await publisher.scan()
-        if not publisher.feeds:
-            await publisher.build_feeds()
+        result = await publisher.scan()  # always writes the feeds on a fresh Publisher
         out.print(
             f"{len(result.new)} new, {len(result.updated)} updated, {result.unchanged} unchanged; "
             f"{len(publisher.feeds)} feeds in {publisher.settings.site.output_dir}",

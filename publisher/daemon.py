@@ -33,21 +33,30 @@ async def run_daemon(settings: Settings) -> None:
     await publisher.build_feeds()
     runner = web.AppRunner(create_app(publisher), handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.server.host, settings.server.port)
     try:
-        await site.start()
-    except OSError as exc:
+        await _listen(runner, settings)
+        await _serve_until_stopped(publisher, settings)
+    finally:
         await runner.cleanup()
         await publisher.close()
-        raise DaemonError(
-            f"cannot listen on {settings.server.host}:{settings.server.port}: {exc.strerror or exc} "
-            "(is another publisher running? change [server] port)"
-        ) from None
-    log.info("serving on http://%s:%d/", settings.server.host, settings.server.port)
+    log.info("stopped")
 
+
+async def _listen(runner: web.AppRunner, settings: Settings) -> None:
+    host, port = settings.server.host, settings.server.port
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        raise DaemonError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (is another publisher running? change [server] port)"
+        ) from None
+    log.info("serving on http://%s:%d/", host, port)
+
+
+async def _serve_until_stopped(publisher: Publisher, settings: Settings) -> None:
+    """Run the schedule until SIGTERM/SIGINT, then drain the job in progress."""
     scheduler = build_scheduler(publisher)
     scheduler.start()
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -66,6 +75,3 @@ async def run_daemon(settings: Settings) -> None:
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-        await runner.cleanup()
-        await publisher.close()
-    log.info("stopped")
