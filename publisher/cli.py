@@ -23,8 +23,10 @@ from rich.table import Table
 from publisher.app import Publisher, utcnow
 from publisher.config import ConfigError, Settings, load_settings
 from publisher.templating import builtin_templates_dir
+from subscribers import service
 from subscribers import store as subscriber_store
-from subscribers.model import Cadence, Source
+from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
+from subscribers.validation import SubscriberError, normalize_email
 
 T = TypeVar("T")
 out = Console(soft_wrap=True)
@@ -177,13 +179,16 @@ def subscribers_add(ctx: click.Context, email: str, name: str, cadence: str) -> 
     """Add EMAIL as an active subscriber (the operator vouches for them)."""
 
     async def work(publisher: Publisher) -> None:
+        prefs = Preferences(cadence=Cadence(cadence), timezone=publisher.settings.digest.timezone)
         try:
-            sub, created = await subscriber_store.add(
-                publisher.engine, email, name=name, cadence=Cadence(cadence), source=Source.CLI, now=utcnow()
+            sub = await service.create(
+                publisher.engine, email, name=name, prefs=prefs, source=Source.CLI, confirmed=True, now=utcnow()
             )
-        except subscriber_store.SubscriberError as exc:
+            verb = "added"
+        except service.AlreadySubscribed as exc:
+            sub, verb = exc.subscriber, "already known, unchanged:"
+        except SubscriberError as exc:
             raise click.ClickException(str(exc)) from None
-        verb = "added" if created else "already known, unchanged:"
         out.print(f"{verb} {sub.email} ({sub.cadence}, {sub.status})", highlight=False)
 
     _with_publisher(ctx, work)
@@ -193,7 +198,10 @@ def subscribers_add(ctx: click.Context, email: str, name: str, cadence: str) -> 
 @click.pass_context
 def subscribers_list(ctx: click.Context) -> None:
     """List every subscriber."""
-    rows = _with_publisher(ctx, lambda p: subscriber_store.list_all(p.engine))
+    async def work(publisher: Publisher) -> list[Subscriber]:
+        return [s async for page in subscriber_store.batches(publisher.engine) for s in page]
+
+    rows = _with_publisher(ctx, work)
     table = Table("id", "email", "name", "cadence", "status", "since")
     for s in rows:
         table.add_row(str(s.id), s.email, s.name, s.cadence, s.status, f"{s.created_at:%Y-%m-%d %H:%M}")
@@ -209,9 +217,11 @@ def subscribers_remove(ctx: click.Context, email: str) -> None:
 
     async def work(publisher: Publisher) -> bool:
         try:
-            return await subscriber_store.unsubscribe(publisher.engine, email)
-        except subscriber_store.SubscriberError as exc:
+            before = await subscriber_store.search(publisher.engine, query=normalize_email(email), limit=1)
+            await service.suppress(publisher.engine, email, now=utcnow(), reason="unsubscribed")
+        except SubscriberError as exc:
             raise click.ClickException(str(exc)) from None
+        return bool(before) and before[0].status in (Status.ACTIVE, Status.PENDING)
 
     if not _with_publisher(ctx, work):
         raise click.ClickException(f"{email} is not subscribed")

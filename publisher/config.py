@@ -10,14 +10,23 @@ that ``[smtp] password_env`` names.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from datetime import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import limits
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 ENV_PREFIX = "PUBLISHER_"
 
@@ -43,6 +52,8 @@ class SiteSettings(_Section):
     postal_address: str = ""  # CAN-SPAM / bulk-sender rules want it in every digest footer
     output_dir: Path = Path("var/public")
     templates_dir: Path | None = None  # overrides single templates of the built-in set
+    # Topics subscribers may choose, on top of every tag an article already uses.
+    topics: list[str] = []
 
     @field_validator("url")
     @classmethod
@@ -83,6 +94,9 @@ class DeliverySettings(_Section):
     outbox: Path = Path("var/outbox")
     from_address: str = "newsletter@localhost"
     from_name: str = ""
+    # Confirmation and other one-to-one mail may come from another address (a
+    # transactional stream with its own reputation); empty: from_address.
+    transactional_from: str = ""
     batch_size: int = Field(default=500, ge=1, le=100_000)
     max_attempts: int = Field(default=8, ge=1, le=100)  # temporary failures before a row fails
     retry_base: float = Field(default=60.0, gt=0)  # seconds; doubles per attempt, with jitter
@@ -130,6 +144,34 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     shutdown_timeout: float = Field(default=30.0, gt=0)
+    # Reverse proxies whose X-Forwarded-For names the real client (for rate limits).
+    trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
+
+
+def _rate(value: str) -> str:
+    try:
+        limits.parse(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a rate such as '10/hour' or '5 per minute'") from None
+    return value
+
+
+class SubscribersSettings(_Section):
+    default_cadence: Literal["instant", "daily", "weekly"] = "daily"
+    confirm_within_hours: float = Field(default=48.0, gt=0)  # how long a confirmation link works
+    # Sign-up limits (POST /subscribe), in the notation of the `limits` library.
+    signup_rate_per_client: Annotated[str, AfterValidator(_rate)] = "10/hour"
+    signup_rate_per_address: Annotated[str, AfterValidator(_rate)] = "3/hour"
 
 
 class Settings(_Section):
@@ -143,6 +185,7 @@ class Settings(_Section):
     scheduler: SchedulerSettings = SchedulerSettings()
     digest: DigestSettings = DigestSettings()
     server: ServerSettings = ServerSettings()
+    subscribers: SubscribersSettings = SubscribersSettings()
 
     # Where the file was read from; relative paths above are already resolved against it.
     source: Path | None = Field(default=None, exclude=True)

@@ -22,7 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.content.slug import slugify
 from publisher.store.articles import newest_seq
-from publisher.store.schema import UTCDateTime, articles, deliveries, digests, subscribers
+from publisher.store.schema import (
+    UTCDateTime,
+    articles,
+    deliveries,
+    digests,
+    subscribers,
+)
 from subscribers.model import Cadence, Status
 
 

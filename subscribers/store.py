@@ -1,106 +1,134 @@
-"""Subscribers in the store: add (idempotently), list, unsubscribe.
+"""Subscribers and the suppression list in the store: rows in, Subscriber objects out.
 
-Addresses are normalized with email-validator (syntax only, no DNS) and kept lower
-case, so ``Ann@Example.org`` and ``ann@example.org`` are one subscriber.
+Only this module knows the ``subscribers`` and ``suppressions`` tables.  The lifecycle
+rules (who may be added, what confirming or leaving does) live in
+:mod:`subscribers.service`, on top of these queries.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 
-from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Row, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Row, Select, delete, func, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from publisher.store.articles import newest_seq
-from publisher.store.schema import subscribers
-from subscribers.model import Cadence, Source, Status, Subscriber
+from publisher.store.schema import subscribers, suppressions
+from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
 
-
-class SubscriberError(ValueError):
-    """Input that can't become a subscriber (the message says why)."""
+PAGE_LIMIT = 500  # the most rows one page of a listing may ask for
 
 
-def normalize_email(raw: str) -> str:
-    """The canonical form of an address, or SubscriberError naming what is wrong."""
-    try:
-        return validate_email(raw.strip(), check_deliverability=False).normalized.lower()
-    except EmailNotValidError as exc:
-        raise SubscriberError(f"{raw!r} is not a valid email address: {exc}") from None
-
-
-def _from_row(row: Row) -> Subscriber:
+def from_row(row: Row) -> Subscriber:
     return Subscriber(
         id=row.id,
         email=row.email,
         name=row.name,
         status=Status(row.status),
-        cadence=Cadence(row.cadence),
-        topics=tuple(json.loads(row.topics)),
-        timezone=row.timezone,
+        preferences=Preferences(
+            cadence=Cadence(row.cadence),
+            topics=tuple(json.loads(row.topics)),
+            timezone=row.timezone,
+            send_hour=row.send_hour,
+        ),
         source=Source(row.source),
         created_at=row.created_at,
         confirmed_at=row.confirmed_at,
+        confirmed_source=Source(row.confirmed_source) if row.confirmed_source else None,
+        unsubscribed_at=row.unsubscribed_at,
     )
 
 
-async def add(
-    engine: AsyncEngine,
-    email: str,
-    *,
-    name: str = "",
-    cadence: Cadence = Cadence.DAILY,
-    source: Source,
-    now: datetime,
-) -> tuple[Subscriber, bool]:
-    """Add an active subscriber; returns it and whether it was created.
+def preference_values(prefs: Preferences) -> dict[str, object]:
+    """``prefs`` as column values (topics as the sorted JSON list the planner groups by)."""
+    return {
+        "cadence": prefs.cadence.value,
+        "topics": json.dumps(sorted(prefs.topics, key=str.casefold)),
+        "timezone": prefs.timezone,
+        "send_hour": prefs.send_hour,
+    }
 
-    An address that is already there is returned as it is (adding twice is not an
-    error).  A new subscriber's cursor starts at the newest article seen, so their
-    first digest holds only articles first seen after they subscribed.
-    """
-    address = normalize_email(email)
-    if any(ch in name for ch in "\r\n\0"):
-        raise SubscriberError("the name must be a single line")
-    async with engine.begin() as conn:
-        existing = (await conn.execute(select(subscribers).where(subscribers.c.email == address))).first()
-        if existing is not None:
-            return _from_row(existing), False
-        cursor = await newest_seq(conn)
-        await conn.execute(
-            insert(subscribers).values(
-                email=address,
-                name=name.strip(),
-                status=Status.ACTIVE,
-                cadence=cadence,
-                source=source,
-                created_at=now,
-                confirmed_at=now,
-                article_cursor=cursor,
+
+async def get(conn: AsyncConnection, subscriber_id: int) -> Subscriber | None:
+    row = (await conn.execute(select(subscribers).where(subscribers.c.id == subscriber_id))).first()
+    return from_row(row) if row else None
+
+
+async def find(conn: AsyncConnection, address: str) -> Subscriber | None:
+    """The subscriber with this normalized address."""
+    row = (await conn.execute(select(subscribers).where(subscribers.c.email == address))).first()
+    return from_row(row) if row else None
+
+
+def _listing(query: str, status: Status | None) -> Select:
+    stmt = select(subscribers)
+    if status is not None:
+        stmt = stmt.where(subscribers.c.status == status.value)
+    if query:
+        pattern = "%" + query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        stmt = stmt.where(
+            or_(
+                subscribers.c.email.like(pattern, escape="\\"),
+                func.lower(subscribers.c.name).like(pattern, escape="\\"),
             )
         )
-        row = (await conn.execute(select(subscribers).where(subscribers.c.email == address))).one()
-        return _from_row(row), True
+    return stmt
 
 
-async def list_all(engine: AsyncEngine) -> list[Subscriber]:
-    async with engine.connect() as conn:
-        rows = await conn.execute(select(subscribers).order_by(subscribers.c.id))
-        return [_from_row(row) for row in rows]
+async def search(
+    engine: AsyncEngine, *, query: str = "", status: Status | None = None, after: int = 0, limit: int = 50
+) -> list[Subscriber]:
+    """One page of subscribers whose address or name contains ``query``, by id after ``after``.
 
-
-async def unsubscribe(engine: AsyncEngine, email: str) -> bool:
-    """Mark the address unsubscribed; True if it was subscribed.
-
-    The row stays (the ledger refers to it) but no digest that has not yet been handed
-    to the transport will reach it: delivery checks the status of every recipient.
+    Keyset paging (``after`` = the last id of the previous page) stays fast and
+    consistent however deep the listing goes, unlike OFFSET.
     """
-    address = normalize_email(email)
-    async with engine.begin() as conn:
-        result = await conn.execute(
-            update(subscribers)
-            .where(subscribers.c.email == address, subscribers.c.status != Status.UNSUBSCRIBED)
-            .values(status=Status.UNSUBSCRIBED)
-        )
-        return result.rowcount > 0
+    stmt = _listing(query, status).where(subscribers.c.id > after).order_by(subscribers.c.id)
+    async with engine.connect() as conn:
+        rows = await conn.execute(stmt.limit(max(1, min(limit, PAGE_LIMIT))))
+        return [from_row(row) for row in rows]
+
+
+async def count(engine: AsyncEngine, *, query: str = "", status: Status | None = None) -> int:
+    stmt = select(func.count()).select_from(_listing(query, status).subquery())
+    async with engine.connect() as conn:
+        return (await conn.execute(stmt)).scalar_one()
+
+
+async def batches(
+    engine: AsyncEngine, *, status: Status | None = None, size: int = 1000
+) -> AsyncIterator[list[Subscriber]]:
+    """Every subscriber, in id order, a page at a time (never the whole list in memory)."""
+    after = 0
+    while page := await search(engine, status=status, after=after, limit=size):
+        yield page
+        after = page[-1].id
+
+
+async def existing(conn: AsyncConnection, addresses: Sequence[str]) -> dict[str, Subscriber]:
+    """The subscribers among ``addresses`` (normalized), by address."""
+    rows = await conn.execute(select(subscribers).where(subscribers.c.email.in_(addresses)))
+    return {row.email: from_row(row) for row in rows}
+
+
+async def suppression(conn: AsyncConnection, address_hash: str) -> str | None:
+    """Why the address is suppressed, or None if it is not."""
+    return (
+        await conn.execute(select(suppressions.c.reason).where(suppressions.c.email_hash == address_hash))
+    ).scalar_one_or_none()
+
+
+async def suppressed_among(conn: AsyncConnection, hashes: Sequence[str]) -> set[str]:
+    rows = await conn.execute(select(suppressions.c.email_hash).where(suppressions.c.email_hash.in_(hashes)))
+    return set(rows.scalars())
+
+
+async def suppress(conn: AsyncConnection, address_hash: str, reason: str, now: datetime) -> None:
+    """Put the address on the list (the first reason stays if it is already there)."""
+    if await suppression(conn, address_hash) is None:
+        await conn.execute(insert(suppressions).values(email_hash=address_hash, reason=reason, created_at=now))
+
+
+async def lift(conn: AsyncConnection, hashes: Iterable[str]) -> None:
+    await conn.execute(delete(suppressions).where(suppressions.c.email_hash.in_(list(hashes))))

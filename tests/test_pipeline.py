@@ -17,8 +17,9 @@ from publisher.digest import plan
 from publisher.locks import exclusive
 from publisher.mail.transport import MaildirTransport
 from publisher.store.schema import deliveries, digests, subscribers
-from subscribers import store as subscriber_store
-from subscribers.model import Cadence, Source
+from subscribers import service
+from subscribers.model import Cadence
+from tests.people import add_subscriber
 
 BACKDATED = """---
 id: archive-find-1998
@@ -37,10 +38,7 @@ def outbox_messages(settings: Settings) -> list[email.message.EmailMessage]:
 
 
 async def add(publisher: Publisher, address: str, cadence: Cadence = Cadence.INSTANT) -> int:
-    sub, _ = await subscriber_store.add(
-        publisher.engine, address, name="Reader", cadence=cadence, source=Source.CLI, now=utcnow()
-    )
-    return sub.id
+    return (await add_subscriber(publisher.engine, address, name="Reader", cadence=cadence)).id
 
 
 async def test_new_articles_reach_an_instant_subscriber_once(publisher: Publisher, settings: Settings) -> None:
@@ -136,7 +134,7 @@ async def test_unsubscribed_after_planning_is_never_sent(publisher: Publisher, s
     await add(publisher, "bob@example.org")
     await publisher.scan()
     await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=20)
-    assert await subscriber_store.unsubscribe(publisher.engine, "BOB@example.org")
+    assert await service.suppress(publisher.engine, "BOB@example.org", now=utcnow())
     report = await publisher.deliver()
     assert (report.sent, report.cancelled) == (1, 1)
     assert [str(m["To"]) for m in outbox_messages(settings)] == ["Reader <ann@example.org>"]

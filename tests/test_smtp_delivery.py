@@ -11,11 +11,11 @@ from pathlib import Path
 import trustme
 from sqlalchemy import select
 
-from publisher.app import Publisher, utcnow
+from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.store.schema import deliveries, subscribers
-from subscribers import store as subscriber_store
-from subscribers.model import Cadence, Source
+from subscribers.model import Cadence
+from tests.people import add_subscriber
 from tests.smtp_server import HOST, SmtpServer
 
 
@@ -36,9 +36,7 @@ async def test_digest_over_starttls_with_a_self_signed_certificate(
         await publisher.start()
         try:
             for address in ("ann@example.org", "gone@example.org", "bob@example.org"):
-                await subscriber_store.add(
-                    publisher.engine, address, cadence=Cadence.INSTANT, source=Source.CLI, now=utcnow()
-                )
+                await add_subscriber(publisher.engine, address)
             await publisher.scan()
             first = await publisher.send([Cadence.INSTANT])
             second = await publisher.send([Cadence.INSTANT])

@@ -10,7 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from publisher.content.markdown import ArticleError, front_matter_key_line, parse_article
+from publisher.content.markdown import (
+    ArticleError,
+    front_matter_key_line,
+    parse_article,
+)
 from publisher.content.model import Article, Problem
 
 

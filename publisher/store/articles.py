@@ -15,6 +15,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.content.model import Article
+from publisher.content.slug import slugify
 from publisher.store.schema import articles
 
 _CHUNK = 500  # stays under SQLite's bound-parameter limit
@@ -100,3 +101,20 @@ async def by_seq(conn: AsyncConnection, seqs: Sequence[int]) -> list[Article]:
 async def newest_seq(conn: AsyncConnection) -> int:
     """The sequence number of the last article seen (0 when there is none)."""
     return (await conn.execute(select(func.coalesce(func.max(articles.c.seq), 0)))).scalar_one()
+
+
+async def all_tags(conn: AsyncConnection) -> list[str]:
+    """Every tag used by a stored article, sorted (the topics subscribers can pick)."""
+    found: dict[str, str] = {}
+    for (tags,) in await conn.execute(select(articles.c.tags)):
+        for tag in json.loads(tags):
+            found.setdefault(slugify(tag), tag)
+    return sorted(found.values(), key=str.casefold)
+
+
+async def by_slug(engine: AsyncEngine, slug: str) -> Article | None:
+    """The article published under ``slug`` (the newest one, should two ever share it)."""
+    query = select(articles.c.data).where(articles.c.slug == slug).order_by(articles.c.seq.desc()).limit(1)
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).first()
+    return Article.from_dict(json.loads(row.data)) if row else None

@@ -76,10 +76,24 @@ subscribers = Table(
     Column("source", String(20), nullable=False),  # cli | web | api | import
     Column("created_at", UTCDateTime(), nullable=False),
     Column("confirmed_at", UTCDateTime(), nullable=True),
+    Column("confirmed_source", String(20), nullable=True),  # web (the emailed link) | api | import | cli
+    Column("unsubscribed_at", UTCDateTime(), nullable=True),
     # seq of the newest article already planned into one of this subscriber's digests.
     Column("article_cursor", Integer, nullable=False, server_default="0"),
 )
 Index("ix_subscribers_plan", subscribers.c.status, subscribers.c.cadence, subscribers.c.article_cursor)
+
+# Addresses that an import, the API or the CLI must not (re-)add: unsubscribed, bounced,
+# complained, suppressed by the operator, or erased.  Keyed by the SHA-256 of the
+# normalized address, so an erased subscriber's address is not kept in clear text;
+# only the person's own double opt-in lifts an entry.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("email_hash", String(64), primary_key=True),
+    Column("reason", String(20), nullable=False),  # unsubscribed | bounced | complained | manual | erased
+    Column("created_at", UTCDateTime(), nullable=False),
+)
 
 digests = Table(
     "digests",

@@ -1,0 +1,228 @@
+"""The subscriber lifecycle: sign up, confirm, change preferences, leave, be erased.
+
+``pending → active → unsubscribed``, plus ``bounced`` and ``complained`` (set by
+delivery).  The rules that make it safe:
+
+* Only ``active`` subscribers get digests; a subscriber becomes active by following
+  the emailed confirmation link (double opt-in), or because an operator vouches for
+  them (API with ``confirmed``, import, CLI).
+* Leaving, bouncing or complaining puts the address on the suppression list.  An
+  import or the API can't add a suppressed address again; only the person's own
+  double opt-in lifts the entry.
+* Erasing deletes the subscriber's row and ledger rows; only the hash of the address
+  stays, on the suppression list.
+
+Each function is one transaction, so the state and the suppression list never
+disagree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, insert, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from publisher.store.articles import newest_seq
+from publisher.store.schema import deliveries, subscribers
+from subscribers import store
+from subscribers.model import SUPPRESSING, Preferences, Source, Status, Subscriber
+from subscribers.validation import (
+    SubscriberError,
+    check_name,
+    email_hash,
+    normalize_email,
+)
+
+
+class Suppressed(SubscriberError):
+    """The address is on the suppression list: only its owner can sign up again."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(
+            f"{address} is suppressed ({reason}); only its owner can subscribe again, through the sign-up page"
+        )
+        self.reason = reason
+
+
+class AlreadySubscribed(SubscriberError):
+    def __init__(self, subscriber: Subscriber) -> None:
+        super().__init__(f"{subscriber.email} is already a subscriber ({subscriber.status})")
+        self.subscriber = subscriber
+
+
+async def _reload(conn: AsyncConnection, subscriber_id: int | None) -> Subscriber:
+    found = None if subscriber_id is None else await store.get(conn, subscriber_id)
+    assert found is not None, "a row updated in this transaction vanished"
+    return found
+
+
+async def _activation(conn: AsyncConnection, source: Source, now: datetime) -> dict[str, object]:
+    """Column values that make a subscriber active from now on.
+
+    The article cursor starts at the newest article seen, so a new subscriber's first
+    digest holds what is published after they joined, not the archive.
+    """
+    return {
+        "status": Status.ACTIVE.value,
+        "confirmed_at": now,
+        "confirmed_source": source.value,
+        "unsubscribed_at": None,
+        "article_cursor": await newest_seq(conn),
+    }
+
+
+async def sign_up(
+    engine: AsyncEngine, email: str, *, name: str, prefs: Preferences, source: Source, now: datetime
+) -> tuple[Subscriber, bool]:
+    """A double opt-in request; returns the subscriber and whether a confirmation is due.
+
+    A new address, or one that is pending or has left, becomes ``pending`` with the
+    choices just made (its suppression stays until it confirms).  An active
+    subscriber is left exactly as they are, and False says to send them a link to
+    their preferences instead: whoever filled in the form, nothing changes unless the
+    mailbox owner acts.
+    """
+    address = normalize_email(email)
+    values = {"name": check_name(name), **store.preference_values(prefs), "source": source.value, "created_at": now}
+    async with engine.begin() as conn:
+        current = await store.find(conn, address)
+        if current is None:
+            new_id = await conn.scalar(
+                insert(subscribers).values(email=address, status=Status.PENDING.value, **values).returning(subscribers.c.id)
+            )
+            return await _reload(conn, new_id), True
+        if current.status == Status.ACTIVE:
+            return current, False
+        await conn.execute(
+            update(subscribers).where(subscribers.c.id == current.id).values(status=Status.PENDING.value, **values)
+        )
+        return await _reload(conn, current.id), True
+
+
+async def confirm(engine: AsyncEngine, subscriber_id: int, *, now: datetime) -> Subscriber | None:
+    """Activate a pending subscriber (the confirmation link was followed).
+
+    Idempotent: an active subscriber stays as they are.  A subscriber who left after
+    the link was sent is not brought back by an old link; None if there is no one.
+    """
+    async with engine.begin() as conn:
+        current = await store.get(conn, subscriber_id)
+        if current is None or current.status != Status.PENDING:
+            return current
+        await conn.execute(
+            update(subscribers)
+            .where(subscribers.c.id == subscriber_id)
+            .values(**await _activation(conn, Source.WEB, now))
+        )
+        await store.lift(conn, [email_hash(current.email)])
+        return await _reload(conn, subscriber_id)
+
+
+async def create(
+    engine: AsyncEngine,
+    email: str,
+    *,
+    name: str = "",
+    prefs: Preferences,
+    source: Source,
+    confirmed: bool,
+    now: datetime,
+) -> Subscriber:
+    """Add a subscriber on an operator's word (API, CLI); ``confirmed`` skips double opt-in.
+
+    Raises :class:`Suppressed` for a suppressed address and :class:`AlreadySubscribed`
+    for a known one.
+    """
+    address = normalize_email(email)
+    async with engine.begin() as conn:
+        reason = await store.suppression(conn, email_hash(address))
+        if reason is not None:
+            raise Suppressed(address, reason)
+        current = await store.find(conn, address)
+        if current is not None:
+            raise AlreadySubscribed(current)
+        values: dict[str, object] = {
+            "email": address, "name": check_name(name), **store.preference_values(prefs),
+            "source": source.value, "created_at": now, "status": Status.PENDING.value,
+        }
+        if confirmed:
+            values |= await _activation(conn, source, now)
+        new_id = await conn.scalar(insert(subscribers).values(**values).returning(subscribers.c.id))
+        return await _reload(conn, new_id)
+
+
+async def update_subscriber(
+    engine: AsyncEngine, subscriber_id: int, *, name: str | None = None, prefs: Preferences | None = None
+) -> Subscriber | None:
+    """Change the name and/or preferences; None if there is no such subscriber."""
+    values: dict[str, object] = {}
+    if name is not None:
+        values["name"] = check_name(name)
+    if prefs is not None:
+        values |= store.preference_values(prefs)
+    async with engine.begin() as conn:
+        if values:
+            await conn.execute(update(subscribers).where(subscribers.c.id == subscriber_id).values(**values))
+        return await store.get(conn, subscriber_id)
+
+
+async def leave(
+    engine: AsyncEngine, subscriber_id: int, *, now: datetime, status: Status = Status.UNSUBSCRIBED
+) -> Subscriber | None:
+    """Unsubscribe (or mark bounced/complained) and suppress the address, at once.
+
+    Effective for every digest not yet handed to the transport: delivery checks each
+    recipient's status when it sends.  Idempotent; None if there is no such subscriber.
+    """
+    if status not in SUPPRESSING:
+        raise ValueError(f"{status} is not a way to leave")
+    async with engine.begin() as conn:
+        current = await store.get(conn, subscriber_id)
+        if current is None:
+            return None
+        if current.status != status:
+            await conn.execute(
+                update(subscribers)
+                .where(subscribers.c.id == subscriber_id)
+                .values(status=status.value, unsubscribed_at=current.unsubscribed_at or now)
+            )
+        await store.suppress(conn, email_hash(current.email), status.value, now)
+        return await _reload(conn, subscriber_id)
+
+
+async def suppress(engine: AsyncEngine, email: str, *, now: datetime, reason: str = "manual") -> Subscriber | None:
+    """Put an address on the suppression list; a subscriber with it is unsubscribed.
+
+    Works for addresses that never subscribed too (an operator's do-not-mail list).
+    Returns the subscriber it unsubscribed, if any.
+    """
+    address = normalize_email(email)
+    async with engine.begin() as conn:
+        await store.suppress(conn, email_hash(address), reason, now)
+        current = await store.find(conn, address)
+        if current is None:
+            return None
+        if current.status in (Status.PENDING, Status.ACTIVE):
+            await conn.execute(
+                update(subscribers)
+                .where(subscribers.c.id == current.id)
+                .values(status=Status.UNSUBSCRIBED.value, unsubscribed_at=now)
+            )
+        return await _reload(conn, current.id)
+
+
+async def erase(engine: AsyncEngine, subscriber_id: int, *, now: datetime) -> bool:
+    """Delete the subscriber's personal data (their row and ledger rows); False if unknown.
+
+    The address's hash stays on the suppression list, so an erased person is not
+    re-added by a stale import; they can still sign up again themselves.
+    """
+    async with engine.begin() as conn:
+        current = await store.get(conn, subscriber_id)
+        if current is None:
+            return False
+        await conn.execute(delete(deliveries).where(deliveries.c.subscriber_id == subscriber_id))
+        await conn.execute(delete(subscribers).where(subscribers.c.id == subscriber_id))
+        await store.suppress(conn, email_hash(current.email), "erased", now)
+        return True

@@ -1,0 +1,120 @@
+"""Checks for everything a subscriber (or an operator) can type in, in one place.
+
+The web forms, the JSON API, the CSV importer and the CLI all go through these, so
+an address or a timezone is valid (or not) the same way everywhere.  Every failure
+is a :class:`SubscriberError` that names the field and says what is wrong, in words
+fit to show to the person who typed it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zoneinfo
+from collections.abc import Iterable
+
+from email_validator import EmailNotValidError, validate_email
+
+from publisher.content.slug import slugify
+from subscribers.model import Cadence
+
+MAX_EMAIL = 254  # RFC 5321 path limit
+MAX_NAME = 100
+MAX_TOPICS = 50
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+_TOPIC_SPLIT = re.compile(r"[|,;\s]+")
+
+
+class SubscriberError(ValueError):
+    """Input that can't become (part of) a subscriber; ``field`` names what is wrong."""
+
+    def __init__(self, message: str, field: str = "email") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def normalize_email(raw: str) -> str:
+    """The canonical form of an address: email-validator's normalization, lower-cased.
+
+    Syntax only, no DNS lookups (a sign-up page must not wait on a resolver).
+    Lower case makes ``Ann@Example.org`` and ``ann@example.org`` one subscriber.
+    """
+    raw = raw.strip()
+    if not raw:
+        raise SubscriberError("an email address is required")
+    if len(raw) > MAX_EMAIL:
+        raise SubscriberError(f"the email address is longer than {MAX_EMAIL} characters")
+    try:
+        return validate_email(raw, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise SubscriberError(f"not a valid email address: {exc}") from None
+
+
+def email_hash(address: str) -> str:
+    """The key of a normalized address on the suppression list."""
+    return hashlib.sha256(address.encode("utf-8")).hexdigest()
+
+
+def check_name(raw: str) -> str:
+    name = " ".join(raw.split())
+    if _CONTROL.search(raw.replace("\t", " ")):
+        raise SubscriberError("the name must be a single line of text", "name")
+    if len(name) > MAX_NAME:
+        raise SubscriberError(f"the name is longer than {MAX_NAME} characters", "name")
+    return name
+
+
+def check_cadence(raw: str) -> Cadence:
+    try:
+        return Cadence(raw.strip().lower())
+    except ValueError:
+        choices = ", ".join(c.value for c in Cadence)
+        raise SubscriberError(f"unknown cadence {raw!r}; choose one of {choices}", "cadence") from None
+
+
+def check_timezone(raw: str) -> str:
+    name = raw.strip()
+    if not name or len(name) > 64 or ".." in name:
+        raise SubscriberError(f"unknown timezone {raw!r}; use an IANA name such as Europe/Paris", "timezone")
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise SubscriberError(f"unknown timezone {raw!r}; use an IANA name such as Europe/Paris", "timezone") from None
+    return name
+
+
+def check_send_hour(raw: object) -> int | None:
+    """0–23, or None ("the site's default hour") for an empty value."""
+    if raw is None or raw == "":
+        return None
+    try:
+        hour = int(str(raw).strip())
+    except ValueError:
+        raise SubscriberError(f"the send hour must be a whole hour from 0 to 23, not {raw!r}", "send_hour") from None
+    if not 0 <= hour <= 23:
+        raise SubscriberError(f"the send hour must be from 0 to 23, not {hour}", "send_hour")
+    return hour
+
+
+def split_topics(raw: str) -> list[str]:
+    """``"politics|economy"``, ``"politics, economy"`` or ``"politics economy"`` → a list."""
+    return [t for t in _TOPIC_SPLIT.split(raw.strip()) if t]
+
+
+def check_topics(requested: Iterable[str], known: Iterable[str]) -> tuple[str, ...]:
+    """The known topics named in ``requested`` (matched by slug), sorted and unique.
+
+    Sorted and unique matters: the digest planner groups subscribers by their topics
+    as stored, so two spellings of one choice must be stored identically.
+    """
+    by_slug = {slugify(t): t for t in known}
+    chosen: set[str] = set()
+    for topic in requested:
+        slug = slugify(topic)
+        if slug not in by_slug:
+            options = ", ".join(sorted(by_slug.values(), key=str.casefold)) or "none yet"
+            raise SubscriberError(f"unknown topic {topic!r} (known topics: {options})", "topics")
+        chosen.add(by_slug[slug])
+    if len(chosen) > MAX_TOPICS:
+        raise SubscriberError(f"at most {MAX_TOPICS} topics", "topics")
+    return tuple(sorted(chosen, key=str.casefold))
