@@ -22,6 +22,7 @@ from publisher.digest import PlannedDigest, plan
 from publisher.feeds import FeedDocument, build_feeds, write_feeds
 from publisher.locks import exclusive, holder
 from publisher.mail.transport import DeliveryError, make_transport
+from publisher.notices import Notices
 from publisher.secrets import load_secret_key
 from publisher.store import articles as article_store
 from publisher.store.articles import IngestResult
@@ -54,6 +55,7 @@ class Publisher:
         # rows the other has marked "sending".
         self._delivery_lock = asyncio.Lock()
         self._tokens: Tokens | None = None
+        self._notices: Notices | None = None
         self._jobs: set[asyncio.Task[object]] = set()
 
     async def start(self) -> None:
@@ -68,6 +70,12 @@ class Publisher:
         if self._tokens is None:
             self._tokens = Tokens(load_secret_key(self.settings.storage.data_dir))
         return self._tokens
+
+    @property
+    def notices(self) -> Notices:
+        if self._notices is None:
+            self._notices = Notices(self.settings, self.env, self.tokens)
+        return self._notices
 
     def check_content(self) -> list[Problem]:
         return scan_directory(self.settings.content.dir, self.settings.site.url).problems
@@ -172,9 +180,13 @@ class Publisher:
             self._jobs.discard(task)  # type: ignore[arg-type]
 
     async def drain(self, timeout: float) -> bool:
-        """Stop taking work and wait for running jobs; False if they outlived ``timeout``."""
+        """Stop taking work and wait for running jobs and notices; False if they outlived ``timeout``."""
         self.stopping.set()
-        if not self._jobs:
-            return True
-        _, pending = await asyncio.wait(set(self._jobs), timeout=timeout)
-        return not pending
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        jobs_done = True
+        if self._jobs:
+            _, pending = await asyncio.wait(set(self._jobs), timeout=timeout)
+            jobs_done = not pending
+        notices_done = self._notices is None or await self._notices.drain(max(0.0, deadline - loop.time()))
+        return jobs_done and notices_done

@@ -162,8 +162,8 @@ class Deliverer:
         personal = Personal(
             name=row.name,
             email=row.email,
-            unsubscribe_url=self.tokens.link(site_url, Purpose.UNSUBSCRIBE, row.subscriber_id),
-            preferences_url=self.tokens.link(site_url, Purpose.PREFERENCES, row.subscriber_id),
+            unsubscribe_url=self.tokens.link(site_url, Purpose.UNSUBSCRIBE, row.subscriber_id, row.email),
+            preferences_url=self.tokens.link(site_url, Purpose.PREFERENCES, row.subscriber_id, row.email),
         )
         message = build_message(
             rendered, personal, settings=self.settings, digest_id=digest_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import stat
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from publisher.secrets import load_secret_key
-from subscribers.tokens import InvalidToken, Purpose, Tokens
+from subscribers.tokens import ExpiredToken, InvalidToken, Purpose, Tokens
 
 
 def test_environment_key_wins(tmp_path: Path) -> None:
@@ -29,20 +30,38 @@ def test_generated_key_is_kept_private_and_reused(tmp_path: Path, caplog: pytest
 
 def test_tokens_round_trip_and_hold_no_address() -> None:
     tokens = Tokens("k")
-    token = tokens.make(Purpose.UNSUBSCRIBE, 42)
-    assert tokens.read(Purpose.UNSUBSCRIBE, token) == 42
-    assert "@" not in token
-    assert tokens.link("https://x.example/", Purpose.PREFERENCES, 7).startswith("https://x.example/preferences/")
+    token = tokens.make(Purpose.UNSUBSCRIBE, 42, "ann@example.org")
+    claim = tokens.read(Purpose.UNSUBSCRIBE, token)
+    assert claim.subscriber_id == 42
+    assert claim.matches("ann@example.org") and not claim.matches("bob@example.org")
+    decoded = base64.urlsafe_b64decode(token.split(".")[0] + "==")
+    assert b"ann" not in decoded and b"example" not in decoded
+    link = tokens.link("https://x.example/", Purpose.PREFERENCES, 7, "ann@example.org")
+    assert link.startswith("https://x.example/preferences/")
 
 
-def test_tampered_wrong_purpose_other_key_and_expired_tokens_are_refused() -> None:
+def test_tampered_wrong_purpose_and_other_key_tokens_are_refused() -> None:
     tokens = Tokens("k")
-    token = tokens.make(Purpose.UNSUBSCRIBE, 42)
+    token = tokens.make(Purpose.UNSUBSCRIBE, 42, "ann@example.org")
     with pytest.raises(InvalidToken):
         tokens.read(Purpose.UNSUBSCRIBE, token[:-2] + ("AA" if not token.endswith("AA") else "BB"))
-    with pytest.raises(InvalidToken):
-        tokens.read(Purpose.PREFERENCES, token)
+    for purpose in (Purpose.PREFERENCES, Purpose.CONFIRM):
+        with pytest.raises(InvalidToken):
+            tokens.read(purpose, token)
     with pytest.raises(InvalidToken):
         Tokens("other").read(Purpose.UNSUBSCRIBE, token)
     with pytest.raises(InvalidToken):
-        tokens.read(Purpose.UNSUBSCRIBE, token, max_age=-1)
+        tokens.read(Purpose.UNSUBSCRIBE, "not-a-token")
+
+
+def test_an_expired_token_still_says_whose_it_was() -> None:
+    tokens = Tokens("k")
+    token = tokens.make(Purpose.CONFIRM, 42, "ann@example.org")
+    assert tokens.read(Purpose.CONFIRM, token, max_age=3600).subscriber_id == 42
+    with pytest.raises(ExpiredToken) as expired:
+        tokens.read(Purpose.CONFIRM, token, max_age=-1)
+    assert expired.value.claim.subscriber_id == 42
+    # A tampered token is refused as such, even when it would also be too old.
+    with pytest.raises(InvalidToken) as tampered:
+        tokens.read(Purpose.CONFIRM, token[:-2] + ("AA" if not token.endswith("AA") else "BB"), max_age=-1)
+    assert not isinstance(tampered.value, ExpiredToken)

@@ -17,6 +17,7 @@ from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
 from email.policy import SMTP, Policy
+from email.utils import make_msgid
 from typing import Self
 from urllib.parse import quote, urlsplit
 
@@ -68,6 +69,31 @@ def build_message(
     if unsubscribe_url.startswith("https://"):
         # RFC 8058 one-click applies to an HTTPS URI only; receivers ignore it otherwise.
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg.make_alternative()
+    msg.set_payload([_text_part("plain", text), _text_part("html", html)])
+    return msg.as_bytes()
+
+
+def build_notice(
+    *, settings: Settings, to_name: str, to_email: str, subject: str, html: str, text: str, date: datetime
+) -> bytes:
+    """The wire bytes of a one-to-one message (a confirmation, a link to preferences).
+
+    Transactional, not bulk: it comes from ``[delivery] transactional_from`` when set
+    and carries no List-* headers, so receivers don't offer to "unsubscribe" from a
+    message the person just asked for.  Its Message-ID is random: it is never resent.
+    """
+    if date.tzinfo is None or date.utcoffset() is None:
+        raise ValueError("date must be timezone-aware")
+    delivery = settings.delivery
+    msg = EmailMessage(policy=SMTP)
+    msg["Date"] = date
+    msg["Message-ID"] = make_msgid(domain=settings.sending_domain)
+    msg["From"] = _address(delivery.from_name, delivery.transactional_from or delivery.from_address)
+    msg["To"] = _address(to_name, to_email)
+    msg["Subject"] = _checked("subject", subject)
+    msg["MIME-Version"] = "1.0"
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: autoresponders must not answer it
     msg.make_alternative()
     msg.set_payload([_text_part("plain", text), _text_part("html", html)])
     return msg.as_bytes()

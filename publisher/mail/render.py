@@ -198,3 +198,12 @@ def _table_row(cells: Sequence[str], widths: Sequence[int]) -> list[str]:
         ).rstrip()
         for i in range(height)
     ]
+
+
+def render_notice(env: jinja2.Environment, name: str, context: dict[str, object]) -> tuple[str, str]:
+    """``(html, text)`` of the one-to-one email ``email/<name>.html`` / ``.txt``, CSS inlined.
+
+    Rendered per message (these are sent one at a time, on a person's request).
+    """
+    html_part = _INLINER.inline(env.get_template(f"email/{name}.html").render(context))
+    return html_part, env.get_template(f"email/{name}.txt").render(context)

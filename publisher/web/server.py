@@ -6,8 +6,7 @@ from aiohttp import web
 
 from publisher.app import Publisher
 from publisher.web.feeds import FEEDS_PATTERN, respond
-
-PUBLISHER = web.AppKey("publisher", Publisher)
+from publisher.web.keys import PUBLISHER
 
 
 async def feed(request: web.Request) -> web.StreamResponse:
