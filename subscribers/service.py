@@ -18,12 +18,13 @@ disagree.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from publisher.store.articles import newest_seq
+from publisher.store.articles import all_tags, newest_seq
 from publisher.store.schema import deliveries, subscribers
 from subscribers import store
 from subscribers.model import SUPPRESSING, Preferences, Source, Status, Subscriber
@@ -57,8 +58,8 @@ async def _reload(conn: AsyncConnection, subscriber_id: int | None) -> Subscribe
     return found
 
 
-async def _activation(conn: AsyncConnection, source: Source, now: datetime) -> dict[str, object]:
-    """Column values that make a subscriber active from now on.
+async def activation(conn: AsyncConnection, source: Source, now: datetime) -> dict[str, object]:
+    """Column values that make a subscriber active from now on (also the importer's).
 
     The article cursor starts at the newest article seen, so a new subscriber's first
     digest holds what is published after they joined, not the archive.
@@ -70,6 +71,13 @@ async def _activation(conn: AsyncConnection, source: Source, now: datetime) -> d
         "unsubscribed_at": None,
         "article_cursor": await newest_seq(conn),
     }
+
+
+async def known_topics(engine: AsyncEngine, configured: Iterable[str]) -> list[str]:
+    """The topics a subscriber may choose: the site's ``[site] topics`` and every article tag."""
+    async with engine.connect() as conn:
+        tags = await all_tags(conn)
+    return sorted({*configured, *tags}, key=str.casefold)
 
 
 async def sign_up(
@@ -113,7 +121,7 @@ async def confirm(engine: AsyncEngine, subscriber_id: int, *, now: datetime) -> 
         await conn.execute(
             update(subscribers)
             .where(subscribers.c.id == subscriber_id)
-            .values(**await _activation(conn, Source.WEB, now))
+            .values(**await activation(conn, Source.WEB, now))
         )
         await store.lift(conn, [email_hash(current.email)])
         return await _reload(conn, subscriber_id)
@@ -147,7 +155,7 @@ async def create(
             "source": source.value, "created_at": now, "status": Status.PENDING.value,
         }
         if confirmed:
-            values |= await _activation(conn, source, now)
+            values |= await activation(conn, source, now)
         new_id = await conn.scalar(insert(subscribers).values(**values).returning(subscribers.c.id))
         return await _reload(conn, new_id)
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import Row, Select, delete, func, insert, or_, select
+from sqlalchemy import Row, Select, String, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.store.schema import subscribers, suppressions
 from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
 
 PAGE_LIMIT = 500  # the most rows one page of a listing may ask for
+# The longest reason a suppression entry holds (PostgreSQL enforces it; SQLite would not).
+MAX_REASON: int = cast(String, suppressions.c.reason.type).length or 20
 
 
 def from_row(row: Row) -> Subscriber:

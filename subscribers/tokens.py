@@ -51,6 +51,7 @@ class Claim:
 
 class Tokens:
     def __init__(self, secret_key: str) -> None:
+        self.secret_key = secret_key  # also signs the web forms' CSRF tokens, under its own salt
         self._serializers = {
             purpose: URLSafeTimedSerializer(secret_key, salt=f"publisher.{purpose}") for purpose in Purpose
         }
@@ -62,7 +63,7 @@ class Tokens:
         """Whose ``token`` is; InvalidToken if it can't be trusted, ExpiredToken if too old."""
         serializer = self._serializers[purpose]
         try:
-            return _claim(serializer.loads(token, max_age=max_age))
+            return _claim(serializer.loads(token, max_age=None if max_age is None else int(max_age)))
         except SignatureExpired as exc:
             # The signature was checked before the age: the payload is genuine.
             claim = _claim(serializer.load_payload(exc.payload)) if exc.payload is not None else None

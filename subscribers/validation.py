@@ -8,15 +8,16 @@ fit to show to the person who typed it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from email_validator import EmailNotValidError, validate_email
 
 from publisher.content.slug import slugify
-from subscribers.model import Cadence
+from subscribers.model import Cadence, Preferences
 
 MAX_EMAIL = 254  # RFC 5321 path limit
 MAX_NAME = 100
@@ -118,3 +119,69 @@ def check_topics(requested: Iterable[str], known: Iterable[str]) -> tuple[str, .
     if len(chosen) > MAX_TOPICS:
         raise SubscriberError(f"at most {MAX_TOPICS} topics", "topics")
     return tuple(sorted(chosen, key=str.casefold))
+
+
+# --- several fields at once (JSON API, importers) ------------------------------------
+
+PREFERENCE_FIELDS = ("cadence", "topics", "timezone", "send_hour")
+
+
+class InvalidFields(SubscriberError):
+    """Several inputs are wrong at once; ``problems`` holds one SubscriberError each.
+
+    An operator fixing a record (or a batch of them) wants every mistake in one
+    answer, not one per round trip.
+    """
+
+    def __init__(self, problems: Sequence[SubscriberError]) -> None:
+        super().__init__("; ".join(f"{p.field}: {p}" for p in problems), problems[0].field if problems else "")
+        self.problems = list(problems)
+
+
+def require_text(raw: object, field: str) -> str:
+    """``raw`` if it is a string: typed input (JSON) may hold a number or a list instead."""
+    if not isinstance(raw, str):
+        raise SubscriberError(f"{field} must be a string", field)
+    return raw
+
+
+def _topic_names(raw: object) -> list[str]:
+    if isinstance(raw, str):
+        return split_topics(raw)
+    if isinstance(raw, (list, tuple)) and all(isinstance(t, str) for t in raw):
+        return list(raw)
+    raise SubscriberError("topics must be a list of topic names", "topics")
+
+
+def check_preferences(values: Mapping[str, object], *, base: Preferences, known_topics: Iterable[str]) -> Preferences:
+    """``base`` with the preference fields present in ``values`` checked and applied.
+
+    Absent fields keep ``base``'s value, so one function serves a new subscriber
+    (``base`` = the site's defaults) and a partial update (``base`` = what is stored).
+    Values may be typed (JSON: a list of topics, an integer hour, null for "the site's
+    hour") or text (CSV: ``"politics|economy"``).  Raises :class:`InvalidFields`
+    naming every bad field, not just the first.
+    """
+    problems: list[SubscriberError] = []
+    changes: dict[str, object] = {}
+    checks: dict[str, Callable[[object], object]] = {
+        "cadence": lambda raw: check_cadence(require_text(raw, "cadence")),
+        "topics": lambda raw: check_topics(_topic_names(raw), known_topics),
+        "timezone": lambda raw: check_timezone(require_text(raw, "timezone")),
+        "send_hour": _send_hour,
+    }
+    for field, check in checks.items():
+        if field in values:
+            try:
+                changes[field] = check(values[field])
+            except SubscriberError as exc:
+                problems.append(exc)
+    if problems:
+        raise InvalidFields(problems)
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def _send_hour(raw: object) -> int | None:
+    if isinstance(raw, (bool, float)):  # int(7.9) and True would slip through as hours
+        raise SubscriberError(f"the send hour must be a whole hour from 0 to 23, not {raw!r}", "send_hour")
+    return check_send_hour(raw)

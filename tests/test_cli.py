@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import mailbox
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from publisher.cli import main
 
 
-def run(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run(config: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "publisher", "--config", str(config), *args],
-        capture_output=True, text=True, env=os.environ | {"PUBLISHER_SECRET_KEY": "cli-test-key"}, timeout=60,
+        capture_output=True, text=True, env=os.environ | {"PUBLISHER_SECRET_KEY": "cli-test-key", "COLUMNS": "200"},
+        timeout=60, input=stdin, check=False,
     )
 
 
@@ -90,16 +92,178 @@ def test_subscribers_and_send_twice_sends_once(site_dir: Path) -> None:
     assert "nothing new to send" in second.stdout and "sent 0," in second.stdout
     assert len(mailbox.Maildir(site_dir / "outbox", create=False)) == 1
 
-    removed = run(config, "subscribers", "remove", "ann@example.org")
-    assert removed.returncode == 0
-    assert run(config, "subscribers", "remove", "ann@example.org").returncode == 1
+    removed = run(config, "subscribers", "remove", "ann@example.org", "--yes")
+    assert removed.returncode == 0 and "erased ann@example.org" in removed.stdout
+    assert run(config, "subscribers", "remove", "ann@example.org", "--yes").returncode == 1
 
 
 def test_python_dash_m_and_console_script_agree() -> None:
-    by_module = subprocess.run([sys.executable, "-m", "publisher", "--help"], capture_output=True, text=True)
+    by_module = subprocess.run(
+        [sys.executable, "-m", "publisher", "--help"], capture_output=True, text=True, check=False
+    )
     script = Path(sys.executable).with_name("publisher")
-    by_script = subprocess.run([str(script), "--help"], capture_output=True, text=True)
+    by_script = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=False)
     assert by_module.returncode == by_script.returncode == 0
     for command in ("init", "check", "build", "run", "send", "subscribers"):
         assert command in by_module.stdout
     assert by_module.stdout == by_script.stdout
+
+
+# --- subscribers: import, export, list, show, remove, suppress ---------------------------
+
+PEOPLE_CSV = (
+    "\ufeffEmail;Name;Cadence;Topics;Phone\r\n"
+    "ann@example.org;Ann;instant;economy|transport;1\r\n"
+    "not-an-address;[bold]Mallory[/bold];daily;;2\r\n"
+    "bo@example.org;Bo;fortnightly;;3\r\n"
+    "ANN@example.org;Annie;;;4\r\n"
+    "cy@example.org;Cy;weekly;;5\r\n"
+    "left@example.org;Left;;;6\r\n"
+)
+
+
+def summary(stdout: str) -> dict[str, int]:
+    """The import's summary table as {label: rows}."""
+    rows = {}
+    for line in stdout.splitlines():
+        cells = [cell.strip() for cell in line.strip("│┃ ").split("│")]
+        if len(cells) == 2 and cells[1].isdigit():
+            rows[cells[0]] = int(cells[1])
+    return rows
+
+
+def test_import_reports_bad_rows_by_file_and_line_and_imports_the_rest(site_dir: Path) -> None:
+    config = site_dir / "config.toml"
+    people = site_dir / "people.csv"
+    people.write_text(PEOPLE_CSV, encoding="utf-8")
+    assert CliRunner().invoke(main, ["--config", str(config), "build"]).exit_code == 0  # the topics: article tags
+    assert run(config, "subscribers", "suppress", "left@example.org").returncode == 0
+
+    dry = run(config, "subscribers", "import", str(people), "--dry-run")
+    assert dry.returncode == 1 and "(dry run: nothing changed)" in dry.stdout
+    assert summary(dry.stdout)["added as active subscribers"] == 2
+    assert "0 of 0 subscriber(s)" in run(config, "subscribers", "list").stdout
+
+    result = run(config, "subscribers", "import", str(people))
+    assert result.returncode == 1, result.stderr  # some rows were invalid; the rest went in
+    errors = [line for line in result.stderr.splitlines() if line.startswith(f"{people}:")]
+    assert errors == [
+        (
+            f"{people}: warning: line 1: ignoring unknown column(s) 'phone'; "
+            "the import reads email, name, cadence, topics, timezone, send_hour"
+        ),
+        f"{people}:3: email: not a valid email address: An email address must have an @-sign.",
+        f"{people}:4: cadence: unknown cadence 'fortnightly'; choose one of instant, daily, weekly",
+    ]
+    assert "Traceback" not in result.stderr
+    assert summary(result.stdout) == {
+        "added as active subscribers": 2,
+        "existing subscribers updated": 0,
+        "existing subscribers left unchanged": 0,
+        "suppressed addresses skipped": 1,
+        "duplicate rows merged": 1,
+        "not active in the file's status column, skipped": 0,
+        "invalid rows skipped": 2,
+    }
+    shown = run(config, "subscribers", "show", "ann@example.org")
+    assert shown.returncode == 0
+    for expected in ("Annie", "instant", "economy, transport", "import", "active"):
+        assert expected in shown.stdout
+
+    valid = "email,name\nann@example.org,Ann Again\ndee@example.org,Dee\n"
+    again = run(config, "subscribers", "import", "-", "--update", stdin=valid)
+    assert again.returncode == 0, again.stderr
+    assert summary(again.stdout)["existing subscribers updated"] == 1
+    assert summary(again.stdout)["added as active subscribers"] == 1
+    assert "Ann Again" in run(config, "subscribers", "show", "ann@example.org").stdout
+
+
+def test_import_of_a_file_without_an_email_column_is_one_error(site_dir: Path) -> None:
+    people = site_dir / "people.csv"
+    people.write_text("name,cadence\nAnn,daily\n", encoding="utf-8")
+    result = run(site_dir / "config.toml", "subscribers", "import", str(people))
+    assert result.returncode == 1
+    assert f"Error: {people}:1: no 'email' column in the header line (found 'name', 'cadence')" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def invoke(site_dir: Path, *args: str, stdin: str | None = None) -> Result:
+    """In-process, for the quick commands (the subprocess tests above cover the entry point)."""
+    return CliRunner().invoke(main, ["--config", str(site_dir / "config.toml"), "subscribers", *args], input=stdin)
+
+
+def test_export_writes_csv_that_re_imports_and_jsonl(site_dir: Path, tmp_path: Path) -> None:
+    invoke(site_dir, "import", "-", stdin="email,name,cadence\nann@example.org,Ann,weekly\nbo@example.org,Bo,\n")
+    invoke(site_dir, "suppress", "bo@example.org")
+
+    csv_out = invoke(site_dir, "export")
+    assert csv_out.exit_code == 0
+    lines = csv_out.stdout.splitlines()
+    assert lines[0] == "email,name,cadence,topics,timezone,send_hour,status,source,created_at,confirmed_at"
+    assert lines[1].startswith("ann@example.org,Ann,weekly,,UTC,,active,import,")
+    assert lines[2].startswith("bo@example.org,Bo,daily,,UTC,,unsubscribed,import,")
+    assert "exported 2 subscriber(s) to standard output" in csv_out.stderr
+
+    target = tmp_path / "active.jsonl"
+    jsonl = invoke(site_dir, "export", "--format", "jsonl", "--status", "active", "--output", str(target))
+    assert jsonl.exit_code == 0, jsonl.output
+    records = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+    assert [(r["email"], r["cadence"], r["status"]) for r in records] == [("ann@example.org", "weekly", "active")]
+
+    # The CSV export re-imports: the active subscriber is known, the unsubscribed one stays out.
+    reimport = invoke(site_dir, "import", "-", stdin=csv_out.stdout)
+    assert reimport.exit_code == 0, reimport.output
+    assert summary(reimport.stdout)["existing subscribers left unchanged"] == 1
+    assert summary(reimport.stdout)["not active in the file's status column, skipped"] == 1
+
+
+def test_list_filters_searches_and_pages_by_id(site_dir: Path) -> None:
+    invoke(site_dir, "import", "-", stdin="email,name\n" + "".join(f"p{i}@example.org,P{i}\n" for i in range(5)))
+    invoke(site_dir, "add", "zed@example.org", "--name", "[red]Zed")
+    invoke(site_dir, "suppress", "p1@example.org")
+
+    first = invoke(site_dir, "list", "--limit", "2")
+    assert first.exit_code == 0
+    assert "p0@example.org" in first.stdout and "p1@example.org" in first.stdout
+    assert "p2@example.org" not in first.stdout
+    assert "2 of 6 subscriber(s)" in first.stdout and "next page: --after 2" in first.stdout
+    second = invoke(site_dir, "list", "--limit", "2", "--after", "2")
+    assert "p2@example.org" in second.stdout and "p0@example.org" not in second.stdout
+
+    assert "[red]Zed" in invoke(site_dir, "list", "--search", "zed").stdout  # names are text, not markup
+    unsubscribed = invoke(site_dir, "list", "--status", "unsubscribed")
+    assert "p1@example.org" in unsubscribed.stdout and "1 of 1 subscriber(s)" in unsubscribed.stdout
+    assert invoke(site_dir, "list", "--status", "gone").exit_code == 2
+
+
+def test_show_remove_and_suppress(site_dir: Path) -> None:
+    invoke(site_dir, "add", "ann@example.org", "--name", "Ann", "--cadence", "weekly")
+    shown = invoke(site_dir, "show", "Ann@Example.org")
+    assert shown.exit_code == 0
+    for expected in ("ann@example.org", "Ann", "weekly", "active", "cli", "suppressed"):
+        assert expected in shown.stdout
+    unknown = invoke(site_dir, "show", "nobody@example.org")
+    assert unknown.exit_code == 1 and "nobody@example.org is not a subscriber" in unknown.stderr
+    assert "not a valid email address" in invoke(site_dir, "show", "nonsense").stderr
+
+    kept = invoke(site_dir, "remove", "ann@example.org", stdin="n\n")
+    assert kept.exit_code == 1 and "Erase ann@example.org" in kept.output
+    assert invoke(site_dir, "show", "ann@example.org").exit_code == 0
+    erased = invoke(site_dir, "remove", "ann@example.org", stdin="y\n")
+    assert erased.exit_code == 0 and "erased ann@example.org" in erased.stdout
+    gone = invoke(site_dir, "show", "ann@example.org")
+    assert gone.exit_code == 1 and "(the address is suppressed: erased)" in gone.stderr
+    assert invoke(site_dir, "remove", "ann@example.org", "--yes").exit_code == 1
+
+    invoke(site_dir, "add", "bo@example.org")
+    bo = invoke(site_dir, "suppress", "bo@example.org", "--reason", "asked by phone")
+    assert bo.exit_code == 0 and "suppressed bo@example.org: unsubscribed subscriber #" in bo.stdout
+    assert "(was active)" in bo.stdout
+    again = invoke(site_dir, "suppress", "bo@example.org")
+    assert "was already unsubscribed" in again.stdout
+    stranger = invoke(site_dir, "suppress", "cy@example.org")
+    assert stranger.exit_code == 0 and "not a subscriber" in stranger.stdout
+    assert "(the address is suppressed: manual)" in invoke(site_dir, "show", "cy@example.org").stderr
+    added = invoke(site_dir, "add", "cy@example.org")
+    assert added.exit_code == 1 and "suppressed" in added.stderr
+    assert invoke(site_dir, "suppress", "dee@example.org", "--reason", "x" * 21).exit_code == 2

@@ -1,0 +1,535 @@
+"""Subscribers in and out as files: CSV import (parse, then store) and CSV / JSON Lines export.
+
+Parsing is a pure function (text in, rows and errors out) so every edge case of a
+spreadsheet export is tested without a database; storing is a thin loop of batches,
+each one transaction of a few set-based queries, because 100,000 rows through
+:func:`subscribers.service.create` one by one would take minutes.
+
+The rules are the lifecycle's (:mod:`subscribers.service`): an import is an operator
+vouching for the addresses, so new ones become ``active`` at once, but a suppressed
+address (left, bounced, complained, suppressed or erased) is never added back, and an
+existing subscriber is left as they are unless the operator asks to update them.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any
+
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from publisher.content.slug import slugify
+from publisher.store.schema import subscribers
+from subscribers import service, store
+from subscribers.model import (
+    SUPPRESSING,
+    Cadence,
+    Preferences,
+    Source,
+    Status,
+    Subscriber,
+)
+from subscribers.validation import (
+    PREFERENCE_FIELDS,
+    InvalidFields,
+    SubscriberError,
+    check_name,
+    check_preferences,
+    email_hash,
+    normalize_email,
+)
+
+# Columns an import reads; ``email`` is the only required one.
+IMPORTED = ("email", "name", *PREFERENCE_FIELDS)
+# Columns an export adds: ``status`` is honoured on import (only active rows come in),
+# the others are information and are ignored without a warning, so an export re-imports.
+EXPORT_COLUMNS = (*IMPORTED, "status", "source", "created_at", "confirmed_at")
+_INFORMATIONAL = frozenset({"id", "source", "created_at", "confirmed_at", "confirmed_source", "unsubscribed_at"})
+_DELIMITERS = ",;\t"  # comma first: it wins a tie (a header with a single column)
+# A spreadsheet runs a cell that starts with one of these as a formula; names come from
+# a public sign-up form, so the export defuses them with a leading apostrophe.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+BATCH_SIZE = 1000  # rows per transaction: under every database's bound-parameter limit
+
+ProgressCallback = Callable[[int, int], None]  # (rows stored so far, rows to store)
+
+
+class ImportFileError(ValueError):
+    """The file as a whole can't be read (no header, no ``email`` column, not UTF-8)."""
+
+    def __init__(self, message: str, line: int = 1) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """One problem with one row: the physical line it starts on, the column, the reason."""
+
+    line: int
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.line}: {self.field}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRow:
+    """A valid row: the site's defaults where a cell was empty, and which cells were not.
+
+    ``given`` matters twice: when rows for one address are merged, a later empty cell
+    does not wipe an earlier value; and ``--update`` changes only what the file says.
+    """
+
+    line: int
+    email: str
+    name: str
+    preferences: Preferences
+    status: Status | None  # None: no status column, or an empty cell
+    given: frozenset[str]
+
+    def applied_to(self, name: str, prefs: Preferences) -> tuple[str, Preferences]:
+        """``name`` and ``prefs`` with this row's non-empty cells written over them."""
+        changes = {f: getattr(self.preferences, f) for f in PREFERENCE_FIELDS if f in self.given}
+        return (self.name if "name" in self.given else name), dataclasses.replace(prefs, **changes)
+
+    def merged_with(self, later: ImportRow) -> ImportRow:
+        """One row for the address: ``later``'s non-empty cells win, the first line is kept."""
+        name, prefs = later.applied_to(self.name, self.preferences)
+        status = later.status if "status" in later.given else self.status
+        return ImportRow(self.line, self.email, name, prefs, status, self.given | later.given)
+
+
+@dataclass
+class ParsedImport:
+    """What a file holds: one row per address to import, and every problem, by line."""
+
+    rows: list[ImportRow] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    records: int = 0  # non-empty data rows read
+    merged: int = 0  # rows folded into an earlier row for the same address
+    inactive: int = 0  # addresses whose status column says pending / unsubscribed / …
+
+    def add_rows(self, rows: Iterable[ImportRow]) -> None:
+        """Fold ``rows`` into one per address and keep the active ones (call once per import).
+
+        Any reader of subscriber records (this CSV parser, the API's JSON import) goes
+        through here, so duplicates and exported statuses are treated the same way.
+        """
+        by_address: dict[str, ImportRow] = {}
+        for row in rows:
+            earlier = by_address.get(row.email)
+            if earlier is not None:
+                self.merged += 1
+                row = earlier.merged_with(row)
+            by_address[row.email] = row
+        for row in by_address.values():
+            if row.status in (None, Status.ACTIVE):
+                self.rows.append(row)
+            else:
+                self.inactive += 1
+
+
+@dataclass
+class ImportReport:
+    """What an import did (or, on a dry run, would do), for the operator's summary."""
+
+    created: int = 0
+    updated: int = 0
+    existing: int = 0  # already subscribers, left as they were
+    suppressed: int = 0  # on the suppression list: skipped
+    merged: int = 0
+    inactive: int = 0
+    invalid: list[RowError] = field(default_factory=list)
+
+    @property
+    def invalid_rows(self) -> int:
+        return len({error.line for error in self.invalid})
+
+    def add(self, other: _BatchCounts) -> None:
+        self.created += other.created
+        self.updated += other.updated
+        self.existing += other.existing
+        self.suppressed += other.suppressed
+
+
+# --- parsing --------------------------------------------------------------------------
+
+
+def parse_csv(
+    source: str | bytes | IO[Any],
+    *,
+    known_topics: Iterable[str],
+    default_timezone: str,
+    default_cadence: Cadence | str,
+) -> ParsedImport:
+    """Read a subscriber CSV: header row naming ``email`` (and any of the other columns).
+
+    Accepts what spreadsheets write: a UTF-8 byte-order mark, comma, semicolon or tab
+    separators, CRLF, blank lines, quoted cells spanning lines.  Line numbers are the
+    file's physical lines.  A bad row becomes a :class:`RowError` per bad cell and the
+    others go on; only a file that can't be read at all raises :class:`ImportFileError`.
+    """
+    text = _read_text(source)
+    delimiter = _delimiter(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    parsed = ParsedImport()
+    records = _records(reader, parsed.errors)
+    header_line, _, cells = next(records, (1, 1, []))
+    header = _header(cells, header_line, delimiter, parsed.warnings)
+    checker = _RowChecker(known_topics, Preferences(cadence=Cadence(default_cadence), timezone=default_timezone))
+    parsed.add_rows(_valid_rows(records, checker, header, parsed))
+    return parsed
+
+
+def _valid_rows(
+    records: Iterator[tuple[int, int, list[str]]], checker: _RowChecker, header: _Header, parsed: ParsedImport
+) -> Iterator[ImportRow]:
+    for line, end, cells in records:
+        parsed.records += 1
+        row = _parse_record(checker, header, line, end, cells, parsed.errors)
+        if row is not None:
+            yield row
+
+
+def _read_text(source: str | bytes | IO[Any]) -> str:
+    data: str | bytes = source.read() if not isinstance(source, (str, bytes)) else source
+    if isinstance(data, str):
+        return data.removeprefix("\ufeff")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ImportFileError('not UTF-8 text; save the file as "CSV UTF-8"', line) from None
+
+
+def _delimiter(text: str) -> str:
+    """The separator the header line uses most: header names never contain one."""
+    header = next((line for line in io.StringIO(text, newline="") if line.strip()), "")
+    return max(_DELIMITERS, key=header.count)
+
+
+def _records(reader: Any, errors: list[RowError]) -> Iterator[tuple[int, int, list[str]]]:
+    """``(first line, last line, cells)`` per non-blank record; unreadable ones become errors.
+
+    The reader's ``line_num`` counts physical lines, so a quoted cell spanning lines
+    does not shift the numbers of the rows after it.  After a ``csv.Error`` the
+    reader resumes at the next line, so one mangled row does not end the import.
+    """
+    end = 0
+    while True:
+        start = end + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            errors.append(RowError(start, "row", f"unreadable CSV: {exc}"))
+            cells = []
+        end = reader.line_num
+        if any(cell.strip() for cell in cells):
+            yield start, end, cells
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    columns: dict[str, int]  # the index of each column the import reads
+    width: int
+    delimiter: str
+
+
+def _header(cells: list[str], line: int, delimiter: str, warnings: list[str]) -> _Header:
+    """The header line: column names compared lower-cased and trimmed."""
+    names = [name.strip().lower() for name in cells]
+    if not names:
+        raise ImportFileError("the file is empty; the first line must name the columns, e.g. email,name", line)
+    if "email" not in names:
+        found = ", ".join(repr(n) for n in names)
+        raise ImportFileError(f"no 'email' column in the header line (found {found})", line)
+    repeated = sorted({n for n in names if n and names.count(n) > 1})
+    if repeated:
+        raise ImportFileError(f"column(s) named twice in the header line: {', '.join(repeated)}", line)
+    unknown = [n for n in names if n and n not in EXPORT_COLUMNS and n not in _INFORMATIONAL]
+    if unknown:
+        warnings.append(
+            f"line {line}: ignoring unknown column(s) {', '.join(repr(n) for n in unknown)}; "
+            f"the import reads {', '.join(IMPORTED)}"
+        )
+    columns = {name: index for index, name in enumerate(names) if name in (*IMPORTED, "status")}
+    return _Header(columns, len(names), delimiter)
+
+
+def _parse_record(
+    checker: _RowChecker, header: _Header, line: int, end: int, cells: list[str], errors: list[RowError]
+) -> ImportRow | None:
+    """The row in ``cells``, or None after recording why it can't be imported."""
+    if any(cell.strip() for cell in cells[header.width :]):
+        shown = "a tab" if header.delimiter == "\t" else repr(header.delimiter)
+        reason = (
+            f"{len(cells)} cells but the header names {header.width} columns; "
+            f"put quotes around values that contain {shown}"
+        )
+        errors.append(RowError(line, "row", reason))
+        return None
+    values = {name: _restore(cells[i]) if i < len(cells) else "" for name, i in header.columns.items()}
+    try:
+        return checker.row(line, values)
+    except InvalidFields as exc:
+        found = [RowError(line, p.field, str(p)) for p in exc.problems]
+        if end > line:  # an unclosed quote swallows the lines after it into one cell
+            hint = f" (this row runs on to line {end}: is a quote left open?)"
+            found[0] = dataclasses.replace(found[0], reason=found[0].reason + hint)
+        errors.extend(found)
+        return None
+
+
+class _RowChecker:
+    """Checks one row's cells with :mod:`subscribers.validation`, remembering repeats.
+
+    A file of 100,000 rows has a handful of distinct preference combinations, and
+    checking topics costs a slug per known topic, so each combination is checked once.
+    """
+
+    def __init__(self, known_topics: Iterable[str], defaults: Preferences) -> None:
+        self._known = list(known_topics)
+        self._defaults = defaults
+        self._preferences: dict[tuple[tuple[str, str], ...], Preferences | InvalidFields] = {}
+
+    def row(self, line: int, values: Mapping[str, str]) -> ImportRow:
+        given = frozenset(name for name, raw in values.items() if raw.strip())
+        problems: list[SubscriberError] = []
+        email = name = ""
+        prefs, status = self._defaults, None
+        try:
+            email = normalize_email(values.get("email", ""))
+        except SubscriberError as exc:
+            problems.append(exc)
+        try:
+            name = check_name(values.get("name", ""))
+        except SubscriberError as exc:
+            problems.append(exc)
+        try:
+            prefs = self._check_preferences({f: values[f] for f in PREFERENCE_FIELDS if f in given})
+        except InvalidFields as exc:
+            problems.extend(exc.problems)
+        if "status" in given:
+            try:
+                status = _check_status(values["status"])
+            except SubscriberError as exc:
+                problems.append(exc)
+        if problems:
+            raise InvalidFields(problems)
+        return ImportRow(line, email, name, prefs, status, given)
+
+    def _check_preferences(self, given: dict[str, str]) -> Preferences:
+        key = tuple(sorted(given.items()))
+        if key not in self._preferences:
+            try:
+                self._preferences[key] = check_preferences(given, base=self._defaults, known_topics=self._known)
+            except InvalidFields as exc:
+                self._preferences[key] = exc
+        found = self._preferences[key]
+        if isinstance(found, InvalidFields):
+            raise found
+        return found
+
+
+def _check_status(raw: str) -> Status:
+    try:
+        return Status(raw.strip().lower())
+    except ValueError:
+        choices = ", ".join(s.value for s in Status)
+        raise SubscriberError(f"unknown status {raw!r}; choose one of {choices}", "status") from None
+
+
+def _defuse(cell: str) -> str:
+    return "'" + cell if cell.startswith(_FORMULA_START) else cell
+
+
+def _restore(cell: str) -> str:
+    """Undo :func:`_defuse`, so an exported name comes back as it was."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_FORMULA_START) else cell
+
+
+# --- storing --------------------------------------------------------------------------
+
+
+@dataclass
+class _BatchCounts:
+    created: int = 0
+    updated: int = 0
+    existing: int = 0
+    suppressed: int = 0
+
+
+@dataclass
+class _BatchPlan:
+    """What one batch does, decided from two lookups before anything is written."""
+
+    new: list[ImportRow] = field(default_factory=list)
+    updates: list[tuple[int, str, Preferences]] = field(default_factory=list)  # (id, name, preferences)
+    counts: _BatchCounts = field(default_factory=_BatchCounts)
+
+
+async def import_rows(
+    engine: AsyncEngine,
+    parsed: ParsedImport,
+    *,
+    now: datetime,
+    update_existing: bool = False,
+    dry_run: bool = False,
+    progress: ProgressCallback | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> ImportReport:
+    """Store ``parsed.rows``, a transaction per batch; the report counts what happened.
+
+    New addresses become active subscribers (source and confirmation ``import``)
+    whose first digest holds what is published after ``now``.  Existing subscribers
+    are left alone, or with ``update_existing`` get the file's non-empty cells.  A
+    suppressed address is skipped whatever the file says.  With ``dry_run`` the
+    lookups run and the report is exact, but nothing is written.
+    """
+    report = ImportReport(merged=parsed.merged, inactive=parsed.inactive, invalid=list(parsed.errors))
+    rows = parsed.rows
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        report.add(await _store_batch(engine, batch, now=now, update_existing=update_existing, dry_run=dry_run))
+        if progress is not None:
+            progress(start + len(batch), len(rows))
+    return report
+
+
+async def _store_batch(
+    engine: AsyncEngine, batch: Sequence[ImportRow], *, now: datetime, update_existing: bool, dry_run: bool
+) -> _BatchCounts:
+    """One batch in one transaction, tried a second time if a sign-up raced an insert.
+
+    Between the lookup and the insert someone may subscribe through the web with an
+    address of the batch; the unique index then fails the insert, and the retry's
+    lookup sees them as existing.
+    """
+    for attempt in (1, 2):
+        try:
+            async with engine.begin() as conn:
+                plan = await _plan_batch(conn, batch, update_existing)
+                if not dry_run:
+                    await _write_batch(conn, plan, now)
+                return plan.counts
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _plan_batch(conn: AsyncConnection, batch: Sequence[ImportRow], update_existing: bool) -> _BatchPlan:
+    hashes = {row.email: email_hash(row.email) for row in batch}
+    found = await store.existing(conn, list(hashes))
+    suppressed = await store.suppressed_among(conn, list(hashes.values()))
+    plan = _BatchPlan()
+    for row in batch:
+        current = found.get(row.email)
+        if hashes[row.email] in suppressed or (current is not None and current.status in SUPPRESSING):
+            plan.counts.suppressed += 1
+        elif current is None:
+            plan.new.append(row)
+            plan.counts.created += 1
+        elif update_existing and (change := _update_of(current, row)) is not None:
+            plan.updates.append(change)
+            plan.counts.updated += 1
+        else:
+            plan.counts.existing += 1
+    return plan
+
+
+def _update_of(current: Subscriber, row: ImportRow) -> tuple[int, str, Preferences] | None:
+    """The row written over ``current``, or None when that changes nothing."""
+    name, prefs = row.applied_to(current.name, current.preferences)
+    if (name, prefs) == (current.name, current.preferences):
+        return None
+    return current.id, name, prefs
+
+
+async def _write_batch(conn: AsyncConnection, plan: _BatchPlan, now: datetime) -> None:
+    """One executemany INSERT and one executemany UPDATE for the whole batch."""
+    if plan.new:
+        active = await service.activation(conn, Source.IMPORT, now)
+        await conn.execute(
+            insert(subscribers),
+            [
+                {
+                    "email": row.email,
+                    "name": row.name,
+                    **store.preference_values(row.preferences),
+                    "source": Source.IMPORT.value,
+                    "created_at": now,
+                    **active,
+                }
+                for row in plan.new
+            ],
+        )
+    if plan.updates:
+        # Bound names must differ from the column names an UPDATE … SET already uses.
+        changes = [(row_id, {"name": name, **store.preference_values(prefs)}) for row_id, name, prefs in plan.updates]
+        stmt = (
+            update(subscribers)
+            .where(subscribers.c.id == bindparam("row_id"))
+            .values({column: bindparam(f"new_{column}") for column in changes[0][1]})
+        )
+        await conn.execute(
+            stmt, [{"row_id": row_id, **{f"new_{k}": v for k, v in values.items()}} for row_id, values in changes]
+        )
+
+
+# --- export ---------------------------------------------------------------------------
+
+
+def export_cells(subscriber: Subscriber) -> list[str]:
+    """A subscriber as a row of :data:`EXPORT_COLUMNS`, in a form :func:`parse_csv` reads back.
+
+    Topics are written as slugs joined with ``|``: a topic name may contain a space or
+    a comma, which the importer would split on, while its slug matches it on import.
+    """
+    prefs = subscriber.preferences
+    return [
+        _defuse(subscriber.email),
+        _defuse(subscriber.name),
+        prefs.cadence.value,
+        "|".join(slugify(topic) for topic in prefs.topics),
+        prefs.timezone,
+        "" if prefs.send_hour is None else str(prefs.send_hour),
+        subscriber.status.value,
+        subscriber.source.value,
+        subscriber.created_at.isoformat(),
+        subscriber.confirmed_at.isoformat() if subscriber.confirmed_at else "",
+    ]
+
+
+async def export_csv(engine: AsyncEngine, out: IO[str], *, status: Status | None = None) -> int:
+    """Write subscribers as CSV to ``out`` a page at a time; returns how many."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    written = 0
+    async for page in store.batches(engine, status=status):
+        writer.writerows(export_cells(s) for s in page)
+        written += len(page)
+    return written
+
+
+async def export_jsonl(engine: AsyncEngine, out: IO[str], *, status: Status | None = None) -> int:
+    """Write subscribers as JSON Lines (``Subscriber.to_dict``, the API's shape); returns how many."""
+    written = 0
+    async for page in store.batches(engine, status=status):
+        out.writelines(json.dumps(s.to_dict(), ensure_ascii=False) + "\n" for s in page)
+        written += len(page)
+    return written
+
