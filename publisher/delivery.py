@@ -12,7 +12,6 @@ no row is pending, sending or deferred.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from publisher.config import Settings
 from publisher.mail.message import build_message
 from publisher.mail.render import Personal, RenderedDigest, render_digest
 from publisher.mail.transport import DeliveryError, Transport
-from publisher.store import articles as article_store
+from publisher.store import digests as digest_store
 from publisher.store.schema import deliveries, digests, subscribers
 from subscribers.model import Status
 from subscribers.tokens import Purpose, Tokens
@@ -58,7 +57,7 @@ async def unfinished_digests(engine: AsyncEngine) -> list[Row]:
     """Digests with rows still to deliver, oldest first."""
     async with engine.connect() as conn:
         rows = await conn.execute(
-            select(digests.c.id, digests.c.cadence, digests.c.article_seqs)
+            select(digests.c.id, digests.c.cadence)
             .where(digests.c.status == "sending")
             .order_by(digests.c.created_at, digests.c.id)
         )
@@ -97,9 +96,10 @@ class Deliverer:
         return report
 
     async def _deliver_digest(self, digest: Row, report: DeliveryReport) -> None:
-        async with self.engine.connect() as conn:
-            chosen = await article_store.by_seq(conn, json.loads(digest.article_seqs))
-        rendered = render_digest(chosen, self.settings, self.env, digest.id, digest.cadence)
+        stored = await digest_store.load(self.engine, digest.id)
+        if stored is None:
+            return  # erased between listing and now: nothing to deliver
+        rendered = render_digest(stored.articles, self.settings, self.env, digest.id, digest.cadence)
         after = 0
         while not self.stop.is_set():
             batch = await self._claim(digest.id, after)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
-import mailbox
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -19,6 +16,7 @@ from publisher.mail.transport import MaildirTransport
 from publisher.store.schema import deliveries, digests, subscribers
 from subscribers import service
 from subscribers.model import Cadence
+from tests.outbox import outbox_messages
 from tests.people import add_subscriber
 
 BACKDATED = """---
@@ -30,11 +28,6 @@ tags: [history]
 
 Found in a drawer, published today with its original date.
 """
-
-
-def outbox_messages(settings: Settings) -> list[email.message.EmailMessage]:
-    box = mailbox.Maildir(settings.delivery.outbox, factory=None, create=False)
-    return [email.message_from_bytes(box.get_bytes(key), policy=email.policy.default) for key in box.keys()]
 
 
 async def add(publisher: Publisher, address: str, cadence: Cadence = Cadence.INSTANT) -> int:

@@ -1,12 +1,27 @@
-"""The aiohttp application: feeds, a small index page and the health check."""
+"""The aiohttp application: public pages, subscription pages, the operator API, feeds, health.
+
+Pages are Jinja2 templates from ``templates/web/`` through aiohttp-jinja2, on the same
+environment as the emails (one set of overrides for operators).
+"""
 
 from __future__ import annotations
 
+import aiohttp_jinja2
 from aiohttp import web
 
 from publisher.app import Publisher
+from publisher.web.api import add_api_routes
 from publisher.web.feeds import FEEDS_PATTERN, respond
+from publisher.web.forms import CsrfSigner
 from publisher.web.keys import PUBLISHER
+from publisher.web.pages import CSRF, error_page
+from publisher.web.public import add_public_routes
+from publisher.web.security import add_security_headers, error_middleware
+from publisher.web.subscription import add_subscription_routes
+
+# The largest body any route takes: a bulk import through the API.  Forms read with
+# a much smaller cap of their own (publisher.web.forms).
+MAX_BODY = 10 * 1024 * 1024
 
 
 async def feed(request: web.Request) -> web.StreamResponse:
@@ -16,21 +31,20 @@ async def feed(request: web.Request) -> web.StreamResponse:
     return respond(doc, request)
 
 
-async def index(request: web.Request) -> web.Response:
-    publisher = request.app[PUBLISHER]
-    template = publisher.env.get_template("web/index.html")
-    html = template.render(site=publisher.settings.site, feeds=sorted(publisher.feeds))
-    return web.Response(text=html, content_type="text/html")
-
-
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
 def create_app(publisher: Publisher) -> web.Application:
-    app = web.Application()
+    https = publisher.settings.site.url.startswith("https://")
+    app = web.Application(middlewares=[error_middleware(error_page)], client_max_size=MAX_BODY)
     app[PUBLISHER] = publisher
-    app.router.add_get("/", index)
+    app[aiohttp_jinja2.APP_KEY] = publisher.env
+    app[CSRF] = CsrfSigner(publisher.tokens.secret_key, secure_cookie=https)
+    add_security_headers(app, https=https)
+    add_public_routes(app)
+    add_subscription_routes(app)
+    add_api_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/" + FEEDS_PATTERN, feed)
     return app

@@ -1,0 +1,85 @@
+"""The public archive: the latest articles, one article, a digest's "view in browser" copy.
+
+Pages render from the store's Article model (never re-parsing content), so what a
+reader sees here is what the feeds and the emails carry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from aiohttp import web
+
+from publisher.content.slug import slugify
+from publisher.mail.render import Personal, render_digest
+from publisher.store import articles as article_store
+from publisher.store import digests as digest_store
+from publisher.web.keys import PUBLISHER
+from publisher.web.pages import render
+from publisher.web.security import EMAIL_CSP
+
+ARCHIVE_SIZE = 30
+STYLESHEET = "web/site.css"
+
+
+async def index(request: web.Request) -> web.Response:
+    publisher = request.app[PUBLISHER]
+    latest = await article_store.latest(publisher.engine, ARCHIVE_SIZE)
+    return render(request, "index.html", {"articles": latest})
+
+
+async def article(request: web.Request) -> web.Response:
+    publisher = request.app[PUBLISHER]
+    found = await article_store.by_slug(publisher.engine, request.match_info["slug"])
+    if found is None:
+        raise web.HTTPNotFound()
+    tag_feeds = tuple((tag, f"tags/{slugify(tag)}/feed.atom") for tag in found.tags if slugify(tag))
+    return render(request, "article.html", {"article": found, "tag_feeds": tag_feeds})
+
+
+async def digest(request: web.Request) -> web.Response:
+    """The "view in browser" copy: the digest as sent, with no one's personal links.
+
+    Anyone with the link may read it (it only holds published articles), so the
+    personal parts point to the pages where readers manage their own subscription.
+    """
+    publisher = request.app[PUBLISHER]
+    stored = await digest_store.load(publisher.engine, request.match_info["digest_id"])
+    if stored is None or not stored.articles:
+        raise web.HTTPNotFound()
+    site_url = publisher.settings.site.url
+    rendered = render_digest(stored.articles, publisher.settings, publisher.env, stored.id, stored.cadence)
+    html, _ = rendered.personalize(
+        Personal(name="", email="you", unsubscribe_url=f"{site_url}preferences", preferences_url=f"{site_url}preferences")
+    )
+    response = web.Response(text=html, content_type="text/html")
+    response.headers["Content-Security-Policy"] = EMAIL_CSP
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+class Stylesheet:
+    """``/assets/site.css`` from the template directories (so operators can override it)."""
+
+    def __init__(self, source: str) -> None:
+        self.body = source.encode("utf-8")
+        self.etag = '"' + hashlib.sha256(self.body).hexdigest()[:32] + '"'
+
+    async def handle(self, request: web.Request) -> web.Response:
+        headers = {"ETag": self.etag, "Cache-Control": "public, max-age=3600"}
+        if self.etag in request.headers.get("If-None-Match", ""):
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=self.body, content_type="text/css", charset="utf-8", headers=headers)
+
+
+def add_public_routes(app: web.Application) -> None:
+    publisher = app[PUBLISHER]
+    loader = publisher.env.loader
+    assert loader is not None
+    source, _, _ = loader.get_source(publisher.env, STYLESHEET)
+    app.router.add_get("/", index)
+    app.router.add_get("/articles/{slug:[a-z0-9][a-z0-9-]{0,299}}", article)
+    app.router.add_get("/digests/{digest_id:[A-Za-z0-9._-]{1,64}}", digest)
+    app.router.add_get("/assets/site.css", Stylesheet(source).handle)
+
+

@@ -1,0 +1,354 @@
+"""The subscription pages: sign up, confirm, preferences, unsubscribe.
+
+Every page that changes something is a POST with a CSRF token, except two that the
+standards and mail clients dictate: following the emailed confirmation link
+activates the subscriber (that click is the opt-in), and RFC 8058's one-click POST
+from a mailbox provider unsubscribes with no cookie and no page in between.  Links
+carry signed tokens (subscriber id + address fingerprint), never the address.
+
+No enumeration: the answer to ``POST /subscribe`` (and to the "email me my
+preferences link" form) is the same page, byte for byte, whether or not the address
+is known; what differs is only which email is sent, and that happens in the
+background.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from aiohttp import web
+
+from publisher.app import Publisher
+from publisher.web import forms
+from publisher.web.keys import PUBLISHER
+from publisher.web.pages import CSRF, base_path, render
+from publisher.web.ratelimit import RateLimits, client_address
+from subscribers import service
+from subscribers import store as subscriber_store
+from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
+from subscribers.tokens import Claim, ExpiredToken, InvalidToken, Purpose
+from subscribers.validation import (
+    MAX_EMAIL,
+    MAX_NAME,
+    SubscriberError,
+    check_cadence,
+    check_name,
+    check_send_hour,
+    check_timezone,
+    check_topics,
+    email_hash,
+    normalize_email,
+)
+
+LIMITS = web.AppKey("rate_limits", RateLimits)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@cache
+def timezones() -> tuple[str, ...]:
+    return tuple(sorted(zoneinfo.available_timezones()))
+
+
+async def known_topics(publisher: Publisher) -> list[str]:
+    return await service.known_topics(publisher.engine, publisher.settings.site.topics)
+
+
+def _require_csrf(request: web.Request, form: forms.Form) -> None:
+    if not request.app[CSRF].valid(request, form):
+        raise web.HTTPForbidden(reason="Invalid form token")
+
+
+async def _limit(request: web.Request, action: str, key: str | None) -> None:
+    publisher = request.app[PUBLISHER]
+    await request.app[LIMITS].check(action, client_address(request, publisher.settings.server), key)
+
+
+def _check_inbox(request: web.Request) -> web.Response:
+    return render(request, "check_inbox.html")
+
+
+# --- sign up -------------------------------------------------------------------------
+
+
+async def _signup_page(request: web.Request, values: dict[str, Any], errors: dict[str, str], status: int = 200) -> web.Response:
+    publisher = request.app[PUBLISHER]
+    context = {
+        "values": values,
+        "errors": errors,
+        "topics": await known_topics(publisher),
+        "cadences": list(Cadence),
+        "limits": {"email": MAX_EMAIL, "name": MAX_NAME},
+    }
+    return render(request, "subscribe.html", context, status=status)
+
+
+async def subscribe_form(request: web.Request) -> web.Response:
+    default = request.app[PUBLISHER].settings.subscribers.default_cadence
+    return await _signup_page(request, {"email": "", "name": "", "cadence": default, "topics": []}, {})
+
+
+async def subscribe(request: web.Request) -> web.Response:
+    publisher = request.app[PUBLISHER]
+    form = await forms.read_form(request)
+    _require_csrf(request, form)
+    values = {
+        "email": forms.text(form, "email", MAX_EMAIL + 50),
+        "name": forms.text(form, "name", MAX_NAME + 50),
+        "cadence": forms.text(form, "cadence", 20) or publisher.settings.subscribers.default_cadence,
+        "topics": forms.texts(form, "topics"),
+    }
+    errors: dict[str, str] = {}
+    address = _checked(errors, "email", normalize_email, values["email"])
+    await _limit(request, "subscribe", email_hash(address) if address else None)
+    if forms.text(form, forms.HONEYPOT):
+        return _check_inbox(request)  # a bot: answer as if all went well, and do nothing
+    known = await known_topics(publisher)
+    name = _checked(errors, "name", check_name, values["name"])
+    cadence = _checked(errors, "cadence", check_cadence, values["cadence"])
+    topics = _checked(errors, "topics", lambda t: check_topics(t, known), values["topics"])
+    if errors:
+        return await _signup_page(request, values, errors, status=422)
+    prefs = Preferences(cadence=cadence, topics=topics, timezone=publisher.settings.digest.timezone)
+    subscriber, needs_confirmation = await service.sign_up(
+        publisher.engine, address, name=name, prefs=prefs, source=Source.WEB, now=_now()
+    )
+    if needs_confirmation:
+        publisher.notices.confirm_later(subscriber)
+    else:
+        publisher.notices.manage_link_later(subscriber)
+    return _check_inbox(request)
+
+
+def _checked(errors: dict[str, str], name: str, check: Callable[[Any], Any], value: Any) -> Any:
+    """``check(value)``, or None with its SubscriberError filed under ``name``."""
+    try:
+        return check(value)
+    except SubscriberError as exc:
+        errors[name] = str(exc)
+        return None
+
+
+# --- links from emails ---------------------------------------------------------------
+
+
+def _link_problem(request: web.Request, *, expired: bool = False, token: str = "", status: int = 400) -> web.Response:
+    return render(request, "link_problem.html", {"expired": expired, "resend_token": token}, status=status)
+
+
+async def _holder(request: web.Request, claim: Claim) -> Subscriber | None:
+    """The subscriber a genuine token names, if they still exist and still own the address."""
+    async with request.app[PUBLISHER].engine.connect() as conn:
+        found = await subscriber_store.get(conn, claim.subscriber_id)
+    return found if found is not None and claim.matches(found.email) else None
+
+
+def _read(request: web.Request, purpose: Purpose, max_age: float | None = None) -> Claim:
+    """The claim of the token in the URL; InvalidToken / ExpiredToken as the token is."""
+    return request.app[PUBLISHER].tokens.read(purpose, request.match_info["token"], max_age=max_age)
+
+
+def _path(request: web.Request, purpose: Purpose, subscriber: Subscriber) -> str:
+    """The site-relative link to ``purpose``'s page for ``subscriber``."""
+    publisher = request.app[PUBLISHER]
+    token = publisher.tokens.make(purpose, subscriber.id, subscriber.email)
+    return f"{base_path(publisher.settings.site.url)}{purpose}/{token}"
+
+
+async def confirm(request: web.Request) -> web.StreamResponse:
+    """The emailed confirmation link: activate, then show the new subscriber their preferences."""
+    publisher = request.app[PUBLISHER]
+    try:
+        claim = _read(request, Purpose.CONFIRM, publisher.notices.confirm_max_age)
+    except ExpiredToken:
+        return _link_problem(request, expired=True, token=request.match_info["token"], status=410)
+    except InvalidToken:
+        return _link_problem(request)
+    if await _holder(request, claim) is None:
+        return _link_problem(request)
+    subscriber = await service.confirm(publisher.engine, claim.subscriber_id, now=_now())
+    if subscriber is None or subscriber.status != Status.ACTIVE:
+        # They left after this link was sent: an old link does not bring them back.
+        return _link_problem(request)
+    raise web.HTTPSeeOther(_path(request, Purpose.PREFERENCES, subscriber) + "?confirmed=1")
+
+
+async def resend_confirmation(request: web.Request) -> web.Response:
+    """A fresh confirmation link for the holder of an expired one."""
+    publisher = request.app[PUBLISHER]
+    form = await forms.read_form(request)
+    _require_csrf(request, form)
+    try:
+        claim = publisher.tokens.read(Purpose.CONFIRM, forms.text(form, "token", 500))
+    except ExpiredToken as expired:
+        claim = expired.claim
+    except InvalidToken:
+        return _link_problem(request)
+    await _limit(request, "resend", f"subscriber:{claim.subscriber_id}")
+    subscriber = await _holder(request, claim)
+    if subscriber is not None and subscriber.status == Status.PENDING:
+        publisher.notices.confirm_later(subscriber)
+    return _check_inbox(request)
+
+
+# --- preferences ---------------------------------------------------------------------
+
+
+async def _preferences_page(
+    request: web.Request, subscriber: Subscriber, *, values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None, status: int = 200,
+) -> web.Response:
+    publisher = request.app[PUBLISHER]
+    prefs = subscriber.preferences
+    context = {
+        "subscriber": subscriber,
+        "values": values or {
+            "name": subscriber.name, "cadence": prefs.cadence.value, "topics": list(prefs.topics),
+            "timezone": prefs.timezone, "send_hour": "" if prefs.send_hour is None else str(prefs.send_hour),
+        },
+        "errors": errors or {},
+        "topics": await known_topics(publisher),
+        "cadences": list(Cadence),
+        "timezones": timezones(),
+        "default_hour": publisher.settings.digest.daily_at.hour,
+        "unsubscribe_path": _path(request, Purpose.UNSUBSCRIBE, subscriber),
+        "saved": request.query.get("saved") == "1",
+        "confirmed": request.query.get("confirmed") == "1",
+        "limits": {"name": MAX_NAME},
+    }
+    return render(request, "preferences.html", context, status=status)
+
+
+async def preferences(request: web.Request) -> web.Response:
+    try:
+        subscriber = await _holder(request, _read(request, Purpose.PREFERENCES))
+    except InvalidToken:
+        return _link_problem(request)
+    if subscriber is None:
+        return _link_problem(request, status=404)
+    return await _preferences_page(request, subscriber)
+
+
+async def save_preferences(request: web.Request) -> web.StreamResponse:
+    publisher = request.app[PUBLISHER]
+    form = await forms.read_form(request)
+    _require_csrf(request, form)
+    try:
+        subscriber = await _holder(request, _read(request, Purpose.PREFERENCES))
+    except InvalidToken:
+        return _link_problem(request)
+    if subscriber is None:
+        return _link_problem(request, status=404)
+    if forms.text(form, "action", 20) == "resubscribe" or subscriber.status not in (Status.ACTIVE, Status.PENDING):
+        # Coming back is a new double opt-in, whoever holds this (possibly forwarded) link.
+        await _limit(request, "resubscribe", email_hash(subscriber.email))
+        again, _ = await service.sign_up(
+            publisher.engine, subscriber.email, name=subscriber.name, prefs=subscriber.preferences,
+            source=Source.WEB, now=_now(),
+        )
+        publisher.notices.confirm_later(again)
+        return _check_inbox(request)
+    values = {
+        "name": forms.text(form, "name", MAX_NAME + 50),
+        "cadence": forms.text(form, "cadence", 20),
+        "topics": forms.texts(form, "topics"),
+        "timezone": forms.text(form, "timezone", 100),
+        "send_hour": forms.text(form, "send_hour", 10),
+    }
+    errors: dict[str, str] = {}
+    known = await known_topics(publisher)
+    name = _checked(errors, "name", check_name, values["name"])
+    prefs = Preferences(
+        cadence=_checked(errors, "cadence", check_cadence, values["cadence"]),
+        topics=_checked(errors, "topics", lambda t: check_topics(t, known), values["topics"]),
+        timezone=_checked(errors, "timezone", check_timezone, values["timezone"]),
+        send_hour=_checked(errors, "send_hour", check_send_hour, values["send_hour"]),
+    )
+    if errors:
+        return await _preferences_page(request, subscriber, values=values, errors=errors, status=422)
+    await service.update_subscriber(publisher.engine, subscriber.id, name=name, prefs=prefs)
+    raise web.HTTPSeeOther(request.path + "?saved=1")
+
+
+async def preferences_link_form(request: web.Request) -> web.Response:
+    return render(request, "preferences_request.html", {"values": {"email": ""}, "errors": {}})
+
+
+async def send_preferences_link(request: web.Request) -> web.Response:
+    """Email a link to their preferences to a reader who lost theirs (same answer for anyone)."""
+    publisher = request.app[PUBLISHER]
+    form = await forms.read_form(request)
+    _require_csrf(request, form)
+    raw = forms.text(form, "email", MAX_EMAIL + 50)
+    errors: dict[str, str] = {}
+    address = _checked(errors, "email", normalize_email, raw)
+    await _limit(request, "preferences-link", email_hash(address) if address else None)
+    if errors:
+        return render(request, "preferences_request.html", {"values": {"email": raw}, "errors": errors}, status=422)
+    async with publisher.engine.connect() as conn:
+        subscriber = await subscriber_store.find(conn, address)
+    if subscriber is not None and not forms.text(form, forms.HONEYPOT):
+        publisher.notices.manage_link_later(subscriber)
+    return _check_inbox(request)
+
+
+# --- unsubscribe ---------------------------------------------------------------------
+
+
+async def unsubscribe_page(request: web.Request) -> web.Response:
+    """GET shows a button: link scanners and prefetchers must not unsubscribe anyone."""
+    try:
+        subscriber = await _holder(request, _read(request, Purpose.UNSUBSCRIBE))
+    except InvalidToken:
+        return _link_problem(request)
+    if subscriber is None or subscriber.status != Status.ACTIVE and subscriber.status != Status.PENDING:
+        return render(request, "unsubscribed.html", {"subscriber": subscriber, "resubscribe_path": _resubscribe_path(request, subscriber)})
+    return render(
+        request, "unsubscribe.html",
+        {"subscriber": subscriber, "preferences_path": _path(request, Purpose.PREFERENCES, subscriber)},
+    )
+
+
+async def unsubscribe(request: web.Request) -> web.Response:
+    """RFC 8058 one-click (``List-Unsubscribe=One-Click``, no cookie) or the page's button."""
+    publisher = request.app[PUBLISHER]
+    form = await forms.read_form(request)
+    one_click = form.get("List-Unsubscribe") == "One-Click"
+    if not one_click:
+        _require_csrf(request, form)
+    try:
+        subscriber = await _holder(request, _read(request, Purpose.UNSUBSCRIBE))
+    except InvalidToken:
+        return _link_problem(request)
+    if subscriber is not None:
+        subscriber = await service.leave(publisher.engine, subscriber.id, now=_now())
+    # Unknown (erased) or not the token's owner: nothing to do, and the reader is out either way.
+    return render(
+        request, "unsubscribed.html", {"subscriber": subscriber, "resubscribe_path": _resubscribe_path(request, subscriber)}
+    )
+
+
+def _resubscribe_path(request: web.Request, subscriber: Subscriber | None) -> str:
+    return _path(request, Purpose.PREFERENCES, subscriber) if subscriber is not None else ""
+
+
+def add_subscription_routes(app: web.Application) -> None:
+    settings = app[PUBLISHER].settings.subscribers
+    app[LIMITS] = RateLimits(settings.signup_rate_per_client, settings.signup_rate_per_address)
+    token = "{token:[A-Za-z0-9._-]{10,400}}"
+    app.router.add_get("/subscribe", subscribe_form)
+    app.router.add_post("/subscribe", subscribe)
+    app.router.add_get(f"/confirm/{token}", confirm)
+    app.router.add_post("/confirm", resend_confirmation)
+    app.router.add_get("/preferences", preferences_link_form)
+    app.router.add_post("/preferences", send_preferences_link)
+    app.router.add_get(f"/preferences/{token}", preferences)
+    app.router.add_post(f"/preferences/{token}", save_preferences)
+    app.router.add_get(f"/unsubscribe/{token}", unsubscribe_page)
+    app.router.add_post(f"/unsubscribe/{token}", unsubscribe)

@@ -1,0 +1,379 @@
+"""The subscription pages over HTTP: sign-up, confirmation, preferences, unsubscribe.
+
+Every flow goes through the real application (aiohttp test server), the real store
+(SQLite) and the maildir transport; links are taken from the emails it wrote.
+"""
+
+from __future__ import annotations
+
+import email.message
+import time
+from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlsplit
+
+import pytest
+from aiohttp.test_utils import TestClient
+from itsdangerous import TimestampSigner
+from sqlalchemy import select
+
+from publisher.app import Publisher, utcnow
+from publisher.config import Settings
+from publisher.digest import plan
+from publisher.store.articles import ingest
+from publisher.store.schema import deliveries, suppressions
+from subscribers import service
+from subscribers import store as subscriber_store
+from subscribers.model import Cadence, Status, Subscriber
+from subscribers.tokens import Purpose
+from subscribers.validation import email_hash
+from tests.articles import seed_like
+from tests.outbox import link_in, outbox_messages
+from tests.people import add_subscriber
+from tests.web_client import Visitor, web_client
+
+GENEROUS = '[subscribers]\nsignup_rate_per_client = "1000/hour"\nsignup_rate_per_address = "1000/hour"\n'
+
+
+@pytest.fixture
+async def site(make_settings: Callable[..., Settings]) -> AsyncIterator[tuple[Publisher, TestClient]]:
+    publisher = Publisher(make_settings(GENEROUS))
+    await publisher.start()
+    await publisher.scan()
+    async with web_client(publisher) as client:
+        yield publisher, client
+    await publisher.close()
+
+
+async def subscriber(publisher: Publisher, address: str) -> Subscriber | None:
+    async with publisher.engine.connect() as conn:
+        return await subscriber_store.find(conn, address)
+
+
+async def publish_fresh(publisher: Publisher) -> None:
+    """A new article after everyone subscribed, so a digest is due."""
+    await ingest(publisher.engine, [seed_like(id="fresh", slug="fresh", title="Fresh")], utcnow())
+
+
+async def mail_to(publisher: Publisher, address: str) -> list[email.message.EmailMessage]:
+    await publisher.notices.drain(10)
+    return [m for m in outbox_messages(publisher.settings) if m["To"].addresses[0].addr_spec == address]
+
+
+async def sign_up(visitor: Visitor, address: str, **fields: str | list[str]) -> str:
+    page = await visitor.get("/subscribe")
+    assert page.status == 200
+    data: list[tuple[str, str]] = [("email", address), ("cadence", "daily")]
+    for name, value in fields.items():
+        data += [(name, v) for v in value] if isinstance(value, list) else [(name, value)]
+    response = await visitor.post("/subscribe", data)
+    assert response.status == 200, await response.text()
+    return await response.text()
+
+
+async def test_sign_up_confirm_and_land_on_preferences(site: tuple[Publisher, TestClient]) -> None:
+    publisher, client = site
+    visitor = Visitor(client)
+    body = await sign_up(visitor, "Ann@Example.org", name="Ann", topics=["Geopolitics"])
+    assert "Check your inbox" in body
+    pending = await subscriber(publisher, "ann@example.org")
+    assert pending is not None and pending.status == Status.PENDING and pending.topics == ("geopolitics",)
+
+    [confirmation] = await mail_to(publisher, "ann@example.org")
+    assert "List-Unsubscribe" not in confirmation  # transactional, not bulk
+    confirm_path = link_in(confirmation, "/confirm/")
+    assert "ann" not in confirm_path.lower()  # the token never holds the address
+    response = await visitor.get(confirm_path)
+    assert response.status == 303
+    location = response.headers["Location"]
+    assert location.startswith("/preferences/") and location.endswith("?confirmed=1")
+    page = await visitor.get(location)
+    assert page.status == 200
+    assert "your subscription is confirmed" in await page.text()
+
+    active = await subscriber(publisher, "ann@example.org")
+    assert active is not None and active.status == Status.ACTIVE
+    assert active.confirmed_source == "web" and active.confirmed_at is not None
+    # Following the link again is harmless.
+    assert (await visitor.get(confirm_path)).status == 303
+
+
+async def test_forms_without_a_valid_csrf_token_are_refused(site: tuple[Publisher, TestClient]) -> None:
+    publisher, client = site
+    visitor = Visitor(client)
+    await visitor.get("/subscribe")
+    no_token = await visitor.post("/subscribe", {"email": "eve@example.org"}, csrf=False)
+    assert no_token.status == 403
+    assert "form has expired" in await no_token.text()
+    visitor.token = visitor.token[:-2] + ("AA" if not visitor.token.endswith("AA") else "BB")
+    assert (await visitor.post("/subscribe", {"email": "eve@example.org"})).status == 403
+    # The right token with another visitor's (missing) cookie is refused as well.
+    stranger = Visitor(client)
+    stranger.token = (await _token_of(client))
+    assert (await stranger.post("/subscribe", {"email": "eve@example.org"})).status == 403
+    assert await subscriber(publisher, "eve@example.org") is None
+
+
+async def _token_of(client: TestClient) -> str:
+    other = Visitor(client)
+    await other.get("/subscribe")
+    return other.token
+
+
+async def test_the_answer_is_byte_identical_for_known_and_unknown_addresses(
+    site: tuple[Publisher, TestClient],
+) -> None:
+    publisher, client = site
+    await add_subscriber(publisher.engine, "known@example.org")
+    visitor = Visitor(client)
+    await visitor.get("/subscribe")
+    answers = []
+    for address in ("known@example.org", "unknown@example.org"):
+        response = await visitor.post("/subscribe", {"email": address, "cadence": "daily"})
+        answers.append((response.status, await response.read(), sorted(
+            (k, v) for k, v in response.headers.items() if k not in ("Date", "Content-Length")
+        )))
+    assert answers[0] == answers[1]
+    # What differs is only the email: the known address is told it is already subscribed.
+    [known] = await mail_to(publisher, "known@example.org")
+    [unknown] = await mail_to(publisher, "unknown@example.org")
+    assert "/preferences/" in link_in(known, "/preferences/")
+    assert link_in(unknown, "/confirm/")
+    still = await subscriber(publisher, "known@example.org")
+    assert still is not None and still.status == Status.ACTIVE and still.cadence == Cadence.INSTANT
+
+
+async def test_the_honeypot_answers_like_success_and_does_nothing(site: tuple[Publisher, TestClient]) -> None:
+    publisher, client = site
+    visitor = Visitor(client)
+    body = await sign_up(visitor, "bot@example.org", website="https://spam.example")
+    assert "Check your inbox" in body
+    assert await subscriber(publisher, "bot@example.org") is None
+    assert await mail_to(publisher, "bot@example.org") == []
+
+
+async def test_invalid_input_is_shown_back_escaped_with_its_error(site: tuple[Publisher, TestClient]) -> None:
+    publisher, client = site
+    visitor = Visitor(client)
+    await visitor.get("/subscribe")
+    response = await visitor.post(
+        "/subscribe",
+        [("email", '"><script>alert(1)</script>'), ("name", "<b>Ann</b>"), ("cadence", "hourly"), ("topics", "Nope")],
+    )
+    assert response.status == 422
+    body = await response.text()
+    assert "<script>alert(1)</script>" not in body and "&lt;script&gt;" in body
+    assert "<b>Ann</b>" not in body
+    for field in ("email", "cadence", "topics"):
+        assert f'id="{field}-error"' in body, field
+    assert 'aria-invalid="true"' in body
+    assert await subscriber_store.count(publisher.engine) == 0
+
+
+async def test_oversized_fields_and_bodies_are_refused(site: tuple[Publisher, TestClient]) -> None:
+    _, client = site
+    visitor = Visitor(client)
+    await visitor.get("/subscribe")
+    assert (await visitor.post("/subscribe", {"email": "a" * 400 + "@example.org"})).status == 413
+    assert (await visitor.post("/subscribe", {"email": "a@example.org", "name": "x" * 20_000})).status == 413
+
+
+async def test_flooding_gets_429_with_retry_after(make_settings: Callable[..., Settings]) -> None:
+    publisher = Publisher(make_settings(
+        '[subscribers]\nsignup_rate_per_client = "4/hour"\nsignup_rate_per_address = "2/hour"\n'
+    ))
+    await publisher.start()
+    try:
+        async with web_client(publisher) as client:
+            visitor = Visitor(client)
+            await visitor.get("/subscribe")
+            statuses = [
+                (await visitor.post("/subscribe", {"email": "target@example.org"})).status for _ in range(3)
+            ]
+            assert statuses == [200, 200, 429]  # per target address
+            assert (await visitor.post("/subscribe", {"email": "other@example.org"})).status == 200
+            flooded = await visitor.post("/subscribe", {"email": "third@example.org"})
+            assert flooded.status == 429  # per client: the fifth attempt this hour
+            assert 0 < int(flooded.headers["Retry-After"]) <= 3600
+            assert "Too many attempts" in await flooded.text()
+            await publisher.notices.drain(10)
+            assert len(outbox_messages(publisher.settings)) == 3  # the 429s sent nothing
+    finally:
+        await publisher.close()
+
+
+async def test_an_expired_confirmation_link_offers_a_new_one(
+    site: tuple[Publisher, TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publisher, client = site
+    visitor = Visitor(client)
+    await sign_up(visitor, "late@example.org")
+    pending = await subscriber(publisher, "late@example.org")
+    assert pending is not None
+    # A link signed three days ago (the default validity is 48 hours).
+    signed_at = int(time.time()) - 3 * 86400
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: signed_at)
+    old = publisher.tokens.make(Purpose.CONFIRM, pending.id, pending.email)
+    monkeypatch.undo()
+
+    expired = await visitor.get(f"/confirm/{old}")
+    assert expired.status == 410
+    assert "Email me a new link" in await expired.text()
+    still = await subscriber(publisher, "late@example.org")
+    assert still is not None and still.status == Status.PENDING
+
+    resend = await visitor.post("/confirm", {"token": old})
+    assert resend.status == 200
+    mails = await mail_to(publisher, "late@example.org")
+    assert len(mails) == 2
+    assert {(await visitor.get(link_in(m, "/confirm/"))).status for m in mails} == {303}
+
+
+@pytest.mark.parametrize("mangle", ["tamper", "wrong-purpose", "junk"])
+async def test_bad_links_get_a_clear_page_not_a_traceback(site: tuple[Publisher, TestClient], mangle: str) -> None:
+    publisher, client = site
+    sub = await add_subscriber(publisher.engine, "ann@example.org")
+    token = publisher.tokens.make(Purpose.CONFIRM, sub.id, sub.email)
+    path = {
+        "tamper": f"/confirm/{token[:-3]}xyz",
+        "wrong-purpose": f"/confirm/{publisher.tokens.make(Purpose.UNSUBSCRIBE, sub.id, sub.email)}",
+        "junk": "/confirm/not-a-real-token-at-all",
+    }[mangle]
+    response = await Visitor(client).get(path)
+    assert response.status == 400
+    body = await response.text()
+    assert "This link does not work" in body and "Traceback" not in body
+    assert 'href="/subscribe"' in body
+
+
+async def test_preferences_change_cadence_topics_timezone_and_hour(site: tuple[Publisher, TestClient]) -> None:
+    publisher, client = site
+    sub = await add_subscriber(publisher.engine, "ann@example.org", cadence=Cadence.DAILY)
+    path = "/" + publisher.tokens.link("https://x/", Purpose.PREFERENCES, sub.id, sub.email).split("/", 3)[3]
+    visitor = Visitor(client)
+    page = await visitor.get(path)
+    assert page.status == 200 and "ann@example.org" in await page.text()
+    assert page.headers["Cache-Control"] == "private, no-store"
+
+    saved = await visitor.post(path, [
+        ("action", "save"), ("name", "Ann B"), ("cadence", "weekly"), ("topics", "GeoPolitics"),
+        ("timezone", "Asia/Seoul"), ("send_hour", "7"),
+    ])
+    assert saved.status == 303 and saved.headers["Location"].endswith("?saved=1")
+    changed = await subscriber(publisher, "ann@example.org")
+    assert changed is not None
+    assert (changed.name, changed.cadence, changed.topics, changed.timezone, changed.preferences.send_hour) == (
+        "Ann B", Cadence.WEEKLY, ("geopolitics",), "Asia/Seoul", 7,
+    )
+
+    bad = await visitor.post(path, [("action", "save"), ("cadence", "daily"), ("timezone", "Mars/Olympus"),
+                                    ("send_hour", "25")])
+    assert bad.status == 422
+    body = await bad.text()
+    assert 'id="timezone-error"' in body and 'id="send_hour-error"' in body
+    unchanged = await subscriber(publisher, "ann@example.org")
+    assert unchanged == changed
+    assert (await visitor.post(path, [("action", "save"), ("cadence", "daily")], csrf=False)).status == 403
+
+
+async def test_one_click_unsubscribe_per_rfc_8058(site: tuple[Publisher, TestClient]) -> None:
+    publisher, client = site
+    sub = await add_subscriber(publisher.engine, "ann@example.org")
+    await add_subscriber(publisher.engine, "bob@example.org")
+    # A digest is planned for both; Ann leaves before delivery.
+    await publish_fresh(publisher)
+    await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=5)
+
+    token = publisher.tokens.make(Purpose.UNSUBSCRIBE, sub.id, sub.email)
+    # The mailbox provider's POST: no cookie, no CSRF token, just the RFC 8058 body.
+    response = await client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"},
+                                 allow_redirects=False)
+    assert response.status == 200
+    gone = await subscriber(publisher, "ann@example.org")
+    assert gone is not None and gone.status == Status.UNSUBSCRIBED and gone.unsubscribed_at is not None
+    async with publisher.engine.connect() as conn:
+        suppressed = await conn.scalar(select(suppressions.c.reason).where(
+            suppressions.c.email_hash == email_hash("ann@example.org")))
+    assert suppressed == "unsubscribed"
+
+    report = await publisher.deliver()
+    assert (report.sent, report.cancelled) == (1, 1)
+    async with publisher.engine.connect() as conn:
+        state = await conn.scalar(select(deliveries.c.state).where(deliveries.c.subscriber_id == sub.id))
+    assert state == "cancelled"
+
+
+async def test_unsubscribe_page_asks_first_and_a_plain_post_needs_the_form_token(
+    site: tuple[Publisher, TestClient],
+) -> None:
+    publisher, client = site
+    sub = await add_subscriber(publisher.engine, "ann@example.org")
+    path = f"/unsubscribe/{publisher.tokens.make(Purpose.UNSUBSCRIBE, sub.id, sub.email)}"
+    visitor = Visitor(client)
+    page = await visitor.get(path)
+    assert page.status == 200 and "<button" in await page.text()
+    still = await subscriber(publisher, "ann@example.org")
+    assert still is not None and still.status == Status.ACTIVE  # a GET (link scanner) changes nothing
+    assert (await visitor.post(path, {}, csrf=False)).status == 403
+    done = await visitor.post(path, {})
+    assert done.status == 200 and "You are unsubscribed" in await done.text()
+    left = await subscriber(publisher, "ann@example.org")
+    assert left is not None and left.status == Status.UNSUBSCRIBED
+
+
+async def test_coming_back_after_unsubscribing_takes_a_new_double_opt_in(site: tuple[Publisher, TestClient]) -> None:
+    publisher, client = site
+    sub = await add_subscriber(publisher.engine, "ann@example.org")
+    await service.leave(publisher.engine, sub.id, now=utcnow())
+    # Neither the API path nor an import can bring the address back ...
+    with pytest.raises(service.Suppressed):
+        await add_subscriber(publisher.engine, "ann@example.org")
+    # ... but Ann herself can, by confirming from her mailbox.
+    visitor = Visitor(client)
+    await sign_up(visitor, "ann@example.org")
+    again = await subscriber(publisher, "ann@example.org")
+    assert again is not None and again.status == Status.PENDING
+    [confirmation] = await mail_to(publisher, "ann@example.org")
+    assert (await visitor.get(link_in(confirmation, "/confirm/"))).status == 303
+    back = await subscriber(publisher, "ann@example.org")
+    assert back is not None and back.status == Status.ACTIVE
+    async with publisher.engine.connect() as conn:
+        assert await subscriber_store.suppression(conn, email_hash("ann@example.org")) is None
+
+
+async def test_the_lost_link_form_answers_alike_and_mails_only_subscribers(
+    site: tuple[Publisher, TestClient],
+) -> None:
+    publisher, client = site
+    await add_subscriber(publisher.engine, "ann@example.org")
+    visitor = Visitor(client)
+    assert (await visitor.get("/preferences")).status == 200
+    known = await visitor.post("/preferences", {"email": "ann@example.org"})
+    unknown = await visitor.post("/preferences", {"email": "nobody@example.org"})
+    assert (known.status, await known.read()) == (unknown.status, await unknown.read())
+    [mail] = await mail_to(publisher, "ann@example.org")
+    assert link_in(mail, "/preferences/")
+    assert await mail_to(publisher, "nobody@example.org") == []
+
+
+async def test_links_in_a_delivered_digest_work(site: tuple[Publisher, TestClient]) -> None:
+    publisher, client = site
+    await add_subscriber(publisher.engine, "ann@example.org")
+    await publish_fresh(publisher)
+    await publisher.send([Cadence.INSTANT])
+    [digest] = [m for m in await mail_to(publisher, "ann@example.org") if "List-Unsubscribe" in m]
+
+    header = str(digest["List-Unsubscribe"])
+    https_url = header.split("<", 1)[1].split(">", 1)[0]
+    assert urlsplit(https_url).scheme == "https" and "mailto:" in header
+    assert digest["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+    visitor = Visitor(client)
+    preferences = await visitor.get(link_in(digest, "/preferences/"))
+    assert preferences.status == 200 and "ann@example.org" in await preferences.text()
+    view = await visitor.get(link_in(digest, "/digests/"))
+    assert view.status == 200 and "Fresh" in await view.text()
+    assert "ann@example.org" not in await view.text()
+    one_click = await client.post(urlsplit(https_url).path, data={"List-Unsubscribe": "One-Click"})
+    assert one_click.status == 200
+    left = await subscriber(publisher, "ann@example.org")
+    assert left is not None and left.status == Status.UNSUBSCRIBED
