@@ -497,7 +497,7 @@ def parse_json_import(
         raise invalid([SubscriberError("expected a JSON list of subscriber objects", "")])
     parsed = importer.ParsedImport(records=len(items))
     problems: list[dict[str, object]] = []
-    by_address: dict[str, importer.ImportRow] = {}
+    rows: list[importer.ImportRow] = []
     for index, item in enumerate(items):
         try:
             new = check_new(item, IMPORT_FIELDS, base=base, known=known)
@@ -505,17 +505,8 @@ def parse_json_import(
             problems.extend({"index": index, **problem(p)} for p in flatten(exc))
             continue
         given = _GIVEN.intersection(json_object(item)) | ({"status"} if new.status else set())
-        row = importer.ImportRow(index, new.email, new.name, new.prefs, new.status, frozenset(given))
-        earlier = by_address.get(row.email)
-        if earlier is not None:
-            parsed.merged += 1
-            row = earlier.merged_with(row)
-        by_address[row.email] = row
-    for row in by_address.values():
-        if row.status in (None, Status.ACTIVE):
-            parsed.rows.append(row)
-        else:
-            parsed.inactive += 1
+        rows.append(importer.ImportRow(index, new.email, new.name, new.prefs, new.status, frozenset(given)))
+    parsed.add_rows(rows)
     return parsed, problems
 
 

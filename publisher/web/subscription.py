@@ -225,13 +225,19 @@ async def _preferences_page(
     return render(request, "preferences.html", context, status=status)
 
 
-async def preferences(request: web.Request) -> web.Response:
+async def _linked_subscriber(request: web.Request, purpose: Purpose) -> Subscriber | web.Response:
+    """The holder of the link's token, or the page that explains why the link doesn't work."""
     try:
-        subscriber = await _holder(request, _read(request, Purpose.PREFERENCES))
+        subscriber = await _holder(request, _read(request, purpose))
     except InvalidToken:
         return _link_problem(request)
-    if subscriber is None:
-        return _link_problem(request, status=404)
+    return subscriber if subscriber is not None else _link_problem(request, status=404)
+
+
+async def preferences(request: web.Request) -> web.Response:
+    subscriber = await _linked_subscriber(request, Purpose.PREFERENCES)
+    if isinstance(subscriber, web.Response):
+        return subscriber
     return await _preferences_page(request, subscriber)
 
 
@@ -239,12 +245,9 @@ async def save_preferences(request: web.Request) -> web.StreamResponse:
     publisher = request.app[PUBLISHER]
     form = await forms.read_form(request)
     _require_csrf(request, form)
-    try:
-        subscriber = await _holder(request, _read(request, Purpose.PREFERENCES))
-    except InvalidToken:
-        return _link_problem(request)
-    if subscriber is None:
-        return _link_problem(request, status=404)
+    subscriber = await _linked_subscriber(request, Purpose.PREFERENCES)
+    if isinstance(subscriber, web.Response):
+        return subscriber
     if forms.text(form, "action", 20) == "resubscribe" or subscriber.status not in (Status.ACTIVE, Status.PENDING):
         # Coming back is a new double opt-in, whoever holds this (possibly forwarded) link.
         await _limit(request, "resubscribe", email_hash(subscriber.email))
