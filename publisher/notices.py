@@ -46,10 +46,10 @@ class Notices:
         return self.settings.subscribers.confirm_within_hours * 3600
 
     def confirm_later(self, subscriber: Subscriber) -> None:
-        self._later(self.send_confirmation(subscriber))
+        self.later(self.send_confirmation(subscriber))
 
     def manage_link_later(self, subscriber: Subscriber) -> None:
-        self._later(self.send_manage_link(subscriber))
+        self.later(self.send_manage_link(subscriber))
 
     async def send_confirmation(self, subscriber: Subscriber) -> None:
         url = self.tokens.link(self.settings.site.url, Purpose.CONFIRM, subscriber.id, subscriber.email)
@@ -72,10 +72,18 @@ class Notices:
         _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
         return not pending
 
-    def _later(self, work: Coroutine[object, object, None]) -> None:
-        task = asyncio.create_task(work)
+    def later(self, work: Coroutine[object, object, None]) -> None:
+        """Run ``work`` after the current request has been answered; drained at shutdown."""
+        task = asyncio.create_task(self._logged(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _logged(work: Coroutine[object, object, None]) -> None:
+        try:
+            await work
+        except Exception:
+            log.exception("background work for a subscriber failed")
 
     async def _send(self, subscriber: Subscriber, template: str, subject: str, extra: dict[str, object]) -> None:
         site = self.settings.site

@@ -45,6 +45,8 @@ async def site(make_settings: Callable[..., Settings]) -> AsyncIterator[tuple[Pu
 
 
 async def subscriber(publisher: Publisher, address: str) -> Subscriber | None:
+    """The subscriber as stored once the work a page left for after its answer is done."""
+    await publisher.notices.drain(10)
     async with publisher.engine.connect() as conn:
         return await subscriber_store.find(conn, address)
 

@@ -116,14 +116,20 @@ async def subscribe(request: web.Request) -> web.Response:
     if errors:
         return await _signup_page(request, values, errors, status=422)
     prefs = Preferences(cadence=cadence, topics=topics, timezone=publisher.settings.digest.timezone)
+    # Stored and answered by email after this response: its timing then says nothing
+    # about whether the address was known (an insert costs more than finding a row).
+    publisher.notices.later(_sign_up_and_notify(publisher, address, name, prefs))
+    return _check_inbox(request)
+
+
+async def _sign_up_and_notify(publisher: Publisher, address: str, name: str, prefs: Preferences) -> None:
     subscriber, needs_confirmation = await service.sign_up(
         publisher.engine, address, name=name, prefs=prefs, source=Source.WEB, now=_now()
     )
     if needs_confirmation:
-        publisher.notices.confirm_later(subscriber)
+        await publisher.notices.send_confirmation(subscriber)
     else:
-        publisher.notices.manage_link_later(subscriber)
-    return _check_inbox(request)
+        await publisher.notices.send_manage_link(subscriber)
 
 
 def _checked(errors: dict[str, str], name: str, check: Callable[[Any], Any], value: Any) -> Any:
@@ -251,11 +257,9 @@ async def save_preferences(request: web.Request) -> web.StreamResponse:
     if forms.text(form, "action", 20) == "resubscribe" or subscriber.status not in (Status.ACTIVE, Status.PENDING):
         # Coming back is a new double opt-in, whoever holds this (possibly forwarded) link.
         await _limit(request, "resubscribe", email_hash(subscriber.email))
-        again, _ = await service.sign_up(
-            publisher.engine, subscriber.email, name=subscriber.name, prefs=subscriber.preferences,
-            source=Source.WEB, now=_now(),
+        publisher.notices.later(
+            _sign_up_and_notify(publisher, subscriber.email, subscriber.name, subscriber.preferences)
         )
-        publisher.notices.confirm_later(again)
         return _check_inbox(request)
     values = {
         "name": forms.text(form, "name", MAX_NAME + 50),
@@ -294,11 +298,16 @@ async def send_preferences_link(request: web.Request) -> web.Response:
     await _limit(request, "preferences-link", email_hash(address) if address else None)
     if errors:
         return render(request, "preferences_request.html", {"values": {"email": raw}, "errors": errors}, status=422)
+    if not forms.text(form, forms.HONEYPOT):
+        publisher.notices.later(_send_link_if_known(publisher, address))
+    return _check_inbox(request)
+
+
+async def _send_link_if_known(publisher: Publisher, address: str) -> None:
     async with publisher.engine.connect() as conn:
         subscriber = await subscriber_store.find(conn, address)
-    if subscriber is not None and not forms.text(form, forms.HONEYPOT):
-        publisher.notices.manage_link_later(subscriber)
-    return _check_inbox(request)
+    if subscriber is not None:
+        await publisher.notices.send_manage_link(subscriber)
 
 
 # --- unsubscribe ---------------------------------------------------------------------
