@@ -100,6 +100,15 @@ class DeliverySettings(_Section):
     batch_size: int = Field(default=500, ge=1, le=100_000)
     max_attempts: int = Field(default=8, ge=1, le=100)  # temporary failures before a row fails
     retry_base: float = Field(default=60.0, gt=0)  # seconds; doubles per attempt, with jitter
+    max_age: float = Field(default=72 * 3600.0, gt=0)  # seconds a row may stay deferred before it fails
+    concurrency: int = Field(default=8, ge=1, le=256)  # SMTP connections used at once
+    rate: float = Field(default=0.0, ge=0)  # messages per second across all connections; 0 = no limit
+    window_messages: int = Field(default=0, ge=0)  # at most this many messages ...
+    window_seconds: float = Field(default=3600.0, gt=0)  # ... per this sliding window; 0 messages = no limit
+    # Pause a digest when more than this share of the last error_window messages failed.
+    max_error_ratio: float = Field(default=0.5, gt=0, le=1)
+    error_window: int = Field(default=200, ge=10)
+    soft_bounce_limit: int = Field(default=3, ge=1)  # soft bounces before an address is suppressed
 
 
 class SmtpSettings(_Section):
@@ -111,9 +120,22 @@ class SmtpSettings(_Section):
     timeout: float = Field(default=30.0, gt=0)
     validate_certs: bool = True
     ca_file: Path | None = None  # PEM bundle to trust instead of the system CAs (a private relay)
+    max_messages_per_connection: int = Field(default=1000, ge=1)  # then reconnect (relays cap sessions)
 
     def password(self) -> str:
         return os.environ.get(self.password_env, "") if self.password_env else ""
+
+
+class DkimSettings(_Section):
+    """Sign every message when all three are set (the key file holds a PEM private key)."""
+
+    selector: str = ""
+    domain: str = ""
+    key_file: Path | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.selector and self.domain and self.key_file)
 
 
 class SchedulerSettings(_Section):
@@ -182,6 +204,7 @@ class Settings(_Section):
     feeds: FeedSettings = FeedSettings()
     delivery: DeliverySettings = DeliverySettings()
     smtp: SmtpSettings = SmtpSettings()
+    dkim: DkimSettings = DkimSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     digest: DigestSettings = DigestSettings()
     server: ServerSettings = ServerSettings()
@@ -229,6 +252,8 @@ def _resolve_paths(settings: Settings, root: Path) -> None:
     settings.delivery.outbox = fix(settings.delivery.outbox)
     if settings.smtp.ca_file is not None:
         settings.smtp.ca_file = fix(settings.smtp.ca_file)
+    if settings.dkim.key_file is not None:
+        settings.dkim.key_file = fix(settings.dkim.key_file)
     prefix, sep, rest = settings.database.url.partition(":///")
     if prefix.startswith("sqlite") and sep and rest and not rest.startswith((":memory:", "/")):
         settings.database.url = f"{prefix}:///{fix(Path(rest))}"

@@ -78,6 +78,9 @@ subscribers = Table(
     Column("confirmed_at", UTCDateTime(), nullable=True),
     Column("confirmed_source", String(20), nullable=True),  # web (the emailed link) | api | import | cli
     Column("unsubscribed_at", UTCDateTime(), nullable=True),
+    # Soft bounces (mailbox full, ...) since the last delivery that went through;
+    # [delivery] soft_bounce_limit of them suppress the address.
+    Column("soft_bounces", Integer, nullable=False, server_default="0"),
     # seq of the newest article already planned into one of this subscriber's digests.
     Column("article_cursor", Integer, nullable=False, server_default="0"),
 )
@@ -101,7 +104,8 @@ digests = Table(
     Column("id", String(64), primary_key=True),
     Column("cadence", String(10), nullable=False),
     Column("article_seqs", Text, nullable=False),  # JSON list of articles.seq, newest first
-    Column("status", String(20), nullable=False),  # sending | finished
+    Column("status", String(20), nullable=False),  # sending | paused | finished
+    Column("pause_reason", Text, nullable=True),  # why a paused digest stopped (publisher status)
     Column("created_at", UTCDateTime(), nullable=False),
     Column("finished_at", UTCDateTime(), nullable=True),
 )
