@@ -9,20 +9,25 @@ nothing twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 
 from publisher.config import Settings
 from publisher.content.model import Problem
 from publisher.content.sources import scan_directory
-from publisher.delivery import Deliverer, DeliveryReport, unfinished_digests
+from publisher.delivery import Deliverer, DeliveryReport
 from publisher.digest import PlannedDigest, plan
 from publisher.feeds import FeedDocument, build_feeds, write_feeds
+from publisher.ledger import unfinished_digests
 from publisher.locks import exclusive, holder
-from publisher.mail.transport import DeliveryError, make_transport
+from publisher.mail.dkim import DkimSigner
+from publisher.mail.transport import DeliveryError, Transport, make_transport
 from publisher.notices import Notices
+from publisher.pacing import Backoff
 from publisher.secrets import load_secret_key
 from publisher.store import articles as article_store
 from publisher.store.articles import IngestResult
@@ -71,10 +76,15 @@ class Publisher:
             self._tokens = Tokens(load_secret_key(self.settings.storage.data_dir))
         return self._tokens
 
+    @cached_property
+    def dkim(self) -> DkimSigner | None:
+        """The DKIM signer (None when ``[dkim]`` is not configured); the key is read once."""
+        return DkimSigner.from_settings(self.settings.dkim)
+
     @property
     def notices(self) -> Notices:
         if self._notices is None:
-            self._notices = Notices(self.settings, self.env, self.tokens)
+            self._notices = Notices(self.settings, self.env, self.tokens, signer=self.dkim)
         return self._notices
 
     def check_content(self) -> list[Problem]:
@@ -106,10 +116,10 @@ class Publisher:
         await asyncio.to_thread(write_feeds, self.feeds, site.output_dir)
         log.info("feeds: %d files in %s", len(self.feeds), site.output_dir)
 
-    async def send(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> SendResult:
-        """Plan the digests due for ``cadences`` and deliver everything still pending."""
-        result = SendResult()
+    async def plan(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> list[PlannedDigest]:
+        """Create the digests due for ``cadences`` now (with ``dry_run``, only say which)."""
         now = utcnow()
+        result: list[PlannedDigest] = []
         for cadence in cadences:
             planned = await plan(
                 self.engine, cadence, now, max_articles=self.settings.digest.max_articles, dry_run=dry_run
@@ -119,16 +129,25 @@ class Publisher:
                     "digest %s: %s%d articles for %d subscribers",
                     digest.id, "(dry run) " if dry_run else "", len(digest.article_seqs), digest.recipients,
                 )
-            result.planned.extend(planned)
-        if not dry_run:
-            result.report = await self.deliver()
+            result.extend(planned)
         return result
 
-    async def deliver(self) -> DeliveryReport:
-        """Hand every pending ledger row to the transport (resumes interrupted digests).
+    async def send(self, cadences: Sequence[Cadence], *, dry_run: bool = False, wait: bool = False) -> SendResult:
+        """Plan the digests due for ``cadences`` and deliver everything still pending."""
+        result = SendResult(planned=await self.plan(cadences, dry_run=dry_run))
+        if not dry_run:
+            result.report = await self.deliver(wait=wait)
+        return result
 
-        One run at a time: within this process by an asyncio lock, across processes on
-        this machine by a file lock in the data directory (see :mod:`publisher.locks`).
+    async def deliver(
+        self, *, wait: bool = False, progress: Callable[[DeliveryReport], None] | None = None
+    ) -> DeliveryReport:
+        """Hand every due ledger row to the transport (resumes interrupted digests).
+
+        With ``wait``, also wait out deferred rows until every digest is finished or
+        paused.  One run at a time: within this process by an asyncio lock, across
+        processes on this machine by a file lock in the data directory (see
+        :mod:`publisher.locks`).
         """
         lock_path = self.settings.storage.data_dir / "delivery.lock"
         async with self._delivery_lock:
@@ -136,24 +155,54 @@ class Publisher:
                 if not taken:
                     log.info("another process (pid %s) is delivering; leaving the ledger to it", holder(lock_path))
                     return DeliveryReport()
-                return await self._deliver_unfinished()
+                return await self._deliver_unfinished(wait, progress)
 
-    async def _deliver_unfinished(self) -> DeliveryReport:
-        unfinished = await unfinished_digests(self.engine)
-        if not unfinished:
+    async def _deliver_unfinished(
+        self, wait: bool, progress: Callable[[DeliveryReport], None] | None
+    ) -> DeliveryReport:
+        if not await unfinished_digests(self.engine):
             return DeliveryReport()  # no connection to the relay when there is nothing to send
-        transport = make_transport(self.settings.delivery, self.settings.smtp)
-        try:
-            await transport.open()
-        except DeliveryError as exc:
-            # The relay is down or misconfigured: every row stays pending for the next run.
-            log.error("delivery postponed: cannot open the %s transport: %s", self.settings.delivery.transport, exc)
+        probe = await self._reach_relay(wait)
+        if probe is None:
             return DeliveryReport()
+        spare = [probe]  # the first connection is the one that just proved the relay works
+
+        def transports() -> Transport:
+            return spare.pop() if spare else make_transport(self.settings.delivery, self.settings.smtp)
+
+        deliverer = Deliverer(
+            self.engine, self.settings, self.env, self.tokens, transports,
+            stop=self.stopping, progress=progress, signer=self.dkim,
+        )
         try:
-            deliverer = Deliverer(self.engine, self.settings, self.env, self.tokens, transport, stop=self.stopping)
-            return await deliverer.run(unfinished)
+            return await deliverer.run(wait=wait)
         finally:
-            await transport.close()
+            for unused in spare:
+                await unused.close()
+
+    async def _reach_relay(self, wait: bool) -> Transport | None:
+        """An open transport, or None when the relay can't be reached (and not ``wait``-ing).
+
+        A relay that is down or misconfigured leaves every row pending, untouched (no
+        attempt is counted against any subscriber); with ``wait`` it is tried again with
+        growing pauses until it answers or the service stops.
+        """
+        pause = Backoff(self.settings.delivery.retry_base, limit=60.0)
+        while True:
+            probe = make_transport(self.settings.delivery, self.settings.smtp)
+            try:
+                await probe.open()
+                return probe
+            except DeliveryError as exc:
+                log.error(
+                    "delivery postponed: cannot open the %s transport: %s", self.settings.delivery.transport, exc
+                )
+            if not wait:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=pause.next_pause())
+            if self.stopping.is_set():
+                return None
 
     async def scan_and_send_instant(self) -> None:
         """The daemon's periodic job: new articles go at once to ``instant`` subscribers."""

@@ -1,39 +1,71 @@
-"""Fan-out: turn ledger rows into messages handed to the transport.
+"""Fan-out: turn ledger rows into messages, over several reused SMTP connections.
 
-For each unfinished digest the articles are rendered and CSS-inlined once; each
-recipient's message is that render plus their personal links.  Rows are taken in
-keyset-paged batches, marked ``sending`` before the first byte leaves, and their
-outcomes written back in one transaction per batch.  A process that dies mid-batch
-leaves its rows in ``sending``; the next run sends them again, so a crash can repeat
-at most the messages in flight and never loses one.  A digest is finished only when
-no row is pending, sending or deferred.
+For each unfinished digest the articles are rendered and CSS-inlined once, and the
+MIME frame is encoded once (:class:`publisher.mail.message.DigestMessages`); each
+recipient's message is then a join of bytes with their personal values.
+
+The pipeline of one run::
+
+    producer ──(bounded queue)──► N senders, one connection each ──► recorder
+    claims keyset-paged batches    pace (rate, window), build,        writes outcomes in
+    (marked ``sending``), checks   send, classify the reply           batches; tracks the
+    statuses right before queueing                                     error ratio
+
+Memory stays flat: at most one claimed batch and a queue of a few messages per
+connection are in memory, whatever the list's size.  Outcomes are flushed every
+``FLUSH_EVERY`` messages or ``FLUSH_SECONDS``, so a crash leaves at most that many
+sent-but-unrecorded rows in ``sending`` (the only possible duplicates).
+
+Replies: 421/450/451/452/454 are throttling (the message is deferred and that
+connection backs off; throttling never fails a message); other temporary failures
+retry with exponential backoff and jitter up to ``max_attempts`` and ``max_age``; a
+5xx fails the row with the server's reply, and counts as a bounce by the rules of
+:func:`publisher.mail.bounces.smtp_reply_kind`: "no such user" (550/551/553, 5.1.x)
+marks the subscriber bounced at once, "mailbox full" or a blocklist counts towards
+``soft_bounce_limit``.  When more
+than ``max_error_ratio`` of the last ``error_window`` messages failed, the digest
+pauses with its reason until ``publisher resume``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import jinja2
-from sqlalchemy import Row, and_, bindparam, func, or_, select, update
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from publisher import ledger
 from publisher.config import Settings
-from publisher.mail.message import build_message
-from publisher.mail.render import Personal, RenderedDigest, render_digest
+from publisher.mail.bounces import smtp_reply_kind
+from publisher.mail.dkim import DkimSigner
+from publisher.mail.message import DigestMessages
+from publisher.mail.render import Personal, render_digest
 from publisher.mail.transport import DeliveryError, Transport
+from publisher.pacing import Backoff, Pacer
 from publisher.store import digests as digest_store
-from publisher.store.schema import deliveries, digests, subscribers
+from subscribers import service
 from subscribers.model import Status
+from subscribers.service import BounceKind
 from subscribers.tokens import Purpose, Tokens
 
 log = logging.getLogger(__name__)
 
-OPEN_STATES = ("pending", "sending", "deferred")
+THROTTLING = frozenset({421, 450, 451, 452, 454})
+FLUSH_EVERY = 100  # outcomes per ledger transaction (and the crash-duplicate bound)
+FLUSH_SECONDS = 0.5
+STATUS_CHUNK = 50  # rows whose statuses are re-read at once, just before they are queued
+PROGRESS_SECONDS = 5.0
+
+TransportFactory = Callable[[], Transport]
 
 
 @dataclass
@@ -43,29 +75,36 @@ class DeliveryReport:
     failed: int = 0
     cancelled: int = 0
     finished: list[str] = field(default_factory=list)
+    paused: list[str] = field(default_factory=list)
+
+    @property
+    def handled(self) -> int:
+        return self.sent + self.deferred + self.failed + self.cancelled
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _unsent(row: Row) -> dict[str, object]:
-    return {"sid": row.subscriber_id, "state": "pending", "attempts": row.attempts, "retry_at": None, "last_reply": None}
+@dataclass
+class _Digest:
+    """One digest being delivered in this run."""
+
+    id: str
+    created_at: datetime
+    messages: DigestMessages
+    errors: deque[bool]
+    paused: bool = False
 
 
-async def unfinished_digests(engine: AsyncEngine) -> list[Row]:
-    """Digests with rows still to deliver, oldest first."""
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            select(digests.c.id, digests.c.cadence)
-            .where(digests.c.status == "sending")
-            .order_by(digests.c.created_at, digests.c.id)
-        )
-        return list(rows.all())
+@dataclass
+class _Item:
+    digest: _Digest
+    row: Row
 
 
 class Deliverer:
-    """Delivers every unfinished digest through one transport."""
+    """Delivers every unfinished digest through ``concurrency`` transports of ``transports()``."""
 
     def __init__(
         self,
@@ -73,91 +112,130 @@ class Deliverer:
         settings: Settings,
         env: jinja2.Environment,
         tokens: Tokens,
-        transport: Transport,
+        transports: TransportFactory,
         *,
         clock: Callable[[], datetime] = _now,
         stop: asyncio.Event | None = None,
+        progress: Callable[[DeliveryReport], None] | None = None,
+        signer: DkimSigner | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.env = env
         self.tokens = tokens
-        self.transport = transport
+        self.transports = transports
         self.clock = clock
         self.stop = stop or asyncio.Event()
+        self.progress = progress
+        delivery = settings.delivery
+        self.pacer = Pacer(delivery.rate, delivery.window_messages, delivery.window_seconds)
+        self.signer = signer
+        self.report = DeliveryReport()
+        self._pending: list[dict[str, object]] = []
+        self._bounced: list[tuple[int, BounceKind]] = []
+        self._last_flush = time.monotonic()
+        self._last_log = time.monotonic()
+        self._flush_lock = asyncio.Lock()
 
-    async def run(self, unfinished: list[Row]) -> DeliveryReport:
-        """Deliver ``unfinished`` digests (from :func:`unfinished_digests`), oldest first."""
-        report = DeliveryReport()
-        for digest in unfinished:
-            if self.stop.is_set():
-                break
-            await self._deliver_digest(digest, report)
-        return report
-
-    async def _deliver_digest(self, digest: Row, report: DeliveryReport) -> None:
-        stored = await digest_store.load(self.engine, digest.id)
-        if stored is None:
-            return  # erased between listing and now: nothing to deliver
-        rendered = render_digest(stored.articles, self.settings, self.env, digest.id, digest.cadence)
-        after = 0
+    async def run(self, *, wait: bool = False) -> DeliveryReport:
+        """Deliver every row due now; with ``wait``, also wait out deferrals until every
+        digest is finished or paused (or ``stop`` is set)."""
         while not self.stop.is_set():
-            batch = await self._claim(digest.id, after)
-            if not batch:
+            unfinished = await ledger.unfinished_digests(self.engine)
+            if not unfinished:
                 break
-            after = batch[-1].subscriber_id
-            outcomes = []
-            for row in batch:
-                # Stopping: rows not yet handed over go back to pending, not left "in flight".
+            await self._pass(unfinished)
+            if not wait or self.stop.is_set():
+                break
+            due = await ledger.next_retry(self.engine)
+            if due is None:
+                continue  # nothing deferred: the next pass finishes what is left, or finds nothing
+            delay = (due - self.clock()).total_seconds()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), timeout=delay)
+        return self.report
+
+    async def _pass(self, unfinished: list[Row]) -> None:
+        """One pass over every unfinished digest: each due row is tried once."""
+        queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=self.settings.delivery.concurrency * 2)
+        senders = [asyncio.create_task(self._sender(queue)) for _ in range(self.settings.delivery.concurrency)]
+        try:
+            for row in unfinished:
                 if self.stop.is_set():
-                    outcomes.append(_unsent(row))
+                    break
+                digest = await self._prepare(row)
+                if digest is not None:
+                    await self._produce(digest, queue)
+        finally:
+            for _ in senders:
+                await queue.put(None)
+            await asyncio.gather(*senders)
+            await self._flush()
+        for row in unfinished:
+            if await ledger.finish_if_done(self.engine, row.id, self.clock()):
+                self.report.finished.append(row.id)
+                log.info("digest %s: finished", row.id)
+
+    async def _prepare(self, row: Row) -> _Digest | None:
+        stored = await digest_store.load(self.engine, row.id)
+        if stored is None or not stored.articles:
+            log.error("digest %s: its articles are gone; nothing to send", row.id)
+            return None
+        rendered = render_digest(stored.articles, self.settings, self.env, stored.id, stored.cadence)
+        messages = DigestMessages(rendered, settings=self.settings, digest_id=row.id, date=self.clock())
+        window = deque[bool](maxlen=self.settings.delivery.error_window)
+        return _Digest(row.id, row.created_at, messages, window)
+
+    async def _produce(self, digest: _Digest, queue: asyncio.Queue[_Item | None]) -> None:
+        """Claim the digest's due rows batch by batch and queue the ones still subscribed."""
+        after = 0
+        while not (self.stop.is_set() or digest.paused):
+            batch = await ledger.claim(
+                self.engine, digest.id, after, self.settings.delivery.batch_size, self.clock()
+            )
+            if not batch:
+                return
+            after = batch[-1].subscriber_id
+            for start in range(0, len(batch), STATUS_CHUNK):
+                chunk = batch[start:start + STATUS_CHUNK]
+                current = await ledger.statuses(self.engine, [r.subscriber_id for r in chunk])
+                for row in chunk:
+                    if self.stop.is_set() or digest.paused:
+                        await self._outcome(digest, row, "pending", attempts=row.attempts)
+                    elif current.get(row.subscriber_id) != Status.ACTIVE:
+                        # Left after the digest was planned: never hand it over.
+                        status = current.get(row.subscriber_id, "erased")
+                        await self._outcome(digest, row, "cancelled", last_reply=f"subscriber is {status}")
+                    else:
+                        await queue.put(_Item(digest, row))
+
+    async def _sender(self, queue: asyncio.Queue[_Item | None]) -> None:
+        """One connection: take messages from the queue until the producer is done."""
+        transport = self.transports()
+        backoff = Backoff(min(self.settings.delivery.retry_base, 5.0))
+        try:
+            while (item := await queue.get()) is not None:
+                if self.stop.is_set() or item.digest.paused:
+                    await self._outcome(item.digest, item.row, "pending", attempts=item.row.attempts)
+                    continue
+                try:
+                    await transport.open()  # a no-op once connected
+                except DeliveryError as exc:  # relay unreachable or refusing: defer, and rest
+                    pause = await self._refused(item.digest, item.row, item.row.attempts + 1, exc, backoff)
                 else:
-                    outcomes.append(await self._send_one(digest.id, rendered, row))
-            await self._record(digest.id, outcomes, report)
-        if await self._finish_if_done(digest.id):
-            report.finished.append(digest.id)
-            log.info("digest %s: finished", digest.id)
+                    await self.pacer.wait()
+                    pause = await self._send(transport, item, backoff)
+                if pause:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stop.wait(), timeout=pause)
+        finally:
+            with contextlib.suppress(Exception):
+                await transport.close()
 
-    async def _claim(self, digest_id: str, after: int) -> list[Row]:
-        """The next batch of rows due for sending, marked ``sending`` before any is sent."""
-        due = or_(
-            deliveries.c.state.in_(("pending", "sending")),
-            and_(deliveries.c.state == "deferred", deliveries.c.retry_at <= self.clock()),
-        )
-        async with self.engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(
-                        deliveries.c.subscriber_id,
-                        deliveries.c.attempts,
-                        subscribers.c.email,
-                        subscribers.c.name,
-                        subscribers.c.status,
-                    )
-                    .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-                    .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id > after, due)
-                    .order_by(deliveries.c.subscriber_id)
-                    .limit(self.settings.delivery.batch_size)
-                )
-            ).all()
-            if rows:
-                await conn.execute(
-                    update(deliveries)
-                    .where(
-                        deliveries.c.digest_id == digest_id,
-                        deliveries.c.subscriber_id.in_([r.subscriber_id for r in rows]),
-                    )
-                    .values(state="sending", updated_at=self.clock())
-                )
-        return list(rows)
-
-    async def _send_one(self, digest_id: str, rendered: RenderedDigest, row: Row) -> dict[str, object]:
-        outcome: dict[str, object] = {
-            "sid": row.subscriber_id, "attempts": row.attempts, "retry_at": None, "last_reply": None,
-        }
-        if row.status != Status.ACTIVE:
-            # Unsubscribed (or bounced) after the digest was planned: never hand it over.
-            return outcome | {"state": "cancelled", "last_reply": f"subscriber is {row.status}"}
+    async def _send(self, transport: Transport, item: _Item, backoff: Backoff) -> float:
+        """Send one message and record its outcome; the seconds this connection should rest."""
+        digest, row = item.digest, item.row
         site_url = self.settings.site.url
         personal = Personal(
             name=row.name,
@@ -165,58 +243,91 @@ class Deliverer:
             unsubscribe_url=self.tokens.link(site_url, Purpose.UNSUBSCRIBE, row.subscriber_id, row.email),
             preferences_url=self.tokens.link(site_url, Purpose.PREFERENCES, row.subscriber_id, row.email),
         )
-        message = build_message(
-            rendered, personal, settings=self.settings, digest_id=digest_id,
-            subscriber_id=row.subscriber_id, date=self.clock(),
-        )
         attempts = row.attempts + 1
         try:
-            reply = await self.transport.send(self.settings.delivery.from_address, row.email, message)
+            message = digest.messages.build(personal, row.subscriber_id)
+        except ValueError as exc:  # an address or value no header may carry: retrying can't help
+            await self._failed(digest, row, attempts, f"cannot build the message: {exc}")
+            return 0.0
+        if self.signer is not None:
+            # RSA signing (OpenSSL) releases the GIL: in a thread it overlaps the sending.
+            message = await asyncio.get_running_loop().run_in_executor(None, self.signer.sign, message)
+        try:
+            reply = await transport.send(self.settings.delivery.from_address, row.email, message)
         except DeliveryError as exc:
-            if exc.permanent or attempts >= self.settings.delivery.max_attempts:
-                log.warning("digest %s: to subscriber %s failed: %s", digest_id, row.subscriber_id, exc)
-                return outcome | {"state": "failed", "attempts": attempts, "last_reply": str(exc)}
-            delay = self.settings.delivery.retry_base * 2 ** (attempts - 1) * random.uniform(0.8, 1.2)
-            log.info("digest %s: to subscriber %s deferred: %s", digest_id, row.subscriber_id, exc)
-            return outcome | {
-                "state": "deferred", "attempts": attempts, "last_reply": str(exc),
-                "retry_at": self.clock() + timedelta(seconds=delay),
-            }
-        return outcome | {"state": "sent", "attempts": attempts, "last_reply": reply}
+            return await self._refused(digest, row, attempts, exc, backoff)
+        backoff.reset()
+        digest.errors.append(False)
+        await self._outcome(digest, row, "sent", attempts=attempts, last_reply=reply)
+        return 0.0
 
-    async def _record(self, digest_id: str, outcomes: list[dict[str, object]], report: DeliveryReport) -> None:
-        """Write a batch's outcomes in one transaction (one commit per batch, not per message)."""
-        now = self.clock()
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(deliveries)
-                .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id == bindparam("sid"))
-                .values(
-                    state=bindparam("state"),
-                    attempts=bindparam("attempts"),
-                    retry_at=bindparam("retry_at"),
-                    last_reply=bindparam("last_reply"),
-                    updated_at=now,
-                ),
-                outcomes,
+    async def _refused(self, digest: _Digest, row: Row, attempts: int, exc: DeliveryError, backoff: Backoff) -> float:
+        delivery = self.settings.delivery
+        too_old = self.clock() - digest.created_at > timedelta(seconds=delivery.max_age)
+        if exc.permanent:
+            kind = smtp_reply_kind(exc.code, exc.reply) if exc.code is not None else None
+            if kind is not None:  # "no such user" is hard; mailbox full or a blocklist, soft
+                self._bounced.append((row.subscriber_id, kind))
+            await self._failed(digest, row, attempts, exc.reply if exc.code is None else f"{exc.code} {exc.reply}")
+            return 0.0
+        throttled = exc.code in THROTTLING
+        if too_old or (not throttled and attempts >= delivery.max_attempts):
+            await self._failed(digest, row, attempts, str(exc))
+            return 0.0
+        delay = delivery.retry_base * 2 ** min(attempts - 1, 20) * random.uniform(0.8, 1.2)
+        await self._outcome(
+            digest, row, "deferred", attempts=attempts, last_reply=str(exc),
+            retry_at=self.clock() + timedelta(seconds=delay),
+        )
+        # Throttled, or the relay unreachable: this connection rests before its next message.
+        return backoff.next_pause() if throttled or exc.code is None else 0.0
+
+    async def _failed(self, digest: _Digest, row: Row, attempts: int, reply: str) -> None:
+        log.warning("digest %s: to subscriber %s failed: %s", digest.id, row.subscriber_id, reply)
+        digest.errors.append(True)
+        await self._outcome(digest, row, "failed", attempts=attempts, last_reply=reply)
+        window = digest.errors
+        ratio = sum(window) / len(window)
+        if not digest.paused and len(window) == window.maxlen and ratio > self.settings.delivery.max_error_ratio:
+            digest.paused = True
+            reason = (
+                f"{sum(window)} of the last {len(window)} messages failed "
+                f"(max_error_ratio {self.settings.delivery.max_error_ratio:g}); last reply: {reply}"
             )
-        counts = {s: sum(1 for o in outcomes if o["state"] == s) for s in ("sent", "deferred", "failed", "cancelled")}
-        for state, count in counts.items():
-            setattr(report, state, getattr(report, state) + count)
-        log.info("digest %s: %s", digest_id, ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+            log.error("digest %s: paused: %s; `publisher resume %s` continues it", digest.id, reason, digest.id)
+            await ledger.pause(self.engine, digest.id, reason)
+            self.report.paused.append(digest.id)
 
-    async def _finish_if_done(self, digest_id: str) -> bool:
-        async with self.engine.begin() as conn:
-            open_rows = (
-                await conn.execute(
-                    select(func.count()).where(
-                        deliveries.c.digest_id == digest_id, deliveries.c.state.in_(OPEN_STATES)
-                    )
+    async def _outcome(
+        self, digest: _Digest, row: Row, state: str, *, attempts: int | None = None,
+        last_reply: str | None = None, retry_at: datetime | None = None,
+    ) -> None:
+        self._pending.append({
+            "digest": digest.id, "sid": row.subscriber_id, "state": state,
+            "attempts": row.attempts if attempts is None else attempts,
+            "retry_at": retry_at, "last_reply": last_reply,
+        })
+        if state in ("sent", "deferred", "failed", "cancelled"):
+            setattr(self.report, state, getattr(self.report, state) + 1)
+        if len(self._pending) >= FLUSH_EVERY or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Write the outcomes gathered so far in one transaction; mark hard bounces."""
+        async with self._flush_lock:
+            outcomes, self._pending = self._pending, []
+            bounced, self._bounced = self._bounced, []
+            self._last_flush = time.monotonic()
+            now = self.clock()
+            await ledger.record(self.engine, outcomes, now)
+            for subscriber_id, kind in bounced:
+                await service.record_bounce(
+                    self.engine, email=None, subscriber_id=subscriber_id, kind=kind, now=now,
+                    soft_limit=self.settings.delivery.soft_bounce_limit,
                 )
-            ).scalar_one()
-            if open_rows:
-                return False
-            await conn.execute(
-                update(digests).where(digests.c.id == digest_id).values(status="finished", finished_at=self.clock())
-            )
-            return True
+        if self.progress is not None:
+            self.progress(self.report)
+        if time.monotonic() - self._last_log >= PROGRESS_SECONDS:
+            self._last_log = time.monotonic()
+            r = self.report
+            log.info("delivery: %d sent, %d deferred, %d failed, %d cancelled", r.sent, r.deferred, r.failed, r.cancelled)

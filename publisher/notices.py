@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import jinja2
 
 from publisher.config import Settings
+from publisher.mail.dkim import DkimSigner
 from publisher.mail.message import build_notice
 from publisher.mail.render import render_notice
 from publisher.mail.transport import DeliveryError, make_transport
@@ -32,12 +33,14 @@ def _now() -> datetime:
 
 class Notices:
     def __init__(
-        self, settings: Settings, env: jinja2.Environment, tokens: Tokens, *, clock: Callable[[], datetime] = _now
+        self, settings: Settings, env: jinja2.Environment, tokens: Tokens, *,
+        clock: Callable[[], datetime] = _now, signer: DkimSigner | None = None,
     ) -> None:
         self.settings = settings
         self.env = env
         self.tokens = tokens
         self.clock = clock
+        self.signer = signer
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -94,6 +97,8 @@ class Notices:
                 settings=self.settings, to_name=subscriber.name, to_email=subscriber.email,
                 subject=subject, html=html, text=text, date=self.clock(),
             )
+            if self.signer is not None:
+                message = self.signer.sign(message)
             transport = make_transport(self.settings.delivery, self.settings.smtp)
             await transport.open()
             try:

@@ -34,6 +34,9 @@ def build_scheduler(publisher: Publisher) -> AsyncIOScheduler:
             partial(publisher.send, [Cadence.WEEKLY]),
             CronTrigger(day_of_week=settings.digest.weekly_day, hour=at.hour, minute=at.minute, timezone=zone),
         ),
+        # Deferred messages (throttled, relay down) go again when due; a resumed or
+        # interrupted digest is picked up too.  Cheap when there is nothing to do.
+        ("retry", publisher.deliver, IntervalTrigger(seconds=min(settings.delivery.retry_base, 60.0))),
     ]
     for name, job, trigger in jobs:
         # (next_run_time=None would add the job paused, so it is only passed for the scan.)

@@ -17,6 +17,8 @@ from pathlib import Path
 import jinja2
 import lxml.html
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from publisher.config import DeliverySettings, Settings, SiteSettings
 from publisher.content.model import Article, FactTable, Image
@@ -459,3 +461,28 @@ def test_template_without_unsubscribe_link_is_refused(site_settings: Settings, t
     (tmp_path / "email" / "digest.txt").write_text("Hi {{ personal.name }}\n", encoding="utf-8")
     with pytest.raises(ValueError, match="unsubscribe"):
         render_digest([SHORT], site_settings, make_environment(tmp_path), DIGEST_ID, "daily")
+
+
+# --- The fast framer: what it sends must decode to exactly what was personalized --------
+
+_names = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), max_size=60).filter(
+    lambda n: not re.search(r"[\x00-\x1f\x7f\x85]", n)
+)
+_paths = st.text(st.sampled_from("abcXYZ019-._~=&?%/"), min_size=1, max_size=300)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=_names, path=_paths)
+def test_framed_parts_decode_to_the_personalized_text(rendered: RenderedDigest, name: str, path: str) -> None:
+    """Constant stretches are encoded once and joined with soft breaks: no value may get lost,
+    doubled or mangled at a join, whatever its characters or length, and no line is too long."""
+    who = Personal(name=name.strip(), email="zoe@example.com",
+                   unsubscribe_url=f"https://news.example.org/u/{path}", preferences_url=f"https://x.example/{path}")
+    raw = build(rendered, make_settings(), who)
+    message = parse(raw)
+    html_part, text_part = rendered.personalize(who)
+    decoded = [message.get_body((kind,)).get_content().replace("\r\n", "\n") for kind in ("plain", "html")]  # type: ignore[union-attr]
+    assert decoded == [text_part, html_part]
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+    assert body.isascii()

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 
 from publisher.app import Publisher, utcnow
 from publisher.config import Settings
-from publisher.delivery import Deliverer, unfinished_digests
+from publisher.delivery import Deliverer
 from publisher.digest import plan
 from publisher.locks import exclusive
 from publisher.mail.transport import MaildirTransport
@@ -196,13 +196,12 @@ async def test_stopping_mid_batch_finishes_the_message_in_hand_and_returns_the_r
             publisher.stopping.set()  # as SIGTERM would, while this message is in flight
             return reply
 
-    transport = StopAfterFirst(settings.delivery.outbox)
-    await transport.open()
+    settings.delivery.concurrency = 1  # one message in flight, so "the rest" is exact
     deliverer = Deliverer(
-        publisher.engine, settings, publisher.env, publisher.tokens, transport, stop=publisher.stopping
+        publisher.engine, settings, publisher.env, publisher.tokens,
+        lambda: StopAfterFirst(settings.delivery.outbox), stop=publisher.stopping,
     )
-    report = await deliverer.run(await unfinished_digests(publisher.engine))
-    await transport.close()
+    report = await deliverer.run()
     assert report.sent == 1 and report.finished == []
     async with publisher.engine.connect() as conn:
         states = sorted(s for (s,) in (await conn.execute(select(deliveries.c.state))).all())

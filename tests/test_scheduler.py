@@ -18,7 +18,7 @@ async def test_jobs_fire_at_the_configured_local_times(make_settings: Callable[.
     )
     scheduler = build_scheduler(Publisher(settings))
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {"scan", "daily", "weekly"}
+    assert set(jobs) == {"scan", "daily", "weekly", "retry"}
 
     after = datetime(2026, 3, 7, 13, 0, tzinfo=UTC)  # Saturday 08:00 in New York; DST starts on 8 March
     daily = jobs["daily"].trigger.get_next_fire_time(None, after)
@@ -27,3 +27,4 @@ async def test_jobs_fire_at_the_configured_local_times(make_settings: Callable[.
     weekly = jobs["weekly"].trigger.get_next_fire_time(None, after)
     assert weekly.astimezone(ZoneInfo("America/New_York")).timetuple()[:5] == (2026, 3, 13, 7, 30)
     assert jobs["scan"].trigger.interval.total_seconds() == 45
+    assert jobs["retry"].trigger.interval.total_seconds() == 1  # the tests' retry_base: deferred rows go when due

@@ -32,6 +32,7 @@ async def test_digest_over_starttls_with_a_self_signed_certificate(
             f'[smtp]\nhost = "{HOST}"\nport = {server.port}\ntls = "starttls"\nca_file = "{ca_file}"\n'
         )
         settings.delivery.transport = "smtp"
+        settings.delivery.concurrency = 1  # so that the reuse of one connection shows
         publisher = Publisher(settings)
         await publisher.start()
         try:
@@ -48,6 +49,8 @@ async def test_digest_over_starttls_with_a_self_signed_certificate(
                         )
                     )
                 ).all()
+                gone = (await conn.execute(
+                    select(subscribers.c.status).where(subscribers.c.email == "gone@example.org"))).scalar_one()
         finally:
             await publisher.close()
 
@@ -56,6 +59,7 @@ async def test_digest_over_starttls_with_a_self_signed_certificate(
     states = {row.email: (row.state, row.last_reply) for row in rows}
     assert states["ann@example.org"][0] == states["bob@example.org"][0] == "sent"
     assert states["gone@example.org"][0] == "failed" and "550" in states["gone@example.org"][1]
+    assert gone == "bounced"  # "no such user": the address is suppressed
 
     assert sorted(r for m in server.messages for r in m.rcpt_tos) == ["ann@example.org", "bob@example.org"]
     assert all(m.tls for m in server.messages)

@@ -8,8 +8,10 @@ CR or LF in a header value would let its author add headers (``Bcc:``) or a body
 
 from __future__ import annotations
 
+import binascii
 import ipaddress
 import re
+import secrets
 import sys
 from datetime import datetime
 from email.errors import HeaderParseError
@@ -17,7 +19,7 @@ from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
 from email.policy import SMTP, Policy
-from email.utils import make_msgid
+from email.utils import formataddr, make_msgid
 from typing import Self
 from urllib.parse import quote, urlsplit
 
@@ -32,6 +34,7 @@ _DIGEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # An http(s) URL without the characters RFC 2369 reserves in <URL> lists (',', '<', '>', space).
 _LIST_URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+;=%]+")
 _LIST_LABEL = "newsletter"
+_QP_LINE = 76  # RFC 2045's limit for an encoded line, the soft-break "=" included
 
 
 def build_message(
@@ -43,35 +46,118 @@ def build_message(
     subscriber_id: int,
     date: datetime,
 ) -> bytes:
-    """The wire bytes (CRLF) of ``personal``'s copy of ``rendered``.
+    """The wire bytes (CRLF) of ``personal``'s copy of ``rendered`` (see :class:`DigestMessages`)."""
+    return DigestMessages(rendered, settings=settings, digest_id=digest_id, date=date).build(personal, subscriber_id)
 
-    multipart/alternative, text/plain first so clients prefer the HTML that follows,
-    both UTF-8 quoted-printable (7-bit safe on any relay).  Raises ValueError for any
-    unsafe header value, invalid address or URL, or a naive ``date``.
+
+class DigestMessages:
+    """Frames every subscriber's copy of one rendered digest, at the speed of a join.
+
+    Building an ``EmailMessage`` costs about 2 ms; a fan-out can afford microseconds.
+    So everything that is the same for every subscriber (the constant headers, the
+    MIME frame, the quoted-printable encoding of the constant stretches of both
+    parts) is done once here, and :meth:`build` only encodes the few personal values
+    and joins bytes.  Separately encoded stretches are joined by QP soft line breaks
+    (``=`` CRLF, which decoders remove), so no encoded line exceeds 76 characters and
+    nothing is ever substituted inside encoded bytes.
+
+    The message: multipart/alternative, text/plain first so clients prefer the HTML
+    that follows, both UTF-8 quoted-printable (7-bit safe on any relay).  The
+    boundary starts with ``=_``, which quoted-printable output can never contain.
+    Raises ValueError for any unsafe header value, invalid address or URL, or a naive
+    ``date``.
     """
-    if date.tzinfo is None or date.utcoffset() is None:
-        raise ValueError("date must be timezone-aware")
-    if not _DIGEST_ID.fullmatch(digest_id):
-        raise ValueError(f"digest id {digest_id!r} is not usable in a Message-ID")
-    unsubscribe_url = _list_url(personal.unsubscribe_url)
-    html, text = rendered.personalize(personal)
 
-    msg = EmailMessage(policy=SMTP)
-    msg["Date"] = date
-    msg["Message-ID"] = f"<{digest_id}.{subscriber_id:d}@{settings.sending_domain}>"
-    msg["From"] = _address(settings.delivery.from_name, settings.delivery.from_address)
-    msg["To"] = _address(personal.name, personal.email)
-    msg["Subject"] = _checked("subject", rendered.subject)
-    msg["MIME-Version"] = "1.0"
-    msg["List-Id"] = _Preformatted("List-Id", *_phrase(settings.site.title), f"<{_list_id(settings.site.url)}>")
-    mailto = f"mailto:{quote(settings.delivery.from_address, safe='@')}?subject=unsubscribe"
-    msg["List-Unsubscribe"] = _Preformatted("List-Unsubscribe", f"<{unsubscribe_url}>,", f"<{mailto}>")
-    if unsubscribe_url.startswith("https://"):
-        # RFC 8058 one-click applies to an HTTPS URI only; receivers ignore it otherwise.
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg.make_alternative()
-    msg.set_payload([_text_part("plain", text), _text_part("html", html)])
-    return msg.as_bytes()
+    def __init__(self, rendered: RenderedDigest, *, settings: Settings, digest_id: str, date: datetime) -> None:
+        if date.tzinfo is None or date.utcoffset() is None:
+            raise ValueError("date must be timezone-aware")
+        if not _DIGEST_ID.fullmatch(digest_id):
+            raise ValueError(f"digest id {digest_id!r} is not usable in a Message-ID")
+        self._rendered = rendered
+        self._digest_id = digest_id
+        self._domain = settings.sending_domain
+        sender = settings.delivery.from_address
+        self._mailto = f"mailto:{quote(sender, safe='@')}?subject=unsubscribe"
+        self._one_click = settings.site.url.startswith("https://")
+        boundary = "=_" + secrets.token_hex(16)
+        constant = EmailMessage(policy=SMTP)
+        constant["Date"] = date
+        constant["From"] = _address(settings.delivery.from_name, sender)
+        constant["Subject"] = _checked("subject", rendered.subject)
+        constant["MIME-Version"] = "1.0"
+        constant["List-Id"] = _Preformatted(
+            "List-Id", *_phrase(settings.site.title), f"<{_list_id(settings.site.url)}>"
+        )
+        constant["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
+        self._head = b"".join(SMTP.fold_binary(name, value) for name, value in constant.items())
+        part_head = (
+            "--{b}\r\nContent-Type: text/{t}; charset=\"utf-8\"\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
+        self._text_head = part_head.format(b=boundary, t="plain").encode("ascii")
+        self._html_head = b"\r\n" + part_head.format(b=boundary, t="html").encode("ascii")
+        self._tail = f"\r\n--{boundary}--\r\n".encode("ascii")
+        self._text = _Encoded(rendered.segments("text"))
+        self._html = _Encoded(rendered.segments("html"))
+
+    def build(self, personal: Personal, subscriber_id: int) -> bytes:
+        unsubscribe_url = _list_url(personal.unsubscribe_url)
+        recipient = _address(personal.name, personal.email)
+        html_values, text_values = self._rendered.values(personal)
+        personal_head = [
+            f"Message-ID: <{self._digest_id}.{subscriber_id:d}@{self._domain}>",
+            "To: " + _to(recipient),
+            f"List-Unsubscribe: <{unsubscribe_url}>,\r\n <{self._mailto}>",
+        ]
+        if self._one_click and unsubscribe_url.startswith("https://"):
+            # RFC 8058 one-click applies to an HTTPS URI only; receivers ignore it otherwise.
+            personal_head.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
+        return b"".join(
+            (
+                self._head,
+                "\r\n".join(personal_head).encode("ascii"),
+                b"\r\n\r\n",
+                self._text_head,
+                self._text.fill(text_values),
+                self._html_head,
+                self._html.fill(html_values),
+                self._tail,
+            )
+        )
+
+
+class _Encoded:
+    """One part's segments, the constant ones quoted-printable encoded once."""
+
+    def __init__(self, segments: list[str]) -> None:
+        self._parts: list[bytes | str] = [
+            _qp(segment) if index % 2 == 0 else segment for index, segment in enumerate(segments)
+        ]
+
+    def fill(self, values: dict[str, str]) -> bytes:
+        return b"".join(part if isinstance(part, bytes) else _qp(values[part]) for part in self._parts)
+
+
+def _qp(text: str) -> bytes:
+    """``text`` (CRLF line ends) quoted-printable encoded, ending in a soft line break.
+
+    The soft break lets the next separately encoded stretch start a fresh line; the
+    last line is kept under 76 characters so that the ``=`` fits.
+    """
+    data = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n").encode("utf-8")
+    # b2a_qp ends its soft line breaks like the data's lines, LF when it has none: make
+    # every break CRLF (the output holds no other CR: a lone one would be =0D).
+    encoded = binascii.b2a_qp(data, istext=True).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    head, crlf, last = encoded.rpartition(b"\r\n")
+    if len(last) >= _QP_LINE:
+        unit = 3 if last[-3:-2] == b"=" else 1  # never split an =XX escape
+        last = last[:-unit] + b"=\r\n" + last[-unit:]
+    return head + crlf + last + b"=\r\n"
+
+
+def _to(recipient: Address) -> str:
+    """The To value on the wire: RFC 2047 for a non-ASCII name, quoted when it needs it."""
+    return formataddr((recipient.display_name, recipient.addr_spec), charset="utf-8")
 
 
 def build_notice(

@@ -78,11 +78,22 @@ class RenderedDigest:
         A single pass over pre-split segments, so a value that looks like a sentinel
         is never substituted again.
         """
+        escaped, raw = self.values(personal)
+        return _fill(self._html_segments, escaped), _fill(self._text_segments, raw)
+
+    def values(self, personal: Personal) -> tuple[dict[str, str], dict[str, str]]:
+        """``(html, text)`` maps from each sentinel to ``personal``'s value for it."""
         values = dataclasses.asdict(personal)
         values["name"] = personal.name or GREETING_FALLBACK
         raw = {_sentinel(field, self.nonce): value for field, value in values.items()}
-        escaped = {sentinel: html.escape(value, quote=True) for sentinel, value in raw.items()}
-        return _fill(self._html_segments, escaped), _fill(self._text_segments, raw)
+        return {sentinel: html.escape(value, quote=True) for sentinel, value in raw.items()}, raw
+
+    def segments(self, part: str) -> list[str]:
+        """The ``"html"`` or ``"text"`` part split at the sentinels (odd items are sentinels).
+
+        For framers that encode the constant segments once per digest.
+        """
+        return list(self._html_segments if part == "html" else self._text_segments)
 
     @cached_property
     def _pattern(self) -> re.Pattern[str]:

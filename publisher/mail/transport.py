@@ -15,6 +15,7 @@ import contextlib
 import logging
 import mailbox
 import ssl
+import threading
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
@@ -98,11 +99,10 @@ class MaildirTransport(Transport):
     def __init__(self, outbox: Path) -> None:
         self._outbox = outbox
         self._maildir: mailbox.Maildir | None = None
-        # mailbox.Maildir names files from the time, the pid and a class-wide counter that
-        # two threads can read at once; writing one file at a time keeps the names unique.
-        self._lock = asyncio.Lock()
 
     async def open(self) -> None:
+        if self._maildir is not None:
+            return
         try:
             self._maildir = await asyncio.to_thread(self._create_maildir)
         except OSError as exc:
@@ -119,14 +119,24 @@ class MaildirTransport(Transport):
         if self._maildir is None:
             raise RuntimeError("MaildirTransport.send() before open()")
         data = _envelope_header(sender, recipient, message) + message
-        async with self._lock:
-            try:
-                return await asyncio.to_thread(self._maildir.add, data)
-            except OSError as exc:
-                raise DeliveryError(f"cannot write to outbox {self._outbox}: {exc}", permanent=False) from exc
+        try:
+            return await asyncio.to_thread(_add, self._maildir, data)
+        except OSError as exc:
+            raise DeliveryError(f"cannot write to outbox {self._outbox}: {exc}", permanent=False) from exc
 
     async def close(self) -> None:
         self._maildir = None
+
+
+# mailbox.Maildir names files from the time, the pid and a class-wide counter that two
+# threads can read at once; one file at a time per process keeps the names unique, however
+# many transports (delivery connections) write into outboxes concurrently.
+_MAILDIR_WRITES = threading.Lock()
+
+
+def _add(maildir: mailbox.Maildir, data: bytes) -> str:
+    with _MAILDIR_WRITES:
+        return maildir.add(data)
 
 
 def _envelope_header(sender: str, recipient: str, message: bytes) -> bytes:
@@ -165,13 +175,17 @@ class SmtpTransport(Transport):
             tls_context=tls_context,
         )
         self._lock = asyncio.Lock()
+        self._sent_on_connection = 0
 
     @property
     def _address(self) -> str:
         return f"{self._settings.host}:{self._settings.port}"
 
     async def open(self) -> None:
+        """Connect (and log in); a no-op on a transport that is already connected."""
         async with self._lock:
+            if self._smtp.is_connected:
+                return
             try:
                 await self._connect()
             except _FAILURES as exc:
@@ -191,6 +205,7 @@ class SmtpTransport(Transport):
         except BaseException:
             self._smtp.close()  # never keep a connected but unauthenticated session around
             raise
+        self._sent_on_connection = 0
         log.debug("SMTP session open to %s (tls=%s)", self._address, self._settings.tls)
 
     async def send(self, sender: str, recipient: str, message: bytes) -> str:
@@ -198,11 +213,14 @@ class SmtpTransport(Transport):
             retried = False
             while True:
                 try:
+                    if self._sent_on_connection >= self._settings.max_messages_per_connection:
+                        await self._quit()  # many relays cap the messages of one session
                     if not self._smtp.is_connected:
                         await self._connect()
                     # sendmail() with bytes and bare addresses is aiosmtplib's cheap path:
                     # send_message() would parse and re-serialize every message.
                     _, reply = await self._smtp.sendmail(sender, [recipient], message)
+                    self._sent_on_connection += 1
                     return reply
                 except asyncio.CancelledError:
                     # Cancelled mid-transaction, the server's next reply would be paired with
@@ -220,10 +238,13 @@ class SmtpTransport(Transport):
 
     async def close(self) -> None:
         async with self._lock:
-            if self._smtp.is_connected:
-                with contextlib.suppress(*_FAILURES):  # QUIT is a courtesy; we close below anyway
-                    await self._smtp.quit()
-            self._smtp.close()
+            await self._quit()
+
+    async def _quit(self) -> None:
+        if self._smtp.is_connected:
+            with contextlib.suppress(*_FAILURES):  # QUIT is a courtesy; we close below anyway
+                await self._smtp.quit()
+        self._smtp.close()
 
 
 def _delivery_error(exc: Exception) -> DeliveryError:

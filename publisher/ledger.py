@@ -1,0 +1,196 @@
+"""The delivery ledger: one row per (digest, subscriber), and the digests' own state.
+
+``pending → sending → sent | deferred (retry_at, attempts, last_reply) | failed |
+cancelled``.  Rows are claimed in keyset-paged batches and marked ``sending`` before
+any of them is handed to a transport; outcomes are written back in batches (one
+transaction for many messages).  A row left in ``sending`` by a process that died is
+claimed again by the next run: the only messages that can go out twice are those in
+flight at the crash.  A digest is ``finished`` when no row is pending, sending or
+deferred; ``paused`` (with a reason) when the error ratio tripped, until resumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Row, and_, bindparam, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from publisher.store.schema import deliveries, digests, subscribers
+
+OPEN_STATES = ("pending", "sending", "deferred")
+
+
+@dataclass(frozen=True)
+class DigestState:
+    id: str
+    cadence: str
+    status: str  # sending | paused | finished
+    pause_reason: str | None
+    created_at: datetime
+    counts: dict[str, int]  # rows by state
+
+
+async def unfinished_digests(engine: AsyncEngine) -> list[Row]:
+    """Digests with rows still to deliver (not paused), oldest first."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(digests.c.id, digests.c.cadence, digests.c.created_at)
+            .where(digests.c.status == "sending")
+            .order_by(digests.c.created_at, digests.c.id)
+        )
+        return list(rows.all())
+
+
+async def claim(engine: AsyncEngine, digest_id: str, after: int, limit: int, now: datetime) -> list[Row]:
+    """The next ``limit`` rows due (by subscriber id after ``after``), marked ``sending``."""
+    due = or_(
+        deliveries.c.state.in_(("pending", "sending")),
+        and_(deliveries.c.state == "deferred", deliveries.c.retry_at <= now),
+    )
+    async with engine.begin() as conn:
+        rows = (
+            await conn.execute(
+                select(
+                    deliveries.c.subscriber_id,
+                    deliveries.c.attempts,
+                    subscribers.c.email,
+                    subscribers.c.name,
+                )
+                .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+                .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id > after, due)
+                .order_by(deliveries.c.subscriber_id)
+                .limit(limit)
+            )
+        ).all()
+        if rows:
+            await conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.digest_id == digest_id,
+                    deliveries.c.subscriber_id.in_([r.subscriber_id for r in rows]),
+                )
+                .values(state="sending", updated_at=now)
+            )
+    return list(rows)
+
+
+async def statuses(engine: AsyncEngine, subscriber_ids: Sequence[int]) -> dict[int, str]:
+    """The subscribers' current statuses: checked again right before their messages go."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(subscribers.c.id, subscribers.c.status).where(subscribers.c.id.in_(list(subscriber_ids)))
+        )
+        return {row.id: row.status for row in rows}
+
+
+async def record(engine: AsyncEngine, outcomes: Sequence[dict[str, object]], now: datetime) -> None:
+    """Write outcomes (``digest``, ``sid``, ``state``, ``attempts``, ``retry_at``, ``last_reply``) at once."""
+    if not outcomes:
+        return
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.digest_id == bindparam("digest"), deliveries.c.subscriber_id == bindparam("sid"))
+            .values(
+                state=bindparam("state"),
+                attempts=bindparam("attempts"),
+                retry_at=bindparam("retry_at"),
+                last_reply=bindparam("last_reply"),
+                updated_at=now,
+            ),
+            list(outcomes),
+        )
+        delivered = [o["sid"] for o in outcomes if o["state"] == "sent"]
+        if delivered:  # soft bounces count "since the last delivery that went through"
+            await conn.execute(
+                update(subscribers)
+                .where(subscribers.c.id.in_(delivered), subscribers.c.soft_bounces > 0)
+                .values(soft_bounces=0)
+            )
+
+
+async def finish_if_done(engine: AsyncEngine, digest_id: str, now: datetime) -> bool:
+    async with engine.begin() as conn:
+        open_rows = await conn.scalar(
+            select(func.count()).where(deliveries.c.digest_id == digest_id, deliveries.c.state.in_(OPEN_STATES))
+        )
+        if open_rows:
+            return False
+        await conn.execute(
+            update(digests)
+            .where(digests.c.id == digest_id, digests.c.status != "finished")
+            .values(status="finished", finished_at=now, pause_reason=None)
+        )
+        return True
+
+
+async def next_retry(engine: AsyncEngine) -> datetime | None:
+    """When the earliest deferred row of an active digest is due again."""
+    async with engine.connect() as conn:
+        return await conn.scalar(
+            select(func.min(deliveries.c.retry_at))
+            .join(digests, digests.c.id == deliveries.c.digest_id)
+            .where(deliveries.c.state == "deferred", digests.c.status == "sending")
+        )
+
+
+async def pause(engine: AsyncEngine, digest_id: str, reason: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(digests)
+            .where(digests.c.id == digest_id, digests.c.status == "sending")
+            .values(status="paused", pause_reason=reason)
+        )
+
+
+async def resume(engine: AsyncEngine, digest_id: str) -> bool:
+    """Let a paused digest go on; False if there is no paused digest with this id."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(digests)
+            .where(digests.c.id == digest_id, digests.c.status == "paused")
+            .values(status="sending", pause_reason=None)
+        )
+        return result.rowcount > 0
+
+
+async def states(engine: AsyncEngine, *, limit: int = 20) -> list[DigestState]:
+    """The newest digests with their rows counted by state (for ``publisher status``)."""
+    async with engine.connect() as conn:
+        recent = (
+            await conn.execute(
+                select(digests.c.id, digests.c.cadence, digests.c.status, digests.c.pause_reason, digests.c.created_at)
+                .order_by(digests.c.created_at.desc(), digests.c.id.desc())
+                .limit(limit)
+            )
+        ).all()
+        counts: dict[str, dict[str, int]] = {row.id: {} for row in recent}
+        if recent:
+            for digest_id, state, count in await conn.execute(
+                select(deliveries.c.digest_id, deliveries.c.state, func.count())
+                .where(deliveries.c.digest_id.in_(list(counts)))
+                .group_by(deliveries.c.digest_id, deliveries.c.state)
+            ):
+                counts[digest_id][state] = count
+    return [
+        DigestState(r.id, r.cadence, r.status, r.pause_reason, r.created_at, counts[r.id]) for r in recent
+    ]
+
+
+async def due_count(engine: AsyncEngine, now: datetime) -> int:
+    """How many rows of active digests are due now (the size of a progress bar)."""
+    async with engine.connect() as conn:
+        return await conn.scalar(
+            select(func.count())
+            .select_from(deliveries.join(digests, digests.c.id == deliveries.c.digest_id))
+            .where(
+                digests.c.status == "sending",
+                or_(
+                    deliveries.c.state.in_(("pending", "sending")),
+                    and_(deliveries.c.state == "deferred", deliveries.c.retry_at <= now),
+                ),
+            )
+        ) or 0
