@@ -18,10 +18,13 @@ disagree.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.store.articles import all_tags, newest_seq
@@ -234,3 +237,166 @@ async def erase(engine: AsyncEngine, subscriber_id: int, *, now: datetime) -> bo
         await conn.execute(delete(subscribers).where(subscribers.c.id == subscriber_id))
         await store.suppress(conn, email_hash(current.email), "erased", now)
         return True
+
+
+# --- bounces and complaints ------------------------------------------------------------
+
+log = logging.getLogger(__name__)
+
+BounceKind = Literal["hard", "soft", "complaint"]
+BOUNCE_KINDS: tuple[BounceKind, ...] = ("hard", "soft", "complaint")
+_STILL_MAILED = (Status.PENDING, Status.ACTIVE)
+
+
+@dataclass(frozen=True, slots=True)
+class BounceOutcome:
+    """What :func:`record_bounce` did.
+
+    ``subscriber`` is the subscriber the bounce concerned, as they are now (None when
+    the address is nobody's); ``suppressed`` says whether the address is on the
+    suppression list now, ``newly_suppressed`` whether this bounce put it there;
+    ``soft_bounces`` is the subscriber's count of soft bounces (0 when none is kept).
+    """
+
+    kind: BounceKind
+    subscriber: Subscriber | None
+    suppressed: bool
+    newly_suppressed: bool
+    soft_bounces: int
+
+    @property
+    def known(self) -> bool:
+        return self.subscriber is not None
+
+
+async def record_bounce(
+    engine: AsyncEngine,
+    *,
+    email: str | None,
+    subscriber_id: int | None,
+    kind: BounceKind,
+    now: datetime,
+    soft_limit: int,
+    digest_id: str | None = None,
+    diagnostic: str = "",
+    dry_run: bool = False,
+) -> BounceOutcome:
+    """Apply a bounce or complaint that arrived after delivery (or at it), in one transaction.
+
+    * ``hard``: the subscriber becomes ``bounced`` and the address is suppressed.
+    * ``complaint``: the subscriber becomes ``complained`` and the address is suppressed.
+    * ``soft``: the subscriber's ``soft_bounces`` count goes up by one; the
+      ``soft_limit``-th makes them ``bounced`` (suppression reason ``bounced``).
+
+    Who it concerns: the subscriber with the address ``email`` when one is given;
+    otherwise the one with ``subscriber_id`` (a report that redacts the address but
+    returns our Message-ID).  With ``digest_id`` too, the id is believed only if that
+    digest was planned for that subscriber, so a forged report can't unsubscribe
+    people by guessing small integers.
+
+    A hard bounce or a complaint for an address that is nobody's still puts the
+    address on the suppression list: it is harmless, and it protects the sender's
+    reputation should the address be imported or added later.  A soft bounce for it
+    changes nothing.  Subscribers who already left keep their status (their address
+    is suppressed anyway) and count no soft bounces.
+
+    Not done here: setting ``soft_bounces`` back to 0 after a delivery goes through
+    (the schema's intent, "since the last delivery that went through"); delivery
+    should do it when it records a sent message.
+
+    ``dry_run`` works out the outcome and rolls everything back.  ``diagnostic``
+    (the remote server's reply) is logged at debug level only: it usually quotes the
+    address.  Raises :class:`SubscriberError` for an ``email`` that is not an address.
+    """
+    if kind not in BOUNCE_KINDS:
+        raise ValueError(f"unknown bounce kind {kind!r}")
+    if soft_limit < 1:
+        raise ValueError("soft_limit must be at least 1")
+    address = normalize_email(email) if email else None
+    if address is None and subscriber_id is None:
+        raise ValueError("a bounce needs an address or a subscriber id")
+    async with engine.connect() as conn:
+        transaction = await conn.begin()
+        try:
+            outcome = await _apply_bounce(conn, address, subscriber_id, digest_id, kind, now, soft_limit)
+        except BaseException:
+            await transaction.rollback()
+            raise
+        if dry_run:
+            await transaction.rollback()
+        else:
+            await transaction.commit()
+    _log_bounce(outcome, dry_run)
+    if diagnostic:
+        log.debug("%s: %s", outcome.kind, diagnostic[:500])
+    return outcome
+
+
+async def _bounced_subscriber(
+    conn: AsyncConnection, address: str | None, subscriber_id: int | None, digest_id: str | None
+) -> Subscriber | None:
+    if address is not None:
+        return await store.find(conn, address)
+    assert subscriber_id is not None
+    if digest_id is not None:
+        planned = await conn.scalar(
+            select(deliveries.c.subscriber_id).where(
+                deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id == subscriber_id
+            )
+        )
+        if planned is None:
+            return None
+    return await store.get(conn, subscriber_id)
+
+
+async def _apply_bounce(
+    conn: AsyncConnection,
+    address: str | None,
+    subscriber_id: int | None,
+    digest_id: str | None,
+    kind: BounceKind,
+    now: datetime,
+    soft_limit: int,
+) -> BounceOutcome:
+    reason = (Status.COMPLAINED if kind == "complaint" else Status.BOUNCED).value
+    current = await _bounced_subscriber(conn, address, subscriber_id, digest_id)
+    if current is None:
+        if address is None:
+            return BounceOutcome(kind, None, False, False, 0)
+        already = await store.suppression(conn, email_hash(address)) is not None
+        if kind == "soft":
+            return BounceOutcome(kind, None, already, False, 0)
+        await store.suppress(conn, email_hash(address), reason, now)
+        return BounceOutcome(kind, None, True, not already, 0)
+
+    key = email_hash(current.email)
+    already = await store.suppression(conn, key) is not None
+    row = subscribers.c
+    count = await conn.scalar(select(row.soft_bounces).where(row.id == current.id)) or 0
+    if kind == "soft":
+        if current.status not in _STILL_MAILED:
+            return BounceOutcome(kind, current, already, False, count)
+        count = await conn.scalar(
+            update(subscribers).where(row.id == current.id)
+            .values(soft_bounces=row.soft_bounces + 1).returning(row.soft_bounces)
+        ) or 0
+        if count < soft_limit:
+            return BounceOutcome(kind, await _reload(conn, current.id), already, False, count)
+    if current.status in _STILL_MAILED:
+        await conn.execute(
+            update(subscribers).where(row.id == current.id)
+            .values(status=reason, unsubscribed_at=current.unsubscribed_at or now)
+        )
+    await store.suppress(conn, key, reason, now)
+    return BounceOutcome(kind, await _reload(conn, current.id), True, not already, count)
+
+
+def _log_bounce(outcome: BounceOutcome, dry_run: bool) -> None:
+    """One line per change, naming the subscriber by id: no address (nor the reply that quotes it) in logs."""
+    counted = outcome.kind == "soft" and outcome.subscriber is not None and outcome.subscriber.status in _STILL_MAILED
+    if not outcome.newly_suppressed and not counted:
+        return
+    who = f"subscriber {outcome.subscriber.id}" if outcome.subscriber else "an address that is no subscriber's"
+    what = "suppressed" if outcome.newly_suppressed else f"soft bounce {outcome.soft_bounces}"
+    kind = "complaint" if outcome.kind == "complaint" else f"{outcome.kind} bounce"
+    log.info("%s%s for %s: %s", "(dry run) " if dry_run else "", kind, who, what)

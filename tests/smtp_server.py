@@ -63,8 +63,12 @@ class SmtpServer:
     - ``port``: 0 picks a free one; pass an old ``server.port`` to "restart" a server.
 
     For any other behaviour, subclass and override a ``handle_*`` hook (aiosmtpd's handler
-    API): the server is its own handler.
+    API): the server is its own handler. Behaviour below the handler API (the greeting,
+    the connection, the DATA stream) goes in a subclass of aiosmtpd's ``SMTP`` named by
+    ``session_class``: one is made per connection (see ``tests/smtp_faults.py``).
     """
+
+    session_class: type[SMTP] = SMTP
 
     def __init__(
         self,
@@ -180,7 +184,7 @@ class _Controller(Controller):
         self._sessions = sessions
 
     def factory(self) -> SMTP:
-        session = super().factory()
+        session = self.handler.session_class(self.handler, **self.SMTP_kwargs)
         self._sessions.append(session)
         return session
 

@@ -1,4 +1,5 @@
-"""The operator's JSON API under ``/api/``: list, read, add, change, erase, export, import.
+"""The operator's JSON API under ``/api/``: list, read, add, change, erase, export, import;
+report bounces and complaints.
 
 It is a sub-application so that everything under ``/api/`` shares one middleware
 (the bearer token, JSON errors) and one header (``Cache-Control: no-store``: answers
@@ -510,6 +511,94 @@ def parse_json_import(
     return parsed, problems
 
 
+# --- bounces and complaints ------------------------------------------------------------
+
+BOUNCE_FIELDS = frozenset({"email", "type", "reason"})
+MAX_BOUNCE_BODY = 1024 * 1024  # an ESP webhook's batch: a few thousand events of ~100 bytes
+MAX_BOUNCE_ITEMS = 1000
+MAX_BOUNCE_REASON = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedBounce:
+    email: str
+    kind: service.BounceKind
+    reason: str
+
+
+def check_bounce_type(raw: object) -> service.BounceKind:
+    for kind in service.BOUNCE_KINDS:
+        if raw == kind:
+            return kind
+    raise SubscriberError(f"type must be one of {', '.join(service.BOUNCE_KINDS)}", "type")
+
+
+def check_bounce_reason(raw: object) -> str:
+    text = "" if raw is None else require_text(raw, "reason")
+    if len(text) > MAX_BOUNCE_REASON:
+        raise SubscriberError(f"reason is longer than {MAX_BOUNCE_REASON} characters", "reason")
+    return " ".join(text.split())
+
+
+def check_bounce(body: object) -> ReportedBounce:
+    """One ``{"email", "type", "reason"}`` object, every field checked; InvalidFields lists all problems."""
+    fields = json_object(body)
+    problems = unknown_fields(fields, BOUNCE_FIELDS)
+    email = collect(problems, lambda: normalize_email(require_text(fields.get("email", ""), "email")))
+    kind = collect(problems, lambda: check_bounce_type(fields.get("type")))
+    reason = collect(problems, lambda: check_bounce_reason(fields.get("reason")))
+    if problems:
+        raise InvalidFields(problems)
+    assert email is not None and kind is not None and reason is not None
+    return ReportedBounce(email, kind, reason)
+
+
+async def apply_bounce(publisher: Publisher, bounce: ReportedBounce) -> dict[str, object]:
+    outcome = await service.record_bounce(
+        publisher.engine, email=bounce.email, subscriber_id=None, kind=bounce.kind, now=utcnow(),
+        soft_limit=publisher.settings.delivery.soft_bounce_limit, diagnostic=bounce.reason,
+    )
+    found = outcome.subscriber
+    return {
+        "email": bounce.email,
+        "type": bounce.kind,
+        "subscriber_id": found.id if found else None,
+        "subscriber_status": str(found.status) if found else None,
+        "suppressed": outcome.suppressed,
+        "soft_bounces": outcome.soft_bounces,
+    }
+
+
+async def record_bounces(request: web.Request) -> web.Response:
+    """A bounce or complaint (``{"email", "type": "hard"|"soft"|"complaint", "reason"}``) or a list of them.
+
+    For an ESP's webhook or a script.  The rules are
+    :func:`subscribers.service.record_bounce`'s: hard bounces and complaints
+    suppress the address at once, soft ones after ``[delivery] soft_bounce_limit``.
+    One object answers its outcome (422 if it is invalid); a list answers each valid
+    item's outcome by its index and lists the invalid items' problems, the valid ones
+    being applied all the same.
+    """
+    publisher = publisher_of(request)
+    body = await json_body(request, MAX_BOUNCE_BODY)
+    if isinstance(body, dict):
+        return web.json_response(await apply_bounce(publisher, check_bounce(body)))
+    if not isinstance(body, list):
+        raise invalid([SubscriberError("expected a JSON object or a list of them", "")])
+    if len(body) > MAX_BOUNCE_ITEMS:
+        raise invalid([SubscriberError(f"at most {MAX_BOUNCE_ITEMS} items per request", "")])
+    results: list[dict[str, object]] = []
+    problems: list[dict[str, object]] = []
+    for index, item in enumerate(body):
+        try:
+            bounce = check_bounce(item)
+        except SubscriberError as exc:
+            problems.extend({"index": index, **problem(p)} for p in flatten(exc))
+            continue
+        results.append({"index": index, **await apply_bounce(publisher, bounce)})
+    return web.json_response({"applied": len(results), "results": results, "invalid": problems})
+
+
 def add_api_routes(app: web.Application) -> None:
     """Mount the API at ``/api/`` as a sub-application with its own middleware and headers."""
     api = web.Application(middlewares=[api_middleware])
@@ -520,6 +609,7 @@ def add_api_routes(app: web.Application) -> None:
     api.router.add_get(f"/subscribers/{_ID}", get_subscriber, name="subscriber")
     api.router.add_patch(f"/subscribers/{_ID}", update_subscriber)
     api.router.add_delete(f"/subscribers/{_ID}", delete_subscriber)
+    api.router.add_post("/bounces", record_bounces)
     api.on_response_prepare.append(no_store)
     api.on_startup.append(warn_if_disabled)
     app.add_subapp("/api/", api)

@@ -1,0 +1,570 @@
+"""Delivery throughput: publisher's ``send`` against the wire, aiosmtplib's ceiling and a naive sender.
+
+Issue 4's benchmark; it prints figures, it is not a test.  It starts Postfix's
+``smtp-sink`` on loopback (installing Postfix with apt-get when it is missing), makes
+a site with the sample articles (a digest of about 20 KB with takeaways and fact
+tables) and N active ``instant`` subscribers, then measures, round-robin for
+``--runs`` rounds, each method sending N messages over ``--connections`` sessions:
+
+1. ``smtp-source``, Postfix's C client, sending publisher's own digest message: the
+   wire limit of this machine (smtp-sink then saturates a core);
+2. aiosmtplib's raw ceiling: the same pre-built bytes through ``SMTP.sendmail``,
+   nothing else, on the event loop publisher's ``send`` runs on;
+3. a naive reference on that loop: per subscriber, sign the links, render the
+   Jinja2 templates, inline the CSS, build an ``EmailMessage``, ``send_message`` it
+   (on ``--naive-messages`` subscribers, 5,000 by default: its rate does not depend
+   on how many there are, and all of them would take minutes);
+4. ``publisher --config … send`` as a subprocess on a fresh copy of the site, timed
+   from spawn to exit (start-up, scan, plan, render, delivery, ledger; nothing is
+   subtracted; an empty run shows the start-up part), its peak RSS from GNU time.
+
+Messages per second are the messages smtp-sink counted as accepted over the wall
+time; the figure of each method is the median of its runs.  Publisher's peak RSS is
+also measured at 10x the subscribers (one run) unless ``--no-rss-scaling``.
+
+    .venv/bin/python bench/delivery.py [--subscribers 20000] [--connections 8] [--runs 3]
+        [--naive-messages 5000] [--loop auto|asyncio|uvloop] [--no-rss-scaling] [--keep DIR]
+
+For the big run: ``--subscribers 1000000 --runs 1 --no-rss-scaling``.  To measure
+another checkout, e.g. the last commit (``git archive HEAD | tar -x -C /tmp/head``),
+put it first on the path: ``PYTHONPATH=/tmp/head .venv/bin/python bench/delivery.py``
+(the subprocesses inherit it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from _postfix import TIME, SinkMark, SmtpSink, ensure_tools, smtp_source_command
+from _senders import LOOPS, NaiveDigest, run_on, send_naive, send_raw, uvloop_available
+from sqlalchemy import insert
+
+import publisher
+from publisher.config import Settings, load_settings
+from publisher.content.sources import scan_directory
+from publisher.store.db import create_engine, upgrade
+from publisher.store.schema import subscribers
+from publisher.templating import make_environment
+from subscribers.tokens import Tokens
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_CONTENT = REPO / "content"
+SECRET_KEY = "delivery-benchmark-secret"
+FROM_ADDRESS = "brief@news.example.org"
+ENVELOPE_TO = "reader@example.org"  # smtp-source's and the raw ceiling's fixed recipient
+INSERT_CHUNK = 10_000
+
+# Issue 4's goals.
+RAW_RATIO = 0.9
+NAIVE_RATIO = 6.0
+RSS_LIMIT_MB = 120.0
+RSS_GROWTH = 0.10
+
+SMTP_SOURCE = "smtp-source"
+RAW = "raw"
+NAIVE = "naive"
+PUBLISHER = "publisher"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- the site -------------------------------------------------------------------------
+
+
+def write_config(site: Path, *, port: int, transport: str, connections: int) -> Path:
+    path = site / "config.toml"
+    path.write_text(
+        f"""\
+[site]
+title = "Bench Brief"
+url = "https://news.example.org/"
+postal_address = "1 Bench Road, Benchville"
+output_dir = "public"
+
+[content]
+dir = "content"
+
+[storage]
+data_dir = "data"
+
+[database]
+url = "sqlite+aiosqlite:///data/publisher.db"
+
+[delivery]
+transport = "{transport}"
+outbox = "outbox"
+from_address = "{FROM_ADDRESS}"
+from_name = "Bench Brief"
+concurrency = {connections}
+
+[smtp]
+host = "127.0.0.1"
+port = {port}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+async def _populate(db_url: str, count: int) -> None:
+    """Migrate the database and add ``count`` active instant subscribers, user1..userN@example.org."""
+    engine = create_engine(db_url)
+    try:
+        await upgrade(engine)
+        now = datetime.now(UTC)
+        async with engine.begin() as conn:
+            for start in range(0, count, INSERT_CHUNK):
+                rows = [
+                    {
+                        "id": sid, "email": f"user{sid}@example.org", "name": f"Reader {sid}", "status": "active",
+                        "cadence": "instant", "topics": "[]", "timezone": "UTC", "source": "import",
+                        "created_at": now, "confirmed_at": now, "confirmed_source": "import",
+                    }
+                    for sid in range(start + 1, min(start + INSERT_CHUNK, count) + 1)
+                ]
+                await conn.execute(insert(subscribers), rows)
+    finally:
+        await engine.dispose()
+
+
+def make_site(site: Path, *, subscribers_count: int, port: int, transport: str, connections: int) -> Path:
+    """A site directory (sample content, config, database with subscribers); its config path."""
+    site.mkdir(parents=True)
+    shutil.copytree(SAMPLE_CONTENT, site / "content")
+    config = write_config(site, port=port, transport=transport, connections=connections)
+    started = time.perf_counter()
+    asyncio.run(_populate(load_settings(config, environ={}).database.url, subscribers_count))
+    log(f"  {site.name}: {subscribers_count:,} subscribers stored in {time.perf_counter() - started:.1f} s")
+    return config
+
+
+# --- child processes ------------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    returncode: int
+    seconds: float
+    peak_rss_mb: float  # the command's own peak resident set, from GNU time
+    cpu: float  # its user + system CPU seconds, from GNU time
+    uvloop: bool  # uvloop's extension was mapped into the process
+    max_sessions: int  # most ESTABLISHED connections to the sink seen at once (sampled)
+    stdout: str
+    stderr: str
+
+
+class _Watch(threading.Thread):
+    """Samples a running command: is uvloop loaded, how many sessions does the sink hold."""
+
+    def __init__(self, time_pid: int, sink_port: int) -> None:
+        super().__init__(daemon=True)
+        self.time_pid, self.port_hex = time_pid, f":{sink_port:04X}"
+        self.done = threading.Event()
+        self.uvloop = False
+        self.max_sessions = 0
+
+    def run(self) -> None:
+        ticks = 0
+        while not self.done.wait(0.1):
+            if not self.uvloop and ticks % 5 == 0:
+                self.uvloop = any(_maps_uvloop(pid) for pid in _children(self.time_pid))
+            ticks += 1
+            self.max_sessions = max(self.max_sessions, _established(self.port_hex))
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _maps_uvloop(pid: int) -> bool:
+    try:
+        return "/uvloop/" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def _established(port_hex: str) -> int:
+    """ESTABLISHED TCP connections whose local end is the sink's port (/proc/net/tcp)."""
+    count = 0
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split(None, 4)
+            if fields[1].endswith(port_hex) and fields[3] == "01":
+                count += 1
+    return count
+
+
+def run_child(
+    command: Sequence[str], *, sink_port: int, log_dir: Path, name: str, env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Child:
+    """Run ``command`` to its end under GNU time; wall time from spawn to exit, and its peak RSS.
+
+    Not wait4() on our own child: Python spawns with vfork, and Linux then counts the
+    benchmark's own peak RSS as the child's (the mm it replaced at exec).  GNU time
+    forks from a process of a megabyte or two, so its report is the command's own.
+    """
+    out_path, err_path, time_path = (log_dir / f"{name}.{ext}" for ext in ("out", "err", "time"))
+    timed_command = [TIME, "-f", "%M %U %S", "-o", str(time_path), *command]
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(timed_command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=cwd)
+        watch = _Watch(process.pid, sink_port)
+        watch.start()
+        returncode = process.wait()
+        seconds = time.perf_counter() - started
+        watch.done.set()
+        watch.join()
+    # GNU time writes "Command exited with non-zero status N" first when it did.
+    max_rss_kb, user, system = time_path.read_text().splitlines()[-1].split()
+    return Child(
+        returncode=returncode, seconds=seconds, peak_rss_mb=int(max_rss_kb) * 1024 / 1e6,
+        cpu=float(user) + float(system), uvloop=watch.uvloop, max_sessions=watch.max_sessions,
+        stdout=out_path.read_text(errors="replace"), stderr=err_path.read_text(errors="replace"),
+    )
+
+
+def publisher_env() -> dict[str, str]:
+    """This environment without PUBLISHER_* overrides, with a fixed signing key."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUBLISHER_")}
+    return env | {"PUBLISHER_SECRET_KEY": SECRET_KEY}
+
+
+def publisher_send(config: Path, *, sink_port: int, log_dir: Path, name: str) -> Child:
+    command = [sys.executable, "-m", "publisher", "--config", str(config), "send"]
+    # In the site directory: ``-m`` puts the working directory first on sys.path, and the
+    # repository's would shadow a checkout given in PYTHONPATH.
+    child = run_child(command, sink_port=sink_port, log_dir=log_dir, name=name, env=publisher_env(), cwd=config.parent)
+    if child.returncode != 0:
+        sys.exit(f"publisher send failed (exit {child.returncode}):\n{child.stdout}{child.stderr[-3000:]}")
+    return child
+
+
+def capture_message(work: Path, connections: int) -> bytes:
+    """One subscriber's digest exactly as ``publisher send`` builds it (via a Maildir outbox)."""
+    config = make_site(work / "capture", subscribers_count=1, port=25, transport="maildir", connections=connections)
+    publisher_send(config, sink_port=0, log_dir=work, name="capture")
+    files = sorted((config.parent / "outbox" / "new").iterdir())
+    if len(files) != 1:
+        sys.exit(f"expected one message in the capture outbox, found {len(files)}")
+    data = files[0].read_bytes()
+    # The Maildir transport puts the envelope first, as an MTA's local delivery does.
+    while data.startswith((b"Return-Path:", b"X-Original-To:")):
+        data = data[data.index(b"\n") + 1:]
+    if b"\r\n" not in data:
+        data = data.replace(b"\n", b"\r\n")
+    return data
+
+
+# --- measuring ------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    messages: int
+    seconds: float
+    sessions: int  # sessions the sink saw end during the run
+    client_cpu: float  # CPU seconds of the sender (user + system)
+    sink_cpu: float  # CPU seconds of smtp-sink
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+
+@dataclass
+class Method:
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return statistics.median(r.rate for r in self.runs)
+
+
+def counted(sink: SmtpSink, before: SinkMark, expected: int, seconds: float, client_cpu: float) -> Run:
+    """The run that took ``seconds``: what the sink accepted since ``before``."""
+    after = sink.mark(before.messages + expected)
+    return Run(
+        messages=after.messages - before.messages, seconds=seconds, sessions=after.sessions - before.sessions,
+        client_cpu=client_cpu, sink_cpu=after.cpu - before.cpu,
+    )
+
+
+def timed(fn: Callable[..., object], *args: object) -> tuple[float, float]:
+    """``(wall, CPU)`` seconds of ``fn(*args)`` in this process."""
+    started, cpu = time.perf_counter(), time.process_time()
+    fn(*args)
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+_SENT = re.compile(r"sent (\d+), deferred (\d+), failed (\d+)")
+
+
+@dataclass
+class PublisherRun:
+    run: Run
+    child: Child
+    empty: Child | None = None  # a second ``send`` on the same site, with nothing left to send
+
+
+def run_publisher(
+    template: Path, work: Path, name: str, sink: SmtpSink, expected: int, *, keep: bool, then_empty: bool = False
+) -> PublisherRun:
+    site = work / name
+    shutil.copytree(template, site)
+    config = site / "config.toml"
+    before = sink.mark()
+    child = publisher_send(config, sink_port=sink.port, log_dir=site, name="send")
+    run = counted(sink, before, expected, child.seconds, child.cpu)
+    reported = _SENT.search(child.stdout)
+    if run.messages != expected or (reported and int(reported.group(1)) != expected):
+        log(f"  warning: {name}: sink accepted {run.messages:,}, publisher reported "
+            f"{reported.group(0) if reported else '?'}, expected {expected:,}")
+    empty = None
+    if then_empty:
+        empty = publisher_send(config, sink_port=sink.port, log_dir=site, name="empty")
+        if "nothing new to send" not in empty.stdout:
+            log(f"  warning: the empty run was not empty: {empty.stdout.strip()}")
+    if not keep:
+        shutil.rmtree(site)
+    return PublisherRun(run, child, empty)
+
+
+# --- the report -----------------------------------------------------------------------
+
+
+def fmt_rate(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=20_000, help="messages per run (default 20,000)")
+    parser.add_argument("--connections", type=int, default=8, help="SMTP sessions of every method (default 8)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per method; figures are medians (default 3)")
+    parser.add_argument("--naive-messages", type=int, default=5_000,
+                        help="subscribers of each naive run, at most --subscribers; 0 = all (default 5,000)")
+    parser.add_argument("--loop", choices=("auto", *LOOPS), default="auto",
+                        help="event loop of the in-process references; auto: the one publisher's send loads")
+    parser.add_argument("--no-rss-scaling", action="store_true", help="skip the 10x-subscribers RSS run")
+    parser.add_argument("--keep", type=Path, help="keep the sites, logs and the message file in this directory")
+    args = parser.parse_args()
+    if args.subscribers < 1 or args.connections < 1 or args.runs < 1:
+        parser.error("--subscribers, --connections and --runs must be positive")
+    if args.loop == "uvloop" and not uvloop_available():
+        parser.error("--loop uvloop: uvloop is not installed")
+
+    sink_exe, source_exe = ensure_tools()
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="delivery-", dir=args.keep))
+    else:
+        work = Path(tempfile.mkdtemp(prefix="publisher-bench-delivery-"))
+    try:
+        measure(args, work, sink_exe, source_exe)
+    finally:
+        if args.keep:
+            log(f"kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, work: Path, sink_exe: str, source_exe: str) -> None:
+    n, connections = args.subscribers, args.connections
+    naive_n = n if args.naive_messages <= 0 else min(args.naive_messages, n)
+    bench_started = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    if load_before > 0.5:
+        log(f"warning: this machine is busy (1-minute load {load_before:.2f}): the figures will be low and noisy")
+    with SmtpSink(sink_exe, work / "smtp-sink.counters") as sink:
+        log(f"smtp-sink on 127.0.0.1:{sink.port}: {' '.join(sink.command)}")
+        log("preparing the sites")
+        message = capture_message(work, connections)
+        message_file = work / "digest.eml"
+        message_file.write_bytes(message.replace(b"\r\n", b"\n"))  # smtp-source sends each line with CRLF
+        template = make_site(work / "site", subscribers_count=n, port=sink.port, transport="smtp",
+                             connections=connections)
+        settings: Settings = load_settings(template, environ={})
+        scanned = scan_directory(settings.content.dir, settings.site.url)
+        articles = sorted(scanned.articles, key=lambda a: a.published, reverse=True)
+        naive = NaiveDigest(settings, articles, make_environment(settings.site.templates_dir), Tokens(SECRET_KEY))
+        breakdown = naive.breakdown()
+        template_dir = template.parent
+
+        methods = {key: Method() for key in (SMTP_SOURCE, RAW, NAIVE, PUBLISHER)}
+        publisher_runs: list[PublisherRun] = []
+        loop = args.loop if args.loop != "auto" else None
+        empty: Child | None = None
+        source_sessions = 0
+        source_cmd = smtp_source_command(
+            source_exe, sink.port, messages=n, connections=connections, message_file=message_file,
+            sender=FROM_ADDRESS, recipient=ENVELOPE_TO,
+        )
+        for round_ in range(1, args.runs + 1):
+            before = sink.mark()
+            source = run_child(source_cmd, sink_port=sink.port, log_dir=work, name="smtp-source")
+            if source.returncode != 0:
+                sys.exit(f"smtp-source failed: {source.stdout}{source.stderr}")
+            methods[SMTP_SOURCE].runs.append(counted(sink, before, n, source.seconds, source.cpu))
+            source_sessions = max(source_sessions, source.max_sessions)
+            log(f"round {round_}: smtp-source {methods[SMTP_SOURCE].runs[-1].rate:,.0f} msgs/s")
+
+            pub = run_publisher(template_dir, work, f"publisher-{round_}", sink, n, keep=bool(args.keep),
+                                then_empty=empty is None)
+            publisher_runs.append(pub)
+            methods[PUBLISHER].runs.append(pub.run)
+            log(f"round {round_}: publisher send {pub.run.rate:,.0f} msgs/s ({pub.run.messages:,} in "
+                f"{pub.run.seconds:.1f} s, peak RSS {pub.child.peak_rss_mb:.0f} MB)")
+            if loop is None:
+                loop = "uvloop" if pub.child.uvloop and uvloop_available() else "asyncio"
+            empty = empty or pub.empty
+
+            before = sink.mark()
+            raw = send_raw(sink.port, connections, n, message, FROM_ADDRESS, ENVELOPE_TO)
+            methods[RAW].runs.append(counted(sink, before, n, *timed(run_on, loop, raw)))
+            log(f"round {round_}: raw aiosmtplib {methods[RAW].runs[-1].rate:,.0f} msgs/s")
+
+            before = sink.mark()
+            naive_run = send_naive(sink.port, connections, naive_n, naive)
+            methods[NAIVE].runs.append(counted(sink, before, naive_n, *timed(run_on, loop, naive_run)))
+            log(f"round {round_}: naive {methods[NAIVE].runs[-1].rate:,.0f} msgs/s")
+
+        scaled: PublisherRun | None = None
+        if not args.no_rss_scaling:
+            big = n * 10
+            log(f"RSS scaling: publisher send to {big:,} subscribers")
+            big_template = make_site(work / "site-10x", subscribers_count=big, port=sink.port, transport="smtp",
+                                     connections=connections)
+            scaled = run_publisher(big_template.parent, work, "publisher-10x", sink, big, keep=bool(args.keep))
+            if not args.keep:
+                shutil.rmtree(big_template.parent)
+            log(f"RSS scaling: {scaled.run.rate:,.0f} msgs/s, peak RSS {scaled.child.peak_rss_mb:.0f} MB")
+
+    assert empty is not None and loop is not None
+    report(
+        args, methods, publisher_runs, scaled, empty, loop, message, naive_n, breakdown, source_sessions,
+        time.perf_counter() - bench_started, (load_before, os.getloadavg()[0]),
+    )
+
+
+def report(
+    args: argparse.Namespace,
+    methods: dict[str, Method],
+    publisher_runs: list[PublisherRun],
+    scaled: PublisherRun | None,
+    empty: Child,
+    loop: str,
+    message: bytes,
+    naive_n: int,
+    breakdown: dict[str, float],
+    source_sessions: int,
+    elapsed: float,
+    load: tuple[float, float],
+) -> None:
+    n, connections = args.subscribers, args.connections
+    pub = methods[PUBLISHER]
+    pub_rate = pub.rate
+    loaded_uvloop = any(r.child.uvloop for r in publisher_runs)
+    print()
+    print(f"Delivery benchmark: {n:,} subscribers, {connections} connections, {len(message):,}-byte digest "
+          f"message, medians of {args.runs} run(s), {os.cpu_count()} CPUs")
+    print(f"publisher measured: {Path(publisher.__file__).parent}")
+    print(f"event loop of the in-process references: {loop} (publisher's send loaded uvloop: "
+          f"{'yes' if loaded_uvloop else 'no'}; uvloop installed: {'yes' if uvloop_available() else 'no'})")
+    print()
+    labels = {
+        SMTP_SOURCE: "smtp-source (Postfix, C): wire limit",
+        RAW: f"aiosmtplib raw ceiling ({loop})",
+        NAIVE: f"naive reference ({loop}, {naive_n:,} msgs)",
+        PUBLISHER: "publisher send (subprocess)",
+    }
+    peak_sessions = {
+        SMTP_SOURCE: source_sessions, RAW: connections, NAIVE: connections,
+        PUBLISHER: max(r.child.max_sessions for r in publisher_runs),
+    }
+    header = (f"{'method':44} {'msgs/s':>8}  {'runs (msgs/s)':26} {'sessions':>9} {'client CPU':>10} "
+              f"{'sink CPU':>8}  {'publisher ÷':>11}")
+    print(header)
+    print("-" * len(header))
+    for key in (SMTP_SOURCE, RAW, NAIVE, PUBLISHER):
+        method = methods[key]
+        runs = " / ".join(fmt_rate(r.rate) for r in method.runs)
+        sessions = f"{peak_sessions[key]}/{method.runs[-1].sessions}"
+        ratio = f"{pub_rate / method.rate:.2f}x"
+        client = statistics.median(r.client_cpu / r.seconds for r in method.runs)
+        server = statistics.median(r.sink_cpu / r.seconds for r in method.runs)
+        print(f"{labels[key]:44} {fmt_rate(method.rate):>8}  {runs:26} {sessions:>9} {client:>10.0%} "
+              f"{server:>8.0%}  {ratio:>11}")
+    print("sessions: most open at once (sampled; the references always use all) / opened in the last run;")
+    print("CPU: CPU time / wall time, 100% = one core (publisher's includes its start-up)")
+    print()
+    rss_n = statistics.median(r.child.peak_rss_mb for r in publisher_runs)
+    print(f"publisher send, empty run (nothing due; start-up, migrations check, scan, plan): {empty.seconds:.2f} s "
+          f"({empty.cpu:.2f} s CPU), peak RSS {empty.peak_rss_mb:.0f} MB")
+    print(f"publisher send, peak RSS at {n:,} subscribers: {rss_n:.1f} MB (median of "
+          f"{', '.join(f'{r.child.peak_rss_mb:.1f}' for r in publisher_runs)})")
+    if scaled is not None:
+        growth = scaled.child.peak_rss_mb / rss_n - 1
+        print(f"publisher send, peak RSS at {n * 10:,} subscribers: {scaled.child.peak_rss_mb:.1f} MB "
+              f"({growth:+.1%}); {fmt_rate(scaled.run.rate)} msgs/s "
+              f"({scaled.run.messages:,} in {scaled.run.seconds:.1f} s)")
+    print("naive reference: per subscriber sign 2 links, render digest.html and digest.txt (Jinja2), inline the "
+          "CSS (css-inline), build an EmailMessage (set_content + add_alternative), send_message() it")
+    print()
+    size = int(breakdown.pop("message bytes"))
+    total = sum(breakdown.values())
+    print(f"naive reference, CPU per message before sending (ms; {size:,}-byte EmailMessage, mean of 200):")
+    print("  " + ", ".join(f"{name} {ms:.2f}" for name, ms in breakdown.items()) + f"; total {total:.2f}")
+    print()
+    print("goals (issue 4)")
+    goals: list[tuple[str, str, str]] = [
+        (f"publisher >= {RAW_RATIO}x aiosmtplib raw ceiling ({loop})",
+         f"{pub_rate / methods[RAW].rate:.2f}x", verdict(pub_rate >= RAW_RATIO * methods[RAW].rate)),
+        (f"publisher >= {NAIVE_RATIO:g}x naive reference",
+         f"{pub_rate / methods[NAIVE].rate:.2f}x", verdict(pub_rate >= NAIVE_RATIO * methods[NAIVE].rate)),
+        ("CLI send on uvloop where it installs",
+         "uvloop loaded" if loaded_uvloop else ("uvloop installed, not loaded" if uvloop_available()
+                                                 else "uvloop not installed"),
+         verdict(loaded_uvloop)),
+        (f"peak RSS < {RSS_LIMIT_MB:g} MB at {n:,}", f"{rss_n:.1f} MB", verdict(rss_n < RSS_LIMIT_MB)),
+    ]
+    if scaled is not None:
+        growth = scaled.child.peak_rss_mb / rss_n - 1
+        goals += [
+            (f"peak RSS < {RSS_LIMIT_MB:g} MB at {n * 10:,}", f"{scaled.child.peak_rss_mb:.1f} MB",
+             verdict(scaled.child.peak_rss_mb < RSS_LIMIT_MB)),
+            (f"RSS growth {n:,} -> {n * 10:,} < {RSS_GROWTH:.0%}", f"{growth:+.1%}", verdict(growth < RSS_GROWTH)),
+        ]
+    for goal, value, result in goals:
+        print(f"  {goal:52} {value:>28}  {result}")
+    print()
+    print(f"benchmark wall time: {elapsed:.0f} s; 1-minute load average {load[0]:.2f} at the start, "
+          f"{load[1]:.2f} at the end (the benchmark itself keeps about 2 busy)")
+
+
+if __name__ == "__main__":
+    main()

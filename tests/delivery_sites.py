@@ -1,0 +1,66 @@
+"""Sites for delivery tests: a config that sends over SMTP to a test server, and many
+subscribers inserted in bulk (``tests.people.add_subscriber`` goes through the service,
+one transaction per person: right for a few, too slow for thousands)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from publisher.store.schema import subscribers
+from tests.conftest import SAMPLE_CONTENT, write_config
+from tests.smtp_server import HOST
+
+
+def write_site(root: Path, *, smtp_port: int, smtp: str = "", **delivery: object) -> Path:
+    """A site in ``root`` (the sample content, a config sending over SMTP to ``smtp_port``);
+    returns the config path. ``delivery`` keys go in ``[delivery]``, ``smtp`` is more
+    ``[smtp]`` lines (e.g. ``"timeout = 2"``)."""
+    root.mkdir(parents=True, exist_ok=True)
+    if not (root / "content").exists():
+        shutil.copytree(SAMPLE_CONTENT, root / "content")
+    retry_base = delivery.pop("retry_base", 0.05)
+    lines = ['transport = "smtp"', *(f"{key} = {_toml(value)}" for key, value in delivery.items())]
+    extra = "\n".join(lines) + f'\n\n[smtp]\nhost = "{HOST}"\nport = {smtp_port}\n{smtp}\n'
+    path = write_config(root, extra)
+    text = path.read_text(encoding="utf-8")
+    assert "\nretry_base = 1\n" in text  # write_config's own value, replaced (TOML forbids a second one)
+    path.write_text(text.replace("\nretry_base = 1\n", f"\nretry_base = {_toml(retry_base)}\n"), encoding="utf-8")
+    return path
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)
+
+
+async def insert_subscribers(engine: AsyncEngine, addresses: Sequence[str], *, chunk: int = 5000) -> dict[str, int]:
+    """Active ``instant`` subscribers, as the CLI adds them, in a few multi-row INSERTs.
+
+    Returns ``{address: subscriber id}``.
+    """
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        for start in range(0, len(addresses), chunk):
+            await conn.execute(
+                insert(subscribers),
+                [
+                    {
+                        "email": address, "name": "", "status": "active", "cadence": "instant",
+                        "source": "cli", "created_at": now, "confirmed_at": now,
+                        "confirmed_source": "cli", "article_cursor": 0,
+                    }
+                    for address in addresses[start:start + chunk]
+                ],
+            )
+        rows = await conn.execute(select(subscribers.c.email, subscribers.c.id))
+        wanted = set(addresses)
+        return {row.email: row.id for row in rows if row.email in wanted}

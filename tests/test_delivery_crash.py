@@ -1,0 +1,150 @@
+"""Crash safety: ``publisher send`` killed with SIGKILL five times, restarted each time.
+
+A real subprocess sends one digest to 20,000 subscribers through an in-process SMTP
+server that records each message's Message-ID. At a random point (seeded: after the
+server received a random 5-90 % of what was still missing) the process is killed with
+SIGKILL, and the ledger rows it left in ``sending`` are counted: those are the only
+messages that may be received twice (sent, but not yet recorded as sent); every row
+already ``sent`` must have been received. After the
+fifth kill an uninterrupted ``publisher send`` resumes the digest. Then every subscriber
+was received at least once, every row is ``sent``, and the duplicates are at most the
+sum of the ``sending`` rows found after the kills.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from publisher.app import Publisher
+from publisher.config import load_settings
+from tests.delivery_sites import insert_subscribers, write_site
+from tests.smtp_faults import FaultServer, digest_recipient
+
+SUBSCRIBERS = 20_000
+KILLS = 5
+SEED = int(os.environ.get("PUBLISHER_CRASH_SEED", "20261125"))
+RUN_DEADLINE = 120.0  # seconds a run may take to reach its kill point, or to finish
+
+
+def start_send(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "publisher", "--config", str(config), "send"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+
+
+def ledger_states(db: Path) -> Counter[str]:
+    with sqlite3.connect(db) as conn:
+        return Counter(dict(conn.execute("SELECT state, count(*) FROM deliveries GROUP BY state").fetchall()))
+
+
+def sent_ids(db: Path) -> set[int]:
+    with sqlite3.connect(db) as conn:
+        return {sid for (sid,) in conn.execute("SELECT subscriber_id FROM deliveries WHERE state = 'sent'")}
+
+
+def digest_statuses(db: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(db) as conn:
+        return list(conn.execute("SELECT id, status FROM digests").fetchall())
+
+
+async def prepare(config: Path, addresses: list[str]) -> dict[str, int]:
+    publisher = Publisher(load_settings(config, environ={}))
+    await publisher.start()  # the schema
+    try:
+        return await insert_subscribers(publisher.engine, addresses)
+    finally:
+        await publisher.close()
+
+
+def test_killed_five_times_every_subscriber_received_and_duplicates_bounded_by_in_flight(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = random.Random(SEED)
+    addresses = [f"crash{i:05d}@example.org" for i in range(SUBSCRIBERS)]
+    log = tmp_path / "send.log"
+    db = tmp_path / "data" / "publisher.db"
+    kills: list[tuple[int, int, float]] = []  # (messages received when killed, rows left sending, seconds)
+    started = time.monotonic()
+    with FaultServer(keep_content=False) as server:
+        config = write_site(tmp_path, smtp_port=server.port, smtp="timeout = 10", retry_base=0.05)
+        ids = asyncio.run(prepare(config, addresses))
+        assert len(ids) == SUBSCRIBERS
+
+        for kill in range(KILLS):
+            run_started = time.monotonic()
+            process = start_send(config, log)
+            try:
+                seen = server.snapshot()
+                missing = SUBSCRIBERS - len({a.message_id for a in seen})
+                target = len(seen) + rng.randint(max(1, missing * 5 // 100), max(1, missing * 90 // 100))
+                deadline = time.monotonic() + RUN_DEADLINE
+                # Wait for the server's count, checking now and then that the sender is alive.
+                while not server.wait_for(target, timeout=0.2):
+                    assert process.poll() is None, (
+                        f"run {kill + 1} ended ({process.returncode}) before its kill point: "
+                        + log.read_text(errors="replace")[-3000:]
+                    )
+                    assert time.monotonic() < deadline, f"run {kill + 1}: no kill point within {RUN_DEADLINE} s"
+                process.send_signal(signal.SIGKILL)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                process.wait()
+            assert process.returncode == -signal.SIGKILL, f"run {kill + 1} exited {process.returncode} by itself"
+            in_flight = ledger_states(db)["sending"]
+            # The ledger never says "sent" before the server said 250: nothing is lost.
+            received_ids = {parsed[1] for a in server.snapshot() if (parsed := digest_recipient(a.message_id))}
+            unreceived = sent_ids(db) - received_ids
+            assert not unreceived, f"kill {kill + 1}: {len(unreceived)} rows sent but never received"
+            kills.append((len(server.accepted), in_flight, round(time.monotonic() - run_started, 1)))
+
+        final_started = time.monotonic()
+        process = start_send(config, log)
+        try:
+            process.wait(timeout=RUN_DEADLINE)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        final_seconds = time.monotonic() - final_started
+        assert process.returncode == 0, log.read_text(errors="replace")[-3000:]
+        accepted = server.snapshot()
+
+    states = ledger_states(db)
+    digests = digest_statuses(db)
+    assert len(digests) == 1, f"the restarts planned nothing new: {digests}"
+    [(digest_id, status)] = digests
+    assert status == "finished"
+    assert states == Counter({"sent": SUBSCRIBERS}), states
+
+    email_of = {sid: address for address, sid in ids.items()}
+    received: Counter[int] = Counter()
+    for message in accepted:
+        parsed = digest_recipient(message.message_id)
+        assert parsed is not None and parsed[0] == digest_id, message
+        assert message.rcpt_tos == (email_of[parsed[1]],), message
+        received[parsed[1]] += 1
+    never = [email_of[sid] for sid in email_of if received[sid] == 0]
+    assert not never, f"{len(never)} subscribers never received the digest, e.g. {never[:5]}"
+    duplicates = sum(received.values()) - len(received)
+    in_flight_total = sum(in_flight for _, in_flight, _ in kills)
+    with capsys.disabled():
+        print(
+            f"\n[crash] seed {SEED}: {SUBSCRIBERS} subscribers, kills at (received, rows sending, run s) {kills}; "
+            f"final run {final_seconds:.1f} s; {len(accepted)} messages received, {duplicates} duplicates "
+            f"<= {in_flight_total} in flight; {time.monotonic() - started:.1f} s in all"
+        )
+    assert duplicates <= in_flight_total
