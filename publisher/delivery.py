@@ -7,14 +7,16 @@ recipient's message is then a join of bytes with their personal values.
 The pipeline of one run::
 
     producer ──(bounded queue)──► N senders, one connection each ──► recorder
-    claims keyset-paged batches    pace (rate, window), build,        writes outcomes in
-    (marked ``sending``), checks   send, classify the reply           batches; tracks the
-    statuses right before queueing                                     error ratio
+    reads keyset-paged batches;    pace (rate, window), build,        writes outcomes in
+    marks 50 rows ``sending`` and  send, classify the reply           batches; tracks the
+    re-reads their statuses just                                      error ratio
+    before queueing them
 
-Memory stays flat: at most one claimed batch and a queue of a few messages per
+Memory stays flat: at most one batch of rows and a queue of a few messages per
 connection are in memory, whatever the list's size.  Outcomes are flushed every
-``FLUSH_EVERY`` messages or ``FLUSH_SECONDS``, so a crash leaves at most that many
-sent-but-unrecorded rows in ``sending`` (the only possible duplicates).
+``FLUSH_EVERY`` messages or ``FLUSH_SECONDS``; a crash leaves in ``sending`` only the
+rows marked but not yet recorded (one chunk, the queue, the unflushed outcomes), and
+only those that were really sent can go out twice.
 
 Replies: 421/450/451/452/454 are throttling (the message is deferred and that
 connection backs off; throttling never fails a message); other temporary failures
@@ -62,7 +64,7 @@ log = logging.getLogger(__name__)
 THROTTLING = frozenset({421, 450, 451, 452, 454})
 FLUSH_EVERY = 100  # outcomes per ledger transaction (and the crash-duplicate bound)
 FLUSH_SECONDS = 0.5
-STATUS_CHUNK = 50  # rows whose statuses are re-read at once, just before they are queued
+STATUS_CHUNK = 50  # rows marked sending (and their statuses re-read) at once, just before queueing
 PROGRESS_SECONDS = 5.0
 
 TransportFactory = Callable[[], Transport]
@@ -191,15 +193,15 @@ class Deliverer:
         """Claim the digest's due rows batch by batch and queue the ones still subscribed."""
         after = 0
         while not (self.stop.is_set() or digest.paused):
-            batch = await ledger.claim(
-                self.engine, digest.id, after, self.settings.delivery.batch_size, self.clock()
-            )
+            batch = await ledger.due(self.engine, digest.id, after, self.settings.delivery.batch_size, self.clock())
             if not batch:
                 return
             after = batch[-1].subscriber_id
             for start in range(0, len(batch), STATUS_CHUNK):
+                if self.stop.is_set() or digest.paused:
+                    return  # the rest of the batch was never taken: it stays as it was
                 chunk = batch[start:start + STATUS_CHUNK]
-                current = await ledger.statuses(self.engine, [r.subscriber_id for r in chunk])
+                current = await ledger.take(self.engine, digest.id, [r.subscriber_id for r in chunk], self.clock())
                 for row in chunk:
                     if self.stop.is_set() or digest.paused:
                         await self._outcome(digest, row, "pending", attempts=row.attempts)

@@ -1,9 +1,9 @@
 """The delivery ledger: one row per (digest, subscriber), and the digests' own state.
 
 ``pending → sending → sent | deferred (retry_at, attempts, last_reply) | failed |
-cancelled``.  Rows are claimed in keyset-paged batches and marked ``sending`` before
-any of them is handed to a transport; outcomes are written back in batches (one
-transaction for many messages).  A row left in ``sending`` by a process that died is
+cancelled``.  Due rows are read in keyset-paged batches and marked ``sending`` a few
+dozen at a time, right before they are queued for a transport; outcomes are written
+back in batches (one transaction for many messages).  A row left in ``sending`` by a process that died is
 claimed again by the next run: the only messages that can go out twice are those in
 flight at the crash.  A digest is ``finished`` when no row is pending, sending or
 deferred; ``paused`` (with a reason) when the error ratio tripped, until resumed.
@@ -44,42 +44,36 @@ async def unfinished_digests(engine: AsyncEngine) -> list[Row]:
         return list(rows.all())
 
 
-async def claim(engine: AsyncEngine, digest_id: str, after: int, limit: int, now: datetime) -> list[Row]:
-    """The next ``limit`` rows due (by subscriber id after ``after``), marked ``sending``."""
-    due = or_(
+async def due(engine: AsyncEngine, digest_id: str, after: int, limit: int, now: datetime) -> list[Row]:
+    """The next ``limit`` rows due, by subscriber id after ``after`` (keyset paging)."""
+    is_due = or_(
         deliveries.c.state.in_(("pending", "sending")),
         and_(deliveries.c.state == "deferred", deliveries.c.retry_at <= now),
     )
-    async with engine.begin() as conn:
-        rows = (
-            await conn.execute(
-                select(
-                    deliveries.c.subscriber_id,
-                    deliveries.c.attempts,
-                    subscribers.c.email,
-                    subscribers.c.name,
-                )
-                .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-                .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id > after, due)
-                .order_by(deliveries.c.subscriber_id)
-                .limit(limit)
-            )
-        ).all()
-        if rows:
-            await conn.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.digest_id == digest_id,
-                    deliveries.c.subscriber_id.in_([r.subscriber_id for r in rows]),
-                )
-                .values(state="sending", updated_at=now)
-            )
-    return list(rows)
-
-
-async def statuses(engine: AsyncEngine, subscriber_ids: Sequence[int]) -> dict[int, str]:
-    """The subscribers' current statuses: checked again right before their messages go."""
     async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(deliveries.c.subscriber_id, deliveries.c.attempts, subscribers.c.email, subscribers.c.name)
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id > after, is_due)
+            .order_by(deliveries.c.subscriber_id)
+            .limit(limit)
+        )
+        return list(rows.all())
+
+
+async def take(engine: AsyncEngine, digest_id: str, subscriber_ids: Sequence[int], now: datetime) -> dict[int, str]:
+    """Mark these rows ``sending`` and return their subscribers' current statuses, at once.
+
+    Called for a few dozen rows right before they are queued, so a crash leaves
+    ``sending`` only on rows that were about to go (the bound on duplicates), and an
+    unsubscribe that happened a moment ago is seen.
+    """
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id.in_(list(subscriber_ids)))
+            .values(state="sending", updated_at=now)
+        )
         rows = await conn.execute(
             select(subscribers.c.id, subscribers.c.status).where(subscribers.c.id.in_(list(subscriber_ids)))
         )
