@@ -536,7 +536,7 @@ def report(
         print(f"{labels[key]:44} {fmt_rate(method.rate):>8}  {runs:26} {sessions:>9} {client:>10.0%} "
               f"{server:>8.0%}  {ratio:>11}")
     print("sessions: most open at once (sampled; the references always use all) / opened in the last run;")
-    print("CPU: CPU time / wall time, 100% = one core (publisher's includes its start-up)")
+    print("CPU: CPU time / wall time, 100% = one core (publisher's includes its start-up); MB: 10^6 bytes")
     print()
     rss_n = statistics.median(r.child.peak_rss_mb for r in publisher_runs)
     print(f"publisher send, empty run (nothing due; start-up, migrations check, scan, plan): {empty.seconds:.2f} s "
@@ -548,13 +548,14 @@ def report(
         print(f"publisher send, peak RSS at {n * 10:,} subscribers: {scaled.child.peak_rss_mb:.1f} MB "
               f"({growth:+.1%}); {fmt_rate(scaled.run.rate)} msgs/s "
               f"({scaled.run.messages:,} in {scaled.run.seconds:.1f} s)")
-    print("naive reference: per subscriber sign 2 links, render digest.html and digest.txt (Jinja2), inline the "
-          "CSS (css-inline), build an EmailMessage (set_content + add_alternative), send_message() it")
     print()
     size = int(breakdown.pop("message bytes"))
-    total = sum(breakdown.values())
-    print(f"naive reference, CPU per message before sending (ms; {size:,}-byte EmailMessage, mean of 200):")
-    print("  " + ", ".join(f"{name} {ms:.2f}" for name, ms in breakdown.items()) + f"; total {total:.2f}")
+    together = breakdown.pop("all steps")
+    print("naive reference: per subscriber, sign 2 links, render digest.html and digest.txt (Jinja2), inline the")
+    print("CSS (css-inline), build an EmailMessage (set_content + add_alternative), send_message() it.")
+    print(f"CPU per message before sending, in ms ({size:,}-byte message), each step alone:")
+    print("  " + ", ".join(f"{name} {ms:.2f}" for name, ms in breakdown.items())
+          + f"; sum {sum(breakdown.values()):.2f}; all steps in a row {together:.2f}")
     print()
     print("goals (issue 4)")
     goals: list[tuple[str, str, str]] = [

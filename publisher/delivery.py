@@ -62,9 +62,10 @@ from subscribers.tokens import Purpose, Tokens
 log = logging.getLogger(__name__)
 
 THROTTLING = frozenset({421, 450, 451, 452, 454})
-FLUSH_EVERY = 100  # outcomes per ledger transaction (and the crash-duplicate bound)
+FLUSH_EVERY = 200  # outcomes per ledger transaction (and the crash-duplicate bound)
 FLUSH_SECONDS = 0.5
-STATUS_CHUNK = 50  # rows marked sending (and their statuses re-read) at once, just before queueing
+SEND_CHUNK = 10  # messages per queue hand-over
+STATUS_CHUNK = 100  # rows marked sending (and their statuses re-read) at once, just before queueing
 PROGRESS_SECONDS = 5.0
 
 TransportFactory = Callable[[], Transport]
@@ -160,7 +161,7 @@ class Deliverer:
 
     async def _pass(self, unfinished: list[Row]) -> None:
         """One pass over every unfinished digest: each due row is tried once."""
-        queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=self.settings.delivery.concurrency * 2)
+        queue: asyncio.Queue[list[_Item] | None] = asyncio.Queue(maxsize=self.settings.delivery.concurrency)
         senders = [asyncio.create_task(self._sender(queue)) for _ in range(self.settings.delivery.concurrency)]
         try:
             for row in unfinished:
@@ -189,8 +190,12 @@ class Deliverer:
         window = deque[bool](maxlen=self.settings.delivery.error_window)
         return _Digest(row.id, row.created_at, messages, window)
 
-    async def _produce(self, digest: _Digest, queue: asyncio.Queue[_Item | None]) -> None:
-        """Claim the digest's due rows batch by batch and queue the ones still subscribed."""
+    async def _produce(self, digest: _Digest, queue: asyncio.Queue[list[_Item] | None]) -> None:
+        """Read the digest's due rows batch by batch and queue the ones still subscribed.
+
+        Senders take a few messages per queue operation (``SEND_CHUNK``): one
+        hand-over per message cost more than building the message.
+        """
         after = 0
         while not (self.stop.is_set() or digest.paused):
             batch = await ledger.due(self.engine, digest.id, after, self.settings.delivery.batch_size, self.clock())
@@ -202,38 +207,43 @@ class Deliverer:
                     return  # the rest of the batch was never taken: it stays as it was
                 chunk = batch[start:start + STATUS_CHUNK]
                 current = await ledger.take(self.engine, digest.id, [r.subscriber_id for r in chunk], self.clock())
+                ready = []
                 for row in chunk:
-                    if self.stop.is_set() or digest.paused:
-                        await self._outcome(digest, row, "pending", attempts=row.attempts)
-                    elif current.get(row.subscriber_id) != Status.ACTIVE:
-                        # Left after the digest was planned: never hand it over.
+                    if current.get(row.subscriber_id) == Status.ACTIVE:
+                        ready.append(_Item(digest, row))
+                    else:  # left after the digest was planned: never hand it over
                         status = current.get(row.subscriber_id, "erased")
                         await self._outcome(digest, row, "cancelled", last_reply=f"subscriber is {status}")
-                    else:
-                        await queue.put(_Item(digest, row))
+                for first in range(0, len(ready), SEND_CHUNK):
+                    await queue.put(ready[first:first + SEND_CHUNK])
 
-    async def _sender(self, queue: asyncio.Queue[_Item | None]) -> None:
+    async def _sender(self, queue: asyncio.Queue[list[_Item] | None]) -> None:
         """One connection: take messages from the queue until the producer is done."""
         transport = self.transports()
         backoff = Backoff(min(self.settings.delivery.retry_base, 5.0))
         try:
-            while (item := await queue.get()) is not None:
-                if self.stop.is_set() or item.digest.paused:
-                    await self._outcome(item.digest, item.row, "pending", attempts=item.row.attempts)
-                    continue
-                try:
-                    await transport.open()  # a no-op once connected
-                except DeliveryError as exc:  # relay unreachable or refusing: defer, and rest
-                    pause = await self._refused(item.digest, item.row, item.row.attempts + 1, exc, backoff)
-                else:
-                    await self.pacer.wait()
-                    pause = await self._send(transport, item, backoff)
-                if pause:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.stop.wait(), timeout=pause)
+            while (items := await queue.get()) is not None:
+                for item in items:
+                    await self._deliver_item(transport, item, backoff)
         finally:
             with contextlib.suppress(Exception):
                 await transport.close()
+
+    async def _deliver_item(self, transport: Transport, item: _Item, backoff: Backoff) -> None:
+        if self.stop.is_set() or item.digest.paused:  # not handed over: it stays to do
+            await self._outcome(item.digest, item.row, "pending", attempts=item.row.attempts)
+            return
+        try:
+            await transport.open()  # a no-op once connected
+        except DeliveryError as exc:  # relay unreachable or refusing: defer, and rest
+            pause = await self._refused(item.digest, item.row, item.row.attempts + 1, exc, backoff)
+        else:
+            if not self.pacer.unlimited:
+                await self.pacer.wait()
+            pause = await self._send(transport, item, backoff)
+        if pause:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), timeout=pause)
 
     async def _send(self, transport: Transport, item: _Item, backoff: Backoff) -> float:
         """Send one message and record its outcome; the seconds this connection should rest."""
@@ -309,7 +319,7 @@ class Deliverer:
             "attempts": row.attempts if attempts is None else attempts,
             "retry_at": retry_at, "last_reply": last_reply,
         })
-        if state in ("sent", "deferred", "failed", "cancelled"):
+        if state != "pending":
             setattr(self.report, state, getattr(self.report, state) + 1)
         if len(self._pending) >= FLUSH_EVERY or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
             await self._flush()

@@ -36,7 +36,8 @@ _LIST_URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+;=%]+")
 _LIST_LABEL = "newsletter"
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
-_QP_LINE = 76  # RFC 2045's limit for an encoded line, the soft-break "=" included
+_QP_LINE = 76
+_QP_LITERAL = re.compile(r"[!-<>-~]*")  # what quoted-printable leaves as it is, anywhere in a line  # RFC 2045's limit for an encoded line, the soft-break "=" included
 
 
 def build_message(
@@ -137,7 +138,9 @@ class _Encoded:
         ]
 
     def fill(self, values: dict[str, str]) -> bytes:
-        return b"".join(part if isinstance(part, bytes) else _qp(values[part]) for part in self._parts)
+        """The part with ``values`` (by sentinel) spliced in, each value encoded once."""
+        encoded = {sentinel: _qp(value) for sentinel, value in values.items()}
+        return b"".join(part if isinstance(part, bytes) else encoded[part] for part in self._parts)
 
 
 def _qp(text: str) -> bytes:
@@ -146,6 +149,10 @@ def _qp(text: str) -> bytes:
     The soft break lets the next separately encoded stretch start a fresh line; the
     last line is kept under 76 characters so that the ``=`` fits.
     """
+    if _QP_LITERAL.fullmatch(text):
+        # Printable ASCII without "=" or spaces (links, addresses) encodes as itself:
+        # only the soft line breaks are needed.  Most personal values take this path.
+        return b"".join(text[i:i + _QP_LINE - 1].encode("ascii") + b"=\r\n" for i in range(0, len(text) or 1, _QP_LINE - 1))
     data = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n").encode("utf-8")
     # b2a_qp ends its soft line breaks like the data's lines, LF when it has none: make
     # every break CRLF (the output holds no other CR: a lone one would be =0D).
