@@ -4,9 +4,10 @@
 counters (``sess=8 quit=8 mesg=20000``, separated by carriage returns) to standard
 output after every session end, QUIT and final ".", which is how the benchmark counts
 the messages the server actually accepted.  It announces PIPELINING and 8BITMIME and
-sets no SIZE limit by default (``-p`` / ``-8`` would turn the first two off), handles up
-to 256 sessions at once (``-m``), and is one single-threaded process: at about 10,000
-small transactions per second it saturates one core.
+sets no SIZE limit by default (``-p`` / ``-8`` would turn the first two off; neither
+aiosmtplib nor smtp-source pipelines anyway), handles up to 256 sessions at once
+(``-m``), and is one single-threaded process: at about 9,500 messages of 28 KB a second
+(smtp-source, 8 sessions, this 2-core machine) it uses 96% of a core.
 """
 
 from __future__ import annotations
