@@ -373,10 +373,6 @@ def fmt_rate(value: float) -> str:
     return f"{value:,.0f}"
 
 
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=20_000, help="messages per run (default 20,000)")
@@ -557,27 +553,25 @@ def report(
     print("  " + ", ".join(f"{name} {ms:.2f}" for name, ms in breakdown.items())
           + f"; sum {sum(breakdown.values()):.2f}; all steps in a row {together:.2f}")
     print()
-    print("goals (issue 4)")
-    goals: list[tuple[str, str, str]] = [
-        (f"publisher >= {RAW_RATIO}x aiosmtplib raw ceiling ({loop})",
-         f"{pub_rate / methods[RAW].rate:.2f}x", verdict(pub_rate >= RAW_RATIO * methods[RAW].rate)),
-        (f"publisher >= {NAIVE_RATIO:g}x naive reference",
-         f"{pub_rate / methods[NAIVE].rate:.2f}x", verdict(pub_rate >= NAIVE_RATIO * methods[NAIVE].rate)),
-        ("CLI send on uvloop where it installs",
-         "uvloop loaded" if loaded_uvloop else ("uvloop installed, not loaded" if uvloop_available()
-                                                 else "uvloop not installed"),
-         verdict(loaded_uvloop)),
-        (f"peak RSS < {RSS_LIMIT_MB:g} MB at {n:,}", f"{rss_n:.1f} MB", verdict(rss_n < RSS_LIMIT_MB)),
+    print("goals (issue 4): measured against each goal (measured / goal; >= 1.00 reaches a minimum, <= 1.00 stays under a limit)")
+    raw_ratio, naive_ratio = pub_rate / methods[RAW].rate, pub_rate / methods[NAIVE].rate
+    figures: list[tuple[str, str, float]] = [
+        (f"publisher / aiosmtplib raw ceiling ({loop}), goal >= {RAW_RATIO}x", f"{raw_ratio:.2f}x", raw_ratio / RAW_RATIO),
+        (f"publisher / naive reference, goal >= {NAIVE_RATIO:g}x", f"{naive_ratio:.2f}x", naive_ratio / NAIVE_RATIO),
+        (f"peak RSS at {n:,}, limit {RSS_LIMIT_MB:g} MB", f"{rss_n:.1f} MB", rss_n / RSS_LIMIT_MB),
     ]
     if scaled is not None:
         growth = scaled.child.peak_rss_mb / rss_n - 1
-        goals += [
-            (f"peak RSS < {RSS_LIMIT_MB:g} MB at {n * 10:,}", f"{scaled.child.peak_rss_mb:.1f} MB",
-             verdict(scaled.child.peak_rss_mb < RSS_LIMIT_MB)),
-            (f"RSS growth {n:,} -> {n * 10:,} < {RSS_GROWTH:.0%}", f"{growth:+.1%}", verdict(growth < RSS_GROWTH)),
+        figures += [
+            (f"peak RSS at {n * 10:,}, limit {RSS_LIMIT_MB:g} MB", f"{scaled.child.peak_rss_mb:.1f} MB",
+             scaled.child.peak_rss_mb / RSS_LIMIT_MB),
+            (f"RSS growth {n:,} -> {n * 10:,}, limit {RSS_GROWTH:.0%}", f"{growth:+.1%}", growth / RSS_GROWTH),
         ]
-    for goal, value, result in goals:
-        print(f"  {goal:52} {value:>28}  {result}")
+    for label, shown, ratio in figures:
+        print(f"  {label:62} {shown:>10}   {ratio:5.2f}")
+    loop_state = "uvloop loaded" if loaded_uvloop else (
+        "uvloop installed, not loaded" if uvloop_available() else "uvloop not installed")
+    print(f"  {'event loop of publisher send (uvloop where it installs)':62} {loop_state:>10}")
     print()
     print(f"benchmark wall time: {elapsed:.0f} s; CPUs busy before the start: {busy_before:.0%} "
           f"(other work on the machine lowers every figure)")
