@@ -567,8 +567,8 @@ def report(
              scaled.child.peak_rss_mb / RSS_LIMIT_MB),
             (f"RSS growth {n:,} -> {n * 10:,}, limit {RSS_GROWTH:.0%}", f"{growth:+.1%}", growth / RSS_GROWTH),
         ]
-    for label, shown, ratio in figures:
-        print(f"  {label:62} {shown:>10}   {ratio:5.2f}")
+    for label, shown, share in figures:
+        print(f"  {label:62} {shown:>10}   {share:5.2f}")
     loop_state = "uvloop loaded" if loaded_uvloop else (
         "uvloop installed, not loaded" if uvloop_available() else "uvloop not installed")
     print(f"  {'event loop of publisher send (uvloop where it installs)':62} {loop_state:>10}")
