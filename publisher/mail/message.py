@@ -107,6 +107,7 @@ class DigestMessages:
         unsubscribe_url = _list_url(personal.unsubscribe_url)
         recipient = _to(personal.name, personal.email)
         html_values, text_values = self._rendered.values(personal)
+        encoded: dict[str, bytes] = {}  # a value the same in both parts (a link) is encoded once
         personal_head = [
             f"Message-ID: <{self._digest_id}.{subscriber_id:d}@{self._domain}>",
             "To: " + recipient,
@@ -121,9 +122,9 @@ class DigestMessages:
                 "\r\n".join(personal_head).encode("ascii"),
                 b"\r\n\r\n",
                 self._text_head,
-                self._text.fill(text_values),
+                self._text.fill(text_values, encoded),
                 self._html_head,
-                self._html.fill(html_values),
+                self._html.fill(html_values, encoded),
                 self._tail,
             )
         )
@@ -137,10 +138,14 @@ class _Encoded:
             _qp(segment) if index % 2 == 0 else segment for index, segment in enumerate(segments)
         ]
 
-    def fill(self, values: dict[str, str]) -> bytes:
-        """The part with ``values`` (by sentinel) spliced in, each value encoded once."""
-        encoded = {sentinel: _qp(value) for sentinel, value in values.items()}
-        return b"".join(part if isinstance(part, bytes) else encoded[part] for part in self._parts)
+    def fill(self, values: dict[str, str], encoded: dict[str, bytes]) -> bytes:
+        """The part with ``values`` (by sentinel) spliced in; ``encoded`` caches encodings by value."""
+        by_sentinel = {}
+        for sentinel, value in values.items():
+            if (code := encoded.get(value)) is None:
+                code = encoded[value] = _qp(value)
+            by_sentinel[sentinel] = code
+        return b"".join(part if isinstance(part, bytes) else by_sentinel[part] for part in self._parts)
 
 
 def _qp(text: str) -> bytes:
