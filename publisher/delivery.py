@@ -8,7 +8,7 @@ The pipeline of one run::
 
     producer ──(bounded queue)──► N senders, one connection each ──► recorder
     reads keyset-paged batches;    pace (rate, window), build,        writes outcomes in
-    marks 50 rows ``sending`` and  send, classify the reply           batches; tracks the
+    marks rows ``sending`` a chunk  send, classify the reply           batches; tracks the
     re-reads their statuses just                                      error ratio
     before queueing them
 
@@ -62,7 +62,7 @@ from subscribers.tokens import Purpose, Tokens
 log = logging.getLogger(__name__)
 
 THROTTLING = frozenset({421, 450, 451, 452, 454})
-FLUSH_EVERY = 200  # outcomes per ledger transaction (and the crash-duplicate bound)
+FLUSH_EVERY = 200  # outcomes per ledger transaction
 FLUSH_SECONDS = 0.5
 SEND_CHUNK = 10  # messages per queue hand-over
 STATUS_CHUNK = 100  # rows marked sending (and their statuses re-read) at once, just before queueing
