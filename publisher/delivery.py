@@ -8,9 +8,9 @@ The pipeline of one run::
 
     producer ──(bounded queue)──► N senders, one connection each ──► recorder
     reads keyset-paged batches;    pace (rate, window), build,        writes outcomes in
-    marks rows ``sending`` a chunk  send, classify the reply           batches; tracks the
-    re-reads their statuses just                                      error ratio
-    before queueing them
+    per STATUS_CHUNK rows, marks   send, classify the reply           batches; tracks the
+    them ``sending`` and re-reads                                     error ratio
+    their statuses, then queues
 
 Memory stays flat: at most one batch of rows and a queue of a few messages per
 connection are in memory, whatever the list's size.  Outcomes are flushed every
