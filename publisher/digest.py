@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.content.slug import slugify
 from publisher.store.articles import newest_seq
+from publisher.store.db import transaction
 from publisher.store.schema import (
     UTCDateTime,
     articles,
@@ -67,18 +68,8 @@ async def plan(
     engine: AsyncEngine, cadence: Cadence, now: datetime, *, max_articles: int, dry_run: bool = False
 ) -> list[PlannedDigest]:
     """Create the digests due for ``cadence`` now; with ``dry_run`` nothing is written."""
-    async with engine.connect() as conn:
-        transaction = await conn.begin()
-        try:
-            planned = await _plan(conn, cadence, now, max_articles)
-        except BaseException:
-            await transaction.rollback()
-            raise
-        if dry_run:
-            await transaction.rollback()
-        else:
-            await transaction.commit()
-        return planned
+    async with transaction(engine, dry_run=dry_run) as conn:
+        return await _plan(conn, cadence, now, max_articles)
 
 
 async def _plan(conn: AsyncConnection, cadence: Cadence, now: datetime, max_articles: int) -> list[PlannedDigest]:

@@ -28,6 +28,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.store.articles import all_tags, newest_seq
+from publisher.store.db import transaction
 from publisher.store.schema import deliveries, subscribers
 from subscribers import store
 from subscribers.model import SUPPRESSING, Preferences, Source, Status, Subscriber
@@ -315,17 +316,8 @@ async def record_bounce(
     address = normalize_email(email) if email else None
     if address is None and subscriber_id is None:
         raise ValueError("a bounce needs an address or a subscriber id")
-    async with engine.connect() as conn:
-        transaction = await conn.begin()
-        try:
-            outcome = await _apply_bounce(conn, address, subscriber_id, digest_id, kind, now, soft_limit)
-        except BaseException:
-            await transaction.rollback()
-            raise
-        if dry_run:
-            await transaction.rollback()
-        else:
-            await transaction.commit()
+    async with transaction(engine, dry_run=dry_run) as conn:
+        outcome = await _apply_bounce(conn, address, subscriber_id, digest_id, kind, now, soft_limit)
     _log_bounce(outcome, dry_run)
     if diagnostic:
         log.debug("%s: %s", outcome.kind, diagnostic[:500])

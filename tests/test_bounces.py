@@ -41,6 +41,7 @@ from subscribers import service
 from subscribers import store as subscriber_store
 from subscribers.model import Preferences, Source, Status
 from subscribers.validation import SubscriberError, email_hash
+from tests.cli_output import summary
 from tests.people import add_subscriber
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bounces"
@@ -502,13 +503,6 @@ def invoke(site_dir: Path, *args: str) -> Result:
     return CliRunner().invoke(main, ["--config", str(site_dir / "config.toml"), *args], env={"COLUMNS": "200"})
 
 
-def summary(stdout: str) -> dict[str, int]:
-    rows = {}
-    for line in stdout.splitlines():
-        cells = [cell.strip() for cell in line.strip("│┃ ").split("│")]
-        if len(cells) == 2 and cells[1].isdigit():
-            rows[cells[0]] = int(cells[1])
-    return rows
 
 
 def status_of(site_dir: Path, address: str) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from publisher.cli import main
+from tests.cli_output import summary
 
 
 def run(config: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -122,14 +123,6 @@ PEOPLE_CSV = (
 )
 
 
-def summary(stdout: str) -> dict[str, int]:
-    """The import's summary table as {label: rows}."""
-    rows = {}
-    for line in stdout.splitlines():
-        cells = [cell.strip() for cell in line.strip("│┃ ").split("│")]
-        if len(cells) == 2 and cells[1].isdigit():
-            rows[cells[0]] = int(cells[1])
-    return rows
 
 
 def test_import_reports_bad_rows_by_file_and_line_and_imports_the_rest(site_dir: Path) -> None:

@@ -444,10 +444,10 @@ async def test_every_delivered_digest_and_confirmation_is_signed(
     make_settings: Callable[..., Settings], tmp_path: Path, rsa_key: rsa.RSAPrivateKey
 ) -> None:
     """Through the whole pipeline: the messages the SMTP server receives verify with dkimpy."""
-    from publisher.app import Publisher  # noqa: PLC0415 - the pipeline, only for this test
-    from subscribers.model import Cadence  # noqa: PLC0415
-    from tests.people import add_subscriber  # noqa: PLC0415
-    from tests.smtp_server import HOST, SmtpServer  # noqa: PLC0415
+    from publisher.app import Publisher
+    from subscribers.model import Cadence
+    from tests.people import add_subscriber
+    from tests.smtp_server import HOST, SmtpServer
 
     key_file = tmp_path / "dkim.pem"
     key_file.write_bytes(dk.private_key_pem(rsa_key))

@@ -7,6 +7,8 @@ the async engine, so the same migrations serve SQLite and, later, PostgreSQL.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -55,3 +57,20 @@ async def upgrade(engine: AsyncEngine) -> None:
 
     async with engine.begin() as conn:
         await conn.run_sync(run)
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine, *, dry_run: bool = False) -> AsyncIterator[AsyncConnection]:
+    """A connection in a transaction that commits at the end, or rolls back on an error
+    or when ``dry_run`` (so a dry run sees its own changes, then leaves nothing)."""
+    async with engine.connect() as conn:
+        pending = await conn.begin()
+        try:
+            yield conn
+        except BaseException:
+            await pending.rollback()
+            raise
+        if dry_run:
+            await pending.rollback()
+        else:
+            await pending.commit()
