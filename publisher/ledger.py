@@ -81,23 +81,45 @@ async def take(engine: AsyncEngine, digest_id: str, subscriber_ids: Sequence[int
 
 
 async def record(engine: AsyncEngine, outcomes: Sequence[dict[str, object]], now: datetime) -> None:
-    """Write outcomes (``digest``, ``sid``, ``state``, ``attempts``, ``retry_at``, ``last_reply``) at once."""
+    """Write outcomes (``digest``, ``sid``, ``state``, ``attempts``, ``retry_at``, ``last_reply``) at once.
+
+    Nearly every outcome is "sent", and those only differ by subscriber: one UPDATE
+    per digest marks them all (``attempts + 1``; the relay's 250 reply is not kept).
+    Parameter sets per row, the other states, cost about 20 µs a message, as much
+    as building it.
+    """
     if not outcomes:
         return
+    sent: dict[object, list[object]] = {}
+    other = []
+    for outcome in outcomes:
+        if outcome["state"] == "sent":
+            sent.setdefault(outcome["digest"], []).append(outcome["sid"])
+        else:
+            other.append(outcome)
     async with engine.begin() as conn:
-        await conn.execute(
-            update(deliveries)
-            .where(deliveries.c.digest_id == bindparam("digest"), deliveries.c.subscriber_id == bindparam("sid"))
-            .values(
-                state=bindparam("state"),
-                attempts=bindparam("attempts"),
-                retry_at=bindparam("retry_at"),
-                last_reply=bindparam("last_reply"),
-                updated_at=now,
-            ),
-            list(outcomes),
-        )
-        delivered = [o["sid"] for o in outcomes if o["state"] == "sent"]
+        for digest_id, ids in sent.items():
+            await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id.in_(ids))
+                .values(
+                    state="sent", attempts=deliveries.c.attempts + 1, retry_at=None, last_reply=None, updated_at=now
+                )
+            )
+        if other:
+            await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.digest_id == bindparam("digest"), deliveries.c.subscriber_id == bindparam("sid"))
+                .values(
+                    state=bindparam("state"),
+                    attempts=bindparam("attempts"),
+                    retry_at=bindparam("retry_at"),
+                    last_reply=bindparam("last_reply"),
+                    updated_at=now,
+                ),
+                other,
+            )
+        delivered = [sid for ids in sent.values() for sid in ids]
         if delivered:  # soft bounces count "since the last delivery that went through"
             await conn.execute(
                 update(subscribers)
