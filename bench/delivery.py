@@ -48,27 +48,23 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from _postfix import TIME, SinkMark, SmtpSink, ensure_tools, smtp_source_command
 from _senders import LOOPS, NaiveDigest, run_on, send_naive, send_raw, uvloop_available
-from sqlalchemy import insert
 
 import publisher
 from publisher.config import Settings, load_settings
 from publisher.content.sources import scan_directory
 from publisher.store.db import create_engine, upgrade
-from publisher.store.schema import subscribers
 from publisher.templating import make_environment
 from subscribers.tokens import Tokens
+from tests.conftest import SAMPLE_CONTENT, write_config
+from tests.delivery_sites import insert_subscribers
 
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE_CONTENT = REPO / "content"
 SECRET_KEY = "delivery-benchmark-secret"
 FROM_ADDRESS = "brief@news.example.org"
 ENVELOPE_TO = "reader@example.org"  # smtp-source's and the raw ceiling's fixed recipient
-INSERT_CHUNK = 10_000
 
 # Issue 4's goals.
 RAW_RATIO = 0.9
@@ -103,39 +99,18 @@ def cpu_busy(interval: float = 1.0) -> float:
 # --- the site -------------------------------------------------------------------------
 
 
-def write_config(site: Path, *, port: int, transport: str, connections: int) -> Path:
-    path = site / "config.toml"
-    path.write_text(
-        f"""\
-[site]
-title = "Bench Brief"
-url = "https://news.example.org/"
-postal_address = "1 Bench Road, Benchville"
-output_dir = "public"
-
-[content]
-dir = "content"
-
-[storage]
-data_dir = "data"
-
-[database]
-url = "sqlite+aiosqlite:///data/publisher.db"
-
-[delivery]
-transport = "{transport}"
-outbox = "outbox"
-from_address = "{FROM_ADDRESS}"
-from_name = "Bench Brief"
-concurrency = {connections}
-
-[smtp]
-host = "127.0.0.1"
-port = {port}
-""",
-        encoding="utf-8",
+def make_site(site: Path, *, subscribers_count: int, port: int, transport: str, connections: int) -> Path:
+    """A site directory (sample content, config, database with subscribers); its config path."""
+    site.mkdir(parents=True)
+    shutil.copytree(SAMPLE_CONTENT, site / "content")
+    config = write_config(
+        site, f'[smtp]\nhost = "127.0.0.1"\nport = {port}\n',
+        transport=transport, from_address=FROM_ADDRESS, from_name="Bench Brief", concurrency=connections,
     )
-    return path
+    started = time.perf_counter()
+    asyncio.run(_populate(load_settings(config, environ={}).database.url, subscribers_count))
+    log(f"  {site.name}: {subscribers_count:,} subscribers stored in {time.perf_counter() - started:.1f} s")
+    return config
 
 
 async def _populate(db_url: str, count: int) -> None:
@@ -143,31 +118,9 @@ async def _populate(db_url: str, count: int) -> None:
     engine = create_engine(db_url)
     try:
         await upgrade(engine)
-        now = datetime.now(UTC)
-        async with engine.begin() as conn:
-            for start in range(0, count, INSERT_CHUNK):
-                rows = [
-                    {
-                        "id": sid, "email": f"user{sid}@example.org", "name": f"Reader {sid}", "status": "active",
-                        "cadence": "instant", "topics": "[]", "timezone": "UTC", "source": "import",
-                        "created_at": now, "confirmed_at": now, "confirmed_source": "import",
-                    }
-                    for sid in range(start + 1, min(start + INSERT_CHUNK, count) + 1)
-                ]
-                await conn.execute(insert(subscribers), rows)
+        await insert_subscribers(engine, [f"user{n}@example.org" for n in range(1, count + 1)])
     finally:
         await engine.dispose()
-
-
-def make_site(site: Path, *, subscribers_count: int, port: int, transport: str, connections: int) -> Path:
-    """A site directory (sample content, config, database with subscribers); its config path."""
-    site.mkdir(parents=True)
-    shutil.copytree(SAMPLE_CONTENT, site / "content")
-    config = write_config(site, port=port, transport=transport, connections=connections)
-    started = time.perf_counter()
-    asyncio.run(_populate(load_settings(config, environ={}).database.url, subscribers_count))
-    log(f"  {site.name}: {subscribers_count:,} subscribers stored in {time.perf_counter() - started:.1f} s")
-    return config
 
 
 # --- child processes ------------------------------------------------------------------

@@ -132,11 +132,11 @@ class Publisher:
             result.extend(planned)
         return result
 
-    async def send(self, cadences: Sequence[Cadence], *, dry_run: bool = False, wait: bool = False) -> SendResult:
+    async def send(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> SendResult:
         """Plan the digests due for ``cadences`` and deliver everything still pending."""
         result = SendResult(planned=await self.plan(cadences, dry_run=dry_run))
         if not dry_run:
-            result.report = await self.deliver(wait=wait)
+            result.report = await self.deliver()
         return result
 
     async def deliver(

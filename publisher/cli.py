@@ -32,7 +32,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from publisher import ledger
-from publisher.app import Publisher, SendResult, utcnow
+from publisher.app import Publisher, utcnow
 from publisher.config import ConfigError, Settings, load_settings
 from publisher.delivery import DeliveryReport
 from publisher.inbox import BounceImportReport, InboxError, import_bounces, open_inbox
@@ -179,7 +179,7 @@ def send(ctx: click.Context, cadence: str | None, dry_run: bool, wait: bool) -> 
     async def work(publisher: Publisher) -> None:
         await publisher.scan()
         planned = await publisher.plan([Cadence(cadence or Cadence.INSTANT)], dry_run=dry_run)
-        result = SendResult(planned=planned)
+        report = None
         if not dry_run:
             total = await ledger.due_count(publisher.engine, utcnow())
             with _progress_bar() as (bar, task):
@@ -190,17 +190,17 @@ def send(ctx: click.Context, cadence: str | None, dry_run: bool, wait: bool) -> 
                     rate = report.handled / max(time.monotonic() - started, 1e-6)
                     bar.update(task, completed=report.handled, rate=rate)
 
-                result.report = await publisher.deliver(wait=wait, progress=progress)
-        for digest in result.planned:
+                report = await publisher.deliver(wait=wait, progress=progress)
+        for digest in planned:
             out.print(
                 f"{'would send' if dry_run else 'planned'} {digest.id}: "
                 f"{len(digest.article_seqs)} article(s) to {digest.recipients} subscriber(s)",
                 highlight=False,
             )
-        if not result.planned:
+        if not planned:
             out.print("nothing new to send", highlight=False)
-        if result.report is not None:
-            r = result.report
+        if report is not None:
+            r = report
             out.print(f"sent {r.sent}, deferred {r.deferred}, failed {r.failed}, cancelled {r.cancelled}",
                       highlight=False)
             for digest_id in r.paused:

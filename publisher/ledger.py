@@ -15,12 +15,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Row, and_, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Row, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher.store.schema import deliveries, digests, subscribers
 
 OPEN_STATES = ("pending", "sending", "deferred")
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    """Rows to try now: never tried, left ``sending`` by a run that died, or deferred until now."""
+    return or_(
+        deliveries.c.state.in_(("pending", "sending")),
+        and_(deliveries.c.state == "deferred", deliveries.c.retry_at <= now),
+    )
 
 
 @dataclass(frozen=True)
@@ -46,15 +54,11 @@ async def unfinished_digests(engine: AsyncEngine) -> list[Row]:
 
 async def due(engine: AsyncEngine, digest_id: str, after: int, limit: int, now: datetime) -> list[Row]:
     """The next ``limit`` rows due, by subscriber id after ``after`` (keyset paging)."""
-    is_due = or_(
-        deliveries.c.state.in_(("pending", "sending")),
-        and_(deliveries.c.state == "deferred", deliveries.c.retry_at <= now),
-    )
     async with engine.connect() as conn:
         rows = await conn.execute(
             select(deliveries.c.subscriber_id, deliveries.c.attempts, subscribers.c.email, subscribers.c.name)
             .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-            .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id > after, is_due)
+            .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id > after, _due(now))
             .order_by(deliveries.c.subscriber_id)
             .limit(limit)
         )
@@ -202,11 +206,5 @@ async def due_count(engine: AsyncEngine, now: datetime) -> int:
         return await conn.scalar(
             select(func.count())
             .select_from(deliveries.join(digests, digests.c.id == deliveries.c.digest_id))
-            .where(
-                digests.c.status == "sending",
-                or_(
-                    deliveries.c.state.in_(("pending", "sending")),
-                    and_(deliveries.c.state == "deferred", deliveries.c.retry_at <= now),
-                ),
-            )
+            .where(digests.c.status == "sending", _due(now))
         ) or 0

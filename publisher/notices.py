@@ -51,9 +51,6 @@ class Notices:
     def confirm_later(self, subscriber: Subscriber) -> None:
         self.later(self.send_confirmation(subscriber))
 
-    def manage_link_later(self, subscriber: Subscriber) -> None:
-        self.later(self.send_manage_link(subscriber))
-
     async def send_confirmation(self, subscriber: Subscriber) -> None:
         url = self.tokens.link(self.settings.site.url, Purpose.CONFIRM, subscriber.id, subscriber.email)
         hours = self.settings.subscribers.confirm_within_hours

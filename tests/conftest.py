@@ -19,8 +19,16 @@ SAMPLE_CONTENT = REPO / "content"
 SEED = REPO.parent / "shared" / "seed" / "kim-russia-visit.txt"
 
 
-def write_config(root: Path, extra: str = "") -> Path:
-    """A config.toml in ``root`` whose every path stays inside ``root``."""
+def write_config(root: Path, extra: str = "", **delivery: object) -> Path:
+    """A config.toml in ``root`` whose every path stays inside ``root``.
+
+    ``delivery`` keys override or add to the ``[delivery]`` table; ``extra`` is more
+    TOML after it (other tables).
+    """
+    values: dict[str, object] = {
+        "outbox": "outbox", "from_address": "brief@news.example.org", "from_name": "Test Brief", "retry_base": 1,
+    } | delivery
+    delivery_lines = "\n".join(f"{key} = {toml_value(value)}" for key, value in values.items())
     path = root / "config.toml"
     path.write_text(
         f"""
@@ -40,15 +48,21 @@ data_dir = "data"
 url = "sqlite+aiosqlite:///data/publisher.db"
 
 [delivery]
-outbox = "outbox"
-from_address = "brief@news.example.org"
-from_name = "Test Brief"
-retry_base = 1
+{delivery_lines}
 {extra}
 """,
         encoding="utf-8",
     )
     return path
+
+
+def toml_value(value: object) -> str:
+    """A TOML literal for a string, a boolean or a number."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)
 
 
 @pytest.fixture(autouse=True)

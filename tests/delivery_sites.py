@@ -24,22 +24,8 @@ def write_site(root: Path, *, smtp_port: int, smtp: str = "", **delivery: object
     root.mkdir(parents=True, exist_ok=True)
     if not (root / "content").exists():
         shutil.copytree(SAMPLE_CONTENT, root / "content")
-    retry_base = delivery.pop("retry_base", 0.05)
-    lines = ['transport = "smtp"', *(f"{key} = {_toml(value)}" for key, value in delivery.items())]
-    extra = "\n".join(lines) + f'\n\n[smtp]\nhost = "{HOST}"\nport = {smtp_port}\n{smtp}\n'
-    path = write_config(root, extra)
-    text = path.read_text(encoding="utf-8")
-    assert "\nretry_base = 1\n" in text  # write_config's own value, replaced (TOML forbids a second one)
-    path.write_text(text.replace("\nretry_base = 1\n", f"\nretry_base = {_toml(retry_base)}\n"), encoding="utf-8")
-    return path
-
-
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f'"{value}"'
-    return str(value)
+    settings = {"transport": "smtp", "retry_base": 0.05} | delivery
+    return write_config(root, f'[smtp]\nhost = "{HOST}"\nport = {smtp_port}\n{smtp}\n', **settings)
 
 
 async def insert_subscribers(engine: AsyncEngine, addresses: Sequence[str], *, chunk: int = 5000) -> dict[str, int]:

@@ -56,7 +56,6 @@ from typing import Literal
 
 Kind = Literal["hard", "soft", "complaint"]
 Verdict = Literal["bounce", "not-bounce", "unparseable"]
-KINDS: tuple[Kind, ...] = ("hard", "soft", "complaint")
 
 # A bounce carries the returned message, so it can be as large as the largest digest
 # plus its images; anything far beyond that is not worth holding in memory.
