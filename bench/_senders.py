@@ -3,6 +3,11 @@
 * :func:`send_raw`: aiosmtplib's ceiling.  One pre-built message (bytes) handed to
   ``SMTP.sendmail`` over and over, over ``connections`` reused sessions: no rendering,
   no personalization, no ledger.  No sender built on aiosmtplib can go faster.
+* :func:`send_transport`: the same pre-built message through publisher's own
+  ``SmtpTransport``, which drives aiosmtplib's command layer without ``sendmail``'s
+  passes over the body.  The ceiling of publisher's transport: what publisher's
+  ``send`` achieves beside it is the cost of everything else (personalization,
+  ledger, rate control, start-up).
 * :class:`NaiveDigest` with :func:`send_naive`: what a straightforward implementation
   does for each subscriber: sign the two personal links, render the Jinja2 HTML and
   text templates, inline the CSS (css-inline, the project's options), build an
@@ -29,9 +34,10 @@ import aiosmtplib
 import css_inline
 import jinja2
 
-from publisher.config import Settings
+from publisher.config import Settings, SmtpSettings
 from publisher.content.model import Article
 from publisher.mail import render
+from publisher.mail.transport import SmtpTransport
 from subscribers.tokens import Purpose, Tokens
 
 T = TypeVar("T")
@@ -89,6 +95,27 @@ async def send_raw(port: int, connections: int, count: int, message: bytes, send
         await smtp.sendmail(sender, [recipient], message)
 
     return await _pool(port, connections, count, send)
+
+
+async def send_transport(
+    port: int, connections: int, count: int, message: bytes, sender: str, recipient: str
+) -> int:
+    """``count`` copies of the pre-built ``message`` through publisher's ``SmtpTransport``."""
+    settings = SmtpSettings.model_validate({"host": "127.0.0.1", "port": port, "timeout": 60, "tls": "none",
+                                            "max_messages_per_connection": count})
+    next_index = 0
+
+    async def worker() -> int:
+        nonlocal next_index
+        sent = 0
+        async with SmtpTransport(settings) as transport:
+            while next_index < count:
+                next_index += 1
+                await transport.send(sender, recipient, message)
+                sent += 1
+        return sent
+
+    return sum(await asyncio.gather(*(worker() for _ in range(connections))))
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,18 @@ method sending N messages over ``--connections`` sessions (publisher's
 1. ``smtp-source``, Postfix's C client, sending publisher's own digest message (one
    subscriber's copy, captured through a Maildir outbox): the wire limit here;
 2. aiosmtplib's raw ceiling: the same pre-built bytes through ``SMTP.sendmail``,
-   nothing else, on the event loop publisher's ``send`` runs on;
-3. a naive reference on that loop: per subscriber, sign the links, render the
+   nothing else, on the event loop publisher's ``send`` runs on (the issue's
+   reference for the cost of everything publisher adds);
+3. publisher's own transport on the same pre-built bytes: ``SmtpTransport`` skips
+   ``sendmail``'s passes over the body and its address parsing (see
+   :mod:`publisher.mail.transport`), so this is the ceiling of publisher's sending,
+   and ``send`` beside it shows what personalization, ledger, rate control and
+   start-up really cost;
+4. a naive reference on that loop: per subscriber, sign the links, render the
    Jinja2 templates, inline the CSS, build an ``EmailMessage``, ``send_message`` it
    (on ``--naive-messages`` subscribers, 5,000 by default: its rate does not depend
    on how many there are, and all of them would take minutes);
-4. ``publisher --config … send`` as a subprocess on a fresh copy of the site, timed
+5. ``publisher --config … send`` as a subprocess on a fresh copy of the site, timed
    from spawn to exit (start-up, scan, plan, render, delivery, ledger; nothing is
    subtracted; an empty run shows the start-up part), its peak RSS from GNU time.
 
@@ -51,7 +57,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from _postfix import TIME, SinkMark, SmtpSink, ensure_tools, smtp_source_command
-from _senders import LOOPS, NaiveDigest, run_on, send_naive, send_raw, uvloop_available
+from _senders import (
+    LOOPS,
+    NaiveDigest,
+    run_on,
+    send_naive,
+    send_raw,
+    send_transport,
+    uvloop_available,
+)
 
 import publisher
 from publisher.config import Settings, load_settings
@@ -74,6 +88,7 @@ RSS_GROWTH = 0.10
 
 SMTP_SOURCE = "smtp-source"
 RAW = "raw"
+TRANSPORT = "transport"
 NAIVE = "naive"
 PUBLISHER = "publisher"
 
@@ -380,7 +395,7 @@ def measure(args: argparse.Namespace, work: Path, sink_exe: str, source_exe: str
         breakdown = naive.breakdown()
         template_dir = template.parent
 
-        methods = {key: Method() for key in (SMTP_SOURCE, RAW, NAIVE, PUBLISHER)}
+        methods = {key: Method() for key in (SMTP_SOURCE, RAW, TRANSPORT, NAIVE, PUBLISHER)}
         publisher_runs: list[PublisherRun] = []
         loop = args.loop if args.loop != "auto" else None
         empty: Child | None = None
@@ -412,6 +427,11 @@ def measure(args: argparse.Namespace, work: Path, sink_exe: str, source_exe: str
             raw = send_raw(sink.port, connections, n, message, FROM_ADDRESS, ENVELOPE_TO)
             methods[RAW].runs.append(counted(sink, before, n, *timed(run_on, loop, raw)))
             log(f"round {round_}: raw aiosmtplib {methods[RAW].runs[-1].rate:,.0f} msgs/s")
+
+            before = sink.mark()
+            prepared = send_transport(sink.port, connections, n, message, FROM_ADDRESS, ENVELOPE_TO)
+            methods[TRANSPORT].runs.append(counted(sink, before, n, *timed(run_on, loop, prepared)))
+            log(f"round {round_}: publisher's transport, pre-built {methods[TRANSPORT].runs[-1].rate:,.0f} msgs/s")
 
             before = sink.mark()
             naive_run = send_naive(sink.port, connections, naive_n, naive)
@@ -464,18 +484,19 @@ def report(
     labels = {
         SMTP_SOURCE: "smtp-source (Postfix, C): wire limit",
         RAW: f"aiosmtplib raw ceiling ({loop})",
+        TRANSPORT: "publisher's transport, pre-built bytes",
         NAIVE: f"naive reference ({loop}, {naive_n:,} msgs)",
         PUBLISHER: "publisher send (subprocess)",
     }
     peak_sessions = {
-        SMTP_SOURCE: source_sessions, RAW: connections, NAIVE: connections,
+        SMTP_SOURCE: source_sessions, RAW: connections, TRANSPORT: connections, NAIVE: connections,
         PUBLISHER: max(r.child.max_sessions for r in publisher_runs),
     }
     header = (f"{'method':44} {'msgs/s':>8}  {'runs (msgs/s)':26} {'sessions':>9} {'client CPU':>10} "
               f"{'sink CPU':>8}  {'publisher ÷':>11}")
     print(header)
     print("-" * len(header))
-    for key in (SMTP_SOURCE, RAW, NAIVE, PUBLISHER):
+    for key in (SMTP_SOURCE, RAW, TRANSPORT, NAIVE, PUBLISHER):
         method = methods[key]
         runs = " / ".join(fmt_rate(r.rate) for r in method.runs)
         sessions = f"{peak_sessions[key]}/{method.runs[-1].sessions}"
@@ -522,6 +543,9 @@ def report(
         ]
     for label, shown, share in figures:
         print(f"  {label:62} {shown:>10}   {share:5.2f}")
+    transport_ratio = pub_rate / methods[TRANSPORT].rate
+    print(f"  {'(no goal) publisher / its own transport on pre-built bytes':62} {transport_ratio:9.2f}x   "
+          f"(personalization, ledger, rate control and start-up: {1 - transport_ratio:.0%} of the time)")
     loop_state = "uvloop loaded" if loaded_uvloop else (
         "uvloop installed, not loaded" if uvloop_available() else "uvloop not installed")
     print(f"  {'event loop of publisher send (uvloop where it installs)':62} {loop_state:>10}")

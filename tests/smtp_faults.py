@@ -386,6 +386,7 @@ class FaultServer(SmtpServer):
                     content=content,
                     login=session.auth_data,
                     tls=server.transport.get_extra_info("ssl_object") is not None,
+                    mail_options=list(envelope.mail_options),
                 )
             )
         with self._changed:

@@ -35,6 +35,7 @@ class Received:
     content: bytes  # the DATA bytes exactly as received (after dot-unstuffing)
     login: str | None  # the AUTH user name; None when the client did not log in
     tls: bool  # whether the session was encrypted (STARTTLS or implicit TLS)
+    mail_options: list[str]  # the MAIL FROM parameters, e.g. ["SIZE=1234"]
 
 
 def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
@@ -164,6 +165,7 @@ class SmtpServer:
                 content=envelope.original_content,
                 login=session.auth_data,
                 tls=server.transport.get_extra_info("ssl_object") is not None,
+                mail_options=list(envelope.mail_options),
             )
         )
         return f"250 2.0.0 Ok: queued as Q{len(self.messages)}"

@@ -95,6 +95,46 @@ async def test_connects_on_first_send_without_open(server: SmtpServer) -> None:
     assert len(server.messages) == 1
 
 
+async def test_any_line_ends_go_out_as_crlf_dot_stuffed_with_the_declared_size(server: SmtpServer) -> None:
+    # Bare LF and bare CR line ends, a first line starting with "." and no final line end.
+    message = b"Subject: odd\n\n.first\rsecond\n..third\r\nlast"
+    wire = b"Subject: odd\r\n\r\n.first\r\nsecond\r\n..third\r\nlast\r\n"
+    async with SmtpTransport(smtp_settings(server.port)) as transport:
+        await transport.send(SENDER, READER, message)
+        await transport.send(SENDER, READER, MESSAGE)
+
+    assert [m.content for m in server.messages] == [wire, MESSAGE]
+    # RFC 1870: SIZE counts the message as transmitted, before dot-stuffing.
+    assert [m.mail_options for m in server.messages] == [[f"SIZE={len(wire)}"], [f"SIZE={len(MESSAGE)}"]]
+
+
+@pytest.mark.parametrize(
+    ("recipient", "envelope"),
+    [
+        ("reader@bücher.example", "reader@xn--bcher-kva.example"),  # IDN domain: punycode
+        ('"john doe"@example.org', '"john doe"@example.org'),  # a quoted local part stays quoted
+        ("o'neil+news@example.org", "o'neil+news@example.org"),
+    ],
+)
+async def test_envelope_addresses(server: SmtpServer, recipient: str, envelope: str) -> None:
+    async with SmtpTransport(smtp_settings(server.port)) as transport:
+        await transport.send(SENDER, recipient, MESSAGE)
+    assert [m.rcpt_tos for m in server.messages] == [[envelope]]
+
+
+@pytest.mark.parametrize("recipient", ["zoë@example.org", "reader@example.org>\r\nRCPT TO:<x@example.org"])
+async def test_an_address_no_envelope_can_carry_is_permanent_and_sends_nothing(
+    server: SmtpServer, recipient: str
+) -> None:
+    async with SmtpTransport(smtp_settings(server.port)) as transport:
+        with pytest.raises(DeliveryError) as caught:
+            await transport.send(SENDER, recipient, MESSAGE)
+        await transport.send(SENDER, READER, MESSAGE)
+
+    assert caught.value.permanent and caught.value.code is None
+    assert [m.rcpt_tos for m in server.messages] == [[READER]]
+
+
 # SMTP: TLS
 
 
