@@ -62,6 +62,8 @@ class Publisher:
         self._tokens: Tokens | None = None
         self._notices: Notices | None = None
         self._jobs: set[asyncio.Task[object]] = set()
+        self.last_scan_at: datetime | None = None  # when the last scan finished (readiness, status)
+        self.scheduler_running = False  # set by the daemon while its schedule runs
 
     async def start(self) -> None:
         """Apply migrations (idempotent) so every command sees the current schema."""
@@ -106,6 +108,7 @@ class Publisher:
             log.info("updated %s (%s)", article.slug, article.id)
         if result.changed or not self.feeds:
             await self.build_feeds()
+        self.last_scan_at = utcnow()
         return result
 
     async def build_feeds(self) -> None:

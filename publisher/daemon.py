@@ -57,6 +57,7 @@ async def _serve_until_stopped(publisher: Publisher, settings: Settings) -> None
     """Run the schedule until SIGTERM/SIGINT, then drain the job in progress."""
     scheduler = build_scheduler(publisher)
     scheduler.start()
+    publisher.scheduler_running = True
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -70,6 +71,7 @@ async def _serve_until_stopped(publisher: Publisher, settings: Settings) -> None
         drained = await publisher.drain(settings.server.shutdown_timeout)
         await asyncio.sleep(0)  # a job submitted just before the pause starts, sees "stopping", returns
         scheduler.shutdown(wait=False)
+        publisher.scheduler_running = False
         if not drained:
             log.warning("delivery still busy after %ss; its rows stay resumable", settings.server.shutdown_timeout)
     finally:
