@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 from publisher.config import Settings
@@ -122,10 +122,13 @@ class Publisher:
     async def plan(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> list[PlannedDigest]:
         """Create the digests due for ``cadences`` now (with ``dry_run``, only say which)."""
         now = utcnow()
+        settings = self.settings.digest
         result: list[PlannedDigest] = []
         for cadence in cadences:
             planned = await plan(
-                self.engine, cadence, now, max_articles=self.settings.digest.max_articles, dry_run=dry_run
+                self.engine, cadence, now, max_articles=settings.max_articles, dry_run=dry_run,
+                schedule=None if cadence == Cadence.INSTANT else settings.schedule,
+                grace=timedelta(hours=settings.grace_hours),
             )
             for digest in planned:
                 log.info(

@@ -28,6 +28,8 @@ from pydantic import (
     field_validator,
 )
 
+from publisher.cadence import Schedule
+
 ENV_PREFIX = "PUBLISHER_"
 
 
@@ -145,8 +147,11 @@ class SchedulerSettings(_Section):
 class DigestSettings(_Section):
     daily_at: time = time(8, 0)
     weekly_day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
-    timezone: str = "UTC"
+    timezone: str = "UTC"  # new subscribers' zone until they pick theirs
     max_articles: int = Field(default=20, ge=1, le=200)
+    # A send slot missed while the daemon was down is sent on start if at most this
+    # old; older ones are skipped (logged), their articles wait for the next digest.
+    grace_hours: float = Field(default=6.0, ge=0, le=24 * 7)
 
     @field_validator("timezone")
     @classmethod
@@ -160,6 +165,10 @@ class DigestSettings(_Section):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(self.daily_at, self.weekly_day, self.timezone)
 
 
 class ServerSettings(_Section):

@@ -13,16 +13,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from publisher.cadence import Schedule
 from publisher.content.slug import slugify
 from publisher.store.articles import newest_seq
-from publisher.store.db import transaction
+from publisher.store.db import serialize_planning, transaction
 from publisher.store.schema import (
     UTCDateTime,
     articles,
@@ -31,6 +43,8 @@ from publisher.store.schema import (
     subscribers,
 )
 from subscribers.model import Cadence, Status
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,20 +79,90 @@ async def _pick(
 
 
 async def plan(
-    engine: AsyncEngine, cadence: Cadence, now: datetime, *, max_articles: int, dry_run: bool = False
+    engine: AsyncEngine,
+    cadence: Cadence,
+    now: datetime,
+    *,
+    max_articles: int,
+    schedule: Schedule | None = None,
+    grace: timedelta = timedelta(0),
+    dry_run: bool = False,
 ) -> list[PlannedDigest]:
-    """Create the digests due for ``cadence`` now; with ``dry_run`` nothing is written."""
+    """Create the digests due for ``cadence`` now; with ``dry_run`` nothing is written.
+
+    ``instant`` subscribers are due whenever there is something new.  Daily and
+    weekly ones are due once per send slot in their own timezone (see
+    :mod:`publisher.cadence`): the waves whose slot has passed since their last
+    digest.  A slot older than ``grace`` (the daemon was down) is skipped and logged;
+    its articles wait for the next digest, as the cursor has not moved.
+    """
+    if cadence != Cadence.INSTANT and schedule is None:
+        raise ValueError(f"planning {cadence} digests needs the schedule")
     async with transaction(engine, dry_run=dry_run) as conn:
-        return await _plan(conn, cadence, now, max_articles)
+        await serialize_planning(conn)
+        if schedule is None:
+            return await _plan(conn, cadence, now, max_articles, true())
+        waves = await _due_waves(conn, cadence, now, schedule, grace)
+        if not waves:
+            return []
+        planned = await _plan(conn, cadence, now, max_articles, or_(*(members for _, members in waves)))
+        for slot, members in waves:  # after the cursors: ``members`` reads last_slot
+            await conn.execute(
+                update(subscribers).where(*_active(cadence), members).values(last_slot=slot)
+            )
+        return planned
 
 
-async def _plan(conn: AsyncConnection, cadence: Cadence, now: datetime, max_articles: int) -> list[PlannedDigest]:
-    top = await newest_seq(conn)
-    due = (
-        subscribers.c.status == Status.ACTIVE,
-        subscribers.c.cadence == cadence,
-        subscribers.c.article_cursor < top,
+def _active(cadence: Cadence) -> tuple[ColumnElement[bool], ...]:
+    return subscribers.c.status == Status.ACTIVE, subscribers.c.cadence == cadence
+
+
+async def _due_waves(
+    conn: AsyncConnection, cadence: Cadence, now: datetime, schedule: Schedule, grace: timedelta
+) -> list[tuple[datetime, ColumnElement[bool]]]:
+    """``(slot, members)`` of each (timezone, hour) wave whose latest slot is due now.
+
+    Members are the wave's subscribers not yet planned for that slot and who were
+    already subscribed at it (a newcomer waits for their first slot).
+    """
+    groups = await conn.execute(
+        select(subscribers.c.timezone, subscribers.c.send_hour)
+        .where(*_active(cadence))
+        .group_by(subscribers.c.timezone, subscribers.c.send_hour)
     )
+    waves = []
+    for timezone, hour in groups.all():
+        slot = schedule.slot(cadence, timezone, hour, now)
+        members = and_(
+            subscribers.c.timezone == timezone,
+            subscribers.c.send_hour.is_(None) if hour is None else subscribers.c.send_hour == hour,
+            or_(
+                subscribers.c.last_slot < slot,
+                and_(
+                    subscribers.c.last_slot.is_(None),
+                    func.coalesce(subscribers.c.confirmed_at, subscribers.c.created_at) < slot,
+                ),
+            ),
+        )
+        if now - slot <= grace:
+            waves.append((slot, members))
+            continue
+        skipped = await conn.execute(update(subscribers).where(*_active(cadence), members).values(last_slot=slot))
+        if skipped.rowcount:
+            log.warning(
+                "%s digest of %s (%s, %s) skipped for %d subscriber(s): %s late, past the grace period; "
+                "their articles go in the next one",
+                cadence, slot.isoformat(), timezone, "default hour" if hour is None else f"{hour}h",
+                skipped.rowcount, now - slot,
+            )
+    return waves
+
+
+async def _plan(
+    conn: AsyncConnection, cadence: Cadence, now: datetime, max_articles: int, wave: ColumnElement[bool]
+) -> list[PlannedDigest]:
+    top = await newest_seq(conn)
+    due = (*_active(cadence), wave, subscribers.c.article_cursor < top)
     groups = await conn.execute(
         select(subscribers.c.article_cursor, subscribers.c.topics, func.count())
         .where(*due)

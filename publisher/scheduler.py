@@ -8,7 +8,7 @@ so a job that wakes up a little late still runs (the default is one second).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from functools import partial
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -24,22 +24,26 @@ def build_scheduler(publisher: Publisher) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(
         timezone=UTC, job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 3600}
     )
-    at = settings.digest.daily_at
-    zone = settings.digest.tz
     jobs = [
         ("scan", publisher.scan_and_send_instant, IntervalTrigger(seconds=settings.scheduler.scan_interval)),
-        ("daily", partial(publisher.send, [Cadence.DAILY]), CronTrigger(hour=at.hour, minute=at.minute, timezone=zone)),
-        (
-            "weekly",
-            partial(publisher.send, [Cadence.WEEKLY]),
-            CronTrigger(day_of_week=settings.digest.weekly_day, hour=at.hour, minute=at.minute, timezone=zone),
-        ),
+        # Daily and weekly digests go out in waves, at each subscriber's hour in their own
+        # timezone; zones are offset by whole, half or quarter hours, so the planner wakes
+        # every quarter of an hour (and at start, for a wave missed while down) and the
+        # store says which waves are due (publisher.cadence).
+        ("digests", partial(publisher.send, [Cadence.DAILY, Cadence.WEEKLY]), _quarter_hours(settings.digest.daily_at)),
         # Deferred messages (throttled, relay down) go again when due; a resumed or
         # interrupted digest is picked up too.  Cheap when there is nothing to do.
         ("retry", publisher.deliver, IntervalTrigger(seconds=min(settings.delivery.retry_base, 60.0))),
     ]
+    at_start = {"scan", "digests"}
     for name, job, trigger in jobs:
-        # (next_run_time=None would add the job paused, so it is only passed for the scan.)
-        first_run = {"next_run_time": datetime.now(UTC)} if name == "scan" else {}
+        # (next_run_time=None would add the job paused, so it is only passed to run at once.)
+        first_run = {"next_run_time": datetime.now(UTC)} if name in at_start else {}
         scheduler.add_job(publisher.run_job, trigger, args=[name, job], id=name, name=name, **first_run)
     return scheduler
+
+
+def _quarter_hours(at: time) -> CronTrigger:
+    """Every quarter of an hour on the minute of ``[digest] daily_at`` (08:10 → :10, :25, :40, :55)."""
+    minutes = sorted((at.minute + 15 * k) % 60 for k in range(4))
+    return CronTrigger(minute=",".join(map(str, minutes)), second=at.second, timezone=UTC)

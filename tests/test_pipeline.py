@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -102,7 +103,14 @@ async def test_an_edit_updates_the_store_but_sends_nothing(
 
 async def test_cadences_are_planned_separately(publisher: Publisher, settings: Settings) -> None:
     await add(publisher, "now@example.org", Cadence.INSTANT)
-    await add(publisher, "day@example.org", Cadence.DAILY)
+    day = await add(publisher, "day@example.org", Cadence.DAILY)
+    # Subscribed two hours ago, with this hour as their send hour: their slot has just passed.
+    now = utcnow()
+    async with publisher.engine.begin() as conn:
+        await conn.execute(
+            update(subscribers).where(subscribers.c.id == day)
+            .values(send_hour=now.hour, created_at=now - timedelta(hours=2), confirmed_at=now - timedelta(hours=2))
+        )
     await publisher.scan()
     instant = await publisher.send([Cadence.INSTANT])
     assert [d.recipients for d in instant.planned] == [1]

@@ -14,7 +14,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -74,3 +74,22 @@ async def transaction(engine: AsyncEngine, *, dry_run: bool = False) -> AsyncIte
             await pending.rollback()
         else:
             await pending.commit()
+
+
+# The advisory lock key of work that must not run twice at once (planning digests).
+_PLANNING_LOCK = 0x7075626C  # "publ"
+
+
+async def serialize_planning(conn: AsyncConnection) -> None:
+    """Wait for any other planner's transaction to end before this one reads anything.
+
+    Two planners (two triggers, the CLI beside the daemon) reading the same snapshot
+    would plan the same subscribers twice.  SQLite has one writer at a time: a write
+    statement as the first of the transaction takes that lock at once (waiting out
+    ``busy_timeout``), so the reads that follow see the other planner's result.
+    PostgreSQL gets a transaction-scoped advisory lock.
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PLANNING_LOCK})
+    else:
+        await conn.execute(text("UPDATE digests SET status = status WHERE 0 = 1"))

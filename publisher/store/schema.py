@@ -83,8 +83,11 @@ subscribers = Table(
     Column("soft_bounces", Integer, nullable=False, server_default="0"),
     # seq of the newest article already planned into one of this subscriber's digests.
     Column("article_cursor", Integer, nullable=False, server_default="0"),
+    # The last daily/weekly send slot this subscriber was planned for (publisher.cadence).
+    Column("last_slot", UTCDateTime(), nullable=True),
 )
 Index("ix_subscribers_plan", subscribers.c.status, subscribers.c.cadence, subscribers.c.article_cursor)
+Index("ix_subscribers_slots", subscribers.c.status, subscribers.c.cadence, subscribers.c.timezone, subscribers.c.send_hour)
 
 # Addresses that an import, the API or the CLI must not (re-)add: unsubscribed, bounced,
 # complained, suppressed by the operator, or erased.  Keyed by the SHA-256 of the
