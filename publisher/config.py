@@ -86,6 +86,14 @@ class DatabaseSettings(_Section):
             )
         return value
 
+    @property
+    def sqlite_file(self) -> Path | None:
+        """The SQLite database file; None for PostgreSQL or an in-memory database."""
+        prefix, _, rest = self.url.partition(":///")
+        if not prefix.startswith("sqlite") or not rest or rest.startswith(":memory:"):
+            return None
+        return Path(rest.partition("?")[0])
+
 
 class FeedSettings(_Section):
     max_entries: int = Field(default=20, ge=1, le=1000)

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from publisher.app import Publisher
 from publisher.config import Settings
+from publisher.locks import exclusive, holder
 from publisher.scheduler import build_scheduler
 from publisher.web.server import create_app
 
@@ -28,6 +29,22 @@ class DaemonError(Exception):
 
 
 async def run_daemon(settings: Settings) -> None:
+    database = settings.database.sqlite_file
+    if database is None:
+        await _run(settings)
+        return
+    # SQLite is one machine's database: one daemon on it, or both would run the schedule.
+    lock = database.with_name(database.name + ".daemon.lock")
+    with exclusive(lock) as taken:
+        if not taken:
+            raise DaemonError(
+                f"another publisher daemon (pid {holder(lock) or 'unknown'}) is already running on {database}; "
+                "stop it first (SQLite allows one daemon per database; several nodes need PostgreSQL)"
+            )
+        await _run(settings)
+
+
+async def _run(settings: Settings) -> None:
     publisher = Publisher(settings)
     await publisher.start()
     await publisher.build_feeds()

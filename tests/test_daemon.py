@@ -140,3 +140,16 @@ def test_a_port_in_use_is_a_clear_error(site_dir: Path) -> None:
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_second_daemon_on_the_same_database_refuses_to_start(
+    daemon: tuple[subprocess.Popen[bytes], str, Path],
+) -> None:
+    process, _, site_dir = daemon
+    config = write_config(site_dir, f"[server]\nport = {free_port()}\n")
+    env = os.environ | {"PUBLISHER_SECRET_KEY": "daemon-test-key"}
+    second = subprocess.run(publisher_cmd(config, "run"), check=False, capture_output=True, text=True, timeout=60, env=env)
+    assert second.returncode == 1
+    assert f"another publisher daemon (pid {process.pid}) is already running on" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert process.poll() is None  # the first one runs on
