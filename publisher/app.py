@@ -59,6 +59,7 @@ class Publisher:
         # One delivery run at a time in this process: two runs would both pick up the
         # rows the other has marked "sending".
         self._delivery_lock = asyncio.Lock()
+        self._scan_lock = asyncio.Lock()
         self._tokens: Tokens | None = None
         self._notices: Notices | None = None
         self._jobs: set[asyncio.Task[object]] = set()
@@ -98,6 +99,10 @@ class Publisher:
         A broken article is logged as ``path:line: message`` and skipped; the others
         are published.
         """
+        async with self._scan_lock:  # the watcher and the interval scan may both fire
+            return await self._scan()
+
+    async def _scan(self) -> IngestResult:
         scanned = await asyncio.to_thread(scan_directory, self.settings.content.dir, self.settings.site.url)
         for problem in scanned.problems:
             log.error("skipped: %s", problem)

@@ -10,8 +10,10 @@ then close the server and the store, within ``[server] shutdown_timeout``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from functools import partial
 
 from aiohttp import web
 
@@ -19,6 +21,7 @@ from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.locks import exclusive, holder
 from publisher.scheduler import build_scheduler
+from publisher.watch import watch_content
 from publisher.web.server import create_app
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,9 @@ async def _serve_until_stopped(publisher: Publisher, settings: Settings) -> None
     scheduler = build_scheduler(publisher)
     scheduler.start()
     publisher.scheduler_running = True
+    watcher = asyncio.create_task(
+        watch_content(publisher, partial(publisher.run_job, "watch", publisher.scan_and_send_instant))
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -89,6 +95,9 @@ async def _serve_until_stopped(publisher: Publisher, settings: Settings) -> None
         await asyncio.sleep(0)  # a job submitted just before the pause starts, sees "stopping", returns
         scheduler.shutdown(wait=False)
         publisher.scheduler_running = False
+        watcher.cancel()  # it ends by itself once "stopping" is set; this makes it immediate
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
         if not drained:
             log.warning("delivery still busy after %ss; its rows stay resumable", settings.server.shutdown_timeout)
     finally:

@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import feedparser
@@ -61,10 +62,11 @@ def publisher_cmd(config: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "publisher", "--config", str(config), *args]
 
 
-@pytest.fixture
-def daemon(site_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+@contextmanager
+def running_daemon(site_dir: Path, extra: str = "") -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+    """``publisher run`` on ``site_dir`` with one instant subscriber, once it answers /healthz."""
     port = free_port()
-    config = write_config(site_dir, f"[server]\nport = {port}\n[scheduler]\nscan_interval = 0.5\n")
+    config = write_config(site_dir, f"[server]\nport = {port}\n{extra}")
     env = os.environ | {"PUBLISHER_SECRET_KEY": "daemon-test-key"}
     subprocess.run(
         publisher_cmd(config, "subscribers", "add", "reader@example.org", "--cadence", "instant"),
@@ -88,6 +90,12 @@ def daemon(site_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def daemon(site_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+    with running_daemon(site_dir, "[scheduler]\nscan_interval = 0.5\n") as running:
+        yield running
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
@@ -153,3 +161,16 @@ def test_a_second_daemon_on_the_same_database_refuses_to_start(
     assert f"another publisher daemon (pid {process.pid}) is already running on" in second.stderr
     assert "Traceback" not in second.stderr
     assert process.poll() is None  # the first one runs on
+
+
+def test_a_new_article_goes_out_within_seconds_without_waiting_for_the_interval_scan(site_dir: Path) -> None:
+    # An hour between interval scans: only the filesystem notification can pick it up.
+    with running_daemon(site_dir, "[scheduler]\nscan_interval = 3600\n") as (process, base, _):
+        outbox = site_dir / "outbox"
+        wait_for(lambda: outbox.exists() and len(mailbox.Maildir(outbox, create=False)) == 1, what="the first digest")
+        (site_dir / "content" / "harbour-bridge.md").write_text(NEW_ARTICLE, encoding="utf-8")
+        wait_for(lambda: len(mailbox.Maildir(outbox, create=False)) == 2, timeout=10, what="the instant digest")
+        entries = feedparser.parse(get(base + "/feed.atom")[2]).entries
+        assert entries[0].title == "The harbour bridge reopens early"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0

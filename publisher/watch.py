@@ -1,0 +1,37 @@
+"""Filesystem notifications for the Markdown content directory.
+
+The interval scan (``[scheduler] scan_interval``, a minute by default) is the safety
+net; this makes a new or edited article go out within seconds of being written.
+watchfiles (inotify on Linux, FSEvents on macOS) groups the events of files written
+together (it yields after 50 ms without a new event), so articles that arrive
+together go out in one instant digest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import watchfiles
+
+from publisher.app import Publisher
+
+log = logging.getLogger(__name__)
+
+
+def _markdown(change: watchfiles.Change, path: str) -> bool:
+    """Visible Markdown files, as the scan reads them (drafts start with "_", editors' temp files don't end in .md)."""
+    name = path.rsplit("/", 1)[-1]
+    return name.endswith(".md") and not name.startswith((".", "_"))
+
+
+async def watch_content(publisher: Publisher, on_change: Callable[[], Awaitable[object]]) -> None:
+    """Call ``on_change`` after each burst of changes to the content directory, until the service stops."""
+    directory = publisher.settings.content.dir
+    if not directory.is_dir():
+        log.warning("not watching %s: no such directory; new articles wait for the interval scan", directory)
+        return
+    log.info("watching %s for new and changed articles", directory)
+    async for changes in watchfiles.awatch(directory, watch_filter=_markdown, stop_event=publisher.stopping):
+        log.debug("content changed: %s", sorted(path for _, path in changes))
+        await on_change()
