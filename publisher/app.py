@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from urllib.parse import urljoin
 
 from publisher.config import Settings
 from publisher.content.model import Problem
@@ -32,7 +33,8 @@ from publisher.secrets import load_secret_key
 from publisher.store import articles as article_store
 from publisher.store.articles import IngestResult
 from publisher.store.db import create_engine, upgrade
-from publisher.templating import make_environment
+from publisher.templating import make_environment, make_loader
+from publisher.websub import HubPinger
 from subscribers.model import Cadence
 from subscribers.tokens import Tokens
 
@@ -63,8 +65,35 @@ class Publisher:
         self._tokens: Tokens | None = None
         self._notices: Notices | None = None
         self._jobs: set[asyncio.Task[object]] = set()
+        self.hub = HubPinger(settings.websub)
         self.last_scan_at: datetime | None = None  # when the last scan finished (readiness, status)
         self.scheduler_running = False  # set by the daemon while its schedule runs
+
+    def reconfigure(self, settings: Settings) -> list[str]:
+        """Use ``settings`` from now on (SIGHUP); the settings that only a restart can change.
+
+        Everything reads ``self.settings`` when it runs, so a new rate, schedule, site
+        title or template directory applies to the next job, while the job in progress
+        finishes as it started.  The database, the data directory and the listening
+        address stay until a restart.  Raises ValueError (the DKIM key can't be used)
+        before changing anything.
+        """
+        signer = DkimSigner.from_settings(settings.dkim)
+        old = self.settings
+        fixed = {
+            "database.url": (old.database.url, settings.database.url),
+            "storage.data_dir": (old.storage.data_dir, settings.storage.data_dir),
+            "server.host": (old.server.host, settings.server.host),
+            "server.port": (old.server.port, settings.server.port),
+        }
+        self.settings = settings.model_copy(
+            update={"database": old.database, "storage": old.storage, "server": old.server}
+        )
+        self.env.loader = make_loader(settings.site.templates_dir)
+        self.__dict__["dkim"] = signer  # replaces the cached property's value
+        if self._notices is not None:  # it reads these when it sends
+            self._notices.settings, self._notices.signer = self.settings, signer
+        return [key for key, (before, after) in fixed.items() if before != after]
 
     async def start(self) -> None:
         """Apply migrations (idempotent) so every command sees the current schema."""
@@ -117,12 +146,17 @@ class Publisher:
         return result
 
     async def build_feeds(self) -> None:
-        """Render every feed from the store and write the static copies."""
-        site = self.settings.site
+        """Render every feed from the store, write the static copies, tell the WebSub hub."""
+        site, hub = self.settings.site, self.settings.websub.hub
         published = await article_store.latest(self.engine)
-        self.feeds = build_feeds(published, site, self.settings.feeds.max_entries, self.env)
+        before = self.feeds
+        self.feeds = build_feeds(published, site, self.settings.feeds.max_entries, self.env, hub=hub)
         await asyncio.to_thread(write_feeds, self.feeds, site.output_dir)
         log.info("feeds: %d files in %s", len(self.feeds), site.output_dir)
+        if hub and before:  # the first build after a start only restates what the hub has seen
+            changed = [path for path, doc in self.feeds.items() if path not in before or before[path].etag != doc.etag]
+            self.hub.settings = self.settings.websub
+            self.hub.ping(urljoin(site.url, path) for path in changed)
 
     async def plan(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> list[PlannedDigest]:
         """Create the digests due for ``cadences`` now (with ``dry_run``, only say which)."""
@@ -249,4 +283,5 @@ class Publisher:
             _, pending = await asyncio.wait(set(self._jobs), timeout=timeout)
             jobs_done = not pending
         notices_done = self._notices is None or await self._notices.drain(max(0.0, deadline - loop.time()))
-        return jobs_done and notices_done
+        pings_done = await self.hub.drain(max(0.0, deadline - loop.time()))
+        return jobs_done and notices_done and pings_done

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -161,7 +162,7 @@ def run(ctx: click.Context) -> None:
 
     settings = _settings(ctx)
     try:
-        run_loop(run_daemon(settings))
+        run_loop(run_daemon(settings, reload=partial(load_settings, ctx.obj["config"])))
     except KeyboardInterrupt:  # Ctrl-C before the daemon's own handlers were installed
         pass
     except DaemonError as exc:
@@ -169,7 +170,11 @@ def run(ctx: click.Context) -> None:
 
 
 @main.command()
-@click.option("--cadence", type=CADENCES, help="Plan this cadence's digest now (default: instant).")
+@click.option(
+    "--cadence", type=CADENCES,
+    help="Plan this cadence's digests due now (default: instant). Daily and weekly: the subscribers whose "
+    "send time, in their timezone, has passed since their last digest.",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would be sent; change nothing.")
 @click.option("--wait", is_flag=True, help="Also wait out deferred messages until every digest is finished or paused.")
 @click.pass_context
@@ -217,7 +222,8 @@ def _progress_bar() -> Iterator[tuple[Progress, TaskID]]:
         TextColumn("delivering"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[rate]:>6.0f} msg/s"), TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err, transient=True) as bar:
+    # Drawn on a terminal only: elsewhere (a pipe, journald, JSON logs) it would only add blank lines.
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
         yield bar, bar.add_task("delivering", total=None, rate=0.0)
 
 

@@ -179,6 +179,19 @@ class DigestSettings(_Section):
         return Schedule(self.daily_at, self.weekly_day, self.timezone)
 
 
+class WebSubSettings(_Section):
+    hub: str = ""  # a WebSub hub URL (e.g. https://pubsubhubbub.appspot.com/); "" = no push
+    timeout: float = Field(default=10.0, gt=0)  # seconds per ping
+    attempts: int = Field(default=5, ge=1, le=20)  # per changed feed, with growing pauses
+
+    @field_validator("hub")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL, or empty for no hub")
+        return value
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -225,6 +238,7 @@ class Settings(_Section):
     scheduler: SchedulerSettings = SchedulerSettings()
     digest: DigestSettings = DigestSettings()
     server: ServerSettings = ServerSettings()
+    websub: WebSubSettings = WebSubSettings()
     subscribers: SubscribersSettings = SubscribersSettings()
 
     # Where the file was read from; relative paths above are already resolved against it.

@@ -32,7 +32,7 @@ from urllib.parse import urljoin, urlsplit
 
 import jinja2
 import lxml.html
-from feedgen.ext.base import BaseEntryExtension
+from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 
@@ -110,6 +110,7 @@ class _Channel:
     language: str
     home_page_url: str
     updated: datetime
+    hub: str = ""  # a WebSub hub URL, or ""
 
     def url(self, fmt: str) -> str:
         return f"{self.home_page_url}{self.prefix}feed.{fmt}"
@@ -127,12 +128,13 @@ def entry_id(article: Article, site_url: str) -> str:
 
 
 def build_feeds(
-    articles: Sequence[Article], site: SiteSettings, max_entries: int, env: jinja2.Environment
+    articles: Sequence[Article], site: SiteSettings, max_entries: int, env: jinja2.Environment, *, hub: str = ""
 ) -> dict[str, FeedDocument]:
     """The site's RSS, Atom and JSON feeds, plus the same three per tag, keyed by path.
 
     Entries are newest first by ``published`` (ties by ascending id, so the order never depends
-    on the input's) and at most ``max_entries`` per feed.
+    on the input's) and at most ``max_entries`` per feed.  With a WebSub ``hub``, every feed
+    names it (``rel="hub"``; JSON Feed ``hubs``) so readers can subscribe to pushes.
     """
     ordered = sorted(articles, key=lambda a: (-a.published.timestamp(), a.id))
     selections = [("", site.title, ordered[:max_entries])]
@@ -157,6 +159,7 @@ def build_feeds(
             language=site.language,
             home_page_url=site.url,
             updated=max((e.updated for e in entries), default=EMPTY_FEED_DATE),
+            hub=hub,
         )
         rss, atom = _xml_feeds(channel, entries)
         bodies = {"rss": rss, "atom": atom, "json": _json_feed(channel, entries)}
@@ -262,6 +265,9 @@ def _xml_feeds(channel: _Channel, entries: list[_Entry]) -> tuple[bytes, bytes]:
     fg.updated(channel.updated)  # otherwise feedgen stamps now() into lastBuildDate and updated
     for entry in entries:
         _add_entry(fg, entry)
+    if channel.hub:
+        fg.register_extension("websub", _WebSubHub)
+        fg.websub.hub = channel.hub
 
     # feedgen takes the RSS channel <link> from the last link added: the home page goes last.
     fg.link(href=channel.url("rss"), rel="self", type=MEDIA_TYPES["rss"])
@@ -321,6 +327,27 @@ class _LeadImageEnclosure(BaseEntryExtension):
         return entry
 
 
+class _WebSubHub(BaseExtension):
+    """``<atom:link rel="hub">`` in the RSS channel and ``<link rel="hub">`` in the Atom feed.
+
+    feedgen writes only the ``self`` link into RSS, so the hub goes through an extension.
+    """
+
+    def __init__(self) -> None:
+        self.hub = ""
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"atom": "http://www.w3.org/2005/Atom"}
+
+    def extend_rss(self, rss_feed: Any) -> Any:
+        xml_elem("{http://www.w3.org/2005/Atom}link", rss_feed[0], rel="hub", href=self.hub)
+        return rss_feed
+
+    def extend_atom(self, atom_feed: Any) -> Any:
+        xml_elem("{http://www.w3.org/2005/Atom}link", atom_feed, rel="hub", href=self.hub)
+        return atom_feed
+
+
 def _json_feed(channel: _Channel, entries: list[_Entry]) -> bytes:
     feed = {
         "version": JSON_FEED_VERSION,
@@ -332,6 +359,8 @@ def _json_feed(channel: _Channel, entries: list[_Entry]) -> bytes:
         "authors": [{"name": channel.author}],
         "items": [_json_item(entry, channel.language) for entry in entries],
     }
+    if channel.hub:
+        feed["hubs"] = [{"type": "WebSub", "url": channel.hub}]
     return json.dumps(feed, ensure_ascii=False, indent=1).encode("utf-8")
 
 

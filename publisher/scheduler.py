@@ -20,27 +20,37 @@ from subscribers.model import Cadence
 
 
 def build_scheduler(publisher: Publisher) -> AsyncIOScheduler:
-    settings = publisher.settings
     scheduler = AsyncIOScheduler(
         timezone=UTC, job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 3600}
     )
+    schedule_jobs(scheduler, publisher, at_start=True)
+    return scheduler
+
+
+def schedule_jobs(scheduler: AsyncIOScheduler, publisher: Publisher, *, at_start: bool) -> None:
+    """Add (or, on a reload, replace) the jobs, timed by ``publisher.settings``.
+
+    ``at_start``: the scan and the digest planner also run at once (a wave missed
+    while the daemon was down goes out now, within the grace period).  A replaced
+    job's run in progress is not interrupted.
+    """
+    settings = publisher.settings
     jobs = [
         ("scan", publisher.scan_and_send_instant, IntervalTrigger(seconds=settings.scheduler.scan_interval)),
         # Daily and weekly digests go out in waves, at each subscriber's hour in their own
         # timezone; zones are offset by whole, half or quarter hours, so the planner wakes
-        # every quarter of an hour (and at start, for a wave missed while down) and the
-        # store says which waves are due (publisher.cadence).
+        # every quarter of an hour and the store says which waves are due (publisher.cadence).
         ("digests", partial(publisher.send, [Cadence.DAILY, Cadence.WEEKLY]), _quarter_hours(settings.digest.daily_at)),
         # Deferred messages (throttled, relay down) go again when due; a resumed or
         # interrupted digest is picked up too.  Cheap when there is nothing to do.
         ("retry", publisher.deliver, IntervalTrigger(seconds=min(settings.delivery.retry_base, 60.0))),
     ]
-    at_start = {"scan", "digests"}
     for name, job, trigger in jobs:
         # (next_run_time=None would add the job paused, so it is only passed to run at once.)
-        first_run = {"next_run_time": datetime.now(UTC)} if name in at_start else {}
-        scheduler.add_job(publisher.run_job, trigger, args=[name, job], id=name, name=name, **first_run)
-    return scheduler
+        first_run = {"next_run_time": datetime.now(UTC)} if at_start and name in {"scan", "digests"} else {}
+        scheduler.add_job(
+            publisher.run_job, trigger, args=[name, job], id=name, name=name, replace_existing=True, **first_run
+        )
 
 
 def _quarter_hours(at: time) -> CronTrigger:

@@ -23,12 +23,21 @@ def builtin_templates_dir() -> Path:
     raise RuntimeError("publisher's built-in templates are missing from the installation")
 
 
-def make_environment(override_dir: Path | None = None) -> jinja2.Environment:
-    """An autoescaping environment over ``override_dir`` (if any) then the built-ins."""
+def make_loader(override_dir: Path | None = None) -> jinja2.FileSystemLoader:
+    """Templates from ``override_dir`` (if any), then the built-ins.
+
+    Jinja2 checks a template file's modification time on each use, so edited
+    templates apply at once; a new ``override_dir`` needs a new loader (a reload).
+    """
     search = [str(override_dir)] if override_dir else []
     search.append(str(builtin_templates_dir()))
+    return jinja2.FileSystemLoader(search)
+
+
+def make_environment(override_dir: Path | None = None) -> jinja2.Environment:
+    """An autoescaping environment over ``override_dir`` (if any) then the built-ins."""
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(search),
+        loader=make_loader(override_dir),
         autoescape=jinja2.select_autoescape(["html", "xml", "htm"], default_for_string=True),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import http.client
 import mailbox
 import os
 import signal
@@ -174,3 +175,39 @@ def test_a_new_article_goes_out_within_seconds_without_waiting_for_the_interval_
         assert entries[0].title == "The harbour bridge reopens early"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+
+
+def test_sighup_reloads_the_config_keeping_connections_and_a_broken_one_changes_nothing(
+    daemon: tuple[subprocess.Popen[bytes], str, Path],
+) -> None:
+    process, base, site_dir = daemon
+    port = int(base.rsplit(":", 1)[1])
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)  # kept alive across the reloads
+
+    def feed_title() -> str:
+        connection.request("GET", "/feed.atom")
+        response = connection.getresponse()
+        body = response.read()
+        assert response.status == 200 and not response.will_close
+        return str(feedparser.parse(body).feed.title)
+
+    wait_for(lambda: feed_title() == "Test Brief", what="the first feed")
+    config = site_dir / "config.toml"
+    good = config.read_text(encoding="utf-8")
+    config.write_text(good.replace('title = "Test Brief"', 'title = "Renamed Brief"'), encoding="utf-8")
+    process.send_signal(signal.SIGHUP)
+    wait_for(lambda: feed_title() == "Renamed Brief", what="the reloaded title")
+
+    log_path = site_dir / "daemon.log"
+    config.write_text(good + "\n[delivery]\nrate = -1\n", encoding="utf-8")  # a duplicate table: not TOML
+    process.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reload refused" in log_path.read_text(encoding="utf-8"), what="the refusal")
+    assert feed_title() == "Renamed Brief" and process.poll() is None
+    config.write_text(good.replace("retry_base = 1", "retry_base = -1"), encoding="utf-8")  # TOML, not valid
+    process.send_signal(signal.SIGHUP)
+    wait_for(lambda: "delivery.retry_base" in log_path.read_text(encoding="utf-8"), what="the named key")
+    assert feed_title() == "Renamed Brief" and process.poll() is None
+    connection.close()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    assert "Traceback" not in log_path.read_text(encoding="utf-8")
