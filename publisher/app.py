@@ -25,6 +25,7 @@ from publisher.digest import PlannedDigest, plan
 from publisher.feeds import FeedDocument, build_feeds, write_feeds
 from publisher.ledger import unfinished_digests
 from publisher.locks import exclusive, holder
+from publisher.logs import digest_context
 from publisher.mail.dkim import DkimSigner
 from publisher.mail.transport import DeliveryError, Transport, make_transport
 from publisher.notices import Notices
@@ -170,10 +171,11 @@ class Publisher:
                 grace=timedelta(hours=settings.grace_hours),
             )
             for digest in planned:
-                log.info(
-                    "digest %s: %s%d articles for %d subscribers",
-                    digest.id, "(dry run) " if dry_run else "", len(digest.article_seqs), digest.recipients,
-                )
+                with digest_context(digest.id):
+                    log.info(
+                        "digest %s: %s%d articles for %d subscribers",
+                        digest.id, "(dry run) " if dry_run else "", len(digest.article_seqs), digest.recipients,
+                    )
             result.extend(planned)
         return result
 

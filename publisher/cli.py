@@ -32,7 +32,7 @@ from rich.progress import (
 from rich.table import Column, Table
 from rich.text import Text
 
-from publisher import ledger
+from publisher import ledger, logs
 from publisher.app import Publisher, utcnow
 from publisher.config import ConfigError, Settings, load_settings
 from publisher.delivery import DeliveryReport
@@ -93,15 +93,18 @@ def _with_publisher(ctx: click.Context, work: Callable[[Publisher], Awaitable[T]
     "--config", "config", type=click.Path(path_type=Path), envvar="PUBLISHER_CONFIG",
     default="config.toml", show_default=True, help="Config file (or PUBLISHER_CONFIG).",
 )
-@click.option("--log-level", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--log-level", default="INFO", show_default=True, envvar="PUBLISHER_LOG_LEVEL",
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="Least severe log records written to stderr (or PUBLISHER_LOG_LEVEL).")
+@click.option("--log-format", default="text", show_default=True, envvar="PUBLISHER_LOG_FORMAT",
+              type=click.Choice(["text", "json"], case_sensitive=False),
+              help="Log lines for people, or one JSON object per line (or PUBLISHER_LOG_FORMAT).")
 @click.version_option(package_name="publisher")
 @click.pass_context
-def main(ctx: click.Context, config: Path, log_level: str) -> None:
+def main(ctx: click.Context, config: Path, log_level: str, log_format: str) -> None:
     """Publish Markdown articles as RSS, Atom and JSON feeds and email digests."""
-    logging.basicConfig(
-        level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # force=False: run in-process by a program (or a test) that set up logging itself, leave it.
+    logs.configure(log_level, "json" if log_format.lower() == "json" else "text", force=False)
     # Third-party chatter (job added, migration context) drowns what the operator needs.
     for noisy in ("apscheduler", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

@@ -47,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher import ledger
 from publisher.config import Settings
+from publisher.logs import digest_context
 from publisher.mail.bounces import smtp_reply_kind
 from publisher.mail.dkim import DkimSigner
 from publisher.mail.message import DigestMessages
@@ -167,18 +168,20 @@ class Deliverer:
             for row in unfinished:
                 if self.stop.is_set():
                     break
-                digest = await self._prepare(row)
-                if digest is not None:
-                    await self._produce(digest, queue)
+                with digest_context(row.id):
+                    digest = await self._prepare(row)
+                    if digest is not None:
+                        await self._produce(digest, queue)
         finally:
             for _ in senders:
                 await queue.put(None)
             await asyncio.gather(*senders)
             await self._flush()
         for row in unfinished:
-            if await ledger.finish_if_done(self.engine, row.id, self.clock()):
-                self.report.finished.append(row.id)
-                log.info("digest %s: finished", row.id)
+            with digest_context(row.id):
+                if await ledger.finish_if_done(self.engine, row.id, self.clock()):
+                    self.report.finished.append(row.id)
+                    log.info("digest %s: finished", row.id)
 
     async def _prepare(self, row: Row) -> _Digest | None:
         stored = await digest_store.load(self.engine, row.id)
@@ -224,7 +227,8 @@ class Deliverer:
         try:
             while (items := await queue.get()) is not None:
                 for item in items:
-                    await self._deliver_item(transport, item, backoff)
+                    with digest_context(item.digest.id):  # senders serve every digest: tag each message's lines
+                        await self._deliver_item(transport, item, backoff)
         finally:
             with contextlib.suppress(Exception):
                 await transport.close()
@@ -342,4 +346,5 @@ class Deliverer:
         if time.monotonic() - self._last_log >= PROGRESS_SECONDS:
             self._last_log = time.monotonic()
             r = self.report
-            log.info("delivery: %d sent, %d deferred, %d failed, %d cancelled", r.sent, r.deferred, r.failed, r.cancelled)
+            with digest_context(None):  # counts for the whole run, whichever digest's outcome flushed them
+                log.info("delivery: %d sent, %d deferred, %d failed, %d cancelled", r.sent, r.deferred, r.failed, r.cancelled)
