@@ -13,11 +13,11 @@ from __future__ import annotations
 import email.utils
 import re
 import tomllib
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import PurePath
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urljoin
 
 import yaml
@@ -27,6 +27,7 @@ from markdown_it.token import Token
 from publisher.content.html import sanitize_html
 from publisher.content.model import Article, FactTable, Image, Problem, Quote
 from publisher.content.slug import slugify
+from publisher.content.text import truncate, unique
 
 _MD = MarkdownIt("commonmark").enable("table")
 _FENCES = {"---", "+++"}  # YAML, TOML
@@ -36,9 +37,7 @@ _TAKEAWAYS_HEADING = re.compile(r"key takeaways\s*:?", re.IGNORECASE)
 _SOURCES_LABEL = re.compile(r"(?:data\s+)?sources?\s*:\s*", re.IGNORECASE)
 _CITE_DASH = re.compile(r"(?:—|--)\s*")
 _UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
-_SUMMARY_LIMIT = 280
 
-T = TypeVar("T")
 
 
 class ArticleError(Exception):
@@ -95,12 +94,12 @@ def parse_article(data: bytes, path: str, site_url: str) -> Article:
         canonical_url=canonical_url,
         subtitle=subtitle,
         author=author,
-        tags=_unique(tags, lambda tag: tag),
+        tags=unique(tags, lambda tag: tag),
         category=category,
-        images=_unique([*front_images, *body_parts.images], lambda image: image.src),
-        summary=summary or _truncate(body_parts.first_paragraph),
+        images=unique([*front_images, *body_parts.images], lambda image: image.src),
+        summary=summary or truncate(body_parts.first_paragraph),
         takeaways=tuple(front_takeaways or body_parts.takeaways),
-        quotes=_unique([*front_quotes, *body_parts.quotes], lambda quote: quote.text),
+        quotes=unique([*front_quotes, *body_parts.quotes], lambda quote: quote.text),
         body_html=body_parts.html,
         fact_tables=tuple(body_parts.fact_tables),
         source_path=path,
@@ -437,23 +436,3 @@ def _plain(children: list[Token] | None, line_break: str = " ") -> str:
     return "".join(parts).strip()
 
 
-def _truncate(text: str, limit: int = _SUMMARY_LIMIT) -> str:
-    """Cut at a word boundary so the result, ellipsis included, fits in ``limit``."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    if " " in cut:
-        cut = cut.rsplit(" ", 1)[0]
-    return cut.rstrip(" ,;:.-–—") + "…"
-
-
-def _unique(items: Iterable[T], key: Callable[[T], Hashable]) -> tuple[T, ...]:
-    """Keep the first of items with the same key (a lead image repeated in the body shows once)."""
-    seen: set[Hashable] = set()
-    kept = []
-    for item in items:
-        if key(item) not in seen:
-            seen.add(key(item))
-            kept.append(item)
-    return tuple(kept)
