@@ -14,11 +14,11 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
+from functools import cached_property, partial
 from urllib.parse import urljoin
 
 from publisher.config import Settings
-from publisher.content.model import Problem
+from publisher.content.model import Article, Problem
 from publisher.content.sources import scan_directory
 from publisher.delivery import Deliverer, DeliveryReport
 from publisher.digest import PlannedDigest, plan
@@ -31,6 +31,7 @@ from publisher.mail.transport import DeliveryError, Transport, make_transport
 from publisher.notices import Notices
 from publisher.pacing import Backoff
 from publisher.secrets import load_secret_key
+from publisher.sources.intake import API_SOURCE, Intake
 from publisher.store import articles as article_store
 from publisher.store.articles import IngestResult
 from publisher.store.db import create_engine, upgrade
@@ -66,6 +67,8 @@ class Publisher:
         self._tokens: Tokens | None = None
         self._notices: Notices | None = None
         self._jobs: set[asyncio.Task[object]] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self.intake = Intake(self.engine, lambda: self.settings)
         self.hub = HubPinger(settings.websub)
         self.last_scan_at: datetime | None = None  # when the last scan finished (readiness, status)
         self.scheduler_running = False  # set by the daemon while its schedule runs
@@ -101,6 +104,7 @@ class Publisher:
         await upgrade(self.engine)
 
     async def close(self) -> None:
+        await self.intake.close()
         await self.engine.dispose()
 
     @property
@@ -121,30 +125,43 @@ class Publisher:
         return self._notices
 
     def check_content(self) -> list[Problem]:
-        return scan_directory(self.settings.content.dir, self.settings.site.url).problems
+        return [
+            problem
+            for directory in self.settings.markdown_dirs
+            for problem in scan_directory(directory, self.settings.site.url).problems
+        ]
 
     async def scan(self) -> IngestResult:
-        """Read the content directory, store what is new or edited, rebuild feeds if needed.
+        """Read the Markdown directories, store what is new, edited or removed, rebuild feeds if needed.
 
         A broken article is logged as ``path:line: message`` and skipped; the others
         are published.
         """
         async with self._scan_lock:  # the watcher and the interval scan may both fire
-            return await self._scan()
+            result = await self.intake.scan_markdown()
+            await self._published(result)
+            self.last_scan_at = utcnow()
+            return result
 
-    async def _scan(self) -> IngestResult:
-        scanned = await asyncio.to_thread(scan_directory, self.settings.content.dir, self.settings.site.url)
-        for problem in scanned.problems:
-            log.error("skipped: %s", problem)
-        result = await article_store.ingest(self.engine, scanned.articles, utcnow())
-        for article in result.new:
-            log.info("published %s (%s)", article.slug, article.id)
-        for article in result.updated:
-            log.info("updated %s (%s)", article.slug, article.id)
+    async def fetch_feeds(self) -> IngestResult:
+        """Fetch the upstream feeds that are due; store and publish what is new."""
+        async with self._scan_lock:
+            result = await self.intake.fetch_feeds()
+            await self._published(result)
+            return result
+
+    async def accept(self, articles: Sequence[Article]) -> IngestResult:
+        """Articles POSTed to the API; new ones go to instant subscribers in the background."""
+        async with self._scan_lock:
+            result = await self.intake.store(articles, API_SOURCE)
+            await self._published(result)
+        if result.new:
+            self.later("instant", partial(self.send, [Cadence.INSTANT]))
+        return result
+
+    async def _published(self, result: IngestResult) -> None:
         if result.changed or not self.feeds:
             await self.build_feeds()
-        self.last_scan_at = utcnow()
-        return result
 
     async def build_feeds(self) -> None:
         """Render every feed from the store, write the static copies, tell the WebSub hub."""
@@ -252,10 +269,29 @@ class Publisher:
                 return None
 
     async def scan_and_send_instant(self) -> None:
-        """The daemon's periodic job: new articles go at once to ``instant`` subscribers."""
-        result = await self.scan()
-        if result.new:
+        """The daemon's periodic job: new articles go at once to ``instant`` subscribers.
+
+        Planning asks the store what is due, whatever this scan found: an article
+        stored by the API or a feed just before a shutdown still goes out.
+        """
+        await self.scan()
+        await self.send([Cadence.INSTANT])
+
+    async def fetch_and_send_instant(self) -> None:
+        """The daemon's upstream feeds job: like :meth:`scan_and_send_instant`."""
+        if (await self.fetch_feeds()).new:
             await self.send([Cadence.INSTANT])
+
+    async def settle(self) -> None:
+        """Wait for the background jobs started so far (tests, and the CLI before it exits)."""
+        while self._background:
+            await asyncio.wait(set(self._background))
+
+    def later(self, name: str, job: Callable[[], Awaitable[object]]) -> None:
+        """Run ``job`` as a tracked background job (a shutdown waits for it)."""
+        task = asyncio.create_task(self.run_job(name, job))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def run_job(self, name: str, job: Callable[[], Awaitable[object]]) -> None:
         """Run one scheduled job; tracked so a shutdown can wait for it, logged if it fails."""
@@ -281,8 +317,8 @@ class Publisher:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         jobs_done = True
-        if self._jobs:
-            _, pending = await asyncio.wait(set(self._jobs), timeout=timeout)
+        if self._jobs or self._background:
+            _, pending = await asyncio.wait(self._jobs | self._background, timeout=timeout)
             jobs_done = not pending
         notices_done = self._notices is None or await self._notices.drain(max(0.0, deadline - loop.time()))
         pings_done = await self.hub.drain(max(0.0, deadline - loop.time()))

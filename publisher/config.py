@@ -69,6 +69,40 @@ class ContentSettings(_Section):
     dir: Path = Path("content")
 
 
+class MarkdownSource(_Section):
+    """A directory of Markdown files (``[content] dir`` is the default one)."""
+
+    type: Literal["markdown"]
+    dir: Path
+
+
+class FeedSource(_Section):
+    """An upstream RSS or Atom feed (a WordPress or Ghost blog), fetched every ``interval`` seconds."""
+
+    type: Literal["feed"]
+    url: str
+    interval: float = Field(default=900.0, gt=0)
+    timeout: float = Field(default=30.0, gt=0)  # seconds for the whole response
+    max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    max_redirects: int = Field(default=5, ge=0, le=20)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+
+class ApiSource(_Section):
+    """Articles POSTed to ``/api/articles`` (a CMS webhook; needs PUBLISHER_API_TOKEN)."""
+
+    type: Literal["api"]
+
+
+SourceSettings = Annotated[MarkdownSource | FeedSource | ApiSource, Field(discriminator="type")]
+
+
 class StorageSettings(_Section):
     data_dir: Path = Path("var")  # the generated secret key and other local state
 
@@ -240,9 +274,26 @@ class Settings(_Section):
     server: ServerSettings = ServerSettings()
     websub: WebSubSettings = WebSubSettings()
     subscribers: SubscribersSettings = SubscribersSettings()
+    # Where articles come from; none listed: [content] dir and the API.
+    sources: list[SourceSettings] = []
 
     # Where the file was read from; relative paths above are already resolved against it.
     source: Path | None = Field(default=None, exclude=True)
+
+    @property
+    def markdown_dirs(self) -> list[Path]:
+        if not self.sources:
+            return [self.content.dir]
+        return [s.dir for s in self.sources if isinstance(s, MarkdownSource)]
+
+    @property
+    def feed_sources(self) -> list[FeedSource]:
+        return [s for s in self.sources if isinstance(s, FeedSource)]
+
+    @property
+    def api_source(self) -> bool:
+        """Whether ``POST /api/articles`` takes articles."""
+        return not self.sources or any(isinstance(s, ApiSource) for s in self.sources)
 
     @property
     def sending_domain(self) -> str:
@@ -279,6 +330,9 @@ def _resolve_paths(settings: Settings, root: Path) -> None:
     if settings.site.templates_dir is not None:
         settings.site.templates_dir = fix(settings.site.templates_dir)
     settings.content.dir = fix(settings.content.dir)
+    for source in settings.sources:
+        if isinstance(source, MarkdownSource):
+            source.dir = fix(source.dir)
     settings.storage.data_dir = fix(settings.storage.data_dir)
     settings.delivery.outbox = fix(settings.delivery.outbox)
     if settings.smtp.ca_file is not None:

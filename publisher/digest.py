@@ -72,7 +72,9 @@ async def _pick(
     conn: AsyncConnection, cursor: int, topics: list[str], max_articles: int
 ) -> tuple[int, ...]:
     rows = await conn.execute(
-        select(articles.c.seq, articles.c.tags).where(articles.c.seq > cursor).order_by(articles.c.seq.desc())
+        select(articles.c.seq, articles.c.tags)
+        .where(articles.c.seq > cursor, articles.c.removed_at.is_(None))
+        .order_by(articles.c.seq.desc())
     )
     picked = [row.seq for row in rows if _matches(json.loads(row.tags), topics)]
     return tuple(picked[:max_articles])

@@ -45,9 +45,15 @@ def schedule_jobs(scheduler: AsyncIOScheduler, publisher: Publisher, *, at_start
         # interrupted digest is picked up too.  Cheap when there is nothing to do.
         ("retry", publisher.deliver, IntervalTrigger(seconds=min(settings.delivery.retry_base, 60.0))),
     ]
+    if settings.feed_sources:
+        # Each feed has its own interval and backoff; the job only asks which are due.
+        every = min(60.0, *(source.interval for source in settings.feed_sources))
+        jobs.append(("feeds", publisher.fetch_and_send_instant, IntervalTrigger(seconds=every)))
+    elif scheduler.get_job("feeds") is not None:  # a reload removed the last feed source
+        scheduler.remove_job("feeds")
     for name, job, trigger in jobs:
         # (next_run_time=None would add the job paused, so it is only passed to run at once.)
-        first_run = {"next_run_time": datetime.now(UTC)} if at_start and name in {"scan", "digests"} else {}
+        first_run = {"next_run_time": datetime.now(UTC)} if at_start and name in {"scan", "digests", "feeds"} else {}
         scheduler.add_job(
             publisher.run_job, trigger, args=[name, job], id=name, name=name, replace_existing=True, **first_run
         )

@@ -1,4 +1,4 @@
-"""Filesystem notifications for the Markdown content directory.
+"""Filesystem notifications for the Markdown content directories.
 
 The interval scan (``[scheduler] scan_interval``, a minute by default) is the safety
 net; this makes a new or edited article go out within seconds of being written.
@@ -26,12 +26,13 @@ def _markdown(change: watchfiles.Change, path: str) -> bool:
 
 
 async def watch_content(publisher: Publisher, on_change: Callable[[], Awaitable[object]]) -> None:
-    """Call ``on_change`` after each burst of changes to the content directory, until the service stops."""
-    directory = publisher.settings.content.dir
-    if not directory.is_dir():
-        log.warning("not watching %s: no such directory; new articles wait for the interval scan", directory)
+    """Call ``on_change`` after each burst of changes to the Markdown directories, until the service stops."""
+    directories = [d for d in publisher.settings.markdown_dirs if d.is_dir()]
+    for missing in set(publisher.settings.markdown_dirs) - set(directories):
+        log.warning("not watching %s: no such directory; new articles wait for the interval scan", missing)
+    if not directories:
         return
-    log.info("watching %s for new and changed articles", directory)
-    async for changes in watchfiles.awatch(directory, watch_filter=_markdown, stop_event=publisher.stopping):
+    log.info("watching %s for new and changed articles", ", ".join(map(str, directories)))
+    async for changes in watchfiles.awatch(*directories, watch_filter=_markdown, stop_event=publisher.stopping):
         log.debug("content changed: %s", sorted(path for _, path in changes))
         await on_change()

@@ -63,8 +63,9 @@ class _Report:
         self.at_line(self.key_lines.get(key, 1), message)
 
 
-def parse_article(data: bytes, path: str, site_url: str) -> Article:
-    """Parse one Markdown file; ``path`` names it in problems and gives the default slug."""
+def parse_article(data: bytes, path: str, site_url: str, *, slug_from_title: bool = False) -> Article:
+    """Parse one Markdown file; ``path`` names it in problems and gives the default slug
+    (the title does, with ``slug_from_title``: an article posted to the API has no file name)."""
     report = _Report(path)
     front, body, body_offset = _split_front_matter(_decode(data, report), report)
     if report.problems:  # without readable front matter every other message would be noise
@@ -75,7 +76,7 @@ def parse_article(data: bytes, path: str, site_url: str) -> Article:
     updated = fields.timestamp("updated") or published
     if published and updated and updated < published:
         report.at_key("updated", "updated is before the publication date")
-    slug = _slug(fields.text("slug"), path, report)
+    slug = _slug(fields.text("slug") or (slugify(title) if slug_from_title else ""), path, report)
     canonical_url = urljoin(site_url, fields.text("canonical_url") or f"articles/{slug}")
     article_id = fields.text("id") or canonical_url
     front_images, front_quotes = fields.images(), fields.quotes()

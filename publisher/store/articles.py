@@ -27,14 +27,15 @@ class IngestResult:
 
     new: list[Article] = field(default_factory=list)
     updated: list[Article] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # ids a complete source no longer offers
     unchanged: int = 0
 
     @property
     def changed(self) -> bool:
-        return bool(self.new or self.updated)
+        return bool(self.new or self.updated or self.removed)
 
 
-def _row(article: Article) -> dict[str, object]:
+def _row(article: Article, source: str) -> dict[str, object]:
     return {
         "id": article.id,
         "slug": article.slug,
@@ -43,6 +44,8 @@ def _row(article: Article) -> dict[str, object]:
         "tags": json.dumps(list(article.tags), ensure_ascii=False),
         "published": article.published,
         "updated": article.updated,
+        "source": source,
+        "removed_at": None,
     }
 
 
@@ -51,39 +54,55 @@ def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
         yield items[start:start + _CHUNK]
 
 
-async def ingest(engine: AsyncEngine, scanned: Sequence[Article], now: datetime) -> IngestResult:
+async def ingest(
+    engine: AsyncEngine, scanned: Sequence[Article], now: datetime, *, source: str = "", complete: bool = False
+) -> IngestResult:
     """Insert new articles and update edited ones, in one transaction.
 
     New articles are inserted oldest-published first, so their ``seq`` (the order the
-    publisher saw them in) follows publication order within one scan.
+    publisher saw them in) follows publication order within one scan.  ``complete``:
+    ``scanned`` is everything ``source`` offers (a Markdown directory), so its stored
+    articles missing from it are marked removed; a feed shows only its latest items,
+    so it is never complete.  A removed article that comes back is an edit, not news.
     """
     result = IngestResult()
     async with engine.begin() as conn:
-        known: dict[str, str] = {}
+        known: dict[str, tuple[str, bool]] = {}
         ids = [a.id for a in scanned]
         for chunk in _chunks(ids):
             rows = await conn.execute(
-                select(articles.c.id, articles.c.content_hash).where(articles.c.id.in_(chunk))
+                select(articles.c.id, articles.c.content_hash, articles.c.removed_at).where(articles.c.id.in_(chunk))
             )
-            known.update({row.id: row.content_hash for row in rows})
+            known.update({row.id: (row.content_hash, row.removed_at is not None) for row in rows})
         for article in sorted(scanned, key=lambda a: (a.published, a.id)):
-            row = _row(article)
+            row = _row(article, source)
             if article.id not in known:
                 await conn.execute(insert(articles).values(**row, first_seen_at=now, changed_at=now))
                 result.new.append(article)
-            elif known[article.id] != row["content_hash"]:
+            elif known[article.id] != (row["content_hash"], False):
                 await conn.execute(
                     update(articles).where(articles.c.id == article.id).values(**row, changed_at=now)
                 )
                 result.updated.append(article)
             else:
                 result.unchanged += 1
+        if complete:
+            gone = await conn.execute(
+                update(articles)
+                .where(articles.c.source == source, articles.c.removed_at.is_(None), articles.c.id.not_in(ids))
+                .values(removed_at=now, changed_at=now)
+                .returning(articles.c.id)
+            )
+            result.removed = sorted(gone.scalars())
     return result
 
 
 async def latest(engine: AsyncEngine, limit: int | None = None) -> list[Article]:
     """Published articles, newest first by published date (the feeds' order)."""
-    query = select(articles.c.data).order_by(articles.c.published.desc(), articles.c.id)
+    query = (
+        select(articles.c.data).where(articles.c.removed_at.is_(None))
+        .order_by(articles.c.published.desc(), articles.c.id)
+    )
     if limit is not None:
         query = query.limit(limit)
     async with engine.connect() as conn:
@@ -106,7 +125,7 @@ async def newest_seq(conn: AsyncConnection) -> int:
 async def all_tags(conn: AsyncConnection) -> list[str]:
     """Every tag used by a stored article, sorted (the topics subscribers can pick)."""
     found: dict[str, str] = {}
-    for (tags,) in await conn.execute(select(articles.c.tags)):
+    for (tags,) in await conn.execute(select(articles.c.tags).where(articles.c.removed_at.is_(None))):
         for tag in json.loads(tags):
             found.setdefault(slugify(tag), tag)
     return sorted(found.values(), key=str.casefold)
@@ -114,7 +133,10 @@ async def all_tags(conn: AsyncConnection) -> list[str]:
 
 async def by_slug(engine: AsyncEngine, slug: str) -> Article | None:
     """The article published under ``slug`` (the newest one, should two ever share it)."""
-    query = select(articles.c.data).where(articles.c.slug == slug).order_by(articles.c.seq.desc()).limit(1)
+    query = (
+        select(articles.c.data).where(articles.c.slug == slug, articles.c.removed_at.is_(None))
+        .order_by(articles.c.seq.desc()).limit(1)
+    )
     async with engine.connect() as conn:
         row = (await conn.execute(query)).first()
     return Article.from_dict(json.loads(row.data)) if row else None

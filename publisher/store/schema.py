@@ -60,6 +60,10 @@ articles = Table(
     Column("updated", UTCDateTime(), nullable=False),
     Column("first_seen_at", UTCDateTime(), nullable=False),
     Column("changed_at", UTCDateTime(), nullable=False),
+    # Which source offers it ("markdown:<dir>", "feed:<url>", "api"), and since when it
+    # no longer does (a deleted Markdown file): gone from feeds and pages, never unsent.
+    Column("source", String(1000), nullable=False, server_default=""),
+    Column("removed_at", UTCDateTime(), nullable=True),
 )
 
 subscribers = Table(

@@ -601,6 +601,9 @@ async def record_bounces(request: web.Request) -> web.Response:
 
 def add_api_routes(app: web.Application) -> None:
     """Mount the API at ``/api/`` as a sub-application with its own middleware and headers."""
+    # Imported here: that module builds on this one.
+    from publisher.web.api_articles import add_article_routes
+
     api = web.Application(middlewares=[api_middleware])
     api.router.add_get("/subscribers", list_subscribers)
     api.router.add_post("/subscribers", create_subscriber)
@@ -610,6 +613,7 @@ def add_api_routes(app: web.Application) -> None:
     api.router.add_patch(f"/subscribers/{_ID}", update_subscriber)
     api.router.add_delete(f"/subscribers/{_ID}", delete_subscriber)
     api.router.add_post("/bounces", record_bounces)
+    add_article_routes(api)
     api.on_response_prepare.append(no_store)
     api.on_startup.append(warn_if_disabled)
     app.add_subapp("/api/", api)

@@ -1,0 +1,69 @@
+"""``POST /api/articles``: the ingest API, for a CMS webhook (the ``api`` source).
+
+An article comes as Markdown with front matter (``Content-Type: text/markdown``), the
+same format as the content directory, or as JSON: the front matter's fields as an
+object, with the Markdown text under ``body``.  Both go through the Markdown
+source's parser, so an article means the same thing whichever way it arrives.  Every
+problem comes back at once as a 422.  An article is identified by its ``id`` (else
+its canonical URL): posting it again is an edit, which updates the feeds and never
+sends it twice.
+"""
+
+from __future__ import annotations
+
+import yaml
+from aiohttp import web
+
+from publisher.content.markdown import ArticleError, parse_article
+from publisher.content.model import Problem
+from publisher.web.api import ApiError, json_object, parse_json, publisher_of, read_body
+from subscribers.validation import SubscriberError
+
+MAX_ARTICLE_BODY = 2 * 1024 * 1024
+MARKDOWN_TYPES = frozenset({"text/markdown", "text/x-markdown", "text/plain"})
+NAME = "api"  # how problems name the input
+
+
+async def post_article(request: web.Request) -> web.Response:
+    publisher = publisher_of(request)
+    if not publisher.settings.api_source:
+        raise ApiError(404, "articles are not taken here: add a [[sources]] entry with type = \"api\"")
+    raw = await read_body(request, MAX_ARTICLE_BODY)
+    if request.content_type in MARKDOWN_TYPES:
+        document, with_lines = raw, True
+    elif request.content_type == "application/json":
+        document, with_lines = _from_json(parse_json(raw)), False
+    else:
+        raise ApiError(415, "send Markdown with front matter (text/markdown) or JSON (application/json)")
+    try:
+        article = parse_article(document, NAME, publisher.settings.site.url, slug_from_title=True)
+    except ArticleError as exc:
+        problems = [_problem(p, with_lines) for p in exc.problems]
+        raise ApiError(422, f"{len(problems)} problem{'s' if len(problems) != 1 else ''} with the article",
+                       problems) from None
+    result = await publisher.accept([article])
+    state = "new" if result.new else "updated" if result.updated else "unchanged"
+    body = {"id": article.id, "slug": article.slug, "url": article.canonical_url, "status": state}
+    return web.json_response(body, status=201 if result.new else 200)
+
+
+def _from_json(body: object) -> bytes:
+    """The JSON shape as the Markdown document it stands for."""
+    try:
+        fields = json_object(body)
+    except SubscriberError as exc:
+        raise ApiError(422, str(exc), [exc]) from None
+    text = fields.pop("body", "")
+    if not isinstance(text, str):
+        raise ApiError(422, "1 problem with the article", [SubscriberError("body must be Markdown text", "body")])
+    front = yaml.safe_dump(fields, allow_unicode=True, sort_keys=False) if fields else ""
+    return f"---\n{front}---\n{text}".encode()
+
+
+def _problem(problem: Problem, with_lines: bool) -> SubscriberError:
+    """One entry of the 422's ``problems``; a line number only means something in Markdown."""
+    return SubscriberError(f"line {problem.line}: {problem.message}" if with_lines else problem.message, "")
+
+
+def add_article_routes(api: web.Application) -> None:
+    api.router.add_post("/articles", post_article)

@@ -1,0 +1,186 @@
+"""Every source into one store: Markdown directories, an upstream feed, and the ingest API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import feedparser
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from publisher.app import Publisher
+from publisher.config import Settings
+from publisher.web import api
+from publisher.web.keys import PUBLISHER
+from subscribers.model import Cadence
+from tests.outbox import outbox_messages
+from tests.people import add_subscriber
+from tests.test_daemon import NEW_ARTICLE
+
+FEEDS = Path(__file__).parent / "fixtures" / "feeds"
+TOKEN = "test-api-token-0b9e4c61d2a84f7a"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def atom_titles(publisher: Publisher) -> list[str]:
+    return [e.title for e in feedparser.parse(publisher.feeds["feed.atom"].body).entries]
+
+
+# --- Markdown: new, edited, removed ------------------------------------------------------
+
+
+async def test_a_deleted_file_leaves_the_feeds_and_coming_back_is_not_news(publisher: Publisher) -> None:
+    await add_subscriber(publisher.engine, "ann@example.org")
+    article = publisher.settings.content.dir / "harbour-bridge.md"
+    article.write_text(NEW_ARTICLE, encoding="utf-8")
+    await publisher.scan()
+    assert "The harbour bridge reopens early" in atom_titles(publisher)
+
+    article.unlink()
+    removed = await publisher.scan()
+    assert removed.removed == ["harbour-bridge-reopens"]
+    assert "The harbour bridge reopens early" not in atom_titles(publisher)
+
+    article.write_text(NEW_ARTICLE, encoding="utf-8")
+    back = await publisher.scan()
+    assert (back.new, [a.id for a in back.updated]) == ([], ["harbour-bridge-reopens"])
+    assert "The harbour bridge reopens early" in atom_titles(publisher)
+
+
+async def test_a_broken_file_removes_nothing(publisher: Publisher) -> None:
+    article = publisher.settings.content.dir / "harbour-bridge.md"
+    article.write_text(NEW_ARTICLE, encoding="utf-8")
+    await publisher.scan()
+    article.write_text("---\ntitle: [unclosed\n---\n", encoding="utf-8")  # mid-edit
+    result = await publisher.scan()
+    assert result.removed == [] and "The harbour bridge reopens early" in atom_titles(publisher)
+
+
+# --- an upstream feed --------------------------------------------------------------------
+
+
+@pytest.fixture
+async def blog() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
+    """A WordPress-shaped RSS feed that honours If-None-Match; yields its URL and the requests' headers."""
+    body = (FEEDS / "wordpress.rss").read_bytes()
+    seen: list[dict[str, str]] = []
+
+    async def feed(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        if request.headers.get("If-None-Match") == '"v1"':
+            return web.Response(status=304)
+        return web.Response(body=body, content_type="application/rss+xml", headers={"ETag": '"v1"'})
+
+    app = web.Application()
+    app.router.add_get("/feed/", feed)
+    async with TestServer(app) as server:
+        yield str(server.make_url("/feed/")), seen
+
+
+async def test_an_upstream_feed_is_fetched_published_sent_and_then_not_modified(
+    make_settings: Callable[..., Settings], blog: tuple[str, list[dict[str, str]]]
+) -> None:
+    url, seen = blog
+    settings = make_settings(
+        f'[[sources]]\ntype = "markdown"\ndir = "content"\n\n'
+        f'[[sources]]\ntype = "feed"\nurl = "{url}"\ninterval = 0.001\n'
+    )
+    publisher = Publisher(settings)
+    await publisher.start()
+    try:
+        await publisher.scan()
+        await add_subscriber(publisher.engine, "reader@example.org", cadence=Cadence.INSTANT)
+        await publisher.fetch_and_send_instant()
+        titles = atom_titles(publisher)
+        [digest] = outbox_messages(settings)
+        again = await publisher.fetch_feeds()
+    finally:
+        await publisher.close()
+
+    upstream = {"Kim Goes to Vladivostok: Does the Ukraine War Bind Two Outcasts Together?", "What the West Can Still Do"}
+    assert upstream <= set(titles) and len(titles) >= 3 + len(upstream)  # beside the sample articles
+    assert "Vladivostok" in digest.get_body(("html",)).get_content()
+    assert seen[0]["User-Agent"].startswith("publisher/")
+    assert seen[-1].get("If-None-Match") == '"v1"' and not again.changed  # a 304: nothing to do
+    assert list((settings.storage.data_dir / "upstream").glob("*.json"))  # validators survive a restart
+
+
+# --- the ingest API ----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def client(publisher: Publisher, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[TestClient]:
+    monkeypatch.setenv("PUBLISHER_API_TOKEN", TOKEN)
+    await publisher.scan()
+    app = web.Application()
+    app[PUBLISHER] = publisher
+    api.add_api_routes(app)
+    async with TestClient(TestServer(app), headers=AUTH) as test_client:
+        yield test_client
+
+
+async def test_markdown_posted_to_the_api_is_published_once_and_an_edit_is_not_news(
+    client: TestClient, publisher: Publisher, settings: Settings
+) -> None:
+    await add_subscriber(publisher.engine, "reader@example.org")
+    headers = {"Content-Type": "text/markdown"}
+    response = await client.post("/api/articles", data=NEW_ARTICLE.encode(), headers=headers)
+    assert response.status == 201
+    created = await response.json()
+    assert created == {
+        "id": "harbour-bridge-reopens", "slug": "the-harbour-bridge-reopens-early",
+        "url": "https://news.example.org/articles/the-harbour-bridge-reopens-early", "status": "new",
+    }
+    assert "The harbour bridge reopens early" in atom_titles(publisher)
+    await publisher.settle()  # the instant digest goes out in the background
+    assert len(outbox_messages(settings)) == 1
+
+    edited = NEW_ARTICLE.replace("three weeks", "four weeks")
+    again = await client.post("/api/articles", data=edited.encode(), headers=headers)
+    assert again.status == 200 and (await again.json())["status"] == "updated"
+    assert len(outbox_messages(settings)) == 1
+
+
+async def test_json_posted_to_the_api(client: TestClient, publisher: Publisher) -> None:
+    article = {
+        "id": "urn:cms:4711", "title": "Port traffic in figures", "date": "2026-11-21T09:00:00Z",
+        "tags": ["trade"], "takeaways": ["Container volumes rose", "Bulk cargo fell"],
+        "body": "| Port | Change |\n| --- | --- |\n| North | +4% |\n\nData Sources: port authority figures.\n",
+    }
+    response = await client.post("/api/articles", json=article)
+    assert response.status == 201, await response.text()
+    await publisher.settle()
+    items = {item["title"]: item for item in json.loads(publisher.feeds["feed.json"].body)["items"]}
+    posted = items["Port traffic in figures"]
+    assert posted["tags"] == ["trade"] and "Container volumes rose" in posted["content_html"]
+    assert "<table>" in posted["content_html"] and "port authority figures" in posted["content_html"]
+
+
+async def test_every_problem_comes_back_as_422(client: TestClient) -> None:
+    response = await client.post("/api/articles", json={"date": "yesterday-ish", "tags": 5, "body": "x"})
+    assert response.status == 422
+    messages = [p["message"] for p in (await response.json())["problems"]]
+    assert len(messages) >= 2 and any("title" in m for m in messages), messages
+    markdown = await client.post("/api/articles", data=b"---\ndate: 2026-11-21\n---\n", headers={"Content-Type": "text/markdown"})
+    assert markdown.status == 422
+    assert any(p["message"].startswith("line ") for p in (await markdown.json())["problems"])
+    wrong_type = await client.post("/api/articles", data=b"<html>", headers={"Content-Type": "text/html"})
+    assert wrong_type.status == 415
+
+
+async def test_the_api_source_can_be_turned_off(make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PUBLISHER_API_TOKEN", TOKEN)
+    publisher = Publisher(make_settings('[[sources]]\ntype = "markdown"\ndir = "content"\n'))
+    await publisher.start()
+    app = web.Application()
+    app[PUBLISHER] = publisher
+    api.add_api_routes(app)
+    try:
+        async with TestClient(TestServer(app), headers=AUTH) as client:
+            response = await client.post("/api/articles", data=NEW_ARTICLE.encode(), headers={"Content-Type": "text/markdown"})
+            assert response.status == 404
+    finally:
+        await publisher.close()
