@@ -21,7 +21,7 @@ from publisher.config import Settings
 from publisher.content.model import Article, Problem
 from publisher.content.sources import scan_directory
 from publisher.delivery import Deliverer, DeliveryReport
-from publisher.digest import PlannedDigest, plan
+from publisher.digest import PlannedDigest, plan, plan_resend
 from publisher.feeds import FeedDocument, build_feeds, write_feeds
 from publisher.ledger import unfinished_digests
 from publisher.locks import exclusive, holder
@@ -199,6 +199,20 @@ class Publisher:
     async def send(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> SendResult:
         """Plan the digests due for ``cadences`` and deliver everything still pending."""
         result = SendResult(planned=await self.plan(cadences, dry_run=dry_run))
+        if not dry_run:
+            result.report = await self.deliver()
+        return result
+
+    async def resend(self, article_id: str, *, dry_run: bool = False) -> SendResult:
+        """Send ``article_id`` again to everyone whose topics it matches (``publisher resend``).
+
+        Raises :class:`publisher.digest.UnknownArticle`.
+        """
+        digest = await plan_resend(self.engine, article_id, utcnow(), dry_run=dry_run)
+        with digest_context(digest.id):
+            log.info("digest %s: %sresending %s to %d subscribers", digest.id, "(dry run) " if dry_run else "",
+                     article_id, digest.recipients)
+        result = SendResult(planned=[digest])
         if not dry_run:
             result.report = await self.deliver()
         return result

@@ -33,9 +33,10 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from publisher import ledger, logs
-from publisher.app import Publisher, utcnow
+from publisher.app import Publisher, SendResult, utcnow
 from publisher.config import ConfigError, Settings, load_settings
 from publisher.delivery import DeliveryReport
+from publisher.digest import UnknownArticle
 from publisher.inbox import BounceImportReport, InboxError, import_bounces, open_inbox
 from publisher.templating import builtin_templates_dir
 from subscribers import importer, service
@@ -273,6 +274,29 @@ def resume(ctx: click.Context, digest_id: str, wait: bool) -> None:
         raise click.ClickException(f"no paused digest {digest_id!r} (see `publisher status`)")
     out.print(f"resumed {digest_id}: sent {report.sent}, deferred {report.deferred}, failed {report.failed}",
               highlight=False, markup=False)
+
+
+@main.command()
+@click.argument("article_id")
+@click.option("--dry-run", is_flag=True, help="Say how many subscribers it would go to; send nothing.")
+@click.pass_context
+def resend(ctx: click.Context, article_id: str, dry_run: bool) -> None:
+    """Send ARTICLE_ID again (after an important correction) to every subscriber whose topics it matches.
+
+    An edited article only updates the feeds; this is the way to mail it again.
+    """
+
+    async def work(publisher: Publisher) -> SendResult:
+        return await publisher.resend(article_id, dry_run=dry_run)
+
+    try:
+        result = _with_publisher(ctx, work)
+    except UnknownArticle:
+        raise click.ClickException(f"no published article has the id {article_id!r} (see the feeds' entry ids)") from None
+    [digest] = result.planned
+    verb = "would resend" if dry_run else "resent"
+    sent = "" if result.report is None else f"; sent {result.report.sent}, deferred {result.report.deferred}, failed {result.report.failed}"
+    out.print(f"{verb} {article_id} as {digest.id} to {digest.recipients} subscriber(s){sent}", highlight=False, markup=False)
 
 
 @main.group("dkim")

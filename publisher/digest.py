@@ -200,3 +200,45 @@ async def _plan(
         planned.append(PlannedDigest(ident, cadence, seqs, sum(m[2] for m in members)))
     await conn.execute(update(subscribers).where(*due).values(article_cursor=top))
     return planned
+
+
+class UnknownArticle(LookupError):
+    """No published (not removed) article has this id."""
+
+
+async def plan_resend(engine: AsyncEngine, article_id: str, now: datetime, *, dry_run: bool = False) -> PlannedDigest:
+    """A one-article digest of ``article_id`` for every active subscriber whose topics it matches.
+
+    The operator's way to send an edited article again (an edit alone never does),
+    whatever each subscriber's cadence; cursors don't move, so it doesn't change what
+    their next regular digest holds.  Its id starts with ``resend-``.
+    """
+    async with transaction(engine, dry_run=dry_run) as conn:
+        await serialize_planning(conn)
+        row = (
+            await conn.execute(
+                select(articles.c.seq, articles.c.tags).where(articles.c.id == article_id, articles.c.removed_at.is_(None))
+            )
+        ).first()
+        if row is None:
+            raise UnknownArticle(article_id)
+        tags = json.loads(row.tags)
+        active = subscribers.c.status == Status.ACTIVE
+        all_topics = (await conn.execute(select(subscribers.c.topics).where(active).distinct())).scalars().all()
+        matching = [topics for topics in all_topics if _matches(tags, json.loads(topics))]
+        seqs = (row.seq,)
+        ident = "resend" + digest_id(Cadence.INSTANT, now, seqs).removeprefix(Cadence.INSTANT)
+        await conn.execute(
+            insert(digests).values(
+                id=ident, cadence=Cadence.INSTANT, article_seqs=json.dumps(seqs), status="sending", created_at=now
+            )
+        )
+        added = await conn.execute(
+            insert(deliveries).from_select(
+                ["digest_id", "subscriber_id", "state", "attempts", "updated_at"],
+                select(
+                    literal(ident), subscribers.c.id, literal("pending"), literal(0), literal(now, UTCDateTime())
+                ).where(active, subscribers.c.topics.in_(matching)),
+            )
+        )
+        return PlannedDigest(ident, Cadence.INSTANT, seqs, added.rowcount)

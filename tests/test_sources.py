@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from publisher.app import Publisher
 from publisher.config import Settings
+from publisher.digest import UnknownArticle
 from publisher.web import api
 from publisher.web.keys import PUBLISHER
 from subscribers.model import Cadence
@@ -184,3 +185,28 @@ async def test_the_api_source_can_be_turned_off(make_settings: Callable[..., Set
             assert response.status == 404
     finally:
         await publisher.close()
+
+
+# --- resending an edited article -----------------------------------------------------------
+
+
+async def test_an_edit_is_not_resent_unless_the_operator_asks(publisher: Publisher, settings: Settings) -> None:
+    await add_subscriber(publisher.engine, "all@example.org")
+    await add_subscriber(publisher.engine, "trade@example.org", topics=["trade"])
+    article = publisher.settings.content.dir / "harbour-bridge.md"
+    article.write_text(NEW_ARTICLE, encoding="utf-8")
+    await publisher.scan_and_send_instant()
+    assert len(outbox_messages(settings)) == 1  # only the subscriber of every topic
+
+    article.write_text(NEW_ARTICLE.replace("three weeks", "four weeks"), encoding="utf-8")
+    await publisher.scan_and_send_instant()
+    assert len(outbox_messages(settings)) == 1  # an edit updates the feeds, sends nothing
+
+    dry = await publisher.resend("harbour-bridge-reopens", dry_run=True)
+    assert dry.planned[0].recipients == 1 and dry.report is None
+    result = await publisher.resend("harbour-bridge-reopens")
+    assert result.planned[0].id.startswith("resend-") and result.report is not None and result.report.sent == 1
+    messages = outbox_messages(settings)
+    assert len(messages) == 2 and "four weeks" in messages[-1].get_body(("plain",)).get_content()
+    with pytest.raises(UnknownArticle):
+        await publisher.resend("no-such-article")
