@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,7 +33,7 @@ from rich.progress import (
 from rich.table import Column, Table
 from rich.text import Text
 
-from publisher import ledger, logs
+from publisher import ledger, logs, nodes
 from publisher.app import Publisher, SendResult, utcnow
 from publisher.config import ConfigError, Settings, load_settings
 from publisher.delivery import DeliveryReport
@@ -234,8 +235,20 @@ def _progress_bar() -> Iterator[tuple[Progress, TaskID]]:
 @main.command()
 @click.pass_context
 def status(ctx: click.Context) -> None:
-    """The latest digests: their state, why one paused, and their messages by state."""
-    states = _with_publisher(ctx, lambda p: ledger.states(p.engine))
+    """The running daemon (next job runs, last scan, recent errors), deliveries to do, the latest digests."""
+
+    async def gather(publisher: Publisher) -> tuple[list[nodes.Node], dict[str, int], list[ledger.DigestState]]:
+        return (
+            await nodes.live(publisher.engine, utcnow()),
+            await ledger.totals(publisher.engine),
+            await ledger.states(publisher.engine),
+        )
+
+    running, totals, states = _with_publisher(ctx, gather)
+    _print_nodes(running)
+    to_do = ", ".join(f"{totals.get(state, 0)} {state}" for state in ("pending", "sending", "deferred", "failed"))
+    out.print(f"deliveries of unfinished digests: {to_do}", highlight=False)
+    out.print()
     counted = ("pending", "sending", "deferred", "sent", "failed", "cancelled")
     labels = ("pend", "send", "defer", "sent", "fail", "cncl")  # narrow: fits 80 columns
     table = Table(
@@ -255,6 +268,34 @@ def status(ctx: click.Context) -> None:
                       highlight=False, markup=False)
     if not states:
         out.print("no digests yet", highlight=False)
+
+
+def _print_nodes(running: list[nodes.Node]) -> None:
+    if not running:
+        out.print("daemon: not running (no heartbeat in the last "
+                  f"{nodes.STALE_AFTER.total_seconds():.0f} s)", highlight=False)
+        out.print()
+        return
+    now = utcnow()
+    for node in running:
+        state = node.state
+        out.print(f"daemon: pid {node.pid} on {node.host}, {node.role}, up {_ago(node.started_at, now)}, "
+                  f"seen {_ago(node.seen_at, now)} ago", highlight=False, markup=False)
+        scanned = state.get("last_scan_at")
+        out.print(f"  last scan: {_ago(datetime.fromisoformat(scanned), now) + ' ago' if scanned else 'not yet'}",
+                  highlight=False, markup=False)
+        for job, at in sorted(state.get("jobs", {}).items()):
+            when = f"in {_ago(now, datetime.fromisoformat(at))}" if at else "paused"
+            out.print(f"  next {job}: {when}", highlight=False, markup=False)
+        for problem in state.get("errors", []):
+            out.print(f"  {problem['at']} {problem['level']}: {problem['message']}", highlight=False, markup=False)
+        out.print()
+
+
+def _ago(earlier: datetime, later: datetime) -> str:
+    seconds = max(0, int((later - earlier).total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h {rest // 60:02d}m" if hours else f"{rest // 60}m {rest % 60:02d}s"
 
 
 @main.command()

@@ -16,11 +16,14 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import partial
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 
+from publisher import nodes
 from publisher.app import Publisher
 from publisher.config import ConfigError, Settings
 from publisher.locks import exclusive, holder
@@ -81,6 +84,22 @@ async def _listen(runner: web.AppRunner, settings: Settings) -> None:
 async def _serve_until_stopped(publisher: Publisher, settings: Settings, reload: Callable[[], Settings]) -> None:
     """Run the schedule until SIGTERM/SIGINT, then drain the job in progress; SIGHUP reloads."""
     scheduler = build_scheduler(publisher)
+    problems = nodes.RecentProblems()
+    logging.getLogger().addHandler(problems)
+    node = nodes.this_node("daemon", datetime.now(UTC))
+
+    async def beat() -> None:
+        state = {
+            "jobs": {job.id: job.next_run_time for job in scheduler.get_jobs() if job.id != "heartbeat"},
+            "last_scan_at": publisher.last_scan_at,
+            "errors": list(problems.records),
+        }
+        await nodes.heartbeat(publisher.engine, node, state, datetime.now(UTC))
+
+    scheduler.add_job(
+        publisher.run_job, IntervalTrigger(seconds=nodes.HEARTBEAT_SECONDS), args=["heartbeat", beat],
+        id="heartbeat", name="heartbeat", next_run_time=datetime.now(UTC),
+    )
     scheduler.start()
     publisher.scheduler_running = True
     watcher = asyncio.create_task(
@@ -113,7 +132,9 @@ async def _serve_until_stopped(publisher: Publisher, settings: Settings, reload:
             await watcher
         if not drained:
             log.warning("delivery still busy after %ss; its rows stay resumable", settings.server.shutdown_timeout)
+        await nodes.leave(publisher.engine, node)
     finally:
+        logging.getLogger().removeHandler(problems)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
 

@@ -208,3 +208,15 @@ async def due_count(engine: AsyncEngine, now: datetime) -> int:
             .select_from(deliveries.join(digests, digests.c.id == deliveries.c.digest_id))
             .where(digests.c.status == "sending", _due(now))
         ) or 0
+
+
+async def totals(engine: AsyncEngine) -> dict[str, int]:
+    """Rows by state over every digest not finished (what is still to do, and what failed in it)."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(deliveries.c.state, func.count())
+            .join(digests, digests.c.id == deliveries.c.digest_id)
+            .where(digests.c.status != "finished")
+            .group_by(deliveries.c.state)
+        )
+        return {state: count for state, count in rows}

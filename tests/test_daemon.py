@@ -211,3 +211,29 @@ def test_sighup_reloads_the_config_keeping_connections_and_a_broken_one_changes_
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
     assert "Traceback" not in log_path.read_text(encoding="utf-8")
+
+
+def test_status_shows_the_running_daemon_its_next_jobs_last_scan_and_errors(
+    daemon: tuple[subprocess.Popen[bytes], str, Path],
+) -> None:
+    process, _, site_dir = daemon
+    config = site_dir / "config.toml"
+    env = os.environ | {"PUBLISHER_SECRET_KEY": "daemon-test-key"}
+    (site_dir / "content" / "broken.md").write_text("---\ntitle: [unclosed\n---\n", encoding="utf-8")
+
+    def status() -> str:
+        return subprocess.run(publisher_cmd(config, "status"), check=True, capture_output=True, text=True,
+                              env=env, timeout=60).stdout
+
+    def status_with_the_error() -> str | None:
+        shown = status()
+        return shown if "broken.md" in shown else None
+
+    shown = str(wait_for(status_with_the_error, what="the error in status"))
+    assert f"daemon: pid {process.pid} on " in shown
+    assert "last scan: " in shown and "next digests: in " in shown and "next scan: in " in shown
+    assert "ERROR: skipped: " in shown and "broken.md" in shown
+    assert "deliveries of unfinished digests: " in shown
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    assert "daemon: not running" in status()

@@ -131,3 +131,17 @@ deliveries = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
 )
 Index("ix_deliveries_state", deliveries.c.digest_id, deliveries.c.state)
+
+# Each running daemon (a node): its heartbeat, and what ``publisher status`` shows of it
+# (next job runs, last scan, recent errors) as JSON.
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("id", String(200), primary_key=True),  # host:pid:start
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("role", String(20), nullable=False),  # daemon (issue 6 adds leader / worker)
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("seen_at", UTCDateTime(), nullable=False),
+    Column("state", Text, nullable=False, server_default="{}"),
+)
