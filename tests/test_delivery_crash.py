@@ -17,6 +17,7 @@ import asyncio
 import os
 import random
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -148,3 +149,63 @@ def test_killed_five_times_every_subscriber_received_and_duplicates_bounded_by_i
             f"<= {in_flight_total} in flight; {time.monotonic() - started:.1f} s in all"
         )
     assert duplicates <= in_flight_total
+
+
+def test_sigterm_during_a_send_loses_nothing_and_the_rest_goes_after_a_restart(tmp_path: Path) -> None:
+    """The daemon stopped politely mid-digest: it finishes the messages in hand, exits 0,
+    and the next start sends the rest; nobody is lost and, the stop being orderly, nobody
+    gets it twice."""
+    count = 4000
+    addresses = [f"term{i:04d}@example.org" for i in range(count)]
+    db = tmp_path / "data" / "publisher.db"
+    log = tmp_path / "daemon.log"
+    with FaultServer(keep_content=False) as server:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        config = write_site(
+            tmp_path, smtp_port=server.port,
+            smtp=f"timeout = 10\n[server]\nport = {port}\nshutdown_timeout = 20\n[scheduler]\nscan_interval = 3600",
+        )
+        ids = asyncio.run(prepare(config, addresses))
+
+        def run_daemon() -> subprocess.Popen[bytes]:
+            with log.open("ab") as out:
+                return subprocess.Popen(
+                    [sys.executable, "-m", "publisher", "--config", str(config), "run"],
+                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                )
+
+        first = run_daemon()
+        try:
+            while not server.wait_for(count // 3, timeout=0.2):
+                assert first.poll() is None, log.read_text(errors="replace")[-3000:]
+            first.send_signal(signal.SIGTERM)
+            assert first.wait(timeout=30) == 0
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait()
+        at_stop = len(server.snapshot())
+        states = ledger_states(db)
+        assert at_stop < count and states["sending"] == 0, (at_stop, states)  # nothing left in limbo
+        assert states["sent"] == at_stop  # every message the server took is recorded, and only those
+
+        second = run_daemon()
+        try:
+            while not server.wait_for(count, timeout=0.2):
+                assert second.poll() is None, log.read_text(errors="replace")[-3000:]
+            while ledger_states(db)["sent"] < count:  # the last outcomes reach the ledger
+                assert second.poll() is None
+                server.wait_for(count + 1, timeout=0.1)
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(timeout=30) == 0
+        finally:
+            if second.poll() is None:
+                second.kill()
+                second.wait()
+        accepted = server.snapshot()
+
+    received = Counter(parsed[1] for a in accepted if (parsed := digest_recipient(a.message_id)))
+    assert set(received) == set(ids.values()) and max(received.values()) == 1
+    assert "Traceback" not in log.read_text(errors="replace")
