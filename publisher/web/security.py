@@ -37,14 +37,36 @@ _HEADERS = {
 }
 
 
+def security_headers(*, https: bool) -> dict[str, str]:
+    """The headers every response gets, in the order they are added.
+
+    A response that already carries one of them keeps its own value.  Handlers that
+    build their headers ahead of time (the feeds) include these and answer with a
+    :class:`SecuredResponse`, which the hook below skips.
+    """
+    extra = {"Strict-Transport-Security": "max-age=31536000"} if https else {}
+    return {"Content-Security-Policy": PAGE_CSP} | _HEADERS | extra
+
+
+class SecuredResponse(web.Response):
+    """A response whose headers were built with :func:`security_headers` already in them.
+
+    The hook below leaves it alone: for responses prepared ahead of time (the feeds),
+    where these headers are part of a header set made once, not once per request.
+    """
+
+
 def add_security_headers(app: web.Application, *, https: bool) -> None:
     """Set the headers on every response, streamed ones included, just before they go out."""
-    extra = {"Strict-Transport-Security": "max-age=31536000"} if https else {}
+    # Computed once: this runs for every response, the feeds' 304s included.
+    headers = tuple(security_headers(https=https).items())
 
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
-        response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
-        for name, value in (_HEADERS | extra).items():
-            response.headers.setdefault(name, value)
+        if type(response) is SecuredResponse:
+            return
+        target = response.headers
+        for name, value in headers:
+            target.setdefault(name, value)
 
     app.on_response_prepare.append(on_prepare)
 

@@ -1,0 +1,139 @@
+"""Operations endpoints: liveness, readiness and Prometheus metrics.
+
+* ``GET /healthz``: the process answers (no I/O): 200 ``{"status": "ok"}``.  For a
+  liveness probe: restart the process when this fails.
+* ``GET /readyz``: 200 only when the database answers ``SELECT 1`` within
+  :data:`DB_TIMEOUT` seconds, the schedule runs and the last content scan is recent
+  (younger than ``max(3 × [scheduler] scan_interval, 60 s)``); otherwise 503.  Both
+  carry every check with its outcome, e.g. ``{"status": "not ready", "checks":
+  {"database": {"ok": true, "detail": "SELECT 1 in 2 ms"}, "scheduler": {"ok": false,
+  "detail": "the schedule is not running"}, ...}}``.  For a readiness probe or a load
+  balancer: send no traffic while this fails.
+* ``GET /metrics``: :mod:`publisher.metrics` in Prometheus' text format; the queue depth
+  gauge is refreshed from the ledger first (at most every :data:`QUEUE_DEPTH_EVERY`
+  seconds, so a busy scraper costs one COUNT query per interval).
+
+These answer on the daemon's own port; behind a proxy keep ``/metrics`` and
+``/readyz`` internal (deploy/nginx.conf does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from publisher import metrics
+from publisher.app import Publisher
+from publisher.ledger import due_count
+from publisher.web.keys import PUBLISHER
+
+log = logging.getLogger(__name__)
+
+DB_TIMEOUT = 2.0  # seconds the database has to answer SELECT 1
+MIN_SCAN_AGE = 60.0  # seconds: the shortest staleness limit, whatever scan_interval says
+SCAN_INTERVALS = 3  # a scan is stale after this many intervals without one
+QUEUE_DEPTH_EVERY = 5.0  # seconds between two ledger counts for /metrics
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    publisher = request.app[PUBLISHER]
+    checks = {
+        "database": await _database(publisher),
+        "scheduler": _scheduler(publisher),
+        "scan": _scan(publisher, datetime.now(UTC)),
+    }
+    ready = all(check["ok"] for check in checks.values())
+    return web.json_response(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status=200 if ready else 503,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def _database(publisher: Publisher) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(DB_TIMEOUT):
+            async with publisher.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+    except TimeoutError:
+        return {"ok": False, "detail": f"SELECT 1 did not answer within {DB_TIMEOUT:g} s"}
+    except (SQLAlchemyError, OSError) as exc:  # the driver's errors, wrapped or not
+        return {"ok": False, "detail": f"SELECT 1 failed: {_first_line(exc)}"}
+    return {"ok": True, "detail": f"SELECT 1 in {(time.perf_counter() - started) * 1000:.0f} ms"}
+
+
+def _first_line(exc: BaseException) -> str:
+    """The exception's class and the first line of its message (SQLAlchemy appends SQL and links)."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if len(message) > 200:
+        message = message[:200] + "…"
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _scheduler(publisher: Publisher) -> dict[str, Any]:
+    if publisher.scheduler_running:
+        return {"ok": True, "detail": "the schedule is running"}
+    return {"ok": False, "detail": "the schedule is not running"}
+
+
+def _scan(publisher: Publisher, now: datetime) -> dict[str, Any]:
+    limit = max(SCAN_INTERVALS * publisher.settings.scheduler.scan_interval, MIN_SCAN_AGE)
+    last = publisher.last_scan_at
+    if last is None:
+        return {"ok": False, "detail": "no scan has finished yet", "max_age_seconds": limit}
+    age = (now - last) / timedelta(seconds=1)
+    detail = {"last_scan_at": last.isoformat(), "age_seconds": round(age, 1), "max_age_seconds": limit}
+    if age > limit:
+        return {"ok": False, "detail": f"the last scan finished {age:.0f} s ago (limit {limit:g} s)"} | detail
+    return {"ok": True, "detail": f"the last scan finished {age:.0f} s ago"} | detail
+
+
+class QueueDepth:
+    """Refreshes the queue depth gauge from the ledger, at most every ``every`` seconds."""
+
+    def __init__(self, every: float = QUEUE_DEPTH_EVERY) -> None:
+        self.every = every
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def refresh(self, publisher: Publisher) -> None:
+        async with self._lock:  # concurrent scrapes share one query
+            now = time.monotonic()
+            if now < self._next:
+                return
+            self._next = now + self.every
+            try:
+                async with asyncio.timeout(DB_TIMEOUT):
+                    depth = await due_count(publisher.engine, datetime.now(UTC))
+            except (TimeoutError, SQLAlchemyError, OSError) as exc:  # the gauge keeps its last value
+                log.warning("metrics: cannot count the due ledger rows: %s", _first_line(exc))
+                return
+            metrics.queue_depth(depth)
+
+
+QUEUE_DEPTH_KEY = web.AppKey("queue_depth", QueueDepth)
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    await request.app[QUEUE_DEPTH_KEY].refresh(request.app[PUBLISHER])
+    body, content_type = metrics.render()
+    return web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
+
+
+def add_health_routes(app: web.Application) -> None:
+    app[QUEUE_DEPTH_KEY] = QueueDepth()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_page)
