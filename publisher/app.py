@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, partial
 from urllib.parse import urljoin
 
+from publisher import metrics
 from publisher.config import Settings
 from publisher.content.model import Article, Problem
 from publisher.content.sources import scan_directory
@@ -138,8 +140,10 @@ class Publisher:
         are published.
         """
         async with self._scan_lock:  # the watcher and the interval scan may both fire
+            started = time.perf_counter()
             result = await self.intake.scan_markdown()
             await self._published(result)
+            metrics.scan_finished(time.perf_counter() - started)
             self.last_scan_at = utcnow()
             return result
 
@@ -160,6 +164,7 @@ class Publisher:
         return result
 
     async def _published(self, result: IngestResult) -> None:
+        metrics.articles_published(len(result.new))
         if result.changed or not self.feeds:
             await self.build_feeds()
 
@@ -188,6 +193,8 @@ class Publisher:
                 grace=timedelta(hours=settings.grace_hours),
             )
             for digest in planned:
+                if not dry_run:
+                    metrics.digest_planned(digest.cadence)
                 with digest_context(digest.id):
                     log.info(
                         "digest %s: %s%d articles for %d subscribers",
@@ -214,6 +221,7 @@ class Publisher:
                      article_id, digest.recipients)
         result = SendResult(planned=[digest])
         if not dry_run:
+            metrics.digest_planned(digest.cadence)
             result.report = await self.deliver()
         return result
 

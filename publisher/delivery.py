@@ -36,7 +36,7 @@ import contextlib
 import logging
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -45,7 +45,7 @@ import jinja2
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from publisher import ledger
+from publisher import ledger, metrics
 from publisher.config import Settings
 from publisher.logs import digest_context
 from publisher.mail.bounces import smtp_reply_kind
@@ -137,8 +137,7 @@ class Deliverer:
         self.report = DeliveryReport()
         self._pending: list[dict[str, object]] = []
         self._bounced: list[tuple[int, BounceKind]] = []
-        self._last_flush = time.monotonic()
-        self._last_log = time.monotonic()
+        self._started = self._last_flush = self._last_log = time.monotonic()
         self._flush_lock = asyncio.Lock()
 
     async def run(self, *, wait: bool = False) -> DeliveryReport:
@@ -336,6 +335,9 @@ class Deliverer:
             self._last_flush = time.monotonic()
             now = self.clock()
             await ledger.record(self.engine, outcomes, now)
+            for state, count in Counter(str(o["state"]) for o in outcomes if o["state"] != "pending").items():
+                metrics.messages(state, count)
+            metrics.send_rate(self.report.handled / max(time.monotonic() - self._started, 1e-6))
             for subscriber_id, kind in bounced:
                 await service.record_bounce(
                     self.engine, email=None, subscriber_id=subscriber_id, kind=kind, now=now,

@@ -20,6 +20,7 @@ from publisher.config import Settings
 from publisher.feeds import FeedDocument
 from publisher.web.feeds import accepts_gzip
 from publisher.web.security import PAGE_CSP
+from tests.people import add_subscriber
 from tests.web_client import web_client
 
 IDENTITY = {"Accept-Encoding": "identity"}
@@ -196,6 +197,26 @@ async def test_metrics_functions_record_what_they_are_told() -> None:
 
 
 # --- the feed route -------------------------------------------------------------------
+
+
+async def test_the_service_records_its_work_in_the_metrics(publisher: Publisher) -> None:
+    def value(name: str, **labels: str) -> float:
+        return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = {
+        "articles": value("publisher_articles_published_total"),
+        "digests": value("publisher_digests_total", cadence="instant"),
+        "sent": value("publisher_messages_total", state="sent"),
+        "scans": value("publisher_scan_duration_seconds_count"),
+    }
+    await add_subscriber(publisher.engine, "ann@example.org")
+    await add_subscriber(publisher.engine, "bob@example.org")
+    await publisher.scan_and_send_instant()
+    assert value("publisher_articles_published_total") - before["articles"] == 3  # the sample articles
+    assert value("publisher_digests_total", cadence="instant") - before["digests"] == 1
+    assert value("publisher_messages_total", state="sent") - before["sent"] == 2
+    assert value("publisher_scan_duration_seconds_count") - before["scans"] == 1
+    assert value("publisher_send_rate") > 0
 
 
 async def test_feed_200_then_304_on_its_etag(client: TestClient, publisher: Publisher) -> None:
