@@ -29,7 +29,7 @@ from publisher.config import ConfigError, Settings
 from publisher.locks import exclusive, holder
 from publisher.scheduler import build_scheduler, schedule_jobs
 from publisher.watch import watch_content
-from publisher.web.server import create_app
+from publisher.web.server import create_runner
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ async def _run(settings: Settings, reload: Callable[[], Settings]) -> None:
     publisher = Publisher(settings)
     await publisher.start()
     await publisher.build_feeds()
-    runner = web.AppRunner(create_app(publisher), handle_signals=False, access_log=None)
+    runner = create_runner(publisher)
     await runner.setup()
     try:
         await _listen(runner, settings)

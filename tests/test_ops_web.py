@@ -9,7 +9,9 @@ from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -20,6 +22,7 @@ from publisher.config import Settings
 from publisher.feeds import FeedDocument
 from publisher.web.feeds import accepts_gzip
 from publisher.web.security import PAGE_CSP
+from publisher.web.server import create_runner
 from tests.people import add_subscriber
 from tests.web_client import web_client
 
@@ -324,3 +327,38 @@ async def test_a_rebuilt_feed_is_served_at_once(client: TestClient, publisher: P
 )
 def test_accepts_gzip(value: str, expected: bool) -> None:
     assert accepts_gzip(value) is expected
+
+
+# --- the daemon's runner: feeds before the application --------------------------------
+
+
+async def test_the_daemons_runner_answers_feeds_like_the_app_and_leaves_the_rest_to_it(
+    client: TestClient, publisher: Publisher
+) -> None:
+    runner = create_runner(publisher)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession(auto_decompress=False) as session:
+            for path in ("/feed.atom", "/tags/russia/feed.rss"):
+                fast = await session.get(base + path, headers=IDENTITY)
+                routed = await client.get(path, headers=IDENTITY)  # the same app, through its router
+                assert fast.status == routed.status == 200
+                assert await fast.read() == await routed.read()
+                assert {k: v for k, v in fast.headers.items() if k not in {"Date", "Server"}} == {
+                    k: v for k, v in routed.headers.items() if k not in {"Date", "Server"}
+                }
+                assert "Content-Security-Policy" in fast.headers
+                again = await session.get(base + path, headers={"If-None-Match": fast.headers["ETag"]})
+                assert again.status == 304
+            head = await session.head(base + "/feed.json")
+            assert head.status == 200 and await head.read() == b""
+            missing = await session.get(base + "/tags/no-such-tag/feed.atom")
+            assert missing.status == 404 and missing.headers["Content-Type"].startswith("text/html")
+            assert (await session.post(base + "/feed.atom")).status == 405
+            assert (await session.get(base + "/healthz")).status == 200
+    finally:
+        await runner.cleanup()
