@@ -22,7 +22,8 @@ run: venv
 	$(BIN)/publisher --config $(CONFIG) subscribers add $(SAMPLE_SUBSCRIBER) --name "Sample Reader" --cadence instant
 	$(BIN)/publisher --config $(CONFIG) run
 
-## Run the whole test suite.
+## Run the whole test suite. Store tests run on SQLite and on PostgreSQL (a local server by default;
+## PUBLISHER_TEST_POSTGRES_URL=postgresql://… names another, =off skips them: see tests/databases.py).
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

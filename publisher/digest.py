@@ -131,6 +131,8 @@ async def _due_waves(
         select(subscribers.c.timezone, subscribers.c.send_hour)
         .where(*_active(cadence))
         .group_by(subscribers.c.timezone, subscribers.c.send_hour)
+        # GROUP BY has no order of its own (PostgreSQL hashes): the same waves, the same order, anywhere.
+        .order_by(subscribers.c.timezone, subscribers.c.send_hour.nulls_first())
     )
     waves = []
     for timezone, hour in groups.all():

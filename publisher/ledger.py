@@ -23,6 +23,12 @@ from publisher.store.schema import deliveries, digests, subscribers
 OPEN_STATES = ("pending", "sending", "deferred")
 
 
+def _storable(text: object) -> object:
+    """Text as every backend keeps it: PostgreSQL refuses NUL characters in text, which
+    SQLite would store (a remote server's reply may hold anything)."""
+    return text.replace("\x00", "\ufffd") if isinstance(text, str) else text
+
+
 def _due(now: datetime) -> ColumnElement[bool]:
     """Rows to try now: never tried, left ``sending`` by a run that died, or deferred until now."""
     return or_(
@@ -100,7 +106,7 @@ async def record(engine: AsyncEngine, outcomes: Sequence[dict[str, object]], now
         if outcome["state"] == "sent":
             sent.setdefault(outcome["digest"], []).append(outcome["sid"])
         else:
-            other.append(outcome)
+            other.append(outcome | {"last_reply": _storable(outcome.get("last_reply"))})
     async with engine.begin() as conn:
         for digest_id, ids in sent.items():
             await conn.execute(
@@ -162,7 +168,7 @@ async def pause(engine: AsyncEngine, digest_id: str, reason: str) -> None:
         await conn.execute(
             update(digests)
             .where(digests.c.id == digest_id, digests.c.status == "sending")
-            .values(status="paused", pause_reason=reason)
+            .values(status="paused", pause_reason=_storable(reason))
         )
 
 

@@ -335,10 +335,21 @@ def test_updated_before_published_is_a_problem() -> None:
         ("image: {alt: no src}\n", 4, "image: an image is a URL or a mapping with src, alt and caption"),
         ("quote: [x]\n", 4, "quote must be text or a mapping with text (and cite)"),
         ("slug: Not A Slug\n", 4, "slug 'Not A Slug' is not URL-safe: use 'not-a-slug'"),
+        # What the store's columns can't hold is a problem of the file, not a failed scan.
+        (f"slug: {'s' * 301}\n", 4, "slug is longer than 300 characters"),
+        (f"id: {'i' * 1001}\n", 4, "id is longer than 1000 characters"),
+        ('id: "a\\0b"\n', 4, "id contains a NUL character"),
+        (f"canonical_url: https://news.example/{'c' * 1000}\n", 4,
+         "the canonical URL (the id when there is none) is longer than 1000 characters"),
     ],
 )
 def test_wrong_types_are_problems_at_their_key(front: str, line: int, message: str) -> None:
     assert problems(yaml_article(front)) == [Problem(PATH, line, message)]
+
+
+def test_a_slug_made_from_a_long_title_is_cut_to_fit() -> None:
+    article = parse_article(yaml_article().replace("Sample", "word " * 100).encode(), "api", SITE, slug_from_title=True)
+    assert len(article.slug) <= 300 and not article.slug.endswith("-") and article.slug.startswith("word-word")
 
 
 def test_ragged_table_rows_report_their_lines() -> None:

@@ -151,6 +151,10 @@ def test_a_port_in_use_is_a_clear_error(site_dir: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.sqlite_only(
+    "the lock file beside the SQLite database keeps a second daemon off it; on PostgreSQL several "
+    "daemons may share the database (issue 6: one leader runs the schedule)"
+)
 def test_a_second_daemon_on_the_same_database_refuses_to_start(
     daemon: tuple[subprocess.Popen[bytes], str, Path],
 ) -> None:

@@ -18,7 +18,6 @@ import os
 import random
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -29,8 +28,11 @@ import pytest
 
 from publisher.app import Publisher
 from publisher.config import load_settings
+from tests.databases import rows
 from tests.delivery_sites import insert_subscribers, write_site
 from tests.smtp_faults import FaultServer, digest_recipient
+
+pytestmark = pytest.mark.usefixtures("database")  # on SQLite and on PostgreSQL
 
 SUBSCRIBERS = 20_000
 KILLS = 5
@@ -46,19 +48,17 @@ def start_send(config: Path, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def ledger_states(db: Path) -> Counter[str]:
-    with sqlite3.connect(db) as conn:
-        return Counter(dict(conn.execute("SELECT state, count(*) FROM deliveries GROUP BY state").fetchall()))
+# Read the ledger from outside, as an operator would, while the sender may be running.
+def ledger_states(site: Path) -> Counter[str]:
+    return Counter(dict(rows(site, "SELECT state, count(*) FROM deliveries GROUP BY state")))
 
 
-def sent_ids(db: Path) -> set[int]:
-    with sqlite3.connect(db) as conn:
-        return {sid for (sid,) in conn.execute("SELECT subscriber_id FROM deliveries WHERE state = 'sent'")}
+def sent_ids(site: Path) -> set[int]:
+    return {sid for (sid,) in rows(site, "SELECT subscriber_id FROM deliveries WHERE state = 'sent'")}
 
 
-def digest_statuses(db: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(db) as conn:
-        return list(conn.execute("SELECT id, status FROM digests").fetchall())
+def digest_statuses(site: Path) -> list[tuple[str, str]]:
+    return [(ident, status) for ident, status in rows(site, "SELECT id, status FROM digests")]
 
 
 async def prepare(config: Path, addresses: list[str]) -> dict[str, int]:
@@ -76,7 +76,6 @@ def test_killed_five_times_every_subscriber_received_and_duplicates_bounded_by_i
     rng = random.Random(SEED)
     addresses = [f"crash{i:05d}@example.org" for i in range(SUBSCRIBERS)]
     log = tmp_path / "send.log"
-    db = tmp_path / "data" / "publisher.db"
     kills: list[tuple[int, int, float]] = []  # (messages received when killed, rows left sending, seconds)
     started = time.monotonic()
     with FaultServer(keep_content=False) as server:
@@ -105,10 +104,10 @@ def test_killed_five_times_every_subscriber_received_and_duplicates_bounded_by_i
                     process.kill()
                 process.wait()
             assert process.returncode == -signal.SIGKILL, f"run {kill + 1} exited {process.returncode} by itself"
-            in_flight = ledger_states(db)["sending"]
+            in_flight = ledger_states(tmp_path)["sending"]
             # The ledger never says "sent" before the server said 250: nothing is lost.
             received_ids = {parsed[1] for a in server.snapshot() if (parsed := digest_recipient(a.message_id))}
-            unreceived = sent_ids(db) - received_ids
+            unreceived = sent_ids(tmp_path) - received_ids
             assert not unreceived, f"kill {kill + 1}: {len(unreceived)} rows sent but never received"
             kills.append((len(server.accepted), in_flight, round(time.monotonic() - run_started, 1)))
 
@@ -124,8 +123,8 @@ def test_killed_five_times_every_subscriber_received_and_duplicates_bounded_by_i
         assert process.returncode == 0, log.read_text(errors="replace")[-3000:]
         accepted = server.snapshot()
 
-    states = ledger_states(db)
-    digests = digest_statuses(db)
+    states = ledger_states(tmp_path)
+    digests = digest_statuses(tmp_path)
     assert len(digests) == 1, f"the restarts planned nothing new: {digests}"
     [(digest_id, status)] = digests
     assert status == "finished"
@@ -157,7 +156,6 @@ def test_sigterm_during_a_send_loses_nothing_and_the_rest_goes_after_a_restart(t
     gets it twice."""
     count = 4000
     addresses = [f"term{i:04d}@example.org" for i in range(count)]
-    db = tmp_path / "data" / "publisher.db"
     log = tmp_path / "daemon.log"
     with FaultServer(keep_content=False) as server:
         with socket.socket() as probe:
@@ -187,7 +185,7 @@ def test_sigterm_during_a_send_loses_nothing_and_the_rest_goes_after_a_restart(t
                 first.kill()
                 first.wait()
         at_stop = len(server.snapshot())
-        states = ledger_states(db)
+        states = ledger_states(tmp_path)
         assert at_stop < count and states["sending"] == 0, (at_stop, states)  # nothing left in limbo
         assert states["sent"] == at_stop  # every message the server took is recorded, and only those
 
@@ -195,7 +193,7 @@ def test_sigterm_during_a_send_loses_nothing_and_the_rest_goes_after_a_restart(t
         try:
             while not server.wait_for(count, timeout=0.2):
                 assert second.poll() is None, log.read_text(errors="replace")[-3000:]
-            while ledger_states(db)["sent"] < count:  # the last outcomes reach the ledger
+            while ledger_states(tmp_path)["sent"] < count:  # the last outcomes reach the ledger
                 assert second.poll() is None
                 server.wait_for(count + 1, timeout=0.1)
             second.send_signal(signal.SIGTERM)

@@ -183,6 +183,7 @@ def script_faults(server: FaultServer) -> None:
         server.fail(reader(i), reply)
 
 
+@pytest.mark.usefixtures("database")
 async def test_every_subscriber_is_sent_once_or_failed_with_the_reply(tmp_path: Path) -> None:
     addresses = [reader(i) for i in range(1, N + 1)]
     with FaultServer() as server:
@@ -225,6 +226,7 @@ async def test_every_subscriber_is_sent_once_or_failed_with_the_reply(tmp_path: 
     assert sum(1 for r in rows.values() if r.state == "sent") == N - len(expected_failures)
 
 
+@pytest.mark.usefixtures("database")
 async def test_connections_reset_at_first_then_everything_goes(tmp_path: Path) -> None:
     addresses = [reader(i) for i in range(1, 101)]
     with FaultServer() as server:
@@ -237,6 +239,7 @@ async def test_connections_reset_at_first_then_everything_goes(tmp_path: Path) -
     assert server.counters.sessions_refused == 5
 
 
+@pytest.mark.usefixtures("database")
 async def test_a_relay_not_accepting_mail_for_a_second(tmp_path: Path) -> None:
     addresses = [reader(i) for i in range(1, 101)]
     with FaultServer() as server:
@@ -251,6 +254,7 @@ async def test_a_relay_not_accepting_mail_for_a_second(tmp_path: Path) -> None:
 # --- throttling --------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("database")
 async def test_throttling_relay_slows_the_digest_but_fails_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -172,6 +172,19 @@ def test_duplicate_guid_and_an_item_without_link_are_reported_and_the_rest_kept(
     assert by_slug(scan.articles)["kim-goes-to-vladivostok"].published.day == 14
 
 
+def test_a_guid_longer_than_the_store_holds_is_reported_and_a_long_slug_cut() -> None:
+    long_guid = "https://blog.example.org/?p=" + "9" * 1000
+    long_link = "https://blog.example.org/" + "-".join(["word"] * 100) + "/"
+    rss = f"""<?xml version="1.0"?><rss version="2.0"><channel><title>Blog</title><link>https://blog.example.org/</link>
+<item><title>Too long</title><guid>{long_guid}</guid><link>https://blog.example.org/too-long/</link></item>
+<item><title>Long link</title><guid>https://blog.example.org/?p=2</guid><link>{long_link}</link></item>
+</channel></rss>""".encode()
+    scan = parse_feed(rss, WP_URL, now=NOW)
+    assert scan.problems == [Problem(WP_URL, 0, f"item 1 ({long_guid}): guid longer than 1000 characters")]
+    [article] = scan.articles
+    assert len(article.slug) <= 300 and article.slug.startswith("word-word") and not article.slug.endswith("-")
+
+
 def test_ids_and_content_are_stable_across_fetches() -> None:
     first = parse_feed(WORDPRESS, WP_URL, now=NOW)
     again = parse_feed(WORDPRESS, WP_URL, now=NOW + timedelta(hours=1))

@@ -19,6 +19,7 @@ from subscribers import importer, service
 from subscribers import store as subscriber_store
 from subscribers.importer import ImportFileError, ParsedImport, RowError, parse_csv
 from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
+from tests.databases import Backend
 from tests.people import add_subscriber
 
 KNOWN = ["economy", "transport", "Public Health"]
@@ -349,7 +350,7 @@ async def test_a_sign_up_racing_the_batch_is_retried_as_existing(
 
 
 async def test_an_export_re_imports_to_the_same_subscribers(
-    publisher: Publisher, settings: Settings, tmp_path: Path
+    publisher: Publisher, settings: Settings, tmp_path: Path, database: Backend
 ) -> None:
     await publisher.scan()
     await add_subscriber(publisher.engine, "ann@example.org", name='=HYPERLINK("x"), "Ann"', cadence=Cadence.WEEKLY)
@@ -369,7 +370,7 @@ async def test_an_export_re_imports_to_the_same_subscribers(
     assert "economy|north-korea" in exported
 
     other = settings.model_copy(
-        update={"database": settings.database.model_copy(update={"url": f"sqlite+aiosqlite:///{tmp_path}/other.db"})}
+        update={"database": settings.database.model_copy(update={"url": database.url(tmp_path / "other")})}
     )
     target = Publisher(other)
     await target.start()

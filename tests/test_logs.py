@@ -192,6 +192,7 @@ async def _log_then_set(message: str, digest_id: str) -> None:
 # --- the delivery engine -------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("database")
 async def test_sender_lines_carry_the_digest_of_their_message(tmp_path: Path) -> None:
     """Two digests in one pass: the senders, started before either, tag each failure with
     the digest of the message that failed, not the digest the producer is reading."""
@@ -237,6 +238,7 @@ def publisher_cli(config: Path, *args: str, **env: str) -> subprocess.CompletedP
     )
 
 
+@pytest.mark.usefixtures("database")
 def test_send_with_json_logs_writes_only_json_to_stderr(tmp_path: Path) -> None:
     with SmtpServer(replies={"full@example.org": REFUSED}) as server:
         config = write_site(tmp_path, smtp_port=server.port)

@@ -1,4 +1,4 @@
-"""The subscriber lifecycle rules, on the real store (SQLite), without the web."""
+"""The subscriber lifecycle rules, on the real store (SQLite and PostgreSQL), without the web."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The subscription pages over HTTP: sign-up, confirmation, preferences, unsubscribe.
 
 Every flow goes through the real application (aiohttp test server), the real store
-(SQLite) and the maildir transport; links are taken from the emails it wrote.
+(SQLite and PostgreSQL) and the maildir transport; links are taken from the emails it wrote.
 """
 
 from __future__ import annotations

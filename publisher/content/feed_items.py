@@ -35,7 +35,15 @@ import feedparser  # type: ignore[import-untyped]
 import lxml.html  # type: ignore[import-untyped]
 
 from publisher.content.html import sanitize_html
-from publisher.content.model import Article, FactTable, Image, Problem, Quote
+from publisher.content.model import (
+    MAX_ID_LENGTH,
+    MAX_SLUG_LENGTH,
+    Article,
+    FactTable,
+    Image,
+    Problem,
+    Quote,
+)
 from publisher.content.slug import slugify
 from publisher.content.sources import ScanResult
 from publisher.content.text import truncate, unique
@@ -154,6 +162,10 @@ def parse_feed(data: bytes, feed_url: str, *, now: datetime, content_type: str =
 def _article(entry: Any, item_id: str, feed_url: str, fallback_date: datetime, feed_author: str) -> Article:
     if not item_id:
         raise _ItemError("no guid, id or link")
+    if len(item_id) > MAX_ID_LENGTH:
+        raise _ItemError(f"guid longer than {MAX_ID_LENGTH} characters")
+    if "\x00" in item_id:
+        raise _ItemError("guid with a NUL character")
     link = _link(entry, item_id, feed_url)
     published, updated = _dates(entry, fallback_date)
     body = _body(_content(entry), link)
@@ -237,7 +249,7 @@ def _person(data: Any) -> str:
 def _slug(link: str, title: str, item_id: str) -> str:
     """The link's last path segment (WordPress and Ghost put the post's slug there), else the title."""
     segment = _PAGE_SUFFIX.sub("", PurePosixPath(urlsplit(link).path).name)
-    slug = slugify(segment) or slugify(title)
+    slug = (slugify(segment) or slugify(title))[:MAX_SLUG_LENGTH].rstrip("-")
     return slug or "item-" + hashlib.sha256(item_id.encode()).hexdigest()[:12]
 
 

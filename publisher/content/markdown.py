@@ -25,7 +25,15 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from publisher.content.html import sanitize_html
-from publisher.content.model import Article, FactTable, Image, Problem, Quote
+from publisher.content.model import (
+    MAX_ID_LENGTH,
+    MAX_SLUG_LENGTH,
+    Article,
+    FactTable,
+    Image,
+    Problem,
+    Quote,
+)
 from publisher.content.slug import slugify
 from publisher.content.text import truncate, unique
 
@@ -76,9 +84,10 @@ def parse_article(data: bytes, path: str, site_url: str, *, slug_from_title: boo
     updated = fields.timestamp("updated") or published
     if published and updated and updated < published:
         report.at_key("updated", "updated is before the publication date")
-    slug = _slug(fields.text("slug") or (slugify(title) if slug_from_title else ""), path, report)
+    derived = slugify(title)[:MAX_SLUG_LENGTH].rstrip("-") if slug_from_title else ""
+    slug = _slug(fields.text("slug") or derived, path, report)
     canonical_url = urljoin(site_url, fields.text("canonical_url") or f"articles/{slug}")
-    article_id = fields.text("id") or canonical_url
+    article_id = _id(fields.text("id"), canonical_url, report)
     front_images, front_quotes = fields.images(), fields.quotes()
     front_takeaways, tags = fields.text_list("takeaways"), fields.tags()
     subtitle, author, category = fields.text("subtitle"), fields.text("author"), fields.text("category")
@@ -278,7 +287,20 @@ def _slug(front_slug: str, path: str, report: _Report) -> str:
         report.at_line(1, "cannot make a slug from the file name: set slug")
     elif slug != slugify(slug):
         report.at_key("slug", f"slug {slug!r} is not URL-safe: use {slugify(slug)!r}")
+    elif len(slug) > MAX_SLUG_LENGTH:
+        report.at_key("slug", f"slug is longer than {MAX_SLUG_LENGTH} characters")
     return slug
+
+
+def _id(front_id: str, canonical_url: str, report: _Report) -> str:
+    """The front matter id, else the canonical URL: the key the store and feed GUIDs use."""
+    article_id = front_id or canonical_url
+    what = "id" if front_id else "the canonical URL (the id when there is none)"
+    if len(article_id) > MAX_ID_LENGTH:
+        report.at_key("id" if front_id else "canonical_url", f"{what} is longer than {MAX_ID_LENGTH} characters")
+    elif "\x00" in article_id:
+        report.at_key("id" if front_id else "canonical_url", f"{what} contains a NUL character")
+    return article_id
 
 
 def _kind(value: Any) -> str:

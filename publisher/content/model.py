@@ -19,6 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+# The longest id and slug an article may have: the store's columns hold this much
+# (PostgreSQL refuses a longer value, where SQLite would keep it), and a parser reports
+# an article over the limit as it reports any other bad article.
+MAX_ID_LENGTH = 1000
+MAX_SLUG_LENGTH = 300
+
 
 @dataclass(frozen=True, slots=True)
 class Image:

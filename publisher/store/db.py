@@ -1,8 +1,9 @@
 """The async engine and the migrations applied on start.
 
-SQLite is the embedded default: WAL and a busy timeout let the daemon and a CLI
-command share the file (NOTES.md).  Alembic runs on a sync connection borrowed from
-the async engine, so the same migrations serve SQLite and, later, PostgreSQL.
+SQLite (aiosqlite) is the embedded default: WAL and a busy timeout let the daemon and
+a CLI command share the file (NOTES.md).  PostgreSQL (asyncpg) is a config change,
+``[database] url = "postgresql+asyncpg://user@host/dbname"``: the same queries, the
+same migrations.  Alembic runs on a sync connection borrowed from the async engine.
 """
 
 from __future__ import annotations
@@ -15,31 +16,58 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+    # SQLite's lower() folds ASCII only; PostgreSQL's (in a UTF-8 database) folds every
+    # letter.  Python's makes a search for "émile" find "Émile" on both.
+    dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+
+
+# PostgreSQL: a few connections per process stay open (the daemon's web handlers,
+# scheduler jobs and delivery share them), more are opened under load and closed
+# after.  Pre-ping replaces connections the server closed (a restart, a failover, an
+# idle timeout) before a query fails on them; recycling bounds a connection's age.
+POSTGRES_POOL: dict[str, Any] = {
+    "pool_size": 5,
+    "max_overflow": 10,
+    "pool_timeout": 30,
+    "pool_recycle": 1800,
+    "pool_pre_ping": True,
+    "connect_args": {
+        "timeout": 10,  # seconds to connect: an unreachable server is an error, not a hang
+        "server_settings": {"application_name": "publisher"},  # seen in pg_stat_activity
+    },
+}
 
 
 def create_engine(url: str) -> AsyncEngine:
     """An engine for ``url``; for a SQLite file, its directory is created first."""
-    if url.startswith("sqlite"):
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
         _, _, path = url.partition(":///")
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url)
-    if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    return engine
+        engine = create_async_engine(url)
+        event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        return engine
+    if backend == "postgresql":
+        return create_async_engine(url, **POSTGRES_POOL)
+    return create_async_engine(url)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -49,13 +77,28 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+# Advisory lock keys (PostgreSQL) of work that must not run twice at once.
+_MIGRATION_LOCK = 0x7075626D  # "pubm": applying migrations
+_PLANNING_LOCK = 0x7075626C  # "publ": planning digests
+
+
 async def upgrade(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest migration (idempotent; run on every start)."""
+    """Bring the schema to the newest migration (idempotent; run on every start).
+
+    Several processes may start at once (nodes, a CLI command beside the daemon): the
+    first takes a lock (an advisory lock on PostgreSQL, SQLite's write lock at once with
+    ``BEGIN IMMEDIATE``), the others wait for it, then find the schema at head.  On
+    both, the migrations run in that one transaction: all of them or none.
+    """
 
     def run(connection: Connection) -> None:
         command.upgrade(alembic_config(connection), "head")
 
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        elif conn.dialect.name == "sqlite":
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
         await conn.run_sync(run)
 
 
@@ -74,10 +117,6 @@ async def transaction(engine: AsyncEngine, *, dry_run: bool = False) -> AsyncIte
             await pending.rollback()
         else:
             await pending.commit()
-
-
-# The advisory lock key of work that must not run twice at once (planning digests).
-_PLANNING_LOCK = 0x7075626C  # "publ"
 
 
 async def serialize_planning(conn: AsyncConnection) -> None:

@@ -22,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from publisher.content.model import MAX_ID_LENGTH, MAX_SLUG_LENGTH
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware datetimes in, aware UTC datetimes out, on SQLite (naive storage) and PostgreSQL."""
@@ -51,8 +53,8 @@ articles = Table(
     "articles",
     metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("id", String(1000), nullable=False, unique=True),
-    Column("slug", String(300), nullable=False),
+    Column("id", String(MAX_ID_LENGTH), nullable=False, unique=True),
+    Column("slug", String(MAX_SLUG_LENGTH), nullable=False),
     Column("content_hash", String(64), nullable=False),
     Column("data", Text, nullable=False),  # Article.to_dict() as JSON
     Column("tags", Text, nullable=False, server_default="[]"),  # JSON list, for topic matching
