@@ -13,8 +13,6 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
-import aiohttp
-
 from publisher import __version__
 from publisher.config import WebSubSettings
 from publisher.pacing import Backoff
@@ -47,6 +45,8 @@ class HubPinger:
         return not pending
 
     async def _announce(self, feed_url: str) -> bool:
+        import aiohttp  # here: only a site with a hub needs the HTTP client (~10 MB)
+
         hub, settings = self.settings.hub, self.settings
         pause = Backoff(self._retry_base, limit=300.0)
         timeout = aiohttp.ClientTimeout(total=settings.timeout)

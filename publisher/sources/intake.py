@@ -18,16 +18,20 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher.config import FeedSource, Settings
 from publisher.content.model import Article
 from publisher.content.sources import scan_directory
-from publisher.sources.upstream import FeedFetcher, user_agent
 from publisher.store import articles as article_store
 from publisher.store.articles import IngestResult
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from publisher.sources.upstream import FeedFetcher
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +106,12 @@ class Intake:
     def _fetcher(self, source: FeedSource, settings: Settings) -> FeedFetcher:
         fetcher = self._fetchers.get(source.url)
         if fetcher is None:
+            # Imported here: aiohttp's client and feedparser cost ~10 MB that a site
+            # without upstream feeds (and every `publisher send`) should not carry.
+            import aiohttp
+
+            from publisher.sources.upstream import FeedFetcher, user_agent
+
             if self._session is None:
                 self._session = aiohttp.ClientSession()
             name = hashlib.sha256(source.url.encode()).hexdigest()[:16]
