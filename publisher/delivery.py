@@ -225,8 +225,9 @@ class Deliverer:
         backoff = Backoff(min(self.settings.delivery.retry_base, 5.0))
         try:
             while (items := await queue.get()) is not None:
-                for item in items:
-                    with digest_context(item.digest.id):  # senders serve every digest: tag each message's lines
+                # Senders serve every digest; a chunk is one digest's (see _produce): tag its lines.
+                with digest_context(items[0].digest.id):
+                    for item in items:
                         await self._deliver_item(transport, item, backoff)
         finally:
             with contextlib.suppress(Exception):
