@@ -32,6 +32,7 @@ from rich.progress import (
 )
 from rich.table import Column, Table
 from rich.text import Text
+from sqlalchemy.exc import SQLAlchemyError
 
 from publisher import ledger, logs, nodes
 from publisher.app import Publisher, SendResult, utcnow
@@ -39,6 +40,7 @@ from publisher.config import ConfigError, Settings, load_settings
 from publisher.delivery import DeliveryReport
 from publisher.digest import UnknownArticle
 from publisher.inbox import BounceImportReport, InboxError, import_bounces, open_inbox
+from publisher.store.db import create_engine, revisions, upgrade
 from publisher.templating import builtin_templates_dir
 from subscribers import importer, service
 from subscribers import store as subscriber_store
@@ -338,6 +340,60 @@ def resend(ctx: click.Context, article_id: str, dry_run: bool) -> None:
     verb = "would resend" if dry_run else "resent"
     sent = "" if result.report is None else f"; sent {result.report.sent}, deferred {result.report.deferred}, failed {result.report.failed}"
     out.print(f"{verb} {article_id} as {digest.id} to {digest.recipients} subscriber(s){sent}", highlight=False, markup=False)
+
+
+@main.group("db")
+def db_group() -> None:
+    """The database schema: every command migrates on start; these are for operators who look first."""
+
+
+@db_group.command("current")
+@click.pass_context
+def db_current(ctx: click.Context) -> None:
+    """Print the database's migration revision and the newest one; change nothing."""
+    settings = _settings(ctx)
+
+    async def work() -> tuple[str | None, str]:
+        engine = create_engine(settings.database.url)
+        try:
+            return await revisions(engine)
+        finally:
+            await engine.dispose()
+
+    current, head = _database(work)
+    state = "up to date" if current == head else "empty: any command migrates it" if current is None else (
+        "behind: `publisher db upgrade` (or any command) migrates it")
+    out.print(f"revision {current or '(none)'}, newest {head}: {state}", highlight=False, markup=False)
+
+
+@db_group.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply the migrations not yet applied (safe while nodes run: one process migrates, the others wait)."""
+    settings = _settings(ctx)
+
+    async def work() -> tuple[tuple[str | None, str], tuple[str | None, str]]:
+        engine = create_engine(settings.database.url)
+        try:
+            before = await revisions(engine)
+            await upgrade(engine)
+            return before, await revisions(engine)
+        finally:
+            await engine.dispose()
+
+    (before, _), (after, _) = _database(work)
+    if before == after:
+        out.print(f"already at the newest revision {after}", highlight=False, markup=False)
+    else:
+        out.print(f"migrated from {before or '(empty)'} to {after}", highlight=False, markup=False)
+
+
+def _database(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``work`` and turn an unreachable database into one clear line (exit 1)."""
+    try:
+        return run_loop(work())
+    except (OSError, SQLAlchemyError) as exc:
+        raise click.ClickException(f"the database is unreachable or unusable: {str(exc).splitlines()[0]}") from None
 
 
 @main.group("dkim")

@@ -260,3 +260,22 @@ def test_show_remove_and_suppress(site_dir: Path) -> None:
     added = invoke(site_dir, "add", "cy@example.org")
     assert added.exit_code == 1 and "suppressed" in added.stderr
     assert invoke(site_dir, "suppress", "dee@example.org", "--reason", "x" * 21).exit_code == 2
+
+
+def test_db_current_and_upgrade(site_dir: Path) -> None:
+    config = site_dir / "config.toml"
+    before = run(config, "db", "current")
+    assert before.returncode == 0 and "revision (none), newest " in before.stdout  # nothing migrated by looking
+    migrated = run(config, "db", "upgrade")
+    assert migrated.returncode == 0 and "migrated from (empty) to " in migrated.stdout
+    head = migrated.stdout.split()[-1]
+    assert f"revision {head}, newest {head}: up to date" in run(config, "db", "current").stdout
+    assert f"already at the newest revision {head}" in run(config, "db", "upgrade").stdout
+
+
+def test_db_current_names_an_unreachable_database(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[database]\nurl = "postgresql+asyncpg://postgres@127.0.0.1:1/none"\n', encoding="utf-8")
+    result = run(config, "db", "current")
+    assert result.returncode == 1 and "the database is unreachable or unusable: " in result.stderr
+    assert "Traceback" not in result.stderr
