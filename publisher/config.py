@@ -80,7 +80,7 @@ class FeedSource(_Section):
     """An upstream RSS or Atom feed (a WordPress or Ghost blog), fetched every ``interval`` seconds."""
 
     type: Literal["feed"]
-    url: str
+    url: str = Field(max_length=990)  # stored with its articles as "feed:<url>" (1,000 characters)
     interval: float = Field(default=900.0, gt=0)
     timeout: float = Field(default=30.0, gt=0)  # seconds for the whole response
     max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from publisher.cadence import Schedule
 from publisher.content.slug import slugify
 from publisher.store.articles import newest_seq
-from publisher.store.db import serialize_planning, transaction
+from publisher.store.db import Exclusive, serialize, transaction
 from publisher.store.schema import (
     UTCDateTime,
     articles,
@@ -101,7 +101,7 @@ async def plan(
     if cadence != Cadence.INSTANT and schedule is None:
         raise ValueError(f"planning {cadence} digests needs the schedule")
     async with transaction(engine, dry_run=dry_run) as conn:
-        await serialize_planning(conn)
+        await serialize(conn, Exclusive.PLANNING)
         if schedule is None:
             return await _plan(conn, cadence, now, max_articles, true())
         waves = await _due_waves(conn, cadence, now, schedule, grace)
@@ -216,7 +216,7 @@ async def plan_resend(engine: AsyncEngine, article_id: str, now: datetime, *, dr
     their next regular digest holds.  Its id starts with ``resend-``.
     """
     async with transaction(engine, dry_run=dry_run) as conn:
-        await serialize_planning(conn)
+        await serialize(conn, Exclusive.PLANNING)
         row = (
             await conn.execute(
                 select(articles.c.seq, articles.c.tags).where(articles.c.id == article_id, articles.c.removed_at.is_(None))

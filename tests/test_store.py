@@ -194,3 +194,21 @@ async def test_a_reply_with_a_nul_character_is_recorded(engine: AsyncEngine) -> 
         reason = await conn.scalar(select(digests.c.pause_reason))
     assert reply == "550 no\ufffdsuch user"
     assert reason == "too many errors: 550 no\ufffdsuch user"
+
+
+async def test_two_scans_storing_the_same_new_article_at_once_publish_it_once(
+    engine: AsyncEngine, database: Backend, tmp_path: Path
+) -> None:
+    await upgrade(engine)
+    # A second engine on the same database: another process (a node, the CLI beside the daemon).
+    other = create_engine(str(engine.url.render_as_string(hide_password=False)))
+    article = seed_like(id="urn:test:race", slug="race")
+    now = datetime.now(UTC)
+    try:
+        results = await asyncio.gather(
+            *(article_store.ingest(e, [article], now, source="markdown:x") for e in (engine, other, engine, other))
+        )
+    finally:
+        await other.dispose()
+    assert sum(len(r.new) for r in results) == 1
+    assert sum(r.unchanged for r in results) == 3

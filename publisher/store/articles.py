@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.content.model import Article
 from publisher.content.slug import slugify
+from publisher.store.db import Exclusive, serialize
 from publisher.store.schema import articles
 
 _CHUNK = 500  # stays under SQLite's bound-parameter limit
@@ -67,6 +68,7 @@ async def ingest(
     """
     result = IngestResult()
     async with engine.begin() as conn:
+        await serialize(conn, Exclusive.INGEST)  # another scan (a node, the CLI) may store the same article
         known: dict[str, tuple[str, bool]] = {}
         ids = [a.id for a in scanned]
         for chunk in _chunks(ids):

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -79,9 +78,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-# Advisory lock keys (PostgreSQL) of work that must not run twice at once.
+# The advisory lock key (PostgreSQL) of applying migrations; see also Exclusive.
 _MIGRATION_LOCK = 0x7075626D  # "pubm": applying migrations
-_PLANNING_LOCK = 0x7075626C  # "publ": planning digests
 
 
 async def upgrade(engine: AsyncEngine) -> None:
@@ -121,29 +119,24 @@ async def transaction(engine: AsyncEngine, *, dry_run: bool = False) -> AsyncIte
             await pending.commit()
 
 
-async def serialize_planning(conn: AsyncConnection) -> None:
-    """Wait for any other planner's transaction to end before this one reads anything.
+class Exclusive(IntEnum):
+    """Work that must not run twice at once, by its PostgreSQL advisory lock key."""
 
-    Two planners (two triggers, the CLI beside the daemon) reading the same snapshot
-    would plan the same subscribers twice.  SQLite has one writer at a time: a write
-    statement as the first of the transaction takes that lock at once (waiting out
-    ``busy_timeout``), so the reads that follow see the other planner's result.
-    PostgreSQL gets a transaction-scoped advisory lock.
+    PLANNING = 0x7075626C  # "publ": planning digests
+    INGEST = 0x70756269  # "pubi": storing articles
+
+
+async def serialize(conn: AsyncConnection, work: Exclusive) -> None:
+    """Wait for any other transaction doing ``work`` to end before this one reads anything.
+
+    Two planners (two triggers, the CLI beside the daemon, two nodes) reading the same
+    snapshot would plan the same subscribers twice; two scans would both store the
+    same new article.  SQLite has one writer at a time: a write statement as the
+    first of the transaction takes that lock at once (waiting out ``busy_timeout``),
+    so the reads that follow see the other's result.  PostgreSQL gets a
+    transaction-scoped advisory lock for this kind of work.
     """
     if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PLANNING_LOCK})
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(work)})
     else:
         await conn.execute(text("UPDATE digests SET status = status WHERE 0 = 1"))
-
-
-async def revisions(engine: AsyncEngine) -> tuple[str | None, str]:
-    """``(the database's migration revision or None when empty, the newest one there is)``."""
-
-    def read(connection: Connection) -> str | None:
-        return MigrationContext.configure(connection).get_current_revision()
-
-    async with engine.connect() as conn:
-        current = await conn.run_sync(read)
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None  # there are migrations in the package
-    return current, head
