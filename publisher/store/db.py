@@ -16,6 +16,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -140,3 +142,16 @@ async def serialize(conn: AsyncConnection, work: Exclusive) -> None:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(work)})
     else:
         await conn.execute(text("UPDATE digests SET status = status WHERE 0 = 1"))
+
+
+async def revisions(engine: AsyncEngine) -> tuple[str | None, str]:
+    """``(the database's migration revision or None when empty, the newest one there is)``."""
+
+    def read(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    async with engine.connect() as conn:
+        current = await conn.run_sync(read)
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None  # there are migrations in the package
+    return current, head
