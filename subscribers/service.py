@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.store.articles import all_tags, newest_seq
@@ -97,6 +98,15 @@ async def sign_up(
     """
     address = normalize_email(email)
     values = {"name": check_name(name), **store.preference_values(prefs), "source": source.value, "created_at": now}
+    try:
+        return await _sign_up(engine, address, values)
+    except IntegrityError:
+        # The same address signed up by another request at the same moment (a double
+        # click; PostgreSQL runs both at once): it exists now, so this one updates it.
+        return await _sign_up(engine, address, values)
+
+
+async def _sign_up(engine: AsyncEngine, address: str, values: dict[str, object]) -> tuple[Subscriber, bool]:
     async with engine.begin() as conn:
         current = await store.find(conn, address)
         if current is None:

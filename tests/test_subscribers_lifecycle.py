@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import func, select
 
 from publisher.app import Publisher, utcnow
 from publisher.digest import plan
 from publisher.store.articles import ingest
+from publisher.store.db import create_engine
 from publisher.store.schema import deliveries, subscribers, suppressions
 from subscribers import service
 from subscribers import store as subscriber_store
@@ -81,6 +84,23 @@ async def test_signing_up_an_active_address_changes_nothing(publisher: Publisher
     )
     assert not needs_confirmation
     assert again == sub
+
+
+async def test_the_same_address_signed_up_twice_at_once_is_one_pending_subscriber(publisher: Publisher) -> None:
+    # A double click: two requests at the same moment, each on its own connection.
+    second = create_engine(publisher.engine.url.render_as_string(hide_password=False))
+    prefs = Preferences(cadence=Cadence.DAILY)
+    try:
+        results = await asyncio.gather(*(
+            service.sign_up(engine, "twice@example.org", name="", prefs=prefs, source=Source.WEB, now=utcnow())
+            for engine in (publisher.engine, second, publisher.engine, second)
+        ))
+    finally:
+        await second.dispose()
+    assert {sub.id for sub, _ in results} == {results[0][0].id}
+    assert all(due for _, due in results)  # each request's confirmation goes out
+    async with publisher.engine.connect() as conn:
+        assert await conn.scalar(select(func.count()).select_from(subscribers)) == 1
 
 
 async def test_leaving_suppresses_and_only_double_opt_in_lifts_it(publisher: Publisher) -> None:
