@@ -25,6 +25,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from _common import free_port
+
 SBIN = Path("/usr/sbin")
 TIME = "/usr/bin/time"  # GNU time: a command's own peak RSS
 _COUNTERS = re.compile(rb"sess=(\d+) quit=(\d+) mesg=(\d+)")
@@ -68,10 +70,6 @@ def ensure_tools() -> tuple[str, str]:
     return sink, source
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)

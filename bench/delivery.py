@@ -56,6 +56,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _common import cpu_busy, log
 from _postfix import TIME, SinkMark, SmtpSink, ensure_tools, smtp_source_command
 from _senders import (
     LOOPS,
@@ -93,22 +94,8 @@ NAIVE = "naive"
 PUBLISHER = "publisher"
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
-def cpu_busy(interval: float = 1.0) -> float:
-    """The share of all CPUs' time spent busy over ``interval`` seconds (/proc/stat)."""
-
-    def sample() -> tuple[int, int]:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = values[3] + values[4]  # idle + iowait
-        return sum(values) - idle, sum(values)
-
-    busy0, total0 = sample()
-    time.sleep(interval)
-    busy1, total1 = sample()
-    return (busy1 - busy0) / max(1, total1 - total0)
 
 
 # --- the site -------------------------------------------------------------------------

@@ -63,6 +63,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
+from _common import cpu_busy, free_port, log
+
 SECRET_KEY = "feeds-benchmark-secret"
 FEED_PATH = "feed.atom"
 ATOM_TYPE = "application/atom+xml; charset=utf-8"
@@ -86,8 +88,6 @@ KINDS = (OK, NOT_MODIFIED, GZIP)
 GOAL_KINDS = (OK, NOT_MODIFIED)
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # --- tools ----------------------------------------------------------------------------
@@ -113,24 +113,8 @@ def ensure_tools() -> tuple[str, str]:
     return nginx, wrk
 
 
-def cpu_busy(interval: float = 1.0) -> float:
-    """The share of all CPUs' time spent busy over ``interval`` seconds (/proc/stat)."""
-
-    def sample() -> tuple[int, int]:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = values[3] + values[4]  # idle + iowait
-        return sum(values) - idle, sum(values)
-
-    busy0, total0 = sample()
-    time.sleep(interval)
-    busy1, total1 = sample()
-    return (busy1 - busy0) / max(1, total1 - total0)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- the site -------------------------------------------------------------------------

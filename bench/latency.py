@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,8 +33,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
+from _common import free_port
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -63,10 +64,6 @@ class Inbox:
             return next((at for at, content in self.arrived if at >= after and marker in content), None)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(condition: Callable[[], float | bool | None], timeout: float, what: str) -> float:
@@ -86,6 +83,10 @@ def get(url: str) -> bytes:
             return response.read()
     except (urllib.error.URLError, OSError):
         return b""
+
+
+def in_feed_of(base: str, needle: bytes) -> bool:
+    return needle in get(base + "/feed.atom")
 
 
 def article(number: int, kind: str) -> tuple[str, str]:
@@ -152,8 +153,8 @@ def main() -> None:
                     with urllib.request.urlopen(request, timeout=10) as response:
                         json.loads(response.read())
                 needle = marker.encode()
-                in_feed = wait_for(lambda n=needle: n in get(base + "/feed.atom"), 60, f"{marker!r} in the feed")
-                in_mail = wait_for(lambda n=needle, t=started: inbox.find(n, t), 60, f"{marker!r} by mail")
+                in_feed = wait_for(partial(in_feed_of, base, needle), 60, f"{marker!r} in the feed")
+                in_mail = wait_for(partial(inbox.find, needle, started), 60, f"{marker!r} by mail")
                 feed_times.append(in_feed - started)
                 mail_times.append(in_mail - started)
             results[kind] = {"feed": feed_times, "mail": mail_times}

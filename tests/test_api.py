@@ -19,7 +19,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
@@ -27,10 +26,10 @@ from publisher.app import Publisher, utcnow
 from publisher.config import Settings
 from publisher.store.schema import subscribers as subscribers_table
 from publisher.web import api
-from publisher.web.keys import PUBLISHER
 from subscribers import service
 from subscribers import store as subscriber_store
 from subscribers.tokens import Purpose
+from tests.web_client import api_client
 
 TOKEN = "test-api-token-5f0c2b7e9a1d4c38"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -53,10 +52,7 @@ def token(monkeypatch: pytest.MonkeyPatch) -> str:
 async def client(publisher: Publisher, token: str) -> AsyncIterator[TestClient]:
     """A client that sends the token with every request; the store holds the sample articles' tags."""
     await publisher.scan()
-    app = web.Application()
-    app[PUBLISHER] = publisher
-    api.add_api_routes(app)
-    async with TestClient(TestServer(app), headers=AUTH) as test_client:
+    async with api_client(publisher, token) as test_client:
         yield test_client
 
 

@@ -14,12 +14,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.digest import UnknownArticle
-from publisher.web import api
-from publisher.web.keys import PUBLISHER
 from subscribers.model import Cadence
 from tests.outbox import outbox_messages
 from tests.people import add_subscriber
 from tests.test_daemon import NEW_ARTICLE
+from tests.web_client import api_client
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
 TOKEN = "test-api-token-0b9e4c61d2a84f7a"
@@ -116,10 +115,7 @@ async def test_an_upstream_feed_is_fetched_published_sent_and_then_not_modified(
 async def client(publisher: Publisher, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[TestClient]:
     monkeypatch.setenv("PUBLISHER_API_TOKEN", TOKEN)
     await publisher.scan()
-    app = web.Application()
-    app[PUBLISHER] = publisher
-    api.add_api_routes(app)
-    async with TestClient(TestServer(app), headers=AUTH) as test_client:
+    async with api_client(publisher, TOKEN) as test_client:
         yield test_client
 
 
@@ -176,11 +172,8 @@ async def test_the_api_source_can_be_turned_off(make_settings: Callable[..., Set
     monkeypatch.setenv("PUBLISHER_API_TOKEN", TOKEN)
     publisher = Publisher(make_settings('[[sources]]\ntype = "markdown"\ndir = "content"\n'))
     await publisher.start()
-    app = web.Application()
-    app[PUBLISHER] = publisher
-    api.add_api_routes(app)
     try:
-        async with TestClient(TestServer(app), headers=AUTH) as client:
+        async with api_client(publisher, TOKEN) as client:
             response = await client.post("/api/articles", data=NEW_ARTICLE.encode(), headers={"Content-Type": "text/markdown"})
             assert response.status == 404
     finally:

@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from aiohttp import ClientResponse, DummyCookieJar
+from aiohttp import ClientResponse, DummyCookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from publisher.app import Publisher
+from publisher.web import api
 from publisher.web.forms import COOKIE
+from publisher.web.keys import PUBLISHER
 from publisher.web.server import create_app
 
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -52,4 +54,14 @@ class Visitor:
 @asynccontextmanager
 async def web_client(publisher: Publisher) -> AsyncIterator[TestClient]:
     async with TestClient(TestServer(create_app(publisher)), cookie_jar=DummyCookieJar()) as client:
+        yield client
+
+
+@asynccontextmanager
+async def api_client(publisher: Publisher, token: str) -> AsyncIterator[TestClient]:
+    """A client of the operator API alone that sends ``token`` with every request."""
+    app = web.Application()
+    app[PUBLISHER] = publisher
+    api.add_api_routes(app)
+    async with TestClient(TestServer(app), headers={"Authorization": f"Bearer {token}"}) as client:
         yield client

@@ -46,7 +46,7 @@ from publisher.content.model import (
 )
 from publisher.content.slug import slugify
 from publisher.content.sources import ScanResult
-from publisher.content.text import truncate, unique
+from publisher.content.text import BodyParts, truncate, unique
 
 Element = Any  # lxml.html.HtmlElement; lxml ships no type hints
 
@@ -272,17 +272,7 @@ def _is_html(detail: Any) -> bool:
 # --- the body -------------------------------------------------------------------------
 
 
-@dataclass
-class _Body:
-    html: str
-    first_paragraph: str
-    takeaways: list[str]
-    fact_tables: list[FactTable]
-    quotes: list[Quote]
-    images: list[Image]
-
-
-def _body(content: tuple[str, bool], link: str) -> _Body:
+def _body(content: tuple[str, bool], link: str) -> BodyParts:
     """Clean the body, lift out what renderers show on their own, and sanitize the rest.
 
     Order matters: boilerplate goes first so a comment form's heading is never a
@@ -292,7 +282,7 @@ def _body(content: tuple[str, bool], link: str) -> _Body:
     root = _fragment(text if is_html else _paragraphs(text))
     _strip_boilerplate(root)
     takeaways = _cut_takeaways(root)
-    return _Body(
+    return BodyParts(
         html=sanitize_html(_inner_html(root), base_url=link),
         first_paragraph=_first_paragraph(root),
         takeaways=takeaways,
@@ -566,7 +556,7 @@ def _absolute_http(base: str, url: str) -> str:
 # --- text -----------------------------------------------------------------------------
 
 
-def _summary(entry: Any, body: _Body) -> str:
+def _summary(entry: Any, body: BodyParts) -> str:
     """The description when the feed has one besides the body, else the body's first paragraph.
 
     WordPress excerpts end in "[…]" and carry the "appeared first on" footer: both go,

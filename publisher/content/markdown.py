@@ -35,7 +35,7 @@ from publisher.content.model import (
     Quote,
 )
 from publisher.content.slug import slugify
-from publisher.content.text import truncate, unique
+from publisher.content.text import BodyParts, truncate, unique
 
 _MD = MarkdownIt("commonmark").enable("table")
 _FENCES = {"---", "+++"}  # YAML, TOML
@@ -314,19 +314,7 @@ def _kind(value: Any) -> str:
 # --- the body -------------------------------------------------------------------------
 
 
-@dataclass
-class _Body:
-    """What the body yields besides its HTML, before front matter values take precedence."""
-
-    html: str
-    first_paragraph: str
-    takeaways: list[str]
-    fact_tables: list[FactTable]
-    quotes: list[Quote]
-    images: list[Image]
-
-
-def _parse_body(body: str, line_offset: int, site_url: str, report: _Report) -> _Body:
+def _parse_body(body: str, line_offset: int, site_url: str, report: _Report) -> BodyParts:
     """Render the body and pull out what renderers show on their own.
 
     The "Key Takeaways" section is cut from the token stream (each renderer shows the
@@ -338,7 +326,7 @@ def _parse_body(body: str, line_offset: int, site_url: str, report: _Report) -> 
     for start in tables:
         for line, message in _ragged_rows(tokens, start, lines):
             report.at_line(line_offset + line + 1, message)
-    return _Body(
+    return BodyParts(
         html=sanitize_html(_MD.renderer.render(tokens, _MD.options, {}), site_url),
         first_paragraph=_first_paragraph(tokens),
         takeaways=takeaways,

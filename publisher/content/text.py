@@ -1,9 +1,12 @@
-"""Small text helpers every source shares, so summaries and lists come out the same way."""
+"""What every source shares: what a body yields, and text helpers so summaries and lists come out the same way."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
 from typing import TypeVar
+
+from publisher.content.model import FactTable, Image, Quote
 
 T = TypeVar("T")
 
@@ -30,3 +33,15 @@ def unique(items: Iterable[T], key: Callable[[T], Hashable]) -> tuple[T, ...]:
             seen.add(key(item))
             kept.append(item)
     return tuple(kept)
+
+
+@dataclass
+class BodyParts:
+    """What a source finds in an article's body besides its HTML (its own fields take precedence)."""
+
+    html: str
+    first_paragraph: str
+    takeaways: list[str]
+    fact_tables: list[FactTable]
+    quotes: list[Quote]
+    images: list[Image]

@@ -1,0 +1,33 @@
+"""What every benchmark here needs: progress lines, a free port, how busy the machine is."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from pathlib import Path
+
+
+def log(message: str) -> None:
+    """A progress line on stderr (the figures go to stdout)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def cpu_busy(interval: float = 1.0) -> float:
+    """The share of all CPUs' time spent busy over ``interval`` seconds (/proc/stat)."""
+
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return sum(values) - idle, sum(values)
+
+    busy0, total0 = sample()
+    time.sleep(interval)
+    busy1, total1 = sample()
+    return (busy1 - busy0) / max(1, total1 - total0)
