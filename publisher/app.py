@@ -18,14 +18,14 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property, partial
 from urllib.parse import urljoin
 
-from publisher import metrics
+from publisher import metrics, nodes
 from publisher.config import Settings
 from publisher.content.model import Article, Problem
 from publisher.content.sources import scan_directory
 from publisher.delivery import Deliverer, DeliveryReport
 from publisher.digest import PlannedDigest, plan, plan_resend
 from publisher.feeds import FeedDocument, build_feeds, write_feeds
-from publisher.ledger import unfinished_digests
+from publisher.ledger import Claimant, claimable, unfinished_digests
 from publisher.locks import exclusive, holder
 from publisher.logs import digest_context
 from publisher.mail.dkim import DkimSigner
@@ -74,6 +74,11 @@ class Publisher:
         self.hub = HubPinger(settings.websub)
         self.last_scan_at: datetime | None = None  # when the last scan finished (readiness, status)
         self.scheduler_running = False  # set by the daemon while its schedule runs
+        # This process as a node: its claims on deliveries and its heartbeat carry this id.
+        self.node_id = nodes.node_id(utcnow())
+        self.sent_total = 0  # messages this process delivered (its send rate, in publisher status)
+        self.role = "cli"  # leader | standby | worker, set by publisher.daemon
+        self._feeds_revision: tuple[object, ...] | None = None  # the store's, when the feeds were built
 
     def reconfigure(self, settings: Settings) -> list[str]:
         """Use ``settings`` from now on (SIGHUP); the settings that only a restart can change.
@@ -168,18 +173,27 @@ class Publisher:
         if result.changed or not self.feeds:
             await self.build_feeds()
 
-    async def build_feeds(self) -> None:
-        """Render every feed from the store, write the static copies, tell the WebSub hub."""
+    async def build_feeds(self, *, announce: bool = True) -> None:
+        """Render every feed from the store, write the static copies, tell the WebSub hub
+        (unless not ``announce``: the node that stored the change has told it)."""
         site, hub = self.settings.site, self.settings.websub.hub
+        revision = await article_store.revision(self.engine)
         published = await article_store.latest(self.engine)
         before = self.feeds
         self.feeds = build_feeds(published, site, self.settings.feeds.max_entries, self.env, hub=hub)
+        self._feeds_revision = revision
         await asyncio.to_thread(write_feeds, self.feeds, site.output_dir)
         log.info("feeds: %d files in %s", len(self.feeds), site.output_dir)
-        if hub and before:  # the first build after a start only restates what the hub has seen
+        if hub and before and announce:  # the first build after a start only restates what the hub has seen
             changed = [path for path, doc in self.feeds.items() if path not in before or before[path].etag != doc.etag]
             self.hub.settings = self.settings.websub
             self.hub.ping(urljoin(site.url, path) for path in changed)
+
+    async def refresh_feeds(self) -> None:
+        """Rebuild the feeds if the store's articles changed since they were built (by
+        another node: a standby serves what the leader stored)."""
+        if await article_store.revision(self.engine) != self._feeds_revision:
+            await self.build_feeds(announce=False)
 
     async def plan(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> list[PlannedDigest]:
         """Create the digests due for ``cadences`` now (with ``dry_run``, only say which)."""
@@ -231,20 +245,40 @@ class Publisher:
         """Hand every due ledger row to the transport (resumes interrupted digests).
 
         With ``wait``, also wait out deferred rows until every digest is finished or
-        paused.  One run at a time: within this process by an asyncio lock, across
-        processes on this machine by a file lock in the data directory (see
-        :mod:`publisher.locks`).
+        paused.  One run at a time within this process (an asyncio lock).  On
+        PostgreSQL, processes and nodes share the rows through claims with a lease
+        (:func:`publisher.ledger.claim`).  SQLite is one machine's: one process
+        delivers at a time, by a file lock in the data directory (see
+        :mod:`publisher.locks`), and takes over at once what a dead one left.
         """
-        lock_path = self.settings.storage.data_dir / "delivery.lock"
         async with self._delivery_lock:
+            claimant = self.claimant
+            if not claimant.exclusive:
+                return await self._deliver_unfinished(wait, progress, claimant)
+            lock_path = self.settings.storage.data_dir / "delivery.lock"
             with exclusive(lock_path) as taken:
                 if not taken:
                     log.info("another process (pid %s) is delivering; leaving the ledger to it", holder(lock_path))
                     return DeliveryReport()
-                return await self._deliver_unfinished(wait, progress)
+                return await self._deliver_unfinished(wait, progress, claimant)
+
+    @property
+    def claimant(self) -> Claimant:
+        """This process's claims on deliveries; on SQLite, made under the delivery file lock."""
+        lease = timedelta(seconds=self.settings.cluster.lease)
+        return Claimant(self.node_id, lease, exclusive=self.engine.dialect.name != "postgresql")
+
+    async def deliver_due(self) -> None:
+        """The nodes' delivery job: deliver if a row can be claimed now (one cheap query if not).
+
+        A run already going in this process is left alone: it is busy, and the next
+        look finds what it did not take.
+        """
+        if not self._delivery_lock.locked() and await claimable(self.engine, utcnow(), self.claimant):
+            await self.deliver()
 
     async def _deliver_unfinished(
-        self, wait: bool, progress: Callable[[DeliveryReport], None] | None
+        self, wait: bool, progress: Callable[[DeliveryReport], None] | None, claimant: Claimant
     ) -> DeliveryReport:
         if not await unfinished_digests(self.engine):
             return DeliveryReport()  # no connection to the relay when there is nothing to send
@@ -256,9 +290,16 @@ class Publisher:
         def transports() -> Transport:
             return spare.pop() if spare else make_transport(self.settings.delivery, self.settings.smtp)
 
+        sent_before = self.sent_total
+
+        def track(report: DeliveryReport) -> None:
+            self.sent_total = sent_before + report.sent
+            if progress is not None:
+                progress(report)
+
         deliverer = Deliverer(
             self.engine, self.settings, self.env, self.tokens, transports,
-            stop=self.stopping, progress=progress, signer=self.dkim,
+            stop=self.stopping, progress=track, signer=self.dkim, claimant=claimant,
         )
         try:
             return await deliverer.run(wait=wait)

@@ -12,6 +12,7 @@ import logging
 import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -165,12 +166,27 @@ def build(ctx: click.Context) -> None:
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the daemon: scheduler and web server, until SIGTERM or Ctrl-C."""
-    from publisher.daemon import DaemonError, run_daemon
+    from publisher.daemon import run_daemon
+
+    _run_node(ctx, run_daemon)
+
+
+@main.command()
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """Run a delivery-only node (PostgreSQL): no web server, no schedule, until SIGTERM or Ctrl-C."""
+    from publisher.daemon import run_worker
+
+    _run_node(ctx, run_worker)
+
+
+def _run_node(ctx: click.Context, node: Callable[[Settings, Callable[[], Settings]], Coroutine[Any, Any, None]]) -> None:
+    from publisher.daemon import DaemonError
 
     settings = _settings(ctx)
     try:
-        run_loop(run_daemon(settings, reload=partial(load_settings, ctx.obj["config"])))
-    except KeyboardInterrupt:  # Ctrl-C before the daemon's own handlers were installed
+        run_loop(node(settings, partial(load_settings, ctx.obj["config"])))
+    except KeyboardInterrupt:  # Ctrl-C before the node's own handlers were installed
         pass
     except DaemonError as exc:
         raise click.ClickException(str(exc)) from None
@@ -279,13 +295,23 @@ def _print_nodes(running: list[nodes.Node]) -> None:
         out.print()
         return
     now = utcnow()
+    rate = sum(float(node.state.get("send_rate", 0)) for node in running)
+    roles = Counter(node.role for node in running)
+    out.print(f"nodes: {len(running)} live ({', '.join(f'{n} {role}' for role, n in sorted(roles.items()))}), "
+              f"sending {rate:,.0f} messages/s in all", highlight=False, markup=False)
+    if "leader" not in roles:
+        out.print("  no node runs the schedule: a standby takes it over within [cluster] failover",
+                  highlight=False, markup=False)
     for node in running:
         state = node.state
-        out.print(f"daemon: pid {node.pid} on {node.host}, {node.role}, up {_ago(node.started_at, now)}, "
+        out.print(f"{node.role}: pid {node.pid} on {node.host}, up {_ago(node.started_at, now)}, "
                   f"seen {_ago(node.seen_at, now)} ago", highlight=False, markup=False)
-        scanned = state.get("last_scan_at")
-        out.print(f"  last scan: {_ago(datetime.fromisoformat(scanned), now) + ' ago' if scanned else 'not yet'}",
-                  highlight=False, markup=False)
+        out.print(f"  sending {float(state.get('send_rate', 0)):,.0f} messages/s, "
+                  f"{int(state.get('sent', 0)):,} sent since it started", highlight=False, markup=False)
+        if node.role == "leader":
+            scanned = state.get("last_scan_at")
+            out.print(f"  last scan: {_ago(datetime.fromisoformat(scanned), now) + ' ago' if scanned else 'not yet'}",
+                      highlight=False, markup=False)
         for job, at in sorted(state.get("jobs", {}).items()):
             when = f"in {_ago(now, datetime.fromisoformat(at))}" if at else "paused"
             out.print(f"  next {job}: {when}", highlight=False, markup=False)

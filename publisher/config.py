@@ -226,6 +226,18 @@ class WebSubSettings(_Section):
         return value
 
 
+class ClusterSettings(_Section):
+    """Several nodes on one PostgreSQL database (SQLite is one node: these don't apply)."""
+
+    # Seconds within which another node takes over the schedule when the leader dies.
+    failover: float = Field(default=15.0, ge=1, le=600)
+    # Seconds a node's claim on a batch of deliveries lasts without renewal: a node that
+    # died leaves its batch to the others after this long.  A live node renews it.
+    lease: float = Field(default=30.0, ge=1, le=3600)
+    # Seconds between a node's looks at the ledger for deliveries to share.
+    poll_interval: float = Field(default=2.0, gt=0, le=300)
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -272,6 +284,7 @@ class Settings(_Section):
     scheduler: SchedulerSettings = SchedulerSettings()
     digest: DigestSettings = DigestSettings()
     server: ServerSettings = ServerSettings()
+    cluster: ClusterSettings = ClusterSettings()
     websub: WebSubSettings = WebSubSettings()
     subscribers: SubscribersSettings = SubscribersSettings()
     # Where articles come from; none listed: [content] dir and the API.

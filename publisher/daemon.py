@@ -1,4 +1,14 @@
-"""``publisher run``: one asyncio process with the scheduler and the web server.
+"""``publisher run`` and ``publisher worker``: one asyncio process, a node of the service.
+
+Roles.  A node that runs the schedule (scan, digest planner, feed fetcher) is the
+*leader*; on SQLite the one daemon always is (the database's lock file keeps it
+alone).  On PostgreSQL every ``publisher run`` campaigns for it
+(:mod:`publisher.leadership`) and serves the web pages and feeds meanwhile as a
+*standby*, rebuilding its feeds when the leader stored something.  Every node,
+``publisher worker`` too (a *worker*: no web server, no schedule), delivers: it
+looks at the ledger every ``[cluster] poll_interval`` and claims what is due.  Each
+node writes a heartbeat (role, next jobs, send rate, recent errors) for ``publisher
+status``.
 
 We run our own ``AppRunner`` (not ``web.run_app``) because the scheduler and the
 service must start and stop around the server, so the signal handlers are ours too
@@ -15,19 +25,25 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 from aiohttp import web
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from publisher import nodes
 from publisher.app import Publisher
 from publisher.config import ConfigError, Settings
+from publisher.leadership import Leadership
 from publisher.locks import exclusive, holder
-from publisher.scheduler import build_scheduler, schedule_jobs
+from publisher.scheduler import (
+    LEADER_JOBS,
+    build_scheduler,
+    schedule_jobs,
+    schedule_node_jobs,
+)
 from publisher.watch import watch_content
 from publisher.web.server import create_runner
 
@@ -55,6 +71,22 @@ async def run_daemon(settings: Settings, reload: Callable[[], Settings]) -> None
         await _run(settings, reload)
 
 
+async def run_worker(settings: Settings, reload: Callable[[], Settings]) -> None:
+    """A node that only delivers: no web server, no schedule (``publisher worker``)."""
+    if not settings.database.url.startswith("postgresql"):
+        raise DaemonError(
+            "publisher worker shares delivery with other nodes through PostgreSQL; on SQLite (one node) "
+            "`publisher run` delivers by itself: set [database] url = \"postgresql+asyncpg://…\" to add workers"
+        )
+    publisher = Publisher(settings)
+    await publisher.start()
+    try:
+        await _serve_until_stopped(_Node(publisher, "worker"), settings, reload)
+    finally:
+        await publisher.close()
+    log.info("stopped")
+
+
 async def _run(settings: Settings, reload: Callable[[], Settings]) -> None:
     publisher = Publisher(settings)
     await publisher.start()
@@ -63,7 +95,9 @@ async def _run(settings: Settings, reload: Callable[[], Settings]) -> None:
     await runner.setup()
     try:
         await _listen(runner, settings)
-        await _serve_until_stopped(publisher, settings, reload)
+        # SQLite has one daemon (the lock file above): it leads.  PostgreSQL nodes campaign.
+        role = "standby" if publisher.engine.dialect.name == "postgresql" else "leader"
+        await _serve_until_stopped(_Node(publisher, role), settings, reload)
     finally:
         await runner.cleanup()
         await publisher.close()
@@ -81,35 +115,87 @@ async def _listen(runner: web.AppRunner, settings: Settings) -> None:
     log.info("serving on http://%s:%d/", host, port)
 
 
-async def _serve_until_stopped(publisher: Publisher, settings: Settings, reload: Callable[[], Settings]) -> None:
-    """Run the schedule until SIGTERM/SIGINT, then drain the job in progress; SIGHUP reloads."""
-    scheduler = build_scheduler(publisher)
-    problems = nodes.RecentProblems()
-    logging.getLogger().addHandler(problems)
-    node = nodes.this_node("daemon", datetime.now(UTC))
+class _Node:
+    """This process's part: its schedule (leader jobs only while leading), heartbeat and watcher."""
 
-    async def beat() -> None:
-        state = {
-            "jobs": {job.id: job.next_run_time for job in scheduler.get_jobs() if job.id != "heartbeat"},
-            "last_scan_at": publisher.last_scan_at,
-            "errors": list(problems.records),
+    def __init__(self, publisher: Publisher, role: str) -> None:
+        self.publisher = publisher
+        self.scheduler = build_scheduler()
+        self.problems = nodes.RecentProblems()
+        self.node = nodes.this_node(publisher.node_id, role, datetime.now(UTC))
+        self.watcher: asyncio.Task[None] | None = None
+        self._last_beat = (time.monotonic(), publisher.sent_total)
+        publisher.role = role
+
+    @property
+    def role(self) -> str:
+        return self.publisher.role
+
+    def schedule(self, *, at_start: bool) -> None:
+        """(Re)add this node's jobs, timed by the current settings; a leader's too when leading."""
+        schedule_node_jobs(self.scheduler, self.publisher, self.beat, serves_web=self.role != "worker")
+        if self.role == "leader":
+            schedule_jobs(self.scheduler, self.publisher, at_start=at_start)
+
+    async def beat(self) -> None:
+        now, sent = time.monotonic(), self.publisher.sent_total
+        then, sent_then = self._last_beat
+        self._last_beat = (now, sent)
+        state: dict[str, Any] = {
+            "jobs": {job.id: job.next_run_time for job in self.scheduler.get_jobs() if job.id in LEADER_JOBS},
+            "last_scan_at": self.publisher.last_scan_at,
+            "errors": list(self.problems.records),
+            "sent": sent,
+            "send_rate": round((sent - sent_then) / max(now - then, 1e-3), 1),
         }
-        await nodes.heartbeat(publisher.engine, node, state, datetime.now(UTC))
+        await nodes.heartbeat(self.publisher.engine, self.node, self.role, state, datetime.now(UTC))
 
-    scheduler.add_job(
-        publisher.run_job, IntervalTrigger(seconds=nodes.HEARTBEAT_SECONDS), args=["heartbeat", beat],
-        id="heartbeat", name="heartbeat", next_run_time=datetime.now(UTC),
-    )
+    async def elected(self) -> None:
+        self.publisher.role = "leader"
+        self.schedule(at_start=True)  # the planner runs now: a wave due while nobody led goes out
+        self.start_watcher()
+        await self.publisher.run_job("heartbeat", self.beat)
+
+    async def deposed(self) -> None:
+        self.publisher.role = "standby"
+        for job in LEADER_JOBS:
+            if self.scheduler.get_job(job) is not None:
+                self.scheduler.remove_job(job)
+        await self.stop_watcher()
+        await self.publisher.run_job("heartbeat", self.beat)
+
+    def start_watcher(self) -> None:
+        if self.watcher is None:
+            publisher = self.publisher
+            job = partial(publisher.run_job, "watch", publisher.scan_and_send_instant)
+            self.watcher = asyncio.create_task(watch_content(publisher, job))
+
+    async def stop_watcher(self) -> None:
+        watcher, self.watcher = self.watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+
+async def _serve_until_stopped(node: _Node, settings: Settings, reload: Callable[[], Settings]) -> None:
+    """Run the node until SIGTERM/SIGINT, then drain the job in progress; SIGHUP reloads."""
+    publisher, scheduler = node.publisher, node.scheduler
+    logging.getLogger().addHandler(node.problems)
+    node.schedule(at_start=True)
     scheduler.start()
     publisher.scheduler_running = True
-    watcher = asyncio.create_task(
-        watch_content(publisher, partial(publisher.run_job, "watch", publisher.scan_and_send_instant))
-    )
+    if node.role == "leader":
+        node.start_watcher()
     stop = asyncio.Event()
+    campaign = None
+    if node.role == "standby":
+        leadership = Leadership(settings.database.url, settings.cluster.failover, node.elected, node.deposed)
+        campaign = asyncio.create_task(leadership.run(stop))
     reloads: set[asyncio.Task[None]] = set()
 
     def on_hangup() -> None:
-        task = asyncio.create_task(_reload(publisher, scheduler, reload))
+        task = asyncio.create_task(_reload(node, reload))
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
@@ -125,27 +211,28 @@ async def _serve_until_stopped(publisher: Publisher, settings: Settings, reload:
         scheduler.pause()
         drained = await publisher.drain(settings.server.shutdown_timeout)
         await asyncio.sleep(0)  # a job submitted just before the pause starts, sees "stopping", returns
+        if campaign is not None:
+            await campaign  # hands the schedule over at once, not after failover
         scheduler.shutdown(wait=False)
         publisher.scheduler_running = False
-        watcher.cancel()  # it ends by itself once "stopping" is set; this makes it immediate
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        await node.stop_watcher()  # it ends by itself once "stopping" is set; this makes it immediate
         if not drained:
             log.warning("delivery still busy after %ss; its rows stay resumable", settings.server.shutdown_timeout)
-        await nodes.leave(publisher.engine, node)
+        await nodes.leave(publisher.engine, node.node)
     finally:
-        logging.getLogger().removeHandler(problems)
+        logging.getLogger().removeHandler(node.problems)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
 
 
-async def _reload(publisher: Publisher, scheduler: AsyncIOScheduler, load: Callable[[], Settings]) -> None:
+async def _reload(node: _Node, load: Callable[[], Settings]) -> None:
     """SIGHUP: read the config again and use it; a bad one leaves the running one in place.
 
     Connections stay open (the server is not restarted); the job in progress
     finishes with the settings it started with.
     """
     log.info("SIGHUP: reloading the configuration")
+    publisher = node.publisher
     try:
         settings = await asyncio.to_thread(load)
         needs_restart = publisher.reconfigure(settings)
@@ -156,8 +243,9 @@ async def _reload(publisher: Publisher, scheduler: AsyncIOScheduler, load: Calla
     except (OSError, ValueError) as exc:
         log.error("reload refused, the running configuration stays: %s", exc)
         return
-    schedule_jobs(scheduler, publisher, at_start=False)
+    node.schedule(at_start=False)
     for key in needs_restart:
         log.warning("reload: %s changed; it applies at the next restart", key)
-    await publisher.build_feeds()  # the site's title, URLs or feed templates may have changed
+    if node.role != "worker":
+        await publisher.build_feeds()  # the site's title, URLs or feed templates may have changed
     log.info("reloaded the configuration and templates")

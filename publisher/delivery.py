@@ -7,15 +7,21 @@ recipient's message is then a join of bytes with their personal values.
 The pipeline of one run::
 
     producer ──(bounded queue)──► N senders, one connection each ──► recorder
-    reads keyset-paged batches;    pace (rate, window), build,        writes outcomes in
-    per STATUS_CHUNK rows, marks   send, classify the reply           batches; tracks the
-    them ``sending`` and re-reads                                     error ratio
-    their statuses, then queues
+    claims ``batch_size`` due      pace (rate, window), build,        writes outcomes in
+    rows at a time (keyset, SKIP   send, classify the reply           batches, releasing
+    LOCKED: other nodes claim                                         the claims; tracks
+    others), reads their                                              the error ratio
+    statuses, queues them
+
+Several processes, on one machine or several, can run this at once on PostgreSQL:
+each claims its own rows (:func:`publisher.ledger.claim`) and renews the lease on
+the rows it holds every third of ``[cluster] lease``, so rows are only taken over
+from a node that stopped renewing (died, or lost the database).
 
 Memory stays flat: at most one batch of rows and a queue of a few messages per
 connection are in memory, whatever the list's size.  Outcomes are flushed every
 ``FLUSH_EVERY`` messages or ``FLUSH_SECONDS``; a crash leaves in ``sending`` only the
-rows marked but not yet recorded (one chunk, the queue, the unflushed outcomes), and
+rows claimed but not yet recorded (one batch, the queue, the unflushed outcomes), and
 only those that were really sent can go out twice.
 
 Replies: 421/450/451/452/454 are throttling (the message is deferred and that
@@ -66,7 +72,6 @@ THROTTLING = frozenset({421, 450, 451, 452, 454})
 FLUSH_EVERY = 200  # outcomes per ledger transaction
 FLUSH_SECONDS = 0.5
 SEND_CHUNK = 10  # messages per queue hand-over
-STATUS_CHUNK = 100  # rows marked sending (and their statuses re-read) at once, just before queueing
 PROGRESS_SECONDS = 5.0
 
 TransportFactory = Callable[[], Transport]
@@ -122,6 +127,7 @@ class Deliverer:
         stop: asyncio.Event | None = None,
         progress: Callable[[DeliveryReport], None] | None = None,
         signer: DkimSigner | None = None,
+        claimant: ledger.Claimant,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -134,15 +140,27 @@ class Deliverer:
         delivery = settings.delivery
         self.pacer = Pacer(delivery.rate, delivery.window_messages, delivery.window_seconds)
         self.signer = signer
+        self.claimant = claimant
         self.report = DeliveryReport()
+        self._held: dict[str, set[int]] = {}  # claimed rows not yet recorded, by digest
         self._pending: list[dict[str, object]] = []
         self._bounced: list[tuple[int, BounceKind]] = []
         self._started = self._last_flush = self._last_log = time.monotonic()
         self._flush_lock = asyncio.Lock()
 
     async def run(self, *, wait: bool = False) -> DeliveryReport:
-        """Deliver every row due now; with ``wait``, also wait out deferrals until every
-        digest is finished or paused (or ``stop`` is set)."""
+        """Deliver every row due now; with ``wait``, also wait out deferrals (and other
+        nodes' lapsed claims) until every digest is finished or paused (or ``stop`` is set)."""
+        keeper = asyncio.create_task(self._keep_leases())
+        try:
+            await self._run(wait)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        return self.report
+
+    async def _run(self, wait: bool) -> None:
         while not self.stop.is_set():
             unfinished = await ledger.unfinished_digests(self.engine)
             if not unfinished:
@@ -150,14 +168,25 @@ class Deliverer:
             await self._pass(unfinished)
             if not wait or self.stop.is_set():
                 break
-            due = await ledger.next_retry(self.engine)
+            due = await ledger.next_retry(self.engine, self.claimant)
             if due is None:
                 continue  # nothing deferred: the next pass finishes what is left, or finds nothing
             delay = (due - self.clock()).total_seconds()
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), timeout=delay)
-        return self.report
+
+    async def _keep_leases(self) -> None:
+        """Renew the lease on the rows this run holds, three times per lease."""
+        every = self.claimant.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(every)
+            held = {digest: set(ids) for digest, ids in self._held.items() if ids}
+            if held:
+                try:
+                    await ledger.renew(self.engine, held, self.clock(), self.claimant)
+                except Exception:  # the database is away: the next renewal may succeed before the lease lapses
+                    log.exception("delivery: could not renew the lease on %d rows", sum(map(len, held.values())))
 
     async def _pass(self, unfinished: list[Row]) -> None:
         """One pass over every unfinished digest: each due row is tried once."""
@@ -193,31 +222,34 @@ class Deliverer:
         return _Digest(row.id, row.created_at, messages, window)
 
     async def _produce(self, digest: _Digest, queue: asyncio.Queue[list[_Item] | None]) -> None:
-        """Read the digest's due rows batch by batch and queue the ones still subscribed.
+        """Claim the digest's due rows batch by batch and queue the ones still subscribed.
 
         Senders take a few messages per queue operation (``SEND_CHUNK``): one
-        hand-over per message cost more than building the message.
+        hand-over per message cost more than building the message.  Rows claimed
+        but not queued when the run stops go back to ``pending`` (released).
         """
         after = 0
+        held = self._held.setdefault(digest.id, set())
         while not (self.stop.is_set() or digest.paused):
-            batch = await ledger.due(self.engine, digest.id, after, self.settings.delivery.batch_size, self.clock())
+            batch = await ledger.claim(
+                self.engine, digest.id, after, self.settings.delivery.batch_size, self.clock(), self.claimant
+            )
             if not batch:
                 return
             after = batch[-1].subscriber_id
-            for start in range(0, len(batch), STATUS_CHUNK):
+            held.update(row.subscriber_id for row in batch)
+            ready = []
+            for row in batch:
+                if row.status == Status.ACTIVE:
+                    ready.append(_Item(digest, row))
+                else:  # left after the digest was planned: never hand it over
+                    await self._outcome(digest, row, "cancelled", last_reply=f"subscriber is {row.status}")
+            for first in range(0, len(ready), SEND_CHUNK):
                 if self.stop.is_set() or digest.paused:
-                    return  # the rest of the batch was never taken: it stays as it was
-                chunk = batch[start:start + STATUS_CHUNK]
-                current = await ledger.take(self.engine, digest.id, [r.subscriber_id for r in chunk], self.clock())
-                ready = []
-                for row in chunk:
-                    if current.get(row.subscriber_id) == Status.ACTIVE:
-                        ready.append(_Item(digest, row))
-                    else:  # left after the digest was planned: never hand it over
-                        status = current.get(row.subscriber_id, "erased")
-                        await self._outcome(digest, row, "cancelled", last_reply=f"subscriber is {status}")
-                for first in range(0, len(ready), SEND_CHUNK):
-                    await queue.put(ready[first:first + SEND_CHUNK])
+                    for item in ready[first:]:  # never handed over: released, to do
+                        await self._outcome(digest, item.row, "pending", attempts=item.row.attempts)
+                    return
+                await queue.put(ready[first:first + SEND_CHUNK])
 
     async def _sender(self, queue: asyncio.Queue[list[_Item] | None]) -> None:
         """One connection: take messages from the queue until the producer is done."""
@@ -336,6 +368,8 @@ class Deliverer:
             self._last_flush = time.monotonic()
             now = self.clock()
             await ledger.record(self.engine, outcomes, now)
+            for outcome in outcomes:
+                self._held[str(outcome["digest"])].discard(int(outcome["sid"]))  # type: ignore[call-overload]
             for state, count in Counter(str(o["state"]) for o in outcomes if o["state"] != "pending").items():
                 metrics.messages(state, count)
             metrics.send_rate(self.report.handled / max(time.monotonic() - self._started, 1e-6))

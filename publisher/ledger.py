@@ -1,23 +1,28 @@
 """The delivery ledger: one row per (digest, subscriber), and the digests' own state.
 
 ``pending → sending → sent | deferred (retry_at, attempts, last_reply) | failed |
-cancelled``.  Due rows are read in keyset-paged batches and marked ``sending`` a few
-dozen at a time, right before they are queued for a transport; outcomes are written
-back in batches (one transaction for many messages).  A row left in ``sending`` by a process that died is
-claimed again by the next run: the only messages that can go out twice are those in
-flight at the crash.  A digest is ``finished`` when no row is pending, sending or
-deferred; ``paused`` (with a reason) when the error ratio tripped, until resumed.
+cancelled``.  A delivery run *claims* due rows a batch at a time (keyset-paged by
+subscriber id, ``FOR UPDATE SKIP LOCKED``): they become ``sending``, ``claimed_by``
+that run until ``lease_until``, which the run renews while it works.  Outcomes are
+written back in batches (one transaction for many messages) and release the claim.
+So several nodes share one digest without taking the same row twice, and a node that
+dies leaves only its claimed rows, which another takes over when their lease lapses
+(at once under SQLite's single-machine lock): the only messages that can go out
+twice are those in flight at the crash.  A digest is ``finished`` when no row is
+pending, sending or deferred; ``paused`` (with a reason) when the error ratio
+tripped, until resumed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Row, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from publisher.store.db import begin_writing
 from publisher.store.schema import deliveries, digests, subscribers
 
 OPEN_STATES = ("pending", "sending", "deferred")
@@ -58,36 +63,101 @@ async def unfinished_digests(engine: AsyncEngine) -> list[Row]:
         return list(rows.all())
 
 
-async def due(engine: AsyncEngine, digest_id: str, after: int, limit: int, now: datetime) -> list[Row]:
-    """The next ``limit`` rows due, by subscriber id after ``after`` (keyset paging)."""
-    async with engine.connect() as conn:
+@dataclass(frozen=True)
+class Claimant:
+    """Who claims rows: one node's delivery, and how long its claims last unrenewed.
+
+    ``exclusive``: this claimant holds the machine's delivery lock (SQLite, one node;
+    :mod:`publisher.locks`), so a row some other claimant left in ``sending`` can only
+    be left over from a process that died: it is taken over at once, not after its lease.
+    """
+
+    id: str
+    lease: timedelta
+    exclusive: bool = False
+
+
+def _claimable(now: datetime, claimant: Claimant) -> ColumnElement[bool]:
+    """Rows a claimant may take: due (see :func:`_due`), or ``sending`` under a claim that lapsed."""
+    if claimant.exclusive:
+        abandoned = or_(deliveries.c.claimed_by.is_(None), deliveries.c.claimed_by != claimant.id)
+    else:
+        abandoned = or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
+    return or_(
+        deliveries.c.state == "pending",
+        and_(deliveries.c.state == "deferred", deliveries.c.retry_at <= now),
+        and_(deliveries.c.state == "sending", abandoned),
+    )
+
+
+async def claim(
+    engine: AsyncEngine, digest_id: str, after: int, limit: int, now: datetime, claimant: Claimant
+) -> list[Row]:
+    """Claim the next ``limit`` claimable rows after subscriber ``after`` (keyset paging).
+
+    The rows are marked ``sending``, ``claimed_by`` the claimant until ``now + lease``,
+    and returned with their subscribers' address, name and *current* status (an
+    unsubscribe of a moment ago is seen), by subscriber id.  ``FOR UPDATE SKIP
+    LOCKED`` lets nodes claim at the same moment without waiting for one another or
+    taking the same row: each skips the rows another's claim has locked.  (SQLite has
+    one writer at a time; its claim takes the write lock first instead.)
+    """
+    async with engine.begin() as conn:
+        await begin_writing(conn)
+        picked = (
+            await conn.execute(
+                select(deliveries.c.subscriber_id)
+                .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id > after,
+                       _claimable(now, claimant))
+                .order_by(deliveries.c.subscriber_id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).scalars().all()
+        if not picked:
+            return []
+        await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id.in_(picked))
+            .values(state="sending", claimed_by=claimant.id, lease_until=now + claimant.lease, updated_at=now)
+        )
         rows = await conn.execute(
-            select(deliveries.c.subscriber_id, deliveries.c.attempts, subscribers.c.email, subscribers.c.name)
+            select(
+                deliveries.c.subscriber_id, deliveries.c.attempts,
+                subscribers.c.email, subscribers.c.name, subscribers.c.status,
+            )
             .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-            .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id > after, _due(now))
+            .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id.in_(picked))
             .order_by(deliveries.c.subscriber_id)
-            .limit(limit)
         )
         return list(rows.all())
 
 
-async def take(engine: AsyncEngine, digest_id: str, subscriber_ids: Sequence[int], now: datetime) -> dict[int, str]:
-    """Mark these rows ``sending`` and return their subscribers' current statuses, at once.
+async def claimable(engine: AsyncEngine, now: datetime, claimant: Claimant) -> bool:
+    """Whether the claimant could claim any row of an active digest now."""
+    async with engine.connect() as conn:
+        found = await conn.scalar(
+            select(deliveries.c.subscriber_id)
+            .join(digests, digests.c.id == deliveries.c.digest_id)
+            .where(digests.c.status == "sending", _claimable(now, claimant))
+            .limit(1)
+        )
+    return found is not None
 
-    Called for a few dozen rows right before they are queued, so a crash leaves
-    ``sending`` only on rows that were about to go (the bound on duplicates), and an
-    unsubscribe that happened a moment ago is seen.
-    """
+
+async def renew(engine: AsyncEngine, held: dict[str, set[int]], now: datetime, claimant: Claimant) -> None:
+    """Extend the claimant's lease on the rows it still holds (``{digest id: subscriber ids}``)."""
     async with engine.begin() as conn:
-        await conn.execute(
-            update(deliveries)
-            .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id.in_(list(subscriber_ids)))
-            .values(state="sending", updated_at=now)
-        )
-        rows = await conn.execute(
-            select(subscribers.c.id, subscribers.c.status).where(subscribers.c.id.in_(list(subscriber_ids)))
-        )
-        return {row.id: row.status for row in rows}
+        for digest_id, ids in held.items():
+            if ids:
+                await conn.execute(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id.in_(sorted(ids)),
+                        deliveries.c.state == "sending", deliveries.c.claimed_by == claimant.id,
+                    )
+                    .values(lease_until=now + claimant.lease)
+                )
 
 
 async def record(engine: AsyncEngine, outcomes: Sequence[dict[str, object]], now: datetime) -> None:
@@ -113,7 +183,8 @@ async def record(engine: AsyncEngine, outcomes: Sequence[dict[str, object]], now
                 update(deliveries)
                 .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id.in_(ids))
                 .values(
-                    state="sent", attempts=deliveries.c.attempts + 1, retry_at=None, last_reply=None, updated_at=now
+                    state="sent", attempts=deliveries.c.attempts + 1, retry_at=None, last_reply=None, updated_at=now,
+                    claimed_by=None, lease_until=None,
                 )
             )
         if other:
@@ -126,6 +197,8 @@ async def record(engine: AsyncEngine, outcomes: Sequence[dict[str, object]], now
                     retry_at=bindparam("retry_at"),
                     last_reply=bindparam("last_reply"),
                     updated_at=now,
+                    claimed_by=None,
+                    lease_until=None,
                 ),
                 other,
             )
@@ -153,14 +226,22 @@ async def finish_if_done(engine: AsyncEngine, digest_id: str, now: datetime) -> 
         return True
 
 
-async def next_retry(engine: AsyncEngine) -> datetime | None:
-    """When the earliest deferred row of an active digest is due again."""
+async def next_retry(engine: AsyncEngine, claimant: Claimant) -> datetime | None:
+    """When a row of an active digest can next be claimed: the earliest deferred row's
+    retry, or the earliest lease another claimant may let lapse (None: neither)."""
     async with engine.connect() as conn:
-        return await conn.scalar(
+        retry = await conn.scalar(
             select(func.min(deliveries.c.retry_at))
             .join(digests, digests.c.id == deliveries.c.digest_id)
             .where(deliveries.c.state == "deferred", digests.c.status == "sending")
         )
+        lease = await conn.scalar(
+            select(func.min(deliveries.c.lease_until))
+            .join(digests, digests.c.id == deliveries.c.digest_id)
+            .where(deliveries.c.state == "sending", deliveries.c.claimed_by != claimant.id,
+                   digests.c.status == "sending")
+        )
+    return min((when for when in (retry, lease) if when is not None), default=None)
 
 
 async def pause(engine: AsyncEngine, digest_id: str, reason: str) -> None:

@@ -25,6 +25,7 @@ from publisher.store.schema import nodes
 
 HEARTBEAT_SECONDS = 10.0
 STALE_AFTER = timedelta(seconds=3 * HEARTBEAT_SECONDS)  # not seen for this long: not running
+FORGET_AFTER = timedelta(days=1)
 
 
 class RecentProblems(logging.Handler):
@@ -53,24 +54,31 @@ class Node:
     state: dict[str, Any]
 
 
-def this_node(role: str, started_at: datetime) -> Node:
-    host = socket.gethostname()
-    pid = os.getpid()
-    return Node(f"{host}:{pid}:{started_at:%Y%m%dT%H%M%S}", host, pid, role, started_at, started_at, {})
+def node_id(started_at: datetime) -> str:
+    """This process's id as a node: ``host:pid:start`` (unique even when a pid is reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{started_at:%Y%m%dT%H%M%S.%f}"
 
 
-async def heartbeat(engine: AsyncEngine, node: Node, state: dict[str, Any], now: datetime) -> None:
-    """Record that ``node`` is alive, with ``state`` (JSON-ready)."""
+def this_node(id: str, role: str, started_at: datetime) -> Node:
+    return Node(id, socket.gethostname(), os.getpid(), role, started_at, started_at, {})
+
+
+async def heartbeat(engine: AsyncEngine, node: Node, role: str, state: dict[str, Any], now: datetime) -> None:
+    """Record that ``node`` is alive in ``role``, with ``state`` (JSON-ready)."""
     data = json.dumps(state, sort_keys=True, default=str)
     async with engine.begin() as conn:
-        seen = await conn.execute(update(nodes).where(nodes.c.id == node.id).values(seen_at=now, state=data))
+        seen = await conn.execute(
+            update(nodes).where(nodes.c.id == node.id).values(seen_at=now, role=role, state=data)
+        )
         if not seen.rowcount:
             await conn.execute(
                 insert(nodes).values(
-                    id=node.id, host=node.host, pid=node.pid, role=node.role,
+                    id=node.id, host=node.host, pid=node.pid, role=role,
                     started_at=node.started_at, seen_at=now, state=data,
                 )
             )
+        # Nodes that died without leaving (kill -9, a lost host) are forgotten after a day.
+        await conn.execute(delete(nodes).where(nodes.c.seen_at < now - FORGET_AFTER))
 
 
 async def leave(engine: AsyncEngine, node: Node) -> None:

@@ -8,6 +8,7 @@ so a job that wakes up a little late still runs (the default is one second).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, time
 from functools import partial
 
@@ -16,23 +17,52 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from publisher.app import Publisher
+from publisher.nodes import HEARTBEAT_SECONDS
 from subscribers.model import Cadence
 
+# The jobs only the leader runs (see publisher.daemon); every node delivers and beats.
+LEADER_JOBS = ("scan", "digests", "feeds")
 
-def build_scheduler(publisher: Publisher) -> AsyncIOScheduler:
-    scheduler = AsyncIOScheduler(
+
+def build_scheduler() -> AsyncIOScheduler:
+    """A scheduler with no jobs yet (:func:`schedule_node_jobs`, :func:`schedule_jobs`)."""
+    return AsyncIOScheduler(
         timezone=UTC, job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 3600}
     )
-    schedule_jobs(scheduler, publisher, at_start=True)
-    return scheduler
+
+
+def schedule_node_jobs(
+    scheduler: AsyncIOScheduler, publisher: Publisher, beat: Callable[[], Awaitable[None]], *, serves_web: bool
+) -> None:
+    """Add (or replace) the jobs every node runs, leader or not.
+
+    * ``deliver``: claim and send what is due (new digests, deferred messages whose
+      time has come, a resumed digest, another node's lapsed claims), every
+      ``[cluster] poll_interval``; a cheap look at the ledger when there is nothing.
+    * ``heartbeat``: this node's row for ``publisher status``.
+    * ``refresh`` (nodes serving the web): rebuild the feeds when another node stored
+      articles (the leader's own scans rebuild them as they go).
+    """
+    settings = publisher.settings
+    jobs: list[tuple[str, Callable[[], Awaitable[object]], float]] = [
+        ("deliver", publisher.deliver_due, min(settings.cluster.poll_interval, settings.delivery.retry_base)),
+        ("heartbeat", beat, HEARTBEAT_SECONDS),
+    ]
+    if serves_web:
+        jobs.append(("refresh", publisher.refresh_feeds, settings.cluster.poll_interval))
+    for name, job, seconds in jobs:
+        scheduler.add_job(
+            publisher.run_job, IntervalTrigger(seconds=seconds), args=[name, job], id=name, name=name,
+            replace_existing=True, next_run_time=datetime.now(UTC),
+        )
 
 
 def schedule_jobs(scheduler: AsyncIOScheduler, publisher: Publisher, *, at_start: bool) -> None:
-    """Add (or, on a reload, replace) the jobs, timed by ``publisher.settings``.
+    """Add (or, on a reload, replace) the leader's jobs, timed by ``publisher.settings``.
 
-    ``at_start``: the scan and the digest planner also run at once (a wave missed
-    while the daemon was down goes out now, within the grace period).  A replaced
-    job's run in progress is not interrupted.
+    ``at_start`` (a start, or a node just elected): the scan and the digest planner
+    also run at once (a wave missed while no daemon led goes out now, within the
+    grace period).  A replaced job's run in progress is not interrupted.
     """
     settings = publisher.settings
     jobs = [
@@ -41,9 +71,6 @@ def schedule_jobs(scheduler: AsyncIOScheduler, publisher: Publisher, *, at_start
         # timezone; zones are offset by whole, half or quarter hours, so the planner wakes
         # every quarter of an hour and the store says which waves are due (publisher.cadence).
         ("digests", partial(publisher.send, [Cadence.DAILY, Cadence.WEEKLY]), _quarter_hours(settings.digest.daily_at)),
-        # Deferred messages (throttled, relay down) go again when due; a resumed or
-        # interrupted digest is picked up too.  Cheap when there is nothing to do.
-        ("retry", publisher.deliver, IntervalTrigger(seconds=min(settings.delivery.retry_base, 60.0))),
     ]
     if settings.feed_sources:
         # Each feed has its own interval and backoff; the job only asks which are due.
@@ -53,7 +80,7 @@ def schedule_jobs(scheduler: AsyncIOScheduler, publisher: Publisher, *, at_start
         scheduler.remove_job("feeds")
     for name, job, trigger in jobs:
         # (next_run_time=None would add the job paused, so it is only passed to run at once.)
-        first_run = {"next_run_time": datetime.now(UTC)} if at_start and name in {"scan", "digests", "feeds"} else {}
+        first_run = {"next_run_time": datetime.now(UTC)} if at_start else {}
         scheduler.add_job(
             publisher.run_job, trigger, args=[name, job], id=name, name=name, replace_existing=True, **first_run
         )

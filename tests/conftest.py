@@ -89,16 +89,22 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite: the test's SQLite variant")
     config.addinivalue_line("markers", "postgresql: the test's PostgreSQL variant")
     config.addinivalue_line("markers", "sqlite_only(reason): true of SQLite only; runs on SQLite alone (say why)")
+    config.addinivalue_line(
+        "markers", "postgresql_only(reason): true of PostgreSQL only; runs on PostgreSQL alone (say why)"
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every test that uses the ``database`` fixture, once per backend."""
     if "database" not in metafunc.fixturenames:
         return
-    only = metafunc.definition.get_closest_marker("sqlite_only")
-    if only is not None and not (only.args or only.kwargs.get("reason")):
-        raise pytest.UsageError(f"{metafunc.definition.nodeid}: sqlite_only needs the reason")
-    backends = ("sqlite",) if only is not None else BACKENDS
+    backends = BACKENDS
+    for name in BACKENDS:
+        only = metafunc.definition.get_closest_marker(f"{name}_only")
+        if only is not None:
+            if not (only.args or only.kwargs.get("reason")):
+                raise pytest.UsageError(f"{metafunc.definition.nodeid}: {name}_only needs the reason")
+            backends = (name,)
     metafunc.parametrize(
         "database",
         [pytest.param(name, marks=getattr(pytest.mark, name), id=name) for name in backends],

@@ -17,15 +17,15 @@ from tests.conftest import SAMPLE_CONTENT, write_config
 from tests.smtp_server import HOST
 
 
-def write_site(root: Path, *, smtp_port: int, smtp: str = "", **delivery: object) -> Path:
+def write_site(root: Path, *, smtp_port: int, smtp: str = "", extra: str = "", **delivery: object) -> Path:
     """A site in ``root`` (the sample content, a config sending over SMTP to ``smtp_port``);
     returns the config path. ``delivery`` keys go in ``[delivery]``, ``smtp`` is more
-    ``[smtp]`` lines (e.g. ``"timeout = 2"``)."""
+    ``[smtp]`` lines (e.g. ``"timeout = 2"``), ``extra`` more tables."""
     root.mkdir(parents=True, exist_ok=True)
     if not (root / "content").exists():
         shutil.copytree(SAMPLE_CONTENT, root / "content")
     settings = {"transport": "smtp", "retry_base": 0.05} | delivery
-    return write_config(root, f'[smtp]\nhost = "{HOST}"\nport = {smtp_port}\n{smtp}\n', **settings)
+    return write_config(root, f'[smtp]\nhost = "{HOST}"\nport = {smtp_port}\n{smtp}\n{extra}', **settings)
 
 
 async def insert_subscribers(engine: AsyncEngine, addresses: Sequence[str], *, chunk: int = 5000) -> dict[str, int]:

@@ -234,7 +234,8 @@ def test_status_shows_the_running_daemon_its_next_jobs_last_scan_and_errors(
         return shown if "broken.md" in shown else None
 
     shown = str(wait_for(status_with_the_error, what="the error in status"))
-    assert f"daemon: pid {process.pid} on " in shown
+    assert "nodes: 1 live (1 leader)" in shown  # SQLite: the one daemon leads
+    assert f"leader: pid {process.pid} on " in shown and "messages/s" in shown
     assert "last scan: " in shown and "next digests: in " in shown and "next scan: in " in shown
     assert "ERROR: skipped: " in shown and "broken.md" in shown
     assert "deliveries of unfinished digests: " in shown

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select, update
 
 from publisher.app import Publisher, utcnow
 from publisher.config import Settings
 from publisher.delivery import Deliverer
 from publisher.digest import plan
+from publisher.ledger import Claimant
 from publisher.locks import exclusive
 from publisher.mail.transport import MaildirTransport
 from publisher.store.schema import deliveries, digests, subscribers
@@ -175,7 +178,8 @@ async def test_broken_article_is_skipped_and_the_rest_published(publisher: Publi
     assert "feed.rss" in publisher.feeds
 
 
-async def test_only_one_process_delivers_at_a_time(publisher: Publisher, settings: Settings) -> None:
+@pytest.mark.sqlite_only("SQLite is single-node; on PostgreSQL processes share the rows (the test below)")
+async def test_only_one_process_delivers_at_a_time_on_sqlite(publisher: Publisher, settings: Settings) -> None:
     await add(publisher, "ann@example.org")
     await publisher.scan()
     await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=20)
@@ -188,6 +192,37 @@ async def test_only_one_process_delivers_at_a_time(publisher: Publisher, setting
             assert (await conn.execute(select(deliveries.c.state))).scalar_one() == "pending"
     resumed = await publisher.deliver()
     assert resumed.sent == 1
+
+
+@pytest.mark.postgresql_only("claims shared between processes are PostgreSQL's (SQLite is single-node)")
+async def test_two_nodes_delivering_at_once_share_a_digest_and_send_each_message_once(
+    publisher: Publisher, settings: Settings
+) -> None:
+    for i in range(60):
+        await add(publisher, f"r{i:02}@example.org")
+    await publisher.scan()
+    await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=20)
+    settings.delivery.batch_size = 5  # many claims, so the two runs interleave
+
+    class Yielding(MaildirTransport):
+        async def send(self, sender: str, recipient: str, message: bytes) -> str:
+            await asyncio.sleep(0)  # let the other node's run take a turn
+            return await super().send(sender, recipient, message)
+
+    def node(name: str) -> Deliverer:
+        return Deliverer(
+            publisher.engine, settings, publisher.env, publisher.tokens,
+            lambda: Yielding(settings.delivery.outbox), claimant=Claimant(name, timedelta(seconds=30)),
+        )
+
+    first, second = await asyncio.gather(node("a").run(), node("b").run())
+    assert first.sent + second.sent == 60
+    assert first.sent > 0 and second.sent > 0
+    recipients = [str(m["To"]) for m in outbox_messages(settings)]
+    assert sorted(recipients) == [f"Reader <r{i:02}@example.org>" for i in range(60)]
+    async with publisher.engine.connect() as conn:
+        states = (await conn.execute(select(deliveries.c.state, deliveries.c.claimed_by))).all()
+    assert set(states) == {("sent", None)}  # recorded, and the claims released
 
 
 async def test_stopping_mid_batch_finishes_the_message_in_hand_and_returns_the_rest(
@@ -207,7 +242,7 @@ async def test_stopping_mid_batch_finishes_the_message_in_hand_and_returns_the_r
     settings.delivery.concurrency = 1  # one message in flight, so "the rest" is exact
     deliverer = Deliverer(
         publisher.engine, settings, publisher.env, publisher.tokens,
-        lambda: StopAfterFirst(settings.delivery.outbox), stop=publisher.stopping,
+        lambda: StopAfterFirst(settings.delivery.outbox), stop=publisher.stopping, claimant=publisher.claimant,
     )
     report = await deliverer.run()
     assert report.sent == 1 and report.finished == []

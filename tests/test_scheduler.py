@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from publisher.app import Publisher
 from publisher.config import Settings
-from publisher.scheduler import build_scheduler
+from publisher.scheduler import build_scheduler, schedule_jobs, schedule_node_jobs
 
 
 async def test_jobs_wake_the_service_at_their_times(make_settings: Callable[..., Settings]) -> None:
@@ -15,9 +15,18 @@ async def test_jobs_wake_the_service_at_their_times(make_settings: Callable[...,
         '[digest]\ndaily_at = 07:30:00\ntimezone = "America/New_York"\nweekly_day = "fri"\n'
         "[scheduler]\nscan_interval = 45\n"
     )
-    scheduler = build_scheduler(Publisher(settings))
+    publisher = Publisher(settings)
+    scheduler = build_scheduler()
+
+    async def beat() -> None:
+        """Unused: the test only reads the triggers."""
+
+    schedule_node_jobs(scheduler, publisher, beat, serves_web=False)
+    assert {job.id for job in scheduler.get_jobs()} == {"deliver", "heartbeat"}  # a worker: no schedule, no web
+    schedule_node_jobs(scheduler, publisher, beat, serves_web=True)
+    schedule_jobs(scheduler, publisher, at_start=False)
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {"scan", "digests", "retry"}
+    assert set(jobs) == {"deliver", "heartbeat", "refresh", "scan", "digests"}
 
     # Digests: waves at each subscriber's local hour (publisher.cadence), so the planner
     # wakes every quarter of an hour on the minute of daily_at, whatever the zone.
@@ -29,4 +38,5 @@ async def test_jobs_wake_the_service_at_their_times(make_settings: Callable[...,
         fires.append(after.strftime("%H:%M"))
     assert fires == ["13:15", "13:30", "13:45", "14:00", "14:15"]
     assert jobs["scan"].trigger.interval.total_seconds() == 45
-    assert jobs["retry"].trigger.interval.total_seconds() == 1  # the tests' retry_base: deferred rows go when due
+    # Deferred rows and other nodes' lapsed claims go when due: the tests' retry_base is 1 s.
+    assert jobs["deliver"].trigger.interval.total_seconds() == 1

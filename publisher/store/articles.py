@@ -112,6 +112,14 @@ async def latest(engine: AsyncEngine, limit: int | None = None) -> list[Article]
         return [Article.from_dict(json.loads(row.data)) for row in rows]
 
 
+async def revision(engine: AsyncEngine) -> tuple[object, ...]:
+    """What changes whenever an article is stored, edited or removed (the newest ``seq``
+    and ``changed_at``): a node compares it to know its feeds are stale."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(func.max(articles.c.seq), func.max(articles.c.changed_at)))).one()
+        return tuple(row)
+
+
 async def by_seq(conn: AsyncConnection, seqs: Sequence[int]) -> list[Article]:
     """The articles with these sequence numbers, in the order given."""
     rows = await conn.execute(select(articles.c.seq, articles.c.data).where(articles.c.seq.in_(seqs)))

@@ -141,6 +141,17 @@ async def serialize(conn: AsyncConnection, work: Exclusive) -> None:
     if conn.dialect.name == "postgresql":
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int(work)})
     else:
+        await begin_writing(conn)
+
+
+async def begin_writing(conn: AsyncConnection) -> None:
+    """On SQLite, take the write lock now, as the transaction's first statement.
+
+    A SQLite transaction that reads first and writes later fails at once ("database
+    is locked") if another connection wrote in between; one that starts with a write
+    waits its turn (``busy_timeout``) instead.  PostgreSQL needs nothing: row locks.
+    """
+    if conn.dialect.name == "sqlite":
         await conn.execute(text("UPDATE digests SET status = status WHERE 0 = 1"))
 
 

@@ -131,6 +131,11 @@ deliveries = Table(
     Column("retry_at", UTCDateTime(), nullable=True),
     Column("last_reply", Text, nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # A row in ``sending`` is claimed by one delivery run (``claimed_by``) until
+    # ``lease_until``; the run renews the lease while it works, so an expired lease
+    # means its node died and another may take the row over (publisher.ledger).
+    Column("claimed_by", String(200), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
 )
 Index("ix_deliveries_state", deliveries.c.digest_id, deliveries.c.state)
 
@@ -142,7 +147,7 @@ nodes = Table(
     Column("id", String(200), primary_key=True),  # host:pid:start
     Column("host", String(255), nullable=False),
     Column("pid", Integer, nullable=False),
-    Column("role", String(20), nullable=False),  # daemon (issue 6 adds leader / worker)
+    Column("role", String(20), nullable=False),  # leader | standby | worker
     Column("started_at", UTCDateTime(), nullable=False),
     Column("seen_at", UTCDateTime(), nullable=False),
     Column("state", Text, nullable=False, server_default="{}"),

@@ -89,6 +89,8 @@ def _scheduler(publisher: Publisher) -> dict[str, Any]:
 
 
 def _scan(publisher: Publisher, now: datetime) -> dict[str, Any]:
+    if publisher.role == "standby":
+        return {"ok": True, "detail": "standby: the leader scans; this node serves what it stored"}
     limit = max(SCAN_INTERVALS * publisher.settings.scheduler.scan_interval, MIN_SCAN_AGE)
     last = publisher.last_scan_at
     if last is None:
