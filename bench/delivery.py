@@ -154,12 +154,13 @@ class _Watch(threading.Thread):
         ticks = 0
         while not self.done.wait(0.1):
             if not self.uvloop and ticks % 5 == 0:
-                self.uvloop = any(_maps_uvloop(pid) for pid in _children(self.time_pid))
+                self.uvloop = any(_maps_uvloop(pid) for pid in children(self.time_pid))
             ticks += 1
             self.max_sessions = max(self.max_sessions, _established(self.port_hex))
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The pids of ``pid``'s children (GNU time's: the command it runs)."""
     try:
         return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
@@ -196,23 +197,35 @@ def run_child(
     forks from a process of a megabyte or two, so its report is the command's own.
     """
     out_path, err_path, time_path = (log_dir / f"{name}.{ext}" for ext in ("out", "err", "time"))
-    timed_command = [TIME, "-f", "%M %U %S", "-o", str(time_path), *command]
     with out_path.open("wb") as out, err_path.open("wb") as err:
         started = time.perf_counter()
-        process = subprocess.Popen(timed_command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=cwd)
+        process = subprocess.Popen(
+            under_time(command, time_path), stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=cwd
+        )
         watch = _Watch(process.pid, sink_port)
         watch.start()
         returncode = process.wait()
         seconds = time.perf_counter() - started
         watch.done.set()
         watch.join()
-    # GNU time writes "Command exited with non-zero status N" first when it did.
-    max_rss_kb, user, system = time_path.read_text().splitlines()[-1].split()
+    peak_rss_mb, cpu = time_report(time_path)
     return Child(
-        returncode=returncode, seconds=seconds, peak_rss_mb=int(max_rss_kb) * 1024 / 1e6,
-        cpu=float(user) + float(system), uvloop=watch.uvloop, max_sessions=watch.max_sessions,
+        returncode=returncode, seconds=seconds, peak_rss_mb=peak_rss_mb, cpu=cpu, uvloop=watch.uvloop,
+        max_sessions=watch.max_sessions,
         stdout=out_path.read_text(errors="replace"), stderr=err_path.read_text(errors="replace"),
     )
+
+
+def under_time(command: Sequence[str], time_path: Path) -> list[str]:
+    """``command`` run by GNU time, which writes its peak RSS and CPU time to ``time_path`` when it ends."""
+    return [TIME, "-f", "%M %U %S", "-o", str(time_path), *command]
+
+
+def time_report(time_path: Path) -> tuple[float, float]:
+    """``(peak RSS in MB, user + system CPU seconds)`` of a command run :func:`under_time`."""
+    # GNU time writes "Command exited with non-zero status N" first when it did.
+    max_rss_kb, user, system = time_path.read_text().splitlines()[-1].split()
+    return int(max_rss_kb) * 1024 / 1e6, float(user) + float(system)
 
 
 def publisher_env() -> dict[str, str]:

@@ -125,6 +125,7 @@ class _Node:
         self.node = nodes.this_node(publisher.node_id, role, datetime.now(UTC))
         self.watcher: asyncio.Task[None] | None = None
         self._last_beat = (time.monotonic(), publisher.sent_total)
+        self._beating = asyncio.Lock()
         publisher.role = role
 
     @property
@@ -133,11 +134,17 @@ class _Node:
 
     def schedule(self, *, at_start: bool) -> None:
         """(Re)add this node's jobs, timed by the current settings; a leader's too when leading."""
-        schedule_node_jobs(self.scheduler, self.publisher, self.beat, serves_web=self.role != "worker")
+        schedule_node_jobs(
+            self.scheduler, self.publisher, self.beat, serves_web=self.role != "worker", at_start=at_start
+        )
         if self.role == "leader":
             schedule_jobs(self.scheduler, self.publisher, at_start=at_start)
 
     async def beat(self) -> None:
+        async with self._beating:  # the job and an election's beat: one insert of this node's row
+            await self._beat()
+
+    async def _beat(self) -> None:
         now, sent = time.monotonic(), self.publisher.sent_total
         then, sent_then = self._last_beat
         self._last_beat = (now, sent)
@@ -152,7 +159,7 @@ class _Node:
 
     async def elected(self) -> None:
         self.publisher.role = "leader"
-        self.schedule(at_start=True)  # the planner runs now: a wave due while nobody led goes out
+        schedule_jobs(self.scheduler, self.publisher, at_start=True)  # a wave due while nobody led goes out now
         self.start_watcher()
         await self.publisher.run_job("heartbeat", self.beat)
 

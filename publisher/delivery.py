@@ -158,6 +158,8 @@ class Deliverer:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
+        if self.report.handled:  # what this node did, in its own log (several nodes share digests)
+            self._log_counts("delivery run ended")
         return self.report
 
     async def _run(self, wait: bool) -> None:
@@ -382,6 +384,9 @@ class Deliverer:
             self.progress(self.report)
         if time.monotonic() - self._last_log >= PROGRESS_SECONDS:
             self._last_log = time.monotonic()
-            r = self.report
-            with digest_context(None):  # counts for the whole run, whichever digest's outcome flushed them
-                log.info("delivery: %d sent, %d deferred, %d failed, %d cancelled", r.sent, r.deferred, r.failed, r.cancelled)
+            self._log_counts("delivery")
+
+    def _log_counts(self, what: str) -> None:
+        r = self.report
+        with digest_context(None):  # counts for the whole run, whichever digest's outcome flushed them
+            log.info("%s: %d sent, %d deferred, %d failed, %d cancelled", what, r.sent, r.deferred, r.failed, r.cancelled)

@@ -32,9 +32,11 @@ def build_scheduler() -> AsyncIOScheduler:
 
 
 def schedule_node_jobs(
-    scheduler: AsyncIOScheduler, publisher: Publisher, beat: Callable[[], Awaitable[None]], *, serves_web: bool
+    scheduler: AsyncIOScheduler, publisher: Publisher, beat: Callable[[], Awaitable[None]], *, serves_web: bool,
+    at_start: bool,
 ) -> None:
-    """Add (or replace) the jobs every node runs, leader or not.
+    """Add (or, on a reload, replace) the jobs every node runs, leader or not; at the
+    start they also run at once.
 
     * ``deliver``: claim and send what is due (new digests, deferred messages whose
       time has come, a resumed digest, another node's lapsed claims), every
@@ -53,7 +55,7 @@ def schedule_node_jobs(
     for name, job, seconds in jobs:
         scheduler.add_job(
             publisher.run_job, IntervalTrigger(seconds=seconds), args=[name, job], id=name, name=name,
-            replace_existing=True, next_run_time=datetime.now(UTC),
+            replace_existing=True, **_first_run(at_start),
         )
 
 
@@ -79,11 +81,18 @@ def schedule_jobs(scheduler: AsyncIOScheduler, publisher: Publisher, *, at_start
     elif scheduler.get_job("feeds") is not None:  # a reload removed the last feed source
         scheduler.remove_job("feeds")
     for name, job, trigger in jobs:
-        # (next_run_time=None would add the job paused, so it is only passed to run at once.)
-        first_run = {"next_run_time": datetime.now(UTC)} if at_start else {}
         scheduler.add_job(
-            publisher.run_job, trigger, args=[name, job], id=name, name=name, replace_existing=True, **first_run
+            publisher.run_job, trigger, args=[name, job], id=name, name=name, replace_existing=True,
+            **_first_run(at_start),
         )
+
+
+def _first_run(at_start: bool) -> dict[str, datetime]:
+    """Run at once at the start; on a reload, at the trigger's next time.
+
+    (``next_run_time=None`` would add the job paused, so it is only passed to run at once.)
+    """
+    return {"next_run_time": datetime.now(UTC)} if at_start else {}
 
 
 def _quarter_hours(at: time) -> CronTrigger:

@@ -21,9 +21,9 @@ async def test_jobs_wake_the_service_at_their_times(make_settings: Callable[...,
     async def beat() -> None:
         """Unused: the test only reads the triggers."""
 
-    schedule_node_jobs(scheduler, publisher, beat, serves_web=False)
+    schedule_node_jobs(scheduler, publisher, beat, serves_web=False, at_start=True)
     assert {job.id for job in scheduler.get_jobs()} == {"deliver", "heartbeat"}  # a worker: no schedule, no web
-    schedule_node_jobs(scheduler, publisher, beat, serves_web=True)
+    schedule_node_jobs(scheduler, publisher, beat, serves_web=True, at_start=False)
     schedule_jobs(scheduler, publisher, at_start=False)
     jobs = {job.id: job for job in scheduler.get_jobs()}
     assert set(jobs) == {"deliver", "heartbeat", "refresh", "scan", "digests"}
