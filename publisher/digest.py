@@ -34,7 +34,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from publisher.cadence import Schedule
 from publisher.content.slug import slugify
 from publisher.store.articles import newest_seq
-from publisher.store.db import Exclusive, serialize, transaction
+from publisher.store.db import (
+    Exclusive,
+    analyze_after_bulk_insert,
+    serialize,
+    transaction,
+)
 from publisher.store.schema import (
     UTCDateTime,
     articles,
@@ -102,17 +107,27 @@ async def plan(
         raise ValueError(f"planning {cadence} digests needs the schedule")
     async with transaction(engine, dry_run=dry_run) as conn:
         await serialize(conn, Exclusive.PLANNING)
-        if schedule is None:
-            return await _plan(conn, cadence, now, max_articles, true())
-        waves = await _due_waves(conn, cadence, now, schedule, grace)
-        if not waves:
-            return []
-        planned = await _plan(conn, cadence, now, max_articles, or_(*(members for _, members in waves)))
-        for slot, members in waves:  # after the cursors: ``members`` reads last_slot
-            await conn.execute(
-                update(subscribers).where(*_active(cadence), members).values(last_slot=slot)
-            )
-        return planned
+        planned = await _plan_due(conn, cadence, now, max_articles, schedule, grace)
+    if not dry_run:
+        await analyze_after_bulk_insert(engine, deliveries, sum(d.recipients for d in planned))
+    return planned
+
+
+async def _plan_due(
+    conn: AsyncConnection, cadence: Cadence, now: datetime, max_articles: int,
+    schedule: Schedule | None, grace: timedelta,
+) -> list[PlannedDigest]:
+    if schedule is None:
+        return await _plan(conn, cadence, now, max_articles, true())
+    waves = await _due_waves(conn, cadence, now, schedule, grace)
+    if not waves:
+        return []
+    planned = await _plan(conn, cadence, now, max_articles, or_(*(members for _, members in waves)))
+    for slot, members in waves:  # after the cursors: ``members`` reads last_slot
+        await conn.execute(
+            update(subscribers).where(*_active(cadence), members).values(last_slot=slot)
+        )
+    return planned
 
 
 def _active(cadence: Cadence) -> tuple[ColumnElement[bool], ...]:
@@ -243,4 +258,6 @@ async def plan_resend(engine: AsyncEngine, article_id: str, now: datetime, *, dr
                 ).where(active, subscribers.c.topics.in_(matching)),
             )
         )
-        return PlannedDigest(ident, Cadence.INSTANT, seqs, added.rowcount)
+    if not dry_run:
+        await analyze_after_bulk_insert(engine, deliveries, added.rowcount)
+    return PlannedDigest(ident, Cadence.INSTANT, seqs, added.rowcount)

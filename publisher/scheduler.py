@@ -41,21 +41,24 @@ def schedule_node_jobs(
     * ``deliver``: claim and send what is due (new digests, deferred messages whose
       time has come, a resumed digest, another node's lapsed claims), every
       ``[cluster] poll_interval``; a cheap look at the ledger when there is nothing.
+      A delivery lasts many polls: a second instance may start, sees the run in
+      progress and returns at once (with one instance, APScheduler would log a
+      "skipped" warning at every poll, which ``publisher status`` shows as an error).
     * ``heartbeat``: this node's row for ``publisher status``.
     * ``refresh`` (nodes serving the web): rebuild the feeds when another node stored
       articles (the leader's own scans rebuild them as they go).
     """
     settings = publisher.settings
-    jobs: list[tuple[str, Callable[[], Awaitable[object]], float]] = [
-        ("deliver", publisher.deliver_due, min(settings.cluster.poll_interval, settings.delivery.retry_base)),
-        ("heartbeat", beat, HEARTBEAT_SECONDS),
+    jobs: list[tuple[str, Callable[[], Awaitable[object]], float, int]] = [
+        ("deliver", publisher.deliver_due, min(settings.cluster.poll_interval, settings.delivery.retry_base), 2),
+        ("heartbeat", beat, HEARTBEAT_SECONDS, 1),
     ]
     if serves_web:
-        jobs.append(("refresh", publisher.refresh_feeds, settings.cluster.poll_interval))
-    for name, job, seconds in jobs:
+        jobs.append(("refresh", publisher.refresh_feeds, settings.cluster.poll_interval, 1))
+    for name, job, seconds, instances in jobs:
         scheduler.add_job(
             publisher.run_job, IntervalTrigger(seconds=seconds), args=[name, job], id=name, name=name,
-            replace_existing=True, **_first_run(at_start),
+            replace_existing=True, max_instances=instances, **_first_run(at_start),
         )
 
 
