@@ -49,6 +49,7 @@ from datetime import UTC, datetime, timedelta
 
 import jinja2
 from sqlalchemy import Row
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher import ledger, metrics
@@ -73,6 +74,7 @@ FLUSH_EVERY = 200  # outcomes per ledger transaction
 FLUSH_SECONDS = 0.5
 SEND_CHUNK = 10  # messages per queue hand-over
 PROGRESS_SECONDS = 5.0
+RECORD_RETRIES = (0.1, 1.0, 5.0)  # pauses before writing outcomes again after a database error
 
 TransportFactory = Callable[[], Transport]
 
@@ -183,8 +185,12 @@ class Deliverer:
         every = self.claimant.lease.total_seconds() / 3
         while True:
             await asyncio.sleep(every)
-            held = {digest: set(ids) for digest, ids in self._held.items() if ids}
-            if held:
+            # Not while outcomes are written: two transactions of this run updating the
+            # same rows in different orders deadlock (PostgreSQL then fails one of them).
+            async with self._flush_lock:
+                held = {digest: set(ids) for digest, ids in self._held.items() if ids}
+                if not held:
+                    continue
                 try:
                     await ledger.renew(self.engine, held, self.clock(), self.claimant)
                 except Exception:  # the database is away: the next renewal may succeed before the lease lapses
@@ -369,7 +375,7 @@ class Deliverer:
             bounced, self._bounced = self._bounced, []
             self._last_flush = time.monotonic()
             now = self.clock()
-            await ledger.record(self.engine, outcomes, now)
+            await self._record(outcomes, now)
             for outcome in outcomes:
                 self._held[str(outcome["digest"])].discard(int(outcome["sid"]))  # type: ignore[call-overload]
             for state, count in Counter(str(o["state"]) for o in outcomes if o["state"] != "pending").items():
@@ -385,6 +391,23 @@ class Deliverer:
         if time.monotonic() - self._last_log >= PROGRESS_SECONDS:
             self._last_log = time.monotonic()
             self._log_counts("delivery")
+
+    async def _record(self, outcomes: list[dict[str, object]], now: datetime) -> None:
+        """Write outcomes, trying again after a database error (a deadlock, a failover).
+
+        These messages went out: losing their outcomes would send them again once
+        the claim lapses, so a failed write is retried, with pauses, before the run
+        gives up (and leaves them to the lease).
+        """
+        for pause in RECORD_RETRIES:
+            try:
+                await ledger.record(self.engine, outcomes, now)
+                return
+            except DBAPIError as exc:
+                log.warning("delivery: could not record %d outcomes (%s); trying again in %ss",
+                            len(outcomes), exc.orig or exc, pause)
+                await asyncio.sleep(pause)
+        await ledger.record(self.engine, outcomes, now)
 
     def _log_counts(self, what: str) -> None:
         r = self.report

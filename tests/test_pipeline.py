@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
+from publisher import ledger
 from publisher.app import Publisher, utcnow
 from publisher.config import Settings
 from publisher.delivery import Deliverer
@@ -254,3 +256,28 @@ async def test_stopping_mid_batch_finishes_the_message_in_hand_and_returns_the_r
     rest = await publisher.deliver()
     assert rest.sent == 3 and len(rest.finished) == 1
     assert sorted(str(m["To"]) for m in outbox_messages(settings)) == [f"Reader <r{i}@example.org>" for i in range(4)]
+
+
+async def test_outcomes_a_database_error_refused_are_written_again_not_sent_again(
+    publisher: Publisher, settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for i in range(5):
+        await add(publisher, f"r{i}@example.org")
+    await publisher.scan()
+    await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=20)
+    real_record = ledger.record
+    refused = []
+
+    async def deadlocked_once(*args: object, **kwargs: object) -> None:
+        if not refused:  # as PostgreSQL fails one of two deadlocked transactions
+            refused.append(True)
+            raise OperationalError("UPDATE deliveries", {}, Exception("deadlock detected"))
+        await real_record(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ledger, "record", deadlocked_once)
+    report = await publisher.deliver()
+    assert refused and report.sent == 5 and len(report.finished) == 1
+    assert "could not record 5 outcomes" in caplog.text
+    async with publisher.engine.connect() as conn:
+        assert (await conn.execute(select(deliveries.c.state))).scalars().all() == ["sent"] * 5
+    assert len(outbox_messages(settings)) == 5  # each went out once
