@@ -17,7 +17,10 @@ take minutes), the articles scanned, ``VACUUM ANALYZE``.  Each run then:
 1. copies the base (``CREATE DATABASE … TEMPLATE``), so every run starts from the
    same list and nothing of an earlier run is left;
 2. plans the instant digest in this process (``Publisher.plan``, as the leader would;
-   workers don't plan) and checkpoints, neither of which is timed;
+   workers don't plan; planning also refreshes the ``deliveries`` statistics, without
+   which PostgreSQL would claim each batch through the wrong index: about 1.1 s a claim
+   of 500 at 200,000 subscribers instead of 20 ms) and checkpoints, none of which is
+   timed;
 3. starts the workers, each ``publisher --config … worker`` under GNU time (its own
    peak RSS and CPU seconds; see bench/delivery.py's ``run_child`` on why not wait4),
    with ``[cluster] poll_interval`` ``--poll-interval`` so they find the digest soon;
@@ -35,7 +38,7 @@ to the digest's ``finished_at`` (start-up included); the rate from the first acc
 message to the end is printed beside it, so the start-up cost shows.
 
     .venv/bin/python bench/scale.py [--subscribers 1000000] [--rss-subscribers 100000]
-        [--connections 8] [--poll-interval 0.5] [--timeout SECONDS]
+        [--connections 16] [--poll-interval 0.5] [--timeout SECONDS]
         [--postgres postgresql://postgres@127.0.0.1:5432] [--keep DIR]
 
 The databases are named ``publisher_bench_scale_<pid>_…`` and dropped at the end; a
@@ -55,6 +58,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -83,7 +87,8 @@ TICK = 0.05  # seconds between looks at the sink's counter; the digest's status 
 DB_EVERY = 10
 STOP_SECONDS = 60.0  # a worker told to stop gets this long before it is killed
 _SENT = re.compile(r"delivery run ended: (\d+) sent")
-_PROBLEM = re.compile(r"^\S+ \S+ (WARNING|ERROR|CRITICAL) ", re.MULTILINE)
+_PROBLEM = re.compile(r"\S+ \S+ (WARNING|ERROR|CRITICAL) ")  # a text log line: date, time, level
+_DIGITS = re.compile(r"\d+")
 
 
 class BenchError(Exception):
@@ -103,10 +108,11 @@ class Server:
     def sqlalchemy_url(self, db: str) -> str:
         return "postgresql+asyncpg://" + self.dsn(db).removeprefix("postgresql://")
 
-    async def admin(self, sql: str) -> None:
+    async def admin(self, sql: str) -> list[asyncpg.Record]:
+        """``sql``'s rows, on the server's ``postgres`` database."""
         conn = await asyncpg.connect(self.dsn("postgres"))
         try:
-            await conn.execute(sql)
+            return list(await conn.fetch(sql))
         finally:
             await conn.close()
 
@@ -118,12 +124,7 @@ class Server:
 
     async def drop_leftovers(self) -> None:
         """Drop the databases of earlier runs whose process is gone (killed before its cleanup)."""
-        conn = await asyncpg.connect(self.dsn("postgres"))
-        try:
-            names = [r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")]
-        finally:
-            await conn.close()
-        for name in names:
+        for (name,) in await self.admin("SELECT datname FROM pg_database"):
             pid = name.removeprefix(DB_PREFIX).partition("_")[0]
             if name.startswith(DB_PREFIX) and pid.isdigit() and not Path(f"/proc/{pid}").exists():
                 log(f"dropping {name}, left by an earlier run")
@@ -262,6 +263,11 @@ def _signal(pid: int, signum: int) -> None:
         pass
 
 
+def _kind(problem: str) -> str:
+    """A log line without its date and time, its numbers as #: the lines of one kind look alike."""
+    return _DIGITS.sub("#", problem.split(" ", 2)[2])
+
+
 def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
@@ -313,11 +319,11 @@ async def measure_run(bench: Bench, base: str, count: int, workers: int) -> Run:
     await bench.server.create(db, template=base)
     try:
         digest_id = await plan_digest(bench.server, db, bench.config, count)
-        await bench.server.admin("CHECKPOINT")  # the copy's and the plan's writes, before the clock starts
         log_dir = bench.work / db.removeprefix(bench.prefix)
         log_dir.mkdir()
         conn = await asyncpg.connect(bench.server.dsn(db))
         try:
+            await conn.execute("CHECKPOINT")  # the copy's and the plan's writes, before the clock starts
             return await _timed_run(bench, conn, digest_id, count, workers, log_dir, node_env(bench.server, db))
         finally:
             await conn.close()
@@ -428,16 +434,15 @@ async def measure(args: argparse.Namespace, work: Path, sink_exe: str) -> None:
         finally:
             for base in (small, big):
                 await server.drop(base)
-    version = await _server_version(server)
-    report(args, runs, bases, version, busy_before, time.perf_counter() - bench_started)
+    postgres = await _describe_server(server)
+    report(args, runs, bases, postgres, busy_before, time.perf_counter() - bench_started)
 
 
-async def _server_version(server: Server) -> str:
-    conn = await asyncpg.connect(server.dsn("postgres"))
-    try:
-        return str(await conn.fetchval("SHOW server_version"))
-    finally:
-        await conn.close()
+async def _describe_server(server: Server) -> str:
+    [(version, autovacuum)] = await server.admin(
+        "SELECT current_setting('server_version'), current_setting('autovacuum')"
+    )
+    return f"PostgreSQL {version} (autovacuum {autovacuum})"
 
 
 # --- the report -------------------------------------------------------------------------
@@ -447,16 +452,28 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def cpu_ceiling(run: Run) -> str:
+    """What the machine's CPUs allow at ``run``'s CPU cost per message (workers, sink and PostgreSQL)."""
+    worker, sink, postgres = (seconds / run.accepted for seconds in (
+        sum(w.cpu for w in run.workers), run.sink_cpu, run.postgres_cpu
+    ))
+    cores = os.cpu_count() or 1
+    ceiling = cores / (worker + sink + postgres)
+    return (f"CPU per message with {run.label}: worker {worker * 1e6:.0f} + sink {sink * 1e6:.0f} + PostgreSQL "
+            f"{postgres * 1e6:.0f} µs; at that cost {cores} CPUs send at most {ceiling:,.0f} msgs/s, "
+            f"{ceiling / run.rate:.2f}x its rate")
+
+
 def report(
-    args: argparse.Namespace, runs: list[Run], bases: dict[int, float], version: str, busy_before: float,
+    args: argparse.Namespace, runs: list[Run], bases: dict[int, float], postgres: str, busy_before: float,
     elapsed: float,
 ) -> None:
     small, one, two = runs
     print()
-    print(f"Scaling benchmark: publisher worker on PostgreSQL {version}, {args.connections} SMTP connections per "
+    print(f"Scaling benchmark: publisher worker on {postgres}, {args.connections} SMTP connections per "
           f"worker, smtp-sink on loopback, {os.cpu_count()} CPUs ({busy_before:.0%} busy before the start)")
     print(f"publisher measured: {Path(publisher.__file__).parent}; [cluster] poll_interval {args.poll_interval:g} s")
-    print("base databases built in " + ", ".join(f"{s:.0f} s ({n:,} subscribers)" for n, s in bases.items())
+    print("base databases built in " + ", ".join(f"{s:.1f} s ({n:,} subscribers)" for n, s in bases.items())
           + "; each run plans its digest on a fresh copy first (not timed)")
     print()
     header = (f"{'run':24} {'msgs/s':>7} {'from 1st msg':>12} {'1st msg at':>10} {'wall s':>8} "
@@ -470,19 +487,21 @@ def report(
     print("msgs/s: accepted by smtp-sink / wall time from the workers' spawn to the digest finished; from 1st msg:")
     print("the same from the first accepted message; CPU: CPU time / wall time, 100% = one core; PG: the whole server")
     print()
-    header = f"{'run':24} {'worker':8} {'sent':>9} {'peak RSS':>9} {'CPU s':>7} {'CPU':>5} {'exit':>4}  log problems"
+    header = (f"{'run':24} {'worker':8} {'sent':>9} {'peak RSS':>9} {'CPU s':>7} {'CPU/wall':>8} {'exit':>4}  "
+              "log problems")
     print(header)
     print("-" * len(header))
     for run in runs:
         for w in run.workers:
             sent = "?" if w.sent is None else f"{w.sent:,}"
             print(f"{run.label:24} {w.name:8} {sent:>9} {w.peak_rss_mb:6.1f} MB {w.cpu:7.1f} "
-                  f"{w.cpu / run.seconds:5.0%} {w.returncode:>4}  {len(w.problems)}")
-    print("sent: from the worker's \"delivery run ended\" log lines; MB: 10^6 bytes (GNU time's peak RSS)")
+                  f"{w.cpu / run.seconds:8.0%} {w.returncode:>4}  {len(w.problems)}")
+    print("sent: from the worker's \"delivery run ended\" log lines; MB: 10^6 bytes (GNU time's peak RSS); CPU: from")
+    print("spawn to exit, start-up and the stop after the digest finished included; log problems: WARNING and worse")
     for run in runs:
-        for w in run.workers:
-            for line in w.problems[:3]:
-                print(f"  {run.label}, {w.name}: {line}")
+        kinds = Counter(_kind(line) for w in run.workers for line in w.problems)
+        for kind, times in kinds.most_common(5):
+            print(f"  {run.label}: {times} x {kind}")
     print()
     print("each message once:")
     for run in runs:
@@ -497,7 +516,8 @@ def report(
     print("goals (the scaling issue):")
     print(f"  2 workers / 1 worker at {args.subscribers:,}: {ratio:.2f}x (goal >= {SCALING_GOAL:g}x): "
           f"{verdict(ratio >= SCALING_GOAL)}  (from the first message: {two.steady_rate / one.steady_rate:.2f}x)")
-    print(f"  peak RSS per worker at {args.subscribers:,}: {peak_big:.1f} MB (limit {RSS_LIMIT_MB:g} MB): "
+    print(f"    {cpu_ceiling(one)}")
+    print(f"  highest peak RSS of a worker at {args.subscribers:,}: {peak_big:.1f} MB (limit {RSS_LIMIT_MB:g} MB): "
           f"{verdict(peak_big < RSS_LIMIT_MB)}")
     print(f"  peak RSS at {args.subscribers:,} over {args.rss_subscribers:,} ({peak_small:.1f} MB): {growth:+.1%} "
           f"(limit +{RSS_GROWTH:.0%}): {verdict(growth <= RSS_GROWTH)}")
@@ -519,7 +539,11 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=1_000_000, help="the digest's size (default 1,000,000)")
     parser.add_argument("--rss-subscribers", type=int, default=100_000,
                         help="the smaller list of the RSS comparison, one worker (default 100,000)")
-    parser.add_argument("--connections", type=int, default=8, help="[delivery] concurrency of each worker (default 8)")
+    parser.add_argument(
+        "--connections", type=int, default=16,
+        help="[delivery] concurrency of each worker (default 16: with 8, two workers sharing the cores with the "
+        "sink wait on its replies; see the README)",
+    )
     parser.add_argument("--poll-interval", type=float, default=0.5,
                         help="[cluster] poll_interval: how soon a worker finds the digest (default 0.5 s)")
     parser.add_argument("--timeout", type=float,
