@@ -35,7 +35,9 @@ def _storable(text: object) -> object:
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
-    """Rows to try now: never tried, left ``sending`` by a run that died, or deferred until now."""
+    """Rows still to deliver now, on any node: never tried, claimed (being sent, or left by
+    a node that died), or deferred until now.  The queue's depth, not what one may claim
+    (that is :func:`_claimable`)."""
     return or_(
         deliveries.c.state.in_(("pending", "sending")),
         and_(deliveries.c.state == "deferred", deliveries.c.retry_at <= now),
