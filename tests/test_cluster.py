@@ -18,18 +18,20 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import feedparser
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from publisher.app import Publisher, utcnow
 from publisher.config import Settings, load_settings
 from publisher.digest import plan
+from publisher.leadership import LEADER_LOCK, Leadership
 from publisher.ledger import Claimant, claim, claimable, renew
 from publisher.store.schema import deliveries
 from subscribers.model import Cadence
@@ -301,3 +303,50 @@ def test_when_the_leader_dies_a_standby_takes_the_schedule_within_failover(
     with capsys.disabled():
         print(f"\n[cluster] the standby led {takeover:.1f} s after the leader was killed (failover {failover} s)")
     assert takeover <= failover
+
+
+@ON_POSTGRESQL
+async def test_a_leader_that_loses_its_lock_connection_steps_down_and_one_node_leads_again(
+    publisher: Publisher, settings: Settings
+) -> None:
+    """The database ends the leader's session (a restart, a failover, an idle killer):
+    the leader notices at its next check and steps down, and the lock goes to one node."""
+    events: list[tuple[str, str]] = []
+    changed = asyncio.Condition()
+
+    def candidate(name: str) -> Leadership:
+        async def note(what: str) -> None:
+            async with changed:
+                events.append((name, what))
+                changed.notify_all()
+
+        return Leadership(settings.database.url, 1.5, partial(note, "elected"), partial(note, "deposed"))
+
+    async def until(predicate: Callable[[], bool]) -> None:
+        async with changed:
+            await asyncio.wait_for(changed.wait_for(predicate), timeout=10)
+
+    def leaders() -> list[str]:
+        now: dict[str, bool] = {}
+        for name, what in events:
+            now[name] = what == "elected"
+        return [name for name, leading in now.items() if leading]
+
+    stop = asyncio.Event()
+    first, second = candidate("first"), candidate("second")
+    campaigns = [asyncio.create_task(first.run(stop))]
+    await until(lambda: leaders() == ["first"])
+    campaigns.append(asyncio.create_task(second.run(stop)))
+    async with publisher.engine.connect() as conn:
+        ended = await conn.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND objid = :key AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ),
+            {"key": LEADER_LOCK},
+        )
+    assert ended == 1  # the session holding the lock: the first's (the second campaigns on its own)
+    await until(lambda: ("first", "deposed") in events and len(leaders()) == 1)
+    stop.set()
+    await asyncio.gather(*campaigns)
+    assert not leaders(), events  # both handed the schedule back when stopping
