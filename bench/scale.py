@@ -449,7 +449,8 @@ async def _describe_server(server: Server) -> str:
 
 
 def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
+    """How a figure stands against its goal (a benchmark reports; it does not fail)."""
+    return "met" if ok else "not met"
 
 
 def cpu_ceiling(run: Run) -> str:
