@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -31,3 +35,21 @@ def cpu_busy(interval: float = 1.0) -> float:
     time.sleep(interval)
     busy1, total1 = sample()
     return (busy1 - busy0) / max(1, total1 - total0)
+
+
+@contextmanager
+def work_dir(name: str, keep: Path | None) -> Iterator[Path]:
+    """A fresh directory for one benchmark run: inside ``keep`` and kept (``--keep``),
+    else a temporary one removed at the end."""
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=keep))
+    else:
+        work = Path(tempfile.mkdtemp(prefix=f"publisher-bench-{name}-"))
+    try:
+        yield work
+    finally:
+        if keep:
+            log(f"kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)

@@ -49,14 +49,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import cpu_busy, log
+from _common import cpu_busy, log, work_dir
 from _postfix import TIME, SinkMark, SmtpSink, ensure_tools, smtp_source_command
 from _senders import (
     LOOPS,
@@ -359,18 +358,8 @@ def main() -> None:
         parser.error("--loop uvloop: uvloop is not installed")
 
     sink_exe, source_exe = ensure_tools()
-    if args.keep:
-        args.keep.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="delivery-", dir=args.keep))
-    else:
-        work = Path(tempfile.mkdtemp(prefix="publisher-bench-delivery-"))
-    try:
+    with work_dir("delivery", args.keep) as work:
         measure(args, work, sink_exe, source_exe)
-    finally:
-        if args.keep:
-            log(f"kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def measure(args: argparse.Namespace, work: Path, sink_exe: str, source_exe: str) -> None:

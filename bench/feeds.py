@@ -53,7 +53,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -63,7 +62,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
-from _common import cpu_busy, free_port, log
+from _common import cpu_busy, free_port, log, work_dir
 
 SECRET_KEY = "feeds-benchmark-secret"
 FEED_PATH = "feed.atom"
@@ -474,19 +473,9 @@ def main() -> None:
         parser.error("--runs, --duration and --entries must be positive")
 
     nginx, wrk = ensure_tools()
-    if args.keep:
-        args.keep.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="feeds-", dir=args.keep))
-    else:
-        work = Path(tempfile.mkdtemp(prefix="publisher-bench-feeds-"))
-    work.chmod(0o755)  # nginx's worker (user nobody when started as root) must reach the files
-    try:
+    with work_dir("feeds", args.keep) as work:
+        work.chmod(0o755)  # nginx's worker (user nobody when started as root) must reach the files
         measure(args, work, nginx, wrk)
-    finally:
-        if args.keep:
-            log(f"kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def measure(args: argparse.Namespace, work: Path, nginx: str, wrk: str) -> None:

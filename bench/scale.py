@@ -56,7 +56,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -65,7 +64,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
-from _common import cpu_busy, log
+from _common import cpu_busy, log, work_dir
 from _postfix import SmtpSink, ensure_tools
 from delivery import FROM_ADDRESS, children, publisher_env, time_report, under_time
 
@@ -561,20 +560,11 @@ def main() -> None:
         parser.error("--postgres: a postgresql://user@host:port URL")
 
     sink_exe, _source = ensure_tools()
-    if args.keep:
-        args.keep.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="scale-", dir=args.keep))
-    else:
-        work = Path(tempfile.mkdtemp(prefix="publisher-bench-scale-"))
-    try:
-        asyncio.run(measure(args, work, sink_exe))
-    except BenchError as exc:
-        sys.exit(f"error: {exc}")
-    finally:
-        if args.keep:
-            log(f"kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    with work_dir("scale", args.keep) as work:
+        try:
+            asyncio.run(measure(args, work, sink_exe))
+        except BenchError as exc:
+            sys.exit(f"error: {exc}")
 
 
 if __name__ == "__main__":

@@ -266,7 +266,7 @@ class Publisher:
     def claimant(self) -> Claimant:
         """This process's claims on deliveries; on SQLite, made under the delivery file lock."""
         lease = timedelta(seconds=self.settings.cluster.lease)
-        return Claimant(self.node_id, lease, exclusive=self.engine.dialect.name != "postgresql")
+        return Claimant(self.node_id, lease, exclusive=not self.settings.database.shared)
 
     async def deliver_due(self) -> None:
         """The nodes' delivery job: deliver if a row can be claimed now (one cheap query if not).

@@ -121,6 +121,11 @@ class DatabaseSettings(_Section):
         return value
 
     @property
+    def shared(self) -> bool:
+        """Whether several nodes may use this database at once (PostgreSQL; SQLite is one node's)."""
+        return self.url.startswith("postgresql")
+
+    @property
     def sqlite_file(self) -> Path | None:
         """The SQLite database file; None for PostgreSQL or an in-memory database."""
         prefix, _, rest = self.url.partition(":///")

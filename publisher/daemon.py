@@ -73,7 +73,7 @@ async def run_daemon(settings: Settings, reload: Callable[[], Settings]) -> None
 
 async def run_worker(settings: Settings, reload: Callable[[], Settings]) -> None:
     """A node that only delivers: no web server, no schedule (``publisher worker``)."""
-    if not settings.database.url.startswith("postgresql"):
+    if not settings.database.shared:
         raise DaemonError(
             "publisher worker shares delivery with other nodes through PostgreSQL; on SQLite (one node) "
             "`publisher run` delivers by itself: set [database] url = \"postgresql+asyncpg://…\" to add workers"
@@ -96,7 +96,7 @@ async def _run(settings: Settings, reload: Callable[[], Settings]) -> None:
     try:
         await _listen(runner, settings)
         # SQLite has one daemon (the lock file above): it leads.  PostgreSQL nodes campaign.
-        role = "standby" if publisher.engine.dialect.name == "postgresql" else "leader"
+        role = "standby" if settings.database.shared else "leader"
         await _serve_until_stopped(_Node(publisher, role), settings, reload)
     finally:
         await runner.cleanup()

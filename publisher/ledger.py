@@ -38,10 +38,11 @@ def _due(now: datetime) -> ColumnElement[bool]:
     """Rows still to deliver now, on any node: never tried, claimed (being sent, or left by
     a node that died), or deferred until now.  The queue's depth, not what one may claim
     (that is :func:`_claimable`)."""
-    return or_(
-        deliveries.c.state.in_(("pending", "sending")),
-        and_(deliveries.c.state == "deferred", deliveries.c.retry_at <= now),
-    )
+    return or_(deliveries.c.state.in_(("pending", "sending")), _retry_due(now))
+
+
+def _retry_due(now: datetime) -> ColumnElement[bool]:
+    return and_(deliveries.c.state == "deferred", deliveries.c.retry_at <= now)
 
 
 @dataclass(frozen=True)
@@ -85,11 +86,7 @@ def _claimable(now: datetime, claimant: Claimant) -> ColumnElement[bool]:
         abandoned = or_(deliveries.c.claimed_by.is_(None), deliveries.c.claimed_by != claimant.id)
     else:
         abandoned = or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
-    return or_(
-        deliveries.c.state == "pending",
-        and_(deliveries.c.state == "deferred", deliveries.c.retry_at <= now),
-        and_(deliveries.c.state == "sending", abandoned),
-    )
+    return or_(deliveries.c.state == "pending", _retry_due(now), and_(deliveries.c.state == "sending", abandoned))
 
 
 async def claim(
