@@ -1,5 +1,18 @@
-"""``python -m publisher`` is the same as the ``publisher`` command."""
+"""The ``publisher`` command's entry point (``python -m publisher`` is the same).
 
-from publisher.cli import main
+Warnings are routed into the log before the command's modules are imported, so a
+dependency's import-time warning is a log line in the chosen format, never raw text.
+"""
 
-main(prog_name="publisher")
+from publisher import logs
+
+
+def main() -> None:
+    logs.capture_warnings()
+    from publisher.cli import main as cli
+
+    cli(prog_name="publisher")
+
+
+if __name__ == "__main__":
+    main()

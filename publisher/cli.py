@@ -13,12 +13,12 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -41,6 +41,7 @@ from publisher.config import ConfigError, Settings, load_settings
 from publisher.delivery import DeliveryReport
 from publisher.digest import UnknownArticle
 from publisher.inbox import BounceImportReport, InboxError, import_bounces, open_inbox
+from publisher.mail.dkim import DkimError
 from publisher.store.db import create_engine, revisions, upgrade
 from publisher.templating import builtin_templates_dir
 from subscribers import importer, service
@@ -73,9 +74,14 @@ def _settings(ctx: click.Context) -> Settings:
     try:
         return load_settings(ctx.obj["config"])
     except ConfigError as exc:
-        for problem in exc.problems:
-            err.print(f"[red]config error:[/red] {escape(problem)}", highlight=False)
-        raise SystemExit(2) from None
+        _config_error(exc.problems)
+
+
+def _config_error(problems: Sequence[str]) -> NoReturn:
+    """Print each config problem on a line of its own and exit 2, as a bad config does."""
+    for problem in problems:
+        err.print(f"[red]config error:[/red] {escape(problem)}", highlight=False)
+    raise SystemExit(2)
 
 
 def _with_publisher(ctx: click.Context, work: Callable[[Publisher], Awaitable[T]]) -> T:
@@ -84,13 +90,16 @@ def _with_publisher(ctx: click.Context, work: Callable[[Publisher], Awaitable[T]
 
     async def main() -> T:
         publisher = Publisher(settings)
-        await publisher.start()
         try:
+            await publisher.start()
             return await work(publisher)
         finally:
             await publisher.close()
 
-    return run_loop(main())
+    try:
+        return run_loop(main())
+    except DkimError as exc:
+        _config_error([str(exc)])
 
 
 @click.group()
@@ -190,6 +199,8 @@ def _run_node(ctx: click.Context, node: Callable[[Settings, Callable[[], Setting
         pass
     except DaemonError as exc:
         raise click.ClickException(str(exc)) from None
+    except DkimError as exc:
+        _config_error([str(exc)])
 
 
 @main.command()

@@ -79,8 +79,9 @@ async def run_worker(settings: Settings, reload: Callable[[], Settings]) -> None
             "`publisher run` delivers by itself: set [database] url = \"postgresql+asyncpg://…\" to add workers"
         )
     publisher = Publisher(settings)
-    await publisher.start()
     try:
+        _ = publisher.dkim  # a key that can't sign stops the start (DkimError), not every delivery
+        await publisher.start()
         await _serve_until_stopped(_Node(publisher, "worker"), settings, reload)
     finally:
         await publisher.close()
@@ -89,6 +90,7 @@ async def run_worker(settings: Settings, reload: Callable[[], Settings]) -> None
 
 async def _run(settings: Settings, reload: Callable[[], Settings]) -> None:
     publisher = Publisher(settings)
+    _ = publisher.dkim  # a key that can't sign stops the start (DkimError), not every delivery
     await publisher.start()
     await publisher.build_feeds()
     runner = create_runner(publisher)

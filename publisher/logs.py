@@ -11,14 +11,20 @@ JSON: one object per line with ``ts`` (UTC, milliseconds), ``level``, ``logger``
 ``message``, ``digest`` (when in context), ``exc`` (a traceback) and whatever the
 caller passed as ``extra=``.
 
+Python warnings (a dependency's deprecation notice) are log records too, on the
+``py.warnings`` logger, one line each: :func:`capture_warnings` routes them here, so
+they never reach a terminal or a JSON log stream as raw text.
+
 Only what the code logs is written: nothing here reads or prints the config.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -29,6 +35,11 @@ LogFormat = Literal["text", "json"]
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 current_digest: ContextVar[str | None] = ContextVar("current_digest", default=None)
+
+_warnings_log = logging.getLogger("py.warnings")
+# Warnings raised before :func:`configure` chose the format (while the command's
+# modules are imported): held, then logged by ``configure`` in the chosen format.
+_held_warnings: list[logging.LogRecord] = []
 
 # Attributes every LogRecord has: anything else on a record came from ``extra=``.
 _RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
@@ -47,6 +58,42 @@ def digest_context(digest_id: str | None) -> Iterator[None]:
         yield
     finally:
         current_digest.reset(token)
+
+
+def capture_warnings() -> None:
+    """Log every Python warning on ``py.warnings`` as one line instead of printing it.
+
+    Call it first thing in an entry point, before importing what may warn: a warning
+    that comes before :func:`configure` is held until then (or, when a command exits
+    before setting logging up, e.g. ``--help``, logged as text at exit).
+    """
+    warnings.showwarning = _log_warning
+    atexit.unregister(_release_held_warnings)  # once, however often this is called
+    atexit.register(_release_held_warnings)
+
+
+def _log_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int,
+    file: TextIO | None = None, line: str | None = None,
+) -> None:
+    text = f"{category.__name__}: {message} ({filename}:{lineno})"
+    if any(isinstance(h, _StderrHandler | _Handler) for h in logging.getLogger().handlers):
+        _warnings_log.warning(text)
+    else:
+        _held_warnings.append(
+            _warnings_log.makeRecord(_warnings_log.name, logging.WARNING, filename, lineno, text, None, None)
+        )
+
+
+def _release_held_warnings() -> None:
+    if _held_warnings:
+        configure("WARNING", "text", force=False)
+        _log_held_warnings()
+
+
+def _log_held_warnings() -> None:
+    while _held_warnings:
+        _warnings_log.handle(_held_warnings.pop(0))
 
 
 class DigestFilter(logging.Filter):
@@ -148,4 +195,5 @@ def configure(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    _log_held_warnings()
     return handler

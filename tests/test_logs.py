@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 
 from publisher.app import Publisher
 from publisher.config import load_settings
-from publisher.logs import configure, current_digest, digest_context
+from publisher.logs import capture_warnings, configure, current_digest, digest_context
 from subscribers.model import Cadence
 from tests.delivery_sites import write_site
 from tests.people import add_subscriber
@@ -227,6 +228,34 @@ async def test_sender_lines_carry_the_digest_of_their_message(tmp_path: Path) ->
         assert line.get("digest") in (named or [None]), line
 
 
+# --- Python warnings ---------------------------------------------------------------------------
+
+
+def test_a_warning_is_one_log_line_in_the_chosen_format() -> None:
+    stream = capture("json")
+    with warnings.catch_warnings():  # restores showwarning after the test
+        capture_warnings()
+        warnings.simplefilter("always")
+        warnings.warn("old API\nsecond line", DeprecationWarning, stacklevel=1)
+    (line,) = json_lines(stream.getvalue())
+    assert line["logger"] == "py.warnings" and line["level"] == "WARNING"
+    assert line["message"].startswith("DeprecationWarning: old API"), line
+    assert __file__ in line["message"]
+
+
+def test_a_warning_before_logging_is_set_up_is_logged_once_it_is() -> None:
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+    with warnings.catch_warnings():
+        capture_warnings()
+        warnings.simplefilter("always")
+        warnings.warn("imported too early", UserWarning, stacklevel=1)
+        stream = capture("json")
+    (line,) = json_lines(stream.getvalue())
+    assert line["logger"] == "py.warnings" and "UserWarning: imported too early" in line["message"]
+
+
 # --- the command line --------------------------------------------------------------------------
 
 
@@ -261,6 +290,52 @@ def test_send_with_json_logs_writes_only_json_to_stderr(tmp_path: Path) -> None:
     assert all(line["digest"] == digest_id for line in delivery[:-1])
     assert "digest" not in delivery[-1]  # the run's summary is about every digest it handled
     assert "logs-test-key" not in result.stderr
+
+
+def test_help_writes_nothing_to_stderr() -> None:
+    """What a newcomer types first: no dependency's warning (cryptography 51 deprecates DSA)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "publisher", "--help"], capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0 and "Usage:" in result.stdout
+    assert result.stderr == ""
+
+
+@pytest.fixture
+def dsa_key_site(tmp_path: Path) -> Iterator[Path]:
+    """A site whose DKIM key is DSA: loading it makes cryptography 51 warn, and it can't sign."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import dsa
+
+        key = dsa.generate_private_key(2048).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (tmp_path / "dkim.pem").write_bytes(key)
+    (tmp_path / "dkim.pem").chmod(0o600)
+    with SmtpServer() as server:
+        yield write_site(tmp_path, smtp_port=server.port,
+                         extra='[dkim]\nselector = "s1"\ndomain = "example.org"\nkey_file = "dkim.pem"\n')
+
+
+@pytest.mark.usefixtures("database")
+def test_a_dependencys_warning_is_a_json_line_like_every_other(dsa_key_site: Path) -> None:
+    assert publisher_cli(dsa_key_site, "subscribers", "add", "ann@example.org", "--cadence", "instant").returncode == 0
+    result = publisher_cli(dsa_key_site, "--log-format", "json", "send")
+    # A key that can't sign is a config error, said once (no traceback), and nothing is sent.
+    assert result.returncode == 2, result.stderr
+    problem, = (line for line in result.stderr.splitlines() if line.startswith("config error:"))
+    assert "dkim.pem: holds a DSA key; DKIM keys are RSA or Ed25519" in problem
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.strip() and line != problem]
+    warned = [line for line in lines if line["logger"] == "py.warnings"]
+    assert warned and "CryptographyDeprecationWarning" in warned[0]["message"], result.stderr
+
+
+@pytest.mark.usefixtures("database")
+def test_the_daemon_refuses_to_start_with_a_key_that_cannot_sign(dsa_key_site: Path) -> None:
+    result = publisher_cli(dsa_key_site, "run")
+    assert result.returncode == 2, result.stderr
+    assert "config error: DKIM key file" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_log_format_from_the_environment_and_text_by_default(site_dir: Path) -> None:

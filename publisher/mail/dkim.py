@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Literal
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import (
-    dsa,
     ec,
     ed448,
     ed25519,
@@ -300,12 +299,20 @@ def _parse_key(path: Path, data: bytes) -> PrivateKey:
         return key
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return key
-    kind = next((name for cls, name in _OTHER_KEYS if isinstance(key, cls)), "an unsupported")
-    raise DkimKeyError(path, f"holds {kind} key; DKIM keys are RSA or Ed25519")
+    raise DkimKeyError(path, f"holds {_kind_of_key(key)} key; DKIM keys are RSA or Ed25519")
 
 
-_OTHER_KEYS = ((ec.EllipticCurvePrivateKey, "an ECDSA"), (dsa.DSAPrivateKey, "a DSA"),
-               (ed448.Ed448PrivateKey, "an Ed448"))
+def _kind_of_key(key: object) -> str:
+    """A key DKIM can't use, named for the error message."""
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return "an ECDSA"
+    if isinstance(key, ed448.Ed448PrivateKey):
+        return "an Ed448"
+    # By name: since cryptography 51 any use of its DSA classes, even in an isinstance
+    # check, prints a deprecation warning in every process that imports this module.
+    if type(key).__name__ == "DSAPrivateKey":
+        return "a DSA"
+    return "an unsupported"
 
 
 def _too_short(bits: int) -> str:
