@@ -5,14 +5,26 @@ BIN := $(VENV)/bin
 CONFIG ?= config.toml
 SAMPLE_SUBSCRIBER ?= reader@example.org
 PYTEST_ARGS ?=
+# Every package the project and its tests install, each at one version with its hashes.
+# Written by uv from the ranges in pyproject.toml (`make lock`, `make upgrade`); installed by pip.
+LOCK := requirements.lock
+PIP_VERSION := 26.3
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+UV_COMPILE := $(UV) pip compile pyproject.toml --extra test --universal --generate-hashes \
+	--python-version 3.11 --quiet --output-file $(LOCK)
 
-.PHONY: run test venv clean
+.PHONY: run test venv lock upgrade clean
 
-# The virtualenv is rebuilt when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml
+# The virtualenv holds exactly what the lock says (hash-checked), then the project itself;
+# it is rebuilt when pyproject.toml or the lock changes.  `pip check` fails when the lock
+# no longer satisfies pyproject.toml (a range changed without `make lock`).
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION)
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $@
 
 venv: $(VENV)/.installed
@@ -26,6 +38,20 @@ run: venv
 ## PUBLISHER_TEST_POSTGRES_URL=postgresql://… names another, =off skips them: see tests/databases.py).
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+## Write the lock again after a change to pyproject.toml's dependencies (keeps every pin that still fits).
+lock: $(UV)
+	$(UV_COMPILE)
+
+## Move every package to the newest version pyproject.toml allows, reinstall, and run the tests:
+## upgrades happen on purpose, in one commit of requirements.lock that the tests passed with.
+upgrade: $(UV)
+	$(UV_COMPILE) --upgrade
+	$(MAKE) test
 
 clean:
 	rm -rf var
