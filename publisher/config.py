@@ -54,6 +54,9 @@ class SiteSettings(_Section):
     postal_address: str = ""  # CAN-SPAM / bulk-sender rules want it in every digest footer
     output_dir: Path = Path("var/public")
     templates_dir: Path | None = None  # overrides single templates of the built-in set
+    # Files served at /images/ (the articles' pictures, for the pages and the emails):
+    # content/images/ by default, so "/images/x.png" in an article is content/images/x.png.
+    static_dir: Path = Path("content/images")
     # Topics subscribers may choose, on top of every tag an article already uses.
     topics: list[str] = []
 
@@ -347,6 +350,7 @@ def _resolve_paths(settings: Settings, root: Path) -> None:
     settings.site.output_dir = fix(settings.site.output_dir)
     if settings.site.templates_dir is not None:
         settings.site.templates_dir = fix(settings.site.templates_dir)
+    settings.site.static_dir = fix(settings.site.static_dir)
     settings.content.dir = fix(settings.content.dir)
     for source in settings.sources:
         if isinstance(source, MarkdownSource):
