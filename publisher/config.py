@@ -59,6 +59,24 @@ class SiteSettings(_Section):
     static_dir: Path = Path("content/images")
     # Topics subscribers may choose, on top of every tag an article already uses.
     topics: list[str] = []
+    # Display names of tags on the subscribe and preferences pages (the tag is what is
+    # stored): {"climate": "Climate & energy"}.  A named tag is offered like `topics`.
+    topic_names: dict[str, str] = {}
+
+    @field_validator("topic_names")
+    @classmethod
+    def _named_tags(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = [
+            f"{tag!r} is not a tag (it needs a letter or digit)" for tag in value if not any(c.isalnum() for c in tag)
+        ] + [f"{tag!r} needs a display name, not an empty one" for tag, name in value.items() if not name.strip()]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return {tag: name.strip() for tag, name in value.items()}
+
+    @property
+    def offered_topics(self) -> list[str]:
+        """The topics offered besides article tags: ``topics`` and every named tag."""
+        return [*self.topics, *self.topic_names]
 
     @field_validator("url")
     @classmethod

@@ -327,6 +327,32 @@ async def test_the_time_zone_choice_is_canonical_grouped_by_region_with_offsets(
     assert all(len(ZoneInfo(value).key) for value in offered)  # each one loads
 
 
+async def test_topics_show_their_display_names_and_store_the_tag(make_settings: Callable[..., Settings]) -> None:
+    names = '[site.topic_names]\nnorth-korea = "North Korea & the peninsula"\nenergy = "Energy"\n'
+    publisher = Publisher(make_settings(GENEROUS + names))
+    await publisher.start()
+    try:
+        await publisher.scan()
+        async with web_client(publisher) as client:
+            visitor = Visitor(client)
+            form = page_tree(await (await visitor.get("/subscribe")).text())
+            labels = {label.get("for"): label.text for label in form.iter("label")}
+            offered = {box.get("value"): labels[box.get("id")] for box in form.iter("input") if box.get("name") == "topics"}
+            assert offered["north-korea"] == "North Korea & the peninsula"
+            assert offered["energy"] == "Energy"  # named in the config, not yet an article tag
+            assert offered["russia"] == "russia"  # a tag without a name shows as it is
+            await sign_up(visitor, "ann@example.org", topics=["north-korea", "energy"])
+            pending = await subscriber(publisher, "ann@example.org")
+            assert pending is not None and pending.topics == ("energy", "north-korea")
+            page = page_tree(await (await visitor.get(await preferences_path(publisher, pending))).text())
+            labels = {label.get("for"): label.text for label in page.iter("label")}
+            ticked = {labels[box.get("id")] for box in page.iter("input")
+                      if box.get("name") == "topics" and box.get("checked") is not None}
+            assert ticked == {"North Korea & the peninsula", "Energy"}
+    finally:
+        await publisher.close()
+
+
 async def test_one_click_unsubscribe_per_rfc_8058(site: tuple[Publisher, TestClient]) -> None:
     publisher, client = site
     sub = await add_subscriber(publisher.engine, "ann@example.org")

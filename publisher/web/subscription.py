@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from publisher.app import Publisher
+from publisher.content.slug import slugify
 from publisher.web import forms
 from publisher.web.keys import PUBLISHER
 from publisher.web.pages import CSRF, base_path, render
@@ -47,6 +48,7 @@ from subscribers.validation import (
 )
 
 LIMITS = web.AppKey("rate_limits", RateLimits)
+Choice = tuple[str, str]  # (value, label) of an <option> or a checkbox
 
 
 def _now() -> datetime:
@@ -69,9 +71,6 @@ def canonical_zones() -> tuple[tuple[str, tuple[str, ...]], ...]:
     for name in sorted(listed & zoneinfo.available_timezones()):
         regions.setdefault(name.partition("/")[0], []).append(name)
     return tuple((region, tuple(names)) for region, names in sorted(regions.items()))
-
-
-Choice = tuple[str, str]  # (value, label) of an <option>
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +105,20 @@ def _zone_label(name: str, now: datetime) -> str:
 
 
 async def known_topics(publisher: Publisher) -> list[str]:
-    return await service.known_topics(publisher.engine, publisher.settings.site.topics)
+    return await service.known_topics(publisher.engine, publisher.settings.site.offered_topics)
+
+
+async def topic_choices(publisher: Publisher) -> list[Choice]:
+    """The topics as checkboxes: the tag as the value, its ``[site.topic_names]`` name as the label.
+
+    Names are matched by slug, as topics are (``check_topics``), so ``North-Korea`` in
+    the config names the tag ``north-korea``; one box per slug, sorted by label.
+    """
+    names = {slugify(tag): name for tag, name in publisher.settings.site.topic_names.items()}
+    choices: dict[str, Choice] = {}
+    for topic in await known_topics(publisher):
+        choices.setdefault(slugify(topic), (topic, names.get(slugify(topic), topic)))
+    return sorted(choices.values(), key=lambda choice: choice[1].casefold())
 
 
 def _require_csrf(request: web.Request, form: forms.Form) -> None:
@@ -131,7 +143,7 @@ async def _signup_page(request: web.Request, values: dict[str, Any], errors: dic
     context = {
         "values": values,
         "errors": errors,
-        "topics": await known_topics(publisher),
+        "topics": await topic_choices(publisher),
         "cadences": list(Cadence),
         "limits": {"email": MAX_EMAIL, "name": MAX_NAME},
     }
@@ -268,7 +280,7 @@ async def _preferences_page(
             "timezone": prefs.timezone, "send_hour": "" if prefs.send_hour is None else str(prefs.send_hour),
         },
         "errors": errors or {},
-        "topics": await known_topics(publisher),
+        "topics": await topic_choices(publisher),
         "cadences": list(Cadence),
         "timezones": zone_choices(prefs.timezone, _now()),
         "default_hour": publisher.settings.digest.daily_at.hour,
