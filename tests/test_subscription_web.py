@@ -353,6 +353,36 @@ async def test_topics_show_their_display_names_and_store_the_tag(make_settings: 
         await publisher.close()
 
 
+async def test_weekly_readers_choose_their_weekday(site: tuple[Publisher, TestClient]) -> None:
+    publisher, client = site
+    sub = await add_subscriber(publisher.engine, "ann@example.org", cadence=Cadence.WEEKLY)
+    path = await preferences_path(publisher, sub)
+    visitor = Visitor(client)
+    page = page_tree(await (await visitor.get(path)).text())
+    [select] = [s for s in page.iter("select") if s.get("id") == "send_weekday"]
+    labels = {label.get("for"): label.text for label in page.iter("label")}
+    assert "weekly" in labels["send_weekday"].lower()
+    options = {o.get("value"): o.text for o in select.iter("option")}
+    assert options[""] == "The usual day (Monday)"  # [digest] weekly_day of the test site
+    assert [o.get("value") for o in select.iter("option") if o.get("selected") is not None] == [""]
+
+    fields = [("action", "save"), ("cadence", "weekly"), ("timezone", "UTC"), ("send_hour", "")]
+    saved = await visitor.post(path, [*fields, ("send_weekday", "thu")])
+    assert saved.status == 303
+    changed = await subscriber(publisher, "ann@example.org")
+    assert changed is not None and changed.preferences.send_weekday == "thu"
+    page = page_tree(await (await visitor.get(path)).text())
+    [select] = [s for s in page.iter("select") if s.get("id") == "send_weekday"]
+    assert [o.text for o in select.iter("option") if o.get("selected") is not None] == ["Thursday"]
+
+    bad = await visitor.post(path, [*fields, ("send_weekday", "someday")])
+    assert bad.status == 422 and 'id="send_weekday-error"' in await bad.text()
+    assert (await subscriber(publisher, "ann@example.org")) == changed
+    await visitor.post(path, [*fields, ("send_weekday", "")])
+    back = await subscriber(publisher, "ann@example.org")
+    assert back is not None and back.preferences.send_weekday is None
+
+
 async def test_one_click_unsubscribe_per_rfc_8058(site: tuple[Publisher, TestClient]) -> None:
     publisher, client = site
     sub = await add_subscriber(publisher.engine, "ann@example.org")

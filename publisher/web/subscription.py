@@ -32,7 +32,7 @@ from publisher.web.pages import CSRF, base_path, render
 from publisher.web.ratelimit import RateLimits, client_address
 from subscribers import service
 from subscribers import store as subscriber_store
-from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
+from subscribers.model import WEEKDAYS, Cadence, Preferences, Source, Status, Subscriber
 from subscribers.tokens import Claim, ExpiredToken, InvalidToken, Purpose
 from subscribers.validation import (
     MAX_EMAIL,
@@ -41,6 +41,7 @@ from subscribers.validation import (
     check_cadence,
     check_name,
     check_send_hour,
+    check_send_weekday,
     check_timezone,
     check_topics,
     email_hash,
@@ -278,12 +279,15 @@ async def _preferences_page(
         "values": values or {
             "name": subscriber.name, "cadence": prefs.cadence.value, "topics": list(prefs.topics),
             "timezone": prefs.timezone, "send_hour": "" if prefs.send_hour is None else str(prefs.send_hour),
+            "send_weekday": prefs.send_weekday or "",
         },
         "errors": errors or {},
         "topics": await topic_choices(publisher),
         "cadences": list(Cadence),
         "timezones": zone_choices(prefs.timezone, _now()),
         "default_hour": publisher.settings.digest.daily_at.hour,
+        "weekdays": WEEKDAYS,
+        "default_weekday": publisher.settings.digest.weekly_day,
         "unsubscribe_path": _path(request, Purpose.UNSUBSCRIBE, subscriber),
         "saved": request.query.get("saved") == "1",
         "confirmed": request.query.get("confirmed") == "1",
@@ -328,6 +332,7 @@ async def save_preferences(request: web.Request) -> web.StreamResponse:
         "topics": forms.texts(form, "topics"),
         "timezone": forms.text(form, "timezone", 100),
         "send_hour": forms.text(form, "send_hour", 10),
+        "send_weekday": forms.text(form, "send_weekday", 10),
     }
     errors: dict[str, str] = {}
     known = await known_topics(publisher)
@@ -337,6 +342,7 @@ async def save_preferences(request: web.Request) -> web.StreamResponse:
         topics=_checked(errors, "topics", lambda t: check_topics(t, known), values["topics"]),
         timezone=_checked(errors, "timezone", check_timezone, values["timezone"]),
         send_hour=_checked(errors, "send_hour", check_send_hour, values["send_hour"]),
+        send_weekday=_checked(errors, "send_weekday", check_send_weekday, values["send_weekday"]),
     )
     if errors:
         return await _preferences_page(request, subscriber, values=values, errors=errors, status=422)
