@@ -32,6 +32,7 @@ venv: $(VENV)/.installed
 ## Start the daemon on the sample config, with one sample subscriber (cadence instant).
 run: venv
 	$(BIN)/publisher --config $(CONFIG) subscribers add $(SAMPLE_SUBSCRIBER) --name "Sample Reader" --cadence instant
+	@echo "publisher: pages on the [site] url of $(CONFIG); to type 'publisher' in a shell: . $(BIN)/activate"
 	$(BIN)/publisher --config $(CONFIG) run
 
 ## Run the whole test suite. Store tests run on SQLite and on PostgreSQL (a local server by default;

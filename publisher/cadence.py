@@ -22,11 +22,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from subscribers.model import Cadence
+from subscribers.model import WEEKDAYS, Cadence
 
 log = logging.getLogger(__name__)
-
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 @dataclass(frozen=True)
@@ -34,30 +32,35 @@ class Schedule:
     """The site's send times: ``[digest] daily_at``, ``weekly_day`` and ``timezone``.
 
     A subscriber's own ``send_hour`` replaces the hour of ``daily_at`` (the minute
-    stays); their ``timezone`` replaces the site's.
+    stays); their ``timezone`` replaces the site's, their ``weekday`` ``weekly_day``.
     """
 
     at: time
     weekly_day: str = "mon"
     timezone: str = "UTC"
 
-    def slot(self, cadence: Cadence, timezone: str, send_hour: int | None, now: datetime) -> datetime:
-        """The latest slot at or before ``now`` (UTC) for this cadence, zone and hour."""
-        return next(t for t in self._slots(cadence, timezone, send_hour, now, step=-1) if t <= now)
+    def slot(
+        self, cadence: Cadence, timezone: str, send_hour: int | None, now: datetime, weekday: str | None = None
+    ) -> datetime:
+        """The latest slot at or before ``now`` (UTC) for this cadence, zone, hour and weekday."""
+        return next(t for t in self._slots(cadence, timezone, send_hour, weekday, now, step=-1) if t <= now)
 
-    def next_slot(self, cadence: Cadence, timezone: str, send_hour: int | None, now: datetime) -> datetime:
+    def next_slot(
+        self, cadence: Cadence, timezone: str, send_hour: int | None, now: datetime, weekday: str | None = None
+    ) -> datetime:
         """The first slot after ``now`` (UTC), for ``publisher status``."""
-        return next(t for t in self._slots(cadence, timezone, send_hour, now, step=1) if t > now)
+        return next(t for t in self._slots(cadence, timezone, send_hour, weekday, now, step=1) if t > now)
 
     def _slots(
-        self, cadence: Cadence, timezone: str, send_hour: int | None, now: datetime, *, step: int
+        self, cadence: Cadence, timezone: str, send_hour: int | None, weekday: str | None, now: datetime, *, step: int
     ) -> Iterator[datetime]:
         """The slots from the local day of ``now`` on, one day at a time in the direction of ``step``."""
         zone = self.zone(timezone)
         hour = self.at.hour if send_hour is None else send_hour
+        weekly_day = weekday or self.weekly_day
         day = now.astimezone(zone).date() - timedelta(days=step)  # a day early: offsets can cross midnight
         while True:
-            if cadence != Cadence.WEEKLY or WEEKDAYS[day.weekday()] == self.weekly_day:
+            if cadence != Cadence.WEEKLY or WEEKDAYS[day.weekday()] == weekly_day:
                 yield datetime.combine(day, time(hour, self.at.minute), tzinfo=zone).astimezone(UTC)
             day += timedelta(days=step)
 

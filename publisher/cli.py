@@ -545,7 +545,7 @@ def subscribers_import(ctx: click.Context, file: Path, update_existing: bool, dr
 
     async def work(publisher: Publisher) -> importer.ImportReport:
         settings = publisher.settings
-        known = await service.known_topics(publisher.engine, settings.site.topics)
+        known = await service.known_topics(publisher.engine, settings.site.offered_topics)
         with err.status(f"checking {label}…"):
             try:
                 parsed = importer.parse_csv(

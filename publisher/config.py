@@ -54,8 +54,29 @@ class SiteSettings(_Section):
     postal_address: str = ""  # CAN-SPAM / bulk-sender rules want it in every digest footer
     output_dir: Path = Path("var/public")
     templates_dir: Path | None = None  # overrides single templates of the built-in set
+    # Files served at /images/ (the articles' pictures, for the pages and the emails):
+    # content/images/ by default, so "/images/x.png" in an article is content/images/x.png.
+    static_dir: Path = Path("content/images")
     # Topics subscribers may choose, on top of every tag an article already uses.
     topics: list[str] = []
+    # Display names of tags on the subscribe and preferences pages (the tag is what is
+    # stored): {"climate": "Climate & energy"}.  A named tag is offered like `topics`.
+    topic_names: dict[str, str] = {}
+
+    @field_validator("topic_names")
+    @classmethod
+    def _named_tags(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = [
+            f"{tag!r} is not a tag (it needs a letter or digit)" for tag in value if not any(c.isalnum() for c in tag)
+        ] + [f"{tag!r} needs a display name, not an empty one" for tag, name in value.items() if not name.strip()]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return {tag: name.strip() for tag, name in value.items()}
+
+    @property
+    def offered_topics(self) -> list[str]:
+        """The topics offered besides article tags: ``topics`` and every named tag."""
+        return [*self.topics, *self.topic_names]
 
     @field_validator("url")
     @classmethod
@@ -347,6 +368,7 @@ def _resolve_paths(settings: Settings, root: Path) -> None:
     settings.site.output_dir = fix(settings.site.output_dir)
     if settings.site.templates_dir is not None:
         settings.site.templates_dir = fix(settings.site.templates_dir)
+    settings.site.static_dir = fix(settings.site.static_dir)
     settings.content.dir = fix(settings.content.dir)
     for source in settings.sources:
         if isinstance(source, MarkdownSource):

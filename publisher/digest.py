@@ -137,24 +137,29 @@ def _active(cadence: Cadence) -> tuple[ColumnElement[bool], ...]:
 async def _due_waves(
     conn: AsyncConnection, cadence: Cadence, now: datetime, schedule: Schedule, grace: timedelta
 ) -> list[tuple[datetime, ColumnElement[bool]]]:
-    """``(slot, members)`` of each (timezone, hour) wave whose latest slot is due now.
+    """``(slot, members)`` of each (timezone, hour[, weekday]) wave whose latest slot is due now.
 
     Members are the wave's subscribers not yet planned for that slot and who were
-    already subscribed at it (a newcomer waits for their first slot).
+    already subscribed at it (a newcomer waits for their first slot).  Weekly waves
+    are also split by the subscribers' own weekday; a daily reader's changes nothing.
     """
+    keys = [subscribers.c.timezone, subscribers.c.send_hour]
+    if cadence == Cadence.WEEKLY:
+        keys.append(subscribers.c.send_weekday)
     groups = await conn.execute(
-        select(subscribers.c.timezone, subscribers.c.send_hour)
+        select(*keys)
         .where(*_active(cadence))
-        .group_by(subscribers.c.timezone, subscribers.c.send_hour)
+        .group_by(*keys)
         # GROUP BY has no order of its own (PostgreSQL hashes): the same waves, the same order, anywhere.
-        .order_by(subscribers.c.timezone, subscribers.c.send_hour.nulls_first())
+        .order_by(*(key.nulls_first() for key in keys))
     )
     waves = []
-    for timezone, hour in groups.all():
-        slot = schedule.slot(cadence, timezone, hour, now)
+    for row in groups.all():
+        timezone, hour, *own_day = row
+        weekday = own_day[0] if own_day else None
+        slot = schedule.slot(cadence, timezone, hour, now, weekday)
         members = and_(
-            subscribers.c.timezone == timezone,
-            subscribers.c.send_hour.is_(None) if hour is None else subscribers.c.send_hour == hour,
+            *(_is(key, value) for key, value in zip(keys, row, strict=True)),
             or_(
                 subscribers.c.last_slot < slot,
                 and_(
@@ -175,6 +180,11 @@ async def _due_waves(
                 skipped.rowcount, now - slot,
             )
     return waves
+
+
+def _is(column: ColumnElement[object], value: object) -> ColumnElement[bool]:
+    """``column = value``, where a None value (a default setting) is SQL's IS NULL."""
+    return column.is_(None) if value is None else column == value
 
 
 async def _plan(

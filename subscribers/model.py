@@ -7,6 +7,10 @@ from datetime import datetime
 from enum import StrEnum
 
 
+# Weekday names as config, forms and the store spell them (``date.weekday()`` order).
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
 class Cadence(StrEnum):
     INSTANT = "instant"
     DAILY = "daily"
@@ -44,13 +48,15 @@ class Preferences:
     """What a subscriber chooses on the preferences page.
 
     ``topics`` empty means every topic; ``send_hour`` None means the site's default
-    hour (``[digest] daily_at``), in the subscriber's ``timezone``.
+    hour (``[digest] daily_at``), in the subscriber's ``timezone``; ``send_weekday``
+    (one of WEEKDAYS) None means the site's ``[digest] weekly_day``.
     """
 
     cadence: Cadence = Cadence.DAILY
     topics: tuple[str, ...] = ()
     timezone: str = "UTC"
     send_hour: int | None = None
+    send_weekday: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

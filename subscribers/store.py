@@ -34,6 +34,7 @@ def from_row(row: Row) -> Subscriber:
             topics=tuple(json.loads(row.topics)),
             timezone=row.timezone,
             send_hour=row.send_hour,
+            send_weekday=row.send_weekday,
         ),
         source=Source(row.source),
         created_at=row.created_at,
@@ -50,6 +51,7 @@ def preference_values(prefs: Preferences) -> dict[str, object]:
         "topics": json.dumps(sorted(prefs.topics, key=str.casefold)),
         "timezone": prefs.timezone,
         "send_hour": prefs.send_hour,
+        "send_weekday": prefs.send_weekday,
     }
 
 

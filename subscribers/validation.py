@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from email_validator import EmailNotValidError, validate_email
 
 from publisher.content.slug import slugify
-from subscribers.model import Cadence, Preferences
+from subscribers.model import WEEKDAYS, Cadence, Preferences
 
 MAX_EMAIL = 254  # RFC 5321 path limit
 MAX_NAME = 100
@@ -95,6 +95,16 @@ def check_send_hour(raw: object) -> int | None:
     if not 0 <= hour <= 23:
         raise SubscriberError(f"the send hour must be from 0 to 23, not {hour}", "send_hour")
     return hour
+
+
+def check_send_weekday(raw: str) -> str | None:
+    """``mon`` … ``sun``, or None ("the site's weekly day") for an empty value."""
+    day = raw.strip().lower()
+    if not day:
+        return None
+    if day not in WEEKDAYS:
+        raise SubscriberError(f"the weekday must be one of {', '.join(WEEKDAYS)}, not {raw!r}", "send_weekday")
+    return day
 
 
 def split_topics(raw: str) -> list[str]:

@@ -78,10 +78,12 @@ def test_slots_in_every_zone(zone: str) -> None:
 
 
 async def subscribe(
-    engine: AsyncEngine, address: str, cadence: Cadence, zone: str, hour: int | None, now: datetime
+    engine: AsyncEngine, address: str, cadence: Cadence, zone: str, hour: int | None, now: datetime,
+    weekday: str | None = None,
 ) -> int:
     subscriber = await service.create(
-        engine, address, name="", prefs=Preferences(cadence=cadence, timezone=zone, send_hour=hour),
+        engine, address, name="",
+        prefs=Preferences(cadence=cadence, timezone=zone, send_hour=hour, send_weekday=weekday),
         source=Source.CLI, confirmed=True, now=now,
     )
     return subscriber.id
@@ -206,3 +208,25 @@ async def test_weekly_goes_on_the_configured_weekday_at_the_local_hour(publisher
     async with engine.connect() as conn:
         [digest_id] = (await conn.execute(select(digests.c.id).where(digests.c.cadence == "weekly"))).scalars()
     assert await recipients(engine, digest_id) == [sid]
+
+
+async def test_weekly_readers_get_it_on_their_own_weekday(publisher: Publisher) -> None:
+    engine = publisher.engine
+    start = datetime(2026, 11, 16, 0, 0, tzinfo=UTC)  # a Monday
+    usual = await subscribe(engine, "usual@example.org", Cadence.WEEKLY, "Asia/Kolkata", 9, start)
+    tuesday = await subscribe(engine, "tue@example.org", Cadence.WEEKLY, "Asia/Kolkata", 9, start, weekday="tue")
+    sunday = await subscribe(engine, "sun@example.org", Cadence.WEEKLY, "UTC", None, start, weekday="sun")
+    await publish(engine, 1, start)
+    sent: dict[int, list[datetime]] = {}
+    now = start
+    while now < start + timedelta(days=7):
+        for digest in await plan_at(engine, Cadence.WEEKLY, now):
+            for sid in await recipients(engine, digest.id):
+                sent.setdefault(sid, []).append(now)
+        now += timedelta(minutes=15)
+    assert sent == {
+        tuesday: [datetime(2026, 11, 17, 3, 30, tzinfo=UTC)],  # Tuesday, 09:00 in Kolkata
+        usual: [datetime(2026, 11, 20, 3, 30, tzinfo=UTC)],  # the site's Friday
+        sunday: [datetime(2026, 11, 22, 8, 0, tzinfo=UTC)],  # Sunday at the site's hour
+    }
+    assert SCHEDULE.slot(Cadence.WEEKLY, "UTC", None, now, weekday="sun") == datetime(2026, 11, 22, 8, tzinfo=UTC)

@@ -76,3 +76,12 @@ def test_database_url_must_name_an_async_driver(tmp_path: Path) -> None:
     path = write_config(tmp_path)
     with pytest.raises(ConfigError, match="database.url: Value error, must name an async driver"):
         load_settings(path, environ={"PUBLISHER_DATABASE__URL": "sqlite:///x.db"})
+
+
+def test_topic_names_must_name_a_tag_and_say_something(tmp_path: Path) -> None:
+    path = write_config(tmp_path, '[site.topic_names]\nclimate = "Climate & energy"\n"!!" = "Shouting"\nnorth-korea = " "\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    text = "\n".join(caught.value.problems)
+    assert "site.topic_names" in text and "'!!'" in text and "north-korea" in text
+    assert "climate" not in text

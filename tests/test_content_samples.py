@@ -45,8 +45,8 @@ def test_kim_article() -> None:
     assert article.pull_quote.text.startswith("Two governments with common interests")
     assert "world order" in article.pull_quote.text
     assert [(image.src, bool(image.alt), bool(image.caption)) for image in article.images] == [
-        ("https://news.example/images/kim-arrives.jpg", True, True),
-        ("https://news.example/images/putin-hosts-kim.jpg", True, True),
+        ("https://news.example/images/kim-arrives.png", True, True),
+        ("https://news.example/images/putin-hosts-kim.png", True, True),
     ]
     (table,) = article.fact_tables
     assert table.caption == "Facts and Figures: What Is at Stake"

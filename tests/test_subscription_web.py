@@ -7,10 +7,15 @@ Every flow goes through the real application (aiohttp test server), the real sto
 from __future__ import annotations
 
 import email.message
+import re
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
+from xml.etree import ElementTree
+from zoneinfo import ZoneInfo
 
+import html5lib
 import pytest
 from aiohttp.test_utils import TestClient
 from itsdangerous import TimestampSigner
@@ -23,7 +28,7 @@ from publisher.store.articles import ingest
 from publisher.store.schema import deliveries, suppressions
 from subscribers import service
 from subscribers import store as subscriber_store
-from subscribers.model import Cadence, Status, Subscriber
+from subscribers.model import Cadence, Preferences, Status, Subscriber
 from subscribers.tokens import Purpose
 from subscribers.validation import email_hash
 from tests.articles import seed_like
@@ -275,6 +280,107 @@ async def test_preferences_change_cadence_topics_timezone_and_hour(site: tuple[P
     unchanged = await subscriber(publisher, "ann@example.org")
     assert unchanged == changed
     assert (await visitor.post(path, [("action", "save"), ("cadence", "daily")], csrf=False)).status == 403
+
+
+def page_tree(markup: str) -> ElementTree.Element:
+    return html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(markup)
+
+
+async def preferences_path(publisher: Publisher, sub: Subscriber) -> str:
+    return "/" + publisher.tokens.link("https://x/", Purpose.PREFERENCES, sub.id, sub.email).split("/", 3)[3]
+
+
+def utc_offset(zone: str) -> str:
+    minutes = int(datetime.now(UTC).astimezone(ZoneInfo(zone)).utcoffset().total_seconds() // 60)  # type: ignore[union-attr]
+    return f"UTC{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+async def test_the_time_zone_choice_is_canonical_grouped_by_region_with_offsets(
+    site: tuple[Publisher, TestClient],
+) -> None:
+    publisher, client = site
+    sub = await add_subscriber(publisher.engine, "ann@example.org", cadence=Cadence.DAILY)
+    # An alias from the API or an old import: still shown, and selected.
+    await service.update_subscriber(publisher.engine, sub.id, prefs=Preferences(Cadence.DAILY, timezone="US/Eastern"))
+    page = await Visitor(client).get(await preferences_path(publisher, sub))
+    [select] = [s for s in page_tree(await page.text()).iter("select") if s.get("id") == "timezone"]
+    selected = [o.get("value") for o in select.iter("option") if o.get("selected") is not None]
+    assert selected == ["US/Eastern"]
+
+    groups = select.findall("optgroup")
+    assert len(groups) >= 8
+    regions = [group.get("label", "") for group in groups]
+    assert regions == sorted(regions) and "Europe" in regions and "America" in regions
+    offered: set[str] = set()
+    for group in groups:
+        values = [option.get("value", "") for option in group.findall("option")]
+        assert values == sorted(values)
+        for option, value in zip(group.findall("option"), values, strict=True):
+            assert value.startswith(group.get("label", "") + "/")
+            assert option.text == f"{value} ({utc_offset(value)})"
+        offered |= set(values)
+    assert {"Europe/Berlin", "Europe/Kyiv", "America/Argentina/Buenos_Aires", "Asia/Kolkata"} <= offered
+    odd = {"Factory", "localtime", "posixrules", "GB", "US/Eastern", "US/Pacific", "Europe/Kiev",
+           "America/Buenos_Aires", "Asia/Calcutta", "Etc/GMT+5"}
+    assert not offered & odd
+    assert not any(re.match(r"(Etc|US|SystemV)/", value) for value in offered)
+    assert all(len(ZoneInfo(value).key) for value in offered)  # each one loads
+
+
+async def test_topics_show_their_display_names_and_store_the_tag(make_settings: Callable[..., Settings]) -> None:
+    names = '[site.topic_names]\nnorth-korea = "North Korea & the peninsula"\nenergy = "Energy"\n'
+    publisher = Publisher(make_settings(GENEROUS + names))
+    await publisher.start()
+    try:
+        await publisher.scan()
+        async with web_client(publisher) as client:
+            visitor = Visitor(client)
+            form = page_tree(await (await visitor.get("/subscribe")).text())
+            labels = {label.get("for"): label.text for label in form.iter("label")}
+            offered = {box.get("value"): labels[box.get("id")] for box in form.iter("input") if box.get("name") == "topics"}
+            assert offered["north-korea"] == "North Korea & the peninsula"
+            assert offered["energy"] == "Energy"  # named in the config, not yet an article tag
+            assert offered["russia"] == "russia"  # a tag without a name shows as it is
+            await sign_up(visitor, "ann@example.org", topics=["north-korea", "energy"])
+            pending = await subscriber(publisher, "ann@example.org")
+            assert pending is not None and pending.topics == ("energy", "north-korea")
+            page = page_tree(await (await visitor.get(await preferences_path(publisher, pending))).text())
+            labels = {label.get("for"): label.text for label in page.iter("label")}
+            ticked = {labels[box.get("id")] for box in page.iter("input")
+                      if box.get("name") == "topics" and box.get("checked") is not None}
+            assert ticked == {"North Korea & the peninsula", "Energy"}
+    finally:
+        await publisher.close()
+
+
+async def test_weekly_readers_choose_their_weekday(site: tuple[Publisher, TestClient]) -> None:
+    publisher, client = site
+    sub = await add_subscriber(publisher.engine, "ann@example.org", cadence=Cadence.WEEKLY)
+    path = await preferences_path(publisher, sub)
+    visitor = Visitor(client)
+    page = page_tree(await (await visitor.get(path)).text())
+    [select] = [s for s in page.iter("select") if s.get("id") == "send_weekday"]
+    labels = {label.get("for"): label.text for label in page.iter("label")}
+    assert "weekly" in labels["send_weekday"].lower()
+    options = {o.get("value"): o.text for o in select.iter("option")}
+    assert options[""] == "The usual day (Monday)"  # [digest] weekly_day of the test site
+    assert [o.get("value") for o in select.iter("option") if o.get("selected") is not None] == [""]
+
+    fields = [("action", "save"), ("cadence", "weekly"), ("timezone", "UTC"), ("send_hour", "")]
+    saved = await visitor.post(path, [*fields, ("send_weekday", "thu")])
+    assert saved.status == 303
+    changed = await subscriber(publisher, "ann@example.org")
+    assert changed is not None and changed.preferences.send_weekday == "thu"
+    page = page_tree(await (await visitor.get(path)).text())
+    [select] = [s for s in page.iter("select") if s.get("id") == "send_weekday"]
+    assert [o.text for o in select.iter("option") if o.get("selected") is not None] == ["Thursday"]
+
+    bad = await visitor.post(path, [*fields, ("send_weekday", "someday")])
+    assert bad.status == 422 and 'id="send_weekday-error"' in await bad.text()
+    assert (await subscriber(publisher, "ann@example.org")) == changed
+    await visitor.post(path, [*fields, ("send_weekday", "")])
+    back = await subscriber(publisher, "ann@example.org")
+    assert back is not None and back.preferences.send_weekday is None
 
 
 async def test_one_click_unsubscribe_per_rfc_8058(site: tuple[Publisher, TestClient]) -> None:

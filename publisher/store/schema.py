@@ -79,6 +79,7 @@ subscribers = Table(
     Column("topics", Text, nullable=False, server_default="[]"),  # sorted JSON list; [] = all
     Column("timezone", String(64), nullable=False, server_default="UTC"),
     Column("send_hour", Integer, nullable=True),
+    Column("send_weekday", String(3), nullable=True),  # mon … sun for weekly digests; NULL: [digest] weekly_day
     Column("source", String(20), nullable=False),  # cli | web | api | import
     Column("created_at", UTCDateTime(), nullable=False),
     Column("confirmed_at", UTCDateTime(), nullable=True),

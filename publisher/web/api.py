@@ -258,7 +258,7 @@ def defaults(publisher: Publisher) -> Preferences:
 async def topics_for(publisher: Publisher, body: object) -> list[str]:
     """What subscribers may choose, queried only when the body names topics at all."""
     if isinstance(body, dict) and "topics" in body:
-        return await service.known_topics(publisher.engine, publisher.settings.site.topics)
+        return await service.known_topics(publisher.engine, publisher.settings.site.offered_topics)
     return []
 
 
@@ -454,7 +454,7 @@ async def import_subscribers(request: web.Request) -> web.Response:
     if request.content_type not in IMPORT_TYPES:
         raise ApiError(415, "send a JSON list ('Content-Type: application/json') or a CSV file ('Content-Type: text/csv')")
     raw = await read_body(request, MAX_IMPORT_BODY)
-    known = await service.known_topics(publisher.engine, publisher.settings.site.topics)
+    known = await service.known_topics(publisher.engine, publisher.settings.site.offered_topics)
     if request.content_type == CSV:
         parsed = await asyncio.to_thread(parse_csv_import, raw, publisher, known)
         item_problems: list[dict[str, object]] = []

@@ -6,7 +6,9 @@ reader sees here is what the feeds and the emails carry.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from pathlib import Path
 
 from aiohttp import web
 
@@ -20,6 +22,10 @@ from publisher.web.security import EMAIL_CSP
 
 ARCHIVE_SIZE = 30
 STYLESHEET = "web/site.css"
+# Where [site] static_dir is served; articles reference their pictures as "/images/…".
+IMAGES_PATH = "/images/"
+# Pictures rarely change and carry ETag/Last-Modified: a day, then a cheap revalidation.
+IMAGES_CACHE_CONTROL = "public, max-age=86400"
 
 
 async def index(request: web.Request) -> web.Response:
@@ -72,6 +78,37 @@ class Stylesheet:
         return web.Response(body=self.body, content_type="text/css", charset="utf-8", headers=headers)
 
 
+async def image(request: web.Request) -> web.FileResponse:
+    """A file of ``[site] static_dir``: only regular files inside it, never a listing or a dotfile.
+
+    Read from the settings on every request, so a reload (SIGHUP) that moves the
+    directory applies at once.  aiohttp's FileResponse answers conditional requests
+    (ETag, Last-Modified → 304) and ranges, and sets the type from the file's suffix.
+    """
+    root = request.app[PUBLISHER].settings.site.static_dir
+    found = await asyncio.get_running_loop().run_in_executor(None, _static_file, root, request.match_info["name"])
+    if found is None:
+        raise web.HTTPNotFound()
+    return web.FileResponse(found, headers={"Cache-Control": IMAGES_CACHE_CONTROL})
+
+
+def _static_file(root: Path, name: str) -> Path | None:
+    """``name`` (the decoded URL path under IMAGES_PATH) as a regular file inside ``root``, else None.
+
+    Dot segments ("..", ".git", ".env") are refused before touching the disk, and the
+    resolved path must still be inside ``root``, so a symlink can't lead out of it.
+    """
+    parts = name.split("/")
+    if any(not part or part.startswith(".") or "\\" in part or "\0" in part for part in parts):
+        return None
+    try:
+        base = root.resolve(strict=True)
+        path = base.joinpath(*parts).resolve(strict=True)
+    except OSError:
+        return None
+    return path if path.is_relative_to(base) and path.is_file() else None
+
+
 def add_public_routes(app: web.Application) -> None:
     publisher = app[PUBLISHER]
     loader = publisher.env.loader
@@ -81,5 +118,6 @@ def add_public_routes(app: web.Application) -> None:
     app.router.add_get("/articles/{slug:[a-z0-9][a-z0-9-]{0,299}}", article)
     app.router.add_get("/digests/{digest_id:[A-Za-z0-9._-]{1,64}}", digest)
     app.router.add_get("/assets/site.css", Stylesheet(source).handle)
+    app.router.add_get(IMAGES_PATH + "{name:.+}", image)
 
 

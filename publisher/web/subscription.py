@@ -16,20 +16,23 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
+from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
 from publisher.app import Publisher
+from publisher.content.slug import slugify
 from publisher.web import forms
 from publisher.web.keys import PUBLISHER
 from publisher.web.pages import CSRF, base_path, render
 from publisher.web.ratelimit import RateLimits, client_address
 from subscribers import service
 from subscribers import store as subscriber_store
-from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
+from subscribers.model import WEEKDAYS, Cadence, Preferences, Source, Status, Subscriber
 from subscribers.tokens import Claim, ExpiredToken, InvalidToken, Purpose
 from subscribers.validation import (
     MAX_EMAIL,
@@ -38,6 +41,7 @@ from subscribers.validation import (
     check_cadence,
     check_name,
     check_send_hour,
+    check_send_weekday,
     check_timezone,
     check_topics,
     email_hash,
@@ -45,6 +49,7 @@ from subscribers.validation import (
 )
 
 LIMITS = web.AppKey("rate_limits", RateLimits)
+Choice = tuple[str, str]  # (value, label) of an <option> or a checkbox
 
 
 def _now() -> datetime:
@@ -52,12 +57,69 @@ def _now() -> datetime:
 
 
 @cache
-def timezones() -> tuple[str, ...]:
-    return tuple(sorted(zoneinfo.available_timezones()))
+def canonical_zones() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The zones a reader picks from, as ``(region, zones)``, both sorted.
+
+    ``zoneinfo.available_timezones()`` also holds ``Factory``, ``posixrules``, ``Etc/*``
+    and the deprecated aliases of tzdata's ``backward`` file (``US/Eastern``, ``GB``,
+    ``Europe/Kiev``).  tzdata's ``zone.tab`` lists the zones to offer people, per
+    country; unlike ``zone1970.tab`` it keeps a city for each country (Europe/Oslo,
+    not only the Europe/Berlin it shares rules with), which is what readers look for.
+    """
+    table = resources.files("tzdata").joinpath("zoneinfo", "zone.tab").read_text(encoding="utf-8")
+    listed = {line.split("\t")[2] for line in table.splitlines() if line and not line.startswith("#")}
+    regions: dict[str, list[str]] = {}
+    for name in sorted(listed & zoneinfo.available_timezones()):
+        regions.setdefault(name.partition("/")[0], []).append(name)
+    return tuple((region, tuple(names)) for region, names in sorted(regions.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneChoices:
+    """The time-zone ``<select>``: a few options on their own, then one ``<optgroup>`` per region."""
+
+    loose: list[Choice]
+    regions: list[tuple[str, list[Choice]]]
+
+
+def zone_choices(current: str, now: datetime) -> ZoneChoices:
+    """Every canonical zone labelled with its UTC offset at ``now``, plus UTC and ``current``.
+
+    ``current`` may be an alias (set through the API or an import): it is offered as
+    it is, so saving the page without touching the zone keeps it.
+    """
+    regions = [(region, [(name, _zone_label(name, now)) for name in names]) for region, names in canonical_zones()]
+    offered = {name for _, names in canonical_zones() for name in names}
+    loose = [(name, _zone_label(name, now)) for name in dict.fromkeys(["UTC", current]) if name and name not in offered]
+    return ZoneChoices(loose, regions)
+
+
+def _zone_label(name: str, now: datetime) -> str:
+    """``Europe/Berlin (UTC+01:00)``: the offset readers see on their clocks today."""
+    try:
+        offset = now.astimezone(zoneinfo.ZoneInfo(name)).utcoffset()
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return name
+    minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+    sign = "-" if minutes < 0 else "+"
+    return f"{name} (UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d})"
 
 
 async def known_topics(publisher: Publisher) -> list[str]:
-    return await service.known_topics(publisher.engine, publisher.settings.site.topics)
+    return await service.known_topics(publisher.engine, publisher.settings.site.offered_topics)
+
+
+async def topic_choices(publisher: Publisher) -> list[Choice]:
+    """The topics as checkboxes: the tag as the value, its ``[site.topic_names]`` name as the label.
+
+    Names are matched by slug, as topics are (``check_topics``), so ``North-Korea`` in
+    the config names the tag ``north-korea``; one box per slug, sorted by label.
+    """
+    names = {slugify(tag): name for tag, name in publisher.settings.site.topic_names.items()}
+    choices: dict[str, Choice] = {}
+    for topic in await known_topics(publisher):
+        choices.setdefault(slugify(topic), (topic, names.get(slugify(topic), topic)))
+    return sorted(choices.values(), key=lambda choice: choice[1].casefold())
 
 
 def _require_csrf(request: web.Request, form: forms.Form) -> None:
@@ -82,7 +144,7 @@ async def _signup_page(request: web.Request, values: dict[str, Any], errors: dic
     context = {
         "values": values,
         "errors": errors,
-        "topics": await known_topics(publisher),
+        "topics": await topic_choices(publisher),
         "cadences": list(Cadence),
         "limits": {"email": MAX_EMAIL, "name": MAX_NAME},
     }
@@ -217,12 +279,15 @@ async def _preferences_page(
         "values": values or {
             "name": subscriber.name, "cadence": prefs.cadence.value, "topics": list(prefs.topics),
             "timezone": prefs.timezone, "send_hour": "" if prefs.send_hour is None else str(prefs.send_hour),
+            "send_weekday": prefs.send_weekday or "",
         },
         "errors": errors or {},
-        "topics": await known_topics(publisher),
+        "topics": await topic_choices(publisher),
         "cadences": list(Cadence),
-        "timezones": timezones(),
+        "timezones": zone_choices(prefs.timezone, _now()),
         "default_hour": publisher.settings.digest.daily_at.hour,
+        "weekdays": WEEKDAYS,
+        "default_weekday": publisher.settings.digest.weekly_day,
         "unsubscribe_path": _path(request, Purpose.UNSUBSCRIBE, subscriber),
         "saved": request.query.get("saved") == "1",
         "confirmed": request.query.get("confirmed") == "1",
@@ -267,6 +332,7 @@ async def save_preferences(request: web.Request) -> web.StreamResponse:
         "topics": forms.texts(form, "topics"),
         "timezone": forms.text(form, "timezone", 100),
         "send_hour": forms.text(form, "send_hour", 10),
+        "send_weekday": forms.text(form, "send_weekday", 10),
     }
     errors: dict[str, str] = {}
     known = await known_topics(publisher)
@@ -276,6 +342,7 @@ async def save_preferences(request: web.Request) -> web.StreamResponse:
         topics=_checked(errors, "topics", lambda t: check_topics(t, known), values["topics"]),
         timezone=_checked(errors, "timezone", check_timezone, values["timezone"]),
         send_hour=_checked(errors, "send_hour", check_send_hour, values["send_hour"]),
+        send_weekday=_checked(errors, "send_weekday", check_send_weekday, values["send_weekday"]),
     )
     if errors:
         return await _preferences_page(request, subscriber, values=values, errors=errors, status=422)
