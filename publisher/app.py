@@ -159,10 +159,11 @@ class Publisher:
             await self._published(result)
             return result
 
-    async def accept(self, articles: Sequence[Article]) -> IngestResult:
-        """Articles POSTed to the API; new ones go to instant subscribers in the background."""
+    async def accept(self, articles: Sequence[Article], *, withdrawn: Sequence[str] = ()) -> IngestResult:
+        """Articles POSTed to the API (and the ids of those now posted as drafts, which
+        are unpublished); new ones go to instant subscribers in the background."""
         async with self._scan_lock:
-            result = await self.intake.store(articles, API_SOURCE)
+            result = await self.intake.store(articles, API_SOURCE, withdrawn=withdrawn)
             await self._published(result)
         if result.new:
             self.later("instant", partial(self.send, [Cadence.INSTANT]))

@@ -41,6 +41,7 @@ from publisher.config import ConfigError, Settings, load_settings
 from publisher.delivery import DeliveryReport
 from publisher.digest import UnknownArticle
 from publisher.inbox import BounceImportReport, InboxError, import_bounces, open_inbox
+from publisher.store.articles import IngestResult
 from publisher.store.db import create_engine, revisions, upgrade
 from publisher.templating import builtin_templates_dir
 from subscribers import importer, service
@@ -149,17 +150,23 @@ def check(ctx: click.Context) -> None:
 @main.command()
 @click.pass_context
 def build(ctx: click.Context) -> None:
-    """Ingest the content and write the feeds to [site] output_dir."""
+    """Ingest the content and write the feeds to [site] output_dir; exit 1 if a file was skipped."""
 
-    async def work(publisher: Publisher) -> None:
+    async def work(publisher: Publisher) -> IngestResult:
         result = await publisher.scan()  # always writes the feeds on a fresh Publisher
+        skipped = {problem.path for problem in result.skipped}
         out.print(
-            f"{len(result.new)} new, {len(result.updated)} updated, {result.unchanged} unchanged; "
-            f"{len(publisher.feeds)} feeds in {publisher.settings.site.output_dir}",
+            f"{len(result.new)} new, {len(result.updated)} updated, {result.unchanged} unchanged, "
+            f"{len(skipped)} skipped; {len(publisher.feeds)} feeds in {publisher.settings.site.output_dir}",
             highlight=False,
         )
+        return result
 
-    _with_publisher(ctx, work)
+    result = _with_publisher(ctx, work)
+    for problem in result.skipped:
+        err.print(f"skipped: {problem}", highlight=False, markup=False)
+    if result.skipped:
+        ctx.exit(1)
 
 
 @main.command()

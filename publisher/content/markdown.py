@@ -33,6 +33,7 @@ from publisher.content.model import (
     Image,
     Problem,
     Quote,
+    Severity,
 )
 from publisher.content.slug import slugify
 from publisher.content.text import BodyParts, truncate, unique
@@ -45,6 +46,7 @@ _TAKEAWAYS_HEADING = re.compile(r"key takeaways\s*:?", re.IGNORECASE)
 _SOURCES_LABEL = re.compile(r"(?:data\s+)?sources?\s*:\s*", re.IGNORECASE)
 _CITE_DASH = re.compile(r"(?:—|--)\s*")
 _UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
+_STATUSES = ("published", "draft")
 
 
 
@@ -57,6 +59,20 @@ class ArticleError(Exception):
 
 
 @dataclass
+class ParsedFile:
+    """What one file gives: the article (None when an error keeps it out), every problem
+    (errors and warnings), and whether the editor marked it a draft (never published)."""
+
+    article: Article | None
+    problems: list[Problem]
+    draft: bool = False
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == Severity.ERROR]
+
+
+@dataclass
 class _Report:
     """Collects problems; front matter problems point at the line of their key."""
 
@@ -64,21 +80,35 @@ class _Report:
     key_lines: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
-    def at_line(self, line: int, message: str) -> None:
-        self.problems.append(Problem(self.path, line, message))
+    def at_line(self, line: int, message: str, severity: Severity = Severity.ERROR) -> None:
+        self.problems.append(Problem(self.path, line, message, severity))
 
-    def at_key(self, key: str, message: str) -> None:
-        self.at_line(self.key_lines.get(key, 1), message)
+    def at_key(self, key: str, message: str, severity: Severity = Severity.ERROR) -> None:
+        self.at_line(self.key_lines.get(key, 1), message, severity)
+
+    @property
+    def failed(self) -> bool:
+        return any(p.severity == Severity.ERROR for p in self.problems)
 
 
 def parse_article(data: bytes, path: str, site_url: str, *, slug_from_title: bool = False) -> Article:
+    """Parse one Markdown file, raising :class:`ArticleError` with every error (warnings
+    are dropped, and a draft parses like any article: use :func:`read_article` to know)."""
+    parsed = read_article(data, path, site_url, slug_from_title=slug_from_title)
+    if parsed.article is None:
+        raise ArticleError(parsed.errors)
+    return parsed.article
+
+
+def read_article(data: bytes, path: str, site_url: str, *, slug_from_title: bool = False) -> ParsedFile:
     """Parse one Markdown file; ``path`` names it in problems and gives the default slug
     (the title does, with ``slug_from_title``: an article posted to the API has no file name)."""
     report = _Report(path)
     front, body, body_offset = _split_front_matter(_decode(data, report), report)
-    if report.problems:  # without readable front matter every other message would be noise
-        raise ArticleError(report.problems)
+    if report.failed:  # without readable front matter every other message would be noise
+        return ParsedFile(None, report.problems)
     fields = _FrontMatter(front, report, site_url)
+    draft = fields.draft()
     title = fields.text("title", required=True)
     published = fields.timestamp("date", "published", required=True)
     updated = fields.timestamp("updated") or published
@@ -93,9 +123,9 @@ def parse_article(data: bytes, path: str, site_url: str, *, slug_from_title: boo
     subtitle, author, category = fields.text("subtitle"), fields.text("author"), fields.text("category")
     summary = fields.text("summary")
     body_parts = _parse_body(body, body_offset, site_url, report)
-    if report.problems or published is None or updated is None:
-        raise ArticleError(report.problems)
-    return Article(
+    if report.failed or published is None or updated is None:
+        return ParsedFile(None, report.problems, draft)
+    article = Article(
         id=article_id,
         slug=slug,
         title=title,
@@ -114,6 +144,7 @@ def parse_article(data: bytes, path: str, site_url: str, *, slug_from_title: boo
         fact_tables=tuple(body_parts.fact_tables),
         source_path=path,
     )
+    return ParsedFile(article, report.problems, draft)
 
 
 def front_matter_key_line(data: bytes, key: str) -> int:
@@ -193,6 +224,16 @@ class _FrontMatter:
         self._front = front
         self._report = report
         self._site_url = site_url
+
+    def draft(self) -> bool:
+        """``draft: true`` or ``status: draft``: the editor does not mean it to go out yet."""
+        flag = self._front.get("draft", False)
+        if not isinstance(flag, bool):
+            self._report.at_key("draft", f"draft must be true or false, not {_kind(flag)}")
+        status = self.text("status") or "published"
+        if status not in _STATUSES:
+            self._report.at_key("status", f"status {status!r} is not one of {', '.join(map(repr, _STATUSES))}")
+        return flag is True or status == "draft"
 
     def text(self, key: str, required: bool = False) -> str:
         value = self._front.get(key)

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from publisher.content.model import Article
+from publisher.content.model import Article, Problem
 from publisher.content.slug import slugify
 from publisher.store.db import Exclusive, serialize
 from publisher.store.schema import articles
@@ -28,19 +28,20 @@ class IngestResult:
 
     new: list[Article] = field(default_factory=list)
     updated: list[Article] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)  # ids a complete source no longer offers
+    removed: list[str] = field(default_factory=list)  # ids a complete source no longer offers, or made drafts
     unchanged: int = 0
+    skipped: list[Problem] = field(default_factory=list)  # errors that kept an input out
 
     @property
     def changed(self) -> bool:
         return bool(self.new or self.updated or self.removed)
 
 
-def _row(article: Article, source: str) -> dict[str, object]:
+def _row(article: Article, source: str, content_hash: str) -> dict[str, object]:
     return {
         "id": article.id,
         "slug": article.slug,
-        "content_hash": article.content_hash(),
+        "content_hash": content_hash,
         "data": json.dumps(article.to_dict(), ensure_ascii=False, sort_keys=True),
         "tags": json.dumps(list(article.tags), ensure_ascii=False),
         "published": article.published,
@@ -56,7 +57,8 @@ def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
 
 
 async def ingest(
-    engine: AsyncEngine, scanned: Sequence[Article], now: datetime, *, source: str = "", complete: bool = False
+    engine: AsyncEngine, scanned: Sequence[Article], now: datetime, *, source: str = "", complete: bool = False,
+    withdrawn: Sequence[str] = (),
 ) -> IngestResult:
     """Insert new articles and update edited ones, in one transaction.
 
@@ -64,39 +66,71 @@ async def ingest(
     publisher saw them in) follows publication order within one scan.  ``complete``:
     ``scanned`` is everything ``source`` offers (a Markdown directory), so its stored
     articles missing from it are marked removed; a feed shows only its latest items,
-    so it is never complete.  A removed article that comes back is an edit, not news.
+    so it is never complete.  ``withdrawn``: ids ``source`` now has as drafts, removed
+    whether or not the scan is complete.  A removed article that comes back is an
+    edit, not news.  An id that another source publishes is refused (``skipped``): no
+    source takes over another's article and its feed GUID.
     """
     result = IngestResult()
     async with engine.begin() as conn:
         await serialize(conn, Exclusive.INGEST)  # another scan (a node, the CLI) may store the same article
-        known: dict[str, tuple[str, bool]] = {}
+        known: dict[str, tuple[str, bool, str]] = {}
         ids = [a.id for a in scanned]
         for chunk in _chunks(ids):
             rows = await conn.execute(
-                select(articles.c.id, articles.c.content_hash, articles.c.removed_at).where(articles.c.id.in_(chunk))
+                select(articles.c.id, articles.c.content_hash, articles.c.removed_at, articles.c.source)
+                .where(articles.c.id.in_(chunk))
             )
-            known.update({row.id: (row.content_hash, row.removed_at is not None) for row in rows})
+            known.update({row.id: (row.content_hash, row.removed_at is not None, row.source) for row in rows})
+        taken = {i for i, (_, removed, owner) in known.items() if owner != source and not removed}
+        owners = await _source_paths(conn, sorted(taken))
         for article in sorted(scanned, key=lambda a: (a.published, a.id)):
-            row = _row(article, source)
-            if article.id not in known:
+            content_hash = article.content_hash()
+            if article.id in taken:
+                result.skipped.append(Problem(
+                    article.source_path or source, 0,
+                    f"id {article.id!r} is already published by {owners.get(article.id) or known[article.id][2]}",
+                ))
+            elif article.id not in known:
+                row = _row(article, source, content_hash)
                 await conn.execute(insert(articles).values(**row, first_seen_at=now, changed_at=now))
                 result.new.append(article)
-            elif known[article.id] != (row["content_hash"], False):
+            elif known[article.id][:2] != (content_hash, False):
                 await conn.execute(
-                    update(articles).where(articles.c.id == article.id).values(**row, changed_at=now)
+                    update(articles).where(articles.c.id == article.id)
+                    .values(**_row(article, source, content_hash), changed_at=now)
                 )
                 result.updated.append(article)
             else:
                 result.unchanged += 1
+        gone = articles.c.id.in_(withdrawn)
         if complete:
-            gone = await conn.execute(
+            gone = articles.c.id.not_in(ids) | gone
+        if complete or withdrawn:
+            removed = await conn.execute(
                 update(articles)
-                .where(articles.c.source == source, articles.c.removed_at.is_(None), articles.c.id.not_in(ids))
+                .where(articles.c.source == source, articles.c.removed_at.is_(None), gone)
                 .values(removed_at=now, changed_at=now)
                 .returning(articles.c.id)
             )
-            result.removed = sorted(gone.scalars())
+            result.removed = sorted(removed.scalars())
     return result
+
+
+async def source_paths(engine: AsyncEngine, ids: Sequence[str]) -> dict[str, str]:
+    """Where each of these published articles came from (its file, "api", a feed entry's URL)."""
+    async with engine.connect() as conn:
+        return await _source_paths(conn, ids)
+
+
+async def _source_paths(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for chunk in _chunks(ids):
+        rows = await conn.execute(
+            select(articles.c.id, articles.c.data).where(articles.c.id.in_(chunk), articles.c.removed_at.is_(None))
+        )
+        found.update({row.id: json.loads(row.data).get("source_path", "") for row in rows})
+    return found
 
 
 async def latest(engine: AsyncEngine, limit: int | None = None) -> list[Article]:

@@ -6,7 +6,9 @@ object, with the Markdown text under ``body``.  Both go through the Markdown
 source's parser, so an article means the same thing whichever way it arrives.  Every
 problem comes back at once as a 422.  An article is identified by its ``id`` (else
 its canonical URL): posting it again is an edit, which updates the feeds and never
-sends it twice.
+sends it twice.  A draft (``draft: true`` or ``status: draft``) is not published, and
+posting an article the API published as a draft unpublishes it.  An id another source
+publishes is refused (409).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import yaml
 from aiohttp import web
 
-from publisher.content.markdown import ArticleError, parse_article
+from publisher.content.markdown import read_article
 from publisher.content.model import Problem
 from publisher.web.api import ApiError, json_object, parse_json, publisher_of, read_body
 from subscribers.validation import SubscriberError
@@ -35,16 +37,22 @@ async def post_article(request: web.Request) -> web.Response:
         document, with_lines = _from_json(parse_json(raw)), False
     else:
         raise ApiError(415, "send Markdown with front matter (text/markdown) or JSON (application/json)")
-    try:
-        article = parse_article(document, NAME, publisher.settings.site.url, slug_from_title=True)
-    except ArticleError as exc:
-        problems = [_problem(p, with_lines) for p in exc.problems]
+    parsed = read_article(document, NAME, publisher.settings.site.url, slug_from_title=True)
+    article = parsed.article
+    if article is None:
+        problems = [_problem(p, with_lines) for p in parsed.errors]
         raise ApiError(422, f"{len(problems)} problem{'s' if len(problems) != 1 else ''} with the article",
-                       problems) from None
-    result = await publisher.accept([article])
-    state = "new" if result.new else "updated" if result.updated else "unchanged"
+                       problems)
+    if parsed.draft:
+        await publisher.accept([], withdrawn=[article.id])
+        state = "draft"
+    else:
+        result = await publisher.accept([article])
+        if result.skipped:
+            raise ApiError(409, result.skipped[0].message)
+        state = "new" if result.new else "updated" if result.updated else "unchanged"
     body = {"id": article.id, "slug": article.slug, "url": article.canonical_url, "status": state}
-    return web.json_response(body, status=201 if result.new else 200)
+    return web.json_response(body, status=201 if state == "new" else 200)
 
 
 def _from_json(body: object) -> bytes:

@@ -1,0 +1,128 @@
+"""Editorial safety: nothing goes out before the editor means it.
+
+Drafts, duplicate ids, what ``check`` and ``build`` tell the editor, and an edit's
+``updated`` date, as a reader of the feeds and a user of the CLI and the API see them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import feedparser
+import pytest
+from aiohttp.test_utils import TestClient
+from click.testing import CliRunner, Result
+
+from publisher.app import Publisher
+from publisher.cli import main
+from tests.web_client import api_client
+
+TOKEN = "test-api-token-7c1e0d9b3f2a4e65"
+ARTICLE = "---\nid: {id}\ntitle: {title}\ndate: 2026-11-20T08:00:00Z\n{extra}---\n\nThe text of {title}.\n"
+
+
+def write(content: Path, name: str, title: str, *, id: str = "", extra: str = "") -> Path:
+    path = content / name
+    path.write_text(ARTICLE.format(id=id or path.stem.lstrip("_"), title=title, extra=extra), encoding="utf-8")
+    return path
+
+
+def atom_titles(publisher: Publisher) -> list[str]:
+    return [entry.title for entry in feedparser.parse(publisher.feeds["feed.atom"].body).entries]
+
+
+def cli(site_dir: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, ["--config", str(site_dir / "config.toml"), *args])
+
+
+# --- drafts --------------------------------------------------------------------------------
+
+
+async def test_drafts_are_never_published(publisher: Publisher) -> None:
+    content = publisher.settings.content.dir
+    write(content, "flagged.md", "Flagged draft", extra="draft: true\n")
+    write(content, "status.md", "Status draft", extra="status: draft\n")
+    write(content, "_underscored.md", "Underscored draft")
+    write(content, "ready.md", "Ready article", extra="draft: false\n")
+    result = await publisher.scan()
+    titles = atom_titles(publisher)
+    assert "Ready article" in titles
+    assert not {"Flagged draft", "Status draft", "Underscored draft"} & set(titles)
+    assert sorted(a.id for a in result.new) == sorted(
+        ["ready", "2023-09-kim-russia-visit", "2024-06-city-heat-plan", "2024-03-transit-ridership"]
+    )
+
+
+async def test_a_published_article_made_a_draft_is_unpublished(publisher: Publisher) -> None:
+    path = write(publisher.settings.content.dir, "story.md", "A story")
+    await publisher.scan()
+    assert "A story" in atom_titles(publisher)
+    write(publisher.settings.content.dir, "story.md", "A story", extra="draft: true\n")
+    result = await publisher.scan()
+    assert result.removed == ["story"]
+    assert "A story" not in atom_titles(publisher)
+    path.rename(path.with_name("_story.md"))  # still a draft under its new name: nothing comes back
+    assert not (await publisher.scan()).changed
+
+
+@pytest.fixture
+async def client(publisher: Publisher, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[TestClient]:
+    monkeypatch.setenv("PUBLISHER_API_TOKEN", TOKEN)
+    await publisher.scan()
+    async with api_client(publisher, TOKEN) as test_client:
+        yield test_client
+
+
+async def test_a_draft_posted_to_the_api_is_not_published(client: TestClient, publisher: Publisher) -> None:
+    response = await client.post("/api/articles", json={"id": "cms-1", "title": "Posted draft",
+                                                        "date": "2026-11-20", "draft": True, "body": "Text."})
+    assert response.status == 200, await response.text()
+    assert (await response.json())["status"] == "draft"
+    assert "Posted draft" not in atom_titles(publisher)
+
+
+# --- duplicate ids -------------------------------------------------------------------------
+
+
+async def test_a_copy_never_takes_over_a_published_id(publisher: Publisher, site_dir: Path) -> None:
+    content = publisher.settings.content.dir
+    write(content, "original.md", "The original", id="shared")
+    await publisher.scan()
+    (guid,) = [e.id for e in feedparser.parse(publisher.feeds["feed.atom"].body).entries if e.title == "The original"]
+    write(content, "a-copy.md", "The copy", id="shared")  # sorts before the original
+    await publisher.scan()
+    entries = {e.title: e.id for e in feedparser.parse(publisher.feeds["feed.atom"].body).entries}
+    assert entries.get("The original") == guid and "The copy" not in entries
+
+    built = await asyncio.to_thread(cli, site_dir, "build")  # its own event loop
+    assert built.exit_code == 1, built.output
+    assert f"id 'shared' (also used by {content / 'original.md'})" in built.output
+    assert "a-copy.md" in built.output
+
+
+async def test_the_api_may_not_take_over_an_id_a_file_publishes(client: TestClient, publisher: Publisher) -> None:
+    response = await client.post("/api/articles", json={"id": "2024-06-city-heat-plan", "title": "Hijack",
+                                                        "date": "2026-11-20", "body": "Text."})
+    assert response.status == 409, await response.text()
+    assert "city-heat-plan.md" in (await response.json())["error"]
+    assert "Hijack" not in atom_titles(publisher)
+
+
+# --- build's exit code ---------------------------------------------------------------------
+
+
+def test_build_fails_without_the_content_directory(site_dir: Path) -> None:
+    (site_dir / "content").rename(site_dir / "elsewhere")
+    result = cli(site_dir, "build")
+    assert result.exit_code == 1
+    assert "content directory does not exist" in result.output
+
+
+def test_build_counts_skipped_files_and_fails(site_dir: Path) -> None:
+    (site_dir / "content" / "broken.md").write_text("---\ntitle: No date\n---\nText.\n", encoding="utf-8")
+    result = cli(site_dir, "build")
+    assert result.exit_code == 1, result.output
+    assert "3 new, 0 updated, 0 unchanged, 1 skipped" in result.output
+    assert "broken.md:1: missing date" in result.output
