@@ -7,7 +7,9 @@ Drafts, duplicate ids, what ``check`` and ``build`` tell the editor, and an edit
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import feedparser
@@ -126,3 +128,39 @@ def test_build_counts_skipped_files_and_fails(site_dir: Path) -> None:
     assert result.exit_code == 1, result.output
     assert "3 new, 0 updated, 0 unchanged, 1 skipped" in result.output
     assert "broken.md:1: missing date" in result.output
+
+
+# --- an edit's updated date ------------------------------------------------------------------
+
+
+def feed_dates(publisher: Publisher, entry_title: str) -> tuple[datetime, datetime]:
+    """(Atom ``<updated>``, JSON Feed ``date_modified``) of the entry with this title."""
+    (atom,) = [e for e in feedparser.parse(publisher.feeds["feed.atom"].body).entries if e.title == entry_title]
+    (item,) = [i for i in json.loads(publisher.feeds["feed.json"].body)["items"] if i["title"] == entry_title]
+    return datetime.fromisoformat(atom.updated), datetime.fromisoformat(item["date_modified"])
+
+
+async def test_an_edit_is_dated_when_it_was_first_seen(publisher: Publisher) -> None:
+    path = write(publisher.settings.content.dir, "story.md", "A story")
+    await publisher.scan()
+    published = datetime(2026, 11, 20, 8, tzinfo=UTC)  # the date ARTICLE gives
+    assert feed_dates(publisher, "A story") == (published, published)
+
+    path.write_text(path.read_text(encoding="utf-8") + "\nA correction.\n", encoding="utf-8")
+    before = datetime.now(UTC).replace(microsecond=0)
+    await publisher.scan()
+    after = datetime.now(UTC)
+    atom_updated, json_updated = feed_dates(publisher, "A story")
+    assert before <= atom_updated <= after and json_updated == atom_updated
+
+    assert not (await publisher.scan()).changed  # an unchanged re-scan does not move it
+    assert feed_dates(publisher, "A story") == (atom_updated, json_updated)
+
+
+async def test_an_edit_keeps_the_updated_date_its_front_matter_gives(publisher: Publisher) -> None:
+    path = write(publisher.settings.content.dir, "story.md", "A story", extra="updated: 2026-11-21T10:00:00Z\n")
+    await publisher.scan()
+    path.write_text(path.read_text(encoding="utf-8") + "\nA correction.\n", encoding="utf-8")
+    assert [a.id for a in (await publisher.scan()).updated] == ["story"]
+    given = datetime(2026, 11, 21, 10, tzinfo=UTC)
+    assert feed_dates(publisher, "A story") == (given, given)

@@ -6,6 +6,7 @@ one place (Article.to_dict / from_dict).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,11 @@ async def ingest(
     whether or not the scan is complete.  A removed article that comes back is an
     edit, not news.  An id that another source publishes is refused (``skipped``): no
     source takes over another's article and its feed GUID.
+
+    An edit's ``updated`` (Atom ``<updated>``, JSON Feed ``date_modified``) becomes
+    ``now``, when the change was first seen, unless the article gives a later one of
+    its own.  The stored content hash is the parsed article's, so an unchanged re-scan
+    matches it and leaves that date alone.
     """
     result = IngestResult()
     async with engine.begin() as conn:
@@ -96,6 +102,8 @@ async def ingest(
                 await conn.execute(insert(articles).values(**row, first_seen_at=now, changed_at=now))
                 result.new.append(article)
             elif known[article.id][:2] != (content_hash, False):
+                if article.updated <= article.published:  # no later date of its own: the edit's
+                    article = dataclasses.replace(article, updated=now)
                 await conn.execute(
                     update(articles).where(articles.c.id == article.id)
                     .values(**_row(article, source, content_hash), changed_at=now)
