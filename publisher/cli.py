@@ -38,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from publisher import ledger, logs, nodes
 from publisher.app import Publisher, SendResult, utcnow
 from publisher.config import ConfigError, Settings, load_settings
+from publisher.content.model import Severity
 from publisher.delivery import DeliveryReport
 from publisher.digest import UnknownArticle
 from publisher.inbox import BounceImportReport, InboxError, import_bounces, open_inbox
@@ -136,15 +137,17 @@ def init(directory: Path) -> None:
 @main.command()
 @click.pass_context
 def check(ctx: click.Context) -> None:
-    """Validate the config and every article; exit 1 listing every problem."""
+    """Validate the config and every article; exit 1 if any error (warnings alone exit 0)."""
     settings = _settings(ctx)
     problems = Publisher(settings).check_content()
     for problem in problems:
         out.print(str(problem), highlight=False, markup=False)
-    if problems:
-        err.print(f"[red]{len(problems)} problem(s)[/red]")
+    errors = sum(problem.severity == Severity.ERROR for problem in problems)
+    warnings = f", {len(problems) - errors} warning(s)" if len(problems) > errors else ""
+    if errors:
+        err.print(f"[red]{errors} error(s)[/red]{warnings}")
         ctx.exit(1)
-    out.print(f"config and content OK ({settings.content.dir})", highlight=False)
+    out.print(f"config and content OK ({settings.content.dir}){warnings}", highlight=False)
 
 
 @main.command()

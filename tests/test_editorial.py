@@ -164,3 +164,55 @@ async def test_an_edit_keeps_the_updated_date_its_front_matter_gives(publisher: 
     assert [a.id for a in (await publisher.scan()).updated] == ["story"]
     given = datetime(2026, 11, 21, 10, tzinfo=UTC)
     assert feed_dates(publisher, "A story") == (given, given)
+
+
+# --- what check reports ----------------------------------------------------------------------
+
+RAGGED_TABLE = "| a | b |\n| --- | --- |\n| 1 | 2 | 3 |\n"
+
+
+def check_lines(site_dir: Path) -> tuple[int, list[str]]:
+    """``publisher check``'s exit code and its lines, with the content directory's path cut."""
+    result = cli(site_dir, "check")
+    return result.exit_code, [line.replace(str(site_dir / "content") + "/", "") for line in result.output.splitlines()]
+
+
+def test_check_reports_body_problems_of_a_file_whose_front_matter_is_broken(site_dir: Path) -> None:
+    (site_dir / "content" / "both.md").write_text(
+        f"---\ntitle: Both\ndate: 2026-11-20\ntags: [a, b\nslug: both\n---\n\nText.\n\n{RAGGED_TABLE}",
+        encoding="utf-8",
+    )
+    code, lines = check_lines(site_dir)
+    assert code == 1
+    assert [line for line in lines if line.startswith("both.md:")] == [
+        "both.md:5: invalid YAML front matter: expected ',' or ']', but got ':' "
+        "(while parsing a flow sequence that starts at line 4)",
+        "both.md:12: table row has 3 cells, header has 2",
+    ]
+
+
+def test_front_matter_errors_name_their_line(site_dir: Path) -> None:
+    content = site_dir / "content"
+    (content / "yaml.md").write_text("---\ntitle: Y\n\ndate: 2026-11-20\nauthor: a: b\n---\nText.\n", encoding="utf-8")
+    (content / "toml.md").write_text('+++\ntitle = "T"\n\n\ndate = = 2026-11-20\n+++\nText.\n', encoding="utf-8")
+    code, lines = check_lines(site_dir)
+    assert code == 1
+    assert "yaml.md:5: invalid YAML front matter: mapping values are not allowed here" in lines
+    assert "toml.md:5: invalid TOML front matter: Invalid value" in lines
+
+
+def test_unknown_keys_and_images_without_alt_text_are_warnings(site_dir: Path) -> None:
+    write(site_dir / "content", "typos.md", "Typos", extra="tagz: [trade]\nautor: Ann\nmood: calm\n")
+    with (site_dir / "content" / "typos.md").open("a", encoding="utf-8") as file:
+        file.write("\nA chart:\n![](chart.png)\n\n![A map](map.png)\n")
+    code, lines = check_lines(site_dir)
+    assert code == 0, lines
+    typos = [line for line in lines if line.startswith("typos.md:")]
+    assert typos == [
+        "typos.md:5: warning: unknown front matter key 'tagz': did you mean 'tags'?",
+        "typos.md:6: warning: unknown front matter key 'autor': did you mean 'author'?",
+        "typos.md:7: warning: unknown front matter key 'mood'",
+        "typos.md:13: warning: image chart.png has no alt text (write it between the brackets: ![text](...))",
+    ]
+    built = cli(site_dir, "build")  # a warning never keeps an article out
+    assert built.exit_code == 0 and "4 new" in built.output, built.output
