@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,10 +38,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from publisher import ledger, logs, nodes
 from publisher.app import Publisher, SendResult, utcnow
 from publisher.config import ConfigError, Settings, load_settings
-from publisher.content.model import Severity
+from publisher.content.model import Article, Severity
 from publisher.delivery import DeliveryReport
 from publisher.digest import UnknownArticle
 from publisher.inbox import BounceImportReport, InboxError, import_bounces, open_inbox
+from publisher.store import articles as article_store
 from publisher.store.articles import IngestResult
 from publisher.store.db import create_engine, revisions, upgrade
 from publisher.templating import builtin_templates_dir
@@ -139,9 +140,14 @@ def init(directory: Path) -> None:
 def check(ctx: click.Context) -> None:
     """Validate the config and every article; exit 1 if any error (warnings alone exit 0)."""
     settings = _settings(ctx)
-    problems = Publisher(settings).check_content()
+    scans = Publisher(settings).check_content()
+    problems = [problem for scan in scans for problem in scan.problems]
     for problem in problems:
         out.print(str(problem), highlight=False, markup=False)
+    now = utcnow()
+    for article in sorted((a for scan in scans for a in scan.articles if a.published > now), key=_publish_order):
+        out.print(f"{article.source_path}: scheduled for {_when(article.published)} ({article.id})",
+                  highlight=False, markup=False)
     errors = sum(problem.severity == Severity.ERROR for problem in problems)
     warnings = f", {len(problems) - errors} warning(s)" if len(problems) > errors else ""
     if errors:
@@ -265,15 +271,19 @@ def _progress_bar() -> Iterator[tuple[Progress, TaskID]]:
 def status(ctx: click.Context) -> None:
     """The running daemon (next job runs, last scan, recent errors), deliveries to do, the latest digests."""
 
-    async def gather(publisher: Publisher) -> tuple[list[nodes.Node], dict[str, int], list[ledger.DigestState]]:
+    async def gather(
+        publisher: Publisher,
+    ) -> tuple[list[nodes.Node], list[Article], dict[str, int], list[ledger.DigestState]]:
         return (
             await nodes.live(publisher.engine, utcnow()),
+            await article_store.scheduled(publisher.engine),
             await ledger.totals(publisher.engine),
             await ledger.states(publisher.engine),
         )
 
-    running, totals, states = _with_publisher(ctx, gather)
+    running, scheduled, totals, states = _with_publisher(ctx, gather)
     _print_nodes(running)
+    _print_scheduled(scheduled)
     to_do = ", ".join(f"{totals.get(state, 0)} {state}" for state in ("pending", "sending", "deferred", "failed"))
     out.print(f"deliveries of unfinished digests: {to_do}", highlight=False)
     out.print()
@@ -296,6 +306,25 @@ def status(ctx: click.Context) -> None:
                       highlight=False, markup=False)
     if not states:
         out.print("no digests yet", highlight=False)
+
+
+def _publish_order(article: Article) -> tuple[datetime, str]:
+    return article.published, article.id
+
+
+def _when(moment: datetime) -> str:
+    """A time as the CLI shows it: UTC, to the minute."""
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _print_scheduled(articles: list[Article]) -> None:
+    """The articles waiting for their date, soonest first."""
+    if not articles:
+        return
+    out.print("scheduled articles:", highlight=False)
+    for article in articles:
+        out.print(f"  {article.id}  {_when(article.published)}  {article.title}", highlight=False, markup=False)
+    out.print()
 
 
 def _print_nodes(running: list[nodes.Node]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import feedparser
@@ -19,6 +19,11 @@ from click.testing import CliRunner, Result
 
 from publisher.app import Publisher
 from publisher.cli import main
+from publisher.scheduler import build_scheduler, schedule_jobs
+from publisher.store import articles as article_store
+from subscribers.model import Cadence
+from tests.outbox import outbox_messages
+from tests.people import add_subscriber
 from tests.web_client import api_client
 
 TOKEN = "test-api-token-7c1e0d9b3f2a4e65"
@@ -83,6 +88,16 @@ async def test_a_draft_posted_to_the_api_is_not_published(client: TestClient, pu
     assert response.status == 200, await response.text()
     assert (await response.json())["status"] == "draft"
     assert "Posted draft" not in atom_titles(publisher)
+
+
+async def test_an_article_posted_with_a_future_date_is_scheduled(client: TestClient, publisher: Publisher) -> None:
+    when = datetime.now(UTC) + timedelta(hours=1)
+    response = await client.post("/api/articles", json={"id": "cms-2", "title": "Posted for later",
+                                                        "date": when.isoformat(), "body": "Text."})
+    assert response.status == 202, await response.text()
+    assert (await response.json())["status"] == "scheduled"
+    assert "Posted for later" not in atom_titles(publisher)
+    assert [a.id for a in (await article_store.release(publisher.engine, when)).new] == ["cms-2"]
 
 
 # --- duplicate ids -------------------------------------------------------------------------
@@ -216,3 +231,119 @@ def test_unknown_keys_and_images_without_alt_text_are_warnings(site_dir: Path) -
     ]
     built = cli(site_dir, "build")  # a warning never keeps an article out
     assert built.exit_code == 0 and "4 new" in built.output, built.output
+
+
+# --- scheduled articles ----------------------------------------------------------------------
+
+
+def dated(content: Path, name: str, title: str, when: datetime) -> Path:
+    path = content / name
+    path.write_text(f"---\nid: {path.stem}\ntitle: {title}\ndate: {when.isoformat()}\n---\n\nText.\n", encoding="utf-8")
+    return path
+
+
+async def test_a_scheduled_article_goes_out_when_its_time_comes_even_after_newer_news(publisher: Publisher) -> None:
+    """The digest cursor trap: an article stored before its time must not fall behind the cursors."""
+    await publisher.scan()
+    await add_subscriber(publisher.engine, "ann@example.org", cadence=Cadence.INSTANT)
+    now = datetime.now(UTC)
+    later = now + timedelta(hours=2)
+    dated(publisher.settings.content.dir, "embargoed.md", "Embargoed story", later)
+    result = await publisher.scan()
+    assert [a.id for a in result.scheduled] == ["embargoed"] and not result.new
+    assert "Embargoed story" not in atom_titles(publisher)
+    await publisher.send([Cadence.INSTANT])
+    dated(publisher.settings.content.dir, "fresh.md", "Fresh story", now)
+    await publisher.scan()
+    await publisher.send([Cadence.INSTANT])  # moves every cursor past the fresh story
+    sent_before = {m["Message-ID"] for m in outbox_messages(publisher.settings)}
+    assert sent_before
+
+    released = await article_store.release(publisher.engine, later)
+    assert [a.id for a in released.new] == ["embargoed"]
+    await publisher.build_feeds()
+    assert "Embargoed story" in atom_titles(publisher)
+    await publisher.send([Cadence.INSTANT])
+    (digest,) = [m for m in outbox_messages(publisher.settings) if m["Message-ID"] not in sent_before]
+    assert "Embargoed story" in digest.get_body(("plain",)).get_content()
+
+
+async def test_a_scheduled_article_is_edited_rescheduled_or_removed_with_its_file(publisher: Publisher) -> None:
+    content = publisher.settings.content.dir
+    when = datetime.now(UTC) + timedelta(days=1)
+    path = dated(content, "later.md", "Later story", when)
+    await publisher.scan()
+    path.write_text(path.read_text(encoding="utf-8").replace("Text.", "New text."), encoding="utf-8")
+    assert [a.id for a in (await publisher.scan()).scheduled] == ["later"]
+    assert not (await publisher.scan()).scheduled  # unchanged
+    path.unlink()
+    await publisher.scan()
+    assert not (await article_store.release(publisher.engine, when + timedelta(days=1))).new
+
+
+async def test_a_published_article_given_a_future_date_is_unpublished_until_then(publisher: Publisher) -> None:
+    path = dated(publisher.settings.content.dir, "story.md", "A story", datetime.now(UTC) - timedelta(hours=1))
+    await publisher.scan()
+    when = datetime.now(UTC) + timedelta(hours=1)
+    dated(publisher.settings.content.dir, path.name, "A story", when)
+    assert (await publisher.scan()).removed == ["story"]
+    assert "A story" not in atom_titles(publisher)
+    back = await article_store.release(publisher.engine, when)
+    assert [a.id for a in back.updated] == ["story"] and not back.new  # it went out once already
+
+
+async def test_build_and_send_publish_what_has_come_due(publisher: Publisher, site_dir: Path) -> None:
+    when = datetime.now(UTC) + timedelta(seconds=1)
+    dated(publisher.settings.content.dir, "soon.md", "Soon story", when)
+    assert [a.id for a in (await publisher.scan()).scheduled] == ["soon"]
+    await asyncio.sleep((when - datetime.now(UTC)).total_seconds())  # the article's time, not a race
+    built = await asyncio.to_thread(cli, site_dir, "build")
+    assert built.exit_code == 0 and "1 new" in built.output, built.output
+    assert "Soon story" in [e.title for e in feedparser.parse((site_dir / "public" / "feed.atom").read_bytes()).entries]
+
+
+async def test_the_daemons_schedule_publishes_on_time(publisher: Publisher) -> None:
+    scheduler = build_scheduler()
+    schedule_jobs(scheduler, publisher, at_start=False)
+    scheduler.start()
+    try:
+        await publisher.scan()
+        when = datetime.now(UTC) + timedelta(seconds=1)
+        dated(publisher.settings.content.dir, "soon.md", "Soon story", when)
+        await publisher.scan()  # arms the release at the article's time; no scan after it
+        release = scheduler.get_job("release")
+        assert release is not None and release.next_run_time == when
+        deadline = when + timedelta(seconds=5)
+        while "Soon story" not in atom_titles(publisher):
+            assert datetime.now(UTC) < deadline, "not published within 5 s of its time"
+            await asyncio.sleep(0.05)
+    finally:
+        scheduler.shutdown(wait=False)
+        await publisher.settle()
+
+
+def test_check_and_status_list_scheduled_articles(site_dir: Path) -> None:
+    when = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+    dated(site_dir / "content", "later.md", "Later story", when)
+    code, lines = check_lines(site_dir)
+    assert code == 0 and f"later.md: scheduled for {when:%Y-%m-%d %H:%M} UTC (later)" in lines, lines
+    assert cli(site_dir, "build").exit_code == 0
+    status = cli(site_dir, "status")
+    assert f"later  {when:%Y-%m-%d %H:%M} UTC  Later story" in status.output, status.output
+
+
+async def test_feeds_never_date_past_their_last_modified_nor_in_the_future(publisher: Publisher) -> None:
+    content = publisher.settings.content.dir
+    (content / "odd.md").write_text("---\nid: odd\ntitle: Odd\ndate: 2026-01-01\nupdated: 2999-01-01\n---\nText.\n",
+                                    encoding="utf-8")
+    dated(content, "later.md", "Later story", datetime.now(UTC) + timedelta(days=3))
+    await publisher.scan()
+    now = datetime.now(UTC)
+    for path in ("feed.atom", "feed.rss", "feed.json"):
+        document = publisher.feeds[path]
+        assert document.last_modified <= now
+        parsed = feedparser.parse(document.body)
+        for entry in parsed.entries:
+            for key in ("published_parsed", "updated_parsed"):  # dict.get: no feedparser fallback from one to the other
+                if parsed_date := dict.get(entry, key):
+                    assert datetime(*parsed_date[:6], tzinfo=UTC) <= document.last_modified, (path, entry.title)

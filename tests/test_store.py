@@ -125,7 +125,7 @@ async def test_processes_starting_at_once_on_an_empty_database_all_find_it_migra
     try:
         await asyncio.gather(*(upgrade(engine) for engine in engines))
         async with engines[0].connect() as conn:
-            assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars().all() == ["0007"]
+            assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars().all() == ["0008"]
     finally:
         for engine in engines:
             await engine.dispose()

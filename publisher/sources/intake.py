@@ -58,7 +58,8 @@ class Intake:
             await self._session.close()
 
     async def scan_markdown(self) -> IngestResult:
-        """Every Markdown directory, whole; a broken file is logged and skipped (``skipped``)."""
+        """Every Markdown directory, whole; a broken file is logged and skipped (``skipped``).
+        Then every source's scheduled articles whose time has come are published."""
         settings = self._settings()
         total = IngestResult()
         for directory in settings.markdown_dirs:
@@ -77,7 +78,15 @@ class Intake:
                                       withdrawn=[draft.id for draft in scanned.drafts])
             stored.skipped[:0] = scanned.errors
             _add(total, stored)
+        _add(total, await self.release())
         return total
+
+    async def release(self) -> IngestResult:
+        """Publish the scheduled articles whose time has come."""
+        result = await article_store.release(self._engine, _now())
+        for article in result.new + result.updated:
+            log.info("published %s (%s), scheduled for %s", article.slug, article.id, article.published.isoformat())
+        return result
 
     async def fetch_feeds(self) -> IngestResult:
         """The upstream feeds due now (their interval passed, no backoff pending)."""
@@ -114,6 +123,8 @@ class Intake:
             log.info("published %s (%s) from %s", article.slug, article.id, source)
         for article in result.updated:
             log.info("updated %s (%s) from %s", article.slug, article.id, source)
+        for article in result.scheduled:
+            log.info("scheduled %s (%s) from %s for %s", article.slug, article.id, source, article.published.isoformat())
         for article_id in result.removed:
             log.info("removed %s: %s no longer has it, or has it as a draft", article_id, source)
         return result
@@ -145,3 +156,4 @@ def _add(total: IngestResult, result: IngestResult) -> None:
     total.removed += result.removed
     total.unchanged += result.unchanged
     total.skipped += result.skipped
+    total.scheduled += result.scheduled

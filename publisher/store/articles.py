@@ -12,13 +12,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.content.model import Article, Problem
 from publisher.content.slug import slugify
 from publisher.store.db import Exclusive, serialize
-from publisher.store.schema import articles
+from publisher.store.schema import articles, scheduled_articles
 
 _CHUNK = 500  # stays under SQLite's bound-parameter limit
 
@@ -32,10 +32,15 @@ class IngestResult:
     removed: list[str] = field(default_factory=list)  # ids a complete source no longer offers, or made drafts
     unchanged: int = 0
     skipped: list[Problem] = field(default_factory=list)  # errors that kept an input out
+    scheduled: list[Article] = field(default_factory=list)  # dated in the future: stored (or edited) to wait
 
     @property
     def changed(self) -> bool:
         return bool(self.new or self.updated or self.removed)
+
+
+def _data(article: Article) -> str:
+    return json.dumps(article.to_dict(), ensure_ascii=False, sort_keys=True)
 
 
 def _row(article: Article, source: str, content_hash: str) -> dict[str, object]:
@@ -43,7 +48,7 @@ def _row(article: Article, source: str, content_hash: str) -> dict[str, object]:
         "id": article.id,
         "slug": article.slug,
         "content_hash": content_hash,
-        "data": json.dumps(article.to_dict(), ensure_ascii=False, sort_keys=True),
+        "data": _data(article),
         "tags": json.dumps(list(article.tags), ensure_ascii=False),
         "published": article.published,
         "updated": article.updated,
@@ -69,60 +74,147 @@ async def ingest(
     articles missing from it are marked removed; a feed shows only its latest items,
     so it is never complete.  ``withdrawn``: ids ``source`` now has as drafts, removed
     whether or not the scan is complete.  A removed article that comes back is an
-    edit, not news.  An id that another source publishes is refused (``skipped``): no
-    source takes over another's article and its feed GUID.
+    edit, not news.  An id that another source publishes (or has scheduled) is refused
+    (``skipped``): no source takes over another's article and its feed GUID.
 
-    An edit's ``updated`` (Atom ``<updated>``, JSON Feed ``date_modified``) becomes
-    ``now``, when the change was first seen, unless the article gives a later one of
-    its own.  The stored content hash is the parsed article's, so an unchanged re-scan
-    matches it and leaves that date alone.
+    An article dated after ``now`` is *scheduled*: kept in ``scheduled_articles``
+    (edited there, removed with its file) until :func:`release` publishes it; one
+    already published that gets a future date is unpublished until then.
     """
     result = IngestResult()
     async with engine.begin() as conn:
         await serialize(conn, Exclusive.INGEST)  # another scan (a node, the CLI) may store the same article
-        known: dict[str, tuple[str, bool, str]] = {}
         ids = [a.id for a in scanned]
+        known = await _known(conn, ids)
+        waiting: dict[str, tuple[str, str]] = {}  # id → (content hash, source) of the scheduled ones
         for chunk in _chunks(ids):
             rows = await conn.execute(
-                select(articles.c.id, articles.c.content_hash, articles.c.removed_at, articles.c.source)
-                .where(articles.c.id.in_(chunk))
+                select(scheduled_articles.c.id, scheduled_articles.c.content_hash, scheduled_articles.c.source)
+                .where(scheduled_articles.c.id.in_(chunk))
             )
-            known.update({row.id: (row.content_hash, row.removed_at is not None, row.source) for row in rows})
+            waiting.update({row.id: (row.content_hash, row.source) for row in rows})
         taken = {i for i, (_, removed, owner) in known.items() if owner != source and not removed}
+        taken |= {i for i, (_, owner) in waiting.items() if owner != source}
         owners = await _source_paths(conn, sorted(taken))
+        later: list[str] = []
         for article in sorted(scanned, key=lambda a: (a.published, a.id)):
-            content_hash = article.content_hash()
             if article.id in taken:
+                owner = owners.get(article.id) or (known.get(article.id) or waiting[article.id])[-1]
                 result.skipped.append(Problem(
-                    article.source_path or source, 0,
-                    f"id {article.id!r} is already published by {owners.get(article.id) or known[article.id][2]}",
+                    article.source_path or source, 0, f"id {article.id!r} is already published by {owner}"
                 ))
-            elif article.id not in known:
-                row = _row(article, source, content_hash)
-                await conn.execute(insert(articles).values(**row, first_seen_at=now, changed_at=now))
-                result.new.append(article)
-            elif known[article.id][:2] != (content_hash, False):
-                if article.updated <= article.published:  # no later date of its own: the edit's
-                    article = dataclasses.replace(article, updated=now)
-                await conn.execute(
-                    update(articles).where(articles.c.id == article.id)
-                    .values(**_row(article, source, content_hash), changed_at=now)
-                )
-                result.updated.append(article)
+            elif article.published > now:
+                later.append(article.id)
+                await _schedule(conn, article, source, now, waiting.get(article.id), result)
             else:
-                result.unchanged += 1
-        gone = articles.c.id.in_(withdrawn)
+                await _publish(conn, article, source, now, known.get(article.id), result)
+        # A scheduled article leaves the queue when it is now a draft, dated now, or (complete) gone.
+        published_now = [i for i in ids if i not in taken and i not in later]
+        dropped = scheduled_articles.c.id.in_([*withdrawn, *published_now])
+        if complete:
+            dropped = dropped | scheduled_articles.c.id.not_in(later)
+        await conn.execute(delete(scheduled_articles).where(scheduled_articles.c.source == source, dropped))
+        gone = articles.c.id.in_([*withdrawn, *later])
         if complete:
             gone = articles.c.id.not_in(ids) | gone
-        if complete or withdrawn:
-            removed = await conn.execute(
-                update(articles)
-                .where(articles.c.source == source, articles.c.removed_at.is_(None), gone)
-                .values(removed_at=now, changed_at=now)
-                .returning(articles.c.id)
-            )
-            result.removed = sorted(removed.scalars())
+        removed = await conn.execute(
+            update(articles)
+            .where(articles.c.source == source, articles.c.removed_at.is_(None), gone)
+            .values(removed_at=now, changed_at=now)
+            .returning(articles.c.id)
+        )
+        result.removed = sorted(removed.scalars())
     return result
+
+
+async def release(engine: AsyncEngine, now: datetime) -> IngestResult:
+    """Publish the scheduled articles whose time has come: each moves into ``articles``
+    as new (a new ``seq``, so every subscriber's next digest has it), or as an edit if
+    it was published before."""
+    result = IngestResult()
+    async with engine.begin() as conn:
+        await serialize(conn, Exclusive.INGEST)
+        rows = (await conn.execute(
+            delete(scheduled_articles).where(scheduled_articles.c.publish_at <= now)
+            .returning(scheduled_articles.c.source, scheduled_articles.c.content_hash, scheduled_articles.c.data)
+        )).all()
+        due = sorted(((Article.from_dict(json.loads(row.data)), row) for row in rows),
+                     key=lambda pair: (pair[0].published, pair[0].id))
+        known = await _known(conn, [article.id for article, _ in due])
+        for article, row in due:
+            await _publish(conn, article, row.source, now, known.get(article.id), result, row.content_hash)
+    return result
+
+
+async def next_release(engine: AsyncEngine) -> datetime | None:
+    """When the earliest scheduled article is due (None: nothing is scheduled)."""
+    async with engine.connect() as conn:
+        return (await conn.execute(select(func.min(scheduled_articles.c.publish_at)))).scalar_one()
+
+
+async def scheduled(engine: AsyncEngine) -> list[Article]:
+    """The scheduled articles, soonest first."""
+    query = select(scheduled_articles.c.data).order_by(scheduled_articles.c.publish_at, scheduled_articles.c.id)
+    async with engine.connect() as conn:
+        return [Article.from_dict(json.loads(row.data)) for row in await conn.execute(query)]
+
+
+async def _known(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, tuple[str, bool, str]]:
+    """id → (content hash, removed?, source) of the stored articles among ``ids``."""
+    known: dict[str, tuple[str, bool, str]] = {}
+    for chunk in _chunks(ids):
+        rows = await conn.execute(
+            select(articles.c.id, articles.c.content_hash, articles.c.removed_at, articles.c.source)
+            .where(articles.c.id.in_(chunk))
+        )
+        known.update({row.id: (row.content_hash, row.removed_at is not None, row.source) for row in rows})
+    return known
+
+
+async def _publish(
+    conn: AsyncConnection, article: Article, source: str, now: datetime, known: tuple[str, bool, str] | None,
+    result: IngestResult, content_hash: str | None = None,
+) -> None:
+    """Insert ``article`` as new, or update it as an edit, or count it unchanged.
+
+    An edit's ``updated`` (Atom ``<updated>``, JSON Feed ``date_modified``) becomes
+    ``now``, when the change was first seen, unless the article gives a later one of
+    its own; and no ``updated`` is ever later than ``now`` (a feed's Last-Modified is
+    its newest entry's).  The stored content hash is the parsed article's, so an
+    unchanged re-scan matches it and leaves those dates alone.
+    """
+    content_hash = content_hash or article.content_hash()
+    if known is not None and known[:2] == (content_hash, False):
+        result.unchanged += 1
+        return
+    if known is not None and article.updated <= article.published:  # no later date of its own: the edit's
+        article = dataclasses.replace(article, updated=now)
+    if article.updated > now:
+        article = dataclasses.replace(article, updated=now)
+    row = _row(article, source, content_hash)
+    if known is None:
+        await conn.execute(insert(articles).values(**row, first_seen_at=now, changed_at=now))
+        result.new.append(article)
+    else:
+        await conn.execute(update(articles).where(articles.c.id == article.id).values(**row, changed_at=now))
+        result.updated.append(article)
+
+
+async def _schedule(
+    conn: AsyncConnection, article: Article, source: str, now: datetime, waiting: tuple[str, str] | None,
+    result: IngestResult,
+) -> None:
+    """Store (or edit) a scheduled article; an unchanged one is counted unchanged."""
+    content_hash = article.content_hash()
+    values = {"source": source, "publish_at": article.published, "content_hash": content_hash, "data": _data(article)}
+    if waiting is None:
+        await conn.execute(insert(scheduled_articles).values(id=article.id, first_seen_at=now, **values))
+    elif waiting[0] != content_hash:
+        await conn.execute(update(scheduled_articles).where(scheduled_articles.c.id == article.id).values(**values))
+    else:
+        result.unchanged += 1
+        return
+    result.scheduled.append(article)
 
 
 async def source_paths(engine: AsyncEngine, ids: Sequence[str]) -> dict[str, str]:

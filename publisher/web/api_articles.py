@@ -8,7 +8,8 @@ problem comes back at once as a 422.  An article is identified by its ``id`` (el
 its canonical URL): posting it again is an edit, which updates the feeds and never
 sends it twice.  A draft (``draft: true`` or ``status: draft``) is not published, and
 posting an article the API published as a draft unpublishes it.  An id another source
-publishes is refused (409).
+publishes is refused (409).  One dated in the future is scheduled (202): published
+when its time comes.
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ async def post_article(request: web.Request) -> web.Response:
         result = await publisher.accept([article])
         if result.skipped:
             raise ApiError(409, result.skipped[0].message)
-        state = "new" if result.new else "updated" if result.updated else "unchanged"
+        state = "new" if result.new else "updated" if result.updated else "scheduled" if result.scheduled else "unchanged"
     body = {"id": article.id, "slug": article.slug, "url": article.canonical_url, "status": state}
-    return web.json_response(body, status=201 if state == "new" else 200)
+    return web.json_response(body, status={"new": 201, "scheduled": 202}.get(state, 200))
 
 
 def _from_json(body: object) -> bytes:
