@@ -169,6 +169,15 @@ class Publisher:
             self.later("instant", partial(self.send, [Cadence.INSTANT]))
         return result
 
+    async def unpublish(self, article_id: str) -> bool:
+        """Take an article down (``publisher articles remove``, ``DELETE /api/articles/…``)
+        and rebuild the feeds; False if no published or scheduled article has this id."""
+        async with self._scan_lock:
+            found = await article_store.unpublish(self.engine, article_id, utcnow())
+            if found:
+                await self._published(IngestResult(removed=[article_id]))
+        return found
+
     async def publish_due(self) -> None:
         """The leader's job at a scheduled article's time: publish what is due (feeds, the
         WebSub ping) and send it to instant subscribers."""

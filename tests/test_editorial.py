@@ -24,6 +24,7 @@ from publisher.store import articles as article_store
 from subscribers.model import Cadence
 from tests.outbox import outbox_messages
 from tests.people import add_subscriber
+from tests.test_cli import run
 from tests.web_client import api_client
 
 TOKEN = "test-api-token-7c1e0d9b3f2a4e65"
@@ -347,3 +348,82 @@ async def test_feeds_never_date_past_their_last_modified_nor_in_the_future(publi
             for key in ("published_parsed", "updated_parsed"):  # dict.get: no feedparser fallback from one to the other
                 if parsed_date := dict.get(entry, key):
                     assert datetime(*parsed_date[:6], tzinfo=UTC) <= document.last_modified, (path, entry.title)
+
+
+# --- articles: list, show, remove (CLI and API) ------------------------------------------------
+
+
+def table_rows(output: str) -> dict[str, list[str]]:
+    """A rich table's rows by their first cell."""
+    rows = {}
+    for line in output.splitlines():
+        cells = [cell.strip() for cell in line.strip("│┃ ").split("│")]
+        if len(cells) > 1 and cells[0]:
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_articles_list_shows_published_scheduled_and_drafts(site_dir: Path) -> None:
+    content = site_dir / "content"
+    when = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
+    dated(content, "later.md", "Later story", when)
+    write(content, "_draft.md", "Draft story")
+    assert cli(site_dir, "build").exit_code == 0
+    listed = table_rows(run(site_dir / "config.toml", "articles", "list").stdout)  # 200 columns: one line a row
+    assert listed["2024-06-city-heat-plan"][1:] == [
+        "city-heat-plan", "City Council Adopts a Heat Plan Built Around Shade and Water", "2024-06-03 07:30 UTC",
+        "published",
+    ]
+    assert "later" not in listed and "draft" not in listed
+    assert table_rows(run(site_dir / "config.toml", "articles", "list", "--scheduled").stdout)["later"][1:] == [
+        "later", "Later story", f"{when:%Y-%m-%d %H:%M} UTC", "scheduled",
+    ]
+    assert table_rows(run(site_dir / "config.toml", "articles", "list", "--drafts").stdout)["draft"][1:] == [
+        "draft", "Draft story", "2026-11-20 08:00 UTC", "draft",
+    ]
+
+
+def test_articles_show_and_remove(site_dir: Path) -> None:
+    assert cli(site_dir, "subscribers", "add", "ann@example.org", "--cadence", "instant").exit_code == 0
+    sent = cli(site_dir, "send")
+    assert sent.exit_code == 0, sent.output
+    (digest_id,) = [line.split()[1].rstrip(":") for line in sent.output.splitlines() if line.startswith("planned ")]
+    shown = cli(site_dir, "articles", "show", "2024-03-transit-ridership")
+    assert shown.exit_code == 0, shown.output
+    assert "state: published" in shown.output
+    assert "title: Regional Transit Ridership Nears Its Pre-Pandemic Level" in shown.output
+    assert "first seen: " in shown.output and f"digests: {digest_id}" in shown.output
+
+    removed = cli(site_dir, "articles", "remove", "2024-03-transit-ridership")
+    assert removed.exit_code == 0, removed.output
+    titles = [e.title for e in feedparser.parse((site_dir / "public" / "feed.atom").read_bytes()).entries]
+    assert "Regional Transit Ridership Nears Its Pre-Pandemic Level" not in titles
+    assert cli(site_dir, "build").exit_code == 0  # the unchanged file does not bring it back
+    assert "state: removed" in cli(site_dir, "articles", "show", "2024-03-transit-ridership").output
+    unknown = cli(site_dir, "articles", "remove", "no-such-article")
+    assert unknown.exit_code == 1 and "no-such-article" in unknown.output
+
+
+async def test_the_api_lists_articles_a_page_at_a_time_and_unpublishes_one(
+    client: TestClient, publisher: Publisher
+) -> None:
+    seen: list[str] = []
+    after = None
+    while True:
+        query = {"limit": "2"} | ({"after": str(after)} if after is not None else {})
+        response = await client.get("/api/articles", params=query)
+        assert response.status == 200, await response.text()
+        page = await response.json()
+        assert page["total"] == 3 and len(page["articles"]) <= 2
+        seen += [article["id"] for article in page["articles"]]
+        after = page["next_after"]
+        if after is None:
+            break
+    assert sorted(seen) == ["2023-09-kim-russia-visit", "2024-03-transit-ridership", "2024-06-city-heat-plan"]
+    assert (await client.get("/api/articles", params={"limit": "0"})).status == 422
+
+    deleted = await client.delete("/api/articles/2023-09-kim-russia-visit")
+    assert deleted.status == 204
+    assert "Kim Jong Un in Russia: Is the War in Ukraine Forging a New Axis?" not in atom_titles(publisher)
+    assert (await client.delete("/api/articles/2023-09-kim-russia-visit")).status == 404
+    assert (await (await client.get("/api/articles")).json())["total"] == 2

@@ -11,16 +11,44 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.content.model import Article, Problem
 from publisher.content.slug import slugify
 from publisher.store.db import Exclusive, serialize
-from publisher.store.schema import articles, scheduled_articles
+from publisher.store.schema import articles, digests, scheduled_articles
 
 _CHUNK = 500  # stays under SQLite's bound-parameter limit
+PAGE_LIMIT = 500  # the most articles one page (GET /api/articles) holds
+
+
+class ArticleState(StrEnum):
+    PUBLISHED = "published"
+    REMOVED = "removed"  # its source no longer offers it, or an operator unpublished it
+    SCHEDULED = "scheduled"  # dated in the future
+    DRAFT = "draft"  # never stored: a Markdown file marked as a draft
+
+
+@dataclass(frozen=True)
+class StoredArticle:
+    """An article as the store knows it, for operators (``publisher articles``, the API)."""
+
+    article: Article
+    state: ArticleState
+    seq: int | None  # None while scheduled
+    first_seen_at: datetime
+    digests: tuple[str, ...] = ()  # the digests that carried it, oldest first (only from :func:`find`)
+
+    def to_dict(self) -> dict[str, object]:
+        a = self.article
+        return {
+            "id": a.id, "slug": a.slug, "title": a.title, "url": a.canonical_url, "tags": list(a.tags),
+            "date": a.published.isoformat(), "updated": a.updated.isoformat(), "state": self.state,
+            "seq": self.seq, "first_seen_at": self.first_seen_at.isoformat(),
+        }
 
 
 @dataclass
@@ -54,6 +82,7 @@ def _row(article: Article, source: str, content_hash: str) -> dict[str, object]:
         "updated": article.updated,
         "source": source,
         "removed_at": None,
+        "withdrawn_at": None,
     }
 
 
@@ -93,13 +122,13 @@ async def ingest(
                 .where(scheduled_articles.c.id.in_(chunk))
             )
             waiting.update({row.id: (row.content_hash, row.source) for row in rows})
-        taken = {i for i, (_, removed, owner) in known.items() if owner != source and not removed}
+        taken = {i for i, k in known.items() if k.source != source and not k.removed}
         taken |= {i for i, (_, owner) in waiting.items() if owner != source}
         owners = await _source_paths(conn, sorted(taken))
         later: list[str] = []
         for article in sorted(scanned, key=lambda a: (a.published, a.id)):
             if article.id in taken:
-                owner = owners.get(article.id) or (known.get(article.id) or waiting[article.id])[-1]
+                owner = owners.get(article.id) or (known[article.id].source if article.id in known else waiting[article.id][1])
                 result.skipped.append(Problem(
                     article.source_path or source, 0, f"id {article.id!r} is already published by {owner}"
                 ))
@@ -159,20 +188,34 @@ async def scheduled(engine: AsyncEngine) -> list[Article]:
         return [Article.from_dict(json.loads(row.data)) for row in await conn.execute(query)]
 
 
-async def _known(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, tuple[str, bool, str]]:
-    """id → (content hash, removed?, source) of the stored articles among ``ids``."""
-    known: dict[str, tuple[str, bool, str]] = {}
+@dataclass(frozen=True)
+class _Known:
+    """What ingest needs to know of a stored article."""
+
+    content_hash: str
+    removed: bool
+    source: str
+    withdrawn: bool  # unpublished by an operator: only an edit brings it back
+
+
+async def _known(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, _Known]:
+    """The stored articles among ``ids``."""
+    known: dict[str, _Known] = {}
     for chunk in _chunks(ids):
         rows = await conn.execute(
-            select(articles.c.id, articles.c.content_hash, articles.c.removed_at, articles.c.source)
+            select(articles.c.id, articles.c.content_hash, articles.c.removed_at, articles.c.source,
+                   articles.c.withdrawn_at)
             .where(articles.c.id.in_(chunk))
         )
-        known.update({row.id: (row.content_hash, row.removed_at is not None, row.source) for row in rows})
+        known.update({
+            row.id: _Known(row.content_hash, row.removed_at is not None, row.source, row.withdrawn_at is not None)
+            for row in rows
+        })
     return known
 
 
 async def _publish(
-    conn: AsyncConnection, article: Article, source: str, now: datetime, known: tuple[str, bool, str] | None,
+    conn: AsyncConnection, article: Article, source: str, now: datetime, known: _Known | None,
     result: IngestResult, content_hash: str | None = None,
 ) -> None:
     """Insert ``article`` as new, or update it as an edit, or count it unchanged.
@@ -184,7 +227,7 @@ async def _publish(
     unchanged re-scan matches it and leaves those dates alone.
     """
     content_hash = content_hash or article.content_hash()
-    if known is not None and known[:2] == (content_hash, False):
+    if known is not None and known.content_hash == content_hash and (known.withdrawn or not known.removed):
         result.unchanged += 1
         return
     if known is not None and article.updated <= article.published:  # no later date of its own: the edit's
@@ -284,3 +327,60 @@ async def by_slug(engine: AsyncEngine, slug: str) -> Article | None:
     async with engine.connect() as conn:
         row = (await conn.execute(query)).first()
     return Article.from_dict(json.loads(row.data)) if row else None
+
+
+async def published_page(engine: AsyncEngine, *, after: int, limit: int) -> tuple[list[StoredArticle], int]:
+    """Published articles by ``seq`` (the order first seen) after ``after``, and how many there are."""
+    live = articles.c.removed_at.is_(None)
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(articles.c.seq, articles.c.data, articles.c.first_seen_at)
+            .where(live, articles.c.seq > after).order_by(articles.c.seq).limit(limit)
+        )
+        page = [StoredArticle(Article.from_dict(json.loads(r.data)), ArticleState.PUBLISHED, r.seq, r.first_seen_at)
+                for r in rows]
+        total = (await conn.execute(select(func.count()).select_from(articles).where(live))).scalar_one()
+    return page, total
+
+
+async def find(engine: AsyncEngine, article_id: str) -> StoredArticle | None:
+    """The article stored (or scheduled) under ``article_id``, with the digests that carried it."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(
+            select(articles.c.seq, articles.c.data, articles.c.first_seen_at, articles.c.removed_at)
+            .where(articles.c.id == article_id)
+        )).first()
+        if row is None:
+            waiting = (await conn.execute(
+                select(scheduled_articles.c.data, scheduled_articles.c.first_seen_at)
+                .where(scheduled_articles.c.id == article_id)
+            )).first()
+            if waiting is None:
+                return None
+            return StoredArticle(Article.from_dict(json.loads(waiting.data)), ArticleState.SCHEDULED, None,
+                                 waiting.first_seen_at)
+        # digests.article_seqs is a JSON list as json.dumps writes it: "[7]", "[9, 7, 3]".
+        seq = row.seq
+        carried = await conn.execute(
+            select(digests.c.id).where(or_(
+                digests.c.article_seqs == f"[{seq}]", digests.c.article_seqs.like(f"[{seq}, %"),
+                digests.c.article_seqs.like(f"%, {seq}]"), digests.c.article_seqs.like(f"%, {seq}, %"),
+            )).order_by(digests.c.created_at, digests.c.id)
+        )
+        state = ArticleState.PUBLISHED if row.removed_at is None else ArticleState.REMOVED
+        return StoredArticle(Article.from_dict(json.loads(row.data)), state, seq, row.first_seen_at,
+                             tuple(carried.scalars()))
+
+
+async def unpublish(engine: AsyncEngine, article_id: str, now: datetime) -> bool:
+    """An operator takes an article down (or off the schedule): gone from feeds and pages
+    until its source offers an edit of it; a digest already sent stays sent.  False if no
+    published or scheduled article has this id."""
+    async with engine.begin() as conn:
+        await serialize(conn, Exclusive.INGEST)
+        taken_down = await conn.execute(
+            update(articles).where(articles.c.id == article_id, articles.c.removed_at.is_(None))
+            .values(removed_at=now, changed_at=now, withdrawn_at=now)
+        )
+        unscheduled = await conn.execute(delete(scheduled_articles).where(scheduled_articles.c.id == article_id))
+    return bool(taken_down.rowcount or unscheduled.rowcount)

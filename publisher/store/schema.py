@@ -66,6 +66,9 @@ articles = Table(
     # no longer does (a deleted Markdown file): gone from feeds and pages, never unsent.
     Column("source", String(1000), nullable=False, server_default=""),
     Column("removed_at", UTCDateTime(), nullable=True),
+    # When an operator unpublished it (publisher articles remove, DELETE /api/articles/…):
+    # its source offering it unchanged does not bring it back; an edit does.
+    Column("withdrawn_at", UTCDateTime(), nullable=True),
 )
 
 # Articles whose date is still to come (scheduled).  They stay out of ``articles`` until

@@ -19,12 +19,25 @@ from aiohttp import web
 
 from publisher.content.markdown import read_article
 from publisher.content.model import Problem
-from publisher.web.api import ApiError, json_object, parse_json, publisher_of, read_body
+from publisher.store import articles as article_store
+from publisher.web.api import (
+    DEFAULT_LIMIT,
+    ApiError,
+    check_count,
+    check_query,
+    collect,
+    invalid,
+    json_object,
+    parse_json,
+    publisher_of,
+    read_body,
+)
 from subscribers.validation import SubscriberError
 
 MAX_ARTICLE_BODY = 2 * 1024 * 1024
 MARKDOWN_TYPES = frozenset({"text/markdown", "text/x-markdown", "text/plain"})
 NAME = "api"  # how problems name the input
+LIST_PARAMS = frozenset({"after", "limit"})
 
 
 async def post_article(request: web.Request) -> web.Response:
@@ -74,5 +87,36 @@ def _problem(problem: Problem, with_lines: bool) -> SubscriberError:
     return SubscriberError(f"line {problem.line}: {problem.message}" if with_lines else problem.message, "")
 
 
+async def list_articles(request: web.Request) -> web.Response:
+    """One page of published articles by ``seq``: pass ``next_after`` back as ``after`` until it is null."""
+    query = request.query
+    problems = check_query(query, LIST_PARAMS)
+    after = collect(problems, lambda: check_count(query.get("after", "0"), "after", 0, 2**63 - 1))
+    limit = collect(
+        problems, lambda: check_count(query.get("limit", str(DEFAULT_LIMIT)), "limit", 1, article_store.PAGE_LIMIT)
+    )
+    if problems or after is None or limit is None:
+        raise invalid(problems)
+    engine = publisher_of(request).engine
+    # One row more than asked tells whether this is the last page (next_after null).
+    page, total = await article_store.published_page(engine, after=after, limit=limit + 1)
+    shown = page[:limit]
+    return web.json_response({
+        "articles": [stored.to_dict() for stored in shown],
+        "next_after": shown[-1].seq if len(page) > limit else None,
+        "total": total,
+    })
+
+
+async def delete_article(request: web.Request) -> web.Response:
+    """Unpublish: gone from feeds and pages (a digest already sent stays sent)."""
+    article_id = request.match_info["article_id"]
+    if not await publisher_of(request).unpublish(article_id):
+        raise ApiError(404, f"no published or scheduled article has the id {article_id!r}")
+    return web.Response(status=204)
+
+
 def add_article_routes(api: web.Application) -> None:
     api.router.add_post("/articles", post_article)
+    api.router.add_get("/articles", list_articles)
+    api.router.add_delete("/articles/{article_id:.+}", delete_article)

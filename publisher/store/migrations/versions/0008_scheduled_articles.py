@@ -1,4 +1,5 @@
-"""Scheduled articles: those whose date is still to come wait here, out of ``articles``.
+"""Scheduled articles: those whose date is still to come wait here, out of ``articles``;
+and when an operator unpublished an article (``articles.withdrawn_at``).
 
 Revision ID: 0008
 Revises: 0007
@@ -27,8 +28,12 @@ def upgrade() -> None:
         sa.Column("first_seen_at", UTCDateTime(), nullable=False),
     )
     op.create_index("ix_scheduled_articles_publish_at", "scheduled_articles", ["publish_at"])
+    with op.batch_alter_table("articles") as batch:
+        batch.add_column(sa.Column("withdrawn_at", UTCDateTime(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("articles") as batch:
+        batch.drop_column("withdrawn_at")
     op.drop_index("ix_scheduled_articles_publish_at", table_name="scheduled_articles")
     op.drop_table("scheduled_articles")
