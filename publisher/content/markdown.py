@@ -1,8 +1,10 @@
 """Markdown files with YAML or TOML front matter → :class:`Article`.
 
-One function, :func:`parse_article`, does the whole job so that a file is either a
-complete, sanitized article or an :class:`ArticleError` that lists *every* problem
-with its line: an editor fixes a file in one round instead of one error per run.
+One function, :func:`read_article`, does the whole job: a file gives a complete,
+sanitized article or none, and *every* problem with its line (errors, which keep it
+out, and warnings, which never do), so an editor fixes a file in one round instead of
+one error per run; and whether it is a draft.  :func:`parse_article` is the short
+form for a caller that only wants the article or an :class:`ArticleError`.
 
 Relative URLs (front matter images and everything in the body) are resolved against
 the site URL: content files live in the site's repository and link to its paths.

@@ -122,15 +122,15 @@ async def ingest(
                 .where(scheduled_articles.c.id.in_(chunk))
             )
             waiting.update({row.id: (row.content_hash, row.source) for row in rows})
-        taken = {i for i, k in known.items() if k.source != source and not k.removed}
-        taken |= {i for i, (_, owner) in waiting.items() if owner != source}
-        owners = await _source_paths(conn, sorted(taken))
+        # Ids another source publishes or has scheduled, named by its file (or the source).
+        taken = {i: k.source for i, k in known.items() if k.source != source and not k.removed}
+        taken |= {i: owner for i, (_, owner) in waiting.items() if owner != source}
+        taken |= {i: path for i, path in (await _source_paths(conn, sorted(taken))).items() if path}
         later: list[str] = []
         for article in sorted(scanned, key=lambda a: (a.published, a.id)):
             if article.id in taken:
-                owner = owners.get(article.id) or (known[article.id].source if article.id in known else waiting[article.id][1])
                 result.skipped.append(Problem(
-                    article.source_path or source, 0, f"id {article.id!r} is already published by {owner}"
+                    article.source_path or source, 0, f"id {article.id!r} is already published by {taken[article.id]}"
                 ))
             elif article.published > now:
                 later.append(article.id)
@@ -138,7 +138,7 @@ async def ingest(
             else:
                 await _publish(conn, article, source, now, known.get(article.id), result)
         # A scheduled article leaves the queue when it is now a draft, dated now, or (complete) gone.
-        published_now = [i for i in ids if i not in taken and i not in later]
+        published_now = [i for i in waiting if i not in taken and i not in later]
         dropped = scheduled_articles.c.id.in_([*withdrawn, *published_now])
         if complete:
             dropped = dropped | scheduled_articles.c.id.not_in(later)
