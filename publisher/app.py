@@ -20,7 +20,7 @@ from urllib.parse import urljoin
 
 from publisher import metrics, nodes
 from publisher.config import Settings
-from publisher.content.model import Article, Problem
+from publisher.content.model import Article
 from publisher.content.sources import ScanResult, scan_directory
 from publisher.delivery import Deliverer, DeliveryReport
 from publisher.digest import PlannedDigest, plan, plan_resend

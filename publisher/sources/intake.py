@@ -69,8 +69,10 @@ class Intake:
                 published = await article_store.source_paths(self._engine, sorted(scanned.contested))
                 scanned = await asyncio.to_thread(scan_directory, directory, settings.site.url, published)
             for problem in scanned.problems:
-                log.log(logging.ERROR if problem.severity == Severity.ERROR else logging.WARNING,
-                        "%s: %s", "skipped" if problem.severity == Severity.ERROR else "warning", problem)
+                if problem.severity == Severity.ERROR:
+                    log.error("skipped: %s", problem)
+                else:
+                    log.warning("%s", problem)  # it says "warning:" itself
             # A file that does not parse may be an article being edited: nothing is
             # removed until the directory reads cleanly (but a draft is withdrawn at once).
             complete = directory.is_dir() and not scanned.errors
