@@ -309,14 +309,19 @@ async def test_the_daemons_schedule_publishes_on_time(publisher: Publisher) -> N
     scheduler.start()
     try:
         await publisher.scan()
+        await add_subscriber(publisher.engine, "ann@example.org", cadence=Cadence.INSTANT)
         when = datetime.now(UTC) + timedelta(seconds=1)
         dated(publisher.settings.content.dir, "soon.md", "Soon story", when)
         await publisher.scan()  # arms the release at the article's time; no scan after it
         release = scheduler.get_job("release")
         assert release is not None and release.next_run_time == when
         deadline = when + timedelta(seconds=5)
-        while "Soon story" not in atom_titles(publisher):
-            assert datetime.now(UTC) < deadline, "not published within 5 s of its time"
+
+        def digest_with_it() -> bool:
+            return any("Soon story" in m.get_body(("plain",)).get_content() for m in outbox_messages(publisher.settings))
+
+        while not ("Soon story" in atom_titles(publisher) and digest_with_it()):
+            assert datetime.now(UTC) < deadline, "not published and sent within 5 s of its time"
             await asyncio.sleep(0.05)
     finally:
         scheduler.shutdown(wait=False)
