@@ -166,7 +166,8 @@ def build(ctx: click.Context) -> None:
         skipped = {problem.path for problem in result.skipped}
         out.print(
             f"{len(result.new)} new, {len(result.updated)} updated, {result.unchanged} unchanged, "
-            f"{len(skipped)} skipped; {len(publisher.feeds)} feeds in {publisher.settings.site.output_dir}",
+            f"{len(result.scheduled)} scheduled, {len(skipped)} skipped; "
+            f"{len(publisher.feeds)} feeds in {publisher.settings.site.output_dir}",
             highlight=False,
         )
         return result

@@ -142,7 +142,7 @@ def test_build_counts_skipped_files_and_fails(site_dir: Path) -> None:
     (site_dir / "content" / "broken.md").write_text("---\ntitle: No date\n---\nText.\n", encoding="utf-8")
     result = cli(site_dir, "build")
     assert result.exit_code == 1, result.output
-    assert "3 new, 0 updated, 0 unchanged, 1 skipped" in result.output
+    assert "3 new, 0 updated, 0 unchanged, 0 scheduled, 1 skipped" in result.output
     assert "broken.md:1: missing date" in result.output
 
 
