@@ -20,8 +20,8 @@ from urllib.parse import urljoin
 
 from publisher import metrics, nodes
 from publisher.config import Settings
-from publisher.content.model import Article, Problem
-from publisher.content.sources import scan_directory
+from publisher.content.model import Article
+from publisher.content.sources import ScanResult, scan_directory
 from publisher.delivery import Deliverer, DeliveryReport
 from publisher.digest import PlannedDigest, plan, plan_resend
 from publisher.feeds import FeedDocument, build_feeds, write_feeds
@@ -79,6 +79,9 @@ class Publisher:
         self.sent_total = 0  # messages this process delivered (its send rate, in publisher status)
         self.role = "cli"  # leader | standby | worker, set by publisher.daemon
         self._feeds_revision: tuple[object, ...] | None = None  # the store's, when the feeds were built
+        # Told when the earliest scheduled article is due (None: none) after every ingest:
+        # the leader's schedule wakes up then (publisher.scheduler).
+        self.on_next_release: Callable[[datetime | None], None] | None = None
 
     def reconfigure(self, settings: Settings) -> list[str]:
         """Use ``settings`` from now on (SIGHUP); the settings that only a restart can change.
@@ -131,12 +134,9 @@ class Publisher:
             self._notices = Notices(self.settings, self.env, self.tokens, signer=self.dkim)
         return self._notices
 
-    def check_content(self) -> list[Problem]:
-        return [
-            problem
-            for directory in self.settings.markdown_dirs
-            for problem in scan_directory(directory, self.settings.site.url).problems
-        ]
+    def check_content(self) -> list[ScanResult]:
+        """Every Markdown directory read as a scan reads it, without the store (``publisher check``)."""
+        return [scan_directory(directory, self.settings.site.url) for directory in self.settings.markdown_dirs]
 
     async def scan(self) -> IngestResult:
         """Read the Markdown directories, store what is new, edited or removed, rebuild feeds if needed.
@@ -159,19 +159,40 @@ class Publisher:
             await self._published(result)
             return result
 
-    async def accept(self, articles: Sequence[Article]) -> IngestResult:
-        """Articles POSTed to the API; new ones go to instant subscribers in the background."""
+    async def accept(self, articles: Sequence[Article], *, withdrawn: Sequence[str] = ()) -> IngestResult:
+        """Articles POSTed to the API (and the ids of those now posted as drafts, which
+        are unpublished); new ones go to instant subscribers in the background."""
         async with self._scan_lock:
-            result = await self.intake.store(articles, API_SOURCE)
+            result = await self.intake.store(articles, API_SOURCE, withdrawn=withdrawn)
             await self._published(result)
         if result.new:
             self.later("instant", partial(self.send, [Cadence.INSTANT]))
         return result
 
+    async def unpublish(self, article_id: str) -> bool:
+        """Take an article down (``publisher articles remove``, ``DELETE /api/articles/…``)
+        and rebuild the feeds; False if no published or scheduled article has this id."""
+        async with self._scan_lock:
+            found = await article_store.unpublish(self.engine, article_id, utcnow())
+            if found:
+                await self._published(IngestResult(removed=[article_id]))
+        return found
+
+    async def publish_due(self) -> None:
+        """The leader's job at a scheduled article's time: publish what is due (feeds, the
+        WebSub ping) and send it to instant subscribers."""
+        async with self._scan_lock:
+            result = await self.intake.release()
+            await self._published(result)
+        if result.new:
+            await self.send([Cadence.INSTANT])
+
     async def _published(self, result: IngestResult) -> None:
         metrics.articles_published(len(result.new))
         if result.changed or not self.feeds:
             await self.build_feeds()
+        if self.on_next_release is not None:
+            self.on_next_release(await article_store.next_release(self.engine))
 
     async def build_feeds(self, *, announce: bool = True) -> None:
         """Render every feed from the store, write the static copies, tell the WebSub hub

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -38,10 +38,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from publisher import ledger, logs, nodes
 from publisher.app import Publisher, SendResult, utcnow
 from publisher.config import ConfigError, Settings, load_settings
+from publisher.content.model import Article, Severity
 from publisher.delivery import DeliveryReport
 from publisher.digest import UnknownArticle
 from publisher.inbox import BounceImportReport, InboxError, import_bounces, open_inbox
 from publisher.mail.dkim import DkimError
+from publisher.store import articles as article_store
+from publisher.store.articles import ArticleState, IngestResult
 from publisher.store.db import create_engine, revisions, upgrade
 from publisher.templating import builtin_templates_dir
 from subscribers import importer, service
@@ -144,31 +147,45 @@ def init(directory: Path) -> None:
 @main.command()
 @click.pass_context
 def check(ctx: click.Context) -> None:
-    """Validate the config and every article; exit 1 listing every problem."""
+    """Validate the config and every article; exit 1 if any error (warnings alone exit 0)."""
     settings = _settings(ctx)
-    problems = Publisher(settings).check_content()
+    scans = Publisher(settings).check_content()
+    problems = [problem for scan in scans for problem in scan.problems]
     for problem in problems:
         out.print(str(problem), highlight=False, markup=False)
-    if problems:
-        err.print(f"[red]{len(problems)} problem(s)[/red]")
+    now = utcnow()
+    for article in sorted((a for scan in scans for a in scan.articles if a.published > now), key=_publish_order):
+        out.print(f"{article.source_path}: scheduled for {_when(article.published)} ({article.id})",
+                  highlight=False, markup=False)
+    errors = sum(problem.severity == Severity.ERROR for problem in problems)
+    warnings = f", {len(problems) - errors} warning(s)" if len(problems) > errors else ""
+    if errors:
+        err.print(f"[red]{errors} error(s)[/red]{warnings}")
         ctx.exit(1)
-    out.print(f"config and content OK ({settings.content.dir})", highlight=False)
+    out.print(f"config and content OK ({settings.content.dir}){warnings}", highlight=False)
 
 
 @main.command()
 @click.pass_context
 def build(ctx: click.Context) -> None:
-    """Ingest the content and write the feeds to [site] output_dir."""
+    """Ingest the content and write the feeds to [site] output_dir; exit 1 if a file was skipped."""
 
-    async def work(publisher: Publisher) -> None:
+    async def work(publisher: Publisher) -> IngestResult:
         result = await publisher.scan()  # always writes the feeds on a fresh Publisher
+        skipped = {problem.path for problem in result.skipped}
         out.print(
-            f"{len(result.new)} new, {len(result.updated)} updated, {result.unchanged} unchanged; "
+            f"{len(result.new)} new, {len(result.updated)} updated, {result.unchanged} unchanged, "
+            f"{len(result.scheduled)} scheduled, {len(skipped)} skipped; "
             f"{len(publisher.feeds)} feeds in {publisher.settings.site.output_dir}",
             highlight=False,
         )
+        return result
 
-    _with_publisher(ctx, work)
+    result = _with_publisher(ctx, work)
+    for problem in result.skipped:
+        err.print(f"skipped: {problem}", highlight=False, markup=False)
+    if result.skipped:
+        ctx.exit(1)
 
 
 @main.command()
@@ -266,15 +283,19 @@ def _progress_bar() -> Iterator[tuple[Progress, TaskID]]:
 def status(ctx: click.Context) -> None:
     """The running daemon (next job runs, last scan, recent errors), deliveries to do, the latest digests."""
 
-    async def gather(publisher: Publisher) -> tuple[list[nodes.Node], dict[str, int], list[ledger.DigestState]]:
+    async def gather(
+        publisher: Publisher,
+    ) -> tuple[list[nodes.Node], list[Article], dict[str, int], list[ledger.DigestState]]:
         return (
             await nodes.live(publisher.engine, utcnow()),
+            await article_store.scheduled(publisher.engine),
             await ledger.totals(publisher.engine),
             await ledger.states(publisher.engine),
         )
 
-    running, totals, states = _with_publisher(ctx, gather)
+    running, scheduled, totals, states = _with_publisher(ctx, gather)
     _print_nodes(running)
+    _print_scheduled(scheduled)
     to_do = ", ".join(f"{totals.get(state, 0)} {state}" for state in ("pending", "sending", "deferred", "failed"))
     out.print(f"deliveries of unfinished digests: {to_do}", highlight=False)
     out.print()
@@ -297,6 +318,25 @@ def status(ctx: click.Context) -> None:
                       highlight=False, markup=False)
     if not states:
         out.print("no digests yet", highlight=False)
+
+
+def _publish_order(article: Article) -> tuple[datetime, str]:
+    return article.published, article.id
+
+
+def _when(moment: datetime) -> str:
+    """A time as the CLI shows it: UTC, to the minute."""
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _print_scheduled(articles: list[Article]) -> None:
+    """The articles waiting for their date, soonest first."""
+    if not articles:
+        return
+    out.print("scheduled articles:", highlight=False)
+    for article in articles:
+        out.print(f"  {article.id}  {_when(article.published)}  {article.title}", highlight=False, markup=False)
+    out.print()
 
 
 def _print_nodes(running: list[nodes.Node]) -> None:
@@ -825,3 +865,62 @@ def _bounce_summary(report: BounceImportReport, label: str, dry_run: bool) -> Ta
     for what, count in rows:
         table.add_row(what, str(count))
     return table
+
+
+@main.group("articles")
+def articles_group() -> None:
+    """List, inspect and unpublish articles."""
+
+
+@articles_group.command("list")
+@click.option("--scheduled", "which", flag_value=ArticleState.SCHEDULED, help="The articles waiting for their date.")
+@click.option("--drafts", "which", flag_value=ArticleState.DRAFT, help="The drafts in the content directories.")
+@click.pass_context
+def articles_list(ctx: click.Context, which: str | None) -> None:
+    """A table of the published articles, newest first (or the scheduled ones, or the drafts)."""
+    state = ArticleState(which or ArticleState.PUBLISHED)
+    if state == ArticleState.DRAFT:  # never stored: read where they are
+        found = [draft for scan in Publisher(_settings(ctx)).check_content() for draft in scan.drafts]
+    else:
+        read = article_store.scheduled if state == ArticleState.SCHEDULED else article_store.latest
+        found = _with_publisher(ctx, lambda publisher: read(publisher.engine))
+    # Ids and slugs are folded, never cut short: they are what the other commands take.
+    table = Table(Column("id", overflow="fold"), Column("slug", overflow="fold"), "title",
+                  Column("date", no_wrap=True), Column("state", no_wrap=True))
+    for article in found:
+        table.add_row(Text(article.id), Text(article.slug), Text(article.title), _when(article.published), state)
+    out.print(table)
+    out.print(f"{len(found)} {state} article(s)", highlight=False)
+
+
+@articles_group.command("show")
+@click.argument("article_id")
+@click.pass_context
+def articles_show(ctx: click.Context, article_id: str) -> None:
+    """An article's fields, its state, when it was first seen and which digests carried it."""
+    found = _with_publisher(ctx, lambda publisher: article_store.find(publisher.engine, article_id))
+    if found is None:
+        raise click.ClickException(f"no article has the id {article_id!r}")
+    article = found.article
+    fields = [
+        ("id", article.id), ("state", found.state), ("title", article.title), ("slug", article.slug),
+        ("url", article.canonical_url), ("date", _when(article.published)), ("updated", _when(article.updated)),
+        ("author", article.author), ("tags", ", ".join(article.tags)), ("source", article.source_path),
+        ("first seen", _when(found.first_seen_at)), ("digests", ", ".join(found.digests) or "none"),
+    ]
+    for name, value in fields:
+        out.print(f"{name}: {value}", highlight=False, markup=False)
+
+
+@articles_group.command("remove")
+@click.argument("article_id")
+@click.pass_context
+def articles_remove(ctx: click.Context, article_id: str) -> None:
+    """Unpublish ARTICLE_ID: gone from feeds and pages until its source offers an edit (digests sent stay sent)."""
+
+    async def work(publisher: Publisher) -> bool:
+        return await publisher.unpublish(article_id)
+
+    if not _with_publisher(ctx, work):
+        raise click.ClickException(f"no published or scheduled article has the id {article_id!r}")
+    out.print(f"unpublished {article_id}", highlight=False, markup=False)

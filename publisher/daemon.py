@@ -167,6 +167,7 @@ class _Node:
 
     async def deposed(self) -> None:
         self.publisher.role = "standby"
+        self.publisher.on_next_release = None  # the new leader publishes scheduled articles
         for job in LEADER_JOBS:
             if self.scheduler.get_job(job) is not None:
                 self.scheduler.remove_job(job)

@@ -14,6 +14,7 @@ from functools import partial
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from publisher.app import Publisher
@@ -21,7 +22,7 @@ from publisher.nodes import HEARTBEAT_SECONDS
 from subscribers.model import Cadence
 
 # The jobs only the leader runs (see publisher.daemon); every node delivers and beats.
-LEADER_JOBS = ("scan", "digests", "feeds")
+LEADER_JOBS = ("scan", "digests", "feeds", "release")
 
 
 def build_scheduler() -> AsyncIOScheduler:
@@ -88,6 +89,20 @@ def schedule_jobs(scheduler: AsyncIOScheduler, publisher: Publisher, *, at_start
             publisher.run_job, trigger, args=[name, job], id=name, name=name, replace_existing=True,
             **_first_run(at_start),
         )
+    publisher.on_next_release = partial(arm_release, scheduler, publisher)
+
+
+def arm_release(scheduler: AsyncIOScheduler, publisher: Publisher, at: datetime | None) -> None:
+    """Wake the leader when the earliest scheduled article is due (``release``), so it goes
+    out on time without waiting for a scan; re-armed after every ingest."""
+    if at is None:
+        if scheduler.get_job("release") is not None:
+            scheduler.remove_job("release")
+        return
+    scheduler.add_job(
+        publisher.run_job, DateTrigger(run_date=max(at, datetime.now(UTC))), args=["release", publisher.publish_due],
+        id="release", name="release", replace_existing=True,
+    )
 
 
 def _first_run(at_start: bool) -> dict[str, datetime]:

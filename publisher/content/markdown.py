@@ -1,8 +1,10 @@
 """Markdown files with YAML or TOML front matter → :class:`Article`.
 
-One function, :func:`parse_article`, does the whole job so that a file is either a
-complete, sanitized article or an :class:`ArticleError` that lists *every* problem
-with its line: an editor fixes a file in one round instead of one error per run.
+One function, :func:`read_article`, does the whole job: a file gives a complete,
+sanitized article or none, and *every* problem with its line (errors, which keep it
+out, and warnings, which never do), so an editor fixes a file in one round instead of
+one error per run; and whether it is a draft.  :func:`parse_article` is the short
+form for a caller that only wants the article or an :class:`ArticleError`.
 
 Relative URLs (front matter images and everything in the body) are resolved against
 the site URL: content files live in the site's repository and link to its paths.
@@ -10,6 +12,7 @@ the site URL: content files live in the site's repository and link to its paths.
 
 from __future__ import annotations
 
+import difflib
 import email.utils
 import re
 import tomllib
@@ -33,6 +36,7 @@ from publisher.content.model import (
     Image,
     Problem,
     Quote,
+    Severity,
 )
 from publisher.content.slug import slugify
 from publisher.content.text import BodyParts, truncate, unique
@@ -45,6 +49,12 @@ _TAKEAWAYS_HEADING = re.compile(r"key takeaways\s*:?", re.IGNORECASE)
 _SOURCES_LABEL = re.compile(r"(?:data\s+)?sources?\s*:\s*", re.IGNORECASE)
 _CITE_DASH = re.compile(r"(?:—|--)\s*")
 _UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
+_STATUSES = ("published", "draft")
+# Every key the parser reads; any other is reported as a probable typo.
+FRONT_MATTER_KEYS = (
+    "id", "title", "date", "published", "updated", "slug", "subtitle", "author", "category", "summary",
+    "tags", "image", "images", "takeaways", "quote", "canonical_url", "draft", "status",
+)
 
 
 
@@ -57,6 +67,20 @@ class ArticleError(Exception):
 
 
 @dataclass
+class ParsedFile:
+    """What one file gives: the article (None when an error keeps it out), every problem
+    (errors and warnings), and whether the editor marked it a draft (never published)."""
+
+    article: Article | None
+    problems: list[Problem]
+    draft: bool = False
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == Severity.ERROR]
+
+
+@dataclass
 class _Report:
     """Collects problems; front matter problems point at the line of their key."""
 
@@ -64,21 +88,37 @@ class _Report:
     key_lines: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
-    def at_line(self, line: int, message: str) -> None:
-        self.problems.append(Problem(self.path, line, message))
+    def at_line(self, line: int, message: str, severity: Severity = Severity.ERROR) -> None:
+        self.problems.append(Problem(self.path, line, message, severity))
 
-    def at_key(self, key: str, message: str) -> None:
-        self.at_line(self.key_lines.get(key, 1), message)
+    def at_key(self, key: str, message: str, severity: Severity = Severity.ERROR) -> None:
+        self.at_line(self.key_lines.get(key, 1), message, severity)
+
+    @property
+    def failed(self) -> bool:
+        return any(p.severity == Severity.ERROR for p in self.problems)
 
 
 def parse_article(data: bytes, path: str, site_url: str, *, slug_from_title: bool = False) -> Article:
+    """Parse one Markdown file, raising :class:`ArticleError` with every error (warnings
+    are dropped, and a draft parses like any article: use :func:`read_article` to know)."""
+    parsed = read_article(data, path, site_url, slug_from_title=slug_from_title)
+    if parsed.article is None:
+        raise ArticleError(parsed.errors)
+    return parsed.article
+
+
+def read_article(data: bytes, path: str, site_url: str, *, slug_from_title: bool = False) -> ParsedFile:
     """Parse one Markdown file; ``path`` names it in problems and gives the default slug
     (the title does, with ``slug_from_title``: an article posted to the API has no file name)."""
     report = _Report(path)
     front, body, body_offset = _split_front_matter(_decode(data, report), report)
-    if report.problems:  # without readable front matter every other message would be noise
-        raise ArticleError(report.problems)
+    if report.failed:  # without readable front matter its fields would only add noise; the body is checked
+        _parse_body(body, body_offset, site_url, report)
+        return ParsedFile(None, report.problems)
     fields = _FrontMatter(front, report, site_url)
+    fields.report_unknown_keys()
+    draft = fields.draft()
     title = fields.text("title", required=True)
     published = fields.timestamp("date", "published", required=True)
     updated = fields.timestamp("updated") or published
@@ -93,9 +133,9 @@ def parse_article(data: bytes, path: str, site_url: str, *, slug_from_title: boo
     subtitle, author, category = fields.text("subtitle"), fields.text("author"), fields.text("category")
     summary = fields.text("summary")
     body_parts = _parse_body(body, body_offset, site_url, report)
-    if report.problems or published is None or updated is None:
-        raise ArticleError(report.problems)
-    return Article(
+    if report.failed or published is None or updated is None:
+        return ParsedFile(None, report.problems, draft)
+    article = Article(
         id=article_id,
         slug=slug,
         title=title,
@@ -114,6 +154,7 @@ def parse_article(data: bytes, path: str, site_url: str, *, slug_from_title: boo
         fact_tables=tuple(body_parts.fact_tables),
         source_path=path,
     )
+    return ParsedFile(article, report.problems, draft)
 
 
 def front_matter_key_line(data: bytes, key: str) -> int:
@@ -151,22 +192,31 @@ def _split_front_matter(text: str, report: _Report) -> tuple[dict[Any, Any], str
         if key := _FRONT_KEY.match(line):
             report.key_lines[key.group(1)] = number  # the last one wins, as in YAML
     source = "\n".join(lines[1:end])
+    body = "\n".join(lines[end + 1 :])
     try:
         front = (yaml.load(source, Loader=_YamlLoader) or {}) if fence == "---" else tomllib.loads(source)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        reason = getattr(exc, "problem", None) or str(exc)
-        report.at_line(2 + mark.line if mark else 1, f"invalid YAML front matter: {reason}")
-        return {}, "", 0
+        report.at_line(*_yaml_error(exc))
+        return {}, body, end + 1
     except tomllib.TOMLDecodeError as exc:
         position = _TOML_POSITION.search(str(exc))
         toml_line = 1 + int(position.group(1)) if position else 1
         report.at_line(toml_line, f"invalid TOML front matter: {_TOML_POSITION.sub('', str(exc))}")
-        return {}, "", 0
+        return {}, body, end + 1
     if not isinstance(front, dict):
         report.at_line(2, f"front matter must be a mapping of keys to values, not {_kind(front)}")
-        return {}, "", 0
-    return front, "\n".join(lines[end + 1 :]), end + 1
+        return {}, body, end + 1
+    return front, body, end + 1
+
+
+def _yaml_error(exc: yaml.YAMLError) -> tuple[int, str]:
+    """The file line of a YAML error (its marks count from the line after the fence, from
+    0) and the message; where the parser noticed it late, also where the construct began."""
+    mark, context, context_mark = (getattr(exc, name, None) for name in ("problem_mark", "context", "context_mark"))
+    message = f"invalid YAML front matter: {getattr(exc, 'problem', None) or exc}"
+    if context and context_mark and mark and context_mark.line != mark.line:
+        message += f" ({context} that starts at line {2 + context_mark.line})"
+    return (2 + mark.line if mark else 1), message
 
 
 class _YamlLoader(yaml.SafeLoader):
@@ -193,6 +243,25 @@ class _FrontMatter:
         self._front = front
         self._report = report
         self._site_url = site_url
+
+    def report_unknown_keys(self) -> None:
+        """Warn about keys nothing reads (a typo like ``tagz`` would silently lose the tags)."""
+        for key in self._front:
+            if str(key) in FRONT_MATTER_KEYS:
+                continue
+            close = difflib.get_close_matches(str(key), FRONT_MATTER_KEYS, n=1)
+            hint = f": did you mean {close[0]!r}?" if close else ""
+            self._report.at_key(str(key), f"unknown front matter key {str(key)!r}{hint}", Severity.WARNING)
+
+    def draft(self) -> bool:
+        """``draft: true`` or ``status: draft``: the editor does not mean it to go out yet."""
+        flag = self._front.get("draft", False)
+        if not isinstance(flag, bool):
+            self._report.at_key("draft", f"draft must be true or false, not {_kind(flag)}")
+        status = self.text("status") or "published"
+        if status not in _STATUSES:
+            self._report.at_key("status", f"status {status!r} is not one of {', '.join(map(repr, _STATUSES))}")
+        return flag is True or status == "draft"
 
     def text(self, key: str, required: bool = False) -> str:
         value = self._front.get(key)
@@ -326,6 +395,9 @@ def _parse_body(body: str, line_offset: int, site_url: str, report: _Report) -> 
     for start in tables:
         for line, message in _ragged_rows(tokens, start, lines):
             report.at_line(line_offset + line + 1, message)
+    for line, src in _images_without_alt(tokens):
+        report.at_line(line_offset + line + 1, f"image {src} has no alt text (write it between the brackets: "
+                       "![text](...))", Severity.WARNING)
     return BodyParts(
         html=sanitize_html(_MD.renderer.render(tokens, _MD.options, {}), site_url),
         first_paragraph=_first_paragraph(tokens),
@@ -418,6 +490,18 @@ def _images(tokens: list[Token], site_url: str) -> Iterator[Image]:
             if child.type == "image":
                 src = urljoin(site_url, str(child.attrGet("src") or ""))
                 yield Image(src, _plain(child.children), str(child.attrGet("title") or ""))
+
+
+def _images_without_alt(tokens: list[Token]) -> Iterator[tuple[int, str]]:
+    """(0-based body line, src) of each image with no alt text: screen readers and
+    mail clients that block images have nothing to show for it."""
+    for token in tokens:
+        for child in token.children or []:
+            if child.type == "image" and not _plain(child.children):
+                src = str(child.attrGet("src") or "")
+                block = token.content.split("\n")
+                offset = next((i for i, text in enumerate(block) if f"]({src}" in text), 0)
+                yield (token.map[0] if token.map else 0) + offset, src
 
 
 def _close_index(tokens: list[Token], start: int) -> int:

@@ -17,6 +17,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 # The longest id and slug an article may have: the store's columns hold this much
@@ -134,13 +135,26 @@ class Article:
         return hashlib.sha256(blob).hexdigest()
 
 
+class Severity(StrEnum):
+    """An error keeps its input out (the article is skipped); a warning never does."""
+
+    ERROR = "error"
+    WARNING = "warning"
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One thing wrong with an input, reported as ``path:line: message``."""
+    """One thing wrong with an input, reported as ``path:line: message``
+    (``path:line: warning: message`` for a warning)."""
 
     path: str
     line: int
     message: str
+    severity: Severity = Severity.ERROR
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}"
+        label = "warning: " if self.severity == Severity.WARNING else ""
+        return f"{self.path}:{self.line}: {label}{self.message}"
+
+    def as_warning(self) -> Problem:
+        return dataclasses.replace(self, severity=Severity.WARNING)

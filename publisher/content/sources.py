@@ -1,68 +1,99 @@
 """The Markdown directory source: every ``*.md`` file under a directory → articles.
 
 A broken file never stops a scan: its problems are reported and the other articles
-are published.  Slugs and ids must be unique across files (they make the URL and the
-feed GUID), so the later of two files in path order is the one reported and skipped.
+are published.  Drafts (``draft: true``, ``status: draft``, or a name starting with
+"_") are read and checked but never published; their problems are only warnings.
+Slugs and ids must be unique across files (they make the URL and the feed GUID): of
+two files sharing one, the file that already published it keeps it (else the first
+in path order), and the other is reported and skipped, so a copy can never take over
+an article's feed GUID.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
-from publisher.content.markdown import (
-    ArticleError,
-    front_matter_key_line,
-    parse_article,
-)
-from publisher.content.model import Article, Problem
+from publisher.content.markdown import front_matter_key_line, read_article
+from publisher.content.model import Article, Problem, Severity
 
 
 @dataclass
 class ScanResult:
     articles: list[Article] = field(default_factory=list)  # newest first, then by id
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # errors (a file skipped) and warnings
+    drafts: list[Article] = field(default_factory=list)  # the drafts that parse, in path order
+    contested: set[str] = field(default_factory=set)  # ids of the files that share an id or a slug
+
+    @property
+    def errors(self) -> list[Problem]:
+        """The problems that kept a file out."""
+        return [p for p in self.problems if p.severity == Severity.ERROR]
 
 
-def scan_directory(directory: Path, site_url: str) -> ScanResult:
-    """Parse every visible ``*.md`` file under ``directory`` (drafts start with "_")."""
+def scan_directory(directory: Path, site_url: str, published: Mapping[str, str] | None = None) -> ScanResult:
+    """Parse every visible ``*.md`` file under ``directory``.
+
+    ``published`` maps article ids to the path of the file that published them (as
+    stored): when files share an id or a slug, the one that published it keeps it.
+    """
     result = ScanResult()
     if not directory.is_dir():
         result.problems.append(Problem(_display(directory), 0, "content directory does not exist"))
         return result
-    owners: dict[tuple[str, str], str] = {}  # (slug or id, value) → path of the file using it
+    candidates: list[tuple[Path, str, bytes, Article]] = []
     for path in _markdown_files(directory):
         shown = _display(path)
         try:
             data = path.read_bytes()
-            article = parse_article(data, shown, site_url)
         except OSError as exc:
             result.problems.append(Problem(shown, 0, f"cannot read file: {exc.strerror}"))
             continue
-        except ArticleError as exc:
-            result.problems.extend(exc.problems)
+        parsed = read_article(data, shown, site_url)
+        if parsed.draft or path.name.startswith("_"):
+            result.problems.extend(problem.as_warning() for problem in parsed.problems)
+            if parsed.article is not None:
+                result.drafts.append(parsed.article)
             continue
+        result.problems.extend(parsed.problems)
+        if parsed.article is not None:
+            candidates.append((path.relative_to(directory), shown, data, parsed.article))
+    # The files that published their id first, each group in path order (sorted is stable).
+    incumbents = published or {}
+    candidates.sort(key=lambda c: not _same_file(incumbents.get(c[3].id), c[0]))
+    owners: dict[tuple[str, str], tuple[str, str]] = {}  # (slug or id, value) → (path, article id)
+    for _, shown, data, article in candidates:
         # One report per file: a derived id repeats whenever the slug does.
         duplicate = next((kv for kv in (("slug", article.slug), ("id", article.id)) if kv in owners), None)
         if duplicate:
             key, value = duplicate
-            message = f"duplicate {key} {value!r} (also used by {owners[duplicate]})"
+            owner, owner_id = owners[duplicate]
+            message = f"duplicate {key} {value!r} (also used by {owner})"
             result.problems.append(Problem(shown, front_matter_key_line(data, key), message))
+            result.contested |= {article.id, owner_id}
             continue
-        owners[("slug", article.slug)] = owners[("id", article.id)] = shown
+        owners[("slug", article.slug)] = owners[("id", article.id)] = (shown, article.id)
         result.articles.append(article)
     result.articles.sort(key=lambda article: article.id)
     result.articles.sort(key=lambda article: article.published, reverse=True)
     return result
 
 
+def _same_file(stored: str | None, relative: Path) -> bool:
+    """Whether a stored ``source_path`` is this file: compared by its path inside the
+    directory, as the stored one is relative to the working directory of its scan."""
+    if not stored:
+        return False
+    return PurePath(stored).parts[-len(relative.parts):] == relative.parts
+
+
 def _markdown_files(directory: Path) -> list[Path]:
-    """Sorted ``*.md`` files, without hidden files or folders and "_" drafts."""
+    """Sorted ``*.md`` files, without hidden files or folders."""
     return [
         path
         for path in sorted(directory.rglob("*.md"))
         if path.is_file()
-        and not path.name.startswith("_")
         and not any(part.startswith(".") for part in path.relative_to(directory).parts)
     ]
 

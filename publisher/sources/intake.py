@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher.config import FeedSource, Settings
-from publisher.content.model import Article
+from publisher.content.model import Article, Severity
 from publisher.content.sources import scan_directory
 from publisher.store import articles as article_store
 from publisher.store.articles import IngestResult
@@ -58,18 +58,37 @@ class Intake:
             await self._session.close()
 
     async def scan_markdown(self) -> IngestResult:
-        """Every Markdown directory, whole; a broken file is logged and skipped."""
+        """Every Markdown directory, whole; a broken file is logged and skipped (``skipped``).
+        Then every source's scheduled articles whose time has come are published."""
         settings = self._settings()
         total = IngestResult()
         for directory in settings.markdown_dirs:
+            source = f"markdown:{directory}"
             scanned = await asyncio.to_thread(scan_directory, directory, settings.site.url)
+            if scanned.contested:  # files share an id or a slug: the one that published it keeps it
+                published = await article_store.source_paths(self._engine, sorted(scanned.contested))
+                scanned = await asyncio.to_thread(scan_directory, directory, settings.site.url, published)
             for problem in scanned.problems:
-                log.error("skipped: %s", problem)
+                if problem.severity == Severity.ERROR:
+                    log.error("skipped: %s", problem)
+                else:
+                    log.warning("%s", problem)  # it says "warning:" itself
             # A file that does not parse may be an article being edited: nothing is
-            # removed until the directory reads cleanly.
-            complete = directory.is_dir() and not scanned.problems
-            _add(total, await self.store(scanned.articles, f"markdown:{directory}", complete=complete))
+            # removed until the directory reads cleanly (but a draft is withdrawn at once).
+            complete = directory.is_dir() and not scanned.errors
+            stored = await self.store(scanned.articles, source, complete=complete,
+                                      withdrawn=[draft.id for draft in scanned.drafts])
+            stored.skipped[:0] = scanned.errors
+            _add(total, stored)
+        _add(total, await self.release())
         return total
+
+    async def release(self) -> IngestResult:
+        """Publish the scheduled articles whose time has come."""
+        result = await article_store.release(self._engine, _now())
+        for article in result.new + result.updated:
+            log.info("published %s (%s), scheduled for %s", article.slug, article.id, article.published.isoformat())
+        return result
 
     async def fetch_feeds(self) -> IngestResult:
         """The upstream feeds due now (their interval passed, no backoff pending)."""
@@ -93,14 +112,23 @@ class Intake:
             fetcher.commit(result)  # only now: a crash before the store must not earn a 304
         return total
 
-    async def store(self, articles: Sequence[Article], source: str, *, complete: bool = False) -> IngestResult:
-        result = await article_store.ingest(self._engine, articles, _now(), source=source, complete=complete)
+    async def store(
+        self, articles: Sequence[Article], source: str, *, complete: bool = False, withdrawn: Sequence[str] = ()
+    ) -> IngestResult:
+        """Store what ``source`` offers (see :func:`publisher.store.articles.ingest`) and log what changed."""
+        result = await article_store.ingest(
+            self._engine, articles, _now(), source=source, complete=complete, withdrawn=withdrawn
+        )
+        for problem in result.skipped:
+            log.error("skipped: %s", problem)
         for article in result.new:
             log.info("published %s (%s) from %s", article.slug, article.id, source)
         for article in result.updated:
             log.info("updated %s (%s) from %s", article.slug, article.id, source)
+        for article in result.scheduled:
+            log.info("scheduled %s (%s) from %s for %s", article.slug, article.id, source, article.published.isoformat())
         for article_id in result.removed:
-            log.info("removed %s: %s no longer has it", article_id, source)
+            log.info("removed %s: %s no longer has it, or has it as a draft", article_id, source)
         return result
 
     def _fetcher(self, source: FeedSource, settings: Settings) -> FeedFetcher:
@@ -129,3 +157,5 @@ def _add(total: IngestResult, result: IngestResult) -> None:
     total.updated += result.updated
     total.removed += result.removed
     total.unchanged += result.unchanged
+    total.skipped += result.skipped
+    total.scheduled += result.scheduled

@@ -66,7 +66,27 @@ articles = Table(
     # no longer does (a deleted Markdown file): gone from feeds and pages, never unsent.
     Column("source", String(1000), nullable=False, server_default=""),
     Column("removed_at", UTCDateTime(), nullable=True),
+    # When an operator unpublished it (publisher articles remove, DELETE /api/articles/…):
+    # its source offering it unchanged does not bring it back; an edit does.
+    Column("withdrawn_at", UTCDateTime(), nullable=True),
 )
+
+# Articles whose date is still to come (scheduled).  They stay out of ``articles`` until
+# their time, so they take no ``seq``: a newer article that moves the subscribers'
+# cursors past them meanwhile can't make them never go out.  When their time comes they
+# move into ``articles`` (with a new ``seq``: news).  ``data`` and ``content_hash`` are
+# as in ``articles``.
+scheduled_articles = Table(
+    "scheduled_articles",
+    metadata,
+    Column("id", String(MAX_ID_LENGTH), primary_key=True),
+    Column("source", String(1000), nullable=False),
+    Column("publish_at", UTCDateTime(), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("first_seen_at", UTCDateTime(), nullable=False),
+)
+Index("ix_scheduled_articles_publish_at", scheduled_articles.c.publish_at)
 
 subscribers = Table(
     "subscribers",

@@ -6,7 +6,10 @@ object, with the Markdown text under ``body``.  Both go through the Markdown
 source's parser, so an article means the same thing whichever way it arrives.  Every
 problem comes back at once as a 422.  An article is identified by its ``id`` (else
 its canonical URL): posting it again is an edit, which updates the feeds and never
-sends it twice.
+sends it twice.  A draft (``draft: true`` or ``status: draft``) is not published, and
+posting an article the API published as a draft unpublishes it.  An id another source
+publishes is refused (409).  One dated in the future is scheduled (202): published
+when its time comes.
 """
 
 from __future__ import annotations
@@ -14,14 +17,27 @@ from __future__ import annotations
 import yaml
 from aiohttp import web
 
-from publisher.content.markdown import ArticleError, parse_article
+from publisher.content.markdown import read_article
 from publisher.content.model import Problem
-from publisher.web.api import ApiError, json_object, parse_json, publisher_of, read_body
+from publisher.store import articles as article_store
+from publisher.web.api import (
+    DEFAULT_LIMIT,
+    ApiError,
+    check_count,
+    check_query,
+    collect,
+    invalid,
+    json_object,
+    parse_json,
+    publisher_of,
+    read_body,
+)
 from subscribers.validation import SubscriberError
 
 MAX_ARTICLE_BODY = 2 * 1024 * 1024
 MARKDOWN_TYPES = frozenset({"text/markdown", "text/x-markdown", "text/plain"})
 NAME = "api"  # how problems name the input
+LIST_PARAMS = frozenset({"after", "limit"})
 
 
 async def post_article(request: web.Request) -> web.Response:
@@ -35,16 +51,22 @@ async def post_article(request: web.Request) -> web.Response:
         document, with_lines = _from_json(parse_json(raw)), False
     else:
         raise ApiError(415, "send Markdown with front matter (text/markdown) or JSON (application/json)")
-    try:
-        article = parse_article(document, NAME, publisher.settings.site.url, slug_from_title=True)
-    except ArticleError as exc:
-        problems = [_problem(p, with_lines) for p in exc.problems]
+    parsed = read_article(document, NAME, publisher.settings.site.url, slug_from_title=True)
+    article = parsed.article
+    if article is None:
+        problems = [_problem(p, with_lines) for p in parsed.errors]
         raise ApiError(422, f"{len(problems)} problem{'s' if len(problems) != 1 else ''} with the article",
-                       problems) from None
-    result = await publisher.accept([article])
-    state = "new" if result.new else "updated" if result.updated else "unchanged"
+                       problems)
+    if parsed.draft:
+        await publisher.accept([], withdrawn=[article.id])
+        state = "draft"
+    else:
+        result = await publisher.accept([article])
+        if result.skipped:
+            raise ApiError(409, result.skipped[0].message)
+        state = "new" if result.new else "updated" if result.updated else "scheduled" if result.scheduled else "unchanged"
     body = {"id": article.id, "slug": article.slug, "url": article.canonical_url, "status": state}
-    return web.json_response(body, status=201 if result.new else 200)
+    return web.json_response(body, status={"new": 201, "scheduled": 202}.get(state, 200))
 
 
 def _from_json(body: object) -> bytes:
@@ -65,5 +87,36 @@ def _problem(problem: Problem, with_lines: bool) -> SubscriberError:
     return SubscriberError(f"line {problem.line}: {problem.message}" if with_lines else problem.message, "")
 
 
+async def list_articles(request: web.Request) -> web.Response:
+    """One page of published articles by ``seq``: pass ``next_after`` back as ``after`` until it is null."""
+    query = request.query
+    problems = check_query(query, LIST_PARAMS)
+    after = collect(problems, lambda: check_count(query.get("after", "0"), "after", 0, 2**63 - 1))
+    limit = collect(
+        problems, lambda: check_count(query.get("limit", str(DEFAULT_LIMIT)), "limit", 1, article_store.PAGE_LIMIT)
+    )
+    if problems or after is None or limit is None:
+        raise invalid(problems)
+    engine = publisher_of(request).engine
+    # One row more than asked tells whether this is the last page (next_after null).
+    page, total = await article_store.published_page(engine, after=after, limit=limit + 1)
+    shown = page[:limit]
+    return web.json_response({
+        "articles": [stored.to_dict() for stored in shown],
+        "next_after": shown[-1].seq if len(page) > limit else None,
+        "total": total,
+    })
+
+
+async def delete_article(request: web.Request) -> web.Response:
+    """Unpublish: gone from feeds and pages (a digest already sent stays sent)."""
+    article_id = request.match_info["article_id"]
+    if not await publisher_of(request).unpublish(article_id):
+        raise ApiError(404, f"no published or scheduled article has the id {article_id!r}")
+    return web.Response(status=204)
+
+
 def add_article_routes(api: web.Application) -> None:
     api.router.add_post("/articles", post_article)
+    api.router.add_get("/articles", list_articles)
+    api.router.add_delete("/articles/{article_id:.+}", delete_article)
