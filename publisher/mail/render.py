@@ -25,6 +25,7 @@ import jinja2
 
 from publisher.config import Settings
 from publisher.content.model import Article, FactTable
+from publisher.content.text import one_line
 
 HTML_TEMPLATE = "email/digest.html"
 TEXT_TEMPLATE = "email/digest.txt"
@@ -156,15 +157,11 @@ def render_digest(
     return RenderedDigest(subject=subject, preheader=preheader, html=html_part, text=text_part, nonce=nonce)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _subject(articles: Sequence[Article], site_title: str) -> str:
-    first = _one_line(articles[0].title)
+    first = one_line(articles[0].title)
     if len(articles) == 1:
         return first
-    return f"{_one_line(site_title)}: {first} and {len(articles) - 1} more"
+    return f"{one_line(site_title)}: {first} and {len(articles) - 1} more"
 
 
 def _preheader(article: Article) -> str:
