@@ -370,3 +370,25 @@ def test_all_problems_of_a_file_are_reported_together() -> None:
     ]
     with pytest.raises(ArticleError, match="sample-story.md:7: table row"):
         parse(text)
+
+
+def test_script_and_style_go_with_their_content_everywhere() -> None:
+    """Code in an article is never text: not in the summary, takeaways, quote, tables or body."""
+    article = parse(
+        yaml_article(
+            body=(
+                "Solar <script>alert('x')</script>co-ops <style>p { color: red }</style>grew.\n\n"
+                "## Key takeaways\n\n- Output <script>steal()</script>doubled\n\n"
+                "> Ours <script>alert('q')</script>now\n> -- A <style>b{}</style>member\n\n"
+                "| Year | Output <script>t()</script> |\n| --- | --- |\n| 2024 | 2 <style>td{}</style>MW |\n"
+            )
+        )
+    )
+    assert article.summary == "Solar co-ops grew."
+    assert article.takeaways == ("Output doubled",)
+    assert article.quotes == (Quote("Ours now", "A member"),)
+    assert article.fact_tables[0].header == ("Year", "Output")
+    assert article.fact_tables[0].rows == (("2024", "2 MW"),)
+    for code in ("alert", "steal", "color", "t()", "td{}", "b{}"):
+        assert code not in article.body_html
+        assert code not in repr(article.to_dict())

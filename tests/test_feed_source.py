@@ -586,3 +586,17 @@ async def test_a_shared_session_is_not_closed(upstream: Upstream) -> None:
         async with fetcher(upstream.url("/atom/"), session=session) as source:
             assert (await source.fetch()).ok
         assert not session.closed
+
+
+def test_script_and_style_in_an_upstream_title_or_excerpt_are_not_text() -> None:
+    atom = b"""<feed xmlns="http://www.w3.org/2005/Atom"><title>T</title><id>urn:t</id>
+    <updated>2024-02-01T00:00:00Z</updated><entry><id>urn:e1</id>
+    <title type="html">Solar &lt;script&gt;alert('x')&lt;/script&gt;co-ops</title>
+    <link href="https://x.example/solar"/><updated>2024-02-01T00:00:00Z</updated>
+    <summary type="html">Grew &lt;style&gt;p{color:red}&lt;/style&gt;fast.</summary>
+    <content type="html">&lt;p&gt;Body &lt;script&gt;steal()&lt;/script&gt;text.&lt;/p&gt;</content>
+    </entry></feed>"""
+    (article,) = parse_feed(atom, "https://x.example/feed", now=NOW).articles
+    assert article.title == "Solar co-ops"
+    assert article.summary == "Grew fast."
+    assert body_text(article) == "Body text."

@@ -30,8 +30,9 @@ _ATTRIBUTES = {
     "th": {"colspan", "rowspan", "scope"},
     "td": {"colspan", "rowspan"},
 }
-# Their content is code or an embedded page, never article text, so it goes with the tag.
-_DROP_WITH_CONTENT = {"script", "style", "iframe"}
+# Their content is code or an embedded page, never article text, so it goes with the tag
+# (here, and wherever plain text is read from HTML: summaries, takeaways, table cells).
+NOT_TEXT_TAGS = frozenset({"script", "style", "iframe"})
 _URL_SCHEMES = {"http", "https", "mailto"}
 _URL_ATTRIBUTES = {"href", "src", "cite"}
 
@@ -50,7 +51,7 @@ def sanitize_html(html: str, base_url: str) -> str:
     return nh3.clean(
         html,
         tags=_TAGS,
-        clean_content_tags=_DROP_WITH_CONTENT,
+        clean_content_tags=set(NOT_TEXT_TAGS),
         attributes=_ATTRIBUTES,
         attribute_filter=absolute_urls,
         url_schemes=_URL_SCHEMES,

@@ -24,7 +24,7 @@ import yaml
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from publisher.content.html import sanitize_html
+from publisher.content.html import NOT_TEXT_TAGS, sanitize_html
 from publisher.content.model import (
     MAX_ID_LENGTH,
     MAX_SLUG_LENGTH,
@@ -45,6 +45,7 @@ _TAKEAWAYS_HEADING = re.compile(r"key takeaways\s*:?", re.IGNORECASE)
 _SOURCES_LABEL = re.compile(r"(?:data\s+)?sources?\s*:\s*", re.IGNORECASE)
 _CITE_DASH = re.compile(r"(?:—|--)\s*")
 _UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
+_HTML_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)")
 
 
 
@@ -437,10 +438,23 @@ def _block_text(tokens: Iterable[Token], separator: str = " ") -> str:
 
 
 def _plain(children: list[Token] | None, line_break: str = " ") -> str:
-    """Inline markup → text: emphasis, links and code lose their markup, images vanish."""
+    """Inline markup → text: emphasis, links and code lose their markup, images vanish.
+
+    Inline ``<script>`` or ``<style>`` (see ``NOT_TEXT_TAGS``) goes with its content:
+    Markdown leaves what lies between the tags as text, but it is code.
+    """
     parts = []
+    inside = ""  # the code element we are in, if any
     for child in children or []:
-        if child.type in {"text", "code_inline"}:
+        if child.type == "html_inline" and (tag := _HTML_TAG.match(child.content)):
+            closing, name = tag.group(1), tag.group(2).lower()
+            if not inside and not closing and name in NOT_TEXT_TAGS and not child.content.endswith("/>"):
+                inside = name
+            elif inside == name and closing:
+                inside = ""
+        elif inside:
+            continue
+        elif child.type in {"text", "code_inline"}:
             parts.append(child.content)
         elif child.type in {"softbreak", "hardbreak"}:
             parts.append(line_break)

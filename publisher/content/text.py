@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import lxml.html  # type: ignore[import-untyped]
 
+from publisher.content.html import NOT_TEXT_TAGS
 from publisher.content.model import FactTable, Image, Quote
 
 T = TypeVar("T")
@@ -60,6 +61,8 @@ def element_text(element: Element) -> str:
 
 def _collect_text(node: Element, parts: list[str]) -> None:
     is_element = isinstance(node.tag, str)  # not a comment, whose text is no one's to read
+    if is_element and node.tag in NOT_TEXT_TAGS:
+        return  # code, not text (its tail is the parent's to read)
     block = is_element and node.tag in _BREAKS
     if block:
         parts.append(" ")
