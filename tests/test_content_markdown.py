@@ -392,3 +392,23 @@ def test_script_and_style_go_with_their_content_everywhere() -> None:
     for code in ("alert", "steal", "color", "t()", "td{}", "b{}"):
         assert code not in article.body_html
         assert code not in repr(article.to_dict())
+
+
+def test_every_body_image_has_an_alt_attribute() -> None:
+    """Screen readers read out the file name of an image without alt; alt="" marks it decorative."""
+    import lxml.html
+
+    article = parse(
+        yaml_article(
+            body=(
+                'Text <img src="/a.png"> and <img title="a > b" src="/b.png">.\n\n'
+                '<p><img src="/c.png" alt="Kept"><IMG SRC="/d.png"></p>\n\n![Described](/e.png)\n'
+            )
+        )
+    )
+    images = lxml.html.fragment_fromstring(article.body_html, create_parent="div").findall(".//img")
+    assert [(image.get("src"), image.get("alt")) for image in images] == [
+        (f"{SITE}a.png", ""), (f"{SITE}b.png", ""), (f"{SITE}c.png", "Kept"), (f"{SITE}d.png", ""),
+        (f"{SITE}e.png", "Described"),
+    ]
+    assert images[1].get("title") == "a > b"

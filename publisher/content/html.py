@@ -7,6 +7,7 @@ use (headings, lists, quotes, figures, fact tables) and drops everything else.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urljoin
 
 import nh3
@@ -35,6 +36,9 @@ _ATTRIBUTES = {
 NOT_TEXT_TAGS = frozenset({"script", "style", "iframe"})
 _URL_SCHEMES = {"http", "https", "mailto"}
 _URL_ATTRIBUTES = {"href", "src", "cite"}
+# An <img> as nh3 writes it: lower-case names, every value double-quoted (a quote in a
+# value is &quot;, a ">" may stay as it is, so values are matched whole).
+_IMG = re.compile(r'<img((?:\s+[a-z-]+="[^"]*")*)\s*/?>')
 
 
 def sanitize_html(html: str, base_url: str) -> str:
@@ -48,7 +52,7 @@ def sanitize_html(html: str, base_url: str) -> str:
     def absolute_urls(tag: str, attribute: str, value: str) -> str:
         return urljoin(base_url, value) if attribute in _URL_ATTRIBUTES else value
 
-    return nh3.clean(
+    clean = nh3.clean(
         html,
         tags=_TAGS,
         clean_content_tags=set(NOT_TEXT_TAGS),
@@ -57,3 +61,12 @@ def sanitize_html(html: str, base_url: str) -> str:
         url_schemes=_URL_SCHEMES,
         link_rel="noopener noreferrer",
     )
+    return _IMG.sub(_with_alt, clean)
+
+
+def _with_alt(image: re.Match[str]) -> str:
+    """An image without ``alt`` gets ``alt=""``: screen readers then skip it as decorative
+    instead of reading out its file name (nh3 can set a value, but only over every alt)."""
+    if ' alt="' in image.group(1):
+        return image.group(0)
+    return f'<img{image.group(1)} alt="">'
