@@ -217,6 +217,36 @@ def test_single_article_subject_is_its_title(site_settings: Settings) -> None:
     assert single.subject == SEED.title
 
 
+def three_articles() -> list[Article]:
+    return [
+        dataclasses.replace(SHORT, id=f"a{n}", slug=f"a{n}", title=title)
+        for n, title in enumerate(["Rates and markets: a quiet week", "Grain & fuel", "Heat"])
+    ]
+
+
+def test_several_articles_read_as_the_lead_title_and_a_count(site_settings: Settings) -> None:
+    """The site name leads only when the From name does not already say it."""
+    distinct = render_digest(three_articles(), site_settings, make_environment(), DIGEST_ID, "daily")
+    assert distinct.subject == "Nachrichten: Größe: Rates and markets: a quiet week and 2 more"
+    same = make_settings(title="Größe News")  # the From name of make_settings
+    raw = build(render_digest(three_articles(), same, make_environment(), DIGEST_ID, "daily"), same)
+    assert parse(raw)["Subject"] == "Rates and markets: a quiet week and 2 more"
+    assert parse(raw)["From"].addresses[0].display_name == "Größe News"
+
+
+def test_the_subject_is_an_overridable_template(site_settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / "email").mkdir()
+    (tmp_path / "email" / "subject.txt").write_text(
+        "{{ cadence|capitalize }}:\n{% for a in articles %}{{ a.title }}{{ ' | ' if not loop.last }}{% endfor %}\n",
+        encoding="utf-8",
+    )
+    digest = render_digest(three_articles(), site_settings, make_environment(tmp_path), DIGEST_ID, "weekly")
+    assert digest.subject == "Weekly: Rates and markets: a quiet week | Grain & fuel | Heat"
+    (tmp_path / "email" / "subject.txt").write_text("{# nothing #}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="email/subject.txt"):
+        render_digest(three_articles(), site_settings, make_environment(tmp_path), DIGEST_ID, "weekly")
+
+
 def test_preheader_is_hidden_and_from_the_lead_article(rendered: RenderedDigest) -> None:
     assert rendered.preheader == SEED.summary
     html, _ = rendered.personalize(personal())

@@ -29,6 +29,7 @@ from publisher.content.text import one_line
 
 HTML_TEMPLATE = "email/digest.html"
 TEXT_TEMPLATE = "email/digest.txt"
+SUBJECT_TEMPLATE = "email/subject.txt"
 TEXT_WIDTH = 78  # RFC 5322's recommended line length; what plain-text readers expect
 PREHEADER_LENGTH = 140  # inbox previews show less; more only pads the hidden span
 GREETING_FALLBACK = "there"  # "Hi there," for subscribers who gave no name
@@ -135,12 +136,12 @@ def render_digest(
     if not articles:
         raise ValueError("a digest needs at least one article")
     nonce = secrets.token_hex(16)
-    subject = _subject(articles, settings.site.title)
+    context: dict[str, object] = {
+        "articles": articles, "site": settings.site, "from_name": settings.delivery.from_name, "cadence": cadence,
+    }
+    subject = _subject(env, context)
     preheader = _preheader(articles[0])
-    context = {
-        "articles": articles,
-        "site": settings.site,
-        "cadence": cadence,
+    context |= {
         "subject": subject,
         "preheader": preheader,
         "view_url": f"{settings.site.url}digests/{quote(digest_id, safe='')}",
@@ -157,11 +158,12 @@ def render_digest(
     return RenderedDigest(subject=subject, preheader=preheader, html=html_part, text=text_part, nonce=nonce)
 
 
-def _subject(articles: Sequence[Article], site_title: str) -> str:
-    first = one_line(articles[0].title)
-    if len(articles) == 1:
-        return first
-    return f"{one_line(site_title)}: {first} and {len(articles) - 1} more"
+def _subject(env: jinja2.Environment, context: dict[str, object]) -> str:
+    """The digest's Subject from its (overridable) template, as one line of text."""
+    subject = one_line(env.get_template(SUBJECT_TEMPLATE).render(context))
+    if not subject:
+        raise ValueError(f"template {SUBJECT_TEMPLATE} rendered an empty subject")
+    return subject
 
 
 def _preheader(article: Article) -> str:
