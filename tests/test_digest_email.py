@@ -10,6 +10,8 @@ import dataclasses
 import email
 import email.policy
 import re
+import shutil
+import subprocess
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -254,6 +256,27 @@ def test_preheader_is_hidden_and_from_the_lead_article(rendered: RenderedDigest)
     assert hidden.text_content().startswith(SEED.summary)
     assert "display:none" in style_of(hidden)
     assert "mso-hide:all" in style_of(hidden)
+
+
+# Characters that print as nothing (or a blank) in a browser, but as junk or gaps elsewhere.
+_INVISIBLE = "\u00a0\u00ad\u034f\u200b\u200c\u200d\u2007\u2060\ufeff"
+
+
+@pytest.mark.skipif(shutil.which("w3m") is None, reason="needs w3m (apt-get install w3m), what neomutt renders HTML with")
+def test_preheader_filler_shows_as_nothing_in_a_text_client(rendered: RenderedDigest, site_settings: Settings) -> None:
+    """neomutt shows the HTML part through w3m, which knows no CSS: the hidden preheader shows,
+    so its filler must print as nothing, not as a line of blanks and zero-width characters."""
+    _, html = parts(build(rendered, site_settings))
+    dump = subprocess.run(
+        ["w3m", "-dump", "-T", "text/html", "-O", "UTF-8", "-cols", "80"],
+        input=html.encode(), capture_output=True, check=True,
+    ).stdout.decode()
+    assert not re.search(f"(?:[{_INVISIBLE}][ ]*){{3,}}", dump), "filler junk in the text rendering"
+    assert " ".join(dump.split()).startswith(f"{rendered.preheader} {site_settings.site.title} View in browser")
+    # Hidden, it still pads the inbox preview, so the body text after it stays out of the preview.
+    (hidden,) = lxml.html.fromstring(html).find_class("preheader")
+    filler = hidden.text_content().removeprefix(rendered.preheader)
+    assert len(filler) >= 60 and not filler.strip(_INVISIBLE)
 
 
 def test_preheader_falls_back_to_the_first_takeaway(site_settings: Settings) -> None:
