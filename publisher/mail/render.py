@@ -127,8 +127,13 @@ def render_digest(
     env: jinja2.Environment,
     digest_id: str,
     cadence: str,
+    *,
+    resend: bool = False,
 ) -> RenderedDigest:
     """Render the digest of ``articles`` (newest first) for every subscriber of ``cadence``.
+
+    ``resend``: the articles were sent before and are sent again after an edit; the
+    templates say so (an update to the reader's ``cadence`` digest, not news).
 
     Raises ValueError for an empty digest or when a (possibly operator-overridden)
     template lost the unsubscribe link, which bulk-mail rules and RFC 8058 require.
@@ -138,6 +143,7 @@ def render_digest(
     nonce = secrets.token_hex(16)
     context: dict[str, object] = {
         "articles": articles, "site": settings.site, "from_name": settings.delivery.from_name, "cadence": cadence,
+        "resend": resend,
     }
     subject = _subject(env, context)
     preheader = _preheader(articles[0])
