@@ -195,6 +195,7 @@ def test_fact_table_with_caption_and_sources(label: str) -> None:
             header=("Indicator", "North Korea", "Russia"),
             rows=(("GDP", "~$28 Billion", "$2.2 Trillion"), ("Exports", "Coal", "Oil, gas")),
             sources="World Bank, SIPRI.",
+            align=("", "left", "right"),
         ),
     )
     assert "<table>" in article.body_html
@@ -412,3 +413,28 @@ def test_every_body_image_has_an_alt_attribute() -> None:
         (f"{SITE}e.png", "Described"),
     ]
     assert images[1].get("title") == "a > b"
+
+
+ALIGNED_TABLE = (
+    "## Output\n\n| Co-op | Members | Status | Note |\n| :--- | ---: | :---: | --- |\n"
+    "| Sunny Hill | 1,204 | open | big |\n| Ridge | 87 | planned | small |\n"
+)
+
+
+def test_table_column_alignment_is_kept_in_the_model_and_the_body() -> None:
+    import lxml.html
+
+    article = parse(yaml_article(body=ALIGNED_TABLE))
+    (table,) = article.fact_tables
+    assert table.align == ("left", "right", "center", "")
+    body = lxml.html.fragment_fromstring(article.body_html, create_parent="div")
+    for row in body.iter("tr"):
+        assert [cell.get("align") for cell in row] == ["left", "right", "center", None]
+
+
+def test_a_table_stored_before_alignment_existed_reads_as_unaligned() -> None:
+    article = parse(yaml_article(body=ALIGNED_TABLE))
+    stored = article.to_dict()
+    assert Article.from_dict(stored) == article
+    del stored["fact_tables"][0]["align"]
+    assert Article.from_dict(stored).fact_tables[0].align == ()

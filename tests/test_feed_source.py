@@ -600,3 +600,18 @@ def test_script_and_style_in_an_upstream_title_or_excerpt_are_not_text() -> None
     assert article.title == "Solar co-ops"
     assert article.summary == "Grew fast."
     assert body_text(article) == "Body text."
+
+
+def test_upstream_table_alignment_from_align_or_text_align() -> None:
+    rss = b"""<rss version="2.0"><channel><title>T</title><item><title>Output</title>
+    <link>https://x.example/output</link><guid isPermaLink="false">o-1</guid><description><![CDATA[
+    <table><thead><tr><th>Co-op</th><th style="text-align: right">Members</th><th align="center">Status</th>
+    <th style="color: red">Note</th></tr></thead>
+    <tbody><tr><td>Ridge</td><td style="TEXT-ALIGN:right;">87</td><td align="center">planned</td><td>small</td></tr></tbody>
+    </table>]]></description></item></channel></rss>"""
+    (article,) = parse_feed(rss, "https://x.example/feed", now=NOW).articles
+    assert article.fact_tables[0].align == ("", "right", "center", "")
+    body = lxml.html.fragment_fromstring(article.body_html, create_parent="div")
+    for row in body.iter("tr"):
+        assert [cell.get("align") for cell in row] == [None, "right", "center", None]
+        assert all(cell.get("style") is None for cell in row)

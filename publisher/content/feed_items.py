@@ -46,7 +46,7 @@ from publisher.content.model import (
 )
 from publisher.content.slug import slugify
 from publisher.content.sources import ScanResult
-from publisher.content.text import BodyParts, element_text, html_fragment, html_text, one_line, truncate, unique
+from publisher.content.text import BodyParts, cell_alignment, element_text, html_fragment, html_text, one_line, table_alignment, truncate, unique
 
 Element = Any  # lxml.html.HtmlElement; lxml ships no type hints
 
@@ -275,6 +275,7 @@ def _body(content: tuple[str, bool], link: str) -> BodyParts:
     text, is_html = content
     root = html_fragment(text if is_html else _paragraphs(text))
     _strip_boilerplate(root)
+    _align_cells(root)
     takeaways = _cut_takeaways(root)
     return BodyParts(
         html=sanitize_html(_inner_html(root), base_url=link),
@@ -369,6 +370,16 @@ def _cut_takeaways(root: Element) -> list[str]:
     return []
 
 
+def _align_cells(root: Element) -> None:
+    """A cell aligned by ``style="text-align: …"`` gets the ``align`` attribute, which the
+    sanitizer keeps (it drops every style); an invalid ``align`` goes."""
+    for cell in root.iter("th", "td"):
+        if align := cell_alignment(cell.get("align"), cell.get("style")):
+            cell.set("align", align)
+        else:
+            cell.attrib.pop("align", None)
+
+
 def _fact_tables(root: Element) -> Iterator[FactTable]:
     """Every table with cells, but not one nested in another (it is part of its parent's cell)."""
     for table in root.iter("table"):
@@ -388,14 +399,20 @@ def _fact_table(table: Element) -> FactTable | None:
     if not rows:
         return None
     in_head = [index for index, (tr, _) in enumerate(rows) if tr.getparent().tag == "thead"]
-    _, header = rows.pop(in_head[0] if in_head else 0)
+    header_row, header = rows.pop(in_head[0] if in_head else 0)
     width = max(len(cells) for cells in [header, *(cells for _, cells in rows)])
 
     def pad(cells: list[str]) -> tuple[str, ...]:
         return tuple(cells + [""] * (width - len(cells)))
 
     body = tuple(pad(cells) for _, cells in rows)
-    return FactTable(_table_caption(table), pad(header), body, _table_sources(table))
+    align = table_alignment([*_row_alignment(header_row), *[""] * width][:width])
+    return FactTable(_table_caption(table), pad(header), body, _table_sources(table), align)
+
+
+def _row_alignment(tr: Element) -> list[str]:
+    """Each column's alignment as the header row sets it (a cell spanning columns sets them all)."""
+    return [cell.get("align") or "" for cell in tr.iterchildren("td", "th") for _ in range(_span(cell, "colspan"))]
 
 
 def _grid(table: Element) -> list[tuple[Element, list[str]]]:

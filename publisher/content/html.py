@@ -12,6 +12,8 @@ from urllib.parse import urljoin
 
 import nh3
 
+from publisher.content.model import ALIGNMENTS
+
 _TAGS = {
     "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6",
     "a", "em", "strong", "b", "i", "u", "s", "del", "ins", "sub", "sup", "small", "mark", "abbr",
@@ -28,8 +30,8 @@ _ATTRIBUTES = {
     "blockquote": {"cite"},
     "q": {"cite"},
     "ol": {"start"},
-    "th": {"colspan", "rowspan", "scope"},
-    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan", "scope", "align"},
+    "td": {"colspan", "rowspan", "align"},
 }
 # Their content is code or an embedded page, never article text, so it goes with the tag
 # (here, and wherever plain text is read from HTML: summaries, takeaways, table cells).
@@ -49,7 +51,9 @@ def sanitize_html(html: str, base_url: str) -> str:
     attribute filter runs, so ``javascript:`` links are already gone when we join.
     """
 
-    def absolute_urls(tag: str, attribute: str, value: str) -> str:
+    def absolute_urls(tag: str, attribute: str, value: str) -> str | None:
+        if attribute == "align":  # a cell's column alignment, and nothing else
+            return value.lower() if value.lower() in ALIGNMENTS else None
         return urljoin(base_url, value) if attribute in _URL_ATTRIBUTES else value
 
     clean = nh3.clean(

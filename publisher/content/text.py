@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import lxml.html  # type: ignore[import-untyped]
 
 from publisher.content.html import NOT_TEXT_TAGS
-from publisher.content.model import FactTable, Image, Quote
+from publisher.content.model import ALIGNMENTS, FactTable, Image, Quote
 
 T = TypeVar("T")
 Element = Any  # lxml.html.HtmlElement; lxml ships no type hints
@@ -23,6 +23,7 @@ _BREAKS = {
     "section", "article", "aside", "header", "footer", "pre", "hr", "ul", "ol", "dl", "table",
     "h1", "h2", "h3", "h4", "h5", "h6",
 }  # fmt: skip
+_TEXT_ALIGN = re.compile(r"\s*text-align\s*:\s*([a-z]+)\s*(?:!important\s*)?;?\s*", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # lxml refuses them
 
 
@@ -74,6 +75,20 @@ def _collect_text(node: Element, parts: list[str]) -> None:
             parts.append(child.tail)
     if block:
         parts.append(" ")
+
+
+def cell_alignment(align: str | None, style: str | None) -> str:
+    """A table cell's alignment from its ``align`` attribute or a ``style`` that only sets
+    ``text-align`` (what Markdown renderers write): one of ``ALIGNMENTS``, else ""."""
+    value = (align or "").strip().lower()
+    if not value and style and (declared := _TEXT_ALIGN.fullmatch(style)):
+        value = declared.group(1).lower()
+    return value if value in ALIGNMENTS else ""
+
+
+def table_alignment(columns: list[str]) -> tuple[str, ...]:
+    """The ``FactTable.align`` of these per-column alignments: () when none is set."""
+    return tuple(columns) if any(columns) else ()
 
 
 def unique(items: Iterable[T], key: Callable[[T], Hashable]) -> tuple[T, ...]:
