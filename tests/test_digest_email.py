@@ -430,6 +430,38 @@ def test_text_fact_table_columns_are_aligned(text_part: str) -> None:
     assert f"Data sources: {SOURCES}" in " ".join(text_part.split())
 
 
+ALIGNED = FactTable(
+    caption="Output by co-op",
+    header=("Co-op", "Members", "Status", "Note"),
+    rows=(("Sunny Hill", "1,204", "open", "big"), ("Ridge", "87", "planned", "small")),
+    align=("left", "right", "center", ""),
+)
+
+
+def test_table_alignment_reaches_the_email_html_and_text(site_settings: Settings) -> None:
+    article = dataclasses.replace(SHORT, fact_tables=(ALIGNED,))
+    digest = render_digest([article], site_settings, make_environment(), DIGEST_ID, "daily")
+    text, html = parts(build(digest, site_settings))
+    (table,) = lxml.html.fromstring(html).xpath("//table[caption]")
+    for row in table.xpath(".//tr"):
+        cells = row.xpath("./th|./td")
+        assert [cell.get("align") for cell in cells] == ["left", "right", "center", None]
+        assert [re.findall(r"text-align:(\w+)", style_of(cell)) for cell in cells][:3] == [
+            ["left"], ["right"], ["center"]
+        ]
+    lines = text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("Co-op"))
+    head, rule, first, second = lines[header:header + 4]
+    members_end = head.index("Members") + len("Members")
+    assert first[:members_end].endswith("1,204") and second[:members_end].endswith("   87")  # right-aligned
+    status = rule.split("  ")[2]  # the dashes under the Status column
+    start = rule.index(status, members_end)
+    assert second[start:start + len(status)] == "planned"
+    cell = first[start:start + len(status)]
+    left, right = len(cell) - len(cell.lstrip()), len(cell) - len(cell.rstrip())
+    assert cell.strip() == "open" and abs(left - right) <= 1  # centred
+
+
 def test_text_table_wraps_cells_but_keeps_every_word() -> None:
     table = SEED.fact_tables[0]
     out = text_table(table, width=50)

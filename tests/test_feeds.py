@@ -607,3 +607,13 @@ def test_a_pull_quote_from_the_body_is_shown_once_whatever_its_characters(site, 
     shown = lxml.html.fragment_fromstring(content, create_parent="div")
     assert len(shown.findall(".//blockquote")) == 1
     assert " ".join(shown.text_content().split()).count(article.pull_quote.text) == 1
+
+
+@pytest.mark.parametrize("fmt", ["rss", "atom", "json"])
+def test_a_data_only_table_keeps_its_column_alignment(site, env, grain, fmt):
+    aligned = dataclasses.replace(grain.fact_tables[0], align=("center", "right"))
+    article = dataclasses.replace(grain, fact_tables=(aligned,))
+    content = _contents(build_feeds([article], site, 20, env), article, site)[fmt]
+    table = lxml.html.fragment_fromstring(content, create_parent="div").find(".//table")
+    for row in table.iter("tr"):
+        assert [cell.get("align") for cell in row] == ["center", "right"]

@@ -15,7 +15,7 @@ import html
 import re
 import secrets
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from urllib.parse import quote
@@ -35,6 +35,8 @@ PREHEADER_LENGTH = 140  # inbox previews show less; more only pads the hidden sp
 GREETING_FALLBACK = "there"  # "Hi there," for subscribers who gave no name
 
 _COLUMN_GAP = "  "
+_Justify = Callable[[str, int], str]
+_JUSTIFY: dict[str, _Justify] = {"right": str.rjust, "center": str.center}  # else str.ljust
 _MIN_COLUMN = 8  # narrower text columns turn into a word per line
 
 # Inline everything, keep only the @media rules (mobile, dark mode), which cannot be
@@ -191,7 +193,8 @@ def text_table(table: FactTable, width: int = TEXT_WIDTH) -> str:
     Columns keep their natural width when the table fits; otherwise the widest
     column gives way first and its cells wrap onto continuation lines, so every cell
     of a row starts on the row's first line at its column's offset.  Rows that wrap
-    are separated by blank lines so a reader can tell where each row ends.
+    are separated by blank lines so a reader can tell where each row ends.  Cells
+    are aligned in their column as the table says (right-aligned numbers line up).
     """
     widths = [max(len(row[i]) for row in (table.header, *table.rows)) for i in range(len(table.header))]
     budget = width - len(_COLUMN_GAP) * (len(widths) - 1)
@@ -200,20 +203,22 @@ def text_table(table: FactTable, width: int = TEXT_WIDTH) -> str:
         if widths[widest] <= _MIN_COLUMN:
             break
         widths[widest] -= 1
-    body = [_table_row(row, widths) for row in table.rows]
+    justify = [_JUSTIFY.get(table.column_align(i), str.ljust) for i in range(len(widths))]
+    body = [_table_row(row, widths, justify) for row in table.rows]
     row_gap = [""] if any(len(lines) > 1 for lines in body) else []
-    lines = [*_table_row(table.header, widths), _COLUMN_GAP.join("-" * w for w in widths)]
+    lines = [*_table_row(table.header, widths, justify), _COLUMN_GAP.join("-" * w for w in widths)]
     for index, row_lines in enumerate(body):
         lines += (row_gap if index else []) + row_lines
     return "\n".join(lines)
 
 
-def _table_row(cells: Sequence[str], widths: Sequence[int]) -> list[str]:
+def _table_row(cells: Sequence[str], widths: Sequence[int], justify: Sequence[_Justify]) -> list[str]:
     wrapped = [textwrap.wrap(cell, w) or [""] for cell, w in zip(cells, widths)]
     height = max(len(cell_lines) for cell_lines in wrapped)
     return [
         _COLUMN_GAP.join(
-            (cell_lines[i] if i < len(cell_lines) else "").ljust(w) for cell_lines, w in zip(wrapped, widths)
+            fit(cell_lines[i] if i < len(cell_lines) else "", w)
+            for cell_lines, w, fit in zip(wrapped, widths, justify)
         ).rstrip()
         for i in range(height)
     ]
