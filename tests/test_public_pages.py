@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from xml.etree import ElementTree
 
 import html5lib
@@ -118,32 +117,3 @@ async def test_an_unexpected_error_is_a_plain_500_page(client: TestClient, monke
     body = await response.text()
     assert "Something went wrong" in body and "Traceback" not in body and "nonexistent" not in body
 
-
-QUOTED_ARTICLE = """---
-title: "Co-ops & the grid"
-subtitle: "Why 'community' solar works & what \\"ownership\\" changes"
-date: 2024-05-01T08:00:00Z
----
-
-The first paragraph.
-
-> The grid is "ours" now & it's *cheaper* to run.
-> -- A co-op member
-
-The end.
-"""
-
-
-async def test_article_page_shows_subtitle_and_pull_quote_once(publisher: Publisher, site_dir: Path) -> None:
-    """Quotes and ampersands in the quote and subtitle must not make them appear twice."""
-    (site_dir / "content" / "co-ops.md").write_text(QUOTED_ARTICLE, encoding="utf-8")
-    await publisher.scan()
-    async with web_client(publisher) as test_client:
-        response = await test_client.get("/articles/co-ops")
-        assert response.status == 200
-        root = parse(await response.text())
-    (article,) = root.iter("article")
-    text = " ".join("".join(article.itertext()).split())
-    assert text.count("Why 'community' solar works & what \"ownership\" changes") == 1
-    assert text.count("The grid is \"ours\" now & it's cheaper to run.") == 1
-    assert len(list(article.iter("blockquote"))) == 1
