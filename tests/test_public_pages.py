@@ -116,4 +116,3 @@ async def test_an_unexpected_error_is_a_plain_500_page(client: TestClient, monke
     assert response.status == 500
     body = await response.text()
     assert "Something went wrong" in body and "Traceback" not in body and "nonexistent" not in body
-
