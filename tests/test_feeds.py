@@ -617,3 +617,15 @@ def test_a_data_only_table_keeps_its_column_alignment(site, env, grain, fmt):
     table = lxml.html.fragment_fromstring(content, create_parent="div").find(".//table")
     for row in table.iter("tr"):
         assert [cell.get("align") for cell in row] == ["center", "right"]
+
+
+def test_a_lead_image_whose_url_has_an_ampersand_is_not_repeated_from_the_body(site, env):
+    source = (
+        "---\ntitle: Pictured\ndate: 2024-05-01T08:00:00Z\n---\n\n"
+        "![A field of panels](https://cdn.example.org/panels.jpg?w=800&h=600)\n\nText.\n"
+    )
+    article = parse_article(source.encode(), "pictured.md", SITE_URL)
+    assert article.lead_image is not None and "&" in article.lead_image.src
+    for content in _contents(build_feeds([article], site, 20, env), article, site).values():
+        shown = lxml.html.fragment_fromstring(content, create_parent="div")
+        assert [img.get("src") for img in shown.iter("img")] == [article.lead_image.src]
