@@ -110,12 +110,12 @@ class DigestMessages:
 
     def build(self, personal: Personal, subscriber_id: int) -> bytes:
         unsubscribe_url = _list_url(personal.unsubscribe_url)
-        recipient = _to(personal.name, personal.email)
+        to_field = _to(personal.name, personal.email)
         html_values, text_values = self._rendered.values(personal)
         encoded: dict[str, bytes] = {}  # a value the same in both parts (a link) is encoded once
         personal_head = [
             f"Message-ID: <{self._digest_id}.{subscriber_id:d}@{self._domain}>",
-            recipient,
+            to_field,
             f"List-Unsubscribe: <{unsubscribe_url}>,\r\n <{self._mailto}>",
         ]
         if self._one_click and unsubscribe_url.startswith("https://"):
