@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -54,6 +55,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher import ledger, metrics
 from publisher.config import Settings
+from publisher.digest import is_resend
 from publisher.logs import digest_context
 from publisher.mail.bounces import smtp_reply_kind
 from publisher.mail.dkim import DkimSigner
@@ -103,7 +105,7 @@ class _Digest:
 
     id: str
     created_at: datetime
-    messages: DigestMessages
+    messages: Callable[[str], DigestMessages]  # by the subscriber's cadence
     errors: deque[bool]
     paused: bool = False
 
@@ -224,10 +226,20 @@ class Deliverer:
         if stored is None or not stored.articles:
             log.error("digest %s: its articles are gone; nothing to send", row.id)
             return None
-        rendered = render_digest(stored.articles, self.settings, self.env, stored.id, stored.cadence)
-        messages = DigestMessages(rendered, settings=self.settings, digest_id=row.id, date=self.clock())
+        date = self.clock()
+        resend = is_resend(row.id)
+
+        def frame(cadence: str) -> DigestMessages:
+            rendered = render_digest(stored.articles, self.settings, self.env, stored.id, cadence, resend=resend)
+            return DigestMessages(rendered, settings=self.settings, digest_id=row.id, date=date)
+
         window = deque[bool](maxlen=self.settings.delivery.error_window)
-        return _Digest(row.id, row.created_at, messages, window)
+        if resend:
+            # A resend goes to every cadence and says "your daily digest" to a daily reader:
+            # rendered once per cadence, when its first reader comes.
+            return _Digest(row.id, row.created_at, functools.cache(frame), window)
+        messages = frame(stored.cadence)
+        return _Digest(row.id, row.created_at, lambda _cadence: messages, window)
 
     async def _produce(self, digest: _Digest, queue: asyncio.Queue[list[_Item] | None]) -> None:
         """Claim the digest's due rows batch by batch and queue the ones still subscribed.
@@ -301,7 +313,7 @@ class Deliverer:
         )
         attempts = row.attempts + 1
         try:
-            message = digest.messages.build(personal, row.subscriber_id)
+            message = digest.messages(row.cadence).build(personal, row.subscriber_id)
         except ValueError as exc:  # an address or value no header may carry: retrying can't help
             await self._failed(digest, row, attempts, f"cannot build the message: {exc}")
             return 0.0

@@ -60,6 +60,14 @@ class PlannedDigest:
     recipients: int
 
 
+RESEND_PREFIX = "resend-"  # the id of a digest planned by plan_resend starts with it
+
+
+def is_resend(digest_id: str) -> bool:
+    """Whether the digest resends an article (to every cadence) rather than bringing news."""
+    return digest_id.startswith(RESEND_PREFIX)
+
+
 def digest_id(cadence: Cadence, now: datetime, seqs: tuple[int, ...]) -> str:
     """Sortable and readable in logs: ``instant-20261125T170500-3fa2c1``."""
     tag = hashlib.sha256(f"{cadence}:{now.isoformat()}:{seqs}".encode()).hexdigest()[:6]
@@ -254,7 +262,7 @@ async def plan_resend(engine: AsyncEngine, article_id: str, now: datetime, *, dr
         all_topics = (await conn.execute(select(subscribers.c.topics).where(active).distinct())).scalars().all()
         matching = [topics for topics in all_topics if _matches(tags, json.loads(topics))]
         seqs = (row.seq,)
-        ident = "resend" + digest_id(Cadence.INSTANT, now, seqs).removeprefix(Cadence.INSTANT)
+        ident = RESEND_PREFIX + digest_id(Cadence.INSTANT, now, seqs).removeprefix(f"{Cadence.INSTANT}-")
         await conn.execute(
             insert(digests).values(
                 id=ident, cadence=Cadence.INSTANT, article_seqs=json.dumps(seqs), status="sending", created_at=now

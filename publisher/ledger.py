@@ -123,7 +123,7 @@ async def claim(
         rows = await conn.execute(
             select(
                 deliveries.c.subscriber_id, deliveries.c.attempts,
-                subscribers.c.email, subscribers.c.name, subscribers.c.status,
+                subscribers.c.email, subscribers.c.name, subscribers.c.status, subscribers.c.cadence,
             )
             .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
             .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id.in_(picked))

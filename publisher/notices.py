@@ -60,10 +60,18 @@ class Notices:
         )
 
     async def send_manage_link(self, subscriber: Subscriber) -> None:
-        url = self.tokens.link(self.settings.site.url, Purpose.PREFERENCES, subscriber.id, subscriber.email)
-        await self._send(
-            subscriber, "manage", f"Your subscription to {self.settings.site.title}", {"preferences_url": url}
+        """The answer to a sign-up by an address that is already subscribed: its preferences link."""
+        await self._send_preferences_link(subscriber, "manage", f"Your subscription to {self.settings.site.title}")
+
+    async def send_preferences_link(self, subscriber: Subscriber) -> None:
+        """The link a reader asked for on the "lost your link?" form; it says just that."""
+        await self._send_preferences_link(
+            subscriber, "preferences_link", f"Your preferences link for {self.settings.site.title}"
         )
+
+    async def _send_preferences_link(self, subscriber: Subscriber, template: str, subject: str) -> None:
+        url = self.tokens.link(self.settings.site.url, Purpose.PREFERENCES, subscriber.id, subscriber.email)
+        await self._send(subscriber, template, subject, {"preferences_url": url})
 
     async def drain(self, timeout: float) -> bool:
         """Wait for notices still being sent; False if some outlived ``timeout``."""

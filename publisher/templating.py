@@ -8,9 +8,12 @@ there and keeps every other default.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import jinja2
+
+from publisher.content.text import html_fragment, html_text, one_line
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -35,8 +38,12 @@ def make_loader(override_dir: Path | None = None) -> jinja2.FileSystemLoader:
 
 
 def make_environment(override_dir: Path | None = None) -> jinja2.Environment:
-    """An autoescaping environment over ``override_dir`` (if any) then the built-ins."""
-    return jinja2.Environment(
+    """An autoescaping environment over ``override_dir`` (if any) then the built-ins.
+
+    Besides Jinja's own tests it has ``shown_in`` (``quote.text is shown_in(article.body_html)``)
+    and ``pictured_in`` (``image.src is pictured_in(article.body_html)``).
+    """
+    env = jinja2.Environment(
         loader=make_loader(override_dir),
         autoescape=jinja2.select_autoescape(["html", "xml", "htm"], default_for_string=True),
         undefined=jinja2.StrictUndefined,
@@ -44,3 +51,33 @@ def make_environment(override_dir: Path | None = None) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.tests["shown_in"] = shown_in
+    env.tests["pictured_in"] = pictured_in
+    return env
+
+
+def shown_in(text: str, body_html: str) -> bool:
+    """Whether plain ``text`` already shows in ``body_html``, so a template need not repeat it.
+
+    Compared as text a reader sees, not as markup: ``'``, ``"`` and ``&`` are escaped
+    differently by the Markdown renderer, the sanitizer and Jinja, and emphasis or a
+    line break inside the body's copy would split it.
+    """
+    return one_line(text) in _body_text(body_html)
+
+
+def pictured_in(src: str, body_html: str) -> bool:
+    """Whether ``body_html`` shows the image at ``src``: compared as URLs, not as markup,
+    where ``&`` in a query string is written ``&amp;``."""
+    return src in _body_images(body_html)
+
+
+@lru_cache(maxsize=64)
+def _body_images(body_html: str) -> frozenset[str]:
+    return frozenset(img.get("src") or "" for img in html_fragment(body_html).iter("img")) if body_html else frozenset()
+
+
+@lru_cache(maxsize=64)
+def _body_text(body_html: str) -> str:
+    """The body's text, parsed once for the several templates and feeds that render it."""
+    return html_text(body_html)

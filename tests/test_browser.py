@@ -143,3 +143,76 @@ async def test_subscribe_confirm_change_preferences_and_unsubscribe(
     async with publisher.engine.connect() as conn:
         left = await subscriber_store.find(conn, "reader@example.org")
     assert left is not None and left.status == Status.UNSUBSCRIBED
+
+
+WIDE_TABLE_ARTICLE = """---
+title: "Output of every co-op"
+date: 2024-05-01T08:00:00Z
+---
+
+Before the table.
+
+## Output by co-op
+
+| Co-op | {header} |
+| :--- | {rule} |
+| Sunny Hill | {cells} |
+| Ridge | {cells} |
+
+After the table.
+"""
+
+
+async def test_a_wide_table_scrolls_on_a_phone_in_the_page_and_the_email(
+    live_site: tuple[Publisher, SmtpServer, str],
+) -> None:
+    """At 390 px the page and the email keep their width; the table scrolls sideways in its box,
+    cut off at the edge (which shows there is more), with right-aligned numbers."""
+    from publisher.mail.render import Personal, render_digest
+    from publisher.store.articles import latest
+
+    publisher, _, site_url = live_site
+    columns = range(1, 10)
+    (publisher.settings.content.dir / "co-op-output.md").write_text(
+        WIDE_TABLE_ARTICLE.format(
+            header=" | ".join(f"Year {2015 + i}" for i in columns),
+            rule=" | ".join("---:" for _ in columns),
+            cells=" | ".join(f"{i * 1234567:,}" for i in columns),
+        ),
+        encoding="utf-8",
+    )
+    await publisher.scan()
+    [article] = [a for a in await latest(publisher.engine) if a.slug == "co-op-output"]
+    digest = render_digest([article], publisher.settings, publisher.env, "instant-20240501T080000-000000", "daily")
+    email_html, _ = digest.personalize(Personal("Rea", "rea@example.org", site_url + "u/t", site_url + "p/t"))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    measure = """(selector) => {
+        const table = document.querySelector(selector);
+        const box = [table, ...(function* up(e) { while ((e = e.parentElement)) yield e; })(table)]
+            .find((e) => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX));
+        const number = table.querySelector('tbody tr td:last-child');
+        const page = document.documentElement.scrollWidth;
+        if (!box) return {page, overflowing: false, align: getComputedStyle(number).textAlign};
+        box.scrollLeft = 40;
+        return {page, overflowing: box.scrollWidth > box.clientWidth,
+                scrolled: box.scrollLeft, boxRight: box.getBoundingClientRect().right,
+                align: getComputedStyle(number).textAlign};
+    }"""
+    async with playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = await browser.new_page(viewport={"width": 390, "height": 800}, java_script_enabled=False)
+            await page.goto(site_url + "articles/co-op-output")
+            on_page = await page.evaluate(measure, ".article-body table")
+            await page.screenshot(path=str(ARTIFACTS / "wide-table-page-390.png"), full_page=True)
+            # A fresh page: set_content on the site's page would keep the site's CSP, which blocks inline styles.
+            page = await browser.new_page(viewport={"width": 390, "height": 800}, java_script_enabled=False)
+            await page.set_content(email_html)
+            in_email = await page.evaluate(measure, "table.facts")
+            await page.screenshot(path=str(ARTIFACTS / "wide-table-email-390.png"), full_page=True)
+        finally:
+            await browser.close()
+    for where, seen in (("page", on_page), ("email", in_email)):
+        assert seen["page"] <= 390, (where, seen)
+        assert seen["overflowing"] and seen["scrolled"] > 0 and seen["boxRight"] <= 390, (where, seen)
+        assert seen["align"] == "right", (where, seen)

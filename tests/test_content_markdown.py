@@ -195,6 +195,7 @@ def test_fact_table_with_caption_and_sources(label: str) -> None:
             header=("Indicator", "North Korea", "Russia"),
             rows=(("GDP", "~$28 Billion", "$2.2 Trillion"), ("Exports", "Coal", "Oil, gas")),
             sources="World Bank, SIPRI.",
+            align=("", "left", "right"),
         ),
     )
     assert "<table>" in article.body_html
@@ -370,3 +371,70 @@ def test_all_problems_of_a_file_are_reported_together() -> None:
     ]
     with pytest.raises(ArticleError, match="sample-story.md:7: table row"):
         parse(text)
+
+
+def test_script_and_style_go_with_their_content_everywhere() -> None:
+    """Code in an article is never text: not in the summary, takeaways, quote, tables or body."""
+    article = parse(
+        yaml_article(
+            body=(
+                "Solar <script>alert('x')</script>co-ops <style>p { color: red }</style>grew.\n\n"
+                "## Key takeaways\n\n- Output <script>steal()</script>doubled\n\n"
+                "> Ours <script>alert('q')</script>now\n> -- A <style>b{}</style>member\n\n"
+                "| Year | Output <script>t()</script> |\n| --- | --- |\n| 2024 | 2 <style>td{}</style>MW |\n"
+            )
+        )
+    )
+    assert article.summary == "Solar co-ops grew."
+    assert article.takeaways == ("Output doubled",)
+    assert article.quotes == (Quote("Ours now", "A member"),)
+    assert article.fact_tables[0].header == ("Year", "Output")
+    assert article.fact_tables[0].rows == (("2024", "2 MW"),)
+    for code in ("alert", "steal", "color", "t()", "td{}", "b{}"):
+        assert code not in article.body_html
+        assert code not in repr(article.to_dict())
+
+
+def test_every_body_image_has_an_alt_attribute() -> None:
+    """Screen readers read out the file name of an image without alt; alt="" marks it decorative."""
+    import lxml.html
+
+    article = parse(
+        yaml_article(
+            body=(
+                'Text <img src="/a.png"> and <img title="a > b" src="/b.png">.\n\n'
+                '<p><img src="/c.png" alt="Kept"><IMG SRC="/d.png"></p>\n\n![Described](/e.png)\n'
+            )
+        )
+    )
+    images = lxml.html.fragment_fromstring(article.body_html, create_parent="div").findall(".//img")
+    assert [(image.get("src"), image.get("alt")) for image in images] == [
+        (f"{SITE}a.png", ""), (f"{SITE}b.png", ""), (f"{SITE}c.png", "Kept"), (f"{SITE}d.png", ""),
+        (f"{SITE}e.png", "Described"),
+    ]
+    assert images[1].get("title") == "a > b"
+
+
+ALIGNED_TABLE = (
+    "## Output\n\n| Co-op | Members | Status | Note |\n| :--- | ---: | :---: | --- |\n"
+    "| Sunny Hill | 1,204 | open | big |\n| Ridge | 87 | planned | small |\n"
+)
+
+
+def test_table_column_alignment_is_kept_in_the_model_and_the_body() -> None:
+    import lxml.html
+
+    article = parse(yaml_article(body=ALIGNED_TABLE))
+    (table,) = article.fact_tables
+    assert table.align == ("left", "right", "center", "")
+    body = lxml.html.fragment_fromstring(article.body_html, create_parent="div")
+    for row in body.iter("tr"):
+        assert [cell.get("align") for cell in row] == ["left", "right", "center", None]
+
+
+def test_a_table_stored_before_alignment_existed_reads_as_unaligned() -> None:
+    article = parse(yaml_article(body=ALIGNED_TABLE))
+    stored = article.to_dict()
+    assert Article.from_dict(stored) == article
+    del stored["fact_tables"][0]["align"]
+    assert Article.from_dict(stored).fact_tables[0].align == ()

@@ -10,6 +10,8 @@ import dataclasses
 import email
 import email.policy
 import re
+import shutil
+import subprocess
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -217,6 +219,36 @@ def test_single_article_subject_is_its_title(site_settings: Settings) -> None:
     assert single.subject == SEED.title
 
 
+def three_articles() -> list[Article]:
+    return [
+        dataclasses.replace(SHORT, id=f"a{n}", slug=f"a{n}", title=title)
+        for n, title in enumerate(["Rates and markets: a quiet week", "Grain & fuel", "Heat"])
+    ]
+
+
+def test_several_articles_read_as_the_lead_title_and_a_count(site_settings: Settings) -> None:
+    """The site name leads only when the From name does not already say it."""
+    distinct = render_digest(three_articles(), site_settings, make_environment(), DIGEST_ID, "daily")
+    assert distinct.subject == "Nachrichten: Größe: Rates and markets: a quiet week and 2 more"
+    same = make_settings(title="Größe News")  # the From name of make_settings
+    raw = build(render_digest(three_articles(), same, make_environment(), DIGEST_ID, "daily"), same)
+    assert parse(raw)["Subject"] == "Rates and markets: a quiet week and 2 more"
+    assert parse(raw)["From"].addresses[0].display_name == "Größe News"
+
+
+def test_the_subject_is_an_overridable_template(site_settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / "email").mkdir()
+    (tmp_path / "email" / "subject.txt").write_text(
+        "{{ cadence|capitalize }}:\n{% for a in articles %}{{ a.title }}{{ ' | ' if not loop.last }}{% endfor %}\n",
+        encoding="utf-8",
+    )
+    digest = render_digest(three_articles(), site_settings, make_environment(tmp_path), DIGEST_ID, "weekly")
+    assert digest.subject == "Weekly: Rates and markets: a quiet week | Grain & fuel | Heat"
+    (tmp_path / "email" / "subject.txt").write_text("{# nothing #}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="email/subject.txt"):
+        render_digest(three_articles(), site_settings, make_environment(tmp_path), DIGEST_ID, "weekly")
+
+
 def test_preheader_is_hidden_and_from_the_lead_article(rendered: RenderedDigest) -> None:
     assert rendered.preheader == SEED.summary
     html, _ = rendered.personalize(personal())
@@ -224,6 +256,27 @@ def test_preheader_is_hidden_and_from_the_lead_article(rendered: RenderedDigest)
     assert hidden.text_content().startswith(SEED.summary)
     assert "display:none" in style_of(hidden)
     assert "mso-hide:all" in style_of(hidden)
+
+
+# Characters that print as nothing (or a blank) in a browser, but as junk or gaps elsewhere.
+_INVISIBLE = "\u00a0\u00ad\u034f\u200b\u200c\u200d\u2007\u2060\ufeff"
+
+
+@pytest.mark.skipif(shutil.which("w3m") is None, reason="needs w3m (apt-get install w3m), what neomutt renders HTML with")
+def test_preheader_filler_shows_as_nothing_in_a_text_client(rendered: RenderedDigest, site_settings: Settings) -> None:
+    """neomutt shows the HTML part through w3m, which knows no CSS: the hidden preheader shows,
+    so its filler must print as nothing, not as a line of blanks and zero-width characters."""
+    _, html = parts(build(rendered, site_settings))
+    dump = subprocess.run(
+        ["w3m", "-dump", "-T", "text/html", "-O", "UTF-8", "-cols", "80"],
+        input=html.encode(), capture_output=True, check=True,
+    ).stdout.decode()
+    assert not re.search(f"(?:[{_INVISIBLE}][ ]*){{3,}}", dump), "filler junk in the text rendering"
+    assert " ".join(dump.split()).startswith(f"{rendered.preheader} {site_settings.site.title} View in browser")
+    # Hidden, it still pads the inbox preview, so the body text after it stays out of the preview.
+    (hidden,) = lxml.html.fromstring(html).find_class("preheader")
+    filler = hidden.text_content().removeprefix(rendered.preheader)
+    assert len(filler) >= 60 and not filler.strip(_INVISIBLE)
 
 
 def test_preheader_falls_back_to_the_first_takeaway(site_settings: Settings) -> None:
@@ -375,6 +428,38 @@ def test_text_fact_table_columns_are_aligned(text_part: str) -> None:
         assert line[starts[1]:].startswith(russia.split()[0]), line
         assert line[: starts[0]].strip() and line[starts[0] - 2: starts[0]] == "  "
     assert f"Data sources: {SOURCES}" in " ".join(text_part.split())
+
+
+ALIGNED = FactTable(
+    caption="Output by co-op",
+    header=("Co-op", "Members", "Status", "Note"),
+    rows=(("Sunny Hill", "1,204", "open", "big"), ("Ridge", "87", "planned", "small")),
+    align=("left", "right", "center", ""),
+)
+
+
+def test_table_alignment_reaches_the_email_html_and_text(site_settings: Settings) -> None:
+    article = dataclasses.replace(SHORT, fact_tables=(ALIGNED,))
+    digest = render_digest([article], site_settings, make_environment(), DIGEST_ID, "daily")
+    text, html = parts(build(digest, site_settings))
+    (table,) = lxml.html.fromstring(html).xpath("//table[caption]")
+    for row in table.xpath(".//tr"):
+        cells = row.xpath("./th|./td")
+        assert [cell.get("align") for cell in cells] == ["left", "right", "center", None]
+        assert [re.findall(r"text-align:(\w+)", style_of(cell)) for cell in cells][:3] == [
+            ["left"], ["right"], ["center"]
+        ]
+    lines = text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("Co-op"))
+    head, rule, first, second = lines[header:header + 4]
+    members_end = head.index("Members") + len("Members")
+    assert first[:members_end].endswith("1,204") and second[:members_end].endswith("   87")  # right-aligned
+    status = rule.split("  ")[2]  # the dashes under the Status column
+    start = rule.index(status, members_end)
+    assert second[start:start + len(status)] == "planned"
+    cell = first[start:start + len(status)]
+    left, right = len(cell) - len(cell.lstrip()), len(cell) - len(cell.rstrip())
+    assert cell.strip() == "open" and abs(left - right) <= 1  # centred
 
 
 def test_text_table_wraps_cells_but_keeps_every_word() -> None:

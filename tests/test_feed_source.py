@@ -586,3 +586,32 @@ async def test_a_shared_session_is_not_closed(upstream: Upstream) -> None:
         async with fetcher(upstream.url("/atom/"), session=session) as source:
             assert (await source.fetch()).ok
         assert not session.closed
+
+
+def test_script_and_style_in_an_upstream_title_or_excerpt_are_not_text() -> None:
+    atom = b"""<feed xmlns="http://www.w3.org/2005/Atom"><title>T</title><id>urn:t</id>
+    <updated>2024-02-01T00:00:00Z</updated><entry><id>urn:e1</id>
+    <title type="html">Solar &lt;script&gt;alert('x')&lt;/script&gt;co-ops</title>
+    <link href="https://x.example/solar"/><updated>2024-02-01T00:00:00Z</updated>
+    <summary type="html">Grew &lt;style&gt;p{color:red}&lt;/style&gt;fast.</summary>
+    <content type="html">&lt;p&gt;Body &lt;script&gt;steal()&lt;/script&gt;text.&lt;/p&gt;</content>
+    </entry></feed>"""
+    (article,) = parse_feed(atom, "https://x.example/feed", now=NOW).articles
+    assert article.title == "Solar co-ops"
+    assert article.summary == "Grew fast."
+    assert body_text(article) == "Body text."
+
+
+def test_upstream_table_alignment_from_align_or_text_align() -> None:
+    rss = b"""<rss version="2.0"><channel><title>T</title><item><title>Output</title>
+    <link>https://x.example/output</link><guid isPermaLink="false">o-1</guid><description><![CDATA[
+    <table><thead><tr><th>Co-op</th><th style="text-align: right">Members</th><th align="center">Status</th>
+    <th style="color: red">Note</th></tr></thead>
+    <tbody><tr><td>Ridge</td><td style="TEXT-ALIGN:right;">87</td><td align="center">planned</td><td>small</td></tr></tbody>
+    </table>]]></description></item></channel></rss>"""
+    (article,) = parse_feed(rss, "https://x.example/feed", now=NOW).articles
+    assert article.fact_tables[0].align == ("", "right", "center", "")
+    body = lxml.html.fragment_fromstring(article.body_html, create_parent="div")
+    for row in body.iter("tr"):
+        assert [cell.get("align") for cell in row] == [None, "right", "center", None]
+        assert all(cell.get("style") is None for cell in row)

@@ -16,6 +16,7 @@ import pytest
 from lxml import etree
 
 from publisher.config import SiteSettings
+from publisher.content.markdown import parse_article
 from publisher.content.model import Article, FactTable, Image, Quote
 from publisher.feeds import (
     EMPTY_FEED_DATE,
@@ -591,3 +592,40 @@ def test_front_matter_image_and_quote_are_shown_once_and_body_ones_not_repeated(
     assert "A. Speaker" in shown
     repeated = template.render(article=in_body)
     assert repeated.count("img/lead.jpg") == 1 and repeated.count("Only in the front matter") == 1
+
+
+@pytest.mark.parametrize("fmt", ["rss", "atom", "json"])
+@pytest.mark.parametrize(
+    "quote", ['The grid is "ours" now', "It's cheaper to run", "Sun & wind", "It's \"ours\" & *cheaper*\n> to run"]
+)
+def test_a_pull_quote_from_the_body_is_shown_once_whatever_its_characters(site, env, fmt, quote):
+    """The feed template must recognise the body's own quote even when escaping differs."""
+    source = f"---\ntitle: Quoted\ndate: 2024-05-01T08:00:00Z\n---\n\nFirst.\n\n> {quote}\n> -- A member\n\nLast.\n"
+    article = parse_article(source.encode(), "quoted.md", SITE_URL)
+    assert article.pull_quote is not None
+    content = _contents(build_feeds([article], site, 20, env), article, site)[fmt]
+    shown = lxml.html.fragment_fromstring(content, create_parent="div")
+    assert len(shown.findall(".//blockquote")) == 1
+    assert " ".join(shown.text_content().split()).count(article.pull_quote.text) == 1
+
+
+@pytest.mark.parametrize("fmt", ["rss", "atom", "json"])
+def test_a_data_only_table_keeps_its_column_alignment(site, env, grain, fmt):
+    aligned = dataclasses.replace(grain.fact_tables[0], align=("center", "right"))
+    article = dataclasses.replace(grain, fact_tables=(aligned,))
+    content = _contents(build_feeds([article], site, 20, env), article, site)[fmt]
+    table = lxml.html.fragment_fromstring(content, create_parent="div").find(".//table")
+    for row in table.iter("tr"):
+        assert [cell.get("align") for cell in row] == ["center", "right"]
+
+
+def test_a_lead_image_whose_url_has_an_ampersand_is_not_repeated_from_the_body(site, env):
+    source = (
+        "---\ntitle: Pictured\ndate: 2024-05-01T08:00:00Z\n---\n\n"
+        "![A field of panels](https://cdn.example.org/panels.jpg?w=800&h=600)\n\nText.\n"
+    )
+    article = parse_article(source.encode(), "pictured.md", SITE_URL)
+    assert article.lead_image is not None and "&" in article.lead_image.src
+    for content in _contents(build_feeds([article], site, 20, env), article, site).values():
+        shown = lxml.html.fragment_fromstring(content, create_parent="div")
+        assert [img.get("src") for img in shown.iter("img")] == [article.lead_image.src]

@@ -485,3 +485,24 @@ async def test_links_in_a_delivered_digest_work(site: tuple[Publisher, TestClien
     assert one_click.status == 200
     left = await subscriber(publisher, "ann@example.org")
     assert left is not None and left.status == Status.UNSUBSCRIBED
+
+
+async def test_the_lost_link_email_says_what_was_asked_for(site: tuple[Publisher, TestClient]) -> None:
+    """Asking for one's preferences link is not asking to subscribe: the email must say which."""
+    publisher, client = site
+    await add_subscriber(publisher.engine, "ann@example.org")
+    visitor = Visitor(client)
+    await visitor.get("/preferences")
+    await visitor.post("/preferences", {"email": "ann@example.org"})
+    [mail] = await mail_to(publisher, "ann@example.org")
+    parts = [mail.get_body((kind,)) for kind in ("plain", "html")]
+    texts = [" ".join(part.get_content().split()) for part in parts if part is not None]
+    assert len(texts) == 2
+    for text in texts:
+        assert "asked for a link to your preferences" in text
+        assert "subscribe" not in text.replace("unsubscribe", "").replace("subscribed", "").lower()
+    assert "preferences" in mail["Subject"].lower()
+    await sign_up(visitor, "ann@example.org")  # the address is already subscribed
+    mails = await mail_to(publisher, "ann@example.org")
+    assert len(mails) == 2
+    assert any("already" in m.get_body(("plain",)).get_content() for m in mails)  # type: ignore[union-attr]

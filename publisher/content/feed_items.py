@@ -46,7 +46,7 @@ from publisher.content.model import (
 )
 from publisher.content.slug import slugify
 from publisher.content.sources import ScanResult
-from publisher.content.text import BodyParts, truncate, unique
+from publisher.content.text import BodyParts, cell_alignment, element_text, html_fragment, html_text, one_line, table_alignment, truncate, unique
 
 Element = Any  # lxml.html.HtmlElement; lxml ships no type hints
 
@@ -78,16 +78,10 @@ _SHARE_LINK = re.compile(
 _DROPPED_TAGS = (
     "script", "style", "noscript", "template", "iframe", "form", "input", "textarea", "select", "button",
 )  # fmt: skip
-# Elements whose edges separate words in plain text.
-_BREAKS = {
-    "p", "div", "br", "li", "dt", "dd", "tr", "td", "th", "caption", "blockquote", "figure", "figcaption",
-    "section", "article", "aside", "header", "footer", "pre", "hr", "ul", "ol", "dl", "table", *_HEADINGS,
-}  # fmt: skip
 _CONTAINERS = ("div", "section", "aside", "footer", "nav", "ul", "ol", "p", "span")
 # What feedparser calls "bozo" but reads correctly: a charset or Content-Type that disagrees.
 _BENIGN = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
 _EXCERPT_END = re.compile(r"\s*(?:\[(?:…|\.\.\.)\]|…|\.\.\.)\s*$")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # lxml refuses them
 _IMAGE_SUFFIX = re.compile(r"\.(?:jpe?g|png|gif|webp|avif|svg)$", re.IGNORECASE)
 _PAGE_SUFFIX = re.compile(r"\.(?:html?|php|aspx?)$", re.IGNORECASE)
 
@@ -124,7 +118,7 @@ def parse_feed(data: bytes, feed_url: str, *, now: datetime, content_type: str =
         resolve_relative_uris=False,  # resolved against the item's link, see _body
     )
     feed = parsed.get("feed", {})
-    result = FeedScan(title=_plain_text(feed.get("title", "")))
+    result = FeedScan(title=html_text(feed.get("title", "")))
     error = parsed.get("bozo_exception")
     if not parsed.entries and (not parsed.get("version") or (error and not isinstance(error, _BENIGN))):
         reason = error or "no RSS or Atom root element"
@@ -171,7 +165,7 @@ def _article(entry: Any, item_id: str, feed_url: str, fallback_date: datetime, f
     body = _body(_content(entry), link)
     summary = _summary(entry, body)
     title = entry.get("title", "")
-    title = _plain_text(title) if _is_html(entry.get("title_detail")) else _text(title)
+    title = html_text(title) if _is_html(entry.get("title_detail")) else _text(title)
     title = title or truncate(summary, _TITLE_LIMIT)  # RSS allows untitled items
     if not title:
         raise _ItemError("no title and no text")
@@ -279,8 +273,9 @@ def _body(content: tuple[str, bool], link: str) -> BodyParts:
     table caption and a share widget's list is never the takeaways.
     """
     text, is_html = content
-    root = _fragment(text if is_html else _paragraphs(text))
+    root = html_fragment(text if is_html else _paragraphs(text))
     _strip_boilerplate(root)
+    _align_cells(root)
     takeaways = _cut_takeaways(root)
     return BodyParts(
         html=sanitize_html(_inner_html(root), base_url=link),
@@ -290,11 +285,6 @@ def _body(content: tuple[str, bool], link: str) -> BodyParts:
         quotes=[quote for quote in map(_quote, _blockquotes(root)) if quote.text][:1],
         images=list(_body_images(root, link)),
     )
-
-
-def _fragment(markup: str) -> Element:
-    """Parse HTML into a ``<div>`` holding it (whatever it is, even a whole document)."""
-    return lxml.html.fragment_fromstring(_CONTROL.sub("", markup), create_parent="div")
 
 
 def _paragraphs(text: str) -> str:
@@ -325,7 +315,7 @@ def _strip_boilerplate(root: Element) -> None:
         if _is_tracking_pixel(image):
             image.drop_tree()
     for heading in list(root.iter(*_HEADINGS)):
-        if heading.getparent() is not None and _COMMENTS_HEADING.fullmatch(_text_of(heading)):
+        if heading.getparent() is not None and _COMMENTS_HEADING.fullmatch(element_text(heading)):
             # The comment section runs to the next heading of the same rank or higher.
             for sibling in list(heading.itersiblings()):
                 if sibling.tag in _HEADINGS and sibling.tag <= heading.tag:
@@ -333,13 +323,13 @@ def _strip_boilerplate(root: Element) -> None:
                 sibling.drop_tree()
             heading.drop_tree()
     for paragraph in list(root.iter("p")):
-        if paragraph.getparent() is not None and _APPEARED_FIRST.fullmatch(_text_of(paragraph)):
+        if paragraph.getparent() is not None and _APPEARED_FIRST.fullmatch(element_text(paragraph)):
             paragraph.drop_tree()
 
 
 def _drop_if_empty(element: Element, root: Element) -> None:
     """Drop ``element`` and then its ancestors while nothing readable is left in them."""
-    while element is not None and element is not root and not _text_of(element) and not element.findall(".//img"):
+    while element is not None and element is not root and not element_text(element) and not element.findall(".//img"):
         parent = element.getparent()
         element.drop_tree()
         element = parent
@@ -357,7 +347,7 @@ def _cut_takeaways(root: Element) -> list[str]:
     follow it directly.
     """
     for marker in root.iter(*_HEADINGS, "p"):
-        if not _TAKEAWAYS.fullmatch(_text_of(marker)):
+        if not _TAKEAWAYS.fullmatch(element_text(marker)):
             continue
         between: list[Element] = []
         for sibling in marker.itersiblings():
@@ -367,7 +357,7 @@ def _cut_takeaways(root: Element) -> list[str]:
                 break
             found = sibling if sibling.tag in _LISTS else next(sibling.iter(*_LISTS), None)
             if found is not None:
-                items = [text for item in found.iterchildren("li") if (text := _text_of(item))]
+                items = [text for item in found.iterchildren("li") if (text := element_text(item))]
                 container = found.getparent()
                 for element in [marker, *between, found]:
                     element.drop_tree()
@@ -378,6 +368,16 @@ def _cut_takeaways(root: Element) -> list[str]:
                 break
             between.append(sibling)
     return []
+
+
+def _align_cells(root: Element) -> None:
+    """A cell aligned by ``style="text-align: …"`` gets the ``align`` attribute, which the
+    sanitizer keeps (it drops every style); an invalid ``align`` goes."""
+    for cell in root.iter("th", "td"):
+        if align := cell_alignment(cell.get("align"), cell.get("style")):
+            cell.set("align", align)
+        else:
+            cell.attrib.pop("align", None)
 
 
 def _fact_tables(root: Element) -> Iterator[FactTable]:
@@ -399,14 +399,20 @@ def _fact_table(table: Element) -> FactTable | None:
     if not rows:
         return None
     in_head = [index for index, (tr, _) in enumerate(rows) if tr.getparent().tag == "thead"]
-    _, header = rows.pop(in_head[0] if in_head else 0)
+    header_row, header = rows.pop(in_head[0] if in_head else 0)
     width = max(len(cells) for cells in [header, *(cells for _, cells in rows)])
 
     def pad(cells: list[str]) -> tuple[str, ...]:
         return tuple(cells + [""] * (width - len(cells)))
 
     body = tuple(pad(cells) for _, cells in rows)
-    return FactTable(_table_caption(table), pad(header), body, _table_sources(table))
+    align = table_alignment([*_row_alignment(header_row), *[""] * width][:width])
+    return FactTable(_table_caption(table), pad(header), body, _table_sources(table), align)
+
+
+def _row_alignment(tr: Element) -> list[str]:
+    """Each column's alignment as the header row sets it (a cell spanning columns sets them all)."""
+    return [cell.get("align") or "" for cell in tr.iterchildren("td", "th") for _ in range(_span(cell, "colspan"))]
 
 
 def _grid(table: Element) -> list[tuple[Element, list[str]]]:
@@ -417,7 +423,7 @@ def _grid(table: Element) -> list[tuple[Element, list[str]]]:
         row: list[str] = []
         for cell in tr.iterchildren("td", "th"):
             _skip_covered(row, covered)
-            text, across, down = _text_of(cell), _span(cell, "colspan"), _span(cell, "rowspan")
+            text, across, down = element_text(cell), _span(cell, "colspan"), _span(cell, "rowspan")
             for offset in range(across):
                 if down > 1:
                     covered[len(row)] = down - 1
@@ -445,15 +451,15 @@ def _span(cell: Element, attribute: str) -> int:
 def _table_caption(table: Element) -> str:
     """``<caption>``, else the ``<figcaption>`` of a WordPress table block, else the nearest heading above."""
     caption = table.find("caption")
-    if caption is not None and _text_of(caption):
-        return _text_of(caption)
+    if caption is not None and element_text(caption):
+        return element_text(caption)
     parent = table.getparent()
     if parent is not None and parent.tag == "figure":
         figcaption = parent.find("figcaption")
-        if figcaption is not None and _text_of(figcaption):
-            return _text_of(figcaption)
+        if figcaption is not None and element_text(figcaption):
+            return element_text(figcaption)
     headings = table.xpath("preceding::*[self::h1 or self::h2 or self::h3 or self::h4 or self::h5 or self::h6][1]")
-    return _text_of(headings[0]) if headings else ""
+    return element_text(headings[0]) if headings else ""
 
 
 def _table_sources(table: Element) -> str:
@@ -465,7 +471,7 @@ def _table_sources(table: Element) -> str:
     note = block.getnext()
     if note is None or note.tag != "p":
         return ""
-    text = _text_of(note)
+    text = element_text(note)
     label = _SOURCES_LABEL.match(text)
     return text[label.end() :] if label else ""
 
@@ -475,9 +481,9 @@ def _quote(blockquote: Element) -> Quote:
     cite = ""
     quote = copy.deepcopy(blockquote)  # the body keeps its attribution
     for attribution in quote.xpath("./cite|./footer"):
-        cite = cite or _text_of(attribution)
+        cite = cite or element_text(attribution)
         attribution.drop_tree()
-    lines = [text for p in quote.iter("p") if (text := _text_of(p))] or [_text_of(quote)]
+    lines = [text for p in quote.iter("p") if (text := element_text(p))] or [element_text(quote)]
     if not cite and len(lines) > 1 and _CITE_DASH.match(lines[-1]):
         cite = lines.pop()
     if dash := _CITE_DASH.match(cite):
@@ -497,7 +503,7 @@ def _blockquotes(root: Element) -> Iterator[Element]:
 
 def _first_paragraph(root: Element) -> str:
     paragraphs = root.xpath(".//p[not(ancestor::blockquote or ancestor::table or ancestor::li or ancestor::figure)]")
-    return next((text for p in paragraphs if (text := _text_of(p))), "") or _text_of(root)
+    return next((text for p in paragraphs if (text := element_text(p))), "") or element_text(root)
 
 
 # --- images ---------------------------------------------------------------------------
@@ -537,7 +543,7 @@ def _body_images(root: Element, link: str) -> Iterator[Image]:
             continue
         figure = next((a for a in image.iterancestors() if a.tag == "figure"), None)
         figcaption = figure.find("figcaption") if figure is not None else None
-        caption = _text_of(figcaption) if figcaption is not None else _text(image.get("title") or "")
+        caption = element_text(figcaption) if figcaption is not None else _text(image.get("title") or "")
         yield Image(src, _text(image.get("alt") or ""), caption)
 
 
@@ -566,42 +572,16 @@ def _summary(entry: Any, body: BodyParts) -> str:
     has_content = any(c.get("value") for c in entry.get("content", []))
     text = body.first_paragraph
     if has_content and description and description not in {c.get("value") for c in entry.get("content", [])}:
-        root = _fragment(description)
+        root = html_fragment(description)
         _strip_boilerplate(root)
-        text = _text_of(root) or text
+        text = element_text(root) or text
     cut = _EXCERPT_END.sub("", text)
     if cut != text and not cut.endswith((".", "!", "?")):
         cut += "…"
     return truncate(cut)
 
 
-def _plain_text(markup: str) -> str:
-    return _text_of(_fragment(markup)) if markup else ""
-
-
-def _text_of(element: Element) -> str:
-    """Plain text, with a space where a block or a line break separates words (``text_content`` joins them)."""
-    parts: list[str] = []
-    _collect_text(element, parts)
-    return _text("".join(parts))
-
-
-def _collect_text(node: Element, parts: list[str]) -> None:
-    is_element = isinstance(node.tag, str)  # not a comment, whose text is no one's to read
-    block = is_element and node.tag in _BREAKS
-    if block:
-        parts.append(" ")
-    if is_element and node.text:
-        parts.append(node.text)
-    for child in node:
-        _collect_text(child, parts)
-        if child.tail:
-            parts.append(child.tail)
-    if block:
-        parts.append(" ")
-
-
 def _text(text: str) -> str:
-    return " ".join(str(text).split())
+    return one_line(str(text))
 
 

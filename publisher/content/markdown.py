@@ -27,7 +27,7 @@ import yaml
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from publisher.content.html import sanitize_html
+from publisher.content.html import NOT_TEXT_TAGS, sanitize_html
 from publisher.content.model import (
     MAX_ID_LENGTH,
     MAX_SLUG_LENGTH,
@@ -39,7 +39,7 @@ from publisher.content.model import (
     Severity,
 )
 from publisher.content.slug import slugify
-from publisher.content.text import BodyParts, truncate, unique
+from publisher.content.text import BodyParts, cell_alignment, table_alignment, truncate, unique
 
 _MD = MarkdownIt("commonmark").enable("table")
 _FENCES = {"---", "+++"}  # YAML, TOML
@@ -55,6 +55,7 @@ FRONT_MATTER_KEYS = (
     "id", "title", "date", "published", "updated", "slug", "subtitle", "author", "category", "summary",
     "tags", "image", "images", "takeaways", "quote", "canonical_url", "draft", "status",
 )
+_HTML_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)")
 
 
 
@@ -390,6 +391,7 @@ def _parse_body(body: str, line_offset: int, site_url: str, report: _Report) -> 
     takeaways itself); tables, quotes and images stay where the author put them.
     """
     tokens, takeaways = _cut_takeaways(_MD.parse(body))
+    _align_cells(tokens)
     lines = body.split("\n")
     tables = [i for i, token in enumerate(tokens) if token.type == "table_open"]
     for start in tables:
@@ -429,6 +431,17 @@ def _cut_takeaways(tokens: list[Token]) -> tuple[list[Token], list[str]]:
     return tokens, []
 
 
+def _align_cells(tokens: list[Token]) -> None:
+    """markdown-it writes a column's alignment as ``style="text-align:right"``; the
+    ``align`` attribute says the same without CSS, which the sanitizer keeps and a
+    page's Content-Security-Policy does not block."""
+    for token in tokens:
+        if token.type in {"th_open", "td_open"} and token.attrs:
+            align = cell_alignment(None, str(token.attrs.pop("style", "")))
+            if align:
+                token.attrs["align"] = align
+
+
 def _fact_table(tokens: list[Token], start: int) -> FactTable:
     """The table's plain text cells, the nearest heading above it and its sources note."""
     end = _close_index(tokens, start)
@@ -444,7 +457,9 @@ def _fact_table(tokens: list[Token], start: int) -> FactTable:
         note = _plain(tokens[end + 2].children)
         if label := _SOURCES_LABEL.match(note):
             sources = note[label.end() :]
-    return FactTable(caption, rows[0], tuple(rows[1:]), sources)
+    header_cells = (t for t in tokens[start:end] if t.type == "th_open")
+    align = table_alignment([str(cell.attrGet("align") or "") for cell in header_cells])
+    return FactTable(caption, rows[0], tuple(rows[1:]), sources, align)
 
 
 def _ragged_rows(tokens: list[Token], start: int, lines: list[str]) -> Iterator[tuple[int, str]]:
@@ -521,10 +536,23 @@ def _block_text(tokens: Iterable[Token], separator: str = " ") -> str:
 
 
 def _plain(children: list[Token] | None, line_break: str = " ") -> str:
-    """Inline markup → text: emphasis, links and code lose their markup, images vanish."""
+    """Inline markup → text: emphasis, links and code lose their markup, images vanish.
+
+    Inline ``<script>`` or ``<style>`` (see ``NOT_TEXT_TAGS``) goes with its content:
+    Markdown leaves what lies between the tags as text, but it is code.
+    """
     parts = []
+    inside = ""  # the code element we are in, if any
     for child in children or []:
-        if child.type in {"text", "code_inline"}:
+        if child.type == "html_inline" and (tag := _HTML_TAG.match(child.content)):
+            closing, name = tag.group(1), tag.group(2).lower()
+            if not inside and not closing and name in NOT_TEXT_TAGS and not child.content.endswith("/>"):
+                inside = name
+            elif inside == name and closing:
+                inside = ""
+        elif inside:
+            continue
+        elif child.type in {"text", "code_inline"}:
             parts.append(child.content)
         elif child.type in {"softbreak", "hardbreak"}:
             parts.append(line_break)

@@ -44,14 +44,26 @@ class Quote:
     cite: str = ""
 
 
+ALIGNMENTS = ("left", "right", "center")  # what a table column's alignment may be, besides ""
+
+
 @dataclass(frozen=True, slots=True)
 class FactTable:
-    """A "facts and figures" table: every row has exactly ``len(header)`` cells."""
+    """A "facts and figures" table: every row has exactly ``len(header)`` cells.
+
+    ``align`` holds one of :data:`ALIGNMENTS` or "" (not given) per column, as the
+    author set it (Markdown ``---:``, ``:---:``); ``()`` when no column has one.
+    """
 
     caption: str
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     sources: str = ""  # the "Data Sources: …" note, without the label
+    align: tuple[str, ...] = ()
+
+    def column_align(self, column: int) -> str:
+        """The alignment of ``column`` (0-based), "" when none was given."""
+        return self.align[column] if column < len(self.align) else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +133,7 @@ class Article:
                     header=tuple(t["header"]),
                     rows=tuple(tuple(r) for r in t["rows"]),
                     sources=t.get("sources", ""),
+                    align=tuple(t.get("align", ())),  # absent in tables stored before it existed
                 )
                 for t in data.get("fact_tables", ())
             ),

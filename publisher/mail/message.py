@@ -15,12 +15,11 @@ import secrets
 import sys
 from datetime import datetime
 from email.errors import HeaderParseError
-from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
 from email.policy import SMTP, Policy
 from email.utils import formataddr, make_msgid
-from typing import Self
+from typing import AnyStr, Self
 from urllib.parse import quote, urlsplit
 
 from publisher.config import Settings
@@ -38,6 +37,12 @@ _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
 _QP_LINE = 76  # RFC 2045's limit for an encoded line, the soft-break "=" included
 _QP_LITERAL = re.compile(r"[!-<>-~]*")  # what quoted-printable leaves as it is, anywhere in a line
+# RFC 2047 allows 75 characters per encoded-word and 76 per line; at 66 even the first
+# one fits on the line of its field name ("Subject: ", "From: ", "To: ").
+_ENCODED_WORD_MAX = 66
+_ENCODED_WORD_FRAME = len("=?utf-8?q??=")
+# What the "Q" encoding may leave as it is even in a phrase (RFC 2047 section 5 (3)).
+_Q_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
 
 
 def build_message(
@@ -85,11 +90,11 @@ class DigestMessages:
         boundary = "=_" + secrets.token_hex(16)
         constant = EmailMessage(policy=SMTP)
         constant["Date"] = date
-        constant["From"] = _address(settings.delivery.from_name, sender)
-        constant["Subject"] = _checked("subject", rendered.subject)
+        constant["From"] = _mailbox("From", settings.delivery.from_name, sender)
+        constant["Subject"] = _Preformatted("Subject", *_text_words(_checked("subject", rendered.subject)))
         constant["MIME-Version"] = "1.0"
         constant["List-Id"] = _Preformatted(
-            "List-Id", *_phrase(settings.site.title), f"<{_list_id(settings.site.url)}>"
+            "List-Id", *_phrase("site title", settings.site.title), f"<{_list_id(settings.site.url)}>"
         )
         constant["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
         self._head = b"".join(SMTP.fold_binary(name, value) for name, value in constant.items())
@@ -105,12 +110,12 @@ class DigestMessages:
 
     def build(self, personal: Personal, subscriber_id: int) -> bytes:
         unsubscribe_url = _list_url(personal.unsubscribe_url)
-        recipient = _to(personal.name, personal.email)
+        to_field = _to(personal.name, personal.email)
         html_values, text_values = self._rendered.values(personal)
         encoded: dict[str, bytes] = {}  # a value the same in both parts (a link) is encoded once
         personal_head = [
             f"Message-ID: <{self._digest_id}.{subscriber_id:d}@{self._domain}>",
-            "To: " + recipient,
+            to_field,
             f"List-Unsubscribe: <{unsubscribe_url}>,\r\n <{self._mailto}>",
         ]
         if self._one_click and unsubscribe_url.startswith("https://"):
@@ -170,16 +175,19 @@ def _qp(text: str) -> bytes:
 
 
 def _to(name: str, email: str) -> str:
-    """The To value on the wire: RFC 2047 for a non-ASCII name, quoted when it needs it.
+    """The whole To field on the wire (folded, no line end after it).
 
     A plain ASCII dot-atom address (nearly all of them) is checked by one regular
     expression; anything else goes through the full parse of :func:`_address`, which
-    is 50 times slower.
+    is 50 times slower.  A short ASCII name (nearly all of them again) fits on one
+    line as ``formataddr`` writes it; any other is folded into RFC 2047 words.
     """
-    if _PLAIN_ADDRESS.fullmatch(email):
-        return formataddr((_checked("display name", name), email), charset="utf-8")
-    recipient = _address(name, email)
-    return formataddr((recipient.display_name, recipient.addr_spec), charset="utf-8")
+    _checked("display name", name)
+    if not _PLAIN_ADDRESS.fullmatch(email):
+        return _mailbox("To", name, email).fold(policy=SMTP).removesuffix("\r\n")
+    if name.isascii() and len(name) + len(email) < 70 and "=?" not in name:
+        return "To: " + formataddr((name, email))
+    return _Preformatted("To", *_phrase("display name", name), f"<{email}>").fold(policy=SMTP).removesuffix("\r\n")
 
 
 def build_notice(
@@ -197,9 +205,9 @@ def build_notice(
     msg = EmailMessage(policy=SMTP)
     msg["Date"] = date
     msg["Message-ID"] = make_msgid(domain=settings.sending_domain)
-    msg["From"] = _address(delivery.from_name, delivery.transactional_from or delivery.from_address)
-    msg["To"] = _address(to_name, to_email)
-    msg["Subject"] = _checked("subject", subject)
+    msg["From"] = _mailbox("From", delivery.from_name, delivery.transactional_from or delivery.from_address)
+    msg["To"] = _mailbox("To", to_name, to_email)
+    msg["Subject"] = _Preformatted("Subject", *_text_words(_checked("subject", subject)))
     msg["MIME-Version"] = "1.0"
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: autoresponders must not answer it
     msg.make_alternative()
@@ -276,12 +284,84 @@ def _list_url(url: str) -> str:
     return url
 
 
-def _phrase(text: str) -> tuple[str, ...]:
-    """``text`` as RFC 5322 phrase words: one quoted-string, or RFC 2047 encoded-words."""
-    text = " ".join(_checked("site title", text).split())
-    if text.isascii():
-        return ('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"',)
-    return tuple(Header(text, "utf-8").encode().split())
+def _mailbox(field: str, display_name: str, addr_spec: str) -> _Preformatted:
+    """A From or To field of one validated address, its display name folded as RFC 2047 words."""
+    address = _address(display_name, addr_spec)
+    return _Preformatted(field, *_phrase("display name", display_name), f"<{address.addr_spec}>")
+
+
+def _phrase(what: str, text: str) -> tuple[str, ...]:
+    """``text`` as RFC 5322 phrase words: a quoted-string, or RFC 2047 encoded-words.
+
+    Runs of whitespace become one space.  The quoted-string is split at its spaces, where it
+    may fold; an encoded-word may not stand inside quotes, so a non-ASCII phrase (or
+    one with a word too long to fold) is encoded whole.
+    """
+    words = _checked(what, text).split()
+    if not words:
+        return ()
+    if text.isascii() and max(map(len, words)) <= _ENCODED_WORD_MAX:
+        quoted = " ".join(words).replace("\\", "\\\\").replace('"', '\\"')
+        return tuple(f'"{quoted}"'.split(" "))
+    return tuple(_encoded_words(" ".join(words)))
+
+
+def _text_words(text: str) -> tuple[str, ...]:
+    """Unstructured text (a Subject) as words to fold between, valid RFC 2047 whatever the text.
+
+    CPython's own folder may write an empty encoded-word (``=?utf-8?q??=``) where a
+    multi-byte character meets the fold, which some clients show literally; so we
+    encode here.  Plain ASCII words stay readable; each run of other words becomes
+    encoded-words together with the spaces inside the run (decoders drop the
+    whitespace between two encoded-words, but keep it next to a plain word).  A word
+    that looks like an encoded-word, or is too long to fold, is encoded too.  Runs
+    of whitespace become one space.
+    """
+    words: list[str] = []
+    run: list[str] = []
+    for word in text.split():
+        if word.isascii() and len(word) <= _ENCODED_WORD_MAX and "=?" not in word:
+            if run:
+                words += _encoded_words(" ".join(run))
+                run = []
+            words.append(word)
+        else:
+            run.append(word)
+    if run:
+        words += _encoded_words(" ".join(run))
+    return tuple(words)
+
+
+def _encoded_words(text: str) -> list[str]:
+    """``text`` as UTF-8 encoded-words of at most ``_ENCODED_WORD_MAX`` characters, none empty.
+
+    Words end between characters, never inside a UTF-8 sequence, so each decodes
+    on its own.  The "Q" encoding (readable for mostly Latin text) or "B" (shorter
+    for CJK or emoji), whichever is shorter for the whole of ``text``; the Q form
+    uses only characters safe in a phrase, so both serve display names too.
+    """
+    room = _ENCODED_WORD_MAX - _ENCODED_WORD_FRAME
+    q_pieces = [c if c in _Q_SAFE else "_" if c == " " else "".join(f"={b:02X}" for b in c.encode()) for c in text]
+    if sum(map(len, q_pieces)) <= 4 * -(-len(text.encode()) // 3):
+        return [f"=?utf-8?q?{''.join(chunk)}?=" for chunk in _packed(q_pieces, room)]
+    b_pieces = [c.encode() for c in text]  # base64: 4 characters per 3 bytes
+    return [
+        f"=?utf-8?b?{binascii.b2a_base64(b''.join(chunk), newline=False).decode('ascii')}?="
+        for chunk in _packed(b_pieces, room // 4 * 3)
+    ]
+
+
+def _packed(pieces: list[AnyStr], room: int) -> list[list[AnyStr]]:
+    """``pieces`` in order, in as few non-empty groups of at most ``room`` total length as may be."""
+    groups: list[list[AnyStr]] = [[]]
+    used = 0
+    for piece in pieces:
+        if used + len(piece) > room and groups[-1]:
+            groups.append([])
+            used = 0
+        groups[-1].append(piece)
+        used += len(piece)
+    return [group for group in groups if group]
 
 
 def _list_id(site_url: str) -> str:

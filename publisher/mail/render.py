@@ -15,7 +15,7 @@ import html
 import re
 import secrets
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from urllib.parse import quote
@@ -25,14 +25,18 @@ import jinja2
 
 from publisher.config import Settings
 from publisher.content.model import Article, FactTable
+from publisher.content.text import one_line
 
 HTML_TEMPLATE = "email/digest.html"
 TEXT_TEMPLATE = "email/digest.txt"
+SUBJECT_TEMPLATE = "email/subject.txt"
 TEXT_WIDTH = 78  # RFC 5322's recommended line length; what plain-text readers expect
 PREHEADER_LENGTH = 140  # inbox previews show less; more only pads the hidden span
 GREETING_FALLBACK = "there"  # "Hi there," for subscribers who gave no name
 
 _COLUMN_GAP = "  "
+_Justify = Callable[[str, int], str]
+_JUSTIFY: dict[str, _Justify] = {"right": str.rjust, "center": str.center}  # else str.ljust
 _MIN_COLUMN = 8  # narrower text columns turn into a word per line
 
 # Inline everything, keep only the @media rules (mobile, dark mode), which cannot be
@@ -125,8 +129,13 @@ def render_digest(
     env: jinja2.Environment,
     digest_id: str,
     cadence: str,
+    *,
+    resend: bool = False,
 ) -> RenderedDigest:
     """Render the digest of ``articles`` (newest first) for every subscriber of ``cadence``.
+
+    ``resend``: the articles were sent before and are sent again after an edit; the
+    templates say so (an update to the reader's ``cadence`` digest, not news).
 
     Raises ValueError for an empty digest or when a (possibly operator-overridden)
     template lost the unsubscribe link, which bulk-mail rules and RFC 8058 require.
@@ -134,12 +143,13 @@ def render_digest(
     if not articles:
         raise ValueError("a digest needs at least one article")
     nonce = secrets.token_hex(16)
-    subject = _subject(articles, settings.site.title)
+    context: dict[str, object] = {
+        "articles": articles, "site": settings.site, "from_name": settings.delivery.from_name, "cadence": cadence,
+        "resend": resend,
+    }
+    subject = _subject(env, context)
     preheader = _preheader(articles[0])
-    context = {
-        "articles": articles,
-        "site": settings.site,
-        "cadence": cadence,
+    context |= {
         "subject": subject,
         "preheader": preheader,
         "view_url": f"{settings.site.url}digests/{quote(digest_id, safe='')}",
@@ -156,15 +166,12 @@ def render_digest(
     return RenderedDigest(subject=subject, preheader=preheader, html=html_part, text=text_part, nonce=nonce)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _subject(articles: Sequence[Article], site_title: str) -> str:
-    first = _one_line(articles[0].title)
-    if len(articles) == 1:
-        return first
-    return f"{_one_line(site_title)}: {first} and {len(articles) - 1} more"
+def _subject(env: jinja2.Environment, context: dict[str, object]) -> str:
+    """The digest's Subject from its (overridable) template, as one line of text."""
+    subject = one_line(env.get_template(SUBJECT_TEMPLATE).render(context))
+    if not subject:
+        raise ValueError(f"template {SUBJECT_TEMPLATE} rendered an empty subject")
+    return subject
 
 
 def _preheader(article: Article) -> str:
@@ -186,7 +193,8 @@ def text_table(table: FactTable, width: int = TEXT_WIDTH) -> str:
     Columns keep their natural width when the table fits; otherwise the widest
     column gives way first and its cells wrap onto continuation lines, so every cell
     of a row starts on the row's first line at its column's offset.  Rows that wrap
-    are separated by blank lines so a reader can tell where each row ends.
+    are separated by blank lines so a reader can tell where each row ends.  Cells
+    are aligned in their column as the table says (right-aligned numbers line up).
     """
     widths = [max(len(row[i]) for row in (table.header, *table.rows)) for i in range(len(table.header))]
     budget = width - len(_COLUMN_GAP) * (len(widths) - 1)
@@ -195,20 +203,22 @@ def text_table(table: FactTable, width: int = TEXT_WIDTH) -> str:
         if widths[widest] <= _MIN_COLUMN:
             break
         widths[widest] -= 1
-    body = [_table_row(row, widths) for row in table.rows]
+    justify = [_JUSTIFY.get(table.column_align(i), str.ljust) for i in range(len(widths))]
+    body = [_table_row(row, widths, justify) for row in table.rows]
     row_gap = [""] if any(len(lines) > 1 for lines in body) else []
-    lines = [*_table_row(table.header, widths), _COLUMN_GAP.join("-" * w for w in widths)]
+    lines = [*_table_row(table.header, widths, justify), _COLUMN_GAP.join("-" * w for w in widths)]
     for index, row_lines in enumerate(body):
         lines += (row_gap if index else []) + row_lines
     return "\n".join(lines)
 
 
-def _table_row(cells: Sequence[str], widths: Sequence[int]) -> list[str]:
+def _table_row(cells: Sequence[str], widths: Sequence[int], justify: Sequence[_Justify]) -> list[str]:
     wrapped = [textwrap.wrap(cell, w) or [""] for cell, w in zip(cells, widths)]
     height = max(len(cell_lines) for cell_lines in wrapped)
     return [
         _COLUMN_GAP.join(
-            (cell_lines[i] if i < len(cell_lines) else "").ljust(w) for cell_lines, w in zip(wrapped, widths)
+            fit(cell_lines[i] if i < len(cell_lines) else "", w)
+            for cell_lines, w, fit in zip(wrapped, widths, justify)
         ).rstrip()
         for i in range(height)
     ]

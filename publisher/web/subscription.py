@@ -374,7 +374,7 @@ async def _send_link_if_known(publisher: Publisher, address: str) -> None:
     async with publisher.engine.connect() as conn:
         subscriber = await subscriber_store.find(conn, address)
     if subscriber is not None:
-        await publisher.notices.send_manage_link(subscriber)
+        await publisher.notices.send_preferences_link(subscriber)
 
 
 # --- unsubscribe ---------------------------------------------------------------------
