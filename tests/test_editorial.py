@@ -7,6 +7,7 @@ Drafts, duplicate ids, what ``check`` and ``build`` tell the editor, and an edit
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import feedparser
 import pytest
+import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 from click.testing import CliRunner, Result
 
@@ -21,6 +23,7 @@ from publisher.app import Publisher
 from publisher.cli import main
 from publisher.scheduler import build_scheduler, schedule_jobs
 from publisher.store import articles as article_store
+from publisher.store.schema import articles
 from subscribers.model import Cadence
 from tests.outbox import outbox_messages
 from tests.people import add_subscriber
@@ -180,6 +183,26 @@ async def test_an_edit_keeps_the_updated_date_its_front_matter_gives(publisher: 
     assert [a.id for a in (await publisher.scan()).updated] == ["story"]
     given = datetime(2026, 11, 21, 10, tzinfo=UTC)
     assert feed_dates(publisher, "A story") == (given, given)
+
+
+async def test_an_article_stored_before_tables_had_alignment_is_not_an_edit(publisher: Publisher) -> None:
+    """An upgrade that adds a field to the model must not date every stored article "updated"."""
+    (publisher.settings.content.dir / "story.md").write_text(
+        ARTICLE.format(id="story", title="A story", extra="") + "\n| a | b |\n| --- | --- |\n| 1 | 2 |\n",
+        encoding="utf-8")
+    await publisher.scan()
+    # The row as the previous version wrote it: its tables had no "align" key in the JSON or the hash.
+    async with publisher.engine.begin() as conn:
+        (data,) = (await conn.execute(sa.select(articles.c.data).where(articles.c.id == "story"))).one()
+        old = json.loads(data)
+        for table in old["fact_tables"]:
+            table.pop("align", None)
+        old.pop("source_path")
+        old_hash = hashlib.sha256(json.dumps(old, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        await conn.execute(sa.update(articles).where(articles.c.id == "story").values(content_hash=old_hash))
+    assert not (await publisher.scan()).changed
+    published = datetime(2026, 11, 20, 8, tzinfo=UTC)
+    assert feed_dates(publisher, "A story") == (published, published)
 
 
 # --- what check reports ----------------------------------------------------------------------

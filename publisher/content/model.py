@@ -102,10 +102,19 @@ class Article:
         return self.quotes[0] if self.quotes else None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (dates as ISO 8601), the form the store keeps."""
+        """A JSON-ready dict (dates as ISO 8601), the form the store keeps.
+
+        A field added to the model after articles were stored is left out while it has
+        its default (a table's ``align``): the dict, and so :meth:`content_hash`, of an
+        article that doesn't use it stays what it was, and an upgrade doesn't make
+        every stored article look edited (which would date them all "updated" now).
+        """
         data = dataclasses.asdict(self)
         data["published"] = self.published.isoformat()
         data["updated"] = self.updated.isoformat()
+        for table in data["fact_tables"]:
+            if not table["align"]:
+                del table["align"]
         return data
 
     @classmethod
