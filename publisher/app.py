@@ -12,18 +12,21 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, partial
+from typing import Any
 from urllib.parse import urljoin
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from publisher import metrics, nodes
 from publisher.config import Settings
 from publisher.content.model import Article, Problem
 from publisher.content.sources import scan_directory
 from publisher.delivery import Deliverer, DeliveryReport
-from publisher.digest import PlannedDigest, plan, plan_resend
+from publisher.digest import PlannedDigest, plan, plan_on, plan_resend
 from publisher.feeds import FeedDocument, build_feeds, write_feeds
 from publisher.ledger import Claimant, claimable, unfinished_digests
 from publisher.locks import exclusive, holder
@@ -36,7 +39,7 @@ from publisher.secrets import load_secret_key
 from publisher.sources.intake import API_SOURCE, Intake
 from publisher.store import articles as article_store
 from publisher.store.articles import IngestResult
-from publisher.store.db import create_engine, upgrade
+from publisher.store.db import create_engine, transaction, upgrade
 from publisher.templating import make_environment, make_loader
 from publisher.websub import HubPinger
 from subscribers.model import Cadence
@@ -53,6 +56,16 @@ def utcnow() -> datetime:
 class SendResult:
     planned: list[PlannedDigest] = field(default_factory=list)
     report: DeliveryReport | None = None  # None on a dry run
+
+
+@dataclass
+class Rehearsal:
+    """A send that will be rolled back (:meth:`Publisher.rehearse`): read it through ``conn``."""
+
+    conn: AsyncConnection
+    now: datetime
+    scan: IngestResult
+    planned: list[PlannedDigest]
 
 
 class Publisher:
@@ -195,17 +208,21 @@ class Publisher:
         if await article_store.revision(self.engine) != self._feeds_revision:
             await self.build_feeds(announce=False)
 
+    def _plan_options(self, cadence: Cadence) -> dict[str, Any]:
+        """The digest settings :func:`publisher.digest.plan` takes for ``cadence``."""
+        settings = self.settings.digest
+        return {
+            "max_articles": settings.max_articles,
+            "schedule": None if cadence == Cadence.INSTANT else settings.schedule,
+            "grace": timedelta(hours=settings.grace_hours),
+        }
+
     async def plan(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> list[PlannedDigest]:
         """Create the digests due for ``cadences`` now (with ``dry_run``, only say which)."""
         now = utcnow()
-        settings = self.settings.digest
         result: list[PlannedDigest] = []
         for cadence in cadences:
-            planned = await plan(
-                self.engine, cadence, now, max_articles=settings.max_articles, dry_run=dry_run,
-                schedule=None if cadence == Cadence.INSTANT else settings.schedule,
-                grace=timedelta(hours=settings.grace_hours),
-            )
+            planned = await plan(self.engine, cadence, now, dry_run=dry_run, **self._plan_options(cadence))
             for digest in planned:
                 if not dry_run:
                     metrics.digest_planned(digest.cadence)
@@ -216,6 +233,25 @@ class Publisher:
                     )
             result.extend(planned)
         return result
+
+    @contextlib.asynccontextmanager
+    async def rehearse(self, cadence: Cadence) -> AsyncIterator[Rehearsal]:
+        """What ``publisher send`` would do now, in a transaction that is rolled back after.
+
+        The Markdown sources are scanned and ``cadence``'s digests planned exactly as
+        a real send does, inside one transaction: the caller reads the planned
+        digests and ledger rows from it, and afterwards nothing is left (no article
+        stored, no feed written, no cursor moved, no ledger row).
+        """
+        now = utcnow()
+        async with transaction(self.engine, dry_run=True) as conn:
+            scan = await self.intake.scan_markdown(into=conn)
+            planned = await plan_on(conn, cadence, now, **self._plan_options(cadence))
+            for digest in planned:
+                with digest_context(digest.id):
+                    log.info("digest %s: (dry run) %d articles for %d subscribers",
+                             digest.id, len(digest.article_seqs), digest.recipients)
+            yield Rehearsal(conn, now, scan, planned)
 
     async def send(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> SendResult:
         """Plan the digests due for ``cadences`` and deliver everything still pending."""

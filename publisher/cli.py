@@ -205,10 +205,14 @@ def send(ctx: click.Context, cadence: str | None, dry_run: bool, wait: bool) -> 
     """Scan, plan the digests due now and deliver everything pending (with a progress bar)."""
 
     async def work(publisher: Publisher) -> None:
-        await publisher.scan()
-        planned = await publisher.plan([Cadence(cadence or Cadence.INSTANT)], dry_run=dry_run)
+        wanted = Cadence(cadence or Cadence.INSTANT)
         report = None
-        if not dry_run:
+        if dry_run:  # scan and plan in a transaction rolled back: no article stored, no feed written
+            async with publisher.rehearse(wanted) as rehearsal:
+                planned = rehearsal.planned
+        else:
+            await publisher.scan()
+            planned = await publisher.plan([wanted])
             total = await ledger.due_count(publisher.engine, utcnow())
             with _progress_bar() as (bar, task):
                 bar.update(task, total=total or None)

@@ -103,14 +103,27 @@ async def plan(
     digest.  A slot older than ``grace`` (the daemon was down) is skipped and logged;
     its articles wait for the next digest, as the cursor has not moved.
     """
-    if cadence != Cadence.INSTANT and schedule is None:
-        raise ValueError(f"planning {cadence} digests needs the schedule")
     async with transaction(engine, dry_run=dry_run) as conn:
-        await serialize(conn, Exclusive.PLANNING)
-        planned = await _plan_due(conn, cadence, now, max_articles, schedule, grace)
+        planned = await plan_on(conn, cadence, now, max_articles=max_articles, schedule=schedule, grace=grace)
     if not dry_run:
         await analyze_after_bulk_insert(engine, deliveries, sum(d.recipients for d in planned))
     return planned
+
+
+async def plan_on(
+    conn: AsyncConnection,
+    cadence: Cadence,
+    now: datetime,
+    *,
+    max_articles: int,
+    schedule: Schedule | None = None,
+    grace: timedelta = timedelta(0),
+) -> list[PlannedDigest]:
+    """:func:`plan` in the caller's transaction (a dry run or a preview rolls it back)."""
+    if cadence != Cadence.INSTANT and schedule is None:
+        raise ValueError(f"planning {cadence} digests needs the schedule")
+    await serialize(conn, Exclusive.PLANNING)
+    return await _plan_due(conn, cadence, now, max_articles, schedule, grace)
 
 
 async def _plan_due(

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.config import FeedSource, Settings
 from publisher.content.model import Article
@@ -57,8 +57,12 @@ class Intake:
         if self._session is not None:
             await self._session.close()
 
-    async def scan_markdown(self) -> IngestResult:
-        """Every Markdown directory, whole; a broken file is logged and skipped."""
+    async def scan_markdown(self, *, into: AsyncConnection | None = None) -> IngestResult:
+        """Every Markdown directory, whole; a broken file is logged and skipped.
+
+        ``into``: store in the caller's transaction (a dry run rolls it back), logging
+        what it stores as "(dry run)".
+        """
         settings = self._settings()
         total = IngestResult()
         for directory in settings.markdown_dirs:
@@ -68,7 +72,7 @@ class Intake:
             # A file that does not parse may be an article being edited: nothing is
             # removed until the directory reads cleanly.
             complete = directory.is_dir() and not scanned.problems
-            _add(total, await self.store(scanned.articles, f"markdown:{directory}", complete=complete))
+            _add(total, await self.store(scanned.articles, f"markdown:{directory}", complete=complete, into=into))
         return total
 
     async def fetch_feeds(self) -> IngestResult:
@@ -93,14 +97,20 @@ class Intake:
             fetcher.commit(result)  # only now: a crash before the store must not earn a 304
         return total
 
-    async def store(self, articles: Sequence[Article], source: str, *, complete: bool = False) -> IngestResult:
-        result = await article_store.ingest(self._engine, articles, _now(), source=source, complete=complete)
+    async def store(
+        self, articles: Sequence[Article], source: str, *, complete: bool = False, into: AsyncConnection | None = None
+    ) -> IngestResult:
+        if into is None:
+            result = await article_store.ingest(self._engine, articles, _now(), source=source, complete=complete)
+        else:
+            result = await article_store.ingest_on(into, articles, _now(), source=source, complete=complete)
+        dry = "" if into is None else "(dry run) "
         for article in result.new:
-            log.info("published %s (%s) from %s", article.slug, article.id, source)
+            log.info("%spublished %s (%s) from %s", dry, article.slug, article.id, source)
         for article in result.updated:
-            log.info("updated %s (%s) from %s", article.slug, article.id, source)
+            log.info("%supdated %s (%s) from %s", dry, article.slug, article.id, source)
         for article_id in result.removed:
-            log.info("removed %s: %s no longer has it", article_id, source)
+            log.info("%sremoved %s: %s no longer has it", dry, article_id, source)
         return result
 
     def _fetcher(self, source: FeedSource, settings: Settings) -> FeedFetcher:

@@ -66,36 +66,43 @@ async def ingest(
     articles missing from it are marked removed; a feed shows only its latest items,
     so it is never complete.  A removed article that comes back is an edit, not news.
     """
-    result = IngestResult()
     async with engine.begin() as conn:
-        await serialize(conn, Exclusive.INGEST)  # another scan (a node, the CLI) may store the same article
-        known: dict[str, tuple[str, bool]] = {}
-        ids = [a.id for a in scanned]
-        for chunk in _chunks(ids):
-            rows = await conn.execute(
-                select(articles.c.id, articles.c.content_hash, articles.c.removed_at).where(articles.c.id.in_(chunk))
+        return await ingest_on(conn, scanned, now, source=source, complete=complete)
+
+
+async def ingest_on(
+    conn: AsyncConnection, scanned: Sequence[Article], now: datetime, *, source: str = "", complete: bool = False
+) -> IngestResult:
+    """:func:`ingest` in the caller's transaction: a dry run stores, plans, then rolls it all back."""
+    result = IngestResult()
+    await serialize(conn, Exclusive.INGEST)  # another scan (a node, the CLI) may store the same article
+    known: dict[str, tuple[str, bool]] = {}
+    ids = [a.id for a in scanned]
+    for chunk in _chunks(ids):
+        rows = await conn.execute(
+            select(articles.c.id, articles.c.content_hash, articles.c.removed_at).where(articles.c.id.in_(chunk))
+        )
+        known.update({row.id: (row.content_hash, row.removed_at is not None) for row in rows})
+    for article in sorted(scanned, key=lambda a: (a.published, a.id)):
+        row = _row(article, source)
+        if article.id not in known:
+            await conn.execute(insert(articles).values(**row, first_seen_at=now, changed_at=now))
+            result.new.append(article)
+        elif known[article.id] != (row["content_hash"], False):
+            await conn.execute(
+                update(articles).where(articles.c.id == article.id).values(**row, changed_at=now)
             )
-            known.update({row.id: (row.content_hash, row.removed_at is not None) for row in rows})
-        for article in sorted(scanned, key=lambda a: (a.published, a.id)):
-            row = _row(article, source)
-            if article.id not in known:
-                await conn.execute(insert(articles).values(**row, first_seen_at=now, changed_at=now))
-                result.new.append(article)
-            elif known[article.id] != (row["content_hash"], False):
-                await conn.execute(
-                    update(articles).where(articles.c.id == article.id).values(**row, changed_at=now)
-                )
-                result.updated.append(article)
-            else:
-                result.unchanged += 1
-        if complete:
-            gone = await conn.execute(
-                update(articles)
-                .where(articles.c.source == source, articles.c.removed_at.is_(None), articles.c.id.not_in(ids))
-                .values(removed_at=now, changed_at=now)
-                .returning(articles.c.id)
-            )
-            result.removed = sorted(gone.scalars())
+            result.updated.append(article)
+        else:
+            result.unchanged += 1
+    if complete:
+        gone = await conn.execute(
+            update(articles)
+            .where(articles.c.source == source, articles.c.removed_at.is_(None), articles.c.id.not_in(ids))
+            .values(removed_at=now, changed_at=now)
+            .returning(articles.c.id)
+        )
+        result.removed = sorted(gone.scalars())
     return result
 
 
