@@ -321,6 +321,8 @@ class Publisher:
         probe = await self._reach_relay(wait)
         if probe is None:
             return DeliveryReport()
+        if isinstance(probe, DeliveryError):
+            return DeliveryReport(unreachable=f"cannot reach the {self._transport_name()}: {probe}")
         spare = [probe]  # the first connection is the one that just proved the relay works
 
         def transports() -> Transport:
@@ -343,8 +345,15 @@ class Publisher:
             for unused in spare:
                 await unused.close()
 
-    async def _reach_relay(self, wait: bool) -> Transport | None:
-        """An open transport, or None when the relay can't be reached (and not ``wait``-ing).
+    def _transport_name(self) -> str:
+        """Where messages go, as the operator configured it (for error messages)."""
+        if self.settings.delivery.transport == "smtp":
+            return f"SMTP relay at {self.settings.smtp.host}:{self.settings.smtp.port}"
+        return f"maildir outbox {self.settings.delivery.outbox}"
+
+    async def _reach_relay(self, wait: bool) -> Transport | DeliveryError | None:
+        """An open transport; the error when the relay can't be reached (and not ``wait``-ing);
+        None when the service stops while waiting.
 
         A relay that is down or misconfigured leaves every row pending, untouched (no
         attempt is counted against any subscriber); with ``wait`` it is tried again with
@@ -357,11 +366,9 @@ class Publisher:
                 await probe.open()
                 return probe
             except DeliveryError as exc:
-                log.error(
-                    "delivery postponed: cannot open the %s transport: %s", self.settings.delivery.transport, exc
-                )
-            if not wait:
-                return None
+                log.error("delivery postponed: cannot reach the %s: %s", self._transport_name(), exc)
+                if not wait:
+                    return exc
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), timeout=pause.next_pause())
             if self.stopping.is_set():

@@ -15,7 +15,8 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
+from enum import IntEnum
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,7 +40,7 @@ from publisher import ledger, logs, nodes
 from publisher.app import Publisher, SendResult, utcnow
 from publisher.config import ConfigError, Settings, load_settings
 from publisher.delivery import DeliveryReport
-from publisher.digest import UnknownArticle
+from publisher.digest import PlannedDigest, UnknownArticle
 from publisher.inbox import BounceImportReport, InboxError, import_bounces, open_inbox
 from publisher.store.db import create_engine, revisions, upgrade
 from publisher.templating import builtin_templates_dir
@@ -49,6 +50,17 @@ from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
 from subscribers.validation import SubscriberError, email_hash, normalize_email
 
 T = TypeVar("T")
+
+
+class ExitCode(IntEnum):
+    """What a command's exit status means (README, "Exit codes"): cron and CI branch on it."""
+
+    OK = 0  # done, or nothing to do
+    ERROR = 1  # a command failed (a ClickException), or some input was skipped
+    USAGE = 2  # bad arguments (click) or a bad config file
+    UNREACHABLE = 3  # the mail transport could not be reached: nothing was sent
+    REMAINING = 4  # messages remain: deferred, paused, or held by another node
+
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 CADENCES = click.Choice([c.value for c in Cadence])
@@ -204,42 +216,65 @@ def _run_node(ctx: click.Context, node: Callable[[Settings, Callable[[], Setting
 def send(ctx: click.Context, cadence: str | None, dry_run: bool, wait: bool) -> None:
     """Scan, plan the digests due now and deliver everything pending (with a progress bar)."""
 
-    async def work(publisher: Publisher) -> None:
+    async def work(publisher: Publisher) -> ExitCode:
         wanted = Cadence(cadence or Cadence.INSTANT)
-        report = None
         if dry_run:  # scan and plan in a transaction rolled back: no article stored, no feed written
             async with publisher.rehearse(wanted) as rehearsal:
                 planned = rehearsal.planned
-        else:
-            await publisher.scan()
-            planned = await publisher.plan([wanted])
-            total = await ledger.due_count(publisher.engine, utcnow())
-            with _progress_bar() as (bar, task):
-                bar.update(task, total=total or None)
-                started = time.monotonic()
+            _print_planned(planned, "would send")
+            return ExitCode.OK
+        await publisher.scan()
+        planned = await publisher.plan([wanted])
+        _print_planned(planned, "planned")
+        total = await ledger.due_count(publisher.engine, utcnow())
+        with _progress_bar() as (bar, task):
+            bar.update(task, total=total or None)
+            started = time.monotonic()
 
-                def progress(report: DeliveryReport) -> None:
-                    rate = report.handled / max(time.monotonic() - started, 1e-6)
-                    bar.update(task, completed=report.handled, rate=rate)
+            def progress(report: DeliveryReport) -> None:
+                rate = report.handled / max(time.monotonic() - started, 1e-6)
+                bar.update(task, completed=report.handled, rate=rate)
 
-                report = await publisher.deliver(wait=wait, progress=progress)
-        for digest in planned:
-            out.print(
-                f"{'would send' if dry_run else 'planned'} {digest.id}: "
-                f"{len(digest.article_seqs)} article(s) to {digest.recipients} subscriber(s)",
-                highlight=False,
-            )
-        if not planned:
-            out.print("nothing new to send", highlight=False)
-        if report is not None:
-            r = report
-            out.print(f"sent {r.sent}, deferred {r.deferred}, failed {r.failed}, cancelled {r.cancelled}",
-                      highlight=False)
-            for digest_id in r.paused:
-                err.print(f"[red]paused[/red] {digest_id}: see `publisher status`; `publisher resume {digest_id}` "
-                          "continues it", highlight=False)
+            report = await publisher.deliver(wait=wait, progress=progress)
+        return _report_delivery(report, await ledger.remaining(publisher.engine))
 
-    _with_publisher(ctx, work)
+    ctx.exit(_with_publisher(ctx, work))
+
+
+def _print_planned(planned: list[PlannedDigest], verb: str) -> None:
+    for digest in planned:
+        out.print(f"{verb} {digest.id}: {len(digest.article_seqs)} article(s) to {digest.recipients} subscriber(s)",
+                  highlight=False)
+    if not planned:
+        out.print("nothing new to send", highlight=False)
+
+
+def _report_delivery(report: DeliveryReport, left: ledger.Remaining) -> ExitCode:
+    """Print what a delivery run did and what it left; the exit code that tells cron which."""
+    r = report
+    out.print(f"sent {r.sent}, deferred {r.deferred}, failed {r.failed}, cancelled {r.cancelled}", highlight=False)
+    for digest_id in r.paused:
+        err.print(f"[red]paused[/red] {digest_id}: see `publisher status`; `publisher resume {digest_id}` "
+                  "continues it", highlight=False)
+    if r.unreachable:
+        err.print(f"not sent: {r.unreachable}; {left.total} message(s) wait for it. Run `publisher send` again "
+                  "once it answers, or `publisher send --wait` to keep trying", markup=False, highlight=False)
+        return ExitCode.UNREACHABLE
+    if left.total:
+        parts = []
+        if left.deferred:
+            parts.append(f"{left.deferred} deferred, next try at {_when(left.next_retry)}")
+        if left.held:
+            parts.append(f"{left.held} held by another node, taken over at {_when(left.held_until)} if it died")
+        if left.pending:
+            parts.append(f"{left.pending} not tried yet (another process is delivering, or the run was stopped)")
+        err.print(f"{left.total} message(s) remain: {'; '.join(parts)}. `publisher send --wait` waits them out",
+                  markup=False, highlight=False)
+    return ExitCode.REMAINING if left.total or r.paused else ExitCode.OK
+
+
+def _when(moment: datetime | None) -> str:
+    return "once it can" if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 @contextmanager

@@ -87,6 +87,7 @@ class DeliveryReport:
     cancelled: int = 0
     finished: list[str] = field(default_factory=list)
     paused: list[str] = field(default_factory=list)
+    unreachable: str = ""  # why nothing was attempted: the transport could not be opened
 
     @property
     def handled(self) -> int:

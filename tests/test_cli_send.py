@@ -3,11 +3,14 @@ their exit codes, and what they leave behind (a real subprocess, as cron runs th
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from publisher.config import load_settings
+from tests.conftest import write_config
 from tests.databases import Backend
 from tests.outbox import outbox_messages, plain_text
+from tests.smtp_server import HOST, SmtpServer
 from tests.test_cli import run
 
 
@@ -32,3 +35,42 @@ def test_send_dry_run_changes_nothing_and_the_real_send_still_sends_everything(
     [message] = outbox_messages(load_settings(config, environ={}))
     assert plain_text(message).count("https://news.example.org/articles/") >= 3
     assert (public / "feed.atom").exists()
+
+
+def _smtp_site(site_dir: Path, port: int) -> Path:
+    """``site_dir``'s config, delivering over SMTP (no TLS) to 127.0.0.1:``port``."""
+    return write_config(site_dir, f'[smtp]\nhost = "{HOST}"\nport = {port}\ntls = "none"\n', transport="smtp")
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def test_send_exits_3_when_the_relay_cannot_be_reached_and_0_once_it_can(site_dir: Path) -> None:
+    port = _closed_port()
+    config = _smtp_site(site_dir, port)
+    assert run(config, "subscribers", "add", "ann@example.org", "--cadence", "instant").returncode == 0
+
+    down = run(config, "send")
+    assert down.returncode == 3, down.stdout + down.stderr
+    assert f"{HOST}:{port}" in down.stderr and "1 message(s) wait" in down.stderr, down.stderr
+    assert "Traceback" not in down.stderr
+
+    with SmtpServer(port=port) as server:
+        up = run(config, "send")
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "sent 1," in up.stdout and len(server.messages) == 1
+
+
+def test_send_exits_4_when_messages_remain_deferred_and_says_when(site_dir: Path) -> None:
+    with SmtpServer(replies={"later@example.org": "451 4.3.0 Try again later"}) as server:
+        config = _smtp_site(site_dir, server.port)
+        for address in ("ann@example.org", "later@example.org"):
+            assert run(config, "subscribers", "add", address, "--cadence", "instant").returncode == 0
+        result = run(config, "send")
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "sent 1, deferred 1" in result.stdout
+    assert "1 message(s) remain: 1 deferred, next try at " in result.stderr, result.stderr
+    assert "--wait" in result.stderr
