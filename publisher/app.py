@@ -56,6 +56,7 @@ def utcnow() -> datetime:
 class SendResult:
     planned: list[PlannedDigest] = field(default_factory=list)
     report: DeliveryReport | None = None  # None on a dry run
+    article_id: str = ""  # a resend's article, however the operator named it
 
 
 @dataclass
@@ -260,16 +261,19 @@ class Publisher:
             result.report = await self.deliver()
         return result
 
-    async def resend(self, article_id: str, *, dry_run: bool = False) -> SendResult:
-        """Send ``article_id`` again to everyone whose topics it matches (``publisher resend``).
+    async def resend(self, reference: str, *, dry_run: bool = False) -> SendResult:
+        """Send the article ``reference`` names (id, slug, URL or feed entry id) again to
+        everyone whose topics it matches (``publisher resend``).
 
         Raises :class:`publisher.digest.UnknownArticle`.
         """
-        digest = await plan_resend(self.engine, article_id, utcnow(), dry_run=dry_run)
+        digest, article = await plan_resend(
+            self.engine, reference, utcnow(), site_url=self.settings.site.url, dry_run=dry_run
+        )
         with digest_context(digest.id):
             log.info("digest %s: %sresending %s to %d subscribers", digest.id, "(dry run) " if dry_run else "",
-                     article_id, digest.recipients)
-        result = SendResult(planned=[digest])
+                     article.id, digest.recipients)
+        result = SendResult(planned=[digest], article_id=article.id)
         if not dry_run:
             metrics.digest_planned(digest.cadence)
             result.report = await self.deliver()

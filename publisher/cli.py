@@ -385,26 +385,34 @@ def resume(ctx: click.Context, digest_id: str, wait: bool) -> None:
 
 
 @main.command()
-@click.argument("article_id")
+@click.argument("article")
 @click.option("--dry-run", is_flag=True, help="Say how many subscribers it would go to; send nothing.")
 @click.pass_context
-def resend(ctx: click.Context, article_id: str, dry_run: bool) -> None:
-    """Send ARTICLE_ID again (after an important correction) to every subscriber whose topics it matches.
+def resend(ctx: click.Context, article: str, dry_run: bool) -> None:
+    """Send ARTICLE again (after an important correction) to every subscriber whose topics it matches.
 
-    An edited article only updates the feeds; this is the way to mail it again.
+    ARTICLE is its id (front matter), its slug, its URL or its feed entry id.  An
+    edited article only updates the feeds; this is the way to mail it again.
     """
 
-    async def work(publisher: Publisher) -> SendResult:
-        return await publisher.resend(article_id, dry_run=dry_run)
+    async def work(publisher: Publisher) -> tuple[SendResult, ledger.Remaining | None]:
+        result = await publisher.resend(article, dry_run=dry_run)
+        return result, None if dry_run else await ledger.remaining(publisher.engine)
 
     try:
-        result = _with_publisher(ctx, work)
-    except UnknownArticle:
-        raise click.ClickException(f"no published article has the id {article_id!r} (see the feeds' entry ids)") from None
+        result, left = _with_publisher(ctx, work)
+    except UnknownArticle as exc:
+        closest = "; ".join(f"{ident} ({title})" for ident, title in exc.closest)
+        hint = f"; closest: {closest}" if closest else "; `publisher build` publishes the content first"
+        raise click.ClickException(
+            f"no published article has the id, slug, URL or feed entry id {article!r}{hint}"
+        ) from None
     [digest] = result.planned
     verb = "would resend" if dry_run else "resent"
-    sent = "" if result.report is None else f"; sent {result.report.sent}, deferred {result.report.deferred}, failed {result.report.failed}"
-    out.print(f"{verb} {article_id} as {digest.id} to {digest.recipients} subscriber(s){sent}", highlight=False, markup=False)
+    out.print(f"{verb} {result.article_id} as {digest.id} to {digest.recipients} subscriber(s)",
+              highlight=False, markup=False)
+    if result.report is not None and left is not None:
+        ctx.exit(_report_delivery(result.report, left))
 
 
 @main.group("db")

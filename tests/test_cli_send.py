@@ -6,6 +6,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import feedparser
+
 from publisher.config import load_settings
 from tests.conftest import write_config
 from tests.databases import Backend
@@ -74,3 +76,29 @@ def test_send_exits_4_when_messages_remain_deferred_and_says_when(site_dir: Path
     assert "sent 1, deferred 1" in result.stdout
     assert "1 message(s) remain: 1 deferred, next try at " in result.stderr, result.stderr
     assert "--wait" in result.stderr
+
+
+def test_resend_accepts_the_id_slug_canonical_url_or_feed_entry_id(site_dir: Path) -> None:
+    config = site_dir / "config.toml"
+    assert run(config, "subscribers", "add", "ann@example.org").returncode == 0
+    assert run(config, "build").returncode == 0
+    feed = feedparser.parse((site_dir / "public" / "feed.atom").read_bytes())
+    [entry] = [e for e in feed.entries if e.title.startswith("Kim Jong Un")]
+    rss = feedparser.parse((site_dir / "public" / "feed.rss").read_bytes())
+    [item] = [e for e in rss.entries if e.title.startswith("Kim Jong Un")]
+    slug = entry.link.rstrip("/").rsplit("/", 1)[-1]
+
+    for reference in ("2023-09-kim-russia-visit", slug, entry.link, entry.id, item.id):
+        result = run(config, "resend", reference, "--dry-run")
+        assert result.returncode == 0, f"{reference}: {result.stdout}{result.stderr}"
+        assert "to 1 subscriber(s)" in result.stdout and "2023-09-kim-russia-visit" in result.stdout
+
+
+def test_resend_of_an_unknown_article_says_so_and_lists_the_closest(site_dir: Path) -> None:
+    config = site_dir / "config.toml"
+    assert run(config, "build").returncode == 0
+    result = run(config, "resend", "kim-rusia-visit")
+    assert result.returncode == 1
+    assert "no published article has the id, slug, URL or feed entry id 'kim-rusia-visit'" in result.stderr
+    assert "closest: 2023-09-kim-russia-visit (Kim Jong Un in Russia" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
