@@ -26,7 +26,7 @@ from publisher.config import Settings
 from publisher.content.model import Article, Problem
 from publisher.content.sources import scan_directory
 from publisher.delivery import Deliverer, DeliveryReport
-from publisher.digest import PlannedDigest, plan, plan_on, plan_resend
+from publisher.digest import PlannedDigest, plan, plan_on, plan_resend, why_nothing_due
 from publisher.feeds import FeedDocument, build_feeds, write_feeds
 from publisher.ledger import Claimant, claimable, unfinished_digests
 from publisher.locks import exclusive, holder
@@ -67,6 +67,7 @@ class Rehearsal:
     now: datetime
     scan: IngestResult
     planned: list[PlannedDigest]
+    nothing_due: str = ""  # why nothing was planned (see :func:`publisher.digest.why_nothing_due`)
 
 
 class Publisher:
@@ -252,7 +253,15 @@ class Publisher:
                 with digest_context(digest.id):
                     log.info("digest %s: (dry run) %d articles for %d subscribers",
                              digest.id, len(digest.article_seqs), digest.recipients)
-            yield Rehearsal(conn, now, scan, planned)
+            reason = "" if planned else await why_nothing_due(
+                conn, cadence, now, self._plan_options(cadence)["schedule"]
+            )
+            yield Rehearsal(conn, now, scan, planned, reason)
+
+    async def why_nothing_due(self, cadence: Cadence) -> str:
+        """Why a plan of ``cadence`` found nothing now, and what to do (``publisher send``)."""
+        async with self.engine.connect() as conn:
+            return await why_nothing_due(conn, cadence, utcnow(), self._plan_options(cadence)["schedule"])
 
     async def send(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> SendResult:
         """Plan the digests due for ``cadences`` and deliver everything still pending."""

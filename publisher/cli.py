@@ -220,12 +220,11 @@ def send(ctx: click.Context, cadence: str | None, dry_run: bool, wait: bool) -> 
         wanted = Cadence(cadence or Cadence.INSTANT)
         if dry_run:  # scan and plan in a transaction rolled back: no article stored, no feed written
             async with publisher.rehearse(wanted) as rehearsal:
-                planned = rehearsal.planned
-            _print_planned(planned, "would send")
+                _print_planned(rehearsal.planned, "would send", rehearsal.nothing_due)
             return ExitCode.OK
         await publisher.scan()
         planned = await publisher.plan([wanted])
-        _print_planned(planned, "planned")
+        _print_planned(planned, "planned", "" if planned else await publisher.why_nothing_due(wanted))
         total = await ledger.due_count(publisher.engine, utcnow())
         with _progress_bar() as (bar, task):
             bar.update(task, total=total or None)
@@ -241,12 +240,12 @@ def send(ctx: click.Context, cadence: str | None, dry_run: bool, wait: bool) -> 
     ctx.exit(_with_publisher(ctx, work))
 
 
-def _print_planned(planned: list[PlannedDigest], verb: str) -> None:
+def _print_planned(planned: list[PlannedDigest], verb: str, nothing_due: str) -> None:
     for digest in planned:
         out.print(f"{verb} {digest.id}: {len(digest.article_seqs)} article(s) to {digest.recipients} subscriber(s)",
                   highlight=False)
     if not planned:
-        out.print("nothing new to send", highlight=False)
+        out.print(nothing_due, highlight=False, markup=False)
 
 
 def _report_delivery(report: DeliveryReport, left: ledger.Remaining) -> ExitCode:

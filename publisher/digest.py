@@ -236,6 +236,51 @@ async def _plan(
     return planned
 
 
+async def why_nothing_due(conn: AsyncConnection, cadence: Cadence, now: datetime, schedule: Schedule | None) -> str:
+    """Why planning ``cadence`` now found nothing, and what the operator can do.
+
+    Asked after a plan came back empty, which surprises most after an import:
+    imported and added subscribers start at the newest article, so nothing is new to
+    them until the next one is published.
+    """
+    counts = dict(
+        (await conn.execute(
+            select(subscribers.c.cadence, func.count()).where(subscribers.c.status == Status.ACTIVE)
+            .group_by(subscribers.c.cadence)
+        )).all()
+    )
+    active = counts.get(cadence, 0)
+    if not active:
+        others = [f"{n} {other}" for other, n in sorted(counts.items()) if other != cadence]
+        elsewhere = f" ({', '.join(others)}: `publisher send --cadence {sorted(set(counts))[0]}`)" if others else ""
+        return (f"nothing new to send: there are no active {cadence} subscribers{elsewhere}; "
+                "add some with `publisher subscribers add` or `publisher subscribers import`")
+    newest = (
+        await conn.execute(
+            select(articles.c.data).where(articles.c.removed_at.is_(None))
+            .order_by(articles.c.published.desc(), articles.c.seq.desc()).limit(1)
+        )
+    ).first()
+    if newest is None:
+        return "nothing new to send: no article is published yet (`publisher check`, then `publisher build`)"
+    top = await newest_seq(conn)
+    waiting = (
+        await conn.execute(
+            select(subscribers.c.timezone, subscribers.c.send_hour, func.count())
+            .where(*_active(cadence), subscribers.c.article_cursor < top)
+            .group_by(subscribers.c.timezone, subscribers.c.send_hour)
+        )
+    ).all()
+    if waiting and schedule is not None:
+        due = min(schedule.next_slot(cadence, timezone, hour, now) for timezone, hour, _ in waiting)
+        return (f"nothing due now: {sum(n for _, _, n in waiting)} of the {active} active {cadence} subscribers "
+                f"have new articles for their next digest, not due until {due:%Y-%m-%d %H:%M} UTC")
+    article = Article.from_dict(json.loads(newest.data))
+    return (f"nothing new to send: the {active} active {cadence} subscribers have every published article "
+            f"(newest: {article.title}, {article.published:%Y-%m-%d}); publish a new article, "
+            "or `publisher resend ID` to send one again")
+
+
 class UnknownArticle(LookupError):
     """No published (not removed) article is known by this reference.
 

@@ -102,3 +102,45 @@ def test_resend_of_an_unknown_article_says_so_and_lists_the_closest(site_dir: Pa
     assert "no published article has the id, slug, URL or feed entry id 'kim-rusia-visit'" in result.stderr
     assert "closest: 2023-09-kim-russia-visit (Kim Jong Un in Russia" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+NEW_ARTICLE = """---
+id: harbour-festival
+title: The Harbour Festival Returns
+date: 2026-01-05T10:00:00Z
+---
+
+Boats, music and a night market along the quay.
+"""
+
+
+def test_nothing_new_to_send_after_an_import_says_why_and_what_to_do(site_dir: Path) -> None:
+    config = site_dir / "config.toml"
+    none_yet = run(config, "send")
+    assert none_yet.returncode == 0
+    assert "nothing new to send: there are no active instant subscribers" in none_yet.stdout, none_yet.stdout
+
+    assert run(config, "build").returncode == 0
+    people = "email,cadence\n" + "".join(f"p{i}@example.org,instant\n" for i in range(3))
+    assert run(config, "subscribers", "import", "-", stdin=people).returncode == 0
+    newest = max(feedparser.parse((site_dir / "public" / "feed.atom").read_bytes()).entries,
+                 key=lambda e: e.published_parsed)
+    for args in (("send",), ("send", "--dry-run")):
+        result = run(config, *args)
+        assert result.returncode == 0, result.stderr
+        assert (
+            "nothing new to send: the 3 active instant subscribers have every published article "
+            f"(newest: {newest.title}, {newest.published[:10]}); publish a new article, "
+            "or `publisher resend ID` to send one again"
+        ) in result.stdout, result.stdout
+
+
+def test_nothing_due_for_daily_subscribers_says_when_their_digest_goes(site_dir: Path) -> None:
+    config = site_dir / "config.toml"
+    assert run(config, "subscribers", "add", "ann@example.org", "--cadence", "daily").returncode == 0
+    (site_dir / "content" / "harbour-festival.md").write_text(NEW_ARTICLE, encoding="utf-8")
+    result = run(config, "send", "--cadence", "daily")
+    assert result.returncode == 0, result.stderr
+    assert "nothing due now: 1 of the 1 active daily subscribers have new articles for their next digest, " \
+        "not due until 20" in result.stdout, result.stdout
+    assert "UTC" in result.stdout
