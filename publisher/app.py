@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -25,13 +26,24 @@ from publisher import metrics, nodes
 from publisher.config import Settings
 from publisher.content.model import Article, Problem
 from publisher.content.sources import scan_directory
-from publisher.delivery import Deliverer, DeliveryReport
-from publisher.digest import PlannedDigest, plan, plan_on, plan_resend, why_nothing_due
+from publisher.delivery import Deliverer, DeliveryReport, personal_values
+from publisher.digest import (
+    PlannedDigest,
+    digest_id,
+    find_article,
+    plan,
+    plan_on,
+    plan_resend,
+    planned_for,
+    why_nothing_due,
+)
 from publisher.feeds import FeedDocument, build_feeds, write_feeds
 from publisher.ledger import Claimant, claimable, unfinished_digests
 from publisher.locks import exclusive, holder
 from publisher.logs import digest_context
 from publisher.mail.dkim import DkimSigner
+from publisher.mail.message import DigestMessages
+from publisher.mail.render import render_digest
 from publisher.mail.transport import DeliveryError, Transport, make_transport
 from publisher.notices import Notices
 from publisher.pacing import Backoff
@@ -42,8 +54,10 @@ from publisher.store.articles import IngestResult
 from publisher.store.db import create_engine, transaction, upgrade
 from publisher.templating import make_environment, make_loader
 from publisher.websub import HubPinger
-from subscribers.model import Cadence
+from subscribers import store as subscriber_store
+from subscribers.model import Cadence, Status, Subscriber
 from subscribers.tokens import Tokens
+from subscribers.validation import normalize_email
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +82,26 @@ class Rehearsal:
     scan: IngestResult
     planned: list[PlannedDigest]
     nothing_due: str = ""  # why nothing was planned (see :func:`publisher.digest.why_nothing_due`)
+
+
+class NothingToPreview(LookupError):
+    """There is no digest to preview or test now; the message says why."""
+
+
+@dataclass(frozen=True)
+class DigestCopy:
+    """One reader's copy of a digest, made by the delivery's own rendering and framing,
+    and recorded nowhere (``publisher preview``, ``publisher send --test``)."""
+
+    subject: str
+    html: str
+    text: str
+    message: bytes  # the wire bytes (CRLF), as the transport would get them
+    recipient: str
+    article_count: int
+
+
+SAMPLE_READER = ("Sample Reader", "reader@example.com")  # a preview's made-up subscriber (RFC 2606 domain)
 
 
 class Publisher:
@@ -262,6 +296,84 @@ class Publisher:
         """Why a plan of ``cadence`` found nothing now, and what to do (``publisher send``)."""
         async with self.engine.connect() as conn:
             return await why_nothing_due(conn, cadence, utcnow(), self._plan_options(cadence)["schedule"])
+
+    async def next_copy(
+        self, cadence: Cadence | None = None, *, subscriber: str | None = None, article: str | None = None,
+        to: str | None = None, test: bool = False,
+    ) -> DigestCopy:
+        """The copy of the next digest that ``subscriber`` (an address) would get if
+        ``publisher send`` ran now, or a made-up reader's copy of the biggest digest due
+        (or of ``article``, a reference :func:`publisher.digest.find_article` takes).
+
+        Planned in a rehearsal (:meth:`rehearse`), so nothing is stored and no cursor
+        moves.  ``to`` addresses the copy to someone else; ``test`` marks it as a test
+        (subject prefixed "[TEST] ", header ``X-Publisher-Test: yes``).  Raises
+        :class:`NothingToPreview` saying why there is none, and ValueError for an address
+        that is not one.
+        """
+        reader = None
+        if subscriber is not None:
+            address = normalize_email(subscriber)
+            async with self.engine.connect() as conn:
+                reader = await subscriber_store.find(conn, address)
+            if reader is None:
+                raise NothingToPreview(f"{address} is not a subscriber (see `publisher subscribers list`)")
+            if reader.status != Status.ACTIVE:
+                raise NothingToPreview(f"{address} is {reader.status}: they get no digests")
+        cadence = cadence or (reader.cadence if reader else Cadence.INSTANT)
+        async with self.rehearse(cadence) as rehearsal:
+            ident, seqs = await self._next_digest(rehearsal, cadence, reader, article)
+            articles = await article_store.by_seq(rehearsal.conn, seqs)
+        name, email = (reader.name, reader.email) if reader else SAMPLE_READER
+        personal = personal_values(self.tokens, self.settings.site.url, reader.id if reader else 0,
+                                   name, normalize_email(to) if to else email)
+        rendered = render_digest(articles, self.settings, self.env, ident, cadence)
+        if test:
+            ident = f"test-{ident}"
+            rendered = dataclasses.replace(rendered, subject=f"[TEST] {rendered.subject}")
+        message = DigestMessages(rendered, settings=self.settings, digest_id=ident, date=utcnow()).build(
+            personal, reader.id if reader else 0
+        )
+        if test:  # prepended: a header field anywhere in the header block is as good, and framing stays in one place
+            message = b"X-Publisher-Test: yes\r\n" + message
+        html, text = rendered.personalize(personal)
+        return DigestCopy(rendered.subject, html, text, message, personal.email, len(articles))
+
+    async def _next_digest(
+        self, rehearsal: Rehearsal, cadence: Cadence, reader: Subscriber | None, article: str | None
+    ) -> tuple[str, tuple[int, ...]]:
+        """``(digest id, article seqs)`` of the copy :meth:`next_copy` makes."""
+        if article is not None:
+            found = await find_article(rehearsal.conn, article, self.settings.site.url)
+            seqs = (found.seq,)
+            return digest_id(cadence, rehearsal.now, seqs), seqs
+        if reader is not None:
+            theirs = await planned_for(rehearsal.conn, reader.id, rehearsal.planned)
+            if theirs is None:
+                why = rehearsal.nothing_due or "every article they would get has gone out to them"
+                raise NothingToPreview(f"nothing to preview for {reader.email} ({cadence}): {why}")
+            return theirs.id, theirs.article_seqs
+        if not rehearsal.planned:
+            raise NothingToPreview(f"nothing to preview: {rehearsal.nothing_due}")
+        biggest = max(rehearsal.planned, key=lambda digest: (len(digest.article_seqs), digest.recipients))
+        return biggest.id, biggest.article_seqs
+
+    async def send_test(self, to: str, *, cadence: Cadence | None = None, article: str | None = None) -> DigestCopy:
+        """Send one copy of the next digest (or of ``article``) to ``to``, marked as a test,
+        through the configured transport: outside the ledger, no cursor moves.
+
+        Raises :class:`NothingToPreview`, and DeliveryError when the transport can't be
+        reached or refuses the message.
+        """
+        copy = await self.next_copy(cadence, article=article, to=to, test=True)
+        message = copy.message if self.dkim is None else self.dkim.sign(copy.message)
+        transport = make_transport(self.settings.delivery, self.settings.smtp)
+        try:
+            await transport.open()
+            await transport.send(self.settings.delivery.from_address, copy.recipient, message)
+        finally:
+            await transport.close()
+        return copy
 
     async def send(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> SendResult:
         """Plan the digests due for ``cadences`` and deliver everything still pending."""

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -37,10 +38,11 @@ from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from publisher import ledger, logs, nodes
-from publisher.app import Publisher, SendResult, utcnow
+from publisher.app import DigestCopy, NothingToPreview, Publisher, SendResult, utcnow
 from publisher.config import ConfigError, Settings, load_settings
 from publisher.delivery import DeliveryReport
 from publisher.digest import PlannedDigest, UnknownArticle
+from publisher.mail.transport import DeliveryError
 from publisher.inbox import BounceImportReport, InboxError, import_bounces, open_inbox
 from publisher.store.db import create_engine, revisions, upgrade
 from publisher.templating import builtin_templates_dir
@@ -212,12 +214,24 @@ def _run_node(ctx: click.Context, node: Callable[[Settings, Callable[[], Setting
 )
 @click.option("--dry-run", is_flag=True, help="Show what would be sent; change nothing.")
 @click.option("--wait", is_flag=True, help="Also wait out deferred messages until every digest is finished or paused.")
+@click.option("--test", "test_to", metavar="EMAIL",
+              help="Send one copy of the next digest to EMAIL, marked as a test ([TEST] subject, "
+              "X-Publisher-Test header); outside the ledger, no cursor moves.")
+@click.option("--article", metavar="ARTICLE", help="With --test: a copy of this article (id, slug, URL or entry id).")
 @click.pass_context
-def send(ctx: click.Context, cadence: str | None, dry_run: bool, wait: bool) -> None:
+def send(
+    ctx: click.Context, cadence: str | None, dry_run: bool, wait: bool, test_to: str | None, article: str | None
+) -> None:
     """Scan, plan the digests due now and deliver everything pending (with a progress bar)."""
+    if article is not None and test_to is None:
+        raise click.UsageError("--article goes with --test EMAIL (to mail an article to everyone: publisher resend)")
+    if test_to is not None and (dry_run or wait):
+        raise click.UsageError("--test sends one copy at once: leave out --dry-run and --wait")
 
     async def work(publisher: Publisher) -> ExitCode:
         wanted = Cadence(cadence or Cadence.INSTANT)
+        if test_to is not None:
+            return await _send_test(publisher, test_to, Cadence(cadence) if cadence else None, article)
         if dry_run:  # scan and plan in a transaction rolled back: no article stored, no feed written
             async with publisher.rehearse(wanted) as rehearsal:
                 _print_planned(rehearsal.planned, "would send", rehearsal.nothing_due)
@@ -238,6 +252,61 @@ def send(ctx: click.Context, cadence: str | None, dry_run: bool, wait: bool) -> 
         return _report_delivery(report, await ledger.remaining(publisher.engine))
 
     ctx.exit(_with_publisher(ctx, work))
+
+
+async def _send_test(publisher: Publisher, to: str, cadence: Cadence | None, article: str | None) -> ExitCode:
+    try:
+        copy = await publisher.send_test(to, cadence=cadence, article=article)
+    except (NothingToPreview, UnknownArticle, SubscriberError) as exc:
+        raise click.ClickException(_nothing(exc)) from None
+    except DeliveryError as exc:
+        if exc.code is None:  # never connected: the same outcome as a send that can't reach it
+            err.print(f"not sent: cannot reach the transport: {exc}", markup=False, highlight=False)
+            return ExitCode.UNREACHABLE
+        raise click.ClickException(f"the test copy to {to} was refused: {exc}") from None
+    out.print(f"sent a test copy to {copy.recipient}: {copy.subject} ({copy.article_count} article(s))",
+              markup=False, highlight=False)
+    return ExitCode.OK
+
+
+def _nothing(exc: NothingToPreview | UnknownArticle | SubscriberError) -> str:
+    """The one-line reason a preview or test send has nothing to show."""
+    if isinstance(exc, UnknownArticle):
+        closest = "; ".join(f"{ident} ({title})" for ident, title in exc.closest)
+        hint = f"; closest: {closest}" if closest else "; `publisher build` publishes the content first"
+        return f"no published article has the id, slug, URL or feed entry id {exc.reference!r}{hint}"
+    return str(exc)
+
+
+@main.command()
+@click.option("--cadence", type=CADENCES, help="The digest of this cadence (default: the subscriber's, else instant).")
+@click.option("--subscriber", metavar="EMAIL", help="Their copy, with their links (default: a made-up reader).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write the files here (default: a new folder under [storage] data_dir/previews).")
+@click.pass_context
+def preview(ctx: click.Context, cadence: str | None, subscriber: str | None, out_dir: Path | None) -> None:
+    """Write the next digest's HTML, text and whole message, as `send` would mail it now; change nothing.
+
+    Exits 1, saying why, when there is nothing to preview.
+    """
+
+    async def work(publisher: Publisher) -> tuple[DigestCopy, Path]:
+        copy = await publisher.next_copy(Cadence(cadence) if cadence else None, subscriber=subscriber)
+        previews = publisher.settings.storage.data_dir / "previews"
+        previews.mkdir(parents=True, exist_ok=True)
+        return copy, out_dir or Path(tempfile.mkdtemp(prefix=f"{utcnow():%Y%m%dT%H%M%S}-", dir=previews))
+
+    try:
+        copy, target = _with_publisher(ctx, work)
+    except (NothingToPreview, SubscriberError) as exc:
+        raise click.ClickException(_nothing(exc)) from None
+    target.mkdir(parents=True, exist_ok=True)
+    files = {"digest.html": copy.html.encode(), "digest.txt": copy.text.encode(), "digest.eml": copy.message}
+    out.print(f"subject: {copy.subject}", markup=False, highlight=False)
+    out.print(f"to: {copy.recipient} ({copy.article_count} article(s))", markup=False, highlight=False)
+    for name, data in files.items():
+        (target / name).write_bytes(data)
+        out.print(str(target / name), markup=False, highlight=False)
 
 
 def _print_planned(planned: list[PlannedDigest], verb: str, nothing_due: str) -> None:
@@ -401,11 +470,7 @@ def resend(ctx: click.Context, article: str, dry_run: bool) -> None:
     try:
         result, left = _with_publisher(ctx, work)
     except UnknownArticle as exc:
-        closest = "; ".join(f"{ident} ({title})" for ident, title in exc.closest)
-        hint = f"; closest: {closest}" if closest else "; `publisher build` publishes the content first"
-        raise click.ClickException(
-            f"no published article has the id, slug, URL or feed entry id {article!r}{hint}"
-        ) from None
+        raise click.ClickException(_nothing(exc)) from None
     [digest] = result.planned
     verb = "would resend" if dry_run else "resent"
     out.print(f"{verb} {result.article_id} as {digest.id} to {digest.recipients} subscriber(s)",

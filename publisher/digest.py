@@ -236,6 +236,18 @@ async def _plan(
     return planned
 
 
+async def planned_for(
+    conn: AsyncConnection, subscriber_id: int, planned: Sequence[PlannedDigest]
+) -> PlannedDigest | None:
+    """The digest of ``planned`` that holds ``subscriber_id``'s delivery, if any."""
+    by_id = {digest.id: digest for digest in planned}
+    ident = await conn.scalar(
+        select(deliveries.c.digest_id)
+        .where(deliveries.c.subscriber_id == subscriber_id, deliveries.c.digest_id.in_(list(by_id)))
+    )
+    return None if ident is None else by_id[ident]
+
+
 async def why_nothing_due(conn: AsyncConnection, cadence: Cadence, now: datetime, schedule: Schedule | None) -> str:
     """Why planning ``cadence`` now found nothing, and what the operator can do.
 

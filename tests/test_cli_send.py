@@ -3,6 +3,9 @@ their exit codes, and what they leave behind (a real subprocess, as cron runs th
 
 from __future__ import annotations
 
+import email
+import email.policy
+import re
 import socket
 from pathlib import Path
 
@@ -144,3 +147,82 @@ def test_nothing_due_for_daily_subscribers_says_when_their_digest_goes(site_dir:
     assert "nothing due now: 1 of the 1 active daily subscribers have new articles for their next digest, " \
         "not due until 20" in result.stdout, result.stdout
     assert "UTC" in result.stdout
+
+
+def _store_is_untouched(database: Backend, site_dir: Path) -> None:
+    for table in ("articles", "digests", "deliveries"):
+        assert database.fetch(site_dir, f"SELECT count(*) FROM {table}") == [(0,)], table
+    assert {cursor for (cursor,) in database.fetch(site_dir, "SELECT article_cursor FROM subscribers")} <= {0}
+
+
+def test_preview_writes_the_subscribers_next_digest_and_changes_nothing(
+    site_dir: Path, database: Backend, tmp_path: Path
+) -> None:
+    config = site_dir / "config.toml"
+    assert run(config, "subscribers", "add", "ann@example.org", "--name", "Ann", "--cadence", "instant").returncode == 0
+    target = tmp_path / "preview"
+    result = run(config, "preview", "--subscriber", "ann@example.org", "--out", str(target))
+    assert result.returncode == 0, result.stdout + result.stderr
+    _store_is_untouched(database, site_dir)
+    assert not (site_dir / "public").exists() or not any((site_dir / "public").iterdir())
+
+    html, text = (target / "digest.html").read_text(encoding="utf-8"), (target / "digest.txt").read_text("utf-8")
+    for path in (target / "digest.html", target / "digest.txt", target / "digest.eml"):
+        assert str(path) in result.stdout
+    assert "Ann" in text and "https://news.example.org/unsubscribe/" in text and "unsubscribe/" in html
+    previewed = email.message_from_bytes((target / "digest.eml").read_bytes(), policy=email.policy.default)
+    assert previewed["To"] == "Ann <ann@example.org>"
+    assert f"subject: {previewed['Subject']}" in result.stdout
+
+    real = run(config, "send")
+    assert real.returncode == 0 and "sent 1," in real.stdout, real.stdout + real.stderr
+    [sent] = outbox_messages(load_settings(config, environ={}))
+    assert sent["Subject"] == previewed["Subject"]
+    assert _without_ids(plain_text(sent)) == _without_ids(plain_text(previewed)) == _without_ids(text)
+
+
+def _without_ids(text: str) -> str:
+    """``text`` without what differs between two renderings (the digest's id, the links' signed
+    tokens) and with the line ends of a file."""
+    return re.sub(r"(digests|unsubscribe|preferences)/\S+", r"\1/…", text.replace("\r\n", "\n"))
+
+
+def test_preview_without_a_subscriber_uses_a_sample_and_says_when_there_is_nothing(site_dir: Path) -> None:
+    config = site_dir / "config.toml"
+    nothing = run(config, "preview")
+    assert nothing.returncode == 1
+    assert "nothing to preview: nothing new to send: there are no active instant subscribers" in nothing.stderr
+    assert "Traceback" not in nothing.stderr
+
+    assert run(config, "subscribers", "add", "ann@example.org", "--cadence", "instant").returncode == 0
+    sample = run(config, "preview")
+    assert sample.returncode == 0, sample.stderr
+    [eml] = [Path(word) for word in sample.stdout.split() if word.endswith("digest.eml")]
+    assert eml.is_relative_to(site_dir / "data")
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert message["To"].addresses[0].addr_spec.endswith("@example.com")
+    assert "ann@example.org" not in eml.read_text(encoding="utf-8")
+
+    unknown = run(config, "preview", "--subscriber", "nobody@example.org")
+    assert unknown.returncode == 1 and "nobody@example.org is not a subscriber" in unknown.stderr
+
+
+def test_send_test_mails_one_marked_copy_outside_the_ledger(site_dir: Path, database: Backend) -> None:
+    with SmtpServer() as server:
+        config = _smtp_site(site_dir, server.port)
+        assert run(config, "subscribers", "add", "ann@example.org", "--cadence", "instant").returncode == 0
+        test = run(config, "send", "--test", "editor@example.org")
+        assert test.returncode == 0, test.stdout + test.stderr
+        _store_is_untouched(database, site_dir)
+        one = run(config, "send", "--test", "editor@example.org", "--article", "kim-russia-visit")
+        assert one.returncode == 0, one.stdout + one.stderr
+        real = run(config, "send")
+        assert real.returncode == 0 and "sent 1," in real.stdout
+    first, second, delivered = (
+        email.message_from_bytes(m.content, policy=email.policy.default) for m in server.messages
+    )
+    assert [m.rcpt_tos for m in server.messages] == [["editor@example.org"]] * 2 + [["ann@example.org"]]
+    assert first["Subject"] == f"[TEST] {delivered['Subject']}" and first["X-Publisher-Test"] == "yes"
+    # strip(): the header folding of a long subject (mail/message.py) leaves a leading space
+    assert second["Subject"].strip().startswith("[TEST] Kim Jong Un in Russia") and second["X-Publisher-Test"] == "yes"
+    assert delivered["X-Publisher-Test"] is None
