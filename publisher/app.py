@@ -50,6 +50,7 @@ from publisher.pacing import Backoff
 from publisher.secrets import load_secret_key
 from publisher.sources.intake import API_SOURCE, Intake
 from publisher.store import articles as article_store
+from publisher.store import meta
 from publisher.store.articles import IngestResult
 from publisher.store.db import create_engine, transaction, upgrade
 from publisher.templating import make_environment, make_loader
@@ -156,8 +157,18 @@ class Publisher:
         return [key for key, (before, after) in fixed.items() if before != after]
 
     async def start(self) -> None:
-        """Apply migrations (idempotent) so every command sees the current schema."""
+        """Apply migrations (idempotent) so every command sees the current schema; warn
+        when [site] url is not the one the store's articles were published under."""
         await upgrade(self.engine)
+        published_under = await meta.get(self.engine, meta.SITE_URL)
+        if published_under is not None and published_under != self.settings.site.url:
+            log.warning(
+                "[site] url is %s, but this store's articles and feeds were published under %s: the next scan "
+                "rewrites every article's canonical URL and feed entry id to the new address (feed readers may "
+                "show every article again as new, and links to the old address stop matching); if that is not "
+                "what you want, set [site] url back to %s",
+                self.settings.site.url, published_under, published_under,
+            )
 
     async def close(self) -> None:
         await self.intake.close()
@@ -233,6 +244,8 @@ class Publisher:
         self._feeds_revision = revision
         await asyncio.to_thread(write_feeds, self.feeds, site.output_dir)
         log.info("feeds: %d files in %s", len(self.feeds), site.output_dir)
+        if await meta.get(self.engine, meta.SITE_URL) != site.url:  # published under this URL from now on
+            await meta.put(self.engine, meta.SITE_URL, site.url)
         if hub and before and announce:  # the first build after a start only restates what the hub has seen
             changed = [path for path, doc in self.feeds.items() if path not in before or before[path].etag != doc.etag]
             self.hub.settings = self.settings.websub
