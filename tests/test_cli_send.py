@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 import feedparser
+import pytest
 
 from publisher.config import load_settings
 from tests.conftest import write_config
@@ -226,3 +227,21 @@ def test_send_test_mails_one_marked_copy_outside_the_ledger(site_dir: Path, data
     # strip(): the header folding of a long subject (mail/message.py) leaves a leading space
     assert second["Subject"].strip().startswith("[TEST] Kim Jong Un in Russia") and second["X-Publisher-Test"] == "yes"
     assert delivered["X-Publisher-Test"] is None
+
+
+@pytest.mark.postgresql_only("nodes share deliveries through leases on PostgreSQL; on SQLite one process delivers")
+def test_send_exits_4_while_another_node_holds_messages_and_says_until_when(site_dir: Path, database: Backend) -> None:
+    port = _closed_port()
+    config = _smtp_site(site_dir, port)
+    assert run(config, "subscribers", "add", "ann@example.org", "--cadence", "instant").returncode == 0
+    assert run(config, "send").returncode == 3  # planned; the rows wait
+    database.fetch(
+        site_dir,
+        "UPDATE deliveries SET state = 'sending', claimed_by = 'other-host:1:1', "
+        "lease_until = now() + interval '1 hour' RETURNING subscriber_id",
+    )
+    with SmtpServer(port=port) as server:
+        result = run(config, "send")
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "1 message(s) remain: 1 held by another node, taken over at " in result.stderr, result.stderr
+    assert "if it died" in result.stderr and server.messages == []
