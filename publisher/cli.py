@@ -89,7 +89,7 @@ def _settings(ctx: click.Context) -> Settings:
     except ConfigError as exc:
         for problem in exc.problems:
             err.print(f"[red]config error:[/red] {escape(problem)}", highlight=False)
-        raise SystemExit(2) from None
+        raise SystemExit(ExitCode.USAGE) from None
 
 
 def _with_publisher(ctx: click.Context, work: Callable[[Publisher], Awaitable[T]]) -> T:
