@@ -10,37 +10,55 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, partial
+from typing import Any
 from urllib.parse import urljoin
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from publisher import metrics, nodes
 from publisher.config import Settings
 from publisher.content.model import Article
 from publisher.content.sources import ScanResult, scan_directory
-from publisher.delivery import Deliverer, DeliveryReport
-from publisher.digest import PlannedDigest, plan, plan_resend
+from publisher.delivery import Deliverer, DeliveryReport, personal_values
+from publisher.digest import (
+    PlannedDigest,
+    digest_id,
+    find_article,
+    plan,
+    plan_on,
+    plan_resend,
+    planned_for,
+    why_nothing_due,
+)
 from publisher.feeds import FeedDocument, build_feeds, write_feeds
 from publisher.ledger import Claimant, claimable, unfinished_digests
 from publisher.locks import exclusive, holder
 from publisher.logs import digest_context
 from publisher.mail.dkim import DkimSigner
+from publisher.mail.message import DigestMessages
+from publisher.mail.render import render_digest
 from publisher.mail.transport import DeliveryError, Transport, make_transport
 from publisher.notices import Notices
 from publisher.pacing import Backoff
 from publisher.secrets import load_secret_key
 from publisher.sources.intake import API_SOURCE, Intake
 from publisher.store import articles as article_store
+from publisher.store import meta
 from publisher.store.articles import IngestResult
-from publisher.store.db import create_engine, upgrade
+from publisher.store.db import create_engine, transaction, upgrade
 from publisher.templating import make_environment, make_loader
 from publisher.websub import HubPinger
-from subscribers.model import Cadence
+from subscribers import store as subscriber_store
+from subscribers.model import Cadence, Status, Subscriber
 from subscribers.tokens import Tokens
+from subscribers.validation import normalize_email
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +71,38 @@ def utcnow() -> datetime:
 class SendResult:
     planned: list[PlannedDigest] = field(default_factory=list)
     report: DeliveryReport | None = None  # None on a dry run
+    article_id: str = ""  # a resend's article, however the operator named it
+
+
+@dataclass
+class Rehearsal:
+    """A send that will be rolled back (:meth:`Publisher.rehearse`): read it through ``conn``."""
+
+    conn: AsyncConnection
+    now: datetime
+    scan: IngestResult
+    planned: list[PlannedDigest]
+    nothing_due: str = ""  # why nothing was planned (see :func:`publisher.digest.why_nothing_due`)
+
+
+class NothingToPreview(LookupError):
+    """There is no digest to preview or test now; the message says why."""
+
+
+@dataclass(frozen=True)
+class DigestCopy:
+    """One reader's copy of a digest, made by the delivery's own rendering and framing,
+    and recorded nowhere (``publisher preview``, ``publisher send --test``)."""
+
+    subject: str
+    html: str
+    text: str
+    message: bytes  # the wire bytes (CRLF), as the transport would get them
+    recipient: str
+    article_count: int
+
+
+SAMPLE_READER = ("Sample Reader", "reader@example.com")  # a preview's made-up subscriber (RFC 2606 domain)
 
 
 class Publisher:
@@ -110,8 +160,18 @@ class Publisher:
         return [key for key, (before, after) in fixed.items() if before != after]
 
     async def start(self) -> None:
-        """Apply migrations (idempotent) so every command sees the current schema."""
+        """Apply migrations (idempotent) so every command sees the current schema; warn
+        when [site] url is not the one the store's articles were published under."""
         await upgrade(self.engine)
+        published_under = await meta.get(self.engine, meta.SITE_URL)
+        if published_under is not None and published_under != self.settings.site.url:
+            log.warning(
+                "[site] url is %s, but this store's articles and feeds were published under %s: the next scan "
+                "rewrites every article's canonical URL and feed entry id to the new address (feed readers may "
+                "show every article again as new, and links to the old address stop matching); if that is not "
+                "what you want, set [site] url back to %s",
+                self.settings.site.url, published_under, published_under,
+            )
 
     async def close(self) -> None:
         await self.intake.close()
@@ -205,6 +265,8 @@ class Publisher:
         self._feeds_revision = revision
         await asyncio.to_thread(write_feeds, self.feeds, site.output_dir)
         log.info("feeds: %d files in %s", len(self.feeds), site.output_dir)
+        if await meta.get(self.engine, meta.SITE_URL) != site.url:  # published under this URL from now on
+            await meta.put(self.engine, meta.SITE_URL, site.url)
         if hub and before and announce:  # the first build after a start only restates what the hub has seen
             changed = [path for path, doc in self.feeds.items() if path not in before or before[path].etag != doc.etag]
             self.hub.settings = self.settings.websub
@@ -216,17 +278,21 @@ class Publisher:
         if await article_store.revision(self.engine) != self._feeds_revision:
             await self.build_feeds(announce=False)
 
+    def _plan_options(self, cadence: Cadence) -> dict[str, Any]:
+        """The digest settings :func:`publisher.digest.plan` takes for ``cadence``."""
+        settings = self.settings.digest
+        return {
+            "max_articles": settings.max_articles,
+            "schedule": None if cadence == Cadence.INSTANT else settings.schedule,
+            "grace": timedelta(hours=settings.grace_hours),
+        }
+
     async def plan(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> list[PlannedDigest]:
         """Create the digests due for ``cadences`` now (with ``dry_run``, only say which)."""
         now = utcnow()
-        settings = self.settings.digest
         result: list[PlannedDigest] = []
         for cadence in cadences:
-            planned = await plan(
-                self.engine, cadence, now, max_articles=settings.max_articles, dry_run=dry_run,
-                schedule=None if cadence == Cadence.INSTANT else settings.schedule,
-                grace=timedelta(hours=settings.grace_hours),
-            )
+            planned = await plan(self.engine, cadence, now, dry_run=dry_run, **self._plan_options(cadence))
             for digest in planned:
                 if not dry_run:
                     metrics.digest_planned(digest.cadence)
@@ -238,6 +304,111 @@ class Publisher:
             result.extend(planned)
         return result
 
+    @contextlib.asynccontextmanager
+    async def rehearse(self, cadence: Cadence) -> AsyncIterator[Rehearsal]:
+        """What ``publisher send`` would do now, in a transaction that is rolled back after.
+
+        The Markdown sources are scanned and ``cadence``'s digests planned exactly as
+        a real send does, inside one transaction: the caller reads the planned
+        digests and ledger rows from it, and afterwards nothing is left (no article
+        stored, no feed written, no cursor moved, no ledger row).
+        """
+        now = utcnow()
+        async with transaction(self.engine, dry_run=True) as conn:
+            scan = await self.intake.scan_markdown(into=conn)
+            planned = await plan_on(conn, cadence, now, **self._plan_options(cadence))
+            for digest in planned:
+                with digest_context(digest.id):
+                    log.info("digest %s: (dry run) %d articles for %d subscribers",
+                             digest.id, len(digest.article_seqs), digest.recipients)
+            reason = "" if planned else await why_nothing_due(
+                conn, cadence, now, self._plan_options(cadence)["schedule"]
+            )
+            yield Rehearsal(conn, now, scan, planned, reason)
+
+    async def why_nothing_due(self, cadence: Cadence) -> str:
+        """Why a plan of ``cadence`` found nothing now, and what to do (``publisher send``)."""
+        async with self.engine.connect() as conn:
+            return await why_nothing_due(conn, cadence, utcnow(), self._plan_options(cadence)["schedule"])
+
+    async def next_copy(
+        self, cadence: Cadence | None = None, *, subscriber: str | None = None, article: str | None = None,
+        to: str | None = None, test: bool = False,
+    ) -> DigestCopy:
+        """The copy of the next digest that ``subscriber`` (an address) would get if
+        ``publisher send`` ran now, or a made-up reader's copy of the biggest digest due
+        (or of ``article``, a reference :func:`publisher.digest.find_article` takes).
+
+        Planned in a rehearsal (:meth:`rehearse`), so nothing is stored and no cursor
+        moves.  ``to`` addresses the copy to someone else; ``test`` marks it as a test
+        (subject prefixed "[TEST] ", header ``X-Publisher-Test: yes``).  Raises
+        :class:`NothingToPreview` saying why there is none, and ValueError for an address
+        that is not one.
+        """
+        reader = None
+        if subscriber is not None:
+            address = normalize_email(subscriber)
+            async with self.engine.connect() as conn:
+                reader = await subscriber_store.find(conn, address)
+            if reader is None:
+                raise NothingToPreview(f"{address} is not a subscriber (see `publisher subscribers list`)")
+            if reader.status != Status.ACTIVE:
+                raise NothingToPreview(f"{address} is {reader.status}: they get no digests")
+        cadence = cadence or (reader.cadence if reader else Cadence.INSTANT)
+        async with self.rehearse(cadence) as rehearsal:
+            ident, seqs = await self._next_digest(rehearsal, cadence, reader, article)
+            articles = await article_store.by_seq(rehearsal.conn, seqs)
+        name, email = (reader.name, reader.email) if reader else SAMPLE_READER
+        personal = personal_values(self.tokens, self.settings.site.url, reader.id if reader else 0,
+                                   name, normalize_email(to) if to else email)
+        rendered = render_digest(articles, self.settings, self.env, ident, cadence)
+        if test:
+            ident = f"test-{ident}"
+            rendered = dataclasses.replace(rendered, subject=f"[TEST] {rendered.subject}")
+        message = DigestMessages(rendered, settings=self.settings, digest_id=ident, date=utcnow()).build(
+            personal, reader.id if reader else 0
+        )
+        if test:  # prepended: a header field anywhere in the header block is as good, and framing stays in one place
+            message = b"X-Publisher-Test: yes\r\n" + message
+        html, text = rendered.personalize(personal)
+        return DigestCopy(rendered.subject, html, text, message, personal.email, len(articles))
+
+    async def _next_digest(
+        self, rehearsal: Rehearsal, cadence: Cadence, reader: Subscriber | None, article: str | None
+    ) -> tuple[str, tuple[int, ...]]:
+        """``(digest id, article seqs)`` of the copy :meth:`next_copy` makes."""
+        if article is not None:
+            found = await find_article(rehearsal.conn, article, self.settings.site.url)
+            seqs = (found.seq,)
+            return digest_id(cadence, rehearsal.now, seqs), seqs
+        if reader is not None:
+            theirs = await planned_for(rehearsal.conn, reader.id, rehearsal.planned)
+            if theirs is None:
+                why = rehearsal.nothing_due or "every article they would get has gone out to them"
+                raise NothingToPreview(f"nothing to preview for {reader.email} ({cadence}): {why}")
+            return theirs.id, theirs.article_seqs
+        if not rehearsal.planned:
+            raise NothingToPreview(f"nothing to preview: {rehearsal.nothing_due}")
+        biggest = max(rehearsal.planned, key=lambda digest: (len(digest.article_seqs), digest.recipients))
+        return biggest.id, biggest.article_seqs
+
+    async def send_test(self, to: str, *, cadence: Cadence | None = None, article: str | None = None) -> DigestCopy:
+        """Send one copy of the next digest (or of ``article``) to ``to``, marked as a test,
+        through the configured transport: outside the ledger, no cursor moves.
+
+        Raises :class:`NothingToPreview`, and DeliveryError when the transport can't be
+        reached or refuses the message.
+        """
+        copy = await self.next_copy(cadence, article=article, to=to, test=True)
+        message = copy.message if self.dkim is None else self.dkim.sign(copy.message)
+        transport = make_transport(self.settings.delivery, self.settings.smtp)
+        try:
+            await transport.open()
+            await transport.send(self.settings.delivery.from_address, copy.recipient, message)
+        finally:
+            await transport.close()
+        return copy
+
     async def send(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> SendResult:
         """Plan the digests due for ``cadences`` and deliver everything still pending."""
         result = SendResult(planned=await self.plan(cadences, dry_run=dry_run))
@@ -245,16 +416,19 @@ class Publisher:
             result.report = await self.deliver()
         return result
 
-    async def resend(self, article_id: str, *, dry_run: bool = False) -> SendResult:
-        """Send ``article_id`` again to everyone whose topics it matches (``publisher resend``).
+    async def resend(self, reference: str, *, dry_run: bool = False) -> SendResult:
+        """Send the article ``reference`` names (id, slug, URL or feed entry id) again to
+        everyone whose topics it matches (``publisher resend``).
 
         Raises :class:`publisher.digest.UnknownArticle`.
         """
-        digest = await plan_resend(self.engine, article_id, utcnow(), dry_run=dry_run)
+        digest, article = await plan_resend(
+            self.engine, reference, utcnow(), site_url=self.settings.site.url, dry_run=dry_run
+        )
         with digest_context(digest.id):
             log.info("digest %s: %sresending %s to %d subscribers", digest.id, "(dry run) " if dry_run else "",
-                     article_id, digest.recipients)
-        result = SendResult(planned=[digest])
+                     article.id, digest.recipients)
+        result = SendResult(planned=[digest], article_id=article.id)
         if not dry_run:
             metrics.digest_planned(digest.cadence)
             result.report = await self.deliver()
@@ -306,6 +480,8 @@ class Publisher:
         probe = await self._reach_relay(wait)
         if probe is None:
             return DeliveryReport()
+        if isinstance(probe, DeliveryError):
+            return DeliveryReport(unreachable=f"cannot reach the {self._transport_name()}: {probe}")
         spare = [probe]  # the first connection is the one that just proved the relay works
 
         def transports() -> Transport:
@@ -328,8 +504,15 @@ class Publisher:
             for unused in spare:
                 await unused.close()
 
-    async def _reach_relay(self, wait: bool) -> Transport | None:
-        """An open transport, or None when the relay can't be reached (and not ``wait``-ing).
+    def _transport_name(self) -> str:
+        """Where messages go, as the operator configured it (for error messages)."""
+        if self.settings.delivery.transport == "smtp":
+            return f"SMTP relay at {self.settings.smtp.host}:{self.settings.smtp.port}"
+        return f"maildir outbox {self.settings.delivery.outbox}"
+
+    async def _reach_relay(self, wait: bool) -> Transport | DeliveryError | None:
+        """An open transport; the error when the relay can't be reached (and not ``wait``-ing);
+        None when the service stops while waiting.
 
         A relay that is down or misconfigured leaves every row pending, untouched (no
         attempt is counted against any subscriber); with ``wait`` it is tried again with
@@ -342,11 +525,9 @@ class Publisher:
                 await probe.open()
                 return probe
             except DeliveryError as exc:
-                log.error(
-                    "delivery postponed: cannot open the %s transport: %s", self.settings.delivery.transport, exc
-                )
-            if not wait:
-                return None
+                log.error("delivery postponed: cannot reach the %s: %s", self._transport_name(), exc)
+                if not wait:
+                    return exc
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), timeout=pause.next_pause())
             if self.stopping.is_set():

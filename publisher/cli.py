@@ -11,11 +11,13 @@ import asyncio
 import logging
 import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from enum import IntEnum
 from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -36,11 +38,12 @@ from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from publisher import ledger, logs, nodes
-from publisher.app import Publisher, SendResult, utcnow
+from publisher.app import DigestCopy, NothingToPreview, Publisher, SendResult, utcnow
 from publisher.config import ConfigError, Settings, load_settings
 from publisher.content.model import Article, Severity
 from publisher.delivery import DeliveryReport
-from publisher.digest import UnknownArticle
+from publisher.digest import PlannedDigest, UnknownArticle
+from publisher.mail.transport import DeliveryError
 from publisher.inbox import BounceImportReport, InboxError, import_bounces, open_inbox
 from publisher.mail.dkim import DkimError
 from publisher.store import articles as article_store
@@ -53,6 +56,18 @@ from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
 from subscribers.validation import SubscriberError, email_hash, normalize_email
 
 T = TypeVar("T")
+
+
+class ExitCode(IntEnum):
+    """What a command's exit status means (README, "Exit codes"): cron and CI branch on it."""
+
+    OK = 0  # done, or nothing to do
+    ERROR = 1  # a command failed (a ClickException), or some input was skipped
+    USAGE = 2  # bad arguments (click) or a bad config file
+    UNREACHABLE = 3  # the mail transport could not be reached: nothing was sent
+    REMAINING = 4  # messages remain: deferred, paused, or held by another node
+
+
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 CADENCES = click.Choice([c.value for c in Cadence])
@@ -84,7 +99,7 @@ def _config_error(problems: Sequence[str]) -> NoReturn:
     """Print each config problem on a line of its own and exit 2, as a bad config does."""
     for problem in problems:
         err.print(f"[red]config error:[/red] {escape(problem)}", highlight=False)
-    raise SystemExit(2)
+    raise SystemExit(ExitCode.USAGE)
 
 
 def _with_publisher(ctx: click.Context, work: Callable[[Publisher], Awaitable[T]]) -> T:
@@ -228,42 +243,135 @@ def _run_node(ctx: click.Context, node: Callable[[Settings, Callable[[], Setting
 )
 @click.option("--dry-run", is_flag=True, help="Show what would be sent; change nothing.")
 @click.option("--wait", is_flag=True, help="Also wait out deferred messages until every digest is finished or paused.")
+@click.option("--test", "test_to", metavar="EMAIL",
+              help="Send one copy of the next digest to EMAIL, marked as a test ([TEST] subject, "
+              "X-Publisher-Test header); outside the ledger, no cursor moves.")
+@click.option("--article", metavar="ARTICLE", help="With --test: a copy of this article (id, slug, URL or entry id).")
 @click.pass_context
-def send(ctx: click.Context, cadence: str | None, dry_run: bool, wait: bool) -> None:
+def send(
+    ctx: click.Context, cadence: str | None, dry_run: bool, wait: bool, test_to: str | None, article: str | None
+) -> None:
     """Scan, plan the digests due now and deliver everything pending (with a progress bar)."""
+    if article is not None and test_to is None:
+        raise click.UsageError("--article goes with --test EMAIL (to mail an article to everyone: publisher resend)")
+    if test_to is not None and (dry_run or wait):
+        raise click.UsageError("--test sends one copy at once: leave out --dry-run and --wait")
 
-    async def work(publisher: Publisher) -> None:
+    async def work(publisher: Publisher) -> ExitCode:
+        wanted = Cadence(cadence or Cadence.INSTANT)
+        if test_to is not None:
+            return await _send_test(publisher, test_to, Cadence(cadence) if cadence else None, article)
+        if dry_run:  # scan and plan in a transaction rolled back: no article stored, no feed written
+            async with publisher.rehearse(wanted) as rehearsal:
+                _print_planned(rehearsal.planned, "would send", rehearsal.nothing_due)
+            return ExitCode.OK
         await publisher.scan()
-        planned = await publisher.plan([Cadence(cadence or Cadence.INSTANT)], dry_run=dry_run)
-        report = None
-        if not dry_run:
-            total = await ledger.due_count(publisher.engine, utcnow())
-            with _progress_bar() as (bar, task):
-                bar.update(task, total=total or None)
-                started = time.monotonic()
+        planned = await publisher.plan([wanted])
+        _print_planned(planned, "planned", "" if planned else await publisher.why_nothing_due(wanted))
+        total = await ledger.due_count(publisher.engine, utcnow())
+        with _progress_bar() as (bar, task):
+            bar.update(task, total=total or None)
+            started = time.monotonic()
 
-                def progress(report: DeliveryReport) -> None:
-                    rate = report.handled / max(time.monotonic() - started, 1e-6)
-                    bar.update(task, completed=report.handled, rate=rate)
+            def progress(report: DeliveryReport) -> None:
+                rate = report.handled / max(time.monotonic() - started, 1e-6)
+                bar.update(task, completed=report.handled, rate=rate)
 
-                report = await publisher.deliver(wait=wait, progress=progress)
-        for digest in planned:
-            out.print(
-                f"{'would send' if dry_run else 'planned'} {digest.id}: "
-                f"{len(digest.article_seqs)} article(s) to {digest.recipients} subscriber(s)",
-                highlight=False,
-            )
-        if not planned:
-            out.print("nothing new to send", highlight=False)
-        if report is not None:
-            r = report
-            out.print(f"sent {r.sent}, deferred {r.deferred}, failed {r.failed}, cancelled {r.cancelled}",
-                      highlight=False)
-            for digest_id in r.paused:
-                err.print(f"[red]paused[/red] {digest_id}: see `publisher status`; `publisher resume {digest_id}` "
-                          "continues it", highlight=False)
+            report = await publisher.deliver(wait=wait, progress=progress)
+        return _report_delivery(report, await ledger.remaining(publisher.engine))
 
-    _with_publisher(ctx, work)
+    ctx.exit(_with_publisher(ctx, work))
+
+
+async def _send_test(publisher: Publisher, to: str, cadence: Cadence | None, article: str | None) -> ExitCode:
+    try:
+        copy = await publisher.send_test(to, cadence=cadence, article=article)
+    except (NothingToPreview, UnknownArticle, SubscriberError) as exc:
+        raise click.ClickException(_nothing(exc)) from None
+    except DeliveryError as exc:
+        if exc.code is None:  # never connected: the same outcome as a send that can't reach it
+            err.print(f"not sent: cannot reach the transport: {exc}", markup=False, highlight=False)
+            return ExitCode.UNREACHABLE
+        raise click.ClickException(f"the test copy to {to} was refused: {exc}") from None
+    out.print(f"sent a test copy to {copy.recipient}: {copy.subject} ({copy.article_count} article(s))",
+              markup=False, highlight=False)
+    return ExitCode.OK
+
+
+def _nothing(exc: NothingToPreview | UnknownArticle | SubscriberError) -> str:
+    """The one-line reason a preview or test send has nothing to show."""
+    if isinstance(exc, UnknownArticle):
+        closest = "; ".join(f"{ident} ({title})" for ident, title in exc.closest)
+        hint = f"; closest: {closest}" if closest else "; `publisher build` publishes the content first"
+        return f"no published article has the id, slug, URL or feed entry id {exc.reference!r}{hint}"
+    return str(exc)
+
+
+@main.command()
+@click.option("--cadence", type=CADENCES, help="The digest of this cadence (default: the subscriber's, else instant).")
+@click.option("--subscriber", metavar="EMAIL", help="Their copy, with their links (default: a made-up reader).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write the files here (default: a new folder under [storage] data_dir/previews).")
+@click.pass_context
+def preview(ctx: click.Context, cadence: str | None, subscriber: str | None, out_dir: Path | None) -> None:
+    """Write the next digest's HTML, text and whole message, as `send` would mail it now; change nothing.
+
+    Exits 1, saying why, when there is nothing to preview.
+    """
+
+    async def work(publisher: Publisher) -> tuple[DigestCopy, Path]:
+        copy = await publisher.next_copy(Cadence(cadence) if cadence else None, subscriber=subscriber)
+        previews = publisher.settings.storage.data_dir / "previews"
+        previews.mkdir(parents=True, exist_ok=True)
+        return copy, out_dir or Path(tempfile.mkdtemp(prefix=f"{utcnow():%Y%m%dT%H%M%S}-", dir=previews))
+
+    try:
+        copy, target = _with_publisher(ctx, work)
+    except (NothingToPreview, SubscriberError) as exc:
+        raise click.ClickException(_nothing(exc)) from None
+    target.mkdir(parents=True, exist_ok=True)
+    files = {"digest.html": copy.html.encode(), "digest.txt": copy.text.encode(), "digest.eml": copy.message}
+    out.print(f"subject: {copy.subject}", markup=False, highlight=False)
+    out.print(f"to: {copy.recipient} ({copy.article_count} article(s))", markup=False, highlight=False)
+    for name, data in files.items():
+        (target / name).write_bytes(data)
+        out.print(str(target / name), markup=False, highlight=False)
+
+
+def _print_planned(planned: list[PlannedDigest], verb: str, nothing_due: str) -> None:
+    for digest in planned:
+        out.print(f"{verb} {digest.id}: {len(digest.article_seqs)} article(s) to {digest.recipients} subscriber(s)",
+                  highlight=False)
+    if not planned:
+        out.print(nothing_due, highlight=False, markup=False)
+
+
+def _report_delivery(report: DeliveryReport, left: ledger.Remaining) -> ExitCode:
+    """Print what a delivery run did and what it left; the exit code that tells cron which."""
+    r = report
+    out.print(f"sent {r.sent}, deferred {r.deferred}, failed {r.failed}, cancelled {r.cancelled}", highlight=False)
+    for digest_id in r.paused:
+        err.print(f"[red]paused[/red] {digest_id}: see `publisher status`; `publisher resume {digest_id}` "
+                  "continues it", highlight=False)
+    if r.unreachable:
+        err.print(f"not sent: {r.unreachable}; {left.total} message(s) wait for it. Run `publisher send` again "
+                  "once it answers, or `publisher send --wait` to keep trying", markup=False, highlight=False)
+        return ExitCode.UNREACHABLE
+    if left.total:
+        parts = []
+        if left.deferred:
+            parts.append(f"{left.deferred} deferred, next try at {_when(left.next_retry)}")
+        if left.held:
+            parts.append(f"{left.held} held by another node, taken over at {_when(left.held_until)} if it died")
+        if left.pending:
+            parts.append(f"{left.pending} not tried yet (another process is delivering, or the run was stopped)")
+        err.print(f"{left.total} message(s) remain: {'; '.join(parts)}. `publisher send --wait` waits them out",
+                  markup=False, highlight=False)
+    return ExitCode.REMAINING if left.total or r.paused else ExitCode.OK
+
+
+def _when(moment: datetime | None) -> str:
+    return "once it can" if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 @contextmanager
@@ -397,26 +505,30 @@ def resume(ctx: click.Context, digest_id: str, wait: bool) -> None:
 
 
 @main.command()
-@click.argument("article_id")
+@click.argument("article")
 @click.option("--dry-run", is_flag=True, help="Say how many subscribers it would go to; send nothing.")
 @click.pass_context
-def resend(ctx: click.Context, article_id: str, dry_run: bool) -> None:
-    """Send ARTICLE_ID again (after an important correction) to every subscriber whose topics it matches.
+def resend(ctx: click.Context, article: str, dry_run: bool) -> None:
+    """Send ARTICLE again (after an important correction) to every subscriber whose topics it matches.
 
-    An edited article only updates the feeds; this is the way to mail it again.
+    ARTICLE is its id (front matter), its slug, its URL or its feed entry id.  An
+    edited article only updates the feeds; this is the way to mail it again.
     """
 
-    async def work(publisher: Publisher) -> SendResult:
-        return await publisher.resend(article_id, dry_run=dry_run)
+    async def work(publisher: Publisher) -> tuple[SendResult, ledger.Remaining | None]:
+        result = await publisher.resend(article, dry_run=dry_run)
+        return result, None if dry_run else await ledger.remaining(publisher.engine)
 
     try:
-        result = _with_publisher(ctx, work)
-    except UnknownArticle:
-        raise click.ClickException(f"no published article has the id {article_id!r} (see the feeds' entry ids)") from None
+        result, left = _with_publisher(ctx, work)
+    except UnknownArticle as exc:
+        raise click.ClickException(_nothing(exc)) from None
     [digest] = result.planned
     verb = "would resend" if dry_run else "resent"
-    sent = "" if result.report is None else f"; sent {result.report.sent}, deferred {result.report.deferred}, failed {result.report.failed}"
-    out.print(f"{verb} {article_id} as {digest.id} to {digest.recipients} subscriber(s){sent}", highlight=False, markup=False)
+    out.print(f"{verb} {result.article_id} as {digest.id} to {digest.recipients} subscriber(s)",
+              highlight=False, markup=False)
+    if result.report is not None and left is not None:
+        ctx.exit(_report_delivery(result.report, left))
 
 
 @main.group("db")

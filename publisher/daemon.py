@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import time
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
@@ -88,7 +90,34 @@ async def run_worker(settings: Settings, reload: Callable[[], Settings]) -> None
     log.info("stopped")
 
 
+def site_url_problem(settings: Settings) -> str | None:
+    """Why [site] url can't be this daemon's address, when it is a local one on another port.
+
+    Every link the site hands out (feeds, confirmation and unsubscribe emails) hangs
+    off [site] url: on a test machine a port typed in one place and not the other
+    makes them all lead nowhere.  A public URL is left alone (a proxy may serve it).
+    """
+    parts = urlsplit(settings.site.url)
+    host = parts.hostname or ""
+    try:
+        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name, not an address
+        local = False
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if not local or port == settings.server.port:
+        return None
+    shown = f"[{host}]" if ":" in host else host
+    fixed = urlunsplit(parts._replace(netloc=f"{shown}:{settings.server.port}"))
+    return (
+        f"[site] url is {settings.site.url} (port {port}), but this daemon listens on [server] port "
+        f"{settings.server.port}: every link in the feeds and emails would lead nowhere; set [site] url = "
+        f'"{fixed}" or [server] port = {port}'
+    )
+
+
 async def _run(settings: Settings, reload: Callable[[], Settings]) -> None:
+    if (problem := site_url_problem(settings)) is not None:
+        log.warning("%s", problem)
     publisher = Publisher(settings)
     _ = publisher.dkim  # a key that can't sign stops the start (DkimError), not every delivery
     await publisher.start()

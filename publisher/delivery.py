@@ -89,10 +89,24 @@ class DeliveryReport:
     cancelled: int = 0
     finished: list[str] = field(default_factory=list)
     paused: list[str] = field(default_factory=list)
+    unreachable: str = ""  # why nothing was attempted: the transport could not be opened
 
     @property
     def handled(self) -> int:
         return self.sent + self.deferred + self.failed + self.cancelled
+
+
+def personal_values(tokens: Tokens, site_url: str, subscriber_id: int, name: str, email: str) -> Personal:
+    """A subscriber's own values in their copy of a digest: their name and signed links.
+
+    The one recipe for them, for deliveries and for the operator's previews and test sends.
+    """
+    return Personal(
+        name=name,
+        email=email,
+        unsubscribe_url=tokens.link(site_url, Purpose.UNSUBSCRIBE, subscriber_id, email),
+        preferences_url=tokens.link(site_url, Purpose.PREFERENCES, subscriber_id, email),
+    )
 
 
 def _now() -> datetime:
@@ -304,13 +318,7 @@ class Deliverer:
     async def _send(self, transport: Transport, item: _Item, backoff: Backoff) -> float:
         """Send one message and record its outcome; the seconds this connection should rest."""
         digest, row = item.digest, item.row
-        site_url = self.settings.site.url
-        personal = Personal(
-            name=row.name,
-            email=row.email,
-            unsubscribe_url=self.tokens.link(site_url, Purpose.UNSUBSCRIBE, row.subscriber_id, row.email),
-            preferences_url=self.tokens.link(site_url, Purpose.PREFERENCES, row.subscriber_id, row.email),
-        )
+        personal = personal_values(self.tokens, self.settings.site.url, row.subscriber_id, row.name, row.email)
         attempts = row.attempts + 1
         try:
             message = digest.messages(row.cadence).build(personal, row.subscriber_id)

@@ -11,10 +11,12 @@ subscriber once, whatever its published date says.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -32,7 +34,9 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.cadence import Schedule
+from publisher.content.model import Article
 from publisher.content.slug import slugify
+from publisher.feeds import entry_id
 from publisher.store.articles import newest_seq
 from publisher.store.db import (
     Exclusive,
@@ -111,14 +115,27 @@ async def plan(
     digest.  A slot older than ``grace`` (the daemon was down) is skipped and logged;
     its articles wait for the next digest, as the cursor has not moved.
     """
-    if cadence != Cadence.INSTANT and schedule is None:
-        raise ValueError(f"planning {cadence} digests needs the schedule")
     async with transaction(engine, dry_run=dry_run) as conn:
-        await serialize(conn, Exclusive.PLANNING)
-        planned = await _plan_due(conn, cadence, now, max_articles, schedule, grace)
+        planned = await plan_on(conn, cadence, now, max_articles=max_articles, schedule=schedule, grace=grace)
     if not dry_run:
         await analyze_after_bulk_insert(engine, deliveries, sum(d.recipients for d in planned))
     return planned
+
+
+async def plan_on(
+    conn: AsyncConnection,
+    cadence: Cadence,
+    now: datetime,
+    *,
+    max_articles: int,
+    schedule: Schedule | None = None,
+    grace: timedelta = timedelta(0),
+) -> list[PlannedDigest]:
+    """:func:`plan` in the caller's transaction (a dry run or a preview rolls it back)."""
+    if cadence != Cadence.INSTANT and schedule is None:
+        raise ValueError(f"planning {cadence} digests needs the schedule")
+    await serialize(conn, Exclusive.PLANNING)
+    return await _plan_due(conn, cadence, now, max_articles, schedule, grace)
 
 
 async def _plan_due(
@@ -237,12 +254,121 @@ async def _plan(
     return planned
 
 
+async def planned_for(
+    conn: AsyncConnection, subscriber_id: int, planned: Sequence[PlannedDigest]
+) -> PlannedDigest | None:
+    """The digest of ``planned`` that holds ``subscriber_id``'s delivery, if any."""
+    by_id = {digest.id: digest for digest in planned}
+    ident = await conn.scalar(
+        select(deliveries.c.digest_id)
+        .where(deliveries.c.subscriber_id == subscriber_id, deliveries.c.digest_id.in_(list(by_id)))
+    )
+    return None if ident is None else by_id[ident]
+
+
+async def why_nothing_due(conn: AsyncConnection, cadence: Cadence, now: datetime, schedule: Schedule | None) -> str:
+    """Why planning ``cadence`` now found nothing, and what the operator can do.
+
+    Asked after a plan came back empty, which surprises most after an import:
+    imported and added subscribers start at the newest article, so nothing is new to
+    them until the next one is published.
+    """
+    counts = dict(
+        (await conn.execute(
+            select(subscribers.c.cadence, func.count()).where(subscribers.c.status == Status.ACTIVE)
+            .group_by(subscribers.c.cadence)
+        )).all()
+    )
+    active = counts.get(cadence, 0)
+    if not active:
+        others = [f"{n} {other}" for other, n in sorted(counts.items()) if other != cadence]
+        elsewhere = f" ({', '.join(others)}: `publisher send --cadence {sorted(set(counts))[0]}`)" if others else ""
+        return (f"nothing new to send: there are no active {cadence} subscribers{elsewhere}; "
+                "add some with `publisher subscribers add` or `publisher subscribers import`")
+    newest = (
+        await conn.execute(
+            select(articles.c.data).where(articles.c.removed_at.is_(None))
+            .order_by(articles.c.published.desc(), articles.c.seq.desc()).limit(1)
+        )
+    ).first()
+    if newest is None:
+        return "nothing new to send: no article is published yet (`publisher check`, then `publisher build`)"
+    top = await newest_seq(conn)
+    waiting = (
+        await conn.execute(
+            select(subscribers.c.timezone, subscribers.c.send_hour, func.count())
+            .where(*_active(cadence), subscribers.c.article_cursor < top)
+            .group_by(subscribers.c.timezone, subscribers.c.send_hour)
+        )
+    ).all()
+    if waiting and schedule is not None:
+        due = min(schedule.next_slot(cadence, timezone, hour, now) for timezone, hour, _ in waiting)
+        return (f"nothing due now: {sum(n for _, _, n in waiting)} of the {active} active {cadence} subscribers "
+                f"have new articles for their next digest, not due until {due:%Y-%m-%d %H:%M} UTC")
+    article = Article.from_dict(json.loads(newest.data))
+    return (f"nothing new to send: the {active} active {cadence} subscribers have every published article "
+            f"(newest: {article.title}, {article.published:%Y-%m-%d}); publish a new article, "
+            "or `publisher resend ID` to send one again")
+
+
 class UnknownArticle(LookupError):
-    """No published (not removed) article has this id."""
+    """No published (not removed) article is known by this reference.
+
+    ``closest``: ``(id, title)`` of the published articles whose id, slug or URL is
+    nearest to it, best first (what the operator probably meant).
+    """
+
+    def __init__(self, reference: str, closest: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(reference)
+        self.reference = reference
+        self.closest = list(closest)
 
 
-async def plan_resend(engine: AsyncEngine, article_id: str, now: datetime, *, dry_run: bool = False) -> PlannedDigest:
-    """A one-article digest of ``article_id`` for every active subscriber whose topics it matches.
+@dataclass(frozen=True)
+class FoundArticle:
+    seq: int
+    id: str
+    title: str
+    tags: list[str]
+
+
+async def find_article(conn: AsyncConnection, reference: str, site_url: str) -> FoundArticle:
+    """The published article that ``reference`` names: its id (front matter ``id``), its
+    slug, its canonical URL, or its feed entry id (RSS guid, Atom and JSON id), which
+    is what an operator copies from a feed reader or the site.
+
+    Raises :class:`UnknownArticle` with the closest matches.
+    """
+    reference = reference.strip()
+    rows = (
+        await conn.execute(
+            select(articles.c.seq, articles.c.id, articles.c.slug, articles.c.data, articles.c.tags)
+            .where(articles.c.removed_at.is_(None))
+            .order_by(articles.c.seq.desc())
+        )
+    ).all()
+    found = {row.seq: Article.from_dict(json.loads(row.data)) for row in rows}
+    names: dict[str, int] = {}  # every name an article goes by → its seq; the id first, then the newest
+    for kind in ("id", "slug", "url", "entry"):
+        for row in rows:
+            article = found[row.seq]
+            name = {"id": row.id, "slug": row.slug, "url": article.canonical_url,
+                    "entry": entry_id(article, site_url)}[kind]
+            names.setdefault(name, row.seq)
+    seq = names.get(reference) or names.get(reference.rstrip("/"))
+    if seq is None:
+        guesses = difflib.get_close_matches(reference, list(names), n=len(names), cutoff=0.6)
+        closest = list(dict.fromkeys(names[guess] for guess in guesses))[:3]
+        raise UnknownArticle(reference, [(found[s].id, found[s].title) for s in closest])
+    row = next(row for row in rows if row.seq == seq)
+    return FoundArticle(seq, row.id, found[seq].title, json.loads(row.tags))
+
+
+async def plan_resend(
+    engine: AsyncEngine, reference: str, now: datetime, *, site_url: str, dry_run: bool = False
+) -> tuple[PlannedDigest, FoundArticle]:
+    """A one-article digest of the article ``reference`` names (see :func:`find_article`)
+    for every active subscriber whose topics it matches.
 
     The operator's way to send an edited article again (an edit alone never does),
     whatever each subscriber's cadence; cursors don't move, so it doesn't change what
@@ -250,14 +376,8 @@ async def plan_resend(engine: AsyncEngine, article_id: str, now: datetime, *, dr
     """
     async with transaction(engine, dry_run=dry_run) as conn:
         await serialize(conn, Exclusive.PLANNING)
-        row = (
-            await conn.execute(
-                select(articles.c.seq, articles.c.tags).where(articles.c.id == article_id, articles.c.removed_at.is_(None))
-            )
-        ).first()
-        if row is None:
-            raise UnknownArticle(article_id)
-        tags = json.loads(row.tags)
+        row = await find_article(conn, reference, site_url)
+        tags = row.tags
         active = subscribers.c.status == Status.ACTIVE
         all_topics = (await conn.execute(select(subscribers.c.topics).where(active).distinct())).scalars().all()
         matching = [topics for topics in all_topics if _matches(tags, json.loads(topics))]
@@ -278,4 +398,4 @@ async def plan_resend(engine: AsyncEngine, article_id: str, now: datetime, *, dr
         )
     if not dry_run:
         await analyze_after_bulk_insert(engine, deliveries, added.rowcount)
-    return PlannedDigest(ident, Cadence.INSTANT, seqs, added.rowcount)
+    return PlannedDigest(ident, Cadence.INSTANT, seqs, added.rowcount), row

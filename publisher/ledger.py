@@ -306,3 +306,36 @@ async def totals(engine: AsyncEngine) -> dict[str, int]:
             .group_by(deliveries.c.state)
         )
         return {state: count for state, count in rows}
+
+
+@dataclass(frozen=True)
+class Remaining:
+    """What a delivery run left to do in the active digests, and when it can next be tried."""
+
+    pending: int = 0  # not tried: another process was delivering, or the run was stopped
+    deferred: int = 0  # temporary failures, tried again from ``next_retry``
+    next_retry: datetime | None = None
+    held: int = 0  # claimed by another node (being sent, or left by a dead one until its lease lapses)
+    held_until: datetime | None = None  # the earliest of their leases
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.deferred + self.held
+
+
+async def remaining(engine: AsyncEngine) -> Remaining:
+    """The rows of active (not paused) digests still open, by why they are (``publisher send``'s exit code)."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(
+                deliveries.c.state, func.count(), func.min(deliveries.c.retry_at), func.min(deliveries.c.lease_until)
+            )
+            .join(digests, digests.c.id == deliveries.c.digest_id)
+            .where(digests.c.status == "sending", deliveries.c.state.in_(OPEN_STATES))
+            .group_by(deliveries.c.state)
+        )
+        by_state = {state: (count, retry, lease) for state, count, retry, lease in rows}
+    pending, deferred, held = (by_state.get(state, (0, None, None)) for state in ("pending", "deferred", "sending"))
+    return Remaining(
+        pending=pending[0], deferred=deferred[0], next_retry=deferred[1], held=held[0], held_until=held[2]
+    )

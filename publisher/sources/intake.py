@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.config import FeedSource, Settings
 from publisher.content.model import Article, Severity
@@ -57,9 +58,13 @@ class Intake:
         if self._session is not None:
             await self._session.close()
 
-    async def scan_markdown(self) -> IngestResult:
+    async def scan_markdown(self, *, into: AsyncConnection | None = None) -> IngestResult:
         """Every Markdown directory, whole; a broken file is logged and skipped (``skipped``).
-        Then every source's scheduled articles whose time has come are published."""
+        Then every source's scheduled articles whose time has come are published.
+
+        ``into``: store in the caller's transaction (a dry run rolls it back), logging
+        what it stores as "(dry run)".
+        """
         settings = self._settings()
         total = IngestResult()
         for directory in settings.markdown_dirs:
@@ -77,17 +82,20 @@ class Intake:
             # removed until the directory reads cleanly (but a draft is withdrawn at once).
             complete = directory.is_dir() and not scanned.errors
             stored = await self.store(scanned.articles, source, complete=complete,
-                                      withdrawn=[draft.id for draft in scanned.drafts])
+                                      withdrawn=[draft.id for draft in scanned.drafts], into=into)
             stored.skipped[:0] = scanned.errors
             _add(total, stored)
-        _add(total, await self.release())
+        _add(total, await self.release(into=into))
         return total
 
-    async def release(self) -> IngestResult:
-        """Publish the scheduled articles whose time has come."""
-        result = await article_store.release(self._engine, _now())
+    async def release(self, *, into: AsyncConnection | None = None) -> IngestResult:
+        """Publish the scheduled articles whose time has come (``into``: in the caller's transaction)."""
+        async with _within(self._engine, into) as conn:
+            result = await article_store.release_on(conn, _now())
+        dry = "" if into is None else "(dry run) "
         for article in result.new + result.updated:
-            log.info("published %s (%s), scheduled for %s", article.slug, article.id, article.published.isoformat())
+            log.info("%spublished %s (%s), scheduled for %s", dry, article.slug, article.id,
+                     article.published.isoformat())
         return result
 
     async def fetch_feeds(self) -> IngestResult:
@@ -113,22 +121,27 @@ class Intake:
         return total
 
     async def store(
-        self, articles: Sequence[Article], source: str, *, complete: bool = False, withdrawn: Sequence[str] = ()
+        self, articles: Sequence[Article], source: str, *, complete: bool = False, withdrawn: Sequence[str] = (),
+        into: AsyncConnection | None = None,
     ) -> IngestResult:
-        """Store what ``source`` offers (see :func:`publisher.store.articles.ingest`) and log what changed."""
-        result = await article_store.ingest(
-            self._engine, articles, _now(), source=source, complete=complete, withdrawn=withdrawn
-        )
+        """Store what ``source`` offers (see :func:`publisher.store.articles.ingest`) and log what changed;
+        ``into``: in the caller's transaction (a dry run)."""
+        async with _within(self._engine, into) as conn:
+            result = await article_store.ingest_on(
+                conn, articles, _now(), source=source, complete=complete, withdrawn=withdrawn
+            )
+        dry = "" if into is None else "(dry run) "
         for problem in result.skipped:
             log.error("skipped: %s", problem)
         for article in result.new:
-            log.info("published %s (%s) from %s", article.slug, article.id, source)
+            log.info("%spublished %s (%s) from %s", dry, article.slug, article.id, source)
         for article in result.updated:
-            log.info("updated %s (%s) from %s", article.slug, article.id, source)
+            log.info("%supdated %s (%s) from %s", dry, article.slug, article.id, source)
         for article in result.scheduled:
-            log.info("scheduled %s (%s) from %s for %s", article.slug, article.id, source, article.published.isoformat())
+            log.info("%sscheduled %s (%s) from %s for %s", dry, article.slug, article.id, source,
+                     article.published.isoformat())
         for article_id in result.removed:
-            log.info("removed %s: %s no longer has it, or has it as a draft", article_id, source)
+            log.info("%sremoved %s: %s no longer has it, or has it as a draft", dry, article_id, source)
         return result
 
     def _fetcher(self, source: FeedSource, settings: Settings) -> FeedFetcher:
@@ -150,6 +163,16 @@ class Intake:
                 interval=source.interval,
             )
         return fetcher
+
+
+@asynccontextmanager
+async def _within(engine: AsyncEngine, into: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:
+    """The caller's transaction (a dry run, rolled back by the caller), else a new one committed here."""
+    if into is not None:
+        yield into
+        return
+    async with engine.begin() as conn:
+        yield conn
 
 
 def _add(total: IngestResult, result: IngestResult) -> None:

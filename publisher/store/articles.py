@@ -110,49 +110,57 @@ async def ingest(
     (edited there, removed with its file) until :func:`release` publishes it; one
     already published that gets a future date is unpublished until then.
     """
-    result = IngestResult()
     async with engine.begin() as conn:
-        await serialize(conn, Exclusive.INGEST)  # another scan (a node, the CLI) may store the same article
-        ids = [a.id for a in scanned]
-        known = await _known(conn, ids)
-        waiting: dict[str, tuple[str, str]] = {}  # id → (content hash, source) of the scheduled ones
-        for chunk in _chunks(ids):
-            rows = await conn.execute(
-                select(scheduled_articles.c.id, scheduled_articles.c.content_hash, scheduled_articles.c.source)
-                .where(scheduled_articles.c.id.in_(chunk))
-            )
-            waiting.update({row.id: (row.content_hash, row.source) for row in rows})
-        # Ids another source publishes or has scheduled, named by its file (or the source).
-        taken = {i: k.source for i, k in known.items() if k.source != source and not k.removed}
-        taken |= {i: owner for i, (_, owner) in waiting.items() if owner != source}
-        taken |= {i: path for i, path in (await _source_paths(conn, sorted(taken))).items() if path}
-        later: list[str] = []
-        for article in sorted(scanned, key=lambda a: (a.published, a.id)):
-            if article.id in taken:
-                result.skipped.append(Problem(
-                    article.source_path or source, 0, f"id {article.id!r} is already published by {taken[article.id]}"
-                ))
-            elif article.published > now:
-                later.append(article.id)
-                await _schedule(conn, article, source, now, waiting.get(article.id), result)
-            else:
-                await _publish(conn, article, source, now, known.get(article.id), result)
-        # A scheduled article leaves the queue when it is now a draft, dated now, or (complete) gone.
-        published_now = [i for i in waiting if i not in taken and i not in later]
-        dropped = scheduled_articles.c.id.in_([*withdrawn, *published_now])
-        if complete:
-            dropped = dropped | scheduled_articles.c.id.not_in(later)
-        await conn.execute(delete(scheduled_articles).where(scheduled_articles.c.source == source, dropped))
-        gone = articles.c.id.in_([*withdrawn, *later])
-        if complete:
-            gone = articles.c.id.not_in(ids) | gone
-        removed = await conn.execute(
-            update(articles)
-            .where(articles.c.source == source, articles.c.removed_at.is_(None), gone)
-            .values(removed_at=now, changed_at=now)
-            .returning(articles.c.id)
+        return await ingest_on(conn, scanned, now, source=source, complete=complete, withdrawn=withdrawn)
+
+
+async def ingest_on(
+    conn: AsyncConnection, scanned: Sequence[Article], now: datetime, *, source: str = "", complete: bool = False,
+    withdrawn: Sequence[str] = (),
+) -> IngestResult:
+    """:func:`ingest` in the caller's transaction: a dry run stores, plans, then rolls it all back."""
+    result = IngestResult()
+    await serialize(conn, Exclusive.INGEST)  # another scan (a node, the CLI) may store the same article
+    ids = [a.id for a in scanned]
+    known = await _known(conn, ids)
+    waiting: dict[str, tuple[str, str]] = {}  # id → (content hash, source) of the scheduled ones
+    for chunk in _chunks(ids):
+        rows = await conn.execute(
+            select(scheduled_articles.c.id, scheduled_articles.c.content_hash, scheduled_articles.c.source)
+            .where(scheduled_articles.c.id.in_(chunk))
         )
-        result.removed = sorted(removed.scalars())
+        waiting.update({row.id: (row.content_hash, row.source) for row in rows})
+    # Ids another source publishes or has scheduled, named by its file (or the source).
+    taken = {i: k.source for i, k in known.items() if k.source != source and not k.removed}
+    taken |= {i: owner for i, (_, owner) in waiting.items() if owner != source}
+    taken |= {i: path for i, path in (await _source_paths(conn, sorted(taken))).items() if path}
+    later: list[str] = []
+    for article in sorted(scanned, key=lambda a: (a.published, a.id)):
+        if article.id in taken:
+            result.skipped.append(Problem(
+                article.source_path or source, 0, f"id {article.id!r} is already published by {taken[article.id]}"
+            ))
+        elif article.published > now:
+            later.append(article.id)
+            await _schedule(conn, article, source, now, waiting.get(article.id), result)
+        else:
+            await _publish(conn, article, source, now, known.get(article.id), result)
+    # A scheduled article leaves the queue when it is now a draft, dated now, or (complete) gone.
+    published_now = [i for i in waiting if i not in taken and i not in later]
+    dropped = scheduled_articles.c.id.in_([*withdrawn, *published_now])
+    if complete:
+        dropped = dropped | scheduled_articles.c.id.not_in(later)
+    await conn.execute(delete(scheduled_articles).where(scheduled_articles.c.source == source, dropped))
+    gone = articles.c.id.in_([*withdrawn, *later])
+    if complete:
+        gone = articles.c.id.not_in(ids) | gone
+    removed = await conn.execute(
+        update(articles)
+        .where(articles.c.source == source, articles.c.removed_at.is_(None), gone)
+        .values(removed_at=now, changed_at=now)
+        .returning(articles.c.id)
+    )
+    result.removed = sorted(removed.scalars())
     return result
 
 
@@ -160,18 +168,23 @@ async def release(engine: AsyncEngine, now: datetime) -> IngestResult:
     """Publish the scheduled articles whose time has come: each moves into ``articles``
     as new (a new ``seq``, so every subscriber's next digest has it), or as an edit if
     it was published before."""
-    result = IngestResult()
     async with engine.begin() as conn:
-        await serialize(conn, Exclusive.INGEST)
-        rows = (await conn.execute(
-            delete(scheduled_articles).where(scheduled_articles.c.publish_at <= now)
-            .returning(scheduled_articles.c.source, scheduled_articles.c.content_hash, scheduled_articles.c.data)
-        )).all()
-        due = sorted(((Article.from_dict(json.loads(row.data)), row) for row in rows),
-                     key=lambda pair: (pair[0].published, pair[0].id))
-        known = await _known(conn, [article.id for article, _ in due])
-        for article, row in due:
-            await _publish(conn, article, row.source, now, known.get(article.id), result, row.content_hash)
+        return await release_on(conn, now)
+
+
+async def release_on(conn: AsyncConnection, now: datetime) -> IngestResult:
+    """:func:`release` in the caller's transaction (a dry run rolls it back)."""
+    result = IngestResult()
+    await serialize(conn, Exclusive.INGEST)
+    rows = (await conn.execute(
+        delete(scheduled_articles).where(scheduled_articles.c.publish_at <= now)
+        .returning(scheduled_articles.c.source, scheduled_articles.c.content_hash, scheduled_articles.c.data)
+    )).all()
+    due = sorted(((Article.from_dict(json.loads(row.data)), row) for row in rows),
+                 key=lambda pair: (pair[0].published, pair[0].id))
+    known = await _known(conn, [article.id for article, _ in due])
+    for article, row in due:
+        await _publish(conn, article, row.source, now, known.get(article.id), result, row.content_hash)
     return result
 
 

@@ -173,3 +173,12 @@ nodes = Table(
     Column("seen_at", UTCDateTime(), nullable=False),
     Column("state", Text, nullable=False, server_default="{}"),
 )
+
+# Facts about the store itself, by key: ``site_url`` is the [site] url its articles and
+# feeds were last published under (canonical URLs and feed entry ids derive from it).
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+)

@@ -1,0 +1,24 @@
+"""Small facts about the store itself, by key (the ``meta`` table)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from publisher.store.schema import meta
+
+SITE_URL = "site_url"  # the [site] url the store's articles and feeds were last published under
+
+
+async def get(engine: AsyncEngine, key: str) -> str | None:
+    async with engine.connect() as conn:
+        return await conn.scalar(select(meta.c.value).where(meta.c.key == key))
+
+
+async def put(engine: AsyncEngine, key: str, value: str) -> None:
+    """Set ``key`` (an upsert: two nodes may set it at once)."""
+    upsert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    statement = upsert(meta).values(key=key, value=value)
+    async with engine.begin() as conn:
+        await conn.execute(statement.on_conflict_do_update(index_elements=[meta.c.key], set_={"value": value}))
