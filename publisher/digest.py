@@ -306,7 +306,8 @@ async def why_nothing_due(conn: AsyncConnection, cadence: Cadence, now: datetime
         return (f"nothing due now: {sum(n for _, _, n in waiting)} of the {active} active {cadence} subscribers "
                 f"have new articles for their next digest, not due until {due:%Y-%m-%d %H:%M} UTC")
     article = Article.from_dict(json.loads(newest.data))
-    return (f"nothing new to send: the {active} active {cadence} subscribers have every published article "
+    readers = f"the {active} active {cadence} subscriber{'s have' if active != 1 else ' has'}"
+    return (f"nothing new to send: {readers} every published article "
             f"(newest: {article.title}, {article.published:%Y-%m-%d}); publish a new article, "
             "or `publisher resend ID` to send one again")
 
