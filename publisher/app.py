@@ -196,7 +196,8 @@ class Publisher:
 
     def check_content(self) -> list[ScanResult]:
         """Every Markdown directory read as a scan reads it, without the store (``publisher check``)."""
-        return [scan_directory(directory, self.settings.site.url) for directory in self.settings.markdown_dirs]
+        site_url, limits = self.settings.site.url, self.settings.content.limits
+        return [scan_directory(directory, site_url, limits=limits) for directory in self.settings.markdown_dirs]
 
     async def scan(self) -> IngestResult:
         """Read the Markdown directories, store what is new, edited or removed, rebuild feeds if needed.

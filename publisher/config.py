@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from publisher.cadence import Schedule
+from publisher.content.model import ContentLimits
 
 ENV_PREFIX = "PUBLISHER_"
 
@@ -88,6 +89,15 @@ class SiteSettings(_Section):
 
 class ContentSettings(_Section):
     dir: Path = Path("content")
+    # Per article, whatever a source sends (see README, "Limits").
+    max_tables: int = Field(default=20, ge=0, le=1000)
+    max_tags: int = Field(default=20, ge=0, le=1000)
+    max_table_cells: int = Field(default=1000, ge=1, le=1_000_000)
+
+    @property
+    def limits(self) -> ContentLimits:
+        """The limits as the parsers take them."""
+        return ContentLimits(self.max_tables, self.max_tags, self.max_table_cells)
 
 
 class MarkdownSource(_Section):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import feedparser
 import pytest
@@ -13,7 +16,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from publisher.app import Publisher
 from publisher.config import Settings
+from publisher.content.markdown import ParsedFile, read_article
 from publisher.digest import UnknownArticle
+from publisher.web import api_articles
 from subscribers.model import Cadence
 from tests.outbox import outbox_messages
 from tests.people import add_subscriber
@@ -204,3 +209,31 @@ async def test_an_edit_is_not_resent_unless_the_operator_asks(publisher: Publish
     assert len(messages) == 2 and "four weeks" in resent.get_body(("plain",)).get_content()
     with pytest.raises(UnknownArticle):
         await publisher.resend("no-such-article")
+
+
+async def test_the_api_answers_other_requests_while_it_parses_an_article(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A huge article took the event loop for seconds (every request waited): it is parsed in a thread.
+
+    The parse is held until another request has been answered; on the event loop that
+    request could only be answered after the parse gave up waiting.
+    """
+    started, answered = threading.Event(), threading.Event()
+    answered_during_parse: list[bool] = []
+
+    def held_parse(*args: Any, **kwargs: Any) -> ParsedFile:
+        started.set()
+        answered_during_parse.append(answered.wait(timeout=5))
+        return read_article(*args, **kwargs)
+
+    monkeypatch.setattr(api_articles, "read_article", held_parse)
+    posting = asyncio.create_task(
+        client.post("/api/articles", data=NEW_ARTICLE.encode(), headers={"Content-Type": "text/markdown"})
+    )
+    await asyncio.to_thread(started.wait, 5)
+    listing = await client.get("/api/articles")
+    answered.set()
+    assert listing.status == 200
+    assert (await posting).status == 201
+    assert answered_during_parse == [True]

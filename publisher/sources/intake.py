@@ -69,10 +69,11 @@ class Intake:
         total = IngestResult()
         for directory in settings.markdown_dirs:
             source = f"markdown:{directory}"
-            scanned = await asyncio.to_thread(scan_directory, directory, settings.site.url)
+            limits = settings.content.limits
+            scanned = await asyncio.to_thread(scan_directory, directory, settings.site.url, None, limits)
             if scanned.contested:  # files share an id or a slug: the one that published it keeps it
                 published = await article_store.source_paths(self._engine, sorted(scanned.contested))
-                scanned = await asyncio.to_thread(scan_directory, directory, settings.site.url, published)
+                scanned = await asyncio.to_thread(scan_directory, directory, settings.site.url, published, limits)
             for problem in scanned.problems:
                 if problem.severity == Severity.ERROR:
                     log.error("skipped: %s", problem)
