@@ -116,6 +116,7 @@ class Publisher:
         # rows the other has marked "sending".
         self._delivery_lock = asyncio.Lock()
         self._scan_lock = asyncio.Lock()
+        self._fetch_lock = asyncio.Lock()  # one upstream fetch at a time (a fetcher's rule), outside _scan_lock
         self._tokens: Tokens | None = None
         self._notices: Notices | None = None
         self._jobs: set[asyncio.Task[object]] = set()
@@ -214,10 +215,16 @@ class Publisher:
             return result
 
     async def fetch_feeds(self) -> IngestResult:
-        """Fetch the upstream feeds that are due; store and publish what is new."""
-        async with self._scan_lock:
-            result = await self.intake.fetch_feeds()
-            await self._published(result)
+        """Fetch the upstream feeds that are due; store and publish what is new.
+
+        The fetch (network and parsing, seconds for a slow or big feed) runs outside the
+        scan lock: a Markdown scan or an article POSTed to the API waits only for the store.
+        """
+        async with self._fetch_lock:
+            fetched = await self.intake.fetch_feeds()
+            async with self._scan_lock:
+                result = await self.intake.store_feeds(fetched)
+                await self._published(result)
             return result
 
     async def accept(self, articles: Sequence[Article], *, withdrawn: Sequence[str] = ()) -> IngestResult:

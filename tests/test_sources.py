@@ -113,6 +113,42 @@ async def test_an_upstream_feed_is_fetched_published_sent_and_then_not_modified(
     assert list((settings.storage.data_dir / "upstream").glob("*.json"))  # validators survive a restart
 
 
+async def test_a_slow_upstream_feed_does_not_hold_up_the_markdown_scan(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The fetch (network, parsing) happens outside the lock a scan and the API take to store."""
+    asked, answer = asyncio.Event(), asyncio.Event()
+    body = (FEEDS / "wordpress.rss").read_bytes()
+
+    async def slow_feed(request: web.Request) -> web.Response:
+        asked.set()
+        await answer.wait()
+        return web.Response(body=body, content_type="application/rss+xml")
+
+    app = web.Application()
+    app.router.add_get("/feed/", slow_feed)
+    async with TestServer(app) as server:
+        settings = make_settings(
+            f'[[sources]]\ntype = "markdown"\ndir = "content"\n\n'
+            f'[[sources]]\ntype = "feed"\nurl = "{server.make_url("/feed/")}"\n'
+        )
+        publisher = Publisher(settings)
+        await publisher.start()
+        try:
+            fetching = asyncio.create_task(publisher.fetch_feeds())
+            await asyncio.wait_for(asked.wait(), 5)
+            (settings.content.dir / "harbour-bridge.md").write_text(NEW_ARTICLE, encoding="utf-8")
+            scanned = await asyncio.wait_for(publisher.scan(), 5)  # waited for the feed's answer before
+            scanned_while_fetching = not fetching.done()
+            answer.set()
+            fetched = await fetching
+        finally:
+            await publisher.close()
+    assert scanned_while_fetching
+    assert "harbour-bridge-reopens" in [article.id for article in scanned.new]
+    assert "What the West Can Still Do" in [article.title for article in fetched.new]
+
+
 # --- the ingest API ----------------------------------------------------------------------
 
 
