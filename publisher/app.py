@@ -269,7 +269,11 @@ class Publisher:
         revision = await article_store.revision(self.engine)
         published = await article_store.latest(self.engine)
         before = self.feeds
-        self.feeds = build_feeds(published, site, self.settings.feeds.max_entries, self.env, hub=hub)
+        # In a thread: rendering hundreds of documents takes long enough to stall every request.
+        self.feeds = await asyncio.to_thread(
+            build_feeds, published, site, self.settings.feeds.max_entries, self.env, hub=hub,
+            max_tag_feeds=self.settings.feeds.max_tag_feeds,
+        )
         self._feeds_revision = revision
         await asyncio.to_thread(write_feeds, self.feeds, site.output_dir)
         log.info("feeds: %d files in %s", len(self.feeds), site.output_dir)

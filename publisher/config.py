@@ -167,6 +167,8 @@ class DatabaseSettings(_Section):
 
 class FeedSettings(_Section):
     max_entries: int = Field(default=20, ge=1, le=1000)
+    # Tags with a feed of their own (three documents each): those with the most articles.
+    max_tag_feeds: int = Field(default=200, ge=0, le=100_000)
 
 
 class DeliverySettings(_Section):

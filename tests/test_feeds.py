@@ -629,3 +629,21 @@ def test_a_lead_image_whose_url_has_an_ampersand_is_not_repeated_from_the_body(s
     for content in _contents(build_feeds([article], site, 20, env), article, site).values():
         shown = lxml.html.fragment_fromstring(content, create_parent="div")
         assert [img.get("src") for img in shown.iter("img")] == [article.lead_image.src]
+
+
+def test_only_the_most_used_tags_get_feeds(seed, grain, seoul, site, env, caplog) -> None:
+    """One item with 1,500 categories made 4,500 documents: past [feeds] max_tag_feeds, the
+    tags with the most articles keep their feeds and a warning says how many have none."""
+    tagged = [
+        dataclasses.replace(seed, tags=("Common", "Rare A")),
+        dataclasses.replace(grain, tags=("Common", "Middle")),
+        dataclasses.replace(seoul, tags=("Common", "Middle", "Rare B")),
+    ]
+    with caplog.at_level("WARNING", logger="publisher.feeds"):
+        docs = build_feeds(tagged, site, 20, env, max_tag_feeds=2)
+    assert sorted(docs) == sorted(
+        f"{prefix}feed.{fmt}" for prefix in ("", "tags/common/", "tags/middle/") for fmt in ("rss", "atom", "json")
+    )
+    assert len(_parsed(docs["tags/middle/feed.atom"]).entries) == 2
+    assert "2 tags have no feed of their own ([feeds] max_tag_feeds = 2" in caplog.text
+    assert "'Rare A', 'Rare B'" in caplog.text

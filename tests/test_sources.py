@@ -14,10 +14,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from publisher import app as app_module
 from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.content.markdown import ParsedFile, read_article
 from publisher.digest import UnknownArticle
+from publisher.feeds import FeedDocument
 from publisher.web import api_articles
 from subscribers.model import Cadence
 from tests.outbox import outbox_messages
@@ -273,3 +275,26 @@ async def test_the_api_answers_other_requests_while_it_parses_an_article(
     assert listing.status == 200
     assert (await posting).status == 201
     assert answered_during_parse == [True]
+
+
+async def test_feeds_are_built_off_the_event_loop(publisher: Publisher, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building hundreds of feed documents stalled the web server: the build runs in a thread.
+
+    The build is held until the event loop has run something else; on the loop it never could.
+    """
+    started, answered = threading.Event(), threading.Event()
+    loop_ran_during_build: list[bool] = []
+    real_build = app_module.build_feeds
+
+    def held_build(*args: Any, **kwargs: Any) -> dict[str, FeedDocument]:
+        started.set()
+        loop_ran_during_build.append(answered.wait(timeout=5))
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(app_module, "build_feeds", held_build)
+    building = asyncio.create_task(publisher.build_feeds())
+    await asyncio.to_thread(started.wait, 5)
+    answered.set()
+    await building
+    assert loop_ran_during_build == [True]
+    assert "feed.atom" in publisher.feeds
