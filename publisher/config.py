@@ -92,7 +92,7 @@ class ContentSettings(_Section):
     # Per article, whatever a source sends (see README, "Limits").
     max_tables: int = Field(default=20, ge=0, le=1000)
     max_tags: int = Field(default=20, ge=0, le=1000)
-    max_table_cells: int = Field(default=1000, ge=1, le=1_000_000)
+    max_table_cells: int = Field(default=300, ge=1, le=1_000_000)
 
     @property
     def limits(self) -> ContentLimits:
@@ -229,6 +229,9 @@ class DigestSettings(_Section):
     weekly_day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
     timezone: str = "UTC"  # new subscribers' zone until they pick theirs
     max_articles: int = Field(default=20, ge=1, le=200)
+    # A digest's HTML past this many bytes shows its longest articles as summaries with a
+    # link (Gmail clips a message past about 102 KB, the unsubscribe footer with it).
+    max_message_bytes: int = Field(default=100_000, ge=10_000)
     # A send slot missed while the daemon was down is sent on start if at most this
     # old; older ones are skipped (logged), their articles wait for the next digest.
     grace_hours: float = Field(default=6.0, ge=0, le=24 * 7)
