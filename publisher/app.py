@@ -272,7 +272,7 @@ class Publisher:
         # In a thread: rendering hundreds of documents takes long enough to stall every request.
         self.feeds = await asyncio.to_thread(
             build_feeds, published, site, self.settings.feeds.max_entries, self.env, hub=hub,
-            max_tag_feeds=self.settings.feeds.max_tag_feeds,
+            max_tag_feeds=self.settings.feeds.max_tag_feeds, max_entry_bytes=self.settings.feeds.max_entry_bytes,
         )
         self._feeds_revision = revision
         await asyncio.to_thread(write_feeds, self.feeds, site.output_dir)

@@ -169,6 +169,8 @@ class FeedSettings(_Section):
     max_entries: int = Field(default=20, ge=1, le=1000)
     # Tags with a feed of their own (three documents each): those with the most articles.
     max_tag_feeds: int = Field(default=200, ge=0, le=100_000)
+    # An entry whose content (HTML) is longer carries its summary and a link instead.
+    max_entry_bytes: int = Field(default=100_000, ge=1_000)
 
 
 class DeliverySettings(_Section):

@@ -132,7 +132,7 @@ def entry_id(article: Article, site_url: str) -> str:
 
 def build_feeds(
     articles: Sequence[Article], site: SiteSettings, max_entries: int, env: jinja2.Environment, *, hub: str = "",
-    max_tag_feeds: int = 200,
+    max_tag_feeds: int = 200, max_entry_bytes: int = 100_000,
 ) -> dict[str, FeedDocument]:
     """The site's RSS, Atom and JSON feeds, plus the same three per tag, keyed by path.
 
@@ -140,7 +140,9 @@ def build_feeds(
     on the input's) and at most ``max_entries`` per feed.  With a WebSub ``hub``, every feed
     names it (``rel="hub"``; JSON Feed ``hubs``) so readers can subscribe to pushes.  Only the
     ``max_tag_feeds`` tags with the most articles get feeds: one upstream item with 1,500
-    categories made 4,500 documents, hundreds of megabytes in memory and on disk.
+    categories made 4,500 documents, hundreds of megabytes in memory and on disk.  An entry
+    whose content passes ``max_entry_bytes`` carries its summary and a link instead: every
+    feed it is in would repeat it, and readers fetch the feed again and again.
     """
     ordered = sorted(articles, key=lambda a: (-a.published.timestamp(), a.id))
     selections = [("", site.title, ordered[:max_entries])]
@@ -151,7 +153,7 @@ def build_feeds(
 
     def entry(article: Article) -> _Entry:
         if article.id not in prepared:
-            prepared[article.id] = _prepare(article, site, env)
+            prepared[article.id] = _prepare(article, site, env, max_entry_bytes)
         return prepared[article.id]
 
     docs: dict[str, FeedDocument] = {}
@@ -228,15 +230,19 @@ def _most_used(
     return {slug: groups[slug] for slug in sorted(ranked[:limit])}
 
 
-def _prepare(article: Article, site: SiteSettings, env: jinja2.Environment) -> _Entry:
+def _prepare(article: Article, site: SiteSettings, env: jinja2.Environment, max_entry_bytes: int) -> _Entry:
     image = article.lead_image
     image_url = urljoin(article.canonical_url, image.src) if image else ""
-    content = env.get_template(CONTENT_TEMPLATE).render(article=article)
+    content = _absolute_links(env.get_template(CONTENT_TEMPLATE).render(article=article), article.canonical_url)
+    summary = article.summary or article.subtitle or article.title
+    if len(content.encode()) > max_entry_bytes:
+        content = (f"<p>{html.escape(summary)}</p>\n<p><a href=\"{html.escape(article.canonical_url)}\">"
+                   "Too long for a feed: read the whole article</a></p>")
     return _Entry(
         article=article,
         id=entry_id(article, site.url),
-        content_html=_absolute_links(content, article.canonical_url),
-        summary=article.summary or article.subtitle or article.title,
+        content_html=content,
+        summary=summary,
         published=_utc(article.published),
         updated=_utc(article.updated),
         categories=tuple(dict.fromkeys(c for c in (*article.tags, article.category) if c)),

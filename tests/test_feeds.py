@@ -647,3 +647,16 @@ def test_only_the_most_used_tags_get_feeds(seed, grain, seoul, site, env, caplog
     assert len(_parsed(docs["tags/middle/feed.atom"]).entries) == 2
     assert "2 tags have no feed of their own ([feeds] max_tag_feeds = 2" in caplog.text
     assert "'Rare A', 'Rare B'" in caplog.text
+
+
+def test_an_entry_too_long_for_a_feed_carries_its_summary_and_a_link(seed, grain, site, env) -> None:
+    """A 2 MB table would be repeated in every feed the article is in, fetched again and again."""
+    huge = dataclasses.replace(seed, body_html="<table>" + "<tr><td>1 MW</td></tr>" * 10_000 + "</table>")
+    docs = build_feeds([huge, grain], site, 20, env, max_entry_bytes=50_000)
+    assert all(len(doc.body) < 50_000 for doc in docs.values())
+    for content in _contents(docs, huge, site).values():
+        root = lxml.html.fragment_fromstring(content, create_parent="div")
+        assert root.findtext("p") == huge.summary
+        (link,) = root.iter("a")
+        assert (link.text, link.get("href")) == ("Too long for a feed: read the whole article", huge.canonical_url)
+    assert _contents(docs, grain, site) == _contents(build_feeds([grain], site, 20, env), grain, site)  # whole
