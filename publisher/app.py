@@ -117,6 +117,7 @@ class Publisher:
         self._delivery_lock = asyncio.Lock()
         self._scan_lock = asyncio.Lock()
         self._fetch_lock = asyncio.Lock()  # one upstream fetch at a time (a fetcher's rule), outside _scan_lock
+        self._feeds_lock = asyncio.Lock()  # one feed build at a time
         self._tokens: Tokens | None = None
         self._notices: Notices | None = None
         self._jobs: set[asyncio.Task[object]] = set()
@@ -265,6 +266,10 @@ class Publisher:
     async def build_feeds(self, *, announce: bool = True) -> None:
         """Render every feed from the store, write the static copies, tell the WebSub hub
         (unless not ``announce``: the node that stored the change has told it)."""
+        async with self._feeds_lock:  # the build runs in threads: two at once could finish out of order
+            await self._build_feeds(announce)
+
+    async def _build_feeds(self, announce: bool) -> None:
         site, hub = self.settings.site, self.settings.websub.hub
         revision = await article_store.revision(self.engine)
         published = await article_store.latest(self.engine)
