@@ -93,7 +93,9 @@ def test_limits_are_settings_whose_errors_name_the_key(tmp_path: Path) -> None:
     assert (settings.content.limits.max_tags, settings.content.limits.max_tables) == (5, 20)
     assert settings.feeds.max_tag_feeds == 0
     with pytest.raises(ConfigError) as caught:
-        load_settings(path, environ={"PUBLISHER_CONTENT__MAX_TABLE_CELLS": "0", "PUBLISHER_DIGEST__MAX_MESSAGE_BYTES": "99"})
+        load_settings(
+            path, environ={"PUBLISHER_CONTENT__MAX_TABLE_CELLS": "0", "PUBLISHER_DIGEST__MAX_MESSAGE_BYTES": "99"}
+        )
     assert [problem.split(": ")[1] for problem in caught.value.problems] == [
         "content.max_table_cells", "digest.max_message_bytes"
     ]

@@ -483,7 +483,8 @@ def test_tables_past_the_limit_stay_in_the_body_only() -> None:
 
 def test_tags_past_the_limit_are_dropped_with_a_warning() -> None:
     tags = ", ".join(f"tag {n}" for n in range(30))
-    parsed = read_article(yaml_article(f"tags: [{tags}, tag 0]\n").encode(), PATH, SITE, limits=ContentLimits(max_tags=5))
+    text = yaml_article(f"tags: [{tags}, tag 0]\n")
+    parsed = read_article(text.encode(), PATH, SITE, limits=ContentLimits(max_tags=5))
     assert parsed.article is not None
     assert parsed.article.tags == ("tag 0", "tag 1", "tag 2", "tag 3", "tag 4")
     (warning,) = parsed.problems
