@@ -116,6 +116,8 @@ class Publisher:
         # rows the other has marked "sending".
         self._delivery_lock = asyncio.Lock()
         self._scan_lock = asyncio.Lock()
+        self._fetch_lock = asyncio.Lock()  # one upstream fetch at a time (a fetcher's rule), outside _scan_lock
+        self._feeds_lock = asyncio.Lock()  # one feed build at a time
         self._tokens: Tokens | None = None
         self._notices: Notices | None = None
         self._jobs: set[asyncio.Task[object]] = set()
@@ -196,7 +198,8 @@ class Publisher:
 
     def check_content(self) -> list[ScanResult]:
         """Every Markdown directory read as a scan reads it, without the store (``publisher check``)."""
-        return [scan_directory(directory, self.settings.site.url) for directory in self.settings.markdown_dirs]
+        site_url, limits = self.settings.site.url, self.settings.content.limits
+        return [scan_directory(directory, site_url, limits=limits) for directory in self.settings.markdown_dirs]
 
     async def scan(self) -> IngestResult:
         """Read the Markdown directories, store what is new, edited or removed, rebuild feeds if needed.
@@ -213,10 +216,16 @@ class Publisher:
             return result
 
     async def fetch_feeds(self) -> IngestResult:
-        """Fetch the upstream feeds that are due; store and publish what is new."""
-        async with self._scan_lock:
-            result = await self.intake.fetch_feeds()
-            await self._published(result)
+        """Fetch the upstream feeds that are due; store and publish what is new.
+
+        The fetch (network and parsing, seconds for a slow or big feed) runs outside the
+        scan lock: a Markdown scan or an article POSTed to the API waits only for the store.
+        """
+        async with self._fetch_lock:
+            fetched = await self.intake.fetch_feeds()
+            async with self._scan_lock:
+                result = await self.intake.store_feeds(fetched)
+                await self._published(result)
             return result
 
     async def accept(self, articles: Sequence[Article], *, withdrawn: Sequence[str] = ()) -> IngestResult:
@@ -257,11 +266,19 @@ class Publisher:
     async def build_feeds(self, *, announce: bool = True) -> None:
         """Render every feed from the store, write the static copies, tell the WebSub hub
         (unless not ``announce``: the node that stored the change has told it)."""
+        async with self._feeds_lock:  # the build runs in threads: two at once could finish out of order
+            await self._build_feeds(announce)
+
+    async def _build_feeds(self, announce: bool) -> None:
         site, hub = self.settings.site, self.settings.websub.hub
         revision = await article_store.revision(self.engine)
         published = await article_store.latest(self.engine)
         before = self.feeds
-        self.feeds = build_feeds(published, site, self.settings.feeds.max_entries, self.env, hub=hub)
+        # In a thread: rendering hundreds of documents takes long enough to stall every request.
+        self.feeds = await asyncio.to_thread(
+            build_feeds, published, site, self.settings.feeds.max_entries, self.env, hub=hub,
+            max_tag_feeds=self.settings.feeds.max_tag_feeds, max_entry_bytes=self.settings.feeds.max_entry_bytes,
+        )
         self._feeds_revision = revision
         await asyncio.to_thread(write_feeds, self.feeds, site.output_dir)
         log.info("feeds: %d files in %s", len(self.feeds), site.output_dir)

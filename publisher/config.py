@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from publisher.cadence import Schedule
+from publisher.content.model import ContentLimits
 
 ENV_PREFIX = "PUBLISHER_"
 
@@ -88,6 +89,15 @@ class SiteSettings(_Section):
 
 class ContentSettings(_Section):
     dir: Path = Path("content")
+    # Per article, whatever a source sends (see README, "Limits").
+    max_tables: int = Field(default=20, ge=0, le=1000)
+    max_tags: int = Field(default=20, ge=0, le=1000)
+    max_table_cells: int = Field(default=300, ge=1, le=1_000_000)
+
+    @property
+    def limits(self) -> ContentLimits:
+        """The limits as the parsers take them."""
+        return ContentLimits(self.max_tables, self.max_tags, self.max_table_cells)
 
 
 class MarkdownSource(_Section):
@@ -157,6 +167,10 @@ class DatabaseSettings(_Section):
 
 class FeedSettings(_Section):
     max_entries: int = Field(default=20, ge=1, le=1000)
+    # Tags with a feed of their own (three documents each): those with the most articles.
+    max_tag_feeds: int = Field(default=200, ge=0, le=100_000)
+    # An entry whose content (HTML) is longer carries its summary and a link instead.
+    max_entry_bytes: int = Field(default=100_000, ge=1_000)
 
 
 class DeliverySettings(_Section):
@@ -217,6 +231,9 @@ class DigestSettings(_Section):
     weekly_day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
     timezone: str = "UTC"  # new subscribers' zone until they pick theirs
     max_articles: int = Field(default=20, ge=1, le=200)
+    # A digest's HTML past this many bytes shows its longest articles as summaries with a
+    # link (Gmail clips a message past about 102 KB, the unsubscribe footer with it).
+    max_message_bytes: int = Field(default=100_000, ge=10_000)
     # A send slot missed while the daemon was down is sent on start if at most this
     # old; older ones are skipped (logged), their articles wait for the next digest.
     grace_hours: float = Field(default=6.0, ge=0, le=24 * 7)

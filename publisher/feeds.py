@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import html
 import json
+import logging
 import mimetypes
 import os
 import tempfile
@@ -39,6 +40,8 @@ from feedgen.util import xml_elem
 from publisher.config import SiteSettings
 from publisher.content.model import Article
 from publisher.content.slug import slugify
+
+log = logging.getLogger(__name__)
 
 # Last-Modified of a feed with no entries. It is not 1970 because the W3C validator calls any
 # date before 1990 implausible.
@@ -128,24 +131,29 @@ def entry_id(article: Article, site_url: str) -> str:
 
 
 def build_feeds(
-    articles: Sequence[Article], site: SiteSettings, max_entries: int, env: jinja2.Environment, *, hub: str = ""
+    articles: Sequence[Article], site: SiteSettings, max_entries: int, env: jinja2.Environment, *, hub: str = "",
+    max_tag_feeds: int = 200, max_entry_bytes: int = 100_000,
 ) -> dict[str, FeedDocument]:
     """The site's RSS, Atom and JSON feeds, plus the same three per tag, keyed by path.
 
     Entries are newest first by ``published`` (ties by ascending id, so the order never depends
     on the input's) and at most ``max_entries`` per feed.  With a WebSub ``hub``, every feed
-    names it (``rel="hub"``; JSON Feed ``hubs``) so readers can subscribe to pushes.
+    names it (``rel="hub"``; JSON Feed ``hubs``) so readers can subscribe to pushes.  Only the
+    ``max_tag_feeds`` tags with the most articles get feeds: one upstream item with 1,500
+    categories made 4,500 documents, hundreds of megabytes in memory and on disk.  An entry
+    whose content passes ``max_entry_bytes`` carries its summary and a link instead: every
+    feed it is in would repeat it, and readers fetch the feed again and again.
     """
     ordered = sorted(articles, key=lambda a: (-a.published.timestamp(), a.id))
     selections = [("", site.title, ordered[:max_entries])]
-    for slug, (tag, tagged) in _tag_groups(ordered).items():
+    for slug, (tag, tagged) in _most_used(_tag_groups(ordered), max_tag_feeds).items():
         selections.append((f"tags/{slug}/", f"{site.title} — {tag}", tagged[:max_entries]))
 
     prepared: dict[str, _Entry] = {}
 
     def entry(article: Article) -> _Entry:
         if article.id not in prepared:
-            prepared[article.id] = _prepare(article, site, env)
+            prepared[article.id] = _prepare(article, site, env, max_entry_bytes)
         return prepared[article.id]
 
     docs: dict[str, FeedDocument] = {}
@@ -206,15 +214,35 @@ def _tag_groups(ordered: list[Article]) -> dict[str, tuple[str, list[Article]]]:
     return dict(sorted(groups.items()))
 
 
-def _prepare(article: Article, site: SiteSettings, env: jinja2.Environment) -> _Entry:
+def _most_used(
+    groups: dict[str, tuple[str, list[Article]]], limit: int
+) -> dict[str, tuple[str, list[Article]]]:
+    """The ``limit`` tag groups with the most articles (ties by slug), in slug order; the
+    number left out is logged, with the busiest of them."""
+    if len(groups) <= limit:
+        return groups
+    ranked = sorted(groups, key=lambda slug: (-len(groups[slug][1]), slug))
+    left_out = ranked[limit:]
+    log.warning(
+        "feeds: %d tags have no feed of their own ([feeds] max_tag_feeds = %d; the tags with the most articles "
+        "have one), e.g. %s", len(left_out), limit, ", ".join(repr(groups[slug][0]) for slug in left_out[:5]),
+    )
+    return {slug: groups[slug] for slug in sorted(ranked[:limit])}
+
+
+def _prepare(article: Article, site: SiteSettings, env: jinja2.Environment, max_entry_bytes: int) -> _Entry:
     image = article.lead_image
     image_url = urljoin(article.canonical_url, image.src) if image else ""
-    content = env.get_template(CONTENT_TEMPLATE).render(article=article)
+    content = _absolute_links(env.get_template(CONTENT_TEMPLATE).render(article=article), article.canonical_url)
+    summary = article.summary or article.subtitle or article.title
+    if len(content.encode()) > max_entry_bytes:
+        content = (f"<p>{html.escape(summary)}</p>\n<p><a href=\"{html.escape(article.canonical_url)}\">"
+                   "Too long for a feed: read the whole article</a></p>")
     return _Entry(
         article=article,
         id=entry_id(article, site.url),
-        content_html=_absolute_links(content, article.canonical_url),
-        summary=article.summary or article.subtitle or article.title,
+        content_html=content,
+        summary=summary,
         published=_utc(article.published),
         updated=_utc(article.updated),
         categories=tuple(dict.fromkeys(c for c in (*article.tags, article.category) if c)),

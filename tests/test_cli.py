@@ -44,6 +44,20 @@ def test_check_passes_on_the_sample_content(site_dir: Path) -> None:
     assert "OK" in result.stdout
 
 
+def test_check_warns_about_what_the_limits_leave_out_of_an_article(site_dir: Path) -> None:
+    content = site_dir / "content"
+    table = "| Year | Output |\n|---|---|\n| 2024 | 2 MW |\n"
+    tags = ", ".join(f"t{n}" for n in range(25))
+    (content / "many.md").write_text(f"---\ntitle: T\ndate: 2026-01-01\ntags: [{tags}]\n---\n" + "\n".join(
+        [table] * 21), encoding="utf-8")
+    result = run(site_dir / "config.toml", "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [line.replace(str(content) + "/", "") for line in result.stdout.splitlines()]
+    assert "many.md:4: warning: 25 tags: only the first 20 are kept ([content] max_tags = 20)" in lines
+    assert ("many.md:86: warning: 21 tables: only the first 20 are fact tables, this one and the rest stay in the "
+            "body ([content] max_tables = 20)") in lines
+
+
 def test_bad_config_is_one_line_per_key_and_exit_2(site_dir: Path) -> None:
     config = site_dir / "config.toml"
     config.write_text(config.read_text(encoding="utf-8") + '\n[smtp]\nport = "x"\n', encoding="utf-8")

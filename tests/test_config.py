@@ -85,3 +85,17 @@ def test_topic_names_must_name_a_tag_and_say_something(tmp_path: Path) -> None:
     text = "\n".join(caught.value.problems)
     assert "site.topic_names" in text and "'!!'" in text and "north-korea" in text
     assert "climate" not in text
+
+
+def test_limits_are_settings_whose_errors_name_the_key(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    settings = load_settings(path, environ={"PUBLISHER_CONTENT__MAX_TAGS": "5", "PUBLISHER_FEEDS__MAX_TAG_FEEDS": "0"})
+    assert (settings.content.limits.max_tags, settings.content.limits.max_tables) == (5, 20)
+    assert settings.feeds.max_tag_feeds == 0
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            path, environ={"PUBLISHER_CONTENT__MAX_TABLE_CELLS": "0", "PUBLISHER_DIGEST__MAX_MESSAGE_BYTES": "99"}
+        )
+    assert [problem.split(": ")[1] for problem in caught.value.problems] == [
+        "content.max_table_cells", "digest.max_message_bytes"
+    ]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from publisher.content.markdown import ArticleError, parse_article
-from publisher.content.model import Article, FactTable, Image, Problem, Quote
+from publisher.content.markdown import ArticleError, parse_article, read_article
+from publisher.content.model import Article, ContentLimits, FactTable, Image, Problem, Quote, Severity
 
 SITE = "https://news.example/"
 PATH = "content/sample-story.md"
@@ -438,3 +439,66 @@ def test_a_table_stored_before_alignment_existed_reads_as_unaligned() -> None:
     assert Article.from_dict(stored) == article
     del stored["fact_tables"][0]["align"]
     assert Article.from_dict(stored).fact_tables[0].align == ()
+
+
+# --- limits: hostile sizes cost bounded work ---------------------------------------------
+
+
+def _tables(count: int, rows: int = 1) -> str:
+    """``count`` two-column tables under one heading (no heading between them: the worst case)."""
+    table = "| Year | Output |\n|---|---|\n" + "".join(f"| {2000 + r} | {r} MW |\n" for r in range(rows))
+    return "## Figures\n\n" + "\n".join(table for _ in range(count))
+
+
+def _cpu_seconds(text: str, limits: ContentLimits) -> float:
+    """The least CPU time of three parses (the machine is shared: the minimum is the parse's own)."""
+    timings = []
+    for _ in range(3):
+        started = time.process_time()
+        read_article(text.encode(), PATH, SITE, limits=limits)
+        timings.append(time.process_time() - started)
+    return min(timings)
+
+
+def test_many_tables_parse_in_linear_time() -> None:
+    """15 times the tables take about 15 times as long, not 100 (each caption was a scan back)."""
+    every_table = ContentLimits(max_tables=10_000)
+    small = _cpu_seconds(yaml_article(body=_tables(200)), every_table)
+    large = _cpu_seconds(yaml_article(body=_tables(3000)), every_table)
+    assert large < 45 * small, (small, large)
+    captions = {table.caption for table in parse_article(yaml_article(body=_tables(3000)).encode(), PATH, SITE,
+                                                         limits=every_table).fact_tables}
+    assert captions == {"Figures"}
+
+
+def test_tables_past_the_limit_stay_in_the_body_only() -> None:
+    parsed = read_article(yaml_article(body=_tables(5)).encode(), PATH, SITE, limits=ContentLimits(max_tables=3))
+    assert parsed.article is not None
+    assert len(parsed.article.fact_tables) == 3
+    assert parsed.article.body_html.count("<table") == 5
+    (warning,) = [p for p in parsed.problems if "max_tables" in p.message]
+    assert warning.severity == Severity.WARNING
+    assert str(warning).startswith(f"{PATH}:19: warning: 5 tables: only the first 3")  # the 4th table's line
+
+
+def test_tags_past_the_limit_are_dropped_with_a_warning() -> None:
+    tags = ", ".join(f"tag {n}" for n in range(30))
+    text = yaml_article(f"tags: [{tags}, tag 0]\n")
+    parsed = read_article(text.encode(), PATH, SITE, limits=ContentLimits(max_tags=5))
+    assert parsed.article is not None
+    assert parsed.article.tags == ("tag 0", "tag 1", "tag 2", "tag 3", "tag 4")
+    (warning,) = parsed.problems
+    assert str(warning) == f"{PATH}:4: warning: 30 tags: only the first 5 are kept ([content] max_tags = 5)"
+
+
+def test_a_huge_table_keeps_its_first_rows_and_counts_the_rest() -> None:
+    parsed = read_article(yaml_article(body=_tables(1, rows=100)).encode(), PATH, SITE,
+                          limits=ContentLimits(max_table_cells=50))
+    assert parsed.article is not None
+    (table,) = parsed.article.fact_tables
+    assert table.rows[:2] == (("2000", "0 MW"), ("2001", "1 MW"))
+    assert (len(table.rows), table.more_rows) == (24, 76)  # 2 columns × (header + 24 rows) = 50 cells
+    assert parsed.article.body_html.count("<tr>") == 101  # the article page shows the whole table
+    assert Article.from_dict(parsed.article.to_dict()) == parsed.article
+    (warning,) = parsed.problems
+    assert "emails show its first 24 rows, the article all 100" in str(warning)

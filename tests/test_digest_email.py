@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from publisher.config import DeliverySettings, Settings, SiteSettings
+from publisher.content.markdown import parse_article
 from publisher.content.model import Article, FactTable, Image
 from publisher.mail import render
 from publisher.mail.message import build_message
@@ -571,3 +572,43 @@ def test_framed_parts_decode_to_the_personalized_text(rendered: RenderedDigest, 
     body = raw.split(b"\r\n\r\n", 1)[1]
     assert max(len(line) for line in body.split(b"\r\n")) <= 76
     assert body.isascii()
+
+
+# --- bounded size -------------------------------------------------------------------------
+
+
+def _figures_article(rows: int, tables: int = 1) -> Article:
+    """An article as the Markdown source makes it (default limits), with ``tables`` tables of ``rows`` rows."""
+    table = "| Year | Output | Share |\n|---|---|---|\n" + "".join(f"| {1000 + r} | {r} MW | {r % 100}% |\n"
+                                                               for r in range(rows))
+    text = (f"---\ntitle: Output in figures\ndate: 2024-06-19\ntags: [energy]\n---\nEvery year since 1000.\n\n"
+            f"## Output by year\n\n" + "\n".join([table] * tables))
+    return parse_article(text.encode(), "content/figures.md", "https://news.example.org/")
+
+
+def test_a_capped_table_says_how_many_rows_the_article_has_besides(site_settings: Settings) -> None:
+    article = _figures_article(rows=500)  # 3 columns: 300 cells hold the header and 99 rows
+    rendered = render_digest([article], site_settings, make_environment(), DIGEST_ID, "daily")
+    text, html = parts(build(rendered, site_settings))
+    doc = lxml.html.document_fromstring(html)
+    (facts,) = doc.xpath("//table[caption]")
+    assert len(facts.xpath("./tbody/tr")) == 99
+    (more,) = doc.xpath("//a[contains(., 'more rows')]")
+    assert (more.text_content(), more.get("href")) == ("401 more rows: see the article", article.canonical_url)
+    assert "401 more rows: see the article." in text
+
+
+def test_a_digest_too_big_for_gmail_shows_its_heaviest_article_as_a_summary(site_settings: Settings) -> None:
+    """A 2 MB table made a 138 MB email: the HTML stays under [digest] max_message_bytes with the footer."""
+    huge = _figures_article(rows=1_000, tables=4)  # each capped to 300 cells, together still ~180 KB
+    raw = build(render_digest([huge, SEED], site_settings, make_environment(), DIGEST_ID, "daily"), site_settings)
+    text, html = parts(raw)
+    assert len(html.encode()) <= site_settings.digest.max_message_bytes
+    doc = lxml.html.document_fromstring(html)
+    (footer,) = doc.find_class("footer")
+    assert {a.text_content(): a.get("href") for a in footer.xpath(".//a")}["Unsubscribe"] == UNSUBSCRIBE
+    (shortened,) = doc.xpath("//a[. = 'Too long for email: read the whole article']")
+    assert shortened.get("href") == huge.canonical_url
+    assert [table.findtext("caption") for table in doc.xpath("//table[caption]")] == [FACT_CAPTION]  # SEED's
+    assert "Too long for email: read the whole article at the link below." in text
+    assert "Output by year" not in text and FACT_CAPTION in text

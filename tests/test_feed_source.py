@@ -22,7 +22,7 @@ from aiohttp.typedefs import Handler
 
 from publisher.content import feed_items
 from publisher.content.feed_items import parse_feed
-from publisher.content.model import Article, FactTable, Image, Problem, Quote
+from publisher.content.model import Article, ContentLimits, FactTable, Image, Problem, Quote, Severity
 from publisher.sources.upstream import FeedFetcher, user_agent
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
@@ -615,3 +615,56 @@ def test_upstream_table_alignment_from_align_or_text_align() -> None:
     for row in body.iter("tr"):
         assert [cell.get("align") for cell in row] == [None, "right", "center", None]
         assert all(cell.get("style") is None for cell in row)
+
+
+# --- limits: hostile sizes cost bounded work ---------------------------------------------
+
+
+def _hostile_feed(tables: int = 0, rows: int = 1, tags: int = 0) -> bytes:
+    """One item with ``tables`` tables after one heading (the worst case for captions) and ``tags`` categories."""
+    table = "<table><tr><th>Year</th><th>Output</th></tr>" + "".join(
+        f"<tr><td>{2000 + r}</td><td>{r} MW</td></tr>" for r in range(rows)
+    ) + "</table>"
+    body = "<h2>Figures</h2><p>Intro.</p>" + table * tables
+    categories = "".join(f"<category>tag {n}</category>" for n in range(tags))
+    return f"""<rss version="2.0"><channel><title>T</title>
+    <item><title>Big</title><guid isPermaLink="false">big-1</guid><link>https://x.example/big</link>{categories}
+    <description><![CDATA[{body}]]></description></item>
+    <item><title>Small</title><guid isPermaLink="false">small-1</guid><link>https://x.example/small</link></item>
+    </channel></rss>""".encode()
+
+
+def _cpu_seconds(data: bytes, limits: ContentLimits) -> float:
+    """The least CPU time of three parses (the machine is shared: the minimum is the parse's own)."""
+    timings = []
+    for _ in range(3):
+        started = time.process_time()
+        parse_feed(data, "https://x.example/feed", now=NOW, limits=limits)
+        timings.append(time.process_time() - started)
+    return min(timings)
+
+
+def test_many_upstream_tables_parse_in_linear_time() -> None:
+    """15 times the tables take about 15 times as long, not 100 (each caption was a search back)."""
+    every_table = ContentLimits(max_tables=10_000)
+    small = _cpu_seconds(_hostile_feed(tables=200), every_table)
+    large = _cpu_seconds(_hostile_feed(tables=3000), every_table)
+    assert large < 45 * small, (small, large)
+    big = parse_feed(_hostile_feed(tables=3000), "https://x.example/feed", now=NOW, limits=every_table).articles[0]
+    assert {table.caption for table in big.fact_tables} == {"Figures"}
+
+
+def test_upstream_tables_tags_and_cells_past_the_limits_are_left_out_with_warnings() -> None:
+    limits = ContentLimits(max_tables=3, max_tags=5, max_table_cells=50)
+    scan = parse_feed(_hostile_feed(tables=4, rows=100, tags=1500), "https://x.example/feed", now=NOW, limits=limits)
+    assert [a.id for a in scan.articles] == ["big-1", "small-1"]  # the others are not held up
+    big = scan.articles[0]
+    assert big.tags == ("tag 0", "tag 1", "tag 2", "tag 3", "tag 4")
+    assert len(big.fact_tables) == 3 and big.body_html.count("<table") == 4
+    assert {(len(t.rows), t.more_rows) for t in big.fact_tables} == {(24, 76)}
+    assert all(p.severity == Severity.WARNING for p in scan.problems)
+    messages = [str(p) for p in scan.problems]
+    assert "https://x.example/feed:0: warning: item 1 (big-1): 1500 tags: only the first 5 are kept " \
+           "([content] max_tags = 5)" in messages
+    assert any("item 1 (big-1): 4 tables: only the first 3 are fact tables" in m for m in messages)
+    assert any("item 1 (big-1): table 1 has more than 50 cells: emails show its first 24 rows" in m for m in messages)

@@ -629,3 +629,34 @@ def test_a_lead_image_whose_url_has_an_ampersand_is_not_repeated_from_the_body(s
     for content in _contents(build_feeds([article], site, 20, env), article, site).values():
         shown = lxml.html.fragment_fromstring(content, create_parent="div")
         assert [img.get("src") for img in shown.iter("img")] == [article.lead_image.src]
+
+
+def test_only_the_most_used_tags_get_feeds(seed, grain, seoul, site, env, caplog) -> None:
+    """One item with 1,500 categories made 4,500 documents: past [feeds] max_tag_feeds, the
+    tags with the most articles keep their feeds and a warning says how many have none."""
+    tagged = [
+        dataclasses.replace(seed, tags=("Common", "Rare A")),
+        dataclasses.replace(grain, tags=("Common", "Middle")),
+        dataclasses.replace(seoul, tags=("Common", "Middle", "Rare B")),
+    ]
+    with caplog.at_level("WARNING", logger="publisher.feeds"):
+        docs = build_feeds(tagged, site, 20, env, max_tag_feeds=2)
+    assert sorted(docs) == sorted(
+        f"{prefix}feed.{fmt}" for prefix in ("", "tags/common/", "tags/middle/") for fmt in ("rss", "atom", "json")
+    )
+    assert len(_parsed(docs["tags/middle/feed.atom"]).entries) == 2
+    assert "2 tags have no feed of their own ([feeds] max_tag_feeds = 2" in caplog.text
+    assert "'Rare A', 'Rare B'" in caplog.text
+
+
+def test_an_entry_too_long_for_a_feed_carries_its_summary_and_a_link(seed, grain, site, env) -> None:
+    """A 2 MB table would be repeated in every feed the article is in, fetched again and again."""
+    huge = dataclasses.replace(seed, body_html="<table>" + "<tr><td>1 MW</td></tr>" * 10_000 + "</table>")
+    docs = build_feeds([huge, grain], site, 20, env, max_entry_bytes=50_000)
+    assert all(len(doc.body) < 50_000 for doc in docs.values())
+    for content in _contents(docs, huge, site).values():
+        root = lxml.html.fragment_fromstring(content, create_parent="div")
+        assert root.findtext("p") == huge.summary
+        (link,) = root.iter("a")
+        assert (link.text, link.get("href")) == ("Too long for a feed: read the whole article", huge.canonical_url)
+    assert _contents(docs, grain, site) == _contents(build_feeds([grain], site, 20, env), grain, site)  # whole

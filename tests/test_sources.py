@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import feedparser
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from publisher import app as app_module
 from publisher.app import Publisher
 from publisher.config import Settings
+from publisher.content.markdown import ParsedFile, read_article
 from publisher.digest import UnknownArticle
+from publisher.feeds import FeedDocument
+from publisher.web import api_articles
 from subscribers.model import Cadence
 from tests.outbox import outbox_messages
 from tests.people import add_subscriber
@@ -106,6 +113,42 @@ async def test_an_upstream_feed_is_fetched_published_sent_and_then_not_modified(
     assert seen[0]["User-Agent"].startswith("publisher/")
     assert seen[-1].get("If-None-Match") == '"v1"' and not again.changed  # a 304: nothing to do
     assert list((settings.storage.data_dir / "upstream").glob("*.json"))  # validators survive a restart
+
+
+async def test_a_slow_upstream_feed_does_not_hold_up_the_markdown_scan(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The fetch (network, parsing) happens outside the lock a scan and the API take to store."""
+    asked, answer = asyncio.Event(), asyncio.Event()
+    body = (FEEDS / "wordpress.rss").read_bytes()
+
+    async def slow_feed(request: web.Request) -> web.Response:
+        asked.set()
+        await answer.wait()
+        return web.Response(body=body, content_type="application/rss+xml")
+
+    app = web.Application()
+    app.router.add_get("/feed/", slow_feed)
+    async with TestServer(app) as server:
+        settings = make_settings(
+            f'[[sources]]\ntype = "markdown"\ndir = "content"\n\n'
+            f'[[sources]]\ntype = "feed"\nurl = "{server.make_url("/feed/")}"\n'
+        )
+        publisher = Publisher(settings)
+        await publisher.start()
+        try:
+            fetching = asyncio.create_task(publisher.fetch_feeds())
+            await asyncio.wait_for(asked.wait(), 5)
+            (settings.content.dir / "harbour-bridge.md").write_text(NEW_ARTICLE, encoding="utf-8")
+            scanned = await asyncio.wait_for(publisher.scan(), 5)  # waited for the feed's answer before
+            scanned_while_fetching = not fetching.done()
+            answer.set()
+            fetched = await fetching
+        finally:
+            await publisher.close()
+    assert scanned_while_fetching
+    assert "harbour-bridge-reopens" in [article.id for article in scanned.new]
+    assert "What the West Can Still Do" in [article.title for article in fetched.new]
 
 
 # --- the ingest API ----------------------------------------------------------------------
@@ -204,3 +247,54 @@ async def test_an_edit_is_not_resent_unless_the_operator_asks(publisher: Publish
     assert len(messages) == 2 and "four weeks" in resent.get_body(("plain",)).get_content()
     with pytest.raises(UnknownArticle):
         await publisher.resend("no-such-article")
+
+
+async def test_the_api_answers_other_requests_while_it_parses_an_article(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A huge article took the event loop for seconds (every request waited): it is parsed in a thread.
+
+    The parse is held until another request has been answered; on the event loop that
+    request could only be answered after the parse gave up waiting.
+    """
+    started, answered = threading.Event(), threading.Event()
+    answered_during_parse: list[bool] = []
+
+    def held_parse(*args: Any, **kwargs: Any) -> ParsedFile:
+        started.set()
+        answered_during_parse.append(answered.wait(timeout=5))
+        return read_article(*args, **kwargs)
+
+    monkeypatch.setattr(api_articles, "read_article", held_parse)
+    posting = asyncio.create_task(
+        client.post("/api/articles", data=NEW_ARTICLE.encode(), headers={"Content-Type": "text/markdown"})
+    )
+    await asyncio.to_thread(started.wait, 5)
+    listing = await client.get("/api/articles")
+    answered.set()
+    assert listing.status == 200
+    assert (await posting).status == 201
+    assert answered_during_parse == [True]
+
+
+async def test_feeds_are_built_off_the_event_loop(publisher: Publisher, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building hundreds of feed documents stalled the web server: the build runs in a thread.
+
+    The build is held until the event loop has run something else; on the loop it never could.
+    """
+    started, answered = threading.Event(), threading.Event()
+    loop_ran_during_build: list[bool] = []
+    real_build = app_module.build_feeds
+
+    def held_build(*args: Any, **kwargs: Any) -> dict[str, FeedDocument]:
+        started.set()
+        loop_ran_during_build.append(answered.wait(timeout=5))
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(app_module, "build_feeds", held_build)
+    building = asyncio.create_task(publisher.build_feeds())
+    await asyncio.to_thread(started.wait, 5)
+    answered.set()
+    await building
+    assert loop_ran_during_build == [True]
+    assert "feed.atom" in publisher.feeds

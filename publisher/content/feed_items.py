@@ -39,14 +39,16 @@ from publisher.content.model import (
     MAX_ID_LENGTH,
     MAX_SLUG_LENGTH,
     Article,
+    ContentLimits,
     FactTable,
     Image,
     Problem,
     Quote,
+    Severity,
 )
 from publisher.content.slug import slugify
 from publisher.content.sources import ScanResult
-from publisher.content.text import BodyParts, cell_alignment, element_text, html_fragment, html_text, one_line, table_alignment, truncate, unique
+from publisher.content.text import BodyParts, capped_table, cell_alignment, element_text, html_fragment, html_text, one_line, table_alignment, truncate, unique
 
 Element = Any  # lxml.html.HtmlElement; lxml ships no type hints
 
@@ -103,12 +105,15 @@ class _ItemError(Exception):
     """Why one item cannot become an article."""
 
 
-def parse_feed(data: bytes, feed_url: str, *, now: datetime, content_type: str = "") -> FeedScan:
+def parse_feed(
+    data: bytes, feed_url: str, *, now: datetime, content_type: str = "", limits: ContentLimits = ContentLimits()
+) -> FeedScan:
     """Turn the bytes of an RSS or Atom feed into articles, newest first, then by id.
 
     ``feed_url`` resolves relative links and names the feed in problems; ``now`` is
     the date of last resort for an item without any; ``content_type`` is the HTTP
     header, whose charset feedparser honours (without one the XML declaration decides).
+    What an item has past ``limits`` is left out, with a warning naming the item.
     """
     # A stream, never bytes or str: feedparser treats a string as a URL or a file name.
     parsed = feedparser.parse(
@@ -134,7 +139,7 @@ def parse_feed(data: bytes, feed_url: str, *, now: datetime, content_type: str =
         try:
             if ("id", item_id) in owners:
                 raise _ItemError(f"duplicate id {item_id!r} (also item {owners['id', item_id]})")
-            article = _article(entry, item_id, feed_url, feed_date or now, feed_author)
+            article, warnings = _article(entry, item_id, feed_url, feed_date or now, feed_author, limits)
             if ("slug", article.slug) in owners:
                 raise _ItemError(f"duplicate slug {article.slug!r} (also item {owners['slug', article.slug]})")
         except _ItemError as exc:
@@ -144,6 +149,7 @@ def parse_feed(data: bytes, feed_url: str, *, now: datetime, content_type: str =
             result.problems.append(Problem(feed_url, 0, f"{label}: cannot read it: {type(exc).__name__}: {exc}"))
             continue
         owners["id", article.id] = owners["slug", article.slug] = number
+        result.problems += [Problem(feed_url, 0, f"{label}: {warning}", Severity.WARNING) for warning in warnings]
         result.articles.append(article)
     result.articles.sort(key=lambda article: article.id)
     result.articles.sort(key=lambda article: article.published, reverse=True)
@@ -153,7 +159,11 @@ def parse_feed(data: bytes, feed_url: str, *, now: datetime, content_type: str =
 # --- one item -------------------------------------------------------------------------
 
 
-def _article(entry: Any, item_id: str, feed_url: str, fallback_date: datetime, feed_author: str) -> Article:
+def _article(
+    entry: Any, item_id: str, feed_url: str, fallback_date: datetime, feed_author: str, limits: ContentLimits
+) -> tuple[Article, list[str]]:
+    """The item as an article, and warnings about what ``limits`` left out of it."""
+    warnings: list[str] = []
     if not item_id:
         raise _ItemError("no guid, id or link")
     if len(item_id) > MAX_ID_LENGTH:
@@ -162,7 +172,7 @@ def _article(entry: Any, item_id: str, feed_url: str, fallback_date: datetime, f
         raise _ItemError("guid with a NUL character")
     link = _link(entry, item_id, feed_url)
     published, updated = _dates(entry, fallback_date)
-    body = _body(_content(entry), link)
+    body = _body(_content(entry), link, limits, warnings)
     summary = _summary(entry, body)
     title = entry.get("title", "")
     title = html_text(title) if _is_html(entry.get("title_detail")) else _text(title)
@@ -170,7 +180,11 @@ def _article(entry: Any, item_id: str, feed_url: str, fallback_date: datetime, f
     if not title:
         raise _ItemError("no title and no text")
     lead = _feed_images(entry, link)
-    return Article(
+    tags = unique((t for tag in entry.get("tags", []) if (t := _text(tag.get("label") or tag.get("term") or ""))), str)
+    if len(tags) > limits.max_tags:  # each tag is three feed documents
+        warnings.append(f"{len(tags)} tags: only the first {limits.max_tags} are kept "
+                        f"([content] max_tags = {limits.max_tags})")
+    article = Article(
         id=item_id,
         slug=_slug(link, title, item_id),
         title=title,
@@ -178,7 +192,7 @@ def _article(entry: Any, item_id: str, feed_url: str, fallback_date: datetime, f
         updated=updated,
         canonical_url=link,
         author=_person(entry) or feed_author,
-        tags=unique((t for tag in entry.get("tags", []) if (t := _text(tag.get("label") or tag.get("term") or ""))), str),
+        tags=tags[: limits.max_tags],
         images=_with_body_details(lead, body.images),
         summary=summary,
         takeaways=tuple(body.takeaways),
@@ -187,6 +201,7 @@ def _article(entry: Any, item_id: str, feed_url: str, fallback_date: datetime, f
         fact_tables=tuple(body.fact_tables),
         source_path=feed_url,
     )
+    return article, warnings
 
 
 def _item_id(entry: Any, feed_url: str) -> str:
@@ -266,8 +281,9 @@ def _is_html(detail: Any) -> bool:
 # --- the body -------------------------------------------------------------------------
 
 
-def _body(content: tuple[str, bool], link: str) -> BodyParts:
-    """Clean the body, lift out what renderers show on their own, and sanitize the rest.
+def _body(content: tuple[str, bool], link: str, limits: ContentLimits, warnings: list[str]) -> BodyParts:
+    """Clean the body, lift out what renderers show on their own, and sanitize the rest
+    (tables past ``limits`` stay in the body only: said in ``warnings``).
 
     Order matters: boilerplate goes first so a comment form's heading is never a
     table caption and a share widget's list is never the takeaways.
@@ -281,7 +297,7 @@ def _body(content: tuple[str, bool], link: str) -> BodyParts:
         html=sanitize_html(_inner_html(root), base_url=link),
         first_paragraph=_first_paragraph(root),
         takeaways=takeaways,
-        fact_tables=list(_fact_tables(root)),
+        fact_tables=_fact_tables(root, limits, warnings),
         quotes=[quote for quote in map(_quote, _blockquotes(root)) if quote.text][:1],
         images=list(_body_images(root, link)),
     )
@@ -380,16 +396,34 @@ def _align_cells(root: Element) -> None:
             cell.attrib.pop("align", None)
 
 
-def _fact_tables(root: Element) -> Iterator[FactTable]:
-    """Every table with cells, but not one nested in another (it is part of its parent's cell)."""
-    for table in root.iter("table"):
-        nested = any(ancestor.tag == "table" for ancestor in table.iterancestors())
-        if not nested and (fact_table := _fact_table(table)):
-            yield fact_table
+def _fact_tables(root: Element, limits: ContentLimits, warnings: list[str]) -> list[FactTable]:
+    """Every table with cells, but not one nested in another (it is part of its parent's cell),
+    up to ``limits.max_tables``, each cut to ``limits.max_table_cells``.
+
+    One pass in document order remembers the last heading, the caption of a table
+    without its own: looking back from each table made thousands of tables quadratic.
+    """
+    heading, tables = "", []
+    for element in root.iter(*_HEADINGS, "table"):
+        if element.tag in _HEADINGS:
+            heading = element_text(element)
+        elif not any(ancestor.tag == "table" for ancestor in element.iterancestors()):
+            if (fact_table := _fact_table(element, heading)) is not None:
+                tables.append(capped_table(fact_table, limits.max_table_cells))
+    if len(tables) > limits.max_tables:
+        warnings.append(f"{len(tables)} tables: only the first {limits.max_tables} are fact tables, the rest stay "
+                        f"in the body ([content] max_tables = {limits.max_tables})")
+    warnings += [
+        f"table {number} has more than {limits.max_table_cells} cells: emails show its first {len(table.rows)} "
+        f"rows, the article all {len(table.rows) + table.more_rows} ([content] max_table_cells = "
+        f"{limits.max_table_cells})"
+        for number, table in enumerate(tables[: limits.max_tables], start=1) if table.more_rows
+    ]
+    return tables[: limits.max_tables]
 
 
-def _fact_table(table: Element) -> FactTable | None:
-    """Plain text cells, a caption and the "Sources:" note that follows the table.
+def _fact_table(table: Element, heading: str) -> FactTable | None:
+    """Plain text cells, a caption (else the nearest ``heading`` above) and the "Sources:" note that follows the table.
 
     The header is the first ``<thead>`` row, else the first row.  A row longer than
     the header widens the table (blank header cells) and a short one is padded, so no
@@ -407,7 +441,7 @@ def _fact_table(table: Element) -> FactTable | None:
 
     body = tuple(pad(cells) for _, cells in rows)
     align = table_alignment([*_row_alignment(header_row), *[""] * width][:width])
-    return FactTable(_table_caption(table), pad(header), body, _table_sources(table), align)
+    return FactTable(_table_caption(table, heading), pad(header), body, _table_sources(table), align)
 
 
 def _row_alignment(tr: Element) -> list[str]:
@@ -448,8 +482,8 @@ def _span(cell: Element, attribute: str) -> int:
         return 1
 
 
-def _table_caption(table: Element) -> str:
-    """``<caption>``, else the ``<figcaption>`` of a WordPress table block, else the nearest heading above."""
+def _table_caption(table: Element, heading: str) -> str:
+    """``<caption>``, else the ``<figcaption>`` of a WordPress table block, else ``heading`` (the nearest above)."""
     caption = table.find("caption")
     if caption is not None and element_text(caption):
         return element_text(caption)
@@ -458,8 +492,7 @@ def _table_caption(table: Element) -> str:
         figcaption = parent.find("figcaption")
         if figcaption is not None and element_text(figcaption):
             return element_text(figcaption)
-    headings = table.xpath("preceding::*[self::h1 or self::h2 or self::h3 or self::h4 or self::h5 or self::h6][1]")
-    return element_text(headings[0]) if headings else ""
+    return heading
 
 
 def _table_sources(table: Element) -> str:

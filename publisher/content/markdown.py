@@ -32,6 +32,7 @@ from publisher.content.model import (
     MAX_ID_LENGTH,
     MAX_SLUG_LENGTH,
     Article,
+    ContentLimits,
     FactTable,
     Image,
     Problem,
@@ -39,7 +40,7 @@ from publisher.content.model import (
     Severity,
 )
 from publisher.content.slug import slugify
-from publisher.content.text import BodyParts, cell_alignment, table_alignment, truncate, unique
+from publisher.content.text import BodyParts, capped_table, cell_alignment, table_alignment, truncate, unique
 
 _MD = MarkdownIt("commonmark").enable("table")
 _FENCES = {"---", "+++"}  # YAML, TOML
@@ -100,22 +101,27 @@ class _Report:
         return any(p.severity == Severity.ERROR for p in self.problems)
 
 
-def parse_article(data: bytes, path: str, site_url: str, *, slug_from_title: bool = False) -> Article:
+def parse_article(
+    data: bytes, path: str, site_url: str, *, slug_from_title: bool = False, limits: ContentLimits = ContentLimits()
+) -> Article:
     """Parse one Markdown file, raising :class:`ArticleError` with every error (warnings
     are dropped, and a draft parses like any article: use :func:`read_article` to know)."""
-    parsed = read_article(data, path, site_url, slug_from_title=slug_from_title)
+    parsed = read_article(data, path, site_url, slug_from_title=slug_from_title, limits=limits)
     if parsed.article is None:
         raise ArticleError(parsed.errors)
     return parsed.article
 
 
-def read_article(data: bytes, path: str, site_url: str, *, slug_from_title: bool = False) -> ParsedFile:
+def read_article(
+    data: bytes, path: str, site_url: str, *, slug_from_title: bool = False, limits: ContentLimits = ContentLimits()
+) -> ParsedFile:
     """Parse one Markdown file; ``path`` names it in problems and gives the default slug
-    (the title does, with ``slug_from_title``: an article posted to the API has no file name)."""
+    (the title does, with ``slug_from_title``: an article posted to the API has no file name);
+    what passes ``limits`` is left out with a warning."""
     report = _Report(path)
     front, body, body_offset = _split_front_matter(_decode(data, report), report)
     if report.failed:  # without readable front matter its fields would only add noise; the body is checked
-        _parse_body(body, body_offset, site_url, report)
+        _parse_body(body, body_offset, site_url, report, limits)
         return ParsedFile(None, report.problems)
     fields = _FrontMatter(front, report, site_url)
     fields.report_unknown_keys()
@@ -130,10 +136,10 @@ def read_article(data: bytes, path: str, site_url: str, *, slug_from_title: bool
     canonical_url = urljoin(site_url, fields.text("canonical_url") or f"articles/{slug}")
     article_id = _id(fields.text("id"), canonical_url, report)
     front_images, front_quotes = fields.images(), fields.quotes()
-    front_takeaways, tags = fields.text_list("takeaways"), fields.tags()
+    front_takeaways, tags = fields.text_list("takeaways"), fields.tags(limits.max_tags)
     subtitle, author, category = fields.text("subtitle"), fields.text("author"), fields.text("category")
     summary = fields.text("summary")
-    body_parts = _parse_body(body, body_offset, site_url, report)
+    body_parts = _parse_body(body, body_offset, site_url, report, limits)
     if report.failed or published is None or updated is None:
         return ParsedFile(None, report.problems, draft)
     article = Article(
@@ -145,7 +151,7 @@ def read_article(data: bytes, path: str, site_url: str, *, slug_from_title: bool
         canonical_url=canonical_url,
         subtitle=subtitle,
         author=author,
-        tags=unique(tags, lambda tag: tag),
+        tags=tags,
         category=category,
         images=unique([*front_images, *body_parts.images], lambda image: image.src),
         summary=summary or truncate(body_parts.first_paragraph),
@@ -286,10 +292,15 @@ class _FrontMatter:
             self._report.at_key(key, f"{key} {self._front[key]!r} is not a date (use ISO 8601 or RFC 2822)")
         return parsed
 
-    def tags(self) -> list[str]:
+    def tags(self, limit: int) -> tuple[str, ...]:
+        """The distinct tags, at most ``limit``: each tag is three feed documents."""
         value = self._front.get("tags")
         items = self._text_list("tags", value.split(",") if isinstance(value, str) else value)
-        return [item for item in items if item]
+        tags = unique((item for item in items if item), lambda tag: tag)
+        if len(tags) > limit:
+            self._report.at_key("tags", f"{len(tags)} tags: only the first {limit} are kept "
+                                f"([content] max_tags = {limit})", Severity.WARNING)
+        return tags[:limit]
 
     def text_list(self, key: str) -> list[str]:
         return self._text_list(key, self._front.get(key))
@@ -384,19 +395,35 @@ def _kind(value: Any) -> str:
 # --- the body -------------------------------------------------------------------------
 
 
-def _parse_body(body: str, line_offset: int, site_url: str, report: _Report) -> BodyParts:
+def _parse_body(body: str, line_offset: int, site_url: str, report: _Report, limits: ContentLimits) -> BodyParts:
     """Render the body and pull out what renderers show on their own.
 
     The "Key Takeaways" section is cut from the token stream (each renderer shows the
-    takeaways itself); tables, quotes and images stay where the author put them.
+    takeaways itself); tables, quotes and images stay where the author put them.  Only
+    the first ``limits.max_tables`` tables become fact tables; the others stay in the body.
     """
     tokens, takeaways = _cut_takeaways(_MD.parse(body))
     _align_cells(tokens)
     lines = body.split("\n")
-    tables = [i for i, token in enumerate(tokens) if token.type == "table_open"]
-    for start in tables:
+    tables = _tables(tokens)
+    for start, _ in tables:
         for line, message in _ragged_rows(tokens, start, lines):
             report.at_line(line_offset + line + 1, message)
+    if len(tables) > limits.max_tables:
+        first_extra = tokens[tables[limits.max_tables][0]].map or [0]
+        report.at_line(line_offset + first_extra[0] + 1,
+                       f"{len(tables)} tables: only the first {limits.max_tables} are fact tables, this one and the "
+                       f"rest stay in the body ([content] max_tables = {limits.max_tables})", Severity.WARNING)
+    fact_tables = [
+        capped_table(_fact_table(tokens, start, caption), limits.max_table_cells)
+        for start, caption in tables[: limits.max_tables]
+    ]
+    for (start, _), table in zip(tables, fact_tables):
+        if table.more_rows:
+            report.at_line(line_offset + (tokens[start].map or [0])[0] + 1,
+                           f"table has more than {limits.max_table_cells} cells: emails show its first "
+                           f"{len(table.rows)} rows, the article all {len(table.rows) + table.more_rows} "
+                           f"([content] max_table_cells = {limits.max_table_cells})", Severity.WARNING)
     for line, src in _images_without_alt(tokens):
         report.at_line(line_offset + line + 1, f"image {src} has no alt text (write it between the brackets: "
                        "![text](...))", Severity.WARNING)
@@ -404,7 +431,7 @@ def _parse_body(body: str, line_offset: int, site_url: str, report: _Report) -> 
         html=sanitize_html(_MD.renderer.render(tokens, _MD.options, {}), site_url),
         first_paragraph=_first_paragraph(tokens),
         takeaways=takeaways,
-        fact_tables=[_fact_table(tokens, start) for start in tables],
+        fact_tables=fact_tables,
         quotes=[_quote(tokens, i) for i, t in enumerate(tokens) if t.type == "blockquote_open" and t.level == 0],
         images=list(_images(tokens, site_url)),
     )
@@ -442,16 +469,28 @@ def _align_cells(tokens: list[Token]) -> None:
                 token.attrs["align"] = align
 
 
-def _fact_table(tokens: list[Token], start: int) -> FactTable:
-    """The table's plain text cells, the nearest heading above it and its sources note."""
+def _tables(tokens: list[Token]) -> list[tuple[int, str]]:
+    """(index of ``table_open``, caption) of every table: the caption is the nearest heading
+    above, remembered in one forward pass (a scan back per table made thousands of tables
+    quadratic: seconds of parsing for a few hundred kilobytes)."""
+    caption = ""
+    tables = []
+    for index, token in enumerate(tokens):
+        if token.type == "heading_open":
+            caption = _plain(tokens[index + 1].children)
+        elif token.type == "table_open":
+            tables.append((index, caption))
+    return tables
+
+
+def _fact_table(tokens: list[Token], start: int, caption: str) -> FactTable:
+    """The table's plain text cells, with its caption and the sources note below it."""
     end = _close_index(tokens, start)
     rows = [
         tuple(_plain(cell.children) for cell in tokens[i : _close_index(tokens, i)] if cell.type == "inline")
         for i in range(start, end)
         if tokens[i].type == "tr_open"
     ]
-    headings = (i for i in range(start - 1, -1, -1) if tokens[i].type == "heading_open")
-    caption = next((_plain(tokens[i + 1].children) for i in headings), "")
     sources = ""
     if end + 2 < len(tokens) and tokens[end + 1].type == "paragraph_open":
         note = _plain(tokens[end + 2].children)

@@ -60,6 +60,9 @@ class FactTable:
     rows: tuple[tuple[str, ...], ...]
     sources: str = ""  # the "Data Sources: …" note, without the label
     align: tuple[str, ...] = ()
+    # Rows left out past ContentLimits.max_table_cells: the article's page (its body)
+    # shows the whole table, renderers of the model say how many more there are.
+    more_rows: int = 0
 
     def column_align(self, column: int) -> str:
         """The alignment of ``column`` (0-based), "" when none was given."""
@@ -113,8 +116,9 @@ class Article:
         data["published"] = self.published.isoformat()
         data["updated"] = self.updated.isoformat()
         for table in data["fact_tables"]:
-            if not table["align"]:
-                del table["align"]
+            for optional in ("align", "more_rows"):
+                if not table[optional]:
+                    del table[optional]
         return data
 
     @classmethod
@@ -143,6 +147,7 @@ class Article:
                     rows=tuple(tuple(r) for r in t["rows"]),
                     sources=t.get("sources", ""),
                     align=tuple(t.get("align", ())),  # absent in tables stored before it existed
+                    more_rows=t.get("more_rows", 0),
                 )
                 for t in data.get("fact_tables", ())
             ),
@@ -155,6 +160,22 @@ class Article:
         data.pop("source_path", None)
         blob = json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
         return hashlib.sha256(blob).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ContentLimits:
+    """How much of one article the model takes, whatever a source sends.
+
+    An upstream feed or an API client can send thousands of tables, tags or cells; each
+    costs work in every renderer (a tag is three feed documents, a cell is repeated
+    inline CSS in every email).  Past a limit the parsers keep the first ones and warn.
+    """
+
+    max_tables: int = 20  # fact tables per article; later tables stay in the body only
+    max_tags: int = 20  # tags per article; later ones are dropped
+    # cells per fact table; later rows stay in the body only.  An email spends ~150 bytes of
+    # inlined CSS per cell: 300 cells are ~45 KB, so two such tables fit under Gmail's clipping.
+    max_table_cells: int = 300
 
 
 class Severity(StrEnum):

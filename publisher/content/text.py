@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
@@ -89,6 +90,17 @@ def cell_alignment(align: str | None, style: str | None) -> str:
 def table_alignment(columns: list[str]) -> tuple[str, ...]:
     """The ``FactTable.align`` of these per-column alignments: () when none is set."""
     return tuple(columns) if any(columns) else ()
+
+
+def capped_table(table: FactTable, max_cells: int) -> FactTable:
+    """``table`` with only the rows that fit in ``max_cells`` cells (the header always
+    stays), the number left out in ``more_rows``: an email repeats inline CSS on every
+    cell, so a table of thousands of rows made a message of a hundred megabytes."""
+    width = max(len(table.header), 1)
+    fit = max(max_cells // width - 1, 0)
+    if len(table.rows) <= fit:
+        return table
+    return dataclasses.replace(table, rows=table.rows[:fit], more_rows=len(table.rows) - fit)
 
 
 def unique(items: Iterable[T], key: Callable[[T], Hashable]) -> tuple[T, ...]:

@@ -157,13 +157,43 @@ def render_digest(
         "heading": heading,
         "text_table": text_table,
     }
-    html_part = _INLINER.inline(env.get_template(HTML_TEMPLATE).render(context))
-    text_part = env.get_template(TEXT_TEMPLATE).render(context)
+    html_part, text_part = _render_within(env, context, articles, settings.digest.max_message_bytes)
     unsubscribe = _sentinel("unsubscribe_url", nonce)
     for name, part in ((HTML_TEMPLATE, html_part), (TEXT_TEMPLATE, text_part)):
         if unsubscribe not in part:
             raise ValueError(f"template {name} must link to personal.unsubscribe_url")
     return RenderedDigest(subject=subject, preheader=preheader, html=html_part, text=text_part, nonce=nonce)
+
+
+def _render_within(
+    env: jinja2.Environment, context: dict[str, object], articles: Sequence[Article], max_bytes: int
+) -> tuple[str, str]:
+    """The (inlined HTML, text) parts, the HTML within ``max_bytes`` where shortening can make it so.
+
+    Past it, the heaviest article (most table cells, takeaways and quotes) is shown as its
+    summary and a link, then the next, until the HTML fits: Gmail clips a message past
+    about 102 KB and hides the rest, the unsubscribe link with it.
+    """
+    heaviest = sorted(articles, key=_weight, reverse=True)
+    shortened: set[str] = set()
+    while True:
+        shown = [_teaser(article) if article.id in shortened else article for article in articles]
+        context |= {"articles": shown, "shortened": shortened}
+        html_part = _INLINER.inline(env.get_template(HTML_TEMPLATE).render(context))
+        if len(html_part.encode()) <= max_bytes or len(shortened) == len(heaviest):
+            return html_part, env.get_template(TEXT_TEMPLATE).render(context)
+        shortened.add(heaviest[len(shortened)].id)
+
+
+def _weight(article: Article) -> int:
+    """How much an article adds to a digest beyond its summary: what :func:`_teaser` leaves out."""
+    cells = sum(len(table.header) * (1 + len(table.rows)) for table in article.fact_tables)
+    return cells + len(article.takeaways) + len(article.quotes)
+
+
+def _teaser(article: Article) -> Article:
+    """The article as a digest shows it when the whole would be too long: no tables, takeaways or quotes."""
+    return dataclasses.replace(article, fact_tables=(), takeaways=(), quotes=())
 
 
 def _subject(env: jinja2.Environment, context: dict[str, object]) -> str:

@@ -17,6 +17,7 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.config import FeedSource, Settings
-from publisher.content.model import Article, Severity
+from publisher.content.model import Article, Problem, Severity
 from publisher.content.sources import scan_directory
 from publisher.store import articles as article_store
 from publisher.store.articles import IngestResult
@@ -32,7 +33,7 @@ from publisher.store.articles import IngestResult
 if TYPE_CHECKING:
     import aiohttp
 
-    from publisher.sources.upstream import FeedFetcher
+    from publisher.sources.upstream import FeedFetcher, FetchResult
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,15 @@ API_SOURCE = "api"
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """An upstream feed fetched and parsed, its articles not stored yet."""
+
+    url: str
+    fetcher: FeedFetcher
+    result: FetchResult
 
 
 class Intake:
@@ -69,15 +79,12 @@ class Intake:
         total = IngestResult()
         for directory in settings.markdown_dirs:
             source = f"markdown:{directory}"
-            scanned = await asyncio.to_thread(scan_directory, directory, settings.site.url)
+            limits = settings.content.limits
+            scanned = await asyncio.to_thread(scan_directory, directory, settings.site.url, None, limits)
             if scanned.contested:  # files share an id or a slug: the one that published it keeps it
                 published = await article_store.source_paths(self._engine, sorted(scanned.contested))
-                scanned = await asyncio.to_thread(scan_directory, directory, settings.site.url, published)
-            for problem in scanned.problems:
-                if problem.severity == Severity.ERROR:
-                    log.error("skipped: %s", problem)
-                else:
-                    log.warning("%s", problem)  # it says "warning:" itself
+                scanned = await asyncio.to_thread(scan_directory, directory, settings.site.url, published, limits)
+            _log_problems(scanned.problems)
             # A file that does not parse may be an article being edited: nothing is
             # removed until the directory reads cleanly (but a draft is withdrawn at once).
             complete = directory.is_dir() and not scanned.errors
@@ -98,11 +105,16 @@ class Intake:
                      article.published.isoformat())
         return result
 
-    async def fetch_feeds(self) -> IngestResult:
-        """The upstream feeds due now (their interval passed, no backoff pending)."""
+    async def fetch_feeds(self) -> list[Fetched]:
+        """Fetch and parse the upstream feeds due now (their interval passed, no backoff
+        pending); what changed is for :meth:`store_feeds`.
+
+        Apart from storing, so a caller can fetch (seconds of network and parsing)
+        without holding what the other sources' scans and the API wait for.
+        """
         settings = self._settings()
-        total = IngestResult()
         now = _now()
+        fetched = []
         for source in settings.feed_sources:
             fetcher = self._fetcher(source, settings)
             if not fetcher.due(now):
@@ -114,10 +126,17 @@ class Intake:
                 log.error("feed %s: %s; next try after %s", source.url, result.error,
                           result.retry_at.isoformat() if result.retry_at else "the interval")
                 continue
-            for problem in result.scan.problems:
-                log.error("skipped: %s", problem)
-            _add(total, await self.store(result.scan.articles, f"feed:{source.url}"))
-            fetcher.commit(result)  # only now: a crash before the store must not earn a 304
+            _log_problems(result.scan.problems)
+            fetched.append(Fetched(source.url, fetcher, result))
+        return fetched
+
+    async def store_feeds(self, fetched: Sequence[Fetched]) -> IngestResult:
+        """Store the articles of feeds fetched by :meth:`fetch_feeds`."""
+        total = IngestResult()
+        for feed in fetched:
+            assert feed.result.scan is not None  # fetch_feeds keeps only parsed feeds
+            _add(total, await self.store(feed.result.scan.articles, f"feed:{feed.url}"))
+            feed.fetcher.commit(feed.result)  # only now: a crash before the store must not earn a 304
         return total
 
     async def store(
@@ -162,6 +181,7 @@ class Intake:
                 timeout=source.timeout, max_bytes=source.max_bytes, max_redirects=source.max_redirects,
                 interval=source.interval,
             )
+        fetcher.limits = settings.content.limits
         return fetcher
 
 
@@ -173,6 +193,15 @@ async def _within(engine: AsyncEngine, into: AsyncConnection | None) -> AsyncIte
         return
     async with engine.begin() as conn:
         yield conn
+
+
+def _log_problems(problems: Sequence[Problem]) -> None:
+    """An error skipped its article; a warning only says what was left out of one."""
+    for problem in problems:
+        if problem.severity == Severity.ERROR:
+            log.error("skipped: %s", problem)
+        else:
+            log.warning("%s", problem)  # it says "warning:" itself
 
 
 def _add(total: IngestResult, result: IngestResult) -> None:

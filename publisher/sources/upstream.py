@@ -36,6 +36,7 @@ from typing import Self
 import aiohttp
 
 from publisher.content.feed_items import FeedScan, parse_feed
+from publisher.content.model import ContentLimits
 from publisher.pacing import Backoff
 
 log = logging.getLogger(__name__)
@@ -127,8 +128,10 @@ class FeedFetcher:
         backoff_limit: float = 3600.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
+        limits: ContentLimits = ContentLimits(),
     ) -> None:
         self.url = url
+        self.limits = limits  # what an item may hold (the intake sets it anew after a reload)
         self._user_agent = user_agent
         self._session = session
         self._owns_session = session is None
@@ -229,7 +232,9 @@ class FeedFetcher:
             validators = Validators(response.headers.get("ETag", ""), response.headers.get("Last-Modified", ""))
             content_type = response.headers.get("Content-Type", "")
         # Parsing a large feed takes a while: off the event loop, which also serves the web.
-        scan = await asyncio.to_thread(parse_feed, body, final_url, now=now, content_type=content_type)
+        scan = await asyncio.to_thread(
+            parse_feed, body, final_url, now=now, content_type=content_type, limits=self.limits
+        )
         if not scan.is_feed:
             raise _Failure(scan.problems[0].message if scan.problems else "not a feed", 200)
         return FetchResult(final_url, 200, scan, validators)

@@ -14,6 +14,8 @@ when its time comes.
 
 from __future__ import annotations
 
+import asyncio
+
 import yaml
 from aiohttp import web
 
@@ -51,7 +53,12 @@ async def post_article(request: web.Request) -> web.Response:
         document, with_lines = _from_json(parse_json(raw)), False
     else:
         raise ApiError(415, "send Markdown with front matter (text/markdown) or JSON (application/json)")
-    parsed = read_article(document, NAME, publisher.settings.site.url, slug_from_title=True)
+    # In a thread: a body of megabytes takes seconds to parse, and on the event loop every
+    # other request (pages, feeds, the API) would wait for it.
+    settings = publisher.settings
+    parsed = await asyncio.to_thread(
+        read_article, document, NAME, settings.site.url, slug_from_title=True, limits=settings.content.limits
+    )
     article = parsed.article
     if article is None:
         problems = [_problem(p, with_lines) for p in parsed.errors]
