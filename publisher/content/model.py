@@ -8,6 +8,10 @@ so it can be hashed, compared and serialized to the store as JSON without surpri
 Text fields (takeaways, quotes, table cells, captions, sources) are *plain text*:
 each renderer escapes them for its own medium (HTML, plain text, JSON).  Only
 ``body_html`` is HTML, and it is always sanitized before it gets here.
+
+Every text field is cleaned as the model is made (:mod:`publisher.content.clean`):
+whatever source builds an article, no character that XML or an email header cannot
+carry gets past this point.
 """
 
 from __future__ import annotations
@@ -20,11 +24,23 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from publisher.content.clean import clean_line, clean_text
+
 # The longest id and slug an article may have: the store's columns hold this much
 # (PostgreSQL refuses a longer value, where SQLite would keep it), and a parser reports
 # an article over the limit as it reports any other bad article.
 MAX_ID_LENGTH = 1000
 MAX_SLUG_LENGTH = 300
+
+
+def _clean(instance: object, lines: tuple[str, ...] = (), texts: tuple[str, ...] = ()) -> None:
+    """Clean a frozen dataclass's fields in place as it is made: ``lines`` are one-line
+    fields (a str or a tuple of str), ``texts`` may hold line breaks."""
+    for names, clean in ((lines, clean_line), (texts, clean_text)):
+        for name in names:
+            value = getattr(instance, name)
+            cleaned = clean(value) if isinstance(value, str) else tuple(map(clean, value))
+            object.__setattr__(instance, name, cleaned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +51,9 @@ class Image:
     alt: str = ""
     caption: str = ""
 
+    def __post_init__(self) -> None:
+        _clean(self, lines=("src",), texts=("alt", "caption"))
+
 
 @dataclass(frozen=True, slots=True)
 class Quote:
@@ -42,6 +61,9 @@ class Quote:
 
     text: str
     cite: str = ""
+
+    def __post_init__(self) -> None:
+        _clean(self, texts=("text", "cite"))
 
 
 ALIGNMENTS = ("left", "right", "center")  # what a table column's alignment may be, besides ""
@@ -60,6 +82,10 @@ class FactTable:
     rows: tuple[tuple[str, ...], ...]
     sources: str = ""  # the "Data Sources: …" note, without the label
     align: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _clean(self, texts=("caption", "header", "sources"))
+        object.__setattr__(self, "rows", tuple(tuple(map(clean_text, row)) for row in self.rows))
 
     def column_align(self, column: int) -> str:
         """The alignment of ``column`` (0-based), "" when none was given."""
@@ -92,6 +118,13 @@ class Article:
     body_html: str = ""  # sanitized HTML; the "Key Takeaways" section is not repeated here
     fact_tables: tuple[FactTable, ...] = ()
     source_path: str = field(default="", compare=False)  # where it came from, for messages
+
+    def __post_init__(self) -> None:
+        _clean(
+            self,
+            lines=("id", "slug", "title", "canonical_url", "subtitle", "author", "tags", "category"),
+            texts=("summary", "takeaways", "body_html"),
+        )
 
     @property
     def lead_image(self) -> Image | None:

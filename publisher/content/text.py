@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import lxml.html  # type: ignore[import-untyped]
 
+from publisher.content.clean import clean_text
 from publisher.content.html import NOT_TEXT_TAGS
 from publisher.content.model import ALIGNMENTS, FactTable, Image, Quote
 
@@ -24,7 +25,6 @@ _BREAKS = {
     "h1", "h2", "h3", "h4", "h5", "h6",
 }  # fmt: skip
 _TEXT_ALIGN = re.compile(r"\s*text-align\s*:\s*([a-z]+)\s*(?:!important\s*)?;?\s*", re.IGNORECASE)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # lxml refuses them
 
 
 def one_line(text: str) -> str:
@@ -45,7 +45,7 @@ def truncate(text: str, limit: int = SUMMARY_LIMIT) -> str:
 
 def html_fragment(markup: str) -> Element:
     """Parse HTML into a ``<div>`` holding it (whatever it is, even a whole document)."""
-    return lxml.html.fragment_fromstring(_CONTROL.sub("", markup), create_parent="div")
+    return lxml.html.fragment_fromstring(clean_text(markup), create_parent="div")  # lxml refuses controls
 
 
 def html_text(markup: str) -> str:

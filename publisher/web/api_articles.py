@@ -17,6 +17,7 @@ from __future__ import annotations
 import yaml
 from aiohttp import web
 
+from publisher.content.clean import clean_text
 from publisher.content.markdown import read_article
 from publisher.content.model import Problem
 from publisher.store import articles as article_store
@@ -48,7 +49,7 @@ async def post_article(request: web.Request) -> web.Response:
     if request.content_type in MARKDOWN_TYPES:
         document, with_lines = raw, True
     elif request.content_type == "application/json":
-        document, with_lines = _from_json(parse_json(raw)), False
+        document, with_lines = markdown_document(parse_json(raw)), False
     else:
         raise ApiError(415, "send Markdown with front matter (text/markdown) or JSON (application/json)")
     parsed = read_article(document, NAME, publisher.settings.site.url, slug_from_title=True)
@@ -69,8 +70,13 @@ async def post_article(request: web.Request) -> web.Response:
     return web.json_response(body, status={"new": 201, "scheduled": 202}.get(state, 200))
 
 
-def _from_json(body: object) -> bytes:
-    """The JSON shape as the Markdown document it stands for."""
+def markdown_document(body: object) -> bytes:
+    """The JSON shape as the Markdown document it stands for.
+
+    JSON can escape a lone surrogate (``"\\ud800"``), which no UTF-8 document holds:
+    the body is cleaned as the article's fields will be (the front matter's YAML
+    escapes it, and the model cleans it there).
+    """
     try:
         fields = json_object(body)
     except SubscriberError as exc:
@@ -79,7 +85,7 @@ def _from_json(body: object) -> bytes:
     if not isinstance(text, str):
         raise ApiError(422, "1 problem with the article", [SubscriberError("body must be Markdown text", "body")])
     front = yaml.safe_dump(fields, allow_unicode=True, sort_keys=False) if fields else ""
-    return f"---\n{front}---\n{text}".encode()
+    return f"---\n{front}---\n{clean_text(text)}".encode()
 
 
 def _problem(problem: Problem, with_lines: bool) -> SubscriberError:
