@@ -437,3 +437,56 @@ def test_a_table_stored_before_alignment_existed_reads_as_unaligned() -> None:
     assert Article.from_dict(stored) == article
     del stored["fact_tables"][0]["align"]
     assert Article.from_dict(stored).fact_tables[0].align == ()
+
+
+# --- URLs a reader follows: absolute http(s) only ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("front", "message"),
+    [
+        ("canonical_url: javascript:alert(1)\n", "canonical_url 'javascript:alert(1)' is not an http(s) URL"),
+        ("canonical_url: 'data:text/html,<b>x</b>'\n", "canonical_url 'data:text/html,<b>x</b>' is not an http(s) URL"),
+        ("image: javascript:alert(1)\n", "image 'javascript:alert(1)' is not an http(s) URL"),
+        ("images:\n- src: 'data:image/png;base64,AAAA'\n  alt: a dot\n",
+         "images 'data:image/png;base64,AAAA' is not an http(s) URL"),
+        ("image: 'ftp://files.example/a.png'\n", "image 'ftp://files.example/a.png' is not an http(s) URL"),
+    ],
+)
+def test_a_url_that_is_not_http_is_a_problem_at_its_key(front: str, message: str) -> None:
+    assert problems(yaml_article(front)) == [Problem(PATH, 4, message)]
+
+
+def test_relative_urls_are_made_absolute_and_body_images_that_are_not_http_are_left_out() -> None:
+    article = parse(yaml_article(
+        "canonical_url: /elsewhere/sample\nimage: media/lead.png\n",
+        body="![a dot](data:image/png;base64,iVBORw0KGgo=)\n\n![chart](/media/chart.png)\n",
+    ))
+    assert article.canonical_url == "https://news.example/elsewhere/sample"
+    assert [image.src for image in article.images] == [
+        "https://news.example/media/lead.png", "https://news.example/media/chart.png",
+    ]
+
+
+# --- dates out of range ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "+++\ntitle = \"Sample\"\ndate = 9999-12-31T23:59:59-14:00\n+++\nBody.\n",
+        "+++\ntitle = \"Sample\"\ndate = 0001-01-01T00:00:00+14:00\n+++\nBody.\n",
+        "---\ntitle: Sample\ndate: 9999-12-31T23:59:59-14:00\n---\nBody.\n",
+        "---\ntitle: Sample\ndate: '9999-12-31T23:59:59-14:00'\n---\nBody.\n",
+        "---\ntitle: Sample\ndate: 'Fri, 31 Dec 9999 23:59:59 -1400'\n---\nBody.\n",
+    ],
+)
+def test_a_date_out_of_range_is_a_problem_of_its_file(text: str) -> None:
+    [problem] = problems(text)
+    assert problem.line == 3 and "date" in problem.message and "out of range" in problem.message, problem
+
+
+@pytest.mark.parametrize("value", ["'0000-01-01'", "'10000-01-01T00:00:00Z'", "'Sat, 1 Jan 10000 00:00:00 +0000'"])
+def test_a_year_outside_1_to_9999_is_not_a_date(value: str) -> None:
+    [problem] = problems(f"---\ntitle: Sample\ndate: {value}\n---\nBody.\n")
+    assert problem.line == 3 and "is not a date" in problem.message, problem

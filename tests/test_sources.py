@@ -204,3 +204,32 @@ async def test_an_edit_is_not_resent_unless_the_operator_asks(publisher: Publish
     assert len(messages) == 2 and "four weeks" in resent.get_body(("plain",)).get_content()
     with pytest.raises(UnknownArticle):
         await publisher.resend("no-such-article")
+
+
+async def test_bad_urls_and_dates_are_422_naming_the_field(client: TestClient) -> None:
+    base = {"title": "Hostile", "date": "2026-11-21T09:00:00Z", "body": "Text."}
+    cases = {
+        "canonical_url": {**base, "canonical_url": "javascript:alert(1)"},
+        "image": {**base, "image": "data:image/png;base64,iVBORw0KGgo="},
+        "date": {**base, "date": "9999-12-31T23:59:59-14:00"},
+    }
+    for field, article in cases.items():
+        response = await client.post("/api/articles", json=article)
+        assert response.status == 422, (field, await response.text())
+        [problem] = (await response.json())["problems"]
+        assert problem["message"].startswith(f"{field} "), problem
+    markdown = b"+++\ntitle = \"Hostile\"\ndate = 9999-12-31T23:59:59-14:00\n+++\nText.\n"
+    response = await client.post("/api/articles", data=markdown, headers={"Content-Type": "text/markdown"})
+    assert response.status == 422
+    assert (await response.json())["problems"][0]["message"].startswith("line 3: date ")
+
+
+async def test_a_deeply_nested_article_is_422_not_500(client: TestClient) -> None:
+    deep = "[" * 900 + "]" * 900
+    body = f'{{"title": "Deep", "date": "2026-11-21T09:00:00Z", "tags": {deep}, "body": "x"}}'
+    response = await client.post("/api/articles", data=body.encode(), headers={"Content-Type": "application/json"})
+    assert response.status == 422, await response.text()
+    assert (await response.json())["problems"], await response.text()
+    quoted = "---\ntitle: Deep\ndate: 2026-11-21\n---\n" + "> " * 5000 + "x\n"
+    response = await client.post("/api/articles", data=quoted.encode(), headers={"Content-Type": "text/markdown"})
+    assert response.status in {201, 422}, await response.text()

@@ -46,7 +46,7 @@ from publisher.content.model import (
 )
 from publisher.content.slug import slugify
 from publisher.content.sources import ScanResult
-from publisher.content.text import BodyParts, cell_alignment, element_text, html_fragment, html_text, one_line, table_alignment, truncate, unique
+from publisher.content.text import BodyParts, absolute_http, cell_alignment, element_text, html_fragment, html_text, one_line, table_alignment, truncate, unique
 
 Element = Any  # lxml.html.HtmlElement; lxml ships no type hints
 
@@ -216,9 +216,9 @@ def _link(entry: Any, item_id: str, feed_url: str) -> str:
         link = item_id  # a permalink guid is the link
     if not link:
         raise _ItemError("no link")
-    absolute = urljoin(feed_url, link)
-    if urlsplit(absolute).scheme not in {"http", "https"}:
-        raise _ItemError(f"link {absolute!r} is not an http(s) URL")
+    absolute = absolute_http(feed_url, link)
+    if not absolute:
+        raise _ItemError(f"link {urljoin(feed_url, link)!r} is not an http(s) URL")
     return absolute
 
 
@@ -535,7 +535,7 @@ def _feed_images(entry: Any, link: str) -> list[Image]:
     ]
     thumbnails = [t.get("url", "") for t in entry.get("media_thumbnail", [])]
     urls = enclosures or media or thumbnails
-    return [Image(src) for url in urls[:1] if (src := _absolute_http(link, url))]
+    return [Image(src) for url in urls[:1] if (src := absolute_http(link, url))]
 
 
 def _is_image(mime_type: str, url: str) -> bool:
@@ -551,7 +551,7 @@ def _body_images(root: Element, link: str) -> Iterator[Image]:
         if not src or src.startswith("data:"):  # a lazy-loading placeholder
             src = image.get("data-src") or image.get("data-lazy-src") or ""
         classes = image.get("class") or ""
-        if "wp-smiley" in classes or "emoji" in classes or not (src := _absolute_http(link, src)):
+        if "wp-smiley" in classes or "emoji" in classes or not (src := absolute_http(link, src)):
             continue
         figure = next((a for a in image.iterancestors() if a.tag == "figure"), None)
         figcaption = figure.find("figcaption") if figure is not None else None
@@ -564,11 +564,6 @@ def _with_body_details(lead: list[Image], body_images: list[Image]) -> tuple[Ima
     in_body = {image.src: image for image in body_images}
     merged = [in_body.get(image.src, image) for image in lead]
     return unique([*merged, *body_images], lambda image: image.src)
-
-
-def _absolute_http(base: str, url: str) -> str:
-    absolute = urljoin(base, url.strip())
-    return absolute if urlsplit(absolute).scheme in {"http", "https"} else ""
 
 
 # --- text -----------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from publisher.content.model import (
     Severity,
 )
 from publisher.content.slug import slugify
-from publisher.content.text import BodyParts, cell_alignment, table_alignment, truncate, unique
+from publisher.content.text import BodyParts, absolute_http, cell_alignment, table_alignment, truncate, unique
 
 _MD = MarkdownIt("commonmark").enable("table")
 _FENCES = {"---", "+++"}  # YAML, TOML
@@ -128,7 +128,7 @@ def read_article(data: bytes, path: str, site_url: str, *, slug_from_title: bool
         report.at_key("updated", "updated is before the publication date")
     derived = slugify(title)[:MAX_SLUG_LENGTH].rstrip("-") if slug_from_title else ""
     slug = _slug(fields.text("slug") or derived, path, report)
-    canonical_url = urljoin(site_url, fields.text("canonical_url") or f"articles/{slug}")
+    canonical_url = fields.url("canonical_url") or urljoin(site_url, f"articles/{slug}")
     article_id = _id(fields.text("id"), canonical_url, report)
     front_images, front_quotes = fields.images(), fields.quotes()
     front_takeaways, tags = fields.text_list("takeaways"), fields.tags()
@@ -287,6 +287,13 @@ class _FrontMatter:
         parsed = _to_datetime(self._front[key])
         if parsed is None:
             self._report.at_key(key, f"{key} {self._front[key]!r} is not a date (use ISO 8601 or RFC 2822)")
+            return None
+        try:  # every comparison of two dates converts them to UTC: it must be possible
+            parsed.astimezone(UTC)
+        except OverflowError:
+            self._report.at_key(key, f"{key} {self._front[key]!r} is out of range: in UTC it falls before "
+                                "the year 1 or after 9999")
+            return None
         return parsed
 
     def tags(self) -> list[str]:
@@ -318,13 +325,27 @@ class _FrontMatter:
         self._report.at_key("quote", "quote must be text or a mapping with text (and cite)")
         return []
 
+    def url(self, key: str) -> str:
+        """The value as an absolute http(s) URL (relative to the site), "" when not set or not one."""
+        return self._url(key, self.text(key))
+
+    def _url(self, key: str, value: str) -> str:
+        if not value:
+            return ""
+        absolute = absolute_http(self._site_url, value)
+        if not absolute:
+            self._report.at_key(key, f"{key} {value!r} is not an http(s) URL")
+        return absolute
+
     def _image(self, key: str, value: Any) -> Image | None:
         if isinstance(value, str) and value.strip():
-            return Image(urljoin(self._site_url, value.strip()))
+            src = self._url(key, value.strip())
+            return Image(src) if src else None
         if isinstance(value, dict) and isinstance(value.get("src"), str):
             alt, caption = value.get("alt", ""), value.get("caption", "")
             if isinstance(alt, str) and isinstance(caption, str):
-                return Image(urljoin(self._site_url, value["src"].strip()), alt.strip(), caption.strip())
+                src = self._url(key, value["src"].strip())
+                return Image(src, alt.strip(), caption.strip()) if src else None
         self._report.at_key(key, f"{key}: an image is a URL or a mapping with src, alt and caption")
         return None
 
@@ -501,10 +522,11 @@ def _first_paragraph(tokens: list[Token]) -> str:
 
 
 def _images(tokens: list[Token], site_url: str) -> Iterator[Image]:
+    """Body images with an http(s) source (markdown-it lets ``data:image/…`` through; the
+    sanitized body drops it, and so does the list every renderer's lead image comes from)."""
     for token in tokens:
         for child in token.children or []:
-            if child.type == "image":
-                src = urljoin(site_url, str(child.attrGet("src") or ""))
+            if child.type == "image" and (src := absolute_http(site_url, str(child.attrGet("src") or ""))):
                 yield Image(src, _plain(child.children), str(child.attrGet("title") or ""))
 
 

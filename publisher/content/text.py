@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urljoin, urlsplit
 
 import lxml.html  # type: ignore[import-untyped]
 
@@ -41,6 +42,18 @@ def truncate(text: str, limit: int = SUMMARY_LIMIT) -> str:
     if " " in cut:
         cut = cut.rsplit(" ", 1)[0]
     return cut.rstrip(" ,;:.-–—") + "…"
+
+
+def absolute_http(base: str, url: str) -> str:
+    """``url`` made absolute against ``base``, or "" unless that is an http(s) URL with a host.
+
+    The rule for every URL a reader follows or a client loads (a canonical link, an
+    image): ``javascript:`` or ``data:`` there would run or show in the reader's feed
+    reader and mail client.
+    """
+    absolute = urljoin(base, url.strip())
+    parts = urlsplit(absolute)
+    return absolute if parts.scheme in {"http", "https"} and parts.hostname else ""
 
 
 def html_fragment(markup: str) -> Element:

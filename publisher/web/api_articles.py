@@ -14,11 +14,13 @@ when its time comes.
 
 from __future__ import annotations
 
+import logging
+
 import yaml
 from aiohttp import web
 
 from publisher.content.clean import clean_text
-from publisher.content.markdown import read_article
+from publisher.content.markdown import ParsedFile, read_article
 from publisher.content.model import Problem
 from publisher.store import articles as article_store
 from publisher.web.api import (
@@ -35,6 +37,8 @@ from publisher.web.api import (
 )
 from subscribers.validation import SubscriberError
 
+log = logging.getLogger(__name__)
+
 MAX_ARTICLE_BODY = 2 * 1024 * 1024
 MARKDOWN_TYPES = frozenset({"text/markdown", "text/x-markdown", "text/plain"})
 NAME = "api"  # how problems name the input
@@ -46,13 +50,10 @@ async def post_article(request: web.Request) -> web.Response:
     if not publisher.settings.api_source:
         raise ApiError(404, "articles are not taken here: add a [[sources]] entry with type = \"api\"")
     raw = await read_body(request, MAX_ARTICLE_BODY)
-    if request.content_type in MARKDOWN_TYPES:
-        document, with_lines = raw, True
-    elif request.content_type == "application/json":
-        document, with_lines = markdown_document(parse_json(raw)), False
-    else:
+    with_lines = request.content_type in MARKDOWN_TYPES
+    if not with_lines and request.content_type != "application/json":
         raise ApiError(415, "send Markdown with front matter (text/markdown) or JSON (application/json)")
-    parsed = read_article(document, NAME, publisher.settings.site.url, slug_from_title=True)
+    parsed = _parse(raw, with_lines, publisher.settings.site.url)
     article = parsed.article
     if article is None:
         problems = [_problem(p, with_lines) for p in parsed.errors]
@@ -68,6 +69,23 @@ async def post_article(request: web.Request) -> web.Response:
         state = "new" if result.new else "updated" if result.updated else "scheduled" if result.scheduled else "unchanged"
     body = {"id": article.id, "slug": article.slug, "url": article.canonical_url, "status": state}
     return web.json_response(body, status={"new": 201, "scheduled": 202}.get(state, 200))
+
+
+def _parse(raw: bytes, markdown: bool, site_url: str) -> ParsedFile:
+    """The article in a request's body; whatever in it makes a parser fail is the sender's
+    problem (422), never a 500: a document nested too deep for the YAML writer, say."""
+    try:
+        document = raw if markdown else markdown_document(parse_json(raw))
+        return read_article(document, NAME, site_url, slug_from_title=True)
+    except ApiError:
+        raise
+    except RecursionError:
+        problem = SubscriberError("the article is nested too deeply to read", "")
+        raise ApiError(422, "1 problem with the article", [problem]) from None
+    except Exception as exc:  # noqa: BLE001 (a parser's failure on this input, reported with its reason)
+        log.warning("POST /api/articles: cannot read the article", exc_info=True)
+        problem = SubscriberError(f"cannot read the article: {type(exc).__name__}: {exc}", "")
+        raise ApiError(422, "1 problem with the article", [problem]) from None
 
 
 def markdown_document(body: object) -> bytes:
