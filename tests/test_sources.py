@@ -233,3 +233,42 @@ async def test_a_deeply_nested_article_is_422_not_500(client: TestClient) -> Non
     quoted = "---\ntitle: Deep\ndate: 2026-11-21\n---\n" + "> " * 5000 + "x\n"
     response = await client.post("/api/articles", data=quoted.encode(), headers={"Content-Type": "text/markdown"})
     assert response.status in {201, 422}, await response.text()
+
+
+UNDATED = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>Undated blog</title><link>https://undated.example/</link>
+<lastBuildDate>{built}</lastBuildDate>
+<item><title>A post without a date</title><link>https://undated.example/post/</link>
+<description>{text}</description></item></channel></rss>"""
+
+
+async def test_an_undated_upstream_item_keeps_its_first_seen_date(make_settings: Callable[..., Settings]) -> None:
+    """Dated "now" at every fetch, it used to be stored as an edit each time; an edit
+    of its text is still one, dated when it was seen."""
+    served = {"built": "Fri, 20 Nov 2026 08:00:00 +0000", "text": "First text."}
+
+    async def feed(request: web.Request) -> web.Response:
+        return web.Response(text=UNDATED.format(**served), content_type="application/rss+xml")
+
+    app = web.Application()
+    app.router.add_get("/feed/", feed)
+    async with TestServer(app) as server:
+        url = str(server.make_url("/feed/"))
+        settings = make_settings(f'[[sources]]\ntype = "feed"\nurl = "{url}"\ninterval = 0.001\n')
+        publisher = Publisher(settings)
+        await publisher.start()
+        try:
+            first = await publisher.fetch_feeds()
+            served["built"] = "Sat, 21 Nov 2026 08:00:00 +0000"  # a new build, the item as it was
+            again = await publisher.fetch_feeds()
+            served["text"] = "Edited text."
+            edited = await publisher.fetch_feeds()
+        finally:
+            await publisher.close()
+
+    [article] = first.new
+    assert not again.new and not again.updated, again
+    [changed] = edited.updated
+    assert changed.published == article.published and changed.updated > article.published
+    entry = next(e for e in feedparser.parse(publisher.feeds["feed.atom"].body).entries if e.title == article.title)
+    assert "Edited text." in entry.summary

@@ -24,8 +24,8 @@ import html
 import io
 import re
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -83,6 +83,7 @@ _CONTAINERS = ("div", "section", "aside", "footer", "nav", "ul", "ol", "p", "spa
 _BENIGN = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
 _EXCERPT_END = re.compile(r"\s*(?:\[(?:…|\.\.\.)\]|…|\.\.\.)\s*$")
 _IMAGE_SUFFIX = re.compile(r"\.(?:jpe?g|png|gif|webp|avif|svg)$", re.IGNORECASE)
+_DATE_KEYS = ("published_parsed", "created_parsed", "updated_parsed")  # what feedparser reads an item's dates into
 _PAGE_SUFFIX = re.compile(r"\.(?:html?|php|aspx?)$", re.IGNORECASE)
 
 
@@ -111,6 +112,7 @@ class FeedScan(ScanResult):
 
     is_feed: bool = True
     title: str = ""  # the feed's own title, for messages
+    undated: set[str] = field(default_factory=set)  # ids of the articles dated by a fallback (no date of their own)
 
 
 class _ItemError(Exception):
@@ -159,6 +161,8 @@ def parse_feed(data: bytes, feed_url: str, *, now: datetime, content_type: str =
             continue
         owners["id", article.id] = owners["slug", article.slug] = number
         result.articles.append(article)
+        if not any(_date(entry, key) for key in _DATE_KEYS):
+            result.undated.add(article.id)
     result.articles.sort(key=lambda article: article.id)
     result.articles.sort(key=lambda article: article.published, reverse=True)
     return result
@@ -222,14 +226,33 @@ def _link(entry: Any, item_id: str, feed_url: str) -> str:
     return absolute
 
 
+def keep_first_dates(scan: FeedScan, stored: Mapping[str, Article]) -> list[Article]:
+    """The scan's articles, each undated one with the dates it was first stored with.
+
+    An item without a date of its own is dated by the feed's build date or the time of
+    the fetch, which change at every fetch: it would otherwise be stored as an edit
+    each time.  ``stored`` holds the stored articles of (at least) ``scan.undated``.
+    An item whose text changed is still an edit, dated by this fetch.
+    """
+    kept = []
+    for article in scan.articles:
+        before = stored.get(article.id) if article.id in scan.undated else None
+        if before is not None:
+            same = replace(article, published=before.published, updated=before.updated)
+            edited = same.content_hash() != before.content_hash()
+            article = replace(same, updated=max(article.updated, before.updated)) if edited else same
+        kept.append(article)
+    return kept
+
+
 def _dates(entry: Any, fallback: datetime) -> tuple[datetime, datetime]:
     """(published, updated): a missing one takes the other, then the feed's date or now.
 
     An updated date before the publication date (a clock or an import gone wrong
     upstream) becomes the publication date: the model promises ``updated >= published``.
     """
-    published = _date(entry, "published_parsed") or _date(entry, "created_parsed")
-    updated = _date(entry, "updated_parsed")
+    published, created, updated = (_date(entry, key) for key in _DATE_KEYS)
+    published = published or created
     published = published or updated or fallback
     updated = updated or published
     return published, max(published, updated)

@@ -116,7 +116,10 @@ class Intake:
                 continue
             for problem in result.scan.problems:
                 log.error("skipped: %s", problem)
-            _add(total, await self.store(result.scan.articles, f"feed:{source.url}"))
+            from publisher.content.feed_items import keep_first_dates  # here: see _fetcher
+
+            known = await article_store.stored(self._engine, sorted(result.scan.undated))
+            _add(total, await self.store(keep_first_dates(result.scan, known), f"feed:{source.url}"))
             fetcher.commit(result)  # only now: a crash before the store must not earn a 304
         return total
 
