@@ -196,7 +196,9 @@ class Publisher:
 
     def check_content(self) -> list[ScanResult]:
         """Every Markdown directory read as a scan reads it, without the store (``publisher check``)."""
-        return [scan_directory(directory, self.settings.site.url) for directory in self.settings.markdown_dirs]
+        limit = self.settings.content.max_title_length
+        return [scan_directory(directory, self.settings.site.url, max_title_length=limit)
+                for directory in self.settings.markdown_dirs]
 
     async def scan(self) -> IngestResult:
         """Read the Markdown directories, store what is new, edited or removed, rebuild feeds if needed.

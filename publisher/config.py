@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from publisher.cadence import Schedule
+from publisher.content.model import DEFAULT_MAX_TITLE_LENGTH
 
 ENV_PREFIX = "PUBLISHER_"
 
@@ -88,6 +89,7 @@ class SiteSettings(_Section):
 
 class ContentSettings(_Section):
     dir: Path = Path("content")
+    max_title_length: int = Field(default=DEFAULT_MAX_TITLE_LENGTH, ge=20, le=10_000)
 
 
 class MarkdownSource(_Section):
@@ -220,6 +222,8 @@ class DigestSettings(_Section):
     # A send slot missed while the daemon was down is sent on start if at most this
     # old; older ones are skipped (logged), their articles wait for the next digest.
     grace_hours: float = Field(default=6.0, ge=0, le=24 * 7)
+    # The Subject is cut at a word to this many characters (with "…"); a mail client shows ~60.
+    max_subject_length: int = Field(default=200, ge=20, le=900)
 
     @field_validator("timezone")
     @classmethod

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from publisher.content.markdown import ArticleError, parse_article
-from publisher.content.model import Article, FactTable, Image, Problem, Quote
+from publisher.content.markdown import ArticleError, parse_article, read_article
+from publisher.content.model import Article, FactTable, Image, Problem, Quote, Severity
 
 SITE = "https://news.example/"
 PATH = "content/sample-story.md"
@@ -490,3 +490,17 @@ def test_a_date_out_of_range_is_a_problem_of_its_file(text: str) -> None:
 def test_a_year_outside_1_to_9999_is_not_a_date(value: str) -> None:
     [problem] = problems(f"---\ntitle: Sample\ndate: {value}\n---\nBody.\n")
     assert problem.line == 3 and "is not a date" in problem.message, problem
+
+
+# --- a title longer than the limit ---------------------------------------------------------
+
+
+def test_a_long_title_is_cut_at_a_word_with_a_warning_at_its_line() -> None:
+    title = "Harbour " * 50  # 400 characters
+    parsed = read_article(yaml_article().replace("Sample", title.strip()).encode(), PATH, SITE, max_title_length=100)
+    assert parsed.article is not None
+    assert len(parsed.article.title) <= 100 and parsed.article.title.endswith("Harbour…")
+    assert parsed.problems == [Problem(PATH, 2, "title is longer than 100 characters: cut to "
+                                       f"{parsed.article.title!r}", Severity.WARNING)]
+    default = read_article(yaml_article().replace("Sample", title.strip()).encode(), PATH, SITE).article
+    assert default is not None and len(default.title) <= 300 and len(default.title) > 250

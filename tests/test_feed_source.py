@@ -22,7 +22,7 @@ from aiohttp.typedefs import Handler
 
 from publisher.content import feed_items
 from publisher.content.feed_items import parse_feed
-from publisher.content.model import Article, FactTable, Image, Problem, Quote
+from publisher.content.model import Article, FactTable, Image, Problem, Quote, Severity
 from publisher.sources.upstream import FeedFetcher, user_agent
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
@@ -615,3 +615,14 @@ def test_upstream_table_alignment_from_align_or_text_align() -> None:
     for row in body.iter("tr"):
         assert [cell.get("align") for cell in row] == [None, "right", "center", None]
         assert all(cell.get("style") is None for cell in row)
+
+
+def test_a_huge_upstream_title_is_cut_with_a_warning() -> None:
+    feed = f"""<rss version="2.0"><channel><title>Blog</title><item><title>{"Results " * 125_000}</title>
+<link>https://blog.example.com/huge/</link><pubDate>Fri, 20 Nov 2026 08:00:00 +0000</pubDate>
+<description>Revenue rose.</description></item></channel></rss>"""
+    scan = parse_feed(feed.encode(), WP_URL, now=NOW, max_title_length=120)
+    [article] = scan.articles
+    assert len(article.title) <= 120 and article.title.endswith("Results…")
+    [problem] = scan.problems
+    assert problem.severity == Severity.WARNING and "title is longer than 120 characters" in problem.message

@@ -202,3 +202,14 @@ def test_bidi_overrides_never_reach_a_header(rendered: RenderedDigest, bidi: str
                           subject=f"Confirm {bidi}now", html="<p>Hi</p>", text="Hi", date=WHEN)
     assert check_field(notice, "Subject") == "Confirm now"
     check_mailbox(notice, "To", "Zoë", "zoe@example.com")
+
+
+def test_a_long_subject_is_cut_at_a_word() -> None:
+    """A 1 MB title made a 1.2 MB header block: the Subject stops at [digest] max_subject_length."""
+    title = "Quarterly " * 100_000
+    digest = render_digest([seed_like(title=title)], site_settings(), make_environment(), DIGEST_ID, "instant")
+    who = Personal("Zoë", "zoe@example.com", "https://news.example.org/u/t", "https://news.example.org/p/t")
+    raw = build_message(digest, who, settings=site_settings(), digest_id=DIGEST_ID, subscriber_id=1, date=WHEN)
+    subject = check_field(raw, "Subject")
+    assert len(subject) <= 200 and subject.endswith("Quarterly…") and subject.startswith("Quarterly Quarterly")
+    assert len(raw.split(b"\r\n\r\n", 1)[0]) < 4000

@@ -36,6 +36,7 @@ import lxml.html  # type: ignore[import-untyped]
 
 from publisher.content.html import sanitize_html
 from publisher.content.model import (
+    DEFAULT_MAX_TITLE_LENGTH,
     MAX_ID_LENGTH,
     MAX_SLUG_LENGTH,
     Article,
@@ -43,6 +44,7 @@ from publisher.content.model import (
     Image,
     Problem,
     Quote,
+    Severity,
 )
 from publisher.content.slug import slugify
 from publisher.content.sources import ScanResult
@@ -119,12 +121,16 @@ class _ItemError(Exception):
     """Why one item cannot become an article."""
 
 
-def parse_feed(data: bytes, feed_url: str, *, now: datetime, content_type: str = "") -> FeedScan:
+def parse_feed(
+    data: bytes, feed_url: str, *, now: datetime, content_type: str = "",
+    max_title_length: int = DEFAULT_MAX_TITLE_LENGTH,
+) -> FeedScan:
     """Turn the bytes of an RSS or Atom feed into articles, newest first, then by id.
 
     ``feed_url`` resolves relative links and names the feed in problems; ``now`` is
     the date of last resort for an item without any; ``content_type`` is the HTTP
     header, whose charset feedparser honours (without one the XML declaration decides).
+    A title longer than ``max_title_length`` is cut at a word, with a warning.
     """
     # A stream, never bytes or str: feedparser treats a string as a URL or a file name.
     parsed = feedparser.parse(
@@ -159,6 +165,10 @@ def parse_feed(data: bytes, feed_url: str, *, now: datetime, content_type: str =
         except Exception as exc:  # noqa: BLE001 (one broken item must not cost the others)
             result.problems.append(Problem(feed_url, 0, f"{label}: cannot read it: {type(exc).__name__}: {exc}"))
             continue
+        if len(article.title) > max_title_length:
+            article = replace(article, title=truncate(article.title, max_title_length))
+            message = f"{label}: title is longer than {max_title_length} characters: cut to {article.title!r}"
+            result.problems.append(Problem(feed_url, 0, message, Severity.WARNING))
         owners["id", article.id] = owners["slug", article.slug] = number
         result.articles.append(article)
         if not any(_date(entry, key) for key in _DATE_KEYS):

@@ -30,6 +30,7 @@ from markdown_it.token import Token
 from publisher.content.clean import clean_text
 from publisher.content.html import NOT_TEXT_TAGS, sanitize_html
 from publisher.content.model import (
+    DEFAULT_MAX_TITLE_LENGTH,
     MAX_ID_LENGTH,
     MAX_SLUG_LENGTH,
     Article,
@@ -110,9 +111,15 @@ def parse_article(data: bytes, path: str, site_url: str, *, slug_from_title: boo
     return parsed.article
 
 
-def read_article(data: bytes, path: str, site_url: str, *, slug_from_title: bool = False) -> ParsedFile:
+def read_article(
+    data: bytes, path: str, site_url: str, *, slug_from_title: bool = False,
+    max_title_length: int = DEFAULT_MAX_TITLE_LENGTH,
+) -> ParsedFile:
     """Parse one Markdown file; ``path`` names it in problems and gives the default slug
-    (the title does, with ``slug_from_title``: an article posted to the API has no file name)."""
+    (the title does, with ``slug_from_title``: an article posted to the API has no file name).
+
+    A title longer than ``max_title_length`` is cut at a word, with a warning: the
+    editor's article still goes out, and the warning says what its title became."""
     report = _Report(path)
     front, body, body_offset = _split_front_matter(_decode(data, report), report)
     if report.failed:  # without readable front matter its fields would only add noise; the body is checked
@@ -122,6 +129,10 @@ def read_article(data: bytes, path: str, site_url: str, *, slug_from_title: bool
     fields.report_unknown_keys()
     draft = fields.draft()
     title = fields.text("title", required=True)
+    if len(title) > max_title_length:
+        title = truncate(title, max_title_length)
+        report.at_key("title", f"title is longer than {max_title_length} characters: cut to {title!r}",
+                      Severity.WARNING)
     published = fields.timestamp("date", "published", required=True)
     updated = fields.timestamp("updated") or published
     if published and updated and updated < published:

@@ -31,6 +31,9 @@ from publisher.content.clean import clean_line, clean_text
 # an article over the limit as it reports any other bad article.
 MAX_ID_LENGTH = 1000
 MAX_SLUG_LENGTH = 300
+# The longest title a source keeps by default ([content] max_title_length): a longer one
+# is cut at a word, with a warning; every Subject and <title> it ends up in stays sane.
+DEFAULT_MAX_TITLE_LENGTH = 300
 
 
 def _clean(instance: object, lines: tuple[str, ...] = (), texts: tuple[str, ...] = ()) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
 from publisher.content.markdown import front_matter_key_line, read_article
-from publisher.content.model import Article, Problem, Severity
+from publisher.content.model import DEFAULT_MAX_TITLE_LENGTH, Article, Problem, Severity
 
 
 @dataclass
@@ -32,11 +32,15 @@ class ScanResult:
         return [p for p in self.problems if p.severity == Severity.ERROR]
 
 
-def scan_directory(directory: Path, site_url: str, published: Mapping[str, str] | None = None) -> ScanResult:
+def scan_directory(
+    directory: Path, site_url: str, published: Mapping[str, str] | None = None, *,
+    max_title_length: int = DEFAULT_MAX_TITLE_LENGTH,
+) -> ScanResult:
     """Parse every visible ``*.md`` file under ``directory``.
 
     ``published`` maps article ids to the path of the file that published them (as
     stored): when files share an id or a slug, the one that published it keeps it.
+    ``max_title_length``: see :func:`~publisher.content.markdown.read_article`.
     """
     result = ScanResult()
     if not directory.is_dir():
@@ -50,7 +54,7 @@ def scan_directory(directory: Path, site_url: str, published: Mapping[str, str] 
         except OSError as exc:
             result.problems.append(Problem(shown, 0, f"cannot read file: {exc.strerror}"))
             continue
-        parsed = read_article(data, shown, site_url)
+        parsed = read_article(data, shown, site_url, max_title_length=max_title_length)
         if parsed.draft or path.name.startswith("_"):
             result.problems.extend(problem.as_warning() for problem in parsed.problems)
             if parsed.article is not None:

@@ -13,6 +13,7 @@ again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -69,10 +70,13 @@ class Intake:
         total = IngestResult()
         for directory in settings.markdown_dirs:
             source = f"markdown:{directory}"
-            scanned = await asyncio.to_thread(scan_directory, directory, settings.site.url)
+            scan = functools.partial(
+                scan_directory, directory, settings.site.url, max_title_length=settings.content.max_title_length
+            )
+            scanned = await asyncio.to_thread(scan)
             if scanned.contested:  # files share an id or a slug: the one that published it keeps it
                 published = await article_store.source_paths(self._engine, sorted(scanned.contested))
-                scanned = await asyncio.to_thread(scan_directory, directory, settings.site.url, published)
+                scanned = await asyncio.to_thread(scan, published)
             for problem in scanned.problems:
                 if problem.severity == Severity.ERROR:
                     log.error("skipped: %s", problem)
@@ -115,7 +119,10 @@ class Intake:
                           result.retry_at.isoformat() if result.retry_at else "the interval")
                 continue
             for problem in result.scan.problems:
-                log.error("skipped: %s", problem)
+                if problem.severity == Severity.ERROR:
+                    log.error("skipped: %s", problem)
+                else:
+                    log.warning("%s", problem)  # it says "warning:" itself
             from publisher.content.feed_items import keep_first_dates  # here: see _fetcher
 
             known = await article_store.stored(self._engine, sorted(result.scan.undated))
@@ -163,7 +170,7 @@ class Intake:
                 source.url, user_agent=user_agent(settings.site.url), session=self._session,
                 state_path=Path(settings.storage.data_dir) / "upstream" / f"{name}.json",
                 timeout=source.timeout, max_bytes=source.max_bytes, max_redirects=source.max_redirects,
-                interval=source.interval,
+                interval=source.interval, max_title_length=settings.content.max_title_length,
             )
         return fetcher
 

@@ -36,6 +36,7 @@ from typing import Self
 import aiohttp
 
 from publisher.content.feed_items import FeedScan, parse_feed
+from publisher.content.model import DEFAULT_MAX_TITLE_LENGTH
 from publisher.pacing import Backoff
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ class FeedFetcher:
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_redirects: int = DEFAULT_MAX_REDIRECTS,
         interval: float = 0.0,
+        max_title_length: int = DEFAULT_MAX_TITLE_LENGTH,
         backoff_base: float = 60.0,
         backoff_limit: float = 3600.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -137,6 +139,7 @@ class FeedFetcher:
         self._max_bytes = max_bytes
         self._max_redirects = max_redirects
         self._interval = timedelta(seconds=interval)
+        self._max_title_length = max_title_length
         self._backoff = Backoff(backoff_base, backoff_limit)
         self._clock = clock
         self._rng = rng or random.Random()
@@ -229,7 +232,9 @@ class FeedFetcher:
             validators = Validators(response.headers.get("ETag", ""), response.headers.get("Last-Modified", ""))
             content_type = response.headers.get("Content-Type", "")
         # Parsing a large feed takes a while: off the event loop, which also serves the web.
-        scan = await asyncio.to_thread(parse_feed, body, final_url, now=now, content_type=content_type)
+        scan = await asyncio.to_thread(
+            parse_feed, body, final_url, now=now, content_type=content_type, max_title_length=self._max_title_length
+        )
         if not scan.is_feed:
             raise _Failure(scan.problems[0].message if scan.problems else "not a feed", 200)
         return FetchResult(final_url, 200, scan, validators)

@@ -19,6 +19,7 @@ import logging
 import yaml
 from aiohttp import web
 
+from publisher.config import Settings
 from publisher.content.clean import clean_text
 from publisher.content.markdown import ParsedFile, read_article
 from publisher.content.model import Problem
@@ -53,7 +54,7 @@ async def post_article(request: web.Request) -> web.Response:
     with_lines = request.content_type in MARKDOWN_TYPES
     if not with_lines and request.content_type != "application/json":
         raise ApiError(415, "send Markdown with front matter (text/markdown) or JSON (application/json)")
-    parsed = _parse(raw, with_lines, publisher.settings.site.url)
+    parsed = _parse(raw, with_lines, publisher.settings)
     article = parsed.article
     if article is None:
         problems = [_problem(p, with_lines) for p in parsed.errors]
@@ -71,12 +72,13 @@ async def post_article(request: web.Request) -> web.Response:
     return web.json_response(body, status={"new": 201, "scheduled": 202}.get(state, 200))
 
 
-def _parse(raw: bytes, markdown: bool, site_url: str) -> ParsedFile:
+def _parse(raw: bytes, markdown: bool, settings: Settings) -> ParsedFile:
     """The article in a request's body; whatever in it makes a parser fail is the sender's
     problem (422), never a 500: a document nested too deep for the YAML writer, say."""
     try:
         document = raw if markdown else markdown_document(parse_json(raw))
-        return read_article(document, NAME, site_url, slug_from_title=True)
+        return read_article(document, NAME, settings.site.url, slug_from_title=True,
+                            max_title_length=settings.content.max_title_length)
     except ApiError:
         raise
     except RecursionError:
