@@ -12,7 +12,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from xml.sax.saxutils import escape
@@ -20,10 +20,13 @@ from xml.sax.saxutils import escape
 import feedparser
 import pytest
 import yaml
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from publisher.app import Publisher
 from publisher.config import DeliverySettings, Settings, SiteSettings
 from publisher.content.feed_items import parse_feed
 from publisher.content.markdown import read_article
@@ -34,6 +37,10 @@ from publisher.mail.render import Personal, render_digest
 from publisher.templating import make_environment
 from publisher.web.api_articles import markdown_document
 from publisher.web.pages import SITE_FEEDS
+from subscribers.model import Cadence
+from tests.outbox import outbox_messages
+from tests.people import add_subscriber
+from tests.web_client import api_client
 
 SITE = "https://news.example.org/"
 FEED_URL = "https://blog.example.com/feed/"
@@ -204,3 +211,53 @@ def test_windows_1252_controls_become_the_characters_meant() -> None:
     document = "---\ntitle: \"\x93Quoted\x94 \x96 and more\x85\"\ndate: 2026-11-20\n---\nBody\n"
     article = read_article(document.encode(), "content/cp1252.md", SITE).article
     assert article is not None and article.title == "“Quoted” – and more…"
+
+
+# --- end to end: the API and an upstream feed into a running publisher ---------------------
+
+TOKEN = "test-api-token-hostile-5f1c"
+
+
+async def test_hostile_articles_from_the_api_and_a_feed_are_published_and_sent(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What used to stop the feed build for every article: a control character in a
+    posted title, a lone surrogate in a body, ``&#x1;`` in an upstream title."""
+    upstream = """<rss version="2.0"><channel><title>Blog</title><item>
+<title>Quarterly results&#x1; are in</title><link>https://blog.example.com/q3/</link>
+<pubDate>Fri, 20 Nov 2026 08:00:00 +0000</pubDate><description>Revenue&#xD800; rose.</description></item></channel></rss>"""
+
+    async def feed(request: web.Request) -> web.Response:
+        return web.Response(text=upstream, content_type="application/rss+xml")
+
+    app = web.Application()
+    app.router.add_get("/feed/", feed)
+    monkeypatch.setenv("PUBLISHER_API_TOKEN", TOKEN)
+    async with TestServer(app) as server:
+        settings = make_settings(
+            f'[[sources]]\ntype = "api"\n\n[[sources]]\ntype = "feed"\nurl = "{server.make_url("/feed/")}"\n'
+        )
+        publisher = Publisher(settings)
+        await publisher.start()
+        try:
+            await add_subscriber(publisher.engine, "reader@example.org", cadence=Cadence.INSTANT)
+            async with api_client(publisher, TOKEN) as client:
+                posted = {"title": "Port\x01 traffic\tup", "date": "2026-11-21T09:00:00Z", "author": "Ann\x1b",
+                          "body": "Volumes \ud800 rose.\x0c"}
+                response = await client.post("/api/articles", data=json.dumps(posted),
+                                             headers={"Content-Type": "application/json"})
+                assert response.status == 201, await response.text()
+            await publisher.fetch_and_send_instant()
+            await publisher.settle()
+            feeds = {path: publisher.feeds[path].body for path in ("feed.rss", "feed.atom")}
+        finally:
+            await publisher.close()
+    for path, body in feeds.items():
+        etree.fromstring(body, STRICT_XML)
+        titles = {entry.title for entry in feedparser.parse(body).entries}
+        assert {"Port traffic up", "Quarterly results are in"} <= titles, (path, titles)
+    messages = outbox_messages(settings)
+    assert messages
+    for message in messages:
+        raw = message.as_bytes(policy=email.policy.SMTP)
+        assert not email.message_from_bytes(raw, policy=email.policy.strict).defects
