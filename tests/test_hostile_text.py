@@ -25,6 +25,7 @@ from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
+from sqlalchemy import select, update
 
 from publisher.app import Publisher
 from publisher.config import DeliverySettings, Settings, SiteSettings
@@ -34,6 +35,7 @@ from publisher.content.model import Article
 from publisher.feeds import build_feeds
 from publisher.mail.message import build_message
 from publisher.mail.render import Personal, render_digest
+from publisher.store.schema import articles
 from publisher.templating import make_environment
 from publisher.web.api_articles import markdown_document
 from publisher.web.pages import SITE_FEEDS
@@ -261,3 +263,34 @@ async def test_hostile_articles_from_the_api_and_a_feed_are_published_and_sent(
     for message in messages:
         raw = message.as_bytes(policy=email.policy.SMTP)
         assert not email.message_from_bytes(raw, policy=email.policy.strict).defects
+
+
+async def test_an_article_stored_before_cleaning_no_longer_stops_the_start(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row an older version stored with a control character in it is cleaned as it is read:
+    the feeds build at start (they used to raise, and the daemon exited)."""
+    settings = make_settings('[[sources]]\ntype = "api"\n')
+    publisher = Publisher(settings)
+    await publisher.start()
+    try:
+        monkeypatch.setenv("PUBLISHER_API_TOKEN", TOKEN)
+        async with api_client(publisher, TOKEN) as client:
+            posted = {"title": "Stored long ago", "date": "2026-11-21T09:00:00Z", "body": "Text."}
+            response = await client.post("/api/articles", json=posted)
+            assert response.status == 201, await response.text()
+        async with publisher.engine.begin() as conn:
+            row = (await conn.execute(select(articles.c.id, articles.c.data))).one()
+            dirty = json.loads(row.data) | {"title": "Stored\x01 long\x0b ago"}
+            await conn.execute(update(articles).where(articles.c.id == row.id).values(data=json.dumps(dirty)))
+    finally:
+        await publisher.close()
+    restarted = Publisher(settings)
+    await restarted.start()
+    try:
+        await restarted.build_feeds()  # what the daemon does as it starts
+        body = restarted.feeds["feed.atom"].body
+    finally:
+        await restarted.close()
+    etree.fromstring(body, STRICT_XML)
+    assert [entry.title for entry in feedparser.parse(body).entries] == ["Stored long ago"]
