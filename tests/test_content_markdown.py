@@ -451,6 +451,7 @@ def test_a_table_stored_before_alignment_existed_reads_as_unaligned() -> None:
         ("images:\n- src: 'data:image/png;base64,AAAA'\n  alt: a dot\n",
          "images 'data:image/png;base64,AAAA' is not an http(s) URL"),
         ("image: 'ftp://files.example/a.png'\n", "image 'ftp://files.example/a.png' is not an http(s) URL"),
+        ("canonical_url: 'http://[oops/'\n", "canonical_url 'http://[oops/' is not an http(s) URL"),
     ],
 )
 def test_a_url_that_is_not_http_is_a_problem_at_its_key(front: str, message: str) -> None:

@@ -87,8 +87,6 @@ _EXCERPT_END = re.compile(r"\s*(?:\[(?:…|\.\.\.)\]|…|\.\.\.)\s*$")
 _IMAGE_SUFFIX = re.compile(r"\.(?:jpe?g|png|gif|webp|avif|svg)$", re.IGNORECASE)
 _DATE_KEYS = ("published_parsed", "created_parsed", "updated_parsed")  # what feedparser reads an item's dates into
 _PAGE_SUFFIX = re.compile(r"\.(?:html?|php|aspx?)$", re.IGNORECASE)
-
-
 _CHARACTER_REFERENCE = re.compile(rb"&#(x[0-9a-f]+|[0-9]+);", re.IGNORECASE)
 
 

@@ -51,8 +51,11 @@ def absolute_http(base: str, url: str) -> str:
     image): ``javascript:`` or ``data:`` there would run or show in the reader's feed
     reader and mail client.
     """
-    absolute = urljoin(base, url.strip())
-    parts = urlsplit(absolute)
+    try:
+        absolute = urljoin(base, url.strip())
+        parts = urlsplit(absolute)
+    except ValueError:  # "http://[oops/": an IPv6 host that isn't one
+        return ""
     return absolute if parts.scheme in {"http", "https"} and parts.hostname else ""
 
 
