@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from publisher.cadence import Schedule
-from publisher.content.model import ContentLimits
+from publisher.content.model import DEFAULT_MAX_TITLE_LENGTH, ContentLimits
 
 ENV_PREFIX = "PUBLISHER_"
 
@@ -93,11 +93,12 @@ class ContentSettings(_Section):
     max_tables: int = Field(default=20, ge=0, le=1000)
     max_tags: int = Field(default=20, ge=0, le=1000)
     max_table_cells: int = Field(default=300, ge=1, le=1_000_000)
+    max_title_length: int = Field(default=DEFAULT_MAX_TITLE_LENGTH, ge=20, le=10_000)
 
     @property
     def limits(self) -> ContentLimits:
         """The limits as the parsers take them."""
-        return ContentLimits(self.max_tables, self.max_tags, self.max_table_cells)
+        return ContentLimits(self.max_tables, self.max_tags, self.max_table_cells, self.max_title_length)
 
 
 class MarkdownSource(_Section):
@@ -237,6 +238,8 @@ class DigestSettings(_Section):
     # A send slot missed while the daemon was down is sent on start if at most this
     # old; older ones are skipped (logged), their articles wait for the next digest.
     grace_hours: float = Field(default=6.0, ge=0, le=24 * 7)
+    # The Subject is cut at a word to this many characters (with "…"); a mail client shows ~60.
+    max_subject_length: int = Field(default=200, ge=20, le=900)
 
     @field_validator("timezone")
     @classmethod

@@ -38,6 +38,19 @@ def test_check_lists_every_problem_as_path_line_message(site_dir: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_check_reports_a_date_out_of_range_and_warns_of_a_cut_title(site_dir: Path) -> None:
+    """One file's impossible date stops no other; a title over [content] max_title_length is cut, with a warning."""
+    content = site_dir / "content"
+    (content / "far.md").write_text('+++\ntitle = "Far"\ndate = 9999-12-31T23:59:59-14:00\n+++\nbody\n', encoding="utf-8")
+    (content / "long.md").write_text(f"---\ntitle: {'Long ' * 80}\ndate: 2026-01-01\n---\nbody\n", encoding="utf-8")
+    result = run(site_dir / "config.toml", "check")
+    assert result.returncode == 1, result.stderr
+    lines = [line.replace(str(content) + "/", "") for line in result.stdout.splitlines()]
+    assert any(line.startswith("far.md:3: date ") and "out of range" in line for line in lines), lines
+    assert any(line.startswith("long.md:2: warning: title is longer than 300 characters: cut to") for line in lines)
+    assert "Traceback" not in result.stderr
+
+
 def test_check_passes_on_the_sample_content(site_dir: Path) -> None:
     result = run(site_dir / "config.toml", "check")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -99,3 +99,14 @@ def test_limits_are_settings_whose_errors_name_the_key(tmp_path: Path) -> None:
     assert [problem.split(": ")[1] for problem in caught.value.problems] == [
         "content.max_table_cells", "digest.max_message_bytes"
     ]
+
+
+def test_length_limits_are_checked_and_named(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={"PUBLISHER_CONTENT__MAX_TITLE_LENGTH": "5",
+                                     "PUBLISHER_DIGEST__MAX_SUBJECT_LENGTH": "0"})
+    text = "\n".join(caught.value.problems)
+    assert "content.max_title_length" in text and "digest.max_subject_length" in text
+    settings = load_settings(path, environ={})
+    assert settings.content.max_title_length == 300 and settings.digest.max_subject_length == 200

@@ -340,7 +340,6 @@ def test_updated_before_published_is_a_problem() -> None:
         # What the store's columns can't hold is a problem of the file, not a failed scan.
         (f"slug: {'s' * 301}\n", 4, "slug is longer than 300 characters"),
         (f"id: {'i' * 1001}\n", 4, "id is longer than 1000 characters"),
-        ('id: "a\\0b"\n', 4, "id contains a NUL character"),
         (f"canonical_url: https://news.example/{'c' * 1000}\n", 4,
          "the canonical URL (the id when there is none) is longer than 1000 characters"),
     ],
@@ -502,3 +501,72 @@ def test_a_huge_table_keeps_its_first_rows_and_counts_the_rest() -> None:
     assert Article.from_dict(parsed.article.to_dict()) == parsed.article
     (warning,) = parsed.problems
     assert "emails show its first 24 rows, the article all 100" in str(warning)
+
+
+# --- URLs a reader follows: absolute http(s) only ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("front", "message"),
+    [
+        ("canonical_url: javascript:alert(1)\n", "canonical_url 'javascript:alert(1)' is not an http(s) URL"),
+        ("canonical_url: 'data:text/html,<b>x</b>'\n", "canonical_url 'data:text/html,<b>x</b>' is not an http(s) URL"),
+        ("image: javascript:alert(1)\n", "image 'javascript:alert(1)' is not an http(s) URL"),
+        ("images:\n- src: 'data:image/png;base64,AAAA'\n  alt: a dot\n",
+         "images 'data:image/png;base64,AAAA' is not an http(s) URL"),
+        ("image: 'ftp://files.example/a.png'\n", "image 'ftp://files.example/a.png' is not an http(s) URL"),
+        ("canonical_url: 'http://[oops/'\n", "canonical_url 'http://[oops/' is not an http(s) URL"),
+    ],
+)
+def test_a_url_that_is_not_http_is_a_problem_at_its_key(front: str, message: str) -> None:
+    assert problems(yaml_article(front)) == [Problem(PATH, 4, message)]
+
+
+def test_relative_urls_are_made_absolute_and_body_images_that_are_not_http_are_left_out() -> None:
+    article = parse(yaml_article(
+        "canonical_url: /elsewhere/sample\nimage: media/lead.png\n",
+        body="![a dot](data:image/png;base64,iVBORw0KGgo=)\n\n![chart](/media/chart.png)\n",
+    ))
+    assert article.canonical_url == "https://news.example/elsewhere/sample"
+    assert [image.src for image in article.images] == [
+        "https://news.example/media/lead.png", "https://news.example/media/chart.png",
+    ]
+
+
+# --- dates out of range ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "+++\ntitle = \"Sample\"\ndate = 9999-12-31T23:59:59-14:00\n+++\nBody.\n",
+        "+++\ntitle = \"Sample\"\ndate = 0001-01-01T00:00:00+14:00\n+++\nBody.\n",
+        "---\ntitle: Sample\ndate: 9999-12-31T23:59:59-14:00\n---\nBody.\n",
+        "---\ntitle: Sample\ndate: '9999-12-31T23:59:59-14:00'\n---\nBody.\n",
+        "---\ntitle: Sample\ndate: 'Fri, 31 Dec 9999 23:59:59 -1400'\n---\nBody.\n",
+    ],
+)
+def test_a_date_out_of_range_is_a_problem_of_its_file(text: str) -> None:
+    [problem] = problems(text)
+    assert problem.line == 3 and "date" in problem.message and "out of range" in problem.message, problem
+
+
+@pytest.mark.parametrize("value", ["'0000-01-01'", "'10000-01-01T00:00:00Z'", "'Sat, 1 Jan 10000 00:00:00 +0000'"])
+def test_a_year_outside_1_to_9999_is_not_a_date(value: str) -> None:
+    [problem] = problems(f"---\ntitle: Sample\ndate: {value}\n---\nBody.\n")
+    assert problem.line == 3 and "is not a date" in problem.message, problem
+
+
+# --- a title longer than the limit ---------------------------------------------------------
+
+
+def test_a_long_title_is_cut_at_a_word_with_a_warning_at_its_line() -> None:
+    title = "Harbour " * 50  # 400 characters
+    parsed = read_article(yaml_article().replace("Sample", title.strip()).encode(), PATH, SITE,
+                          limits=ContentLimits(max_title_length=100))
+    assert parsed.article is not None
+    assert len(parsed.article.title) <= 100 and parsed.article.title.endswith("Harbour…")
+    assert parsed.problems == [Problem(PATH, 2, "title is longer than 100 characters: cut to "
+                                       f"{parsed.article.title!r}", Severity.WARNING)]
+    default = read_article(yaml_article().replace("Sample", title.strip()).encode(), PATH, SITE).article
+    assert default is not None and len(default.title) <= 300 and len(default.title) > 250

@@ -668,3 +668,23 @@ def test_upstream_tables_tags_and_cells_past_the_limits_are_left_out_with_warnin
            "([content] max_tags = 5)" in messages
     assert any("item 1 (big-1): 4 tables: only the first 3 are fact tables" in m for m in messages)
     assert any("item 1 (big-1): table 1 has more than 50 cells: emails show its first 24 rows" in m for m in messages)
+
+
+def test_a_huge_upstream_title_is_cut_with_a_warning() -> None:
+    feed = f"""<rss version="2.0"><channel><title>Blog</title><item><title>{"Results " * 125_000}</title>
+<link>https://blog.example.com/huge/</link><pubDate>Fri, 20 Nov 2026 08:00:00 +0000</pubDate>
+<description>Revenue rose.</description></item></channel></rss>"""
+    scan = parse_feed(feed.encode(), WP_URL, now=NOW, limits=ContentLimits(max_title_length=120))
+    [article] = scan.articles
+    assert len(article.title) <= 120 and article.title.endswith("Results…")
+    [problem] = scan.problems
+    assert problem.severity == Severity.WARNING and "title is longer than 120 characters" in problem.message
+
+
+def test_an_unparseable_image_url_drops_the_image_not_the_item() -> None:
+    feed = b"""<rss version="2.0"><channel><title>Blog</title><item><title>Broken image</title>
+<link>https://blog.example.com/broken/</link><pubDate>Fri, 20 Nov 2026 08:00:00 +0000</pubDate>
+<description>&lt;p&gt;Text.&lt;img src="http://[oops/a.png" alt="a"&gt;&lt;/p&gt;</description></item></channel></rss>"""
+    scan = parse_feed(feed, WP_URL, now=NOW)
+    [article] = scan.articles
+    assert article.title == "Broken image" and article.images == () and not scan.problems

@@ -36,10 +36,12 @@ _EMPTY_WORD = re.compile(rb"=\?[^?\s]*\?[qQbB]\?\?=")
 
 # Text a person or an article may put in a header: anything printable, with the
 # characters that tripped folders so far weighted in (dashes, emoji, CJK, marks).
+_BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 _TRICKY = "—–’“”…ÄöüßéèçñØå€😀👍🏽🇩🇪中文日本語한국어\u0301\u0308\u200dабвгд"
 _texts = st.text(
     st.one_of(
-        st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")),
+        # Bidi overrides are left out of headers on purpose: see test_bidi_overrides_never_reach_a_header.
+        st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"), blacklist_characters=_BIDI),
         st.sampled_from(_TRICKY),
         st.sampled_from(" abcdefghij ,:.-'\"=?"),
     ),
@@ -182,3 +184,32 @@ def test_notice_headers_decode_back(subject: str, name: str) -> None:
     message = strict(raw)
     assert str(message["Subject"]) == subject
     assert not message["Subject"].defects
+
+
+@pytest.mark.parametrize("bidi", list(_BIDI))
+def test_bidi_overrides_never_reach_a_header(rendered: RenderedDigest, bidi: str) -> None:
+    """An override makes "Invoice \u202egpj.exe" read as "Invoice exe.jpg": gone from the
+    Subject and from both display names (a sign-up name, the configured sender)."""
+    subject = f"Invoice {bidi}gpj.exe ready"
+    copy = dataclasses.replace(rendered, subject=subject)
+    who = Personal(f"Zoë {bidi}Admin", "zoe@example.com", "https://news.example.org/u/t", "https://news.example.org/p/t")
+    raw = build_message(copy, who, settings=site_settings(from_name=f"Bank{bidi} Support"), digest_id=DIGEST_ID,
+                        subscriber_id=1, date=WHEN)
+    assert check_field(raw, "Subject") == "Invoice gpj.exe ready"
+    check_mailbox(raw, "To", "Zoë Admin", "zoe@example.com")
+    check_mailbox(raw, "From", "Bank Support", "newsletter@news.example.org")
+    notice = build_notice(settings=site_settings(), to_name=f"{bidi}Zoë", to_email="zoe@example.com",
+                          subject=f"Confirm {bidi}now", html="<p>Hi</p>", text="Hi", date=WHEN)
+    assert check_field(notice, "Subject") == "Confirm now"
+    check_mailbox(notice, "To", "Zoë", "zoe@example.com")
+
+
+def test_a_long_subject_is_cut_at_a_word() -> None:
+    """A 1 MB title made a 1.2 MB header block: the Subject stops at [digest] max_subject_length."""
+    title = "Quarterly " * 100_000
+    digest = render_digest([seed_like(title=title)], site_settings(), make_environment(), DIGEST_ID, "instant")
+    who = Personal("Zoë", "zoe@example.com", "https://news.example.org/u/t", "https://news.example.org/p/t")
+    raw = build_message(digest, who, settings=site_settings(), digest_id=DIGEST_ID, subscriber_id=1, date=WHEN)
+    subject = check_field(raw, "Subject")
+    assert len(subject) <= 200 and subject.endswith("Quarterly…") and subject.startswith("Quarterly Quarterly")
+    assert len(raw.split(b"\r\n\r\n", 1)[0]) < 4000

@@ -298,3 +298,71 @@ async def test_feeds_are_built_off_the_event_loop(publisher: Publisher, monkeypa
     await building
     assert loop_ran_during_build == [True]
     assert "feed.atom" in publisher.feeds
+
+
+async def test_bad_urls_and_dates_are_422_naming_the_field(client: TestClient) -> None:
+    base = {"title": "Hostile", "date": "2026-11-21T09:00:00Z", "body": "Text."}
+    cases = {
+        "canonical_url": {**base, "canonical_url": "javascript:alert(1)"},
+        "image": {**base, "image": "data:image/png;base64,iVBORw0KGgo="},
+        "date": {**base, "date": "9999-12-31T23:59:59-14:00"},
+    }
+    for field, article in cases.items():
+        response = await client.post("/api/articles", json=article)
+        assert response.status == 422, (field, await response.text())
+        [problem] = (await response.json())["problems"]
+        assert problem["message"].startswith(f"{field} "), problem
+    markdown = b"+++\ntitle = \"Hostile\"\ndate = 9999-12-31T23:59:59-14:00\n+++\nText.\n"
+    response = await client.post("/api/articles", data=markdown, headers={"Content-Type": "text/markdown"})
+    assert response.status == 422
+    assert (await response.json())["problems"][0]["message"].startswith("line 3: date ")
+
+
+async def test_a_deeply_nested_article_is_422_not_500(client: TestClient) -> None:
+    deep = "[" * 900 + "]" * 900
+    body = f'{{"title": "Deep", "date": "2026-11-21T09:00:00Z", "tags": {deep}, "body": "x"}}'
+    response = await client.post("/api/articles", data=body.encode(), headers={"Content-Type": "application/json"})
+    assert response.status == 422, await response.text()
+    assert (await response.json())["problems"], await response.text()
+    quoted = "---\ntitle: Deep\ndate: 2026-11-21\n---\n" + "> " * 5000 + "x\n"
+    response = await client.post("/api/articles", data=quoted.encode(), headers={"Content-Type": "text/markdown"})
+    assert response.status in {201, 422}, await response.text()
+
+
+UNDATED = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>Undated blog</title><link>https://undated.example/</link>
+<lastBuildDate>{built}</lastBuildDate>
+<item><title>A post without a date</title><link>https://undated.example/post/</link>
+<description>{text}</description></item></channel></rss>"""
+
+
+async def test_an_undated_upstream_item_keeps_its_first_seen_date(make_settings: Callable[..., Settings]) -> None:
+    """Dated "now" at every fetch, it used to be stored as an edit each time; an edit
+    of its text is still one, dated when it was seen."""
+    served = {"built": "Fri, 20 Nov 2026 08:00:00 +0000", "text": "First text."}
+
+    async def feed(request: web.Request) -> web.Response:
+        return web.Response(text=UNDATED.format(**served), content_type="application/rss+xml")
+
+    app = web.Application()
+    app.router.add_get("/feed/", feed)
+    async with TestServer(app) as server:
+        url = str(server.make_url("/feed/"))
+        settings = make_settings(f'[[sources]]\ntype = "feed"\nurl = "{url}"\ninterval = 0.001\n')
+        publisher = Publisher(settings)
+        await publisher.start()
+        try:
+            first = await publisher.fetch_feeds()
+            served["built"] = "Sat, 21 Nov 2026 08:00:00 +0000"  # a new build, the item as it was
+            again = await publisher.fetch_feeds()
+            served["text"] = "Edited text."
+            edited = await publisher.fetch_feeds()
+        finally:
+            await publisher.close()
+
+    [article] = first.new
+    assert not again.new and not again.updated, again
+    [changed] = edited.updated
+    assert changed.published == article.published and changed.updated > article.published
+    entry = next(e for e in feedparser.parse(publisher.feeds["feed.atom"].body).entries if e.title == article.title)
+    assert "Edited text." in entry.summary

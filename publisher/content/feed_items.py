@@ -24,8 +24,8 @@ import html
 import io
 import re
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -48,7 +48,7 @@ from publisher.content.model import (
 )
 from publisher.content.slug import slugify
 from publisher.content.sources import ScanResult
-from publisher.content.text import BodyParts, capped_table, cell_alignment, element_text, html_fragment, html_text, one_line, table_alignment, truncate, unique
+from publisher.content.text import BodyParts, absolute_http, capped_table, cell_alignment, element_text, html_fragment, html_text, one_line, table_alignment, truncate, unique
 
 Element = Any  # lxml.html.HtmlElement; lxml ships no type hints
 
@@ -85,7 +85,20 @@ _CONTAINERS = ("div", "section", "aside", "footer", "nav", "ul", "ol", "p", "spa
 _BENIGN = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
 _EXCERPT_END = re.compile(r"\s*(?:\[(?:…|\.\.\.)\]|…|\.\.\.)\s*$")
 _IMAGE_SUFFIX = re.compile(r"\.(?:jpe?g|png|gif|webp|avif|svg)$", re.IGNORECASE)
+_DATE_KEYS = ("published_parsed", "created_parsed", "updated_parsed")  # what feedparser reads an item's dates into
 _PAGE_SUFFIX = re.compile(r"\.(?:html?|php|aspx?)$", re.IGNORECASE)
+_CHARACTER_REFERENCE = re.compile(rb"&#(x[0-9a-f]+|[0-9]+);", re.IGNORECASE)
+
+
+def _no_impossible_character(reference: re.Match[bytes]) -> bytes:
+    """``&#xFFFD;`` for a reference to a surrogate or past U+10FFFF, else the reference as is.
+
+    feedparser's fallback parser turns a reference into a character without a check, and
+    one ``&#xD800;`` in one item made it raise and cost every item of the feed.
+    """
+    number = reference.group(1)
+    code = int(number[1:], 16) if number[:1] in (b"x", b"X") else int(number)
+    return b"&#xFFFD;" if 0xD800 <= code <= 0xDFFF or code > 0x10FFFF else reference.group()
 
 
 @dataclass
@@ -99,6 +112,7 @@ class FeedScan(ScanResult):
 
     is_feed: bool = True
     title: str = ""  # the feed's own title, for messages
+    undated: set[str] = field(default_factory=set)  # ids of the articles dated by a fallback (no date of their own)
 
 
 class _ItemError(Exception):
@@ -113,11 +127,12 @@ def parse_feed(
     ``feed_url`` resolves relative links and names the feed in problems; ``now`` is
     the date of last resort for an item without any; ``content_type`` is the HTTP
     header, whose charset feedparser honours (without one the XML declaration decides).
-    What an item has past ``limits`` is left out, with a warning naming the item.
+    What an item has past ``limits`` is left out, with a warning naming the item; a title
+    longer than ``limits.max_title_length`` is cut at a word, with a warning.
     """
     # A stream, never bytes or str: feedparser treats a string as a URL or a file name.
     parsed = feedparser.parse(
-        io.BytesIO(data),
+        io.BytesIO(_CHARACTER_REFERENCE.sub(_no_impossible_character, data)),
         response_headers={"content-location": feed_url, "content-type": content_type or "application/xml"},
         sanitize_html=False,  # sanitize_html() does it, after the structure has been read
         resolve_relative_uris=False,  # resolved against the item's link, see _body
@@ -137,9 +152,9 @@ def parse_feed(
         item_id = _item_id(entry, feed_url)
         label = f"item {number} ({item_id or 'no id'})"
         try:
-            if ("id", item_id) in owners:
-                raise _ItemError(f"duplicate id {item_id!r} (also item {owners['id', item_id]})")
             article, warnings = _article(entry, item_id, feed_url, feed_date or now, feed_author, limits)
+            if ("id", article.id) in owners:  # as cleaned: two guids may differ only in a control character
+                raise _ItemError(f"duplicate id {article.id!r} (also item {owners['id', article.id]})")
             if ("slug", article.slug) in owners:
                 raise _ItemError(f"duplicate slug {article.slug!r} (also item {owners['slug', article.slug]})")
         except _ItemError as exc:
@@ -148,9 +163,15 @@ def parse_feed(
         except Exception as exc:  # noqa: BLE001 (one broken item must not cost the others)
             result.problems.append(Problem(feed_url, 0, f"{label}: cannot read it: {type(exc).__name__}: {exc}"))
             continue
+        if len(article.title) > limits.max_title_length:
+            article = replace(article, title=truncate(article.title, limits.max_title_length))
+            message = f"{label}: title is longer than {limits.max_title_length} characters: cut to {article.title!r}"
+            result.problems.append(Problem(feed_url, 0, message, Severity.WARNING))
         owners["id", article.id] = owners["slug", article.slug] = number
         result.problems += [Problem(feed_url, 0, f"{label}: {warning}", Severity.WARNING) for warning in warnings]
         result.articles.append(article)
+        if not any(_date(entry, key) for key in _DATE_KEYS):
+            result.undated.add(article.id)
     result.articles.sort(key=lambda article: article.id)
     result.articles.sort(key=lambda article: article.published, reverse=True)
     return result
@@ -168,8 +189,6 @@ def _article(
         raise _ItemError("no guid, id or link")
     if len(item_id) > MAX_ID_LENGTH:
         raise _ItemError(f"guid longer than {MAX_ID_LENGTH} characters")
-    if "\x00" in item_id:
-        raise _ItemError("guid with a NUL character")
     link = _link(entry, item_id, feed_url)
     published, updated = _dates(entry, fallback_date)
     body = _body(_content(entry), link, limits, warnings)
@@ -219,10 +238,29 @@ def _link(entry: Any, item_id: str, feed_url: str) -> str:
         link = item_id  # a permalink guid is the link
     if not link:
         raise _ItemError("no link")
-    absolute = urljoin(feed_url, link)
-    if urlsplit(absolute).scheme not in {"http", "https"}:
-        raise _ItemError(f"link {absolute!r} is not an http(s) URL")
+    absolute = absolute_http(feed_url, link)
+    if not absolute:
+        raise _ItemError(f"link {urljoin(feed_url, link)!r} is not an http(s) URL")
     return absolute
+
+
+def keep_first_dates(scan: FeedScan, stored: Mapping[str, Article]) -> list[Article]:
+    """The scan's articles, each undated one with the dates it was first stored with.
+
+    An item without a date of its own is dated by the feed's build date or the time of
+    the fetch, which change at every fetch: it would otherwise be stored as an edit
+    each time.  ``stored`` holds the stored articles of (at least) ``scan.undated``.
+    An item whose text changed is still an edit, dated by this fetch.
+    """
+    kept = []
+    for article in scan.articles:
+        before = stored.get(article.id) if article.id in scan.undated else None
+        if before is not None:
+            same = replace(article, published=before.published, updated=before.updated)
+            edited = same.content_hash() != before.content_hash()
+            article = replace(same, updated=max(article.updated, before.updated)) if edited else same
+        kept.append(article)
+    return kept
 
 
 def _dates(entry: Any, fallback: datetime) -> tuple[datetime, datetime]:
@@ -231,8 +269,8 @@ def _dates(entry: Any, fallback: datetime) -> tuple[datetime, datetime]:
     An updated date before the publication date (a clock or an import gone wrong
     upstream) becomes the publication date: the model promises ``updated >= published``.
     """
-    published = _date(entry, "published_parsed") or _date(entry, "created_parsed")
-    updated = _date(entry, "updated_parsed")
+    published, created, updated = (_date(entry, key) for key in _DATE_KEYS)
+    published = published or created
     published = published or updated or fallback
     updated = updated or published
     return published, max(published, updated)
@@ -556,7 +594,7 @@ def _feed_images(entry: Any, link: str) -> list[Image]:
     ]
     thumbnails = [t.get("url", "") for t in entry.get("media_thumbnail", [])]
     urls = enclosures or media or thumbnails
-    return [Image(src) for url in urls[:1] if (src := _absolute_http(link, url))]
+    return [Image(src) for url in urls[:1] if (src := absolute_http(link, url))]
 
 
 def _is_image(mime_type: str, url: str) -> bool:
@@ -572,7 +610,7 @@ def _body_images(root: Element, link: str) -> Iterator[Image]:
         if not src or src.startswith("data:"):  # a lazy-loading placeholder
             src = image.get("data-src") or image.get("data-lazy-src") or ""
         classes = image.get("class") or ""
-        if "wp-smiley" in classes or "emoji" in classes or not (src := _absolute_http(link, src)):
+        if "wp-smiley" in classes or "emoji" in classes or not (src := absolute_http(link, src)):
             continue
         figure = next((a for a in image.iterancestors() if a.tag == "figure"), None)
         figcaption = figure.find("figcaption") if figure is not None else None
@@ -585,11 +623,6 @@ def _with_body_details(lead: list[Image], body_images: list[Image]) -> tuple[Ima
     in_body = {image.src: image for image in body_images}
     merged = [in_body.get(image.src, image) for image in lead]
     return unique([*merged, *body_images], lambda image: image.src)
-
-
-def _absolute_http(base: str, url: str) -> str:
-    absolute = urljoin(base, url.strip())
-    return absolute if urlsplit(absolute).scheme in {"http", "https"} else ""
 
 
 # --- text -----------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import yaml
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from publisher.content.clean import clean_text
 from publisher.content.html import NOT_TEXT_TAGS, sanitize_html
 from publisher.content.model import (
     MAX_ID_LENGTH,
@@ -40,7 +41,7 @@ from publisher.content.model import (
     Severity,
 )
 from publisher.content.slug import slugify
-from publisher.content.text import BodyParts, capped_table, cell_alignment, table_alignment, truncate, unique
+from publisher.content.text import BodyParts, absolute_http, capped_table, cell_alignment, table_alignment, truncate, unique
 
 _MD = MarkdownIt("commonmark").enable("table")
 _FENCES = {"---", "+++"}  # YAML, TOML
@@ -117,7 +118,10 @@ def read_article(
 ) -> ParsedFile:
     """Parse one Markdown file; ``path`` names it in problems and gives the default slug
     (the title does, with ``slug_from_title``: an article posted to the API has no file name);
-    what passes ``limits`` is left out with a warning."""
+    what passes ``limits`` is left out with a warning.
+
+    A title longer than ``limits.max_title_length`` is cut at a word, with a warning: the
+    editor's article still goes out, and the warning says what its title became."""
     report = _Report(path)
     front, body, body_offset = _split_front_matter(_decode(data, report), report)
     if report.failed:  # without readable front matter its fields would only add noise; the body is checked
@@ -127,13 +131,17 @@ def read_article(
     fields.report_unknown_keys()
     draft = fields.draft()
     title = fields.text("title", required=True)
+    if len(title) > limits.max_title_length:
+        title = truncate(title, limits.max_title_length)
+        report.at_key("title", f"title is longer than {limits.max_title_length} characters: cut to {title!r}",
+                      Severity.WARNING)
     published = fields.timestamp("date", "published", required=True)
     updated = fields.timestamp("updated") or published
     if published and updated and updated < published:
         report.at_key("updated", "updated is before the publication date")
     derived = slugify(title)[:MAX_SLUG_LENGTH].rstrip("-") if slug_from_title else ""
     slug = _slug(fields.text("slug") or derived, path, report)
-    canonical_url = urljoin(site_url, fields.text("canonical_url") or f"articles/{slug}")
+    canonical_url = fields.url("canonical_url") or urljoin(site_url, f"articles/{slug}")
     article_id = _id(fields.text("id"), canonical_url, report)
     front_images, front_quotes = fields.images(), fields.quotes()
     front_takeaways, tags = fields.text_list("takeaways"), fields.tags(limits.max_tags)
@@ -180,7 +188,9 @@ def _decode(data: bytes, report: _Report) -> str:
     except UnicodeDecodeError as exc:
         report.at_line(data[: exc.start].count(b"\n") + 1, "file is not valid UTF-8")
         return ""
-    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+    # Cleaned before YAML or TOML reads it: both refuse a control character anywhere, and
+    # one pasted into a title would otherwise cost the whole file (the model cleans it anyway).
+    return clean_text(text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n"))
 
 
 def _split_front_matter(text: str, report: _Report) -> tuple[dict[Any, Any], str, int]:
@@ -290,6 +300,13 @@ class _FrontMatter:
         parsed = _to_datetime(self._front[key])
         if parsed is None:
             self._report.at_key(key, f"{key} {self._front[key]!r} is not a date (use ISO 8601 or RFC 2822)")
+            return None
+        try:  # every comparison of two dates converts them to UTC: it must be possible
+            parsed.astimezone(UTC)
+        except OverflowError:
+            self._report.at_key(key, f"{key} {self._front[key]!r} is out of range: in UTC it falls before "
+                                "the year 1 or after 9999")
+            return None
         return parsed
 
     def tags(self, limit: int) -> tuple[str, ...]:
@@ -326,13 +343,27 @@ class _FrontMatter:
         self._report.at_key("quote", "quote must be text or a mapping with text (and cite)")
         return []
 
+    def url(self, key: str) -> str:
+        """The value as an absolute http(s) URL (relative to the site), "" when not set or not one."""
+        return self._url(key, self.text(key))
+
+    def _url(self, key: str, value: str) -> str:
+        if not value:
+            return ""
+        absolute = absolute_http(self._site_url, value)
+        if not absolute:
+            self._report.at_key(key, f"{key} {value!r} is not an http(s) URL")
+        return absolute
+
     def _image(self, key: str, value: Any) -> Image | None:
         if isinstance(value, str) and value.strip():
-            return Image(urljoin(self._site_url, value.strip()))
+            src = self._url(key, value.strip())
+            return Image(src) if src else None
         if isinstance(value, dict) and isinstance(value.get("src"), str):
             alt, caption = value.get("alt", ""), value.get("caption", "")
             if isinstance(alt, str) and isinstance(caption, str):
-                return Image(urljoin(self._site_url, value["src"].strip()), alt.strip(), caption.strip())
+                src = self._url(key, value["src"].strip())
+                return Image(src, alt.strip(), caption.strip()) if src else None
         self._report.at_key(key, f"{key}: an image is a URL or a mapping with src, alt and caption")
         return None
 
@@ -379,8 +410,6 @@ def _id(front_id: str, canonical_url: str, report: _Report) -> str:
     what = "id" if front_id else "the canonical URL (the id when there is none)"
     if len(article_id) > MAX_ID_LENGTH:
         report.at_key("id" if front_id else "canonical_url", f"{what} is longer than {MAX_ID_LENGTH} characters")
-    elif "\x00" in article_id:
-        report.at_key("id" if front_id else "canonical_url", f"{what} contains a NUL character")
     return article_id
 
 
@@ -539,10 +568,11 @@ def _first_paragraph(tokens: list[Token]) -> str:
 
 
 def _images(tokens: list[Token], site_url: str) -> Iterator[Image]:
+    """Body images with an http(s) source (markdown-it lets ``data:image/…`` through; the
+    sanitized body drops it, and so does the list every renderer's lead image comes from)."""
     for token in tokens:
         for child in token.children or []:
-            if child.type == "image":
-                src = urljoin(site_url, str(child.attrGet("src") or ""))
+            if child.type == "image" and (src := absolute_http(site_url, str(child.attrGet("src") or ""))):
                 yield Image(src, _plain(child.children), str(child.attrGet("title") or ""))
 
 

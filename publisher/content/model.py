@@ -8,6 +8,10 @@ so it can be hashed, compared and serialized to the store as JSON without surpri
 Text fields (takeaways, quotes, table cells, captions, sources) are *plain text*:
 each renderer escapes them for its own medium (HTML, plain text, JSON).  Only
 ``body_html`` is HTML, and it is always sanitized before it gets here.
+
+Every text field is cleaned as the model is made (:mod:`publisher.content.clean`):
+whatever source builds an article, no character that XML or an email header cannot
+carry gets past this point.
 """
 
 from __future__ import annotations
@@ -20,11 +24,26 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from publisher.content.clean import clean_line, clean_text
+
 # The longest id and slug an article may have: the store's columns hold this much
 # (PostgreSQL refuses a longer value, where SQLite would keep it), and a parser reports
 # an article over the limit as it reports any other bad article.
 MAX_ID_LENGTH = 1000
 MAX_SLUG_LENGTH = 300
+# The longest title a source keeps by default ([content] max_title_length): a longer one
+# is cut at a word, with a warning; every Subject and <title> it ends up in stays sane.
+DEFAULT_MAX_TITLE_LENGTH = 300
+
+
+def _clean(instance: object, lines: tuple[str, ...] = (), texts: tuple[str, ...] = ()) -> None:
+    """Clean a frozen dataclass's fields in place as it is made: ``lines`` are one-line
+    fields (a str or a tuple of str), ``texts`` may hold line breaks."""
+    for names, clean in ((lines, clean_line), (texts, clean_text)):
+        for name in names:
+            value = getattr(instance, name)
+            cleaned = clean(value) if isinstance(value, str) else tuple(map(clean, value))
+            object.__setattr__(instance, name, cleaned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +54,9 @@ class Image:
     alt: str = ""
     caption: str = ""
 
+    def __post_init__(self) -> None:
+        _clean(self, lines=("src",), texts=("alt", "caption"))
+
 
 @dataclass(frozen=True, slots=True)
 class Quote:
@@ -42,6 +64,9 @@ class Quote:
 
     text: str
     cite: str = ""
+
+    def __post_init__(self) -> None:
+        _clean(self, texts=("text", "cite"))
 
 
 ALIGNMENTS = ("left", "right", "center")  # what a table column's alignment may be, besides ""
@@ -63,6 +88,10 @@ class FactTable:
     # Rows left out past ContentLimits.max_table_cells: the article's page (its body)
     # shows the whole table, renderers of the model say how many more there are.
     more_rows: int = 0
+
+    def __post_init__(self) -> None:
+        _clean(self, texts=("caption", "header", "sources"))
+        object.__setattr__(self, "rows", tuple(tuple(map(clean_text, row)) for row in self.rows))
 
     def column_align(self, column: int) -> str:
         """The alignment of ``column`` (0-based), "" when none was given."""
@@ -95,6 +124,13 @@ class Article:
     body_html: str = ""  # sanitized HTML; the "Key Takeaways" section is not repeated here
     fact_tables: tuple[FactTable, ...] = ()
     source_path: str = field(default="", compare=False)  # where it came from, for messages
+
+    def __post_init__(self) -> None:
+        _clean(
+            self,
+            lines=("id", "slug", "title", "canonical_url", "subtitle", "author", "tags", "category"),
+            texts=("summary", "takeaways", "body_html"),
+        )
 
     @property
     def lead_image(self) -> Image | None:
@@ -176,6 +212,7 @@ class ContentLimits:
     # cells per fact table; later rows stay in the body only.  An email spends ~150 bytes of
     # inlined CSS per cell: 300 cells are ~45 KB, so two such tables fit under Gmail's clipping.
     max_table_cells: int = 300
+    max_title_length: int = DEFAULT_MAX_TITLE_LENGTH  # a longer title is cut at a word, with a warning
 
 
 class Severity(StrEnum):

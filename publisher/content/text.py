@@ -7,9 +7,11 @@ import re
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urljoin, urlsplit
 
 import lxml.html  # type: ignore[import-untyped]
 
+from publisher.content.clean import clean_text
 from publisher.content.html import NOT_TEXT_TAGS
 from publisher.content.model import ALIGNMENTS, FactTable, Image, Quote
 
@@ -25,7 +27,6 @@ _BREAKS = {
     "h1", "h2", "h3", "h4", "h5", "h6",
 }  # fmt: skip
 _TEXT_ALIGN = re.compile(r"\s*text-align\s*:\s*([a-z]+)\s*(?:!important\s*)?;?\s*", re.IGNORECASE)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # lxml refuses them
 
 
 def one_line(text: str) -> str:
@@ -44,9 +45,24 @@ def truncate(text: str, limit: int = SUMMARY_LIMIT) -> str:
     return cut.rstrip(" ,;:.-–—") + "…"
 
 
+def absolute_http(base: str, url: str) -> str:
+    """``url`` made absolute against ``base``, or "" unless that is an http(s) URL with a host.
+
+    The rule for every URL a reader follows or a client loads (a canonical link, an
+    image): ``javascript:`` or ``data:`` there would run or show in the reader's feed
+    reader and mail client.
+    """
+    try:
+        absolute = urljoin(base, url.strip())
+        parts = urlsplit(absolute)
+    except ValueError:  # "http://[oops/": an IPv6 host that isn't one
+        return ""
+    return absolute if parts.scheme in {"http", "https"} and parts.hostname else ""
+
+
 def html_fragment(markup: str) -> Element:
     """Parse HTML into a ``<div>`` holding it (whatever it is, even a whole document)."""
-    return lxml.html.fragment_fromstring(_CONTROL.sub("", markup), create_parent="div")
+    return lxml.html.fragment_fromstring(clean_text(markup), create_parent="div")  # lxml refuses controls
 
 
 def html_text(markup: str) -> str:

@@ -28,6 +28,10 @@ from publisher.mail.render import Personal, RenderedDigest
 # Control characters (CR, LF, NUL and friends) and the Unicode line separators that
 # str.splitlines(), and so the email package's folding, treats as line breaks.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+# Bidi embeddings, overrides and isolates: in a Subject or a display name they make text
+# read backwards ("Invoice \u202egpj.exe"), and a one-line header has no paragraph they
+# could legitimately shape; they are dropped from header text.
+_BIDI_CONTROLS = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
 # Message-ID left part: RFC 5322 dot-atom-text, narrowed to what our digest ids use.
 _DIGEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # An http(s) URL without the characters RFC 2369 reserves in <URL> lists (',', '<', '>', space).
@@ -293,11 +297,13 @@ def _mailbox(field: str, display_name: str, addr_spec: str) -> _Preformatted:
 def _phrase(what: str, text: str) -> tuple[str, ...]:
     """``text`` as RFC 5322 phrase words: a quoted-string, or RFC 2047 encoded-words.
 
-    Runs of whitespace become one space.  The quoted-string is split at its spaces, where it
-    may fold; an encoded-word may not stand inside quotes, so a non-ASCII phrase (or
-    one with a word too long to fold) is encoded whole.
+    Runs of whitespace become one space; bidi controls go (see ``_BIDI_CONTROLS``).
+    The quoted-string is split at its spaces, where it may fold; an encoded-word may
+    not stand inside quotes, so a non-ASCII phrase (or one with a word too long to
+    fold) is encoded whole.
     """
-    words = _checked(what, text).split()
+    text = _BIDI_CONTROLS.sub("", _checked(what, text))
+    words = text.split()
     if not words:
         return ()
     if text.isascii() and max(map(len, words)) <= _ENCODED_WORD_MAX:
@@ -315,11 +321,11 @@ def _text_words(text: str) -> tuple[str, ...]:
     encoded-words together with the spaces inside the run (decoders drop the
     whitespace between two encoded-words, but keep it next to a plain word).  A word
     that looks like an encoded-word, or is too long to fold, is encoded too.  Runs
-    of whitespace become one space.
+    of whitespace become one space; bidi controls go (see ``_BIDI_CONTROLS``).
     """
     words: list[str] = []
     run: list[str] = []
-    for word in text.split():
+    for word in _BIDI_CONTROLS.sub("", text).split():
         if word.isascii() and len(word) <= _ENCODED_WORD_MAX and "=?" not in word:
             if run:
                 words += _encoded_words(" ".join(run))

@@ -25,7 +25,7 @@ import jinja2
 
 from publisher.config import Settings
 from publisher.content.model import Article, FactTable
-from publisher.content.text import one_line
+from publisher.content.text import one_line, truncate
 
 HTML_TEMPLATE = "email/digest.html"
 TEXT_TEMPLATE = "email/digest.txt"
@@ -147,7 +147,7 @@ def render_digest(
         "articles": articles, "site": settings.site, "from_name": settings.delivery.from_name, "cadence": cadence,
         "resend": resend,
     }
-    subject = _subject(env, context)
+    subject = _subject(env, context, settings.digest.max_subject_length)
     preheader = _preheader(articles[0])
     context |= {
         "subject": subject,
@@ -196,12 +196,13 @@ def _teaser(article: Article) -> Article:
     return dataclasses.replace(article, fact_tables=(), takeaways=(), quotes=())
 
 
-def _subject(env: jinja2.Environment, context: dict[str, object]) -> str:
-    """The digest's Subject from its (overridable) template, as one line of text."""
+def _subject(env: jinja2.Environment, context: dict[str, object], limit: int) -> str:
+    """The digest's Subject from its (overridable) template, as one line of text, cut at a
+    word to ``limit`` characters (a title can be long, and a header block must not be)."""
     subject = one_line(env.get_template(SUBJECT_TEMPLATE).render(context))
     if not subject:
         raise ValueError(f"template {SUBJECT_TEMPLATE} rendered an empty subject")
-    return subject
+    return truncate(subject, limit)
 
 
 def _preheader(article: Article) -> str:

@@ -131,11 +131,15 @@ class Intake:
         return fetched
 
     async def store_feeds(self, fetched: Sequence[Fetched]) -> IngestResult:
-        """Store the articles of feeds fetched by :meth:`fetch_feeds`."""
+        """Store the articles of feeds fetched by :meth:`fetch_feeds`; an item without a
+        date of its own keeps the dates it was first stored with."""
+        from publisher.content.feed_items import keep_first_dates  # here: see _fetcher
+
         total = IngestResult()
         for feed in fetched:
             assert feed.result.scan is not None  # fetch_feeds keeps only parsed feeds
-            _add(total, await self.store(feed.result.scan.articles, f"feed:{feed.url}"))
+            known = await article_store.stored(self._engine, sorted(feed.result.scan.undated))
+            _add(total, await self.store(keep_first_dates(feed.result.scan, known), f"feed:{feed.url}"))
             feed.fetcher.commit(feed.result)  # only now: a crash before the store must not earn a 304
         return total
 

@@ -289,6 +289,16 @@ async def _source_paths(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, 
     return found
 
 
+async def stored(engine: AsyncEngine, ids: Sequence[str]) -> dict[str, Article]:
+    """The stored articles with these ids (published or removed, not scheduled), by id."""
+    found: dict[str, Article] = {}
+    async with engine.connect() as conn:
+        for chunk in _chunks(ids):
+            rows = await conn.execute(select(articles.c.id, articles.c.data).where(articles.c.id.in_(chunk)))
+            found.update({row.id: Article.from_dict(json.loads(row.data)) for row in rows})
+    return found
+
+
 async def latest(engine: AsyncEngine, limit: int | None = None) -> list[Article]:
     """Published articles, newest first by published date (the feeds' order)."""
     query = (

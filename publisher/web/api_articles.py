@@ -15,11 +15,14 @@ when its time comes.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import yaml
 from aiohttp import web
 
-from publisher.content.markdown import read_article
+from publisher.config import Settings
+from publisher.content.clean import clean_text
+from publisher.content.markdown import ParsedFile, read_article
 from publisher.content.model import Problem
 from publisher.store import articles as article_store
 from publisher.web.api import (
@@ -36,6 +39,8 @@ from publisher.web.api import (
 )
 from subscribers.validation import SubscriberError
 
+log = logging.getLogger(__name__)
+
 MAX_ARTICLE_BODY = 2 * 1024 * 1024
 MARKDOWN_TYPES = frozenset({"text/markdown", "text/x-markdown", "text/plain"})
 NAME = "api"  # how problems name the input
@@ -47,18 +52,12 @@ async def post_article(request: web.Request) -> web.Response:
     if not publisher.settings.api_source:
         raise ApiError(404, "articles are not taken here: add a [[sources]] entry with type = \"api\"")
     raw = await read_body(request, MAX_ARTICLE_BODY)
-    if request.content_type in MARKDOWN_TYPES:
-        document, with_lines = raw, True
-    elif request.content_type == "application/json":
-        document, with_lines = _from_json(parse_json(raw)), False
-    else:
+    with_lines = request.content_type in MARKDOWN_TYPES
+    if not with_lines and request.content_type != "application/json":
         raise ApiError(415, "send Markdown with front matter (text/markdown) or JSON (application/json)")
     # In a thread: a body of megabytes takes seconds to parse, and on the event loop every
     # other request (pages, feeds, the API) would wait for it.
-    settings = publisher.settings
-    parsed = await asyncio.to_thread(
-        read_article, document, NAME, settings.site.url, slug_from_title=True, limits=settings.content.limits
-    )
+    parsed = await asyncio.to_thread(_parse, raw, with_lines, publisher.settings)
     article = parsed.article
     if article is None:
         problems = [_problem(p, with_lines) for p in parsed.errors]
@@ -76,8 +75,30 @@ async def post_article(request: web.Request) -> web.Response:
     return web.json_response(body, status={"new": 201, "scheduled": 202}.get(state, 200))
 
 
-def _from_json(body: object) -> bytes:
-    """The JSON shape as the Markdown document it stands for."""
+def _parse(raw: bytes, markdown: bool, settings: Settings) -> ParsedFile:
+    """The article in a request's body; whatever in it makes a parser fail is the sender's
+    problem (422), never a 500: a document nested too deep for the YAML writer, say."""
+    try:
+        document = raw if markdown else markdown_document(parse_json(raw))
+        return read_article(document, NAME, settings.site.url, slug_from_title=True, limits=settings.content.limits)
+    except ApiError:
+        raise
+    except RecursionError:
+        problem = SubscriberError("the article is nested too deeply to read", "")
+        raise ApiError(422, "1 problem with the article", [problem]) from None
+    except Exception as exc:  # noqa: BLE001 (a parser's failure on this input, reported with its reason)
+        log.warning("POST /api/articles: cannot read the article", exc_info=True)
+        problem = SubscriberError(f"cannot read the article: {type(exc).__name__}: {exc}", "")
+        raise ApiError(422, "1 problem with the article", [problem]) from None
+
+
+def markdown_document(body: object) -> bytes:
+    """The JSON shape as the Markdown document it stands for.
+
+    JSON can escape a lone surrogate (``"\\ud800"``), which no UTF-8 document holds:
+    the body is cleaned as the article's fields will be (the front matter's YAML
+    escapes it, and the model cleans it there).
+    """
     try:
         fields = json_object(body)
     except SubscriberError as exc:
@@ -86,7 +107,7 @@ def _from_json(body: object) -> bytes:
     if not isinstance(text, str):
         raise ApiError(422, "1 problem with the article", [SubscriberError("body must be Markdown text", "body")])
     front = yaml.safe_dump(fields, allow_unicode=True, sort_keys=False) if fields else ""
-    return f"---\n{front}---\n{text}".encode()
+    return f"---\n{front}---\n{clean_text(text)}".encode()
 
 
 def _problem(problem: Problem, with_lines: bool) -> SubscriberError:
