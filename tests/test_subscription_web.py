@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import html5lib
 import pytest
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from itsdangerous import TimestampSigner
 from sqlalchemy import select
@@ -77,6 +78,14 @@ async def sign_up(visitor: Visitor, address: str, **fields: str | list[str]) -> 
     return await response.text()
 
 
+async def confirm(visitor: Visitor, path: str) -> ClientResponse:
+    """What a person does with the emailed link: open it, press the page's one button."""
+    page = await visitor.get(path)
+    assert page.status == 200, await page.text()
+    assert "Confirm my subscription" in await page.text()
+    return await visitor.post(path, {})
+
+
 async def test_sign_up_confirm_and_land_on_preferences(site: tuple[Publisher, TestClient]) -> None:
     publisher, client = site
     visitor = Visitor(client)
@@ -89,7 +98,7 @@ async def test_sign_up_confirm_and_land_on_preferences(site: tuple[Publisher, Te
     assert "List-Unsubscribe" not in confirmation  # transactional, not bulk
     confirm_path = link_in(confirmation, "/confirm/")
     assert "ann" not in confirm_path.lower()  # the token never holds the address
-    response = await visitor.get(confirm_path)
+    response = await confirm(visitor, confirm_path)
     assert response.status == 303
     location = response.headers["Location"]
     assert location.startswith("/preferences/") and location.endswith("?confirmed=1")
@@ -100,8 +109,34 @@ async def test_sign_up_confirm_and_land_on_preferences(site: tuple[Publisher, Te
     active = await subscriber(publisher, "ann@example.org")
     assert active is not None and active.status == Status.ACTIVE
     assert active.confirmed_source == "web" and active.confirmed_at is not None
-    # Following the link again is harmless.
-    assert (await visitor.get(confirm_path)).status == 303
+    # Following the link again is harmless: it leads to the preferences.
+    again = await visitor.get(confirm_path)
+    assert again.status == 303 and again.headers["Location"].startswith("/preferences/")
+    assert (await visitor.post(confirm_path, {})).status == 303
+
+
+async def test_a_link_scanner_fetching_the_confirmation_link_confirms_nothing(
+    site: tuple[Publisher, TestClient],
+) -> None:
+    publisher, client = site
+    visitor = Visitor(client)
+    await sign_up(visitor, "ann@example.org")
+    [confirmation] = await mail_to(publisher, "ann@example.org")
+    path = link_in(confirmation, "/confirm/")
+    # Mail security scanners send HEAD and GET (no cookie) to every link in a message.
+    assert (await client.head(path, allow_redirects=False)).status == 200
+    scanned = await client.get(path, allow_redirects=False)
+    assert scanned.status == 200 and "Confirm my subscription" in await scanned.text()
+    still = await subscriber(publisher, "ann@example.org")
+    assert still is not None and still.status == Status.PENDING
+    # A POST without the page's form token (a scanner that submits forms) is refused.
+    assert (await Visitor(client).post(path, {}, csrf=False)).status == 403
+    assert (await subscriber(publisher, "ann@example.org")).status == Status.PENDING  # type: ignore[union-attr]
+    # The person presses the page's button.
+    done = await confirm(visitor, path)
+    assert done.status == 303 and done.headers["Location"].endswith("?confirmed=1")
+    active = await subscriber(publisher, "ann@example.org")
+    assert active is not None and active.status == Status.ACTIVE
 
 
 async def test_forms_without_a_valid_csrf_token_are_refused(site: tuple[Publisher, TestClient]) -> None:
@@ -232,7 +267,9 @@ async def test_an_expired_confirmation_link_offers_a_new_one(
     assert resend.status == 200
     mails = await mail_to(publisher, "late@example.org")
     assert len(mails) == 2
-    assert {(await visitor.get(link_in(m, "/confirm/"))).status for m in mails} == {303}
+    first, second = (link_in(m, "/confirm/") for m in mails)
+    assert (await confirm(visitor, second)).status == 303
+    assert (await visitor.get(first)).headers["Location"].endswith("?confirmed=1")  # confirmed already
 
 
 @pytest.mark.parametrize("mangle", ["tamper", "wrong-purpose", "junk"])
@@ -441,7 +478,7 @@ async def test_coming_back_after_unsubscribing_takes_a_new_double_opt_in(site: t
     again = await subscriber(publisher, "ann@example.org")
     assert again is not None and again.status == Status.PENDING
     [confirmation] = await mail_to(publisher, "ann@example.org")
-    assert (await visitor.get(link_in(confirmation, "/confirm/"))).status == 303
+    assert (await confirm(visitor, link_in(confirmation, "/confirm/"))).status == 303
     back = await subscriber(publisher, "ann@example.org")
     assert back is not None and back.status == Status.ACTIVE
     async with publisher.engine.connect() as conn:
