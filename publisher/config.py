@@ -296,6 +296,11 @@ class SubscribersSettings(_Section):
     # Sign-up limits (POST /subscribe), in the notation of the `limits` library.
     signup_rate_per_client: Annotated[str, AfterValidator(_rate)] = "10/hour"
     signup_rate_per_address: Annotated[str, AfterValidator(_rate)] = "3/hour"
+    # Storing a sign-up (and the other work a page leaves for after its answer) is tried
+    # this many times while the database fails, waiting signup_retry_seconds, then twice
+    # as long each time; then it is logged as an error and counted in /readyz.
+    signup_attempts: int = Field(default=4, ge=1, le=20)
+    signup_retry_seconds: float = Field(default=1.0, gt=0, le=600)
 
 
 class Settings(_Section):

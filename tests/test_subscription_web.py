@@ -7,6 +7,7 @@ Every flow goes through the real application (aiohttp test server), the real sto
 from __future__ import annotations
 
 import email.message
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +34,7 @@ from subscribers.model import Cadence, Preferences, Status, Subscriber
 from subscribers.tokens import Purpose
 from subscribers.validation import email_hash
 from tests.articles import seed_like
+from tests.databases import read_only_engine
 from tests.outbox import link_in, outbox_messages
 from tests.people import add_subscriber
 from tests.web_client import Visitor, web_client
@@ -137,6 +139,69 @@ async def test_a_link_scanner_fetching_the_confirmation_link_confirms_nothing(
     assert done.status == 303 and done.headers["Location"].endswith("?confirmed=1")
     active = await subscriber(publisher, "ann@example.org")
     assert active is not None and active.status == Status.ACTIVE
+
+
+class _OnRetry(logging.Handler):
+    """Calls ``action`` once, when the first retry of background work is logged."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.action: Callable[[], None] | None = action
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.action is not None and "retrying" in record.getMessage():
+            self.action, action = None, self.action
+            action()
+
+
+async def test_a_sign_up_while_the_database_refuses_writes_is_stored_once_it_recovers(
+    make_settings: Callable[..., Settings],
+) -> None:
+    publisher = Publisher(make_settings(GENEROUS + "signup_retry_seconds = 0.01\n"))
+    await publisher.start()
+    writable = publisher.engine
+    failing = read_only_engine(publisher.settings.database.url)
+    publisher.engine = failing
+    handler = _OnRetry(lambda: setattr(publisher, "engine", writable))  # the disk is freed
+    logging.getLogger("publisher").addHandler(handler)
+    try:
+        async with web_client(publisher) as client:
+            await sign_up(Visitor(client), "ann@example.org")
+            stored = await subscriber(publisher, "ann@example.org")
+            assert stored is not None and stored.status == Status.PENDING
+            assert len(await mail_to(publisher, "ann@example.org")) == 1
+            assert (await (await client.get("/readyz")).json())["lost_signups"] == 0
+    finally:
+        logging.getLogger("publisher").removeHandler(handler)
+        await failing.dispose()
+        await publisher.close()
+
+
+async def test_a_sign_up_the_database_never_takes_is_logged_and_counted_in_readyz(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    publisher = Publisher(make_settings(GENEROUS + "signup_attempts = 3\nsignup_retry_seconds = 0.01\n"))
+    await publisher.start()
+    writable = publisher.engine
+    publisher.engine = read_only_engine(publisher.settings.database.url)
+    try:
+        async with web_client(publisher) as client:
+            body = await sign_up(Visitor(client), "ann@example.org")
+            assert "Check your inbox" in body
+            assert await publisher.notices.drain(10)
+            retries = [r for r in caplog.records if "retrying" in r.getMessage()]
+            assert [r.levelno for r in retries] == [logging.WARNING] * 2
+            [given_up] = [r for r in caplog.records if r.levelno == logging.ERROR]
+            assert "after 3 attempts" in given_up.getMessage() and "ann@" not in given_up.getMessage()
+            ready = await (await client.get("/readyz")).json()
+            assert ready["lost_signups"] == 1
+            assert ready["checks"]["database"]["ok"] is False
+    finally:
+        await publisher.engine.dispose()
+        publisher.engine = writable
+        await publisher.close()
+    async with publisher.engine.connect() as conn:
+        assert await subscriber_store.find(conn, "ann@example.org") is None
 
 
 async def test_forms_without_a_valid_csrf_token_are_refused(site: tuple[Publisher, TestClient]) -> None:

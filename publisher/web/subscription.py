@@ -19,7 +19,7 @@ import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, partial
 from importlib import resources
 from typing import Any
 
@@ -181,7 +181,7 @@ async def subscribe(request: web.Request) -> web.Response:
     prefs = Preferences(cadence=cadence, topics=topics, timezone=publisher.settings.digest.timezone)
     # Stored and answered by email after this response: its timing then says nothing
     # about whether the address was known (an insert costs more than finding a row).
-    publisher.notices.later(_sign_up_and_notify(publisher, address, name, prefs))
+    publisher.notices.later(partial(_sign_up_and_notify, publisher, address, name, prefs), "storing a sign-up")
     return _check_inbox(request)
 
 
@@ -353,7 +353,8 @@ async def save_preferences(request: web.Request) -> web.StreamResponse:
         # Coming back is a new double opt-in, whoever holds this (possibly forwarded) link.
         await _limit(request, "resubscribe", email_hash(subscriber.email))
         publisher.notices.later(
-            _sign_up_and_notify(publisher, subscriber.email, subscriber.name, subscriber.preferences)
+            partial(_sign_up_and_notify, publisher, subscriber.email, subscriber.name, subscriber.preferences),
+            f"storing the return of subscriber {subscriber.id}",
         )
         return _check_inbox(request)
     values = {
@@ -396,7 +397,7 @@ async def send_preferences_link(request: web.Request) -> web.Response:
     if errors:
         return render(request, "preferences_request.html", {"values": {"email": raw}, "errors": errors}, status=422)
     if not forms.text(form, forms.HONEYPOT):
-        publisher.notices.later(_send_link_if_known(publisher, address))
+        publisher.notices.later(partial(_send_link_if_known, publisher, address), "looking up a preferences link")
     return _check_inbox(request)
 
 
