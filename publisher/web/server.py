@@ -6,6 +6,8 @@ environment as the emails (one set of overrides for operators).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import aiohttp_jinja2
@@ -27,6 +29,8 @@ from publisher.web.security import (
 )
 from publisher.web.subscription import add_subscription_routes
 
+log = logging.getLogger(__name__)
+
 # The largest body any route takes: a bulk import through the API.  Forms read with
 # a much smaller cap of their own (publisher.web.forms).
 MAX_BODY = 10 * 1024 * 1024
@@ -37,9 +41,20 @@ def create_app(publisher: Publisher) -> web.Application:
 
 
 def create_runner(publisher: Publisher) -> web.AppRunner:
-    """The daemon's runner: feeds are answered before the application (see FeedsFirstRunner)."""
+    """The daemon's runner: feeds are answered before the application (see FeedsFirstRunner).
+
+    ``[server] idle_timeout`` is aiohttp's ``keepalive_timeout``: in aiohttp 3.14 its
+    timer starts when a connection opens and again after each response, and bytes
+    arriving in between do not move it, so it also cuts off a client that never
+    finishes its request headers.  ``[server] max_connections`` bounds how many such
+    clients can be waiting at once (see :class:`ConnectionCap`).
+    """
     app, feeds = _build(publisher)
-    return FeedsFirstRunner(app, feeds, handle_signals=False, access_log=None)
+    server = publisher.settings.server
+    return FeedsFirstRunner(
+        app, feeds, max_connections=server.max_connections,
+        handle_signals=False, access_log=None, keepalive_timeout=server.idle_timeout,
+    )
 
 
 class FeedsFirstRunner(web.AppRunner):
@@ -52,12 +67,14 @@ class FeedsFirstRunner(web.AppRunner):
     included (their 404 page), goes to the application as usual.
     """
 
-    def __init__(self, app: web.Application, feeds: FeedRoutes, **kwargs: Any) -> None:
+    def __init__(self, app: web.Application, feeds: FeedRoutes, *, max_connections: int, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self._feeds = feeds
+        self._max_connections = max_connections
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
+        ConnectionCap(server, self._max_connections)
         application = server.request_handler
         prepared = self._feeds.prepared
 
@@ -73,6 +90,48 @@ class FeedsFirstRunner(web.AppRunner):
 
 
 _FEED_METHODS = frozenset({"GET", "HEAD"})
+
+# The whole answer to a connection past the cap: sent before any request is read.
+_FULL = (
+    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nConnection: close\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 26\r\n\r\n"
+    b"Too many connections; retry"
+)
+
+
+class ConnectionCap:
+    """Answers 503 and closes each connection past ``limit`` open at once.
+
+    aiohttp's server has no connection limit.  Its ``Server`` is told of every
+    connection opening and closing (``connection_made`` / ``connection_lost``, called
+    by each connection's protocol); this wraps those two on the instance to count.
+    ``connection_lost`` runs before the socket is closed, so a client that sees its
+    connection end has already been counted out.
+    """
+
+    def __init__(self, server: web.Server, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+        self._full = False  # logged once per episode of being full, not per refusal
+        self._made, self._lost = server.connection_made, server.connection_lost
+        server.connection_made = self.connection_made  # type: ignore[method-assign]
+        server.connection_lost = self.connection_lost  # type: ignore[method-assign]
+
+    def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
+        self._made(handler, transport)
+        self.open += 1
+        if self.open <= self.limit:
+            self._full = False
+            return
+        if not self._full:
+            self._full = True
+            log.warning("%d connections open, the most [server] max_connections allows: refusing new ones", self.limit)
+        transport.write(_FULL)
+        transport.close()
+
+    def connection_lost(self, handler: web.RequestHandler, exc: BaseException | None = None) -> None:
+        self.open -= 1
+        self._lost(handler, exc)
 
 
 def _build(publisher: Publisher) -> tuple[web.Application, FeedRoutes]:
