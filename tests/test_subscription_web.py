@@ -220,6 +220,52 @@ async def test_forms_without_a_valid_csrf_token_are_refused(site: tuple[Publishe
     assert await subscriber(publisher, "eve@example.org") is None
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+        {"Sec-Fetch-Site": "same-site"},  # a sibling subdomain is another party too
+    ],
+)
+async def test_a_cross_site_form_post_is_refused_even_with_a_valid_token(
+    site: tuple[Publisher, TestClient], headers: dict[str, str]
+) -> None:
+    publisher, client = site
+    visitor = Visitor(client)
+    await visitor.get("/subscribe")
+    refused = await visitor.post("/subscribe", {"email": "eve@example.org"}, headers=headers)
+    assert refused.status == 403
+    assert "another site" in await refused.text()
+    assert await subscriber(publisher, "eve@example.org") is None
+
+
+async def test_same_origin_form_posts_and_cross_site_one_click_unsubscribes_pass(
+    site: tuple[Publisher, TestClient],
+) -> None:
+    publisher, client = site
+    visitor = Visitor(client)
+    await visitor.get("/subscribe")
+    site_url = urlsplit(publisher.settings.site.url)
+    site_origin = f"{site_url.scheme}://{site_url.netloc}"
+    for headers in (
+        {"Origin": site_origin, "Sec-Fetch-Site": "same-origin"},
+        {"Origin": f"http://{client.host}:{client.port}"},  # reached by address, not the site's name
+    ):
+        assert (await visitor.post("/subscribe", {"email": "ann@example.org"}, headers=headers)).status == 200
+    sub = await add_subscriber(publisher.engine, "bob@example.org")
+    token = publisher.tokens.make(Purpose.UNSUBSCRIBE, sub.id, sub.email)
+    # Mailbox providers send RFC 8058's POST from their own origin, without cookies.
+    response = await client.post(
+        f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"},
+        headers={"Origin": "https://mail.example", "Sec-Fetch-Site": "cross-site"}, allow_redirects=False,
+    )
+    assert response.status == 200
+    gone = await subscriber(publisher, "bob@example.org")
+    assert gone is not None and gone.status == Status.UNSUBSCRIBED
+
+
 async def _token_of(client: TestClient) -> str:
     other = Visitor(client)
     await other.get("/subscribe")

@@ -124,6 +124,8 @@ async def topic_choices(publisher: Publisher) -> list[Choice]:
 
 
 def _require_csrf(request: web.Request, form: forms.Form) -> None:
+    if not forms.same_origin(request, request.app[PUBLISHER].settings.site.url):
+        raise web.HTTPForbidden(reason="Form sent from another site")
     if not request.app[CSRF].valid(request, form):
         raise web.HTTPForbidden(reason="Invalid form token")
 
