@@ -39,6 +39,9 @@ def normalize_email(raw: str) -> str:
 
     Syntax only, no DNS lookups (a sign-up page must not wait on a resolver).
     Lower case makes ``Ann@Example.org`` and ``ann@example.org`` one subscriber.
+    An address with non-ASCII characters before the ``@`` is refused: only a relay
+    speaking SMTPUTF8 can carry it, and the transport doesn't (an international
+    domain is fine: it travels as IDNA).
     """
     raw = raw.strip()
     if not raw:
@@ -46,9 +49,15 @@ def normalize_email(raw: str) -> str:
     if len(raw) > MAX_EMAIL:
         raise SubscriberError(f"the email address is longer than {MAX_EMAIL} characters")
     try:
-        return validate_email(raw, check_deliverability=False).normalized.lower()
+        found = validate_email(raw, check_deliverability=False)
     except EmailNotValidError as exc:
         raise SubscriberError(f"not a valid email address: {exc}") from None
+    if found.smtputf8:
+        raise SubscriberError(
+            "we can't send to an address with accented or non-Latin letters before the @ "
+            f"({found.local_part!r}); please use another address"
+        )
+    return found.normalized.lower()
 
 
 def email_hash(address: str) -> str:

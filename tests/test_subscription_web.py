@@ -322,6 +322,22 @@ async def test_invalid_input_is_shown_back_escaped_with_its_error(site: tuple[Pu
     assert await subscriber_store.count(publisher.engine) == 0
 
 
+async def test_an_address_needing_smtputf8_is_refused_at_sign_up_with_why(site: tuple[Publisher, TestClient]) -> None:
+    publisher, client = site
+    visitor = Visitor(client)
+    await visitor.get("/subscribe")
+    response = await visitor.post("/subscribe", {"email": "jöran@example.org"})
+    assert response.status == 422
+    error = html5lib.parse(await response.text(), namespaceHTMLElements=False).find(".//*[@id='email-error']")
+    assert error is not None
+    message = "".join(error.itertext())
+    assert "before the @" in message and "use another address" in message
+    assert await subscriber_store.count(publisher.engine) == 0
+    assert outbox_messages(publisher.settings) == []
+    # A non-ASCII domain is fine: it travels as IDNA (xn--) in plain SMTP.
+    assert (await visitor.post("/subscribe", {"email": "ann@bücher.example"})).status == 200
+
+
 async def test_oversized_fields_and_bodies_are_refused(site: tuple[Publisher, TestClient]) -> None:
     _, client = site
     visitor = Visitor(client)
