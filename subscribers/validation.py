@@ -65,6 +65,20 @@ def email_hash(address: str) -> str:
     return hashlib.sha256(address.encode("utf-8")).hexdigest()
 
 
+def check_search(raw: str) -> str:
+    """A text to look for in addresses and names, as given.
+
+    Longer than any address, or holding a control character that no address or
+    name can hold (a NUL would even end SQLite's pattern early and match everyone),
+    it can't match anything: the caller is told instead of getting an empty page.
+    """
+    if len(raw) > MAX_EMAIL:
+        raise SubscriberError(f"q is longer than {MAX_EMAIL} characters", "q")
+    if found := _CONTROL.search(raw):
+        raise SubscriberError(f"q holds a control character ({found.group()!r}), which no address or name has", "q")
+    return raw
+
+
 def check_name(raw: str) -> str:
     name = " ".join(raw.split())
     if _CONTROL.search(raw.replace("\t", " ")):
