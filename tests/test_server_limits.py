@@ -7,10 +7,12 @@ client would use them; short limits from the config keep the tests quick.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import pytest
 from aiohttp import web
 
 from publisher.app import Publisher
@@ -78,7 +80,11 @@ async def test_past_max_connections_new_ones_get_503_and_the_server_keeps_answer
         held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
         for _, writer in held:
             writer.write(b"GET /heal")  # two slow clients fill the listener
-        refused = await get(port, "/healthz")
+        # The answer comes before any request is read (a client that sent one at once
+        # may see a reset instead: the request was never read).
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        refused = await closed_by_server(reader)
+        writer.close()
         assert refused.startswith(b"HTTP/1.1 503 ")
         assert b"Retry-After: " in refused
         # The slow clients are cut off after idle_timeout; then people get in again.
@@ -86,3 +92,27 @@ async def test_past_max_connections_new_ones_get_503_and_the_server_keeps_answer
             assert await closed_by_server(reader) == b""
             writer.close()
         assert (await get(port, "/healthz")).startswith(b"HTTP/1.1 200 ")
+
+
+async def test_a_malformed_request_gets_400_and_one_log_line_without_traceback(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aiohttp")
+    async with listening(make_settings()) as port:
+        for request in (
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 20000 + b"\r\n\r\n",
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request)
+            status_line = (await closed_by_server(reader)).split(b"\r\n")[0]
+            assert status_line.endswith(b" 400 Bad Request"), status_line
+            writer.close()
+    logged = [r for r in caplog.records if r.name.startswith("aiohttp") and r.levelno >= logging.INFO]
+    assert len(logged) == 2
+    for record in logged:
+        line = caplog.handler.format(record)
+        assert "\n" not in line and "Traceback" not in line
+        assert record.exc_info is None
+        assert record.levelno == logging.INFO
+        assert "127.0.0.1: 400 " in record.getMessage()  # who, and why

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
+from aiohttp.http import HttpProcessingError
 
 from publisher.app import Publisher
 from publisher.web.api import add_api_routes
@@ -54,7 +55,25 @@ def create_runner(publisher: Publisher) -> web.AppRunner:
     return FeedsFirstRunner(
         app, feeds, max_connections=server.max_connections,
         handle_signals=False, access_log=None, keepalive_timeout=server.idle_timeout,
+        logger=ClientErrorLogger(logging.getLogger("aiohttp.server")),
     )
+
+
+class ClientErrorLogger(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server logger, with a client's malformed request as one INFO line.
+
+    aiohttp logs every request its parser rejects (a bad header, a line too long)
+    with ``logger.exception``: a traceback per probe from the internet, at ERROR.
+    That is the client's mistake, already answered with a 400; the line keeps who
+    sent it and why.  Every other exception keeps its traceback.
+    """
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            reason = exc_info.message.strip().splitlines()[0].rstrip(":") if exc_info.message.strip() else ""
+            self.info(f"{msg}: %d %s", *args, exc_info.code, reason)
+            return
+        super().exception(msg, *args, exc_info=exc_info, **kwargs)
 
 
 class FeedsFirstRunner(web.AppRunner):
@@ -127,7 +146,9 @@ class ConnectionCap:
             self._full = True
             log.warning("%d connections open, the most [server] max_connections allows: refusing new ones", self.limit)
         transport.write(_FULL)
-        transport.close()
+        # Closed on the next turn of the loop: the handler starts its task after this
+        # returns, and on Python 3.11 that task must not find the connection lost already.
+        asyncio.get_running_loop().call_soon(handler.force_close)
 
     def connection_lost(self, handler: web.RequestHandler, exc: BaseException | None = None) -> None:
         self.open -= 1
