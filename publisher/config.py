@@ -268,8 +268,8 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     shutdown_timeout: float = Field(default=30.0, gt=0)
-    # Seconds a connection may go without a complete request: idle keep-alive, or a
-    # client still trickling its headers in (slowloris).  Above nginx's upstream
+    # Seconds a connection may go without a complete request: idle keep-alive, a
+    # client still trickling its headers in (slowloris), or a form's body (408).  Above nginx's upstream
     # keepalive_timeout (60 s), so nginx never reuses a connection the daemon closed.
     idle_timeout: float = Field(default=75.0, gt=0, le=3600)
     # Connections open at once; past it a new one gets 503 and is closed.  Keep it

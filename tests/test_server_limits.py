@@ -116,3 +116,21 @@ async def test_a_malformed_request_gets_400_and_one_log_line_without_traceback(
         assert record.exc_info is None
         assert record.levelno == logging.INFO
         assert "127.0.0.1: 400 " in record.getMessage()  # who, and why
+
+
+async def test_a_form_body_that_stops_arriving_gets_408_after_idle_timeout(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with listening(make_settings("[server]\nidle_timeout = 1\n")) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /subscribe HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nemail=ann"
+        )
+        started = time.monotonic()
+        # (aiohttp then reads what may still come for its lingering_time, and closes)
+        status_line = await asyncio.wait_for(reader.readline(), WITHIN)
+        writer.close()
+        assert status_line.endswith(b" 408 Request Timeout\r\n"), status_line
+        assert time.monotonic() - started < 3
+        assert (await get(port, "/healthz")).startswith(b"HTTP/1.1 200 ")

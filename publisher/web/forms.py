@@ -10,6 +10,7 @@ same visitor are byte-identical whatever else differs (no enumeration of address
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 from urllib.parse import urlsplit
@@ -17,6 +18,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from itsdangerous import Signer
 from multidict import MultiDictProxy
+
+from publisher.web.keys import PUBLISHER
 
 Form = MultiDictProxy[str | bytes | bytearray | web.FileField]
 COOKIE = "publisher_csrf"
@@ -88,9 +91,15 @@ async def read_form(request: web.Request) -> Form:
     """The posted fields, read with a cap: 413 past what any of our forms needs.
 
     The application's own ``client_max_size`` is larger (the API takes bulk
-    imports), so forms get their own, smaller one.
+    imports), so forms get their own, smaller one.  A body that stops arriving gets
+    408 after ``[server] idle_timeout``: the connection's idle timer does not run
+    while a handler reads, and these forms are open to anyone.
     """
-    return await request.clone(client_max_size=MAX_FORM_BYTES).post()
+    try:
+        async with asyncio.timeout(request.app[PUBLISHER].settings.server.idle_timeout):
+            return await request.clone(client_max_size=MAX_FORM_BYTES).post()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout() from None
 
 
 def text(form: Form, name: str, limit: int = 1000) -> str:
