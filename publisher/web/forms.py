@@ -66,18 +66,19 @@ class CsrfSigner:
 def same_origin(request: web.Request, site_url: str) -> bool:
     """Whether the browser says this POST comes from one of our own pages.
 
-    A second line behind the CSRF token: browsers send ``Sec-Fetch-Site`` (and
-    ``Origin``) on every POST and no page can forge them.  ``same-site`` is refused
-    too, since a sibling subdomain is another party.  ``Origin`` must name the
-    configured site or the host the request was sent to (the daemon reached by its
-    address).  Neither header (an old browser, a script) leaves the decision to the
-    token.
+    A second line behind the CSRF token: no page can forge these headers.
+    ``Sec-Fetch-Site`` (every current browser sends it) decides when present;
+    ``same-site`` is refused too, since a sibling subdomain is another party.
+    Otherwise ``Origin`` must name the configured site or the host the request
+    was sent to (the daemon reached by its address).  Our pages' ``no-referrer``
+    policy makes browsers send ``Origin: null`` with every POST, so ``null``, like
+    no header at all (an old browser, a script), leaves the decision to the token.
     """
     fetch_site = request.headers.get("Sec-Fetch-Site")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        return False
-    origin = request.headers.get("Origin")
-    if origin is None:
+    if fetch_site is not None:
+        return fetch_site in ("same-origin", "none")
+    origin = request.headers.get("Origin", "null")
+    if origin == "null":
         return True
     netloc = urlsplit(origin).netloc
     return bool(netloc) and netloc in (urlsplit(site_url).netloc, request.host)
