@@ -87,6 +87,8 @@ async def test_past_max_connections_new_ones_get_503_and_the_server_keeps_answer
         writer.close()
         assert refused.startswith(b"HTTP/1.1 503 ")
         assert b"Retry-After: " in refused
+        head, _, body = refused.partition(b"\r\n\r\n")
+        assert f"Content-Length: {len(body)}\r\n".encode() in head + b"\r\n"
         # The slow clients are cut off after idle_timeout; then people get in again.
         for reader, writer in held:
             assert await closed_by_server(reader) == b""

@@ -70,7 +70,8 @@ class ClientErrorLogger(logging.LoggerAdapter[logging.Logger]):
 
     def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
         if isinstance(exc_info, HttpProcessingError):
-            reason = exc_info.message.strip().splitlines()[0].rstrip(":") if exc_info.message.strip() else ""
+            lines = exc_info.message.strip().splitlines()
+            reason = lines[0].rstrip(":") if lines else ""
             self.info(f"{msg}: %d %s", *args, exc_info.code, reason)
             return
         super().exception(msg, *args, exc_info=exc_info, **kwargs)
@@ -111,10 +112,10 @@ class FeedsFirstRunner(web.AppRunner):
 _FEED_METHODS = frozenset({"GET", "HEAD"})
 
 # The whole answer to a connection past the cap: sent before any request is read.
+_FULL_BODY = b"Too many connections; retry soon.\n"
 _FULL = (
     b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nConnection: close\r\n"
-    b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 26\r\n\r\n"
-    b"Too many connections; retry"
+    b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s" % (len(_FULL_BODY), _FULL_BODY)
 )
 
 
