@@ -288,6 +288,13 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     shutdown_timeout: float = Field(default=30.0, gt=0)
+    # Seconds a connection may go without a complete request: idle keep-alive, a
+    # client still trickling its headers in (slowloris), or a form's body (408).  Above nginx's upstream
+    # keepalive_timeout (60 s), so nginx never reuses a connection the daemon closed.
+    idle_timeout: float = Field(default=75.0, gt=0, le=3600)
+    # Connections open at once; past it a new one gets 503 and is closed.  Keep it
+    # under the process's open-file limit (`ulimit -n`, 1024 by default).
+    max_connections: int = Field(default=900, ge=1)
     # Reverse proxies whose X-Forwarded-For names the real client (for rate limits).
     trusted_proxies: list[str] = []
 
@@ -316,6 +323,11 @@ class SubscribersSettings(_Section):
     # Sign-up limits (POST /subscribe), in the notation of the `limits` library.
     signup_rate_per_client: Annotated[str, AfterValidator(_rate)] = "10/hour"
     signup_rate_per_address: Annotated[str, AfterValidator(_rate)] = "3/hour"
+    # Storing a sign-up (and the other work a page leaves for after its answer) is tried
+    # this many times while the database fails, waiting signup_retry_seconds, then twice
+    # as long each time; then it is logged as an error and counted in /readyz.
+    signup_attempts: int = Field(default=4, ge=1, le=20)
+    signup_retry_seconds: float = Field(default=1.0, gt=0, le=600)
 
 
 class Settings(_Section):

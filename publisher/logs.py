@@ -47,6 +47,14 @@ _RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dic
 }
 
 
+def first_line(exc: BaseException) -> str:
+    """The exception's class and the first line of its message (SQLAlchemy appends SQL and links)."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if len(message) > 200:
+        message = message[:200] + "…"
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
 @contextmanager
 def digest_context(digest_id: str | None) -> Iterator[None]:
     """Tag every line logged in this block (in this task or thread) with ``digest_id``.

@@ -4,7 +4,10 @@ They are sent in the background, off the request that caused them, so the sign-u
 page answers in the same time whether or not an address is known and whether or not
 the relay is slow (no enumeration by timing, no request held by SMTP).  A notice
 that fails is logged with the subscriber's id (never the address); the person can
-ask again from the page.
+ask again from the page.  The page has already said "check your inbox", so work that
+fails on the database (a full disk, a failover) is tried again with backoff
+(``[subscribers] signup_attempts``, ``signup_retry_seconds``); what still fails is
+logged as an error and counted in :attr:`Notices.given_up`, which ``/readyz`` shows.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
+from functools import partial
 
 import jinja2
+from sqlalchemy.exc import SQLAlchemyError
 
 from publisher.config import Settings
+from publisher.logs import first_line
 from publisher.mail.dkim import DkimSigner
 from publisher.mail.message import build_notice
 from publisher.mail.render import render_notice
@@ -25,6 +31,8 @@ from subscribers.model import Subscriber
 from subscribers.tokens import Purpose, Tokens
 
 log = logging.getLogger(__name__)
+
+Work = Callable[[], Coroutine[object, object, None]]  # makes a fresh attempt each call
 
 
 def _now() -> datetime:
@@ -42,6 +50,7 @@ class Notices:
         self.clock = clock
         self.signer = signer
         self._tasks: set[asyncio.Task[None]] = set()
+        self.given_up = 0  # background work abandoned after every attempt failed
 
     @property
     def confirm_max_age(self) -> float:
@@ -49,7 +58,7 @@ class Notices:
         return self.settings.subscribers.confirm_within_hours * 3600
 
     def confirm_later(self, subscriber: Subscriber) -> None:
-        self.later(self.send_confirmation(subscriber))
+        self.later(partial(self.send_confirmation, subscriber), "sending a confirmation")
 
     async def send_confirmation(self, subscriber: Subscriber) -> None:
         url = self.tokens.link(self.settings.site.url, Purpose.CONFIRM, subscriber.id, subscriber.email)
@@ -80,18 +89,37 @@ class Notices:
         _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
         return not pending
 
-    def later(self, work: Coroutine[object, object, None]) -> None:
-        """Run ``work`` after the current request has been answered; drained at shutdown."""
-        task = asyncio.create_task(self._logged(work))
+    def later(self, work: Work, what: str) -> None:
+        """Run ``work()`` after the current request has been answered; drained at shutdown.
+
+        ``what`` names the work in the log ("storing a sign-up"); never put an
+        address in it.
+        """
+        task = asyncio.create_task(self._attempts(work, what))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    @staticmethod
-    async def _logged(work: Coroutine[object, object, None]) -> None:
-        try:
-            await work
-        except Exception:
-            log.exception("background work for a subscriber failed")
+    async def _attempts(self, work: Work, what: str) -> None:
+        """``work()``, tried again with doubling waits while the database or the network fails."""
+        attempts = self.settings.subscribers.signup_attempts
+        wait = self.settings.subscribers.signup_retry_seconds
+        for attempt in range(1, attempts + 1):
+            try:
+                await work()
+                return
+            except (SQLAlchemyError, OSError) as exc:
+                if attempt == attempts:
+                    self.given_up += 1
+                    log.error("%s failed after %d attempts, given up: %s", what, attempts, first_line(exc))
+                    return
+                log.warning("%s failed (attempt %d of %d), retrying in %g s: %s",
+                            what, attempt, attempts, wait, first_line(exc))
+                await asyncio.sleep(wait)
+                wait *= 2
+            except Exception:  # a bug: trying again would fail the same way
+                self.given_up += 1
+                log.exception("%s failed", what)
+                return
 
     async def _send(self, subscriber: Subscriber, template: str, subject: str, extra: dict[str, object]) -> None:
         site = self.settings.site

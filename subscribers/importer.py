@@ -17,6 +17,7 @@ import csv
 import dataclasses
 import io
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -54,9 +55,17 @@ IMPORTED = ("email", "name", *PREFERENCE_FIELDS)
 EXPORT_COLUMNS = (*IMPORTED, "status", "source", "created_at", "confirmed_at")
 _INFORMATIONAL = frozenset({"id", "source", "created_at", "confirmed_at", "confirmed_source", "unsubscribed_at"})
 _DELIMITERS = ",;\t"  # comma first: it wins a tie (a header with a single column)
-# A spreadsheet runs a cell that starts with one of these as a formula; names come from
-# a public sign-up form, so the export defuses them with a leading apostrophe.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP's CSV
+# injection list).  Names come from a public sign-up form, and a spreadsheet splits a
+# line on its locale's separator whatever the file uses (a quote mid-cell is then just
+# a character), so the export puts an apostrophe wherever a cell could start: at the
+# start of a field and after each separator, before any quotes and apostrophes that
+# precede a formula start.  An apostrophe is added even where one already is, so the
+# importer removes exactly one and every name comes back as it was.
+_CELL_START = "(^|[,;\t])"
+_FORMULA_AHEAD = r"""(?=['"]*[-=+@\t\r])"""
+_DEFUSABLE = re.compile(_CELL_START + _FORMULA_AHEAD)
+_DEFUSED = re.compile(_CELL_START + "'" + _FORMULA_AHEAD)
 BATCH_SIZE = 1000  # rows per transaction: under every database's bound-parameter limit
 
 ProgressCallback = Callable[[int, int], None]  # (rows stored so far, rows to store)
@@ -353,12 +362,13 @@ def _check_status(raw: str) -> Status:
 
 
 def _defuse(cell: str) -> str:
-    return "'" + cell if cell.startswith(_FORMULA_START) else cell
+    """``cell`` with an apostrophe wherever a spreadsheet could read a formula."""
+    return _DEFUSABLE.sub(r"\1'", cell)
 
 
 def _restore(cell: str) -> str:
     """Undo :func:`_defuse`, so an exported name comes back as it was."""
-    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_FORMULA_START) else cell
+    return _DEFUSED.sub(r"\1", cell)
 
 
 # --- storing --------------------------------------------------------------------------

@@ -39,6 +39,9 @@ def normalize_email(raw: str) -> str:
 
     Syntax only, no DNS lookups (a sign-up page must not wait on a resolver).
     Lower case makes ``Ann@Example.org`` and ``ann@example.org`` one subscriber.
+    An address with non-ASCII characters before the ``@`` is refused: only a relay
+    speaking SMTPUTF8 can carry it, and the transport doesn't (an international
+    domain is fine: it travels as IDNA).
     """
     raw = raw.strip()
     if not raw:
@@ -46,14 +49,34 @@ def normalize_email(raw: str) -> str:
     if len(raw) > MAX_EMAIL:
         raise SubscriberError(f"the email address is longer than {MAX_EMAIL} characters")
     try:
-        return validate_email(raw, check_deliverability=False).normalized.lower()
+        found = validate_email(raw, check_deliverability=False)
     except EmailNotValidError as exc:
         raise SubscriberError(f"not a valid email address: {exc}") from None
+    if found.smtputf8:
+        raise SubscriberError(
+            "we can't send to an address with accented or non-Latin letters before the @ "
+            f"({found.local_part!r}); please use another address"
+        )
+    return found.normalized.lower()
 
 
 def email_hash(address: str) -> str:
     """The key of a normalized address on the suppression list."""
     return hashlib.sha256(address.encode("utf-8")).hexdigest()
+
+
+def check_search(raw: str) -> str:
+    """A text to look for in addresses and names, as given.
+
+    Longer than any address, or holding a control character that no address or
+    name can hold (a NUL would even end SQLite's pattern early and match everyone),
+    it can't match anything: the caller is told instead of getting an empty page.
+    """
+    if len(raw) > MAX_EMAIL:
+        raise SubscriberError(f"q is longer than {MAX_EMAIL} characters", "q")
+    if found := _CONTROL.search(raw):
+        raise SubscriberError(f"q holds a control character ({found.group()!r}), which no address or name has", "q")
+    return raw
 
 
 def check_name(raw: str) -> str:

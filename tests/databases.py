@@ -39,6 +39,7 @@ from typing import Any, Protocol, TypeVar
 
 import asyncpg
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 T = TypeVar("T")
 
@@ -259,3 +260,15 @@ def _alive(pid: int) -> bool:
 def rows(root: Path, sql: str) -> Sequence[tuple[Any, ...]]:
     """A plain SQL query on the database of the site in ``root``, for the current backend."""
     return current().fetch(root, sql)
+
+
+def read_only_engine(url: str) -> AsyncEngine:
+    """An engine on the database at ``url`` that reads but can't write.
+
+    What a store looks like when its disk is full or read-only, or after a failover
+    left a replica behind: ``SELECT 1`` answers, every write fails.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return create_async_engine(f"sqlite+aiosqlite:///file:{parsed.database}?mode=ro&uri=true")
+    return create_async_engine(url, connect_args={"server_settings": {"default_transaction_read_only": "on"}})

@@ -265,6 +265,20 @@ async def test_paging_with_next_after_yields_everyone_once(client: TestClient, p
     assert everyone["total"] == 8 and len(everyone["subscribers"]) == 8 and everyone["next_after"] is None
 
 
+async def test_a_search_matches_its_text_literally_never_everyone(client: TestClient) -> None:
+    await create(client, email="ann@example.org", name="Ann")
+    await create(client, email="bo_b@example.org", name="100% Bob")
+    for q, found in (("%", ["bo_b@example.org"]), ("_", ["bo_b@example.org"]), ("n_", []), ("0%", ["bo_b@example.org"])):
+        body = await (await client.get("/api/subscribers", params={"q": q})).json()
+        assert [s["email"] for s in body["subscribers"]] == found and body["total"] == len(found), q
+    # A control character can't be in an address or a name: a search for one is refused.
+    for q in ("\x00", "ann\x00", "\n"):
+        response = await client.get("/api/subscribers", params={"q": q})
+        assert response.status == 422, repr(q)
+        problems = (await response.json())["problems"]
+        assert fields_of({"problems": problems}) == {"q"} and "control character" in problems[0]["message"]
+
+
 async def test_bad_list_parameters_are_all_reported(client: TestClient) -> None:
     response = await client.get(
         "/api/subscribers", params={"limit": "501", "after": "-1", "status": "gone", "sort": "email"}

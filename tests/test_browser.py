@@ -107,6 +107,8 @@ async def test_subscribe_confirm_change_preferences_and_unsubscribe(
             confirm_url = re.search(r"http://\S+/confirm/\S+", body).group(0)  # type: ignore[union-attr]
 
             await page.goto(confirm_url)
+            await page.get_by_role("heading", name="Confirm your subscription").wait_for()
+            await page.get_by_role("button", name="Confirm my subscription").click()
             await page.get_by_text("your subscription is confirmed").wait_for()
             await shot("04-confirmed-preferences")
             assert await page.get_by_label("A weekly digest").is_checked()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from datetime import UTC, datetime
@@ -399,3 +400,34 @@ async def test_jsonl_export_is_one_subscriber_dict_a_line_filtered_by_status(pub
     buffer = io.StringIO()
     assert await importer.export_jsonl(publisher.engine, buffer, status=Status.ACTIVE) == 1
     assert [json.loads(line) for line in buffer.getvalue().splitlines()] == [ann.to_dict()]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Mo;=cmd|' /C calc'!A0;",
+        'Al,+SUM(1)|"x"',
+        'Bo;"=cmd|x"!A0',
+        "Cy;'=already quoted",
+        "'@start",
+        "-1;@2,+3",
+    ],
+)
+async def test_an_export_runs_no_formula_in_any_spreadsheet_locale_and_re_imports_the_name(
+    publisher: Publisher, name: str
+) -> None:
+    await add_subscriber(publisher.engine, "ann@example.org", name=name)
+    buffer = io.StringIO()
+    await importer.export_csv(publisher.engine, buffer)
+    exported = buffer.getvalue()
+
+    # A spreadsheet opens the file with its locale's separator, whatever the file uses.
+    for separator in (",", ";", "\t"):
+        for row in csv.reader(io.StringIO(exported), delimiter=separator):
+            for cell in row:
+                bare = cell.lstrip('"')
+                assert not bare.startswith(("=", "+", "-", "@", "\t", "\r")), (separator, cell)
+
+    parsed = parse_csv(exported, known_topics=KNOWN, default_timezone="UTC", default_cadence="daily")
+    assert parsed.errors == []
+    assert [row.name for row in parsed.rows] == [name]

@@ -23,6 +23,7 @@ from publisher.feeds import FeedDocument
 from publisher.web.feeds import accepts_gzip
 from publisher.web.security import PAGE_CSP
 from publisher.web.server import create_runner
+from tests.databases import read_only_engine
 from tests.people import add_subscriber
 from tests.web_client import web_client
 
@@ -97,7 +98,7 @@ async def test_readyz_is_200_when_every_check_passes(client: TestClient, publish
     status, checks = await readiness(client)
     assert status == 200
     assert all(check["ok"] is True for check in checks.values())
-    assert str(checks["database"]["detail"]).startswith("SELECT 1 in ")
+    assert str(checks["database"]["detail"]).startswith("SELECT 1 and a write in ")
     assert checks["scan"]["max_age_seconds"] == 180  # 3 x the default 60 s scan interval
 
 
@@ -136,6 +137,23 @@ async def test_readyz_is_503_when_the_database_is_unreachable(
     assert str(checks["database"]["detail"]).startswith("SELECT 1 failed: OperationalError")
     assert "Traceback" not in str(checks["database"]["detail"])
     assert checks["scheduler"]["ok"] is True and checks["scan"]["ok"] is True
+
+
+async def test_readyz_is_503_when_the_database_reads_but_refuses_writes(
+    client: TestClient, publisher: Publisher
+) -> None:
+    ready(publisher)
+    writable = publisher.engine
+    publisher.engine = read_only_engine(publisher.settings.database.url)
+    try:
+        status, checks = await readiness(client)
+    finally:
+        await publisher.engine.dispose()
+        publisher.engine = writable
+    assert status == 503
+    assert checks["database"]["ok"] is False
+    assert str(checks["database"]["detail"]).startswith("a write failed: ")
+    assert (await readiness(client))[0] == 200
 
 
 # --- metrics --------------------------------------------------------------------------

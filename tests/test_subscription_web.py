@@ -7,6 +7,7 @@ Every flow goes through the real application (aiohttp test server), the real sto
 from __future__ import annotations
 
 import email.message
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import html5lib
 import pytest
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from itsdangerous import TimestampSigner
 from sqlalchemy import select
@@ -32,6 +34,7 @@ from subscribers.model import Cadence, Preferences, Status, Subscriber
 from subscribers.tokens import Purpose
 from subscribers.validation import email_hash
 from tests.articles import seed_like
+from tests.databases import read_only_engine
 from tests.outbox import link_in, outbox_messages
 from tests.people import add_subscriber
 from tests.web_client import Visitor, web_client
@@ -77,6 +80,14 @@ async def sign_up(visitor: Visitor, address: str, **fields: str | list[str]) -> 
     return await response.text()
 
 
+async def confirm(visitor: Visitor, path: str) -> ClientResponse:
+    """What a person does with the emailed link: open it, press the page's one button."""
+    page = await visitor.get(path)
+    assert page.status == 200, await page.text()
+    assert "Confirm my subscription" in await page.text()
+    return await visitor.post(path, {})
+
+
 async def test_sign_up_confirm_and_land_on_preferences(site: tuple[Publisher, TestClient]) -> None:
     publisher, client = site
     visitor = Visitor(client)
@@ -89,7 +100,7 @@ async def test_sign_up_confirm_and_land_on_preferences(site: tuple[Publisher, Te
     assert "List-Unsubscribe" not in confirmation  # transactional, not bulk
     confirm_path = link_in(confirmation, "/confirm/")
     assert "ann" not in confirm_path.lower()  # the token never holds the address
-    response = await visitor.get(confirm_path)
+    response = await confirm(visitor, confirm_path)
     assert response.status == 303
     location = response.headers["Location"]
     assert location.startswith("/preferences/") and location.endswith("?confirmed=1")
@@ -100,8 +111,97 @@ async def test_sign_up_confirm_and_land_on_preferences(site: tuple[Publisher, Te
     active = await subscriber(publisher, "ann@example.org")
     assert active is not None and active.status == Status.ACTIVE
     assert active.confirmed_source == "web" and active.confirmed_at is not None
-    # Following the link again is harmless.
-    assert (await visitor.get(confirm_path)).status == 303
+    # Following the link again is harmless: it leads to the preferences.
+    again = await visitor.get(confirm_path)
+    assert again.status == 303 and again.headers["Location"].startswith("/preferences/")
+    assert (await visitor.post(confirm_path, {})).status == 303
+
+
+async def test_a_link_scanner_fetching_the_confirmation_link_confirms_nothing(
+    site: tuple[Publisher, TestClient],
+) -> None:
+    publisher, client = site
+    visitor = Visitor(client)
+    await sign_up(visitor, "ann@example.org")
+    [confirmation] = await mail_to(publisher, "ann@example.org")
+    path = link_in(confirmation, "/confirm/")
+    # Mail security scanners send HEAD and GET (no cookie) to every link in a message.
+    assert (await client.head(path, allow_redirects=False)).status == 200
+    scanned = await client.get(path, allow_redirects=False)
+    assert scanned.status == 200 and "Confirm my subscription" in await scanned.text()
+    still = await subscriber(publisher, "ann@example.org")
+    assert still is not None and still.status == Status.PENDING
+    # A POST without the page's form token (a scanner that submits forms) is refused.
+    assert (await Visitor(client).post(path, {}, csrf=False)).status == 403
+    assert (await subscriber(publisher, "ann@example.org")).status == Status.PENDING  # type: ignore[union-attr]
+    # The person presses the page's button.
+    done = await confirm(visitor, path)
+    assert done.status == 303 and done.headers["Location"].endswith("?confirmed=1")
+    active = await subscriber(publisher, "ann@example.org")
+    assert active is not None and active.status == Status.ACTIVE
+
+
+class _OnRetry(logging.Handler):
+    """Calls ``action`` once, when the first retry of background work is logged."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.action: Callable[[], None] | None = action
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.action is not None and "retrying" in record.getMessage():
+            self.action, action = None, self.action
+            action()
+
+
+async def test_a_sign_up_while_the_database_refuses_writes_is_stored_once_it_recovers(
+    make_settings: Callable[..., Settings],
+) -> None:
+    publisher = Publisher(make_settings(GENEROUS + "signup_retry_seconds = 0.01\n"))
+    await publisher.start()
+    writable = publisher.engine
+    failing = read_only_engine(publisher.settings.database.url)
+    publisher.engine = failing
+    handler = _OnRetry(lambda: setattr(publisher, "engine", writable))  # the disk is freed
+    logging.getLogger("publisher").addHandler(handler)
+    try:
+        async with web_client(publisher) as client:
+            await sign_up(Visitor(client), "ann@example.org")
+            stored = await subscriber(publisher, "ann@example.org")
+            assert stored is not None and stored.status == Status.PENDING
+            assert len(await mail_to(publisher, "ann@example.org")) == 1
+            assert (await (await client.get("/readyz")).json())["lost_signups"] == 0
+    finally:
+        logging.getLogger("publisher").removeHandler(handler)
+        await failing.dispose()
+        await publisher.close()
+
+
+async def test_a_sign_up_the_database_never_takes_is_logged_and_counted_in_readyz(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    publisher = Publisher(make_settings(GENEROUS + "signup_attempts = 3\nsignup_retry_seconds = 0.01\n"))
+    await publisher.start()
+    writable = publisher.engine
+    publisher.engine = read_only_engine(publisher.settings.database.url)
+    try:
+        async with web_client(publisher) as client:
+            body = await sign_up(Visitor(client), "ann@example.org")
+            assert "Check your inbox" in body
+            assert await publisher.notices.drain(10)
+            retries = [r for r in caplog.records if "retrying" in r.getMessage()]
+            assert [r.levelno for r in retries] == [logging.WARNING] * 2
+            [given_up] = [r for r in caplog.records if r.levelno == logging.ERROR]
+            assert "after 3 attempts" in given_up.getMessage() and "ann@" not in given_up.getMessage()
+            ready = await (await client.get("/readyz")).json()
+            assert ready["lost_signups"] == 1
+            assert ready["checks"]["database"]["ok"] is False
+    finally:
+        await publisher.engine.dispose()
+        publisher.engine = writable
+        await publisher.close()
+    async with publisher.engine.connect() as conn:
+        assert await subscriber_store.find(conn, "ann@example.org") is None
 
 
 async def test_forms_without_a_valid_csrf_token_are_refused(site: tuple[Publisher, TestClient]) -> None:
@@ -118,6 +218,53 @@ async def test_forms_without_a_valid_csrf_token_are_refused(site: tuple[Publishe
     stranger.token = (await _token_of(client))
     assert (await stranger.post("/subscribe", {"email": "eve@example.org"})).status == 403
     assert await subscriber(publisher, "eve@example.org") is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+        {"Sec-Fetch-Site": "same-site"},  # a sibling subdomain is another party too
+    ],
+)
+async def test_a_cross_site_form_post_is_refused_even_with_a_valid_token(
+    site: tuple[Publisher, TestClient], headers: dict[str, str]
+) -> None:
+    publisher, client = site
+    visitor = Visitor(client)
+    await visitor.get("/subscribe")
+    refused = await visitor.post("/subscribe", {"email": "eve@example.org"}, headers=headers)
+    assert refused.status == 403
+    assert "another site" in await refused.text()
+    assert await subscriber(publisher, "eve@example.org") is None
+
+
+async def test_same_origin_form_posts_and_cross_site_one_click_unsubscribes_pass(
+    site: tuple[Publisher, TestClient],
+) -> None:
+    publisher, client = site
+    visitor = Visitor(client)
+    await visitor.get("/subscribe")
+    site_url = urlsplit(publisher.settings.site.url)
+    site_origin = f"{site_url.scheme}://{site_url.netloc}"
+    for headers in (
+        {"Origin": site_origin, "Sec-Fetch-Site": "same-origin"},
+        {"Origin": f"http://{client.host}:{client.port}"},  # reached by address, not the site's name
+        # Our no-referrer policy makes browsers send this with every POST, our own included.
+        {"Origin": "null", "Sec-Fetch-Site": "same-origin"},
+    ):
+        assert (await visitor.post("/subscribe", {"email": "ann@example.org"}, headers=headers)).status == 200
+    sub = await add_subscriber(publisher.engine, "bob@example.org")
+    token = publisher.tokens.make(Purpose.UNSUBSCRIBE, sub.id, sub.email)
+    # Mailbox providers send RFC 8058's POST from their own origin, without cookies.
+    response = await client.post(
+        f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"},
+        headers={"Origin": "https://mail.example", "Sec-Fetch-Site": "cross-site"}, allow_redirects=False,
+    )
+    assert response.status == 200
+    gone = await subscriber(publisher, "bob@example.org")
+    assert gone is not None and gone.status == Status.UNSUBSCRIBED
 
 
 async def _token_of(client: TestClient) -> str:
@@ -176,6 +323,22 @@ async def test_invalid_input_is_shown_back_escaped_with_its_error(site: tuple[Pu
     assert await subscriber_store.count(publisher.engine) == 0
 
 
+async def test_an_address_needing_smtputf8_is_refused_at_sign_up_with_why(site: tuple[Publisher, TestClient]) -> None:
+    publisher, client = site
+    visitor = Visitor(client)
+    await visitor.get("/subscribe")
+    response = await visitor.post("/subscribe", {"email": "jöran@example.org"})
+    assert response.status == 422
+    error = html5lib.parse(await response.text(), namespaceHTMLElements=False).find(".//*[@id='email-error']")
+    assert error is not None
+    message = "".join(error.itertext())
+    assert "before the @" in message and "use another address" in message
+    assert await subscriber_store.count(publisher.engine) == 0
+    assert outbox_messages(publisher.settings) == []
+    # A non-ASCII domain is fine: it travels as IDNA (xn--) in plain SMTP.
+    assert (await visitor.post("/subscribe", {"email": "ann@bücher.example"})).status == 200
+
+
 async def test_oversized_fields_and_bodies_are_refused(site: tuple[Publisher, TestClient]) -> None:
     _, client = site
     visitor = Visitor(client)
@@ -232,7 +395,9 @@ async def test_an_expired_confirmation_link_offers_a_new_one(
     assert resend.status == 200
     mails = await mail_to(publisher, "late@example.org")
     assert len(mails) == 2
-    assert {(await visitor.get(link_in(m, "/confirm/"))).status for m in mails} == {303}
+    first, second = (link_in(m, "/confirm/") for m in mails)
+    assert (await confirm(visitor, second)).status == 303
+    assert (await visitor.get(first)).headers["Location"].endswith("?confirmed=1")  # confirmed already
 
 
 @pytest.mark.parametrize("mangle", ["tamper", "wrong-purpose", "junk"])
@@ -441,7 +606,7 @@ async def test_coming_back_after_unsubscribing_takes_a_new_double_opt_in(site: t
     again = await subscriber(publisher, "ann@example.org")
     assert again is not None and again.status == Status.PENDING
     [confirmation] = await mail_to(publisher, "ann@example.org")
-    assert (await visitor.get(link_in(confirmation, "/confirm/"))).status == 303
+    assert (await confirm(visitor, link_in(confirmation, "/confirm/"))).status == 303
     back = await subscriber(publisher, "ann@example.org")
     assert back is not None and back.status == Status.ACTIVE
     async with publisher.engine.connect() as conn:

@@ -10,12 +10,16 @@ same visitor are byte-identical whatever else differs (no enumeration of address
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from itsdangerous import Signer
 from multidict import MultiDictProxy
+
+from publisher.web.keys import PUBLISHER
 
 Form = MultiDictProxy[str | bytes | bytearray | web.FileField]
 COOKIE = "publisher_csrf"
@@ -59,6 +63,27 @@ class CsrfSigner:
         return hmac.compare_digest(self._signer.get_signature(value).decode("ascii"), sent)
 
 
+def same_origin(request: web.Request, site_url: str) -> bool:
+    """Whether the browser says this POST comes from one of our own pages.
+
+    A second line behind the CSRF token: no page can forge these headers.
+    ``Sec-Fetch-Site`` (every current browser sends it) decides when present;
+    ``same-site`` is refused too, since a sibling subdomain is another party.
+    Otherwise ``Origin`` must name the configured site or the host the request
+    was sent to (the daemon reached by its address).  Our pages' ``no-referrer``
+    policy makes browsers send ``Origin: null`` with every POST, so ``null``, like
+    no header at all (an old browser, a script), leaves the decision to the token.
+    """
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        return fetch_site in ("same-origin", "none")
+    origin = request.headers.get("Origin", "null")
+    if origin == "null":
+        return True
+    netloc = urlsplit(origin).netloc
+    return bool(netloc) and netloc in (urlsplit(site_url).netloc, request.host)
+
+
 def _plausible(value: str) -> bool:
     return 20 <= len(value) <= 100 and value.replace("-", "").replace("_", "").isalnum()
 
@@ -67,9 +92,15 @@ async def read_form(request: web.Request) -> Form:
     """The posted fields, read with a cap: 413 past what any of our forms needs.
 
     The application's own ``client_max_size`` is larger (the API takes bulk
-    imports), so forms get their own, smaller one.
+    imports), so forms get their own, smaller one.  A body that stops arriving gets
+    408 after ``[server] idle_timeout``: the connection's idle timer does not run
+    while a handler reads, and these forms are open to anyone.
     """
-    return await request.clone(client_max_size=MAX_FORM_BYTES).post()
+    try:
+        async with asyncio.timeout(request.app[PUBLISHER].settings.server.idle_timeout):
+            return await request.clone(client_max_size=MAX_FORM_BYTES).post()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout() from None
 
 
 def text(form: Form, name: str, limit: int = 1000) -> str:

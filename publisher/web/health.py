@@ -2,13 +2,16 @@
 
 * ``GET /healthz``: the process answers (no I/O): 200 ``{"status": "ok"}``.  For a
   liveness probe: restart the process when this fails.
-* ``GET /readyz``: 200 only when the database answers ``SELECT 1`` within
-  :data:`DB_TIMEOUT` seconds, the schedule runs and the last content scan is recent
-  (younger than ``max(3 × [scheduler] scan_interval, 60 s)``); otherwise 503.  Both
-  carry every check with its outcome, e.g. ``{"status": "not ready", "checks":
-  {"database": {"ok": true, "detail": "SELECT 1 in 2 ms"}, "scheduler": {"ok": false,
-  "detail": "the schedule is not running"}, ...}}``.  For a readiness probe or a load
-  balancer: send no traffic while this fails.
+* ``GET /readyz``: 200 only when the database answers ``SELECT 1`` and takes a write
+  (a one-row upsert in ``meta``: a full disk or a read-only replica still answers
+  reads) within :data:`DB_TIMEOUT` seconds, the schedule runs and the last content
+  scan is recent (younger than ``max(3 × [scheduler] scan_interval, 60 s)``); otherwise
+  503.  Both carry every check with its outcome, e.g. ``{"status": "not ready",
+  "checks": {"database": {"ok": true, "detail": "SELECT 1 and a write in 2 ms"},
+  "scheduler": {"ok": false, "detail": "the schedule is not running"}, ...},
+  "lost_signups": 0}``.  ``lost_signups`` counts the sign-ups (and other work the pages
+  leave for after their answer) this process gave up storing after its retries.  For
+  a readiness probe or a load balancer: send no traffic while this fails.
 * ``GET /metrics``: :mod:`publisher.metrics` in Prometheus' text format; the queue depth
   gauge is refreshed from the ledger first (at most every :data:`QUEUE_DEPTH_EVERY`
   seconds, so a busy scraper costs one COUNT query per interval).
@@ -32,11 +35,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from publisher import metrics
 from publisher.app import Publisher
 from publisher.ledger import due_count
+from publisher.logs import first_line
+from publisher.store import meta
 from publisher.web.keys import PUBLISHER
 
 log = logging.getLogger(__name__)
 
-DB_TIMEOUT = 2.0  # seconds the database has to answer SELECT 1
+DB_TIMEOUT = 2.0  # seconds the database has to answer SELECT 1 and take the probe's write
+PROBE_KEY = "readiness_probe"  # the meta row /readyz writes: when a node last found the store writable
 MIN_SCAN_AGE = 60.0  # seconds: the shortest staleness limit, whatever scan_interval says
 SCAN_INTERVALS = 3  # a scan is stale after this many intervals without one
 QUEUE_DEPTH_EVERY = 5.0  # seconds between two ledger counts for /metrics
@@ -55,7 +61,7 @@ async def readyz(request: web.Request) -> web.Response:
     }
     ready = all(check["ok"] for check in checks.values())
     return web.json_response(
-        {"status": "ready" if ready else "not ready", "checks": checks},
+        {"status": "ready" if ready else "not ready", "checks": checks, "lost_signups": publisher.notices.given_up},
         status=200 if ready else 503,
         headers={"Cache-Control": "no-store"},
     )
@@ -70,16 +76,15 @@ async def _database(publisher: Publisher) -> dict[str, Any]:
     except TimeoutError:
         return {"ok": False, "detail": f"SELECT 1 did not answer within {DB_TIMEOUT:g} s"}
     except (SQLAlchemyError, OSError) as exc:  # the driver's errors, wrapped or not
-        return {"ok": False, "detail": f"SELECT 1 failed: {_first_line(exc)}"}
-    return {"ok": True, "detail": f"SELECT 1 in {(time.perf_counter() - started) * 1000:.0f} ms"}
-
-
-def _first_line(exc: BaseException) -> str:
-    """The exception's class and the first line of its message (SQLAlchemy appends SQL and links)."""
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if len(message) > 200:
-        message = message[:200] + "…"
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+        return {"ok": False, "detail": f"SELECT 1 failed: {first_line(exc)}"}
+    try:
+        async with asyncio.timeout(DB_TIMEOUT - (time.perf_counter() - started)):
+            await meta.put(publisher.engine, PROBE_KEY, datetime.now(UTC).isoformat())
+    except TimeoutError:
+        return {"ok": False, "detail": f"a write did not finish within {DB_TIMEOUT:g} s"}
+    except (SQLAlchemyError, OSError) as exc:
+        return {"ok": False, "detail": f"a write failed: {first_line(exc)}"}
+    return {"ok": True, "detail": f"SELECT 1 and a write in {(time.perf_counter() - started) * 1000:.0f} ms"}
 
 
 def _scheduler(publisher: Publisher) -> dict[str, Any]:
@@ -120,7 +125,7 @@ class QueueDepth:
                 async with asyncio.timeout(DB_TIMEOUT):
                     depth = await due_count(publisher.engine, datetime.now(UTC))
             except (TimeoutError, SQLAlchemyError, OSError) as exc:  # the gauge keeps its last value
-                log.warning("metrics: cannot count the due ledger rows: %s", _first_line(exc))
+                log.warning("metrics: cannot count the due ledger rows: %s", first_line(exc))
                 return
             metrics.queue_depth(depth)
 

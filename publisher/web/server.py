@@ -6,10 +6,13 @@ environment as the emails (one set of overrides for operators).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
+from aiohttp.http import HttpProcessingError
 
 from publisher.app import Publisher
 from publisher.web.api import add_api_routes
@@ -27,6 +30,8 @@ from publisher.web.security import (
 )
 from publisher.web.subscription import add_subscription_routes
 
+log = logging.getLogger(__name__)
+
 # The largest body any route takes: a bulk import through the API.  Forms read with
 # a much smaller cap of their own (publisher.web.forms).
 MAX_BODY = 10 * 1024 * 1024
@@ -37,9 +42,39 @@ def create_app(publisher: Publisher) -> web.Application:
 
 
 def create_runner(publisher: Publisher) -> web.AppRunner:
-    """The daemon's runner: feeds are answered before the application (see FeedsFirstRunner)."""
+    """The daemon's runner: feeds are answered before the application (see FeedsFirstRunner).
+
+    ``[server] idle_timeout`` is aiohttp's ``keepalive_timeout``: in aiohttp 3.14 its
+    timer starts when a connection opens and again after each response, and bytes
+    arriving in between do not move it, so it also cuts off a client that never
+    finishes its request headers.  ``[server] max_connections`` bounds how many such
+    clients can be waiting at once (see :class:`ConnectionCap`).
+    """
     app, feeds = _build(publisher)
-    return FeedsFirstRunner(app, feeds, handle_signals=False, access_log=None)
+    server = publisher.settings.server
+    return FeedsFirstRunner(
+        app, feeds, max_connections=server.max_connections,
+        handle_signals=False, access_log=None, keepalive_timeout=server.idle_timeout,
+        logger=ClientErrorLogger(logging.getLogger("aiohttp.server")),
+    )
+
+
+class ClientErrorLogger(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server logger, with a client's malformed request as one INFO line.
+
+    aiohttp logs every request its parser rejects (a bad header, a line too long)
+    with ``logger.exception``: a traceback per probe from the internet, at ERROR.
+    That is the client's mistake, already answered with a 400; the line keeps who
+    sent it and why.  Every other exception keeps its traceback.
+    """
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            lines = exc_info.message.strip().splitlines()
+            reason = lines[0].rstrip(":") if lines else ""
+            self.info(f"{msg}: %d %s", *args, exc_info.code, reason)
+            return
+        super().exception(msg, *args, exc_info=exc_info, **kwargs)
 
 
 class FeedsFirstRunner(web.AppRunner):
@@ -52,12 +87,14 @@ class FeedsFirstRunner(web.AppRunner):
     included (their 404 page), goes to the application as usual.
     """
 
-    def __init__(self, app: web.Application, feeds: FeedRoutes, **kwargs: Any) -> None:
+    def __init__(self, app: web.Application, feeds: FeedRoutes, *, max_connections: int, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self._feeds = feeds
+        self._max_connections = max_connections
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
+        ConnectionCap(server, self._max_connections)
         application = server.request_handler
         prepared = self._feeds.prepared
 
@@ -73,6 +110,50 @@ class FeedsFirstRunner(web.AppRunner):
 
 
 _FEED_METHODS = frozenset({"GET", "HEAD"})
+
+# The whole answer to a connection past the cap: sent before any request is read.
+_FULL_BODY = b"Too many connections; retry soon.\n"
+_FULL = (
+    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nConnection: close\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s" % (len(_FULL_BODY), _FULL_BODY)
+)
+
+
+class ConnectionCap:
+    """Answers 503 and closes each connection past ``limit`` open at once.
+
+    aiohttp's server has no connection limit.  Its ``Server`` is told of every
+    connection opening and closing (``connection_made`` / ``connection_lost``, called
+    by each connection's protocol); this wraps those two on the instance to count.
+    ``connection_lost`` runs before the socket is closed, so a client that sees its
+    connection end has already been counted out.
+    """
+
+    def __init__(self, server: web.Server, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+        self._full = False  # logged once per episode of being full, not per refusal
+        self._made, self._lost = server.connection_made, server.connection_lost
+        server.connection_made = self.connection_made  # type: ignore[method-assign]
+        server.connection_lost = self.connection_lost  # type: ignore[method-assign]
+
+    def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
+        self._made(handler, transport)
+        self.open += 1
+        if self.open <= self.limit:
+            self._full = False
+            return
+        if not self._full:
+            self._full = True
+            log.warning("%d connections open, the most [server] max_connections allows: refusing new ones", self.limit)
+        transport.write(_FULL)
+        # Closed on the next turn of the loop: the handler starts its task after this
+        # returns, and on Python 3.11 that task must not find the connection lost already.
+        asyncio.get_running_loop().call_soon(handler.force_close)
+
+    def connection_lost(self, handler: web.RequestHandler, exc: BaseException | None = None) -> None:
+        self.open -= 1
+        self._lost(handler, exc)
 
 
 def _build(publisher: Publisher) -> tuple[web.Application, FeedRoutes]:

@@ -1,10 +1,11 @@
 """The subscription pages: sign up, confirm, preferences, unsubscribe.
 
-Every page that changes something is a POST with a CSRF token, except two that the
-standards and mail clients dictate: following the emailed confirmation link
-activates the subscriber (that click is the opt-in), and RFC 8058's one-click POST
-from a mailbox provider unsubscribes with no cookie and no page in between.  Links
-carry signed tokens (subscriber id + address fingerprint), never the address.
+Every page that changes something is a POST with a CSRF token, except the one the
+standards dictate: RFC 8058's one-click POST from a mailbox provider unsubscribes with
+no cookie and no page in between.  Mail security scanners fetch (HEAD and GET) every
+link in a message, so the emailed confirmation link only shows a page whose single
+button confirms.  Links carry signed tokens (subscriber id + address fingerprint),
+never the address.
 
 No enumeration: the answer to ``POST /subscribe`` (and to the "email me my
 preferences link" form) is the same page, byte for byte, whether or not the address
@@ -18,7 +19,7 @@ import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, partial
 from importlib import resources
 from typing import Any
 
@@ -123,6 +124,8 @@ async def topic_choices(publisher: Publisher) -> list[Choice]:
 
 
 def _require_csrf(request: web.Request, form: forms.Form) -> None:
+    if not forms.same_origin(request, request.app[PUBLISHER].settings.site.url):
+        raise web.HTTPForbidden(reason="Form sent from another site")
     if not request.app[CSRF].valid(request, form):
         raise web.HTTPForbidden(reason="Invalid form token")
 
@@ -180,7 +183,7 @@ async def subscribe(request: web.Request) -> web.Response:
     prefs = Preferences(cadence=cadence, topics=topics, timezone=publisher.settings.digest.timezone)
     # Stored and answered by email after this response: its timing then says nothing
     # about whether the address was known (an insert costs more than finding a row).
-    publisher.notices.later(_sign_up_and_notify(publisher, address, name, prefs))
+    publisher.notices.later(partial(_sign_up_and_notify, publisher, address, name, prefs), "storing a sign-up")
     return _check_inbox(request)
 
 
@@ -229,8 +232,8 @@ def _path(request: web.Request, purpose: Purpose, subscriber: Subscriber) -> str
     return f"{base_path(publisher.settings.site.url)}{purpose}/{token}"
 
 
-async def confirm(request: web.Request) -> web.StreamResponse:
-    """The emailed confirmation link: activate, then show the new subscriber their preferences."""
+async def _confirmable(request: web.Request) -> Subscriber | web.Response:
+    """The holder of the URL's confirmation token, or the page that explains why it doesn't work."""
     publisher = request.app[PUBLISHER]
     try:
         claim = _read(request, Purpose.CONFIRM, publisher.notices.confirm_max_age)
@@ -238,13 +241,42 @@ async def confirm(request: web.Request) -> web.StreamResponse:
         return _link_problem(request, expired=True, token=request.match_info["token"], status=410)
     except InvalidToken:
         return _link_problem(request)
-    if await _holder(request, claim) is None:
-        return _link_problem(request)
-    subscriber = await service.confirm(publisher.engine, claim.subscriber_id, now=_now())
-    if subscriber is None or subscriber.status != Status.ACTIVE:
+    subscriber = await _holder(request, claim)
+    if subscriber is None or subscriber.status not in (Status.PENDING, Status.ACTIVE):
         # They left after this link was sent: an old link does not bring them back.
         return _link_problem(request)
-    raise web.HTTPSeeOther(_path(request, Purpose.PREFERENCES, subscriber) + "?confirmed=1")
+    return subscriber
+
+
+def _confirmed(request: web.Request, subscriber: Subscriber) -> web.HTTPSeeOther:
+    return web.HTTPSeeOther(_path(request, Purpose.PREFERENCES, subscriber) + "?confirmed=1")
+
+
+async def confirm_page(request: web.Request) -> web.StreamResponse:
+    """The emailed link (GET, and HEAD from scanners): a page with the button, nothing changes.
+
+    An address that is confirmed already goes straight to its preferences.
+    """
+    subscriber = await _confirmable(request)
+    if isinstance(subscriber, web.Response):
+        return subscriber
+    if subscriber.status == Status.ACTIVE:
+        raise _confirmed(request, subscriber)
+    return render(request, "confirm.html", {"subscriber": subscriber})
+
+
+async def confirm(request: web.Request) -> web.StreamResponse:
+    """The confirmation page's button: activate, then show the new subscriber their preferences."""
+    publisher = request.app[PUBLISHER]
+    form = await forms.read_form(request)
+    _require_csrf(request, form)
+    subscriber = await _confirmable(request)
+    if isinstance(subscriber, web.Response):
+        return subscriber
+    confirmed = await service.confirm(publisher.engine, subscriber.id, now=_now())
+    if confirmed is None or confirmed.status != Status.ACTIVE:
+        return _link_problem(request)  # they left between the page and the button
+    raise _confirmed(request, confirmed)
 
 
 async def resend_confirmation(request: web.Request) -> web.Response:
@@ -323,7 +355,8 @@ async def save_preferences(request: web.Request) -> web.StreamResponse:
         # Coming back is a new double opt-in, whoever holds this (possibly forwarded) link.
         await _limit(request, "resubscribe", email_hash(subscriber.email))
         publisher.notices.later(
-            _sign_up_and_notify(publisher, subscriber.email, subscriber.name, subscriber.preferences)
+            partial(_sign_up_and_notify, publisher, subscriber.email, subscriber.name, subscriber.preferences),
+            f"storing the return of subscriber {subscriber.id}",
         )
         return _check_inbox(request)
     values = {
@@ -366,7 +399,7 @@ async def send_preferences_link(request: web.Request) -> web.Response:
     if errors:
         return render(request, "preferences_request.html", {"values": {"email": raw}, "errors": errors}, status=422)
     if not forms.text(form, forms.HONEYPOT):
-        publisher.notices.later(_send_link_if_known(publisher, address))
+        publisher.notices.later(partial(_send_link_if_known, publisher, address), "looking up a preferences link")
     return _check_inbox(request)
 
 
@@ -423,7 +456,8 @@ def add_subscription_routes(app: web.Application) -> None:
     token = "{token:[A-Za-z0-9._-]{10,400}}"
     app.router.add_get("/subscribe", subscribe_form)
     app.router.add_post("/subscribe", subscribe)
-    app.router.add_get(f"/confirm/{token}", confirm)
+    app.router.add_get(f"/confirm/{token}", confirm_page)
+    app.router.add_post(f"/confirm/{token}", confirm)
     app.router.add_post("/confirm", resend_confirmation)
     app.router.add_get("/preferences", preferences_link_form)
     app.router.add_post("/preferences", send_preferences_link)
