@@ -178,6 +178,9 @@ class DeliverySettings(_Section):
     # Pause a digest when more than this share of the last error_window messages failed.
     max_error_ratio: float = Field(default=0.5, gt=0, le=1)
     error_window: int = Field(default=200, ge=10)
+    # Pause a digest when this many messages in a row are refused with the same reply:
+    # the relay itself is broken (an unverified sender), not the readers.
+    pause_after_identical: int = Field(default=5, ge=2, le=1000)
     soft_bounce_limit: int = Field(default=3, ge=1)  # soft bounces before an address is suppressed
 
 

@@ -24,15 +24,21 @@ connection are in memory, whatever the list's size.  Outcomes are flushed every
 rows claimed but not yet recorded (one batch, the queue, the unflushed outcomes), and
 only those that were really sent can go out twice.
 
-Replies: 421/450/451/452/454 are throttling (the message is deferred and that
-connection backs off; throttling never fails a message); other temporary failures
-retry with exponential backoff and jitter up to ``max_attempts`` and ``max_age``; a
-5xx fails the row with the server's reply, and counts as a bounce by the rules of
-:func:`publisher.mail.bounces.smtp_reply_kind`: "no such user" (550/551/553, 5.1.x)
-marks the subscriber bounced at once, "mailbox full" or a blocklist counts towards
-``soft_bounce_limit``.  When more
-than ``max_error_ratio`` of the last ``error_window`` messages failed, the digest
-pauses with its reason until ``publisher resume``.
+Replies, as :func:`publisher.mail.bounces.reply_action` reads them (with the phase of
+the session they came at): 421/450/451/452/454 are throttling (the message is
+deferred and that connection backs off; throttling never fails a message); other
+temporary failures retry with exponential backoff and jitter up to ``max_attempts``
+and ``max_age``; a refusal about the recipient fails the row with the server's reply
+and bounces them ("no such user" at once; "mailbox full" counts towards
+``soft_bounce_limit``); a refusal of the message or the sender (content, policy, an
+unverified sender) fails the row and leaves the reader alone.
+
+Pausing: a relay that refuses ``pause_after_identical`` messages in a row with the same
+reply is broken itself (an unverified sender, a full spool): the digest pauses at once
+with that reply as its reason, and those messages go back to ``pending`` (held in
+memory until the streak is decided), so ``publisher resume`` sends them once the relay
+is fixed.  Otherwise, when more than ``max_error_ratio`` of the last ``error_window``
+messages failed, the digest pauses with its reason until ``publisher resume``.
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ from publisher import ledger, metrics
 from publisher.config import Settings
 from publisher.digest import is_resend
 from publisher.logs import digest_context
-from publisher.mail.bounces import smtp_reply_kind
+from publisher.mail.bounces import ReplyAction
 from publisher.mail.dkim import DkimSigner
 from publisher.mail.message import DigestMessages
 from publisher.mail.render import Personal, render_digest
@@ -71,7 +77,6 @@ from subscribers.tokens import Purpose, Tokens
 
 log = logging.getLogger(__name__)
 
-THROTTLING = frozenset({421, 450, 451, 452, 454})
 FLUSH_EVERY = 200  # outcomes per ledger transaction
 FLUSH_SECONDS = 0.5
 SEND_CHUNK = 10  # messages per queue hand-over
@@ -122,6 +127,11 @@ class _Digest:
     messages: Callable[[str], DigestMessages]  # by the subscriber's cadence
     errors: deque[bool]
     paused: bool = False
+    # Messages refused in a row with one same reply (about the message, not the reader),
+    # with their attempt counts: recorded failed once something else happens, or
+    # released to ``pending`` if the streak pauses the digest.
+    refusals: list[tuple[Row, int]] = field(default_factory=list)
+    refusal_reply: str = ""
 
 
 @dataclass
@@ -216,6 +226,7 @@ class Deliverer:
         """One pass over every unfinished digest: each due row is tried once."""
         queue: asyncio.Queue[list[_Item] | None] = asyncio.Queue(maxsize=self.settings.delivery.concurrency)
         senders = [asyncio.create_task(self._sender(queue)) for _ in range(self.settings.delivery.concurrency)]
+        prepared: list[_Digest] = []
         try:
             for row in unfinished:
                 if self.stop.is_set():
@@ -223,11 +234,15 @@ class Deliverer:
                 with digest_context(row.id):
                     digest = await self._prepare(row)
                     if digest is not None:
+                        prepared.append(digest)
                         await self._produce(digest, queue)
         finally:
             for _ in senders:
                 await queue.put(None)
             await asyncio.gather(*senders)
+            for digest in prepared:  # a streak too short to pause: those messages failed
+                with digest_context(digest.id):
+                    await self._end_refusals(digest)
             await self._flush()
         for row in unfinished:
             with digest_context(row.id):
@@ -333,20 +348,27 @@ class Deliverer:
         except DeliveryError as exc:
             return await self._refused(digest, row, attempts, exc, backoff)
         backoff.reset()
+        if digest.refusals:
+            await self._end_refusals(digest)
         digest.errors.append(False)
         await self._outcome(digest, row, "sent", attempts=attempts, last_reply=reply)
         return 0.0
 
     async def _refused(self, digest: _Digest, row: Row, attempts: int, exc: DeliveryError, backoff: Backoff) -> float:
         delivery = self.settings.delivery
-        too_old = self.clock() - digest.created_at > timedelta(seconds=delivery.max_age)
+        action = exc.action
         if exc.permanent:
-            kind = smtp_reply_kind(exc.code, exc.reply) if exc.code is not None else None
-            if kind is not None:  # "no such user" is hard; mailbox full or a blocklist, soft
-                self._bounced.append((row.subscriber_id, kind))
-            await self._failed(digest, row, attempts, exc.reply if exc.code is None else f"{exc.code} {exc.reply}")
+            reply = exc.reply if exc.code is None else f"{exc.code} {exc.reply}"
+            if action is ReplyAction.MESSAGE_FAILED:
+                await self._message_refused(digest, row, attempts, reply)
+                return 0.0
+            await self._end_refusals(digest)
+            if action in (ReplyAction.HARD_BOUNCE, ReplyAction.SOFT_BOUNCE):
+                self._bounced.append((row.subscriber_id, "hard" if action is ReplyAction.HARD_BOUNCE else "soft"))
+            await self._failed(digest, row, attempts, reply)
             return 0.0
-        throttled = exc.code in THROTTLING
+        throttled = action is ReplyAction.THROTTLED
+        too_old = self.clock() - digest.created_at > timedelta(seconds=delivery.max_age)
         if too_old or (not throttled and attempts >= delivery.max_attempts):
             await self._failed(digest, row, attempts, str(exc))
             return 0.0
@@ -357,6 +379,39 @@ class Deliverer:
         )
         # Throttled, or the relay unreachable: this connection rests before its next message.
         return backoff.next_pause() if throttled or exc.code is None else 0.0
+
+    async def _message_refused(self, digest: _Digest, row: Row, attempts: int, reply: str) -> None:
+        """A refusal of the message or the sender: held while the same reply repeats; the
+        ``pause_after_identical``-th in a row pauses the digest and releases them all."""
+        if digest.paused:
+            if reply == digest.refusal_reply:  # in flight when the streak paused the digest
+                await self._outcome(digest, row, "pending", attempts=row.attempts, last_reply=reply)
+            else:
+                await self._failed(digest, row, attempts, reply)
+            return
+        if reply != digest.refusal_reply:
+            await self._end_refusals(digest)
+            digest.refusal_reply = reply
+        digest.refusals.append((row, attempts))
+        limit = self.settings.delivery.pause_after_identical
+        if len(digest.refusals) < limit:
+            return
+        released, digest.refusals = digest.refusals, []
+        digest.paused = True
+        reason = f"{limit} messages in a row refused with the same reply (pause_after_identical): {reply}"
+        log.error("digest %s: paused: %s; `publisher resume %s` continues it", digest.id, reason, digest.id)
+        await ledger.pause(self.engine, digest.id, reason)
+        self.report.paused.append(digest.id)
+        for held, _ in released:  # the relay's fault, not these messages': to do again
+            await self._outcome(digest, held, "pending", attempts=held.attempts, last_reply=reply)
+
+    async def _end_refusals(self, digest: _Digest) -> None:
+        """Something other than the same refusal came: the refusals held so far failed."""
+        if not digest.refusals:
+            return
+        ended, digest.refusals = digest.refusals, []
+        for row, attempts in ended:
+            await self._failed(digest, row, attempts, digest.refusal_reply)
 
     async def _failed(self, digest: _Digest, row: Row, attempts: int, reply: str) -> None:
         log.warning("digest %s: to subscriber %s failed: %s", digest.id, row.subscriber_id, reply)

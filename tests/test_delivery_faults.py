@@ -30,6 +30,7 @@ from subscribers.model import Cadence
 from tests.delivery_sites import insert_subscribers, write_site
 from tests.smtp_faults import FaultServer, Stage, digest_recipient
 from tests.smtp_server import HOST, SmtpServer
+from tests.test_cli import run
 
 DOMAIN = "news.example.org"  # the sending domain: write_config's from_address is brief@news.example.org
 DEADLINE = 60.0  # seconds deliver(wait=True) may take before the test calls it stuck
@@ -249,6 +250,41 @@ async def test_a_relay_not_accepting_mail_for_a_second(tmp_path: Path) -> None:
     assert_none_lost_none_twice(outcome, server, addresses)
     assert all(r.state == "sent" for r in outcome.rows.values())
     assert server.counters.sessions_refused >= 1
+
+
+# --- a relay refusing every message ---------------------------------------------------
+
+SES_UNVERIFIED = (
+    "554 Message rejected: Email address is not verified. The following identities failed "
+    "the check in region US-EAST-1: brief@news.example.org"
+)
+
+
+@pytest.mark.usefixtures("database")
+async def test_a_relay_refusing_the_sender_pauses_the_digest_and_bounces_nobody(tmp_path: Path) -> None:
+    """Amazon SES with an unverified sender answers 554 at the end of DATA to every message:
+    the relay is broken, not the readers. Nobody is bounced, the digest pauses after a few
+    identical replies with the reply as its reason, and once the relay is fixed
+    ``publisher resume`` sends to everyone, once."""
+    addresses = [reader(i) for i in range(1, 401)]
+    with FaultServer() as server:
+        server.fail_all(SES_UNVERIFIED, at="data")
+        config = write_site(tmp_path, smtp_port=server.port, smtp="timeout = 2", retry_base=0.05)
+        outcome = await send_digest(config, addresses)
+
+        digest_id = outcome.digest_id
+        assert outcome.digests[digest_id] == "paused"
+        assert all(r.status == "active" for r in outcome.rows.values()), "nobody bounced or suppressed"
+        assert not server.accepted
+        assert server.counters.data_ends <= 5 + 8, "paused after a few identical replies (8 connections)"
+        status = run(config, "status")
+        assert f"{digest_id} paused:" in status.stdout and SES_UNVERIFIED[4:] in status.stdout, status.stdout
+
+        server.repair()
+        resumed = run(config, "resume", digest_id, "--wait")
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert f"resumed {digest_id}: sent 400," in resumed.stdout, resumed.stdout
+    assert sorted(server.per_recipient().items()) == [(a, 1) for a in addresses], "everyone, once"
 
 
 # --- throttling --------------------------------------------------------------------------
