@@ -113,19 +113,29 @@ class MaildirTransport(Transport):
         self._maildir: mailbox.Maildir | None = None
 
     async def open(self) -> None:
+        """Create the outbox, and prove a message can be written into it.
+
+        A read-only or full disk then shows here, as an unreachable relay does, before
+        any message is tried: nothing is counted against any subscriber.
+        """
         if self._maildir is not None:
             return
         try:
             self._maildir = await asyncio.to_thread(self._create_maildir)
         except OSError as exc:
-            raise DeliveryError(f"cannot create outbox {self._outbox}: {exc}") from exc
+            raise DeliveryError(f"cannot write to outbox {self._outbox}: {exc}") from exc
 
     def _create_maildir(self) -> mailbox.Maildir:
         # Maildir(create=True) makes tmp/, new/ and cur/ only when the outbox itself is new;
         # an existing empty directory (made by a deploy script, say) would fail on first add.
         for sub in ("tmp", "new", "cur"):
             (self._outbox / sub).mkdir(parents=True, exist_ok=True)
-        return mailbox.Maildir(self._outbox, create=False)
+        maildir = mailbox.Maildir(self._outbox, create=False)
+        # The probe goes into a folder of its own (a Maildir++ subfolder), never into the
+        # new/ that whatever picks the outbox up reads, and is removed at once.
+        probe = maildir.add_folder(_PROBE_FOLDER)
+        probe.remove(_add(probe, _PROBE))
+        return maildir
 
     async def send(self, sender: str, recipient: str, message: bytes) -> str:
         if self._maildir is None:
@@ -139,6 +149,9 @@ class MaildirTransport(Transport):
     async def close(self) -> None:
         self._maildir = None
 
+
+_PROBE_FOLDER = "publisher-write-test"
+_PROBE = b"Subject: outbox write test\r\n\r\nRemoved as soon as written.\r\n"
 
 # mailbox.Maildir names files from the time, the pid and a class-wide counter that two
 # threads can read at once; one file at a time per process keeps the names unique, however
