@@ -181,6 +181,9 @@ class DeliverySettings(_Section):
     # Pause a digest when this many messages in a row are refused with the same reply:
     # the relay itself is broken (an unverified sender), not the readers.
     pause_after_identical: int = Field(default=5, ge=2, le=1000)
+    # End a delivery pass when one connection is throttled this many times in one chunk of
+    # 10 messages; the rest wait (deferred) for the next pass instead of holding the run.
+    throttle_limit: int = Field(default=3, ge=1, le=10)
     soft_bounce_limit: int = Field(default=3, ge=1)  # soft bounces before an address is suppressed
 
 

@@ -175,6 +175,7 @@ class Deliverer:
         self._bounced: list[tuple[int, BounceKind]] = []
         self._started = self._last_flush = self._last_log = time.monotonic()
         self._flush_lock = asyncio.Lock()
+        self._relay_throttling = False  # this pass ends: the relay kept throttling a connection
 
     async def run(self, *, wait: bool = False) -> DeliveryReport:
         """Deliver every row due now; with ``wait``, also wait out deferrals (and other
@@ -223,7 +224,10 @@ class Deliverer:
                     log.exception("delivery: could not renew the lease on %d rows", sum(map(len, held.values())))
 
     async def _pass(self, unfinished: list[Row]) -> None:
-        """One pass over every unfinished digest: each due row is tried once."""
+        """One pass over every unfinished digest: each due row is tried once, unless the
+        relay keeps throttling (``throttle_limit``): then the pass ends early, the rows
+        handed over deferred without an attempt, the rest left pending."""
+        self._relay_throttling = False
         queue: asyncio.Queue[list[_Item] | None] = asyncio.Queue(maxsize=self.settings.delivery.concurrency)
         senders = [asyncio.create_task(self._sender(queue)) for _ in range(self.settings.delivery.concurrency)]
         prepared: list[_Digest] = []
@@ -279,7 +283,7 @@ class Deliverer:
         """
         after = 0
         held = self._held.setdefault(digest.id, set())
-        while not (self.stop.is_set() or digest.paused):
+        while not (self.stop.is_set() or digest.paused or self._relay_throttling):
             batch = await ledger.claim(
                 self.engine, digest.id, after, self.settings.delivery.batch_size, self.clock(), self.claimant
             )
@@ -294,7 +298,7 @@ class Deliverer:
                 else:  # left after the digest was planned: never hand it over
                     await self._outcome(digest, row, "cancelled", last_reply=f"subscriber is {row.status}")
             for first in range(0, len(ready), SEND_CHUNK):
-                if self.stop.is_set() or digest.paused:
+                if self.stop.is_set() or digest.paused or self._relay_throttling:
                     for item in ready[first:]:  # never handed over: released, to do
                         await self._outcome(digest, item.row, "pending", attempts=item.row.attempts)
                     return
@@ -308,30 +312,48 @@ class Deliverer:
             while (items := await queue.get()) is not None:
                 # Senders serve every digest; a chunk is one digest's (see _produce): tag its lines.
                 with digest_context(items[0].digest.id):
+                    throttled = 0
                     for item in items:
-                        await self._deliver_item(transport, item, backoff)
+                        if await self._deliver_item(transport, item, backoff):
+                            throttled += 1
+                            if throttled == self.settings.delivery.throttle_limit and not self._relay_throttling:
+                                self._relay_throttling = True
+                                log.warning("delivery: %d messages in a row throttled on one connection; "
+                                            "deferring the rest until the next pass", throttled)
         finally:
             with contextlib.suppress(Exception):
                 await transport.close()
 
-    async def _deliver_item(self, transport: Transport, item: _Item, backoff: Backoff) -> None:
+    async def _deliver_item(self, transport: Transport, item: _Item, backoff: Backoff) -> bool:
+        """Try one message; whether the relay throttled it (an answer to the message, not
+        to connecting: a connection over the relay's limit just rests)."""
+        row = item.row
         if self.stop.is_set() or item.digest.paused:  # not handed over: it stays to do
-            await self._outcome(item.digest, item.row, "pending", attempts=item.row.attempts)
-            return
+            await self._outcome(item.digest, row, "pending", attempts=row.attempts)
+            return False
+        if self._relay_throttling:  # not tried: no attempt counted; the next pass goes on
+            await self._outcome(
+                item.digest, row, "deferred", attempts=row.attempts, retry_at=self._retry_at(1),
+                last_reply="not tried: the relay kept throttling",
+            )
+            return False
+        throttled = False
         try:
             await transport.open()  # a no-op once connected
         except DeliveryError as exc:  # relay unreachable or refusing: defer, and rest
-            pause = await self._refused(item.digest, item.row, item.row.attempts + 1, exc, backoff)
+            pause = await self._refused(item.digest, row, row.attempts + 1, exc, backoff)
         else:
             if not self.pacer.unlimited:
                 await self.pacer.wait()
-            pause = await self._send(transport, item, backoff)
+            pause, throttled = await self._send(transport, item, backoff)
         if pause:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), timeout=pause)
+        return throttled
 
-    async def _send(self, transport: Transport, item: _Item, backoff: Backoff) -> float:
-        """Send one message and record its outcome; the seconds this connection should rest."""
+    async def _send(self, transport: Transport, item: _Item, backoff: Backoff) -> tuple[float, bool]:
+        """Send one message and record its outcome; the seconds this connection should
+        rest, and whether the relay throttled the message."""
         digest, row = item.digest, item.row
         personal = personal_values(self.tokens, self.settings.site.url, row.subscriber_id, row.name, row.email)
         attempts = row.attempts + 1
@@ -339,20 +361,20 @@ class Deliverer:
             message = digest.messages(row.cadence).build(personal, row.subscriber_id)
         except ValueError as exc:  # an address or value no header may carry: retrying can't help
             await self._failed(digest, row, attempts, f"cannot build the message: {exc}")
-            return 0.0
+            return 0.0, False
         if self.signer is not None:
             # RSA signing (OpenSSL) releases the GIL: in a thread it overlaps the sending.
             message = await asyncio.get_running_loop().run_in_executor(None, self.signer.sign, message)
         try:
             reply = await transport.send(self.settings.delivery.from_address, row.email, message)
         except DeliveryError as exc:
-            return await self._refused(digest, row, attempts, exc, backoff)
+            return await self._refused(digest, row, attempts, exc, backoff), exc.action is ReplyAction.THROTTLED
         backoff.reset()
         if digest.refusals:
             await self._end_refusals(digest)
         digest.errors.append(False)
         await self._outcome(digest, row, "sent", attempts=attempts, last_reply=reply)
-        return 0.0
+        return 0.0, False
 
     async def _refused(self, digest: _Digest, row: Row, attempts: int, exc: DeliveryError, backoff: Backoff) -> float:
         delivery = self.settings.delivery
@@ -372,13 +394,16 @@ class Deliverer:
         if too_old or (not throttled and attempts >= delivery.max_attempts):
             await self._failed(digest, row, attempts, str(exc))
             return 0.0
-        delay = delivery.retry_base * 2 ** min(attempts - 1, 20) * random.uniform(0.8, 1.2)
         await self._outcome(
-            digest, row, "deferred", attempts=attempts, last_reply=str(exc),
-            retry_at=self.clock() + timedelta(seconds=delay),
+            digest, row, "deferred", attempts=attempts, last_reply=str(exc), retry_at=self._retry_at(attempts),
         )
         # Throttled, or the relay unreachable: this connection rests before its next message.
         return backoff.next_pause() if throttled or exc.code is None else 0.0
+
+    def _retry_at(self, attempts: int) -> datetime:
+        """When to try a message again after its ``attempts``-th try: exponential, with jitter."""
+        delay = self.settings.delivery.retry_base * 2 ** min(attempts - 1, 20) * random.uniform(0.8, 1.2)
+        return self.clock() + timedelta(seconds=delay)
 
     async def _message_refused(self, digest: _Digest, row: Row, attempts: int, reply: str) -> None:
         """A refusal of the message or the sender: held while the same reply repeats; the

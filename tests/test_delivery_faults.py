@@ -323,6 +323,37 @@ async def test_throttling_relay_slows_the_digest_but_fails_nothing(
         )
 
 
+@pytest.mark.usefixtures("database")
+async def test_a_relay_that_keeps_throttling_ends_the_pass_instead_of_holding_it(tmp_path: Path) -> None:
+    """A relay answering 451 to everything would keep one run (and the delivery lock) for
+    hours, each connection resting longer after each throttle: after a few throttles the
+    pass ends, the rest deferred without an attempt counted; the next pass continues."""
+    addresses = [reader(i) for i in range(1, 201)]
+    with FaultServer() as server:
+        server.fail_all("451 4.7.1 Rate limited, please try again later")
+        config = write_site(tmp_path, smtp_port=server.port, smtp="timeout = 2", retry_base=1)
+        publisher = Publisher(load_settings(config, environ={}))
+        await publisher.start()
+        try:
+            await insert_subscribers(publisher.engine, addresses)
+            await publisher.scan()
+            first = await asyncio.wait_for(publisher.send([Cadence.INSTANT]), 20)
+            tried = sum(server.counters.rcpt_attempts.values())
+            async with publisher.engine.connect() as conn:
+                rows = (await conn.execute(select(deliveries.c.state, deliveries.c.attempts))).all()
+            server.repair()
+            last = await asyncio.wait_for(publisher.deliver(wait=True), DEADLINE)
+        finally:
+            await publisher.close()
+
+    assert first.report is not None and first.report.failed == 0 and first.report.sent == 0
+    assert tried <= 8 * 3, f"{tried} messages tried against a relay that throttles everything"
+    assert {state for state, _ in rows} <= {"deferred", "pending"}
+    assert sum(attempts for _, attempts in rows) == tried, "an attempt counted only for a message tried"
+    assert last.sent == len(addresses) and last.failed == 0
+    assert sorted(server.per_recipient().items()) == [(a, 1) for a in addresses], "everyone, once"
+
+
 # --- the fault server itself ---------------------------------------------------------------
 
 
