@@ -130,6 +130,9 @@ class StorageSettings(_Section):
 
 class DatabaseSettings(_Section):
     url: str = "sqlite+aiosqlite:///var/publisher.db"
+    # SQLite: seconds a write waits for another connection's lock before it fails (and
+    # delivery writes its outcomes again, until it can).
+    busy_timeout: float = Field(default=10.0, gt=0, le=3600)
 
     @field_validator("url")
     @classmethod

@@ -50,9 +50,10 @@ import logging
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import jinja2
 from sqlalchemy import Row
@@ -81,9 +82,10 @@ FLUSH_EVERY = 200  # outcomes per ledger transaction
 FLUSH_SECONDS = 0.5
 SEND_CHUNK = 10  # messages per queue hand-over
 PROGRESS_SECONDS = 5.0
-RECORD_RETRIES = (0.1, 1.0, 5.0)  # pauses before writing outcomes again after a database error
+RETRY_FIRST, RETRY_LIMIT = 0.1, 10.0  # seconds between tries of a ledger write after a database error
 
 TransportFactory = Callable[[], Transport]
+T = TypeVar("T")
 
 
 @dataclass
@@ -199,7 +201,7 @@ class Deliverer:
             await self._pass(unfinished)
             if not wait or self.stop.is_set():
                 break
-            due = await ledger.next_retry(self.engine, self.claimant)
+            due = await ledger.next_retry(self.engine)
             if due is None:
                 continue  # nothing deferred: the next pass finishes what is left, or finds nothing
             delay = (due - self.clock()).total_seconds()
@@ -250,7 +252,9 @@ class Deliverer:
             await self._flush()
         for row in unfinished:
             with digest_context(row.id):
-                if await ledger.finish_if_done(self.engine, row.id, self.clock()):
+                if await self._retrying("finish the digest", lambda: ledger.finish_if_done(
+                    self.engine, row.id, self.clock()
+                )):
                     self.report.finished.append(row.id)
                     log.info("digest %s: finished", row.id)
 
@@ -284,9 +288,9 @@ class Deliverer:
         after = 0
         held = self._held.setdefault(digest.id, set())
         while not (self.stop.is_set() or digest.paused or self._relay_throttling):
-            batch = await ledger.claim(
+            batch = await self._retrying("claim rows", lambda: ledger.claim(
                 self.engine, digest.id, after, self.settings.delivery.batch_size, self.clock(), self.claimant
-            )
+            ))
             if not batch:
                 return
             after = batch[-1].subscriber_id
@@ -425,7 +429,7 @@ class Deliverer:
         digest.paused = True
         reason = f"{limit} messages in a row refused with the same reply (pause_after_identical): {reply}"
         log.error("digest %s: paused: %s; `publisher resume %s` continues it", digest.id, reason, digest.id)
-        await ledger.pause(self.engine, digest.id, reason)
+        await self._retrying("pause the digest", lambda: ledger.pause(self.engine, digest.id, reason))
         self.report.paused.append(digest.id)
         for held, _ in released:  # the relay's fault, not these messages': to do again
             await self._outcome(digest, held, "pending", attempts=held.attempts, last_reply=reply)
@@ -451,7 +455,7 @@ class Deliverer:
                 f"(max_error_ratio {self.settings.delivery.max_error_ratio:g}); last reply: {reply}"
             )
             log.error("digest %s: paused: %s; `publisher resume %s` continues it", digest.id, reason, digest.id)
-            await ledger.pause(self.engine, digest.id, reason)
+            await self._retrying("pause the digest", lambda: ledger.pause(self.engine, digest.id, reason))
             self.report.paused.append(digest.id)
 
     async def _outcome(
@@ -482,10 +486,10 @@ class Deliverer:
                 metrics.messages(state, count)
             metrics.send_rate(self.report.handled / max(time.monotonic() - self._started, 1e-6))
             for subscriber_id, kind in bounced:
-                await service.record_bounce(
-                    self.engine, email=None, subscriber_id=subscriber_id, kind=kind, now=now,
+                await self._retrying("record a bounce", functools.partial(
+                    service.record_bounce, self.engine, email=None, subscriber_id=subscriber_id, kind=kind, now=now,
                     soft_limit=self.settings.delivery.soft_bounce_limit,
-                )
+                ))
         if self.progress is not None:
             self.progress(self.report)
         if time.monotonic() - self._last_log >= PROGRESS_SECONDS:
@@ -493,21 +497,25 @@ class Deliverer:
             self._log_counts("delivery")
 
     async def _record(self, outcomes: list[dict[str, object]], now: datetime) -> None:
-        """Write outcomes, trying again after a database error (a deadlock, a failover).
+        """Write outcomes, however long the database refuses (a lock held for a minute, a failover).
 
-        These messages went out: losing their outcomes would send them again once
-        the claim lapses, so a failed write is retried, with pauses, before the run
-        gives up (and leaves them to the lease).
+        These messages went out: losing their outcomes would send them again once the
+        claim lapses (or the process restarts), so they stay in memory and the write is
+        tried again, with growing pauses, for as long as the process lives.  Sending
+        waits meanwhile: the senders' next outcomes queue behind this write.
         """
-        for pause in RECORD_RETRIES:
+        await self._retrying(f"record {len(outcomes)} outcomes", lambda: ledger.record(self.engine, outcomes, now))
+
+    async def _retrying(self, what: str, write: Callable[[], Awaitable[T]]) -> T:
+        """``write()`` until the database takes it, pausing longer after each error."""
+        pause = Backoff(RETRY_FIRST, limit=RETRY_LIMIT)
+        while True:
             try:
-                await ledger.record(self.engine, outcomes, now)
-                return
+                return await write()
             except DBAPIError as exc:
-                log.warning("delivery: could not record %d outcomes (%s); trying again in %ss",
-                            len(outcomes), exc.orig or exc, pause)
-                await asyncio.sleep(pause)
-        await ledger.record(self.engine, outcomes, now)
+                delay = pause.next_pause()
+                log.warning("delivery: could not %s (%s); trying again in %.1fs", what, exc.orig or exc, delay)
+                await asyncio.sleep(delay)
 
     def _log_counts(self, what: str) -> None:
         r = self.report

@@ -12,6 +12,9 @@ Each received message is matched to its ledger row by its deterministic Message-
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,11 +25,13 @@ import aiosmtplib
 import pytest
 from sqlalchemy import select
 
-from publisher.app import Publisher
+from publisher import ledger
+from publisher.app import Publisher, utcnow
 from publisher.config import load_settings
 from publisher.delivery import DeliveryReport
 from publisher.store.schema import deliveries, digests, subscribers
 from subscribers.model import Cadence
+from tests.databases import Backend
 from tests.delivery_sites import insert_subscribers, write_site
 from tests.smtp_faults import FaultServer, Stage, digest_recipient
 from tests.smtp_server import HOST, SmtpServer
@@ -285,6 +290,73 @@ async def test_a_relay_refusing_the_sender_pauses_the_digest_and_bounces_nobody(
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         assert f"resumed {digest_id}: sent 400," in resumed.stdout, resumed.stdout
     assert sorted(server.per_recipient().items()) == [(a, 1) for a in addresses], "everyone, once"
+
+
+# --- the database locked in the middle of a send ---------------------------------------
+
+LOCK_SECONDS = 8.0  # longer than a 0.2 s busy timeout and every pause between tries
+
+
+def with_busy_timeout(config: Path, seconds: float) -> Path:
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("[database]\n", f"[database]\nbusy_timeout = {seconds}\n", 1), encoding="utf-8")
+    return config
+
+
+def test_a_database_locked_mid_send_loses_no_outcome_and_sends_nobody_twice(
+    tmp_path: Path, database: Backend
+) -> None:
+    """Another process holds SQLite's write lock far longer than the busy timeout while
+    messages go out: their outcomes wait in memory and are written once the lock goes;
+    nothing is sent twice, nothing is left in ``sending``."""
+    if database.name != "sqlite":
+        pytest.skip("SQLite's database-wide write lock")
+    addresses = [reader(i) for i in range(1, N + 1)]
+    locked = threading.Event()
+
+    def lock_the_database_midway() -> None:
+        assert server.wait_for(N // 3, timeout=DEADLINE)
+        with contextlib.closing(sqlite3.connect(tmp_path / "data" / "publisher.db", isolation_level=None)) as conn:
+            conn.execute("BEGIN EXCLUSIVE")
+            locked.set()
+            time.sleep(LOCK_SECONDS)  # the lock is the fault under test, not a wait for something
+            conn.execute("COMMIT")
+
+    with FaultServer() as server:
+        config = with_busy_timeout(write_site(tmp_path, smtp_port=server.port, smtp="timeout = 2"), 0.2)
+        holder = threading.Thread(target=lock_the_database_midway)
+        outcome = asyncio.run(send_digest(config, addresses, before_send=holder.start))
+        holder.join()
+
+    assert locked.is_set()
+    assert_none_lost_none_twice(outcome, server, addresses)
+    assert all(r.state == "sent" for r in outcome.rows.values())
+
+
+@pytest.mark.usefixtures("database")
+async def test_rows_this_process_claimed_and_left_are_taken_again_once_their_lease_lapses(
+    tmp_path: Path,
+) -> None:
+    """A run of this process that ended without recording its claims (it stopped, or
+    failed) leaves them ``sending``; a later run of the same process retakes them once
+    their lease lapsed, rather than leaving them to a restart."""
+    addresses = [reader(i) for i in range(1, 21)]
+    with FaultServer() as server:
+        config = write_site(tmp_path, smtp_port=server.port, smtp="timeout = 2", extra="[cluster]\nlease = 1\n")
+        publisher = Publisher(load_settings(config, environ={}))
+        await publisher.start()
+        try:
+            await insert_subscribers(publisher.engine, addresses)
+            await publisher.scan()
+            await publisher.plan([Cadence.INSTANT])
+            [digest] = await ledger.unfinished_digests(publisher.engine)
+            left = await ledger.claim(publisher.engine, digest.id, 0, 10, utcnow(), publisher.claimant)
+            report = await asyncio.wait_for(publisher.deliver(wait=True), DEADLINE)
+        finally:
+            await publisher.close()
+    assert len(left) == 10
+    assert report.sent == len(addresses) and digest.id in report.finished
+    assert sorted(server.per_recipient().items()) == [(a, 1) for a in addresses]
 
 
 # --- throttling --------------------------------------------------------------------------
