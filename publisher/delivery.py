@@ -134,6 +134,7 @@ class _Digest:
     # released to ``pending`` if the streak pauses the digest.
     refusals: list[tuple[Row, int]] = field(default_factory=list)
     refusal_reply: str = ""
+    pause_reply: str = ""  # the refusal whose streak paused the digest
 
 
 @dataclass
@@ -411,22 +412,28 @@ class Deliverer:
 
     async def _message_refused(self, digest: _Digest, row: Row, attempts: int, reply: str) -> None:
         """A refusal of the message or the sender: held while the same reply repeats; the
-        ``pause_after_identical``-th in a row pauses the digest and releases them all."""
+        ``pause_after_identical``-th in a row pauses the digest and releases them all.
+
+        Every change to the streak happens before the first ``await``: the senders
+        share it, and one's outcome write must not interleave with another's update.
+        """
         if digest.paused:
-            if reply == digest.refusal_reply:  # in flight when the streak paused the digest
+            if reply == digest.pause_reply:  # in flight when the streak paused the digest
                 await self._outcome(digest, row, "pending", attempts=row.attempts, last_reply=reply)
             else:
                 await self._failed(digest, row, attempts, reply)
             return
-        if reply != digest.refusal_reply:
-            await self._end_refusals(digest)
-            digest.refusal_reply = reply
+        ended, ended_reply = self._take_refusals(digest, reply) if reply != digest.refusal_reply else ([], "")
         digest.refusals.append((row, attempts))
         limit = self.settings.delivery.pause_after_identical
-        if len(digest.refusals) < limit:
+        released: list[tuple[Row, int]] = []
+        if len(digest.refusals) >= limit:
+            released, digest.refusals = digest.refusals, []
+            digest.paused, digest.pause_reply = True, reply
+        for failed_row, failed_attempts in ended:
+            await self._failed(digest, failed_row, failed_attempts, ended_reply)
+        if not released:
             return
-        released, digest.refusals = digest.refusals, []
-        digest.paused = True
         reason = f"{limit} messages in a row refused with the same reply (pause_after_identical): {reply}"
         log.error("digest %s: paused: %s; `publisher resume %s` continues it", digest.id, reason, digest.id)
         await self._retrying("pause the digest", lambda: ledger.pause(self.engine, digest.id, reason))
@@ -434,13 +441,18 @@ class Deliverer:
         for held, _ in released:  # the relay's fault, not these messages': to do again
             await self._outcome(digest, held, "pending", attempts=held.attempts, last_reply=reply)
 
+    @staticmethod
+    def _take_refusals(digest: _Digest, next_reply: str = "") -> tuple[list[tuple[Row, int]], str]:
+        """End the digest's streak of refusals: the ones held, and their reply."""
+        ended, digest.refusals = digest.refusals, []
+        reply, digest.refusal_reply = digest.refusal_reply, next_reply
+        return ended, reply
+
     async def _end_refusals(self, digest: _Digest) -> None:
         """Something other than the same refusal came: the refusals held so far failed."""
-        if not digest.refusals:
-            return
-        ended, digest.refusals = digest.refusals, []
+        ended, reply = self._take_refusals(digest)
         for row, attempts in ended:
-            await self._failed(digest, row, attempts, digest.refusal_reply)
+            await self._failed(digest, row, attempts, reply)
 
     async def _failed(self, digest: _Digest, row: Row, attempts: int, reply: str) -> None:
         log.warning("digest %s: to subscriber %s failed: %s", digest.id, row.subscriber_id, reply)

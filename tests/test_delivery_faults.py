@@ -31,7 +31,6 @@ from publisher.config import load_settings
 from publisher.delivery import DeliveryReport
 from publisher.store.schema import deliveries, digests, subscribers
 from subscribers.model import Cadence
-from tests.databases import Backend
 from tests.delivery_sites import insert_subscribers, write_site
 from tests.smtp_faults import FaultServer, Stage, digest_recipient
 from tests.smtp_server import HOST, SmtpServer
@@ -303,14 +302,12 @@ def with_busy_timeout(config: Path, seconds: float) -> Path:
     return config
 
 
-def test_a_database_locked_mid_send_loses_no_outcome_and_sends_nobody_twice(
-    tmp_path: Path, database: Backend
-) -> None:
+@pytest.mark.sqlite_only("another process holding the database-wide write lock is SQLite's fault")
+@pytest.mark.usefixtures("database")
+def test_a_database_locked_mid_send_loses_no_outcome_and_sends_nobody_twice(tmp_path: Path) -> None:
     """Another process holds SQLite's write lock far longer than the busy timeout while
     messages go out: their outcomes wait in memory and are written once the lock goes;
     nothing is sent twice, nothing is left in ``sending``."""
-    if database.name != "sqlite":
-        pytest.skip("SQLite's database-wide write lock")
     addresses = [reader(i) for i in range(1, N + 1)]
     locked = threading.Event()
 
