@@ -108,7 +108,7 @@ SAMPLE_READER = ("Sample Reader", "reader@example.com")  # a preview's made-up s
 class Publisher:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = create_engine(settings.database.url)
+        self.engine = create_engine(settings.database.url, busy_timeout=settings.database.busy_timeout)
         self.env = make_environment(settings.site.templates_dir)
         self.feeds: dict[str, FeedDocument] = {}
         self.stopping = asyncio.Event()

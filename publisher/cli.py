@@ -543,7 +543,7 @@ def db_current(ctx: click.Context) -> None:
     settings = _settings(ctx)
 
     async def work() -> tuple[str | None, str]:
-        engine = create_engine(settings.database.url)
+        engine = create_engine(settings.database.url, busy_timeout=settings.database.busy_timeout)
         try:
             return await revisions(engine)
         finally:
@@ -562,7 +562,7 @@ def db_upgrade(ctx: click.Context) -> None:
     settings = _settings(ctx)
 
     async def work() -> tuple[tuple[str | None, str], tuple[str | None, str]]:
-        engine = create_engine(settings.database.url)
+        engine = create_engine(settings.database.url, busy_timeout=settings.database.busy_timeout)
         try:
             before = await revisions(engine)
             await upgrade(engine)

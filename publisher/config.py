@@ -141,6 +141,9 @@ class StorageSettings(_Section):
 
 class DatabaseSettings(_Section):
     url: str = "sqlite+aiosqlite:///var/publisher.db"
+    # SQLite: seconds a write waits for another connection's lock before it fails (and
+    # delivery writes its outcomes again, until it can).
+    busy_timeout: float = Field(default=10.0, gt=0, le=3600)
 
     @field_validator("url")
     @classmethod
@@ -193,6 +196,12 @@ class DeliverySettings(_Section):
     # Pause a digest when more than this share of the last error_window messages failed.
     max_error_ratio: float = Field(default=0.5, gt=0, le=1)
     error_window: int = Field(default=200, ge=10)
+    # Pause a digest when this many messages in a row are refused with the same reply:
+    # the relay itself is broken (an unverified sender), not the readers.
+    pause_after_identical: int = Field(default=5, ge=2, le=1000)
+    # End a delivery pass when one connection is throttled this many times in one chunk of
+    # 10 messages; the rest wait (deferred) for the next pass instead of holding the run.
+    throttle_limit: int = Field(default=3, ge=1, le=10)
     soft_bounce_limit: int = Field(default=3, ge=1)  # soft bounces before an address is suppressed
 
 

@@ -24,15 +24,21 @@ connection are in memory, whatever the list's size.  Outcomes are flushed every
 rows claimed but not yet recorded (one batch, the queue, the unflushed outcomes), and
 only those that were really sent can go out twice.
 
-Replies: 421/450/451/452/454 are throttling (the message is deferred and that
-connection backs off; throttling never fails a message); other temporary failures
-retry with exponential backoff and jitter up to ``max_attempts`` and ``max_age``; a
-5xx fails the row with the server's reply, and counts as a bounce by the rules of
-:func:`publisher.mail.bounces.smtp_reply_kind`: "no such user" (550/551/553, 5.1.x)
-marks the subscriber bounced at once, "mailbox full" or a blocklist counts towards
-``soft_bounce_limit``.  When more
-than ``max_error_ratio`` of the last ``error_window`` messages failed, the digest
-pauses with its reason until ``publisher resume``.
+Replies, as :func:`publisher.mail.bounces.reply_action` reads them (with the phase of
+the session they came at): 421/450/451/452/454 are throttling (the message is
+deferred and that connection backs off; throttling never fails a message); other
+temporary failures retry with exponential backoff and jitter up to ``max_attempts``
+and ``max_age``; a refusal about the recipient fails the row with the server's reply
+and bounces them ("no such user" at once; "mailbox full" counts towards
+``soft_bounce_limit``); a refusal of the message or the sender (content, policy, an
+unverified sender) fails the row and leaves the reader alone.
+
+Pausing: a relay that refuses ``pause_after_identical`` messages in a row with the same
+reply is broken itself (an unverified sender, a full spool): the digest pauses at once
+with that reply as its reason, and those messages go back to ``pending`` (held in
+memory until the streak is decided), so ``publisher resume`` sends them once the relay
+is fixed.  Otherwise, when more than ``max_error_ratio`` of the last ``error_window``
+messages failed, the digest pauses with its reason until ``publisher resume``.
 """
 
 from __future__ import annotations
@@ -44,9 +50,10 @@ import logging
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import jinja2
 from sqlalchemy import Row
@@ -57,7 +64,7 @@ from publisher import ledger, metrics
 from publisher.config import Settings
 from publisher.digest import is_resend
 from publisher.logs import digest_context
-from publisher.mail.bounces import smtp_reply_kind
+from publisher.mail.bounces import ReplyAction
 from publisher.mail.dkim import DkimSigner
 from publisher.mail.message import DigestMessages
 from publisher.mail.render import Personal, render_digest
@@ -71,14 +78,14 @@ from subscribers.tokens import Purpose, Tokens
 
 log = logging.getLogger(__name__)
 
-THROTTLING = frozenset({421, 450, 451, 452, 454})
 FLUSH_EVERY = 200  # outcomes per ledger transaction
 FLUSH_SECONDS = 0.5
 SEND_CHUNK = 10  # messages per queue hand-over
 PROGRESS_SECONDS = 5.0
-RECORD_RETRIES = (0.1, 1.0, 5.0)  # pauses before writing outcomes again after a database error
+RETRY_FIRST, RETRY_LIMIT = 0.1, 10.0  # seconds between tries of a ledger write after a database error
 
 TransportFactory = Callable[[], Transport]
+T = TypeVar("T")
 
 
 @dataclass
@@ -122,6 +129,12 @@ class _Digest:
     messages: Callable[[str], DigestMessages]  # by the subscriber's cadence
     errors: deque[bool]
     paused: bool = False
+    # Messages refused in a row with one same reply (about the message, not the reader),
+    # with their attempt counts: recorded failed once something else happens, or
+    # released to ``pending`` if the streak pauses the digest.
+    refusals: list[tuple[Row, int]] = field(default_factory=list)
+    refusal_reply: str = ""
+    pause_reply: str = ""  # the refusal whose streak paused the digest
 
 
 @dataclass
@@ -165,6 +178,7 @@ class Deliverer:
         self._bounced: list[tuple[int, BounceKind]] = []
         self._started = self._last_flush = self._last_log = time.monotonic()
         self._flush_lock = asyncio.Lock()
+        self._relay_throttling = False  # this pass ends: the relay kept throttling a connection
 
     async def run(self, *, wait: bool = False) -> DeliveryReport:
         """Deliver every row due now; with ``wait``, also wait out deferrals (and other
@@ -188,7 +202,7 @@ class Deliverer:
             await self._pass(unfinished)
             if not wait or self.stop.is_set():
                 break
-            due = await ledger.next_retry(self.engine, self.claimant)
+            due = await ledger.next_retry(self.engine)
             if due is None:
                 continue  # nothing deferred: the next pass finishes what is left, or finds nothing
             delay = (due - self.clock()).total_seconds()
@@ -213,9 +227,13 @@ class Deliverer:
                     log.exception("delivery: could not renew the lease on %d rows", sum(map(len, held.values())))
 
     async def _pass(self, unfinished: list[Row]) -> None:
-        """One pass over every unfinished digest: each due row is tried once."""
+        """One pass over every unfinished digest: each due row is tried once, unless the
+        relay keeps throttling (``throttle_limit``): then the pass ends early, the rows
+        handed over deferred without an attempt, the rest left pending."""
+        self._relay_throttling = False
         queue: asyncio.Queue[list[_Item] | None] = asyncio.Queue(maxsize=self.settings.delivery.concurrency)
         senders = [asyncio.create_task(self._sender(queue)) for _ in range(self.settings.delivery.concurrency)]
+        prepared: list[_Digest] = []
         try:
             for row in unfinished:
                 if self.stop.is_set():
@@ -223,15 +241,21 @@ class Deliverer:
                 with digest_context(row.id):
                     digest = await self._prepare(row)
                     if digest is not None:
+                        prepared.append(digest)
                         await self._produce(digest, queue)
         finally:
             for _ in senders:
                 await queue.put(None)
             await asyncio.gather(*senders)
+            for digest in prepared:  # a streak too short to pause: those messages failed
+                with digest_context(digest.id):
+                    await self._end_refusals(digest)
             await self._flush()
         for row in unfinished:
             with digest_context(row.id):
-                if await ledger.finish_if_done(self.engine, row.id, self.clock()):
+                if await self._retrying("finish the digest", lambda: ledger.finish_if_done(
+                    self.engine, row.id, self.clock()
+                )):
                     self.report.finished.append(row.id)
                     log.info("digest %s: finished", row.id)
 
@@ -264,10 +288,10 @@ class Deliverer:
         """
         after = 0
         held = self._held.setdefault(digest.id, set())
-        while not (self.stop.is_set() or digest.paused):
-            batch = await ledger.claim(
+        while not (self.stop.is_set() or digest.paused or self._relay_throttling):
+            batch = await self._retrying("claim rows", lambda: ledger.claim(
                 self.engine, digest.id, after, self.settings.delivery.batch_size, self.clock(), self.claimant
-            )
+            ))
             if not batch:
                 return
             after = batch[-1].subscriber_id
@@ -279,7 +303,7 @@ class Deliverer:
                 else:  # left after the digest was planned: never hand it over
                     await self._outcome(digest, row, "cancelled", last_reply=f"subscriber is {row.status}")
             for first in range(0, len(ready), SEND_CHUNK):
-                if self.stop.is_set() or digest.paused:
+                if self.stop.is_set() or digest.paused or self._relay_throttling:
                     for item in ready[first:]:  # never handed over: released, to do
                         await self._outcome(digest, item.row, "pending", attempts=item.row.attempts)
                     return
@@ -293,30 +317,48 @@ class Deliverer:
             while (items := await queue.get()) is not None:
                 # Senders serve every digest; a chunk is one digest's (see _produce): tag its lines.
                 with digest_context(items[0].digest.id):
+                    throttled = 0
                     for item in items:
-                        await self._deliver_item(transport, item, backoff)
+                        if await self._deliver_item(transport, item, backoff):
+                            throttled += 1
+                            if throttled == self.settings.delivery.throttle_limit and not self._relay_throttling:
+                                self._relay_throttling = True
+                                log.warning("delivery: %d messages in a row throttled on one connection; "
+                                            "deferring the rest until the next pass", throttled)
         finally:
             with contextlib.suppress(Exception):
                 await transport.close()
 
-    async def _deliver_item(self, transport: Transport, item: _Item, backoff: Backoff) -> None:
+    async def _deliver_item(self, transport: Transport, item: _Item, backoff: Backoff) -> bool:
+        """Try one message; whether the relay throttled it (an answer to the message, not
+        to connecting: a connection over the relay's limit just rests)."""
+        row = item.row
         if self.stop.is_set() or item.digest.paused:  # not handed over: it stays to do
-            await self._outcome(item.digest, item.row, "pending", attempts=item.row.attempts)
-            return
+            await self._outcome(item.digest, row, "pending", attempts=row.attempts)
+            return False
+        if self._relay_throttling:  # not tried: no attempt counted; the next pass goes on
+            await self._outcome(
+                item.digest, row, "deferred", attempts=row.attempts, retry_at=self._retry_at(1),
+                last_reply="not tried: the relay kept throttling",
+            )
+            return False
+        throttled = False
         try:
             await transport.open()  # a no-op once connected
         except DeliveryError as exc:  # relay unreachable or refusing: defer, and rest
-            pause = await self._refused(item.digest, item.row, item.row.attempts + 1, exc, backoff)
+            pause = await self._refused(item.digest, row, row.attempts + 1, exc, backoff)
         else:
             if not self.pacer.unlimited:
                 await self.pacer.wait()
-            pause = await self._send(transport, item, backoff)
+            pause, throttled = await self._send(transport, item, backoff)
         if pause:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), timeout=pause)
+        return throttled
 
-    async def _send(self, transport: Transport, item: _Item, backoff: Backoff) -> float:
-        """Send one message and record its outcome; the seconds this connection should rest."""
+    async def _send(self, transport: Transport, item: _Item, backoff: Backoff) -> tuple[float, bool]:
+        """Send one message and record its outcome; the seconds this connection should
+        rest, and whether the relay throttled the message."""
         digest, row = item.digest, item.row
         personal = personal_values(self.tokens, self.settings.site.url, row.subscriber_id, row.name, row.email)
         attempts = row.attempts + 1
@@ -324,39 +366,93 @@ class Deliverer:
             message = digest.messages(row.cadence).build(personal, row.subscriber_id)
         except ValueError as exc:  # an address or value no header may carry: retrying can't help
             await self._failed(digest, row, attempts, f"cannot build the message: {exc}")
-            return 0.0
+            return 0.0, False
         if self.signer is not None:
             # RSA signing (OpenSSL) releases the GIL: in a thread it overlaps the sending.
             message = await asyncio.get_running_loop().run_in_executor(None, self.signer.sign, message)
         try:
             reply = await transport.send(self.settings.delivery.from_address, row.email, message)
         except DeliveryError as exc:
-            return await self._refused(digest, row, attempts, exc, backoff)
+            return await self._refused(digest, row, attempts, exc, backoff), exc.action is ReplyAction.THROTTLED
         backoff.reset()
+        if digest.refusals:
+            await self._end_refusals(digest)
         digest.errors.append(False)
         await self._outcome(digest, row, "sent", attempts=attempts, last_reply=reply)
-        return 0.0
+        return 0.0, False
 
     async def _refused(self, digest: _Digest, row: Row, attempts: int, exc: DeliveryError, backoff: Backoff) -> float:
         delivery = self.settings.delivery
-        too_old = self.clock() - digest.created_at > timedelta(seconds=delivery.max_age)
+        action = exc.action
         if exc.permanent:
-            kind = smtp_reply_kind(exc.code, exc.reply) if exc.code is not None else None
-            if kind is not None:  # "no such user" is hard; mailbox full or a blocklist, soft
-                self._bounced.append((row.subscriber_id, kind))
-            await self._failed(digest, row, attempts, exc.reply if exc.code is None else f"{exc.code} {exc.reply}")
+            reply = exc.reply if exc.code is None else f"{exc.code} {exc.reply}"
+            if action is ReplyAction.MESSAGE_FAILED:
+                await self._message_refused(digest, row, attempts, reply)
+                return 0.0
+            await self._end_refusals(digest)
+            if action in (ReplyAction.HARD_BOUNCE, ReplyAction.SOFT_BOUNCE):
+                self._bounced.append((row.subscriber_id, "hard" if action is ReplyAction.HARD_BOUNCE else "soft"))
+            await self._failed(digest, row, attempts, reply)
             return 0.0
-        throttled = exc.code in THROTTLING
+        throttled = action is ReplyAction.THROTTLED
+        too_old = self.clock() - digest.created_at > timedelta(seconds=delivery.max_age)
         if too_old or (not throttled and attempts >= delivery.max_attempts):
             await self._failed(digest, row, attempts, str(exc))
             return 0.0
-        delay = delivery.retry_base * 2 ** min(attempts - 1, 20) * random.uniform(0.8, 1.2)
         await self._outcome(
-            digest, row, "deferred", attempts=attempts, last_reply=str(exc),
-            retry_at=self.clock() + timedelta(seconds=delay),
+            digest, row, "deferred", attempts=attempts, last_reply=str(exc), retry_at=self._retry_at(attempts),
         )
         # Throttled, or the relay unreachable: this connection rests before its next message.
         return backoff.next_pause() if throttled or exc.code is None else 0.0
+
+    def _retry_at(self, attempts: int) -> datetime:
+        """When to try a message again after its ``attempts``-th try: exponential, with jitter."""
+        delay = self.settings.delivery.retry_base * 2 ** min(attempts - 1, 20) * random.uniform(0.8, 1.2)
+        return self.clock() + timedelta(seconds=delay)
+
+    async def _message_refused(self, digest: _Digest, row: Row, attempts: int, reply: str) -> None:
+        """A refusal of the message or the sender: held while the same reply repeats; the
+        ``pause_after_identical``-th in a row pauses the digest and releases them all.
+
+        Every change to the streak happens before the first ``await``: the senders
+        share it, and one's outcome write must not interleave with another's update.
+        """
+        if digest.paused:
+            if reply == digest.pause_reply:  # in flight when the streak paused the digest
+                await self._outcome(digest, row, "pending", attempts=row.attempts, last_reply=reply)
+            else:
+                await self._failed(digest, row, attempts, reply)
+            return
+        ended, ended_reply = self._take_refusals(digest, reply) if reply != digest.refusal_reply else ([], "")
+        digest.refusals.append((row, attempts))
+        limit = self.settings.delivery.pause_after_identical
+        released: list[tuple[Row, int]] = []
+        if len(digest.refusals) >= limit:
+            released, digest.refusals = digest.refusals, []
+            digest.paused, digest.pause_reply = True, reply
+        for failed_row, failed_attempts in ended:
+            await self._failed(digest, failed_row, failed_attempts, ended_reply)
+        if not released:
+            return
+        reason = f"{limit} messages in a row refused with the same reply (pause_after_identical): {reply}"
+        log.error("digest %s: paused: %s; `publisher resume %s` continues it", digest.id, reason, digest.id)
+        await self._retrying("pause the digest", lambda: ledger.pause(self.engine, digest.id, reason))
+        self.report.paused.append(digest.id)
+        for held, _ in released:  # the relay's fault, not these messages': to do again
+            await self._outcome(digest, held, "pending", attempts=held.attempts, last_reply=reply)
+
+    @staticmethod
+    def _take_refusals(digest: _Digest, next_reply: str = "") -> tuple[list[tuple[Row, int]], str]:
+        """End the digest's streak of refusals: the ones held, and their reply."""
+        ended, digest.refusals = digest.refusals, []
+        reply, digest.refusal_reply = digest.refusal_reply, next_reply
+        return ended, reply
+
+    async def _end_refusals(self, digest: _Digest) -> None:
+        """Something other than the same refusal came: the refusals held so far failed."""
+        ended, reply = self._take_refusals(digest)
+        for row, attempts in ended:
+            await self._failed(digest, row, attempts, reply)
 
     async def _failed(self, digest: _Digest, row: Row, attempts: int, reply: str) -> None:
         log.warning("digest %s: to subscriber %s failed: %s", digest.id, row.subscriber_id, reply)
@@ -371,7 +467,7 @@ class Deliverer:
                 f"(max_error_ratio {self.settings.delivery.max_error_ratio:g}); last reply: {reply}"
             )
             log.error("digest %s: paused: %s; `publisher resume %s` continues it", digest.id, reason, digest.id)
-            await ledger.pause(self.engine, digest.id, reason)
+            await self._retrying("pause the digest", lambda: ledger.pause(self.engine, digest.id, reason))
             self.report.paused.append(digest.id)
 
     async def _outcome(
@@ -402,10 +498,10 @@ class Deliverer:
                 metrics.messages(state, count)
             metrics.send_rate(self.report.handled / max(time.monotonic() - self._started, 1e-6))
             for subscriber_id, kind in bounced:
-                await service.record_bounce(
-                    self.engine, email=None, subscriber_id=subscriber_id, kind=kind, now=now,
+                await self._retrying("record a bounce", functools.partial(
+                    service.record_bounce, self.engine, email=None, subscriber_id=subscriber_id, kind=kind, now=now,
                     soft_limit=self.settings.delivery.soft_bounce_limit,
-                )
+                ))
         if self.progress is not None:
             self.progress(self.report)
         if time.monotonic() - self._last_log >= PROGRESS_SECONDS:
@@ -413,21 +509,25 @@ class Deliverer:
             self._log_counts("delivery")
 
     async def _record(self, outcomes: list[dict[str, object]], now: datetime) -> None:
-        """Write outcomes, trying again after a database error (a deadlock, a failover).
+        """Write outcomes, however long the database refuses (a lock held for a minute, a failover).
 
-        These messages went out: losing their outcomes would send them again once
-        the claim lapses, so a failed write is retried, with pauses, before the run
-        gives up (and leaves them to the lease).
+        These messages went out: losing their outcomes would send them again once the
+        claim lapses (or the process restarts), so they stay in memory and the write is
+        tried again, with growing pauses, for as long as the process lives.  Sending
+        waits meanwhile: the senders' next outcomes queue behind this write.
         """
-        for pause in RECORD_RETRIES:
+        await self._retrying(f"record {len(outcomes)} outcomes", lambda: ledger.record(self.engine, outcomes, now))
+
+    async def _retrying(self, what: str, write: Callable[[], Awaitable[T]]) -> T:
+        """``write()`` until the database takes it, pausing longer after each error."""
+        pause = Backoff(RETRY_FIRST, limit=RETRY_LIMIT)
+        while True:
             try:
-                await ledger.record(self.engine, outcomes, now)
-                return
+                return await write()
             except DBAPIError as exc:
-                log.warning("delivery: could not record %d outcomes (%s); trying again in %ss",
-                            len(outcomes), exc.orig or exc, pause)
-                await asyncio.sleep(pause)
-        await ledger.record(self.engine, outcomes, now)
+                delay = pause.next_pause()
+                log.warning("delivery: could not %s (%s); trying again in %.1fs", what, exc.orig or exc, delay)
+                await asyncio.sleep(delay)
 
     def _log_counts(self, what: str) -> None:
         r = self.report

@@ -73,6 +73,11 @@ class Claimant:
     ``exclusive``: this claimant holds the machine's delivery lock (SQLite, one node;
     :mod:`publisher.locks`), so a row some other claimant left in ``sending`` can only
     be left over from a process that died: it is taken over at once, not after its lease.
+
+    Its own claims are taken again once their lease lapsed: one process runs one
+    delivery at a time, a run records every outcome before its pass ends, and within a
+    pass keyset paging never comes back to a row; so such a row was left by an earlier
+    run of this process that ended without recording it (stopped, or failed).
     """
 
     id: str
@@ -82,10 +87,9 @@ class Claimant:
 
 def _claimable(now: datetime, claimant: Claimant) -> ColumnElement[bool]:
     """Rows a claimant may take: due (see :func:`_due`), or ``sending`` under a claim that lapsed."""
+    abandoned = or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
     if claimant.exclusive:
-        abandoned = or_(deliveries.c.claimed_by.is_(None), deliveries.c.claimed_by != claimant.id)
-    else:
-        abandoned = or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
+        abandoned = or_(abandoned, deliveries.c.claimed_by.is_(None), deliveries.c.claimed_by != claimant.id)
     return or_(deliveries.c.state == "pending", _retry_due(now), and_(deliveries.c.state == "sending", abandoned))
 
 
@@ -225,9 +229,9 @@ async def finish_if_done(engine: AsyncEngine, digest_id: str, now: datetime) -> 
         return True
 
 
-async def next_retry(engine: AsyncEngine, claimant: Claimant) -> datetime | None:
+async def next_retry(engine: AsyncEngine) -> datetime | None:
     """When a row of an active digest can next be claimed: the earliest deferred row's
-    retry, or the earliest lease another claimant may let lapse (None: neither)."""
+    retry, or the earliest claim's lease, this node's own included (None: neither)."""
     async with engine.connect() as conn:
         retry = await conn.scalar(
             select(func.min(deliveries.c.retry_at))
@@ -237,8 +241,7 @@ async def next_retry(engine: AsyncEngine, claimant: Claimant) -> datetime | None
         lease = await conn.scalar(
             select(func.min(deliveries.c.lease_until))
             .join(digests, digests.c.id == deliveries.c.digest_id)
-            .where(deliveries.c.state == "sending", deliveries.c.claimed_by != claimant.id,
-                   digests.c.status == "sending")
+            .where(deliveries.c.state == "sending", digests.c.status == "sending")
         )
     return min((when for when in (retry, lease) if when is not None), default=None)
 

@@ -10,6 +10,7 @@
         server.limit_sessions(2)          # a 3rd concurrent connection is greeted with 421
         server.refuse_connections(3)      # the next 3 connections are reset before the greeting
         server.refuse_for(1.0)            # every connection in the next second gets a 421 greeting
+        server.fail_all("554 Message rejected", at="data")  # every recipient, until repair()
         ...deliver...
         assert server.count("busy@example.org") == 1
 
@@ -46,6 +47,7 @@ _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*<([^>\r\n]+)>", re.IGNORECASE | re
 # Our digests' Message-ID: <digest-id.subscriber-id@sending-domain>.
 _DIGEST_MESSAGE_ID = re.compile(r"^(?P<digest>[^.@]+)\.(?P<subscriber>\d+)@")
 
+_EVERYONE = "*"  # the rules of fail_all()
 _ABORT = "abort"  # a session verdict: reset the connection before the greeting
 
 
@@ -225,6 +227,15 @@ class FaultServer(SmtpServer):
         attempts, or every one when ``times`` is None."""
         self._add(address, _Rule("reply", at, reply=reply, times=times))
 
+    def fail_all(self, reply: str, *, at: Stage = "rcpt") -> None:
+        """Answer ``reply`` to every address's RCPT (or end of DATA), as a relay misconfigured
+        for the sender does, until :meth:`repair`."""
+        self._add(_EVERYONE, _Rule("reply", at, reply=reply))
+
+    def repair(self) -> None:
+        """Forget every scripted fault: the relay was fixed."""
+        self._rules.clear()
+
     def drop(self, address: str, *, times: int | None = 1) -> None:
         """Cut the connection in the middle of DATA for ``address`` (after the 354 and the
         message's header block). Nothing is recorded: the server never acknowledged it."""
@@ -313,7 +324,7 @@ class FaultServer(SmtpServer):
         self._active.discard(session)
 
     def _rule(self, address: str, stage: Stage, actions: tuple[str, ...]) -> _Rule | None:
-        for rule in self._rules.get(address.lower(), []):
+        for rule in [*self._rules.get(address.lower(), []), *self._rules.get(_EVERYONE, [])]:
             if rule.stage == stage and rule.action in actions and rule.take():
                 return rule
         return None

@@ -27,11 +27,13 @@ from publisher.app import Publisher, utcnow
 from publisher.cli import main
 from publisher.config import load_settings
 from publisher.mail.bounces import (
+    Phase,
+    ReplyAction,
     failure_kind,
     is_redacted,
     our_message_id,
     parse_report,
-    smtp_reply_kind,
+    reply_action,
     status_code,
 )
 from publisher.store.schema import deliveries, digests, subscribers
@@ -175,13 +177,73 @@ def test_failure_kind(status: str, diagnostic: str, kind: str | None) -> None:
     assert failure_kind(status, diagnostic) == kind
 
 
-def test_smtp_replies_for_the_delivery_engine() -> None:
-    assert smtp_reply_kind(550, "5.1.1 <x@example.com>: Recipient address rejected: User unknown") == "hard"
-    assert smtp_reply_kind(551, "User not local; please try <y@example.org>") == "hard"
-    assert smtp_reply_kind(553, "5.1.3 Invalid address") == "hard"
-    assert smtp_reply_kind(552, "5.2.2 Mailbox full") == "soft"
-    assert smtp_reply_kind(450, "4.2.0 Mailbox busy") is None  # retried, not a bounce
-    assert smtp_reply_kind(250, "2.0.0 Ok") is None
+@pytest.mark.parametrize(
+    ("code", "phase", "reply", "action"),
+    [
+        # Gmail
+        (550, Phase.RCPT, "5.1.1 The email account that you tried to reach does not exist. Please try\n"
+         "5.1.1 double-checking the recipient's email address for typos", ReplyAction.HARD_BOUNCE),
+        (550, Phase.RCPT, "5.2.1 The email account that you tried to reach is disabled.", ReplyAction.HARD_BOUNCE),
+        (552, Phase.RCPT, "5.2.2 The email account that you tried to reach is over quota.", ReplyAction.SOFT_BOUNCE),
+        (550, Phase.DATA, "5.7.26 This mail is unauthenticated, which poses a security risk to the sender "
+         "and Gmail users", ReplyAction.MESSAGE_FAILED),
+        (550, Phase.DATA, "5.7.1 [203.0.113.9] Our system has detected that this message is likely "
+         "unsolicited mail.", ReplyAction.MESSAGE_FAILED),
+        (552, Phase.DATA, "5.7.0 This message was blocked because its content presents a potential "
+         "security issue.", ReplyAction.MESSAGE_FAILED),
+        (421, Phase.DATA, "4.7.0 [203.0.113.9] Our system has detected an unusual rate of unsolicited mail",
+         ReplyAction.THROTTLED),
+        (450, Phase.RCPT, "4.2.1 The user you are trying to contact is receiving mail at a rate that "
+         "prevents additional messages from being delivered.", ReplyAction.THROTTLED),
+        (535, Phase.CONNECT, "5.7.8 Username and Password not accepted.", ReplyAction.RETRY),
+        # Outlook / Exchange Online
+        (550, Phase.RCPT, "5.5.0 Requested action not taken: mailbox unavailable (S2017062302)",
+         ReplyAction.HARD_BOUNCE),
+        (550, Phase.RCPT, "5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
+         ReplyAction.HARD_BOUNCE),
+        (550, Phase.DATA, "5.1.1 RESOLVER.ADR.RecipNotFound; not found", ReplyAction.HARD_BOUNCE),
+        (550, Phase.RCPT, "5.7.1 Service unavailable, Client host [203.0.113.9] blocked using Spamhaus",
+         ReplyAction.MESSAGE_FAILED),
+        (550, Phase.DATA, "5.7.520 Access denied, Your organization does not allow external forwarding.",
+         ReplyAction.MESSAGE_FAILED),
+        (530, Phase.CONNECT, "5.7.0 Must issue a STARTTLS command first", ReplyAction.RETRY),
+        # Amazon SES
+        (554, Phase.DATA, "Message rejected: Email address is not verified. The following identities failed "
+         "the check in region US-EAST-1: brief@news.example.org", ReplyAction.MESSAGE_FAILED),
+        (554, Phase.MAIL, "Message rejected: Sending paused for this account.", ReplyAction.MESSAGE_FAILED),
+        (454, Phase.DATA, "Throttling failure: Maximum sending rate exceeded.", ReplyAction.THROTTLED),
+        (535, Phase.CONNECT, "Authentication Credentials Invalid", ReplyAction.RETRY),
+        # Postfix
+        (550, Phase.RCPT, "5.1.1 <ann@example.org>: Recipient address rejected: User unknown in local "
+         "recipient table", ReplyAction.HARD_BOUNCE),
+        (554, Phase.RCPT, "5.7.1 <ann@example.org>: Relay access denied", ReplyAction.MESSAGE_FAILED),
+        (550, Phase.RCPT, "5.1.8 <brief@news.example.org>: Sender address rejected: Domain not found",
+         ReplyAction.MESSAGE_FAILED),
+        (553, Phase.MAIL, "5.7.1 <brief@news.example.org>: Sender address rejected: not owned by user",
+         ReplyAction.MESSAGE_FAILED),
+        (552, Phase.DATA, "5.3.4 Message size exceeds fixed limit", ReplyAction.MESSAGE_FAILED),
+        (554, Phase.DATA, "5.6.0 content rejected", ReplyAction.MESSAGE_FAILED),
+        (552, Phase.DATA, "5.0.0 Message rejected at end of data", ReplyAction.MESSAGE_FAILED),
+        (451, Phase.RCPT, "4.7.1 <ann@example.org>: Recipient address rejected: Greylisted", ReplyAction.THROTTLED),
+        # Exim
+        (550, Phase.RCPT, "Unrouteable address", ReplyAction.HARD_BOUNCE),
+        (551, Phase.RCPT, "User not local; please try <ann@example.net>", ReplyAction.HARD_BOUNCE),
+        (553, Phase.RCPT, "sorry, that domain isn't in my list of allowed rcpthosts", ReplyAction.HARD_BOUNCE),
+        (550, Phase.RCPT, "relay not permitted", ReplyAction.MESSAGE_FAILED),
+        (550, Phase.RCPT, "Verification failed for <brief@news.example.org>\nSender verify failed",
+         ReplyAction.MESSAGE_FAILED),
+        (552, Phase.RCPT, "Mailbox is full", ReplyAction.SOFT_BOUNCE),
+        (550, Phase.DATA, "Administrative prohibition", ReplyAction.MESSAGE_FAILED),
+        (455, Phase.RCPT, "4.5.0 Server unable to accommodate parameters", ReplyAction.RETRY),
+        # no reply at all
+        (None, Phase.CONNECT, "Connection refused", ReplyAction.RETRY),
+        (None, Phase.ENVELOPE, "'a@b>\\r\\nRCPT TO:<c@d' is not one envelope address", ReplyAction.MESSAGE_FAILED),
+    ],
+)
+def test_a_relays_reply_bounces_only_for_the_recipient(
+    code: int | None, phase: Phase, reply: str, action: ReplyAction
+) -> None:
+    assert reply_action(code, status_code(reply), phase, reply) is action
 
 
 def test_enhanced_codes_are_not_read_out_of_ip_addresses() -> None:

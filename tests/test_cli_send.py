@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import email
 import email.policy
+import errno
+import mailbox
+import os
 import re
 import socket
 from pathlib import Path
 
 import feedparser
 import pytest
+from click.testing import CliRunner
 
+from publisher.cli import main
 from publisher.config import load_settings
 from tests.conftest import write_config
 from tests.databases import Backend
@@ -68,6 +73,32 @@ def test_send_exits_3_when_the_relay_cannot_be_reached_and_0_once_it_can(site_di
         up = run(config, "send")
     assert up.returncode == 0, up.stdout + up.stderr
     assert "sent 1," in up.stdout and len(server.messages) == 1
+
+
+def test_a_full_outbox_disk_leaves_every_message_to_do_and_send_exits_3(
+    site_dir: Path, database: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A maildir outbox that can't be written (a full disk) is an unreachable transport:
+    no attempt is counted, nothing fails, and the next send delivers once there is room."""
+    config = site_dir / "config.toml"
+    for address in ("ann@example.org", "bo@example.org"):
+        assert run(config, "subscribers", "add", address, "--cadence", "instant").returncode == 0
+
+    def disk_full(self: mailbox.Maildir, message: object) -> str:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(mailbox.Maildir, "add", disk_full)
+        full = CliRunner().invoke(main, ["--config", str(config), "send"], env={"COLUMNS": "200"})
+    assert full.exit_code == 3, full.output
+    assert "outbox" in full.output and os.strerror(errno.ENOSPC) in full.output, full.output
+    assert database.fetch(site_dir, "SELECT state, attempts FROM deliveries") == [("pending", 0)] * 2
+
+    room = CliRunner().invoke(main, ["--config", str(config), "send"], env={"COLUMNS": "200"})
+    assert room.exit_code == 0 and "sent 2," in room.output, room.output
+    assert sorted(m["To"] for m in outbox_messages(load_settings(config, environ={}))) == [
+        "ann@example.org", "bo@example.org",
+    ]
 
 
 def test_send_exits_4_when_messages_remain_deferred_and_says_when(site_dir: Path) -> None:

@@ -12,6 +12,9 @@ Each received message is matched to its ledger row by its deterministic Message-
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,7 +25,8 @@ import aiosmtplib
 import pytest
 from sqlalchemy import select
 
-from publisher.app import Publisher
+from publisher import ledger
+from publisher.app import Publisher, utcnow
 from publisher.config import load_settings
 from publisher.delivery import DeliveryReport
 from publisher.store.schema import deliveries, digests, subscribers
@@ -30,6 +34,7 @@ from subscribers.model import Cadence
 from tests.delivery_sites import insert_subscribers, write_site
 from tests.smtp_faults import FaultServer, Stage, digest_recipient
 from tests.smtp_server import HOST, SmtpServer
+from tests.test_cli import run
 
 DOMAIN = "news.example.org"  # the sending domain: write_config's from_address is brief@news.example.org
 DEADLINE = 60.0  # seconds deliver(wait=True) may take before the test calls it stuck
@@ -251,6 +256,106 @@ async def test_a_relay_not_accepting_mail_for_a_second(tmp_path: Path) -> None:
     assert server.counters.sessions_refused >= 1
 
 
+# --- a relay refusing every message ---------------------------------------------------
+
+SES_UNVERIFIED = (
+    "554 Message rejected: Email address is not verified. The following identities failed "
+    "the check in region US-EAST-1: brief@news.example.org"
+)
+
+
+@pytest.mark.usefixtures("database")
+async def test_a_relay_refusing_the_sender_pauses_the_digest_and_bounces_nobody(tmp_path: Path) -> None:
+    """Amazon SES with an unverified sender answers 554 at the end of DATA to every message:
+    the relay is broken, not the readers. Nobody is bounced, the digest pauses after a few
+    identical replies with the reply as its reason, and once the relay is fixed
+    ``publisher resume`` sends to everyone, once."""
+    addresses = [reader(i) for i in range(1, 401)]
+    with FaultServer() as server:
+        server.fail_all(SES_UNVERIFIED, at="data")
+        config = write_site(tmp_path, smtp_port=server.port, smtp="timeout = 2", retry_base=0.05)
+        outcome = await send_digest(config, addresses)
+
+        digest_id = outcome.digest_id
+        assert outcome.digests[digest_id] == "paused"
+        assert all(r.status == "active" for r in outcome.rows.values()), "nobody bounced or suppressed"
+        assert not server.accepted
+        assert server.counters.data_ends <= 5 + 8, "paused after a few identical replies (8 connections)"
+        status = run(config, "status")
+        assert f"{digest_id} paused:" in status.stdout and SES_UNVERIFIED[4:] in status.stdout, status.stdout
+
+        server.repair()
+        resumed = run(config, "resume", digest_id, "--wait")
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert f"resumed {digest_id}: sent 400," in resumed.stdout, resumed.stdout
+    assert sorted(server.per_recipient().items()) == [(a, 1) for a in addresses], "everyone, once"
+
+
+# --- the database locked in the middle of a send ---------------------------------------
+
+LOCK_SECONDS = 8.0  # longer than a 0.2 s busy timeout and every pause between tries
+
+
+def with_busy_timeout(config: Path, seconds: float) -> Path:
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("[database]\n", f"[database]\nbusy_timeout = {seconds}\n", 1), encoding="utf-8")
+    return config
+
+
+@pytest.mark.sqlite_only("another process holding the database-wide write lock is SQLite's fault")
+@pytest.mark.usefixtures("database")
+def test_a_database_locked_mid_send_loses_no_outcome_and_sends_nobody_twice(tmp_path: Path) -> None:
+    """Another process holds SQLite's write lock far longer than the busy timeout while
+    messages go out: their outcomes wait in memory and are written once the lock goes;
+    nothing is sent twice, nothing is left in ``sending``."""
+    addresses = [reader(i) for i in range(1, N + 1)]
+    locked = threading.Event()
+
+    def lock_the_database_midway() -> None:
+        assert server.wait_for(N // 3, timeout=DEADLINE)
+        with contextlib.closing(sqlite3.connect(tmp_path / "data" / "publisher.db", isolation_level=None)) as conn:
+            conn.execute("BEGIN EXCLUSIVE")
+            locked.set()
+            time.sleep(LOCK_SECONDS)  # the lock is the fault under test, not a wait for something
+            conn.execute("COMMIT")
+
+    with FaultServer() as server:
+        config = with_busy_timeout(write_site(tmp_path, smtp_port=server.port, smtp="timeout = 2"), 0.2)
+        holder = threading.Thread(target=lock_the_database_midway)
+        outcome = asyncio.run(send_digest(config, addresses, before_send=holder.start))
+        holder.join()
+
+    assert locked.is_set()
+    assert_none_lost_none_twice(outcome, server, addresses)
+    assert all(r.state == "sent" for r in outcome.rows.values())
+
+
+@pytest.mark.usefixtures("database")
+async def test_rows_this_process_claimed_and_left_are_taken_again_once_their_lease_lapses(
+    tmp_path: Path,
+) -> None:
+    """A run of this process that ended without recording its claims (it stopped, or
+    failed) leaves them ``sending``; a later run of the same process retakes them once
+    their lease lapsed, rather than leaving them to a restart."""
+    addresses = [reader(i) for i in range(1, 21)]
+    with FaultServer() as server:
+        config = write_site(tmp_path, smtp_port=server.port, smtp="timeout = 2", extra="[cluster]\nlease = 1\n")
+        publisher = Publisher(load_settings(config, environ={}))
+        await publisher.start()
+        try:
+            await insert_subscribers(publisher.engine, addresses)
+            await publisher.scan()
+            await publisher.plan([Cadence.INSTANT])
+            [digest] = await ledger.unfinished_digests(publisher.engine)
+            left = await ledger.claim(publisher.engine, digest.id, 0, 10, utcnow(), publisher.claimant)
+            report = await asyncio.wait_for(publisher.deliver(wait=True), DEADLINE)
+        finally:
+            await publisher.close()
+    assert len(left) == 10
+    assert report.sent == len(addresses) and digest.id in report.finished
+    assert sorted(server.per_recipient().items()) == [(a, 1) for a in addresses]
+
+
 # --- throttling --------------------------------------------------------------------------
 
 
@@ -285,6 +390,37 @@ async def test_throttling_relay_slows_the_digest_but_fails_nothing(
             f"({server.counters.throttled} x 421 at DATA, {server.counters.sessions_over_limit} connections "
             f"over the limit of 2, {server.counters.sessions_opened} sessions)"
         )
+
+
+@pytest.mark.usefixtures("database")
+async def test_a_relay_that_keeps_throttling_ends_the_pass_instead_of_holding_it(tmp_path: Path) -> None:
+    """A relay answering 451 to everything would keep one run (and the delivery lock) for
+    hours, each connection resting longer after each throttle: after a few throttles the
+    pass ends, the rest deferred without an attempt counted; the next pass continues."""
+    addresses = [reader(i) for i in range(1, 201)]
+    with FaultServer() as server:
+        server.fail_all("451 4.7.1 Rate limited, please try again later")
+        config = write_site(tmp_path, smtp_port=server.port, smtp="timeout = 2", retry_base=1)
+        publisher = Publisher(load_settings(config, environ={}))
+        await publisher.start()
+        try:
+            await insert_subscribers(publisher.engine, addresses)
+            await publisher.scan()
+            first = await asyncio.wait_for(publisher.send([Cadence.INSTANT]), 20)
+            tried = sum(server.counters.rcpt_attempts.values())
+            async with publisher.engine.connect() as conn:
+                rows = (await conn.execute(select(deliveries.c.state, deliveries.c.attempts))).all()
+            server.repair()
+            last = await asyncio.wait_for(publisher.deliver(wait=True), DEADLINE)
+        finally:
+            await publisher.close()
+
+    assert first.report is not None and first.report.failed == 0 and first.report.sent == 0
+    assert tried <= 8 * 3, f"{tried} messages tried against a relay that throttles everything"
+    assert {state for state, _ in rows} <= {"deferred", "pending"}
+    assert sum(attempts for _, attempts in rows) == tried, "an attempt counted only for a message tried"
+    assert last.sent == len(addresses) and last.failed == 0
+    assert sorted(server.per_recipient().items()) == [(a, 1) for a in addresses], "everyone, once"
 
 
 # --- the fault server itself ---------------------------------------------------------------

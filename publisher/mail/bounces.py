@@ -33,6 +33,9 @@ How a failure is classified (:func:`failure_kind`):
   suppress readers whose provider was slow for a day.
 * ``delivered``, ``relayed`` and ``expanded`` report success and are ignored.
 
+A relay's reply while we deliver is read by :func:`reply_action`, which also knows
+the phase of the session it came at: only a refusal about the recipient bounces them.
+
 Identifying the reader: the report's recipient address (``Final-Recipient``, else
 ``Original-Recipient``; ``Original-Rcpt-To`` or the returned message's ``To`` for
 complaints).  Providers often redact it in complaints; then the returned message's
@@ -52,6 +55,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 from email.utils import getaddresses
+from enum import StrEnum
 from typing import Literal
 
 Kind = Literal["hard", "soft", "complaint"]
@@ -190,7 +194,8 @@ def failure_kind(status: str, diagnostic: str = "") -> Literal["hard", "soft"] |
 
     ``status`` is an enhanced status code (``"5.1.1"``) or ``""``; without one, the
     code is read from ``diagnostic`` (``"550 5.1.1 ..."`` or a basic ``"552 ..."``).
-    Also what the delivery engine can use for a 5xx reply at RCPT or DATA time.
+    For a report that came back later; a relay's reply during delivery, whose phase is
+    known, is read by :func:`reply_action`.
     """
     enhanced = status_code(status) or status_code(diagnostic)
     if enhanced:
@@ -215,15 +220,75 @@ def failure_kind(status: str, diagnostic: str = "") -> Literal["hard", "soft"] |
     return "hard"
 
 
-def smtp_reply_kind(code: int, message: str) -> Literal["hard", "soft"] | None:
-    """The kind of a final SMTP reply (``550``, ``"5.1.1 User unknown"``): None below 500.
+class Phase(StrEnum):
+    """Where in an SMTP session a reply came: who it can be about."""
 
-    For the delivery engine: a 4xx reply is retried, not a bounce; a 5xx one is a
-    hard or soft bounce by the rules of :func:`failure_kind`.
+    CONNECT = "connect"  # greeting, EHLO, STARTTLS, AUTH, or no reply at all (network, disk)
+    ENVELOPE = "envelope"  # an address no envelope can carry, refused before any command
+    MAIL = "mail"  # MAIL FROM: the sender
+    RCPT = "rcpt"  # RCPT TO: the recipient
+    DATA = "data"  # the DATA command, or the end of the message's data
+
+
+class ReplyAction(StrEnum):
+    """What the delivery engine does about one failed delivery attempt."""
+
+    THROTTLED = "throttled"  # defer; the connection backs off; never fails the message
+    RETRY = "retry"  # defer with backoff, until max_attempts or max_age
+    HARD_BOUNCE = "hard"  # the row fails and the address is suppressed at once
+    SOFT_BOUNCE = "soft"  # the row fails and the address counts a soft bounce
+    MESSAGE_FAILED = "message"  # the row fails; the reader is untouched (the message or sender was refused)
+
+
+THROTTLING = frozenset({421, 450, 451, 452, 454})
+# Enhanced codes about the recipient's address itself (RFC 3463), apart from 5.1.7 and
+# 5.1.8, which are about the sender's.
+_RECIPIENT_GONE = re.compile(r"5\.1\.(?![78]$)\d+|5\.2\.1")
+# A refusal at RCPT TO that is about us, not the recipient: relaying not allowed, or the
+# sender refused (Postfix reports sender restrictions at RCPT; Exim's sender callouts).
+_SENDER_REFUSED = re.compile(
+    r"relay(?:ing)? (?:access )?(?:denied|not permitted|prohibited)|authentication required|not authenticated|"
+    r"sender (?:address )?(?:rejected|denied|not allowed)|sender verify failed",
+    re.IGNORECASE,
+)
+# RFC 5321's own text for a 550 at RCPT TO (Outlook.com's answer for an unknown address).
+_MAILBOX_UNAVAILABLE = re.compile(r"mailbox unavailable", re.IGNORECASE)
+
+
+def reply_action(code: int | None, enhanced: str, phase: Phase, text: str) -> ReplyAction:
+    """What to do about a failed attempt: the reply ``code`` (None: no reply), its
+    ``enhanced`` status (``"5.1.1"`` or ``""``), the ``phase`` it came at and its ``text``.
+
+    Only a failure that is about the recipient bounces them: 5.1.x (but 5.1.7/5.1.8, the
+    sender's address), 5.2.1 (disabled), 5.2.2 (mailbox full: soft), and a plain
+    550/551/553 to RCPT TO, or a RCPT refusal whose text says the user does not exist.
+    Everything else permanent is about the message or the sender (5.6.x content, 5.7.x
+    policy, 5.3.4 too big, any refusal of MAIL FROM, a refusal at the end of DATA
+    without a recipient's enhanced code): it fails the message and leaves the reader
+    alone, so a relay's own misconfiguration (an unverified sender) never suppresses the
+    list.  5xx replies while connecting or logging in say nothing about any message:
+    retried, like a relay that can't be reached.
     """
-    if not 500 <= code <= 599:
-        return None
-    return failure_kind(status_code(message), f"{code} {message}")
+    if code is None or code < 500:
+        if phase is Phase.ENVELOPE:
+            return ReplyAction.MESSAGE_FAILED  # no relay could take the address: retrying can't help
+        return ReplyAction.THROTTLED if code in THROTTLING else ReplyAction.RETRY
+    if phase is Phase.CONNECT:
+        return ReplyAction.RETRY
+    if phase is Phase.MAIL:
+        return ReplyAction.MESSAGE_FAILED
+    if enhanced.endswith(".2.2") or (phase is Phase.RCPT and _MAILBOX_FULL.search(text)):
+        return ReplyAction.SOFT_BOUNCE
+    if _RECIPIENT_GONE.fullmatch(enhanced):
+        return ReplyAction.HARD_BOUNCE
+    if phase is Phase.RCPT and not _SENDER_REFUSED.search(text):
+        if _NO_SUCH_USER.search(text) or _MAILBOX_UNAVAILABLE.search(text) or (
+            not enhanced and code in (550, 551, 553)
+        ):
+            return ReplyAction.HARD_BOUNCE
+        if not enhanced and code == 552:  # "exceeded storage allocation", classically
+            return ReplyAction.SOFT_BOUNCE
+    return ReplyAction.MESSAGE_FAILED
 
 
 def status_code(text: str) -> str:

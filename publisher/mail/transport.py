@@ -4,8 +4,9 @@
 outbox (no server needed; development, tests, or a local MDA or relay script picks the
 files up) and an SMTP relay reached over one reused aiosmtplib connection.
 
-Both report failure as :class:`DeliveryError`, whose ``permanent`` flag is all the delivery
-engine acts on: permanent marks the address, temporary retries later with backoff.
+Both report failure as :class:`DeliveryError`, with the reply and the phase of the session
+it came at; :func:`publisher.mail.bounces.reply_action` says what the delivery engine does
+about it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import normalize_message_line_endings
 
 from publisher.config import DeliverySettings, SmtpSettings
+from publisher.mail.bounces import Phase, ReplyAction, reply_action, status_code
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +40,27 @@ _PLAIN_MAILBOX = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%
 
 
 class DeliveryError(Exception):
-    """A message was not delivered; ``permanent`` says whether retrying can help.
+    """A message was not delivered: the server's reply ``code`` (None when there was no
+    reply: network, TLS, disk), its ``reply`` text and the ``phase`` of the session.
 
-    Only a 5xx reply to the recipient (RCPT) or to the message (DATA) is permanent: the
-    receiving side refused this address or this message for good. Everything else is
-    temporary: network failures, timeouts, 4xx replies, and also 5xx replies while setting
-    up the session or for the sender (wrong password, no STARTTLS, sender not allowed),
-    because those say nothing about the recipient; treating them as permanent would mark
-    every subscriber bounced over one relay misconfiguration.
+    :attr:`action` classifies it (:func:`~publisher.mail.bounces.reply_action`): a 5xx
+    reply while connecting or logging in, or to MAIL FROM, says nothing about the
+    recipient, so only a refusal about the recipient ever bounces one.
     """
 
-    def __init__(self, reply: str, *, permanent: bool, code: int | None = None) -> None:
-        kind = "permanent" if permanent else "temporary"
+    def __init__(self, reply: str, *, code: int | None = None, phase: Phase = Phase.CONNECT) -> None:
+        self.code = code
+        self.reply = reply
+        self.phase = phase
+        self.action = reply_action(code, status_code(reply), phase, reply)
+        kind = "permanent" if self.permanent else "temporary"
         status = f"{code} " if code is not None else ""
         super().__init__(f"{kind} delivery failure: {status}{reply}")
-        self.permanent = permanent
-        self.code = code  # the SMTP reply code; None when there was no reply (network, TLS, disk)
-        self.reply = reply  # the server's reply text, or what went wrong without one
+
+    @property
+    def permanent(self) -> bool:
+        """Whether retrying can't help."""
+        return self.action not in (ReplyAction.RETRY, ReplyAction.THROTTLED)
 
 
 class Transport(Protocol):
@@ -107,19 +113,29 @@ class MaildirTransport(Transport):
         self._maildir: mailbox.Maildir | None = None
 
     async def open(self) -> None:
+        """Create the outbox, and prove a message can be written into it.
+
+        A read-only or full disk then shows here, as an unreachable relay does, before
+        any message is tried: nothing is counted against any subscriber.
+        """
         if self._maildir is not None:
             return
         try:
             self._maildir = await asyncio.to_thread(self._create_maildir)
         except OSError as exc:
-            raise DeliveryError(f"cannot create outbox {self._outbox}: {exc}", permanent=False) from exc
+            raise DeliveryError(f"cannot write to outbox {self._outbox}: {exc}") from exc
 
     def _create_maildir(self) -> mailbox.Maildir:
         # Maildir(create=True) makes tmp/, new/ and cur/ only when the outbox itself is new;
         # an existing empty directory (made by a deploy script, say) would fail on first add.
         for sub in ("tmp", "new", "cur"):
             (self._outbox / sub).mkdir(parents=True, exist_ok=True)
-        return mailbox.Maildir(self._outbox, create=False)
+        maildir = mailbox.Maildir(self._outbox, create=False)
+        # The probe goes into a folder of its own (a Maildir++ subfolder), never into the
+        # new/ that whatever picks the outbox up reads, and is removed at once.
+        probe = maildir.add_folder(_PROBE_FOLDER)
+        probe.remove(_add(probe, _PROBE))
+        return maildir
 
     async def send(self, sender: str, recipient: str, message: bytes) -> str:
         if self._maildir is None:
@@ -128,11 +144,14 @@ class MaildirTransport(Transport):
         try:
             return await asyncio.to_thread(_add, self._maildir, data)
         except OSError as exc:
-            raise DeliveryError(f"cannot write to outbox {self._outbox}: {exc}", permanent=False) from exc
+            raise DeliveryError(f"cannot write to outbox {self._outbox}: {exc}") from exc
 
     async def close(self) -> None:
         self._maildir = None
 
+
+_PROBE_FOLDER = "publisher-write-test"
+_PROBE = b"Subject: outbox write test\r\n\r\nRemoved as soon as written.\r\n"
 
 # mailbox.Maildir names files from the time, the pid and a class-wide counter that two
 # threads can read at once; one file at a time per process keeps the names unique, however
@@ -223,7 +242,7 @@ class SmtpTransport(Transport):
         try:
             envelope = (_mailbox(sender), _mailbox(recipient))
         except ValueError as exc:  # no relay could take it: retrying can't help
-            raise DeliveryError(str(exc), permanent=True) from exc
+            raise DeliveryError(str(exc), phase=Phase.ENVELOPE) from exc
         payload, size = _data_payload(message)
         async with self._lock:
             retried = False
@@ -346,15 +365,24 @@ def _data_payload(message: bytes) -> tuple[bytes, int]:
     return stuffed + b".\r\n", len(message)
 
 
+# Which command a refusal answered, by the exception aiosmtplib (or _transaction) raises
+# for it; any other reply (greeting, EHLO, STARTTLS, AUTH) came while connecting.
+_PHASES: tuple[tuple[type[aiosmtplib.SMTPResponseException], Phase], ...] = (
+    (aiosmtplib.SMTPSenderRefused, Phase.MAIL),
+    (aiosmtplib.SMTPRecipientRefused, Phase.RCPT),
+    (aiosmtplib.SMTPDataError, Phase.DATA),
+)
+
+
 def _delivery_error(exc: Exception) -> DeliveryError:
     """What aiosmtplib or the network raised, in the delivery engine's terms."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         exc = exc.recipients[0]  # one recipient per transaction, so exactly one refusal
     if isinstance(exc, aiosmtplib.SMTPResponseException):
-        refused = isinstance(exc, (aiosmtplib.SMTPRecipientRefused, aiosmtplib.SMTPDataError))
         code = exc.code if exc.code > 0 else None  # aiosmtplib uses -1 for a malformed reply
-        return DeliveryError(exc.message, permanent=refused and code is not None and code // 100 == 5, code=code)
-    return DeliveryError(str(exc) or type(exc).__name__, permanent=False)
+        phase = next((phase for kind, phase in _PHASES if isinstance(exc, kind)), Phase.CONNECT)
+        return DeliveryError(exc.message, code=code, phase=phase)
+    return DeliveryError(str(exc) or type(exc).__name__)
 
 
 def make_transport(delivery: DeliverySettings, smtp: SmtpSettings) -> Transport:

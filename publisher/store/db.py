@@ -8,7 +8,7 @@ same migrations.  Alembic runs on a sync connection borrowed from the async engi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from enum import IntEnum
 from pathlib import Path
@@ -29,16 +29,22 @@ def _lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
 
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-    # SQLite's lower() folds ASCII only; PostgreSQL's (in a UTF-8 database) folds every
-    # letter.  Python's makes a search for "émile" find "Émile" on both.
-    dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+def _sqlite_setup(busy_timeout: float) -> Callable[[Any, Any], None]:
+    """The set-up of each new SQLite connection; ``busy_timeout`` in seconds."""
+    busy_ms = round(busy_timeout * 1000)
+
+    def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms:d}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+        # SQLite's lower() folds ASCII only; PostgreSQL's (in a UTF-8 database) folds every
+        # letter.  Python's makes a search for "émile" find "Émile" on both.
+        dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+
+    return _sqlite_connect
 
 
 # PostgreSQL: a few connections per process stay open (the daemon's web handlers,
@@ -58,15 +64,16 @@ POSTGRES_POOL: dict[str, Any] = {
 }
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An engine for ``url``; for a SQLite file, its directory is created first."""
+def create_engine(url: str, *, busy_timeout: float = 10.0) -> AsyncEngine:
+    """An engine for ``url``; for a SQLite file, its directory is created first, and a
+    write waits up to ``busy_timeout`` seconds for another connection's lock."""
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         _, _, path = url.partition(":///")
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url)
-        event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        event.listen(engine.sync_engine, "connect", _sqlite_setup(busy_timeout))
         return engine
     if backend == "postgresql":
         return create_async_engine(url, **POSTGRES_POOL)
