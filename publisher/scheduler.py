@@ -8,6 +8,7 @@ so a job that wakes up a little late still runs (the default is one second).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, time
 from functools import partial
@@ -23,6 +24,25 @@ from subscribers.model import Cadence
 
 # The jobs only the leader runs (see publisher.daemon); every node delivers and beats.
 LEADER_JOBS = ("scan", "digests", "feeds", "release")
+
+
+class _SkippedRunIsNoNews(logging.Filter):
+    """APScheduler warns when a job's time comes while its previous run still works.
+
+    Every job here asks the store what is due, so the run in progress does the work the
+    skipped one would have done: nothing is lost, and as a WARNING it would show in
+    ``publisher status`` as a problem whenever the machine is busy.  Logged at DEBUG.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and "maximum number of running instances reached" in str(record.msg):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+_APSCHEDULER_LOG = logging.getLogger("apscheduler.scheduler")
+_APSCHEDULER_LOG.addFilter(_SkippedRunIsNoNews())
 
 
 def build_scheduler() -> AsyncIOScheduler:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+
+import pytest
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+from apscheduler.triggers.interval import IntervalTrigger
 
 from publisher.app import Publisher
 from publisher.config import Settings
@@ -40,3 +46,25 @@ async def test_jobs_wake_the_service_at_their_times(make_settings: Callable[...,
     assert jobs["scan"].trigger.interval.total_seconds() == 45
     # Deferred rows and other nodes' lapsed claims go when due: the tests' retry_base is 1 s.
     assert jobs["deliver"].trigger.interval.total_seconds() == 1
+
+
+async def test_a_run_skipped_while_the_last_one_works_is_no_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """A busy machine makes APScheduler skip a poll whose previous run still works; the run
+    in progress does that work, so it must not show as a warning (``publisher status``)."""
+    scheduler = build_scheduler()
+    release, skipped = asyncio.Event(), asyncio.Event()
+
+    async def long_poll() -> None:
+        await release.wait()
+
+    scheduler.add_listener(lambda event: skipped.set(), EVENT_JOB_MAX_INSTANCES)
+    scheduler.add_job(long_poll, IntervalTrigger(seconds=0.05), id="poll", next_run_time=datetime.now(UTC))
+    with caplog.at_level(logging.DEBUG, logger="apscheduler"):
+        scheduler.start()
+        try:
+            await asyncio.wait_for(skipped.wait(), timeout=10)
+        finally:
+            release.set()
+            scheduler.shutdown(wait=False)
+    assert [r for r in caplog.records if "running instances" in r.getMessage()], "the skip is still logged"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
