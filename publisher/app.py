@@ -129,6 +129,9 @@ class Publisher:
         self.sent_total = 0  # messages this process delivered (its send rate, in publisher status)
         self.role = "cli"  # leader | standby | worker, set by publisher.daemon
         self._feeds_revision: tuple[object, ...] | None = None  # the store's, when the feeds were built
+        # Why the static feed files could not be written at the last build (None: they were).
+        # Best effort: the feeds are served from memory whatever happens to the copies.
+        self.static_files_problem: str | None = None
         # Told when the earliest scheduled article is due (None: none) after every ingest:
         # the leader's schedule wakes up then (publisher.scheduler).
         self.on_next_release: Callable[[datetime | None], None] | None = None
@@ -263,14 +266,35 @@ class Publisher:
         before = self.feeds
         self.feeds = build_feeds(published, site, self.settings.feeds.max_entries, self.env, hub=hub)
         self._feeds_revision = revision
-        await asyncio.to_thread(write_feeds, self.feeds, site.output_dir)
-        log.info("feeds: %d files in %s", len(self.feeds), site.output_dir)
+        await self._write_static_copies()
         if await meta.get(self.engine, meta.SITE_URL) != site.url:  # published under this URL from now on
             await meta.put(self.engine, meta.SITE_URL, site.url)
         if hub and before and announce:  # the first build after a start only restates what the hub has seen
             changed = [path for path, doc in self.feeds.items() if path not in before or before[path].etag != doc.etag]
             self.hub.settings = self.settings.websub
             self.hub.ping(urljoin(site.url, path) for path in changed)
+
+    async def _write_static_copies(self) -> None:
+        """Write the feeds to ``[site] output_dir`` for nginx or a CDN, as a best effort.
+
+        A directory that is read-only, full or not a directory never stops serving (the
+        feeds are in memory) nor sending: the problem is logged once each time it
+        changes, and shown in ``/readyz`` and ``publisher status`` until a write succeeds.
+        """
+        output_dir = self.settings.site.output_dir
+        try:
+            await asyncio.to_thread(write_feeds, self.feeds, output_dir)
+        except OSError as exc:
+            problem = (f"cannot write the static feed files to {output_dir}: {exc.strerror or exc} "
+                       f"({exc.filename or output_dir}); the feeds are still served by the daemon")
+            if problem != self.static_files_problem:
+                log.error("%s", problem)
+            self.static_files_problem = problem
+            return
+        if self.static_files_problem is not None:
+            log.info("feeds: the static feed files are written to %s again", output_dir)
+        self.static_files_problem = None
+        log.info("feeds: %d files in %s", len(self.feeds), output_dir)
 
     async def refresh_feeds(self) -> None:
         """Rebuild the feeds if the store's articles changed since they were built (by

@@ -183,9 +183,9 @@ def check(ctx: click.Context) -> None:
 @main.command()
 @click.pass_context
 def build(ctx: click.Context) -> None:
-    """Ingest the content and write the feeds to [site] output_dir; exit 1 if a file was skipped."""
+    """Ingest the content and write the feeds to [site] output_dir; exit 1 if a file was skipped or a feed not written."""
 
-    async def work(publisher: Publisher) -> IngestResult:
+    async def work(publisher: Publisher) -> tuple[IngestResult, str | None]:
         result = await publisher.scan()  # always writes the feeds on a fresh Publisher
         skipped = {problem.path for problem in result.skipped}
         out.print(
@@ -194,12 +194,14 @@ def build(ctx: click.Context) -> None:
             f"{len(publisher.feeds)} feeds in {publisher.settings.site.output_dir}",
             highlight=False,
         )
-        return result
+        return result, publisher.static_files_problem
 
-    result = _with_publisher(ctx, work)
+    result, unwritten = _with_publisher(ctx, work)
     for problem in result.skipped:
         err.print(f"skipped: {problem}", highlight=False, markup=False)
-    if result.skipped:
+    if unwritten is not None:  # writing them is what this command is for
+        err.print(unwritten, highlight=False, markup=False)
+    if result.skipped or unwritten is not None:
         ctx.exit(1)
 
 
@@ -471,6 +473,8 @@ def _print_nodes(running: list[nodes.Node]) -> None:
             scanned = state.get("last_scan_at")
             out.print(f"  last scan: {_ago(datetime.fromisoformat(scanned), now) + ' ago' if scanned else 'not yet'}",
                       highlight=False, markup=False)
+        if problem := state.get("static_files_problem"):
+            out.print(f"  static feed files: {problem}", highlight=False, markup=False)
         for job, at in sorted(state.get("jobs", {}).items()):
             when = f"in {_ago(now, datetime.fromisoformat(at))}" if at else "paused"
             out.print(f"  next {job}: {when}", highlight=False, markup=False)

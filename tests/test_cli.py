@@ -279,3 +279,17 @@ def test_db_current_names_an_unreachable_database(tmp_path: Path) -> None:
     result = run(config, "db", "current")
     assert result.returncode == 1 and "the database is unreachable or unusable: " in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_unwritable_output_dir_fails_build_but_never_stops_send(site_dir: Path) -> None:
+    config = site_dir / "config.toml"
+    (site_dir / "public").write_text("a file where [site] output_dir should be\n", encoding="utf-8")
+    assert run(config, "subscribers", "add", "ann@example.org", "--cadence", "instant").returncode == 0
+    sent = run(config, "send")
+    assert sent.returncode == 0 and "sent 1," in sent.stdout, sent.stdout + sent.stderr
+    assert f"cannot write the static feed files to {site_dir / 'public'}" in sent.stderr
+    assert len(mailbox.Maildir(site_dir / "outbox", create=False)) == 1
+    built = run(config, "build")
+    assert built.returncode == 1, built.stdout + built.stderr
+    assert f"cannot write the static feed files to {site_dir / 'public'}" in built.stderr
+    assert "Traceback" not in sent.stderr + built.stderr
