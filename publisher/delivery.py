@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import random
 import time
@@ -64,8 +63,9 @@ from publisher.mail.render import Personal, render_digest
 from publisher.mail.transport import DeliveryError, Transport
 from publisher.pacing import Backoff, Pacer
 from publisher.store import digests as digest_store
+from publisher.templating import template_error
 from subscribers import service
-from subscribers.model import Status
+from subscribers.model import Cadence, Status
 from subscribers.service import BounceKind
 from subscribers.tokens import Purpose, Tokens
 
@@ -248,11 +248,22 @@ class Deliverer:
             return DigestMessages(rendered, settings=self.settings, digest_id=row.id, date=date)
 
         window = deque[bool](maxlen=self.settings.delivery.error_window)
-        if resend:
-            # A resend goes to every cadence and says "your daily digest" to a daily reader:
-            # rendered once per cadence, when its first reader comes.
-            return _Digest(row.id, row.created_at, functools.cache(frame), window)
-        messages = frame(stored.cadence)
+        try:
+            if resend:
+                # A resend goes to every cadence and says "your daily digest" to a daily
+                # reader: rendered once per cadence, all of them here, so that a template
+                # failing on one stops this digest before any of it is sent.
+                frames = {cadence: frame(cadence) for cadence in Cadence}
+                return _Digest(row.id, row.created_at, frames.__getitem__, window)
+            messages = frame(stored.cadence)
+        except Exception as exc:  # noqa: BLE001 - a bad stored article or template is this digest's alone
+            # Retrying can't help until someone fixes the template or takes the article out:
+            # the digest waits, paused with the reason, and the later digests go on.
+            reason = f"cannot render the digest: {template_error(exc)}"
+            log.error("digest %s: paused: %s; fix it, then `publisher resume %s`", row.id, reason, row.id)
+            await ledger.pause(self.engine, row.id, reason)
+            self.report.paused.append(row.id)
+            return None
         return _Digest(row.id, row.created_at, lambda _cadence: messages, window)
 
     async def _produce(self, digest: _Digest, queue: asyncio.Queue[list[_Item] | None]) -> None:
