@@ -22,7 +22,7 @@ from urllib.parse import urljoin
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from publisher import metrics, nodes
+from publisher import ledger, metrics, nodes
 from publisher.config import Settings
 from publisher.content.model import Article
 from publisher.content.sources import ScanResult, scan_directory
@@ -50,6 +50,7 @@ from publisher.pacing import Backoff
 from publisher.secrets import load_secret_key
 from publisher.sources.intake import API_SOURCE, Intake
 from publisher.store import articles as article_store
+from publisher.store import digests as digest_store
 from publisher.store import meta
 from publisher.store.articles import IngestResult
 from publisher.store.db import create_engine, transaction, upgrade
@@ -102,6 +103,21 @@ class DigestCopy:
     article_count: int
 
 
+class DigestNotOpen(LookupError):
+    """No unfinished digest has this id (or it doesn't hold the article); the message says which."""
+
+
+@dataclass(frozen=True)
+class DroppedArticle:
+    """What ``publisher digests drop-article`` did to a digest."""
+
+    article_id: str
+    left: int  # articles the digest still holds
+    to_send: int  # its messages still to send, now without the article
+    cancelled: int | None = None  # it was the last article: the digest was cancelled, these messages with it
+
+
+CANCELLED_BY_OPERATOR = "cancelled by the operator"
 SAMPLE_READER = ("Sample Reader", "reader@example.com")  # a preview's made-up subscriber (RFC 2606 domain)
 
 
@@ -480,6 +496,45 @@ class Publisher:
                     log.info("another process (pid %s) is delivering; leaving the ledger to it", holder(lock_path))
                     return DeliveryReport()
                 return await self._deliver_unfinished(wait, progress, claimant)
+
+    async def cancel_digest(self, digest_id: str, reason: str = CANCELLED_BY_OPERATOR) -> tuple[int, int]:
+        """Finish a digest now (``publisher digests cancel``): ``(messages cancelled, already sent)``.
+
+        Raises :class:`DigestNotOpen` for an unknown or finished digest.
+        """
+        before = await ledger.state(self.engine, digest_id)
+        if before is None:
+            raise DigestNotOpen(f"no digest {digest_id!r} (see `publisher digests list`)")
+        cancelled = await ledger.cancel(self.engine, digest_id, reason, utcnow())
+        if cancelled is None:
+            raise DigestNotOpen(f"digest {digest_id} is already finished: nothing to cancel")
+        with digest_context(digest_id):
+            log.info("digest %s: %s; %d message(s) cancelled", digest_id, reason, cancelled)
+        return cancelled, before.counts.get("sent", 0)
+
+    async def drop_from_digest(self, digest_id: str, reference: str) -> DroppedArticle:
+        """Take an article (a reference :func:`publisher.digest.find_article` takes) out of the
+        messages a digest has still to send; a digest left empty is cancelled.
+
+        Raises :class:`publisher.digest.UnknownArticle` and :class:`DigestNotOpen`.
+        """
+        async with self.engine.connect() as conn:
+            found = await find_article(conn, reference, self.settings.site.url)
+        left = await digest_store.drop_article(self.engine, digest_id, found.seq)
+        if left is None:
+            raise DigestNotOpen(
+                f"{found.id} is not in digest {digest_id!r}, or that digest is finished (see `publisher digests list`)"
+            )
+        if not left:
+            cancelled, _ = await self.cancel_digest(
+                digest_id, f"{CANCELLED_BY_OPERATOR}: its last article {found.id} was dropped"
+            )
+            return DroppedArticle(found.id, 0, 0, cancelled)
+        after = await ledger.state(self.engine, digest_id)
+        to_send = sum(after.counts.get(state, 0) for state in ledger.OPEN_STATES) if after else 0
+        with digest_context(digest_id):
+            log.info("digest %s: dropped article %s; %d left", digest_id, found.id, len(left))
+        return DroppedArticle(found.id, len(left), to_send)
 
     @property
     def claimant(self) -> Claimant:

@@ -238,7 +238,11 @@ class Deliverer:
     async def _prepare(self, row: Row) -> _Digest | None:
         stored = await digest_store.load(self.engine, row.id)
         if stored is None or not stored.articles:
-            log.error("digest %s: its articles are gone; nothing to send", row.id)
+            # Every article was taken down after planning: what is left can never be sent.
+            reason = "every article in it was removed before it was sent"
+            cancelled = await ledger.cancel(self.engine, row.id, reason, self.clock())
+            log.warning("digest %s: %s; %d message(s) cancelled", row.id, reason, cancelled or 0)
+            self.report.cancelled += cancelled or 0
             return None
         date = self.clock()
         resend = is_resend(row.id)

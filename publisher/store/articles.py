@@ -310,9 +310,13 @@ async def revision(engine: AsyncEngine) -> tuple[object, ...]:
         return tuple(row)
 
 
-async def by_seq(conn: AsyncConnection, seqs: Sequence[int]) -> list[Article]:
-    """The articles with these sequence numbers, in the order given."""
-    rows = await conn.execute(select(articles.c.seq, articles.c.data).where(articles.c.seq.in_(seqs)))
+async def by_seq(conn: AsyncConnection, seqs: Sequence[int], *, removed: bool = True) -> list[Article]:
+    """The articles with these sequence numbers, in the order given (without ``removed``,
+    only those still published)."""
+    query = select(articles.c.seq, articles.c.data).where(articles.c.seq.in_(seqs))
+    if not removed:
+        query = query.where(articles.c.removed_at.is_(None))
+    rows = await conn.execute(query)
     found = {row.seq: Article.from_dict(json.loads(row.data)) for row in rows}
     return [found[s] for s in seqs if s in found]
 
