@@ -20,11 +20,12 @@ from functools import cached_property, partial
 from typing import Any
 from urllib.parse import urljoin
 
+import jinja2
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from publisher import ledger, metrics, nodes
-from publisher.config import Settings
-from publisher.content.model import Article
+from publisher.config import ConfigError, Settings
+from publisher.content.model import Article, FactTable, Image, Quote
 from publisher.content.sources import ScanResult, scan_directory
 from publisher.delivery import Deliverer, DeliveryReport, personal_values
 from publisher.digest import (
@@ -37,13 +38,14 @@ from publisher.digest import (
     planned_for,
     why_nothing_due,
 )
+from publisher.feeds import CONTENT_TEMPLATE as FEED_CONTENT_TEMPLATE
 from publisher.feeds import FeedDocument, build_feeds, write_feeds
 from publisher.ledger import Claimant, claimable, unfinished_digests
 from publisher.locks import exclusive, holder
 from publisher.logs import digest_context
 from publisher.mail.dkim import DkimSigner
 from publisher.mail.message import DigestMessages
-from publisher.mail.render import render_digest
+from publisher.mail.render import render_digest, render_notice
 from publisher.mail.transport import DeliveryError, Transport, make_transport
 from publisher.notices import Notices
 from publisher.pacing import Backoff
@@ -54,7 +56,7 @@ from publisher.store import digests as digest_store
 from publisher.store import meta
 from publisher.store.articles import IngestResult
 from publisher.store.db import create_engine, transaction, upgrade
-from publisher.templating import make_environment, make_loader
+from publisher.templating import make_environment, make_loader, template_error
 from publisher.websub import HubPinger
 from subscribers import store as subscriber_store
 from subscribers.model import Cadence, Status, Subscriber
@@ -121,6 +123,62 @@ CANCELLED_BY_OPERATOR = "cancelled by the operator"
 SAMPLE_READER = ("Sample Reader", "reader@example.com")  # a preview's made-up subscriber (RFC 2606 domain)
 
 
+def template_problems(settings: Settings, env: jinja2.Environment) -> list[str]:
+    """Every template that can't be used, as ``file:line: Error: message`` (empty: all fine).
+
+    Each email, feed and web template is compiled; the digest (HTML, text, subject;
+    new and resent), the one-to-one notices and the feed content are also rendered
+    with a sample article, so a template that compiles but fails on real values (an
+    undefined name, a missing unsubscribe link) is caught before a delivery or a
+    page needs it.  Web pages are only compiled: they render per request.
+    """
+    problems: dict[str, None] = {}  # ordered, and a template failing in two renders is named once
+
+    def attempt(render: Callable[[], object]) -> None:
+        try:
+            render()
+        except Exception as exc:  # noqa: BLE001 - whatever a template raises is the operator's to fix
+            problems[template_error(exc)] = None
+
+    for name in env.list_templates(filter_func=_is_template):
+        attempt(partial(env.get_template, name))
+    article = _sample_article(settings.site.url)
+    for cadence in Cadence:
+        for resend in (False, True):
+            attempt(partial(render_digest, [article], settings, env, "check", cadence, resend=resend))
+    attempt(lambda: env.get_template(FEED_CONTENT_TEMPLATE).render(article=article))
+    for notice, extra in NOTICE_SAMPLES.items():
+        context = {"site": settings.site, "subject": "Sample subject", "email": SAMPLE_READER[1], **extra}
+        attempt(partial(render_notice, env, notice, context))
+    return list(problems)
+
+
+def _is_template(name: str) -> bool:
+    """The templates the service renders: emails, feed content and web pages (not init's files or CSS)."""
+    return name.startswith(("email/", "feed/", "web/")) and name.endswith((".html", ".txt"))
+
+
+def _sample_article(site_url: str) -> Article:
+    """An article with every field a template may show, for :func:`template_problems`."""
+    when = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+    return Article(
+        id="sample-article", slug="sample-article", title="A sample article", published=when, updated=when,
+        canonical_url=urljoin(site_url, "sample-article/"), subtitle="Its subtitle", author="A. Writer",
+        tags=("sample",), category="Analysis", images=(Image(urljoin(site_url, "images/sample.png"), "A sample picture", "Caption"),),
+        summary="What it says, in a sentence.", takeaways=("One point", "Another point"),
+        quotes=(Quote("A quotation.", "Someone"),), body_html="<p>The body.</p>",
+        fact_tables=(FactTable(caption="Figures", header=("Year", "Value"), rows=(("2025", "1"),), sources="A source"),),
+    )
+
+
+# The notices (publisher.notices) and the values each one's template gets besides site, subject and email.
+NOTICE_SAMPLES: dict[str, dict[str, object]] = {
+    "confirm": {"confirm_url": "https://example.com/confirm/token", "valid_hours": "48"},
+    "manage": {"preferences_url": "https://example.com/preferences/token"},
+    "preferences_link": {"preferences_url": "https://example.com/preferences/token"},
+}
+
+
 class Publisher:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -159,9 +217,12 @@ class Publisher:
         title or template directory applies to the next job, while the job in progress
         finishes as it started.  The database, the data directory and the listening
         address stay until a restart.  Raises ValueError (the DKIM key can't be used)
-        before changing anything.
+        before changing anything, and ConfigError naming each template file and line that
+        can't be used (:func:`template_problems`): the running templates stay.
         """
         signer = DkimSigner.from_settings(settings.dkim)
+        if problems := template_problems(settings, make_environment(settings.site.templates_dir)):
+            raise ConfigError(problems)
         old = self.settings
         fixed = {
             "database.url": (old.database.url, settings.database.url),

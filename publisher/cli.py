@@ -38,7 +38,15 @@ from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from publisher import ledger, logs, nodes
-from publisher.app import DigestCopy, DigestNotOpen, NothingToPreview, Publisher, SendResult, utcnow
+from publisher.app import (
+    DigestCopy,
+    DigestNotOpen,
+    NothingToPreview,
+    Publisher,
+    SendResult,
+    template_problems,
+    utcnow,
+)
 from publisher.config import ConfigError, Settings, load_settings
 from publisher.content.model import Article, Severity
 from publisher.delivery import DeliveryReport
@@ -164,20 +172,24 @@ def init(directory: Path) -> None:
 def check(ctx: click.Context) -> None:
     """Validate the config and every article; exit 1 if any error (warnings alone exit 0)."""
     settings = _settings(ctx)
-    scans = Publisher(settings).check_content()
+    publisher = Publisher(settings)
+    scans = publisher.check_content()
     problems = [problem for scan in scans for problem in scan.problems]
     for problem in problems:
         out.print(str(problem), highlight=False, markup=False)
+    broken_templates = template_problems(settings, publisher.env)
+    for template_problem in broken_templates:
+        out.print(template_problem, highlight=False, markup=False, soft_wrap=True)
     now = utcnow()
     for article in sorted((a for scan in scans for a in scan.articles if a.published > now), key=_publish_order):
         out.print(f"{article.source_path}: scheduled for {_when(article.published)} ({article.id})",
                   highlight=False, markup=False)
-    errors = sum(problem.severity == Severity.ERROR for problem in problems)
-    warnings = f", {len(problems) - errors} warning(s)" if len(problems) > errors else ""
+    errors = sum(problem.severity == Severity.ERROR for problem in problems) + len(broken_templates)
+    warnings = f", {len(problems) + len(broken_templates) - errors} warning(s)" if len(problems) > errors else ""
     if errors:
         err.print(f"[red]{errors} error(s)[/red]{warnings}")
         ctx.exit(1)
-    out.print(f"config and content OK ({settings.content.dir}){warnings}", highlight=False)
+    out.print(f"config, templates and content OK ({settings.content.dir}){warnings}", highlight=False)
 
 
 @main.command()

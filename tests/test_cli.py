@@ -400,3 +400,25 @@ def test_a_digest_whose_articles_were_all_removed_is_cancelled_not_left_to_do(si
     row = listed_row(site_dir, digest)
     assert row.split()[2] == "finished" and row.endswith("1 cancelled")
     assert f"{digest} finished early: every article in it was removed" in cli(site_dir, "status").output
+
+
+def test_check_renders_every_template_and_names_the_broken_ones_by_file_and_line(site_dir: Path) -> None:
+    config = site_dir / "config.toml"
+    config.write_text(config.read_text().replace('output_dir = "public"', 'output_dir = "public"\ntemplates_dir = "tpl"'))
+    (site_dir / "tpl" / "email").mkdir(parents=True)
+    (site_dir / "tpl" / "feed").mkdir()
+    (site_dir / "tpl" / "email" / "digest.txt").write_text("Hello\n{% for article in articles %}\n{{ article.title }}\n")
+    (site_dir / "tpl" / "feed" / "content.html").write_text("<p>{{ article.title }}</p>\n<p>{{ article.byline }}</p>\n")
+    (site_dir / "tpl" / "email" / "confirm.html").write_text("{% extends 'email/notice.html' %}{{ x }")
+    result = run(config, "check")
+    assert result.returncode == 1, result.stdout + result.stderr
+    tpl = site_dir / "tpl"
+    assert f"{tpl / 'email' / 'digest.txt'}:3: TemplateSyntaxError: Unexpected end of template." in result.stdout
+    assert f"{tpl / 'feed' / 'content.html'}:2: UndefinedError:" in result.stdout and "byline" in result.stdout
+    assert f"{tpl / 'email' / 'confirm.html'}:1: TemplateSyntaxError" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_check_renders_the_built_in_templates_without_a_problem(site_dir: Path) -> None:
+    result = run(site_dir / "config.toml", "check")
+    assert result.returncode == 0 and "config, templates and content OK" in result.stdout, result.stdout + result.stderr

@@ -85,3 +85,14 @@ def test_topic_names_must_name_a_tag_and_say_something(tmp_path: Path) -> None:
     text = "\n".join(caught.value.problems)
     assert "site.topic_names" in text and "'!!'" in text and "north-korea" in text
     assert "climate" not in text
+
+
+def test_a_missing_templates_dir_is_an_error_naming_the_key(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path, environ={"PUBLISHER_SITE__TEMPLATES_DIR": "my-templates"})
+    [problem] = raised.value.problems
+    assert "site.templates_dir" in problem and str(tmp_path / "my-templates") in problem
+    assert "is not a directory" in problem
+    (tmp_path / "my-templates").mkdir()
+    assert load_settings(path, environ={"PUBLISHER_SITE__TEMPLATES_DIR": "my-templates"}).site.templates_dir

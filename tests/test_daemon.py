@@ -21,7 +21,12 @@ from pathlib import Path
 import feedparser
 import pytest
 
+from publisher.app import Publisher
+from publisher.config import ConfigError, load_settings
+from subscribers.model import Cadence
 from tests.conftest import write_config
+from tests.outbox import outbox_messages, plain_text
+from tests.people import add_subscriber
 
 NEW_ARTICLE = """---
 id: harbour-bridge-reopens
@@ -275,3 +280,22 @@ def test_an_unwritable_output_dir_is_reported_but_never_stops_serving_or_sending
     log = (site_dir / "daemon.log").read_text(encoding="utf-8")
     assert "Traceback" not in log
     assert log.count("cannot write the static feed files") == 1, log
+
+
+async def test_a_reload_with_a_broken_template_is_refused_and_the_running_templates_stay(
+    publisher: Publisher, site_dir: Path
+) -> None:
+    (site_dir / "tpl" / "email").mkdir(parents=True)
+    (site_dir / "tpl" / "email" / "subject.txt").write_text("{{ articles[0].title }} {{ articles | nosuchfilter }}\n")
+    broken = load_settings(site_dir / "config.toml", environ={"PUBLISHER_SITE__TEMPLATES_DIR": "tpl"})
+    with pytest.raises(ConfigError) as refused:
+        publisher.reconfigure(broken)
+    assert any(f"{site_dir / 'tpl' / 'email' / 'subject.txt'}:1: TemplateAssertionError: No filter named 'nosuchfilter'" in p
+               for p in refused.value.problems)
+    assert publisher.settings.site.templates_dir is None
+    await add_subscriber(publisher.engine, "ann@example.org", cadence=Cadence.INSTANT)
+    await publisher.scan()
+    report = (await publisher.send([Cadence.INSTANT])).report
+    assert report is not None and report.sent == 1 and not report.paused
+    [message] = outbox_messages(publisher.settings)
+    assert "nosuchfilter" not in plain_text(message)
