@@ -164,10 +164,11 @@ def _sample_article(site_url: str) -> Article:
     return Article(
         id="sample-article", slug="sample-article", title="A sample article", published=when, updated=when,
         canonical_url=urljoin(site_url, "sample-article/"), subtitle="Its subtitle", author="A. Writer",
-        tags=("sample",), category="Analysis", images=(Image(urljoin(site_url, "images/sample.png"), "A sample picture", "Caption"),),
+        tags=("sample",), category="Analysis",
+        images=(Image(urljoin(site_url, "images/sample.png"), "A sample picture", "Caption"),),
         summary="What it says, in a sentence.", takeaways=("One point", "Another point"),
         quotes=(Quote("A quotation.", "Someone"),), body_html="<p>The body.</p>",
-        fact_tables=(FactTable(caption="Figures", header=("Year", "Value"), rows=(("2025", "1"),), sources="A source"),),
+        fact_tables=(FactTable("Figures", ("Year", "Value"), (("2025", "1"),), sources="A source"),),
     )
 
 

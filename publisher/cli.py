@@ -170,7 +170,7 @@ def init(directory: Path) -> None:
 @main.command()
 @click.pass_context
 def check(ctx: click.Context) -> None:
-    """Validate the config and every article; exit 1 if any error (warnings alone exit 0)."""
+    """Validate the config, every template and every article; exit 1 if any error (warnings alone exit 0)."""
     settings = _settings(ctx)
     publisher = Publisher(settings)
     scans = publisher.check_content()
@@ -195,7 +195,8 @@ def check(ctx: click.Context) -> None:
 @main.command()
 @click.pass_context
 def build(ctx: click.Context) -> None:
-    """Ingest the content and write the feeds to [site] output_dir; exit 1 if a file was skipped or a feed not written."""
+    """Ingest the content and write the feeds to [site] output_dir; exit 1 if a file was skipped
+    or the feeds could not be written."""
 
     async def work(publisher: Publisher) -> tuple[IngestResult, str | None]:
         result = await publisher.scan()  # always writes the feeds on a fresh Publisher
