@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -109,6 +111,30 @@ async def test_readyz_is_503_with_a_stale_scan(client: TestClient, publisher: Pu
     assert checks["database"]["ok"] is True and checks["scheduler"]["ok"] is True
     assert checks["scan"]["ok"] is False
     assert "limit 180 s" in str(checks["scan"]["detail"])
+
+
+async def test_a_full_disk_for_the_static_files_is_a_warning_logged_once_and_readiness_stays(
+    client: TestClient, publisher: Publisher, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    ready(publisher)
+    caplog.set_level(logging.INFO, logger="publisher.app")
+
+    def disk_full(docs: object, output_dir: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(output_dir / "feed.rss"))
+
+    with monkeypatch.context() as patched:
+        patched.setattr("publisher.app.write_feeds", disk_full)
+        await publisher.build_feeds()
+        await publisher.build_feeds()
+        response = await client.get("/readyz")
+        assert response.status == 200
+        warning = (await response.json())["warnings"]["static_files"]
+        assert "No space left on device" in warning and str(publisher.settings.site.output_dir) in warning
+        assert caplog.text.count("cannot write the static feed files") == 1
+        assert (await client.get("/feed.rss")).status == 200
+    await publisher.build_feeds()  # space again
+    assert "warnings" not in await (await client.get("/readyz")).json()
+    assert "static feed files are written to" in caplog.text
 
 
 async def test_readyz_stale_limit_is_never_under_a_minute(make_settings: Callable[..., Settings]) -> None:
