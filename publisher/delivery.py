@@ -63,6 +63,7 @@ from publisher.mail.render import Personal, render_digest
 from publisher.mail.transport import DeliveryError, Transport
 from publisher.pacing import Backoff, Pacer
 from publisher.store import digests as digest_store
+from publisher.store.articles import UnreadableArticle
 from publisher.templating import template_error
 from subscribers import service
 from subscribers.model import Cadence, Status
@@ -236,7 +237,10 @@ class Deliverer:
                     log.info("digest %s: finished", row.id)
 
     async def _prepare(self, row: Row) -> _Digest | None:
-        stored = await digest_store.load(self.engine, row.id)
+        try:
+            stored = await digest_store.load(self.engine, row.id)
+        except UnreadableArticle as exc:
+            return await self._unrenderable(row.id, exc)
         if stored is None or not stored.articles:
             # Every article was taken down after planning: what is left can never be sent.
             reason = "every article in it was removed before it was sent"
@@ -261,14 +265,19 @@ class Deliverer:
                 return _Digest(row.id, row.created_at, frames.__getitem__, window)
             messages = frame(stored.cadence)
         except Exception as exc:  # noqa: BLE001 - a bad stored article or template is this digest's alone
-            # Retrying can't help until someone fixes the template or takes the article out:
-            # the digest waits, paused with the reason, and the later digests go on.
-            reason = f"cannot render the digest: {template_error(exc)}"
-            log.error("digest %s: paused: %s; fix it, then `publisher resume %s`", row.id, reason, row.id)
-            await ledger.pause(self.engine, row.id, reason)
-            self.report.paused.append(row.id)
-            return None
+            return await self._unrenderable(row.id, exc)
         return _Digest(row.id, row.created_at, lambda _cadence: messages, window)
+
+    async def _unrenderable(self, digest_id: str, exc: Exception) -> None:
+        """Pause a digest that can't be rendered, with the reason; the later digests go on.
+
+        Retrying can't help until someone fixes the template or takes the article out
+        (``publisher digests drop-article``), then ``publisher resume``.
+        """
+        reason = f"cannot render the digest: {template_error(exc)}"
+        log.error("digest %s: paused: %s; fix it, then `publisher resume %s`", digest_id, reason, digest_id)
+        await ledger.pause(self.engine, digest_id, reason)
+        self.report.paused.append(digest_id)
 
     async def _produce(self, digest: _Digest, queue: asyncio.Queue[list[_Item] | None]) -> None:
         """Claim the digest's due rows batch by batch and queue the ones still subscribed.

@@ -379,3 +379,31 @@ async def test_a_digest_that_cannot_be_rendered_is_paused_with_the_reason_and_la
         assert (await statuses(publisher))[broken.id][0] == "paused"
     finally:
         await publisher.close()
+
+
+@pytest.mark.usefixtures("database")
+async def test_a_digest_holding_a_stored_article_that_cannot_be_read_is_paused_naming_it(tmp_path: Path) -> None:
+    from tests.outbox import outbox_messages
+    from tests.test_ops_web import store_unreadable_article
+
+    config = write_config(tmp_path)
+    content = tmp_path / "content"
+    content.mkdir()
+    publisher = digests_of(config)
+    await publisher.start()
+    try:
+        await add_subscriber(publisher.engine, "ann@example.org")
+        await store_unreadable_article(publisher.engine, "damaged-row")
+        [broken] = await publisher.plan([Cadence.INSTANT])
+        (content / "tagged.md").write_text(TAGGED.format(id="tagged", title="Harbour opens", date="2026-01-02T08:00:00Z"))
+        await publisher.scan()
+        [fine] = await publisher.plan([Cadence.INSTANT])
+
+        report = await publisher.deliver()
+
+        assert report.sent == 1 and report.paused == [broken.id]
+        assert [m["Subject"] for m in outbox_messages(publisher.settings)] == ["Harbour opens"]
+        status, reason = (await statuses(publisher))[broken.id]
+        assert status == "paused" and "stored article damaged-row can't be read" in reason
+    finally:
+        await publisher.close()
