@@ -20,11 +20,12 @@ from functools import cached_property, partial
 from typing import Any
 from urllib.parse import urljoin
 
+import jinja2
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from publisher import metrics, nodes
-from publisher.config import Settings
-from publisher.content.model import Article
+from publisher import ledger, metrics, nodes
+from publisher.config import ConfigError, Settings
+from publisher.content.model import Article, FactTable, Image, Quote
 from publisher.content.sources import ScanResult, scan_directory
 from publisher.delivery import Deliverer, DeliveryReport, personal_values
 from publisher.digest import (
@@ -37,23 +38,25 @@ from publisher.digest import (
     planned_for,
     why_nothing_due,
 )
+from publisher.feeds import CONTENT_TEMPLATE as FEED_CONTENT_TEMPLATE
 from publisher.feeds import FeedDocument, build_feeds, write_feeds
 from publisher.ledger import Claimant, claimable, unfinished_digests
 from publisher.locks import exclusive, holder
 from publisher.logs import digest_context
 from publisher.mail.dkim import DkimSigner
 from publisher.mail.message import DigestMessages
-from publisher.mail.render import render_digest
+from publisher.mail.render import render_digest, render_notice
 from publisher.mail.transport import DeliveryError, Transport, make_transport
 from publisher.notices import Notices
 from publisher.pacing import Backoff
 from publisher.secrets import load_secret_key
 from publisher.sources.intake import API_SOURCE, Intake
 from publisher.store import articles as article_store
+from publisher.store import digests as digest_store
 from publisher.store import meta
 from publisher.store.articles import IngestResult
 from publisher.store.db import create_engine, transaction, upgrade
-from publisher.templating import make_environment, make_loader
+from publisher.templating import make_environment, make_loader, template_error
 from publisher.websub import HubPinger
 from subscribers import store as subscriber_store
 from subscribers.model import Cadence, Status, Subscriber
@@ -102,7 +105,79 @@ class DigestCopy:
     article_count: int
 
 
+class DigestNotOpen(LookupError):
+    """No unfinished digest has this id (or it doesn't hold the article); the message says which."""
+
+
+@dataclass(frozen=True)
+class DroppedArticle:
+    """What ``publisher digests drop-article`` did to a digest."""
+
+    article_id: str
+    left: int  # articles the digest still holds
+    to_send: int  # its messages still to send, now without the article
+    cancelled: int | None = None  # it was the last article: the digest was cancelled, these messages with it
+
+
+CANCELLED_BY_OPERATOR = "cancelled by the operator"
 SAMPLE_READER = ("Sample Reader", "reader@example.com")  # a preview's made-up subscriber (RFC 2606 domain)
+
+
+def template_problems(settings: Settings, env: jinja2.Environment) -> list[str]:
+    """Every template that can't be used, as ``file:line: Error: message`` (empty: all fine).
+
+    Each email, feed and web template is compiled; the digest (HTML, text, subject;
+    new and resent), the one-to-one notices and the feed content are also rendered
+    with a sample article, so a template that compiles but fails on real values (an
+    undefined name, a missing unsubscribe link) is caught before a delivery or a
+    page needs it.  Web pages are only compiled: they render per request.
+    """
+    problems: dict[str, None] = {}  # ordered, and a template failing in two renders is named once
+
+    def attempt(render: Callable[[], object]) -> None:
+        try:
+            render()
+        except Exception as exc:  # noqa: BLE001 - whatever a template raises is the operator's to fix
+            problems[template_error(exc)] = None
+
+    for name in env.list_templates(filter_func=_is_template):
+        attempt(partial(env.get_template, name))
+    article = _sample_article(settings.site.url)
+    for cadence in Cadence:
+        for resend in (False, True):
+            attempt(partial(render_digest, [article], settings, env, "check", cadence, resend=resend))
+    attempt(lambda: env.get_template(FEED_CONTENT_TEMPLATE).render(article=article))
+    for notice, extra in NOTICE_SAMPLES.items():
+        context = {"site": settings.site, "subject": "Sample subject", "email": SAMPLE_READER[1], **extra}
+        attempt(partial(render_notice, env, notice, context))
+    return list(problems)
+
+
+def _is_template(name: str) -> bool:
+    """The templates the service renders: emails, feed content and web pages (not init's files or CSS)."""
+    return name.startswith(("email/", "feed/", "web/")) and name.endswith((".html", ".txt"))
+
+
+def _sample_article(site_url: str) -> Article:
+    """An article with every field a template may show, for :func:`template_problems`."""
+    when = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+    return Article(
+        id="sample-article", slug="sample-article", title="A sample article", published=when, updated=when,
+        canonical_url=urljoin(site_url, "sample-article/"), subtitle="Its subtitle", author="A. Writer",
+        tags=("sample",), category="Analysis",
+        images=(Image(urljoin(site_url, "images/sample.png"), "A sample picture", "Caption"),),
+        summary="What it says, in a sentence.", takeaways=("One point", "Another point"),
+        quotes=(Quote("A quotation.", "Someone"),), body_html="<p>The body.</p>",
+        fact_tables=(FactTable("Figures", ("Year", "Value"), (("2025", "1"),), sources="A source"),),
+    )
+
+
+# The notices (publisher.notices) and the values each one's template gets besides site, subject and email.
+NOTICE_SAMPLES: dict[str, dict[str, object]] = {
+    "confirm": {"confirm_url": "https://example.com/confirm/token", "valid_hours": "48"},
+    "manage": {"preferences_url": "https://example.com/preferences/token"},
+    "preferences_link": {"preferences_url": "https://example.com/preferences/token"},
+}
 
 
 class Publisher:
@@ -131,6 +206,9 @@ class Publisher:
         self.sent_total = 0  # messages this process delivered (its send rate, in publisher status)
         self.role = "cli"  # leader | standby | worker, set by publisher.daemon
         self._feeds_revision: tuple[object, ...] | None = None  # the store's, when the feeds were built
+        # Why the static feed files could not be written at the last build (None: they were).
+        # Best effort: the feeds are served from memory whatever happens to the copies.
+        self.static_files_problem: str | None = None
         # Told when the earliest scheduled article is due (None: none) after every ingest:
         # the leader's schedule wakes up then (publisher.scheduler).
         self.on_next_release: Callable[[datetime | None], None] | None = None
@@ -142,9 +220,12 @@ class Publisher:
         title or template directory applies to the next job, while the job in progress
         finishes as it started.  The database, the data directory and the listening
         address stay until a restart.  Raises ValueError (the DKIM key can't be used)
-        before changing anything.
+        before changing anything, and ConfigError naming each template file and line that
+        can't be used (:func:`template_problems`): the running templates stay.
         """
         signer = DkimSigner.from_settings(settings.dkim)
+        if problems := template_problems(settings, make_environment(settings.site.templates_dir)):
+            raise ConfigError(problems)
         old = self.settings
         fixed = {
             "database.url": (old.database.url, settings.database.url),
@@ -280,14 +361,35 @@ class Publisher:
             max_tag_feeds=self.settings.feeds.max_tag_feeds, max_entry_bytes=self.settings.feeds.max_entry_bytes,
         )
         self._feeds_revision = revision
-        await asyncio.to_thread(write_feeds, self.feeds, site.output_dir)
-        log.info("feeds: %d files in %s", len(self.feeds), site.output_dir)
+        await self._write_static_copies()
         if await meta.get(self.engine, meta.SITE_URL) != site.url:  # published under this URL from now on
             await meta.put(self.engine, meta.SITE_URL, site.url)
         if hub and before and announce:  # the first build after a start only restates what the hub has seen
             changed = [path for path, doc in self.feeds.items() if path not in before or before[path].etag != doc.etag]
             self.hub.settings = self.settings.websub
             self.hub.ping(urljoin(site.url, path) for path in changed)
+
+    async def _write_static_copies(self) -> None:
+        """Write the feeds to ``[site] output_dir`` for nginx or a CDN, as a best effort.
+
+        A directory that is read-only, full or not a directory never stops serving (the
+        feeds are in memory) nor sending: the problem is logged once each time it
+        changes, and shown in ``/readyz`` and ``publisher status`` until a write succeeds.
+        """
+        output_dir = self.settings.site.output_dir
+        try:
+            await asyncio.to_thread(write_feeds, self.feeds, output_dir)
+        except OSError as exc:
+            problem = (f"cannot write the static feed files to {output_dir}: {exc.strerror or exc} "
+                       f"({exc.filename or output_dir}); the feeds are still served by the daemon")
+            if problem != self.static_files_problem:
+                log.error("%s", problem)
+            self.static_files_problem = problem
+            return
+        if self.static_files_problem is not None:
+            log.info("feeds: the static feed files are written to %s again", output_dir)
+        self.static_files_problem = None
+        log.info("feeds: %d files in %s", len(self.feeds), output_dir)
 
     async def refresh_feeds(self) -> None:
         """Rebuild the feeds if the store's articles changed since they were built (by
@@ -473,6 +575,45 @@ class Publisher:
                     log.info("another process (pid %s) is delivering; leaving the ledger to it", holder(lock_path))
                     return DeliveryReport()
                 return await self._deliver_unfinished(wait, progress, claimant)
+
+    async def cancel_digest(self, digest_id: str, reason: str = CANCELLED_BY_OPERATOR) -> tuple[int, int]:
+        """Finish a digest now (``publisher digests cancel``): ``(messages cancelled, already sent)``.
+
+        Raises :class:`DigestNotOpen` for an unknown or finished digest.
+        """
+        before = await ledger.state(self.engine, digest_id)
+        if before is None:
+            raise DigestNotOpen(f"no digest {digest_id!r} (see `publisher digests list`)")
+        cancelled = await ledger.cancel(self.engine, digest_id, reason, utcnow())
+        if cancelled is None:
+            raise DigestNotOpen(f"digest {digest_id} is already finished: nothing to cancel")
+        with digest_context(digest_id):
+            log.info("digest %s: %s; %d message(s) cancelled", digest_id, reason, cancelled)
+        return cancelled, before.counts.get("sent", 0)
+
+    async def drop_from_digest(self, digest_id: str, reference: str) -> DroppedArticle:
+        """Take an article (a reference :func:`publisher.digest.find_article` takes) out of the
+        messages a digest has still to send; a digest left empty is cancelled.
+
+        Raises :class:`publisher.digest.UnknownArticle` and :class:`DigestNotOpen`.
+        """
+        async with self.engine.connect() as conn:
+            found = await find_article(conn, reference, self.settings.site.url)
+        left = await digest_store.drop_article(self.engine, digest_id, found.seq)
+        if left is None:
+            raise DigestNotOpen(
+                f"{found.id} is not in digest {digest_id!r}, or that digest is finished (see `publisher digests list`)"
+            )
+        if not left:
+            cancelled, _ = await self.cancel_digest(
+                digest_id, f"{CANCELLED_BY_OPERATOR}: its last article {found.id} was dropped"
+            )
+            return DroppedArticle(found.id, 0, 0, cancelled)
+        after = await ledger.state(self.engine, digest_id)
+        to_send = sum(after.counts.get(state, 0) for state in ledger.OPEN_STATES) if after else 0
+        with digest_context(digest_id):
+            log.info("digest %s: dropped article %s; %d left", digest_id, found.id, len(left))
+        return DroppedArticle(found.id, len(left), to_send)
 
     @property
     def claimant(self) -> Claimant:

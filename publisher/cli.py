@@ -38,7 +38,15 @@ from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from publisher import ledger, logs, nodes
-from publisher.app import DigestCopy, NothingToPreview, Publisher, SendResult, utcnow
+from publisher.app import (
+    DigestCopy,
+    DigestNotOpen,
+    NothingToPreview,
+    Publisher,
+    SendResult,
+    template_problems,
+    utcnow,
+)
 from publisher.config import ConfigError, Settings, load_settings
 from publisher.content.model import Article, Severity
 from publisher.delivery import DeliveryReport
@@ -162,30 +170,35 @@ def init(directory: Path) -> None:
 @main.command()
 @click.pass_context
 def check(ctx: click.Context) -> None:
-    """Validate the config and every article; exit 1 if any error (warnings alone exit 0)."""
+    """Validate the config, every template and every article; exit 1 if any error (warnings alone exit 0)."""
     settings = _settings(ctx)
-    scans = Publisher(settings).check_content()
+    publisher = Publisher(settings)
+    scans = publisher.check_content()
     problems = [problem for scan in scans for problem in scan.problems]
     for problem in problems:
         out.print(str(problem), highlight=False, markup=False)
+    broken_templates = template_problems(settings, publisher.env)
+    for template_problem in broken_templates:
+        out.print(template_problem, highlight=False, markup=False, soft_wrap=True)
     now = utcnow()
     for article in sorted((a for scan in scans for a in scan.articles if a.published > now), key=_publish_order):
         out.print(f"{article.source_path}: scheduled for {_when(article.published)} ({article.id})",
                   highlight=False, markup=False)
-    errors = sum(problem.severity == Severity.ERROR for problem in problems)
-    warnings = f", {len(problems) - errors} warning(s)" if len(problems) > errors else ""
+    errors = sum(problem.severity == Severity.ERROR for problem in problems) + len(broken_templates)
+    warnings = f", {len(problems) + len(broken_templates) - errors} warning(s)" if len(problems) > errors else ""
     if errors:
         err.print(f"[red]{errors} error(s)[/red]{warnings}")
         ctx.exit(1)
-    out.print(f"config and content OK ({settings.content.dir}){warnings}", highlight=False)
+    out.print(f"config, templates and content OK ({settings.content.dir}){warnings}", highlight=False)
 
 
 @main.command()
 @click.pass_context
 def build(ctx: click.Context) -> None:
-    """Ingest the content and write the feeds to [site] output_dir; exit 1 if a file was skipped."""
+    """Ingest the content and write the feeds to [site] output_dir; exit 1 if a file was skipped
+    or the feeds could not be written."""
 
-    async def work(publisher: Publisher) -> IngestResult:
+    async def work(publisher: Publisher) -> tuple[IngestResult, str | None]:
         result = await publisher.scan()  # always writes the feeds on a fresh Publisher
         skipped = {problem.path for problem in result.skipped}
         out.print(
@@ -194,12 +207,14 @@ def build(ctx: click.Context) -> None:
             f"{len(publisher.feeds)} feeds in {publisher.settings.site.output_dir}",
             highlight=False,
         )
-        return result
+        return result, publisher.static_files_problem
 
-    result = _with_publisher(ctx, work)
+    result, unwritten = _with_publisher(ctx, work)
     for problem in result.skipped:
         err.print(f"skipped: {problem}", highlight=False, markup=False)
-    if result.skipped:
+    if unwritten is not None:  # writing them is what this command is for
+        err.print(unwritten, highlight=False, markup=False)
+    if result.skipped or unwritten is not None:
         ctx.exit(1)
 
 
@@ -422,8 +437,11 @@ def status(ctx: click.Context) -> None:
     out.print(table)
     for d in states:
         if d.status == "paused":
-            out.print(f"{d.id} paused: {d.pause_reason}\n  continue with: publisher resume {d.id}",
-                      highlight=False, markup=False)
+            out.print(f"{d.id} paused: {d.pause_reason}\n  continue with: publisher resume {d.id} (take an "
+                      f"article out first: publisher digests drop-article {d.id} ARTICLE; give up: publisher "
+                      f"digests cancel {d.id})", highlight=False, markup=False)
+        elif d.status == "finished" and d.pause_reason:
+            out.print(f"{d.id} finished early: {d.pause_reason}", highlight=False, markup=False)
     if not states:
         out.print("no digests yet", highlight=False)
 
@@ -471,6 +489,8 @@ def _print_nodes(running: list[nodes.Node]) -> None:
             scanned = state.get("last_scan_at")
             out.print(f"  last scan: {_ago(datetime.fromisoformat(scanned), now) + ' ago' if scanned else 'not yet'}",
                       highlight=False, markup=False)
+        if problem := state.get("static_files_problem"):
+            out.print(f"  static feed files: {problem}", highlight=False, markup=False)
         for job, at in sorted(state.get("jobs", {}).items()):
             when = f"in {_ago(now, datetime.fromisoformat(at))}" if at else "paused"
             out.print(f"  next {job}: {when}", highlight=False, markup=False)
@@ -1036,3 +1056,62 @@ def articles_remove(ctx: click.Context, article_id: str) -> None:
     if not _with_publisher(ctx, work):
         raise click.ClickException(f"no published or scheduled article has the id {article_id!r}")
     out.print(f"unpublished {article_id}", highlight=False, markup=False)
+
+
+@main.group("digests")
+def digests_group() -> None:
+    """List the digests, cancel one, or take an article out of one not yet sent."""
+
+
+@digests_group.command("list")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many, newest first.")
+@click.pass_context
+def digests_list(ctx: click.Context, limit: int) -> None:
+    """The newest digests: id, cadence, status, created, articles, and their messages by state."""
+    found = _with_publisher(ctx, lambda publisher: ledger.states(publisher.engine, limit=limit))
+    if not found:
+        out.print("no digests yet", highlight=False)
+        return
+    # Plain padded lines, never wrapped: a table would squeeze the ids to fit 80 columns.
+    width = max(len("digest"), *(len(d.id) for d in found))
+    out.print(f"{'digest':<{width}}  cadence  status    {'created':<20}  articles  messages",
+              highlight=False, markup=False, soft_wrap=True)
+    for d in found:
+        messages = ", ".join(f"{count} {row_state}" for row_state, count in sorted(d.counts.items())) or "none"
+        out.print(f"{d.id:<{width}}  {d.cadence:<7}  {d.status:<8}  {_when(d.created_at):<20}  {d.articles:>8}  "
+                  f"{messages}", highlight=False, markup=False, soft_wrap=True)
+
+
+@digests_group.command("cancel")
+@click.argument("digest_id")
+@click.pass_context
+def digests_cancel(ctx: click.Context, digest_id: str) -> None:
+    """Finish DIGEST_ID now: its messages not yet sent are cancelled (those sent stay sent)."""
+    try:
+        cancelled, sent = _with_publisher(ctx, lambda publisher: publisher.cancel_digest(digest_id))
+    except DigestNotOpen as exc:
+        raise click.ClickException(str(exc)) from None
+    out.print(f"cancelled {digest_id}: {cancelled} message(s) will not be sent, {sent} already sent",
+              highlight=False, markup=False)
+
+
+@digests_group.command("drop-article")
+@click.argument("digest_id")
+@click.argument("article")
+@click.pass_context
+def digests_drop_article(ctx: click.Context, digest_id: str, article: str) -> None:
+    """Take ARTICLE (id, slug, URL or feed entry id) out of DIGEST_ID's messages still to send.
+
+    For a digest paused because one article can't be rendered: drop it, then
+    `publisher resume`.  A digest left without articles is cancelled.
+    """
+    try:
+        dropped = _with_publisher(ctx, lambda publisher: publisher.drop_from_digest(digest_id, article))
+    except (UnknownArticle, DigestNotOpen) as exc:
+        raise click.ClickException(str(exc)) from None
+    if dropped.cancelled is not None:
+        out.print(f"dropped {dropped.article_id}: {digest_id} had no other article: cancelled, "
+                  f"{dropped.cancelled} message(s) will not be sent", highlight=False, markup=False)
+        return
+    out.print(f"dropped {dropped.article_id} from {digest_id}: {dropped.left} article(s) left, "
+              f"{dropped.to_send} message(s) still to send go without it", highlight=False, markup=False)

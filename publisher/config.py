@@ -467,5 +467,14 @@ def load_settings(path: Path | None, environ: dict[str, str] | None = None) -> S
         raise ConfigError(_describe(exc, origin, overrides)) from None
     root = path.parent.resolve() if path is not None else Path.cwd()
     _resolve_paths(settings, root)
+    templates_dir = settings.site.templates_dir
+    if templates_dir is not None and not templates_dir.is_dir():
+        from_env = "templates_dir" in overrides.get("site", {})
+        where = f"environment {ENV_PREFIX}SITE__TEMPLATES_DIR" if from_env else origin
+        # Silently using the built-ins would hide every override the operator made.
+        raise ConfigError([
+            f"{where}: site.templates_dir: {templates_dir} is not a directory (it holds your overrides of the "
+            "built-in templates: create it, or remove the setting)"
+        ])
     settings.source = path
     return settings

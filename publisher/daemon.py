@@ -121,7 +121,12 @@ async def _run(settings: Settings, reload: Callable[[], Settings]) -> None:
     publisher = Publisher(settings)
     _ = publisher.dkim  # a key that can't sign stops the start (DkimError), not every delivery
     await publisher.start()
-    await publisher.build_feeds()
+    try:
+        await publisher.build_feeds()
+    except Exception:  # noqa: BLE001 - serving what can be served beats not starting
+        # Nothing is served until a build succeeds: the next scan tries again (an empty
+        # feed set is always rebuilt).
+        log.exception("feeds could not be built at start; serving without them, the next scan tries again")
     runner = create_runner(publisher)
     await runner.setup()
     try:
@@ -185,6 +190,7 @@ class _Node:
             "errors": list(self.problems.records),
             "sent": sent,
             "send_rate": round((sent - sent_then) / max(now - then, 1e-3), 1),
+            "static_files_problem": self.publisher.static_files_problem,
         }
         await nodes.heartbeat(self.publisher.engine, self.node, self.role, state, datetime.now(UTC))
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import random
 import time
@@ -71,8 +70,10 @@ from publisher.mail.render import Personal, render_digest
 from publisher.mail.transport import DeliveryError, Transport
 from publisher.pacing import Backoff, Pacer
 from publisher.store import digests as digest_store
+from publisher.store.articles import UnreadableArticle
+from publisher.templating import template_error
 from subscribers import service
-from subscribers.model import Status
+from subscribers.model import Cadence, Status
 from subscribers.service import BounceKind
 from subscribers.tokens import Purpose, Tokens
 
@@ -260,9 +261,16 @@ class Deliverer:
                     log.info("digest %s: finished", row.id)
 
     async def _prepare(self, row: Row) -> _Digest | None:
-        stored = await digest_store.load(self.engine, row.id)
+        try:
+            stored = await digest_store.load(self.engine, row.id)
+        except UnreadableArticle as exc:
+            return await self._unrenderable(row.id, exc)
         if stored is None or not stored.articles:
-            log.error("digest %s: its articles are gone; nothing to send", row.id)
+            # Every article was taken down after planning: what is left can never be sent.
+            reason = "every article in it was removed before it was sent"
+            cancelled = await ledger.cancel(self.engine, row.id, reason, self.clock())
+            log.warning("digest %s: %s; %d message(s) cancelled", row.id, reason, cancelled or 0)
+            self.report.cancelled += cancelled or 0
             return None
         date = self.clock()
         resend = is_resend(row.id)
@@ -272,12 +280,28 @@ class Deliverer:
             return DigestMessages(rendered, settings=self.settings, digest_id=row.id, date=date)
 
         window = deque[bool](maxlen=self.settings.delivery.error_window)
-        if resend:
-            # A resend goes to every cadence and says "your daily digest" to a daily reader:
-            # rendered once per cadence, when its first reader comes.
-            return _Digest(row.id, row.created_at, functools.cache(frame), window)
-        messages = frame(stored.cadence)
+        try:
+            if resend:
+                # A resend goes to every cadence and says "your daily digest" to a daily
+                # reader: rendered once per cadence, all of them here, so that a template
+                # failing on one stops this digest before any of it is sent.
+                frames = {cadence: frame(cadence) for cadence in Cadence}
+                return _Digest(row.id, row.created_at, frames.__getitem__, window)
+            messages = frame(stored.cadence)
+        except Exception as exc:  # noqa: BLE001 - a bad stored article or template is this digest's alone
+            return await self._unrenderable(row.id, exc)
         return _Digest(row.id, row.created_at, lambda _cadence: messages, window)
+
+    async def _unrenderable(self, digest_id: str, exc: Exception) -> None:
+        """Pause a digest that can't be rendered, with the reason; the later digests go on.
+
+        Retrying can't help until someone fixes the template or takes the article out
+        (``publisher digests drop-article``), then ``publisher resume``.
+        """
+        reason = f"cannot render the digest: {template_error(exc)}"
+        log.error("digest %s: paused: %s; fix it, then `publisher resume %s`", digest_id, reason, digest_id)
+        await ledger.pause(self.engine, digest_id, reason)
+        self.report.paused.append(digest_id)
 
     async def _produce(self, digest: _Digest, queue: asyncio.Queue[list[_Item] | None]) -> None:
         """Claim the digest's due rows batch by batch and queue the ones still subscribed.

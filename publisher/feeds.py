@@ -23,7 +23,7 @@ import mimetypes
 import os
 import tempfile
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -143,38 +143,87 @@ def build_feeds(
     categories made 4,500 documents, hundreds of megabytes in memory and on disk.  An entry
     whose content passes ``max_entry_bytes`` carries its summary and a link instead: every
     feed it is in would repeat it, and readers fetch the feed again and again.
+
+    Failures stay where they are: an article that can't be rendered is left out (and
+    logged with its id and the reason), and a feed that can't be built is missing while
+    the others are built, so a bad article never stops the site's feeds being served.
     """
     ordered = sorted(articles, key=lambda a: (-a.published.timestamp(), a.id))
-    selections = [("", site.title, ordered[:max_entries])]
+    selections = [("", site.title, ordered)]
     for slug, (tag, tagged) in _most_used(_tag_groups(ordered), max_tag_feeds).items():
-        selections.append((f"tags/{slug}/", f"{site.title} — {tag}", tagged[:max_entries]))
+        selections.append((f"tags/{slug}/", f"{site.title} — {tag}", tagged))
 
-    prepared: dict[str, _Entry] = {}
+    prepared: dict[str, _Entry | None] = {}
 
-    def entry(article: Article) -> _Entry:
+    def entry(article: Article) -> _Entry | None:
         if article.id not in prepared:
-            prepared[article.id] = _prepare(article, site, env, max_entry_bytes)
+            prepared[article.id] = _usable_entry(article, site, env, max_entry_bytes)
         return prepared[article.id]
 
     docs: dict[str, FeedDocument] = {}
-    for prefix, title, chosen in selections:
-        entries = [entry(article) for article in chosen]
-        channel = _Channel(
-            prefix=prefix,
-            title=title,
-            description=site.description or title,
-            author=site.author or site.title,
-            language=site.language,
-            home_page_url=site.url,
-            updated=max((e.updated for e in entries), default=EMPTY_FEED_DATE),
-            hub=hub,
-        )
-        rss, atom = _xml_feeds(channel, entries)
-        bodies = {"rss": rss, "atom": atom, "json": _json_feed(channel, entries)}
-        for fmt, body in bodies.items():
-            path = f"{prefix}feed.{fmt}"
-            docs[path] = FeedDocument.build(path, body, MEDIA_TYPES[fmt], channel.updated)
+    for prefix, title, candidates in selections:
+        entries = _first(entry, candidates, max_entries)
+        if prefix and not entries:
+            continue  # every article of this tag was left out: no feed rather than an empty one
+        try:
+            docs.update(_documents(prefix, title, entries, site, hub))
+        except Exception as exc:  # noqa: BLE001 - whatever breaks one feed, the others are still served
+            log.error("feeds: %sfeed.{rss,atom,json} not built: %s: %s", prefix, type(exc).__name__, exc)
     return docs
+
+
+def _first(entry: Callable[[Article], _Entry | None], candidates: list[Article], limit: int) -> list[_Entry]:
+    """The first ``limit`` of ``candidates`` that could be rendered: one left out makes room for the next."""
+    chosen: list[_Entry] = []
+    for article in candidates:
+        if len(chosen) == limit:
+            break
+        if (prepared := entry(article)) is not None:
+            chosen.append(prepared)
+    return chosen
+
+
+def _usable_entry(
+    article: Article, site: SiteSettings, env: jinja2.Environment, max_entry_bytes: int
+) -> _Entry | None:
+    """``article``'s entry, or None (logged with the article's id and the reason) when it can't be rendered.
+
+    The entry is rendered alone into each format first: an article that feedgen, the
+    content template or JSON refuses (a control character an old store kept, a naive
+    date, a template error) is left out of every feed instead of taking them all down.
+    """
+    try:
+        prepared = _prepare(article, site, env, max_entry_bytes)
+        probe = _Channel("", "probe", "probe", "probe", "en", site.url, prepared.updated)
+        _xml_feeds(probe, [prepared])
+        _json_feed(probe, [prepared])
+    except Exception as exc:  # noqa: BLE001 - any failure is this article's alone
+        where = f" ({article.source_path})" if article.source_path else ""
+        log.error("feeds: article %s%s left out of the feeds: %s: %s", article.id, where, type(exc).__name__, exc)
+        return None
+    return prepared
+
+
+def _documents(
+    prefix: str, title: str, entries: list[_Entry], site: SiteSettings, hub: str
+) -> dict[str, FeedDocument]:
+    """The RSS, Atom and JSON documents of one feed, keyed by path."""
+    channel = _Channel(
+        prefix=prefix,
+        title=title,
+        description=site.description or title,
+        author=site.author or site.title,
+        language=site.language,
+        home_page_url=site.url,
+        updated=max((e.updated for e in entries), default=EMPTY_FEED_DATE),
+        hub=hub,
+    )
+    rss, atom = _xml_feeds(channel, entries)
+    bodies = {"rss": rss, "atom": atom, "json": _json_feed(channel, entries)}
+    return {
+        f"{prefix}feed.{fmt}": FeedDocument.build(f"{prefix}feed.{fmt}", body, MEDIA_TYPES[fmt], channel.updated)
+        for fmt, body in bodies.items()
+    }
 
 
 def write_feeds(docs: Mapping[str, FeedDocument], output_dir: Path) -> None:

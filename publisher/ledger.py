@@ -15,6 +15,7 @@ tripped, until resumed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -53,6 +54,7 @@ class DigestState:
     pause_reason: str | None
     created_at: datetime
     counts: dict[str, int]  # rows by state
+    articles: int  # how many articles its messages carry (those sent carried what it held then)
 
 
 async def unfinished_digests(engine: AsyncEngine) -> list[Row]:
@@ -267,26 +269,66 @@ async def resume(engine: AsyncEngine, digest_id: str) -> bool:
 
 
 async def states(engine: AsyncEngine, *, limit: int = 20) -> list[DigestState]:
-    """The newest digests with their rows counted by state (for ``publisher status``)."""
+    """The newest digests with their rows counted by state (``publisher status``, ``digests list``)."""
+    return await _states(engine, None, limit)
+
+
+async def state(engine: AsyncEngine, digest_id: str) -> DigestState | None:
+    """One digest with its rows counted by state; None if there is no digest with this id."""
+    found = await _states(engine, digest_id, 1)
+    return found[0] if found else None
+
+
+async def _states(engine: AsyncEngine, digest_id: str | None, limit: int) -> list[DigestState]:
+    query = (
+        select(digests.c.id, digests.c.cadence, digests.c.status, digests.c.pause_reason, digests.c.created_at,
+               digests.c.article_seqs)
+        .order_by(digests.c.created_at.desc(), digests.c.id.desc())
+        .limit(limit)
+    )
+    if digest_id is not None:
+        query = query.where(digests.c.id == digest_id)
     async with engine.connect() as conn:
-        recent = (
-            await conn.execute(
-                select(digests.c.id, digests.c.cadence, digests.c.status, digests.c.pause_reason, digests.c.created_at)
-                .order_by(digests.c.created_at.desc(), digests.c.id.desc())
-                .limit(limit)
-            )
-        ).all()
+        recent = (await conn.execute(query)).all()
         counts: dict[str, dict[str, int]] = {row.id: {} for row in recent}
         if recent:
-            for digest_id, state, count in await conn.execute(
+            for found_id, row_state, count in await conn.execute(
                 select(deliveries.c.digest_id, deliveries.c.state, func.count())
                 .where(deliveries.c.digest_id.in_(list(counts)))
                 .group_by(deliveries.c.digest_id, deliveries.c.state)
             ):
-                counts[digest_id][state] = count
+                counts[found_id][row_state] = count
     return [
-        DigestState(r.id, r.cadence, r.status, r.pause_reason, r.created_at, counts[r.id]) for r in recent
+        DigestState(
+            r.id, r.cadence, r.status, r.pause_reason, r.created_at, counts[r.id], len(json.loads(r.article_seqs))
+        )
+        for r in recent
     ]
+
+
+async def cancel(engine: AsyncEngine, digest_id: str, reason: str, now: datetime) -> int | None:
+    """Finish a digest now with ``reason``: its rows not yet sent become ``cancelled``
+    (those sent stay sent).  How many were cancelled; None if it is already finished
+    or there is no such digest.
+
+    A row a run is sending at this moment is cancelled too; that run then records
+    what really happened to it (sent stays the truth).
+    """
+    async with engine.begin() as conn:
+        finished = await conn.execute(
+            update(digests)
+            .where(digests.c.id == digest_id, digests.c.status != "finished")
+            .values(status="finished", finished_at=now, pause_reason=_storable(reason))
+        )
+        if not finished.rowcount:
+            return None
+        cancelled = await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.digest_id == digest_id, deliveries.c.state.in_(OPEN_STATES))
+            .values(state="cancelled", retry_at=None, last_reply=_storable(reason), updated_at=now,
+                    claimed_by=None, lease_until=None)
+        )
+        return cancelled.rowcount
 
 
 async def due_count(engine: AsyncEngine, now: datetime) -> int:

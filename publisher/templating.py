@@ -8,6 +8,7 @@ there and keeps every other default.
 
 from __future__ import annotations
 
+import traceback
 from functools import lru_cache
 from pathlib import Path
 
@@ -54,6 +55,25 @@ def make_environment(override_dir: Path | None = None) -> jinja2.Environment:
     env.tests["shown_in"] = shown_in
     env.tests["pictured_in"] = pictured_in
     return env
+
+
+def template_error(exc: BaseException) -> str:
+    """``exc`` as ``file:line: Error: message``, naming the template file and line it came from.
+
+    Jinja2 rewrites a rendering error's traceback so that its frames point into the
+    template (named "template", "top-level template code" or "block '…'"); the last such
+    frame is where the template failed.  An error from outside any template is
+    ``Error: message`` alone.
+    """
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        where = f"{exc.filename or exc.name}:{exc.lineno}: "
+    else:
+        frames = [
+            frame for frame in traceback.extract_tb(exc.__traceback__)
+            if frame.name in ("template", "top-level template code") or frame.name.startswith("block ")
+        ]
+        where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
+    return f"{where}{type(exc).__name__}: {exc}"
 
 
 def shown_in(text: str, body_html: str) -> bool:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import mailbox
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +15,7 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from publisher.cli import main
+from tests.conftest import write_config
 from tests.cli_output import summary
 
 
@@ -306,3 +310,142 @@ def test_db_current_names_an_unreachable_database(tmp_path: Path) -> None:
     result = run(config, "db", "current")
     assert result.returncode == 1 and "the database is unreachable or unusable: " in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_unwritable_output_dir_fails_build_but_never_stops_send(site_dir: Path) -> None:
+    config = site_dir / "config.toml"
+    (site_dir / "public").write_text("a file where [site] output_dir should be\n", encoding="utf-8")
+    assert run(config, "subscribers", "add", "ann@example.org", "--cadence", "instant").returncode == 0
+    sent = run(config, "send")
+    assert sent.returncode == 0 and "sent 1," in sent.stdout, sent.stdout + sent.stderr
+    assert f"cannot write the static feed files to {site_dir / 'public'}" in sent.stderr
+    assert len(mailbox.Maildir(site_dir / "outbox", create=False)) == 1
+    built = run(config, "build")
+    assert built.returncode == 1, built.stdout + built.stderr
+    assert f"cannot write the static feed files to {site_dir / 'public'}" in built.stderr
+    assert "Traceback" not in sent.stderr + built.stderr
+
+
+# --- operator repair without SQL: digests list / cancel / drop-article ----------------------------
+
+KIM = "2023-09-kim-russia-visit"
+KIM_TITLE = "Kim Jong Un in Russia"
+
+
+def cli(site_dir: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, ["--config", str(site_dir / "config.toml"), *args])
+
+
+def planned_but_not_sent(site_dir: Path) -> str:
+    """One instant digest of the three sample articles for ann@example.org, planned while the
+    relay is down (so none of it is sent); then the config is back to the maildir outbox. Its id."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    write_config(site_dir, f"[smtp]\nport = {port}\ntimeout = 2\n", transport="smtp")
+    assert cli(site_dir, "subscribers", "add", "ann@example.org", "--cadence", "instant").exit_code == 0
+    assert cli(site_dir, "send").exit_code != 0
+    write_config(site_dir)
+    listed = cli(site_dir, "digests", "list")
+    assert listed.exit_code == 0, listed.output
+    [row] = [line.split() for line in listed.output.splitlines() if line.startswith("instant-")]
+    return row[0]
+
+
+def listed_row(site_dir: Path, digest: str) -> str:
+    return next(line for line in cli(site_dir, "digests", "list").output.splitlines() if line.startswith(digest))
+
+
+def sent_text(site_dir: Path) -> str:
+    box = mailbox.Maildir(site_dir / "outbox", create=False)
+    [key] = list(box.iterkeys())
+    message = email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)
+    return message.get_body(("plain",)).get_content()
+
+
+def test_an_article_removed_after_planning_is_not_sent_in_the_digest(site_dir: Path) -> None:
+    planned_but_not_sent(site_dir)
+    assert cli(site_dir, "articles", "remove", KIM).exit_code == 0
+    assert cli(site_dir, "send").exit_code == 0
+    text = sent_text(site_dir)
+    assert KIM_TITLE not in text and "Regional Transit Ridership" in text
+
+
+def test_digests_list_shows_cadence_status_articles_and_messages_by_state(site_dir: Path) -> None:
+    digest = planned_but_not_sent(site_dir)
+    listed = cli(site_dir, "digests", "list").output
+    header = next(line for line in listed.splitlines() if line.split()[:1] == ["digest"])
+    assert header.split() == ["digest", "cadence", "status", "created", "articles", "messages"]
+    row = listed_row(site_dir, digest)
+    assert row.split()[1:3] == ["instant", "sending"] and row.split()[6] == "3" and row.endswith("1 pending")
+
+
+def test_digests_cancel_finishes_what_is_left_and_refuses_twice(site_dir: Path) -> None:
+    digest = planned_but_not_sent(site_dir)
+    cancelled = cli(site_dir, "digests", "cancel", digest)
+    assert cancelled.exit_code == 0, cancelled.output
+    assert cancelled.output.strip() == f"cancelled {digest}: 1 message(s) will not be sent, 0 already sent"
+    row = listed_row(site_dir, digest)
+    assert row.split()[2] == "finished" and row.endswith("1 cancelled")
+    assert "cancelled by the operator" in cli(site_dir, "status").output
+    assert cli(site_dir, "send").exit_code == 0
+    assert not list(mailbox.Maildir(site_dir / "outbox", create=True).iterkeys())
+    again = cli(site_dir, "digests", "cancel", digest)
+    assert again.exit_code == 1 and f"digest {digest} is already finished" in again.output
+    unknown = cli(site_dir, "digests", "cancel", "instant-nope")
+    assert unknown.exit_code == 1 and "no digest 'instant-nope'" in unknown.output
+
+
+def test_digests_drop_article_sends_the_rest_and_cancels_an_emptied_digest(site_dir: Path) -> None:
+    digest = planned_but_not_sent(site_dir)
+    dropped = cli(site_dir, "digests", "drop-article", digest, KIM)
+    assert dropped.exit_code == 0, dropped.output
+    assert dropped.output.strip() == (
+        f"dropped {KIM} from {digest}: 2 article(s) left, 1 message(s) still to send go without it"
+    )
+    assert cli(site_dir, "digests", "drop-article", digest, KIM).exit_code == 1  # no longer in it
+    assert "not in digest" in cli(site_dir, "digests", "drop-article", digest, KIM).output
+    assert cli(site_dir, "send").exit_code == 0
+    text = sent_text(site_dir)
+    assert KIM_TITLE not in text and "Regional Transit Ridership" in text
+
+
+def test_dropping_the_last_article_cancels_the_digest(site_dir: Path) -> None:
+    digest = planned_but_not_sent(site_dir)
+    for article in ("2024-06-city-heat-plan", "2024-03-transit-ridership"):
+        assert cli(site_dir, "digests", "drop-article", digest, article).exit_code == 0
+    last = cli(site_dir, "digests", "drop-article", digest, KIM)
+    assert last.exit_code == 0, last.output
+    assert f"{digest} had no other article: cancelled, 1 message(s) will not be sent" in last.output
+
+
+def test_a_digest_whose_articles_were_all_removed_is_cancelled_not_left_to_do(site_dir: Path) -> None:
+    digest = planned_but_not_sent(site_dir)
+    for article in (KIM, "2024-06-city-heat-plan", "2024-03-transit-ridership"):
+        assert cli(site_dir, "articles", "remove", article).exit_code == 0
+    assert cli(site_dir, "send").exit_code == 0
+    row = listed_row(site_dir, digest)
+    assert row.split()[2] == "finished" and row.endswith("1 cancelled")
+    assert f"{digest} finished early: every article in it was removed" in cli(site_dir, "status").output
+
+
+def test_check_renders_every_template_and_names_the_broken_ones_by_file_and_line(site_dir: Path) -> None:
+    config = site_dir / "config.toml"
+    config.write_text(config.read_text().replace('output_dir = "public"', 'output_dir = "public"\ntemplates_dir = "tpl"'))
+    (site_dir / "tpl" / "email").mkdir(parents=True)
+    (site_dir / "tpl" / "feed").mkdir()
+    (site_dir / "tpl" / "email" / "digest.txt").write_text("Hello\n{% for article in articles %}\n{{ article.title }}\n")
+    (site_dir / "tpl" / "feed" / "content.html").write_text("<p>{{ article.title }}</p>\n<p>{{ article.byline }}</p>\n")
+    (site_dir / "tpl" / "email" / "confirm.html").write_text("{% extends 'email/notice.html' %}{{ x }")
+    result = run(config, "check")
+    assert result.returncode == 1, result.stdout + result.stderr
+    tpl = site_dir / "tpl"
+    assert f"{tpl / 'email' / 'digest.txt'}:3: TemplateSyntaxError: Unexpected end of template." in result.stdout
+    assert f"{tpl / 'feed' / 'content.html'}:2: UndefinedError:" in result.stdout and "byline" in result.stdout
+    assert f"{tpl / 'email' / 'confirm.html'}:1: TemplateSyntaxError" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_check_renders_the_built_in_templates_without_a_problem(site_dir: Path) -> None:
+    result = run(site_dir / "config.toml", "check")
+    assert result.returncode == 0 and "config, templates and content OK" in result.stdout, result.stdout + result.stderr

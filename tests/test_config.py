@@ -110,3 +110,14 @@ def test_length_limits_are_checked_and_named(tmp_path: Path) -> None:
     assert "content.max_title_length" in text and "digest.max_subject_length" in text
     settings = load_settings(path, environ={})
     assert settings.content.max_title_length == 300 and settings.digest.max_subject_length == 200
+
+
+def test_a_missing_templates_dir_is_an_error_naming_the_key(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path, environ={"PUBLISHER_SITE__TEMPLATES_DIR": "my-templates"})
+    [problem] = raised.value.problems
+    assert "site.templates_dir" in problem and str(tmp_path / "my-templates") in problem
+    assert "is not a directory" in problem
+    (tmp_path / "my-templates").mkdir()
+    assert load_settings(path, environ={"PUBLISHER_SITE__TEMPLATES_DIR": "my-templates"}).site.templates_dir

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import json
 import mailbox
 import os
 import signal
@@ -20,7 +21,12 @@ from pathlib import Path
 import feedparser
 import pytest
 
+from publisher.app import Publisher
+from publisher.config import ConfigError, load_settings
+from subscribers.model import Cadence
 from tests.conftest import write_config
+from tests.outbox import outbox_messages, plain_text
+from tests.people import add_subscriber
 
 NEW_ARTICLE = """---
 id: harbour-bridge-reopens
@@ -242,3 +248,54 @@ def test_status_shows_the_running_daemon_its_next_jobs_last_scan_and_errors(
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
     assert "daemon: not running" in status()
+
+
+def test_an_unwritable_output_dir_is_reported_but_never_stops_serving_or_sending(site_dir: Path) -> None:
+    (site_dir / "public").write_text("a file where [site] output_dir should be\n", encoding="utf-8")
+    with running_daemon(site_dir, "[scheduler]\nscan_interval = 0.5\n") as (process, base, _):
+        def full_feed() -> bool:
+            status, _, body = get(base + "/feed.atom")
+            return status == 200 and len(feedparser.parse(body).entries) == 3
+
+        wait_for(full_feed, what="the feed served from memory")
+        outbox = site_dir / "outbox"
+        wait_for(lambda: outbox.exists() and len(mailbox.Maildir(outbox, create=False)) == 1, what="the digest")
+
+        def readiness() -> dict[str, object] | None:
+            status, _, body = get(base + "/readyz")
+            return json.loads(body) if status == 200 else None
+
+        ready = wait_for(readiness, what="readiness")
+        assert str(site_dir / "public") in ready["warnings"]["static_files"]  # type: ignore[index]
+
+        def status_line() -> str | None:
+            shown = subprocess.run(publisher_cmd(site_dir / "config.toml", "status"), capture_output=True, text=True,
+                                   env=os.environ | {"PUBLISHER_SECRET_KEY": "daemon-test-key", "COLUMNS": "200"})
+            return next((line for line in shown.stdout.splitlines() if "static feed files" in line), None)
+
+        line = wait_for(status_line, what="the static files' problem in publisher status")
+        assert str(site_dir / "public") in str(line)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    log = (site_dir / "daemon.log").read_text(encoding="utf-8")
+    assert "Traceback" not in log
+    assert log.count("cannot write the static feed files") == 1, log
+
+
+async def test_a_reload_with_a_broken_template_is_refused_and_the_running_templates_stay(
+    publisher: Publisher, site_dir: Path
+) -> None:
+    (site_dir / "tpl" / "email").mkdir(parents=True)
+    (site_dir / "tpl" / "email" / "subject.txt").write_text("{{ articles[0].title }} {{ articles | nosuchfilter }}\n")
+    broken = load_settings(site_dir / "config.toml", environ={"PUBLISHER_SITE__TEMPLATES_DIR": "tpl"})
+    with pytest.raises(ConfigError) as refused:
+        publisher.reconfigure(broken)
+    assert any(f"{site_dir / 'tpl' / 'email' / 'subject.txt'}:1: TemplateAssertionError: No filter named 'nosuchfilter'" in p
+               for p in refused.value.problems)
+    assert publisher.settings.site.templates_dir is None
+    await add_subscriber(publisher.engine, "ann@example.org", cadence=Cadence.INSTANT)
+    await publisher.scan()
+    report = (await publisher.send([Cadence.INSTANT])).report
+    assert report is not None and report.sent == 1 and not report.paused
+    [message] = outbox_messages(publisher.settings)
+    assert "nosuchfilter" not in plain_text(message)

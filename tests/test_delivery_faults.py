@@ -32,6 +32,8 @@ from publisher.delivery import DeliveryReport
 from publisher.store.schema import deliveries, digests, subscribers
 from subscribers.model import Cadence
 from tests.delivery_sites import insert_subscribers, write_site
+from tests.conftest import write_config
+from tests.people import add_subscriber
 from tests.smtp_faults import FaultServer, Stage, digest_recipient
 from tests.smtp_server import HOST, SmtpServer
 from tests.test_cli import run
@@ -456,3 +458,88 @@ async def test_fault_server_reads_data_as_aiosmtpd_does(body: bytes) -> None:
                 client.close()
             results.append((outcome, [m.content for m in server.messages]))
     assert results[1] == results[0]
+
+
+# --- one digest's trouble stays with it ------------------------------------------------------------
+
+UNTAGGED = "---\nid: {id}\ntitle: {title}\ndate: {date}\n---\n\nBody of {title}.\n"
+TAGGED = "---\nid: {id}\ntitle: {title}\ndate: {date}\ntags: [harbour]\n---\n\nBody of {title}.\n"
+
+
+def digests_of(config: Path) -> Publisher:
+    return Publisher(load_settings(config, environ={}))
+
+
+async def statuses(publisher: Publisher) -> dict[str, tuple[str, str | None]]:
+    async with publisher.engine.connect() as conn:
+        rows = await conn.execute(select(digests.c.id, digests.c.status, digests.c.pause_reason))
+        return {r.id: (r.status, r.pause_reason) for r in rows}
+
+
+@pytest.mark.usefixtures("database")
+async def test_a_digest_that_cannot_be_rendered_is_paused_with_the_reason_and_later_ones_go_out(
+    tmp_path: Path,
+) -> None:
+    from tests.outbox import outbox_messages
+
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace('output_dir = "public"', 'output_dir = "public"\ntemplates_dir = "tpl"'))
+    (tmp_path / "tpl" / "email").mkdir(parents=True)
+    # An operator's subject template that assumes every article is tagged.
+    (tmp_path / "tpl" / "email" / "subject.txt").write_text("{{ articles[0].tags[0] }}: {{ articles[0].title }}\n")
+    content = tmp_path / "content"
+    content.mkdir()
+    publisher = digests_of(config)
+    await publisher.start()
+    try:
+        await add_subscriber(publisher.engine, "ann@example.org")
+        (content / "untagged.md").write_text(UNTAGGED.format(id="untagged", title="No tags here", date="2026-01-01T08:00:00Z"))
+        await publisher.scan()
+        [broken] = await publisher.plan([Cadence.INSTANT])
+        (content / "tagged.md").write_text(TAGGED.format(id="tagged", title="Harbour opens", date="2026-01-02T08:00:00Z"))
+        await publisher.scan()
+        [fine] = await publisher.plan([Cadence.INSTANT])
+
+        report = await publisher.deliver()
+
+        assert report.sent == 1 and report.paused == [broken.id]
+        [message] = outbox_messages(publisher.settings)
+        assert message["Subject"] == "harbour: Harbour opens"
+        found = await statuses(publisher)
+        assert found[fine.id] == ("finished", None)
+        status, reason = found[broken.id]
+        assert status == "paused"
+        assert "cannot render the digest" in reason and "email/subject.txt" in reason and "no element 0" in reason
+
+        await publisher.deliver()  # a later run leaves it paused, and goes on with the rest
+        assert (await statuses(publisher))[broken.id][0] == "paused"
+    finally:
+        await publisher.close()
+
+
+@pytest.mark.usefixtures("database")
+async def test_a_digest_holding_a_stored_article_that_cannot_be_read_is_paused_naming_it(tmp_path: Path) -> None:
+    from tests.outbox import outbox_messages
+    from tests.test_ops_web import store_unreadable_article
+
+    config = write_config(tmp_path)
+    content = tmp_path / "content"
+    content.mkdir()
+    publisher = digests_of(config)
+    await publisher.start()
+    try:
+        await add_subscriber(publisher.engine, "ann@example.org")
+        await store_unreadable_article(publisher.engine, "damaged-row")
+        [broken] = await publisher.plan([Cadence.INSTANT])
+        (content / "tagged.md").write_text(TAGGED.format(id="tagged", title="Harbour opens", date="2026-01-02T08:00:00Z"))
+        await publisher.scan()
+        [fine] = await publisher.plan([Cadence.INSTANT])
+
+        report = await publisher.deliver()
+
+        assert report.sent == 1 and report.paused == [broken.id]
+        assert [m["Subject"] for m in outbox_messages(publisher.settings)] == ["Harbour opens"]
+        status, reason = (await statuses(publisher))[broken.id]
+        assert status == "paused" and "stored article damaged-row can't be read" in reason
+    finally:
+        await publisher.close()

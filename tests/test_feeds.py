@@ -397,9 +397,10 @@ def test_feed_dates_come_from_the_entries_not_the_clock(docs):
     assert all(d.last_modified.utcoffset() == timedelta(0) for d in docs.values())
 
 
-def test_naive_dates_are_refused(site, env, seoul):
-    with pytest.raises(ValueError, match="naive"):
-        build_feeds([dataclasses.replace(seoul, updated=datetime(2023, 9, 16))], site, 20, env)
+def test_naive_dates_are_refused(site, env, seoul, caplog):
+    docs = build_feeds([dataclasses.replace(seoul, updated=datetime(2023, 9, 16))], site, 20, env)
+    assert _parsed(docs["feed.rss"]).entries == []
+    assert seoul.id in caplog.text and "naive datetime" in caplog.text
 
 
 def test_an_empty_site_still_has_valid_site_feeds(site, env):
@@ -660,3 +661,52 @@ def test_an_entry_too_long_for_a_feed_carries_its_summary_and_a_link(seed, grain
         (link,) = root.iter("a")
         assert (link.text, link.get("href")) == ("Too long for a feed: read the whole article", huge.canonical_url)
     assert _contents(docs, grain, site) == _contents(build_feeds([grain], site, 20, env), grain, site)  # whole
+
+
+# --- one bad article or tag never stops the others -----------------------------------------------
+
+
+def _entry_ids(docs: dict[str, FeedDocument], prefix: str = "") -> dict[str, list[str]]:
+    """The entry ids of the RSS, Atom and JSON feeds under ``prefix``, in feed order."""
+    ids = {fmt: [e.id for e in _parsed(docs[f"{prefix}feed.{fmt}"]).entries] for fmt in ("rss", "atom")}
+    ids["json"] = [item["id"] for item in json.loads(docs[f"{prefix}feed.json"].body)["items"]]
+    return ids
+
+
+def test_an_article_no_feed_can_carry_is_left_out_named_and_the_rest_published(site, env, seed, grain, seoul, caplog):
+    # An old store may hold a control character that XML can't carry: feedgen raises on it.
+    bad = dataclasses.replace(grain, title="Grain\x01 deal")
+    docs = build_feeds([seed, bad, seoul], site, 20, env)
+    good = [entry_id(a, SITE_URL) for a in sorted([seed, seoul], key=lambda a: a.published, reverse=True)]
+    assert _entry_ids(docs) == {"rss": good, "atom": good, "json": good}
+    left_out = [r for r in caplog.records if grain.id in r.getMessage()]
+    assert left_out and "XML compatible" in left_out[0].getMessage(), caplog.text
+
+
+def test_max_entries_counts_only_the_articles_that_could_be_rendered(site, env, seed, grain, seoul):
+    newest = max([seed, grain, seoul], key=lambda a: a.published)
+    bad = dataclasses.replace(newest, title="Broken\x02")
+    rest = [a for a in (seed, grain, seoul) if a is not newest]
+    docs = build_feeds([bad, *rest], site, 2, env)
+    assert len(_entry_ids(docs)["rss"]) == 2
+
+
+def test_an_article_the_content_template_fails_on_is_left_out(tmp_path, site, seed, grain, caplog):
+    (tmp_path / "feed").mkdir()
+    (tmp_path / "feed" / "content.html").write_text("<p>{{ 100 // article.tags | length }}</p>\n")
+    untagged = dataclasses.replace(grain, tags=(), category="")
+    docs = build_feeds([seed, untagged], site, 20, make_environment(tmp_path))
+    assert _entry_ids(docs)["rss"] == [entry_id(seed, SITE_URL)]
+    assert any(grain.id in r.getMessage() and "ZeroDivisionError" in r.getMessage() for r in caplog.records)
+
+
+def test_a_tag_feed_that_cannot_be_built_does_not_stop_the_others(site, env, seed, seoul, caplog):
+    # The tag feed's title takes the newest article's spelling of the tag: here one XML can't carry.
+    older, newer = sorted([seed, seoul], key=lambda a: a.published)
+    docs = build_feeds(
+        [dataclasses.replace(older, tags=("Bad-tag",)), dataclasses.replace(newer, title="X\x01", tags=("Bad\x02tag",))],
+        site, 20, env,
+    )
+    assert _entry_ids(docs)["atom"] == [entry_id(older, SITE_URL)]
+    assert not any(path.startswith("tags/bad-tag/") for path in docs)
+    assert any("tags/bad-tag/" in r.getMessage() for r in caplog.records), caplog.text

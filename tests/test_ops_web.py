@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
+import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -10,16 +13,19 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import aiohttp
+import feedparser
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from publisher import metrics
 from publisher.app import Publisher, utcnow
 from publisher.config import Settings
 from publisher.feeds import FeedDocument
+from publisher.store.schema import articles
 from publisher.web.feeds import accepts_gzip
 from publisher.web.security import PAGE_CSP
 from publisher.web.server import create_runner
@@ -110,6 +116,52 @@ async def test_readyz_is_503_with_a_stale_scan(client: TestClient, publisher: Pu
     assert checks["database"]["ok"] is True and checks["scheduler"]["ok"] is True
     assert checks["scan"]["ok"] is False
     assert "limit 180 s" in str(checks["scan"]["detail"])
+
+
+async def test_a_full_disk_for_the_static_files_is_a_warning_logged_once_and_readiness_stays(
+    client: TestClient, publisher: Publisher, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    ready(publisher)
+    caplog.set_level(logging.INFO, logger="publisher.app")
+
+    def disk_full(docs: object, output_dir: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(output_dir / "feed.rss"))
+
+    with monkeypatch.context() as patched:
+        patched.setattr("publisher.app.write_feeds", disk_full)
+        await publisher.build_feeds()
+        await publisher.build_feeds()
+        response = await client.get("/readyz")
+        assert response.status == 200
+        warning = (await response.json())["warnings"]["static_files"]
+        assert "No space left on device" in warning and str(publisher.settings.site.output_dir) in warning
+        assert caplog.text.count("cannot write the static feed files") == 1
+        assert (await client.get("/feed.rss")).status == 200
+    await publisher.build_feeds()  # space again
+    assert "warnings" not in await (await client.get("/readyz")).json()
+    assert "static feed files are written to" in caplog.text
+
+
+async def store_unreadable_article(engine: AsyncEngine, article_id: str) -> None:
+    """A row as an older or damaged store may hold: its data lacks the title."""
+    now = utcnow()
+    async with engine.begin() as conn:
+        await conn.execute(insert(articles).values(
+            id=article_id, slug=article_id, content_hash="0" * 64, tags="[]", published=now, updated=now,
+            first_seen_at=now, changed_at=now, source="api",
+            data=json.dumps({"id": article_id, "slug": article_id, "published": now.isoformat()}),
+        ))
+
+
+async def test_a_stored_article_that_cannot_be_read_is_left_out_of_the_feeds(
+    client: TestClient, publisher: Publisher, caplog: pytest.LogCaptureFixture
+) -> None:
+    await store_unreadable_article(publisher.engine, "damaged-row")
+    await publisher.build_feeds()
+    response = await client.get("/feed.atom", headers=IDENTITY)
+    assert response.status == 200
+    assert len(feedparser.parse(await response.read()).entries) == 3
+    assert "stored article damaged-row can't be read" in caplog.text
 
 
 async def test_readyz_stale_limit_is_never_under_a_minute(make_settings: Callable[..., Settings]) -> None:

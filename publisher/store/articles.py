@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -20,6 +22,8 @@ from publisher.content.model import Article, Problem
 from publisher.content.slug import slugify
 from publisher.store.db import Exclusive, serialize
 from publisher.store.schema import articles, digests, scheduled_articles
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 500  # stays under SQLite's bound-parameter limit
 PAGE_LIMIT = 500  # the most articles one page (GET /api/articles) holds
@@ -295,21 +299,44 @@ async def stored(engine: AsyncEngine, ids: Sequence[str]) -> dict[str, Article]:
     async with engine.connect() as conn:
         for chunk in _chunks(ids):
             rows = await conn.execute(select(articles.c.id, articles.c.data).where(articles.c.id.in_(chunk)))
-            found.update({row.id: Article.from_dict(json.loads(row.data)) for row in rows})
+            for row in rows:
+                with suppress(UnreadableArticle):  # then the item is dated as if new to the store
+                    found[row.id] = _read(row.id, row.data)
     return found
 
 
+class UnreadableArticle(ValueError):
+    """A stored article this version can't read back (a row an older version or damage left)."""
+
+
+def _read(article_id: str, data: str) -> Article:
+    """The article stored as ``data``; raises :class:`UnreadableArticle` naming it."""
+    try:
+        return Article.from_dict(json.loads(data))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UnreadableArticle(f"stored article {article_id} can't be read: {type(exc).__name__}: {exc}") from exc
+
+
 async def latest(engine: AsyncEngine, limit: int | None = None) -> list[Article]:
-    """Published articles, newest first by published date (the feeds' order)."""
+    """Published articles, newest first by published date (the feeds' order).
+
+    One that can't be read is logged with its id and left out: the others are still
+    published (an edit from its source, or ``publisher articles remove``, repairs it).
+    """
     query = (
-        select(articles.c.data).where(articles.c.removed_at.is_(None))
+        select(articles.c.id, articles.c.data).where(articles.c.removed_at.is_(None))
         .order_by(articles.c.published.desc(), articles.c.id)
     )
     if limit is not None:
         query = query.limit(limit)
+    found = []
     async with engine.connect() as conn:
-        rows = await conn.execute(query)
-        return [Article.from_dict(json.loads(row.data)) for row in rows]
+        for row in await conn.execute(query):
+            try:
+                found.append(_read(row.id, row.data))
+            except UnreadableArticle as exc:
+                log.error("%s; left out of the feeds and pages", exc)
+    return found
 
 
 async def revision(engine: AsyncEngine) -> tuple[object, ...]:
@@ -320,10 +347,15 @@ async def revision(engine: AsyncEngine) -> tuple[object, ...]:
         return tuple(row)
 
 
-async def by_seq(conn: AsyncConnection, seqs: Sequence[int]) -> list[Article]:
-    """The articles with these sequence numbers, in the order given."""
-    rows = await conn.execute(select(articles.c.seq, articles.c.data).where(articles.c.seq.in_(seqs)))
-    found = {row.seq: Article.from_dict(json.loads(row.data)) for row in rows}
+async def by_seq(conn: AsyncConnection, seqs: Sequence[int], *, removed: bool = True) -> list[Article]:
+    """The articles with these sequence numbers, in the order given (without ``removed``,
+    only those still published).  Raises :class:`UnreadableArticle`: a digest must not
+    go out silently without one of its articles."""
+    query = select(articles.c.seq, articles.c.id, articles.c.data).where(articles.c.seq.in_(seqs))
+    if not removed:
+        query = query.where(articles.c.removed_at.is_(None))
+    rows = await conn.execute(query)
+    found = {row.seq: _read(row.id, row.data) for row in rows}
     return [found[s] for s in seqs if s in found]
 
 

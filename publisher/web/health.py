@@ -11,7 +11,10 @@
   "scheduler": {"ok": false, "detail": "the schedule is not running"}, ...},
   "lost_signups": 0}``.  ``lost_signups`` counts the sign-ups (and other work the pages
   leave for after their answer) this process gave up storing after its retries.  For
-  a readiness probe or a load balancer: send no traffic while this fails.
+  a readiness probe or a load balancer: send no traffic while this fails.  Problems
+  that don't stop the node serving are listed under ``warnings`` without changing the
+  status, e.g. ``{"static_files": "cannot write the static feed files to …"}`` (the
+  feeds are served from memory).
 * ``GET /metrics``: :mod:`publisher.metrics` in Prometheus' text format; the queue depth
   gauge is refreshed from the ledger first (at most every :data:`QUEUE_DEPTH_EVERY`
   seconds, so a busy scraper costs one COUNT query per interval).
@@ -60,8 +63,13 @@ async def readyz(request: web.Request) -> web.Response:
         "scan": _scan(publisher, datetime.now(UTC)),
     }
     ready = all(check["ok"] for check in checks.values())
+    body: dict[str, Any] = {
+        "status": "ready" if ready else "not ready", "checks": checks, "lost_signups": publisher.notices.given_up,
+    }
+    if publisher.static_files_problem is not None:  # served from memory all the same: not a reason to take no traffic
+        body["warnings"] = {"static_files": publisher.static_files_problem}
     return web.json_response(
-        {"status": "ready" if ready else "not ready", "checks": checks, "lost_signups": publisher.notices.given_up},
+        body,
         status=200 if ready else 503,
         headers={"Cache-Control": "no-store"},
     )
