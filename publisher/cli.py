@@ -385,10 +385,6 @@ def _report_delivery(report: DeliveryReport, left: ledger.Remaining) -> ExitCode
     return ExitCode.REMAINING if left.total or r.paused else ExitCode.OK
 
 
-def _when(moment: datetime | None) -> str:
-    return "once it can" if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
-
-
 @contextmanager
 def _progress_bar() -> Iterator[tuple[Progress, TaskID]]:
     """A progress bar on stderr with the count, the rate and the time left."""
@@ -450,9 +446,9 @@ def _publish_order(article: Article) -> tuple[datetime, str]:
     return article.published, article.id
 
 
-def _when(moment: datetime) -> str:
-    """A time as the CLI shows it: UTC, to the minute."""
-    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+def _when(moment: datetime | None) -> str:
+    """A time as the CLI shows it: UTC, to the minute ("once it can": no time is set)."""
+    return "once it can" if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def _print_scheduled(articles: list[Article]) -> None:

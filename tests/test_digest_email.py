@@ -581,8 +581,8 @@ def _figures_article(rows: int, tables: int = 1) -> Article:
     """An article as the Markdown source makes it (default limits), with ``tables`` tables of ``rows`` rows."""
     table = "| Year | Output | Share |\n|---|---|---|\n" + "".join(f"| {1000 + r} | {r} MW | {r % 100}% |\n"
                                                                for r in range(rows))
-    text = (f"---\ntitle: Output in figures\ndate: 2024-06-19\ntags: [energy]\n---\nEvery year since 1000.\n\n"
-            f"## Output by year\n\n" + "\n".join([table] * tables))
+    text = ("---\ntitle: Output in figures\ndate: 2024-06-19\ntags: [energy]\n---\nEvery year since 1000.\n\n"
+            "## Output by year\n\n" + "\n".join([table] * tables))
     return parse_article(text.encode(), "content/figures.md", "https://news.example.org/")
 
 
