@@ -153,6 +153,9 @@ class NaiveDigest:
             "articles": articles,
             "site": site,
             "cadence": "instant",
+            "from_name": settings.delivery.from_name,
+            "resend": False,
+            "shortened": set(),  # the whole digest fits [digest] max_message_bytes
             "subject": subject,
             "preheader": first.summary or (first.takeaways[0] if first.takeaways else first.title),
             "view_url": f"{site.url}digests/{quote('instant-bench', safe='')}",
