@@ -9,12 +9,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import feedparser
-import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 from click.testing import CliRunner, Result
@@ -28,9 +26,8 @@ from subscribers.model import Cadence
 from tests.outbox import outbox_messages
 from tests.people import add_subscriber
 from tests.test_cli import run
-from tests.web_client import api_client
+from tests.test_sources import client  # noqa: F401 (the API client fixture, with the sample articles stored)
 
-TOKEN = "test-api-token-7c1e0d9b3f2a4e65"
 ARTICLE = "---\nid: {id}\ntitle: {title}\ndate: 2026-11-20T08:00:00Z\n{extra}---\n\nThe text of {title}.\n"
 
 
@@ -76,14 +73,6 @@ async def test_a_published_article_made_a_draft_is_unpublished(publisher: Publis
     assert "A story" not in atom_titles(publisher)
     path.rename(path.with_name("_story.md"))  # still a draft under its new name: nothing comes back
     assert not (await publisher.scan()).changed
-
-
-@pytest.fixture
-async def client(publisher: Publisher, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[TestClient]:
-    monkeypatch.setenv("PUBLISHER_API_TOKEN", TOKEN)
-    await publisher.scan()
-    async with api_client(publisher, TOKEN) as test_client:
-        yield test_client
 
 
 async def test_a_draft_posted_to_the_api_is_not_published(client: TestClient, publisher: Publisher) -> None:
