@@ -23,12 +23,13 @@ from urllib.parse import urljoin
 import jinja2
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from publisher import ledger, metrics, nodes
+from publisher import metrics, nodes
+from publisher.delivery import ledger
 from publisher.config import ConfigError, Settings
 from publisher.content.model import Article, FactTable, Image, Quote
 from publisher.content.sources import ScanResult, scan_directory
-from publisher.delivery import Deliverer, DeliveryReport, personal_values
-from publisher.digest import (
+from publisher.delivery.engine import Deliverer, DeliveryReport, personal_values
+from publisher.digest.plan import (
     PlannedDigest,
     digest_id,
     find_article,
@@ -40,15 +41,15 @@ from publisher.digest import (
 )
 from publisher.feeds import CONTENT_TEMPLATE as FEED_CONTENT_TEMPLATE
 from publisher.feeds import FeedDocument, build_feeds, write_feeds
-from publisher.ledger import Claimant, claimable, unfinished_digests
-from publisher.locks import exclusive, holder
+from publisher.delivery.ledger import Claimant, claimable, unfinished_digests
+from publisher.delivery.locks import exclusive, holder
 from publisher.logs import digest_context
 from publisher.mail.dkim import DkimSigner
 from publisher.mail.message import DigestMessages
 from publisher.mail.render import render_digest, render_notice
 from publisher.mail.transport import DeliveryError, Transport, make_transport
-from publisher.notices import Notices
-from publisher.pacing import Backoff
+from publisher.delivery.notices import Notices
+from publisher.delivery.pacing import Backoff
 from publisher.secrets import load_secret_key
 from publisher.sources.intake import API_SOURCE, Intake
 from publisher.store import articles as article_store
@@ -85,7 +86,7 @@ class Rehearsal:
     now: datetime
     scan: IngestResult
     planned: list[PlannedDigest]
-    nothing_due: str = ""  # why nothing was planned (see :func:`publisher.digest.why_nothing_due`)
+    nothing_due: str = ""  # why nothing was planned (see :func:`publisher.digest.plan.why_nothing_due`)
 
 
 class NothingToPreview(LookupError):
@@ -172,7 +173,7 @@ def _sample_article(site_url: str) -> Article:
     )
 
 
-# The notices (publisher.notices) and the values each one's template gets besides site, subject and email.
+# The notices (publisher.delivery.notices) and the values each one's template gets besides site, subject and email.
 NOTICE_SAMPLES: dict[str, dict[str, object]] = {
     "confirm": {"confirm_url": "https://example.com/confirm/token", "valid_hours": "48"},
     "manage": {"preferences_url": "https://example.com/preferences/token"},
@@ -398,7 +399,7 @@ class Publisher:
             await self.build_feeds(announce=False)
 
     def _plan_options(self, cadence: Cadence) -> dict[str, Any]:
-        """The digest settings :func:`publisher.digest.plan` takes for ``cadence``."""
+        """The digest settings :func:`publisher.digest.plan.plan` takes for ``cadence``."""
         settings = self.settings.digest
         return {
             "max_articles": settings.max_articles,
@@ -456,7 +457,7 @@ class Publisher:
     ) -> DigestCopy:
         """The copy of the next digest that ``subscriber`` (an address) would get if
         ``publisher send`` ran now, or a made-up reader's copy of the biggest digest due
-        (or of ``article``, a reference :func:`publisher.digest.find_article` takes).
+        (or of ``article``, a reference :func:`publisher.digest.plan.find_article` takes).
 
         Planned in a rehearsal (:meth:`rehearse`), so nothing is stored and no cursor
         moves.  ``to`` addresses the copy to someone else; ``test`` marks it as a test
@@ -539,7 +540,7 @@ class Publisher:
         """Send the article ``reference`` names (id, slug, URL or feed entry id) again to
         everyone whose topics it matches (``publisher resend``).
 
-        Raises :class:`publisher.digest.UnknownArticle`.
+        Raises :class:`publisher.digest.plan.UnknownArticle`.
         """
         digest, article = await plan_resend(
             self.engine, reference, utcnow(), site_url=self.settings.site.url, dry_run=dry_run
@@ -561,9 +562,9 @@ class Publisher:
         With ``wait``, also wait out deferred rows until every digest is finished or
         paused.  One run at a time within this process (an asyncio lock).  On
         PostgreSQL, processes and nodes share the rows through claims with a lease
-        (:func:`publisher.ledger.claim`).  SQLite is one machine's: one process
+        (:func:`publisher.delivery.ledger.claim`).  SQLite is one machine's: one process
         delivers at a time, by a file lock in the data directory (see
-        :mod:`publisher.locks`), and takes over at once what a dead one left.
+        :mod:`publisher.delivery.locks`), and takes over at once what a dead one left.
         """
         async with self._delivery_lock:
             claimant = self.claimant
@@ -592,10 +593,10 @@ class Publisher:
         return cancelled, before.counts.get("sent", 0)
 
     async def drop_from_digest(self, digest_id: str, reference: str) -> DroppedArticle:
-        """Take an article (a reference :func:`publisher.digest.find_article` takes) out of the
+        """Take an article (a reference :func:`publisher.digest.plan.find_article` takes) out of the
         messages a digest has still to send; a digest left empty is cancelled.
 
-        Raises :class:`publisher.digest.UnknownArticle` and :class:`DigestNotOpen`.
+        Raises :class:`publisher.digest.plan.UnknownArticle` and :class:`DigestNotOpen`.
         """
         async with self.engine.connect() as conn:
             found = await find_article(conn, reference, self.settings.site.url)

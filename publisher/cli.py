@@ -37,7 +37,8 @@ from rich.table import Column, Table
 from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
-from publisher import ledger, logs, nodes
+from publisher import logs, nodes
+from publisher.delivery import ledger
 from publisher.app import (
     DigestCopy,
     DigestNotOpen,
@@ -49,10 +50,10 @@ from publisher.app import (
 )
 from publisher.config import ConfigError, Settings, load_settings
 from publisher.content.model import Article, Severity
-from publisher.delivery import DeliveryReport
-from publisher.digest import PlannedDigest, UnknownArticle
+from publisher.delivery.engine import DeliveryReport
+from publisher.digest.plan import PlannedDigest, UnknownArticle
 from publisher.mail.transport import DeliveryError
-from publisher.inbox import BounceImportReport, InboxError, import_bounces, open_inbox
+from publisher.delivery.inbox import BounceImportReport, InboxError, import_bounces, open_inbox
 from publisher.mail.dkim import DkimError
 from publisher.store import articles as article_store
 from publisher.store.articles import ArticleState, IngestResult

@@ -28,7 +28,7 @@ from pydantic import (
     field_validator,
 )
 
-from publisher.cadence import Schedule
+from publisher.digest.cadence import Schedule
 from publisher.content.model import DEFAULT_MAX_TITLE_LENGTH, ContentLimits
 
 ENV_PREFIX = "PUBLISHER_"

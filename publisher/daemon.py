@@ -39,7 +39,7 @@ from publisher import nodes
 from publisher.app import Publisher
 from publisher.config import ConfigError, Settings
 from publisher.leadership import Leadership
-from publisher.locks import exclusive, holder
+from publisher.delivery.locks import exclusive, holder
 from publisher.scheduler import (
     LEADER_JOBS,
     build_scheduler,

@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
-from publisher import ledger
+from publisher.delivery import ledger
 from publisher.app import Publisher, utcnow
 from publisher.config import Settings
-from publisher.delivery import Deliverer
-from publisher.digest import plan
-from publisher.ledger import Claimant
-from publisher.locks import exclusive
+from publisher.delivery.engine import Deliverer
+from publisher.digest.plan import plan
+from publisher.delivery.ledger import Claimant
+from publisher.delivery.locks import exclusive
 from publisher.mail.transport import MaildirTransport
 from publisher.store.schema import deliveries, digests, subscribers
 from subscribers import service

@@ -14,7 +14,7 @@ The pipeline of one run::
     statuses, queues them
 
 Several processes, on one machine or several, can run this at once on PostgreSQL:
-each claims its own rows (:func:`publisher.ledger.claim`) and renews the lease on
+each claims its own rows (:func:`publisher.delivery.ledger.claim`) and renews the lease on
 the rows it holds every third of ``[cluster] lease``, so rows are only taken over
 from a node that stopped renewing (died, or lost the database).
 
@@ -60,16 +60,17 @@ from sqlalchemy import Row
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from publisher import ledger, metrics
+from publisher import metrics
+from publisher.delivery import ledger
 from publisher.config import Settings
-from publisher.digest import is_resend
+from publisher.digest.plan import is_resend
 from publisher.logs import digest_context
 from publisher.mail.bounces import ReplyAction
 from publisher.mail.dkim import DkimSigner
 from publisher.mail.message import DigestMessages
 from publisher.mail.render import Personal, render_digest
 from publisher.mail.transport import DeliveryError, Transport
-from publisher.pacing import Backoff, Pacer
+from publisher.delivery.pacing import Backoff, Pacer
 from publisher.store import digests as digest_store
 from publisher.store.articles import UnreadableArticle
 from publisher.templating import template_error
@@ -78,7 +79,7 @@ from subscribers.model import Cadence, Status
 from subscribers.service import BounceKind
 from subscribers.tokens import Purpose, Tokens
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # "publisher.delivery": the name operators filter its lines by
 
 FLUSH_EVERY = 200  # outcomes per ledger transaction
 FLUSH_SECONDS = 0.5
@@ -326,11 +327,11 @@ class Deliverer:
                 if row.status == Status.ACTIVE:
                     ready.append(_Item(digest, row))
                 else:  # left after the digest was planned: never hand it over
-                    await self._outcome(digest, row, "cancelled", last_reply=f"subscriber is {row.status}")
+                    await self._outcome(digest, row, DeliveryState.CANCELLED, last_reply=f"subscriber is {row.status}")
             for first in range(0, len(ready), SEND_CHUNK):
                 if self.stop.is_set() or digest.paused or self._relay_throttling:
                     for item in ready[first:]:  # never handed over: released, to do
-                        await self._outcome(digest, item.row, "pending", attempts=item.row.attempts)
+                        await self._outcome(digest, item.row, DeliveryState.PENDING, attempts=item.row.attempts)
                     return
                 await queue.put(ready[first:first + SEND_CHUNK])
 
@@ -359,11 +360,11 @@ class Deliverer:
         to connecting: a connection over the relay's limit just rests)."""
         row = item.row
         if self.stop.is_set() or item.digest.paused:  # not handed over: it stays to do
-            await self._outcome(item.digest, row, "pending", attempts=row.attempts)
+            await self._outcome(item.digest, row, DeliveryState.PENDING, attempts=row.attempts)
             return False
         if self._relay_throttling:  # not tried: no attempt counted; the next pass goes on
             await self._outcome(
-                item.digest, row, "deferred", attempts=row.attempts, retry_at=self._retry_at(1),
+                item.digest, row, DeliveryState.DEFERRED, attempts=row.attempts, retry_at=self._retry_at(1),
                 last_reply="not tried: the relay kept throttling",
             )
             return False
@@ -403,7 +404,7 @@ class Deliverer:
         if digest.refusals:
             await self._end_refusals(digest)
         digest.errors.append(False)
-        await self._outcome(digest, row, "sent", attempts=attempts, last_reply=reply)
+        await self._outcome(digest, row, DeliveryState.SENT, attempts=attempts, last_reply=reply)
         return 0.0, False
 
     async def _refused(self, digest: _Digest, row: Row, attempts: int, exc: DeliveryError, backoff: Backoff) -> float:
@@ -425,7 +426,7 @@ class Deliverer:
             await self._failed(digest, row, attempts, str(exc))
             return 0.0
         await self._outcome(
-            digest, row, "deferred", attempts=attempts, last_reply=str(exc), retry_at=self._retry_at(attempts),
+            digest, row, DeliveryState.DEFERRED, attempts=attempts, last_reply=str(exc), retry_at=self._retry_at(attempts),
         )
         # Throttled, or the relay unreachable: this connection rests before its next message.
         return backoff.next_pause() if throttled or exc.code is None else 0.0
@@ -444,7 +445,7 @@ class Deliverer:
         """
         if digest.paused:
             if reply == digest.pause_reply:  # in flight when the streak paused the digest
-                await self._outcome(digest, row, "pending", attempts=row.attempts, last_reply=reply)
+                await self._outcome(digest, row, DeliveryState.PENDING, attempts=row.attempts, last_reply=reply)
             else:
                 await self._failed(digest, row, attempts, reply)
             return
@@ -464,7 +465,7 @@ class Deliverer:
         await self._retrying("pause the digest", lambda: ledger.pause(self.engine, digest.id, reason))
         self.report.paused.append(digest.id)
         for held, _ in released:  # the relay's fault, not these messages': to do again
-            await self._outcome(digest, held, "pending", attempts=held.attempts, last_reply=reply)
+            await self._outcome(digest, held, DeliveryState.PENDING, attempts=held.attempts, last_reply=reply)
 
     @staticmethod
     def _take_refusals(digest: _Digest, next_reply: str = "") -> tuple[list[tuple[Row, int]], str]:
@@ -482,7 +483,7 @@ class Deliverer:
     async def _failed(self, digest: _Digest, row: Row, attempts: int, reply: str) -> None:
         log.warning("digest %s: to subscriber %s failed: %s", digest.id, row.subscriber_id, reply)
         digest.errors.append(True)
-        await self._outcome(digest, row, "failed", attempts=attempts, last_reply=reply)
+        await self._outcome(digest, row, DeliveryState.FAILED, attempts=attempts, last_reply=reply)
         window = digest.errors
         ratio = sum(window) / len(window)
         if not digest.paused and len(window) == window.maxlen and ratio > self.settings.delivery.max_error_ratio:
@@ -504,7 +505,7 @@ class Deliverer:
             "attempts": row.attempts if attempts is None else attempts,
             "retry_at": retry_at, "last_reply": last_reply,
         })
-        if state != "pending":
+        if state != DeliveryState.PENDING:
             setattr(self.report, state, getattr(self.report, state) + 1)
         if len(self._pending) >= FLUSH_EVERY or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
             await self._flush()
@@ -519,7 +520,7 @@ class Deliverer:
             await self._record(outcomes, now)
             for outcome in outcomes:
                 self._held[str(outcome["digest"])].discard(int(outcome["sid"]))  # type: ignore[call-overload]
-            for state, count in Counter(str(o["state"]) for o in outcomes if o["state"] != "pending").items():
+            for state, count in Counter(str(o["state"]) for o in outcomes if o["state"] != DeliveryState.PENDING).items():
                 metrics.messages(state, count)
             metrics.send_rate(self.report.handled / max(time.monotonic() - self._started, 1e-6))
             for subscriber_id, kind in bounced:

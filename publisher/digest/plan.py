@@ -33,7 +33,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from publisher.cadence import Schedule
+from publisher.delivery.model import DeliveryState, DigestState
+from publisher.digest.cadence import Schedule
 from publisher.content.model import Article
 from publisher.content.slug import slugify
 from publisher.feeds import entry_id
@@ -111,7 +112,7 @@ async def plan(
 
     ``instant`` subscribers are due whenever there is something new.  Daily and
     weekly ones are due once per send slot in their own timezone (see
-    :mod:`publisher.cadence`): the waves whose slot has passed since their last
+    :mod:`publisher.digest.cadence`): the waves whose slot has passed since their last
     digest.  A slot older than ``grace`` (the daemon was down) is skipped and logged;
     its articles wait for the next digest, as the cursor has not moved.
     """
@@ -233,7 +234,7 @@ async def _plan(
         ident = digest_id(cadence, now, seqs)
         await conn.execute(
             insert(digests).values(
-                id=ident, cadence=cadence, article_seqs=json.dumps(seqs), status="sending", created_at=now
+                id=ident, cadence=cadence, article_seqs=json.dumps(seqs), status=DigestState.SENDING, created_at=now
             )
         )
         for cursor, topics, _ in members:
@@ -243,7 +244,7 @@ async def _plan(
                     select(
                         literal(ident),
                         subscribers.c.id,
-                        literal("pending"),
+                        literal(DeliveryState.PENDING.value),
                         literal(0),
                         literal(now, UTCDateTime()),
                     ).where(*due, subscribers.c.article_cursor == cursor, subscribers.c.topics == topics),
@@ -386,14 +387,14 @@ async def plan_resend(
         ident = RESEND_PREFIX + digest_id(Cadence.INSTANT, now, seqs).removeprefix(f"{Cadence.INSTANT}-")
         await conn.execute(
             insert(digests).values(
-                id=ident, cadence=Cadence.INSTANT, article_seqs=json.dumps(seqs), status="sending", created_at=now
+                id=ident, cadence=Cadence.INSTANT, article_seqs=json.dumps(seqs), status=DigestState.SENDING, created_at=now
             )
         )
         added = await conn.execute(
             insert(deliveries).from_select(
                 ["digest_id", "subscriber_id", "state", "attempts", "updated_at"],
                 select(
-                    literal(ident), subscribers.c.id, literal("pending"), literal(0), literal(now, UTCDateTime())
+                    literal(ident), subscribers.c.id, literal(DeliveryState.PENDING.value), literal(0), literal(now, UTCDateTime())
                 ).where(active, subscribers.c.topics.in_(matching)),
             )
         )
