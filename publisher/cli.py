@@ -51,6 +51,7 @@ from publisher.app import (
 from publisher.config import ConfigError, Settings, load_settings
 from publisher.content.model import Article, Severity
 from publisher.delivery.engine import DeliveryReport
+from publisher.delivery.model import DigestState
 from publisher.digest.plan import PlannedDigest, UnknownArticle
 from publisher.mail.transport import DeliveryError
 from publisher.delivery.inbox import BounceImportReport, InboxError, import_bounces, open_inbox
@@ -405,7 +406,7 @@ def status(ctx: click.Context) -> None:
 
     async def gather(
         publisher: Publisher,
-    ) -> tuple[list[nodes.Node], list[Article], dict[str, int], list[ledger.DigestState]]:
+    ) -> tuple[list[nodes.Node], list[Article], dict[str, int], list[ledger.DigestSummary]]:
         return (
             await nodes.live(publisher.engine, utcnow()),
             await article_store.scheduled(publisher.engine),
@@ -433,11 +434,11 @@ def status(ctx: click.Context) -> None:
         )
     out.print(table)
     for d in states:
-        if d.status == "paused":
+        if d.status == DigestState.PAUSED:
             out.print(f"{d.id} paused: {d.pause_reason}\n  continue with: publisher resume {d.id} (take an "
                       f"article out first: publisher digests drop-article {d.id} ARTICLE; give up: publisher "
                       f"digests cancel {d.id})", highlight=False, markup=False)
-        elif d.status == "finished" and d.pause_reason:
+        elif d.status == DigestState.FINISHED and d.pause_reason:
             out.print(f"{d.id} finished early: {d.pause_reason}", highlight=False, markup=False)
     if not states:
         out.print("no digests yet", highlight=False)

@@ -63,6 +63,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from publisher import metrics
 from publisher.delivery import ledger
 from publisher.config import Settings
+from publisher.delivery.model import DeliveryState
 from publisher.digest.plan import is_resend
 from publisher.logs import digest_context
 from publisher.mail.bounces import ReplyAction

@@ -47,10 +47,12 @@ def _retry_due(now: datetime) -> ColumnElement[bool]:
 
 
 @dataclass(frozen=True)
-class DigestState:
+class DigestSummary:
+    """A digest as ``publisher status`` and ``publisher digests`` show it."""
+
     id: str
     cadence: str
-    status: str  # sending | paused | finished
+    status: DigestState
     pause_reason: str | None
     created_at: datetime
     counts: dict[str, int]  # rows by state
@@ -268,18 +270,18 @@ async def resume(engine: AsyncEngine, digest_id: str) -> bool:
         return result.rowcount > 0
 
 
-async def states(engine: AsyncEngine, *, limit: int = 20) -> list[DigestState]:
+async def states(engine: AsyncEngine, *, limit: int = 20) -> list[DigestSummary]:
     """The newest digests with their rows counted by state (``publisher status``, ``digests list``)."""
     return await _states(engine, None, limit)
 
 
-async def state(engine: AsyncEngine, digest_id: str) -> DigestState | None:
+async def state(engine: AsyncEngine, digest_id: str) -> DigestSummary | None:
     """One digest with its rows counted by state; None if there is no digest with this id."""
     found = await _states(engine, digest_id, 1)
     return found[0] if found else None
 
 
-async def _states(engine: AsyncEngine, digest_id: str | None, limit: int) -> list[DigestState]:
+async def _states(engine: AsyncEngine, digest_id: str | None, limit: int) -> list[DigestSummary]:
     query = (
         select(digests.c.id, digests.c.cadence, digests.c.status, digests.c.pause_reason, digests.c.created_at,
                digests.c.article_seqs)
@@ -299,8 +301,9 @@ async def _states(engine: AsyncEngine, digest_id: str | None, limit: int) -> lis
             ):
                 counts[found_id][row_state] = count
     return [
-        DigestState(
-            r.id, r.cadence, r.status, r.pause_reason, r.created_at, counts[r.id], len(json.loads(r.article_seqs))
+        DigestSummary(
+            r.id, r.cadence, DigestState(r.status), r.pause_reason, r.created_at, counts[r.id],
+            len(json.loads(r.article_seqs)),
         )
         for r in recent
     ]
