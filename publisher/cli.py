@@ -39,19 +39,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from publisher import logs, nodes
 from publisher.delivery import ledger
-from publisher.app import (
-    DigestCopy,
-    DigestNotOpen,
-    NothingToPreview,
-    Publisher,
-    SendResult,
-    template_problems,
-    utcnow,
-)
+from publisher.app import Publisher, template_problems, utcnow
 from publisher.config import ConfigError, Settings, load_settings
 from publisher.content.model import Article, Severity
-from publisher.delivery.engine import DeliveryReport
-from publisher.delivery.model import DigestState
+from publisher.delivery.model import DeliveryReport, DigestState
+from publisher.delivery.service import DigestCopy, DigestNotOpen, NothingToPreview, SendResult
 from publisher.digest.plan import PlannedDigest, UnknownArticle
 from publisher.mail.transport import DeliveryError
 from publisher.delivery.inbox import BounceImportReport, InboxError, import_bounces, open_inbox

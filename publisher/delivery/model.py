@@ -1,4 +1,4 @@
-"""What delivery talks about: the states of a message and of a digest, and one run's settings.
+"""What delivery talks about: the states of a message and of a digest, one run's settings and report.
 
 The states are the strings the ledger stores (``deliveries.state``, ``digests.status``);
 as :class:`~enum.StrEnum` members they compare and store as those same strings, so the
@@ -12,7 +12,7 @@ service reads ``Settings`` (a setting reaches the code it drives in one hop).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -41,6 +41,23 @@ class DigestState(StrEnum):
     SENDING = "sending"
     PAUSED = "paused"  # with a reason, until ``publisher resume``
     FINISHED = "finished"
+
+
+@dataclass
+class DeliveryReport:
+    """What one delivery run did (this node's share, when several nodes deliver a digest)."""
+
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    finished: list[str] = field(default_factory=list)
+    paused: list[str] = field(default_factory=list)
+    unreachable: str = ""  # why nothing was attempted: the transport could not be opened
+
+    @property
+    def handled(self) -> int:
+        return self.sent + self.deferred + self.failed + self.cancelled
 
 
 @dataclass(frozen=True, slots=True)

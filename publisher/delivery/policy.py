@@ -42,7 +42,6 @@ T = TypeVar("T")
 class Verdict(StrEnum):
     DEFER = "defer"  # try again at ``retry_at``
     GIVE_UP = "give up"  # a temporary failure, but out of attempts or too old: failed
-    FAIL = "fail"  # refused for good, about neither the reader nor the message (e.g. the login)
     BOUNCE = "bounce"  # refused for good because of the recipient: failed, and the reader bounced
     REFUSE = "refuse"  # the message or the sender refused: failed, or part of a streak that pauses
 
@@ -58,8 +57,8 @@ class Decision:
 
     @property
     def ends_streak(self) -> bool:
-        """A permanent refusal of something else ends a streak of identical refusals."""
-        return self.verdict in (Verdict.FAIL, Verdict.BOUNCE)
+        """A refusal about the reader ends a streak of identical refusals (of the message)."""
+        return self.verdict is Verdict.BOUNCE
 
 
 def decide(
@@ -72,15 +71,12 @@ def decide(
         reply = failure.reply if failure.code is None else f"{failure.code} {failure.reply}"
         if action is ReplyAction.MESSAGE_FAILED:
             return Decision(Verdict.REFUSE, reply)
-        if action is ReplyAction.HARD_BOUNCE:
-            return Decision(Verdict.BOUNCE, reply, bounce="hard")
-        if action is ReplyAction.SOFT_BOUNCE:
-            return Decision(Verdict.BOUNCE, reply, bounce="soft")
-        return Decision(Verdict.FAIL, reply)
+        # Every other permanent action is about the recipient (reply_action).
+        return Decision(Verdict.BOUNCE, reply, bounce="hard" if action is ReplyAction.HARD_BOUNCE else "soft")
     throttled = action is ReplyAction.THROTTLED
     too_old = age > timedelta(seconds=config.max_age)
     if too_old or (not throttled and attempts >= config.max_attempts):
-        return Decision(Verdict.GIVE_UP, str(failure))
+        return Decision(Verdict.GIVE_UP, str(failure), throttled=throttled)
     # Throttled, or the relay unreachable: this connection rests before its next message.
     return Decision(
         Verdict.DEFER, str(failure), retry_at=retry_at(attempts, now, config.retry_base, jitter=jitter),
