@@ -38,16 +38,17 @@ from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from publisher import logs, nodes
-from publisher.delivery import ledger
 from publisher.app import Publisher, template_problems, utcnow
 from publisher.config import ConfigError, Settings, load_settings
 from publisher.content.model import Article, Severity
+from publisher.delivery import ledger
+from publisher.delivery.inbox import BounceImportReport, InboxError, import_bounces, open_inbox
 from publisher.delivery.model import DeliveryReport, DigestState
 from publisher.delivery.service import DigestCopy, DigestNotOpen, NothingToPreview, SendResult
-from publisher.digest.plan import PlannedDigest, UnknownArticle
-from publisher.mail.transport import DeliveryError
-from publisher.delivery.inbox import BounceImportReport, InboxError, import_bounces, open_inbox
+from publisher.digest.plan import PlannedDigest
+from publisher.digest.resend import UnknownArticle
 from publisher.mail.dkim import DkimError
+from publisher.mail.transport import DeliveryError
 from publisher.store import articles as article_store
 from publisher.store.articles import ArticleState, IngestResult
 from publisher.store.db import create_engine, revisions, upgrade

@@ -11,15 +11,15 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
-from publisher.delivery import ledger
 from publisher.app import Publisher, utcnow
 from publisher.config import Settings
+from publisher.delivery import ledger
 from publisher.delivery.engine import Deliverer
+from publisher.delivery.ledger import Claimant
+from publisher.delivery.locks import exclusive
 from publisher.delivery.model import DeliveryConfig
 from publisher.delivery.service import framer
 from publisher.digest.plan import plan
-from publisher.delivery.ledger import Claimant
-from publisher.delivery.locks import exclusive
 from publisher.mail.transport import MaildirTransport, TransportPool
 from publisher.store.schema import deliveries, digests, subscribers
 from subscribers import service

@@ -94,7 +94,10 @@ def _claimable(now: datetime, claimant: Claimant) -> ColumnElement[bool]:
     abandoned = or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
     if claimant.exclusive:
         abandoned = or_(abandoned, deliveries.c.claimed_by.is_(None), deliveries.c.claimed_by != claimant.id)
-    return or_(deliveries.c.state == DeliveryState.PENDING, _retry_due(now), and_(deliveries.c.state == DeliveryState.SENDING, abandoned))
+    return or_(
+        deliveries.c.state == DeliveryState.PENDING, _retry_due(now),
+        and_(deliveries.c.state == DeliveryState.SENDING, abandoned),
+    )
 
 
 async def claim(
@@ -126,7 +129,9 @@ async def claim(
         await conn.execute(
             update(deliveries)
             .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id.in_(picked))
-            .values(state=DeliveryState.SENDING, claimed_by=claimant.id, lease_until=now + claimant.lease, updated_at=now)
+            .values(
+                state=DeliveryState.SENDING, claimed_by=claimant.id, lease_until=now + claimant.lease, updated_at=now,
+            )
         )
         rows = await conn.execute(
             select(
@@ -190,8 +195,8 @@ async def record(engine: AsyncEngine, outcomes: Sequence[dict[str, object]], now
                 update(deliveries)
                 .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id.in_(ids))
                 .values(
-                    state=DeliveryState.SENT, attempts=deliveries.c.attempts + 1, retry_at=None, last_reply=None, updated_at=now,
-                    claimed_by=None, lease_until=None,
+                    state=DeliveryState.SENT, attempts=deliveries.c.attempts + 1, retry_at=None, last_reply=None,
+                    updated_at=now, claimed_by=None, lease_until=None,
                 )
             )
         if other:
@@ -383,7 +388,10 @@ async def remaining(engine: AsyncEngine) -> Remaining:
             .group_by(deliveries.c.state)
         )
         by_state = {state: (count, retry, lease) for state, count, retry, lease in rows}
-    pending, deferred, held = (by_state.get(state, (0, None, None)) for state in (DeliveryState.PENDING, DeliveryState.DEFERRED, DeliveryState.SENDING))
+    pending, deferred, held = (
+        by_state.get(state, (0, None, None))
+        for state in (DeliveryState.PENDING, DeliveryState.DEFERRED, DeliveryState.SENDING)
+    )
     return Remaining(
         pending=pending[0], deferred=deferred[0], next_retry=deferred[1], held=held[0], held_until=held[2]
     )

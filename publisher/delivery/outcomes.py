@@ -105,7 +105,8 @@ class Outcomes:
             await retrying(f"record {len(outcomes)} outcomes", lambda: ledger.record(self.engine, outcomes, now))
             for outcome in outcomes:
                 self._held[str(outcome["digest"])].discard(int(outcome["sid"]))  # type: ignore[call-overload]
-            for state, count in Counter(str(o["state"]) for o in outcomes if o["state"] != DeliveryState.PENDING).items():
+            counts = Counter(str(o["state"]) for o in outcomes if o["state"] != DeliveryState.PENDING)
+            for state, count in counts.items():
                 metrics.messages(state, count)
             metrics.send_rate(self.report.handled / max(time.monotonic() - self._started, 1e-6))
             for subscriber_id, kind in bounced:
@@ -133,4 +134,5 @@ class Outcomes:
     def log_counts(self, what: str) -> None:
         r = self.report
         with digest_context(None):  # counts for the whole run, whichever digest's outcome flushed them
-            log.info("%s: %d sent, %d deferred, %d failed, %d cancelled", what, r.sent, r.deferred, r.failed, r.cancelled)
+            log.info("%s: %d sent, %d deferred, %d failed, %d cancelled",
+                     what, r.sent, r.deferred, r.failed, r.cancelled)

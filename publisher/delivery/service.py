@@ -38,16 +38,8 @@ from publisher.delivery.ledger import Claimant
 from publisher.delivery.locks import exclusive, holder
 from publisher.delivery.model import OPEN_STATES, DeliveryConfig, DeliveryReport, DeliveryState
 from publisher.delivery.pacing import Backoff
-from publisher.digest.plan import (
-    PlannedDigest,
-    digest_id,
-    find_article,
-    plan,
-    plan_on,
-    plan_resend,
-    planned_for,
-    why_nothing_due,
-)
+from publisher.digest.plan import PlannedDigest, digest_id, plan, plan_on, planned_for, why_nothing_due
+from publisher.digest.resend import find_article, plan_resend
 from publisher.logs import digest_context
 from publisher.mail.dkim import DkimSigner
 from publisher.mail.message import DigestMessages
@@ -228,7 +220,7 @@ class DeliveryService:
     ) -> DigestCopy:
         """The copy of the next digest that ``subscriber`` (an address) would get if
         ``publisher send`` ran now, or a made-up reader's copy of the biggest digest due
-        (or of ``article``, a reference :func:`publisher.digest.plan.find_article` takes).
+        (or of ``article``, a reference :func:`publisher.digest.resend.find_article` takes).
 
         Planned in a rehearsal (:meth:`rehearse`), so nothing is stored and no cursor
         moves.  ``to`` addresses the copy to someone else; ``test`` marks it as a test
@@ -314,7 +306,7 @@ class DeliveryService:
         """Send the article ``reference`` names (id, slug, URL or feed entry id) again to
         everyone whose topics it matches (``publisher resend``).
 
-        Raises :class:`publisher.digest.plan.UnknownArticle`.
+        Raises :class:`publisher.digest.resend.UnknownArticle`.
         """
         digest, article = await plan_resend(
             self.engine, reference, clock.now(), site_url=self.settings.site.url, dry_run=dry_run
@@ -415,10 +407,10 @@ class DeliveryService:
         return cancelled, before.counts.get(DeliveryState.SENT, 0)
 
     async def drop_from_digest(self, digest_id: str, reference: str) -> DroppedArticle:
-        """Take an article (a reference :func:`publisher.digest.plan.find_article` takes) out of the
+        """Take an article (a reference :func:`publisher.digest.resend.find_article` takes) out of the
         messages a digest has still to send; a digest left empty is cancelled.
 
-        Raises :class:`publisher.digest.plan.UnknownArticle` and :class:`DigestNotOpen`.
+        Raises :class:`publisher.digest.resend.UnknownArticle` and :class:`DigestNotOpen`.
         """
         async with self.engine.connect() as conn:
             found = await find_article(conn, reference, self.settings.site.url)
