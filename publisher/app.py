@@ -9,118 +9,53 @@ nothing twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
 from functools import cached_property, partial
 from typing import Any
 from urllib.parse import urljoin
 
 import jinja2
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from publisher import ledger, metrics, nodes
+from publisher import metrics, nodes
 from publisher.config import ConfigError, Settings
 from publisher.content.model import Article, FactTable, Image, Quote
 from publisher.content.sources import ScanResult, scan_directory
-from publisher.delivery import Deliverer, DeliveryReport, personal_values
-from publisher.digest import (
-    PlannedDigest,
-    digest_id,
-    find_article,
-    plan,
-    plan_on,
-    plan_resend,
-    planned_for,
-    why_nothing_due,
+from publisher.delivery.ledger import Claimant
+from publisher.delivery.model import DeliveryReport
+from publisher.delivery.notices import Notices
+from publisher.delivery.service import (
+    SAMPLE_READER,
+    DeliveryService,
+    DigestCopy,
+    DroppedArticle,
+    Rehearsal,
+    SendResult,
 )
+from publisher.digest.plan import PlannedDigest
 from publisher.feeds import CONTENT_TEMPLATE as FEED_CONTENT_TEMPLATE
 from publisher.feeds import FeedDocument, build_feeds, write_feeds
-from publisher.ledger import Claimant, claimable, unfinished_digests
-from publisher.locks import exclusive, holder
-from publisher.logs import digest_context
 from publisher.mail.dkim import DkimSigner
-from publisher.mail.message import DigestMessages
 from publisher.mail.render import render_digest, render_notice
-from publisher.mail.transport import DeliveryError, Transport, make_transport
-from publisher.notices import Notices
-from publisher.pacing import Backoff
 from publisher.secrets import load_secret_key
 from publisher.sources.intake import API_SOURCE, Intake
 from publisher.store import articles as article_store
-from publisher.store import digests as digest_store
 from publisher.store import meta
 from publisher.store.articles import IngestResult
-from publisher.store.db import create_engine, transaction, upgrade
+from publisher.store.db import create_engine, upgrade
 from publisher.templating import make_environment, make_loader, template_error
 from publisher.websub import HubPinger
-from subscribers import store as subscriber_store
-from subscribers.model import Cadence, Status, Subscriber
+from subscribers.model import Cadence
 from subscribers.tokens import Tokens
-from subscribers.validation import normalize_email
 
 log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class SendResult:
-    planned: list[PlannedDigest] = field(default_factory=list)
-    report: DeliveryReport | None = None  # None on a dry run
-    article_id: str = ""  # a resend's article, however the operator named it
-
-
-@dataclass
-class Rehearsal:
-    """A send that will be rolled back (:meth:`Publisher.rehearse`): read it through ``conn``."""
-
-    conn: AsyncConnection
-    now: datetime
-    scan: IngestResult
-    planned: list[PlannedDigest]
-    nothing_due: str = ""  # why nothing was planned (see :func:`publisher.digest.why_nothing_due`)
-
-
-class NothingToPreview(LookupError):
-    """There is no digest to preview or test now; the message says why."""
-
-
-@dataclass(frozen=True)
-class DigestCopy:
-    """One reader's copy of a digest, made by the delivery's own rendering and framing,
-    and recorded nowhere (``publisher preview``, ``publisher send --test``)."""
-
-    subject: str
-    html: str
-    text: str
-    message: bytes  # the wire bytes (CRLF), as the transport would get them
-    recipient: str
-    article_count: int
-
-
-class DigestNotOpen(LookupError):
-    """No unfinished digest has this id (or it doesn't hold the article); the message says which."""
-
-
-@dataclass(frozen=True)
-class DroppedArticle:
-    """What ``publisher digests drop-article`` did to a digest."""
-
-    article_id: str
-    left: int  # articles the digest still holds
-    to_send: int  # its messages still to send, now without the article
-    cancelled: int | None = None  # it was the last article: the digest was cancelled, these messages with it
-
-
-CANCELLED_BY_OPERATOR = "cancelled by the operator"
-SAMPLE_READER = ("Sample Reader", "reader@example.com")  # a preview's made-up subscriber (RFC 2606 domain)
 
 
 def template_problems(settings: Settings, env: jinja2.Environment) -> list[str]:
@@ -172,7 +107,7 @@ def _sample_article(site_url: str) -> Article:
     )
 
 
-# The notices (publisher.notices) and the values each one's template gets besides site, subject and email.
+# The notices (publisher.delivery.notices) and the values each one's template gets besides site, subject and email.
 NOTICE_SAMPLES: dict[str, dict[str, object]] = {
     "confirm": {"confirm_url": "https://example.com/confirm/token", "valid_hours": "48"},
     "manage": {"preferences_url": "https://example.com/preferences/token"},
@@ -187,9 +122,6 @@ class Publisher:
         self.env = make_environment(settings.site.templates_dir)
         self.feeds: dict[str, FeedDocument] = {}
         self.stopping = asyncio.Event()
-        # One delivery run at a time in this process: two runs would both pick up the
-        # rows the other has marked "sending".
-        self._delivery_lock = asyncio.Lock()
         self._scan_lock = asyncio.Lock()
         self._fetch_lock = asyncio.Lock()  # one upstream fetch at a time (a fetcher's rule), outside _scan_lock
         self._feeds_lock = asyncio.Lock()  # one feed build at a time
@@ -212,6 +144,14 @@ class Publisher:
         # Told when the earliest scheduled article is due (None: none) after every ingest:
         # the leader's schedule wakes up then (publisher.scheduler).
         self.on_next_release: Callable[[datetime | None], None] | None = None
+        self.delivery = DeliveryService(
+            self.engine, settings, self.env, tokens=lambda: self.tokens, dkim=lambda: self.dkim,
+            stopping=self.stopping, scan_into=lambda conn: self.intake.scan_markdown(into=conn),
+            node_id=self.node_id, on_sent=self._count_sent,
+        )
+
+    def _count_sent(self, count: int) -> None:
+        self.sent_total += count
 
     def reconfigure(self, settings: Settings) -> list[str]:
         """Use ``settings`` from now on (SIGHUP); the settings that only a restart can change.
@@ -236,6 +176,7 @@ class Publisher:
         self.settings = settings.model_copy(
             update={"database": old.database, "storage": old.storage, "server": old.server}
         )
+        self.delivery.settings = self.settings
         self.env.loader = make_loader(settings.site.templates_dir)
         self.__dict__["dkim"] = signer  # replaces the cached property's value
         if self._notices is not None:  # it reads these when it sends
@@ -397,299 +338,44 @@ class Publisher:
         if await article_store.revision(self.engine) != self._feeds_revision:
             await self.build_feeds(announce=False)
 
-    def _plan_options(self, cadence: Cadence) -> dict[str, Any]:
-        """The digest settings :func:`publisher.digest.plan` takes for ``cadence``."""
-        settings = self.settings.digest
-        return {
-            "max_articles": settings.max_articles,
-            "schedule": None if cadence == Cadence.INSTANT else settings.schedule,
-            "grace": timedelta(hours=settings.grace_hours),
-        }
-
-    async def plan(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> list[PlannedDigest]:
-        """Create the digests due for ``cadences`` now (with ``dry_run``, only say which)."""
-        now = utcnow()
-        result: list[PlannedDigest] = []
-        for cadence in cadences:
-            planned = await plan(self.engine, cadence, now, dry_run=dry_run, **self._plan_options(cadence))
-            for digest in planned:
-                if not dry_run:
-                    metrics.digest_planned(digest.cadence)
-                with digest_context(digest.id):
-                    log.info(
-                        "digest %s: %s%d articles for %d subscribers",
-                        digest.id, "(dry run) " if dry_run else "", len(digest.article_seqs), digest.recipients,
-                    )
-            result.extend(planned)
-        return result
-
-    @contextlib.asynccontextmanager
-    async def rehearse(self, cadence: Cadence) -> AsyncIterator[Rehearsal]:
-        """What ``publisher send`` would do now, in a transaction that is rolled back after.
-
-        The Markdown sources are scanned and ``cadence``'s digests planned exactly as
-        a real send does, inside one transaction: the caller reads the planned
-        digests and ledger rows from it, and afterwards nothing is left (no article
-        stored, no feed written, no cursor moved, no ledger row).
-        """
-        now = utcnow()
-        async with transaction(self.engine, dry_run=True) as conn:
-            scan = await self.intake.scan_markdown(into=conn)
-            planned = await plan_on(conn, cadence, now, **self._plan_options(cadence))
-            for digest in planned:
-                with digest_context(digest.id):
-                    log.info("digest %s: (dry run) %d articles for %d subscribers",
-                             digest.id, len(digest.article_seqs), digest.recipients)
-            reason = "" if planned else await why_nothing_due(
-                conn, cadence, now, self._plan_options(cadence)["schedule"]
-            )
-            yield Rehearsal(conn, now, scan, planned, reason)
-
-    async def why_nothing_due(self, cadence: Cadence) -> str:
-        """Why a plan of ``cadence`` found nothing now, and what to do (``publisher send``)."""
-        async with self.engine.connect() as conn:
-            return await why_nothing_due(conn, cadence, utcnow(), self._plan_options(cadence)["schedule"])
-
-    async def next_copy(
-        self, cadence: Cadence | None = None, *, subscriber: str | None = None, article: str | None = None,
-        to: str | None = None, test: bool = False,
-    ) -> DigestCopy:
-        """The copy of the next digest that ``subscriber`` (an address) would get if
-        ``publisher send`` ran now, or a made-up reader's copy of the biggest digest due
-        (or of ``article``, a reference :func:`publisher.digest.find_article` takes).
-
-        Planned in a rehearsal (:meth:`rehearse`), so nothing is stored and no cursor
-        moves.  ``to`` addresses the copy to someone else; ``test`` marks it as a test
-        (subject prefixed "[TEST] ", header ``X-Publisher-Test: yes``).  Raises
-        :class:`NothingToPreview` saying why there is none, and ValueError for an address
-        that is not one.
-        """
-        reader = None
-        if subscriber is not None:
-            address = normalize_email(subscriber)
-            async with self.engine.connect() as conn:
-                reader = await subscriber_store.find(conn, address)
-            if reader is None:
-                raise NothingToPreview(f"{address} is not a subscriber (see `publisher subscribers list`)")
-            if reader.status != Status.ACTIVE:
-                raise NothingToPreview(f"{address} is {reader.status}: they get no digests")
-        cadence = cadence or (reader.cadence if reader else Cadence.INSTANT)
-        async with self.rehearse(cadence) as rehearsal:
-            ident, seqs = await self._next_digest(rehearsal, cadence, reader, article)
-            articles = await article_store.by_seq(rehearsal.conn, seqs)
-        name, email = (reader.name, reader.email) if reader else SAMPLE_READER
-        personal = personal_values(self.tokens, self.settings.site.url, reader.id if reader else 0,
-                                   name, normalize_email(to) if to else email)
-        rendered = render_digest(articles, self.settings, self.env, ident, cadence)
-        if test:
-            ident = f"test-{ident}"
-            rendered = dataclasses.replace(rendered, subject=f"[TEST] {rendered.subject}")
-        message = DigestMessages(rendered, settings=self.settings, digest_id=ident, date=utcnow()).build(
-            personal, reader.id if reader else 0
-        )
-        if test:  # prepended: a header field anywhere in the header block is as good, and framing stays in one place
-            message = b"X-Publisher-Test: yes\r\n" + message
-        html, text = rendered.personalize(personal)
-        return DigestCopy(rendered.subject, html, text, message, personal.email, len(articles))
-
-    async def _next_digest(
-        self, rehearsal: Rehearsal, cadence: Cadence, reader: Subscriber | None, article: str | None
-    ) -> tuple[str, tuple[int, ...]]:
-        """``(digest id, article seqs)`` of the copy :meth:`next_copy` makes."""
-        if article is not None:
-            found = await find_article(rehearsal.conn, article, self.settings.site.url)
-            seqs = (found.seq,)
-            return digest_id(cadence, rehearsal.now, seqs), seqs
-        if reader is not None:
-            theirs = await planned_for(rehearsal.conn, reader.id, rehearsal.planned)
-            if theirs is None:
-                why = rehearsal.nothing_due or "every article they would get has gone out to them"
-                raise NothingToPreview(f"nothing to preview for {reader.email} ({cadence}): {why}")
-            return theirs.id, theirs.article_seqs
-        if not rehearsal.planned:
-            raise NothingToPreview(f"nothing to preview: {rehearsal.nothing_due}")
-        biggest = max(rehearsal.planned, key=lambda digest: (len(digest.article_seqs), digest.recipients))
-        return biggest.id, biggest.article_seqs
-
-    async def send_test(self, to: str, *, cadence: Cadence | None = None, article: str | None = None) -> DigestCopy:
-        """Send one copy of the next digest (or of ``article``) to ``to``, marked as a test,
-        through the configured transport: outside the ledger, no cursor moves.
-
-        Raises :class:`NothingToPreview`, and DeliveryError when the transport can't be
-        reached or refuses the message.
-        """
-        copy = await self.next_copy(cadence, article=article, to=to, test=True)
-        message = copy.message if self.dkim is None else self.dkim.sign(copy.message)
-        transport = make_transport(self.settings.delivery, self.settings.smtp)
-        try:
-            await transport.open()
-            await transport.send(self.settings.delivery.from_address, copy.recipient, message)
-        finally:
-            await transport.close()
-        return copy
-
-    async def send(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> SendResult:
-        """Plan the digests due for ``cadences`` and deliver everything still pending."""
-        result = SendResult(planned=await self.plan(cadences, dry_run=dry_run))
-        if not dry_run:
-            result.report = await self.deliver()
-        return result
-
-    async def resend(self, reference: str, *, dry_run: bool = False) -> SendResult:
-        """Send the article ``reference`` names (id, slug, URL or feed entry id) again to
-        everyone whose topics it matches (``publisher resend``).
-
-        Raises :class:`publisher.digest.UnknownArticle`.
-        """
-        digest, article = await plan_resend(
-            self.engine, reference, utcnow(), site_url=self.settings.site.url, dry_run=dry_run
-        )
-        with digest_context(digest.id):
-            log.info("digest %s: %sresending %s to %d subscribers", digest.id, "(dry run) " if dry_run else "",
-                     article.id, digest.recipients)
-        result = SendResult(planned=[digest], article_id=article.id)
-        if not dry_run:
-            metrics.digest_planned(digest.cadence)
-            result.report = await self.deliver()
-        return result
-
-    async def deliver(
-        self, *, wait: bool = False, progress: Callable[[DeliveryReport], None] | None = None
-    ) -> DeliveryReport:
-        """Hand every due ledger row to the transport (resumes interrupted digests).
-
-        With ``wait``, also wait out deferred rows until every digest is finished or
-        paused.  One run at a time within this process (an asyncio lock).  On
-        PostgreSQL, processes and nodes share the rows through claims with a lease
-        (:func:`publisher.ledger.claim`).  SQLite is one machine's: one process
-        delivers at a time, by a file lock in the data directory (see
-        :mod:`publisher.locks`), and takes over at once what a dead one left.
-        """
-        async with self._delivery_lock:
-            claimant = self.claimant
-            if not claimant.exclusive:
-                return await self._deliver_unfinished(wait, progress, claimant)
-            lock_path = self.settings.storage.data_dir / "delivery.lock"
-            with exclusive(lock_path) as taken:
-                if not taken:
-                    log.info("another process (pid %s) is delivering; leaving the ledger to it", holder(lock_path))
-                    return DeliveryReport()
-                return await self._deliver_unfinished(wait, progress, claimant)
-
-    async def cancel_digest(self, digest_id: str, reason: str = CANCELLED_BY_OPERATOR) -> tuple[int, int]:
-        """Finish a digest now (``publisher digests cancel``): ``(messages cancelled, already sent)``.
-
-        Raises :class:`DigestNotOpen` for an unknown or finished digest.
-        """
-        before = await ledger.state(self.engine, digest_id)
-        if before is None:
-            raise DigestNotOpen(f"no digest {digest_id!r} (see `publisher digests list`)")
-        cancelled = await ledger.cancel(self.engine, digest_id, reason, utcnow())
-        if cancelled is None:
-            raise DigestNotOpen(f"digest {digest_id} is already finished: nothing to cancel")
-        with digest_context(digest_id):
-            log.info("digest %s: %s; %d message(s) cancelled", digest_id, reason, cancelled)
-        return cancelled, before.counts.get("sent", 0)
-
-    async def drop_from_digest(self, digest_id: str, reference: str) -> DroppedArticle:
-        """Take an article (a reference :func:`publisher.digest.find_article` takes) out of the
-        messages a digest has still to send; a digest left empty is cancelled.
-
-        Raises :class:`publisher.digest.UnknownArticle` and :class:`DigestNotOpen`.
-        """
-        async with self.engine.connect() as conn:
-            found = await find_article(conn, reference, self.settings.site.url)
-        left = await digest_store.drop_article(self.engine, digest_id, found.seq)
-        if left is None:
-            raise DigestNotOpen(
-                f"{found.id} is not in digest {digest_id!r}, or that digest is finished (see `publisher digests list`)"
-            )
-        if not left:
-            cancelled, _ = await self.cancel_digest(
-                digest_id, f"{CANCELLED_BY_OPERATOR}: its last article {found.id} was dropped"
-            )
-            return DroppedArticle(found.id, 0, 0, cancelled)
-        after = await ledger.state(self.engine, digest_id)
-        to_send = sum(after.counts.get(state, 0) for state in ledger.OPEN_STATES) if after else 0
-        with digest_context(digest_id):
-            log.info("digest %s: dropped article %s; %d left", digest_id, found.id, len(left))
-        return DroppedArticle(found.id, len(left), to_send)
+    # --- delivery: the DeliveryService (self.delivery) does it ---------------------------------
 
     @property
-    def claimant(self) -> Claimant:
-        """This process's claims on deliveries; on SQLite, made under the delivery file lock."""
-        lease = timedelta(seconds=self.settings.cluster.lease)
-        return Claimant(self.node_id, lease, exclusive=not self.settings.database.shared)
+    def claimant(self) -> Claimant:  # delegate (wave 2)
+        return self.delivery.claimant
 
-    async def deliver_due(self) -> None:
-        """The nodes' delivery job: deliver if a row can be claimed now (one cheap query if not).
+    async def plan(self, *a: Any, **k: Any) -> list[PlannedDigest]:  # delegate (wave 2)
+        return await self.delivery.plan(*a, **k)
 
-        A run already going in this process is left alone: it is busy, and the next
-        look finds what it did not take.
-        """
-        if not self._delivery_lock.locked() and await claimable(self.engine, utcnow(), self.claimant):
-            await self.deliver()
+    def rehearse(self, cadence: Cadence) -> AbstractAsyncContextManager[Rehearsal]:  # delegate (wave 2)
+        return self.delivery.rehearse(cadence)
 
-    async def _deliver_unfinished(
-        self, wait: bool, progress: Callable[[DeliveryReport], None] | None, claimant: Claimant
-    ) -> DeliveryReport:
-        if not await unfinished_digests(self.engine):
-            return DeliveryReport()  # no connection to the relay when there is nothing to send
-        probe = await self._reach_relay(wait)
-        if probe is None:
-            return DeliveryReport()
-        if isinstance(probe, DeliveryError):
-            return DeliveryReport(unreachable=f"cannot reach the {self._transport_name()}: {probe}")
-        spare = [probe]  # the first connection is the one that just proved the relay works
+    async def why_nothing_due(self, cadence: Cadence) -> str:  # delegate (wave 2)
+        return await self.delivery.why_nothing_due(cadence)
 
-        def transports() -> Transport:
-            return spare.pop() if spare else make_transport(self.settings.delivery, self.settings.smtp)
+    async def next_copy(self, *a: Any, **k: Any) -> DigestCopy:  # delegate (wave 2)
+        return await self.delivery.next_copy(*a, **k)
 
-        sent_before = self.sent_total
+    async def send_test(self, *a: Any, **k: Any) -> DigestCopy:  # delegate (wave 2)
+        return await self.delivery.send_test(*a, **k)
 
-        def track(report: DeliveryReport) -> None:
-            self.sent_total = sent_before + report.sent
-            if progress is not None:
-                progress(report)
+    async def send(self, *a: Any, **k: Any) -> SendResult:  # delegate (wave 2)
+        return await self.delivery.send(*a, **k)
 
-        deliverer = Deliverer(
-            self.engine, self.settings, self.env, self.tokens, transports,
-            stop=self.stopping, progress=track, signer=self.dkim, claimant=claimant,
-        )
-        try:
-            return await deliverer.run(wait=wait)
-        finally:
-            for unused in spare:
-                await unused.close()
+    async def resend(self, *a: Any, **k: Any) -> SendResult:  # delegate (wave 2)
+        return await self.delivery.resend(*a, **k)
 
-    def _transport_name(self) -> str:
-        """Where messages go, as the operator configured it (for error messages)."""
-        if self.settings.delivery.transport == "smtp":
-            return f"SMTP relay at {self.settings.smtp.host}:{self.settings.smtp.port}"
-        return f"maildir outbox {self.settings.delivery.outbox}"
+    async def deliver(self, *a: Any, **k: Any) -> DeliveryReport:  # delegate (wave 2)
+        return await self.delivery.deliver(*a, **k)
 
-    async def _reach_relay(self, wait: bool) -> Transport | DeliveryError | None:
-        """An open transport; the error when the relay can't be reached (and not ``wait``-ing);
-        None when the service stops while waiting.
+    async def deliver_due(self) -> None:  # delegate (wave 2)
+        await self.delivery.deliver_due()
 
-        A relay that is down or misconfigured leaves every row pending, untouched (no
-        attempt is counted against any subscriber); with ``wait`` it is tried again with
-        growing pauses until it answers or the service stops.
-        """
-        pause = Backoff(self.settings.delivery.retry_base, limit=60.0)
-        while True:
-            probe = make_transport(self.settings.delivery, self.settings.smtp)
-            try:
-                await probe.open()
-                return probe
-            except DeliveryError as exc:
-                log.error("delivery postponed: cannot reach the %s: %s", self._transport_name(), exc)
-                if not wait:
-                    return exc
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), timeout=pause.next_pause())
-            if self.stopping.is_set():
-                return None
+    async def cancel_digest(self, *a: Any, **k: Any) -> tuple[int, int]:  # delegate (wave 2)
+        return await self.delivery.cancel_digest(*a, **k)
+
+    async def drop_from_digest(self, *a: Any, **k: Any) -> DroppedArticle:  # delegate (wave 2)
+        return await self.delivery.drop_from_digest(*a, **k)
 
     async def scan_and_send_instant(self) -> None:
         """The daemon's periodic job: new articles go at once to ``instant`` subscribers.

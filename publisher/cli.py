@@ -37,23 +37,18 @@ from rich.table import Column, Table
 from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
-from publisher import ledger, logs, nodes
-from publisher.app import (
-    DigestCopy,
-    DigestNotOpen,
-    NothingToPreview,
-    Publisher,
-    SendResult,
-    template_problems,
-    utcnow,
-)
+from publisher import logs, nodes
+from publisher.app import Publisher, template_problems, utcnow
 from publisher.config import ConfigError, Settings, load_settings
 from publisher.content.model import Article, Severity
-from publisher.delivery import DeliveryReport
-from publisher.digest import PlannedDigest, UnknownArticle
-from publisher.mail.transport import DeliveryError
-from publisher.inbox import BounceImportReport, InboxError, import_bounces, open_inbox
+from publisher.delivery import ledger
+from publisher.delivery.inbox import BounceImportReport, InboxError, import_bounces, open_inbox
+from publisher.delivery.model import DeliveryReport, DigestState
+from publisher.delivery.service import DigestCopy, DigestNotOpen, NothingToPreview, SendResult
+from publisher.digest.plan import PlannedDigest
+from publisher.digest.resend import UnknownArticle
 from publisher.mail.dkim import DkimError
+from publisher.mail.transport import DeliveryError
 from publisher.store import articles as article_store
 from publisher.store.articles import ArticleState, IngestResult
 from publisher.store.db import create_engine, revisions, upgrade
@@ -404,7 +399,7 @@ def status(ctx: click.Context) -> None:
 
     async def gather(
         publisher: Publisher,
-    ) -> tuple[list[nodes.Node], list[Article], dict[str, int], list[ledger.DigestState]]:
+    ) -> tuple[list[nodes.Node], list[Article], dict[str, int], list[ledger.DigestSummary]]:
         return (
             await nodes.live(publisher.engine, utcnow()),
             await article_store.scheduled(publisher.engine),
@@ -432,11 +427,11 @@ def status(ctx: click.Context) -> None:
         )
     out.print(table)
     for d in states:
-        if d.status == "paused":
+        if d.status == DigestState.PAUSED:
             out.print(f"{d.id} paused: {d.pause_reason}\n  continue with: publisher resume {d.id} (take an "
                       f"article out first: publisher digests drop-article {d.id} ARTICLE; give up: publisher "
                       f"digests cancel {d.id})", highlight=False, markup=False)
-        elif d.status == "finished" and d.pause_reason:
+        elif d.status == DigestState.FINISHED and d.pause_reason:
             out.print(f"{d.id} finished early: {d.pause_reason}", highlight=False, markup=False)
     if not states:
         out.print("no digests yet", highlight=False)

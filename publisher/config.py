@@ -28,8 +28,8 @@ from pydantic import (
     field_validator,
 )
 
-from publisher.cadence import Schedule
 from publisher.content.model import DEFAULT_MAX_TITLE_LENGTH, ContentLimits
+from publisher.digest.cadence import Schedule
 
 ENV_PREFIX = "PUBLISHER_"
 

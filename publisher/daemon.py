@@ -38,8 +38,8 @@ from aiohttp import web
 from publisher import nodes
 from publisher.app import Publisher
 from publisher.config import ConfigError, Settings
+from publisher.delivery.locks import exclusive, holder
 from publisher.leadership import Leadership
-from publisher.locks import exclusive, holder
 from publisher.scheduler import (
     LEADER_JOBS,
     build_scheduler,

@@ -17,7 +17,7 @@ lock belongs to the session, so it goes when the leader's connection goes:
 
 Leadership saves work; it is not what keeps digests exactly-once.  Planning runs
 under its own advisory transaction lock and the ledger decides what is due
-(:mod:`publisher.digest`), so even two leaders at once could not plan a digest twice,
+(:mod:`publisher.digest.plan`), so even two leaders at once could not plan a digest twice,
 and a new leader runs the planner at once: a wave due while nobody led goes out then.
 """
 

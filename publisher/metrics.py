@@ -134,7 +134,7 @@ def send_rate(value: float) -> None:
 
 
 def queue_depth(n: int) -> None:
-    """How many ledger rows are due now (``publisher.ledger.due_count``)."""
+    """How many ledger rows are due now (``publisher.delivery.ledger.due_count``)."""
     _QUEUE_DEPTH.set(n)
 
 

@@ -95,7 +95,7 @@ def schedule_jobs(scheduler: AsyncIOScheduler, publisher: Publisher, *, at_start
         ("scan", publisher.scan_and_send_instant, IntervalTrigger(seconds=settings.scheduler.scan_interval)),
         # Daily and weekly digests go out in waves, at each subscriber's hour in their own
         # timezone; zones are offset by whole, half or quarter hours, so the planner wakes
-        # every quarter of an hour and the store says which waves are due (publisher.cadence).
+        # every quarter of an hour and the store says which waves are due (publisher.digest.cadence).
         ("digests", partial(publisher.send, [Cadence.DAILY, Cadence.WEEKLY]), _quarter_hours(settings.digest.daily_at)),
     ]
     if settings.feed_sources:

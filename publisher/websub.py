@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from publisher import __version__
 from publisher.config import WebSubSettings
-from publisher.pacing import Backoff
+from publisher.delivery.pacing import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher.app import Publisher
-from publisher.cadence import Schedule
-from publisher.digest import PlannedDigest, plan
+from publisher.digest.cadence import Schedule
+from publisher.digest.plan import PlannedDigest, plan
 from publisher.store import articles as article_store
 from publisher.store.schema import deliveries, digests
 from subscribers import service

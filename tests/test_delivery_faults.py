@@ -25,10 +25,10 @@ import aiosmtplib
 import pytest
 from sqlalchemy import select
 
-from publisher import ledger
 from publisher.app import Publisher, utcnow
 from publisher.config import load_settings
-from publisher.delivery import DeliveryReport
+from publisher.delivery import ledger
+from publisher.delivery.model import DeliveryReport
 from publisher.store.schema import deliveries, digests, subscribers
 from subscribers.model import Cadence
 from tests.delivery_sites import insert_subscribers, write_site

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from publisher.app import Publisher, utcnow
 from publisher.config import Settings
-from publisher.digest import plan
+from publisher.digest.plan import plan
 from publisher.store.articles import newest_seq
 from publisher.store.schema import subscribers as subscribers_table
 from subscribers import importer, service

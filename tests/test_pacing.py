@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from publisher.pacing import Backoff, Pacer
+from publisher.delivery.pacing import Backoff, Pacer
 
 
 class FakeTime:

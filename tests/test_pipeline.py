@@ -11,14 +11,16 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
-from publisher import ledger
 from publisher.app import Publisher, utcnow
 from publisher.config import Settings
-from publisher.delivery import Deliverer
-from publisher.digest import plan
-from publisher.ledger import Claimant
-from publisher.locks import exclusive
-from publisher.mail.transport import MaildirTransport
+from publisher.delivery import ledger
+from publisher.delivery.engine import Deliverer
+from publisher.delivery.ledger import Claimant
+from publisher.delivery.locks import exclusive
+from publisher.delivery.model import DeliveryConfig
+from publisher.delivery.service import framer
+from publisher.digest.plan import plan
+from publisher.mail.transport import MaildirTransport, TransportPool
 from publisher.store.schema import deliveries, digests, subscribers
 from subscribers import service
 from subscribers.model import Cadence
@@ -212,9 +214,11 @@ async def test_two_nodes_delivering_at_once_share_a_digest_and_send_each_message
             return await super().send(sender, recipient, message)
 
     def node(name: str) -> Deliverer:
+        config = DeliveryConfig.from_settings(settings)
         return Deliverer(
-            publisher.engine, settings, publisher.env, publisher.tokens,
-            lambda: Yielding(settings.delivery.outbox), claimant=Claimant(name, timedelta(seconds=30)),
+            publisher.engine, config, framer(settings, publisher.env), publisher.tokens,
+            TransportPool(lambda: Yielding(settings.delivery.outbox), config.concurrency, name="outbox"),
+            claimant=Claimant(name, timedelta(seconds=30)),
         )
 
     first, second = await asyncio.gather(node("a").run(), node("b").run())
@@ -242,9 +246,11 @@ async def test_stopping_mid_batch_finishes_the_message_in_hand_and_returns_the_r
             return reply
 
     settings.delivery.concurrency = 1  # one message in flight, so "the rest" is exact
+    config = DeliveryConfig.from_settings(settings)
     deliverer = Deliverer(
-        publisher.engine, settings, publisher.env, publisher.tokens,
-        lambda: StopAfterFirst(settings.delivery.outbox), stop=publisher.stopping, claimant=publisher.claimant,
+        publisher.engine, config, framer(settings, publisher.env), publisher.tokens,
+        TransportPool(lambda: StopAfterFirst(settings.delivery.outbox), config.concurrency, name="outbox"),
+        stop=publisher.stopping, claimant=publisher.claimant,
     )
     report = await deliverer.run()
     assert report.sent == 1 and report.finished == []

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from publisher.app import Publisher, utcnow
 from publisher.cli import main
 from publisher.config import Settings, load_settings
-from publisher.digest import plan
+from publisher.digest.plan import plan
 from publisher.store.articles import ingest
 from publisher.web import public
 from subscribers.model import Cadence

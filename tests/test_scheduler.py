@@ -34,7 +34,7 @@ async def test_jobs_wake_the_service_at_their_times(make_settings: Callable[...,
     jobs = {job.id: job for job in scheduler.get_jobs()}
     assert set(jobs) == {"deliver", "heartbeat", "refresh", "scan", "digests"}
 
-    # Digests: waves at each subscriber's local hour (publisher.cadence), so the planner
+    # Digests: waves at each subscriber's local hour (publisher.digest.cadence), so the planner
     # wakes every quarter of an hour on the minute of daily_at, whatever the zone.
     wake = jobs["digests"].trigger
     after = datetime(2026, 3, 7, 13, 0, tzinfo=UTC)

@@ -18,7 +18,7 @@ from publisher import app as app_module
 from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.content.markdown import ParsedFile, read_article
-from publisher.digest import UnknownArticle
+from publisher.digest.resend import UnknownArticle
 from publisher.feeds import FeedDocument
 from publisher.web import api_articles
 from subscribers.model import Cadence

@@ -20,8 +20,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from publisher import ledger
 from publisher.content.model import MAX_ID_LENGTH, MAX_SLUG_LENGTH
+from publisher.delivery import ledger
 from publisher.store import articles as article_store
 from publisher.store.db import alembic_config, create_engine, revisions, upgrade
 from publisher.store.schema import (

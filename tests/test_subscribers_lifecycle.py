@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from publisher.app import Publisher, utcnow
-from publisher.digest import plan
+from publisher.digest.plan import plan
 from publisher.store.articles import ingest
 from publisher.store.db import create_engine
 from publisher.store.schema import deliveries, subscribers, suppressions

@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from publisher.app import Publisher, utcnow
 from publisher.config import Settings
-from publisher.digest import plan
+from publisher.digest.plan import plan
 from publisher.store.articles import ingest
 from publisher.store.schema import deliveries, suppressions
 from subscribers import service

@@ -6,7 +6,10 @@ files up) and an SMTP relay reached over one reused aiosmtplib connection.
 
 Both report failure as :class:`DeliveryError`, with the reply and the phase of the session
 it came at; :func:`publisher.mail.bounces.reply_action` says what the delivery engine does
-about it.
+about it.  :class:`TransportPool` holds one delivery run's connections.
+
+Over 400 lines on purpose: one job, handing finished messages over, whose SMTP session
+handling (reconnects, the hand-rolled transaction, envelope quoting) is most of it.
 """
 
 from __future__ import annotations
@@ -18,16 +21,17 @@ import mailbox
 import re
 import ssl
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Literal, Protocol, Self
 
 import aiosmtplib
 from aiosmtplib import SMTPResponse, SMTPStatus
 from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import normalize_message_line_endings
 
-from publisher.config import DeliverySettings, SmtpSettings
+from publisher.config import SmtpSettings
 from publisher.mail.bounces import Phase, ReplyAction, reply_action, status_code
 
 log = logging.getLogger(__name__)
@@ -385,9 +389,88 @@ def _delivery_error(exc: Exception) -> DeliveryError:
     return DeliveryError(str(exc) or type(exc).__name__)
 
 
-def make_transport(delivery: DeliverySettings, smtp: SmtpSettings) -> Transport:
+class TransportChoice(Protocol):
+    """What :func:`make_transport` reads: ``[delivery]`` settings, or a run's ``DeliveryConfig``."""
+
+    @property
+    def transport(self) -> Literal["maildir", "smtp"]: ...
+
+    @property
+    def outbox(self) -> Path: ...
+
+
+def make_transport(delivery: TransportChoice, smtp: SmtpSettings) -> Transport:
     """The transport ``[delivery] transport`` names, not yet opened."""
     if delivery.transport == "smtp":
         context = ssl.create_default_context(cafile=str(smtp.ca_file)) if smtp.ca_file else None
         return SmtpTransport(smtp, tls_context=context)
     return MaildirTransport(delivery.outbox)
+
+
+class TransportPool:
+    """The connections of one delivery run: at most ``size`` open at once, all closed at the end.
+
+    :meth:`open` makes the first connection, which proves the relay (or the outbox) is
+    reachable before any row is touched: a relay that is down or misconfigured leaves
+    every row pending, and no attempt is counted against any subscriber.  That
+    connection is the first one :meth:`take` hands out; the others connect when first
+    used.  A sender gives its connection back with :meth:`release` (closed: the run
+    may then wait hours for a deferral, longer than a relay keeps a session).
+    """
+
+    def __init__(self, make: Callable[[], Transport], size: int, *, name: str) -> None:
+        self._make = make
+        self.size = size
+        self.name = name  # where messages go, for the operator (e.g. "SMTP relay at host:25")
+        self._spare: list[Transport] = []
+        self._out: set[Transport] = set()
+
+    async def open(self, stop: asyncio.Event, pauses: Callable[[], float] | None = None) -> bool:
+        """Connect the first transport; False if ``stop`` was set while waiting for the relay.
+
+        Without ``pauses``, a relay that can't be reached raises :class:`DeliveryError`;
+        with it, the relay is tried again after each ``pauses()`` seconds until it answers
+        or ``stop`` is set.
+        """
+        while True:
+            probe = self._make()
+            try:
+                await probe.open()
+            except DeliveryError as exc:
+                log.error("delivery postponed: cannot reach the %s: %s", self.name, exc)
+                if pauses is None:
+                    raise
+            else:
+                self._spare.append(probe)
+                return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=pauses())
+            if stop.is_set():
+                return False
+
+    def take(self) -> Transport:
+        """A transport for one sender: the opened one first, then new ones (not yet connected)."""
+        if len(self._out) >= self.size:
+            raise RuntimeError(f"more than {self.size} transports taken from the pool at once")
+        transport = self._spare.pop() if self._spare else self._make()
+        self._out.add(transport)
+        return transport
+
+    async def release(self, transport: Transport) -> None:
+        """A sender is done with ``transport``: close it (a failure to close changes nothing)."""
+        self._out.discard(transport)
+        with contextlib.suppress(Exception):
+            await transport.close()
+
+    async def close(self) -> None:
+        """Close every transport still open: the probe if no sender took it, and any not released."""
+        left, self._spare, self._out = [*self._spare, *self._out], [], set()
+        for transport in left:
+            with contextlib.suppress(Exception):
+                await transport.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

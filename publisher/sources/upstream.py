@@ -37,7 +37,7 @@ import aiohttp
 
 from publisher.content.feed_items import FeedScan, parse_feed
 from publisher.content.model import ContentLimits
-from publisher.pacing import Backoff
+from publisher.delivery.pacing import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher.content.model import Article
+from publisher.delivery.model import DigestState
 from publisher.store.articles import by_seq
 from publisher.store.schema import digests
 
@@ -38,7 +39,7 @@ async def drop_article(engine: AsyncEngine, digest_id: str, seq: int) -> list[in
     async with engine.begin() as conn:
         stored = (
             await conn.execute(
-                select(digests.c.article_seqs).where(digests.c.id == digest_id, digests.c.status != "finished")
+                select(digests.c.article_seqs).where(digests.c.id == digest_id, digests.c.status != DigestState.FINISHED)
             )
         ).scalar()
         seqs = json.loads(stored) if stored is not None else []

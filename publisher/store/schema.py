@@ -110,7 +110,7 @@ subscribers = Table(
     Column("soft_bounces", Integer, nullable=False, server_default="0"),
     # seq of the newest article already planned into one of this subscriber's digests.
     Column("article_cursor", Integer, nullable=False, server_default="0"),
-    # The last daily/weekly send slot this subscriber was planned for (publisher.cadence).
+    # The last daily/weekly send slot this subscriber was planned for (publisher.digest.cadence).
     Column("last_slot", UTCDateTime(), nullable=True),
 )
 Index("ix_subscribers_plan", subscribers.c.status, subscribers.c.cadence, subscribers.c.article_cursor)
@@ -154,7 +154,7 @@ deliveries = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     # A row in ``sending`` is claimed by one delivery run (``claimed_by``) until
     # ``lease_until``; the run renews the lease while it works, so an expired lease
-    # means its node died and another may take the row over (publisher.ledger).
+    # means its node died and another may take the row over (publisher.delivery.ledger).
     Column("claimed_by", String(200), nullable=True),
     Column("lease_until", UTCDateTime(), nullable=True),
 )

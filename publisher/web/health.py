@@ -37,7 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from publisher import metrics
 from publisher.app import Publisher
-from publisher.ledger import due_count
+from publisher.delivery.ledger import due_count
 from publisher.logs import first_line
 from publisher.store import meta
 from publisher.web.keys import PUBLISHER

@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
 from functools import partial
 
 import jinja2
 from sqlalchemy.exc import SQLAlchemyError
 
+from publisher import clock
 from publisher.config import Settings
 from publisher.logs import first_line
 from publisher.mail.dkim import DkimSigner
@@ -35,19 +35,14 @@ log = logging.getLogger(__name__)
 Work = Callable[[], Coroutine[object, object, None]]  # makes a fresh attempt each call
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Notices:
     def __init__(
         self, settings: Settings, env: jinja2.Environment, tokens: Tokens, *,
-        clock: Callable[[], datetime] = _now, signer: DkimSigner | None = None,
+        signer: DkimSigner | None = None,
     ) -> None:
         self.settings = settings
         self.env = env
         self.tokens = tokens
-        self.clock = clock
         self.signer = signer
         self._tasks: set[asyncio.Task[None]] = set()
         self.given_up = 0  # background work abandoned after every attempt failed
@@ -128,7 +123,7 @@ class Notices:
             html, text = render_notice(self.env, template, context)
             message = build_notice(
                 settings=self.settings, to_name=subscriber.name, to_email=subscriber.email,
-                subject=subject, html=html, text=text, date=self.clock(),
+                subject=subject, html=html, text=text, date=clock.now(),
             )
             if self.signer is not None:
                 message = self.signer.sign(message)

@@ -23,10 +23,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Row, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from publisher.delivery.model import OPEN_STATES, DeliveryState, DigestState
 from publisher.store.db import begin_writing
 from publisher.store.schema import deliveries, digests, subscribers
 
-OPEN_STATES = ("pending", "sending", "deferred")
 
 
 def _storable(text: object) -> object:
@@ -39,18 +39,20 @@ def _due(now: datetime) -> ColumnElement[bool]:
     """Rows still to deliver now, on any node: never tried, claimed (being sent, or left by
     a node that died), or deferred until now.  The queue's depth, not what one may claim
     (that is :func:`_claimable`)."""
-    return or_(deliveries.c.state.in_(("pending", "sending")), _retry_due(now))
+    return or_(deliveries.c.state.in_((DeliveryState.PENDING, DeliveryState.SENDING)), _retry_due(now))
 
 
 def _retry_due(now: datetime) -> ColumnElement[bool]:
-    return and_(deliveries.c.state == "deferred", deliveries.c.retry_at <= now)
+    return and_(deliveries.c.state == DeliveryState.DEFERRED, deliveries.c.retry_at <= now)
 
 
 @dataclass(frozen=True)
-class DigestState:
+class DigestSummary:
+    """A digest as ``publisher status`` and ``publisher digests`` show it."""
+
     id: str
     cadence: str
-    status: str  # sending | paused | finished
+    status: DigestState
     pause_reason: str | None
     created_at: datetime
     counts: dict[str, int]  # rows by state
@@ -62,7 +64,7 @@ async def unfinished_digests(engine: AsyncEngine) -> list[Row]:
     async with engine.connect() as conn:
         rows = await conn.execute(
             select(digests.c.id, digests.c.cadence, digests.c.created_at)
-            .where(digests.c.status == "sending")
+            .where(digests.c.status == DigestState.SENDING)
             .order_by(digests.c.created_at, digests.c.id)
         )
         return list(rows.all())
@@ -73,7 +75,7 @@ class Claimant:
     """Who claims rows: one node's delivery, and how long its claims last unrenewed.
 
     ``exclusive``: this claimant holds the machine's delivery lock (SQLite, one node;
-    :mod:`publisher.locks`), so a row some other claimant left in ``sending`` can only
+    :mod:`publisher.delivery.locks`), so a row some other claimant left in ``sending`` can only
     be left over from a process that died: it is taken over at once, not after its lease.
 
     Its own claims are taken again once their lease lapsed: one process runs one
@@ -92,7 +94,10 @@ def _claimable(now: datetime, claimant: Claimant) -> ColumnElement[bool]:
     abandoned = or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
     if claimant.exclusive:
         abandoned = or_(abandoned, deliveries.c.claimed_by.is_(None), deliveries.c.claimed_by != claimant.id)
-    return or_(deliveries.c.state == "pending", _retry_due(now), and_(deliveries.c.state == "sending", abandoned))
+    return or_(
+        deliveries.c.state == DeliveryState.PENDING, _retry_due(now),
+        and_(deliveries.c.state == DeliveryState.SENDING, abandoned),
+    )
 
 
 async def claim(
@@ -124,7 +129,9 @@ async def claim(
         await conn.execute(
             update(deliveries)
             .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id.in_(picked))
-            .values(state="sending", claimed_by=claimant.id, lease_until=now + claimant.lease, updated_at=now)
+            .values(
+                state=DeliveryState.SENDING, claimed_by=claimant.id, lease_until=now + claimant.lease, updated_at=now,
+            )
         )
         rows = await conn.execute(
             select(
@@ -144,7 +151,7 @@ async def claimable(engine: AsyncEngine, now: datetime, claimant: Claimant) -> b
         found = await conn.scalar(
             select(deliveries.c.subscriber_id)
             .join(digests, digests.c.id == deliveries.c.digest_id)
-            .where(digests.c.status == "sending", _claimable(now, claimant))
+            .where(digests.c.status == DigestState.SENDING, _claimable(now, claimant))
             .limit(1)
         )
     return found is not None
@@ -159,7 +166,7 @@ async def renew(engine: AsyncEngine, held: dict[str, set[int]], now: datetime, c
                     update(deliveries)
                     .where(
                         deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id.in_(sorted(ids)),
-                        deliveries.c.state == "sending", deliveries.c.claimed_by == claimant.id,
+                        deliveries.c.state == DeliveryState.SENDING, deliveries.c.claimed_by == claimant.id,
                     )
                     .values(lease_until=now + claimant.lease)
                 )
@@ -178,7 +185,7 @@ async def record(engine: AsyncEngine, outcomes: Sequence[dict[str, object]], now
     sent: dict[object, list[object]] = {}
     other = []
     for outcome in outcomes:
-        if outcome["state"] == "sent":
+        if outcome["state"] == DeliveryState.SENT:
             sent.setdefault(outcome["digest"], []).append(outcome["sid"])
         else:
             other.append(outcome | {"last_reply": _storable(outcome.get("last_reply"))})
@@ -188,8 +195,8 @@ async def record(engine: AsyncEngine, outcomes: Sequence[dict[str, object]], now
                 update(deliveries)
                 .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id.in_(ids))
                 .values(
-                    state="sent", attempts=deliveries.c.attempts + 1, retry_at=None, last_reply=None, updated_at=now,
-                    claimed_by=None, lease_until=None,
+                    state=DeliveryState.SENT, attempts=deliveries.c.attempts + 1, retry_at=None, last_reply=None,
+                    updated_at=now, claimed_by=None, lease_until=None,
                 )
             )
         if other:
@@ -225,8 +232,8 @@ async def finish_if_done(engine: AsyncEngine, digest_id: str, now: datetime) -> 
             return False
         await conn.execute(
             update(digests)
-            .where(digests.c.id == digest_id, digests.c.status != "finished")
-            .values(status="finished", finished_at=now, pause_reason=None)
+            .where(digests.c.id == digest_id, digests.c.status != DigestState.FINISHED)
+            .values(status=DigestState.FINISHED, finished_at=now, pause_reason=None)
         )
         return True
 
@@ -238,12 +245,12 @@ async def next_retry(engine: AsyncEngine) -> datetime | None:
         retry = await conn.scalar(
             select(func.min(deliveries.c.retry_at))
             .join(digests, digests.c.id == deliveries.c.digest_id)
-            .where(deliveries.c.state == "deferred", digests.c.status == "sending")
+            .where(deliveries.c.state == DeliveryState.DEFERRED, digests.c.status == DigestState.SENDING)
         )
         lease = await conn.scalar(
             select(func.min(deliveries.c.lease_until))
             .join(digests, digests.c.id == deliveries.c.digest_id)
-            .where(deliveries.c.state == "sending", digests.c.status == "sending")
+            .where(deliveries.c.state == DeliveryState.SENDING, digests.c.status == DigestState.SENDING)
         )
     return min((when for when in (retry, lease) if when is not None), default=None)
 
@@ -252,8 +259,8 @@ async def pause(engine: AsyncEngine, digest_id: str, reason: str) -> None:
     async with engine.begin() as conn:
         await conn.execute(
             update(digests)
-            .where(digests.c.id == digest_id, digests.c.status == "sending")
-            .values(status="paused", pause_reason=_storable(reason))
+            .where(digests.c.id == digest_id, digests.c.status == DigestState.SENDING)
+            .values(status=DigestState.PAUSED, pause_reason=_storable(reason))
         )
 
 
@@ -262,24 +269,24 @@ async def resume(engine: AsyncEngine, digest_id: str) -> bool:
     async with engine.begin() as conn:
         result = await conn.execute(
             update(digests)
-            .where(digests.c.id == digest_id, digests.c.status == "paused")
-            .values(status="sending", pause_reason=None)
+            .where(digests.c.id == digest_id, digests.c.status == DigestState.PAUSED)
+            .values(status=DigestState.SENDING, pause_reason=None)
         )
         return result.rowcount > 0
 
 
-async def states(engine: AsyncEngine, *, limit: int = 20) -> list[DigestState]:
+async def states(engine: AsyncEngine, *, limit: int = 20) -> list[DigestSummary]:
     """The newest digests with their rows counted by state (``publisher status``, ``digests list``)."""
     return await _states(engine, None, limit)
 
 
-async def state(engine: AsyncEngine, digest_id: str) -> DigestState | None:
+async def state(engine: AsyncEngine, digest_id: str) -> DigestSummary | None:
     """One digest with its rows counted by state; None if there is no digest with this id."""
     found = await _states(engine, digest_id, 1)
     return found[0] if found else None
 
 
-async def _states(engine: AsyncEngine, digest_id: str | None, limit: int) -> list[DigestState]:
+async def _states(engine: AsyncEngine, digest_id: str | None, limit: int) -> list[DigestSummary]:
     query = (
         select(digests.c.id, digests.c.cadence, digests.c.status, digests.c.pause_reason, digests.c.created_at,
                digests.c.article_seqs)
@@ -299,8 +306,9 @@ async def _states(engine: AsyncEngine, digest_id: str | None, limit: int) -> lis
             ):
                 counts[found_id][row_state] = count
     return [
-        DigestState(
-            r.id, r.cadence, r.status, r.pause_reason, r.created_at, counts[r.id], len(json.loads(r.article_seqs))
+        DigestSummary(
+            r.id, r.cadence, DigestState(r.status), r.pause_reason, r.created_at, counts[r.id],
+            len(json.loads(r.article_seqs)),
         )
         for r in recent
     ]
@@ -317,15 +325,15 @@ async def cancel(engine: AsyncEngine, digest_id: str, reason: str, now: datetime
     async with engine.begin() as conn:
         finished = await conn.execute(
             update(digests)
-            .where(digests.c.id == digest_id, digests.c.status != "finished")
-            .values(status="finished", finished_at=now, pause_reason=_storable(reason))
+            .where(digests.c.id == digest_id, digests.c.status != DigestState.FINISHED)
+            .values(status=DigestState.FINISHED, finished_at=now, pause_reason=_storable(reason))
         )
         if not finished.rowcount:
             return None
         cancelled = await conn.execute(
             update(deliveries)
             .where(deliveries.c.digest_id == digest_id, deliveries.c.state.in_(OPEN_STATES))
-            .values(state="cancelled", retry_at=None, last_reply=_storable(reason), updated_at=now,
+            .values(state=DeliveryState.CANCELLED, retry_at=None, last_reply=_storable(reason), updated_at=now,
                     claimed_by=None, lease_until=None)
         )
         return cancelled.rowcount
@@ -337,7 +345,7 @@ async def due_count(engine: AsyncEngine, now: datetime) -> int:
         return await conn.scalar(
             select(func.count())
             .select_from(deliveries.join(digests, digests.c.id == deliveries.c.digest_id))
-            .where(digests.c.status == "sending", _due(now))
+            .where(digests.c.status == DigestState.SENDING, _due(now))
         ) or 0
 
 
@@ -347,7 +355,7 @@ async def totals(engine: AsyncEngine) -> dict[str, int]:
         rows = await conn.execute(
             select(deliveries.c.state, func.count())
             .join(digests, digests.c.id == deliveries.c.digest_id)
-            .where(digests.c.status != "finished")
+            .where(digests.c.status != DigestState.FINISHED)
             .group_by(deliveries.c.state)
         )
         return {state: count for state, count in rows}
@@ -376,11 +384,14 @@ async def remaining(engine: AsyncEngine) -> Remaining:
                 deliveries.c.state, func.count(), func.min(deliveries.c.retry_at), func.min(deliveries.c.lease_until)
             )
             .join(digests, digests.c.id == deliveries.c.digest_id)
-            .where(digests.c.status == "sending", deliveries.c.state.in_(OPEN_STATES))
+            .where(digests.c.status == DigestState.SENDING, deliveries.c.state.in_(OPEN_STATES))
             .group_by(deliveries.c.state)
         )
         by_state = {state: (count, retry, lease) for state, count, retry, lease in rows}
-    pending, deferred, held = (by_state.get(state, (0, None, None)) for state in ("pending", "deferred", "sending"))
+    pending, deferred, held = (
+        by_state.get(state, (0, None, None))
+        for state in (DeliveryState.PENDING, DeliveryState.DEFERRED, DeliveryState.SENDING)
+    )
     return Remaining(
         pending=pending[0], deferred=deferred[0], next_retry=deferred[1], held=held[0], held_until=held[2]
     )

@@ -1,0 +1,1 @@
+"""Delivery: the ledger of messages to send, and everything that sends them (see engine.py)."""

@@ -1,0 +1,429 @@
+"""Fan-out: turn ledger rows into messages, over several reused SMTP connections.
+
+For each unfinished digest the articles are rendered and CSS-inlined once, and the
+MIME frame is encoded once (:class:`publisher.mail.message.DigestMessages`); each
+recipient's message is then a join of bytes with their personal values.
+
+The pipeline of one run::
+
+    producer ──(bounded queue)──► N senders, one connection each ──► outcomes
+    claims ``batch_size`` due      pace (rate, window), build,        written in batches
+    rows at a time (keyset, SKIP   send; policy decides about a       (publisher.delivery.
+    LOCKED: other nodes claim      failure                            outcomes), releasing
+    others), reads their                                              the claims
+    statuses, queues them
+
+Several processes, on one machine or several, can run this at once on PostgreSQL:
+each claims its own rows (:func:`publisher.delivery.ledger.claim`) and renews the lease on
+the rows it holds every third of ``[cluster] lease``, so rows are only taken over
+from a node that stopped renewing (died, or lost the database).
+
+Memory stays flat: at most one batch of rows and a queue of a few messages per
+connection are in memory, whatever the list's size.
+
+What a failure leads to (deferred, failed, bounced, throttled, a paused digest) is
+:mod:`publisher.delivery.policy`'s decision; this module does what it decides.  A
+streak of identical refusals is held in memory until it is decided: failed if
+something else ends it, back to ``pending`` if it pauses the digest, so ``publisher
+resume`` sends them once the relay is fixed.
+
+Over 400 lines on purpose: the producer, the senders and the per-digest state they share
+(the streak, the error window, the pause) are one pipeline; the decisions
+(:mod:`~publisher.delivery.policy`) and the writes (:mod:`~publisher.delivery.outcomes`)
+are already elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from publisher import clock
+from publisher.content.model import Article
+from publisher.delivery import ledger, policy
+from publisher.delivery.model import DeliveryConfig, DeliveryReport, DeliveryState
+from publisher.delivery.outcomes import Outcomes, retrying
+from publisher.delivery.pacing import Backoff, Pacer
+from publisher.delivery.policy import RefusalStreak, Verdict
+from publisher.digest.plan import is_resend
+from publisher.logs import digest_context
+from publisher.mail.dkim import DkimSigner
+from publisher.mail.message import DigestMessages
+from publisher.mail.render import Personal
+from publisher.mail.transport import DeliveryError, Transport, TransportPool
+from publisher.store import digests as digest_store
+from publisher.store.articles import UnreadableArticle
+from publisher.templating import template_error
+from subscribers.model import Cadence, Status
+from subscribers.tokens import Purpose, Tokens
+
+log = logging.getLogger(__package__)  # "publisher.delivery": the name operators filter its lines by
+
+SEND_CHUNK = 10  # messages per queue hand-over
+
+# Renders and frames one digest for one cadence: (articles, digest id, cadence, resend, date).
+# The delivery service makes it from the templates and the settings that shape a message.
+Framer = Callable[[Sequence[Article], str, str, bool, datetime], DigestMessages]
+
+
+def personal_values(tokens: Tokens, site_url: str, subscriber_id: int, name: str, email: str) -> Personal:
+    """A subscriber's own values in their copy of a digest: their name and signed links.
+
+    The one recipe for them, for deliveries and for the operator's previews and test sends.
+    """
+    return Personal(
+        name=name,
+        email=email,
+        unsubscribe_url=tokens.link(site_url, Purpose.UNSUBSCRIBE, subscriber_id, email),
+        preferences_url=tokens.link(site_url, Purpose.PREFERENCES, subscriber_id, email),
+    )
+
+
+@dataclass
+class _Digest:
+    """One digest being delivered in this run."""
+
+    id: str
+    created_at: datetime
+    messages: Callable[[str], DigestMessages]  # by the subscriber's cadence
+    errors: deque[bool]
+    # Messages refused in a row with one same reply, with their attempt counts.
+    refusals: RefusalStreak[tuple[Row, int]]
+    paused: bool = False
+    pause_reply: str = ""  # the refusal whose streak paused the digest
+
+
+@dataclass
+class _Item:
+    digest: _Digest
+    row: Row
+
+
+class Deliverer:
+    """Delivers every unfinished digest through ``config.concurrency`` transports of ``transports``."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        config: DeliveryConfig,
+        frame: Framer,
+        tokens: Tokens,
+        transports: TransportPool,
+        *,
+        stop: asyncio.Event | None = None,
+        progress: Callable[[DeliveryReport], None] | None = None,
+        signer: DkimSigner | None = None,
+        claimant: ledger.Claimant,
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.frame = frame
+        self.tokens = tokens
+        self.transports = transports
+        self.stop = stop or asyncio.Event()
+        self.pacer = Pacer(config.rate, config.window_messages, config.window_seconds)
+        self.signer = signer
+        self.claimant = claimant
+        self.outcomes = Outcomes(engine, soft_bounce_limit=config.soft_bounce_limit, progress=progress)
+        self._relay_throttling = False  # this pass ends: the relay kept throttling a connection
+
+    @property
+    def report(self) -> DeliveryReport:
+        return self.outcomes.report
+
+    async def run(self, *, wait: bool = False) -> DeliveryReport:
+        """Deliver every row due now; with ``wait``, also wait out deferrals (and other
+        nodes' lapsed claims) until every digest is finished or paused (or ``stop`` is set)."""
+        keeper = asyncio.create_task(self._keep_leases())
+        try:
+            await self._run(wait)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        if self.report.handled:  # what this node did, in its own log (several nodes share digests)
+            self.outcomes.log_counts("delivery run ended")
+        return self.report
+
+    async def _run(self, wait: bool) -> None:
+        while not self.stop.is_set():
+            unfinished = await ledger.unfinished_digests(self.engine)
+            if not unfinished:
+                break
+            await self._pass(unfinished)
+            if not wait or self.stop.is_set():
+                break
+            due = await ledger.next_retry(self.engine)
+            if due is None:
+                continue  # nothing deferred: the next pass finishes what is left, or finds nothing
+            delay = (due - clock.now()).total_seconds()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), timeout=delay)
+
+    async def _keep_leases(self) -> None:
+        """Renew the lease on the rows this run holds, three times per lease."""
+        every = self.claimant.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(every)
+            await self.outcomes.renew(self.claimant)
+
+    async def _pass(self, unfinished: list[Row]) -> None:
+        """One pass over every unfinished digest: each due row is tried once, unless the
+        relay keeps throttling (``throttle_limit``): then the pass ends early, the rows
+        handed over deferred without an attempt, the rest left pending."""
+        self._relay_throttling = False
+        concurrency = self.config.concurrency
+        queue: asyncio.Queue[list[_Item] | None] = asyncio.Queue(maxsize=concurrency)
+        senders = [asyncio.create_task(self._sender(queue)) for _ in range(concurrency)]
+        prepared: list[_Digest] = []
+        try:
+            for row in unfinished:
+                if self.stop.is_set():
+                    break
+                with digest_context(row.id):
+                    digest = await self._prepare(row)
+                    if digest is not None:
+                        prepared.append(digest)
+                        await self._produce(digest, queue)
+        finally:
+            for _ in senders:
+                await queue.put(None)
+            await asyncio.gather(*senders)
+            for digest in prepared:  # a streak too short to pause: those messages failed
+                with digest_context(digest.id):
+                    await self._end_refusals(digest)
+            await self.outcomes.flush()
+        for row in unfinished:
+            with digest_context(row.id):
+                if await retrying("finish the digest", lambda: ledger.finish_if_done(
+                    self.engine, row.id, clock.now()
+                )):
+                    self.report.finished.append(row.id)
+                    log.info("digest %s: finished", row.id)
+
+    async def _prepare(self, row: Row) -> _Digest | None:
+        try:
+            stored = await digest_store.load(self.engine, row.id)
+        except UnreadableArticle as exc:
+            return await self._unrenderable(row.id, exc)
+        if stored is None or not stored.articles:
+            # Every article was taken down after planning: what is left can never be sent.
+            reason = "every article in it was removed before it was sent"
+            cancelled = await ledger.cancel(self.engine, row.id, reason, clock.now())
+            log.warning("digest %s: %s; %d message(s) cancelled", row.id, reason, cancelled or 0)
+            self.report.cancelled += cancelled or 0
+            return None
+        date = clock.now()
+        resend = is_resend(row.id)
+        window = deque[bool](maxlen=self.config.error_window)
+        streak = RefusalStreak[tuple[Row, int]](self.config.pause_after_identical)
+        try:
+            if resend:
+                # A resend goes to every cadence and says "your daily digest" to a daily
+                # reader: rendered once per cadence, all of them here, so that a template
+                # failing on one stops this digest before any of it is sent.
+                frames = {cadence: self.frame(stored.articles, row.id, cadence, True, date) for cadence in Cadence}
+                return _Digest(row.id, row.created_at, frames.__getitem__, window, streak)
+            messages = self.frame(stored.articles, row.id, stored.cadence, False, date)
+        except Exception as exc:  # noqa: BLE001 - a bad stored article or template is this digest's alone
+            return await self._unrenderable(row.id, exc)
+        return _Digest(row.id, row.created_at, lambda _cadence: messages, window, streak)
+
+    async def _unrenderable(self, digest_id: str, exc: Exception) -> None:
+        """Pause a digest that can't be rendered, with the reason; the later digests go on.
+
+        Retrying can't help until someone fixes the template or takes the article out
+        (``publisher digests drop-article``), then ``publisher resume``.
+        """
+        reason = f"cannot render the digest: {template_error(exc)}"
+        log.error("digest %s: paused: %s; fix it, then `publisher resume %s`", digest_id, reason, digest_id)
+        await ledger.pause(self.engine, digest_id, reason)
+        self.report.paused.append(digest_id)
+
+    def _halted(self, digest: _Digest) -> bool:
+        return self.stop.is_set() or digest.paused or self._relay_throttling
+
+    async def _produce(self, digest: _Digest, queue: asyncio.Queue[list[_Item] | None]) -> None:
+        """Claim the digest's due rows batch by batch and queue the ones still subscribed.
+
+        Senders take a few messages per queue operation (``SEND_CHUNK``): one
+        hand-over per message cost more than building the message.  Rows claimed
+        but not queued when the run stops go back to ``pending`` (released).
+        """
+        after = 0
+        while not self._halted(digest):
+            batch = await retrying("claim rows", lambda: ledger.claim(
+                self.engine, digest.id, after, self.config.batch_size, clock.now(), self.claimant
+            ))
+            if not batch:
+                return
+            after = batch[-1].subscriber_id
+            self.outcomes.hold(digest.id, [row.subscriber_id for row in batch])
+            ready = []
+            for row in batch:
+                if row.status == Status.ACTIVE:
+                    ready.append(_Item(digest, row))
+                else:  # left after the digest was planned: never hand it over
+                    await self._outcome(digest, row, DeliveryState.CANCELLED, last_reply=f"subscriber is {row.status}")
+            for first in range(0, len(ready), SEND_CHUNK):
+                if self._halted(digest):
+                    for item in ready[first:]:  # never handed over: released, to do
+                        await self._outcome(digest, item.row, DeliveryState.PENDING)
+                    return
+                await queue.put(ready[first:first + SEND_CHUNK])
+
+    async def _sender(self, queue: asyncio.Queue[list[_Item] | None]) -> None:
+        """One connection: take messages from the queue until the producer is done."""
+        transport = self.transports.take()
+        backoff = Backoff(min(self.config.retry_base, 5.0))
+        try:
+            while (items := await queue.get()) is not None:
+                # Senders serve every digest; a chunk is one digest's (see _produce): tag its lines.
+                with digest_context(items[0].digest.id):
+                    throttled = 0
+                    for item in items:
+                        if await self._deliver_item(transport, item, backoff):
+                            throttled += 1
+                            if policy.relay_keeps_throttling(throttled, self.config) and not self._relay_throttling:
+                                self._relay_throttling = True
+                                log.warning("delivery: %d messages in a row throttled on one connection; "
+                                            "deferring the rest until the next pass", throttled)
+        finally:
+            await self.transports.release(transport)
+
+    async def _deliver_item(self, transport: Transport, item: _Item, backoff: Backoff) -> bool:
+        """Try one message; whether the relay throttled it (an answer to the message, not
+        to connecting: a connection over the relay's limit just rests)."""
+        row = item.row
+        if self.stop.is_set() or item.digest.paused:  # not handed over: it stays to do
+            await self._outcome(item.digest, row, DeliveryState.PENDING)
+            return False
+        if self._relay_throttling:  # not tried: no attempt counted; the next pass goes on
+            await self._outcome(
+                item.digest, row, DeliveryState.DEFERRED, last_reply="not tried: the relay kept throttling",
+                retry_at=policy.retry_at(1, clock.now(), self.config.retry_base),
+            )
+            return False
+        throttled = False
+        try:
+            await transport.open()  # a no-op once connected
+        except DeliveryError as exc:  # relay unreachable or refusing: defer, and rest
+            pause, _ = await self._refused(item.digest, row, row.attempts + 1, exc, backoff)
+        else:
+            if not self.pacer.unlimited:
+                await self.pacer.wait()
+            pause, throttled = await self._send(transport, item, backoff)
+        if pause:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), timeout=pause)
+        return throttled
+
+    async def _send(self, transport: Transport, item: _Item, backoff: Backoff) -> tuple[float, bool]:
+        """Send one message and record its outcome; the seconds this connection should
+        rest, and whether the relay throttled the message."""
+        digest, row = item.digest, item.row
+        personal = personal_values(self.tokens, self.config.site_url, row.subscriber_id, row.name, row.email)
+        attempts = row.attempts + 1
+        try:
+            message = digest.messages(row.cadence).build(personal, row.subscriber_id)
+        except ValueError as exc:  # an address or value no header may carry: retrying can't help
+            await self._failed(digest, row, attempts, f"cannot build the message: {exc}")
+            return 0.0, False
+        if self.signer is not None:
+            # RSA signing (OpenSSL) releases the GIL: in a thread it overlaps the sending.
+            message = await asyncio.get_running_loop().run_in_executor(None, self.signer.sign, message)
+        try:
+            reply = await transport.send(self.config.from_address, row.email, message)
+        except DeliveryError as exc:
+            return await self._refused(digest, row, attempts, exc, backoff)
+        backoff.reset()
+        if digest.refusals.held:
+            await self._end_refusals(digest)
+        digest.errors.append(False)
+        await self._outcome(digest, row, DeliveryState.SENT, attempts=attempts, last_reply=reply)
+        return 0.0, False
+
+    async def _refused(
+        self, digest: _Digest, row: Row, attempts: int, exc: DeliveryError, backoff: Backoff
+    ) -> tuple[float, bool]:
+        """Do what the policy decides about a failed try; the seconds this connection
+        should rest, and whether the relay throttled the message."""
+        now = clock.now()
+        decision = policy.decide(exc, attempts, now - digest.created_at, self.config, now)
+        if decision.verdict is Verdict.REFUSE:
+            await self._message_refused(digest, row, attempts, decision.reply)
+        elif decision.verdict is Verdict.DEFER:
+            await self._outcome(
+                digest, row, DeliveryState.DEFERRED, attempts=attempts, last_reply=decision.reply,
+                retry_at=decision.retry_at,
+            )
+        else:
+            if decision.ends_streak:
+                await self._end_refusals(digest)
+            if decision.bounce is not None:
+                self.outcomes.bounce(row.subscriber_id, decision.bounce)
+            await self._failed(digest, row, attempts, decision.reply)
+        return (backoff.next_pause() if decision.rest else 0.0), decision.throttled
+
+    async def _message_refused(self, digest: _Digest, row: Row, attempts: int, reply: str) -> None:
+        """A refusal of the message or the sender: held while the same reply repeats; the
+        ``pause_after_identical``-th in a row pauses the digest and releases them all.
+
+        Every change to the streak happens before the first ``await``: the senders
+        share it, and one's outcome write must not interleave with another's update.
+        """
+        if digest.paused:
+            if reply == digest.pause_reply:  # in flight when the streak paused the digest
+                await self._outcome(digest, row, DeliveryState.PENDING, last_reply=reply)
+            else:
+                await self._failed(digest, row, attempts, reply)
+            return
+        step = digest.refusals.refused((row, attempts), reply)
+        if step.released:
+            digest.paused, digest.pause_reply = True, reply
+        for failed_row, failed_attempts in step.ended:
+            await self._failed(digest, failed_row, failed_attempts, step.ended_reply)
+        if not step.released:
+            return
+        reason = policy.identical_refusals_reason(self.config, reply)
+        await self._pause(digest, reason)
+        for held, _ in step.released:  # the relay's fault, not these messages': to do again
+            await self._outcome(digest, held, DeliveryState.PENDING, last_reply=reply)
+
+    async def _end_refusals(self, digest: _Digest) -> None:
+        """Something other than the same refusal came: the refusals held so far failed."""
+        ended, reply = digest.refusals.end()
+        for row, attempts in ended:
+            await self._failed(digest, row, attempts, reply)
+
+    async def _failed(self, digest: _Digest, row: Row, attempts: int, reply: str) -> None:
+        log.warning("digest %s: to subscriber %s failed: %s", digest.id, row.subscriber_id, reply)
+        digest.errors.append(True)
+        await self._outcome(digest, row, DeliveryState.FAILED, attempts=attempts, last_reply=reply)
+        if not digest.paused and policy.error_ratio_tripped(digest.errors, self.config):
+            digest.paused = True
+            await self._pause(digest, policy.error_ratio_reason(digest.errors, self.config, reply))
+
+    async def _pause(self, digest: _Digest, reason: str) -> None:
+        log.error("digest %s: paused: %s; `publisher resume %s` continues it", digest.id, reason, digest.id)
+        await retrying("pause the digest", lambda: ledger.pause(self.engine, digest.id, reason))
+        self.report.paused.append(digest.id)
+
+    async def _outcome(
+        self, digest: _Digest, row: Row, state: DeliveryState, *, attempts: int | None = None,
+        last_reply: str | None = None, retry_at: datetime | None = None,
+    ) -> None:
+        """Record a row's outcome; without ``attempts``, the row's own count (not tried now)."""
+        await self.outcomes.add(
+            digest.id, row.subscriber_id, state, row.attempts if attempts is None else attempts,
+            last_reply=last_reply, retry_at=retry_at,
+        )

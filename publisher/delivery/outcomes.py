@@ -1,0 +1,138 @@
+"""Where a delivery run's outcomes go: the ledger, in batches, and the run's report.
+
+Outcomes are flushed every ``FLUSH_EVERY`` messages or ``FLUSH_SECONDS``, in one
+transaction each, which also releases the rows' claims; a crash leaves in ``sending``
+only the rows claimed but not yet recorded, and only those really sent can go out
+twice.  The same lock orders the lease renewals of the rows still held: two
+transactions of one run updating the same rows in different orders deadlock
+(PostgreSQL then fails one of them).
+
+A write the database refuses (a lock held for a minute, a failover) is tried again
+for as long as the process lives (:func:`retrying`): these messages went out, and
+losing their outcomes would send them again once the claim lapses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TypeVar
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from publisher import clock, metrics
+from publisher.delivery import ledger
+from publisher.delivery.model import DeliveryReport, DeliveryState
+from publisher.delivery.pacing import Backoff
+from publisher.logs import digest_context
+from subscribers import service
+from subscribers.service import BounceKind
+
+log = logging.getLogger(__package__)  # "publisher.delivery", as the engine's lines
+
+FLUSH_EVERY = 200  # outcomes per ledger transaction
+FLUSH_SECONDS = 0.5
+PROGRESS_SECONDS = 5.0
+RETRY_FIRST, RETRY_LIMIT = 0.1, 10.0  # seconds between tries of a ledger write after a database error
+
+T = TypeVar("T")
+
+
+async def retrying(what: str, write: Callable[[], Awaitable[T]]) -> T:
+    """``write()`` until the database takes it, pausing longer after each error."""
+    pause = Backoff(RETRY_FIRST, limit=RETRY_LIMIT)
+    while True:
+        try:
+            return await write()
+        except DBAPIError as exc:
+            delay = pause.next_pause()
+            log.warning("delivery: could not %s (%s); trying again in %.1fs", what, exc.orig or exc, delay)
+            await asyncio.sleep(delay)
+
+
+class Outcomes:
+    """One run's outcomes: the rows it holds, the outcomes not yet written, the report."""
+
+    def __init__(
+        self, engine: AsyncEngine, *, soft_bounce_limit: int,
+        progress: Callable[[DeliveryReport], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.soft_bounce_limit = soft_bounce_limit
+        self.progress = progress
+        self.report = DeliveryReport()
+        self._held: dict[str, set[int]] = {}  # claimed rows not yet recorded, by digest
+        self._pending: list[dict[str, object]] = []
+        self._bounced: list[tuple[int, BounceKind]] = []
+        self._started = self._last_flush = self._last_log = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    def hold(self, digest_id: str, subscriber_ids: list[int]) -> None:
+        """Rows just claimed: held (their lease renewed) until their outcome is written."""
+        self._held.setdefault(digest_id, set()).update(subscriber_ids)
+
+    async def add(
+        self, digest_id: str, subscriber_id: int, state: DeliveryState, attempts: int, *,
+        last_reply: str | None = None, retry_at: datetime | None = None,
+    ) -> None:
+        """One row's outcome (``pending``: handed back untried); written with the next flush."""
+        self._pending.append({
+            "digest": digest_id, "sid": subscriber_id, "state": state,
+            "attempts": attempts, "retry_at": retry_at, "last_reply": last_reply,
+        })
+        if state != DeliveryState.PENDING:
+            setattr(self.report, state, getattr(self.report, state) + 1)
+        if len(self._pending) >= FLUSH_EVERY or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+            await self.flush()
+
+    def bounce(self, subscriber_id: int, kind: BounceKind) -> None:
+        """A refusal about the reader: their bounce is recorded with the next flush."""
+        self._bounced.append((subscriber_id, kind))
+
+    async def flush(self) -> None:
+        """Write the outcomes gathered so far in one transaction; mark the bounces."""
+        async with self._lock:
+            outcomes, self._pending = self._pending, []
+            bounced, self._bounced = self._bounced, []
+            self._last_flush = time.monotonic()
+            now = clock.now()
+            await retrying(f"record {len(outcomes)} outcomes", lambda: ledger.record(self.engine, outcomes, now))
+            for outcome in outcomes:
+                self._held[str(outcome["digest"])].discard(int(outcome["sid"]))  # type: ignore[call-overload]
+            counts = Counter(str(o["state"]) for o in outcomes if o["state"] != DeliveryState.PENDING)
+            for state, count in counts.items():
+                metrics.messages(state, count)
+            metrics.send_rate(self.report.handled / max(time.monotonic() - self._started, 1e-6))
+            for subscriber_id, kind in bounced:
+                await retrying("record a bounce", functools.partial(
+                    service.record_bounce, self.engine, email=None, subscriber_id=subscriber_id, kind=kind, now=now,
+                    soft_limit=self.soft_bounce_limit,
+                ))
+        if self.progress is not None:
+            self.progress(self.report)
+        if time.monotonic() - self._last_log >= PROGRESS_SECONDS:
+            self._last_log = time.monotonic()
+            self.log_counts("delivery")
+
+    async def renew(self, claimant: ledger.Claimant) -> None:
+        """Renew the lease on the rows held (never while outcomes are written: see the module)."""
+        async with self._lock:
+            held = {digest: set(ids) for digest, ids in self._held.items() if ids}
+            if not held:
+                return
+            try:
+                await ledger.renew(self.engine, held, clock.now(), claimant)
+            except Exception:  # the database is away: the next renewal may succeed before the lease lapses
+                log.exception("delivery: could not renew the lease on %d rows", sum(map(len, held.values())))
+
+    def log_counts(self, what: str) -> None:
+        r = self.report
+        with digest_context(None):  # counts for the whole run, whichever digest's outcome flushed them
+            log.info("%s: %d sent, %d deferred, %d failed, %d cancelled",
+                     what, r.sent, r.deferred, r.failed, r.cancelled)

@@ -1,0 +1,435 @@
+"""The delivery service: plan digests, send them, and what the operator does around a send.
+
+Everything the CLI, the daemon and the API ask of delivery goes through
+:class:`DeliveryService`: plan the digests due, deliver the ledger (one run at a time
+in this process; on SQLite, one process at a time by a file lock), preview or test
+the next digest without recording anything, resend an article, cancel a digest or
+take an article out of one.
+
+Each delivery run reads the current ``settings`` once, into a frozen
+:class:`~publisher.delivery.model.DeliveryConfig` that it hands to the
+:class:`~publisher.mail.transport.TransportPool` and the
+:class:`~publisher.delivery.engine.Deliverer`: a SIGHUP during a run applies to the next.
+The service takes its collaborators explicitly and imports nothing of the runtime:
+what the node should know (messages sent) goes out through ``on_sent``.
+
+Over 400 lines on purpose: it is the whole of delivery the front ends see (plan, send,
+deliver; the previews and test sends, which render exactly as a delivery does; the
+operator's corrections), each method short and built on the modules below it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+import jinja2
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from publisher import clock, metrics
+from publisher.config import Settings
+from publisher.content.model import Article
+from publisher.delivery import ledger
+from publisher.delivery.engine import Deliverer, Framer, personal_values
+from publisher.delivery.ledger import Claimant
+from publisher.delivery.locks import exclusive, holder
+from publisher.delivery.model import OPEN_STATES, DeliveryConfig, DeliveryReport, DeliveryState
+from publisher.delivery.pacing import Backoff
+from publisher.digest.plan import PlannedDigest, digest_id, plan, plan_on, planned_for, why_nothing_due
+from publisher.digest.resend import find_article, plan_resend
+from publisher.logs import digest_context
+from publisher.mail.dkim import DkimSigner
+from publisher.mail.message import DigestMessages
+from publisher.mail.render import render_digest
+from publisher.mail.transport import DeliveryError, TransportPool, make_transport
+from publisher.store import articles as article_store
+from publisher.store import digests as digest_store
+from publisher.store.articles import IngestResult
+from publisher.store.db import transaction
+from subscribers import store as subscriber_store
+from subscribers.model import Cadence, Status, Subscriber
+from subscribers.tokens import Tokens
+from subscribers.validation import normalize_email
+
+log = logging.getLogger(__name__)
+
+CANCELLED_BY_OPERATOR = "cancelled by the operator"
+SAMPLE_READER = ("Sample Reader", "reader@example.com")  # a preview's made-up subscriber (RFC 2606 domain)
+
+# Scans the Markdown sources into an open transaction (a rehearsal's scan, rolled back with it).
+ScanInto = Callable[[AsyncConnection], Awaitable[IngestResult]]
+
+
+@dataclass
+class SendResult:
+    planned: list[PlannedDigest] = field(default_factory=list)
+    report: DeliveryReport | None = None  # None on a dry run
+    article_id: str = ""  # a resend's article, however the operator named it
+
+
+@dataclass
+class Rehearsal:
+    """A send that will be rolled back (:meth:`DeliveryService.rehearse`): read it through ``conn``."""
+
+    conn: AsyncConnection
+    now: datetime
+    scan: IngestResult
+    planned: list[PlannedDigest]
+    nothing_due: str = ""  # why nothing was planned (see :func:`publisher.digest.plan.why_nothing_due`)
+
+
+class NothingToPreview(LookupError):
+    """There is no digest to preview or test now; the message says why."""
+
+
+@dataclass(frozen=True)
+class DigestCopy:
+    """One reader's copy of a digest, made by the delivery's own rendering and framing,
+    and recorded nowhere (``publisher preview``, ``publisher send --test``)."""
+
+    subject: str
+    html: str
+    text: str
+    message: bytes  # the wire bytes (CRLF), as the transport would get them
+    recipient: str
+    article_count: int
+
+
+class DigestNotOpen(LookupError):
+    """No unfinished digest has this id (or it doesn't hold the article); the message says which."""
+
+
+@dataclass(frozen=True)
+class DroppedArticle:
+    """What ``publisher digests drop-article`` did to a digest."""
+
+    article_id: str
+    left: int  # articles the digest still holds
+    to_send: int  # its messages still to send, now without the article
+    cancelled: int | None = None  # it was the last article: the digest was cancelled, these messages with it
+
+
+def framer(settings: Settings, env: jinja2.Environment) -> Framer:
+    """How a run renders and frames a digest: with these templates and settings."""
+
+    def frame(articles: Sequence[Article], ident: str, cadence: str, resend: bool, date: datetime) -> DigestMessages:
+        rendered = render_digest(articles, settings, env, ident, cadence, resend=resend)
+        return DigestMessages(rendered, settings=settings, digest_id=ident, date=date)
+
+    return frame
+
+
+class DeliveryService:
+    """Plans and delivers digests; the operator's previews, test sends, resends and cancels."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        settings: Settings,
+        env: jinja2.Environment,
+        *,
+        tokens: Callable[[], Tokens],
+        dkim: Callable[[], DkimSigner | None],
+        stopping: asyncio.Event,
+        scan_into: ScanInto,
+        node_id: str,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings  # replaced on SIGHUP; each run reads it once
+        self.env = env
+        self._tokens = tokens  # read when used: the key file is only needed once something is signed
+        self._dkim = dkim
+        self.stopping = stopping
+        self._scan_into = scan_into
+        self.node_id = node_id
+        self._on_sent = on_sent
+        # One delivery run at a time in this process: two runs would both pick up the
+        # rows the other has marked "sending".
+        self._lock = asyncio.Lock()
+
+    @property
+    def claimant(self) -> Claimant:
+        """This process's claims on deliveries; on SQLite, made under the delivery file lock."""
+        lease = timedelta(seconds=self.settings.cluster.lease)
+        return Claimant(self.node_id, lease, exclusive=not self.settings.database.shared)
+
+    # --- planning -------------------------------------------------------------------------
+
+    def _plan_options(self, cadence: Cadence) -> dict[str, Any]:
+        """The digest settings :func:`publisher.digest.plan.plan` takes for ``cadence``."""
+        settings = self.settings.digest
+        return {
+            "max_articles": settings.max_articles,
+            "schedule": None if cadence == Cadence.INSTANT else settings.schedule,
+            "grace": timedelta(hours=settings.grace_hours),
+        }
+
+    async def plan(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> list[PlannedDigest]:
+        """Create the digests due for ``cadences`` now (with ``dry_run``, only say which)."""
+        now = clock.now()
+        result: list[PlannedDigest] = []
+        for cadence in cadences:
+            planned = await plan(self.engine, cadence, now, dry_run=dry_run, **self._plan_options(cadence))
+            for digest in planned:
+                if not dry_run:
+                    metrics.digest_planned(digest.cadence)
+                with digest_context(digest.id):
+                    log.info(
+                        "digest %s: %s%d articles for %d subscribers",
+                        digest.id, "(dry run) " if dry_run else "", len(digest.article_seqs), digest.recipients,
+                    )
+            result.extend(planned)
+        return result
+
+    @contextlib.asynccontextmanager
+    async def rehearse(self, cadence: Cadence) -> AsyncIterator[Rehearsal]:
+        """What ``publisher send`` would do now, in a transaction that is rolled back after.
+
+        The Markdown sources are scanned and ``cadence``'s digests planned exactly as
+        a real send does, inside one transaction: the caller reads the planned
+        digests and ledger rows from it, and afterwards nothing is left (no article
+        stored, no feed written, no cursor moved, no ledger row).
+        """
+        now = clock.now()
+        async with transaction(self.engine, dry_run=True) as conn:
+            scan = await self._scan_into(conn)
+            planned = await plan_on(conn, cadence, now, **self._plan_options(cadence))
+            for digest in planned:
+                with digest_context(digest.id):
+                    log.info("digest %s: (dry run) %d articles for %d subscribers",
+                             digest.id, len(digest.article_seqs), digest.recipients)
+            reason = "" if planned else await why_nothing_due(
+                conn, cadence, now, self._plan_options(cadence)["schedule"]
+            )
+            yield Rehearsal(conn, now, scan, planned, reason)
+
+    async def why_nothing_due(self, cadence: Cadence) -> str:
+        """Why a plan of ``cadence`` found nothing now, and what to do (``publisher send``)."""
+        async with self.engine.connect() as conn:
+            return await why_nothing_due(conn, cadence, clock.now(), self._plan_options(cadence)["schedule"])
+
+    # --- copies recorded nowhere ----------------------------------------------------------
+
+    async def next_copy(
+        self, cadence: Cadence | None = None, *, subscriber: str | None = None, article: str | None = None,
+        to: str | None = None, test: bool = False,
+    ) -> DigestCopy:
+        """The copy of the next digest that ``subscriber`` (an address) would get if
+        ``publisher send`` ran now, or a made-up reader's copy of the biggest digest due
+        (or of ``article``, a reference :func:`publisher.digest.resend.find_article` takes).
+
+        Planned in a rehearsal (:meth:`rehearse`), so nothing is stored and no cursor
+        moves.  ``to`` addresses the copy to someone else; ``test`` marks it as a test
+        (subject prefixed "[TEST] ", header ``X-Publisher-Test: yes``).  Raises
+        :class:`NothingToPreview` saying why there is none, and ValueError for an address
+        that is not one.
+        """
+        reader = None
+        if subscriber is not None:
+            address = normalize_email(subscriber)
+            async with self.engine.connect() as conn:
+                reader = await subscriber_store.find(conn, address)
+            if reader is None:
+                raise NothingToPreview(f"{address} is not a subscriber (see `publisher subscribers list`)")
+            if reader.status != Status.ACTIVE:
+                raise NothingToPreview(f"{address} is {reader.status}: they get no digests")
+        cadence = cadence or (reader.cadence if reader else Cadence.INSTANT)
+        async with self.rehearse(cadence) as rehearsal:
+            ident, seqs = await self._next_digest(rehearsal, cadence, reader, article)
+            articles = await article_store.by_seq(rehearsal.conn, seqs)
+        name, email = (reader.name, reader.email) if reader else SAMPLE_READER
+        personal = personal_values(self._tokens(), self.settings.site.url, reader.id if reader else 0,
+                                   name, normalize_email(to) if to else email)
+        rendered = render_digest(articles, self.settings, self.env, ident, cadence)
+        if test:
+            ident = f"test-{ident}"
+            rendered = dataclasses.replace(rendered, subject=f"[TEST] {rendered.subject}")
+        message = DigestMessages(rendered, settings=self.settings, digest_id=ident, date=clock.now()).build(
+            personal, reader.id if reader else 0
+        )
+        if test:  # prepended: a header field anywhere in the header block is as good, and framing stays in one place
+            message = b"X-Publisher-Test: yes\r\n" + message
+        html, text = rendered.personalize(personal)
+        return DigestCopy(rendered.subject, html, text, message, personal.email, len(articles))
+
+    async def _next_digest(
+        self, rehearsal: Rehearsal, cadence: Cadence, reader: Subscriber | None, article: str | None
+    ) -> tuple[str, tuple[int, ...]]:
+        """``(digest id, article seqs)`` of the copy :meth:`next_copy` makes."""
+        if article is not None:
+            found = await find_article(rehearsal.conn, article, self.settings.site.url)
+            seqs = (found.seq,)
+            return digest_id(cadence, rehearsal.now, seqs), seqs
+        if reader is not None:
+            theirs = await planned_for(rehearsal.conn, reader.id, rehearsal.planned)
+            if theirs is None:
+                why = rehearsal.nothing_due or "every article they would get has gone out to them"
+                raise NothingToPreview(f"nothing to preview for {reader.email} ({cadence}): {why}")
+            return theirs.id, theirs.article_seqs
+        if not rehearsal.planned:
+            raise NothingToPreview(f"nothing to preview: {rehearsal.nothing_due}")
+        biggest = max(rehearsal.planned, key=lambda digest: (len(digest.article_seqs), digest.recipients))
+        return biggest.id, biggest.article_seqs
+
+    async def send_test(self, to: str, *, cadence: Cadence | None = None, article: str | None = None) -> DigestCopy:
+        """Send one copy of the next digest (or of ``article``) to ``to``, marked as a test,
+        through the configured transport: outside the ledger, no cursor moves.
+
+        Raises :class:`NothingToPreview`, and DeliveryError when the transport can't be
+        reached or refuses the message.
+        """
+        copy = await self.next_copy(cadence, article=article, to=to, test=True)
+        signer = self._dkim()
+        message = copy.message if signer is None else signer.sign(copy.message)
+        transport = make_transport(self.settings.delivery, self.settings.smtp)
+        try:
+            await transport.open()
+            await transport.send(self.settings.delivery.from_address, copy.recipient, message)
+        finally:
+            await transport.close()
+        return copy
+
+    # --- sending --------------------------------------------------------------------------
+
+    async def send(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> SendResult:
+        """Plan the digests due for ``cadences`` and deliver everything still pending."""
+        result = SendResult(planned=await self.plan(cadences, dry_run=dry_run))
+        if not dry_run:
+            result.report = await self.deliver()
+        return result
+
+    async def resend(self, reference: str, *, dry_run: bool = False) -> SendResult:
+        """Send the article ``reference`` names (id, slug, URL or feed entry id) again to
+        everyone whose topics it matches (``publisher resend``).
+
+        Raises :class:`publisher.digest.resend.UnknownArticle`.
+        """
+        digest, article = await plan_resend(
+            self.engine, reference, clock.now(), site_url=self.settings.site.url, dry_run=dry_run
+        )
+        with digest_context(digest.id):
+            log.info("digest %s: %sresending %s to %d subscribers", digest.id, "(dry run) " if dry_run else "",
+                     article.id, digest.recipients)
+        result = SendResult(planned=[digest], article_id=article.id)
+        if not dry_run:
+            metrics.digest_planned(digest.cadence)
+            result.report = await self.deliver()
+        return result
+
+    async def deliver(
+        self, *, wait: bool = False, progress: Callable[[DeliveryReport], None] | None = None
+    ) -> DeliveryReport:
+        """Hand every due ledger row to the transport (resumes interrupted digests).
+
+        With ``wait``, also wait out deferred rows until every digest is finished or
+        paused.  One run at a time within this process (an asyncio lock).  On
+        PostgreSQL, processes and nodes share the rows through claims with a lease
+        (:func:`publisher.delivery.ledger.claim`).  SQLite is one machine's: one process
+        delivers at a time, by a file lock in the data directory (see
+        :mod:`publisher.delivery.locks`), and takes over at once what a dead one left.
+        """
+        async with self._lock:
+            claimant = self.claimant
+            if not claimant.exclusive:
+                return await self._deliver_unfinished(wait, progress, claimant)
+            lock_path = self.settings.storage.data_dir / "delivery.lock"
+            with exclusive(lock_path) as taken:
+                if not taken:
+                    log.info("another process (pid %s) is delivering; leaving the ledger to it", holder(lock_path))
+                    return DeliveryReport()
+                return await self._deliver_unfinished(wait, progress, claimant)
+
+    async def deliver_due(self) -> None:
+        """The nodes' delivery job: deliver if a row can be claimed now (one cheap query if not).
+
+        A run already going in this process is left alone: it is busy, and the next
+        look finds what it did not take.
+        """
+        if not self._lock.locked() and await ledger.claimable(self.engine, clock.now(), self.claimant):
+            await self.deliver()
+
+    async def _deliver_unfinished(
+        self, wait: bool, progress: Callable[[DeliveryReport], None] | None, claimant: Claimant
+    ) -> DeliveryReport:
+        if not await ledger.unfinished_digests(self.engine):
+            return DeliveryReport()  # no connection to the relay when there is nothing to send
+        config = DeliveryConfig.from_settings(self.settings)
+        pool = TransportPool(partial(make_transport, config, config.smtp), config.concurrency,
+                             name=config.transport_name)
+        async with pool:
+            # A relay that is down or misconfigured leaves every row pending, untouched; with
+            # ``wait`` it is tried again with growing pauses until it answers or the service stops.
+            pauses = Backoff(config.retry_base, limit=60.0).next_pause if wait else None
+            try:
+                if not await pool.open(self.stopping, pauses):
+                    return DeliveryReport()
+            except DeliveryError as exc:
+                return DeliveryReport(unreachable=f"cannot reach the {config.transport_name}: {exc}")
+            deliverer = Deliverer(
+                self.engine, config, framer(self.settings, self.env), self._tokens(), pool,
+                stop=self.stopping, progress=self._tracking(progress), signer=self._dkim(), claimant=claimant,
+            )
+            return await deliverer.run(wait=wait)
+
+    def _tracking(self, progress: Callable[[DeliveryReport], None] | None) -> Callable[[DeliveryReport], None]:
+        """A run's progress callback that also tells ``on_sent`` of each message sent."""
+        counted = 0
+
+        def track(report: DeliveryReport) -> None:
+            nonlocal counted
+            if self._on_sent is not None and report.sent > counted:
+                self._on_sent(report.sent - counted)
+            counted = report.sent
+            if progress is not None:
+                progress(report)
+
+        return track
+
+    # --- the operator's corrections -------------------------------------------------------
+
+    async def cancel_digest(self, digest_id: str, reason: str = CANCELLED_BY_OPERATOR) -> tuple[int, int]:
+        """Finish a digest now (``publisher digests cancel``): ``(messages cancelled, already sent)``.
+
+        Raises :class:`DigestNotOpen` for an unknown or finished digest.
+        """
+        before = await ledger.state(self.engine, digest_id)
+        if before is None:
+            raise DigestNotOpen(f"no digest {digest_id!r} (see `publisher digests list`)")
+        cancelled = await ledger.cancel(self.engine, digest_id, reason, clock.now())
+        if cancelled is None:
+            raise DigestNotOpen(f"digest {digest_id} is already finished: nothing to cancel")
+        with digest_context(digest_id):
+            log.info("digest %s: %s; %d message(s) cancelled", digest_id, reason, cancelled)
+        return cancelled, before.counts.get(DeliveryState.SENT, 0)
+
+    async def drop_from_digest(self, digest_id: str, reference: str) -> DroppedArticle:
+        """Take an article (a reference :func:`publisher.digest.resend.find_article` takes) out of the
+        messages a digest has still to send; a digest left empty is cancelled.
+
+        Raises :class:`publisher.digest.resend.UnknownArticle` and :class:`DigestNotOpen`.
+        """
+        async with self.engine.connect() as conn:
+            found = await find_article(conn, reference, self.settings.site.url)
+        left = await digest_store.drop_article(self.engine, digest_id, found.seq)
+        if left is None:
+            raise DigestNotOpen(
+                f"{found.id} is not in digest {digest_id!r}, or that digest is finished (see `publisher digests list`)"
+            )
+        if not left:
+            cancelled, _ = await self.cancel_digest(
+                digest_id, f"{CANCELLED_BY_OPERATOR}: its last article {found.id} was dropped"
+            )
+            return DroppedArticle(found.id, 0, 0, cancelled)
+        after = await ledger.state(self.engine, digest_id)
+        to_send = sum(after.counts.get(state, 0) for state in OPEN_STATES) if after else 0
+        with digest_context(digest_id):
+            log.info("digest %s: dropped article %s; %d left", digest_id, found.id, len(left))
+        return DroppedArticle(found.id, len(left), to_send)

@@ -1,0 +1,1 @@
+"""Digests: which articles go to whom (plan.py), and when (cadence.py)."""
