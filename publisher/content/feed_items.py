@@ -34,6 +34,7 @@ from urllib.parse import urljoin, urlsplit
 import feedparser  # type: ignore[import-untyped]
 import lxml.html  # type: ignore[import-untyped]
 
+from publisher.content.extract import is_takeaways_marker, sources_note, split_cite, without_cite_dash
 from publisher.content.html import sanitize_html
 from publisher.content.model import (
     MAX_ID_LENGTH,
@@ -56,9 +57,6 @@ _HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 _LISTS = ("ul", "ol")
 _TITLE_LIMIT = 80  # a title made from the text of an untitled item
 
-_TAKEAWAYS = re.compile(r"key\s+takeaways\s*:?", re.IGNORECASE)
-_SOURCES_LABEL = re.compile(r"(?:data\s+)?sources?\s*:\s*", re.IGNORECASE)
-_CITE_DASH = re.compile(r"(?:—|–|--)\s*")
 _APPEARED_FIRST = re.compile(r"the post .+ appeared first on .+", re.IGNORECASE | re.DOTALL)
 _COMMENTS_HEADING = re.compile(
     r"leave a (?:reply|comment)|(?:\d+|one|no) (?:comments?|responses?|replies|thoughts? on [“\"'«].+)",
@@ -401,7 +399,7 @@ def _cut_takeaways(root: Element) -> list[str]:
     follow it directly.
     """
     for marker in root.iter(*_HEADINGS, "p"):
-        if not _TAKEAWAYS.fullmatch(element_text(marker)):
+        if not is_takeaways_marker(element_text(marker)):
             continue
         between: list[Element] = []
         for sibling in marker.itersiblings():
@@ -542,9 +540,7 @@ def _table_sources(table: Element) -> str:
     note = block.getnext()
     if note is None or note.tag != "p":
         return ""
-    text = element_text(note)
-    label = _SOURCES_LABEL.match(text)
-    return text[label.end() :] if label else ""
+    return sources_note(element_text(note))
 
 
 def _quote(blockquote: Element) -> Quote:
@@ -555,10 +551,10 @@ def _quote(blockquote: Element) -> Quote:
         cite = cite or element_text(attribution)
         attribution.drop_tree()
     lines = [text for p in quote.iter("p") if (text := element_text(p))] or [element_text(quote)]
-    if not cite and len(lines) > 1 and _CITE_DASH.match(lines[-1]):
-        cite = lines.pop()
-    if dash := _CITE_DASH.match(cite):
-        cite = cite[dash.end() :]
+    if cite:
+        cite = without_cite_dash(cite)
+    else:
+        lines, cite = split_cite(lines)
     return Quote(" ".join(line for line in lines if line), cite.strip())
 
 
