@@ -25,8 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from publisher import ledger, metrics, nodes
 from publisher.config import ConfigError, Settings
-from publisher.content.model import Article, FactTable, Image, Quote
-from publisher.content.sources import ScanResult, scan_directory
+from publisher.content.model import Article, FactTable, Image, Quote, ScanResult
 from publisher.delivery import Deliverer, DeliveryReport, personal_values
 from publisher.digest import (
     PlannedDigest,
@@ -51,6 +50,7 @@ from publisher.notices import Notices
 from publisher.pacing import Backoff
 from publisher.secrets import load_secret_key
 from publisher.sources.intake import API_SOURCE, Intake
+from publisher.sources.markdown_dir import scan_directory
 from publisher.store import articles as article_store
 from publisher.store import digests as digest_store
 from publisher.store import meta

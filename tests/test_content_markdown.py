@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from publisher.content.feed_items import parse_feed
+from publisher.content.upstream import parse_feed
 from publisher.content.markdown import ArticleError, parse_article, read_article
 from publisher.content.model import Article, ContentLimits, FactTable, Image, Problem, Quote, Severity
 

@@ -20,8 +20,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 
-from publisher.content import feed_items
-from publisher.content.feed_items import parse_feed
+from publisher.content import upstream as upstream_items
+from publisher.content.upstream import parse_feed
 from publisher.content.markdown import parse_article
 from publisher.content.model import Article, ContentLimits, FactTable, Image, Problem, Quote, Severity
 from publisher.sources.upstream import FeedFetcher, user_agent
@@ -329,14 +329,14 @@ def test_article_text_that_looks_like_boilerplate_stays() -> None:
 
 
 def test_one_broken_item_does_not_stop_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
-    sanitize = feed_items.sanitize_html
+    sanitize = upstream_items.sanitize_html
 
     def fail_on_one(markup: str, base_url: str) -> str:
         if base_url.endswith("/what-the-west-can-still-do/"):
             raise ValueError("simulated parser crash")
         return sanitize(markup, base_url)
 
-    monkeypatch.setattr(feed_items, "sanitize_html", fail_on_one)
+    monkeypatch.setattr(upstream_items, "sanitize_html", fail_on_one)
     scan = parse_feed(WORDPRESS, WP_URL, now=NOW)
     assert [a.slug for a in scan.articles] == ["briefing-a-world-in-flux", "kim-goes-to-vladivostok"]
     assert Problem(

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from publisher.config import FeedSource, Settings
+from publisher.config import Settings, UpstreamFeed
 from publisher.content.model import Article, Problem, Severity
-from publisher.content.sources import scan_directory
+from publisher.sources.markdown_dir import scan_directory
 from publisher.store import articles as article_store
 from publisher.store.articles import IngestResult
 
@@ -133,7 +133,7 @@ class Intake:
     async def store_feeds(self, fetched: Sequence[Fetched]) -> IngestResult:
         """Store the articles of feeds fetched by :meth:`fetch_feeds`; an item without a
         date of its own keeps the dates it was first stored with."""
-        from publisher.content.feed_items import keep_first_dates  # here: see _fetcher
+        from publisher.content.upstream import keep_first_dates  # here: see _fetcher
 
         total = IngestResult()
         for feed in fetched:
@@ -167,7 +167,7 @@ class Intake:
             log.info("%sremoved %s: %s no longer has it, or has it as a draft", dry, article_id, source)
         return result
 
-    def _fetcher(self, source: FeedSource, settings: Settings) -> FeedFetcher:
+    def _fetcher(self, source: UpstreamFeed, settings: Settings) -> FeedFetcher:
         fetcher = self._fetchers.get(source.url)
         if fetcher is None:
             # Imported here: aiohttp's client and feedparser cost ~10 MB that a site

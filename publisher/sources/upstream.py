@@ -1,6 +1,6 @@
 """Fetching an upstream feed politely, so a blog we follow never has a reason to block us.
 
-:class:`FeedFetcher` is the I/O edge around :func:`~publisher.content.feed_items.parse_feed`:
+:class:`FeedFetcher` is the I/O edge around :func:`~publisher.content.upstream.parse_feed`:
 
 * a conditional GET (``If-None-Match`` / ``If-Modified-Since``): an unchanged feed
   costs the blog a 304 and us no parsing;
@@ -35,7 +35,7 @@ from typing import Self
 
 import aiohttp
 
-from publisher.content.feed_items import FeedScan, parse_feed
+from publisher.content.upstream import FeedScan, parse_feed
 from publisher.content.model import ContentLimits
 from publisher.pacing import Backoff
 

@@ -6,9 +6,9 @@ in), so it is tested without a server and a fetcher only adds the HTTP around it
 A blog's feed is not written for us: its HTML carries comment forms, share buttons
 and "The post … appeared first on …" footers, and it puts the parts our renderers
 show on their own (key takeaways, fact tables, a pull quote, the lead image) inside
-the body.  This module drops the first and lifts out the second, with the same rules
-as the Markdown source (:mod:`publisher.content.markdown`), so every renderer gets the
-same shape of :class:`Article` wherever it came from.
+the body.  This module drops the first and lifts out the second, with the rules it
+shares with the Markdown source (:mod:`publisher.content.extract`), so every renderer
+gets the same shape of :class:`Article` wherever it came from.
 
 Upstream HTML is not ours to fix: a ragged table is widened rather than reported,
 a missing date falls back to another date.  What cannot become an article (no link,
@@ -45,10 +45,10 @@ from publisher.content.model import (
     Image,
     Problem,
     Quote,
+    ScanResult,
     Severity,
 )
 from publisher.content.slug import slugify
-from publisher.content.sources import ScanResult
 from publisher.content.text import BodyParts, absolute_http, capped_table, cell_alignment, element_text, html_fragment, html_text, one_line, table_alignment, truncate, unique
 
 Element = Any  # lxml.html.HtmlElement; lxml ships no type hints
