@@ -37,8 +37,10 @@ from publisher.digest import (
     planned_for,
     why_nothing_due,
 )
-from publisher.feeds import CONTENT_TEMPLATE as FEED_CONTENT_TEMPLATE
-from publisher.feeds import FeedDocument, build_feeds, write_feeds
+from publisher.feeds.build import CONTENT_TEMPLATE as FEED_CONTENT_TEMPLATE
+from publisher.feeds.build import FeedDocument
+from publisher.feeds.shelf import FeedShelf
+from publisher.feeds.websub import HubPinger
 from publisher.ledger import Claimant, claimable, unfinished_digests
 from publisher.locks import exclusive, holder
 from publisher.logs import digest_context
@@ -56,8 +58,8 @@ from publisher.store import digests as digest_store
 from publisher.store import meta
 from publisher.store.articles import IngestResult
 from publisher.store.db import create_engine, transaction, upgrade
+from publisher.tasks import TaskTracker
 from publisher.templating import make_environment, make_loader, template_error
-from publisher.websub import HubPinger
 from subscribers import store as subscriber_store
 from subscribers.model import Cadence, Status, Subscriber
 from subscribers.tokens import Tokens
@@ -185,30 +187,25 @@ class Publisher:
         self.settings = settings
         self.engine = create_engine(settings.database.url, busy_timeout=settings.database.busy_timeout)
         self.env = make_environment(settings.site.templates_dir)
-        self.feeds: dict[str, FeedDocument] = {}
         self.stopping = asyncio.Event()
         # One delivery run at a time in this process: two runs would both pick up the
         # rows the other has marked "sending".
         self._delivery_lock = asyncio.Lock()
         self._scan_lock = asyncio.Lock()
         self._fetch_lock = asyncio.Lock()  # one upstream fetch at a time (a fetcher's rule), outside _scan_lock
-        self._feeds_lock = asyncio.Lock()  # one feed build at a time
         self._tokens: Tokens | None = None
         self._notices: Notices | None = None
         self._jobs: set[asyncio.Task[object]] = set()
         self._background: set[asyncio.Task[None]] = set()
+        self.tasks = TaskTracker()
+        self.shelf = FeedShelf(settings, self.engine, self.env, self.tasks)
         self.intake = Intake(self.engine, lambda: self.settings)
-        self.hub = HubPinger(settings.websub)
         self.last_scan_at: datetime | None = None  # when the last scan finished (readiness, status)
         self.scheduler_running = False  # set by the daemon while its schedule runs
         # This process as a node: its claims on deliveries and its heartbeat carry this id.
         self.node_id = nodes.node_id(utcnow())
         self.sent_total = 0  # messages this process delivered (its send rate, in publisher status)
         self.role = "cli"  # leader | standby | worker, set by publisher.daemon
-        self._feeds_revision: tuple[object, ...] | None = None  # the store's, when the feeds were built
-        # Why the static feed files could not be written at the last build (None: they were).
-        # Best effort: the feeds are served from memory whatever happens to the copies.
-        self.static_files_problem: str | None = None
         # Told when the earliest scheduled article is due (None: none) after every ingest:
         # the leader's schedule wakes up then (publisher.scheduler).
         self.on_next_release: Callable[[datetime | None], None] | None = None
@@ -237,6 +234,7 @@ class Publisher:
             update={"database": old.database, "storage": old.storage, "server": old.server}
         )
         self.env.loader = make_loader(settings.site.templates_dir)
+        self.shelf.settings = self.settings
         self.__dict__["dkim"] = signer  # replaces the cached property's value
         if self._notices is not None:  # it reads these when it sends
             self._notices.settings, self._notices.signer = self.settings, signer
@@ -344,58 +342,31 @@ class Publisher:
         if self.on_next_release is not None:
             self.on_next_release(await article_store.next_release(self.engine))
 
-    async def build_feeds(self, *, announce: bool = True) -> None:
-        """Render every feed from the store, write the static copies, tell the WebSub hub
-        (unless not ``announce``: the node that stored the change has told it)."""
-        async with self._feeds_lock:  # the build runs in threads: two at once could finish out of order
-            await self._build_feeds(announce)
+    @property
+    def feeds(self) -> dict[str, FeedDocument]:  # delegate (wave 2)
+        return self.shelf.docs
 
-    async def _build_feeds(self, announce: bool) -> None:
-        site, hub = self.settings.site, self.settings.websub.hub
-        revision = await article_store.revision(self.engine)
-        published = await article_store.latest(self.engine)
-        before = self.feeds
-        # In a thread: rendering hundreds of documents takes long enough to stall every request.
-        self.feeds = await asyncio.to_thread(
-            build_feeds, published, site, self.settings.feeds.max_entries, self.env, hub=hub,
-            max_tag_feeds=self.settings.feeds.max_tag_feeds, max_entry_bytes=self.settings.feeds.max_entry_bytes,
-        )
-        self._feeds_revision = revision
-        await self._write_static_copies()
-        if await meta.get(self.engine, meta.SITE_URL) != site.url:  # published under this URL from now on
-            await meta.put(self.engine, meta.SITE_URL, site.url)
-        if hub and before and announce:  # the first build after a start only restates what the hub has seen
-            changed = [path for path, doc in self.feeds.items() if path not in before or before[path].etag != doc.etag]
-            self.hub.settings = self.settings.websub
-            self.hub.ping(urljoin(site.url, path) for path in changed)
+    @feeds.setter
+    def feeds(self, docs: dict[str, FeedDocument]) -> None:  # delegate (wave 2)
+        self.shelf.docs = docs
 
-    async def _write_static_copies(self) -> None:
-        """Write the feeds to ``[site] output_dir`` for nginx or a CDN, as a best effort.
+    @property
+    def hub(self) -> HubPinger:  # delegate (wave 2)
+        return self.shelf.hub
 
-        A directory that is read-only, full or not a directory never stops serving (the
-        feeds are in memory) nor sending: the problem is logged once each time it
-        changes, and shown in ``/readyz`` and ``publisher status`` until a write succeeds.
-        """
-        output_dir = self.settings.site.output_dir
-        try:
-            await asyncio.to_thread(write_feeds, self.feeds, output_dir)
-        except OSError as exc:
-            problem = (f"cannot write the static feed files to {output_dir}: {exc.strerror or exc} "
-                       f"({exc.filename or output_dir}); the feeds are still served by the daemon")
-            if problem != self.static_files_problem:
-                log.error("%s", problem)
-            self.static_files_problem = problem
-            return
-        if self.static_files_problem is not None:
-            log.info("feeds: the static feed files are written to %s again", output_dir)
-        self.static_files_problem = None
-        log.info("feeds: %d files in %s", len(self.feeds), output_dir)
+    @hub.setter
+    def hub(self, hub: HubPinger) -> None:  # delegate (wave 2)
+        self.shelf.hub = hub
 
-    async def refresh_feeds(self) -> None:
-        """Rebuild the feeds if the store's articles changed since they were built (by
-        another node: a standby serves what the leader stored)."""
-        if await article_store.revision(self.engine) != self._feeds_revision:
-            await self.build_feeds(announce=False)
+    @property
+    def static_files_problem(self) -> str | None:  # delegate (wave 2)
+        return self.shelf.static_files_problem
+
+    async def build_feeds(self, *, announce: bool = True) -> None:  # delegate (wave 2)
+        await self.shelf.build(announce=announce)
+
+    async def refresh_feeds(self) -> None:  # delegate (wave 2)
+        await self.shelf.refresh()
 
     def _plan_options(self, cadence: Cadence) -> dict[str, Any]:
         """The digest settings :func:`publisher.digest.plan` takes for ``cadence``."""
@@ -744,5 +715,5 @@ class Publisher:
             _, pending = await asyncio.wait(self._jobs | self._background, timeout=timeout)
             jobs_done = not pending
         notices_done = self._notices is None or await self._notices.drain(max(0.0, deadline - loop.time()))
-        pings_done = await self.hub.drain(max(0.0, deadline - loop.time()))
-        return jobs_done and notices_done and pings_done
+        tasks_done = await self.tasks.drain(max(0.0, deadline - loop.time()))  # the WebSub pings
+        return jobs_done and notices_done and tasks_done

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from publisher.cadence import Schedule
 from publisher.content.model import Article
 from publisher.content.slug import slugify
-from publisher.feeds import entry_id
+from publisher.feeds.build import entry_id
 from publisher.store.articles import newest_seq
 from publisher.store.db import (
     Exclusive,

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from publisher import metrics
 from publisher.app import Publisher, utcnow
 from publisher.config import Settings
-from publisher.feeds import FeedDocument
+from publisher.feeds.build import FeedDocument
 from publisher.store.schema import articles
 from publisher.web.feeds import accepts_gzip
 from publisher.web.security import PAGE_CSP
@@ -122,13 +122,13 @@ async def test_a_full_disk_for_the_static_files_is_a_warning_logged_once_and_rea
     client: TestClient, publisher: Publisher, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     ready(publisher)
-    caplog.set_level(logging.INFO, logger="publisher.app")
+    caplog.set_level(logging.INFO, logger="publisher.feeds.shelf")
 
     def disk_full(docs: object, output_dir: Path) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(output_dir / "feed.rss"))
 
     with monkeypatch.context() as patched:
-        patched.setattr("publisher.app.write_feeds", disk_full)
+        patched.setattr("publisher.feeds.shelf.write_feeds", disk_full)
         await publisher.build_feeds()
         await publisher.build_feeds()
         response = await client.get("/readyz")

@@ -20,16 +20,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from functools import lru_cache
-from typing import Protocol
 
 from aiohttp import web
 from multidict import CIMultiDict
 
 from publisher import metrics
-from publisher.feeds import FeedDocument
+from publisher.feeds.build import FORMATS, FeedDocument
+from publisher.feeds.shelf import FeedShelf
 
-SITE_FEEDS = ("feed.rss", "feed.atom", "feed.json")
-TAG_FEEDS_PATTERN = r"/tags/{slug:[a-z0-9-]+}/feed.{format:rss|atom|json}"
+SITE_FEEDS = tuple(fmt.file_name for fmt in FORMATS.values())
+TAG_FEEDS_PATTERN = r"/tags/{slug:[a-z0-9-]+}/feed.{format:%s}" % "|".join(FORMATS)
 CACHE_CONTROL = "public, max-age=60"
 _GZIP_SUFFIX = '-gzip"'
 
@@ -147,32 +147,25 @@ class PreparedFeed:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class FeedSource(Protocol):
-    """Whatever holds the current feeds by path (the Publisher)."""
-
-    @property
-    def feeds(self) -> Mapping[str, FeedDocument]: ...
-
-
 class FeedRoutes:
-    """The feed handlers of one app, serving whatever ``source.feeds`` holds at the moment.
+    """The feed handlers of one app, serving whatever ``shelf.docs`` holds at the moment.
 
     A document is prepared the first time it is asked for, and again only when it
-    changes; when the source replaces its mapping (a rebuild), what was prepared for
+    changes; when the shelf replaces its mapping (a rebuild), what was prepared for
     the old one is dropped at once, vanished tags included.  ``extra_headers`` go on
     every feed response (the security headers); responses are ``response_class``.
     """
 
-    def __init__(self, source: FeedSource, extra_headers: Mapping[str, str] | None = None,
+    def __init__(self, shelf: FeedShelf, extra_headers: Mapping[str, str] | None = None,
                  response_class: type[web.Response] = web.Response) -> None:
-        self._source = source
+        self._shelf = shelf
         self._extra_headers = dict(extra_headers or {})
         self._response_class = response_class
         self._feeds: Mapping[str, FeedDocument] = {}
         self._prepared: dict[str, PreparedFeed] = {}
 
     def prepared(self, path: str) -> PreparedFeed | None:
-        feeds = self._source.feeds
+        feeds = self._shelf.docs
         if feeds is not self._feeds:
             self._feeds, self._prepared = feeds, {}
         doc = feeds.get(path)

@@ -169,6 +169,6 @@ def _build(publisher: Publisher) -> tuple[web.Application, FeedRoutes]:
     add_health_routes(app)
     # The feeds' responses carry the security headers in a header set prepared once per
     # feed, so the response hook has nothing to add (publisher.web.feeds, bench/feeds.py).
-    feeds = FeedRoutes(publisher, extra_headers=security_headers(https=https), response_class=SecuredResponse)
+    feeds = FeedRoutes(publisher.shelf, extra_headers=security_headers(https=https), response_class=SecuredResponse)
     feeds.add_routes(app)
     return app, feeds
