@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -51,8 +50,7 @@ from publisher.mail.transport import DeliveryError, Transport, make_transport
 from publisher.notices import Notices
 from publisher.pacing import Backoff
 from publisher.secrets import load_secret_key
-from publisher.sources.intake import API_SOURCE, Intake
-from publisher.sources.markdown_dir import scan_directory
+from publisher.sources.intake import Intake
 from publisher.store import articles as article_store
 from publisher.store import digests as digest_store
 from publisher.store import meta
@@ -191,15 +189,16 @@ class Publisher:
         # One delivery run at a time in this process: two runs would both pick up the
         # rows the other has marked "sending".
         self._delivery_lock = asyncio.Lock()
-        self._scan_lock = asyncio.Lock()
-        self._fetch_lock = asyncio.Lock()  # one upstream fetch at a time (a fetcher's rule), outside _scan_lock
         self._tokens: Tokens | None = None
         self._notices: Notices | None = None
         self._jobs: set[asyncio.Task[object]] = set()
         self._background: set[asyncio.Task[None]] = set()
         self.tasks = TaskTracker()
         self.shelf = FeedShelf(settings, self.engine, self.env, self.tasks)
-        self.intake = Intake(self.engine, lambda: self.settings)
+        self.intake = Intake(
+            settings, self.engine, self.shelf, later=self.later, on_scanned=self._scanned,
+            on_next_release=self._next_release, on_new_articles=self._send_instant,
+        )
         self.last_scan_at: datetime | None = None  # when the last scan finished (readiness, status)
         self.scheduler_running = False  # set by the daemon while its schedule runs
         # This process as a node: its claims on deliveries and its heartbeat carry this id.
@@ -234,7 +233,7 @@ class Publisher:
             update={"database": old.database, "storage": old.storage, "server": old.server}
         )
         self.env.loader = make_loader(settings.site.templates_dir)
-        self.shelf.settings = self.settings
+        self.shelf.settings = self.intake.settings = self.settings
         self.__dict__["dkim"] = signer  # replaces the cached property's value
         if self._notices is not None:  # it reads these when it sends
             self._notices.settings, self._notices.signer = self.settings, signer
@@ -275,72 +274,34 @@ class Publisher:
             self._notices = Notices(self.settings, self.env, self.tokens, signer=self.dkim)
         return self._notices
 
-    def check_content(self) -> list[ScanResult]:
-        """Every Markdown directory read as a scan reads it, without the store (``publisher check``)."""
-        site_url, limits = self.settings.site.url, self.settings.content.limits
-        return [scan_directory(directory, site_url, limits=limits) for directory in self.settings.markdown_dirs]
+    def check_content(self) -> list[ScanResult]:  # delegate (wave 2)
+        return self.intake.check_content()
 
-    async def scan(self) -> IngestResult:
-        """Read the Markdown directories, store what is new, edited or removed, rebuild feeds if needed.
+    async def scan(self) -> IngestResult:  # delegate (wave 2)
+        return await self.intake.scan()
 
-        A broken article is logged as ``path:line: message`` and skipped; the others
-        are published.
-        """
-        async with self._scan_lock:  # the watcher and the interval scan may both fire
-            started = time.perf_counter()
-            result = await self.intake.scan_markdown()
-            await self._published(result)
-            metrics.scan_finished(time.perf_counter() - started)
-            self.last_scan_at = utcnow()
-            return result
+    async def fetch_feeds(self) -> IngestResult:  # delegate (wave 2)
+        return await self.intake.fetch_feeds()
 
-    async def fetch_feeds(self) -> IngestResult:
-        """Fetch the upstream feeds that are due; store and publish what is new.
+    async def accept(self, articles: Sequence[Article], *, withdrawn: Sequence[str] = ()) -> IngestResult:  # delegate (wave 2)
+        return await self.intake.accept(articles, withdrawn=withdrawn)
 
-        The fetch (network and parsing, seconds for a slow or big feed) runs outside the
-        scan lock: a Markdown scan or an article POSTed to the API waits only for the store.
-        """
-        async with self._fetch_lock:
-            fetched = await self.intake.fetch_feeds()
-            async with self._scan_lock:
-                result = await self.intake.store_feeds(fetched)
-                await self._published(result)
-            return result
+    async def unpublish(self, article_id: str) -> bool:  # delegate (wave 2)
+        return await self.intake.unpublish(article_id)
 
-    async def accept(self, articles: Sequence[Article], *, withdrawn: Sequence[str] = ()) -> IngestResult:
-        """Articles POSTed to the API (and the ids of those now posted as drafts, which
-        are unpublished); new ones go to instant subscribers in the background."""
-        async with self._scan_lock:
-            result = await self.intake.store(articles, API_SOURCE, withdrawn=withdrawn)
-            await self._published(result)
-        if result.new:
-            self.later("instant", partial(self.send, [Cadence.INSTANT]))
-        return result
+    async def publish_due(self) -> None:  # delegate (wave 2)
+        await self.intake.publish_due()
 
-    async def unpublish(self, article_id: str) -> bool:
-        """Take an article down (``publisher articles remove``, ``DELETE /api/articles/…``)
-        and rebuild the feeds; False if no published or scheduled article has this id."""
-        async with self._scan_lock:
-            found = await article_store.unpublish(self.engine, article_id, utcnow())
-            if found:
-                await self._published(IngestResult(removed=[article_id]))
-        return found
+    def _scanned(self, at: datetime) -> None:
+        self.last_scan_at = at
 
-    async def publish_due(self) -> None:
-        """The leader's job at a scheduled article's time: publish what is due (feeds, the
-        WebSub ping) and send it to instant subscribers."""
-        async with self._scan_lock:
-            result = await self.intake.release()
-            await self._published(result)
-        if result.new:
-            await self.send([Cadence.INSTANT])
-
-    async def _published(self, result: IngestResult) -> None:
-        metrics.articles_published(len(result.new))
-        if result.changed or not self.feeds:
-            await self.build_feeds()
+    def _next_release(self, at: datetime | None) -> None:
+        """Intake's report of the next scheduled article, passed to whoever listens now (the leader's schedule)."""
         if self.on_next_release is not None:
-            self.on_next_release(await article_store.next_release(self.engine))
+            self.on_next_release(at)
+
+    async def _send_instant(self) -> None:
+        await self.send([Cadence.INSTANT])
 
     @property
     def feeds(self) -> dict[str, FeedDocument]:  # delegate (wave 2)

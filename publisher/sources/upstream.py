@@ -36,6 +36,7 @@ from typing import Self
 import aiohttp
 
 from publisher.content.upstream import FeedScan, parse_feed
+from publisher import clock as publisher_clock
 from publisher.content.model import ContentLimits
 from publisher.pacing import Backoff
 
@@ -126,7 +127,7 @@ class FeedFetcher:
         interval: float = 0.0,
         backoff_base: float = 60.0,
         backoff_limit: float = 3600.0,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = lambda: publisher_clock.now(),
         rng: random.Random | None = None,
         limits: ContentLimits = ContentLimits(),
     ) -> None:
