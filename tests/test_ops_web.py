@@ -432,3 +432,33 @@ async def test_the_daemons_runner_answers_feeds_like_the_app_and_leaves_the_rest
             assert (await session.get(base + "/healthz")).status == 200
     finally:
         await runner.cleanup()
+
+
+async def test_feeds_never_reach_the_applications_middlewares_on_the_daemons_runner(publisher: Publisher) -> None:
+    """The fast path sits in front of the application through aiohttp's runner (its
+    ``server.request_handler``): if an aiohttp version stops routing requests through
+    it, feed requests reach the middlewares and this fails (pyproject.toml caps aiohttp
+    to the versions it passed on)."""
+    await publisher.scan()  # the sample articles, and their feeds
+    reached: list[str] = []
+
+    @web.middleware
+    async def record(request: web.Request, handler: Callable[..., object]) -> web.StreamResponse:
+        reached.append(request.path)
+        return await handler(request)  # type: ignore[misc, no-any-return]
+
+    runner = create_runner(publisher)
+    runner.app.middlewares.append(record)  # before setup: the application is not frozen yet
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as session:
+            for path in ("/feed.atom", "/feed.rss", "/tags/russia/feed.json"):
+                assert (await session.get(f"http://127.0.0.1:{port}{path}")).status == 200
+            assert (await session.head(f"http://127.0.0.1:{port}/feed.json")).status == 200
+            assert (await session.get(f"http://127.0.0.1:{port}/healthz")).status == 200
+    finally:
+        await runner.cleanup()
+    assert reached == ["/healthz"]
