@@ -1,7 +1,7 @@
 """Serving the feeds: conditional GET (ETag / Last-Modified → 304) and pre-gzipped bodies.
 
-Feeds are compressed once when they are built (NOTES.md: compressing per request costs
-most of the throughput), and everything a response carries is prepared once per feed
+Feeds are compressed once when they are built (compressing per request cost most of
+the throughput), and everything a response carries is prepared once per feed
 document (:class:`PreparedFeed`): both representations' headers, their ETags, the
 HTTP date.  A request is then a dictionary lookup, a header comparison or two and a
 copy of a ready header set.  ``bench/feeds.py`` measures the route against a bare
