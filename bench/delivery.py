@@ -69,7 +69,7 @@ from _senders import (
 
 import publisher
 from publisher.config import Settings, load_settings
-from publisher.content.sources import scan_directory
+from publisher.sources.markdown_dir import scan_directory
 from publisher.store.db import create_engine, upgrade
 from publisher.templating import make_environment
 from subscribers.tokens import Tokens

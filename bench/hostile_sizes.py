@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from publisher.config import Settings
-from publisher.content.feed_items import parse_feed
+from publisher.content.upstream import parse_feed
 from publisher.content.markdown import parse_article
-from publisher.feeds import build_feeds
+from publisher.feeds.build import build_feeds
 from publisher.mail.render import render_digest
 from publisher.templating import make_environment
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
@@ -20,10 +19,9 @@ from urllib.parse import urljoin
 
 import jinja2
 
-from publisher import metrics, nodes
+from publisher import nodes
 from publisher.config import ConfigError, Settings
-from publisher.content.model import Article, FactTable, Image, Quote
-from publisher.content.sources import ScanResult, scan_directory
+from publisher.content.model import Article, FactTable, Image, Quote, ScanResult
 from publisher.delivery.ledger import Claimant
 from publisher.delivery.model import DeliveryReport
 from publisher.delivery.notices import Notices
@@ -36,18 +34,19 @@ from publisher.delivery.service import (
     SendResult,
 )
 from publisher.digest.plan import PlannedDigest
-from publisher.feeds import CONTENT_TEMPLATE as FEED_CONTENT_TEMPLATE
-from publisher.feeds import FeedDocument, build_feeds, write_feeds
+from publisher.feeds.build import CONTENT_TEMPLATE as FEED_CONTENT_TEMPLATE
+from publisher.feeds.build import FeedDocument
+from publisher.feeds.shelf import FeedShelf
+from publisher.feeds.websub import HubPinger
 from publisher.mail.dkim import DkimSigner
 from publisher.mail.render import render_digest, render_notice
 from publisher.secrets import load_secret_key
-from publisher.sources.intake import API_SOURCE, Intake
-from publisher.store import articles as article_store
+from publisher.sources.intake import Intake
 from publisher.store import meta
 from publisher.store.articles import IngestResult
 from publisher.store.db import create_engine, upgrade
+from publisher.tasks import TaskTracker
 from publisher.templating import make_environment, make_loader, template_error
-from publisher.websub import HubPinger
 from subscribers.model import Cadence
 from subscribers.tokens import Tokens
 
@@ -120,27 +119,23 @@ class Publisher:
         self.settings = settings
         self.engine = create_engine(settings.database.url, busy_timeout=settings.database.busy_timeout)
         self.env = make_environment(settings.site.templates_dir)
-        self.feeds: dict[str, FeedDocument] = {}
         self.stopping = asyncio.Event()
-        self._scan_lock = asyncio.Lock()
-        self._fetch_lock = asyncio.Lock()  # one upstream fetch at a time (a fetcher's rule), outside _scan_lock
-        self._feeds_lock = asyncio.Lock()  # one feed build at a time
         self._tokens: Tokens | None = None
         self._notices: Notices | None = None
         self._jobs: set[asyncio.Task[object]] = set()
         self._background: set[asyncio.Task[None]] = set()
-        self.intake = Intake(self.engine, lambda: self.settings)
-        self.hub = HubPinger(settings.websub)
+        self.tasks = TaskTracker()
+        self.shelf = FeedShelf(settings, self.engine, self.env, self.tasks)
+        self.intake = Intake(
+            settings, self.engine, self.shelf, later=self.later, on_scanned=self._scanned,
+            on_next_release=self._next_release, on_new_articles=self._send_instant,
+        )
         self.last_scan_at: datetime | None = None  # when the last scan finished (readiness, status)
         self.scheduler_running = False  # set by the daemon while its schedule runs
         # This process as a node: its claims on deliveries and its heartbeat carry this id.
         self.node_id = nodes.node_id(utcnow())
         self.sent_total = 0  # messages this process delivered (its send rate, in publisher status)
         self.role = "cli"  # leader | standby | worker, set by publisher.daemon
-        self._feeds_revision: tuple[object, ...] | None = None  # the store's, when the feeds were built
-        # Why the static feed files could not be written at the last build (None: they were).
-        # Best effort: the feeds are served from memory whatever happens to the copies.
-        self.static_files_problem: str | None = None
         # Told when the earliest scheduled article is due (None: none) after every ingest:
         # the leader's schedule wakes up then (publisher.scheduler).
         self.on_next_release: Callable[[datetime | None], None] | None = None
@@ -178,6 +173,7 @@ class Publisher:
         )
         self.delivery.settings = self.settings
         self.env.loader = make_loader(settings.site.templates_dir)
+        self.shelf.settings = self.intake.settings = self.settings
         self.__dict__["dkim"] = signer  # replaces the cached property's value
         if self._notices is not None:  # it reads these when it sends
             self._notices.settings, self._notices.signer = self.settings, signer
@@ -218,125 +214,60 @@ class Publisher:
             self._notices = Notices(self.settings, self.env, self.tokens, signer=self.dkim)
         return self._notices
 
-    def check_content(self) -> list[ScanResult]:
-        """Every Markdown directory read as a scan reads it, without the store (``publisher check``)."""
-        site_url, limits = self.settings.site.url, self.settings.content.limits
-        return [scan_directory(directory, site_url, limits=limits) for directory in self.settings.markdown_dirs]
+    def check_content(self) -> list[ScanResult]:  # delegate (wave 2)
+        return self.intake.check_content()
 
-    async def scan(self) -> IngestResult:
-        """Read the Markdown directories, store what is new, edited or removed, rebuild feeds if needed.
+    async def scan(self) -> IngestResult:  # delegate (wave 2)
+        return await self.intake.scan()
 
-        A broken article is logged as ``path:line: message`` and skipped; the others
-        are published.
-        """
-        async with self._scan_lock:  # the watcher and the interval scan may both fire
-            started = time.perf_counter()
-            result = await self.intake.scan_markdown()
-            await self._published(result)
-            metrics.scan_finished(time.perf_counter() - started)
-            self.last_scan_at = utcnow()
-            return result
+    async def fetch_feeds(self) -> IngestResult:  # delegate (wave 2)
+        return await self.intake.fetch_feeds()
 
-    async def fetch_feeds(self) -> IngestResult:
-        """Fetch the upstream feeds that are due; store and publish what is new.
+    async def accept(self, articles: Sequence[Article], *, withdrawn: Sequence[str] = ()) -> IngestResult:  # delegate (wave 2)
+        return await self.intake.accept(articles, withdrawn=withdrawn)
 
-        The fetch (network and parsing, seconds for a slow or big feed) runs outside the
-        scan lock: a Markdown scan or an article POSTed to the API waits only for the store.
-        """
-        async with self._fetch_lock:
-            fetched = await self.intake.fetch_feeds()
-            async with self._scan_lock:
-                result = await self.intake.store_feeds(fetched)
-                await self._published(result)
-            return result
+    async def unpublish(self, article_id: str) -> bool:  # delegate (wave 2)
+        return await self.intake.unpublish(article_id)
 
-    async def accept(self, articles: Sequence[Article], *, withdrawn: Sequence[str] = ()) -> IngestResult:
-        """Articles POSTed to the API (and the ids of those now posted as drafts, which
-        are unpublished); new ones go to instant subscribers in the background."""
-        async with self._scan_lock:
-            result = await self.intake.store(articles, API_SOURCE, withdrawn=withdrawn)
-            await self._published(result)
-        if result.new:
-            self.later("instant", partial(self.send, [Cadence.INSTANT]))
-        return result
+    async def publish_due(self) -> None:  # delegate (wave 2)
+        await self.intake.publish_due()
 
-    async def unpublish(self, article_id: str) -> bool:
-        """Take an article down (``publisher articles remove``, ``DELETE /api/articles/…``)
-        and rebuild the feeds; False if no published or scheduled article has this id."""
-        async with self._scan_lock:
-            found = await article_store.unpublish(self.engine, article_id, utcnow())
-            if found:
-                await self._published(IngestResult(removed=[article_id]))
-        return found
+    def _scanned(self, at: datetime) -> None:
+        self.last_scan_at = at
 
-    async def publish_due(self) -> None:
-        """The leader's job at a scheduled article's time: publish what is due (feeds, the
-        WebSub ping) and send it to instant subscribers."""
-        async with self._scan_lock:
-            result = await self.intake.release()
-            await self._published(result)
-        if result.new:
-            await self.send([Cadence.INSTANT])
-
-    async def _published(self, result: IngestResult) -> None:
-        metrics.articles_published(len(result.new))
-        if result.changed or not self.feeds:
-            await self.build_feeds()
+    def _next_release(self, at: datetime | None) -> None:
+        """Intake's report of the next scheduled article, passed to whoever listens now (the leader's schedule)."""
         if self.on_next_release is not None:
-            self.on_next_release(await article_store.next_release(self.engine))
+            self.on_next_release(at)
 
-    async def build_feeds(self, *, announce: bool = True) -> None:
-        """Render every feed from the store, write the static copies, tell the WebSub hub
-        (unless not ``announce``: the node that stored the change has told it)."""
-        async with self._feeds_lock:  # the build runs in threads: two at once could finish out of order
-            await self._build_feeds(announce)
+    async def _send_instant(self) -> None:
+        await self.send([Cadence.INSTANT])
 
-    async def _build_feeds(self, announce: bool) -> None:
-        site, hub = self.settings.site, self.settings.websub.hub
-        revision = await article_store.revision(self.engine)
-        published = await article_store.latest(self.engine)
-        before = self.feeds
-        # In a thread: rendering hundreds of documents takes long enough to stall every request.
-        self.feeds = await asyncio.to_thread(
-            build_feeds, published, site, self.settings.feeds.max_entries, self.env, hub=hub,
-            max_tag_feeds=self.settings.feeds.max_tag_feeds, max_entry_bytes=self.settings.feeds.max_entry_bytes,
-        )
-        self._feeds_revision = revision
-        await self._write_static_copies()
-        if await meta.get(self.engine, meta.SITE_URL) != site.url:  # published under this URL from now on
-            await meta.put(self.engine, meta.SITE_URL, site.url)
-        if hub and before and announce:  # the first build after a start only restates what the hub has seen
-            changed = [path for path, doc in self.feeds.items() if path not in before or before[path].etag != doc.etag]
-            self.hub.settings = self.settings.websub
-            self.hub.ping(urljoin(site.url, path) for path in changed)
+    @property
+    def feeds(self) -> dict[str, FeedDocument]:  # delegate (wave 2)
+        return self.shelf.docs
 
-    async def _write_static_copies(self) -> None:
-        """Write the feeds to ``[site] output_dir`` for nginx or a CDN, as a best effort.
+    @feeds.setter
+    def feeds(self, docs: dict[str, FeedDocument]) -> None:  # delegate (wave 2)
+        self.shelf.docs = docs
 
-        A directory that is read-only, full or not a directory never stops serving (the
-        feeds are in memory) nor sending: the problem is logged once each time it
-        changes, and shown in ``/readyz`` and ``publisher status`` until a write succeeds.
-        """
-        output_dir = self.settings.site.output_dir
-        try:
-            await asyncio.to_thread(write_feeds, self.feeds, output_dir)
-        except OSError as exc:
-            problem = (f"cannot write the static feed files to {output_dir}: {exc.strerror or exc} "
-                       f"({exc.filename or output_dir}); the feeds are still served by the daemon")
-            if problem != self.static_files_problem:
-                log.error("%s", problem)
-            self.static_files_problem = problem
-            return
-        if self.static_files_problem is not None:
-            log.info("feeds: the static feed files are written to %s again", output_dir)
-        self.static_files_problem = None
-        log.info("feeds: %d files in %s", len(self.feeds), output_dir)
+    @property
+    def hub(self) -> HubPinger:  # delegate (wave 2)
+        return self.shelf.hub
 
-    async def refresh_feeds(self) -> None:
-        """Rebuild the feeds if the store's articles changed since they were built (by
-        another node: a standby serves what the leader stored)."""
-        if await article_store.revision(self.engine) != self._feeds_revision:
-            await self.build_feeds(announce=False)
+    @hub.setter
+    def hub(self, hub: HubPinger) -> None:  # delegate (wave 2)
+        self.shelf.hub = hub
+
+    @property
+    def static_files_problem(self) -> str | None:  # delegate (wave 2)
+        return self.shelf.static_files_problem
+
+    async def build_feeds(self, *, announce: bool = True) -> None:  # delegate (wave 2)
+        await self.shelf.build(announce=announce)
+
+    async def refresh_feeds(self) -> None:  # delegate (wave 2)
+        await self.shelf.refresh()
 
     # --- delivery: the DeliveryService (self.delivery) does it ---------------------------------
 
@@ -430,5 +361,5 @@ class Publisher:
             _, pending = await asyncio.wait(self._jobs | self._background, timeout=timeout)
             jobs_done = not pending
         notices_done = self._notices is None or await self._notices.drain(max(0.0, deadline - loop.time()))
-        pings_done = await self.hub.drain(max(0.0, deadline - loop.time()))
-        return jobs_done and notices_done and pings_done
+        tasks_done = await self.tasks.drain(max(0.0, deadline - loop.time()))  # the WebSub pings
+        return jobs_done and notices_done and tasks_done

@@ -52,7 +52,8 @@ from publisher.mail.transport import DeliveryError
 from publisher.store import articles as article_store
 from publisher.store.articles import ArticleState, IngestResult
 from publisher.store.db import create_engine, revisions, upgrade
-from publisher.templating import builtin_templates_dir
+from publisher.sources.intake import check_content
+from publisher.templating import builtin_templates_dir, make_environment
 from subscribers import importer, service
 from subscribers import store as subscriber_store
 from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
@@ -167,12 +168,11 @@ def init(directory: Path) -> None:
 def check(ctx: click.Context) -> None:
     """Validate the config, every template and every article; exit 1 if any error (warnings alone exit 0)."""
     settings = _settings(ctx)
-    publisher = Publisher(settings)
-    scans = publisher.check_content()
+    scans = check_content(settings)  # the settings alone: no database engine to parse Markdown
     problems = [problem for scan in scans for problem in scan.problems]
     for problem in problems:
         out.print(str(problem), highlight=False, markup=False)
-    broken_templates = template_problems(settings, publisher.env)
+    broken_templates = template_problems(settings, make_environment(settings.site.templates_dir))
     for template_problem in broken_templates:
         out.print(template_problem, highlight=False, markup=False, soft_wrap=True)
     now = utcnow()

@@ -108,7 +108,7 @@ class MarkdownSource(_Section):
     dir: Path
 
 
-class FeedSource(_Section):
+class UpstreamFeed(_Section):
     """An upstream RSS or Atom feed (a WordPress or Ghost blog), fetched every ``interval`` seconds."""
 
     type: Literal["feed"]
@@ -132,7 +132,7 @@ class ApiSource(_Section):
     type: Literal["api"]
 
 
-SourceSettings = Annotated[MarkdownSource | FeedSource | ApiSource, Field(discriminator="type")]
+SourceSettings = Annotated[MarkdownSource | UpstreamFeed | ApiSource, Field(discriminator="type")]
 
 
 class StorageSettings(_Section):
@@ -367,8 +367,8 @@ class Settings(_Section):
         return [s.dir for s in self.sources if isinstance(s, MarkdownSource)]
 
     @property
-    def feed_sources(self) -> list[FeedSource]:
-        return [s for s in self.sources if isinstance(s, FeedSource)]
+    def feed_sources(self) -> list[UpstreamFeed]:
+        return [s for s in self.sources if isinstance(s, UpstreamFeed)]
 
     @property
     def api_source(self) -> bool:

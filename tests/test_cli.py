@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from publisher.cli import main
@@ -59,6 +60,17 @@ def test_check_passes_on_the_sample_content(site_dir: Path) -> None:
     result = run(site_dir / "config.toml", "check")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout
+
+
+def test_check_parses_the_content_without_a_database_engine(site_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_engine(*args: object, **kwargs: object) -> None:
+        raise AssertionError("publisher check built a database engine")
+
+    monkeypatch.setattr("publisher.app.create_engine", no_engine)
+    monkeypatch.setattr("publisher.store.db.create_engine", no_engine)
+    result = CliRunner().invoke(main, ["--config", str(site_dir / "config.toml"), "check"])
+    assert result.exit_code == 0, result.output
+    assert "config, templates and content OK" in result.output
 
 
 def test_check_warns_about_what_the_limits_leave_out_of_an_article(site_dir: Path) -> None:

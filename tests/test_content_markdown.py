@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from publisher.content.upstream import parse_feed
 from publisher.content.markdown import ArticleError, parse_article, read_article
 from publisher.content.model import Article, ContentLimits, FactTable, Image, Problem, Quote, Severity
 
@@ -170,6 +171,48 @@ def test_a_heading_that_is_not_key_takeaways_keeps_its_list() -> None:
     article = parse(yaml_article(body="## Key Takeaways for investors\n\n- Stay\n"))
     assert article.takeaways == ()
     assert "<li>Stay</li>" in article.body_html
+
+
+# The "Key Takeaways" markers (publisher.content.extract) as Markdown and as an upstream
+# feed's HTML: each one is recognised by both parsers.
+TAKEAWAYS_MARKERS = [
+    ("## Key Takeaways", "<h2>Key Takeaways</h2>"),
+    ("### KEY TAKEAWAYS :", "<h3>KEY TAKEAWAYS :</h3>"),
+    ("## Key  Takeaways:", "<h2>Key  Takeaways:</h2>"),
+    ("**Key Takeaways:**", "<p><strong>Key Takeaways:</strong></p>"),
+    ("Key takeaways", "<p>Key takeaways</p>"),
+]
+
+
+def upstream_item(html: str) -> Article:
+    """The one article of an RSS feed whose item's body is ``html``."""
+    rss = (
+        '<?xml version="1.0"?><rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/">'
+        "<channel><title>T</title><link>https://x.example/</link><item><title>Item</title>"
+        f"<link>https://x.example/item</link><content:encoded><![CDATA[{html}]]></content:encoded></item>"
+        "</channel></rss>"
+    )
+    (article,) = parse_feed(rss.encode(), "https://x.example/feed", now=datetime(2024, 1, 2, tzinfo=UTC)).articles
+    return article
+
+
+@pytest.mark.parametrize(("markdown", "html"), TAKEAWAYS_MARKERS)
+def test_takeaways_markers_are_the_same_in_markdown_and_upstream_html(markdown: str, html: str) -> None:
+    from_markdown = parse(yaml_article(body=f"Intro.\n\n{markdown}\n- One\n- Two\n\nAfter.\n"))
+    from_feed = upstream_item(f"<p>Intro.</p>{html}<ul><li>One</li><li>Two</li></ul><p>After.</p>")
+    for article in (from_markdown, from_feed):
+        assert article.takeaways == ("One", "Two")
+        assert "akeaways" not in article.body_html and "One" not in article.body_html
+        assert "Intro." in article.body_html and "After." in article.body_html
+
+
+def test_a_takeaways_paragraph_keeps_a_list_that_does_not_follow_it_directly() -> None:
+    body = "**Key Takeaways:**\n\nIn short:\n\n- Stay\n"
+    from_markdown = parse(yaml_article(body=body))
+    from_feed = upstream_item("<p><strong>Key Takeaways:</strong></p><p>In short:</p><ul><li>Stay</li></ul>")
+    for article in (from_markdown, from_feed):
+        assert article.takeaways == ()
+        assert "<li>Stay</li>" in article.body_html
 
 
 # --- fact tables -------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from publisher.content.markdown import parse_article
-from publisher.content.sources import scan_directory
+from publisher.sources.markdown_dir import scan_directory
 
 SITE = "https://news.example/"
 CONTENT = Path(__file__).resolve().parent.parent / "content"

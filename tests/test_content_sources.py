@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from publisher.content.model import Problem
-from publisher.content.sources import scan_directory
+from publisher.sources.markdown_dir import scan_directory
 
 SITE = "https://news.example/"
 

@@ -20,8 +20,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 
-from publisher.content import feed_items
-from publisher.content.feed_items import parse_feed
+from publisher.content import upstream as upstream_items
+from publisher.content.upstream import parse_feed
+from publisher.content.markdown import parse_article
 from publisher.content.model import Article, ContentLimits, FactTable, Image, Problem, Quote, Severity
 from publisher.sources.upstream import FeedFetcher, user_agent
 
@@ -266,6 +267,40 @@ def test_no_date_anywhere_means_now_and_updated_is_never_before_published() -> N
     assert backwards.published == backwards.updated == datetime(2024, 1, 2, tzinfo=UTC)
 
 
+def one_item(html: str) -> Article:
+    """The one article of an RSS feed whose item's body is ``html``."""
+    rss = (
+        '<?xml version="1.0"?><rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/">'
+        "<channel><title>T</title><link>https://x.example/</link><item><title>Item</title>"
+        f"<link>https://x.example/item</link><content:encoded><![CDATA[{html}]]></content:encoded></item>"
+        "</channel></rss>"
+    )
+    (article,) = parse_feed(rss.encode(), "https://x.example/feed", now=NOW).articles
+    return article
+
+
+def markdown_file(body: str) -> Article:
+    return parse_article(f"---\ntitle: T\ndate: 2024-01-02\n---\n{body}".encode(), "t.md", "https://x.example/")
+
+
+# The rules of publisher.content.extract, as an upstream feed's HTML and as Markdown:
+# each variant is recognised by both parsers.
+@pytest.mark.parametrize("line", ["— Someone Smart", "—Someone Smart", "– Someone Smart", "-- Someone Smart"])
+def test_a_quote_names_its_speaker_with_the_same_dashes_upstream_and_in_markdown(line: str) -> None:
+    from_feed = one_item(f"<blockquote><p>A new landscape.</p><p>{line}</p></blockquote>")
+    from_markdown = markdown_file(f"> A new landscape.\n>\n> {line}\n")
+    for article in (from_feed, from_markdown):
+        assert article.pull_quote == Quote("A new landscape.", "Someone Smart")
+
+
+@pytest.mark.parametrize("label", ["Source:", "Sources:", "Data Sources:", "data sources :"])
+def test_a_table_names_its_sources_with_the_same_labels_upstream_and_in_markdown(label: str) -> None:
+    from_feed = one_item(f"<table><tr><th>A</th></tr><tr><td>1</td></tr></table><p>{label} World Bank</p>")
+    from_markdown = markdown_file(f"| A |\n| - |\n| 1 |\n\n{label} World Bank\n")
+    for article in (from_feed, from_markdown):
+        assert [table.sources for table in article.fact_tables] == ["World Bank"]
+
+
 def test_not_a_feed_is_one_problem() -> None:
     page = b"<!doctype html><html><head><title>Blog</title></head><body><p>Hello<br></body></html>"
     scan = parse_feed(page, WP_URL, now=NOW)
@@ -294,14 +329,14 @@ def test_article_text_that_looks_like_boilerplate_stays() -> None:
 
 
 def test_one_broken_item_does_not_stop_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
-    sanitize = feed_items.sanitize_html
+    sanitize = upstream_items.sanitize_html
 
     def fail_on_one(markup: str, base_url: str) -> str:
         if base_url.endswith("/what-the-west-can-still-do/"):
             raise ValueError("simulated parser crash")
         return sanitize(markup, base_url)
 
-    monkeypatch.setattr(feed_items, "sanitize_html", fail_on_one)
+    monkeypatch.setattr(upstream_items, "sanitize_html", fail_on_one)
     scan = parse_feed(WORDPRESS, WP_URL, now=NOW)
     assert [a.slug for a in scan.articles] == ["briefing-a-world-in-flux", "kim-goes-to-vladivostok"]
     assert Problem(

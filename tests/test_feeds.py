@@ -18,13 +18,13 @@ from lxml import etree
 from publisher.config import SiteSettings
 from publisher.content.markdown import parse_article
 from publisher.content.model import Article, FactTable, Image, Quote
-from publisher.feeds import (
+from publisher.feeds.build import (
     EMPTY_FEED_DATE,
     FeedDocument,
     build_feeds,
     entry_id,
-    write_feeds,
 )
+from publisher.feeds.files import write_feeds
 from publisher.templating import make_environment
 from tests.articles import BODY_HTML, FACT_ROWS, SOURCES, SUBTITLE, TAKEAWAYS, seed_like
 from tests.feed_validity import (
@@ -640,7 +640,7 @@ def test_only_the_most_used_tags_get_feeds(seed, grain, seoul, site, env, caplog
         dataclasses.replace(grain, tags=("Common", "Middle")),
         dataclasses.replace(seoul, tags=("Common", "Middle", "Rare B")),
     ]
-    with caplog.at_level("WARNING", logger="publisher.feeds"):
+    with caplog.at_level("WARNING", logger="publisher.feeds.build"):
         docs = build_feeds(tagged, site, 20, env, max_tag_feeds=2)
     assert sorted(docs) == sorted(
         f"{prefix}feed.{fmt}" for prefix in ("", "tags/common/", "tags/middle/") for fmt in ("rss", "atom", "json")

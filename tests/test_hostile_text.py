@@ -29,10 +29,10 @@ from sqlalchemy import select, update
 
 from publisher.app import Publisher
 from publisher.config import DeliverySettings, Settings, SiteSettings
-from publisher.content.feed_items import parse_feed
+from publisher.content.upstream import parse_feed
 from publisher.content.markdown import read_article
 from publisher.content.model import Article
-from publisher.feeds import build_feeds
+from publisher.feeds.build import build_feeds
 from publisher.mail.message import build_message
 from publisher.mail.render import Personal, render_digest
 from publisher.store.schema import articles

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from publisher import metrics
 from publisher.app import Publisher, utcnow
 from publisher.config import Settings
-from publisher.feeds import FeedDocument
+from publisher.feeds.build import FeedDocument
 from publisher.store.schema import articles
 from publisher.web.feeds import accepts_gzip
 from publisher.web.security import PAGE_CSP
@@ -122,13 +122,13 @@ async def test_a_full_disk_for_the_static_files_is_a_warning_logged_once_and_rea
     client: TestClient, publisher: Publisher, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     ready(publisher)
-    caplog.set_level(logging.INFO, logger="publisher.app")
+    caplog.set_level(logging.INFO, logger="publisher.feeds.shelf")
 
     def disk_full(docs: object, output_dir: Path) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(output_dir / "feed.rss"))
 
     with monkeypatch.context() as patched:
-        patched.setattr("publisher.app.write_feeds", disk_full)
+        patched.setattr("publisher.feeds.shelf.write_feeds", disk_full)
         await publisher.build_feeds()
         await publisher.build_feeds()
         response = await client.get("/readyz")
@@ -432,3 +432,33 @@ async def test_the_daemons_runner_answers_feeds_like_the_app_and_leaves_the_rest
             assert (await session.get(base + "/healthz")).status == 200
     finally:
         await runner.cleanup()
+
+
+async def test_feeds_never_reach_the_applications_middlewares_on_the_daemons_runner(publisher: Publisher) -> None:
+    """The fast path sits in front of the application through aiohttp's runner (its
+    ``server.request_handler``): if an aiohttp version stops routing requests through
+    it, feed requests reach the middlewares and this fails (pyproject.toml caps aiohttp
+    to the versions it passed on)."""
+    await publisher.scan()  # the sample articles, and their feeds
+    reached: list[str] = []
+
+    @web.middleware
+    async def record(request: web.Request, handler: Callable[..., object]) -> web.StreamResponse:
+        reached.append(request.path)
+        return await handler(request)  # type: ignore[misc, no-any-return]
+
+    runner = create_runner(publisher)
+    runner.app.middlewares.append(record)  # before setup: the application is not frozen yet
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as session:
+            for path in ("/feed.atom", "/feed.rss", "/tags/russia/feed.json"):
+                assert (await session.get(f"http://127.0.0.1:{port}{path}")).status == 200
+            assert (await session.head(f"http://127.0.0.1:{port}/feed.json")).status == 200
+            assert (await session.get(f"http://127.0.0.1:{port}/healthz")).status == 200
+    finally:
+        await runner.cleanup()
+    assert reached == ["/healthz"]

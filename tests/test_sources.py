@@ -14,12 +14,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from publisher import app as app_module
+from publisher.feeds import shelf as shelf_module
 from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.content.markdown import ParsedFile, read_article
 from publisher.digest.resend import UnknownArticle
-from publisher.feeds import FeedDocument
+from publisher.feeds.build import FeedDocument
 from publisher.web import api_articles
 from subscribers.model import Cadence
 from tests.outbox import outbox_messages
@@ -284,14 +284,14 @@ async def test_feeds_are_built_off_the_event_loop(publisher: Publisher, monkeypa
     """
     started, answered = threading.Event(), threading.Event()
     loop_ran_during_build: list[bool] = []
-    real_build = app_module.build_feeds
+    real_build = shelf_module.build_feeds
 
     def held_build(*args: Any, **kwargs: Any) -> dict[str, FeedDocument]:
         started.set()
         loop_ran_during_build.append(answered.wait(timeout=5))
         return real_build(*args, **kwargs)
 
-    monkeypatch.setattr(app_module, "build_feeds", held_build)
+    monkeypatch.setattr(shelf_module, "build_feeds", held_build)
     building = asyncio.create_task(publisher.build_feeds())
     await asyncio.to_thread(started.wait, 5)
     answered.set()

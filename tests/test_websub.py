@@ -12,7 +12,7 @@ from aiohttp import web
 
 from publisher.app import Publisher
 from publisher.config import Settings
-from publisher.websub import HubPinger
+from publisher.feeds.websub import HubPinger
 from tests.test_daemon import NEW_ARTICLE
 
 
@@ -51,7 +51,7 @@ async def hub() -> AsyncIterator[Hub]:
 
 async def started(make_settings: Callable[..., Settings], hub_url: str) -> Publisher:
     publisher = Publisher(make_settings(f'[websub]\nhub = "{hub_url}"\nattempts = 3\n'))
-    publisher.hub = HubPinger(publisher.settings.websub, retry_base=0.01)
+    publisher.hub = HubPinger(publisher.settings.websub, publisher.tasks, retry_base=0.01)
     await publisher.start()
     return publisher
 
@@ -63,11 +63,11 @@ async def test_changed_feeds_are_announced_and_a_failed_ping_is_retried(
     publisher = await started(make_settings, hub.url)
     try:
         await publisher.scan()  # the first build: nothing to announce yet
-        assert await publisher.hub.drain(5) and hub.pings == []
+        assert await publisher.tasks.drain(5) and hub.pings == []
         before = dict(publisher.feeds)
         (publisher.settings.content.dir / "harbour-bridge.md").write_text(NEW_ARTICLE, encoding="utf-8")
         await publisher.scan()
-        assert await publisher.hub.drain(10)
+        assert await publisher.tasks.drain(10)
     finally:
         await publisher.close()
 
@@ -93,6 +93,6 @@ async def test_an_unreachable_hub_never_holds_up_publishing(make_settings: Calla
         (publisher.settings.content.dir / "harbour-bridge.md").write_text(NEW_ARTICLE, encoding="utf-8")
         result = await asyncio.wait_for(publisher.scan(), timeout=10)
         assert [a.slug for a in result.new] == ["harbour-bridge"]
-        assert await publisher.hub.drain(10)  # gave up after its attempts, logged
+        assert await publisher.tasks.drain(10)  # gave up after its attempts, logged
     finally:
         await publisher.close()

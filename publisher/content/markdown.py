@@ -8,6 +8,10 @@ form for a caller that only wants the article or an :class:`ArticleError`.
 
 Relative URLs (front matter images and everything in the body) are resolved against
 the site URL: content files live in the site's repository and link to its paths.
+
+Over 400 lines: the front matter and the body share one problem report (every problem
+of a file, each with its line), and the body's helpers walk one token stream; the rules
+it shares with the upstream parser are in :mod:`publisher.content.extract`.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from publisher.content.clean import clean_text
+from publisher.content.extract import is_takeaways_marker, sources_note, split_cite
 from publisher.content.html import NOT_TEXT_TAGS, sanitize_html
 from publisher.content.model import (
     MAX_ID_LENGTH,
@@ -47,9 +52,6 @@ _MD = MarkdownIt("commonmark").enable("table")
 _FENCES = {"---", "+++"}  # YAML, TOML
 _FRONT_KEY = re.compile(r"([A-Za-z_][\w-]*)\s*[:=]")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column \d+\)")
-_TAKEAWAYS_HEADING = re.compile(r"key takeaways\s*:?", re.IGNORECASE)
-_SOURCES_LABEL = re.compile(r"(?:data\s+)?sources?\s*:\s*", re.IGNORECASE)
-_CITE_DASH = re.compile(r"(?:—|--)\s*")
 _UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
 _STATUSES = ("published", "draft")
 # Every key the parser reads; any other is reported as a probable typo.
@@ -467,14 +469,20 @@ def _parse_body(body: str, line_offset: int, site_url: str, report: _Report, lim
 
 
 def _cut_takeaways(tokens: list[Token]) -> tuple[list[Token], list[str]]:
-    """Remove the first "Key Takeaways" heading through its list; return the list's items."""
+    """Remove the first "Key Takeaways" heading (or paragraph) through its list; return the list's items.
+
+    As in an upstream feed's HTML: a heading's list may come after a short
+    introduction, which goes with it; a paragraph's must follow it directly.
+    """
     for start, token in enumerate(tokens):
-        if not (token.type == "heading_open" and token.level == 0):
+        if not (token.type in {"heading_open", "paragraph_open"} and token.level == 0):
             continue
-        if not _TAKEAWAYS_HEADING.fullmatch(_plain(tokens[start + 1].children)):
+        if not is_takeaways_marker(_plain(tokens[start + 1].children)):
             continue
         for index in range(start + 3, len(tokens)):
             if tokens[index].type == "heading_open":
+                break
+            if token.type == "paragraph_open" and index > start + 3:
                 break
             if tokens[index].type in {"bullet_list_open", "ordered_list_open"}:
                 end = _close_index(tokens, index)
@@ -522,9 +530,7 @@ def _fact_table(tokens: list[Token], start: int, caption: str) -> FactTable:
     ]
     sources = ""
     if end + 2 < len(tokens) and tokens[end + 1].type == "paragraph_open":
-        note = _plain(tokens[end + 2].children)
-        if label := _SOURCES_LABEL.match(note):
-            sources = note[label.end() :]
+        sources = sources_note(_plain(tokens[end + 2].children))
     header_cells = (t for t in tokens[start:end] if t.type == "th_open")
     align = table_alignment([str(cell.attrGet("align") or "") for cell in header_cells])
     return FactTable(caption, rows[0], tuple(rows[1:]), sources, align)
@@ -551,12 +557,9 @@ def _count_cells(line: str) -> int:
 
 
 def _quote(tokens: list[Token], start: int) -> Quote:
-    """A blockquote's text; a last line starting with "—" or "--" names the speaker."""
+    """A blockquote's text; a last line starting with a dash names the speaker (:func:`split_cite`)."""
     lines = [line.strip() for line in _block_text(tokens[start : _close_index(tokens, start)], "\n").split("\n")]
-    lines = [line for line in lines if line]
-    cite = ""
-    if len(lines) > 1 and (dash := _CITE_DASH.match(lines[-1])):
-        cite = lines.pop()[dash.end() :]
+    lines, cite = split_cite([line for line in lines if line])
     return Quote(" ".join(lines), cite)
 
 

@@ -238,3 +238,19 @@ class Problem:
 
     def as_warning(self) -> Problem:
         return dataclasses.replace(self, severity=Severity.WARNING)
+
+
+@dataclass
+class ScanResult:
+    """What reading one source gave: its articles and every problem (a Markdown directory,
+    :mod:`publisher.sources.markdown_dir`; an upstream feed, :mod:`publisher.content.upstream`)."""
+
+    articles: list[Article] = field(default_factory=list)  # newest first, then by id
+    problems: list[Problem] = field(default_factory=list)  # errors (a file skipped) and warnings
+    drafts: list[Article] = field(default_factory=list)  # the drafts that parse, in path order
+    contested: set[str] = field(default_factory=set)  # ids of the files that share an id or a slug
+
+    @property
+    def errors(self) -> list[Problem]:
+        """The problems that kept a file (or an item) out."""
+        return [p for p in self.problems if p.severity == Severity.ERROR]

@@ -8,6 +8,11 @@ stored under its own source name, so one source's scan never removes another's
 articles.  An article is identified by its stable id (front matter ``id``, the
 upstream guid, or the canonical URL): an edit updates the feeds and never sends it
 again.
+
+:class:`Intake` is the service of this step: it reads, stores, then has the feed
+shelf rebuilt and tells the root what the node should know (a scan finished, when the
+next scheduled article is due, that new articles want sending) through callbacks, so
+it imports neither the runtime nor delivery.
 """
 
 from __future__ import annotations
@@ -15,18 +20,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from publisher.config import FeedSource, Settings
-from publisher.content.model import Article, Problem, Severity
-from publisher.content.sources import scan_directory
+from publisher import clock, metrics
+from publisher.config import Settings, UpstreamFeed
+from publisher.content.model import Article, Problem, ScanResult, Severity
+from publisher.feeds.shelf import FeedShelf
+from publisher.sources.markdown_dir import scan_directory
 from publisher.store import articles as article_store
 from publisher.store.articles import IngestResult
 
@@ -39,9 +47,14 @@ log = logging.getLogger(__name__)
 
 API_SOURCE = "api"
 
+Job = Callable[[], Awaitable[object]]
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+
+def check_content(settings: Settings) -> list[ScanResult]:
+    """Every Markdown directory read as a scan reads it, without the store (``publisher check``):
+    it needs only the settings, so checking builds no database engine."""
+    site_url, limits = settings.site.url, settings.content.limits
+    return [scan_directory(directory, site_url, limits=limits) for directory in settings.markdown_dirs]
 
 
 @dataclass(frozen=True)
@@ -54,11 +67,32 @@ class Fetched:
 
 
 class Intake:
-    """Reads the sources of ``settings()`` (called each time: a reload applies at the next scan)."""
+    """Brings articles in from every source of ``settings`` into the store, then has the feeds rebuilt.
 
-    def __init__(self, engine: AsyncEngine, settings: Callable[[], Settings]) -> None:
+    ``settings`` is replaced by the root on a reload; each scan or fetch reads it once,
+    at its start.  Collaborators, all given by the root: the store's ``engine``; the
+    ``shelf`` rebuilt after a change; ``later`` to run a job in the background, tracked;
+    ``on_scanned(at)`` when a Markdown scan finished; ``on_next_release(at | None)``
+    after every change, with when the earliest scheduled article is due;
+    ``on_new_articles()`` to send what was just published to instant subscribers.
+    """
+
+    def __init__(
+        self, settings: Settings, engine: AsyncEngine, shelf: FeedShelf, *,
+        later: Callable[[str, Job], None],
+        on_scanned: Callable[[datetime], None],
+        on_next_release: Callable[[datetime | None], None],
+        on_new_articles: Job,
+    ) -> None:
+        self.settings = settings
         self._engine = engine
-        self._settings = settings
+        self._shelf = shelf
+        self._later = later
+        self._on_scanned = on_scanned
+        self._on_next_release = on_next_release
+        self._on_new_articles = on_new_articles
+        self._scan_lock = asyncio.Lock()  # one store of articles at a time: the watcher and the interval scan
+        self._fetch_lock = asyncio.Lock()  # one upstream fetch at a time (a fetcher's rule), outside _scan_lock
         self._session: aiohttp.ClientSession | None = None
         self._fetchers: dict[str, FeedFetcher] = {}
 
@@ -68,6 +102,71 @@ class Intake:
         if self._session is not None:
             await self._session.close()
 
+    def check_content(self) -> list[ScanResult]:
+        """Every Markdown directory read as a scan reads it, without the store (see :func:`check_content`)."""
+        return check_content(self.settings)
+
+    async def scan(self) -> IngestResult:
+        """Read the Markdown directories, store what is new, edited or removed, rebuild feeds if needed.
+
+        A broken article is logged as ``path:line: message`` and skipped; the others
+        are published.
+        """
+        async with self._scan_lock:  # the watcher and the interval scan may both fire
+            started = time.perf_counter()
+            result = await self.scan_markdown()
+            await self._published(result)
+            metrics.scan_finished(time.perf_counter() - started)
+            self._on_scanned(clock.now())
+            return result
+
+    async def fetch_feeds(self) -> IngestResult:
+        """Fetch the upstream feeds that are due; store and publish what is new.
+
+        The fetch (network and parsing, seconds for a slow or big feed) runs outside the
+        scan lock: a Markdown scan or an article POSTed to the API waits only for the store.
+        """
+        async with self._fetch_lock:
+            fetched = await self._fetch_due()
+            async with self._scan_lock:
+                result = await self._store_fetched(fetched)
+                await self._published(result)
+            return result
+
+    async def accept(self, articles: Sequence[Article], *, withdrawn: Sequence[str] = ()) -> IngestResult:
+        """Articles POSTed to the API (and the ids of those now posted as drafts, which
+        are unpublished); new ones go to instant subscribers in the background."""
+        async with self._scan_lock:
+            result = await self.store(articles, API_SOURCE, withdrawn=withdrawn)
+            await self._published(result)
+        if result.new:
+            self._later("instant", self._on_new_articles)
+        return result
+
+    async def unpublish(self, article_id: str) -> bool:
+        """Take an article down (``publisher articles remove``, ``DELETE /api/articles/…``)
+        and rebuild the feeds; False if no published or scheduled article has this id."""
+        async with self._scan_lock:
+            found = await article_store.unpublish(self._engine, article_id, clock.now())
+            if found:
+                await self._published(IngestResult(removed=[article_id]))
+        return found
+
+    async def publish_due(self) -> None:
+        """The leader's job at a scheduled article's time: publish what is due (feeds, the
+        WebSub ping) and send it to instant subscribers."""
+        async with self._scan_lock:
+            result = await self.release()
+            await self._published(result)
+        if result.new:
+            await self._on_new_articles()
+
+    async def _published(self, result: IngestResult) -> None:
+        metrics.articles_published(len(result.new))
+        if result.changed or not self._shelf.docs:
+            await self._shelf.build()
+        self._on_next_release(await article_store.next_release(self._engine))
+
     async def scan_markdown(self, *, into: AsyncConnection | None = None) -> IngestResult:
         """Every Markdown directory, whole; a broken file is logged and skipped (``skipped``).
         Then every source's scheduled articles whose time has come are published.
@@ -75,7 +174,7 @@ class Intake:
         ``into``: store in the caller's transaction (a dry run rolls it back), logging
         what it stores as "(dry run)".
         """
-        settings = self._settings()
+        settings = self.settings
         total = IngestResult()
         for directory in settings.markdown_dirs:
             source = f"markdown:{directory}"
@@ -98,22 +197,22 @@ class Intake:
     async def release(self, *, into: AsyncConnection | None = None) -> IngestResult:
         """Publish the scheduled articles whose time has come (``into``: in the caller's transaction)."""
         async with _within(self._engine, into) as conn:
-            result = await article_store.release_on(conn, _now())
+            result = await article_store.release_on(conn, clock.now())
         dry = "" if into is None else "(dry run) "
         for article in result.new + result.updated:
             log.info("%spublished %s (%s), scheduled for %s", dry, article.slug, article.id,
                      article.published.isoformat())
         return result
 
-    async def fetch_feeds(self) -> list[Fetched]:
+    async def _fetch_due(self) -> list[Fetched]:
         """Fetch and parse the upstream feeds due now (their interval passed, no backoff
-        pending); what changed is for :meth:`store_feeds`.
+        pending); what changed is for :meth:`_store_fetched`.
 
         Apart from storing, so a caller can fetch (seconds of network and parsing)
         without holding what the other sources' scans and the API wait for.
         """
-        settings = self._settings()
-        now = _now()
+        settings = self.settings
+        now = clock.now()
         fetched = []
         for source in settings.feed_sources:
             fetcher = self._fetcher(source, settings)
@@ -130,10 +229,10 @@ class Intake:
             fetched.append(Fetched(source.url, fetcher, result))
         return fetched
 
-    async def store_feeds(self, fetched: Sequence[Fetched]) -> IngestResult:
-        """Store the articles of feeds fetched by :meth:`fetch_feeds`; an item without a
+    async def _store_fetched(self, fetched: Sequence[Fetched]) -> IngestResult:
+        """Store the articles of feeds fetched by :meth:`_fetch_due`; an item without a
         date of its own keeps the dates it was first stored with."""
-        from publisher.content.feed_items import keep_first_dates  # here: see _fetcher
+        from publisher.content.upstream import keep_first_dates  # here: see _fetcher
 
         total = IngestResult()
         for feed in fetched:
@@ -151,7 +250,7 @@ class Intake:
         ``into``: in the caller's transaction (a dry run)."""
         async with _within(self._engine, into) as conn:
             result = await article_store.ingest_on(
-                conn, articles, _now(), source=source, complete=complete, withdrawn=withdrawn
+                conn, articles, clock.now(), source=source, complete=complete, withdrawn=withdrawn
             )
         dry = "" if into is None else "(dry run) "
         for problem in result.skipped:
@@ -167,7 +266,7 @@ class Intake:
             log.info("%sremoved %s: %s no longer has it, or has it as a draft", dry, article_id, source)
         return result
 
-    def _fetcher(self, source: FeedSource, settings: Settings) -> FeedFetcher:
+    def _fetcher(self, source: UpstreamFeed, settings: Settings) -> FeedFetcher:
         fetcher = self._fetchers.get(source.url)
         if fetcher is None:
             # Imported here: aiohttp's client and feedparser cost ~10 MB that a site

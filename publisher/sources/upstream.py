@@ -1,6 +1,6 @@
 """Fetching an upstream feed politely, so a blog we follow never has a reason to block us.
 
-:class:`FeedFetcher` is the I/O edge around :func:`~publisher.content.feed_items.parse_feed`:
+:class:`FeedFetcher` is the I/O edge around :func:`~publisher.content.upstream.parse_feed`:
 
 * a conditional GET (``If-None-Match`` / ``If-Modified-Since``): an unchanged feed
   costs the blog a 304 and us no parsing;
@@ -35,7 +35,8 @@ from typing import Self
 
 import aiohttp
 
-from publisher.content.feed_items import FeedScan, parse_feed
+from publisher.content.upstream import FeedScan, parse_feed
+from publisher import clock as publisher_clock
 from publisher.content.model import ContentLimits
 from publisher.delivery.pacing import Backoff
 
@@ -126,7 +127,7 @@ class FeedFetcher:
         interval: float = 0.0,
         backoff_base: float = 60.0,
         backoff_limit: float = 3600.0,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = lambda: publisher_clock.now(),
         rng: random.Random | None = None,
         limits: ContentLimits = ContentLimits(),
     ) -> None:

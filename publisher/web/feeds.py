@@ -1,7 +1,7 @@
 """Serving the feeds: conditional GET (ETag / Last-Modified → 304) and pre-gzipped bodies.
 
-Feeds are compressed once when they are built (NOTES.md: compressing per request costs
-most of the throughput), and everything a response carries is prepared once per feed
+Feeds are compressed once when they are built (compressing per request cost most of
+the throughput), and everything a response carries is prepared once per feed
 document (:class:`PreparedFeed`): both representations' headers, their ETags, the
 HTTP date.  A request is then a dictionary lookup, a header comparison or two and a
 copy of a ready header set.  ``bench/feeds.py`` measures the route against a bare
@@ -17,19 +17,19 @@ validates, since both encode the same bytes.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC
 from email.utils import format_datetime, parsedate_to_datetime
 from functools import lru_cache
-from typing import Protocol
 
 from aiohttp import web
 from multidict import CIMultiDict
 
-from publisher import metrics
-from publisher.feeds import FeedDocument
+from publisher import clock, metrics
+from publisher.feeds.build import FORMATS, FeedDocument
+from publisher.feeds.shelf import FeedShelf
 
-SITE_FEEDS = ("feed.rss", "feed.atom", "feed.json")
-TAG_FEEDS_PATTERN = r"/tags/{slug:[a-z0-9-]+}/feed.{format:rss|atom|json}"
+SITE_FEEDS = tuple(fmt.file_name for fmt in FORMATS.values())
+TAG_FEEDS_PATTERN = r"/tags/{slug:[a-z0-9-]+}/feed.{format:%s}" % "|".join(FORMATS)
 CACHE_CONTROL = "public, max-age=60"
 _GZIP_SUFFIX = '-gzip"'
 
@@ -139,7 +139,7 @@ class PreparedFeed:
             since = parsedate_to_datetime(if_modified_since)
         except (TypeError, ValueError, IndexError):
             return False  # an invalid date is ignored
-        if since.tzinfo is None or since > datetime.now(UTC):
+        if since.tzinfo is None or since > clock.now():
             return False  # so is one without a zone, or one in the future (RFC 9110 §13.1.3)
         return self._last_modified_at <= since
 
@@ -147,32 +147,25 @@ class PreparedFeed:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class FeedSource(Protocol):
-    """Whatever holds the current feeds by path (the Publisher)."""
-
-    @property
-    def feeds(self) -> Mapping[str, FeedDocument]: ...
-
-
 class FeedRoutes:
-    """The feed handlers of one app, serving whatever ``source.feeds`` holds at the moment.
+    """The feed handlers of one app, serving whatever ``shelf.docs`` holds at the moment.
 
     A document is prepared the first time it is asked for, and again only when it
-    changes; when the source replaces its mapping (a rebuild), what was prepared for
+    changes; when the shelf replaces its mapping (a rebuild), what was prepared for
     the old one is dropped at once, vanished tags included.  ``extra_headers`` go on
     every feed response (the security headers); responses are ``response_class``.
     """
 
-    def __init__(self, source: FeedSource, extra_headers: Mapping[str, str] | None = None,
+    def __init__(self, shelf: FeedShelf, extra_headers: Mapping[str, str] | None = None,
                  response_class: type[web.Response] = web.Response) -> None:
-        self._source = source
+        self._shelf = shelf
         self._extra_headers = dict(extra_headers or {})
         self._response_class = response_class
         self._feeds: Mapping[str, FeedDocument] = {}
         self._prepared: dict[str, PreparedFeed] = {}
 
     def prepared(self, path: str) -> PreparedFeed | None:
-        feeds = self._source.feeds
+        feeds = self._shelf.docs
         if feeds is not self._feeds:
             self._feeds, self._prepared = feeds, {}
         doc = feeds.get(path)

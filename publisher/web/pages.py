@@ -12,17 +12,14 @@ from urllib.parse import urlsplit
 import aiohttp_jinja2
 from aiohttp import web
 
+from publisher.feeds.build import FORMATS
 from publisher.web.forms import CsrfSigner
 from publisher.web.keys import PUBLISHER
 
 CSRF = web.AppKey("csrf", CsrfSigner)
 
 # The site's own feeds, for <link rel="alternate"> (type, label, path).
-SITE_FEEDS = (
-    ("application/rss+xml", "RSS", "feed.rss"),
-    ("application/atom+xml", "Atom", "feed.atom"),
-    ("application/feed+json", "JSON Feed", "feed.json"),
-)
+SITE_FEEDS = tuple((fmt.media_type, fmt.label, fmt.file_name) for fmt in FORMATS.values())
 
 
 def base_path(site_url: str) -> str:

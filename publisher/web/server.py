@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp_jinja2
@@ -77,6 +78,9 @@ class ClientErrorLogger(logging.LoggerAdapter[logging.Logger]):
         super().exception(msg, *args, exc_info=exc_info, **kwargs)
 
 
+LowLevelHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
 class FeedsFirstRunner(web.AppRunner):
     """Answers GET and HEAD for a feed before the application's router and middlewares.
 
@@ -85,6 +89,14 @@ class FeedsFirstRunner(web.AppRunner):
     the error-page middleware and the response hook cost a third more CPU per request
     than a bare aiohttp handler (bench/feeds.py).  Everything else, unknown feeds
     included (their 404 page), goes to the application as usual.
+
+    Built on aiohttp's public runner API: after :meth:`setup` the runner's ``server``
+    (a low-level :class:`web.Server`) holds the application's handler in its public
+    ``request_handler``; the feeds' handler is put in front of it, as a low-level
+    handler taking a :class:`web.BaseRequest`.  ``tests/test_ops_web.py`` fails if a
+    version of aiohttp stops routing requests through that attribute (then a feed
+    request would reach the application's middlewares), and ``pyproject.toml`` allows
+    only the aiohttp versions that test has passed on.
     """
 
     def __init__(self, app: web.Application, feeds: FeedRoutes, *, max_connections: int, **kwargs: Any) -> None:
@@ -92,22 +104,26 @@ class FeedsFirstRunner(web.AppRunner):
         self._feeds = feeds
         self._max_connections = max_connections
 
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
+    async def setup(self) -> None:
+        await super().setup()
+        server = self.server
+        assert server is not None  # setup made it
         ConnectionCap(server, self._max_connections)
-        application = server.request_handler
-        prepared = self._feeds.prepared
+        server.request_handler = feeds_first(self._feeds, server.request_handler)
 
-        async def handler(request: web.BaseRequest) -> web.StreamResponse:
-            if request.method in _FEED_METHODS:
-                feed = prepared(request.path[1:])
-                if feed is not None:
-                    return feed.respond(request)
-            return await application(request)
 
-        server.request_handler = handler
-        return server
+def feeds_first(feeds: FeedRoutes, application: LowLevelHandler) -> LowLevelHandler:
+    """A low-level handler that answers a known feed itself and hands every other request to ``application``."""
+    prepared = feeds.prepared
 
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        if request.method in _FEED_METHODS:
+            feed = prepared(request.path[1:])
+            if feed is not None:
+                return feed.respond(request)
+        return await application(request)
+
+    return handler
 
 _FEED_METHODS = frozenset({"GET", "HEAD"})
 
@@ -169,6 +185,6 @@ def _build(publisher: Publisher) -> tuple[web.Application, FeedRoutes]:
     add_health_routes(app)
     # The feeds' responses carry the security headers in a header set prepared once per
     # feed, so the response hook has nothing to add (publisher.web.feeds, bench/feeds.py).
-    feeds = FeedRoutes(publisher, extra_headers=security_headers(https=https), response_class=SecuredResponse)
+    feeds = FeedRoutes(publisher.shelf, extra_headers=security_headers(https=https), response_class=SecuredResponse)
     feeds.add_routes(app)
     return app, feeds

@@ -1,5 +1,8 @@
 """The Markdown directory source: every ``*.md`` file under a directory → articles.
 
+The I/O around the pure parser (:mod:`publisher.content.markdown`): it walks the
+directory and reads the files, so it lives with the other sources, not in ``content``.
+
 A broken file never stops a scan: its problems are reported and the other articles
 are published.  Drafts (``draft: true``, ``status: draft``, or a name starting with
 "_") are read and checked but never published; their problems are only warnings.
@@ -12,24 +15,10 @@ an article's feed GUID.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
 from publisher.content.markdown import front_matter_key_line, read_article
-from publisher.content.model import Article, ContentLimits, Problem, Severity
-
-
-@dataclass
-class ScanResult:
-    articles: list[Article] = field(default_factory=list)  # newest first, then by id
-    problems: list[Problem] = field(default_factory=list)  # errors (a file skipped) and warnings
-    drafts: list[Article] = field(default_factory=list)  # the drafts that parse, in path order
-    contested: set[str] = field(default_factory=set)  # ids of the files that share an id or a slug
-
-    @property
-    def errors(self) -> list[Problem]:
-        """The problems that kept a file out."""
-        return [p for p in self.problems if p.severity == Severity.ERROR]
+from publisher.content.model import Article, ContentLimits, Problem, ScanResult
 
 
 def scan_directory(

@@ -3,13 +3,18 @@
 Each feed is built as bytes once per change, with its gzip twin and ETag computed alongside,
 so nginx (``gzip_static``) and the aiohttp handler serve it without any work per request.
 The output is deterministic: the same articles give the same bytes, whatever the clock or the
-input order. That keeps conditional GETs answering 304 and lets :func:`write_feeds` leave
-unchanged files, and their modification times, alone.
+input order. That keeps conditional GETs answering 304 and lets
+:func:`publisher.feeds.files.write_feeds` leave unchanged files, and their modification
+times, alone.  Pure: articles and settings in, documents out (no disk, no clock).
 
 RSS and Atom come from one feedgen ``FeedGenerator`` per feed. That library has pitfalls, each
 handled where it bites: ``add_entry`` prepends by default, it stamps ``now()`` as the build
 date, its generator element names its own version, the RSS channel ``<link>`` is whatever
 link was added last, and Atom entry links lose their ``rel``/``type``/``length``.
+
+Over 400 lines on purpose: the three formats are rendered from one prepared entry and
+one channel, and an article is probed in every format before it goes in; split by
+format, each half would need the other's private shapes.
 """
 
 from __future__ import annotations
@@ -20,14 +25,10 @@ import html
 import json
 import logging
 import mimetypes
-import os
-import tempfile
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -49,15 +50,33 @@ EMPTY_FEED_DATE = datetime(2000, 1, 1, tzinfo=UTC)
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 CONTENT_TEMPLATE = "feed/content.html"
 
-MEDIA_TYPES = {
-    "rss": "application/rss+xml",
-    "atom": "application/atom+xml",
-    "json": "application/feed+json",
+
+
+@dataclass(frozen=True)
+class FeedFormat:
+    """One format every feed is published in: the one table the builder, the routes
+    (:mod:`publisher.web.feeds`), the static files and the pages' ``<link rel="alternate">`` read."""
+
+    name: str  # the file's extension: "feed.<name>"
+    media_type: str
+    label: str  # how a page names it to a reader
+
+    @property
+    def file_name(self) -> str:
+        return f"feed.{self.name}"
+
+
+FORMATS: dict[str, FeedFormat] = {
+    fmt.name: fmt
+    for fmt in (
+        FeedFormat("rss", "application/rss+xml", "RSS"),
+        FeedFormat("atom", "application/atom+xml", "Atom"),
+        FeedFormat("json", "application/feed+json", "JSON Feed"),
+    )
 }
 # Article ids with these schemes are already global URIs and serve as feed ids unchanged. Any
 # other value, even one with a colon, is a local key that still needs a namespace.
 _URI_ID_SCHEMES = frozenset({"http", "https", "urn", "tag"})
-_MANAGED_NAMES = frozenset(f"feed.{fmt}{gz}" for fmt in MEDIA_TYPES for gz in ("", ".gz"))
 # This uses only the built-in table, never /etc/mime.types, so every machine builds the same
 # bytes.
 _MIME = mimetypes.MimeTypes()
@@ -116,7 +135,7 @@ class _Channel:
     hub: str = ""  # a WebSub hub URL, or ""
 
     def url(self, fmt: str) -> str:
-        return f"{self.home_page_url}{self.prefix}feed.{fmt}"
+        return f"{self.home_page_url}{self.prefix}{FORMATS[fmt].file_name}"
 
 
 def entry_id(article: Article, site_url: str) -> str:
@@ -221,29 +240,11 @@ def _documents(
     rss, atom = _xml_feeds(channel, entries)
     bodies = {"rss": rss, "atom": atom, "json": _json_feed(channel, entries)}
     return {
-        f"{prefix}feed.{fmt}": FeedDocument.build(f"{prefix}feed.{fmt}", body, MEDIA_TYPES[fmt], channel.updated)
+        prefix + FORMATS[fmt].file_name: FeedDocument.build(
+            prefix + FORMATS[fmt].file_name, body, FORMATS[fmt].media_type, channel.updated
+        )
         for fmt, body in bodies.items()
     }
-
-
-def write_feeds(docs: Mapping[str, FeedDocument], output_dir: Path) -> None:
-    """Write each feed and its ``.gz`` twin atomically, then delete the feeds of vanished tags.
-
-    Files whose bytes are unchanged are not touched, so their mtime (what nginx sends as
-    Last-Modified) stays put. Under ``tags/`` only the ``feed.*`` files this module writes are
-    ever deleted, and a tag folder only once nothing else is left in it.
-    """
-    for doc in docs.values():
-        target = output_dir / doc.path
-        _replace_if_changed(target, doc.body)
-        _replace_if_changed(target.with_name(target.name + ".gz"), doc.gzipped)
-
-    keep = {path for doc in docs.values() for path in (doc.path, doc.path + ".gz")}
-    for path in sorted((output_dir / "tags").glob("*/feed.*")):
-        if path.name in _MANAGED_NAMES and path.relative_to(output_dir).as_posix() not in keep:
-            path.unlink()
-            with suppress(OSError):  # the folder still holds files others manage
-                path.parent.rmdir()
 
 
 def _tag_groups(ordered: list[Article]) -> dict[str, tuple[str, list[Article]]]:
@@ -347,12 +348,12 @@ def _xml_feeds(channel: _Channel, entries: list[_Entry]) -> tuple[bytes, bytes]:
         fg.websub.hub = channel.hub
 
     # feedgen takes the RSS channel <link> from the last link added: the home page goes last.
-    fg.link(href=channel.url("rss"), rel="self", type=MEDIA_TYPES["rss"])
+    fg.link(href=channel.url("rss"), rel="self", type=FORMATS["rss"].media_type)
     fg.link(href=channel.home_page_url, rel="alternate")
     rss = fg.rss_str(pretty=True)
 
     fg.id(channel.url("atom"))
-    fg.link(href=channel.url("atom"), rel="self", type=MEDIA_TYPES["atom"], replace=True)
+    fg.link(href=channel.url("atom"), rel="self", type=FORMATS["atom"].media_type, replace=True)
     fg.link(href=channel.home_page_url, rel="alternate")
     return rss, fg.atom_str(pretty=True)
 
@@ -460,27 +461,3 @@ def _json_item(entry: _Entry, language: str) -> dict[str, Any]:
     if entry.image_url:
         item["image"] = entry.image_url
     return item
-
-
-def _replace_if_changed(path: Path, data: bytes) -> None:
-    """Atomically give ``path`` these bytes (temp file + rename); skip it if it has them already.
-
-    A reader (nginx, a CDN pull) sees the old file or the new one, never a partial write.
-    """
-    try:
-        if path.read_bytes() == data:
-            return
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the web server's user must read it
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

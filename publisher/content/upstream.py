@@ -6,13 +6,17 @@ in), so it is tested without a server and a fetcher only adds the HTTP around it
 A blog's feed is not written for us: its HTML carries comment forms, share buttons
 and "The post … appeared first on …" footers, and it puts the parts our renderers
 show on their own (key takeaways, fact tables, a pull quote, the lead image) inside
-the body.  This module drops the first and lifts out the second, with the same rules
-as the Markdown source (:mod:`publisher.content.markdown`), so every renderer gets the
-same shape of :class:`Article` wherever it came from.
+the body.  This module drops the first and lifts out the second, with the rules it
+shares with the Markdown source (:mod:`publisher.content.extract`), so every renderer
+gets the same shape of :class:`Article` wherever it came from.
 
 Upstream HTML is not ours to fix: a ragged table is widened rather than reported,
 a missing date falls back to another date.  What cannot become an article (no link,
 a repeated id) is reported as a :class:`Problem` and the other items carry on.
+
+Over 400 lines: the boilerplate, takeaways, tables, quotes and images of a blog's HTML
+are each lifted out of one lxml tree in an order that matters (see ``_body``); the
+rules it shares with the Markdown parser are in :mod:`publisher.content.extract`.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from urllib.parse import urljoin, urlsplit
 import feedparser  # type: ignore[import-untyped]
 import lxml.html  # type: ignore[import-untyped]
 
+from publisher.content.extract import is_takeaways_marker, sources_note, split_cite, without_cite_dash
 from publisher.content.html import sanitize_html
 from publisher.content.model import (
     MAX_ID_LENGTH,
@@ -44,10 +49,10 @@ from publisher.content.model import (
     Image,
     Problem,
     Quote,
+    ScanResult,
     Severity,
 )
 from publisher.content.slug import slugify
-from publisher.content.sources import ScanResult
 from publisher.content.text import BodyParts, absolute_http, capped_table, cell_alignment, element_text, html_fragment, html_text, one_line, table_alignment, truncate, unique
 
 Element = Any  # lxml.html.HtmlElement; lxml ships no type hints
@@ -56,9 +61,6 @@ _HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 _LISTS = ("ul", "ol")
 _TITLE_LIMIT = 80  # a title made from the text of an untitled item
 
-_TAKEAWAYS = re.compile(r"key\s+takeaways\s*:?", re.IGNORECASE)
-_SOURCES_LABEL = re.compile(r"(?:data\s+)?sources?\s*:\s*", re.IGNORECASE)
-_CITE_DASH = re.compile(r"(?:—|–|--)\s*")
 _APPEARED_FIRST = re.compile(r"the post .+ appeared first on .+", re.IGNORECASE | re.DOTALL)
 _COMMENTS_HEADING = re.compile(
     r"leave a (?:reply|comment)|(?:\d+|one|no) (?:comments?|responses?|replies|thoughts? on [“\"'«].+)",
@@ -401,7 +403,7 @@ def _cut_takeaways(root: Element) -> list[str]:
     follow it directly.
     """
     for marker in root.iter(*_HEADINGS, "p"):
-        if not _TAKEAWAYS.fullmatch(element_text(marker)):
+        if not is_takeaways_marker(element_text(marker)):
             continue
         between: list[Element] = []
         for sibling in marker.itersiblings():
@@ -542,9 +544,7 @@ def _table_sources(table: Element) -> str:
     note = block.getnext()
     if note is None or note.tag != "p":
         return ""
-    text = element_text(note)
-    label = _SOURCES_LABEL.match(text)
-    return text[label.end() :] if label else ""
+    return sources_note(element_text(note))
 
 
 def _quote(blockquote: Element) -> Quote:
@@ -555,10 +555,10 @@ def _quote(blockquote: Element) -> Quote:
         cite = cite or element_text(attribution)
         attribution.drop_tree()
     lines = [text for p in quote.iter("p") if (text := element_text(p))] or [element_text(quote)]
-    if not cite and len(lines) > 1 and _CITE_DASH.match(lines[-1]):
-        cite = lines.pop()
-    if dash := _CITE_DASH.match(cite):
-        cite = cite[dash.end() :]
+    if cite:
+        cite = without_cite_dash(cite)
+    else:
+        lines, cite = split_cite(lines)
     return Quote(" ".join(line for line in lines if line), cite.strip())
 
 
