@@ -36,7 +36,6 @@ from publisher.content.model import Article
 from publisher.content.slug import slugify
 from publisher.delivery.model import DeliveryState, DigestState
 from publisher.digest.cadence import Schedule
-from publisher.feeds.build import entry_id
 from publisher.store.articles import newest_seq
 from publisher.store.db import (
     Exclusive,
