@@ -23,7 +23,7 @@ from urllib.parse import urljoin
 import jinja2
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from publisher import ledger, metrics, nodes
+from publisher import ledger, metrics
 from publisher.config import ConfigError, Settings
 from publisher.content.model import Article, FactTable, Image, Quote
 from publisher.content.sources import ScanResult, scan_directory
@@ -49,6 +49,7 @@ from publisher.mail.render import render_digest, render_notice
 from publisher.mail.transport import DeliveryError, Transport, make_transport
 from publisher.notices import Notices
 from publisher.pacing import Backoff
+from publisher.runtime import nodes
 from publisher.secrets import load_secret_key
 from publisher.sources.intake import API_SOURCE, Intake
 from publisher.store import articles as article_store
@@ -204,13 +205,13 @@ class Publisher:
         # This process as a node: its claims on deliveries and its heartbeat carry this id.
         self.node_id = nodes.node_id(utcnow())
         self.sent_total = 0  # messages this process delivered (its send rate, in publisher status)
-        self.role = "cli"  # leader | standby | worker, set by publisher.daemon
+        self.role = "cli"  # leader | standby | worker, set by publisher.runtime.daemon
         self._feeds_revision: tuple[object, ...] | None = None  # the store's, when the feeds were built
         # Why the static feed files could not be written at the last build (None: they were).
         # Best effort: the feeds are served from memory whatever happens to the copies.
         self.static_files_problem: str | None = None
         # Told when the earliest scheduled article is due (None: none) after every ingest:
-        # the leader's schedule wakes up then (publisher.scheduler).
+        # the leader's schedule wakes up then (publisher.runtime.scheduler).
         self.on_next_release: Callable[[datetime | None], None] | None = None
 
     def reconfigure(self, settings: Settings) -> list[str]:

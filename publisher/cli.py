@@ -37,7 +37,7 @@ from rich.table import Column, Table
 from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
-from publisher import ledger, logs, nodes
+from publisher import ledger, logs
 from publisher.app import (
     DigestCopy,
     DigestNotOpen,
@@ -54,6 +54,7 @@ from publisher.digest import PlannedDigest, UnknownArticle
 from publisher.mail.transport import DeliveryError
 from publisher.inbox import BounceImportReport, InboxError, import_bounces, open_inbox
 from publisher.mail.dkim import DkimError
+from publisher.runtime import nodes
 from publisher.store import articles as article_store
 from publisher.store.articles import ArticleState, IngestResult
 from publisher.store.db import create_engine, revisions, upgrade
@@ -222,7 +223,7 @@ def build(ctx: click.Context) -> None:
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the daemon: scheduler and web server, until SIGTERM or Ctrl-C."""
-    from publisher.daemon import run_daemon
+    from publisher.runtime.daemon import run_daemon
 
     _run_node(ctx, run_daemon)
 
@@ -231,13 +232,13 @@ def run(ctx: click.Context) -> None:
 @click.pass_context
 def worker(ctx: click.Context) -> None:
     """Run a delivery-only node (PostgreSQL): no web server, no schedule, until SIGTERM or Ctrl-C."""
-    from publisher.daemon import run_worker
+    from publisher.runtime.daemon import run_worker
 
     _run_node(ctx, run_worker)
 
 
 def _run_node(ctx: click.Context, node: Callable[[Settings, Callable[[], Settings]], Coroutine[Any, Any, None]]) -> None:
-    from publisher.daemon import DaemonError
+    from publisher.runtime.daemon import DaemonError
 
     settings = _settings(ctx)
     try:

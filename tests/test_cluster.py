@@ -31,7 +31,7 @@ from sqlalchemy import select, text
 from publisher.app import Publisher, utcnow
 from publisher.config import Settings, load_settings
 from publisher.digest import plan
-from publisher.leadership import LEADER_LOCK, Leadership
+from publisher.runtime.leadership import LEADER_LOCK, Leadership
 from publisher.ledger import Claimant, claim, claimable, renew
 from publisher.store.schema import deliveries
 from subscribers.model import Cadence

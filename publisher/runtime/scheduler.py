@@ -19,10 +19,10 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from publisher.app import Publisher
-from publisher.nodes import HEARTBEAT_SECONDS
+from publisher.runtime.nodes import HEARTBEAT_SECONDS
 from subscribers.model import Cadence
 
-# The jobs only the leader runs (see publisher.daemon); every node delivers and beats.
+# The jobs only the leader runs (see publisher.runtime.daemon); every node delivers and beats.
 LEADER_JOBS = ("scan", "digests", "feeds", "release")
 
 

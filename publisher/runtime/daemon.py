@@ -3,7 +3,7 @@
 Roles.  A node that runs the schedule (scan, digest planner, feed fetcher) is the
 *leader*; on SQLite the one daemon always is (the database's lock file keeps it
 alone).  On PostgreSQL every ``publisher run`` campaigns for it
-(:mod:`publisher.leadership`) and serves the web pages and feeds meanwhile as a
+(:mod:`publisher.runtime.leadership`) and serves the web pages and feeds meanwhile as a
 *standby*, rebuilding its feeds when the leader stored something.  Every node,
 ``publisher worker`` too (a *worker*: no web server, no schedule), delivers: it
 looks at the ledger every ``[cluster] poll_interval`` and claims what is due.  Each
@@ -35,18 +35,18 @@ from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
-from publisher import nodes
+from publisher.runtime import nodes
 from publisher.app import Publisher
 from publisher.config import ConfigError, Settings
-from publisher.leadership import Leadership
+from publisher.runtime.leadership import Leadership
 from publisher.locks import exclusive, holder
-from publisher.scheduler import (
+from publisher.runtime.scheduler import (
     LEADER_JOBS,
     build_scheduler,
     schedule_jobs,
     schedule_node_jobs,
 )
-from publisher.watch import watch_content
+from publisher.runtime.watch import watch_content
 from publisher.web.server import create_runner
 
 log = logging.getLogger(__name__)
