@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, partial
@@ -57,6 +57,7 @@ from publisher.store import digests as digest_store
 from publisher.store import meta
 from publisher.store.articles import IngestResult
 from publisher.store.db import create_engine, transaction, upgrade
+from publisher.tasks import Job, TaskTracker
 from publisher.templating import make_environment, make_loader, template_error
 from publisher.websub import HubPinger
 from subscribers import store as subscriber_store
@@ -187,7 +188,8 @@ class Publisher:
         self.engine = create_engine(settings.database.url, busy_timeout=settings.database.busy_timeout)
         self.env = make_environment(settings.site.templates_dir)
         self.feeds: dict[str, FeedDocument] = {}
-        self.stopping = asyncio.Event()
+        # Every background task of this process (jobs, notices, pings): one drain at shutdown.
+        self.tasks = TaskTracker()
         # One delivery run at a time in this process: two runs would both pick up the
         # rows the other has marked "sending".
         self._delivery_lock = asyncio.Lock()
@@ -196,10 +198,8 @@ class Publisher:
         self._feeds_lock = asyncio.Lock()  # one feed build at a time
         self._tokens: Tokens | None = None
         self._notices: Notices | None = None
-        self._jobs: set[asyncio.Task[object]] = set()
-        self._background: set[asyncio.Task[None]] = set()
         self.intake = Intake(self.engine, lambda: self.settings)
-        self.hub = HubPinger(settings.websub)
+        self.hub = HubPinger(settings.websub, self.tasks)
         self.last_scan_at: datetime | None = None  # when the last scan finished (readiness, status)
         self.scheduler_running = False  # set by the daemon while its schedule runs
         # This process as a node: its claims on deliveries and its heartbeat carry this id.
@@ -275,7 +275,7 @@ class Publisher:
     @property
     def notices(self) -> Notices:
         if self._notices is None:
-            self._notices = Notices(self.settings, self.env, self.tokens, signer=self.dkim)
+            self._notices = Notices(self.settings, self.env, self.tokens, self.tasks, signer=self.dkim)
         return self._notices
 
     def check_content(self) -> list[ScanResult]:
@@ -706,44 +706,18 @@ class Publisher:
         if (await self.fetch_feeds()).new:
             await self.send([Cadence.INSTANT])
 
+    @property
+    def stopping(self) -> asyncio.Event:
+        return self.tasks.stopping  # delegate (wave 2)
+
     async def settle(self) -> None:
-        """Wait for the background jobs started so far (tests, and the CLI before it exits)."""
-        while self._background:
-            await asyncio.wait(set(self._background))
+        await self.tasks.settle()  # delegate (wave 2)
 
-    def later(self, name: str, job: Callable[[], Awaitable[object]]) -> None:
-        """Run ``job`` as a tracked background job (a shutdown waits for it)."""
-        task = asyncio.create_task(self.run_job(name, job))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    def later(self, name: str, job: Job) -> None:
+        self.tasks.later(name, job)  # delegate (wave 2)
 
-    async def run_job(self, name: str, job: Callable[[], Awaitable[object]]) -> None:
-        """Run one scheduled job; tracked so a shutdown can wait for it, logged if it fails."""
-        if self.stopping.is_set():
-            return
-        task = asyncio.current_task()
-        if task is not None:
-            self._jobs.add(task)
-        try:
-            await job()
-        except asyncio.CancelledError:
-            # Only a shutdown that outlived shutdown_timeout cancels a job; what it left
-            # in the ledger is resumed at the next start, so this is news, not a crash.
-            log.warning("job %s interrupted by shutdown; its work resumes at the next start", name)
-        except Exception:
-            log.exception("job %s failed; it will run again at its next time", name)
-        finally:
-            self._jobs.discard(task)  # type: ignore[arg-type]
+    async def run_job(self, name: str, job: Job) -> None:
+        await self.tasks.run(name, job)  # delegate (wave 2)
 
     async def drain(self, timeout: float) -> bool:
-        """Stop taking work and wait for running jobs and notices; False if they outlived ``timeout``."""
-        self.stopping.set()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        jobs_done = True
-        if self._jobs or self._background:
-            _, pending = await asyncio.wait(self._jobs | self._background, timeout=timeout)
-            jobs_done = not pending
-        notices_done = self._notices is None or await self._notices.drain(max(0.0, deadline - loop.time()))
-        pings_done = await self.hub.drain(max(0.0, deadline - loop.time()))
-        return jobs_done and notices_done and pings_done
+        return await self.tasks.drain(timeout)  # delegate (wave 2)

@@ -16,33 +16,26 @@ from collections.abc import Iterable
 from publisher import __version__
 from publisher.config import WebSubSettings
 from publisher.pacing import Backoff
+from publisher.tasks import TaskTracker
 
 log = logging.getLogger(__name__)
 
 
 class HubPinger:
-    """Pings one hub; :meth:`ping` returns at once, :meth:`drain` waits for the pings in flight."""
+    """Pings one hub; :meth:`ping` returns at once, the pings run in ``tasks`` (a shutdown waits for them)."""
 
-    def __init__(self, settings: WebSubSettings, *, retry_base: float = 2.0) -> None:
+    def __init__(self, settings: WebSubSettings, tasks: TaskTracker, *, retry_base: float = 2.0) -> None:
         self.settings = settings
+        self.tasks = tasks
         self._retry_base = retry_base
-        self._tasks: set[asyncio.Task[bool]] = set()
 
     def ping(self, feed_urls: Iterable[str]) -> None:
         """Announce each of ``feed_urls`` to the hub, in the background."""
         for url in feed_urls:
-            task = asyncio.create_task(self._announce(url))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self.tasks.spawn(self._announce(url))
 
     async def drain(self, timeout: float) -> bool:
-        """Wait for the pings in flight; False if some outlived ``timeout`` (they are cancelled)."""
-        if not self._tasks:
-            return True
-        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-        for task in pending:
-            task.cancel()
-        return not pending
+        return await self.tasks.settle(timeout)  # delegate (wave 2)
 
     async def _announce(self, feed_url: str) -> bool:
         import aiohttp  # here: only a site with a hub needs the HTTP client (~10 MB)

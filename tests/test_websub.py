@@ -51,7 +51,7 @@ async def hub() -> AsyncIterator[Hub]:
 
 async def started(make_settings: Callable[..., Settings], hub_url: str) -> Publisher:
     publisher = Publisher(make_settings(f'[websub]\nhub = "{hub_url}"\nattempts = 3\n'))
-    publisher.hub = HubPinger(publisher.settings.websub, retry_base=0.01)
+    publisher.hub = HubPinger(publisher.settings.websub, publisher.tasks, retry_base=0.01)
     await publisher.start()
     return publisher
 

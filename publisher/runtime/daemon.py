@@ -198,7 +198,7 @@ class _Node:
         self.publisher.role = "leader"
         schedule_jobs(self.scheduler, self.publisher, at_start=True)  # a wave due while nobody led goes out now
         self.start_watcher()
-        await self.publisher.run_job("heartbeat", self.beat)
+        await self.publisher.tasks.run("heartbeat", self.beat)
 
     async def deposed(self) -> None:
         self.publisher.role = "standby"
@@ -207,12 +207,12 @@ class _Node:
             if self.scheduler.get_job(job) is not None:
                 self.scheduler.remove_job(job)
         await self.stop_watcher()
-        await self.publisher.run_job("heartbeat", self.beat)
+        await self.publisher.tasks.run("heartbeat", self.beat)
 
     def start_watcher(self) -> None:
         if self.watcher is None:
             publisher = self.publisher
-            job = partial(publisher.run_job, "watch", publisher.scan_and_send_instant)
+            job = partial(publisher.tasks.run, "watch", publisher.scan_and_send_instant)
             self.watcher = asyncio.create_task(watch_content(publisher, job))
 
     async def stop_watcher(self) -> None:
@@ -237,12 +237,9 @@ async def _serve_until_stopped(node: _Node, settings: Settings, reload: Callable
     if node.role == "standby":
         leadership = Leadership(settings.database.url, settings.cluster.failover, node.elected, node.deposed)
         campaign = asyncio.create_task(leadership.run(stop))
-    reloads: set[asyncio.Task[None]] = set()
 
     def on_hangup() -> None:
-        task = asyncio.create_task(_reload(node, reload))
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
+        publisher.tasks.later("reload", partial(_reload, node, reload))
 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -254,7 +251,7 @@ async def _serve_until_stopped(node: _Node, settings: Settings, reload: Callable
         # Pause first: APScheduler's shutdown cancels running coroutine jobs, so it comes
         # only after the job in progress has had its chance to finish.
         scheduler.pause()
-        drained = await publisher.drain(settings.server.shutdown_timeout)
+        drained = await publisher.tasks.drain(settings.server.shutdown_timeout)
         await asyncio.sleep(0)  # a job submitted just before the pause starts, sees "stopping", returns
         if campaign is not None:
             await campaign  # hands the schedule over at once, not after failover

@@ -78,7 +78,7 @@ def schedule_node_jobs(
         jobs.append(("refresh", publisher.refresh_feeds, settings.cluster.poll_interval, 1))
     for name, job, seconds, instances in jobs:
         scheduler.add_job(
-            publisher.run_job, IntervalTrigger(seconds=seconds), args=[name, job], id=name, name=name,
+            publisher.tasks.run, IntervalTrigger(seconds=seconds), args=[name, job], id=name, name=name,
             replace_existing=True, max_instances=instances, **_first_run(at_start),
         )
 
@@ -106,7 +106,7 @@ def schedule_jobs(scheduler: AsyncIOScheduler, publisher: Publisher, *, at_start
         scheduler.remove_job("feeds")
     for name, job, trigger in jobs:
         scheduler.add_job(
-            publisher.run_job, trigger, args=[name, job], id=name, name=name, replace_existing=True,
+            publisher.tasks.run, trigger, args=[name, job], id=name, name=name, replace_existing=True,
             **_first_run(at_start),
         )
     publisher.on_next_release = partial(arm_release, scheduler, publisher)
@@ -120,7 +120,7 @@ def arm_release(scheduler: AsyncIOScheduler, publisher: Publisher, at: datetime 
             scheduler.remove_job("release")
         return
     scheduler.add_job(
-        publisher.run_job, DateTrigger(run_date=max(at, datetime.now(UTC))), args=["release", publisher.publish_due],
+        publisher.tasks.run, DateTrigger(run_date=max(at, datetime.now(UTC))), args=["release", publisher.publish_due],
         id="release", name="release", replace_existing=True,
     )
 
