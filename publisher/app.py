@@ -23,7 +23,7 @@ from urllib.parse import urljoin
 import jinja2
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from publisher import ledger, metrics
+from publisher import clock, ledger, metrics
 from publisher.config import ConfigError, Settings
 from publisher.content.model import Article, FactTable, Image, Quote
 from publisher.content.sources import ScanResult, scan_directory
@@ -50,6 +50,7 @@ from publisher.mail.transport import DeliveryError, Transport, make_transport
 from publisher.notices import Notices
 from publisher.pacing import Backoff
 from publisher.runtime import nodes
+from publisher.runtime.state import NodeRole, NodeState
 from publisher.secrets import load_secret_key
 from publisher.sources.intake import API_SOURCE, Intake
 from publisher.store import articles as article_store
@@ -69,7 +70,7 @@ log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()  # delegate (wave 2): the CLI, the API and the tests still import it
 
 
 @dataclass
@@ -200,12 +201,9 @@ class Publisher:
         self._notices: Notices | None = None
         self.intake = Intake(self.engine, lambda: self.settings)
         self.hub = HubPinger(settings.websub, self.tasks)
-        self.last_scan_at: datetime | None = None  # when the last scan finished (readiness, status)
-        self.scheduler_running = False  # set by the daemon while its schedule runs
-        # This process as a node: its claims on deliveries and its heartbeat carry this id.
-        self.node_id = nodes.node_id(utcnow())
-        self.sent_total = 0  # messages this process delivered (its send rate, in publisher status)
-        self.role = "cli"  # leader | standby | worker, set by publisher.runtime.daemon
+        # This process as a node (role, last scan, messages sent): set by the runtime and
+        # the services, read by /readyz and the heartbeat.
+        self.node = NodeState(nodes.node_id(clock.now()))
         self._feeds_revision: tuple[object, ...] | None = None  # the store's, when the feeds were built
         # Why the static feed files could not be written at the last build (None: they were).
         # Best effort: the feeds are served from memory whatever happens to the copies.
@@ -294,7 +292,7 @@ class Publisher:
             result = await self.intake.scan_markdown()
             await self._published(result)
             metrics.scan_finished(time.perf_counter() - started)
-            self.last_scan_at = utcnow()
+            self.node.scanned(clock.now())
             return result
 
     async def fetch_feeds(self) -> IngestResult:
@@ -324,7 +322,7 @@ class Publisher:
         """Take an article down (``publisher articles remove``, ``DELETE /api/articles/…``)
         and rebuild the feeds; False if no published or scheduled article has this id."""
         async with self._scan_lock:
-            found = await article_store.unpublish(self.engine, article_id, utcnow())
+            found = await article_store.unpublish(self.engine, article_id, clock.now())
             if found:
                 await self._published(IngestResult(removed=[article_id]))
         return found
@@ -409,7 +407,7 @@ class Publisher:
 
     async def plan(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> list[PlannedDigest]:
         """Create the digests due for ``cadences`` now (with ``dry_run``, only say which)."""
-        now = utcnow()
+        now = clock.now()
         result: list[PlannedDigest] = []
         for cadence in cadences:
             planned = await plan(self.engine, cadence, now, dry_run=dry_run, **self._plan_options(cadence))
@@ -433,7 +431,7 @@ class Publisher:
         digests and ledger rows from it, and afterwards nothing is left (no article
         stored, no feed written, no cursor moved, no ledger row).
         """
-        now = utcnow()
+        now = clock.now()
         async with transaction(self.engine, dry_run=True) as conn:
             scan = await self.intake.scan_markdown(into=conn)
             planned = await plan_on(conn, cadence, now, **self._plan_options(cadence))
@@ -449,7 +447,7 @@ class Publisher:
     async def why_nothing_due(self, cadence: Cadence) -> str:
         """Why a plan of ``cadence`` found nothing now, and what to do (``publisher send``)."""
         async with self.engine.connect() as conn:
-            return await why_nothing_due(conn, cadence, utcnow(), self._plan_options(cadence)["schedule"])
+            return await why_nothing_due(conn, cadence, clock.now(), self._plan_options(cadence)["schedule"])
 
     async def next_copy(
         self, cadence: Cadence | None = None, *, subscriber: str | None = None, article: str | None = None,
@@ -485,7 +483,7 @@ class Publisher:
         if test:
             ident = f"test-{ident}"
             rendered = dataclasses.replace(rendered, subject=f"[TEST] {rendered.subject}")
-        message = DigestMessages(rendered, settings=self.settings, digest_id=ident, date=utcnow()).build(
+        message = DigestMessages(rendered, settings=self.settings, digest_id=ident, date=clock.now()).build(
             personal, reader.id if reader else 0
         )
         if test:  # prepended: a header field anywhere in the header block is as good, and framing stays in one place
@@ -543,7 +541,7 @@ class Publisher:
         Raises :class:`publisher.digest.UnknownArticle`.
         """
         digest, article = await plan_resend(
-            self.engine, reference, utcnow(), site_url=self.settings.site.url, dry_run=dry_run
+            self.engine, reference, clock.now(), site_url=self.settings.site.url, dry_run=dry_run
         )
         with digest_context(digest.id):
             log.info("digest %s: %sresending %s to %d subscribers", digest.id, "(dry run) " if dry_run else "",
@@ -585,7 +583,7 @@ class Publisher:
         before = await ledger.state(self.engine, digest_id)
         if before is None:
             raise DigestNotOpen(f"no digest {digest_id!r} (see `publisher digests list`)")
-        cancelled = await ledger.cancel(self.engine, digest_id, reason, utcnow())
+        cancelled = await ledger.cancel(self.engine, digest_id, reason, clock.now())
         if cancelled is None:
             raise DigestNotOpen(f"digest {digest_id} is already finished: nothing to cancel")
         with digest_context(digest_id):
@@ -628,7 +626,7 @@ class Publisher:
         A run already going in this process is left alone: it is busy, and the next
         look finds what it did not take.
         """
-        if not self._delivery_lock.locked() and await claimable(self.engine, utcnow(), self.claimant):
+        if not self._delivery_lock.locked() and await claimable(self.engine, clock.now(), self.claimant):
             await self.deliver()
 
     async def _deliver_unfinished(
@@ -693,18 +691,46 @@ class Publisher:
                 return None
 
     async def scan_and_send_instant(self) -> None:
-        """The daemon's periodic job: new articles go at once to ``instant`` subscribers.
+        from publisher.runtime import scheduler  # the schedule's jobs; a command need not load APScheduler
 
-        Planning asks the store what is due, whatever this scan found: an article
-        stored by the API or a feed just before a shutdown still goes out.
-        """
-        await self.scan()
-        await self.send([Cadence.INSTANT])
+        await scheduler.scan_and_send_instant(self)  # delegate (wave 2)
 
     async def fetch_and_send_instant(self) -> None:
-        """The daemon's upstream feeds job: like :meth:`scan_and_send_instant`."""
-        if (await self.fetch_feeds()).new:
-            await self.send([Cadence.INSTANT])
+        from publisher.runtime import scheduler
+
+        await scheduler.fetch_and_send_instant(self)  # delegate (wave 2)
+
+    @property
+    def node_id(self) -> str:
+        return self.node.node_id  # delegate (wave 2)
+
+    @property
+    def role(self) -> NodeRole:
+        return self.node.role  # delegate (wave 2)
+
+    @property
+    def last_scan_at(self) -> datetime | None:
+        return self.node.last_scan_at  # delegate (wave 2)
+
+    @last_scan_at.setter
+    def last_scan_at(self, at: datetime | None) -> None:
+        self.node.last_scan_at = at  # delegate (wave 2)
+
+    @property
+    def scheduler_running(self) -> bool:
+        return self.node.scheduler_running  # delegate (wave 2)
+
+    @scheduler_running.setter
+    def scheduler_running(self, running: bool) -> None:
+        self.node.scheduler_running = running  # delegate (wave 2)
+
+    @property
+    def sent_total(self) -> int:
+        return self.node.sent_total  # delegate (wave 2)
+
+    @sent_total.setter
+    def sent_total(self, total: int) -> None:
+        self.node.sent_total = total  # delegate (wave 2)
 
     @property
     def stopping(self) -> asyncio.Event:

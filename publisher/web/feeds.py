@@ -17,7 +17,7 @@ validates, since both encode the same bytes.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC
 from email.utils import format_datetime, parsedate_to_datetime
 from functools import lru_cache
 from typing import Protocol
@@ -25,7 +25,7 @@ from typing import Protocol
 from aiohttp import web
 from multidict import CIMultiDict
 
-from publisher import metrics
+from publisher import clock, metrics
 from publisher.feeds import FeedDocument
 
 SITE_FEEDS = ("feed.rss", "feed.atom", "feed.json")
@@ -139,7 +139,7 @@ class PreparedFeed:
             since = parsedate_to_datetime(if_modified_since)
         except (TypeError, ValueError, IndexError):
             return False  # an invalid date is ignored
-        if since.tzinfo is None or since > datetime.now(UTC):
+        if since.tzinfo is None or since > clock.now():
             return False  # so is one without a zone, or one in the future (RFC 9110 §13.1.3)
         return self._last_modified_at <= since
 
