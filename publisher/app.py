@@ -237,7 +237,9 @@ class Publisher:
         )
         self.env.loader = make_loader(settings.site.templates_dir)
         self.__dict__["dkim"] = signer  # replaces the cached property's value
-        if self._notices is not None:  # it reads these when it sends
+        # Each service keeps the settings it runs on; its next run reads the new ones.
+        self.hub.settings = self.settings.websub
+        if self._notices is not None:
             self._notices.settings, self._notices.signer = self.settings, signer
         return [key for key, (before, after) in fixed.items() if before != after]
 
@@ -365,7 +367,6 @@ class Publisher:
             await meta.put(self.engine, meta.SITE_URL, site.url)
         if hub and before and announce:  # the first build after a start only restates what the hub has seen
             changed = [path for path, doc in self.feeds.items() if path not in before or before[path].etag != doc.etag]
-            self.hub.settings = self.settings.websub
             self.hub.ping(urljoin(site.url, path) for path in changed)
 
     async def _write_static_copies(self) -> None:
