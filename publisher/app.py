@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from functools import cached_property, partial
@@ -19,7 +19,7 @@ from urllib.parse import urljoin
 
 import jinja2
 
-from publisher import nodes
+from publisher import clock
 from publisher.config import ConfigError, Settings
 from publisher.content.model import Article, FactTable, Image, Quote, ScanResult
 from publisher.delivery.ledger import Claimant
@@ -40,12 +40,14 @@ from publisher.feeds.shelf import FeedShelf
 from publisher.feeds.websub import HubPinger
 from publisher.mail.dkim import DkimSigner
 from publisher.mail.render import render_digest, render_notice
+from publisher.runtime import nodes
+from publisher.runtime.state import NodeRole, NodeState
 from publisher.secrets import load_secret_key
 from publisher.sources.intake import Intake
 from publisher.store import meta
 from publisher.store.articles import IngestResult
 from publisher.store.db import create_engine, upgrade
-from publisher.tasks import TaskTracker
+from publisher.tasks import Job, TaskTracker
 from publisher.templating import make_environment, make_loader, template_error
 from subscribers.model import Cadence
 from subscribers.tokens import Tokens
@@ -54,7 +56,7 @@ log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()  # delegate (wave 2): the CLI, the API and the tests still import it
 
 
 def template_problems(settings: Settings, env: jinja2.Environment) -> list[str]:
@@ -119,34 +121,29 @@ class Publisher:
         self.settings = settings
         self.engine = create_engine(settings.database.url, busy_timeout=settings.database.busy_timeout)
         self.env = make_environment(settings.site.templates_dir)
-        self.stopping = asyncio.Event()
+        # Every background task of this process (jobs, notices, pings): one drain at shutdown.
+        self.tasks = TaskTracker()
+        # This process as a node (role, last scan, messages sent): set by the runtime and
+        # the services, read by /readyz and the heartbeat.
+        self.node = NodeState(nodes.node_id(clock.now()))
         self._tokens: Tokens | None = None
         self._notices: Notices | None = None
-        self._jobs: set[asyncio.Task[object]] = set()
-        self._background: set[asyncio.Task[None]] = set()
-        self.tasks = TaskTracker()
         self.shelf = FeedShelf(settings, self.engine, self.env, self.tasks)
         self.intake = Intake(
-            settings, self.engine, self.shelf, later=self.later, on_scanned=self._scanned,
+            settings, self.engine, self.shelf, later=self.tasks.later, on_scanned=self.node.scanned,
             on_next_release=self._next_release, on_new_articles=self._send_instant,
         )
-        self.last_scan_at: datetime | None = None  # when the last scan finished (readiness, status)
-        self.scheduler_running = False  # set by the daemon while its schedule runs
-        # This process as a node: its claims on deliveries and its heartbeat carry this id.
-        self.node_id = nodes.node_id(utcnow())
-        self.sent_total = 0  # messages this process delivered (its send rate, in publisher status)
-        self.role = "cli"  # leader | standby | worker, set by publisher.daemon
         # Told when the earliest scheduled article is due (None: none) after every ingest:
-        # the leader's schedule wakes up then (publisher.scheduler).
+        # the leader's schedule wakes up then (publisher.runtime.scheduler).
         self.on_next_release: Callable[[datetime | None], None] | None = None
         self.delivery = DeliveryService(
             self.engine, settings, self.env, tokens=lambda: self.tokens, dkim=lambda: self.dkim,
-            stopping=self.stopping, scan_into=lambda conn: self.intake.scan_markdown(into=conn),
-            node_id=self.node_id, on_sent=self._count_sent,
+            stopping=self.tasks.stopping, scan_into=lambda conn: self.intake.scan_markdown(into=conn),
+            node_id=self.node.node_id, on_sent=self._count_sent,
         )
 
     def _count_sent(self, count: int) -> None:
-        self.sent_total += count
+        self.node.sent_total += count
 
     def reconfigure(self, settings: Settings) -> list[str]:
         """Use ``settings`` from now on (SIGHUP); the settings that only a restart can change.
@@ -175,6 +172,8 @@ class Publisher:
         self.env.loader = make_loader(settings.site.templates_dir)
         self.shelf.settings = self.intake.settings = self.settings
         self.__dict__["dkim"] = signer  # replaces the cached property's value
+        # Each service keeps the settings it runs on; its next run reads the new ones.
+        self.shelf.hub.settings = self.settings.websub
         if self._notices is not None:  # it reads these when it sends
             self._notices.settings, self._notices.signer = self.settings, signer
         return [key for key, (before, after) in fixed.items() if before != after]
@@ -211,7 +210,7 @@ class Publisher:
     @property
     def notices(self) -> Notices:
         if self._notices is None:
-            self._notices = Notices(self.settings, self.env, self.tokens, signer=self.dkim)
+            self._notices = Notices(self.settings, self.env, self.tokens, self.tasks, signer=self.dkim)
         return self._notices
 
     def check_content(self) -> list[ScanResult]:  # delegate (wave 2)
@@ -231,9 +230,6 @@ class Publisher:
 
     async def publish_due(self) -> None:  # delegate (wave 2)
         await self.intake.publish_due()
-
-    def _scanned(self, at: datetime) -> None:
-        self.last_scan_at = at
 
     def _next_release(self, at: datetime | None) -> None:
         """Intake's report of the next scheduled article, passed to whoever listens now (the leader's schedule)."""
@@ -309,57 +305,57 @@ class Publisher:
         return await self.delivery.drop_from_digest(*a, **k)
 
     async def scan_and_send_instant(self) -> None:
-        """The daemon's periodic job: new articles go at once to ``instant`` subscribers.
-
-        Planning asks the store what is due, whatever this scan found: an article
-        stored by the API or a feed just before a shutdown still goes out.
-        """
-        await self.scan()
-        await self.send([Cadence.INSTANT])
+        from publisher.runtime import scheduler  # the schedule's jobs; a command need not load APScheduler
+        await scheduler.scan_and_send_instant(self)  # delegate (wave 2)
 
     async def fetch_and_send_instant(self) -> None:
-        """The daemon's upstream feeds job: like :meth:`scan_and_send_instant`."""
-        if (await self.fetch_feeds()).new:
-            await self.send([Cadence.INSTANT])
+        from publisher.runtime import scheduler
+        await scheduler.fetch_and_send_instant(self)  # delegate (wave 2)
+
+    @property
+    def node_id(self) -> str:
+        return self.node.node_id  # delegate (wave 2)
+
+    @property
+    def role(self) -> NodeRole:
+        return self.node.role  # delegate (wave 2)
+
+    @property
+    def last_scan_at(self) -> datetime | None:
+        return self.node.last_scan_at  # delegate (wave 2)
+
+    @last_scan_at.setter
+    def last_scan_at(self, at: datetime | None) -> None:
+        self.node.last_scan_at = at  # delegate (wave 2)
+
+    @property
+    def scheduler_running(self) -> bool:
+        return self.node.scheduler_running  # delegate (wave 2)
+
+    @scheduler_running.setter
+    def scheduler_running(self, running: bool) -> None:
+        self.node.scheduler_running = running  # delegate (wave 2)
+
+    @property
+    def sent_total(self) -> int:
+        return self.node.sent_total  # delegate (wave 2)
+
+    @sent_total.setter
+    def sent_total(self, total: int) -> None:
+        self.node.sent_total = total  # delegate (wave 2)
+
+    @property
+    def stopping(self) -> asyncio.Event:
+        return self.tasks.stopping  # delegate (wave 2)
 
     async def settle(self) -> None:
-        """Wait for the background jobs started so far (tests, and the CLI before it exits)."""
-        while self._background:
-            await asyncio.wait(set(self._background))
+        await self.tasks.settle()  # delegate (wave 2)
 
-    def later(self, name: str, job: Callable[[], Awaitable[object]]) -> None:
-        """Run ``job`` as a tracked background job (a shutdown waits for it)."""
-        task = asyncio.create_task(self.run_job(name, job))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    def later(self, name: str, job: Job) -> None:
+        self.tasks.later(name, job)  # delegate (wave 2)
 
-    async def run_job(self, name: str, job: Callable[[], Awaitable[object]]) -> None:
-        """Run one scheduled job; tracked so a shutdown can wait for it, logged if it fails."""
-        if self.stopping.is_set():
-            return
-        task = asyncio.current_task()
-        if task is not None:
-            self._jobs.add(task)
-        try:
-            await job()
-        except asyncio.CancelledError:
-            # Only a shutdown that outlived shutdown_timeout cancels a job; what it left
-            # in the ledger is resumed at the next start, so this is news, not a crash.
-            log.warning("job %s interrupted by shutdown; its work resumes at the next start", name)
-        except Exception:
-            log.exception("job %s failed; it will run again at its next time", name)
-        finally:
-            self._jobs.discard(task)  # type: ignore[arg-type]
+    async def run_job(self, name: str, job: Job) -> None:
+        await self.tasks.run(name, job)  # delegate (wave 2)
 
     async def drain(self, timeout: float) -> bool:
-        """Stop taking work and wait for running jobs and notices; False if they outlived ``timeout``."""
-        self.stopping.set()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        jobs_done = True
-        if self._jobs or self._background:
-            _, pending = await asyncio.wait(self._jobs | self._background, timeout=timeout)
-            jobs_done = not pending
-        notices_done = self._notices is None or await self._notices.drain(max(0.0, deadline - loop.time()))
-        tasks_done = await self.tasks.drain(max(0.0, deadline - loop.time()))  # the WebSub pings
-        return jobs_done and notices_done and tasks_done
+        return await self.tasks.drain(timeout)  # delegate (wave 2)

@@ -37,7 +37,7 @@ from rich.table import Column, Table
 from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
-from publisher import logs, nodes
+from publisher import logs
 from publisher.app import Publisher, template_problems, utcnow
 from publisher.config import ConfigError, Settings, load_settings
 from publisher.content.model import Article, Severity
@@ -49,6 +49,7 @@ from publisher.digest.plan import PlannedDigest
 from publisher.digest.resend import UnknownArticle
 from publisher.mail.dkim import DkimError
 from publisher.mail.transport import DeliveryError
+from publisher.runtime import nodes
 from publisher.store import articles as article_store
 from publisher.store.articles import ArticleState, IngestResult
 from publisher.store.db import create_engine, revisions, upgrade
@@ -217,7 +218,7 @@ def build(ctx: click.Context) -> None:
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the daemon: scheduler and web server, until SIGTERM or Ctrl-C."""
-    from publisher.daemon import run_daemon
+    from publisher.runtime.daemon import run_daemon
 
     _run_node(ctx, run_daemon)
 
@@ -226,13 +227,13 @@ def run(ctx: click.Context) -> None:
 @click.pass_context
 def worker(ctx: click.Context) -> None:
     """Run a delivery-only node (PostgreSQL): no web server, no schedule, until SIGTERM or Ctrl-C."""
-    from publisher.daemon import run_worker
+    from publisher.runtime.daemon import run_worker
 
     _run_node(ctx, run_worker)
 
 
 def _run_node(ctx: click.Context, node: Callable[[Settings, Callable[[], Settings]], Coroutine[Any, Any, None]]) -> None:
-    from publisher.daemon import DaemonError
+    from publisher.runtime.daemon import DaemonError
 
     settings = _settings(ctx)
     try:

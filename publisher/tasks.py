@@ -41,9 +41,12 @@ class TaskTracker:
         shutdown waits for it; logged if it fails; not started once stopping."""
         if self.stopping.is_set():
             return
+        # The task running the job (APScheduler's, the watcher's, an election's) is
+        # tracked for as long as the job runs: those tasks outlive their jobs.
         task = asyncio.current_task()
-        if task is not None:
-            self._track(task)
+        adopted = task is not None and task not in self._tasks
+        if adopted:
+            self._tasks.add(task)  # type: ignore[arg-type]
         try:
             await job()
         except asyncio.CancelledError:
@@ -52,12 +55,21 @@ class TaskTracker:
             log.warning("job %s interrupted by shutdown; its work resumes at the next start", name)
         except Exception:
             log.exception("job %s failed; it will run again at its next time", name)
+        finally:
+            if adopted:
+                self._tasks.discard(task)  # type: ignore[arg-type]
 
-    async def settle(self) -> None:
-        """Wait for the background work started so far (tests, and the CLI before it exits)."""
-        current = asyncio.current_task()
-        while pending := {task for task in self._tasks if task is not current}:
-            await asyncio.wait(pending)
+    async def settle(self, timeout: float | None = None) -> bool:
+        """Wait for the background work started so far (tests, and the CLI before it exits),
+        without stopping anything; False if some outlived ``timeout`` (it goes on)."""
+        try:
+            async with asyncio.timeout(timeout):
+                current = asyncio.current_task()
+                while pending := {task for task in self._tasks if task is not current}:
+                    await asyncio.wait(pending)
+        except TimeoutError:
+            return False
+        return True
 
     async def drain(self, timeout: float) -> bool:
         """Stop starting jobs and wait for the running ones; False if some outlived ``timeout``."""

@@ -32,7 +32,7 @@ from publisher.app import Publisher, utcnow
 from publisher.config import Settings, load_settings
 from publisher.delivery.ledger import Claimant, claim, claimable, renew
 from publisher.digest.plan import plan
-from publisher.leadership import LEADER_LOCK, Leadership
+from publisher.runtime.leadership import LEADER_LOCK, Leadership
 from publisher.store.schema import deliveries
 from subscribers.model import Cadence
 from tests.conftest import write_config

@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 
 from publisher.app import Publisher
 from publisher.cli import main
-from publisher.scheduler import build_scheduler, schedule_jobs
+from publisher.runtime.scheduler import build_scheduler, schedule_jobs
 from publisher.store import articles as article_store
 from publisher.store.schema import articles
 from subscribers.model import Cadence

@@ -13,7 +13,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from publisher.app import Publisher
 from publisher.config import Settings
-from publisher.scheduler import build_scheduler, schedule_jobs, schedule_node_jobs
+from publisher.runtime.scheduler import build_scheduler, schedule_jobs, schedule_node_jobs
 
 
 async def test_jobs_wake_the_service_at_their_times(make_settings: Callable[..., Settings]) -> None:

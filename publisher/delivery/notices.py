@@ -27,6 +27,7 @@ from publisher.mail.dkim import DkimSigner
 from publisher.mail.message import build_notice
 from publisher.mail.render import render_notice
 from publisher.mail.transport import DeliveryError, make_transport
+from publisher.tasks import TaskTracker
 from subscribers.model import Subscriber
 from subscribers.tokens import Purpose, Tokens
 
@@ -37,14 +38,14 @@ Work = Callable[[], Coroutine[object, object, None]]  # makes a fresh attempt ea
 
 class Notices:
     def __init__(
-        self, settings: Settings, env: jinja2.Environment, tokens: Tokens, *,
+        self, settings: Settings, env: jinja2.Environment, tokens: Tokens, tasks: TaskTracker, *,
         signer: DkimSigner | None = None,
     ) -> None:
         self.settings = settings
         self.env = env
         self.tokens = tokens
+        self.tasks = tasks  # the process's tracker: a shutdown waits for the notices in flight
         self.signer = signer
-        self._tasks: set[asyncio.Task[None]] = set()
         self.given_up = 0  # background work abandoned after every attempt failed
 
     @property
@@ -78,11 +79,7 @@ class Notices:
         await self._send(subscriber, template, subject, {"preferences_url": url})
 
     async def drain(self, timeout: float) -> bool:
-        """Wait for notices still being sent; False if some outlived ``timeout``."""
-        if not self._tasks:
-            return True
-        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-        return not pending
+        return await self.tasks.settle(timeout)  # delegate (wave 2)
 
     def later(self, work: Work, what: str) -> None:
         """Run ``work()`` after the current request has been answered; drained at shutdown.
@@ -90,9 +87,7 @@ class Notices:
         ``what`` names the work in the log ("storing a sign-up"); never put an
         address in it.
         """
-        task = asyncio.create_task(self._attempts(work, what))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.tasks.spawn(self._attempts(work, what))
 
     async def _attempts(self, work: Work, what: str) -> None:
         """``work()``, tried again with doubling waits while the database or the network fails."""

@@ -28,17 +28,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from publisher import metrics
+from publisher import clock, metrics
 from publisher.app import Publisher
 from publisher.delivery.ledger import due_count
 from publisher.logs import first_line
+from publisher.runtime.state import NodeRole, NodeState
 from publisher.store import meta
 from publisher.web.keys import PUBLISHER
 
@@ -59,8 +60,8 @@ async def readyz(request: web.Request) -> web.Response:
     publisher = request.app[PUBLISHER]
     checks = {
         "database": await _database(publisher),
-        "scheduler": _scheduler(publisher),
-        "scan": _scan(publisher, datetime.now(UTC)),
+        "scheduler": _scheduler(publisher.node),
+        "scan": _scan(publisher.node, publisher.settings.scheduler.scan_interval, clock.now()),
     }
     ready = all(check["ok"] for check in checks.values())
     body: dict[str, Any] = {
@@ -87,7 +88,7 @@ async def _database(publisher: Publisher) -> dict[str, Any]:
         return {"ok": False, "detail": f"SELECT 1 failed: {first_line(exc)}"}
     try:
         async with asyncio.timeout(DB_TIMEOUT - (time.perf_counter() - started)):
-            await meta.put(publisher.engine, PROBE_KEY, datetime.now(UTC).isoformat())
+            await meta.put(publisher.engine, PROBE_KEY, clock.now().isoformat())
     except TimeoutError:
         return {"ok": False, "detail": f"a write did not finish within {DB_TIMEOUT:g} s"}
     except (SQLAlchemyError, OSError) as exc:
@@ -95,17 +96,17 @@ async def _database(publisher: Publisher) -> dict[str, Any]:
     return {"ok": True, "detail": f"SELECT 1 and a write in {(time.perf_counter() - started) * 1000:.0f} ms"}
 
 
-def _scheduler(publisher: Publisher) -> dict[str, Any]:
-    if publisher.scheduler_running:
+def _scheduler(node: NodeState) -> dict[str, Any]:
+    if node.scheduler_running:
         return {"ok": True, "detail": "the schedule is running"}
     return {"ok": False, "detail": "the schedule is not running"}
 
 
-def _scan(publisher: Publisher, now: datetime) -> dict[str, Any]:
-    if publisher.role == "standby":
+def _scan(node: NodeState, scan_interval: float, now: datetime) -> dict[str, Any]:
+    if node.role == NodeRole.STANDBY:
         return {"ok": True, "detail": "standby: the leader scans; this node serves what it stored"}
-    limit = max(SCAN_INTERVALS * publisher.settings.scheduler.scan_interval, MIN_SCAN_AGE)
-    last = publisher.last_scan_at
+    limit = max(SCAN_INTERVALS * scan_interval, MIN_SCAN_AGE)
+    last = node.last_scan_at
     if last is None:
         return {"ok": False, "detail": "no scan has finished yet", "max_age_seconds": limit}
     age = (now - last) / timedelta(seconds=1)
@@ -131,7 +132,7 @@ class QueueDepth:
             self._next = now + self.every
             try:
                 async with asyncio.timeout(DB_TIMEOUT):
-                    depth = await due_count(publisher.engine, datetime.now(UTC))
+                    depth = await due_count(publisher.engine, clock.now())
             except (TimeoutError, SQLAlchemyError, OSError) as exc:  # the gauge keeps its last value
                 log.warning("metrics: cannot count the due ledger rows: %s", first_line(exc))
                 return

@@ -1,4 +1,4 @@
-"""APScheduler 3 jobs: they only wake the service up.
+"""APScheduler 3 jobs: they only wake the service up; the jobs that compose services.
 
 What is due is decided by the store (principle 3), so the in-memory job store is
 enough.  Jobs are coroutines on the server's event loop (AsyncIOScheduler), with
@@ -12,18 +12,40 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, time
 from functools import partial
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from publisher.app import Publisher
-from publisher.nodes import HEARTBEAT_SECONDS
+from publisher import clock
+from publisher.runtime.nodes import HEARTBEAT_SECONDS
+from publisher.runtime.state import JobName
 from subscribers.model import Cadence
 
-# The jobs only the leader runs (see publisher.daemon); every node delivers and beats.
-LEADER_JOBS = ("scan", "digests", "feeds", "release")
+if TYPE_CHECKING:  # the root imports this module for its jobs' delegates
+    from publisher.app import Publisher
+
+# The jobs only the leader runs (see publisher.runtime.daemon); every node delivers and beats.
+LEADER_JOBS = (JobName.SCAN, JobName.DIGESTS, JobName.FEEDS, JobName.RELEASE)
+
+
+async def scan_and_send_instant(publisher: Publisher) -> None:
+    """The leader's periodic job (and the watcher's): new articles go at once to
+    ``instant`` subscribers.
+
+    Planning asks the store what is due, whatever this scan found: an article
+    stored by the API or a feed just before a shutdown still goes out.
+    """
+    await publisher.scan()
+    await publisher.send([Cadence.INSTANT])
+
+
+async def fetch_and_send_instant(publisher: Publisher) -> None:
+    """The leader's upstream feeds job: like :func:`scan_and_send_instant`."""
+    if (await publisher.fetch_feeds()).new:
+        await publisher.send([Cadence.INSTANT])
 
 
 class _SkippedRunIsNoNews(logging.Filter):
@@ -71,14 +93,14 @@ def schedule_node_jobs(
     """
     settings = publisher.settings
     jobs: list[tuple[str, Callable[[], Awaitable[object]], float, int]] = [
-        ("deliver", publisher.deliver_due, min(settings.cluster.poll_interval, settings.delivery.retry_base), 2),
-        ("heartbeat", beat, HEARTBEAT_SECONDS, 1),
+        (JobName.DELIVER, publisher.deliver_due, min(settings.cluster.poll_interval, settings.delivery.retry_base), 2),
+        (JobName.HEARTBEAT, beat, HEARTBEAT_SECONDS, 1),
     ]
     if serves_web:
-        jobs.append(("refresh", publisher.refresh_feeds, settings.cluster.poll_interval, 1))
+        jobs.append((JobName.REFRESH, publisher.refresh_feeds, settings.cluster.poll_interval, 1))
     for name, job, seconds, instances in jobs:
         scheduler.add_job(
-            publisher.run_job, IntervalTrigger(seconds=seconds), args=[name, job], id=name, name=name,
+            publisher.tasks.run, IntervalTrigger(seconds=seconds), args=[name, job], id=name, name=name,
             replace_existing=True, max_instances=instances, **_first_run(at_start),
         )
 
@@ -91,22 +113,24 @@ def schedule_jobs(scheduler: AsyncIOScheduler, publisher: Publisher, *, at_start
     grace period).  A replaced job's run in progress is not interrupted.
     """
     settings = publisher.settings
+    scan_every = IntervalTrigger(seconds=settings.scheduler.scan_interval)
     jobs = [
-        ("scan", publisher.scan_and_send_instant, IntervalTrigger(seconds=settings.scheduler.scan_interval)),
+        (JobName.SCAN, partial(scan_and_send_instant, publisher), scan_every),
         # Daily and weekly digests go out in waves, at each subscriber's hour in their own
         # timezone; zones are offset by whole, half or quarter hours, so the planner wakes
         # every quarter of an hour and the store says which waves are due (publisher.digest.cadence).
-        ("digests", partial(publisher.send, [Cadence.DAILY, Cadence.WEEKLY]), _quarter_hours(settings.digest.daily_at)),
+        (JobName.DIGESTS, partial(publisher.send, [Cadence.DAILY, Cadence.WEEKLY]),
+         _quarter_hours(settings.digest.daily_at)),
     ]
     if settings.feed_sources:
         # Each feed has its own interval and backoff; the job only asks which are due.
         every = min(60.0, *(source.interval for source in settings.feed_sources))
-        jobs.append(("feeds", publisher.fetch_and_send_instant, IntervalTrigger(seconds=every)))
-    elif scheduler.get_job("feeds") is not None:  # a reload removed the last feed source
-        scheduler.remove_job("feeds")
+        jobs.append((JobName.FEEDS, partial(fetch_and_send_instant, publisher), IntervalTrigger(seconds=every)))
+    elif scheduler.get_job(JobName.FEEDS) is not None:  # a reload removed the last feed source
+        scheduler.remove_job(JobName.FEEDS)
     for name, job, trigger in jobs:
         scheduler.add_job(
-            publisher.run_job, trigger, args=[name, job], id=name, name=name, replace_existing=True,
+            publisher.tasks.run, trigger, args=[name, job], id=name, name=name, replace_existing=True,
             **_first_run(at_start),
         )
     publisher.on_next_release = partial(arm_release, scheduler, publisher)
@@ -116,12 +140,12 @@ def arm_release(scheduler: AsyncIOScheduler, publisher: Publisher, at: datetime 
     """Wake the leader when the earliest scheduled article is due (``release``), so it goes
     out on time without waiting for a scan; re-armed after every ingest."""
     if at is None:
-        if scheduler.get_job("release") is not None:
-            scheduler.remove_job("release")
+        if scheduler.get_job(JobName.RELEASE) is not None:
+            scheduler.remove_job(JobName.RELEASE)
         return
     scheduler.add_job(
-        publisher.run_job, DateTrigger(run_date=max(at, datetime.now(UTC))), args=["release", publisher.publish_due],
-        id="release", name="release", replace_existing=True,
+        publisher.tasks.run, DateTrigger(run_date=max(at, clock.now())), args=[JobName.RELEASE, publisher.publish_due],
+        id=JobName.RELEASE, name=JobName.RELEASE, replace_existing=True,
     )
 
 
@@ -130,7 +154,7 @@ def _first_run(at_start: bool) -> dict[str, datetime]:
 
     (``next_run_time=None`` would add the job paused, so it is only passed to run at once.)
     """
-    return {"next_run_time": datetime.now(UTC)} if at_start else {}
+    return {"next_run_time": clock.now()} if at_start else {}
 
 
 def _quarter_hours(at: time) -> CronTrigger:

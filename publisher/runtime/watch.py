@@ -33,6 +33,6 @@ async def watch_content(publisher: Publisher, on_change: Callable[[], Awaitable[
     if not directories:
         return
     log.info("watching %s for new and changed articles", ", ".join(map(str, directories)))
-    async for changes in watchfiles.awatch(*directories, watch_filter=_markdown, stop_event=publisher.stopping):
+    async for changes in watchfiles.awatch(*directories, watch_filter=_markdown, stop_event=publisher.tasks.stopping):
         log.debug("content changed: %s", sorted(path for _, path in changes))
         await on_change()

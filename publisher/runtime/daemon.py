@@ -3,7 +3,7 @@
 Roles.  A node that runs the schedule (scan, digest planner, feed fetcher) is the
 *leader*; on SQLite the one daemon always is (the database's lock file keeps it
 alone).  On PostgreSQL every ``publisher run`` campaigns for it
-(:mod:`publisher.leadership`) and serves the web pages and feeds meanwhile as a
+(:mod:`publisher.runtime.leadership`) and serves the web pages and feeds meanwhile as a
 *standby*, rebuilding its feeds when the leader stored something.  Every node,
 ``publisher worker`` too (a *worker*: no web server, no schedule), delivers: it
 looks at the ledger every ``[cluster] poll_interval`` and claims what is due.  Each
@@ -28,25 +28,27 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
-from publisher import nodes
+from publisher import clock
 from publisher.app import Publisher
 from publisher.config import ConfigError, Settings
 from publisher.delivery.locks import exclusive, holder
-from publisher.leadership import Leadership
-from publisher.scheduler import (
+from publisher.runtime import nodes
+from publisher.runtime.leadership import Leadership
+from publisher.runtime.scheduler import (
     LEADER_JOBS,
     build_scheduler,
+    scan_and_send_instant,
     schedule_jobs,
     schedule_node_jobs,
 )
-from publisher.watch import watch_content
+from publisher.runtime.state import JobName, NodeRole
+from publisher.runtime.watch import watch_content
 from publisher.web.server import create_runner
 
 log = logging.getLogger(__name__)
@@ -84,7 +86,7 @@ async def run_worker(settings: Settings, reload: Callable[[], Settings]) -> None
     try:
         _ = publisher.dkim  # a key that can't sign stops the start (DkimError), not every delivery
         await publisher.start()
-        await _serve_until_stopped(_Node(publisher, "worker"), settings, reload)
+        await _serve_until_stopped(_Node(publisher, NodeRole.WORKER), settings, reload)
     finally:
         await publisher.close()
     log.info("stopped")
@@ -132,7 +134,7 @@ async def _run(settings: Settings, reload: Callable[[], Settings]) -> None:
     try:
         await _listen(runner, settings)
         # SQLite has one daemon (the lock file above): it leads.  PostgreSQL nodes campaign.
-        role = "standby" if settings.database.shared else "leader"
+        role = NodeRole.STANDBY if settings.database.shared else NodeRole.LEADER
         await _serve_until_stopped(_Node(publisher, role), settings, reload)
     finally:
         await runner.cleanup()
@@ -154,26 +156,27 @@ async def _listen(runner: web.AppRunner, settings: Settings) -> None:
 class _Node:
     """This process's part: its schedule (leader jobs only while leading), heartbeat and watcher."""
 
-    def __init__(self, publisher: Publisher, role: str) -> None:
+    def __init__(self, publisher: Publisher, role: NodeRole) -> None:
         self.publisher = publisher
+        self.state = publisher.node
         self.scheduler = build_scheduler()
         self.problems = nodes.RecentProblems()
-        self.node = nodes.this_node(publisher.node_id, role, datetime.now(UTC))
+        self.node = nodes.this_node(self.state.node_id, role, clock.now())
         self.watcher: asyncio.Task[None] | None = None
-        self._last_beat = (time.monotonic(), publisher.sent_total)
+        self._last_beat = (time.monotonic(), self.state.sent_total)
         self._beating = asyncio.Lock()
-        publisher.role = role
+        self.state.role = role
 
     @property
-    def role(self) -> str:
-        return self.publisher.role
+    def role(self) -> NodeRole:
+        return self.state.role
 
     def schedule(self, *, at_start: bool) -> None:
         """(Re)add this node's jobs, timed by the current settings; a leader's too when leading."""
         schedule_node_jobs(
-            self.scheduler, self.publisher, self.beat, serves_web=self.role != "worker", at_start=at_start
+            self.scheduler, self.publisher, self.beat, serves_web=self.role != NodeRole.WORKER, at_start=at_start
         )
-        if self.role == "leader":
+        if self.role == NodeRole.LEADER:
             schedule_jobs(self.scheduler, self.publisher, at_start=at_start)
 
     async def beat(self) -> None:
@@ -181,38 +184,38 @@ class _Node:
             await self._beat()
 
     async def _beat(self) -> None:
-        now, sent = time.monotonic(), self.publisher.sent_total
+        now, sent = time.monotonic(), self.state.sent_total
         then, sent_then = self._last_beat
         self._last_beat = (now, sent)
         state: dict[str, Any] = {
             "jobs": {job.id: job.next_run_time for job in self.scheduler.get_jobs() if job.id in LEADER_JOBS},
-            "last_scan_at": self.publisher.last_scan_at,
+            "last_scan_at": self.state.last_scan_at,
             "errors": list(self.problems.records),
             "sent": sent,
             "send_rate": round((sent - sent_then) / max(now - then, 1e-3), 1),
             "static_files_problem": self.publisher.static_files_problem,
         }
-        await nodes.heartbeat(self.publisher.engine, self.node, self.role, state, datetime.now(UTC))
+        await nodes.heartbeat(self.publisher.engine, self.node, self.role, state, clock.now())
 
     async def elected(self) -> None:
-        self.publisher.role = "leader"
+        self.state.role = NodeRole.LEADER
         schedule_jobs(self.scheduler, self.publisher, at_start=True)  # a wave due while nobody led goes out now
         self.start_watcher()
-        await self.publisher.run_job("heartbeat", self.beat)
+        await self.publisher.tasks.run(JobName.HEARTBEAT, self.beat)
 
     async def deposed(self) -> None:
-        self.publisher.role = "standby"
+        self.state.role = NodeRole.STANDBY
         self.publisher.on_next_release = None  # the new leader publishes scheduled articles
         for job in LEADER_JOBS:
             if self.scheduler.get_job(job) is not None:
                 self.scheduler.remove_job(job)
         await self.stop_watcher()
-        await self.publisher.run_job("heartbeat", self.beat)
+        await self.publisher.tasks.run(JobName.HEARTBEAT, self.beat)
 
     def start_watcher(self) -> None:
         if self.watcher is None:
             publisher = self.publisher
-            job = partial(publisher.run_job, "watch", publisher.scan_and_send_instant)
+            job = partial(publisher.tasks.run, JobName.WATCH, partial(scan_and_send_instant, publisher))
             self.watcher = asyncio.create_task(watch_content(publisher, job))
 
     async def stop_watcher(self) -> None:
@@ -229,20 +232,17 @@ async def _serve_until_stopped(node: _Node, settings: Settings, reload: Callable
     logging.getLogger().addHandler(node.problems)
     node.schedule(at_start=True)
     scheduler.start()
-    publisher.scheduler_running = True
-    if node.role == "leader":
+    publisher.node.scheduler_running = True
+    if node.role == NodeRole.LEADER:
         node.start_watcher()
     stop = asyncio.Event()
     campaign = None
-    if node.role == "standby":
+    if node.role == NodeRole.STANDBY:
         leadership = Leadership(settings.database.url, settings.cluster.failover, node.elected, node.deposed)
         campaign = asyncio.create_task(leadership.run(stop))
-    reloads: set[asyncio.Task[None]] = set()
 
     def on_hangup() -> None:
-        task = asyncio.create_task(_reload(node, reload))
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
+        publisher.tasks.later(JobName.RELOAD, partial(_reload, node, reload))
 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -254,12 +254,12 @@ async def _serve_until_stopped(node: _Node, settings: Settings, reload: Callable
         # Pause first: APScheduler's shutdown cancels running coroutine jobs, so it comes
         # only after the job in progress has had its chance to finish.
         scheduler.pause()
-        drained = await publisher.drain(settings.server.shutdown_timeout)
+        drained = await publisher.tasks.drain(settings.server.shutdown_timeout)
         await asyncio.sleep(0)  # a job submitted just before the pause starts, sees "stopping", returns
         if campaign is not None:
             await campaign  # hands the schedule over at once, not after failover
         scheduler.shutdown(wait=False)
-        publisher.scheduler_running = False
+        publisher.node.scheduler_running = False
         await node.stop_watcher()  # it ends by itself once "stopping" is set; this makes it immediate
         if not drained:
             log.warning("delivery still busy after %ss; its rows stay resumable", settings.server.shutdown_timeout)
@@ -291,6 +291,6 @@ async def _reload(node: _Node, load: Callable[[], Settings]) -> None:
     node.schedule(at_start=False)
     for key in needs_restart:
         log.warning("reload: %s changed; it applies at the next restart", key)
-    if node.role != "worker":
+    if node.role != NodeRole.WORKER:
         await publisher.build_feeds()  # the site's title, URLs or feed templates may have changed
     log.info("reloaded the configuration and templates")

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from publisher.runtime.state import NodeRole
 from publisher.store.schema import nodes
 
 HEARTBEAT_SECONDS = 10.0
@@ -48,7 +49,7 @@ class Node:
     id: str
     host: str
     pid: int
-    role: str
+    role: NodeRole
     started_at: datetime
     seen_at: datetime
     state: dict[str, Any]
@@ -59,11 +60,11 @@ def node_id(started_at: datetime) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{started_at:%Y%m%dT%H%M%S.%f}"
 
 
-def this_node(id: str, role: str, started_at: datetime) -> Node:
+def this_node(id: str, role: NodeRole, started_at: datetime) -> Node:
     return Node(id, socket.gethostname(), os.getpid(), role, started_at, started_at, {})
 
 
-async def heartbeat(engine: AsyncEngine, node: Node, role: str, state: dict[str, Any], now: datetime) -> None:
+async def heartbeat(engine: AsyncEngine, node: Node, role: NodeRole, state: dict[str, Any], now: datetime) -> None:
     """Record that ``node`` is alive in ``role``, with ``state`` (JSON-ready)."""
     data = json.dumps(state, sort_keys=True, default=str)
     async with engine.begin() as conn:
@@ -93,5 +94,5 @@ async def live(engine: AsyncEngine, now: datetime) -> list[Node]:
             select(nodes).where(nodes.c.seen_at >= now - STALE_AFTER).order_by(nodes.c.started_at)
         )
         return [
-            Node(r.id, r.host, r.pid, r.role, r.started_at, r.seen_at, json.loads(r.state)) for r in rows
+            Node(r.id, r.host, r.pid, NodeRole(r.role), r.started_at, r.seen_at, json.loads(r.state)) for r in rows
         ]
