@@ -153,3 +153,16 @@ def test_the_error_ratio_pauses_only_over_a_full_window_above_the_ratio() -> Non
     half.append(True)  # the oldest (a success) drops out: 6 of the last 10
     assert policy.error_ratio_tripped(half, CONFIG)
     assert policy.error_ratio_reason(half, CONFIG, "550 no").startswith("6 of the last 10 messages failed")
+
+
+# --- the run's config -------------------------------------------------------------------------
+
+
+def test_the_config_is_taken_once_and_later_changes_to_the_settings_do_not_reach_it() -> None:
+    settings = Settings()
+    config = DeliveryConfig.from_settings(settings)
+    assert config.concurrency == settings.delivery.concurrency and config.site_url == settings.site.url
+    settings.delivery.concurrency, settings.smtp.port = 1, 2525  # as a test or a SIGHUP would, mid-run
+    assert config.concurrency == 8 and config.smtp.port == 25
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.concurrency = 2  # type: ignore[misc]

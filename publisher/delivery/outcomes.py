@@ -109,11 +109,14 @@ class Outcomes:
             for state, count in counts.items():
                 metrics.messages(state, count)
             metrics.send_rate(self.report.handled / max(time.monotonic() - self._started, 1e-6))
-            for subscriber_id, kind in bounced:
-                await retrying("record a bounce", functools.partial(
-                    service.record_bounce, self.engine, email=None, subscriber_id=subscriber_id, kind=kind, now=now,
-                    soft_limit=self.soft_bounce_limit,
-                ))
+            # A flush may come from any sender, in the context of the digest it was sending:
+            # a bounce is the reader's, whichever digest found it, and its lines say no digest.
+            with digest_context(None):
+                for subscriber_id, kind in bounced:
+                    await retrying("record a bounce", functools.partial(
+                        service.record_bounce, self.engine, email=None, subscriber_id=subscriber_id, kind=kind,
+                        now=now, soft_limit=self.soft_bounce_limit,
+                    ))
         if self.progress is not None:
             self.progress(self.report)
         if time.monotonic() - self._last_log >= PROGRESS_SECONDS:
