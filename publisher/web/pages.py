@@ -7,11 +7,11 @@ token, so templates never have to remember either.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
 
+from publisher import urls
 from publisher.web.forms import CsrfSigner
 from publisher.web.keys import PUBLISHER
 
@@ -19,16 +19,10 @@ CSRF = web.AppKey("csrf", CsrfSigner)
 
 # The site's own feeds, for <link rel="alternate"> (type, label, path).
 SITE_FEEDS = (
-    ("application/rss+xml", "RSS", "feed.rss"),
-    ("application/atom+xml", "Atom", "feed.atom"),
-    ("application/feed+json", "JSON Feed", "feed.json"),
+    ("application/rss+xml", "RSS", urls.feed_path("rss")),
+    ("application/atom+xml", "Atom", urls.feed_path("atom")),
+    ("application/feed+json", "JSON Feed", urls.feed_path("json")),
 )
-
-
-def base_path(site_url: str) -> str:
-    """The path the site lives under ("/" or "/news/"), for links that work behind a proxy."""
-    return urlsplit(site_url).path or "/"
-
 
 def render(request: web.Request, template: str, context: dict[str, Any] | None = None, status: int = 200) -> web.Response:
     """``templates/web/<template>`` with the shared context, as an HTML response."""
@@ -37,7 +31,7 @@ def render(request: web.Request, template: str, context: dict[str, Any] | None =
     csrf = request.app[CSRF]
     shared = {
         "site": site,
-        "base": base_path(site.url),
+        "base": urls.base_path(site.url),
         "feeds": SITE_FEEDS,
         "csrf_token": lambda: csrf.token(request),  # called only by pages with a form
         "extra_feeds": (),
