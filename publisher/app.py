@@ -60,6 +60,7 @@ from publisher.templating import make_environment, make_loader, template_error
 from publisher.websub import HubPinger
 from subscribers import store as subscriber_store
 from subscribers.model import Cadence, Status, Subscriber
+from subscribers.service import SubscriberService
 from subscribers.tokens import Tokens
 from subscribers.validation import normalize_email
 
@@ -198,6 +199,7 @@ class Publisher:
         self._jobs: set[asyncio.Task[object]] = set()
         self._background: set[asyncio.Task[None]] = set()
         self.intake = Intake(self.engine, lambda: self.settings)
+        self.subscribers = SubscriberService(self.engine, lambda: self.settings, lambda: self.notices)
         self.hub = HubPinger(settings.websub)
         self.last_scan_at: datetime | None = None  # when the last scan finished (readiness, status)
         self.scheduler_running = False  # set by the daemon while its schedule runs
