@@ -76,8 +76,8 @@ INDEX = Route("")
 ARTICLE = Route("articles/{slug:[a-z0-9][a-z0-9-]{0,299}}")
 DIGEST = Route("digests/{digest_id:[A-Za-z0-9._-]{1,64}}")  # a digest's "view in browser" copy
 STYLESHEET = Route("assets/site.css")
-IMAGES = Route("images/{name:.+}")  # [site] static_dir
-IMAGES_PREFIX = "images/"  # what articles' pictures are referenced under
+IMAGES_PREFIX = "images/"  # where [site] static_dir is served; articles reference their pictures here
+IMAGES = Route(IMAGES_PREFIX + "{name:.+}")
 
 # The feeds: the site's three, and the same three per tag.
 FEED_FORMATS = ("rss", "atom", "json")
