@@ -127,6 +127,12 @@ def base_path(site_url: str) -> str:
     return urlsplit(site_url).path or "/"
 
 
+def absolute(site_url: str, path: str) -> str:
+    """A path relative to the site root that :mod:`publisher.urls` made (a feed
+    document's ``path``, say) as an absolute URL: what WebSub hubs are pinged with."""
+    return site_url + path
+
+
 def article(site_url: str, slug: str) -> str:
     """An article's page: its canonical URL unless its front matter names another."""
     return ARTICLE.url(site_url, slug=slug)
