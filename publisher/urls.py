@@ -67,7 +67,7 @@ class Route:
 
     def url(self, site_url: str, **values: str) -> str:
         """The absolute URL on the site at ``site_url``."""
-        return site_url + self.relative(**values)
+        return self.under(site_url, **values)
 
 
 # --- the public site ---------------------------------------------------------------------
