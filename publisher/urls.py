@@ -3,9 +3,9 @@
 One :class:`Route` per kind of page holds its path once, in aiohttp's router syntax
 (``articles/{slug:[a-z0-9][a-z0-9-]{0,299}}``).  The web layer registers
 :attr:`Route.path`; the emails, feeds, pages and the API build their links with
-:meth:`Route.url` (absolute, under ``[site] url``) or :meth:`Route.relative` (under
-the site's base path, for pages behind a proxy), so a link and the route that
-answers it can't drift apart.
+:meth:`Route.url` (absolute, under ``[site] url``: emails, feeds) or
+:meth:`Route.under` the site's base path (a page's own links, which work behind a
+proxy), so a link and the route that answers it can't drift apart.
 
 ``site_url`` is ``[site] url`` as the config gives it: absolute, ending with "/"
 (``publisher.config`` adds a missing one).  The site may live under a path
@@ -21,9 +21,8 @@ from __future__ import annotations
 import re
 from urllib.parse import quote, urlsplit
 
-_PLACEHOLDER = re.compile(r"\{(\w+)(?::(?:[^{}]|\{[^{}]*\})*)?\}")  # {name} or {name:regex}
-
-
+# {name} or {name:regex}, the regex holding at most one level of braces ({0,299}).
+_PLACEHOLDER = re.compile(r"\{(\w+)(?::(?:[^{}]|\{[^{}]*\})*)?\}")
 _UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*")  # what quote() leaves as it is
 
 
@@ -35,15 +34,16 @@ def _quoted(value: str) -> str:
 class Route:
     """One path of the site, relative to its root, with aiohttp ``{name:regex}`` placeholders.
 
-    The pattern is turned into a format string once: a link is built per message of a
-    fan-out (two per message), so filling it in must cost about what an f-string does.
+    The pattern is turned into a format string once (its fixed parts hold no braces):
+    a link is built per message of a fan-out (two per message), so filling it in must
+    cost about what an f-string does.
     """
 
     __slots__ = ("pattern", "_template")
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
-        self._template = _PLACEHOLDER.sub(lambda match: "{" + match.group(1) + "}", pattern.replace("{{", "{{{{"))
+        self._template = _PLACEHOLDER.sub(lambda match: "{" + match.group(1) + "}", pattern)
 
     def __repr__(self) -> str:
         return f"Route({self.pattern!r})"
