@@ -50,6 +50,7 @@ from publisher.store.db import create_engine, upgrade
 from publisher.tasks import Job, TaskTracker
 from publisher.templating import make_environment, make_loader, template_error
 from subscribers.model import Cadence
+from subscribers.service import SubscriberService
 from subscribers.tokens import Tokens
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,7 @@ class Publisher:
             settings, self.engine, self.shelf, later=self.tasks.later, on_scanned=self.node.scanned,
             on_next_release=self._next_release, on_new_articles=self._send_instant,
         )
+        self.subscribers = SubscriberService(self.engine, lambda: self.settings, lambda: self.notices)
         # Told when the earliest scheduled article is due (None: none) after every ingest:
         # the leader's schedule wakes up then (publisher.runtime.scheduler).
         self.on_next_release: Callable[[datetime | None], None] | None = None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jinja2
 
+from publisher import urls
 from publisher.content.text import html_fragment, html_text, one_line
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -41,6 +42,8 @@ def make_loader(override_dir: Path | None = None) -> jinja2.FileSystemLoader:
 def make_environment(override_dir: Path | None = None) -> jinja2.Environment:
     """An autoescaping environment over ``override_dir`` (if any) then the built-ins.
 
+    Its global ``urls`` is the URL map (:mod:`publisher.urls`): pages build their links
+    with it (``urls.ARTICLE.under(base, slug=article.slug)``), as the code does.
     Besides Jinja's own tests it has ``shown_in`` (``quote.text is shown_in(article.body_html)``)
     and ``pictured_in`` (``image.src is pictured_in(article.body_html)``).
     """
@@ -52,6 +55,7 @@ def make_environment(override_dir: Path | None = None) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.globals["urls"] = urls
     env.tests["shown_in"] = shown_in
     env.tests["pictured_in"] = pictured_in
     return env

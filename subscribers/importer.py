@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.content.slug import slugify
 from publisher.store.schema import subscribers
-from subscribers import service, store
+from subscribers import store
 from subscribers.model import (
     SUPPRESSING,
     Cadence,
@@ -472,7 +472,7 @@ def _update_of(current: Subscriber, row: ImportRow) -> tuple[int, str, Preferenc
 async def _write_batch(conn: AsyncConnection, plan: _BatchPlan, now: datetime) -> None:
     """One executemany INSERT and one executemany UPDATE for the whole batch."""
     if plan.new:
-        active = await service.activation(conn, Source.IMPORT, now)
+        active = await store.activation(conn, Source.IMPORT, now)
         await conn.execute(
             insert(subscribers),
             [

@@ -14,25 +14,39 @@ delivery).  The rules that make it safe:
 
 Each function is one transaction, so the state and the suppression list never
 disagree.
+
+:class:`SubscriberService` (at the end) is what the front ends call: these rules
+bound to the store's engine and the clock, the confirmation emails the lifecycle
+sends, and the reads the web pages and the API show (so no handler opens a
+connection itself).  The module functions stay the rules' one home while the CLI,
+delivery and the bounce inbox call them with an engine.  The module is over 400
+lines for that reason: the rules, the bounce rules and their service read together;
+the bounce rules can become ``subscribers/bounces.py`` once delivery and the inbox
+call the service.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from functools import partial
+from typing import Literal, Protocol
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from publisher.store.articles import all_tags, newest_seq
+from publisher import clock
+from publisher.config import Settings
+from publisher.store.articles import all_tags
 from publisher.store.db import transaction
 from publisher.store.schema import deliveries, subscribers
 from subscribers import store
-from subscribers.model import SUPPRESSING, Preferences, Source, Status, Subscriber
+from subscribers.importer import ImportReport, ParsedImport, import_rows
+from subscribers.model import SUPPRESSING, Cadence, Preferences, Source, Status, Subscriber
+from subscribers.tokens import Claim
 from subscribers.validation import (
     SubscriberError,
     check_name,
@@ -61,21 +75,6 @@ async def _reload(conn: AsyncConnection, subscriber_id: int | None) -> Subscribe
     found = None if subscriber_id is None else await store.get(conn, subscriber_id)
     assert found is not None, "a row updated in this transaction vanished"
     return found
-
-
-async def activation(conn: AsyncConnection, source: Source, now: datetime) -> dict[str, object]:
-    """Column values that make a subscriber active from now on (also the importer's).
-
-    The article cursor starts at the newest article seen, so a new subscriber's first
-    digest holds what is published after they joined, not the archive.
-    """
-    return {
-        "status": Status.ACTIVE.value,
-        "confirmed_at": now,
-        "confirmed_source": source.value,
-        "unsubscribed_at": None,
-        "article_cursor": await newest_seq(conn),
-    }
 
 
 async def known_topics(engine: AsyncEngine, configured: Iterable[str]) -> list[str]:
@@ -135,7 +134,7 @@ async def confirm(engine: AsyncEngine, subscriber_id: int, *, now: datetime) -> 
         await conn.execute(
             update(subscribers)
             .where(subscribers.c.id == subscriber_id)
-            .values(**await activation(conn, Source.WEB, now))
+            .values(**await store.activation(conn, Source.WEB, now))
         )
         await store.lift(conn, [email_hash(current.email)])
         return await _reload(conn, subscriber_id)
@@ -169,7 +168,7 @@ async def create(
             "source": source.value, "created_at": now, "status": Status.PENDING.value,
         }
         if confirmed:
-            values |= await activation(conn, source, now)
+            values |= await store.activation(conn, source, now)
         new_id = await conn.scalar(insert(subscribers).values(**values).returning(subscribers.c.id))
         return await _reload(conn, new_id)
 
@@ -402,3 +401,169 @@ def _log_bounce(outcome: BounceOutcome, dry_run: bool) -> None:
     what = "suppressed" if outcome.newly_suppressed else f"soft bounce {outcome.soft_bounces}"
     kind = "complaint" if outcome.kind == "complaint" else f"{outcome.kind} bounce"
     log.info("%s%s for %s: %s", "(dry run) " if dry_run else "", kind, who, what)
+
+
+# --- the service the front ends call ---------------------------------------------------
+
+
+class Notifier(Protocol):
+    """The one-to-one emails of the lifecycle (``publisher.notices.Notices``), sent in the background."""
+
+    @property
+    def confirm_max_age(self) -> float: ...
+
+    def later(self, work: Callable[[], Awaitable[None]], what: str) -> None: ...
+
+    def confirm_later(self, subscriber: Subscriber) -> None: ...
+
+    async def send_confirmation(self, subscriber: Subscriber) -> None: ...
+
+    async def send_manage_link(self, subscriber: Subscriber) -> None: ...
+
+    async def send_preferences_link(self, subscriber: Subscriber) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One keyset page of a listing: pass ``next_after`` back as ``after`` until it is None."""
+
+    subscribers: list[Subscriber]
+    next_after: int | None
+    total: int
+
+
+class SubscriberService:
+    """The subscriber lifecycle and the reads the front ends show, on one engine and the clock.
+
+    ``settings`` and ``notices`` are read when used (callables): the settings change on
+    a reload (SIGHUP), and the notices load the secret key only when first needed.
+    """
+
+    def __init__(
+        self, engine: AsyncEngine, settings: Callable[[], Settings], notices: Callable[[], Notifier]
+    ) -> None:
+        self.engine = engine
+        self._settings = settings
+        self._notices = notices
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings()
+
+    @property
+    def notices(self) -> Notifier:
+        return self._notices()
+
+    # --- reads ---
+
+    def defaults(self) -> Preferences:
+        """A new subscriber's preferences before they say otherwise: the site's settings."""
+        settings = self.settings
+        return Preferences(cadence=Cadence(settings.subscribers.default_cadence), timezone=settings.digest.timezone)
+
+    async def known_topics(self) -> list[str]:
+        """The topics a subscriber may choose: the site's ``[site] topics`` and every article tag."""
+        return await known_topics(self.engine, self.settings.site.offered_topics)
+
+    async def get(self, subscriber_id: int) -> Subscriber | None:
+        async with self.engine.connect() as conn:
+            return await store.get(conn, subscriber_id)
+
+    async def find(self, email: str) -> Subscriber | None:
+        """The subscriber with this (normalized) address."""
+        async with self.engine.connect() as conn:
+            return await store.find(conn, email)
+
+    async def holder(self, claim: Claim) -> Subscriber | None:
+        """The subscriber a genuine token names, if they still exist and still own the address."""
+        found = await self.get(claim.subscriber_id)
+        return found if found is not None and claim.matches(found.email) else None
+
+    async def page(self, *, query: str = "", status: Status | None = None, after: int = 0, limit: int) -> Page:
+        """One keyset page of those whose address or name contains ``query``, and their total."""
+        found = await store.search(self.engine, query=query, status=status, after=after, limit=limit)
+        # Look one row ahead so that next_after is None exactly on the last page.
+        more = len(found) == limit and bool(
+            await store.search(self.engine, query=query, status=status, after=found[-1].id, limit=1)
+        )
+        total = await store.count(self.engine, query=query, status=status)
+        return Page(found, found[-1].id if more else None, total)
+
+    def batches(self, *, status: Status | None = None) -> AsyncIterator[list[Subscriber]]:
+        """Every subscriber (with ``status``), in id order, a batch at a time: an export's stream."""
+        return store.batches(self.engine, status=status)
+
+    # --- the lifecycle ---
+
+    def sign_up_later(self, email: str, *, name: str, prefs: Preferences, what: str) -> None:
+        """A double opt-in request from the web, stored and answered by email in the background.
+
+        After the response: its timing then says nothing about whether the address
+        was known (an insert costs more than finding a row).
+        """
+        self.notices.later(partial(self._sign_up_and_notify, email, name, prefs), what)
+
+    async def _sign_up_and_notify(self, email: str, name: str, prefs: Preferences) -> None:
+        subscriber, needs_confirmation = await sign_up(
+            self.engine, email, name=name, prefs=prefs, source=Source.WEB, now=clock.now()
+        )
+        if needs_confirmation:
+            await self.notices.send_confirmation(subscriber)
+        else:
+            await self.notices.send_manage_link(subscriber)
+
+    def preferences_link_later(self, email: str) -> None:
+        """Email the holder of ``email`` a link to their preferences, if it is a subscriber's (in the background)."""
+        self.notices.later(partial(self._send_link_if_known, email), "looking up a preferences link")
+
+    async def _send_link_if_known(self, email: str) -> None:
+        if (subscriber := await self.find(email)) is not None:
+            await self.notices.send_preferences_link(subscriber)
+
+    @property
+    def confirm_max_age(self) -> float:
+        """Seconds a confirmation link stays valid."""
+        return self.notices.confirm_max_age
+
+    def confirm_again(self, subscriber: Subscriber) -> None:
+        """Send a pending subscriber a fresh confirmation link (in the background)."""
+        self.notices.confirm_later(subscriber)
+
+    async def confirm(self, subscriber_id: int) -> Subscriber | None:
+        return await confirm(self.engine, subscriber_id, now=clock.now())
+
+    async def create(
+        self, email: str, *, name: str = "", prefs: Preferences, source: Source, confirmed: bool
+    ) -> Subscriber:
+        """Add a subscriber on an operator's word; an unconfirmed one is sent the double opt-in email."""
+        created = await create(
+            self.engine, email, name=name, prefs=prefs, source=source, confirmed=confirmed, now=clock.now()
+        )
+        if not confirmed:
+            self.notices.confirm_later(created)
+        return created
+
+    async def update(
+        self, subscriber_id: int, *, name: str | None = None, prefs: Preferences | None = None
+    ) -> Subscriber | None:
+        return await update_subscriber(self.engine, subscriber_id, name=name, prefs=prefs)
+
+    async def leave(self, subscriber_id: int, *, status: Status = Status.UNSUBSCRIBED) -> Subscriber | None:
+        return await leave(self.engine, subscriber_id, now=clock.now(), status=status)
+
+    async def suppress(self, email: str, *, reason: str = "manual") -> Subscriber | None:
+        return await suppress(self.engine, email, now=clock.now(), reason=reason)
+
+    async def erase(self, subscriber_id: int) -> bool:
+        return await erase(self.engine, subscriber_id, now=clock.now())
+
+    async def import_rows(self, parsed: ParsedImport) -> ImportReport:
+        """Store an import's parsed rows (see :func:`subscribers.importer.import_rows`)."""
+        return await import_rows(self.engine, parsed, now=clock.now())
+
+    async def record_bounce(self, email: str, kind: BounceKind, *, diagnostic: str = "") -> BounceOutcome:
+        """A bounce or complaint reported for an address (``[delivery] soft_bounce_limit`` applies)."""
+        return await record_bounce(
+            self.engine, email=email, subscriber_id=None, kind=kind, now=clock.now(),
+            soft_limit=self.settings.delivery.soft_bounce_limit, diagnostic=diagnostic,
+        )

@@ -15,6 +15,7 @@ from typing import cast
 from sqlalchemy import Row, Select, String, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from publisher.store.articles import newest_seq
 from publisher.store.schema import subscribers, suppressions
 from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
 
@@ -52,6 +53,21 @@ def preference_values(prefs: Preferences) -> dict[str, object]:
         "timezone": prefs.timezone,
         "send_hour": prefs.send_hour,
         "send_weekday": prefs.send_weekday,
+    }
+
+
+async def activation(conn: AsyncConnection, source: Source, now: datetime) -> dict[str, object]:
+    """Column values that make a subscriber active from now on (also the importer's).
+
+    The article cursor starts at the newest article seen, so a new subscriber's first
+    digest holds what is published after they joined, not the archive.
+    """
+    return {
+        "status": Status.ACTIVE.value,
+        "confirmed_at": now,
+        "confirmed_source": source.value,
+        "unsubscribed_at": None,
+        "article_cursor": await newest_seq(conn),
     }
 
 

@@ -17,6 +17,8 @@ from enum import StrEnum
 
 from itsdangerous import BadSignature, SignatureExpired, Signer, TimestampSigner
 
+from publisher import urls
+
 
 class Purpose(StrEnum):
     CONFIRM = "confirm"
@@ -25,6 +27,12 @@ class Purpose(StrEnum):
 
 
 _EXPIRING = frozenset({Purpose.CONFIRM})
+# The page each purpose's link opens (the URL map's routes take the token).
+PAGES: dict[Purpose, urls.Route] = {
+    Purpose.CONFIRM: urls.CONFIRM,
+    Purpose.UNSUBSCRIBE: urls.UNSUBSCRIBE,
+    Purpose.PREFERENCES: urls.PREFERENCES,
+}
 
 
 class InvalidToken(ValueError):
@@ -95,8 +103,9 @@ class Tokens:
         return _claim(value)
 
     def link(self, site_url: str, purpose: Purpose, subscriber_id: int, email: str) -> str:
-        """The absolute URL of the page for ``purpose`` (site_url ends with "/")."""
-        return f"{site_url}{purpose}/{self.make(purpose, subscriber_id, email)}"
+        """The URL of the page for ``purpose`` under ``site_url``: ``[site] url`` for the
+        absolute links in emails, the site's base path for a page's own links."""
+        return PAGES[purpose].under(site_url, token=self.make(purpose, subscriber_id, email))
 
 
 def _claim(value: bytes | str) -> Claim:

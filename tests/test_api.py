@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from publisher.app import Publisher, utcnow
 from publisher.config import Settings
 from publisher.store.schema import subscribers as subscribers_table
-from publisher.web import api
+from publisher.web.api import http as api_http
 from subscribers import service
 from subscribers import store as subscriber_store
 from subscribers.tokens import Purpose
@@ -213,7 +213,7 @@ async def test_bodies_that_are_not_json_or_too_large(client: TestClient) -> None
     assert nan.status == 400
     form = await client.post("/api/subscribers", data={"email": "f@example.org"})
     assert form.status == 415
-    big = await client.post("/api/subscribers", json={"email": "b@example.org", "name": "x" * api.MAX_JSON_BODY})
+    big = await client.post("/api/subscribers", json={"email": "b@example.org", "name": "x" * api_http.MAX_JSON_BODY})
     assert big.status == 413 and (await big.json())["error"]
 
 

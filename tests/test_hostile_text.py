@@ -37,7 +37,7 @@ from publisher.mail.message import build_message
 from publisher.mail.render import Personal, render_digest
 from publisher.store.schema import articles
 from publisher.templating import make_environment
-from publisher.web.api_articles import markdown_document
+from publisher.web.api.articles import markdown_document
 from publisher.web.pages import SITE_FEEDS
 from subscribers.model import Cadence
 from tests.outbox import outbox_messages

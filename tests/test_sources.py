@@ -20,7 +20,7 @@ from publisher.config import Settings
 from publisher.content.markdown import ParsedFile, read_article
 from publisher.digest.resend import UnknownArticle
 from publisher.feeds.build import FeedDocument
-from publisher.web import api_articles
+from publisher.web.api import articles as api_articles
 from subscribers.model import Cadence
 from tests.outbox import outbox_messages
 from tests.people import add_subscriber

@@ -161,8 +161,12 @@ async def test_a_sign_up_while_the_database_refuses_writes_is_stored_once_it_rec
     await publisher.start()
     writable = publisher.engine
     failing = read_only_engine(publisher.settings.database.url)
-    publisher.engine = failing
-    handler = _OnRetry(lambda: setattr(publisher, "engine", writable))  # the disk is freed
+    publisher.engine = publisher.subscribers.engine = failing
+
+    def freed() -> None:  # the disk is freed
+        publisher.engine = publisher.subscribers.engine = writable
+
+    handler = _OnRetry(freed)
     logging.getLogger("publisher").addHandler(handler)
     try:
         async with web_client(publisher) as client:
@@ -183,7 +187,7 @@ async def test_a_sign_up_the_database_never_takes_is_logged_and_counted_in_ready
     publisher = Publisher(make_settings(GENEROUS + "signup_attempts = 3\nsignup_retry_seconds = 0.01\n"))
     await publisher.start()
     writable = publisher.engine
-    publisher.engine = read_only_engine(publisher.settings.database.url)
+    publisher.engine = publisher.subscribers.engine = read_only_engine(publisher.settings.database.url)
     try:
         async with web_client(publisher) as client:
             body = await sign_up(Visitor(client), "ann@example.org")
@@ -198,7 +202,7 @@ async def test_a_sign_up_the_database_never_takes_is_logged_and_counted_in_ready
             assert ready["checks"]["database"]["ok"] is False
     finally:
         await publisher.engine.dispose()
-        publisher.engine = writable
+        publisher.engine = publisher.subscribers.engine = writable
         await publisher.close()
     async with publisher.engine.connect() as conn:
         assert await subscriber_store.find(conn, "ann@example.org") is None

@@ -22,6 +22,7 @@ from email.utils import formataddr, make_msgid
 from typing import AnyStr, Self
 from urllib.parse import quote, urlsplit
 
+from publisher import urls
 from publisher.config import Settings
 from publisher.mail.render import Personal, RenderedDigest
 
@@ -90,7 +91,7 @@ class DigestMessages:
         self._domain = settings.sending_domain
         sender = settings.delivery.from_address
         self._mailto = f"mailto:{quote(sender, safe='@')}?subject=unsubscribe"
-        self._one_click = settings.site.url.startswith("https://")
+        self._one_click = urls.is_https(settings.site.url)
         boundary = "=_" + secrets.token_hex(16)
         constant = EmailMessage(policy=SMTP)
         constant["Date"] = date

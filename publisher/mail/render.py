@@ -18,11 +18,11 @@ import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from urllib.parse import quote
 
 import css_inline
 import jinja2
 
+from publisher import urls
 from publisher.config import Settings
 from publisher.content.model import Article, FactTable
 from publisher.content.text import one_line, truncate
@@ -152,7 +152,7 @@ def render_digest(
     context |= {
         "subject": subject,
         "preheader": preheader,
-        "view_url": f"{settings.site.url}digests/{quote(digest_id, safe='')}",
+        "view_url": urls.digest(settings.site.url, digest_id),
         "personal": Personal(**{field: _sentinel(field, nonce) for field in _PERSONAL_FIELDS}),
         "heading": heading,
         "text_table": text_table,

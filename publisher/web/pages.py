@@ -7,11 +7,11 @@ token, so templates never have to remember either.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
 
+from publisher import urls
 from publisher.feeds.build import FORMATS
 from publisher.web.forms import CsrfSigner
 from publisher.web.keys import PUBLISHER
@@ -19,13 +19,7 @@ from publisher.web.keys import PUBLISHER
 CSRF = web.AppKey("csrf", CsrfSigner)
 
 # The site's own feeds, for <link rel="alternate"> (type, label, path).
-SITE_FEEDS = tuple((fmt.media_type, fmt.label, fmt.file_name) for fmt in FORMATS.values())
-
-
-def base_path(site_url: str) -> str:
-    """The path the site lives under ("/" or "/news/"), for links that work behind a proxy."""
-    return urlsplit(site_url).path or "/"
-
+SITE_FEEDS = tuple((fmt.media_type, fmt.label, urls.feed_path(fmt.name)) for fmt in FORMATS.values())
 
 def render(request: web.Request, template: str, context: dict[str, Any] | None = None, status: int = 200) -> web.Response:
     """``templates/web/<template>`` with the shared context, as an HTML response."""
@@ -34,7 +28,7 @@ def render(request: web.Request, template: str, context: dict[str, Any] | None =
     csrf = request.app[CSRF]
     shared = {
         "site": site,
-        "base": base_path(site.url),
+        "base": urls.base_path(site.url),
         "feeds": SITE_FEEDS,
         "csrf_token": lambda: csrf.token(request),  # called only by pages with a form
         "extra_feeds": (),

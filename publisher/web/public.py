@@ -12,6 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from publisher import urls
 from publisher.content.slug import slugify
 from publisher.mail.render import Personal, render_digest
 from publisher.store import articles as article_store
@@ -22,8 +23,6 @@ from publisher.web.security import EMAIL_CSP
 
 ARCHIVE_SIZE = 30
 STYLESHEET = "web/site.css"
-# Where [site] static_dir is served; articles reference their pictures as "/images/…".
-IMAGES_PATH = "/images/"
 # Pictures rarely change and carry ETag/Last-Modified: a day, then a cheap revalidation.
 IMAGES_CACHE_CONTROL = "public, max-age=86400"
 
@@ -39,7 +38,7 @@ async def article(request: web.Request) -> web.Response:
     found = await article_store.by_slug(publisher.engine, request.match_info["slug"])
     if found is None:
         raise web.HTTPNotFound()
-    tag_feeds = tuple((tag, f"tags/{slugify(tag)}/feed.atom") for tag in found.tags if slugify(tag))
+    tag_feeds = tuple((tag, urls.feed_path("atom", slugify(tag))) for tag in found.tags if slugify(tag))
     return render(request, "article.html", {"article": found, "tag_feeds": tag_feeds})
 
 
@@ -53,11 +52,9 @@ async def digest(request: web.Request) -> web.Response:
     stored = await digest_store.load(publisher.engine, request.match_info["digest_id"])
     if stored is None or not stored.articles:
         raise web.HTTPNotFound()
-    site_url = publisher.settings.site.url
+    manage = urls.preferences_request(publisher.settings.site.url)
     rendered = render_digest(stored.articles, publisher.settings, publisher.env, stored.id, stored.cadence)
-    html, _ = rendered.personalize(
-        Personal(name="", email="you", unsubscribe_url=f"{site_url}preferences", preferences_url=f"{site_url}preferences")
-    )
+    html, _ = rendered.personalize(Personal(name="", email="you", unsubscribe_url=manage, preferences_url=manage))
     response = web.Response(text=html, content_type="text/html")
     response.headers["Content-Security-Policy"] = EMAIL_CSP
     response.headers["Cache-Control"] = "public, max-age=300"
@@ -93,7 +90,7 @@ async def image(request: web.Request) -> web.FileResponse:
 
 
 def _static_file(root: Path, name: str) -> Path | None:
-    """``name`` (the decoded URL path under IMAGES_PATH) as a regular file inside ``root``, else None.
+    """``name`` (the decoded URL path under ``/images/``, :data:`publisher.urls.IMAGES`) as a regular file inside ``root``, else None.
 
     Dot segments ("..", ".git", ".env") are refused before touching the disk, and the
     resolved path must still be inside ``root``, so a symlink can't lead out of it.
@@ -114,10 +111,10 @@ def add_public_routes(app: web.Application) -> None:
     loader = publisher.env.loader
     assert loader is not None
     source, _, _ = loader.get_source(publisher.env, STYLESHEET)
-    app.router.add_get("/", index)
-    app.router.add_get("/articles/{slug:[a-z0-9][a-z0-9-]{0,299}}", article)
-    app.router.add_get("/digests/{digest_id:[A-Za-z0-9._-]{1,64}}", digest)
-    app.router.add_get("/assets/site.css", Stylesheet(source).handle)
-    app.router.add_get(IMAGES_PATH + "{name:.+}", image)
+    app.router.add_get(urls.INDEX.path, index)
+    app.router.add_get(urls.ARTICLE.path, article)
+    app.router.add_get(urls.DIGEST.path, digest)
+    app.router.add_get(urls.STYLESHEET.path, Stylesheet(source).handle)
+    app.router.add_get(urls.IMAGES.path, image)
 
 

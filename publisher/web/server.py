@@ -15,6 +15,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.http import HttpProcessingError
 
+from publisher import urls
 from publisher.app import Publisher
 from publisher.web.api import add_api_routes
 from publisher.web.feeds import FeedRoutes
@@ -173,7 +174,7 @@ class ConnectionCap:
 
 
 def _build(publisher: Publisher) -> tuple[web.Application, FeedRoutes]:
-    https = publisher.settings.site.url.startswith("https://")
+    https = urls.is_https(publisher.settings.site.url)
     app = web.Application(middlewares=[error_middleware(error_page)], client_max_size=MAX_BODY)
     app[PUBLISHER] = publisher
     app[aiohttp_jinja2.APP_KEY] = publisher.env

@@ -15,25 +15,20 @@ background.
 
 from __future__ import annotations
 
-import zoneinfo
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import cache, partial
-from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
+from publisher import clock, urls
 from publisher.app import Publisher
 from publisher.content.slug import slugify
 from publisher.web import forms
 from publisher.web.keys import PUBLISHER
-from publisher.web.pages import CSRF, base_path, render
+from publisher.web.pages import CSRF, render
 from publisher.web.ratelimit import RateLimits, client_address
-from subscribers import service
-from subscribers import store as subscriber_store
-from subscribers.model import WEEKDAYS, Cadence, Preferences, Source, Status, Subscriber
+from publisher.web.zones import Choice, zone_choices
+from subscribers.model import WEEKDAYS, Cadence, Preferences, Status, Subscriber
 from subscribers.tokens import Claim, ExpiredToken, InvalidToken, Purpose
 from subscribers.validation import (
     MAX_EMAIL,
@@ -50,64 +45,6 @@ from subscribers.validation import (
 )
 
 LIMITS = web.AppKey("rate_limits", RateLimits)
-Choice = tuple[str, str]  # (value, label) of an <option> or a checkbox
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-@cache
-def canonical_zones() -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """The zones a reader picks from, as ``(region, zones)``, both sorted.
-
-    ``zoneinfo.available_timezones()`` also holds ``Factory``, ``posixrules``, ``Etc/*``
-    and the deprecated aliases of tzdata's ``backward`` file (``US/Eastern``, ``GB``,
-    ``Europe/Kiev``).  tzdata's ``zone.tab`` lists the zones to offer people, per
-    country; unlike ``zone1970.tab`` it keeps a city for each country (Europe/Oslo,
-    not only the Europe/Berlin it shares rules with), which is what readers look for.
-    """
-    table = resources.files("tzdata").joinpath("zoneinfo", "zone.tab").read_text(encoding="utf-8")
-    listed = {line.split("\t")[2] for line in table.splitlines() if line and not line.startswith("#")}
-    regions: dict[str, list[str]] = {}
-    for name in sorted(listed & zoneinfo.available_timezones()):
-        regions.setdefault(name.partition("/")[0], []).append(name)
-    return tuple((region, tuple(names)) for region, names in sorted(regions.items()))
-
-
-@dataclass(frozen=True, slots=True)
-class ZoneChoices:
-    """The time-zone ``<select>``: a few options on their own, then one ``<optgroup>`` per region."""
-
-    loose: list[Choice]
-    regions: list[tuple[str, list[Choice]]]
-
-
-def zone_choices(current: str, now: datetime) -> ZoneChoices:
-    """Every canonical zone labelled with its UTC offset at ``now``, plus UTC and ``current``.
-
-    ``current`` may be an alias (set through the API or an import): it is offered as
-    it is, so saving the page without touching the zone keeps it.
-    """
-    regions = [(region, [(name, _zone_label(name, now)) for name in names]) for region, names in canonical_zones()]
-    offered = {name for _, names in canonical_zones() for name in names}
-    loose = [(name, _zone_label(name, now)) for name in dict.fromkeys(["UTC", current]) if name and name not in offered]
-    return ZoneChoices(loose, regions)
-
-
-def _zone_label(name: str, now: datetime) -> str:
-    """``Europe/Berlin (UTC+01:00)``: the offset readers see on their clocks today."""
-    try:
-        offset = now.astimezone(zoneinfo.ZoneInfo(name)).utcoffset()
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return name
-    minutes = int(offset.total_seconds() // 60) if offset is not None else 0
-    sign = "-" if minutes < 0 else "+"
-    return f"{name} (UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d})"
-
-
-async def known_topics(publisher: Publisher) -> list[str]:
-    return await service.known_topics(publisher.engine, publisher.settings.site.offered_topics)
 
 
 async def topic_choices(publisher: Publisher) -> list[Choice]:
@@ -118,7 +55,7 @@ async def topic_choices(publisher: Publisher) -> list[Choice]:
     """
     names = {slugify(tag): name for tag, name in publisher.settings.site.topic_names.items()}
     choices: dict[str, Choice] = {}
-    for topic in await known_topics(publisher):
+    for topic in await publisher.subscribers.known_topics():
         choices.setdefault(slugify(topic), (topic, names.get(slugify(topic), topic)))
     return sorted(choices.values(), key=lambda choice: choice[1].casefold())
 
@@ -174,27 +111,16 @@ async def subscribe(request: web.Request) -> web.Response:
     await _limit(request, "subscribe", email_hash(address) if address else None)
     if forms.text(form, forms.HONEYPOT):
         return _check_inbox(request)  # a bot: answer as if all went well, and do nothing
-    known = await known_topics(publisher)
+    known = await publisher.subscribers.known_topics()
     name = _checked(errors, "name", check_name, values["name"])
     cadence = _checked(errors, "cadence", check_cadence, values["cadence"])
     topics = _checked(errors, "topics", lambda t: check_topics(t, known), values["topics"])
     if errors:
         return await _signup_page(request, values, errors, status=422)
     prefs = Preferences(cadence=cadence, topics=topics, timezone=publisher.settings.digest.timezone)
-    # Stored and answered by email after this response: its timing then says nothing
-    # about whether the address was known (an insert costs more than finding a row).
-    publisher.notices.later(partial(_sign_up_and_notify, publisher, address, name, prefs), "storing a sign-up")
+    # Stored and answered by email after this response (no enumeration by timing).
+    publisher.subscribers.sign_up_later(address, name=name, prefs=prefs, what="storing a sign-up")
     return _check_inbox(request)
-
-
-async def _sign_up_and_notify(publisher: Publisher, address: str, name: str, prefs: Preferences) -> None:
-    subscriber, needs_confirmation = await service.sign_up(
-        publisher.engine, address, name=name, prefs=prefs, source=Source.WEB, now=_now()
-    )
-    if needs_confirmation:
-        await publisher.notices.send_confirmation(subscriber)
-    else:
-        await publisher.notices.send_manage_link(subscriber)
 
 
 def _checked(errors: dict[str, str], name: str, check: Callable[[Any], Any], value: Any) -> Any:
@@ -215,9 +141,7 @@ def _link_problem(request: web.Request, *, expired: bool = False, token: str = "
 
 async def _holder(request: web.Request, claim: Claim) -> Subscriber | None:
     """The subscriber a genuine token names, if they still exist and still own the address."""
-    async with request.app[PUBLISHER].engine.connect() as conn:
-        found = await subscriber_store.get(conn, claim.subscriber_id)
-    return found if found is not None and claim.matches(found.email) else None
+    return await request.app[PUBLISHER].subscribers.holder(claim)
 
 
 def _read(request: web.Request, purpose: Purpose, max_age: float | None = None) -> Claim:
@@ -228,15 +152,14 @@ def _read(request: web.Request, purpose: Purpose, max_age: float | None = None) 
 def _path(request: web.Request, purpose: Purpose, subscriber: Subscriber) -> str:
     """The site-relative link to ``purpose``'s page for ``subscriber``."""
     publisher = request.app[PUBLISHER]
-    token = publisher.tokens.make(purpose, subscriber.id, subscriber.email)
-    return f"{base_path(publisher.settings.site.url)}{purpose}/{token}"
+    return publisher.tokens.link(urls.base_path(publisher.settings.site.url), purpose, subscriber.id, subscriber.email)
 
 
 async def _confirmable(request: web.Request) -> Subscriber | web.Response:
     """The holder of the URL's confirmation token, or the page that explains why it doesn't work."""
     publisher = request.app[PUBLISHER]
     try:
-        claim = _read(request, Purpose.CONFIRM, publisher.notices.confirm_max_age)
+        claim = _read(request, Purpose.CONFIRM, publisher.subscribers.confirm_max_age)
     except ExpiredToken:
         return _link_problem(request, expired=True, token=request.match_info["token"], status=410)
     except InvalidToken:
@@ -273,7 +196,7 @@ async def confirm(request: web.Request) -> web.StreamResponse:
     subscriber = await _confirmable(request)
     if isinstance(subscriber, web.Response):
         return subscriber
-    confirmed = await service.confirm(publisher.engine, subscriber.id, now=_now())
+    confirmed = await publisher.subscribers.confirm(subscriber.id)
     if confirmed is None or confirmed.status != Status.ACTIVE:
         return _link_problem(request)  # they left between the page and the button
     raise _confirmed(request, confirmed)
@@ -293,7 +216,7 @@ async def resend_confirmation(request: web.Request) -> web.Response:
     await _limit(request, "resend", f"subscriber:{claim.subscriber_id}")
     subscriber = await _holder(request, claim)
     if subscriber is not None and subscriber.status == Status.PENDING:
-        publisher.notices.confirm_later(subscriber)
+        publisher.subscribers.confirm_again(subscriber)
     return _check_inbox(request)
 
 
@@ -316,7 +239,7 @@ async def _preferences_page(
         "errors": errors or {},
         "topics": await topic_choices(publisher),
         "cadences": list(Cadence),
-        "timezones": zone_choices(prefs.timezone, _now()),
+        "timezones": zone_choices(prefs.timezone, clock.now()),
         "default_hour": publisher.settings.digest.daily_at.hour,
         "weekdays": WEEKDAYS,
         "default_weekday": publisher.settings.digest.weekly_day,
@@ -354,9 +277,9 @@ async def save_preferences(request: web.Request) -> web.StreamResponse:
     if forms.text(form, "action", 20) == "resubscribe" or subscriber.status not in (Status.ACTIVE, Status.PENDING):
         # Coming back is a new double opt-in, whoever holds this (possibly forwarded) link.
         await _limit(request, "resubscribe", email_hash(subscriber.email))
-        publisher.notices.later(
-            partial(_sign_up_and_notify, publisher, subscriber.email, subscriber.name, subscriber.preferences),
-            f"storing the return of subscriber {subscriber.id}",
+        publisher.subscribers.sign_up_later(
+            subscriber.email, name=subscriber.name, prefs=subscriber.preferences,
+            what=f"storing the return of subscriber {subscriber.id}",
         )
         return _check_inbox(request)
     values = {
@@ -368,7 +291,7 @@ async def save_preferences(request: web.Request) -> web.StreamResponse:
         "send_weekday": forms.text(form, "send_weekday", 10),
     }
     errors: dict[str, str] = {}
-    known = await known_topics(publisher)
+    known = await publisher.subscribers.known_topics()
     name = _checked(errors, "name", check_name, values["name"])
     prefs = Preferences(
         cadence=_checked(errors, "cadence", check_cadence, values["cadence"]),
@@ -379,7 +302,7 @@ async def save_preferences(request: web.Request) -> web.StreamResponse:
     )
     if errors:
         return await _preferences_page(request, subscriber, values=values, errors=errors, status=422)
-    await service.update_subscriber(publisher.engine, subscriber.id, name=name, prefs=prefs)
+    await publisher.subscribers.update(subscriber.id, name=name, prefs=prefs)
     raise web.HTTPSeeOther(request.path + "?saved=1")
 
 
@@ -399,15 +322,8 @@ async def send_preferences_link(request: web.Request) -> web.Response:
     if errors:
         return render(request, "preferences_request.html", {"values": {"email": raw}, "errors": errors}, status=422)
     if not forms.text(form, forms.HONEYPOT):
-        publisher.notices.later(partial(_send_link_if_known, publisher, address), "looking up a preferences link")
+        publisher.subscribers.preferences_link_later(address)
     return _check_inbox(request)
-
-
-async def _send_link_if_known(publisher: Publisher, address: str) -> None:
-    async with publisher.engine.connect() as conn:
-        subscriber = await subscriber_store.find(conn, address)
-    if subscriber is not None:
-        await publisher.notices.send_preferences_link(subscriber)
 
 
 # --- unsubscribe ---------------------------------------------------------------------
@@ -439,7 +355,7 @@ async def unsubscribe(request: web.Request) -> web.Response:
     except InvalidToken:
         return _link_problem(request)
     if subscriber is not None:
-        subscriber = await service.leave(publisher.engine, subscriber.id, now=_now())
+        subscriber = await publisher.subscribers.leave(subscriber.id)
     # Unknown (erased) or not the token's owner: nothing to do, and the reader is out either way.
     return render(
         request, "unsubscribed.html", {"subscriber": subscriber, "resubscribe_path": _resubscribe_path(request, subscriber)}
@@ -453,15 +369,14 @@ def _resubscribe_path(request: web.Request, subscriber: Subscriber | None) -> st
 def add_subscription_routes(app: web.Application) -> None:
     settings = app[PUBLISHER].settings.subscribers
     app[LIMITS] = RateLimits(settings.signup_rate_per_client, settings.signup_rate_per_address)
-    token = "{token:[A-Za-z0-9._-]{10,400}}"
-    app.router.add_get("/subscribe", subscribe_form)
-    app.router.add_post("/subscribe", subscribe)
-    app.router.add_get(f"/confirm/{token}", confirm_page)
-    app.router.add_post(f"/confirm/{token}", confirm)
-    app.router.add_post("/confirm", resend_confirmation)
-    app.router.add_get("/preferences", preferences_link_form)
-    app.router.add_post("/preferences", send_preferences_link)
-    app.router.add_get(f"/preferences/{token}", preferences)
-    app.router.add_post(f"/preferences/{token}", save_preferences)
-    app.router.add_get(f"/unsubscribe/{token}", unsubscribe_page)
-    app.router.add_post(f"/unsubscribe/{token}", unsubscribe)
+    app.router.add_get(urls.SUBSCRIBE.path, subscribe_form)
+    app.router.add_post(urls.SUBSCRIBE.path, subscribe)
+    app.router.add_get(urls.CONFIRM.path, confirm_page)
+    app.router.add_post(urls.CONFIRM.path, confirm)
+    app.router.add_post(urls.CONFIRM_AGAIN.path, resend_confirmation)
+    app.router.add_get(urls.PREFERENCES_REQUEST.path, preferences_link_form)
+    app.router.add_post(urls.PREFERENCES_REQUEST.path, send_preferences_link)
+    app.router.add_get(urls.PREFERENCES.path, preferences)
+    app.router.add_post(urls.PREFERENCES.path, save_preferences)
+    app.router.add_get(urls.UNSUBSCRIBE.path, unsubscribe_page)
+    app.router.add_post(urls.UNSUBSCRIBE.path, unsubscribe)

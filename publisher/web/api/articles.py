@@ -20,12 +20,13 @@ import logging
 import yaml
 from aiohttp import web
 
+from publisher import urls
 from publisher.config import Settings
 from publisher.content.clean import clean_text
 from publisher.content.markdown import ParsedFile, read_article
 from publisher.content.model import Problem
 from publisher.store import articles as article_store
-from publisher.web.api import (
+from publisher.web.api.http import (
     DEFAULT_LIMIT,
     ApiError,
     check_count,
@@ -145,6 +146,6 @@ async def delete_article(request: web.Request) -> web.Response:
 
 
 def add_article_routes(api: web.Application) -> None:
-    api.router.add_post("/articles", post_article)
-    api.router.add_get("/articles", list_articles)
-    api.router.add_delete("/articles/{article_id:.+}", delete_article)
+    api.router.add_post(urls.API_ARTICLES.path, post_article)
+    api.router.add_get(urls.API_ARTICLES.path, list_articles)
+    api.router.add_delete(urls.API_ARTICLE.path, delete_article)
