@@ -1,0 +1,59 @@
+"""``publisher db``: look at the schema's migration revision, or migrate, before anything else does.
+
+Every command migrates on start anyway; these run without starting a Publisher, so an
+operator can see (and apply) what a deploy will do first.
+"""
+
+from __future__ import annotations
+
+import click
+
+from publisher.cli.context import settings_of, with_database
+from publisher.cli.output import out
+from publisher.store.db import create_engine, revisions, upgrade
+
+
+@click.group("db")
+def group() -> None:
+    """The database schema: every command migrates on start; these are for operators who look first."""
+
+
+@group.command("current")
+@click.pass_context
+def db_current(ctx: click.Context) -> None:
+    """Print the database's migration revision and the newest one; change nothing."""
+    settings = settings_of(ctx)
+
+    async def work() -> tuple[str | None, str]:
+        engine = create_engine(settings.database.url, busy_timeout=settings.database.busy_timeout)
+        try:
+            return await revisions(engine)
+        finally:
+            await engine.dispose()
+
+    current, head = with_database(work)
+    state = "up to date" if current == head else "empty: any command migrates it" if current is None else (
+        "behind: `publisher db upgrade` (or any command) migrates it")
+    out.print(f"revision {current or '(none)'}, newest {head}: {state}", highlight=False, markup=False)
+
+
+@group.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply the migrations not yet applied (safe while nodes run: one process migrates, the others wait)."""
+    settings = settings_of(ctx)
+
+    async def work() -> tuple[tuple[str | None, str], tuple[str | None, str]]:
+        engine = create_engine(settings.database.url, busy_timeout=settings.database.busy_timeout)
+        try:
+            before = await revisions(engine)
+            await upgrade(engine)
+            return before, await revisions(engine)
+        finally:
+            await engine.dispose()
+
+    (before, _), (after, _) = with_database(work)
+    if before == after:
+        out.print(f"already at the newest revision {after}", highlight=False, markup=False)
+    else:
+        out.print(f"migrated from {before or '(empty)'} to {after}", highlight=False, markup=False)
