@@ -1,15 +1,19 @@
-"""``publisher dkim keygen``: make a signing key and tell the operator what to publish and configure."""
+"""``publisher dkim keygen``: make a signing key and tell the operator what to publish and configure.
+
+The key file is written by :mod:`publisher.mail.dkim_keyfile`; this module only
+parses the options and prints the DNS record and the config lines.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
 
 from publisher.cli.output import out
 from publisher.mail import dkim
+from publisher.mail.dkim_keyfile import KeyFileError, write_private_key
 
 
 @click.group("dkim")
@@ -35,19 +39,11 @@ def dkim_keygen(selector: str, domain: str, key_type: str, bits: int | None, out
     except dkim.DkimError as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        path = write_private_key(out_file, key)
     except FileExistsError:
         raise click.ClickException(f"not overwriting {out_file}: it exists (choose another --out)") from None
-    except OSError as exc:
-        raise click.ClickException(f"can't create {out_file}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            os.fchmod(stream.fileno(), 0o600)  # whatever the umask
-            stream.write(dkim.private_key_pem(key))
-    except OSError as exc:
-        out_file.unlink(missing_ok=True)
-        raise click.ClickException(f"can't write {out_file}: {exc.strerror}") from None
-    path = out_file.resolve()
+    except KeyFileError as exc:
+        raise click.ClickException(str(exc)) from None
     value = dkim.dns_txt_value(key)
     lines = [
         f"wrote the private key to {path} (mode 0600): keep it secret, back it up",
