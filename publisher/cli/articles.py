@@ -7,9 +7,9 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from publisher.app import Publisher
+from publisher.cli import flows
 from publisher.cli.context import settings_of, with_publisher
 from publisher.cli.output import out, when
-from publisher.store import articles as article_store
 from publisher.store.articles import ArticleState
 
 
@@ -28,8 +28,7 @@ def articles_list(ctx: click.Context, which: str | None) -> None:
     if state == ArticleState.DRAFT:  # never stored: read where they are
         found = [draft for scan in Publisher(settings_of(ctx)).check_content() for draft in scan.drafts]
     else:
-        read = article_store.scheduled if state == ArticleState.SCHEDULED else article_store.latest
-        found = with_publisher(ctx, lambda publisher: read(publisher.engine))
+        found = with_publisher(ctx, lambda publisher: flows.stored_articles(publisher, state))
     # Ids and slugs are folded, never cut short: they are what the other commands take.
     table = Table(Column("id", overflow="fold"), Column("slug", overflow="fold"), "title",
                   Column("date", no_wrap=True), Column("state", no_wrap=True))
@@ -44,7 +43,7 @@ def articles_list(ctx: click.Context, which: str | None) -> None:
 @click.pass_context
 def articles_show(ctx: click.Context, article_id: str) -> None:
     """An article's fields, its state, when it was first seen and which digests carried it."""
-    found = with_publisher(ctx, lambda publisher: article_store.find(publisher.engine, article_id))
+    found = with_publisher(ctx, lambda publisher: flows.stored_article(publisher, article_id))
     if found is None:
         raise click.ClickException(f"no article has the id {article_id!r}")
     article = found.article

@@ -9,7 +9,8 @@ import click
 from rich.progress import Progress
 from rich.table import Table
 
-from publisher.app import Publisher, utcnow
+from publisher import clock
+from publisher.app import Publisher
 from publisher.cli.context import with_publisher
 from publisher.cli.output import err, out, summary
 from publisher.inbox import BounceImportReport, InboxError, import_bounces, open_inbox
@@ -51,7 +52,7 @@ def bounces_import(ctx: click.Context, path: Path, dry_run: bool, mark_seen: boo
             task = progress.add_task("reading", total=len(box.messages))
             return await import_bounces(
                 publisher.engine, box, sending_domain=publisher.settings.sending_domain,
-                soft_limit=publisher.settings.delivery.soft_bounce_limit, now=utcnow(), dry_run=dry_run,
+                soft_limit=publisher.settings.delivery.soft_bounce_limit, now=clock.now(), dry_run=dry_run,
                 mark_seen_after=mark_seen, progress=lambda done: progress.update(task, completed=done),
             )
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import click
 
-from publisher.app import Publisher, template_problems, utcnow
+from publisher import clock
+from publisher.app import Publisher, template_problems
 from publisher.cli.context import settings_of, with_publisher
 from publisher.cli.output import err, out, when
 from publisher.content.model import Article, Severity
@@ -49,7 +50,7 @@ def check(ctx: click.Context) -> None:
     broken_templates = template_problems(settings, publisher.env)
     for template_problem in broken_templates:
         out.print(template_problem, highlight=False, markup=False, soft_wrap=True)
-    now = utcnow()
+    now = clock.now()
     for article in sorted((a for scan in scans for a in scan.articles if a.published > now), key=_publish_order):
         out.print(f"{article.source_path}: scheduled for {when(article.published)} ({article.id})",
                   highlight=False, markup=False)

@@ -1,7 +1,9 @@
 """The commands that mail digests: ``send``, ``preview``, ``resume`` and ``resend``.
 
 Their exit status tells cron what is left (:class:`~publisher.cli.context.ExitCode`):
-3 when the transport could not be reached, 4 when messages remain.
+3 when the transport could not be reached, 4 when messages remain.  The sequence of
+``send`` (scan, plan, deliver, count what is left) is :mod:`publisher.cli.flows`'s;
+this module parses the options and prints.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from pathlib import Path
 
 import click
 
-from publisher import ledger
-from publisher.app import DigestCopy, NothingToPreview, Publisher, SendResult, utcnow
+from publisher import clock, ledger
+from publisher.app import DigestCopy, NothingToPreview, Publisher
+from publisher.cli import flows
 from publisher.cli.context import CADENCES, ExitCode, with_publisher
 from publisher.cli.output import err, out, progress_bar, when
 from publisher.delivery import DeliveryReport
@@ -53,20 +56,18 @@ def send(
             async with publisher.rehearse(wanted) as rehearsal:
                 _print_planned(rehearsal.planned, "would send", rehearsal.nothing_due)
             return ExitCode.OK
-        await publisher.scan()
-        planned = await publisher.plan([wanted])
-        _print_planned(planned, "planned", "" if planned else await publisher.why_nothing_due(wanted))
-        total = await ledger.due_count(publisher.engine, utcnow())
+        due = await flows.plan_due(publisher, wanted)
+        _print_planned(due.planned, "planned", due.nothing_due)
         with progress_bar() as (bar, task):
-            bar.update(task, total=total or None)
+            bar.update(task, total=due.due or None)
             started = time.monotonic()
 
             def progress(report: DeliveryReport) -> None:
                 rate = report.handled / max(time.monotonic() - started, 1e-6)
                 bar.update(task, completed=report.handled, rate=rate)
 
-            report = await publisher.deliver(wait=wait, progress=progress)
-        return _report_delivery(report, await ledger.remaining(publisher.engine))
+            report, left = await flows.deliver_pending(publisher, wait=wait, progress=progress)
+        return _report_delivery(report, left)
 
     ctx.exit(with_publisher(ctx, work))
 
@@ -111,7 +112,7 @@ def preview(ctx: click.Context, cadence: str | None, subscriber: str | None, out
         copy = await publisher.next_copy(Cadence(cadence) if cadence else None, subscriber=subscriber)
         previews = publisher.settings.storage.data_dir / "previews"
         previews.mkdir(parents=True, exist_ok=True)
-        return copy, out_dir or Path(tempfile.mkdtemp(prefix=f"{utcnow():%Y%m%dT%H%M%S}-", dir=previews))
+        return copy, out_dir or Path(tempfile.mkdtemp(prefix=f"{clock.now():%Y%m%dT%H%M%S}-", dir=previews))
 
     try:
         copy, target = with_publisher(ctx, work)
@@ -165,12 +166,7 @@ def _report_delivery(report: DeliveryReport, left: ledger.Remaining) -> ExitCode
 def resume(ctx: click.Context, digest_id: str, wait: bool) -> None:
     """Continue DIGEST_ID, paused by too many failures, once the cause is fixed."""
 
-    async def work(publisher: Publisher) -> DeliveryReport | None:
-        if not await ledger.resume(publisher.engine, digest_id):
-            return None
-        return await publisher.deliver(wait=wait)
-
-    report = with_publisher(ctx, work)
+    report = with_publisher(ctx, lambda publisher: flows.resume(publisher, digest_id, wait=wait))
     if report is None:
         raise click.ClickException(f"no paused digest {digest_id!r} (see `publisher status`)")
     out.print(f"resumed {digest_id}: sent {report.sent}, deferred {report.deferred}, failed {report.failed}",
@@ -188,12 +184,8 @@ def resend(ctx: click.Context, article: str, dry_run: bool) -> None:
     edited article only updates the feeds; this is the way to mail it again.
     """
 
-    async def work(publisher: Publisher) -> tuple[SendResult, ledger.Remaining | None]:
-        result = await publisher.resend(article, dry_run=dry_run)
-        return result, None if dry_run else await ledger.remaining(publisher.engine)
-
     try:
-        result, left = with_publisher(ctx, work)
+        result, left = with_publisher(ctx, lambda publisher: flows.resend(publisher, article, dry_run=dry_run))
     except UnknownArticle as exc:
         raise click.ClickException(_nothing(exc)) from None
     [digest] = result.planned

@@ -12,32 +12,21 @@ from datetime import datetime
 import click
 from rich.table import Column, Table
 
-from publisher import ledger, nodes
-from publisher.app import Publisher, utcnow
+from publisher import clock, nodes
+from publisher.cli import flows
 from publisher.cli.context import with_publisher
 from publisher.cli.output import ago, out, when
 from publisher.content.model import Article
-from publisher.store import articles as article_store
 
 
 @click.command()
 @click.pass_context
 def status(ctx: click.Context) -> None:
     """The running daemon (next job runs, last scan, recent errors), deliveries to do, the latest digests."""
-
-    async def gather(
-        publisher: Publisher,
-    ) -> tuple[list[nodes.Node], list[Article], dict[str, int], list[ledger.DigestState]]:
-        return (
-            await nodes.live(publisher.engine, utcnow()),
-            await article_store.scheduled(publisher.engine),
-            await ledger.totals(publisher.engine),
-            await ledger.states(publisher.engine),
-        )
-
-    running, scheduled, totals, states = with_publisher(ctx, gather)
-    _print_nodes(running)
-    _print_scheduled(scheduled)
+    seen = with_publisher(ctx, flows.overview)
+    totals, states = seen.totals, seen.digests
+    _print_nodes(seen.nodes)
+    _print_scheduled(seen.scheduled)
     to_do = ", ".join(f"{totals.get(state, 0)} {state}" for state in ("pending", "sending", "deferred", "failed"))
     out.print(f"deliveries of unfinished digests: {to_do}", highlight=False)
     out.print()
@@ -81,7 +70,7 @@ def _print_nodes(running: list[nodes.Node]) -> None:
                   f"{nodes.STALE_AFTER.total_seconds():.0f} s)", highlight=False)
         out.print()
         return
-    now = utcnow()
+    now = clock.now()
     rate = sum(float(node.state.get("send_rate", 0)) for node in running)
     roles = Counter(node.role for node in running)
     out.print(f"nodes: {len(running)} live ({', '.join(f'{n} {role}' for role, n in sorted(roles.items()))}), "

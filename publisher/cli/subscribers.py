@@ -14,13 +14,15 @@ from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
-from publisher.app import Publisher, utcnow
+from publisher import clock
+from publisher.app import Publisher
+from publisher.cli import flows
 from publisher.cli.context import CADENCES, STATUSES, with_publisher
 from publisher.cli.output import err, out, summary
 from subscribers import importer, service
 from subscribers import store as subscriber_store
 from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
-from subscribers.validation import SubscriberError, email_hash, normalize_email
+from subscribers.validation import SubscriberError, normalize_email
 
 
 @click.group("subscribers")
@@ -40,7 +42,7 @@ def subscribers_add(ctx: click.Context, email: str, name: str, cadence: str) -> 
         prefs = Preferences(cadence=Cadence(cadence), timezone=publisher.settings.digest.timezone)
         try:
             sub = await service.create(
-                publisher.engine, email, name=name, prefs=prefs, source=Source.CLI, confirmed=True, now=utcnow()
+                publisher.engine, email, name=name, prefs=prefs, source=Source.CLI, confirmed=True, now=clock.now()
             )
             verb = "added"
         except service.AlreadySubscribed as exc:
@@ -85,7 +87,7 @@ def subscribers_import(ctx: click.Context, file: Path, update_existing: bool, dr
         with Progress(console=err, disable=not err.is_terminal) as progress:
             task = progress.add_task("checking" if dry_run else "importing", total=len(parsed.rows))
             return await importer.import_rows(
-                publisher.engine, parsed, now=utcnow(), update_existing=update_existing, dry_run=dry_run,
+                publisher.engine, parsed, now=clock.now(), update_existing=update_existing, dry_run=dry_run,
                 progress=lambda done, _total: progress.update(task, completed=done),
             )
 
@@ -139,19 +141,9 @@ def subscribers_list(ctx: click.Context, status: str | None, query: str, limit: 
     """List subscribers by id, a page at a time."""
     wanted = Status(status) if status else None
 
-    async def work(publisher: Publisher) -> tuple[list[Subscriber], int]:
-        rows: list[Subscriber] = []
-        last = after
-        while len(rows) < limit and (
-            page := await subscriber_store.search(
-                publisher.engine, query=query, status=wanted, after=last, limit=limit - len(rows)
-            )
-        ):
-            rows += page
-            last = page[-1].id
-        return rows, await subscriber_store.count(publisher.engine, query=query, status=wanted)
-
-    rows, total = with_publisher(ctx, work)
+    rows, total = with_publisher(
+        ctx, lambda publisher: flows.subscriber_page(publisher, query=query, status=wanted, after=after, limit=limit)
+    )
     table = Table("id", "email", "name", "cadence", "status", "since")
     for s in rows:
         table.add_row(str(s.id), Text(s.email), Text(s.name), s.cadence, s.status, f"{s.created_at:%Y-%m-%d %H:%M}")
@@ -169,9 +161,7 @@ def subscribers_show(ctx: click.Context, email: str) -> None:
 
     async def work(publisher: Publisher) -> tuple[Subscriber, str | None]:
         address = _address(email)
-        async with publisher.engine.connect() as conn:
-            found = await subscriber_store.find(conn, address)
-            reason = await subscriber_store.suppression(conn, email_hash(address))
+        found, reason = await flows.subscriber_record(publisher, address)
         if found is None:
             suppressed = f" (the address is suppressed: {reason})" if reason else ""
             raise click.ClickException(f"{address} is not a subscriber{suppressed}")
@@ -199,13 +189,12 @@ def subscribers_remove(ctx: click.Context, email: str, yes: bool) -> None:
 
     async def work(publisher: Publisher) -> str:
         address = _address(email)
-        async with publisher.engine.connect() as conn:
-            found = await subscriber_store.find(conn, address)
+        found = await flows.find_subscriber(publisher, address)
         if found is None:
             raise click.ClickException(f"{address} is not a subscriber")
         if not yes:
             click.confirm(f"Erase {address} ({found.status}, since {found.created_at:%Y-%m-%d})?", abort=True)
-        if not await service.erase(publisher.engine, found.id, now=utcnow()):
+        if not await service.erase(publisher.engine, found.id, now=clock.now()):
             raise click.ClickException(f"{address} is not a subscriber")
         return address
 
@@ -232,9 +221,8 @@ def subscribers_suppress(ctx: click.Context, email: str, reason: str) -> None:
 
     async def work(publisher: Publisher) -> tuple[str, Subscriber | None]:
         address = _address(email)
-        async with publisher.engine.connect() as conn:
-            before = await subscriber_store.find(conn, address)
-        await service.suppress(publisher.engine, address, now=utcnow(), reason=reason)
+        before = await flows.find_subscriber(publisher, address)
+        await service.suppress(publisher.engine, address, now=clock.now(), reason=reason)
         return address, before
 
     address, before = with_publisher(ctx, work)
