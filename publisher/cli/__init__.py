@@ -6,8 +6,10 @@ lives in a module of its own (``content``, ``node``, ``sending``, ``status``, ``
 without knowing the root, and this module adds them: so no command module imports
 this one, and there is no registration cycle.  What they share is in ``context``
 (exit codes, the event loop, settings, a started Publisher) and ``output`` (the
-consoles, times, the progress bar).  A bad config prints one line per problem and
-exits 2; a content problem found by ``check`` exits 1.
+consoles, times, the progress bar, summary tables).  The commands never open a
+database connection or call a store: what no single service call gives them yet is
+in ``flows``.  A bad config prints one line per problem and exits 2; a content
+problem found by ``check`` exits 1.
 """
 
 from __future__ import annotations
