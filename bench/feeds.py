@@ -340,7 +340,7 @@ def serve_bare(port: int, feed: Path) -> None:
     app.router.add_get("/" + FEED_PATH, handler)
     loop_factory = None
     try:
-        import uvloop  # the loop publisher's daemon runs on (publisher.cli.run_loop)
+        import uvloop  # the loop publisher's daemon runs on (publisher.cli.context.run_loop)
 
         loop_factory = uvloop.new_event_loop
     except ImportError:

@@ -1,0 +1,41 @@
+"""``publisher db``: look at the schema's migration revision, or migrate, before anything else does.
+
+Every command migrates on start anyway; these run without starting a Publisher, so an
+operator can see (and apply) what a deploy will do first.
+"""
+
+from __future__ import annotations
+
+import click
+
+from publisher.cli import flows
+from publisher.cli.context import settings_of, with_database
+from publisher.cli.output import out
+
+
+@click.group("db")
+def group() -> None:
+    """The database schema: every command migrates on start; these are for operators who look first."""
+
+
+@group.command("current")
+@click.pass_context
+def db_current(ctx: click.Context) -> None:
+    """Print the database's migration revision and the newest one; change nothing."""
+    settings = settings_of(ctx)
+    current, head = with_database(lambda: flows.schema_revisions(settings))
+    state = "up to date" if current == head else "empty: any command migrates it" if current is None else (
+        "behind: `publisher db upgrade` (or any command) migrates it")
+    out.print(f"revision {current or '(none)'}, newest {head}: {state}", highlight=False, markup=False)
+
+
+@group.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply the migrations not yet applied (safe while nodes run: one process migrates, the others wait)."""
+    settings = settings_of(ctx)
+    (before, _), (after, _) = with_database(lambda: flows.migrate(settings))
+    if before == after:
+        out.print(f"already at the newest revision {after}", highlight=False, markup=False)
+    else:
+        out.print(f"migrated from {before or '(empty)'} to {after}", highlight=False, markup=False)

@@ -1,0 +1,243 @@
+"""``publisher subscribers``: add, import, export, list, show, remove and suppress subscribers.
+
+The operator's side of the list; the readers' side (sign-up, confirm, preferences,
+unsubscribe) is the web's.  Both go through the same lifecycle functions.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.progress import Progress
+from rich.table import Table
+from rich.text import Text
+
+from publisher import clock
+from publisher.app import Publisher
+from publisher.cli import flows
+from publisher.cli.context import CADENCES, STATUSES, with_publisher
+from publisher.cli.output import err, out, summary
+from subscribers import importer, service
+from subscribers import store as subscriber_store
+from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
+from subscribers.validation import SubscriberError, normalize_email
+
+
+@click.group("subscribers")
+def group() -> None:
+    """Add, import, export, list, show, remove and suppress subscribers."""
+
+
+@group.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="The subscriber's name, used in the greeting.")
+@click.option("--cadence", type=CADENCES, default=Cadence.DAILY.value, show_default=True)
+@click.pass_context
+def subscribers_add(ctx: click.Context, email: str, name: str, cadence: str) -> None:
+    """Add EMAIL as an active subscriber (the operator vouches for them)."""
+
+    async def work(publisher: Publisher) -> None:
+        prefs = Preferences(cadence=Cadence(cadence), timezone=publisher.settings.digest.timezone)
+        try:
+            sub = await service.create(
+                publisher.engine, email, name=name, prefs=prefs, source=Source.CLI, confirmed=True, now=clock.now()
+            )
+            verb = "added"
+        except service.AlreadySubscribed as exc:
+            sub, verb = exc.subscriber, "already known, unchanged:"
+        except SubscriberError as exc:
+            raise click.ClickException(str(exc)) from None
+        out.print(f"{verb} {sub.email} ({sub.cadence}, {sub.status})", highlight=False)
+
+    with_publisher(ctx, work)
+
+
+@group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path))
+@click.option("--update", "update_existing", is_flag=True,
+              help="Give existing subscribers the file's names and preferences (non-empty cells only).")
+@click.option("--dry-run", is_flag=True, help="Check the file and report what would happen; change nothing.")
+@click.pass_context
+def subscribers_import(ctx: click.Context, file: Path, update_existing: bool, dry_run: bool) -> None:
+    """Import subscribers from a CSV FILE ('-' reads standard input).
+
+    The header row names the columns: email (required), name, cadence, topics,
+    timezone, send_hour; comma, semicolon or tab separated, UTF-8.  New addresses
+    become active subscribers; suppressed ones are skipped; invalid rows are listed
+    as FILE:LINE: field: reason and the rest is imported (exit 1 if any was invalid).
+    """
+    label = "<stdin>" if str(file) == "-" else str(file)
+    data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+
+    async def work(publisher: Publisher) -> importer.ImportReport:
+        settings = publisher.settings
+        known = await service.known_topics(publisher.engine, settings.site.offered_topics)
+        with err.status(f"checking {label}…"):
+            try:
+                parsed = importer.parse_csv(
+                    data, known_topics=known, default_timezone=settings.digest.timezone,
+                    default_cadence=settings.subscribers.default_cadence,
+                )
+            except importer.ImportFileError as exc:
+                raise click.ClickException(f"{label}:{exc.line}: {exc}") from None
+        for warning in parsed.warnings:
+            err.print(f"{label}: warning: {warning}", markup=False, highlight=False)
+        with Progress(console=err, disable=not err.is_terminal) as progress:
+            task = progress.add_task("checking" if dry_run else "importing", total=len(parsed.rows))
+            return await importer.import_rows(
+                publisher.engine, parsed, now=clock.now(), update_existing=update_existing, dry_run=dry_run,
+                progress=lambda done, _total: progress.update(task, completed=done),
+            )
+
+    report = with_publisher(ctx, work)
+    for error in report.invalid:
+        err.print(f"{label}:{error}", markup=False, highlight=False)
+    out.print(_import_summary(report, label, dry_run))
+    if report.invalid:
+        ctx.exit(1)
+
+
+def _import_summary(report: importer.ImportReport, label: str, dry_run: bool) -> Table:
+    return summary(f"import of {label}", dry_run, "rows", (
+        ("added as active subscribers", report.created),
+        ("existing subscribers updated", report.updated),
+        ("existing subscribers left unchanged", report.existing),
+        ("suppressed addresses skipped", report.suppressed),
+        ("duplicate rows merged", report.merged),
+        ("not active in the file's status column, skipped", report.inactive),
+        ("invalid rows skipped", report.invalid_rows),
+    ))
+
+
+@group.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True,
+              help="csv re-imports with `subscribers import`; jsonl is the API's JSON, one subscriber a line.")
+@click.option("--output", "-o", default="-", type=click.Path(dir_okay=False, allow_dash=True),
+              help="File to write (default: standard output); written in full or not at all.")
+@click.option("--status", type=STATUSES, help="Only subscribers with this status.")
+@click.pass_context
+def subscribers_export(ctx: click.Context, fmt: str, output: str, status: str | None) -> None:
+    """Write every subscriber (or those with --status) as CSV or JSON Lines."""
+    export = importer.export_jsonl if fmt == "jsonl" else importer.export_csv
+    with click.open_file(output, "w", encoding="utf-8", atomic=output != "-") as stream:
+
+        async def work(publisher: Publisher) -> int:
+            return await export(publisher.engine, stream, status=Status(status) if status else None)
+
+        written = with_publisher(ctx, work)
+    err.print(f"exported {written} subscriber(s) to {'standard output' if output == '-' else output}",
+              markup=False, highlight=False)
+
+
+@group.command("list")
+@click.option("--status", type=STATUSES, help="Only subscribers with this status.")
+@click.option("--search", "query", default="", help="Only addresses or names containing this text.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--after", type=click.IntRange(min=0), default=0, help="Start after this id (the next page).")
+@click.pass_context
+def subscribers_list(ctx: click.Context, status: str | None, query: str, limit: int, after: int) -> None:
+    """List subscribers by id, a page at a time."""
+    wanted = Status(status) if status else None
+
+    rows, total = with_publisher(
+        ctx, lambda publisher: flows.subscriber_page(publisher, query=query, status=wanted, after=after, limit=limit)
+    )
+    table = Table("id", "email", "name", "cadence", "status", "since")
+    for s in rows:
+        table.add_row(str(s.id), Text(s.email), Text(s.name), s.cadence, s.status, f"{s.created_at:%Y-%m-%d %H:%M}")
+    out.print(table)
+    out.print(f"{len(rows)} of {total} subscriber(s)", highlight=False)
+    if rows and len(rows) == limit:
+        out.print(f"next page: --after {rows[-1].id}", highlight=False)
+
+
+@group.command("show")
+@click.argument("email")
+@click.pass_context
+def subscribers_show(ctx: click.Context, email: str) -> None:
+    """Show everything stored about EMAIL, and whether it is suppressed."""
+
+    async def work(publisher: Publisher) -> tuple[Subscriber, str | None]:
+        address = _address(email)
+        found, reason = await flows.subscriber_record(publisher, address)
+        if found is None:
+            suppressed = f" (the address is suppressed: {reason})" if reason else ""
+            raise click.ClickException(f"{address} is not a subscriber{suppressed}")
+        return found, reason
+
+    found, reason = with_publisher(ctx, work)
+    table = Table("field", "value", show_header=False)
+    for key, value in found.to_dict().items():
+        shown = ", ".join(value) if isinstance(value, list) else "" if value is None else str(value)
+        table.add_row(key, Text(shown))
+    table.add_row("suppressed", Text(reason or "no"))
+    out.print(table)
+
+
+@group.command("remove")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Don't ask for confirmation.")
+@click.pass_context
+def subscribers_remove(ctx: click.Context, email: str, yes: bool) -> None:
+    """Erase EMAIL's personal data: their record and delivery history.
+
+    Only a hash of the address stays, on the suppression list, so no import adds it
+    back; the person can still sign up again themselves.
+    """
+
+    async def work(publisher: Publisher) -> str:
+        address = _address(email)
+        found = await flows.find_subscriber(publisher, address)
+        if found is None:
+            raise click.ClickException(f"{address} is not a subscriber")
+        if not yes:
+            click.confirm(f"Erase {address} ({found.status}, since {found.created_at:%Y-%m-%d})?", abort=True)
+        if not await service.erase(publisher.engine, found.id, now=clock.now()):
+            raise click.ClickException(f"{address} is not a subscriber")
+        return address
+
+    address = with_publisher(ctx, work)
+    out.print(f"erased {address}; the address stays on the suppression list", highlight=False)
+
+
+def _reason(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if not value.strip() or len(value.strip()) > subscriber_store.MAX_REASON:
+        raise click.BadParameter(f"give 1 to {subscriber_store.MAX_REASON} characters")
+    return value.strip()
+
+
+@group.command("suppress")
+@click.argument("email")
+@click.option("--reason", default="manual", show_default=True, callback=_reason,
+              help="Why, kept with the suppression entry.")
+@click.pass_context
+def subscribers_suppress(ctx: click.Context, email: str, reason: str) -> None:
+    """Never mail EMAIL again: put it on the suppression list, unsubscribing it if subscribed.
+
+    Works for addresses that never subscribed too (a do-not-mail list).
+    """
+
+    async def work(publisher: Publisher) -> tuple[str, Subscriber | None]:
+        address = _address(email)
+        before = await flows.find_subscriber(publisher, address)
+        await service.suppress(publisher.engine, address, now=clock.now(), reason=reason)
+        return address, before
+
+    address, before = with_publisher(ctx, work)
+    if before is None:
+        outcome = "not a subscriber; it can't be imported or added"
+    elif before.status in (Status.ACTIVE, Status.PENDING):
+        outcome = f"unsubscribed subscriber #{before.id} (was {before.status})"
+    else:
+        outcome = f"subscriber #{before.id} was already {before.status}"
+    out.print(f"suppressed {address}: {outcome}", highlight=False)
+
+
+def _address(email: str) -> str:
+    """EMAIL as stored, or a clean error for one that isn't an address."""
+    try:
+        return normalize_email(email)
+    except SubscriberError as exc:
+        raise click.ClickException(str(exc)) from None
