@@ -343,8 +343,8 @@ def test_log_format_from_the_environment_and_text_by_default(site_dir: Path) -> 
     as_json = publisher_cli(config, "build", PUBLISHER_LOG_FORMAT="json")
     assert as_json.returncode == 0, as_json.stderr
     loggers = [json.loads(line)["logger"] for line in as_json.stderr.splitlines()]
-    assert "publisher.app" in loggers, as_json.stderr
+    assert "publisher.feeds.shelf" in loggers, as_json.stderr
     as_text = publisher_cli(config, "build")
-    assert as_text.returncode == 0 and " INFO publisher.app: feeds: " in as_text.stderr, as_text.stderr
+    assert as_text.returncode == 0 and " INFO publisher.feeds.shelf: feeds: " in as_text.stderr, as_text.stderr
     bad = publisher_cli(config, "--log-format", "xml", "build")
     assert bad.returncode == 2 and "'xml' is not one of 'text', 'json'" in bad.stderr
