@@ -43,10 +43,10 @@ from subscribers import service
 from subscribers import store as subscriber_store
 from subscribers.model import Preferences, Source, Status
 from subscribers.validation import SubscriberError, email_hash
-from tests.cli_output import summary
-from tests.people import add_subscriber
+from tests.support.cli_output import summary
+from tests.support.people import add_subscriber
 
-FIXTURES = Path(__file__).parent / "fixtures" / "bounces"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "bounces"
 DOMAIN = "news.example.org"  # the sending domain of the test config (brief@news.example.org)
 DIGEST = "weekly-20260302T080000-3fa2c1"
 T = TypeVar("T")

@@ -19,7 +19,7 @@ from publisher.store import articles as article_store
 from publisher.store.schema import deliveries, digests
 from subscribers import service
 from subscribers.model import Cadence, Preferences, Source
-from tests.articles import seed_like
+from tests.support.articles import seed_like
 
 SCHEDULE = Schedule(time(8, 0), "fri", "UTC")
 GRACE = timedelta(hours=6)

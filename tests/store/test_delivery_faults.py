@@ -31,12 +31,12 @@ from publisher.config import load_settings
 from publisher.delivery import DeliveryReport
 from publisher.store.schema import deliveries, digests, subscribers
 from subscribers.model import Cadence
-from tests.delivery_sites import insert_subscribers, write_site
-from tests.conftest import write_config
-from tests.people import add_subscriber
-from tests.smtp_faults import FaultServer, Stage, digest_recipient
-from tests.smtp_server import HOST, SmtpServer
-from tests.test_cli import run
+from tests.support.delivery_sites import insert_subscribers, write_site
+from tests.support.sites import write_config
+from tests.support.people import add_subscriber
+from tests.support.smtp_faults import FaultServer, Stage, digest_recipient
+from tests.support.smtp_server import HOST, SmtpServer
+from tests.system.test_cli import run
 
 DOMAIN = "news.example.org"  # the sending domain: write_config's from_address is brief@news.example.org
 DEADLINE = 60.0  # seconds deliver(wait=True) may take before the test calls it stuck
@@ -480,7 +480,7 @@ async def statuses(publisher: Publisher) -> dict[str, tuple[str, str | None]]:
 async def test_a_digest_that_cannot_be_rendered_is_paused_with_the_reason_and_later_ones_go_out(
     tmp_path: Path,
 ) -> None:
-    from tests.outbox import outbox_messages
+    from tests.support.outbox import outbox_messages
 
     config = write_config(tmp_path)
     config.write_text(config.read_text().replace('output_dir = "public"', 'output_dir = "public"\ntemplates_dir = "tpl"'))
@@ -519,8 +519,8 @@ async def test_a_digest_that_cannot_be_rendered_is_paused_with_the_reason_and_la
 
 @pytest.mark.usefixtures("database")
 async def test_a_digest_holding_a_stored_article_that_cannot_be_read_is_paused_naming_it(tmp_path: Path) -> None:
-    from tests.outbox import outbox_messages
-    from tests.test_ops_web import store_unreadable_article
+    from tests.support.outbox import outbox_messages
+    from tests.web.test_ops_web import store_unreadable_article
 
     config = write_config(tmp_path)
     content = tmp_path / "content"

@@ -23,10 +23,10 @@ from publisher.scheduler import build_scheduler, schedule_jobs
 from publisher.store import articles as article_store
 from publisher.store.schema import articles
 from subscribers.model import Cadence
-from tests.outbox import outbox_messages
-from tests.people import add_subscriber
-from tests.test_cli import run
-from tests.test_sources import client  # noqa: F401 (the API client fixture, with the sample articles stored)
+from tests.support.outbox import outbox_messages
+from tests.support.people import add_subscriber
+from tests.system.test_cli import run
+from tests.store.test_sources import client  # noqa: F401 (the API client fixture, with the sample articles stored)
 
 ARTICLE = "---\nid: {id}\ntitle: {title}\ndate: 2026-11-20T08:00:00Z\n{extra}---\n\nThe text of {title}.\n"
 
@@ -205,12 +205,12 @@ def check_lines(site_dir: Path) -> tuple[int, list[str]]:
     return result.exit_code, [line.replace(str(site_dir / "content") + "/", "") for line in result.output.splitlines()]
 
 
-def test_check_reports_body_problems_of_a_file_whose_front_matter_is_broken(site_dir: Path) -> None:
-    (site_dir / "content" / "both.md").write_text(
+def test_check_reports_body_problems_of_a_file_whose_front_matter_is_broken(bare_site_dir: Path) -> None:
+    (bare_site_dir / "content" / "both.md").write_text(
         f"---\ntitle: Both\ndate: 2026-11-20\ntags: [a, b\nslug: both\n---\n\nText.\n\n{RAGGED_TABLE}",
         encoding="utf-8",
     )
-    code, lines = check_lines(site_dir)
+    code, lines = check_lines(bare_site_dir)
     assert code == 1
     assert [line for line in lines if line.startswith("both.md:")] == [
         "both.md:5: invalid YAML front matter: expected ',' or ']', but got ':' "
@@ -219,21 +219,21 @@ def test_check_reports_body_problems_of_a_file_whose_front_matter_is_broken(site
     ]
 
 
-def test_front_matter_errors_name_their_line(site_dir: Path) -> None:
-    content = site_dir / "content"
+def test_front_matter_errors_name_their_line(bare_site_dir: Path) -> None:
+    content = bare_site_dir / "content"
     (content / "yaml.md").write_text("---\ntitle: Y\n\ndate: 2026-11-20\nauthor: a: b\n---\nText.\n", encoding="utf-8")
     (content / "toml.md").write_text('+++\ntitle = "T"\n\n\ndate = = 2026-11-20\n+++\nText.\n', encoding="utf-8")
-    code, lines = check_lines(site_dir)
+    code, lines = check_lines(bare_site_dir)
     assert code == 1
     assert "yaml.md:5: invalid YAML front matter: mapping values are not allowed here" in lines
     assert "toml.md:5: invalid TOML front matter: Invalid value" in lines
 
 
-def test_unknown_keys_and_images_without_alt_text_are_warnings(site_dir: Path) -> None:
-    write(site_dir / "content", "typos.md", "Typos", extra="tagz: [trade]\nautor: Ann\nmood: calm\n")
-    with (site_dir / "content" / "typos.md").open("a", encoding="utf-8") as file:
+def test_unknown_keys_and_images_without_alt_text_are_warnings(bare_site_dir: Path) -> None:
+    write(bare_site_dir / "content", "typos.md", "Typos", extra="tagz: [trade]\nautor: Ann\nmood: calm\n")
+    with (bare_site_dir / "content" / "typos.md").open("a", encoding="utf-8") as file:
         file.write("\nA chart:\n![](chart.png)\n\n![A map](map.png)\n")
-    code, lines = check_lines(site_dir)
+    code, lines = check_lines(bare_site_dir)
     assert code == 0, lines
     typos = [line for line in lines if line.startswith("typos.md:")]
     assert typos == [
@@ -242,7 +242,7 @@ def test_unknown_keys_and_images_without_alt_text_are_warnings(site_dir: Path) -
         "typos.md:7: warning: unknown front matter key 'mood'",
         "typos.md:13: warning: image chart.png has no alt text (write it between the brackets: ![text](...))",
     ]
-    built = cli(site_dir, "build")  # a warning never keeps an article out
+    built = cli(bare_site_dir, "build")  # a warning never keeps an article out
     assert built.exit_code == 0 and "4 new" in built.output, built.output
 
 

@@ -20,8 +20,8 @@ from subscribers import importer, service
 from subscribers import store as subscriber_store
 from subscribers.importer import ImportFileError, ParsedImport, RowError, parse_csv
 from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
-from tests.databases import Backend
-from tests.people import add_subscriber
+from tests.support.databases import Backend
+from tests.support.people import add_subscriber
 
 KNOWN = ["economy", "transport", "Public Health"]
 NOW = datetime(2026, 11, 25, 17, 0, tzinfo=UTC)

@@ -23,9 +23,9 @@ from publisher.app import Publisher
 from publisher.config import load_settings
 from publisher.logs import capture_warnings, configure, current_digest, digest_context
 from subscribers.model import Cadence
-from tests.delivery_sites import write_site
-from tests.people import add_subscriber
-from tests.smtp_server import SmtpServer
+from tests.support.delivery_sites import write_site
+from tests.support.people import add_subscriber
+from tests.support.smtp_server import SmtpServer
 
 log = logging.getLogger("tests.logs")
 REFUSED = "552 5.2.2 Mailbox full"

@@ -22,8 +22,8 @@ from publisher.mail.transport import MaildirTransport
 from publisher.store.schema import deliveries, digests, subscribers
 from subscribers import service
 from subscribers.model import Cadence
-from tests.outbox import outbox_messages
-from tests.people import add_subscriber
+from tests.support.outbox import outbox_messages
+from tests.support.people import add_subscriber
 
 BACKDATED = """---
 id: archive-find-1998

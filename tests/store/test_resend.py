@@ -5,9 +5,9 @@ from __future__ import annotations
 from publisher.app import Publisher
 from publisher.config import Settings
 from subscribers.model import Cadence
-from tests.outbox import outbox_messages
-from tests.people import add_subscriber
-from tests.test_daemon import NEW_ARTICLE
+from tests.support.outbox import outbox_messages
+from tests.support.people import add_subscriber
+from tests.system.test_daemon import NEW_ARTICLE
 
 
 async def test_a_resent_article_says_it_is_an_update_in_each_readers_cadence(

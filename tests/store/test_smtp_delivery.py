@@ -15,8 +15,8 @@ from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.store.schema import deliveries, subscribers
 from subscribers.model import Cadence
-from tests.people import add_subscriber
-from tests.smtp_server import HOST, SmtpServer
+from tests.support.people import add_subscriber
+from tests.support.smtp_server import HOST, SmtpServer
 
 
 async def test_digest_over_starttls_with_a_self_signed_certificate(

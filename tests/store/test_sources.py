@@ -22,12 +22,12 @@ from publisher.digest import UnknownArticle
 from publisher.feeds import FeedDocument
 from publisher.web import api_articles
 from subscribers.model import Cadence
-from tests.outbox import outbox_messages
-from tests.people import add_subscriber
-from tests.test_daemon import NEW_ARTICLE
-from tests.web_client import api_client
+from tests.support.outbox import outbox_messages
+from tests.support.people import add_subscriber
+from tests.system.test_daemon import NEW_ARTICLE
+from tests.support.web_client import api_client
 
-FEEDS = Path(__file__).parent / "fixtures" / "feeds"
+FEEDS = Path(__file__).parents[1] / "fixtures" / "feeds"
 TOKEN = "test-api-token-0b9e4c61d2a84f7a"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

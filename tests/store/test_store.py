@@ -34,8 +34,8 @@ from publisher.store.schema import (
 from subscribers import store as subscriber_store
 from subscribers.model import Cadence, Preferences, Source, Status
 from subscribers.service import create
-from tests.articles import seed_like
-from tests.databases import Backend
+from tests.support.articles import seed_like
+from tests.support.databases import Backend
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

@@ -24,8 +24,8 @@ from subscribers.validation import (
     normalize_email,
     split_topics,
 )
-from tests.articles import seed_like
-from tests.people import add_subscriber
+from tests.support.articles import seed_like
+from tests.support.people import add_subscriber
 
 PREFS = Preferences(cadence=Cadence.INSTANT)
 

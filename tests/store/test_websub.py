@@ -13,7 +13,7 @@ from aiohttp import web
 from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.websub import HubPinger
-from tests.test_daemon import NEW_ARTICLE
+from tests.system.test_daemon import NEW_ARTICLE
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Every test that uses the store runs on both backends: conftest's ``database`` fixture
 is parametrized ``[sqlite]`` / ``[postgresql]`` and makes its backend the current one
-here, so :func:`tests.conftest.write_config` writes that backend's ``[database] url``.
+here, so :func:`tests.support.sites.write_config` writes that backend's ``[database] url``.
 On SQLite that is the file ``data/publisher.db`` inside the site directory, as
 before.  On PostgreSQL each site directory gets its own database, created from
 ``template0`` under a unique name the first time a config is written for it and

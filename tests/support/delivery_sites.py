@@ -1,5 +1,5 @@
 """Sites for delivery tests: a config that sends over SMTP to a test server, and many
-subscribers inserted in bulk (``tests.people.add_subscriber`` goes through the service,
+subscribers inserted in bulk (``tests.support.people.add_subscriber`` goes through the service,
 one transaction per person: right for a few, too slow for thousands)."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher.store.schema import subscribers
-from tests.conftest import SAMPLE_CONTENT, write_config
-from tests.smtp_server import HOST
+from tests.support.sites import SAMPLE_CONTENT, write_config
+from tests.support.smtp_server import HOST
 
 
 def write_site(root: Path, *, smtp_port: int, smtp: str = "", extra: str = "", **delivery: object) -> Path:

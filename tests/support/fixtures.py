@@ -1,16 +1,22 @@
 """Shared fixtures: a complete, isolated publisher setup in a temporary directory.
 
+Loaded as a pytest plugin by the root ``conftest.py`` (``pytest_plugins``), so every
+folder of tests gets the same fixtures and hooks from one module.
+
 A test that uses the store runs once per database backend, ``[sqlite]`` and
 ``[postgresql]``: the ``database`` fixture is parametrized over both (see
-:mod:`tests.databases`), and ``site_dir`` (so ``settings``, ``make_settings`` and
+:mod:`tests.support.databases`), and ``site_dir`` (so ``settings``, ``make_settings`` and
 ``publisher``) depends on it.  A test that writes its own site with
-:func:`write_config` asks for ``database`` itself.  One that can only be true of
+:func:`tests.support.sites.write_config` asks for ``database`` itself.  One that can only be true of
 SQLite is marked ``@pytest.mark.sqlite_only("why")``.
+
+A test that needs a site's files and config but never its store (``publisher check``,
+a bad config) asks for ``bare_site_dir`` instead: no database is built for it, and
+it runs once, since a second backend would test nothing more.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,63 +24,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from publisher.config import Settings, load_settings
-from tests import databases
+from tests.support import databases
+from tests.support.sites import new_site, write_config
 
 if TYPE_CHECKING:
     from publisher.app import Publisher
-
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE_CONTENT = REPO / "content"
-SEED = REPO.parent / "shared" / "seed" / "kim-russia-visit.txt"
-
-
-def write_config(root: Path, extra: str = "", **delivery: object) -> Path:
-    """A config.toml in ``root`` whose every path stays inside ``root``.
-
-    Its database is the running test's backend's for ``root`` (a SQLite file in
-    ``root``, or ``root``'s own PostgreSQL database).
-
-    ``delivery`` keys override or add to the ``[delivery]`` table; ``extra`` is more
-    TOML after it (other tables).
-    """
-    values: dict[str, object] = {
-        "outbox": "outbox", "from_address": "brief@news.example.org", "from_name": "Test Brief", "retry_base": 1,
-    } | delivery
-    delivery_lines = "\n".join(f"{key} = {toml_value(value)}" for key, value in values.items())
-    path = root / "config.toml"
-    path.write_text(
-        f"""
-[site]
-title = "Test Brief"
-url = "https://news.example.org/"
-postal_address = "1 Test Road, Testville"
-output_dir = "public"
-
-[content]
-dir = "content"
-
-[storage]
-data_dir = "data"
-
-[database]
-url = "{databases.current().config_url(root)}"
-
-[delivery]
-{delivery_lines}
-{extra}
-""",
-        encoding="utf-8",
-    )
-    return path
-
-
-def toml_value(value: object) -> str:
-    """A TOML literal for a string, a boolean or a number."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f'"{value}"'
-    return str(value)
 
 
 @pytest.fixture(autouse=True)
@@ -160,9 +114,16 @@ def database(request: pytest.FixtureRequest) -> Iterator[databases.Backend]:
 @pytest.fixture
 def site_dir(tmp_path: Path, database: databases.Backend) -> Path:
     """A directory with a config and a copy of the sample content."""
-    shutil.copytree(SAMPLE_CONTENT, tmp_path / "content")
-    write_config(tmp_path)
-    return tmp_path
+    return new_site(tmp_path)
+
+
+@pytest.fixture
+def bare_site_dir(tmp_path: Path) -> Path:
+    """``site_dir`` for a test that never opens the store: no backend, no database.
+
+    Its config names a SQLite file that nothing creates unless the test opens it.
+    """
+    return new_site(tmp_path)
 
 
 @pytest.fixture

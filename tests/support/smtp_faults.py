@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
 
-from tests.smtp_server import Received, SmtpServer
+from tests.support.smtp_server import Received, SmtpServer
 
 Stage = Literal["rcpt", "data"]
 

@@ -26,8 +26,8 @@ from publisher.config import Settings
 from publisher.web.server import create_app
 from subscribers import store as subscriber_store
 from subscribers.model import Cadence, Status
-from tests.conftest import REPO
-from tests.smtp_server import HOST, SmtpServer
+from tests.support.sites import REPO
+from tests.support.smtp_server import HOST, SmtpServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("PUBLISHER_TEST_ARTIFACTS", REPO / "test-artifacts")) / "browser"

@@ -15,8 +15,8 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from publisher.cli import main
-from tests.conftest import write_config
-from tests.cli_output import summary
+from tests.support.sites import write_config
+from tests.support.cli_output import summary
 
 
 def run(config: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -27,12 +27,12 @@ def run(config: Path, *args: str, stdin: str | None = None) -> subprocess.Comple
     )
 
 
-def test_check_lists_every_problem_as_path_line_message(site_dir: Path) -> None:
-    content = site_dir / "content"
+def test_check_lists_every_problem_as_path_line_message(bare_site_dir: Path) -> None:
+    content = bare_site_dir / "content"
     (content / "no-title.md").write_text("---\ndate: 2026-01-01\n---\nbody\n", encoding="utf-8")
     (content / "bad-date.md").write_text("---\ntitle: T\ndate: someday soon\n---\nbody\n", encoding="utf-8")
     (content / "latin1.md").write_bytes("---\ntitle: Caf\xe9\ndate: 2026-01-01\n---\n".encode("latin-1"))
-    result = run(site_dir / "config.toml", "check")
+    result = run(bare_site_dir / "config.toml", "check")
     assert result.returncode == 1, result.stderr
     lines = [line.replace(str(content) + "/", "") for line in result.stdout.splitlines()]
     assert "bad-date.md:3: date 'someday soon' is not a date (use ISO 8601 or RFC 2822)" in lines
@@ -42,12 +42,12 @@ def test_check_lists_every_problem_as_path_line_message(site_dir: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_check_reports_a_date_out_of_range_and_warns_of_a_cut_title(site_dir: Path) -> None:
+def test_check_reports_a_date_out_of_range_and_warns_of_a_cut_title(bare_site_dir: Path) -> None:
     """One file's impossible date stops no other; a title over [content] max_title_length is cut, with a warning."""
-    content = site_dir / "content"
+    content = bare_site_dir / "content"
     (content / "far.md").write_text('+++\ntitle = "Far"\ndate = 9999-12-31T23:59:59-14:00\n+++\nbody\n', encoding="utf-8")
     (content / "long.md").write_text(f"---\ntitle: {'Long ' * 80}\ndate: 2026-01-01\n---\nbody\n", encoding="utf-8")
-    result = run(site_dir / "config.toml", "check")
+    result = run(bare_site_dir / "config.toml", "check")
     assert result.returncode == 1, result.stderr
     lines = [line.replace(str(content) + "/", "") for line in result.stdout.splitlines()]
     assert any(line.startswith("far.md:3: date ") and "out of range" in line for line in lines), lines
@@ -55,19 +55,19 @@ def test_check_reports_a_date_out_of_range_and_warns_of_a_cut_title(site_dir: Pa
     assert "Traceback" not in result.stderr
 
 
-def test_check_passes_on_the_sample_content(site_dir: Path) -> None:
-    result = run(site_dir / "config.toml", "check")
+def test_check_passes_on_the_sample_content(bare_site_dir: Path) -> None:
+    result = run(bare_site_dir / "config.toml", "check")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout
 
 
-def test_check_warns_about_what_the_limits_leave_out_of_an_article(site_dir: Path) -> None:
-    content = site_dir / "content"
+def test_check_warns_about_what_the_limits_leave_out_of_an_article(bare_site_dir: Path) -> None:
+    content = bare_site_dir / "content"
     table = "| Year | Output |\n|---|---|\n| 2024 | 2 MW |\n"
     tags = ", ".join(f"t{n}" for n in range(25))
     (content / "many.md").write_text(f"---\ntitle: T\ndate: 2026-01-01\ntags: [{tags}]\n---\n" + "\n".join(
         [table] * 21), encoding="utf-8")
-    result = run(site_dir / "config.toml", "check")
+    result = run(bare_site_dir / "config.toml", "check")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line.replace(str(content) + "/", "") for line in result.stdout.splitlines()]
     assert "many.md:4: warning: 25 tags: only the first 20 are kept ([content] max_tags = 20)" in lines
@@ -75,8 +75,8 @@ def test_check_warns_about_what_the_limits_leave_out_of_an_article(site_dir: Pat
             "body ([content] max_tables = 20)") in lines
 
 
-def test_bad_config_is_one_line_per_key_and_exit_2(site_dir: Path) -> None:
-    config = site_dir / "config.toml"
+def test_bad_config_is_one_line_per_key_and_exit_2(bare_site_dir: Path) -> None:
+    config = bare_site_dir / "config.toml"
     config.write_text(config.read_text(encoding="utf-8") + '\n[smtp]\nport = "x"\n', encoding="utf-8")
     result = run(config, "check")
     assert result.returncode == 2
@@ -429,23 +429,23 @@ def test_a_digest_whose_articles_were_all_removed_is_cancelled_not_left_to_do(si
     assert f"{digest} finished early: every article in it was removed" in cli(site_dir, "status").output
 
 
-def test_check_renders_every_template_and_names_the_broken_ones_by_file_and_line(site_dir: Path) -> None:
-    config = site_dir / "config.toml"
+def test_check_renders_every_template_and_names_the_broken_ones_by_file_and_line(bare_site_dir: Path) -> None:
+    config = bare_site_dir / "config.toml"
     config.write_text(config.read_text().replace('output_dir = "public"', 'output_dir = "public"\ntemplates_dir = "tpl"'))
-    (site_dir / "tpl" / "email").mkdir(parents=True)
-    (site_dir / "tpl" / "feed").mkdir()
-    (site_dir / "tpl" / "email" / "digest.txt").write_text("Hello\n{% for article in articles %}\n{{ article.title }}\n")
-    (site_dir / "tpl" / "feed" / "content.html").write_text("<p>{{ article.title }}</p>\n<p>{{ article.byline }}</p>\n")
-    (site_dir / "tpl" / "email" / "confirm.html").write_text("{% extends 'email/notice.html' %}{{ x }")
+    (bare_site_dir / "tpl" / "email").mkdir(parents=True)
+    (bare_site_dir / "tpl" / "feed").mkdir()
+    (bare_site_dir / "tpl" / "email" / "digest.txt").write_text("Hello\n{% for article in articles %}\n{{ article.title }}\n")
+    (bare_site_dir / "tpl" / "feed" / "content.html").write_text("<p>{{ article.title }}</p>\n<p>{{ article.byline }}</p>\n")
+    (bare_site_dir / "tpl" / "email" / "confirm.html").write_text("{% extends 'email/notice.html' %}{{ x }")
     result = run(config, "check")
     assert result.returncode == 1, result.stdout + result.stderr
-    tpl = site_dir / "tpl"
+    tpl = bare_site_dir / "tpl"
     assert f"{tpl / 'email' / 'digest.txt'}:3: TemplateSyntaxError: Unexpected end of template." in result.stdout
     assert f"{tpl / 'feed' / 'content.html'}:2: UndefinedError:" in result.stdout and "byline" in result.stdout
     assert f"{tpl / 'email' / 'confirm.html'}:1: TemplateSyntaxError" in result.stdout
     assert "Traceback" not in result.stderr
 
 
-def test_check_renders_the_built_in_templates_without_a_problem(site_dir: Path) -> None:
-    result = run(site_dir / "config.toml", "check")
+def test_check_renders_the_built_in_templates_without_a_problem(bare_site_dir: Path) -> None:
+    result = run(bare_site_dir / "config.toml", "check")
     assert result.returncode == 0 and "config, templates and content OK" in result.stdout, result.stdout + result.stderr

@@ -18,11 +18,11 @@ from click.testing import CliRunner
 
 from publisher.cli import main
 from publisher.config import load_settings
-from tests.conftest import write_config
-from tests.databases import Backend
-from tests.outbox import outbox_messages, plain_text
-from tests.smtp_server import HOST, SmtpServer
-from tests.test_cli import run
+from tests.support.sites import write_config
+from tests.support.databases import Backend
+from tests.support.outbox import outbox_messages, plain_text
+from tests.support.smtp_server import HOST, SmtpServer
+from tests.system.test_cli import run
 
 
 

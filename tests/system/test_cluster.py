@@ -3,7 +3,7 @@
 The claims first, in process (two claimants, a lapsed lease, a renewal); then real
 processes as operators run them: ``publisher worker`` x3 on one digest, one of them
 killed with SIGKILL mid-way, and two ``publisher run`` daemons of which the leader is
-killed.  The SMTP server is the in-process aiosmtpd one (tests.smtp_faults), counting
+killed.  The SMTP server is the in-process aiosmtpd one (tests.support.smtp_faults), counting
 every accepted message by recipient.
 """
 
@@ -35,12 +35,12 @@ from publisher.leadership import LEADER_LOCK, Leadership
 from publisher.ledger import Claimant, claim, claimable, renew
 from publisher.store.schema import deliveries
 from subscribers.model import Cadence
-from tests.conftest import write_config
-from tests.databases import rows
-from tests.delivery_sites import insert_subscribers, write_site
-from tests.people import add_subscriber
-from tests.smtp_faults import FaultServer
-from tests.test_daemon import NEW_ARTICLE, free_port, get, wait_for
+from tests.support.sites import write_config
+from tests.support.databases import rows
+from tests.support.delivery_sites import insert_subscribers, write_site
+from tests.support.people import add_subscriber
+from tests.support.smtp_faults import FaultServer
+from tests.system.test_daemon import NEW_ARTICLE, free_port, get, wait_for
 
 ON_POSTGRESQL = pytest.mark.postgresql_only("several nodes share one PostgreSQL database (SQLite is single-node)")
 LONG = pytest.mark.timeout(600)  # tens of thousands of messages through a Python SMTP server

@@ -24,9 +24,9 @@ import pytest
 from publisher.app import Publisher
 from publisher.config import ConfigError, load_settings
 from subscribers.model import Cadence
-from tests.conftest import write_config
-from tests.outbox import outbox_messages, plain_text
-from tests.people import add_subscriber
+from tests.support.sites import write_config
+from tests.support.outbox import outbox_messages, plain_text
+from tests.support.people import add_subscriber
 
 NEW_ARTICLE = """---
 id: harbour-bridge-reopens

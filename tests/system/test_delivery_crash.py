@@ -31,9 +31,9 @@ import pytest
 
 from publisher.app import Publisher
 from publisher.config import load_settings
-from tests.databases import rows
-from tests.delivery_sites import insert_subscribers, write_site
-from tests.smtp_faults import FaultServer, digest_recipient
+from tests.support.databases import rows
+from tests.support.delivery_sites import insert_subscribers, write_site
+from tests.support.smtp_faults import FaultServer, digest_recipient
 
 pytestmark = pytest.mark.usefixtures("database")  # on SQLite and on PostgreSQL
 

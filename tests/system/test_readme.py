@@ -11,9 +11,9 @@ from pathlib import Path
 from publisher.app import Publisher
 from publisher.config import Settings, load_settings
 from subscribers.model import Cadence
-from tests.conftest import REPO
-from tests.outbox import outbox_messages
-from tests.people import add_subscriber
+from tests.support.sites import REPO
+from tests.support.outbox import outbox_messages
+from tests.support.people import add_subscriber
 
 
 def quick_start() -> str:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import feedparser
 
-from tests.conftest import write_config
-from tests.test_cli import run
-from tests.test_daemon import free_port, publisher_cmd, wait_for
+from tests.support.sites import write_config
+from tests.system.test_cli import run
+from tests.system.test_daemon import free_port, publisher_cmd, wait_for
 
 STORED_URL = 'url = "https://news.example.org/"'
 

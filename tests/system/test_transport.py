@@ -24,7 +24,7 @@ from publisher.mail.transport import (
     SmtpTransport,
     make_transport,
 )
-from tests.smtp_server import HOST, SmtpServer, tls_contexts
+from tests.support.smtp_server import HOST, SmtpServer, tls_contexts
 
 SENDER = "newsletter@example.org"
 READER = "reader@example.org"

@@ -17,7 +17,7 @@ import sysconfig
 from email import policy
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:

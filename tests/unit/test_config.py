@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from publisher.config import ConfigError, load_settings
-from tests.conftest import write_config
+from tests.support.sites import write_config
 
 
 def test_environment_overrides_file(tmp_path: Path) -> None:
@@ -58,7 +58,7 @@ def test_missing_file_is_one_clear_problem(tmp_path: Path) -> None:
 
 
 def test_the_sample_config_loads() -> None:
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     settings = load_settings(repo / "config.toml", environ={})
     assert settings.delivery.transport == "maildir"
     assert settings.database.url.startswith("sqlite+aiosqlite:///")

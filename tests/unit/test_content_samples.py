@@ -10,7 +10,7 @@ from publisher.content.markdown import parse_article
 from publisher.content.sources import scan_directory
 
 SITE = "https://news.example/"
-CONTENT = Path(__file__).resolve().parent.parent / "content"
+CONTENT = Path(__file__).resolve().parents[2] / "content"
 SAMPLES = sorted(CONTENT.glob("*.md"))
 
 

@@ -29,7 +29,7 @@ from publisher.mail import render
 from publisher.mail.message import build_message
 from publisher.mail.render import Personal, RenderedDigest, render_digest, text_table
 from publisher.templating import make_environment
-from tests.articles import FACT_CAPTION, FACT_ROWS, QUOTE, SOURCES, TAKEAWAYS, seed_like
+from tests.support.articles import FACT_CAPTION, FACT_ROWS, QUOTE, SOURCES, TAKEAWAYS, seed_like
 
 WHEN = datetime(2024, 6, 20, 8, 0, tzinfo=UTC)
 DIGEST_ID = "daily-20240620T080000-3fa2c1"

@@ -35,7 +35,7 @@ from publisher.mail.dkim import DkimError, DkimKeyError, DkimSigner
 from publisher.mail.message import build_message, build_notice
 from publisher.mail.render import Personal, RenderedDigest, render_digest
 from publisher.templating import make_environment
-from tests.articles import seed_like
+from tests.support.articles import seed_like
 
 SELECTOR = "news2025"
 DOMAIN = "news.example.org"
@@ -446,8 +446,8 @@ async def test_every_delivered_digest_and_confirmation_is_signed(
     """Through the whole pipeline: the messages the SMTP server receives verify with dkimpy."""
     from publisher.app import Publisher
     from subscribers.model import Cadence
-    from tests.people import add_subscriber
-    from tests.smtp_server import HOST, SmtpServer
+    from tests.support.people import add_subscriber
+    from tests.support.smtp_server import HOST, SmtpServer
 
     key_file = tmp_path / "dkim.pem"
     key_file.write_bytes(dk.private_key_pem(rsa_key))

@@ -25,7 +25,7 @@ from publisher.content.feed_items import parse_feed
 from publisher.content.model import Article, ContentLimits, FactTable, Image, Problem, Quote, Severity
 from publisher.sources.upstream import FeedFetcher, user_agent
 
-FEEDS = Path(__file__).parent / "fixtures" / "feeds"
+FEEDS = Path(__file__).parents[1] / "fixtures" / "feeds"
 WORDPRESS = (FEEDS / "wordpress.rss").read_bytes()
 GHOST = (FEEDS / "ghost.atom").read_bytes()
 WP_URL = "https://blog.example.org/feed/"

@@ -26,8 +26,8 @@ from publisher.feeds import (
     write_feeds,
 )
 from publisher.templating import make_environment
-from tests.articles import BODY_HTML, FACT_ROWS, SOURCES, SUBTITLE, TAKEAWAYS, seed_like
-from tests.feed_validity import (
+from tests.support.articles import BODY_HTML, FACT_ROWS, SOURCES, SUBTITLE, TAKEAWAYS, seed_like
+from tests.support.feed_validity import (
     CONTENT_ENCODED,
     DC_CREATOR,
     atom_problems,

@@ -25,7 +25,7 @@ from publisher.config import DeliverySettings, Settings, SiteSettings
 from publisher.mail.message import build_message, build_notice
 from publisher.mail.render import Personal, RenderedDigest, render_digest
 from publisher.templating import make_environment
-from tests.articles import seed_like
+from tests.support.articles import seed_like
 
 WHEN = datetime(2024, 6, 20, 8, 0, tzinfo=UTC)
 DIGEST_ID = "daily-20240620T080000-3fa2c1"

@@ -29,7 +29,7 @@ from publisher.web import api
 from subscribers import service
 from subscribers import store as subscriber_store
 from subscribers.tokens import Purpose
-from tests.web_client import api_client
+from tests.support.web_client import api_client
 
 TOKEN = "test-api-token-5f0c2b7e9a1d4c38"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

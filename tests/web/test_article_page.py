@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from publisher.app import Publisher
-from tests.test_public_pages import parse
-from tests.web_client import web_client
+from tests.web.test_public_pages import parse
+from tests.support.web_client import web_client
 
 
 QUOTED_ARTICLE = """---

@@ -40,9 +40,9 @@ from publisher.templating import make_environment
 from publisher.web.api_articles import markdown_document
 from publisher.web.pages import SITE_FEEDS
 from subscribers.model import Cadence
-from tests.outbox import outbox_messages
-from tests.people import add_subscriber
-from tests.web_client import api_client
+from tests.support.outbox import outbox_messages
+from tests.support.people import add_subscriber
+from tests.support.web_client import api_client
 
 SITE = "https://news.example.org/"
 FEED_URL = "https://blog.example.com/feed/"

@@ -29,9 +29,9 @@ from publisher.store.schema import articles
 from publisher.web.feeds import accepts_gzip
 from publisher.web.security import PAGE_CSP
 from publisher.web.server import create_runner
-from tests.databases import read_only_engine
-from tests.people import add_subscriber
-from tests.web_client import web_client
+from tests.support.databases import read_only_engine
+from tests.support.people import add_subscriber
+from tests.support.web_client import web_client
 
 IDENTITY = {"Accept-Encoding": "identity"}
 

@@ -19,10 +19,10 @@ from publisher.digest import plan
 from publisher.store.articles import ingest
 from publisher.web import public
 from subscribers.model import Cadence
-from tests.articles import seed_like
-from tests.outbox import outbox_messages
-from tests.people import add_subscriber
-from tests.web_client import Visitor, web_client
+from tests.support.articles import seed_like
+from tests.support.outbox import outbox_messages
+from tests.support.people import add_subscriber
+from tests.support.web_client import Visitor, web_client
 
 PAGES = ["/", "/subscribe", "/preferences", "/articles/kim-russia-visit", "/no/such/page", "/confirm/junk-token-value"]
 

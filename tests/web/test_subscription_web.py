@@ -33,11 +33,11 @@ from subscribers import store as subscriber_store
 from subscribers.model import Cadence, Preferences, Status, Subscriber
 from subscribers.tokens import Purpose
 from subscribers.validation import email_hash
-from tests.articles import seed_like
-from tests.databases import read_only_engine
-from tests.outbox import link_in, outbox_messages
-from tests.people import add_subscriber
-from tests.web_client import Visitor, web_client
+from tests.support.articles import seed_like
+from tests.support.databases import read_only_engine
+from tests.support.outbox import link_in, outbox_messages
+from tests.support.people import add_subscriber
+from tests.support.web_client import Visitor, web_client
 
 GENEROUS = '[subscribers]\nsignup_rate_per_client = "1000/hour"\nsignup_rate_per_address = "1000/hour"\n'
 
