@@ -266,6 +266,7 @@ SES_UNVERIFIED = (
 )
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 @pytest.mark.usefixtures("database")
 async def test_a_relay_refusing_the_sender_pauses_the_digest_and_bounces_nobody(tmp_path: Path) -> None:
     """Amazon SES with an unverified sender answers 554 at the end of DATA to every message:
@@ -304,6 +305,7 @@ def with_busy_timeout(config: Path, seconds: float) -> Path:
     return config
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 @pytest.mark.sqlite_only("another process holding the database-wide write lock is SQLite's fault")
 @pytest.mark.usefixtures("database")
 def test_a_database_locked_mid_send_loses_no_outcome_and_sends_nobody_twice(tmp_path: Path) -> None:

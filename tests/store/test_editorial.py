@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import feedparser
+import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 from click.testing import CliRunner, Result
@@ -380,6 +381,7 @@ def table_rows(output: str) -> dict[str, list[str]]:
     return rows
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 def test_articles_list_shows_published_scheduled_and_drafts(site_dir: Path) -> None:
     content = site_dir / "content"
     when = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)

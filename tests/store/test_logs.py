@@ -267,6 +267,7 @@ def publisher_cli(config: Path, *args: str, **env: str) -> subprocess.CompletedP
     )
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 @pytest.mark.usefixtures("database")
 def test_send_with_json_logs_writes_only_json_to_stderr(tmp_path: Path) -> None:
     with SmtpServer(replies={"full@example.org": REFUSED}) as server:
@@ -292,6 +293,7 @@ def test_send_with_json_logs_writes_only_json_to_stderr(tmp_path: Path) -> None:
     assert "logs-test-key" not in result.stderr
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 def test_help_writes_nothing_to_stderr() -> None:
     """What a newcomer types first: no dependency's warning (cryptography 51 deprecates DSA)."""
     result = subprocess.run(
@@ -318,6 +320,7 @@ def dsa_key_site(tmp_path: Path) -> Iterator[Path]:
                          extra='[dkim]\nselector = "s1"\ndomain = "example.org"\nkey_file = "dkim.pem"\n')
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 @pytest.mark.usefixtures("database")
 def test_a_dependencys_warning_is_a_json_line_like_every_other(dsa_key_site: Path) -> None:
     assert publisher_cli(dsa_key_site, "subscribers", "add", "ann@example.org", "--cadence", "instant").returncode == 0
@@ -331,6 +334,7 @@ def test_a_dependencys_warning_is_a_json_line_like_every_other(dsa_key_site: Pat
     assert warned and "CryptographyDeprecationWarning" in warned[0]["message"], result.stderr
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 @pytest.mark.usefixtures("database")
 def test_the_daemon_refuses_to_start_with_a_key_that_cannot_sign(dsa_key_site: Path) -> None:
     result = publisher_cli(dsa_key_site, "run")
@@ -338,6 +342,7 @@ def test_the_daemon_refuses_to_start_with_a_key_that_cannot_sign(dsa_key_site: P
     assert "config error: DKIM key file" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 def test_log_format_from_the_environment_and_text_by_default(site_dir: Path) -> None:
     config = site_dir / "config.toml"
     as_json = publisher_cli(config, "build", PUBLISHER_LOG_FORMAT="json")

@@ -45,10 +45,13 @@ T = TypeVar("T")
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SQLITE_URL = "sqlite+aiosqlite:///data/publisher.db"  # relative: resolved against the config file's directory
-# Test databases are named publisher_test_<host>_<pid>_<n>: a run killed before its
+# Test databases are named publisher_test_<host>_<pid>_<worker>_<n>: a run killed before its
 # cleanup leaves databases that a later run on the same host drops (their pid is gone).
+# Under pytest-xdist every worker is a process of its own, with its own pid and its own
+# PostgresServer; the worker's name (gw0, gw1, …) in the database name says whose it is.
 PREFIX = "publisher_test_"
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 def postgres_url_setting() -> str | None:
@@ -198,7 +201,7 @@ class PostgresServer:
     def create(self) -> str:
         """A new, empty database; returns its name."""
         assert self._create_conn is not None, "connect() first"
-        name = f"{PREFIX}{_HOST}_{os.getpid()}_{next(self._counter)}"
+        name = f"{PREFIX}{_HOST}_{os.getpid()}_{_WORKER}_{next(self._counter)}"
         self._run(self._create_conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\''))
         return name
 

@@ -35,10 +35,15 @@ ARTIFACTS = Path(os.environ.get("PUBLISHER_TEST_ARTIFACTS", REPO / "test-artifac
 playwright_api = pytest.importorskip("playwright.async_api")
 # Locally a machine without the browser skips this test; CI sets PUBLISHER_REQUIRE_BROWSER
 # so that a missing install step fails instead of hiding behind a skip.
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() and not os.environ.get("PUBLISHER_REQUIRE_BROWSER"),
-    reason="Debian's chromium is not installed (apt-get install chromium)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not CHROMIUM.exists() and not os.environ.get("PUBLISHER_REQUIRE_BROWSER"),
+        reason="Debian's chromium is not installed (apt-get install chromium)",
+    ),
+    pytest.mark.slow,
+    # One worker runs them all, one after the other: each writes its screenshots into ARTIFACTS.
+    pytest.mark.xdist_group("browser"),
+]
 
 
 def free_port() -> int:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from publisher.cli import main
@@ -27,6 +28,7 @@ def run(config: Path, *args: str, stdin: str | None = None) -> subprocess.Comple
     )
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 def test_check_lists_every_problem_as_path_line_message(bare_site_dir: Path) -> None:
     content = bare_site_dir / "content"
     (content / "no-title.md").write_text("---\ndate: 2026-01-01\n---\nbody\n", encoding="utf-8")
@@ -42,6 +44,7 @@ def test_check_lists_every_problem_as_path_line_message(bare_site_dir: Path) -> 
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 def test_check_reports_a_date_out_of_range_and_warns_of_a_cut_title(bare_site_dir: Path) -> None:
     """One file's impossible date stops no other; a title over [content] max_title_length is cut, with a warning."""
     content = bare_site_dir / "content"
@@ -55,12 +58,14 @@ def test_check_reports_a_date_out_of_range_and_warns_of_a_cut_title(bare_site_di
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 def test_check_passes_on_the_sample_content(bare_site_dir: Path) -> None:
     result = run(bare_site_dir / "config.toml", "check")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 def test_check_warns_about_what_the_limits_leave_out_of_an_article(bare_site_dir: Path) -> None:
     content = bare_site_dir / "content"
     table = "| Year | Output |\n|---|---|\n| 2024 | 2 MW |\n"
@@ -75,6 +80,7 @@ def test_check_warns_about_what_the_limits_leave_out_of_an_article(bare_site_dir
             "body ([content] max_tables = 20)") in lines
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 def test_bad_config_is_one_line_per_key_and_exit_2(bare_site_dir: Path) -> None:
     config = bare_site_dir / "config.toml"
     config.write_text(config.read_text(encoding="utf-8") + '\n[smtp]\nport = "x"\n', encoding="utf-8")
@@ -84,6 +90,7 @@ def test_bad_config_is_one_line_per_key_and_exit_2(bare_site_dir: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 def test_init_creates_a_working_starter(tmp_path: Path) -> None:
     target = tmp_path / "site"
     assert CliRunner().invoke(main, ["init", str(target)]).exit_code == 0
@@ -94,6 +101,7 @@ def test_init_creates_a_working_starter(tmp_path: Path) -> None:
     assert again.exit_code != 0 and "not overwriting" in again.output
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 def test_build_writes_static_feeds(site_dir: Path) -> None:
     result = run(site_dir / "config.toml", "build")
     assert result.returncode == 0, result.stderr
@@ -104,6 +112,7 @@ def test_build_writes_static_feeds(site_dir: Path) -> None:
     assert list((public / "tags").glob("*/feed.atom"))
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 def test_subscribers_and_send_twice_sends_once(site_dir: Path) -> None:
     config = site_dir / "config.toml"
     added = run(config, "subscribers", "add", "Ann@Example.org", "--name", "Ann", "--cadence", "instant")
@@ -129,6 +138,7 @@ def test_subscribers_and_send_twice_sends_once(site_dir: Path) -> None:
     assert run(config, "subscribers", "remove", "ann@example.org", "--yes").returncode == 1
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 def test_python_dash_m_and_console_script_agree() -> None:
     by_module = subprocess.run(
         [sys.executable, "-m", "publisher", "--help"], capture_output=True, text=True, check=False
@@ -156,6 +166,7 @@ PEOPLE_CSV = (
 
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 def test_import_reports_bad_rows_by_file_and_line_and_imports_the_rest(site_dir: Path) -> None:
     config = site_dir / "config.toml"
     people = site_dir / "people.csv"
@@ -202,6 +213,7 @@ def test_import_reports_bad_rows_by_file_and_line_and_imports_the_rest(site_dir:
     assert "Ann Again" in run(config, "subscribers", "show", "ann@example.org").stdout
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 def test_import_of_a_file_without_an_email_column_is_one_error(site_dir: Path) -> None:
     people = site_dir / "people.csv"
     people.write_text("name,cadence\nAnn,daily\n", encoding="utf-8")
@@ -293,6 +305,7 @@ def test_show_remove_and_suppress(site_dir: Path) -> None:
     assert invoke(site_dir, "suppress", "dee@example.org", "--reason", "x" * 21).exit_code == 2
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 def test_db_current_and_upgrade(site_dir: Path) -> None:
     config = site_dir / "config.toml"
     before = run(config, "db", "current")
@@ -304,6 +317,7 @@ def test_db_current_and_upgrade(site_dir: Path) -> None:
     assert f"already at the newest revision {head}" in run(config, "db", "upgrade").stdout
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 def test_db_current_names_an_unreachable_database(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text('[database]\nurl = "postgresql+asyncpg://postgres@127.0.0.1:1/none"\n', encoding="utf-8")
@@ -312,6 +326,7 @@ def test_db_current_names_an_unreachable_database(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 def test_an_unwritable_output_dir_fails_build_but_never_stops_send(site_dir: Path) -> None:
     config = site_dir / "config.toml"
     (site_dir / "public").write_text("a file where [site] output_dir should be\n", encoding="utf-8")
@@ -429,6 +444,7 @@ def test_a_digest_whose_articles_were_all_removed_is_cancelled_not_left_to_do(si
     assert f"{digest} finished early: every article in it was removed" in cli(site_dir, "status").output
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 def test_check_renders_every_template_and_names_the_broken_ones_by_file_and_line(bare_site_dir: Path) -> None:
     config = bare_site_dir / "config.toml"
     config.write_text(config.read_text().replace('output_dir = "public"', 'output_dir = "public"\ntemplates_dir = "tpl"'))
@@ -446,6 +462,7 @@ def test_check_renders_every_template_and_names_the_broken_ones_by_file_and_line
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
 def test_check_renders_the_built_in_templates_without_a_problem(bare_site_dir: Path) -> None:
     result = run(bare_site_dir / "config.toml", "check")
     assert result.returncode == 0 and "config, templates and content OK" in result.stdout, result.stdout + result.stderr

@@ -24,6 +24,8 @@ from tests.support.outbox import outbox_messages, plain_text
 from tests.support.smtp_server import HOST, SmtpServer
 from tests.system.test_cli import run
 
+pytestmark = pytest.mark.slow  # subprocesses: the CLI, the daemon, the wheel
+
 
 
 def test_send_dry_run_changes_nothing_and_the_real_send_still_sends_everything(

@@ -42,6 +42,8 @@ from tests.support.people import add_subscriber
 from tests.support.smtp_faults import FaultServer
 from tests.system.test_daemon import NEW_ARTICLE, free_port, get, wait_for
 
+pytestmark = pytest.mark.slow  # subprocesses: the CLI, the daemon, the wheel
+
 ON_POSTGRESQL = pytest.mark.postgresql_only("several nodes share one PostgreSQL database (SQLite is single-node)")
 LONG = pytest.mark.timeout(600)  # tens of thousands of messages through a Python SMTP server
 LEASE = timedelta(seconds=30)

@@ -28,6 +28,8 @@ from tests.support.sites import write_config
 from tests.support.outbox import outbox_messages, plain_text
 from tests.support.people import add_subscriber
 
+pytestmark = pytest.mark.slow  # subprocesses: the CLI, the daemon, the wheel
+
 NEW_ARTICLE = """---
 id: harbour-bridge-reopens
 title: The harbour bridge reopens early

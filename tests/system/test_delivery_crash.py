@@ -35,7 +35,7 @@ from tests.support.databases import rows
 from tests.support.delivery_sites import insert_subscribers, write_site
 from tests.support.smtp_faults import FaultServer, digest_recipient
 
-pytestmark = pytest.mark.usefixtures("database")  # on SQLite and on PostgreSQL
+pytestmark = [pytest.mark.usefixtures("database"), pytest.mark.slow]  # on SQLite and on PostgreSQL; subprocesses
 
 SUBSCRIBERS = 20_000
 KILLS = 5

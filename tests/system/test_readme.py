@@ -8,12 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from publisher.app import Publisher
 from publisher.config import Settings, load_settings
 from subscribers.model import Cadence
 from tests.support.sites import REPO
 from tests.support.outbox import outbox_messages
 from tests.support.people import add_subscriber
+
+pytestmark = pytest.mark.slow  # subprocesses: the CLI, the daemon, the wheel
 
 
 def quick_start() -> str:

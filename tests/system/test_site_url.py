@@ -8,10 +8,13 @@ import subprocess
 from pathlib import Path
 
 import feedparser
+import pytest
 
 from tests.support.sites import write_config
 from tests.system.test_cli import run
 from tests.system.test_daemon import free_port, publisher_cmd, wait_for
+
+pytestmark = pytest.mark.slow  # subprocesses: the CLI, the daemon, the wheel
 
 STORED_URL = 'url = "https://news.example.org/"'
 

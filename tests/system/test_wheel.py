@@ -17,6 +17,10 @@ import sysconfig
 from email import policy
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # subprocesses: the CLI, the daemon, the wheel
+
 REPO = Path(__file__).resolve().parents[2]
 
 
