@@ -1,10 +1,10 @@
 """Sample articles shared by the renderer tests.
 
-:func:`seed_like` builds an :class:`Article` with the *shape* of the seed article
-(``shared/seed/kim-russia-visit.txt``): two images, three key takeaways, a pull quote
-and a four-row "Indicator | North Korea | Russia" fact table with a data-sources note.
-The figures in the table are the seed's data; every sentence is our own wording
-(much of it from ``content/kim-russia-visit.md``), never the seed's prose.
+:func:`seed_like` builds an :class:`Article` with the *shape* of the richest sample
+article, ``content/kim-russia-visit.md``: two images, three key takeaways, a pull quote
+and a four-row "Indicator | North Korea | Russia" fact table with a data-sources note,
+its figures and much of its wording taken from that file.  The same parts as Markdown
+to parse are in ``tests/fixtures/articles/harbour-wind.md``.
 
 Tests override whatever they depend on, e.g. ``seed_like(body_html="<p>x</p>")``.
 """

@@ -63,3 +63,20 @@ def test_kim_article() -> None:
     assert "World Bank, SIPRI" in table.sources
     assert "Leave a Reply" not in article.body_html
     assert len(article.summary) <= 280
+
+
+def test_the_fixture_article_has_every_part_a_renderer_shows() -> None:
+    """tests/fixtures/articles/harbour-wind.md: our own rich article, takeaways to data sources."""
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "articles" / "harbour-wind.md"
+    article = parse_article(path.read_bytes(), str(path), SITE)
+    assert article.id == "2026-03-harbour-wind"
+    assert len(article.takeaways) == 3 and "Key Takeaways" not in article.body_html
+    assert article.pull_quote is not None and article.pull_quote.text.startswith("A port that used to ship coal")
+    assert article.body_html.count("<h2>") == 4
+    assert [(image.alt, bool(image.caption)) for image in article.images] == [
+        ("Turbine foundations off the Northmere breakwater", True),
+    ]
+    (table,) = article.fact_tables
+    assert table.header == ("Measure", "Value") and table.align == ("", "right")
+    assert table.rows[1] == ("Capacity", "86 MW") and len(table.rows) == 5
+    assert table.sources.startswith("The developer's planning application")
