@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 CONFIG ?= config.toml
 SAMPLE_SUBSCRIBER ?= reader@example.org
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 3
 # Every package the project and its tests install, each at one version with its hashes.
 # Written by uv from the ranges in pyproject.toml (`make lock`, `make upgrade`); installed by pip.
 LOCK := requirements.lock
@@ -14,7 +15,7 @@ UV := .tools/bin/uv
 UV_COMPILE := $(UV) pip compile pyproject.toml --extra test --universal --generate-hashes \
 	--python-version 3.11 --quiet --output-file $(LOCK)
 
-.PHONY: run test venv lock upgrade clean
+.PHONY: run test test-fast venv lock upgrade clean
 
 # The virtualenv holds exactly what the lock says (hash-checked), then the project itself;
 # it is rebuilt when pyproject.toml or the lock changes.  `pip check` fails when the lock
@@ -36,9 +37,15 @@ run: venv
 	$(BIN)/publisher --config $(CONFIG) run
 
 ## Run the whole test suite. Store tests run on SQLite and on PostgreSQL (a local server by default;
-## PUBLISHER_TEST_POSTGRES_URL=postgresql://… names another, =off skips them: see tests/databases.py).
+## PUBLISHER_TEST_POSTGRES_URL=postgresql://… names another, =off skips them: see tests/support/databases.py).
+## The tests run on TEST_WORKERS processes (pytest-xdist; most of them wait on I/O, so more workers than
+## cores pay); TEST_WORKERS=0 runs them in this one process.  loadgroup keeps an xdist_group on one worker.
 test: venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+## The suite without the tests marked slow (subprocesses, the daemon, the wheel, the browser).
+test-fast: venv
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow" $(PYTEST_ARGS)
 
 $(UV):
 	$(PYTHON) -m venv .tools
