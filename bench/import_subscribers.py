@@ -18,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from publisher.app import Publisher, utcnow
+from publisher import clock
+from publisher.app import Publisher
 from publisher.config import Settings
 from subscribers import importer, service
 
@@ -58,7 +59,7 @@ async def run(rows: int, root: Path) -> None:
     publisher = Publisher(settings)
     await publisher.start()
     try:
-        now = utcnow()
+        now = clock.now()
         for i in range(SUPPRESSED):  # addresses the import must skip
             await service.suppress(publisher.engine, f"user{i * 37}@example.org", now=now)
 

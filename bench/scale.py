@@ -153,7 +153,7 @@ async def build_base(server: Server, db: str, config: Path, count: int) -> float
         await conn.copy_records_to_table(
             subscribers.name, records=_subscriber_records(count), columns=SUBSCRIBER_COLUMNS
         )
-        await app.scan()
+        await app.intake.scan()
         await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
@@ -171,7 +171,7 @@ async def plan_digest(server: Server, db: str, config: Path, expected: int) -> s
     app = Publisher(load_settings(config, environ=node_env(server, db)))
     try:
         await app.start()
-        planned = await app.plan([Cadence.INSTANT])
+        planned = await app.delivery.plan([Cadence.INSTANT])
     finally:
         await app.close()
     if len(planned) != 1 or planned[0].recipients != expected:

@@ -35,7 +35,7 @@ async def measure(requests: int) -> dict[str, list[float]]:
     shutil.copytree(SAMPLE_CONTENT, root / "content")
     publisher = Publisher(load_settings(write_config(root, LIMITS), environ={}))
     await publisher.start()
-    await publisher.scan()
+    await publisher.intake.scan()
     await add_subscriber(publisher.engine, "known@example.org")
     times: dict[str, list[float]] = {"known": [], "unknown": []}
     try:

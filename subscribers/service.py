@@ -435,20 +435,14 @@ class Page:
 class SubscriberService:
     """The subscriber lifecycle and the reads the front ends show, on one engine and the clock.
 
-    ``settings`` and ``notices`` are read when used (callables): the settings change on
-    a reload (SIGHUP), and the notices load the secret key only when first needed.
+    ``settings`` is replaced by the composition root on a reload (SIGHUP); ``notices``
+    is read when used (a callable): the notices load the secret key only when first needed.
     """
 
-    def __init__(
-        self, engine: AsyncEngine, settings: Callable[[], Settings], notices: Callable[[], Notifier]
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, settings: Settings, notices: Callable[[], Notifier]) -> None:
         self.engine = engine
-        self._settings = settings
+        self.settings = settings
         self._notices = notices
-
-    @property
-    def settings(self) -> Settings:
-        return self._settings()
 
     @property
     def notices(self) -> Notifier:

@@ -65,7 +65,7 @@ def articles_remove(ctx: click.Context, article_id: str) -> None:
     """Unpublish ARTICLE_ID: gone from feeds and pages until its source offers an edit (digests sent stay sent)."""
 
     async def work(publisher: Publisher) -> bool:
-        return await publisher.unpublish(article_id)
+        return await publisher.intake.unpublish(article_id)
 
     if not with_publisher(ctx, work):
         raise click.ClickException(f"no published or scheduled article has the id {article_id!r}")

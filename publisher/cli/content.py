@@ -13,7 +13,8 @@ from pathlib import Path
 import click
 
 from publisher import clock
-from publisher.app import Publisher, template_problems
+from publisher.app import Publisher
+from publisher.template_check import template_problems
 from publisher.cli.context import settings_of, with_publisher
 from publisher.cli.output import err, out, when
 from publisher.content.model import Article, Severity
@@ -73,15 +74,15 @@ def build(ctx: click.Context) -> None:
     or the feeds could not be written."""
 
     async def work(publisher: Publisher) -> tuple[IngestResult, str | None]:
-        result = await publisher.scan()  # always writes the feeds on a fresh Publisher
+        result = await publisher.intake.scan()  # always writes the feeds on a fresh Publisher
         skipped = {problem.path for problem in result.skipped}
         out.print(
             f"{len(result.new)} new, {len(result.updated)} updated, {result.unchanged} unchanged, "
             f"{len(result.scheduled)} scheduled, {len(skipped)} skipped; "
-            f"{len(publisher.feeds)} feeds in {publisher.settings.site.output_dir}",
+            f"{len(publisher.shelf.docs)} feeds in {publisher.settings.site.output_dir}",
             highlight=False,
         )
-        return result, publisher.static_files_problem
+        return result, publisher.shelf.static_files_problem
 
     result, unwritten = with_publisher(ctx, work)
     for problem in result.skipped:

@@ -41,7 +41,7 @@ def digests_list(ctx: click.Context, limit: int) -> None:
 def digests_cancel(ctx: click.Context, digest_id: str) -> None:
     """Finish DIGEST_ID now: its messages not yet sent are cancelled (those sent stay sent)."""
     try:
-        cancelled, sent = with_publisher(ctx, lambda publisher: publisher.cancel_digest(digest_id))
+        cancelled, sent = with_publisher(ctx, lambda publisher: publisher.delivery.cancel_digest(digest_id))
     except DigestNotOpen as exc:
         raise click.ClickException(str(exc)) from None
     out.print(f"cancelled {digest_id}: {cancelled} message(s) will not be sent, {sent} already sent",
@@ -59,7 +59,7 @@ def digests_drop_article(ctx: click.Context, digest_id: str, article: str) -> No
     `publisher resume`.  A digest left without articles is cancelled.
     """
     try:
-        dropped = with_publisher(ctx, lambda publisher: publisher.drop_from_digest(digest_id, article))
+        dropped = with_publisher(ctx, lambda publisher: publisher.delivery.drop_from_digest(digest_id, article))
     except (UnknownArticle, DigestNotOpen) as exc:
         raise click.ClickException(str(exc)) from None
     if dropped.cancelled is not None:

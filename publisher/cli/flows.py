@@ -56,9 +56,9 @@ async def plan_due(publisher: Publisher, cadence: Cadence) -> DuePlan:
     Moves to: ``DeliveryService.plan`` after ``Intake.scan`` (the root's send sequence),
     with the count from a ``DeliveryService.due_count()`` (today ``ledger.due_count``).
     """
-    await publisher.scan()
-    planned = await publisher.plan([cadence])
-    nothing_due = "" if planned else await publisher.why_nothing_due(cadence)
+    await publisher.intake.scan()
+    planned = await publisher.delivery.plan([cadence])
+    nothing_due = "" if planned else await publisher.delivery.why_nothing_due(cadence)
     return DuePlan(planned, nothing_due, await ledger.due_count(publisher.engine, clock.now()))
 
 
@@ -70,7 +70,7 @@ async def deliver_pending(
     Moves to: ``DeliveryService.deliver`` and ``DeliveryService.remaining()`` (today
     ``ledger.remaining``).
     """
-    report = await publisher.deliver(wait=wait, progress=progress)
+    report = await publisher.delivery.deliver(wait=wait, progress=progress)
     return report, await ledger.remaining(publisher.engine)
 
 
@@ -82,7 +82,7 @@ async def resume(publisher: Publisher, digest_id: str, *, wait: bool) -> Deliver
     """
     if not await ledger.resume(publisher.engine, digest_id):
         return None
-    return await publisher.deliver(wait=wait)
+    return await publisher.delivery.deliver(wait=wait)
 
 
 async def resend(publisher: Publisher, reference: str, *, dry_run: bool) -> tuple[SendResult, ledger.Remaining | None]:
@@ -90,7 +90,7 @@ async def resend(publisher: Publisher, reference: str, *, dry_run: bool) -> tupl
 
     Moves to: ``DeliveryService.resend`` and ``DeliveryService.remaining()``.
     """
-    result = await publisher.resend(reference, dry_run=dry_run)
+    result = await publisher.delivery.resend(reference, dry_run=dry_run)
     return result, None if dry_run else await ledger.remaining(publisher.engine)
 
 

@@ -56,7 +56,7 @@ def send(
         if test_to is not None:
             return await _send_test(publisher, test_to, Cadence(cadence) if cadence else None, article)
         if dry_run:  # scan and plan in a transaction rolled back: no article stored, no feed written
-            async with publisher.rehearse(wanted) as rehearsal:
+            async with publisher.delivery.rehearse(wanted) as rehearsal:
                 _print_planned(rehearsal.planned, "would send", rehearsal.nothing_due)
             return ExitCode.OK
         due = await flows.plan_due(publisher, wanted)
@@ -77,7 +77,7 @@ def send(
 
 async def _send_test(publisher: Publisher, to: str, cadence: Cadence | None, article: str | None) -> ExitCode:
     try:
-        copy = await publisher.send_test(to, cadence=cadence, article=article)
+        copy = await publisher.delivery.send_test(to, cadence=cadence, article=article)
     except (NothingToPreview, UnknownArticle, SubscriberError) as exc:
         raise click.ClickException(_nothing(exc)) from None
     except DeliveryError as exc:
@@ -112,7 +112,7 @@ def preview(ctx: click.Context, cadence: str | None, subscriber: str | None, out
     """
 
     async def work(publisher: Publisher) -> tuple[DigestCopy, Path]:
-        copy = await publisher.next_copy(Cadence(cadence) if cadence else None, subscriber=subscriber)
+        copy = await publisher.delivery.next_copy(Cadence(cadence) if cadence else None, subscriber=subscriber)
         previews = publisher.settings.storage.data_dir / "previews"
         previews.mkdir(parents=True, exist_ok=True)
         return copy, out_dir or Path(tempfile.mkdtemp(prefix=f"{clock.now():%Y%m%dT%H%M%S}-", dir=previews))

@@ -78,9 +78,6 @@ class Notices:
         url = self.tokens.link(self.settings.site.url, Purpose.PREFERENCES, subscriber.id, subscriber.email)
         await self._send(subscriber, template, subject, {"preferences_url": url})
 
-    async def drain(self, timeout: float) -> bool:
-        return await self.tasks.settle(timeout)  # delegate (wave 2)
-
     def later(self, work: Work, what: str) -> None:
         """Run ``work()`` after the current request has been answered; drained at shutdown.
 

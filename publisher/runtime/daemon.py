@@ -124,7 +124,7 @@ async def _run(settings: Settings, reload: Callable[[], Settings]) -> None:
     _ = publisher.dkim  # a key that can't sign stops the start (DkimError), not every delivery
     await publisher.start()
     try:
-        await publisher.build_feeds()
+        await publisher.shelf.build()
     except Exception:  # noqa: BLE001 - serving what can be served beats not starting
         # Nothing is served until a build succeeds: the next scan tries again (an empty
         # feed set is always rebuilt).
@@ -193,7 +193,7 @@ class _Node:
             "errors": list(self.problems.records),
             "sent": sent,
             "send_rate": round((sent - sent_then) / max(now - then, 1e-3), 1),
-            "static_files_problem": self.publisher.static_files_problem,
+            "static_files_problem": self.publisher.shelf.static_files_problem,
         }
         await nodes.heartbeat(self.publisher.engine, self.node, self.role, state, clock.now())
 
@@ -292,5 +292,5 @@ async def _reload(node: _Node, load: Callable[[], Settings]) -> None:
     for key in needs_restart:
         log.warning("reload: %s changed; it applies at the next restart", key)
     if node.role != NodeRole.WORKER:
-        await publisher.build_feeds()  # the site's title, URLs or feed templates may have changed
+        await publisher.shelf.build()  # the site's title, URLs or feed templates may have changed
     log.info("reloaded the configuration and templates")

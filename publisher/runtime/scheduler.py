@@ -38,14 +38,14 @@ async def scan_and_send_instant(publisher: Publisher) -> None:
     Planning asks the store what is due, whatever this scan found: an article
     stored by the API or a feed just before a shutdown still goes out.
     """
-    await publisher.scan()
-    await publisher.send([Cadence.INSTANT])
+    await publisher.intake.scan()
+    await publisher.delivery.send([Cadence.INSTANT])
 
 
 async def fetch_and_send_instant(publisher: Publisher) -> None:
     """The leader's upstream feeds job: like :func:`scan_and_send_instant`."""
-    if (await publisher.fetch_feeds()).new:
-        await publisher.send([Cadence.INSTANT])
+    if (await publisher.intake.fetch_feeds()).new:
+        await publisher.delivery.send([Cadence.INSTANT])
 
 
 class _SkippedRunIsNoNews(logging.Filter):
@@ -93,11 +93,11 @@ def schedule_node_jobs(
     """
     settings = publisher.settings
     jobs: list[tuple[str, Callable[[], Awaitable[object]], float, int]] = [
-        (JobName.DELIVER, publisher.deliver_due, min(settings.cluster.poll_interval, settings.delivery.retry_base), 2),
+        (JobName.DELIVER, publisher.delivery.deliver_due, min(settings.cluster.poll_interval, settings.delivery.retry_base), 2),
         (JobName.HEARTBEAT, beat, HEARTBEAT_SECONDS, 1),
     ]
     if serves_web:
-        jobs.append((JobName.REFRESH, publisher.refresh_feeds, settings.cluster.poll_interval, 1))
+        jobs.append((JobName.REFRESH, publisher.shelf.refresh, settings.cluster.poll_interval, 1))
     for name, job, seconds, instances in jobs:
         scheduler.add_job(
             publisher.tasks.run, IntervalTrigger(seconds=seconds), args=[name, job], id=name, name=name,
@@ -119,7 +119,7 @@ def schedule_jobs(scheduler: AsyncIOScheduler, publisher: Publisher, *, at_start
         # Daily and weekly digests go out in waves, at each subscriber's hour in their own
         # timezone; zones are offset by whole, half or quarter hours, so the planner wakes
         # every quarter of an hour and the store says which waves are due (publisher.digest.cadence).
-        (JobName.DIGESTS, partial(publisher.send, [Cadence.DAILY, Cadence.WEEKLY]),
+        (JobName.DIGESTS, partial(publisher.delivery.send, [Cadence.DAILY, Cadence.WEEKLY]),
          _quarter_hours(settings.digest.daily_at)),
     ]
     if settings.feed_sources:
@@ -144,7 +144,7 @@ def arm_release(scheduler: AsyncIOScheduler, publisher: Publisher, at: datetime 
             scheduler.remove_job(JobName.RELEASE)
         return
     scheduler.add_job(
-        publisher.tasks.run, DateTrigger(run_date=max(at, clock.now())), args=[JobName.RELEASE, publisher.publish_due],
+        publisher.tasks.run, DateTrigger(run_date=max(at, clock.now())), args=[JobName.RELEASE, publisher.intake.publish_due],
         id=JobName.RELEASE, name=JobName.RELEASE, replace_existing=True,
     )
 

@@ -67,8 +67,8 @@ async def readyz(request: web.Request) -> web.Response:
     body: dict[str, Any] = {
         "status": "ready" if ready else "not ready", "checks": checks, "lost_signups": publisher.notices.given_up,
     }
-    if publisher.static_files_problem is not None:  # served from memory all the same: not a reason to take no traffic
-        body["warnings"] = {"static_files": publisher.static_files_problem}
+    if publisher.shelf.static_files_problem is not None:  # served from memory all the same: not a reason to take no traffic
+        body["warnings"] = {"static_files": publisher.shelf.static_files_problem}
     return web.json_response(
         body,
         status=200 if ready else 503,

@@ -23,7 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert, select
 
-from publisher.app import Publisher, utcnow
+from publisher import clock
+from publisher.app import Publisher
 from publisher.cli import main
 from publisher.config import load_settings
 from publisher.mail.bounces import (
@@ -393,13 +394,13 @@ async def soft_count(publisher: Publisher, subscriber_id: int) -> int:
 async def record(publisher: Publisher, kind: Any, *, email: str | None = None, subscriber_id: int | None = None,
                  **kwargs: Any) -> service.BounceOutcome:
     return await service.record_bounce(
-        publisher.engine, email=email, subscriber_id=subscriber_id, kind=kind, now=utcnow(), soft_limit=3, **kwargs
+        publisher.engine, email=email, subscriber_id=subscriber_id, kind=kind, now=clock.now(), soft_limit=3, **kwargs
     )
 
 
 async def readd(publisher: Publisher, address: str) -> None:
     await service.create(publisher.engine, address, prefs=Preferences(), source=Source.API, confirmed=True,
-                         now=utcnow())
+                         now=clock.now())
 
 
 @pytest.mark.parametrize(("kind", "status"), [("hard", Status.BOUNCED), ("complaint", Status.COMPLAINED)])
@@ -458,7 +459,7 @@ async def test_unknown_addresses(publisher: Publisher) -> None:
 
 async def test_who_left_keeps_their_status(publisher: Publisher) -> None:
     sub = await add_subscriber(publisher.engine, "gone@example.org")
-    await service.leave(publisher.engine, sub.id, now=utcnow())
+    await service.leave(publisher.engine, sub.id, now=clock.now())
     outcome = await record(publisher, "hard", email="gone@example.org")
     assert outcome.subscriber is not None and outcome.subscriber.status == Status.UNSUBSCRIBED
     assert outcome.suppressed and not outcome.newly_suppressed
@@ -466,7 +467,7 @@ async def test_who_left_keeps_their_status(publisher: Publisher) -> None:
 
 
 async def plan_digest(publisher: Publisher, digest_id: str, subscriber_id: int) -> None:
-    now = utcnow()
+    now = clock.now()
     async with publisher.engine.begin() as conn:
         await conn.execute(insert(digests).values(id=digest_id, cadence="weekly", article_seqs="[]",
                                                   status="finished", created_at=now))

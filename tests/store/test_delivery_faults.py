@@ -25,7 +25,8 @@ import aiosmtplib
 import pytest
 from sqlalchemy import select
 
-from publisher.app import Publisher, utcnow
+from publisher import clock
+from publisher.app import Publisher
 from publisher.config import load_settings
 from publisher.delivery import ledger
 from publisher.delivery.model import DeliveryReport
@@ -79,12 +80,12 @@ async def send_digest(
     await publisher.start()
     try:
         await insert_subscribers(publisher.engine, addresses)
-        await publisher.scan()
+        await publisher.intake.scan()
         if before_send is not None:
             before_send()
         started = time.monotonic()
-        first = await asyncio.wait_for(publisher.send([Cadence.INSTANT]), DEADLINE)
-        last = await asyncio.wait_for(publisher.deliver(wait=True), DEADLINE)
+        first = await asyncio.wait_for(publisher.delivery.send([Cadence.INSTANT]), DEADLINE)
+        last = await asyncio.wait_for(publisher.delivery.deliver(wait=True), DEADLINE)
         seconds = time.monotonic() - started
         async with publisher.engine.connect() as conn:
             rows = (
@@ -348,11 +349,11 @@ async def test_rows_this_process_claimed_and_left_are_taken_again_once_their_lea
         await publisher.start()
         try:
             await insert_subscribers(publisher.engine, addresses)
-            await publisher.scan()
-            await publisher.plan([Cadence.INSTANT])
+            await publisher.intake.scan()
+            await publisher.delivery.plan([Cadence.INSTANT])
             [digest] = await ledger.unfinished_digests(publisher.engine)
-            left = await ledger.claim(publisher.engine, digest.id, 0, 10, utcnow(), publisher.claimant)
-            report = await asyncio.wait_for(publisher.deliver(wait=True), DEADLINE)
+            left = await ledger.claim(publisher.engine, digest.id, 0, 10, clock.now(), publisher.delivery.claimant)
+            report = await asyncio.wait_for(publisher.delivery.deliver(wait=True), DEADLINE)
         finally:
             await publisher.close()
     assert len(left) == 10
@@ -409,13 +410,13 @@ async def test_a_relay_that_keeps_throttling_ends_the_pass_instead_of_holding_it
         await publisher.start()
         try:
             await insert_subscribers(publisher.engine, addresses)
-            await publisher.scan()
-            first = await asyncio.wait_for(publisher.send([Cadence.INSTANT]), 20)
+            await publisher.intake.scan()
+            first = await asyncio.wait_for(publisher.delivery.send([Cadence.INSTANT]), 20)
             tried = sum(server.counters.rcpt_attempts.values())
             async with publisher.engine.connect() as conn:
                 rows = (await conn.execute(select(deliveries.c.state, deliveries.c.attempts))).all()
             server.repair()
-            last = await asyncio.wait_for(publisher.deliver(wait=True), DEADLINE)
+            last = await asyncio.wait_for(publisher.delivery.deliver(wait=True), DEADLINE)
         finally:
             await publisher.close()
 
@@ -496,13 +497,13 @@ async def test_a_digest_that_cannot_be_rendered_is_paused_with_the_reason_and_la
     try:
         await add_subscriber(publisher.engine, "ann@example.org")
         (content / "untagged.md").write_text(UNTAGGED.format(id="untagged", title="No tags here", date="2026-01-01T08:00:00Z"))
-        await publisher.scan()
-        [broken] = await publisher.plan([Cadence.INSTANT])
+        await publisher.intake.scan()
+        [broken] = await publisher.delivery.plan([Cadence.INSTANT])
         (content / "tagged.md").write_text(TAGGED.format(id="tagged", title="Harbour opens", date="2026-01-02T08:00:00Z"))
-        await publisher.scan()
-        [fine] = await publisher.plan([Cadence.INSTANT])
+        await publisher.intake.scan()
+        [fine] = await publisher.delivery.plan([Cadence.INSTANT])
 
-        report = await publisher.deliver()
+        report = await publisher.delivery.deliver()
 
         assert report.sent == 1 and report.paused == [broken.id]
         [message] = outbox_messages(publisher.settings)
@@ -513,7 +514,7 @@ async def test_a_digest_that_cannot_be_rendered_is_paused_with_the_reason_and_la
         assert status == "paused"
         assert "cannot render the digest" in reason and "email/subject.txt" in reason and "no element 0" in reason
 
-        await publisher.deliver()  # a later run leaves it paused, and goes on with the rest
+        await publisher.delivery.deliver()  # a later run leaves it paused, and goes on with the rest
         assert (await statuses(publisher))[broken.id][0] == "paused"
     finally:
         await publisher.close()
@@ -532,12 +533,12 @@ async def test_a_digest_holding_a_stored_article_that_cannot_be_read_is_paused_n
     try:
         await add_subscriber(publisher.engine, "ann@example.org")
         await store_unreadable_article(publisher.engine, "damaged-row")
-        [broken] = await publisher.plan([Cadence.INSTANT])
+        [broken] = await publisher.delivery.plan([Cadence.INSTANT])
         (content / "tagged.md").write_text(TAGGED.format(id="tagged", title="Harbour opens", date="2026-01-02T08:00:00Z"))
-        await publisher.scan()
-        [fine] = await publisher.plan([Cadence.INSTANT])
+        await publisher.intake.scan()
+        [fine] = await publisher.delivery.plan([Cadence.INSTANT])
 
-        report = await publisher.deliver()
+        report = await publisher.delivery.deliver()
 
         assert report.sent == 1 and report.paused == [broken.id]
         assert [m["Subject"] for m in outbox_messages(publisher.settings)] == ["Harbour opens"]

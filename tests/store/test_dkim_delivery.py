@@ -40,8 +40,8 @@ async def test_every_delivered_digest_and_confirmation_is_signed(
         try:
             for n in range(3):
                 await add_subscriber(publisher.engine, f"r{n}@example.org", cadence=Cadence.INSTANT)
-            await publisher.scan()
-            report = (await publisher.send([Cadence.INSTANT])).report
+            await publisher.intake.scan()
+            report = (await publisher.delivery.send([Cadence.INSTANT])).report
             subscriber = await add_subscriber(publisher.engine, "new@example.org")
             await publisher.notices.send_confirmation(subscriber)
         finally:

@@ -39,7 +39,7 @@ def write(content: Path, name: str, title: str, *, id: str = "", extra: str = ""
 
 
 def atom_titles(publisher: Publisher) -> list[str]:
-    return [entry.title for entry in feedparser.parse(publisher.feeds["feed.atom"].body).entries]
+    return [entry.title for entry in feedparser.parse(publisher.shelf.docs["feed.atom"].body).entries]
 
 
 def cli(site_dir: Path, *args: str) -> Result:
@@ -55,7 +55,7 @@ async def test_drafts_are_never_published(publisher: Publisher) -> None:
     write(content, "status.md", "Status draft", extra="status: draft\n")
     write(content, "_underscored.md", "Underscored draft")
     write(content, "ready.md", "Ready article", extra="draft: false\n")
-    result = await publisher.scan()
+    result = await publisher.intake.scan()
     titles = atom_titles(publisher)
     assert "Ready article" in titles
     assert not {"Flagged draft", "Status draft", "Underscored draft"} & set(titles)
@@ -66,14 +66,14 @@ async def test_drafts_are_never_published(publisher: Publisher) -> None:
 
 async def test_a_published_article_made_a_draft_is_unpublished(publisher: Publisher) -> None:
     path = write(publisher.settings.content.dir, "story.md", "A story")
-    await publisher.scan()
+    await publisher.intake.scan()
     assert "A story" in atom_titles(publisher)
     write(publisher.settings.content.dir, "story.md", "A story", extra="draft: true\n")
-    result = await publisher.scan()
+    result = await publisher.intake.scan()
     assert result.removed == ["story"]
     assert "A story" not in atom_titles(publisher)
     path.rename(path.with_name("_story.md"))  # still a draft under its new name: nothing comes back
-    assert not (await publisher.scan()).changed
+    assert not (await publisher.intake.scan()).changed
 
 
 async def test_a_draft_posted_to_the_api_is_not_published(client: TestClient, publisher: Publisher) -> None:
@@ -100,11 +100,11 @@ async def test_an_article_posted_with_a_future_date_is_scheduled(client: TestCli
 async def test_a_copy_never_takes_over_a_published_id(publisher: Publisher, site_dir: Path) -> None:
     content = publisher.settings.content.dir
     write(content, "original.md", "The original", id="shared")
-    await publisher.scan()
-    (guid,) = [e.id for e in feedparser.parse(publisher.feeds["feed.atom"].body).entries if e.title == "The original"]
+    await publisher.intake.scan()
+    (guid,) = [e.id for e in feedparser.parse(publisher.shelf.docs["feed.atom"].body).entries if e.title == "The original"]
     write(content, "a-copy.md", "The copy", id="shared")  # sorts before the original
-    await publisher.scan()
-    entries = {e.title: e.id for e in feedparser.parse(publisher.feeds["feed.atom"].body).entries}
+    await publisher.intake.scan()
+    entries = {e.title: e.id for e in feedparser.parse(publisher.shelf.docs["feed.atom"].body).entries}
     assert entries.get("The original") == guid and "The copy" not in entries
 
     built = await asyncio.to_thread(cli, site_dir, "build")  # its own event loop
@@ -144,33 +144,33 @@ def test_build_counts_skipped_files_and_fails(site_dir: Path) -> None:
 
 def feed_dates(publisher: Publisher, entry_title: str) -> tuple[datetime, datetime]:
     """(Atom ``<updated>``, JSON Feed ``date_modified``) of the entry with this title."""
-    (atom,) = [e for e in feedparser.parse(publisher.feeds["feed.atom"].body).entries if e.title == entry_title]
-    (item,) = [i for i in json.loads(publisher.feeds["feed.json"].body)["items"] if i["title"] == entry_title]
+    (atom,) = [e for e in feedparser.parse(publisher.shelf.docs["feed.atom"].body).entries if e.title == entry_title]
+    (item,) = [i for i in json.loads(publisher.shelf.docs["feed.json"].body)["items"] if i["title"] == entry_title]
     return datetime.fromisoformat(atom.updated), datetime.fromisoformat(item["date_modified"])
 
 
 async def test_an_edit_is_dated_when_it_was_first_seen(publisher: Publisher) -> None:
     path = write(publisher.settings.content.dir, "story.md", "A story")
-    await publisher.scan()
+    await publisher.intake.scan()
     published = datetime(2026, 11, 20, 8, tzinfo=UTC)  # the date ARTICLE gives
     assert feed_dates(publisher, "A story") == (published, published)
 
     path.write_text(path.read_text(encoding="utf-8") + "\nA correction.\n", encoding="utf-8")
     before = datetime.now(UTC).replace(microsecond=0)
-    await publisher.scan()
+    await publisher.intake.scan()
     after = datetime.now(UTC)
     atom_updated, json_updated = feed_dates(publisher, "A story")
     assert before <= atom_updated <= after and json_updated == atom_updated
 
-    assert not (await publisher.scan()).changed  # an unchanged re-scan does not move it
+    assert not (await publisher.intake.scan()).changed  # an unchanged re-scan does not move it
     assert feed_dates(publisher, "A story") == (atom_updated, json_updated)
 
 
 async def test_an_edit_keeps_the_updated_date_its_front_matter_gives(publisher: Publisher) -> None:
     path = write(publisher.settings.content.dir, "story.md", "A story", extra="updated: 2026-11-21T10:00:00Z\n")
-    await publisher.scan()
+    await publisher.intake.scan()
     path.write_text(path.read_text(encoding="utf-8") + "\nA correction.\n", encoding="utf-8")
-    assert [a.id for a in (await publisher.scan()).updated] == ["story"]
+    assert [a.id for a in (await publisher.intake.scan()).updated] == ["story"]
     given = datetime(2026, 11, 21, 10, tzinfo=UTC)
     assert feed_dates(publisher, "A story") == (given, given)
 
@@ -180,7 +180,7 @@ async def test_an_article_stored_before_tables_had_alignment_is_not_an_edit(publ
     (publisher.settings.content.dir / "story.md").write_text(
         ARTICLE.format(id="story", title="A story", extra="") + "\n| a | b |\n| --- | --- |\n| 1 | 2 |\n",
         encoding="utf-8")
-    await publisher.scan()
+    await publisher.intake.scan()
     # The row as the previous version wrote it: its tables had no "align" key in the JSON or the hash.
     async with publisher.engine.begin() as conn:
         (data,) = (await conn.execute(sa.select(articles.c.data).where(articles.c.id == "story"))).one()
@@ -190,7 +190,7 @@ async def test_an_article_stored_before_tables_had_alignment_is_not_an_edit(publ
         old.pop("source_path")
         old_hash = hashlib.sha256(json.dumps(old, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
         await conn.execute(sa.update(articles).where(articles.c.id == "story").values(content_hash=old_hash))
-    assert not (await publisher.scan()).changed
+    assert not (await publisher.intake.scan()).changed
     published = datetime(2026, 11, 20, 8, tzinfo=UTC)
     assert feed_dates(publisher, "A story") == (published, published)
 
@@ -258,26 +258,26 @@ def dated(content: Path, name: str, title: str, when: datetime) -> Path:
 
 async def test_a_scheduled_article_goes_out_when_its_time_comes_even_after_newer_news(publisher: Publisher) -> None:
     """The digest cursor trap: an article stored before its time must not fall behind the cursors."""
-    await publisher.scan()
+    await publisher.intake.scan()
     await add_subscriber(publisher.engine, "ann@example.org", cadence=Cadence.INSTANT)
     now = datetime.now(UTC)
     later = now + timedelta(hours=2)
     dated(publisher.settings.content.dir, "embargoed.md", "Embargoed story", later)
-    result = await publisher.scan()
+    result = await publisher.intake.scan()
     assert [a.id for a in result.scheduled] == ["embargoed"] and not result.new
     assert "Embargoed story" not in atom_titles(publisher)
-    await publisher.send([Cadence.INSTANT])
+    await publisher.delivery.send([Cadence.INSTANT])
     dated(publisher.settings.content.dir, "fresh.md", "Fresh story", now)
-    await publisher.scan()
-    await publisher.send([Cadence.INSTANT])  # moves every cursor past the fresh story
+    await publisher.intake.scan()
+    await publisher.delivery.send([Cadence.INSTANT])  # moves every cursor past the fresh story
     sent_before = {m["Message-ID"] for m in outbox_messages(publisher.settings)}
     assert sent_before
 
     released = await article_store.release(publisher.engine, later)
     assert [a.id for a in released.new] == ["embargoed"]
-    await publisher.build_feeds()
+    await publisher.shelf.build()
     assert "Embargoed story" in atom_titles(publisher)
-    await publisher.send([Cadence.INSTANT])
+    await publisher.delivery.send([Cadence.INSTANT])
     (digest,) = [m for m in outbox_messages(publisher.settings) if m["Message-ID"] not in sent_before]
     assert "Embargoed story" in digest.get_body(("plain",)).get_content()
 
@@ -286,21 +286,21 @@ async def test_a_scheduled_article_is_edited_rescheduled_or_removed_with_its_fil
     content = publisher.settings.content.dir
     when = datetime.now(UTC) + timedelta(days=1)
     path = dated(content, "later.md", "Later story", when)
-    await publisher.scan()
+    await publisher.intake.scan()
     path.write_text(path.read_text(encoding="utf-8").replace("Text.", "New text."), encoding="utf-8")
-    assert [a.id for a in (await publisher.scan()).scheduled] == ["later"]
-    assert not (await publisher.scan()).scheduled  # unchanged
+    assert [a.id for a in (await publisher.intake.scan()).scheduled] == ["later"]
+    assert not (await publisher.intake.scan()).scheduled  # unchanged
     path.unlink()
-    await publisher.scan()
+    await publisher.intake.scan()
     assert not (await article_store.release(publisher.engine, when + timedelta(days=1))).new
 
 
 async def test_a_published_article_given_a_future_date_is_unpublished_until_then(publisher: Publisher) -> None:
     path = dated(publisher.settings.content.dir, "story.md", "A story", datetime.now(UTC) - timedelta(hours=1))
-    await publisher.scan()
+    await publisher.intake.scan()
     when = datetime.now(UTC) + timedelta(hours=1)
     dated(publisher.settings.content.dir, path.name, "A story", when)
-    assert (await publisher.scan()).removed == ["story"]
+    assert (await publisher.intake.scan()).removed == ["story"]
     assert "A story" not in atom_titles(publisher)
     back = await article_store.release(publisher.engine, when)
     assert [a.id for a in back.updated] == ["story"] and not back.new  # it went out once already
@@ -309,7 +309,7 @@ async def test_a_published_article_given_a_future_date_is_unpublished_until_then
 async def test_build_and_send_publish_what_has_come_due(publisher: Publisher, site_dir: Path) -> None:
     when = datetime.now(UTC) + timedelta(seconds=1)
     dated(publisher.settings.content.dir, "soon.md", "Soon story", when)
-    assert [a.id for a in (await publisher.scan()).scheduled] == ["soon"]
+    assert [a.id for a in (await publisher.intake.scan()).scheduled] == ["soon"]
     await asyncio.sleep((when - datetime.now(UTC)).total_seconds())  # the article's time, not a race
     built = await asyncio.to_thread(cli, site_dir, "build")
     assert built.exit_code == 0 and "1 new" in built.output, built.output
@@ -321,11 +321,11 @@ async def test_the_daemons_schedule_publishes_on_time(publisher: Publisher) -> N
     schedule_jobs(scheduler, publisher, at_start=False)
     scheduler.start()
     try:
-        await publisher.scan()
+        await publisher.intake.scan()
         await add_subscriber(publisher.engine, "ann@example.org", cadence=Cadence.INSTANT)
         when = datetime.now(UTC) + timedelta(seconds=1)
         dated(publisher.settings.content.dir, "soon.md", "Soon story", when)
-        await publisher.scan()  # arms the release at the article's time; no scan after it
+        await publisher.intake.scan()  # arms the release at the article's time; no scan after it
         release = scheduler.get_job("release")
         assert release is not None and release.next_run_time == when
         deadline = when + timedelta(seconds=5)
@@ -338,7 +338,7 @@ async def test_the_daemons_schedule_publishes_on_time(publisher: Publisher) -> N
             await asyncio.sleep(0.05)
     finally:
         scheduler.shutdown(wait=False)
-        await publisher.settle()
+        await publisher.tasks.settle()
 
 
 def test_check_and_status_list_scheduled_articles(site_dir: Path) -> None:
@@ -356,10 +356,10 @@ async def test_feeds_never_date_past_their_last_modified_nor_in_the_future(publi
     (content / "odd.md").write_text("---\nid: odd\ntitle: Odd\ndate: 2026-01-01\nupdated: 2999-01-01\n---\nText.\n",
                                     encoding="utf-8")
     dated(content, "later.md", "Later story", datetime.now(UTC) + timedelta(days=3))
-    await publisher.scan()
+    await publisher.intake.scan()
     now = datetime.now(UTC)
     for path in ("feed.atom", "feed.rss", "feed.json"):
-        document = publisher.feeds[path]
+        document = publisher.shelf.docs[path]
         assert document.last_modified <= now
         parsed = feedparser.parse(document.body)
         for entry in parsed.entries:

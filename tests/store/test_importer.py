@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from publisher.app import Publisher, utcnow
+from publisher import clock
+from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.digest.plan import plan
 from publisher.store.articles import newest_seq
@@ -231,7 +232,7 @@ async def stored(publisher: Publisher, address: str) -> Subscriber | None:
 async def test_new_addresses_become_active_imported_subscribers_who_get_later_articles(
     publisher: Publisher, settings: Settings, site_dir: Path
 ) -> None:
-    await publisher.scan()
+    await publisher.intake.scan()
     parsed = parse("email,name,cadence\nann@example.org,Ann,instant\nbo@example.org,Bo,instant\n")
     report = await importer.import_rows(publisher.engine, parsed, now=NOW)
     assert (report.created, report.existing, report.suppressed, report.updated) == (2, 0, 0, 0)
@@ -247,12 +248,12 @@ async def test_new_addresses_become_active_imported_subscribers_who_get_later_ar
     assert top > 0 and cursors == [top, top]
 
     # Not the archive, but what is published after the import.
-    assert await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=20) == []
+    assert await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=20) == []
     (site_dir / "content" / "after-import.md").write_text(
         "---\ntitle: After the import\ndate: 2026-11-26T08:00:00Z\n---\nNews.\n", encoding="utf-8"
     )
-    await publisher.scan()
-    [digest] = await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=20)
+    await publisher.intake.scan()
+    [digest] = await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=20)
     assert digest.recipients == 2 and len(digest.article_seqs) == 1
 
 
@@ -353,7 +354,7 @@ async def test_a_sign_up_racing_the_batch_is_retried_as_existing(
 async def test_an_export_re_imports_to_the_same_subscribers(
     publisher: Publisher, settings: Settings, tmp_path: Path, database: Backend
 ) -> None:
-    await publisher.scan()
+    await publisher.intake.scan()
     await add_subscriber(publisher.engine, "ann@example.org", name='=HYPERLINK("x"), "Ann"', cadence=Cadence.WEEKLY)
     await service.create(
         publisher.engine, "bo@example.org", name="Bo", source=Source.API, confirmed=True, now=NOW,
@@ -376,7 +377,7 @@ async def test_an_export_re_imports_to_the_same_subscribers(
     target = Publisher(other)
     await target.start()
     try:
-        await target.scan()
+        await target.intake.scan()
         known = await service.known_topics(target.engine, other.site.topics)
         parsed = parse_csv(exported, known_topics=known, default_timezone="UTC", default_cadence="daily")
         assert parsed.errors == [] and parsed.warnings == [] and parsed.inactive == 1

@@ -204,16 +204,16 @@ async def test_sender_lines_carry_the_digest_of_their_message(tmp_path: Path) ->
         try:
             for address in ("ann@example.org", "full@example.org", "bo@example.org"):
                 await add_subscriber(publisher.engine, address)
-            await publisher.scan()
-            first = await publisher.plan([Cadence.INSTANT])
+            await publisher.intake.scan()
+            first = await publisher.delivery.plan([Cadence.INSTANT])
             (tmp_path / "content" / "late-news.md").write_text(
                 '---\nid: "late-news"\ntitle: "Late News"\ndate: 2026-01-02T08:00:00Z\n---\nA later article.\n',
                 encoding="utf-8",
             )
-            await publisher.scan()
-            second = await publisher.plan([Cadence.INSTANT])
+            await publisher.intake.scan()
+            second = await publisher.delivery.plan([Cadence.INSTANT])
             stream = capture("json", "INFO")
-            report = await publisher.deliver()
+            report = await publisher.delivery.deliver()
         finally:
             await publisher.close()
 

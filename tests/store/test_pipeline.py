@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
-from publisher.app import Publisher, utcnow
+from publisher import clock
+from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.delivery import ledger
 from publisher.delivery.engine import Deliverer
@@ -44,10 +45,10 @@ async def add(publisher: Publisher, address: str, cadence: Cadence = Cadence.INS
 
 async def test_new_articles_reach_an_instant_subscriber_once(publisher: Publisher, settings: Settings) -> None:
     await add(publisher, "ann@example.org")
-    scan = await publisher.scan()
+    scan = await publisher.intake.scan()
     assert len(scan.new) == 3
 
-    first = await publisher.send([Cadence.INSTANT])
+    first = await publisher.delivery.send([Cadence.INSTANT])
     assert len(first.planned) == 1 and first.report is not None
     assert first.report.sent == 1
     messages = outbox_messages(settings)
@@ -56,7 +57,7 @@ async def test_new_articles_reach_an_instant_subscriber_once(publisher: Publishe
     for article in scan.new:
         assert article.title.split(":")[0] in text
 
-    second = await publisher.send([Cadence.INSTANT])
+    second = await publisher.delivery.send([Cadence.INSTANT])
     assert second.planned == [] and second.report is not None and second.report.sent == 0
     assert len(outbox_messages(settings)) == 1
 
@@ -64,14 +65,14 @@ async def test_new_articles_reach_an_instant_subscriber_once(publisher: Publishe
 async def test_a_new_subscriber_gets_only_articles_seen_after_subscribing(
     publisher: Publisher, settings: Settings, site_dir: Path
 ) -> None:
-    await publisher.scan()
+    await publisher.intake.scan()
     await add(publisher, "late@example.org")
-    nothing = await publisher.send([Cadence.INSTANT])
+    nothing = await publisher.delivery.send([Cadence.INSTANT])
     assert nothing.planned == []
 
     (site_dir / "content" / "archive-find.md").write_text(BACKDATED, encoding="utf-8")
-    await publisher.scan()
-    result = await publisher.send([Cadence.INSTANT])
+    await publisher.intake.scan()
+    result = await publisher.delivery.send([Cadence.INSTANT])
     assert len(result.planned) == 1 and len(result.planned[0].article_seqs) == 1
     messages = outbox_messages(settings)
     assert len(messages) == 1
@@ -82,12 +83,12 @@ async def test_back_dated_article_goes_out_once_to_existing_subscribers(
     publisher: Publisher, settings: Settings, site_dir: Path
 ) -> None:
     await add(publisher, "ann@example.org")
-    await publisher.scan()
-    await publisher.send([Cadence.INSTANT])
+    await publisher.intake.scan()
+    await publisher.delivery.send([Cadence.INSTANT])
     (site_dir / "content" / "archive-find.md").write_text(BACKDATED, encoding="utf-8")
-    await publisher.scan()
-    await publisher.send([Cadence.INSTANT])
-    await publisher.send([Cadence.INSTANT])
+    await publisher.intake.scan()
+    await publisher.delivery.send([Cadence.INSTANT])
+    await publisher.delivery.send([Cadence.INSTANT])
     subjects = sorted(m["Subject"] for m in outbox_messages(settings))
     assert len(subjects) == 2
     assert "An archive find from 1998" in subjects
@@ -97,13 +98,13 @@ async def test_an_edit_updates_the_store_but_sends_nothing(
     publisher: Publisher, settings: Settings, site_dir: Path
 ) -> None:
     await add(publisher, "ann@example.org")
-    await publisher.scan()
-    await publisher.send([Cadence.INSTANT])
+    await publisher.intake.scan()
+    await publisher.delivery.send([Cadence.INSTANT])
     path = site_dir / "content" / "kim-russia-visit.md"
     path.write_text(path.read_text(encoding="utf-8") + "\nA correction was appended.\n", encoding="utf-8")
-    scan = await publisher.scan()
+    scan = await publisher.intake.scan()
     assert scan.new == [] and len(scan.updated) == 1
-    again = await publisher.send([Cadence.INSTANT])
+    again = await publisher.delivery.send([Cadence.INSTANT])
     assert again.planned == []
     assert len(outbox_messages(settings)) == 1
 
@@ -112,16 +113,16 @@ async def test_cadences_are_planned_separately(publisher: Publisher, settings: S
     await add(publisher, "now@example.org", Cadence.INSTANT)
     day = await add(publisher, "day@example.org", Cadence.DAILY)
     # Subscribed two hours ago, with this hour as their send hour: their slot has just passed.
-    now = utcnow()
+    now = clock.now()
     async with publisher.engine.begin() as conn:
         await conn.execute(
             update(subscribers).where(subscribers.c.id == day)
             .values(send_hour=now.hour, created_at=now - timedelta(hours=2), confirmed_at=now - timedelta(hours=2))
         )
-    await publisher.scan()
-    instant = await publisher.send([Cadence.INSTANT])
+    await publisher.intake.scan()
+    instant = await publisher.delivery.send([Cadence.INSTANT])
     assert [d.recipients for d in instant.planned] == [1]
-    daily = await publisher.send([Cadence.DAILY])
+    daily = await publisher.delivery.send([Cadence.DAILY])
     assert [d.recipients for d in daily.planned] == [1]
     recipients = sorted(str(m["To"]) for m in outbox_messages(settings))
     assert recipients == ["Reader <day@example.org>", "Reader <now@example.org>"]
@@ -129,32 +130,32 @@ async def test_cadences_are_planned_separately(publisher: Publisher, settings: S
 
 async def test_dry_run_writes_nothing(publisher: Publisher, settings: Settings) -> None:
     await add(publisher, "ann@example.org")
-    await publisher.scan()
-    dry = await publisher.send([Cadence.INSTANT], dry_run=True)
+    await publisher.intake.scan()
+    dry = await publisher.delivery.send([Cadence.INSTANT], dry_run=True)
     assert len(dry.planned) == 1 and dry.report is None
     assert not settings.delivery.outbox.exists() or outbox_messages(settings) == []
-    real = await publisher.send([Cadence.INSTANT])
+    real = await publisher.delivery.send([Cadence.INSTANT])
     assert len(real.planned) == 1
 
 
 async def test_unsubscribed_after_planning_is_never_sent(publisher: Publisher, settings: Settings) -> None:
     await add(publisher, "ann@example.org")
     await add(publisher, "bob@example.org")
-    await publisher.scan()
-    await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=20)
-    assert await service.suppress(publisher.engine, "BOB@example.org", now=utcnow())
-    report = await publisher.deliver()
+    await publisher.intake.scan()
+    await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=20)
+    assert await service.suppress(publisher.engine, "BOB@example.org", now=clock.now())
+    report = await publisher.delivery.deliver()
     assert (report.sent, report.cancelled) == (1, 1)
     assert [str(m["To"]) for m in outbox_messages(settings)] == ["Reader <ann@example.org>"]
 
 
 async def test_rows_left_sending_by_a_crash_are_resumed(publisher: Publisher, settings: Settings) -> None:
     ids = [await add(publisher, f"r{i}@example.org") for i in range(3)]
-    await publisher.scan()
-    [digest] = await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=20)
+    await publisher.intake.scan()
+    [digest] = await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=20)
     async with publisher.engine.begin() as conn:  # as if the process died mid-batch
         await conn.execute(update(deliveries).values(state="sending"))
-    report = await publisher.deliver()
+    report = await publisher.delivery.deliver()
     assert report.sent == 3 and report.finished == [digest.id]
     async with publisher.engine.connect() as conn:
         states = (await conn.execute(select(deliveries.c.subscriber_id, deliveries.c.state))).all()
@@ -168,8 +169,8 @@ async def test_topics_filter_articles(publisher: Publisher, settings: Settings) 
     sid = await add(publisher, "topical@example.org")
     async with publisher.engine.begin() as conn:
         await conn.execute(update(subscribers).where(subscribers.c.id == sid).values(topics=json.dumps(["russia"])))
-    await publisher.scan()
-    result = await publisher.send([Cadence.INSTANT])
+    await publisher.intake.scan()
+    result = await publisher.delivery.send([Cadence.INSTANT])
     assert len(result.planned) == 1 and len(result.planned[0].article_seqs) == 1
     [message] = outbox_messages(settings)
     assert "Kim" in message["Subject"]
@@ -177,24 +178,24 @@ async def test_topics_filter_articles(publisher: Publisher, settings: Settings) 
 
 async def test_broken_article_is_skipped_and_the_rest_published(publisher: Publisher, site_dir: Path) -> None:
     (site_dir / "content" / "broken.md").write_text("---\ntitle: [unclosed\n---\nbody\n", encoding="utf-8")
-    scan = await publisher.scan()
+    scan = await publisher.intake.scan()
     assert len(scan.new) == 3
-    assert "feed.rss" in publisher.feeds
+    assert "feed.rss" in publisher.shelf.docs
 
 
 @pytest.mark.sqlite_only("SQLite is single-node; on PostgreSQL processes share the rows (the test below)")
 async def test_only_one_process_delivers_at_a_time_on_sqlite(publisher: Publisher, settings: Settings) -> None:
     await add(publisher, "ann@example.org")
-    await publisher.scan()
-    await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=20)
+    await publisher.intake.scan()
+    await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=20)
     lock_path = settings.storage.data_dir / "delivery.lock"
     with exclusive(lock_path) as taken:  # another delivery run holds the lock
         assert taken
-        blocked = await publisher.deliver()
+        blocked = await publisher.delivery.deliver()
         assert blocked.sent == 0
         async with publisher.engine.connect() as conn:
             assert (await conn.execute(select(deliveries.c.state))).scalar_one() == "pending"
-    resumed = await publisher.deliver()
+    resumed = await publisher.delivery.deliver()
     assert resumed.sent == 1
 
 
@@ -204,8 +205,8 @@ async def test_two_nodes_delivering_at_once_share_a_digest_and_send_each_message
 ) -> None:
     for i in range(60):
         await add(publisher, f"r{i:02}@example.org")
-    await publisher.scan()
-    await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=20)
+    await publisher.intake.scan()
+    await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=20)
     settings.delivery.batch_size = 5  # many claims, so the two runs interleave
 
     class Yielding(MaildirTransport):
@@ -236,13 +237,13 @@ async def test_stopping_mid_batch_finishes_the_message_in_hand_and_returns_the_r
 ) -> None:
     for i in range(4):
         await add(publisher, f"r{i}@example.org")
-    await publisher.scan()
-    await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=20)
+    await publisher.intake.scan()
+    await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=20)
 
     class StopAfterFirst(MaildirTransport):
         async def send(self, sender: str, recipient: str, message: bytes) -> str:
             reply = await super().send(sender, recipient, message)
-            publisher.stopping.set()  # as SIGTERM would, while this message is in flight
+            publisher.tasks.stopping.set()  # as SIGTERM would, while this message is in flight
             return reply
 
     settings.delivery.concurrency = 1  # one message in flight, so "the rest" is exact
@@ -250,7 +251,7 @@ async def test_stopping_mid_batch_finishes_the_message_in_hand_and_returns_the_r
     deliverer = Deliverer(
         publisher.engine, config, framer(settings, publisher.env), publisher.tokens,
         TransportPool(lambda: StopAfterFirst(settings.delivery.outbox), config.concurrency, name="outbox"),
-        stop=publisher.stopping, claimant=publisher.claimant,
+        stop=publisher.tasks.stopping, claimant=publisher.delivery.claimant,
     )
     report = await deliverer.run()
     assert report.sent == 1 and report.finished == []
@@ -258,8 +259,8 @@ async def test_stopping_mid_batch_finishes_the_message_in_hand_and_returns_the_r
         states = sorted(s for (s,) in (await conn.execute(select(deliveries.c.state))).all())
     assert states == ["pending", "pending", "pending", "sent"]
 
-    publisher.stopping.clear()
-    rest = await publisher.deliver()
+    publisher.tasks.stopping.clear()
+    rest = await publisher.delivery.deliver()
     assert rest.sent == 3 and len(rest.finished) == 1
     assert sorted(str(m["To"]) for m in outbox_messages(settings)) == [f"Reader <r{i}@example.org>" for i in range(4)]
 
@@ -269,8 +270,8 @@ async def test_outcomes_a_database_error_refused_are_written_again_not_sent_agai
 ) -> None:
     for i in range(5):
         await add(publisher, f"r{i}@example.org")
-    await publisher.scan()
-    await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=20)
+    await publisher.intake.scan()
+    await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=20)
     real_record = ledger.record
     refused = []
 
@@ -281,7 +282,7 @@ async def test_outcomes_a_database_error_refused_are_written_again_not_sent_agai
         await real_record(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(ledger, "record", deadlocked_once)
-    report = await publisher.deliver()
+    report = await publisher.delivery.deliver()
     assert refused and report.sent == 5 and len(report.finished) == 1
     assert "could not record 5 outcomes" in caplog.text
     async with publisher.engine.connect() as conn:

@@ -16,8 +16,8 @@ async def test_a_resent_article_says_it_is_an_update_in_each_readers_cadence(
     for cadence in (Cadence.INSTANT, Cadence.DAILY, Cadence.WEEKLY):
         await add_subscriber(publisher.engine, f"{cadence}@example.org", cadence=cadence)
     (settings.content.dir / "harbour-bridge.md").write_text(NEW_ARTICLE, encoding="utf-8")
-    await publisher.scan()
-    result = await publisher.resend("harbour-bridge-reopens")
+    await publisher.intake.scan()
+    result = await publisher.delivery.resend("harbour-bridge-reopens")
     assert result.report is not None and result.report.sent == 3
     resent = {m["To"].addresses[0].addr_spec: m for m in outbox_messages(settings) if "<resend-" in m["Message-ID"]}
     assert len(resent) == 3

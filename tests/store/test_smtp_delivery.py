@@ -38,9 +38,9 @@ async def test_digest_over_starttls_with_a_self_signed_certificate(
         try:
             for address in ("ann@example.org", "gone@example.org", "bob@example.org"):
                 await add_subscriber(publisher.engine, address)
-            await publisher.scan()
-            first = await publisher.send([Cadence.INSTANT])
-            second = await publisher.send([Cadence.INSTANT])
+            await publisher.intake.scan()
+            first = await publisher.delivery.send([Cadence.INSTANT])
+            second = await publisher.delivery.send([Cadence.INSTANT])
             async with publisher.engine.connect() as conn:
                 rows = (
                     await conn.execute(

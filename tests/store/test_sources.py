@@ -21,6 +21,7 @@ from publisher.content.markdown import ParsedFile, read_article
 from publisher.digest.resend import UnknownArticle
 from publisher.feeds.build import FeedDocument
 from publisher.web.api import articles as api_articles
+from publisher.runtime import scheduler
 from subscribers.model import Cadence
 from tests.support.outbox import outbox_messages
 from tests.support.people import add_subscriber
@@ -33,7 +34,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def atom_titles(publisher: Publisher) -> list[str]:
-    return [e.title for e in feedparser.parse(publisher.feeds["feed.atom"].body).entries]
+    return [e.title for e in feedparser.parse(publisher.shelf.docs["feed.atom"].body).entries]
 
 
 # --- Markdown: new, edited, removed ------------------------------------------------------
@@ -43,16 +44,16 @@ async def test_a_deleted_file_leaves_the_feeds_and_coming_back_is_not_news(publi
     await add_subscriber(publisher.engine, "ann@example.org")
     article = publisher.settings.content.dir / "harbour-bridge.md"
     article.write_text(NEW_ARTICLE, encoding="utf-8")
-    await publisher.scan()
+    await publisher.intake.scan()
     assert "The harbour bridge reopens early" in atom_titles(publisher)
 
     article.unlink()
-    removed = await publisher.scan()
+    removed = await publisher.intake.scan()
     assert removed.removed == ["harbour-bridge-reopens"]
     assert "The harbour bridge reopens early" not in atom_titles(publisher)
 
     article.write_text(NEW_ARTICLE, encoding="utf-8")
-    back = await publisher.scan()
+    back = await publisher.intake.scan()
     assert (back.new, [a.id for a in back.updated]) == ([], ["harbour-bridge-reopens"])
     assert "The harbour bridge reopens early" in atom_titles(publisher)
 
@@ -60,9 +61,9 @@ async def test_a_deleted_file_leaves_the_feeds_and_coming_back_is_not_news(publi
 async def test_a_broken_file_removes_nothing(publisher: Publisher) -> None:
     article = publisher.settings.content.dir / "harbour-bridge.md"
     article.write_text(NEW_ARTICLE, encoding="utf-8")
-    await publisher.scan()
+    await publisher.intake.scan()
     article.write_text("---\ntitle: [unclosed\n---\n", encoding="utf-8")  # mid-edit
-    result = await publisher.scan()
+    result = await publisher.intake.scan()
     assert result.removed == [] and "The harbour bridge reopens early" in atom_titles(publisher)
 
 
@@ -98,12 +99,12 @@ async def test_an_upstream_feed_is_fetched_published_sent_and_then_not_modified(
     publisher = Publisher(settings)
     await publisher.start()
     try:
-        await publisher.scan()
+        await publisher.intake.scan()
         await add_subscriber(publisher.engine, "reader@example.org", cadence=Cadence.INSTANT)
-        await publisher.fetch_and_send_instant()
+        await scheduler.fetch_and_send_instant(publisher)
         titles = atom_titles(publisher)
         [digest] = outbox_messages(settings)
-        again = await publisher.fetch_feeds()
+        again = await publisher.intake.fetch_feeds()
     finally:
         await publisher.close()
 
@@ -137,10 +138,10 @@ async def test_a_slow_upstream_feed_does_not_hold_up_the_markdown_scan(
         publisher = Publisher(settings)
         await publisher.start()
         try:
-            fetching = asyncio.create_task(publisher.fetch_feeds())
+            fetching = asyncio.create_task(publisher.intake.fetch_feeds())
             await asyncio.wait_for(asked.wait(), 5)
             (settings.content.dir / "harbour-bridge.md").write_text(NEW_ARTICLE, encoding="utf-8")
-            scanned = await asyncio.wait_for(publisher.scan(), 5)  # waited for the feed's answer before
+            scanned = await asyncio.wait_for(publisher.intake.scan(), 5)  # waited for the feed's answer before
             scanned_while_fetching = not fetching.done()
             answer.set()
             fetched = await fetching
@@ -157,7 +158,7 @@ async def test_a_slow_upstream_feed_does_not_hold_up_the_markdown_scan(
 @pytest.fixture
 async def client(publisher: Publisher, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[TestClient]:
     monkeypatch.setenv("PUBLISHER_API_TOKEN", TOKEN)
-    await publisher.scan()
+    await publisher.intake.scan()
     async with api_client(publisher, TOKEN) as test_client:
         yield test_client
 
@@ -175,7 +176,7 @@ async def test_markdown_posted_to_the_api_is_published_once_and_an_edit_is_not_n
         "url": "https://news.example.org/articles/the-harbour-bridge-reopens-early", "status": "new",
     }
     assert "The harbour bridge reopens early" in atom_titles(publisher)
-    await publisher.settle()  # the instant digest goes out in the background
+    await publisher.tasks.settle()  # the instant digest goes out in the background
     assert len(outbox_messages(settings)) == 1
 
     edited = NEW_ARTICLE.replace("three weeks", "four weeks")
@@ -192,8 +193,8 @@ async def test_json_posted_to_the_api(client: TestClient, publisher: Publisher) 
     }
     response = await client.post("/api/articles", json=article)
     assert response.status == 201, await response.text()
-    await publisher.settle()
-    items = {item["title"]: item for item in json.loads(publisher.feeds["feed.json"].body)["items"]}
+    await publisher.tasks.settle()
+    items = {item["title"]: item for item in json.loads(publisher.shelf.docs["feed.json"].body)["items"]}
     posted = items["Port traffic in figures"]
     assert posted["tags"] == ["trade"] and "Container volumes rose" in posted["content_html"]
     assert "<table>" in posted["content_html"] and "port authority figures" in posted["content_html"]
@@ -231,22 +232,22 @@ async def test_an_edit_is_not_resent_unless_the_operator_asks(publisher: Publish
     await add_subscriber(publisher.engine, "trade@example.org", topics=["trade"])
     article = publisher.settings.content.dir / "harbour-bridge.md"
     article.write_text(NEW_ARTICLE, encoding="utf-8")
-    await publisher.scan_and_send_instant()
+    await scheduler.scan_and_send_instant(publisher)
     assert len(outbox_messages(settings)) == 1  # only the subscriber of every topic
 
     article.write_text(NEW_ARTICLE.replace("three weeks", "four weeks"), encoding="utf-8")
-    await publisher.scan_and_send_instant()
+    await scheduler.scan_and_send_instant(publisher)
     assert len(outbox_messages(settings)) == 1  # an edit updates the feeds, sends nothing
 
-    dry = await publisher.resend("harbour-bridge-reopens", dry_run=True)
+    dry = await publisher.delivery.resend("harbour-bridge-reopens", dry_run=True)
     assert dry.planned[0].recipients == 1 and dry.report is None
-    result = await publisher.resend("harbour-bridge-reopens")
+    result = await publisher.delivery.resend("harbour-bridge-reopens")
     assert result.planned[0].id.startswith("resend-") and result.report is not None and result.report.sent == 1
     messages = outbox_messages(settings)
     [resent] = [m for m in messages if "<resend-" in str(m["Message-ID"])]
     assert len(messages) == 2 and "four weeks" in resent.get_body(("plain",)).get_content()
     with pytest.raises(UnknownArticle):
-        await publisher.resend("no-such-article")
+        await publisher.delivery.resend("no-such-article")
 
 
 async def test_the_api_answers_other_requests_while_it_parses_an_article(
@@ -292,12 +293,12 @@ async def test_feeds_are_built_off_the_event_loop(publisher: Publisher, monkeypa
         return real_build(*args, **kwargs)
 
     monkeypatch.setattr(shelf_module, "build_feeds", held_build)
-    building = asyncio.create_task(publisher.build_feeds())
+    building = asyncio.create_task(publisher.shelf.build())
     await asyncio.to_thread(started.wait, 5)
     answered.set()
     await building
     assert loop_ran_during_build == [True]
-    assert "feed.atom" in publisher.feeds
+    assert "feed.atom" in publisher.shelf.docs
 
 
 async def test_bad_urls_and_dates_are_422_naming_the_field(client: TestClient) -> None:
@@ -352,11 +353,11 @@ async def test_an_undated_upstream_item_keeps_its_first_seen_date(make_settings:
         publisher = Publisher(settings)
         await publisher.start()
         try:
-            first = await publisher.fetch_feeds()
+            first = await publisher.intake.fetch_feeds()
             served["built"] = "Sat, 21 Nov 2026 08:00:00 +0000"  # a new build, the item as it was
-            again = await publisher.fetch_feeds()
+            again = await publisher.intake.fetch_feeds()
             served["text"] = "Edited text."
-            edited = await publisher.fetch_feeds()
+            edited = await publisher.intake.fetch_feeds()
         finally:
             await publisher.close()
 
@@ -364,5 +365,5 @@ async def test_an_undated_upstream_item_keeps_its_first_seen_date(make_settings:
     assert not again.new and not again.updated, again
     [changed] = edited.updated
     assert changed.published == article.published and changed.updated > article.published
-    entry = next(e for e in feedparser.parse(publisher.feeds["feed.atom"].body).entries if e.title == article.title)
+    entry = next(e for e in feedparser.parse(publisher.shelf.docs["feed.atom"].body).entries if e.title == article.title)
     assert "Edited text." in entry.summary

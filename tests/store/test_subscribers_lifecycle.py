@@ -7,7 +7,8 @@ import asyncio
 import pytest
 from sqlalchemy import func, select
 
-from publisher.app import Publisher, utcnow
+from publisher import clock
+from publisher.app import Publisher
 from publisher.digest.plan import plan
 from publisher.store.articles import ingest
 from publisher.store.db import create_engine
@@ -60,19 +61,19 @@ def test_field_checks_name_the_field_and_the_reason() -> None:
 
 
 async def test_sign_up_is_pending_until_confirmed_and_starts_at_the_newest_article(publisher: Publisher) -> None:
-    await publisher.scan()
+    await publisher.intake.scan()
     sub, needs_confirmation = await service.sign_up(
-        publisher.engine, "Ann@Example.org", name="Ann", prefs=PREFS, source=Source.WEB, now=utcnow()
+        publisher.engine, "Ann@Example.org", name="Ann", prefs=PREFS, source=Source.WEB, now=clock.now()
     )
     assert needs_confirmation and sub.status == Status.PENDING and sub.email == "ann@example.org"
-    await ingest(publisher.engine, [seed_like(id="while-pending", slug="while-pending")], utcnow())
-    assert await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=5) == []  # pending gets nothing
+    await ingest(publisher.engine, [seed_like(id="while-pending", slug="while-pending")], clock.now())
+    assert await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=5) == []  # pending gets nothing
 
-    active = await service.confirm(publisher.engine, sub.id, now=utcnow())
+    active = await service.confirm(publisher.engine, sub.id, now=clock.now())
     assert active is not None and active.status == Status.ACTIVE and active.confirmed_source == Source.WEB
-    assert await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=5) == []  # no back catalogue
-    await ingest(publisher.engine, [seed_like(id="after", slug="after")], utcnow())
-    [digest] = await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=5)
+    assert await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=5) == []  # no back catalogue
+    await ingest(publisher.engine, [seed_like(id="after", slug="after")], clock.now())
+    [digest] = await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=5)
     assert digest.recipients == 1
 
 
@@ -80,7 +81,7 @@ async def test_signing_up_an_active_address_changes_nothing(publisher: Publisher
     sub = await add_subscriber(publisher.engine, "ann@example.org", cadence=Cadence.DAILY)
     again, needs_confirmation = await service.sign_up(
         publisher.engine, "ann@example.org", name="Mallory", prefs=Preferences(cadence=Cadence.INSTANT),
-        source=Source.WEB, now=utcnow(),
+        source=Source.WEB, now=clock.now(),
     )
     assert not needs_confirmation
     assert again == sub
@@ -92,7 +93,7 @@ async def test_the_same_address_signed_up_twice_at_once_is_one_pending_subscribe
     prefs = Preferences(cadence=Cadence.DAILY)
     try:
         results = await asyncio.gather(*(
-            service.sign_up(engine, "twice@example.org", name="", prefs=prefs, source=Source.WEB, now=utcnow())
+            service.sign_up(engine, "twice@example.org", name="", prefs=prefs, source=Source.WEB, now=clock.now())
             for engine in (publisher.engine, second, publisher.engine, second)
         ))
     finally:
@@ -105,55 +106,55 @@ async def test_the_same_address_signed_up_twice_at_once_is_one_pending_subscribe
 
 async def test_leaving_suppresses_and_only_double_opt_in_lifts_it(publisher: Publisher) -> None:
     sub = await add_subscriber(publisher.engine, "ann@example.org")
-    left = await service.leave(publisher.engine, sub.id, now=utcnow())
+    left = await service.leave(publisher.engine, sub.id, now=clock.now())
     assert left is not None and left.status == Status.UNSUBSCRIBED
     assert await suppression(publisher, "ann@example.org") == "unsubscribed"
     for source in (Source.API, Source.IMPORT, Source.CLI):
         with pytest.raises(service.Suppressed, match="only its owner"):
             await service.create(
-                publisher.engine, "ANN@example.org", prefs=PREFS, source=source, confirmed=True, now=utcnow()
+                publisher.engine, "ANN@example.org", prefs=PREFS, source=source, confirmed=True, now=clock.now()
             )
     pending, _ = await service.sign_up(
-        publisher.engine, "ann@example.org", name="", prefs=PREFS, source=Source.WEB, now=utcnow()
+        publisher.engine, "ann@example.org", name="", prefs=PREFS, source=Source.WEB, now=clock.now()
     )
     assert pending.status == Status.PENDING
     assert await suppression(publisher, "ann@example.org") == "unsubscribed"  # until she confirms
-    await service.confirm(publisher.engine, sub.id, now=utcnow())
+    await service.confirm(publisher.engine, sub.id, now=clock.now())
     assert await suppression(publisher, "ann@example.org") is None
 
 
 async def test_an_old_confirmation_does_not_bring_back_someone_who_left(publisher: Publisher) -> None:
     sub, _ = await service.sign_up(
-        publisher.engine, "ann@example.org", name="", prefs=PREFS, source=Source.WEB, now=utcnow()
+        publisher.engine, "ann@example.org", name="", prefs=PREFS, source=Source.WEB, now=clock.now()
     )
-    await service.leave(publisher.engine, sub.id, now=utcnow())
-    after = await service.confirm(publisher.engine, sub.id, now=utcnow())
+    await service.leave(publisher.engine, sub.id, now=clock.now())
+    after = await service.confirm(publisher.engine, sub.id, now=clock.now())
     assert after is not None and after.status == Status.UNSUBSCRIBED
 
 
 @pytest.mark.parametrize("status", [Status.BOUNCED, Status.COMPLAINED])
 async def test_bounces_and_complaints_suppress_with_their_reason(publisher: Publisher, status: Status) -> None:
     sub = await add_subscriber(publisher.engine, "ann@example.org")
-    marked = await service.leave(publisher.engine, sub.id, now=utcnow(), status=status)
+    marked = await service.leave(publisher.engine, sub.id, now=clock.now(), status=status)
     assert marked is not None and marked.status == status
     assert await suppression(publisher, "ann@example.org") == status.value
     with pytest.raises(ValueError):
-        await service.leave(publisher.engine, sub.id, now=utcnow(), status=Status.ACTIVE)
+        await service.leave(publisher.engine, sub.id, now=clock.now(), status=Status.ACTIVE)
 
 
 async def test_suppressing_an_unknown_address_blocks_it_in_advance(publisher: Publisher) -> None:
-    assert await service.suppress(publisher.engine, "Never@Example.org", now=utcnow()) is None
+    assert await service.suppress(publisher.engine, "Never@Example.org", now=clock.now()) is None
     with pytest.raises(service.Suppressed, match="manual"):
         await add_subscriber(publisher.engine, "never@example.org")
 
 
 async def test_erasing_deletes_personal_data_and_keeps_only_a_hash(publisher: Publisher) -> None:
-    await publisher.scan()
+    await publisher.intake.scan()
     sub = await add_subscriber(publisher.engine, "ann@example.org", name="Ann")
-    await ingest(publisher.engine, [seed_like(id="x", slug="x")], utcnow())
-    await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=5)
-    assert await service.erase(publisher.engine, sub.id, now=utcnow())
-    assert not await service.erase(publisher.engine, sub.id, now=utcnow())
+    await ingest(publisher.engine, [seed_like(id="x", slug="x")], clock.now())
+    await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=5)
+    assert await service.erase(publisher.engine, sub.id, now=clock.now())
+    assert not await service.erase(publisher.engine, sub.id, now=clock.now())
     async with publisher.engine.connect() as conn:
         assert await conn.scalar(select(func.count()).select_from(subscribers)) == 0
         assert await conn.scalar(select(func.count()).select_from(deliveries)) == 0
@@ -163,12 +164,12 @@ async def test_erasing_deletes_personal_data_and_keeps_only_a_hash(publisher: Pu
 
 
 async def test_topics_pick_the_articles_of_a_digest(publisher: Publisher) -> None:
-    await publisher.scan()
+    await publisher.intake.scan()
     await add_subscriber(publisher.engine, "all@example.org")
     await add_subscriber(publisher.engine, "climate@example.org", topics=["climate"])
-    await ingest(publisher.engine, [seed_like(id="war", slug="war", tags=("Russia",))], utcnow())
-    await ingest(publisher.engine, [seed_like(id="heat", slug="heat", tags=("Climate",))], utcnow())
-    digests = await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=5)
+    await ingest(publisher.engine, [seed_like(id="war", slug="war", tags=("Russia",))], clock.now())
+    await ingest(publisher.engine, [seed_like(id="heat", slug="heat", tags=("Climate",))], clock.now())
+    digests = await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=5)
     by_size = sorted((len(d.article_seqs), d.recipients) for d in digests)
     assert by_size == [(1, 1), (2, 1)]  # the climate reader gets only the climate article
 

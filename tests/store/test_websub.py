@@ -51,7 +51,7 @@ async def hub() -> AsyncIterator[Hub]:
 
 async def started(make_settings: Callable[..., Settings], hub_url: str) -> Publisher:
     publisher = Publisher(make_settings(f'[websub]\nhub = "{hub_url}"\nattempts = 3\n'))
-    publisher.hub = HubPinger(publisher.settings.websub, publisher.tasks, retry_base=0.01)
+    publisher.shelf.hub = HubPinger(publisher.settings.websub, publisher.tasks, retry_base=0.01)
     await publisher.start()
     return publisher
 
@@ -62,17 +62,17 @@ async def test_changed_feeds_are_announced_and_a_failed_ping_is_retried(
     hub.failures = 1
     publisher = await started(make_settings, hub.url)
     try:
-        await publisher.scan()  # the first build: nothing to announce yet
+        await publisher.intake.scan()  # the first build: nothing to announce yet
         assert await publisher.tasks.drain(5) and hub.pings == []
-        before = dict(publisher.feeds)
+        before = dict(publisher.shelf.docs)
         (publisher.settings.content.dir / "harbour-bridge.md").write_text(NEW_ARTICLE, encoding="utf-8")
-        await publisher.scan()
+        await publisher.intake.scan()
         assert await publisher.tasks.drain(10)
     finally:
         await publisher.close()
 
     site = publisher.settings.site.url
-    changed = {site + path for path, doc in publisher.feeds.items() if path not in before or before[path].etag != doc.etag}
+    changed = {site + path for path, doc in publisher.shelf.docs.items() if path not in before or before[path].etag != doc.etag}
     assert {site + "feed.atom", site + "feed.rss", site + "feed.json", site + "tags/infrastructure/feed.atom"} <= changed
     assert {site + "tags/russia/feed.atom"}.isdisjoint(changed)  # an untouched tag's feed is not announced
     assert all(p["hub.mode"] == "publish" for p in hub.pings)
@@ -82,16 +82,16 @@ async def test_changed_feeds_are_announced_and_a_failed_ping_is_retried(
     assert hub.answered.count(503) == 1 and len(hub.pings) == len(changed) + 1
 
     for path in ("feed.atom", "feed.rss"):
-        links = feedparser.parse(publisher.feeds[path].body).feed.links
+        links = feedparser.parse(publisher.shelf.docs[path].body).feed.links
         assert {"rel": "hub", "href": hub.url} in [{"rel": k["rel"], "href": k["href"]} for k in links]
 
 
 async def test_an_unreachable_hub_never_holds_up_publishing(make_settings: Callable[..., Settings]) -> None:
     publisher = await started(make_settings, "http://127.0.0.1:9/hub")  # discard port: refused
     try:
-        await publisher.scan()
+        await publisher.intake.scan()
         (publisher.settings.content.dir / "harbour-bridge.md").write_text(NEW_ARTICLE, encoding="utf-8")
-        result = await asyncio.wait_for(publisher.scan(), timeout=10)
+        result = await asyncio.wait_for(publisher.intake.scan(), timeout=10)
         assert [a.slug for a in result.new] == ["harbour-bridge"]
         assert await publisher.tasks.drain(10)  # gave up after its attempts, logged
     finally:

@@ -64,7 +64,7 @@ async def live_site(make_settings: Callable[..., Settings]) -> AsyncIterator[tup
         settings.delivery.transport = "smtp"
         publisher = Publisher(settings)
         await publisher.start()
-        await publisher.scan()
+        await publisher.intake.scan()
         runner = web.AppRunner(create_app(publisher))
         await runner.setup()
         await web.TCPSite(runner, HOST, port).start()
@@ -104,7 +104,7 @@ async def test_subscribe_confirm_change_preferences_and_unsubscribe(
             await page.get_by_role("heading", name="Check your inbox").wait_for()
             await shot("03-check-inbox")
 
-            await publisher.notices.drain(10)
+            await publisher.tasks.settle(10)
             [received] = smtp.messages
             assert received.rcpt_tos == ["reader@example.org"]
             message = email.message_from_bytes(received.content, policy=email.policy.default)
@@ -188,7 +188,7 @@ async def test_a_wide_table_scrolls_on_a_phone_in_the_page_and_the_email(
         ),
         encoding="utf-8",
     )
-    await publisher.scan()
+    await publisher.intake.scan()
     [article] = [a for a in await latest(publisher.engine) if a.slug == "co-op-output"]
     digest = render_digest([article], publisher.settings, publisher.env, "instant-20240501T080000-000000", "daily")
     email_html, _ = digest.personalize(Personal("Rea", "rea@example.org", site_url + "u/t", site_url + "p/t"))

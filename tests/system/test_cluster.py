@@ -28,7 +28,8 @@ import feedparser
 import pytest
 from sqlalchemy import select, text
 
-from publisher.app import Publisher, utcnow
+from publisher import clock
+from publisher.app import Publisher
 from publisher.config import Settings, load_settings
 from publisher.delivery.ledger import Claimant, claim, claimable, renew
 from publisher.digest.plan import plan
@@ -56,15 +57,15 @@ SENT = re.compile(r"delivery run ended: (\d+) sent")
 async def planned_digest(publisher: Publisher, count: int) -> str:
     for i in range(count):
         await add_subscriber(publisher.engine, f"c{i:02}@example.org", cadence=Cadence.INSTANT)
-    await publisher.scan()
-    [digest] = await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=20)
+    await publisher.intake.scan()
+    [digest] = await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=20)
     return digest.id
 
 
 @ON_POSTGRESQL
 async def test_two_nodes_claim_disjoint_rows_and_a_lapsed_lease_is_taken_over(publisher: Publisher) -> None:
     digest = await planned_digest(publisher, 10)
-    now = utcnow()
+    now = clock.now()
     a, b = Claimant("node-a", LEASE), Claimant("node-b", LEASE)
 
     first = await claim(publisher.engine, digest, 0, 4, now, a)
@@ -88,7 +89,7 @@ async def test_two_nodes_claim_disjoint_rows_and_a_lapsed_lease_is_taken_over(pu
 @pytest.mark.sqlite_only("the single-machine takeover: SQLite's delivery lock makes any other claim a dead one")
 async def test_on_sqlite_rows_a_dead_process_left_are_taken_over_at_once(publisher: Publisher) -> None:
     digest = await planned_digest(publisher, 3)
-    now = utcnow()
+    now = clock.now()
     dead = await claim(publisher.engine, digest, 0, 100, now, Claimant("dead", LEASE, exclusive=True))
     assert len(dead) == 3
     again = await claim(publisher.engine, digest, 0, 100, now, Claimant("next", LEASE, exclusive=True))
@@ -146,8 +147,8 @@ async def prepare_digest(config: Path, count: int) -> dict[str, int]:
     await publisher.start()
     try:
         ids = await insert_subscribers(publisher.engine, [f"n{i:05d}@example.org" for i in range(count)])
-        await publisher.scan()
-        assert len(await publisher.plan([Cadence.INSTANT])) == 1
+        await publisher.intake.scan()
+        assert len(await publisher.delivery.plan([Cadence.INSTANT])) == 1
         return ids
     finally:
         await publisher.close()
@@ -291,7 +292,7 @@ def test_when_the_leader_dies_a_standby_takes_the_schedule_within_failover(
 
         (site_dir / "content" / "harbour-bridge.md").write_text(NEW_ARTICLE, encoding="utf-8")
         wait_for(lambda: messages() == 2, what="the new article's digest from the new leader")
-        sent_at = utcnow()
+        sent_at = clock.now()
         wait_for(lambda: "The harbour bridge reopens early" in feed_titles(ports[1]), what="the new article's feed")
         # The new leader scans and plans again after that (its heartbeat says when) and sends nothing more.
         wait_for(lambda: last_scan(nodes[1]) > sent_at, timeout=30, what="another scan by the new leader")

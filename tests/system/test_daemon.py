@@ -296,8 +296,8 @@ async def test_a_reload_with_a_broken_template_is_refused_and_the_running_templa
                for p in refused.value.problems)
     assert publisher.settings.site.templates_dir is None
     await add_subscriber(publisher.engine, "ann@example.org", cadence=Cadence.INSTANT)
-    await publisher.scan()
-    report = (await publisher.send([Cadence.INSTANT])).report
+    await publisher.intake.scan()
+    report = (await publisher.delivery.send([Cadence.INSTANT])).report
     assert report is not None and report.sent == 1 and not report.paused
     [message] = outbox_messages(publisher.settings)
     assert "nosuchfilter" not in plain_text(message)

@@ -39,8 +39,8 @@ async def test_the_outbox_one_liner_prints_the_digest_as_readable_text(
     publisher: Publisher, settings: Settings
 ) -> None:
     await add_subscriber(publisher.engine, "ann@example.org", cadence=Cadence.INSTANT)
-    scan = await publisher.scan()
-    await publisher.send([Cadence.INSTANT])
+    scan = await publisher.intake.scan()
+    await publisher.delivery.send([Cadence.INSTANT])
     [message] = outbox_messages(settings)
     argv: list[str] = []
     for arg in outbox_one_liner():

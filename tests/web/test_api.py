@@ -22,7 +22,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
-from publisher.app import Publisher, utcnow
+from publisher import clock
+from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.store.schema import subscribers as subscribers_table
 from publisher.web.api import http as api_http
@@ -51,7 +52,7 @@ def token(monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture
 async def client(publisher: Publisher, token: str) -> AsyncIterator[TestClient]:
     """A client that sends the token with every request; the store holds the sample articles' tags."""
-    await publisher.scan()
+    await publisher.intake.scan()
     async with api_client(publisher, token) as test_client:
         yield test_client
 
@@ -150,7 +151,7 @@ async def test_create_confirmed_uses_site_defaults_and_sends_nothing(
     assert response.headers["Cache-Control"] == "no-store"
     fetched = await client.get(response.headers["Location"])
     assert fetched.status == 200 and await fetched.json() == created
-    assert await publisher.notices.drain(5)
+    assert await publisher.tasks.settle(5)
     assert outbox(settings) == []
 
 
@@ -172,7 +173,7 @@ async def test_pending_creation_sends_the_confirmation_email(
     assert response.status == 201
     created = await response.json()
     assert created["status"] == "pending" and created["confirmed_at"] is None
-    assert await publisher.notices.drain(5)
+    assert await publisher.tasks.settle(5)
     [message] = outbox(settings)
     assert message["To"].addresses[0].addr_spec == "cy@example.org"
     text = message.get_body(("plain",))
@@ -224,7 +225,7 @@ async def test_known_and_suppressed_addresses_are_409(client: TestClient, publis
     body = await again.json()
     assert body["code"] == "already_subscribed" and body["id"] == first["id"]
 
-    await service.suppress(publisher.engine, "eve@example.org", now=utcnow(), reason="bounced")
+    await service.suppress(publisher.engine, "eve@example.org", now=clock.now(), reason="bounced")
     suppressed = await client.post("/api/subscribers", json={"email": "eve@example.org", "confirmed": True})
     assert suppressed.status == 409
     body = await suppressed.json()
@@ -258,7 +259,7 @@ async def test_paging_with_next_after_yields_everyone_once(client: TestClient, p
     by_name = await (await client.get("/api/subscribers", params={"q": "walk"})).json()
     assert [s["email"] for s in by_name["subscribers"]] == ["other@example.net"]
 
-    await service.leave(publisher.engine, made[0], now=utcnow())
+    await service.leave(publisher.engine, made[0], now=clock.now())
     left = await (await client.get("/api/subscribers", params={"status": "unsubscribed"})).json()
     assert [s["id"] for s in left["subscribers"]] == [made[0]] and left["total"] == 1
     everyone = await (await client.get("/api/subscribers")).json()
@@ -369,7 +370,7 @@ async def test_export_streams_json_lines_in_batches(
 
     monkeypatch.setattr(subscriber_store, "batches", small_batches)
     made = [await create(client, email=f"x{i}@example.org", name="Zoë Ñ") for i in range(5)]
-    await service.leave(publisher.engine, made[1]["id"], now=utcnow())
+    await service.leave(publisher.engine, made[1]["id"], now=clock.now())
 
     response = await client.get("/api/subscribers/export")
     assert response.status == 200
@@ -394,7 +395,7 @@ async def test_export_streams_json_lines_in_batches(
 
 async def test_import_json_reports_each_item_and_carries_on(client: TestClient, publisher: Publisher) -> None:
     existing = await create(client, email="old@example.org", name="Old")
-    await service.suppress(publisher.engine, "spam@example.org", now=utcnow(), reason="complained")
+    await service.suppress(publisher.engine, "spam@example.org", now=clock.now(), reason="complained")
     items = [
         {"email": "new1@example.org", "name": "New One", "topics": ["russia"]},
         {"email": "broken", "cadence": "yearly", "extra": 1},
@@ -419,7 +420,7 @@ async def test_import_json_reports_each_item_and_carries_on(client: TestClient, 
     assert new1["status"] == "active" and new1["source"] == "import" and new1["confirmed_source"] == "import"
     assert new1["topics"] == ["russia"] and new1["cadence"] == "weekly"  # the site's default
     assert (new2["send_hour"], new2["cadence"]) == (8, "instant")  # two items merged
-    assert await publisher.notices.drain(5)
+    assert await publisher.tasks.settle(5)
 
 
 async def test_an_export_imports_back(client: TestClient, publisher: Publisher) -> None:
@@ -433,7 +434,7 @@ async def test_an_export_imports_back(client: TestClient, publisher: Publisher) 
     assert (report["created"], report["inactive"], report["invalid"]) == (1, 1, [])
     back = await (await client.get("/api/subscribers", params={"q": "a1@"})).json()
     assert back["subscribers"][0]["topics"] == ["climate"]
-    assert await publisher.notices.drain(5)
+    assert await publisher.tasks.settle(5)
 
 
 async def test_import_csv_and_bad_import_bodies(client: TestClient) -> None:

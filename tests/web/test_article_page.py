@@ -27,7 +27,7 @@ The end.
 async def test_article_page_shows_subtitle_and_pull_quote_once(publisher: Publisher, site_dir: Path) -> None:
     """Quotes and ampersands in the quote and subtitle must not make them appear twice."""
     (site_dir / "content" / "co-ops.md").write_text(QUOTED_ARTICLE, encoding="utf-8")
-    await publisher.scan()
+    await publisher.intake.scan()
     async with web_client(publisher) as test_client:
         response = await test_client.get("/articles/co-ops")
         assert response.status == 200

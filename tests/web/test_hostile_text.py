@@ -39,6 +39,7 @@ from publisher.store.schema import articles
 from publisher.templating import make_environment
 from publisher.web.api.articles import markdown_document
 from publisher.web.pages import SITE_FEEDS
+from publisher.runtime import scheduler
 from subscribers.model import Cadence
 from tests.support.outbox import outbox_messages
 from tests.support.people import add_subscriber
@@ -249,9 +250,9 @@ async def test_hostile_articles_from_the_api_and_a_feed_are_published_and_sent(
                 response = await client.post("/api/articles", data=json.dumps(posted),
                                              headers={"Content-Type": "application/json"})
                 assert response.status == 201, await response.text()
-            await publisher.fetch_and_send_instant()
-            await publisher.settle()
-            feeds = {path: publisher.feeds[path].body for path in ("feed.rss", "feed.atom")}
+            await scheduler.fetch_and_send_instant(publisher)
+            await publisher.tasks.settle()
+            feeds = {path: publisher.shelf.docs[path].body for path in ("feed.rss", "feed.atom")}
         finally:
             await publisher.close()
     for path, body in feeds.items():
@@ -288,8 +289,8 @@ async def test_an_article_stored_before_cleaning_no_longer_stops_the_start(
     restarted = Publisher(settings)
     await restarted.start()
     try:
-        await restarted.build_feeds()  # what the daemon does as it starts
-        body = restarted.feeds["feed.atom"].body
+        await restarted.shelf.build()  # what the daemon does as it starts
+        body = restarted.shelf.docs["feed.atom"].body
     finally:
         await restarted.close()
     etree.fromstring(body, STRICT_XML)

@@ -21,14 +21,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from publisher import metrics
-from publisher.app import Publisher, utcnow
+from publisher import clock, metrics
+from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.feeds.build import FeedDocument
 from publisher.store.schema import articles
 from publisher.web.feeds import accepts_gzip
 from publisher.web.security import PAGE_CSP
 from publisher.web.server import create_runner
+from publisher.runtime import scheduler
 from tests.support.databases import read_only_engine
 from tests.support.people import add_subscriber
 from tests.support.web_client import web_client
@@ -38,7 +39,7 @@ IDENTITY = {"Accept-Encoding": "identity"}
 
 @pytest.fixture
 async def client(publisher: Publisher) -> AsyncIterator[TestClient]:
-    await publisher.scan()
+    await publisher.intake.scan()
     async with web_client(publisher) as test_client:
         yield test_client
 
@@ -50,8 +51,8 @@ def unreachable(tmp_path: Path) -> AsyncEngine:
 
 def ready(publisher: Publisher) -> None:
     """What the daemon's schedule leaves behind: running, with a fresh scan."""
-    publisher.scheduler_running = True
-    publisher.last_scan_at = utcnow()
+    publisher.node.scheduler_running = True
+    publisher.node.last_scan_at = clock.now()
 
 
 async def readiness(client: TestClient) -> tuple[int, dict[str, dict[str, object]]]:
@@ -91,7 +92,7 @@ async def test_healthz_answers_without_io(client: TestClient, publisher: Publish
 
 
 async def test_readyz_is_503_before_the_schedule_runs(client: TestClient, publisher: Publisher) -> None:
-    publisher.last_scan_at = None
+    publisher.node.last_scan_at = None
     status, checks = await readiness(client)
     assert status == 503
     assert checks["database"]["ok"] is True
@@ -110,7 +111,7 @@ async def test_readyz_is_200_when_every_check_passes(client: TestClient, publish
 
 async def test_readyz_is_503_with_a_stale_scan(client: TestClient, publisher: Publisher) -> None:
     ready(publisher)
-    publisher.last_scan_at = utcnow() - timedelta(seconds=181)
+    publisher.node.last_scan_at = clock.now() - timedelta(seconds=181)
     status, checks = await readiness(client)
     assert status == 503
     assert checks["database"]["ok"] is True and checks["scheduler"]["ok"] is True
@@ -129,22 +130,22 @@ async def test_a_full_disk_for_the_static_files_is_a_warning_logged_once_and_rea
 
     with monkeypatch.context() as patched:
         patched.setattr("publisher.feeds.shelf.write_feeds", disk_full)
-        await publisher.build_feeds()
-        await publisher.build_feeds()
+        await publisher.shelf.build()
+        await publisher.shelf.build()
         response = await client.get("/readyz")
         assert response.status == 200
         warning = (await response.json())["warnings"]["static_files"]
         assert "No space left on device" in warning and str(publisher.settings.site.output_dir) in warning
         assert caplog.text.count("cannot write the static feed files") == 1
         assert (await client.get("/feed.rss")).status == 200
-    await publisher.build_feeds()  # space again
+    await publisher.shelf.build()  # space again
     assert "warnings" not in await (await client.get("/readyz")).json()
     assert "static feed files are written to" in caplog.text
 
 
 async def store_unreadable_article(engine: AsyncEngine, article_id: str) -> None:
     """A row as an older or damaged store may hold: its data lacks the title."""
-    now = utcnow()
+    now = clock.now()
     async with engine.begin() as conn:
         await conn.execute(insert(articles).values(
             id=article_id, slug=article_id, content_hash="0" * 64, tags="[]", published=now, updated=now,
@@ -157,7 +158,7 @@ async def test_a_stored_article_that_cannot_be_read_is_left_out_of_the_feeds(
     client: TestClient, publisher: Publisher, caplog: pytest.LogCaptureFixture
 ) -> None:
     await store_unreadable_article(publisher.engine, "damaged-row")
-    await publisher.build_feeds()
+    await publisher.shelf.build()
     response = await client.get("/feed.atom", headers=IDENTITY)
     assert response.status == 200
     assert len(feedparser.parse(await response.read()).entries) == 3
@@ -170,7 +171,7 @@ async def test_readyz_stale_limit_is_never_under_a_minute(make_settings: Callabl
     try:
         async with web_client(service) as client:
             ready(service)
-            service.last_scan_at = utcnow() - timedelta(seconds=30)  # 6 intervals, but under 60 s
+            service.node.last_scan_at = clock.now() - timedelta(seconds=30)  # 6 intervals, but under 60 s
             status, checks = await readiness(client)
             assert status == 200 and checks["scan"]["max_age_seconds"] == 60
     finally:
@@ -284,7 +285,7 @@ async def test_the_service_records_its_work_in_the_metrics(publisher: Publisher)
     }
     await add_subscriber(publisher.engine, "ann@example.org")
     await add_subscriber(publisher.engine, "bob@example.org")
-    await publisher.scan_and_send_instant()
+    await scheduler.scan_and_send_instant(publisher)
     assert value("publisher_articles_published_total") - before["articles"] == 3  # the sample articles
     assert value("publisher_digests_total", cadence="instant") - before["digests"] == 1
     assert value("publisher_messages_total", state="sent") - before["sent"] == 2
@@ -293,7 +294,7 @@ async def test_the_service_records_its_work_in_the_metrics(publisher: Publisher)
 
 
 async def test_feed_200_then_304_on_its_etag(client: TestClient, publisher: Publisher) -> None:
-    doc = publisher.feeds["feed.atom"]
+    doc = publisher.shelf.docs["feed.atom"]
     response = await client.get("/feed.atom", headers=IDENTITY)
     assert response.status == 200
     assert await response.read() == doc.body
@@ -322,14 +323,14 @@ async def test_feed_200_then_304_on_its_etag(client: TestClient, publisher: Publ
     assert (await client.get("/feed.atom", headers=IDENTITY | {"If-Modified-Since": later})).status == 304
     earlier = format_datetime(doc.last_modified - timedelta(seconds=1), usegmt=True)
     assert (await client.get("/feed.atom", headers=IDENTITY | {"If-Modified-Since": earlier})).status == 200
-    future = format_datetime(utcnow() + timedelta(days=365), usegmt=True)
+    future = format_datetime(clock.now() + timedelta(days=365), usegmt=True)
     assert (await client.get("/feed.atom", headers=IDENTITY | {"If-Modified-Since": future})).status == 200
     both = IDENTITY | {"If-None-Match": '"other"', "If-Modified-Since": last_modified}
     assert (await client.get("/feed.atom", headers=both)).status == 200  # If-None-Match wins
 
 
 async def test_feed_gzip_only_when_accepted(client: TestClient, publisher: Publisher) -> None:
-    doc = publisher.feeds["feed.atom"]
+    doc = publisher.shelf.docs["feed.atom"]
     packed = await client.get("/feed.atom", headers={"Accept-Encoding": "br;q=1.0, gzip;q=0.8"},
                               auto_decompress=False)
     assert packed.headers["Content-Encoding"] == "gzip"
@@ -349,7 +350,7 @@ async def test_feed_gzip_only_when_accepted(client: TestClient, publisher: Publi
 
 
 async def test_feed_head_has_the_headers_and_no_body(client: TestClient, publisher: Publisher) -> None:
-    doc = publisher.feeds["feed.json"]
+    doc = publisher.shelf.docs["feed.json"]
     head = await client.head("/feed.json", headers=IDENTITY)
     assert head.status == 200
     assert head.headers["ETag"] == doc.etag
@@ -361,28 +362,28 @@ async def test_feed_head_has_the_headers_and_no_body(client: TestClient, publish
 
 
 async def test_tag_feeds_and_unknown_feeds(client: TestClient, publisher: Publisher) -> None:
-    tag_path = next(path for path in publisher.feeds if path.startswith("tags/") and path.endswith(".rss"))
+    tag_path = next(path for path in publisher.shelf.docs if path.startswith("tags/") and path.endswith(".rss"))
     response = await client.get("/" + tag_path, headers=IDENTITY)
-    assert response.status == 200 and await response.read() == publisher.feeds[tag_path].body
+    assert response.status == 200 and await response.read() == publisher.shelf.docs[tag_path].body
     for missing in ("/tags/no-such-tag/feed.rss", "/tags/UPPER/feed.rss", "/tags/x/feed.xml", "/feed.xml"):
         assert (await client.get(missing)).status == 404, missing
 
 
 async def test_a_rebuilt_feed_is_served_at_once(client: TestClient, publisher: Publisher) -> None:
-    old = publisher.feeds["feed.atom"]
+    old = publisher.shelf.docs["feed.atom"]
     first = await client.get("/feed.atom", headers=IDENTITY)
     assert first.headers["ETag"] == old.etag
     body = old.body.replace(b"</feed>", b"<!-- rebuilt --></feed>")
     new = FeedDocument.build(old.path, body, "application/atom+xml", old.last_modified + timedelta(hours=1))
-    publisher.feeds = {**publisher.feeds, "feed.atom": new}
+    publisher.shelf.docs = {**publisher.shelf.docs, "feed.atom": new}
     response = await client.get("/feed.atom", headers=IDENTITY | {"If-None-Match": old.etag})
     assert response.status == 200
     assert response.headers["ETag"] == new.etag
     assert await response.read() == body
     # A feed that vanishes (a tag nobody uses any more) is a 404 from then on.
-    publisher.feeds = {path: doc for path, doc in publisher.feeds.items() if path != "feed.atom"}
+    publisher.shelf.docs = {path: doc for path, doc in publisher.shelf.docs.items() if path != "feed.atom"}
     assert (await client.get("/feed.atom")).status == 404
-    publisher.feeds = {**publisher.feeds, "feed.atom": replace(new)}
+    publisher.shelf.docs = {**publisher.shelf.docs, "feed.atom": replace(new)}
     assert (await client.get("/feed.atom", headers=IDENTITY)).status == 200
 
 
@@ -439,7 +440,7 @@ async def test_feeds_never_reach_the_applications_middlewares_on_the_daemons_run
     ``server.request_handler``): if an aiohttp version stops routing requests through
     it, feed requests reach the middlewares and this fails (pyproject.toml caps aiohttp
     to the versions it passed on)."""
-    await publisher.scan()  # the sample articles, and their feeds
+    await publisher.intake.scan()  # the sample articles, and their feeds
     reached: list[str] = []
 
     @web.middleware

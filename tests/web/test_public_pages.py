@@ -12,7 +12,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from click.testing import CliRunner
 
-from publisher.app import Publisher, utcnow
+from publisher import clock
+from publisher.app import Publisher
 from publisher.cli import main
 from publisher.config import Settings, load_settings
 from publisher.digest.plan import plan
@@ -29,7 +30,7 @@ PAGES = ["/", "/subscribe", "/preferences", "/articles/kim-russia-visit", "/no/s
 
 @pytest.fixture
 async def client(publisher: Publisher) -> AsyncIterator[TestClient]:
-    await publisher.scan()
+    await publisher.intake.scan()
     async with web_client(publisher) as test_client:
         yield test_client
 
@@ -95,8 +96,8 @@ async def test_article_page_shows_takeaways_quote_and_fact_table(client: TestCli
 
 async def test_view_in_browser_shows_the_digest_without_anyones_links(client: TestClient, publisher: Publisher) -> None:
     await add_subscriber(publisher.engine, "ann@example.org", cadence=Cadence.INSTANT)
-    await ingest(publisher.engine, [seed_like(id="fresh", slug="fresh", title="A fresh article")], utcnow())
-    [digest] = await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=5)
+    await ingest(publisher.engine, [seed_like(id="fresh", slug="fresh", title="A fresh article")], clock.now())
+    [digest] = await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=5)
     response = await client.get(f"/digests/{digest.id}")
     assert response.status == 200
     body = await response.text()
@@ -152,8 +153,8 @@ async def pages_images(client: TestClient, site_url: str) -> set[str]:
 
 async def test_every_image_of_the_pages_and_the_first_digest_is_served(publisher: Publisher, settings: Settings) -> None:
     await add_subscriber(publisher.engine, "ann@example.org", cadence=Cadence.INSTANT)
-    await publisher.scan()
-    result = await publisher.send([Cadence.INSTANT])
+    await publisher.intake.scan()
+    result = await publisher.delivery.send([Cadence.INSTANT])
     [message] = outbox_messages(settings)
     html = message.get_body(("html",))
     assert html is not None
@@ -193,7 +194,7 @@ async def test_publisher_init_makes_a_site_whose_images_are_served(tmp_path: Pat
     service = Publisher(settings)
     await service.start()
     try:
-        await service.scan()
+        await service.intake.scan()
         async with web_client(service) as client:
             found = await pages_images(client, settings.site.url)
             assert found

@@ -23,7 +23,8 @@ from aiohttp.test_utils import TestClient
 from itsdangerous import TimestampSigner
 from sqlalchemy import select
 
-from publisher.app import Publisher, utcnow
+from publisher import clock
+from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.digest.plan import plan
 from publisher.store.articles import ingest
@@ -46,7 +47,7 @@ GENEROUS = '[subscribers]\nsignup_rate_per_client = "1000/hour"\nsignup_rate_per
 async def site(make_settings: Callable[..., Settings]) -> AsyncIterator[tuple[Publisher, TestClient]]:
     publisher = Publisher(make_settings(GENEROUS))
     await publisher.start()
-    await publisher.scan()
+    await publisher.intake.scan()
     async with web_client(publisher) as client:
         yield publisher, client
     await publisher.close()
@@ -54,18 +55,18 @@ async def site(make_settings: Callable[..., Settings]) -> AsyncIterator[tuple[Pu
 
 async def subscriber(publisher: Publisher, address: str) -> Subscriber | None:
     """The subscriber as stored once the work a page left for after its answer is done."""
-    await publisher.notices.drain(10)
+    await publisher.tasks.settle(10)
     async with publisher.engine.connect() as conn:
         return await subscriber_store.find(conn, address)
 
 
 async def publish_fresh(publisher: Publisher) -> None:
     """A new article after everyone subscribed, so a digest is due."""
-    await ingest(publisher.engine, [seed_like(id="fresh", slug="fresh", title="Fresh")], utcnow())
+    await ingest(publisher.engine, [seed_like(id="fresh", slug="fresh", title="Fresh")], clock.now())
 
 
 async def mail_to(publisher: Publisher, address: str) -> list[email.message.EmailMessage]:
-    await publisher.notices.drain(10)
+    await publisher.tasks.settle(10)
     return [m for m in outbox_messages(publisher.settings) if m["To"].addresses[0].addr_spec == address]
 
 
@@ -192,7 +193,7 @@ async def test_a_sign_up_the_database_never_takes_is_logged_and_counted_in_ready
         async with web_client(publisher) as client:
             body = await sign_up(Visitor(client), "ann@example.org")
             assert "Check your inbox" in body
-            assert await publisher.notices.drain(10)
+            assert await publisher.tasks.settle(10)
             retries = [r for r in caplog.records if "retrying" in r.getMessage()]
             assert [r.levelno for r in retries] == [logging.WARNING] * 2
             [given_up] = [r for r in caplog.records if r.levelno == logging.ERROR]
@@ -369,7 +370,7 @@ async def test_flooding_gets_429_with_retry_after(make_settings: Callable[..., S
             assert flooded.status == 429  # per client: the fifth attempt this hour
             assert 0 < int(flooded.headers["Retry-After"]) <= 3600
             assert "Too many attempts" in await flooded.text()
-            await publisher.notices.drain(10)
+            await publisher.tasks.settle(10)
             assert len(outbox_messages(publisher.settings)) == 3  # the 429s sent nothing
     finally:
         await publisher.close()
@@ -501,7 +502,7 @@ async def test_topics_show_their_display_names_and_store_the_tag(make_settings: 
     publisher = Publisher(make_settings(GENEROUS + names))
     await publisher.start()
     try:
-        await publisher.scan()
+        await publisher.intake.scan()
         async with web_client(publisher) as client:
             visitor = Visitor(client)
             form = page_tree(await (await visitor.get("/subscribe")).text())
@@ -558,7 +559,7 @@ async def test_one_click_unsubscribe_per_rfc_8058(site: tuple[Publisher, TestCli
     await add_subscriber(publisher.engine, "bob@example.org")
     # A digest is planned for both; Ann leaves before delivery.
     await publish_fresh(publisher)
-    await plan(publisher.engine, Cadence.INSTANT, utcnow(), max_articles=5)
+    await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=5)
 
     token = publisher.tokens.make(Purpose.UNSUBSCRIBE, sub.id, sub.email)
     # The mailbox provider's POST: no cookie, no CSRF token, just the RFC 8058 body.
@@ -572,7 +573,7 @@ async def test_one_click_unsubscribe_per_rfc_8058(site: tuple[Publisher, TestCli
             suppressions.c.email_hash == email_hash("ann@example.org")))
     assert suppressed == "unsubscribed"
 
-    report = await publisher.deliver()
+    report = await publisher.delivery.deliver()
     assert (report.sent, report.cancelled) == (1, 1)
     async with publisher.engine.connect() as conn:
         state = await conn.scalar(select(deliveries.c.state).where(deliveries.c.subscriber_id == sub.id))
@@ -600,7 +601,7 @@ async def test_unsubscribe_page_asks_first_and_a_plain_post_needs_the_form_token
 async def test_coming_back_after_unsubscribing_takes_a_new_double_opt_in(site: tuple[Publisher, TestClient]) -> None:
     publisher, client = site
     sub = await add_subscriber(publisher.engine, "ann@example.org")
-    await service.leave(publisher.engine, sub.id, now=utcnow())
+    await service.leave(publisher.engine, sub.id, now=clock.now())
     # Neither the API path nor an import can bring the address back ...
     with pytest.raises(service.Suppressed):
         await add_subscriber(publisher.engine, "ann@example.org")
@@ -636,7 +637,7 @@ async def test_links_in_a_delivered_digest_work(site: tuple[Publisher, TestClien
     publisher, client = site
     await add_subscriber(publisher.engine, "ann@example.org")
     await publish_fresh(publisher)
-    await publisher.send([Cadence.INSTANT])
+    await publisher.delivery.send([Cadence.INSTANT])
     [digest] = [m for m in await mail_to(publisher, "ann@example.org") if "List-Unsubscribe" in m]
 
     header = str(digest["List-Unsubscribe"])

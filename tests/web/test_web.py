@@ -16,7 +16,7 @@ from publisher.web.server import create_app
 
 @pytest.fixture
 async def client(publisher: Publisher) -> AsyncIterator[TestClient]:
-    await publisher.scan()
+    await publisher.intake.scan()
     async with TestClient(TestServer(create_app(publisher))) as test_client:
         yield test_client
 
@@ -26,7 +26,7 @@ async def test_feed_has_validators_and_304s_on_them(client: TestClient, publishe
     assert response.status == 200
     assert response.headers["Content-Type"] == "application/rss+xml; charset=utf-8"
     body = await response.read()
-    assert body == publisher.feeds["feed.rss"].body
+    assert body == publisher.shelf.docs["feed.rss"].body
     etag, last_modified = response.headers["ETag"], response.headers["Last-Modified"]
 
     for headers in (
@@ -42,7 +42,7 @@ async def test_feed_has_validators_and_304s_on_them(client: TestClient, publishe
 
     stale = await client.get("/feed.rss", headers={"If-None-Match": '"stale"', "If-Modified-Since": last_modified})
     assert stale.status == 200  # If-None-Match wins when both are sent
-    older = publisher.feeds["feed.rss"].last_modified - timedelta(seconds=1)
+    older = publisher.shelf.docs["feed.rss"].last_modified - timedelta(seconds=1)
     assert (await client.get("/feed.rss", headers={"If-Modified-Since": format_datetime(older, usegmt=True)})).status == 200
     assert (await client.get("/feed.rss", headers={"If-Modified-Since": "garbage"})).status == 200
 
@@ -52,18 +52,18 @@ async def test_gzip_is_served_precompressed_with_its_own_etag(client: TestClient
     assert response.headers["Content-Encoding"] == "gzip"
     assert response.headers["Vary"] == "Accept-Encoding"
     raw = await response.read()
-    assert gzip.decompress(raw) == publisher.feeds["feed.atom"].body
-    assert response.headers["ETag"] != publisher.feeds["feed.atom"].etag
+    assert gzip.decompress(raw) == publisher.shelf.docs["feed.atom"].body
+    assert response.headers["ETag"] != publisher.shelf.docs["feed.atom"].etag
     again = await client.get("/feed.atom", headers={"Accept-Encoding": "gzip", "If-None-Match": response.headers["ETag"]})
     assert again.status == 304
 
 
 async def test_tag_feeds_head_and_unknown_paths(client: TestClient, publisher: Publisher) -> None:
-    tag_paths = [p for p in publisher.feeds if p.startswith("tags/")]
+    tag_paths = [p for p in publisher.shelf.docs if p.startswith("tags/")]
     assert tag_paths
     assert (await client.get("/" + tag_paths[0])).status == 200
     head = await client.head("/feed.json", headers={"Accept-Encoding": "identity"})
-    assert head.status == 200 and head.headers["ETag"] == publisher.feeds["feed.json"].etag
+    assert head.status == 200 and head.headers["ETag"] == publisher.shelf.docs["feed.json"].etag
     assert (await client.get("/tags/no-such-tag/feed.rss")).status == 404
     assert (await client.get("/feed.xml")).status == 404
 

@@ -65,10 +65,10 @@ async def post_article(request: web.Request) -> web.Response:
         raise ApiError(422, f"{len(problems)} problem{'s' if len(problems) != 1 else ''} with the article",
                        problems)
     if parsed.draft:
-        await publisher.accept([], withdrawn=[article.id])
+        await publisher.intake.accept([], withdrawn=[article.id])
         state = "draft"
     else:
-        result = await publisher.accept([article])
+        result = await publisher.intake.accept([article])
         if result.skipped:
             raise ApiError(409, result.skipped[0].message)
         state = "new" if result.new else "updated" if result.updated else "scheduled" if result.scheduled else "unchanged"
