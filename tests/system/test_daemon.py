@@ -47,6 +47,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _maildir_made(outbox: Path) -> bool:
+    """The outbox is a whole maildir: the daemon makes the folder, then tmp/, new/ and cur/
+    (mailbox.Maildir's order), and a reader between those steps finds no cur/."""
+    return (outbox / "cur").is_dir()
+
+
 def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> object:
     """Poll ``condition`` until it returns something truthy (a bounded wait, not a fixed sleep)."""
     deadline = time.monotonic() + timeout
@@ -129,7 +135,7 @@ def test_daemon_serves_feeds_sends_digest_picks_up_articles_and_stops_cleanly(
     assert gzip.decompress(zipped[2]).startswith(b"{")
 
     outbox = site_dir / "outbox"
-    wait_for(lambda: outbox.exists() and len(mailbox.Maildir(outbox, create=False)) == 1, what="the digest")
+    wait_for(lambda: _maildir_made(outbox) and len(mailbox.Maildir(outbox, create=False)) == 1, what="the digest")
 
     (site_dir / "content" / "harbour-bridge.md").write_text(NEW_ARTICLE, encoding="utf-8")
 
@@ -180,7 +186,7 @@ def test_a_new_article_goes_out_within_seconds_without_waiting_for_the_interval_
     # An hour between interval scans: only the filesystem notification can pick it up.
     with running_daemon(site_dir, "[scheduler]\nscan_interval = 3600\n") as (process, base, _):
         outbox = site_dir / "outbox"
-        wait_for(lambda: outbox.exists() and len(mailbox.Maildir(outbox, create=False)) == 1, what="the first digest")
+        wait_for(lambda: _maildir_made(outbox) and len(mailbox.Maildir(outbox, create=False)) == 1, what="the first digest")
         (site_dir / "content" / "harbour-bridge.md").write_text(NEW_ARTICLE, encoding="utf-8")
         wait_for(lambda: len(mailbox.Maildir(outbox, create=False)) == 2, timeout=10, what="the instant digest")
         entries = feedparser.parse(get(base + "/feed.atom")[2]).entries
@@ -261,7 +267,7 @@ def test_an_unwritable_output_dir_is_reported_but_never_stops_serving_or_sending
 
         wait_for(full_feed, what="the feed served from memory")
         outbox = site_dir / "outbox"
-        wait_for(lambda: outbox.exists() and len(mailbox.Maildir(outbox, create=False)) == 1, what="the digest")
+        wait_for(lambda: _maildir_made(outbox) and len(mailbox.Maildir(outbox, create=False)) == 1, what="the digest")
 
         def readiness() -> dict[str, object] | None:
             status, _, body = get(base + "/readyz")
