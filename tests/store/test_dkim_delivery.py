@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from publisher.config import Settings
 from publisher.mail import dkim as dk
-from tests.unit.test_dkim import DOMAIN, SELECTOR, rsa_key, verifies  # noqa: F401 (rsa_key: the fixture)
+from tests.unit.test_dkim import DOMAIN, SELECTOR, verifies
 
 
 async def test_every_delivered_digest_and_confirmation_is_signed(

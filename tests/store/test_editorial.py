@@ -27,7 +27,6 @@ from subscribers.model import Cadence
 from tests.support.outbox import outbox_messages
 from tests.support.people import add_subscriber
 from tests.system.test_cli import run
-from tests.store.test_sources import client  # noqa: F401 (the API client fixture, with the sample articles stored)
 
 ARTICLE = "---\nid: {id}\ntitle: {title}\ndate: 2026-11-20T08:00:00Z\n{extra}---\n\nThe text of {title}.\n"
 
@@ -76,17 +75,17 @@ async def test_a_published_article_made_a_draft_is_unpublished(publisher: Publis
     assert not (await publisher.intake.scan()).changed
 
 
-async def test_a_draft_posted_to_the_api_is_not_published(client: TestClient, publisher: Publisher) -> None:
-    response = await client.post("/api/articles", json={"id": "cms-1", "title": "Posted draft",
+async def test_a_draft_posted_to_the_api_is_not_published(articles_api: TestClient, publisher: Publisher) -> None:
+    response = await articles_api.post("/api/articles", json={"id": "cms-1", "title": "Posted draft",
                                                         "date": "2026-11-20", "draft": True, "body": "Text."})
     assert response.status == 200, await response.text()
     assert (await response.json())["status"] == "draft"
     assert "Posted draft" not in atom_titles(publisher)
 
 
-async def test_an_article_posted_with_a_future_date_is_scheduled(client: TestClient, publisher: Publisher) -> None:
+async def test_an_article_posted_with_a_future_date_is_scheduled(articles_api: TestClient, publisher: Publisher) -> None:
     when = datetime.now(UTC) + timedelta(hours=1)
-    response = await client.post("/api/articles", json={"id": "cms-2", "title": "Posted for later",
+    response = await articles_api.post("/api/articles", json={"id": "cms-2", "title": "Posted for later",
                                                         "date": when.isoformat(), "body": "Text."})
     assert response.status == 202, await response.text()
     assert (await response.json())["status"] == "scheduled"
@@ -113,8 +112,8 @@ async def test_a_copy_never_takes_over_a_published_id(publisher: Publisher, site
     assert "a-copy.md" in built.output
 
 
-async def test_the_api_may_not_take_over_an_id_a_file_publishes(client: TestClient, publisher: Publisher) -> None:
-    response = await client.post("/api/articles", json={"id": "2024-06-city-heat-plan", "title": "Hijack",
+async def test_the_api_may_not_take_over_an_id_a_file_publishes(articles_api: TestClient, publisher: Publisher) -> None:
+    response = await articles_api.post("/api/articles", json={"id": "2024-06-city-heat-plan", "title": "Hijack",
                                                         "date": "2026-11-20", "body": "Text."})
     assert response.status == 409, await response.text()
     assert "city-heat-plan.md" in (await response.json())["error"]
@@ -424,13 +423,13 @@ def test_articles_show_and_remove(site_dir: Path) -> None:
 
 
 async def test_the_api_lists_articles_a_page_at_a_time_and_unpublishes_one(
-    client: TestClient, publisher: Publisher
+    articles_api: TestClient, publisher: Publisher
 ) -> None:
     seen: list[str] = []
     after = None
     while True:
         query = {"limit": "2"} | ({"after": str(after)} if after is not None else {})
-        response = await client.get("/api/articles", params=query)
+        response = await articles_api.get("/api/articles", params=query)
         assert response.status == 200, await response.text()
         page = await response.json()
         assert page["total"] == 3 and len(page["articles"]) <= 2
@@ -439,10 +438,10 @@ async def test_the_api_lists_articles_a_page_at_a_time_and_unpublishes_one(
         if after is None:
             break
     assert sorted(seen) == ["2023-09-kim-russia-visit", "2024-03-transit-ridership", "2024-06-city-heat-plan"]
-    assert (await client.get("/api/articles", params={"limit": "0"})).status == 422
+    assert (await articles_api.get("/api/articles", params={"limit": "0"})).status == 422
 
-    deleted = await client.delete("/api/articles/2023-09-kim-russia-visit")
+    deleted = await articles_api.delete("/api/articles/2023-09-kim-russia-visit")
     assert deleted.status == 204
     assert "Kim Jong Un in Russia: Is the War in Ukraine Forging a New Axis?" not in atom_titles(publisher)
-    assert (await client.delete("/api/articles/2023-09-kim-russia-visit")).status == 404
-    assert (await (await client.get("/api/articles")).json())["total"] == 2
+    assert (await articles_api.delete("/api/articles/2023-09-kim-russia-visit")).status == 404
+    assert (await (await articles_api.get("/api/articles")).json())["total"] == 2
