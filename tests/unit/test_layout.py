@@ -11,6 +11,7 @@ a function counts (deferring it hides a cycle, it doesn't remove it); one under
 from __future__ import annotations
 
 import ast
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
@@ -41,9 +42,16 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def _imports(tree: ast.Module, name: str, is_package: bool) -> set[str]:
+def _imports(tree: ast.Module, name: str, is_package: bool, modules: Collection[str]) -> set[str]:
     """Modules ``name`` imports, at the top or inside a function (a deferred import
-    that only hides a cycle is still a cycle), but not under ``if TYPE_CHECKING:``."""
+    that only hides a cycle is still a cycle), but not under ``if TYPE_CHECKING:``.
+
+    ``from package import module`` imports the module, not the package's own code:
+    every module of a package runs its ``__init__`` first whichever way it is named
+    (``import package.module`` too), so that is no edge, or a package that gathers
+    its modules (the CLI's root group) would be a cycle with each of them.  A name
+    that is not a module (``from package import function``) is an edge to the package.
+    """
     imported: set[str] = set()
     pending: list[ast.AST] = [tree]
     while pending:
@@ -60,8 +68,9 @@ def _imports(tree: ast.Module, name: str, is_package: bool) -> set[str]:
                 module = ".".join(base + ([node.module] if node.module else []))
             else:
                 module = node.module or ""
-            imported.add(module)
-            imported.update(f"{module}.{alias.name}" for alias in node.names)
+            for alias in node.names:
+                submodule = f"{module}.{alias.name}"
+                imported.add(submodule if submodule in modules else module)
         pending.extend(ast.iter_child_nodes(node))
     return imported
 
@@ -71,7 +80,7 @@ def _graph() -> dict[str, set[str]]:
     graph = {}
     for name, path in modules.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        imports = _imports(tree, name, path.name == "__init__.py")
+        imports = _imports(tree, name, path.name == "__init__.py", modules)
         graph[name] = {target for target in imports if target in modules and target != name}
     return graph
 
@@ -131,3 +140,9 @@ def test_a_long_module_says_why(name: str) -> None:
         f"{path.relative_to(REPO)} has {lines} lines (over {MAX_LINES}): split it by job, "
         f"or say in its docstring why it is {REASON} …"
     )
+
+
+def test_a_module_named_from_its_package_is_an_edge_to_the_module_alone() -> None:
+    tree = ast.parse("from pkg import mod, helper\nfrom . import sibling\n")
+    modules = {"pkg", "pkg.mod", "pkg.sub", "pkg.sub.sibling", "pkg.sub.here"}
+    assert _imports(tree, "pkg.sub.here", False, modules) == {"pkg.mod", "pkg", "pkg.sub.sibling"}
