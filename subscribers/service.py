@@ -19,8 +19,8 @@ disagree.
 bound to the store's engine and the clock, the confirmation emails the lifecycle
 sends, and the reads the web pages and the API show (so no handler opens a
 connection itself).  The module functions stay the rules' one home while the CLI,
-delivery and the bounce inbox call them with an engine.  The module is over 400
-lines for that reason: the rules, the bounce rules and their service read together;
+delivery and the bounce inbox call them with an engine.  The module is long because
+of that: the rules, the bounce rules and their service read together;
 the bounce rules can become ``subscribers/bounces.py`` once delivery and the inbox
 call the service.
 """

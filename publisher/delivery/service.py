@@ -13,7 +13,7 @@ Each delivery run reads the current ``settings`` once, into a frozen
 The service takes its collaborators explicitly and imports nothing of the runtime:
 what the node should know (messages sent) goes out through ``on_sent``.
 
-Over 400 lines on purpose: it is the whole of delivery the front ends see (plan, send,
+This module is long because it is the whole of delivery the front ends see (plan, send,
 deliver; the previews and test sends, which render exactly as a delivery does; the
 operator's corrections), each method short and built on the modules below it.
 """

@@ -8,7 +8,7 @@ Both report failure as :class:`DeliveryError`, with the reply and the phase of t
 it came at; :func:`publisher.mail.replies.reply_action` says what the delivery engine does
 about it.  :class:`TransportPool` holds one delivery run's connections.
 
-Over 400 lines on purpose: one job, handing finished messages over, whose SMTP session
+This module is long because it has one job, handing finished messages over, whose SMTP session
 handling (reconnects, the hand-rolled transaction, envelope quoting) is most of it.
 """
 
