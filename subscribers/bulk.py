@@ -47,19 +47,12 @@ class ImportReport:
     def invalid_rows(self) -> int:
         return len({error.line for error in self.invalid})
 
-    def add(self, other: _BatchCounts) -> None:
+    def add(self, other: ImportReport) -> None:
+        """Count in one batch's outcome (the file's merged, inactive and invalid rows are counted once, up front)."""
         self.created += other.created
         self.updated += other.updated
         self.existing += other.existing
         self.suppressed += other.suppressed
-
-
-@dataclass
-class _BatchCounts:
-    created: int = 0
-    updated: int = 0
-    existing: int = 0
-    suppressed: int = 0
 
 
 @dataclass
@@ -68,7 +61,7 @@ class _BatchPlan:
 
     new: list[ImportRow] = field(default_factory=list)
     updates: list[tuple[int, str, Preferences]] = field(default_factory=list)  # (id, name, preferences)
-    counts: _BatchCounts = field(default_factory=_BatchCounts)
+    counts: ImportReport = field(default_factory=ImportReport)  # this batch's part of the report
 
 
 async def import_rows(
@@ -101,7 +94,7 @@ async def import_rows(
 
 async def _store_batch(
     engine: AsyncEngine, batch: Sequence[ImportRow], *, now: datetime, update_existing: bool, dry_run: bool
-) -> _BatchCounts:
+) -> ImportReport:
     """One batch in one transaction, tried a second time if a sign-up raced an insert.
 
     Between the lookup and the insert someone may subscribe through the web with an

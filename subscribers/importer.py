@@ -23,6 +23,7 @@ from subscribers.validation import (
     SubscriberError,
     check_name,
     check_preferences,
+    check_status,
     normalize_email,
 )
 
@@ -284,7 +285,7 @@ class _RowChecker:
             problems.extend(exc.problems)
         if "status" in given:
             try:
-                status = _check_status(values["status"])
+                status = check_status(values["status"])
             except SubscriberError as exc:
                 problems.append(exc)
         if problems:
@@ -302,14 +303,6 @@ class _RowChecker:
         if isinstance(found, InvalidFields):
             raise found
         return found
-
-
-def _check_status(raw: str) -> Status:
-    try:
-        return Status(raw.strip().lower())
-    except ValueError:
-        choices = ", ".join(s.value for s in Status)
-        raise SubscriberError(f"unknown status {raw!r}; choose one of {choices}", "status") from None
 
 
 def defuse(cell: str) -> str:

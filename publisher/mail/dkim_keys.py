@@ -87,19 +87,24 @@ def load_private_key(path: Path) -> PrivateKey:
     try:
         data = path.read_bytes()
         mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise DkimKeyError(path, "no such file (create one with `publisher dkim keygen`)") from None
-    except IsADirectoryError:
-        raise DkimKeyError(path, "is a directory, not a key file") from None
-    except PermissionError:
-        raise DkimKeyError(path, "not readable by this user (permission denied)") from None
     except OSError as exc:
-        raise DkimKeyError(path, f"can't be read ({exc.strerror or type(exc).__name__})") from None
+        raise DkimKeyError(path, _unreadable(exc)) from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("DKIM key file %s can be read by other users (mode %o): chmod 600 it", path, mode & 0o777)
     key = _parse_key(path, data)
     del data
     return key
+
+
+def _unreadable(exc: OSError) -> str:
+    """Why the key file can't be read, in the words of what the operator should do."""
+    if isinstance(exc, FileNotFoundError):
+        return "no such file (create one with `publisher dkim keygen`)"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, not a key file"
+    if isinstance(exc, PermissionError):
+        return "not readable by this user (permission denied)"
+    return f"can't be read ({exc.strerror or type(exc).__name__})"
 
 
 def _parse_key(path: Path, data: bytes) -> PrivateKey:
