@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher.app import Publisher
 from publisher.digest.cadence import Schedule
-from publisher.digest.plan import PlannedDigest, plan
+from publisher.digest.plan import PlannedDigest, PlanOptions, plan
 from publisher.store import articles as article_store
 from publisher.store.schema import deliveries, digests
 from subscribers import service
@@ -95,7 +95,7 @@ async def publish(engine: AsyncEngine, number: int, now: datetime) -> None:
 
 
 async def plan_at(engine: AsyncEngine, cadence: Cadence, now: datetime) -> list[PlannedDigest]:
-    return await plan(engine, cadence, now, max_articles=20, schedule=SCHEDULE, grace=GRACE)
+    return await plan(engine, cadence, now, PlanOptions(max_articles=20, schedule=SCHEDULE, grace=GRACE))
 
 
 async def recipients(engine: AsyncEngine, digest_id: str) -> list[int]:

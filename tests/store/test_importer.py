@@ -14,7 +14,7 @@ from sqlalchemy import select
 from publisher import clock
 from publisher.app import Publisher
 from publisher.config import Settings
-from publisher.digest.plan import plan
+from publisher.digest.plan import PlanOptions, plan
 from publisher.store.articles import newest_seq
 from publisher.store.schema import subscribers as subscribers_table
 from subscribers import bulk, export, importer, service
@@ -248,12 +248,12 @@ async def test_new_addresses_become_active_imported_subscribers_who_get_later_ar
     assert top > 0 and cursors == [top, top]
 
     # Not the archive, but what is published after the import.
-    assert await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=20) == []
+    assert await plan(publisher.engine, Cadence.INSTANT, clock.now(), PlanOptions(max_articles=20)) == []
     (site_dir / "content" / "after-import.md").write_text(
         "---\ntitle: After the import\ndate: 2026-11-26T08:00:00Z\n---\nNews.\n", encoding="utf-8"
     )
     await publisher.intake.scan()
-    [digest] = await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=20)
+    [digest] = await plan(publisher.engine, Cadence.INSTANT, clock.now(), PlanOptions(max_articles=20))
     assert digest.recipients == 2 and len(digest.article_seqs) == 1
 
 
