@@ -34,6 +34,12 @@ MIN_RSA_BITS = 1024  # RFC 8301: verifiers ignore shorter keys
 RECOMMENDED_RSA_BITS = 2048
 MAX_RSA_BITS = 4096  # RFC 8301: verifiers need not handle longer ones
 TXT_STRING_MAX = 255  # bytes per DNS TXT character-string
+# Why the key file can't be read, in the words of what the operator should do.
+_UNREADABLE: tuple[tuple[type[OSError], str], ...] = (
+    (FileNotFoundError, "no such file (create one with `publisher dkim keygen`)"),
+    (IsADirectoryError, "is a directory, not a key file"),
+    (PermissionError, "not readable by this user (permission denied)"),
+)
 
 
 class DkimError(ValueError):
@@ -88,23 +94,13 @@ def load_private_key(path: Path) -> PrivateKey:
         data = path.read_bytes()
         mode = path.stat().st_mode
     except OSError as exc:
-        raise DkimKeyError(path, _unreadable(exc)) from None
+        why = next((reason for kind, reason in _UNREADABLE if isinstance(exc, kind)), None)
+        raise DkimKeyError(path, why or f"can't be read ({exc.strerror or type(exc).__name__})") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("DKIM key file %s can be read by other users (mode %o): chmod 600 it", path, mode & 0o777)
     key = _parse_key(path, data)
     del data
     return key
-
-
-def _unreadable(exc: OSError) -> str:
-    """Why the key file can't be read, in the words of what the operator should do."""
-    if isinstance(exc, FileNotFoundError):
-        return "no such file (create one with `publisher dkim keygen`)"
-    if isinstance(exc, IsADirectoryError):
-        return "is a directory, not a key file"
-    if isinstance(exc, PermissionError):
-        return "not readable by this user (permission denied)"
-    return f"can't be read ({exc.strerror or type(exc).__name__})"
 
 
 def _parse_key(path: Path, data: bytes) -> PrivateKey:
