@@ -50,7 +50,7 @@ from publisher.mail.render import render_digest
 from publisher.mail.transport import DeliveryError, TransportPool, make_transport
 from publisher.store import articles as article_store
 from publisher.store import digests as digest_store
-from publisher.store.articles import IngestResult
+from publisher.store.ingest import IngestResult
 from publisher.store.db import transaction
 from subscribers import store as subscriber_store
 from subscribers.model import Cadence, Status, Subscriber

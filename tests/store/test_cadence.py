@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from publisher.app import Publisher
 from publisher.digest.cadence import Schedule
 from publisher.digest.plan import PlannedDigest, PlanOptions, plan
-from publisher.store import articles as article_store
+from publisher.store import ingest as article_ingest
 from publisher.store.schema import deliveries, digests
 from subscribers import service
 from subscribers.model import Cadence, Preferences, Source
@@ -91,7 +91,7 @@ async def subscribe(
 
 async def publish(engine: AsyncEngine, number: int, now: datetime) -> None:
     article = seed_like(id=f"urn:test:{number}", slug=f"piece-{number}", published=now, updated=now)
-    await article_store.ingest(engine, [article], now)
+    await article_ingest.ingest(engine, [article], now)
 
 
 async def plan_at(engine: AsyncEngine, cadence: Cadence, now: datetime) -> list[PlannedDigest]:

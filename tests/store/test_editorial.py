@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 from publisher.app import Publisher
 from publisher.cli import main
 from publisher.runtime.scheduler import build_scheduler, schedule_jobs
-from publisher.store import articles as article_store
+from publisher.store import ingest as article_ingest
 from publisher.store.schema import articles
 from subscribers.model import Cadence
 from tests.support.outbox import outbox_messages
@@ -90,7 +90,7 @@ async def test_an_article_posted_with_a_future_date_is_scheduled(articles_api: T
     assert response.status == 202, await response.text()
     assert (await response.json())["status"] == "scheduled"
     assert "Posted for later" not in atom_titles(publisher)
-    assert [a.id for a in (await article_store.release(publisher.engine, when)).new] == ["cms-2"]
+    assert [a.id for a in (await article_ingest.release(publisher.engine, when)).new] == ["cms-2"]
 
 
 # --- duplicate ids -------------------------------------------------------------------------
@@ -272,7 +272,7 @@ async def test_a_scheduled_article_goes_out_when_its_time_comes_even_after_newer
     sent_before = {m["Message-ID"] for m in outbox_messages(publisher.settings)}
     assert sent_before
 
-    released = await article_store.release(publisher.engine, later)
+    released = await article_ingest.release(publisher.engine, later)
     assert [a.id for a in released.new] == ["embargoed"]
     await publisher.shelf.build()
     assert "Embargoed story" in atom_titles(publisher)
@@ -291,7 +291,7 @@ async def test_a_scheduled_article_is_edited_rescheduled_or_removed_with_its_fil
     assert not (await publisher.intake.scan()).scheduled  # unchanged
     path.unlink()
     await publisher.intake.scan()
-    assert not (await article_store.release(publisher.engine, when + timedelta(days=1))).new
+    assert not (await article_ingest.release(publisher.engine, when + timedelta(days=1))).new
 
 
 async def test_a_published_article_given_a_future_date_is_unpublished_until_then(publisher: Publisher) -> None:
@@ -301,7 +301,7 @@ async def test_a_published_article_given_a_future_date_is_unpublished_until_then
     dated(publisher.settings.content.dir, path.name, "A story", when)
     assert (await publisher.intake.scan()).removed == ["story"]
     assert "A story" not in atom_titles(publisher)
-    back = await article_store.release(publisher.engine, when)
+    back = await article_ingest.release(publisher.engine, when)
     assert [a.id for a in back.updated] == ["story"] and not back.new  # it went out once already
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from publisher import clock
 from publisher.app import Publisher
 from publisher.digest.plan import PlanOptions, plan
-from publisher.store.articles import ingest
+from publisher.store.ingest import ingest
 from publisher.store.db import create_engine
 from publisher.store.schema import deliveries, subscribers, suppressions
 from subscribers import service

@@ -17,7 +17,7 @@ from publisher.app import Publisher
 from publisher.cli import main
 from publisher.config import Settings, load_settings
 from publisher.digest.plan import PlanOptions, plan
-from publisher.store.articles import ingest
+from publisher.store.ingest import ingest
 from publisher.web import public
 from subscribers.model import Cadence
 from tests.support.articles import seed_like

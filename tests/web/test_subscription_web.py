@@ -27,7 +27,7 @@ from publisher import clock
 from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.digest.plan import PlanOptions, plan
-from publisher.store.articles import ingest
+from publisher.store.ingest import ingest
 from publisher.store.schema import deliveries, suppressions
 from subscribers import service
 from subscribers import store as subscriber_store
