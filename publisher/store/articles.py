@@ -99,7 +99,7 @@ async def stored(engine: AsyncEngine, ids: Sequence[str]) -> dict[str, Article]:
             rows = await conn.execute(select(articles.c.id, articles.c.data).where(articles.c.id.in_(chunk)))
             for row in rows:
                 with suppress(UnreadableArticle):  # then the item is dated as if new to the store
-                    found[row.id] = read_row(row.id, row.data)
+                    found[row.id] = _read(row.id, row.data)
     return found
 
 
@@ -107,7 +107,7 @@ class UnreadableArticle(ValueError):
     """A stored article this version can't read back (a row an older version or damage left)."""
 
 
-def read_row(article_id: str, data: str) -> Article:
+def _read(article_id: str, data: str) -> Article:
     """The article stored as ``data``; raises :class:`UnreadableArticle` naming it."""
     try:
         return Article.from_dict(json.loads(data))
@@ -131,7 +131,7 @@ async def latest(engine: AsyncEngine, limit: int | None = None) -> list[Article]
     async with engine.connect() as conn:
         for row in await conn.execute(query):
             try:
-                found.append(read_row(row.id, row.data))
+                found.append(_read(row.id, row.data))
             except UnreadableArticle as exc:
                 log.error("%s; left out of the feeds and pages", exc)
     return found
@@ -153,7 +153,7 @@ async def by_seq(conn: AsyncConnection, seqs: Sequence[int], *, removed: bool = 
     if not removed:
         query = query.where(articles.c.removed_at.is_(None))
     rows = await conn.execute(query)
-    found = {row.seq: read_row(row.id, row.data) for row in rows}
+    found = {row.seq: _read(row.id, row.data) for row in rows}
     return [found[s] for s in seqs if s in found]
 
 
