@@ -3,7 +3,7 @@
 What is stored, and when, is :mod:`publisher.store.ingest`'s job (new, edited or
 unchanged; scheduled; released; taken down); this module reads the rows it writes.
 An article is stored as the JSON of ``Article.to_dict`` and read with
-``Article.from_dict`` (:func:`read_row`), so the form lives on the model.
+``Article.from_dict``, so the form lives on the model.
 """
 
 from __future__ import annotations
