@@ -21,7 +21,7 @@ from pathlib import Path
 from publisher import clock
 from publisher.app import Publisher
 from publisher.config import Settings
-from subscribers import importer, service
+from subscribers import bulk, importer, service
 
 BUDGET = 60.0  # seconds, from the issue
 TOPICS = ["economy", "transport", "climate", "public-health", "geopolitics"]
@@ -70,7 +70,7 @@ async def run(rows: int, root: Path) -> None:
             default_cadence=settings.subscribers.default_cadence,
         )
         parsed_at = time.perf_counter()
-        report = await importer.import_rows(publisher.engine, parsed, now=now)
+        report = await bulk.import_rows(publisher.engine, parsed, now=now)
         stored_at = time.perf_counter()
     finally:
         await publisher.close()

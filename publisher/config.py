@@ -6,6 +6,10 @@ Relative paths are resolved against the config file's directory, not the current
 directory, so ``publisher --config /etc/publisher/config.toml`` works from anywhere.
 Secrets never live here: the SMTP password is read from the environment variable
 that ``[smtp] password_env`` names.
+
+The module is long because it is one schema: a section class per ``[table]`` of the
+file, each with its defaults, bounds and cross-field checks beside the keys they are
+about, and the loader (a tenth of it) that turns a file and the environment into it.
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
-"""Subscribers in and out as files: CSV import (parse, then store) and CSV / JSON Lines export.
+"""Subscriber CSV in: a pure parse (text in, rows and errors out), and the CSV format's cell rules.
 
-Parsing is a pure function (text in, rows and errors out) so every edge case of a
-spreadsheet export is tested without a database; storing is a thin loop of batches,
-each one transaction of a few set-based queries, because 100,000 rows through
-:func:`subscribers.service.create` one by one would take minutes.
-
-The rules are the lifecycle's (:mod:`subscribers.service`): an import is an operator
-vouching for the addresses, so new ones become ``active`` at once, but a suppressed
-address (left, bounced, complained, suppressed or erased) is never added back, and an
-existing subscriber is left as they are unless the operator asks to update them.
+Pure so that every edge case of a spreadsheet export is tested without a database;
+:mod:`subscribers.bulk` stores what it returns and :mod:`subscribers.export` writes
+the files it reads back (the columns and the formula defusing below are shared by both
+directions, so an export re-imports as it was).
 """
 
 from __future__ import annotations
@@ -16,35 +11,19 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import IO, Any
 
-from sqlalchemy import bindparam, insert, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
-from publisher.content.slug import slugify
-from publisher.store.schema import subscribers
-from subscribers import store
-from subscribers.model import (
-    SUPPRESSING,
-    Cadence,
-    Preferences,
-    Source,
-    Status,
-    Subscriber,
-)
+from subscribers.model import Cadence, Preferences, Status
 from subscribers.validation import (
     PREFERENCE_FIELDS,
     InvalidFields,
     SubscriberError,
     check_name,
     check_preferences,
-    email_hash,
+    check_status,
     normalize_email,
 )
 
@@ -66,10 +45,6 @@ _CELL_START = "(^|[,;\t])"
 _FORMULA_AHEAD = r"""(?=['"]*[-=+@\t\r])"""
 _DEFUSABLE = re.compile(_CELL_START + _FORMULA_AHEAD)
 _DEFUSED = re.compile(_CELL_START + "'" + _FORMULA_AHEAD)
-BATCH_SIZE = 1000  # rows per transaction: under every database's bound-parameter limit
-
-ProgressCallback = Callable[[int, int], None]  # (rows stored so far, rows to store)
-
 
 class ImportFileError(ValueError):
     """The file as a whole can't be read (no header, no ``email`` column, not UTF-8)."""
@@ -147,29 +122,6 @@ class ParsedImport:
                 self.rows.append(row)
             else:
                 self.inactive += 1
-
-
-@dataclass
-class ImportReport:
-    """What an import did (or, on a dry run, would do), for the operator's summary."""
-
-    created: int = 0
-    updated: int = 0
-    existing: int = 0  # already subscribers, left as they were
-    suppressed: int = 0  # on the suppression list: skipped
-    merged: int = 0
-    inactive: int = 0
-    invalid: list[RowError] = field(default_factory=list)
-
-    @property
-    def invalid_rows(self) -> int:
-        return len({error.line for error in self.invalid})
-
-    def add(self, other: _BatchCounts) -> None:
-        self.created += other.created
-        self.updated += other.updated
-        self.existing += other.existing
-        self.suppressed += other.suppressed
 
 
 # --- parsing --------------------------------------------------------------------------
@@ -290,7 +242,7 @@ def _parse_record(
         )
         errors.append(RowError(line, "row", reason))
         return None
-    values = {name: _restore(cells[i]) if i < len(cells) else "" for name, i in header.columns.items()}
+    values = {name: restore(cells[i]) if i < len(cells) else "" for name, i in header.columns.items()}
     try:
         return checker.row(line, values)
     except InvalidFields as exc:
@@ -333,7 +285,7 @@ class _RowChecker:
             problems.extend(exc.problems)
         if "status" in given:
             try:
-                status = _check_status(values["status"])
+                status = check_status(values["status"])
             except SubscriberError as exc:
                 problems.append(exc)
         if problems:
@@ -353,193 +305,11 @@ class _RowChecker:
         return found
 
 
-def _check_status(raw: str) -> Status:
-    try:
-        return Status(raw.strip().lower())
-    except ValueError:
-        choices = ", ".join(s.value for s in Status)
-        raise SubscriberError(f"unknown status {raw!r}; choose one of {choices}", "status") from None
-
-
-def _defuse(cell: str) -> str:
+def defuse(cell: str) -> str:
     """``cell`` with an apostrophe wherever a spreadsheet could read a formula."""
     return _DEFUSABLE.sub(r"\1'", cell)
 
 
-def _restore(cell: str) -> str:
-    """Undo :func:`_defuse`, so an exported name comes back as it was."""
+def restore(cell: str) -> str:
+    """Undo :func:`defuse`, so an exported name comes back as it was."""
     return _DEFUSED.sub(r"\1", cell)
-
-
-# --- storing --------------------------------------------------------------------------
-
-
-@dataclass
-class _BatchCounts:
-    created: int = 0
-    updated: int = 0
-    existing: int = 0
-    suppressed: int = 0
-
-
-@dataclass
-class _BatchPlan:
-    """What one batch does, decided from two lookups before anything is written."""
-
-    new: list[ImportRow] = field(default_factory=list)
-    updates: list[tuple[int, str, Preferences]] = field(default_factory=list)  # (id, name, preferences)
-    counts: _BatchCounts = field(default_factory=_BatchCounts)
-
-
-async def import_rows(
-    engine: AsyncEngine,
-    parsed: ParsedImport,
-    *,
-    now: datetime,
-    update_existing: bool = False,
-    dry_run: bool = False,
-    progress: ProgressCallback | None = None,
-    batch_size: int = BATCH_SIZE,
-) -> ImportReport:
-    """Store ``parsed.rows``, a transaction per batch; the report counts what happened.
-
-    New addresses become active subscribers (source and confirmation ``import``)
-    whose first digest holds what is published after ``now``.  Existing subscribers
-    are left alone, or with ``update_existing`` get the file's non-empty cells.  A
-    suppressed address is skipped whatever the file says.  With ``dry_run`` the
-    lookups run and the report is exact, but nothing is written.
-    """
-    report = ImportReport(merged=parsed.merged, inactive=parsed.inactive, invalid=list(parsed.errors))
-    rows = parsed.rows
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start : start + batch_size]
-        report.add(await _store_batch(engine, batch, now=now, update_existing=update_existing, dry_run=dry_run))
-        if progress is not None:
-            progress(start + len(batch), len(rows))
-    return report
-
-
-async def _store_batch(
-    engine: AsyncEngine, batch: Sequence[ImportRow], *, now: datetime, update_existing: bool, dry_run: bool
-) -> _BatchCounts:
-    """One batch in one transaction, tried a second time if a sign-up raced an insert.
-
-    Between the lookup and the insert someone may subscribe through the web with an
-    address of the batch; the unique index then fails the insert, and the retry's
-    lookup sees them as existing.
-    """
-    for attempt in (1, 2):
-        try:
-            async with engine.begin() as conn:
-                plan = await _plan_batch(conn, batch, update_existing)
-                if not dry_run:
-                    await _write_batch(conn, plan, now)
-                return plan.counts
-        except IntegrityError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
-
-
-async def _plan_batch(conn: AsyncConnection, batch: Sequence[ImportRow], update_existing: bool) -> _BatchPlan:
-    hashes = {row.email: email_hash(row.email) for row in batch}
-    found = await store.existing(conn, list(hashes))
-    suppressed = await store.suppressed_among(conn, list(hashes.values()))
-    plan = _BatchPlan()
-    for row in batch:
-        current = found.get(row.email)
-        if hashes[row.email] in suppressed or (current is not None and current.status in SUPPRESSING):
-            plan.counts.suppressed += 1
-        elif current is None:
-            plan.new.append(row)
-            plan.counts.created += 1
-        elif update_existing and (change := _update_of(current, row)) is not None:
-            plan.updates.append(change)
-            plan.counts.updated += 1
-        else:
-            plan.counts.existing += 1
-    return plan
-
-
-def _update_of(current: Subscriber, row: ImportRow) -> tuple[int, str, Preferences] | None:
-    """The row written over ``current``, or None when that changes nothing."""
-    name, prefs = row.applied_to(current.name, current.preferences)
-    if (name, prefs) == (current.name, current.preferences):
-        return None
-    return current.id, name, prefs
-
-
-async def _write_batch(conn: AsyncConnection, plan: _BatchPlan, now: datetime) -> None:
-    """One executemany INSERT and one executemany UPDATE for the whole batch."""
-    if plan.new:
-        active = await store.activation(conn, Source.IMPORT, now)
-        await conn.execute(
-            insert(subscribers),
-            [
-                {
-                    "email": row.email,
-                    "name": row.name,
-                    **store.preference_values(row.preferences),
-                    "source": Source.IMPORT.value,
-                    "created_at": now,
-                    **active,
-                }
-                for row in plan.new
-            ],
-        )
-    if plan.updates:
-        # Bound names must differ from the column names an UPDATE … SET already uses.
-        changes = [(row_id, {"name": name, **store.preference_values(prefs)}) for row_id, name, prefs in plan.updates]
-        stmt = (
-            update(subscribers)
-            .where(subscribers.c.id == bindparam("row_id"))
-            .values({column: bindparam(f"new_{column}") for column in changes[0][1]})
-        )
-        await conn.execute(
-            stmt, [{"row_id": row_id, **{f"new_{k}": v for k, v in values.items()}} for row_id, values in changes]
-        )
-
-
-# --- export ---------------------------------------------------------------------------
-
-
-def export_cells(subscriber: Subscriber) -> list[str]:
-    """A subscriber as a row of :data:`EXPORT_COLUMNS`, in a form :func:`parse_csv` reads back.
-
-    Topics are written as slugs joined with ``|``: a topic name may contain a space or
-    a comma, which the importer would split on, while its slug matches it on import.
-    """
-    prefs = subscriber.preferences
-    return [
-        _defuse(subscriber.email),
-        _defuse(subscriber.name),
-        prefs.cadence.value,
-        "|".join(slugify(topic) for topic in prefs.topics),
-        prefs.timezone,
-        "" if prefs.send_hour is None else str(prefs.send_hour),
-        subscriber.status.value,
-        subscriber.source.value,
-        subscriber.created_at.isoformat(),
-        subscriber.confirmed_at.isoformat() if subscriber.confirmed_at else "",
-    ]
-
-
-async def export_csv(engine: AsyncEngine, out: IO[str], *, status: Status | None = None) -> int:
-    """Write subscribers as CSV to ``out`` a page at a time; returns how many."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(EXPORT_COLUMNS)
-    written = 0
-    async for page in store.batches(engine, status=status):
-        writer.writerows(export_cells(s) for s in page)
-        written += len(page)
-    return written
-
-
-async def export_jsonl(engine: AsyncEngine, out: IO[str], *, status: Status | None = None) -> int:
-    """Write subscribers as JSON Lines (``Subscriber.to_dict``, the API's shape); returns how many."""
-    written = 0
-    async for page in store.batches(engine, status=status):
-        out.writelines(json.dumps(s.to_dict(), ensure_ascii=False) + "\n" for s in page)
-        written += len(page)
-    return written
-

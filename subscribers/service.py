@@ -19,8 +19,8 @@ disagree.
 bound to the store's engine and the clock, the confirmation emails the lifecycle
 sends, and the reads the web pages and the API show (so no handler opens a
 connection itself).  The module functions stay the rules' one home while the CLI,
-delivery and the bounce inbox call them with an engine.  The module is over 400
-lines for that reason: the rules, the bounce rules and their service read together;
+delivery and the bounce inbox call them with an engine.  The module is long because
+of that: the rules, the bounce rules and their service read together;
 the bounce rules can become ``subscribers/bounces.py`` once delivery and the inbox
 call the service.
 """
@@ -44,7 +44,8 @@ from publisher.store.articles import all_tags
 from publisher.store.db import transaction
 from publisher.store.schema import deliveries, subscribers
 from subscribers import store
-from subscribers.importer import ImportReport, ParsedImport, import_rows
+from subscribers.bulk import ImportReport, import_rows
+from subscribers.importer import ParsedImport
 from subscribers.model import SUPPRESSING, Cadence, Preferences, Source, Status, Subscriber
 from subscribers.tokens import Claim
 from subscribers.validation import (
@@ -552,7 +553,7 @@ class SubscriberService:
         return await erase(self.engine, subscriber_id, now=clock.now())
 
     async def import_rows(self, parsed: ParsedImport) -> ImportReport:
-        """Store an import's parsed rows (see :func:`subscribers.importer.import_rows`)."""
+        """Store an import's parsed rows (see :func:`subscribers.bulk.import_rows`)."""
         return await import_rows(self.engine, parsed, now=clock.now())
 
     async def record_bounce(self, email: str, kind: BounceKind, *, diagnostic: str = "") -> BounceOutcome:

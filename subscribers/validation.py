@@ -13,11 +13,15 @@ import hashlib
 import re
 import zoneinfo
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from enum import StrEnum
+from typing import TypeVar
 
 from email_validator import EmailNotValidError, validate_email
 
 from publisher.content.slug import slugify
-from subscribers.model import WEEKDAYS, Cadence, Preferences
+from subscribers.model import WEEKDAYS, Cadence, Preferences, Status
+
+_Choice = TypeVar("_Choice", bound=StrEnum)
 
 MAX_EMAIL = 254  # RFC 5321 path limit
 MAX_NAME = 100
@@ -89,11 +93,21 @@ def check_name(raw: str) -> str:
 
 
 def check_cadence(raw: str) -> Cadence:
+    return _choice(Cadence, raw, "cadence")
+
+
+def check_status(raw: str) -> Status:
+    """A status as an export writes it (an import honours the column: only active rows come in)."""
+    return _choice(Status, raw, "status")
+
+
+def _choice(kind: type[_Choice], raw: str, field: str) -> _Choice:
+    """``raw`` as one of ``kind``'s values, whatever its case and surrounding space."""
     try:
-        return Cadence(raw.strip().lower())
+        return kind(raw.strip().lower())
     except ValueError:
-        choices = ", ".join(c.value for c in Cadence)
-        raise SubscriberError(f"unknown cadence {raw!r}; choose one of {choices}", "cadence") from None
+        choices = ", ".join(member.value for member in kind)
+        raise SubscriberError(f"unknown {field} {raw!r}; choose one of {choices}", field) from None
 
 
 def check_timezone(raw: str) -> str:

@@ -19,7 +19,7 @@ from publisher.cli.context import settings_of, with_publisher
 from publisher.cli.output import err, out, when
 from publisher.content.model import Article, Severity
 from publisher.sources.intake import check_content
-from publisher.store.articles import IngestResult
+from publisher.store.ingest import IngestResult
 from publisher.templating import builtin_templates_dir, make_environment
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from publisher.app import Publisher
 from publisher.cli.output import err
 from publisher.config import ConfigError, Settings, load_settings
-from publisher.mail.dkim import DkimError
+from publisher.mail.dkim_keys import DkimError
 from subscribers.model import Cadence, Status
 
 T = TypeVar("T")

@@ -1,6 +1,6 @@
 """``publisher dkim keygen``: make a signing key and tell the operator what to publish and configure.
 
-The key file is written by :mod:`publisher.mail.dkim_keyfile`; this module only
+The key file is written by :mod:`publisher.mail.dkim_keys`; this module only
 parses the options and prints the DNS record and the config lines.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 
 from publisher.cli.output import out
-from publisher.mail import dkim
-from publisher.mail.dkim_keyfile import KeyFileError, write_private_key
+from publisher.mail import dkim, dkim_keys
+from publisher.mail.dkim_keys import KeyFileError, write_private_key
 
 
 @click.group("dkim")
@@ -35,8 +35,8 @@ def dkim_keygen(selector: str, domain: str, key_type: str, bits: int | None, out
         raise click.UsageError("--bits is for RSA keys; ed25519 keys have one size")
     try:
         selector, domain = dkim.check_selector(selector), dkim.check_domain(domain)
-        key = dkim.generate_key("ed25519" if key_type == "ed25519" else "rsa", bits or dkim.RECOMMENDED_RSA_BITS)
-    except dkim.DkimError as exc:
+        key = dkim_keys.generate_key("ed25519" if key_type == "ed25519" else "rsa", bits or dkim_keys.RECOMMENDED_RSA_BITS)
+    except dkim_keys.DkimError as exc:
         raise click.ClickException(str(exc)) from None
     try:
         path = write_private_key(out_file, key)
@@ -44,14 +44,14 @@ def dkim_keygen(selector: str, domain: str, key_type: str, bits: int | None, out
         raise click.ClickException(f"not overwriting {out_file}: it exists (choose another --out)") from None
     except KeyFileError as exc:
         raise click.ClickException(str(exc)) from None
-    value = dkim.dns_txt_value(key)
+    value = dkim_keys.dns_txt_value(key)
     lines = [
         f"wrote the private key to {path} (mode 0600): keep it secret, back it up",
         "",
         f"1. Publish this DNS TXT record (name {selector}._domainkey.{domain}; the value is cut into",
         "   quoted strings of at most 255 characters, as DNS needs, which resolvers join):",
         "",
-        f"   {dkim.zone_line(selector, domain, value)}",
+        f"   {dkim_keys.zone_line(selector, domain, value)}",
         "",
         f"   A DNS web form that asks for a name and a value: {selector}._domainkey and",
         f"   {value}",

@@ -14,7 +14,7 @@ import click
 
 from publisher.cli.context import config_error, run_loop, settings_of
 from publisher.config import Settings, load_settings
-from publisher.mail.dkim import DkimError
+from publisher.mail.dkim_keys import DkimError
 
 
 @click.command()

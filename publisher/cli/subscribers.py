@@ -19,7 +19,8 @@ from publisher.app import Publisher
 from publisher.cli import flows
 from publisher.cli.context import CADENCES, STATUSES, with_publisher
 from publisher.cli.output import err, out, summary
-from subscribers import importer, service
+from subscribers import bulk, importer, service
+from subscribers.export import export_csv, export_jsonl
 from subscribers import store as subscriber_store
 from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
 from subscribers.validation import SubscriberError, normalize_email
@@ -71,7 +72,7 @@ def subscribers_import(ctx: click.Context, file: Path, update_existing: bool, dr
     label = "<stdin>" if str(file) == "-" else str(file)
     data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
 
-    async def work(publisher: Publisher) -> importer.ImportReport:
+    async def work(publisher: Publisher) -> bulk.ImportReport:
         settings = publisher.settings
         known = await service.known_topics(publisher.engine, settings.site.offered_topics)
         with err.status(f"checking {label}…"):
@@ -86,7 +87,7 @@ def subscribers_import(ctx: click.Context, file: Path, update_existing: bool, dr
             err.print(f"{label}: warning: {warning}", markup=False, highlight=False)
         with Progress(console=err, disable=not err.is_terminal) as progress:
             task = progress.add_task("checking" if dry_run else "importing", total=len(parsed.rows))
-            return await importer.import_rows(
+            return await bulk.import_rows(
                 publisher.engine, parsed, now=clock.now(), update_existing=update_existing, dry_run=dry_run,
                 progress=lambda done, _total: progress.update(task, completed=done),
             )
@@ -99,7 +100,7 @@ def subscribers_import(ctx: click.Context, file: Path, update_existing: bool, dr
         ctx.exit(1)
 
 
-def _import_summary(report: importer.ImportReport, label: str, dry_run: bool) -> Table:
+def _import_summary(report: bulk.ImportReport, label: str, dry_run: bool) -> Table:
     return summary(f"import of {label}", dry_run, "rows", (
         ("added as active subscribers", report.created),
         ("existing subscribers updated", report.updated),
@@ -120,7 +121,7 @@ def _import_summary(report: importer.ImportReport, label: str, dry_run: bool) ->
 @click.pass_context
 def subscribers_export(ctx: click.Context, fmt: str, output: str, status: str | None) -> None:
     """Write every subscriber (or those with --status) as CSV or JSON Lines."""
-    export = importer.export_jsonl if fmt == "jsonl" else importer.export_csv
+    export = export_jsonl if fmt == "jsonl" else export_csv
     with click.open_file(output, "w", encoding="utf-8", atomic=output != "-") as stream:
 
         async def work(publisher: Publisher) -> int:

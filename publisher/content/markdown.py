@@ -9,7 +9,7 @@ form for a caller that only wants the article or an :class:`ArticleError`.
 Relative URLs (front matter images and everything in the body) are resolved against
 the site URL: content files live in the site's repository and link to its paths.
 
-Over 400 lines: the front matter and the body share one problem report (every problem
+This module is long because the front matter and the body share one problem report (every problem
 of a file, each with its line), and the body's helpers walk one token stream; the rules
 it shares with the upstream parser are in :mod:`publisher.content.extract`.
 """

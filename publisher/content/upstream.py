@@ -14,7 +14,7 @@ Upstream HTML is not ours to fix: a ragged table is widened rather than reported
 a missing date falls back to another date.  What cannot become an article (no link,
 a repeated id) is reported as a :class:`Problem` and the other items carry on.
 
-Over 400 lines: the boilerplate, takeaways, tables, quotes and images of a blog's HTML
+This module is long because the boilerplate, takeaways, tables, quotes and images of a blog's HTML
 are each lifted out of one lxml tree in an order that matters (see ``_body``); the
 rules it shares with the Markdown parser are in :mod:`publisher.content.extract`.
 """

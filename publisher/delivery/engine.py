@@ -27,7 +27,7 @@ streak of identical refusals is held in memory until it is decided: failed if
 something else ends it, back to ``pending`` if it pauses the digest, so ``publisher
 resume`` sends them once the relay is fixed.
 
-Over 400 lines on purpose: the producer, the senders and the per-digest state they share
+This module is long because the producer, the senders and the per-digest state they share
 (the streak, the error window, the pause) are one pipeline; the decisions
 (:mod:`~publisher.delivery.policy`) and the writes (:mod:`~publisher.delivery.outcomes`)
 are already elsewhere.

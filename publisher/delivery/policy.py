@@ -1,6 +1,6 @@
 """What to do about a message that was not delivered: the delivery engine's decisions, without I/O.
 
-Replies, as :func:`publisher.mail.bounces.reply_action` reads them (with the phase of
+Replies, as :func:`publisher.mail.replies.reply_action` reads them (with the phase of
 the session they came at):
 
 - throttling (421/450/451/452/454): the message is deferred and the connection backs
@@ -32,7 +32,7 @@ from enum import StrEnum
 from typing import Generic, TypeVar
 
 from publisher.delivery.model import DeliveryConfig
-from publisher.mail.bounces import ReplyAction
+from publisher.mail.replies import ReplyAction
 from publisher.mail.transport import DeliveryError
 from subscribers.service import BounceKind
 

@@ -13,7 +13,7 @@ Each delivery run reads the current ``settings`` once, into a frozen
 The service takes its collaborators explicitly and imports nothing of the runtime:
 what the node should know (messages sent) goes out through ``on_sent``.
 
-Over 400 lines on purpose: it is the whole of delivery the front ends see (plan, send,
+This module is long because it is the whole of delivery the front ends see (plan, send,
 deliver; the previews and test sends, which render exactly as a delivery does; the
 operator's corrections), each method short and built on the modules below it.
 """
@@ -28,7 +28,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
 
 import jinja2
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -42,7 +41,7 @@ from publisher.delivery.ledger import Claimant
 from publisher.delivery.locks import exclusive, holder
 from publisher.delivery.model import OPEN_STATES, DeliveryConfig, DeliveryReport, DeliveryState
 from publisher.delivery.pacing import Backoff
-from publisher.digest.plan import PlannedDigest, digest_id, plan, plan_on, planned_for, why_nothing_due
+from publisher.digest.plan import PlannedDigest, PlanOptions, digest_id, plan, plan_on, planned_for, why_nothing_due
 from publisher.digest.resend import find_article, plan_resend
 from publisher.logs import digest_context
 from publisher.mail.dkim import DkimSigner
@@ -51,7 +50,7 @@ from publisher.mail.render import render_digest
 from publisher.mail.transport import DeliveryError, TransportPool, make_transport
 from publisher.store import articles as article_store
 from publisher.store import digests as digest_store
-from publisher.store.articles import IngestResult
+from publisher.store.ingest import IngestResult
 from publisher.store.db import transaction
 from subscribers import store as subscriber_store
 from subscribers.model import Cadence, Status, Subscriber
@@ -163,21 +162,21 @@ class DeliveryService:
 
     # --- planning -------------------------------------------------------------------------
 
-    def _plan_options(self, cadence: Cadence) -> dict[str, Any]:
+    def _plan_options(self, cadence: Cadence) -> PlanOptions:
         """The digest settings :func:`publisher.digest.plan.plan` takes for ``cadence``."""
         settings = self.settings.digest
-        return {
-            "max_articles": settings.max_articles,
-            "schedule": None if cadence == Cadence.INSTANT else settings.schedule,
-            "grace": timedelta(hours=settings.grace_hours),
-        }
+        return PlanOptions(
+            max_articles=settings.max_articles,
+            schedule=None if cadence == Cadence.INSTANT else settings.schedule,
+            grace=timedelta(hours=settings.grace_hours),
+        )
 
     async def plan(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> list[PlannedDigest]:
         """Create the digests due for ``cadences`` now (with ``dry_run``, only say which)."""
         now = clock.now()
         result: list[PlannedDigest] = []
         for cadence in cadences:
-            planned = await plan(self.engine, cadence, now, dry_run=dry_run, **self._plan_options(cadence))
+            planned = await plan(self.engine, cadence, now, self._plan_options(cadence), dry_run=dry_run)
             for digest in planned:
                 if not dry_run:
                     metrics.digest_planned(digest.cadence)
@@ -201,20 +200,20 @@ class DeliveryService:
         now = clock.now()
         async with transaction(self.engine, dry_run=True) as conn:
             scan = await self._scan_into(conn)
-            planned = await plan_on(conn, cadence, now, **self._plan_options(cadence))
+            planned = await plan_on(conn, cadence, now, self._plan_options(cadence))
             for digest in planned:
                 with digest_context(digest.id):
                     log.info("digest %s: (dry run) %d articles for %d subscribers",
                              digest.id, len(digest.article_seqs), digest.recipients)
             reason = "" if planned else await why_nothing_due(
-                conn, cadence, now, self._plan_options(cadence)["schedule"]
+                conn, cadence, now, self._plan_options(cadence).schedule
             )
             yield Rehearsal(conn, now, scan, planned, reason)
 
     async def why_nothing_due(self, cadence: Cadence) -> str:
         """Why a plan of ``cadence`` found nothing now, and what to do (``publisher send``)."""
         async with self.engine.connect() as conn:
-            return await why_nothing_due(conn, cadence, clock.now(), self._plan_options(cadence)["schedule"])
+            return await why_nothing_due(conn, cadence, clock.now(), self._plan_options(cadence).schedule)
 
     # --- copies recorded nowhere ----------------------------------------------------------
 

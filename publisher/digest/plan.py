@@ -55,6 +55,19 @@ from subscribers.model import Cadence, Status
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class PlanOptions:
+    """What planning one cadence takes from ``[digest]``, built once by the caller.
+
+    ``schedule`` is None for ``instant`` (due whenever there is something new); daily
+    and weekly digests are due per send slot, and a slot older than ``grace`` is skipped.
+    """
+
+    max_articles: int
+    schedule: Schedule | None = None
+    grace: timedelta = timedelta(0)
+
+
 @dataclass(frozen=True)
 class PlannedDigest:
     id: str
@@ -97,14 +110,7 @@ async def _pick(
 
 
 async def plan(
-    engine: AsyncEngine,
-    cadence: Cadence,
-    now: datetime,
-    *,
-    max_articles: int,
-    schedule: Schedule | None = None,
-    grace: timedelta = timedelta(0),
-    dry_run: bool = False,
+    engine: AsyncEngine, cadence: Cadence, now: datetime, options: PlanOptions, *, dry_run: bool = False
 ) -> list[PlannedDigest]:
     """Create the digests due for ``cadence`` now; with ``dry_run`` nothing is written.
 
@@ -115,38 +121,27 @@ async def plan(
     its articles wait for the next digest, as the cursor has not moved.
     """
     async with transaction(engine, dry_run=dry_run) as conn:
-        planned = await plan_on(conn, cadence, now, max_articles=max_articles, schedule=schedule, grace=grace)
+        planned = await plan_on(conn, cadence, now, options)
     if not dry_run:
         await analyze_after_bulk_insert(engine, deliveries, sum(d.recipients for d in planned))
     return planned
 
 
-async def plan_on(
-    conn: AsyncConnection,
-    cadence: Cadence,
-    now: datetime,
-    *,
-    max_articles: int,
-    schedule: Schedule | None = None,
-    grace: timedelta = timedelta(0),
-) -> list[PlannedDigest]:
+async def plan_on(conn: AsyncConnection, cadence: Cadence, now: datetime, options: PlanOptions) -> list[PlannedDigest]:
     """:func:`plan` in the caller's transaction (a dry run or a preview rolls it back)."""
-    if cadence != Cadence.INSTANT and schedule is None:
+    if cadence != Cadence.INSTANT and options.schedule is None:
         raise ValueError(f"planning {cadence} digests needs the schedule")
     await serialize(conn, Exclusive.PLANNING)
-    return await _plan_due(conn, cadence, now, max_articles, schedule, grace)
+    return await _plan_due(conn, cadence, now, options)
 
 
-async def _plan_due(
-    conn: AsyncConnection, cadence: Cadence, now: datetime, max_articles: int,
-    schedule: Schedule | None, grace: timedelta,
-) -> list[PlannedDigest]:
-    if schedule is None:
-        return await _plan(conn, cadence, now, max_articles, true())
-    waves = await _due_waves(conn, cadence, now, schedule, grace)
+async def _plan_due(conn: AsyncConnection, cadence: Cadence, now: datetime, options: PlanOptions) -> list[PlannedDigest]:
+    if options.schedule is None:
+        return await _plan(conn, cadence, now, options.max_articles, true())
+    waves = await _due_waves(conn, cadence, now, options.schedule, options.grace)
     if not waves:
         return []
-    planned = await _plan(conn, cadence, now, max_articles, or_(*(members for _, members in waves)))
+    planned = await _plan(conn, cadence, now, options.max_articles, or_(*(members for _, members in waves)))
     for slot, members in waves:  # after the cursors: ``members`` reads last_slot
         await conn.execute(
             update(subscribers).where(*_active(cadence), members).values(last_slot=slot)

@@ -12,7 +12,7 @@ handled where it bites: ``add_entry`` prepends by default, it stamps ``now()`` a
 date, its generator element names its own version, the RSS channel ``<link>`` is whatever
 link was added last, and Atom entry links lose their ``rel``/``type``/``length``.
 
-Over 400 lines on purpose: the three formats are rendered from one prepared entry and
+This module is long because the three formats are rendered from one prepared entry and
 one channel, and an article is probed in every format before it goes in; split by
 format, each half would need the other's private shapes.
 """

@@ -5,10 +5,10 @@ outbox (no server needed; development, tests, or a local MDA or relay script pic
 files up) and an SMTP relay reached over one reused aiosmtplib connection.
 
 Both report failure as :class:`DeliveryError`, with the reply and the phase of the session
-it came at; :func:`publisher.mail.bounces.reply_action` says what the delivery engine does
+it came at; :func:`publisher.mail.replies.reply_action` says what the delivery engine does
 about it.  :class:`TransportPool` holds one delivery run's connections.
 
-Over 400 lines on purpose: one job, handing finished messages over, whose SMTP session
+This module is long because it has one job, handing finished messages over, whose SMTP session
 handling (reconnects, the hand-rolled transaction, envelope quoting) is most of it.
 """
 
@@ -32,7 +32,7 @@ from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import normalize_message_line_endings
 
 from publisher.config import SmtpSettings
-from publisher.mail.bounces import Phase, ReplyAction, reply_action, status_code
+from publisher.mail.replies import Phase, ReplyAction, reply_action, status_code
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class DeliveryError(Exception):
     """A message was not delivered: the server's reply ``code`` (None when there was no
     reply: network, TLS, disk), its ``reply`` text and the ``phase`` of the session.
 
-    :attr:`action` classifies it (:func:`~publisher.mail.bounces.reply_action`): a 5xx
+    :attr:`action` classifies it (:func:`~publisher.mail.replies.reply_action`): a 5xx
     reply while connecting or logging in, or to MAIL FROM, says nothing about the
     recipient, so only a refusal about the recipient ever bounces one.
     """

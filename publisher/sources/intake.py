@@ -36,7 +36,8 @@ from publisher.content.model import Article, Problem, ScanResult, Severity
 from publisher.feeds.shelf import FeedShelf
 from publisher.sources.markdown_dir import scan_directory
 from publisher.store import articles as article_store
-from publisher.store.articles import IngestResult
+from publisher.store import ingest as article_ingest
+from publisher.store.ingest import IngestResult
 
 if TYPE_CHECKING:
     import aiohttp
@@ -147,7 +148,7 @@ class Intake:
         """Take an article down (``publisher articles remove``, ``DELETE /api/articles/…``)
         and rebuild the feeds; False if no published or scheduled article has this id."""
         async with self._scan_lock:
-            found = await article_store.unpublish(self._engine, article_id, clock.now())
+            found = await article_ingest.unpublish(self._engine, article_id, clock.now())
             if found:
                 await self._published(IngestResult(removed=[article_id]))
         return found
@@ -197,7 +198,7 @@ class Intake:
     async def release(self, *, into: AsyncConnection | None = None) -> IngestResult:
         """Publish the scheduled articles whose time has come (``into``: in the caller's transaction)."""
         async with _within(self._engine, into) as conn:
-            result = await article_store.release_on(conn, clock.now())
+            result = await article_ingest.release_on(conn, clock.now())
         dry = "" if into is None else "(dry run) "
         for article in result.new + result.updated:
             log.info("%spublished %s (%s), scheduled for %s", dry, article.slug, article.id,
@@ -246,10 +247,10 @@ class Intake:
         self, articles: Sequence[Article], source: str, *, complete: bool = False, withdrawn: Sequence[str] = (),
         into: AsyncConnection | None = None,
     ) -> IngestResult:
-        """Store what ``source`` offers (see :func:`publisher.store.articles.ingest`) and log what changed;
+        """Store what ``source`` offers (see :func:`publisher.store.ingest.ingest`) and log what changed;
         ``into``: in the caller's transaction (a dry run)."""
         async with _within(self._engine, into) as conn:
-            result = await article_store.ingest_on(
+            result = await article_ingest.ingest_on(
                 conn, articles, clock.now(), source=source, complete=complete, withdrawn=withdrawn
             )
         dry = "" if into is None else "(dry run) "

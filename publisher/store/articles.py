@@ -1,26 +1,26 @@
-"""Articles in the store: tell new from edited from unchanged, and read them back.
+"""Articles in the store, read back: for the feeds, the pages, the digests and the operator.
 
-Only this module turns Article objects into rows and back, so the JSON form lives in
-one place (Article.to_dict / from_dict).
+What is stored, and when, is :mod:`publisher.store.ingest`'s job (new, edited or
+unchanged; scheduled; released; taken down); this module reads the rows it writes.
+An article is stored as the JSON of ``Article.to_dict`` and read with
+``Article.from_dict``, so the form lives on the model.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from publisher.content.model import Article, Problem
+from publisher.content.model import Article
 from publisher.content.slug import slugify
-from publisher.store.db import Exclusive, serialize
 from publisher.store.schema import articles, digests, scheduled_articles
 
 log = logging.getLogger(__name__)
@@ -55,141 +55,10 @@ class StoredArticle:
         }
 
 
-@dataclass
-class IngestResult:
-    """What a scan changed: new articles get digests, edited ones only new feeds."""
-
-    new: list[Article] = field(default_factory=list)
-    updated: list[Article] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)  # ids a complete source no longer offers, or made drafts
-    unchanged: int = 0
-    skipped: list[Problem] = field(default_factory=list)  # errors that kept an input out
-    scheduled: list[Article] = field(default_factory=list)  # dated in the future: stored (or edited) to wait
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.new or self.updated or self.removed)
-
-
-def _data(article: Article) -> str:
-    return json.dumps(article.to_dict(), ensure_ascii=False, sort_keys=True)
-
-
-def _row(article: Article, source: str, content_hash: str) -> dict[str, object]:
-    return {
-        "id": article.id,
-        "slug": article.slug,
-        "content_hash": content_hash,
-        "data": _data(article),
-        "tags": json.dumps(list(article.tags), ensure_ascii=False),
-        "published": article.published,
-        "updated": article.updated,
-        "source": source,
-        "removed_at": None,
-        "withdrawn_at": None,
-    }
-
-
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+def chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    """``items`` in slices small enough for one ``IN (…)`` on every backend."""
     for start in range(0, len(items), _CHUNK):
         yield items[start:start + _CHUNK]
-
-
-async def ingest(
-    engine: AsyncEngine, scanned: Sequence[Article], now: datetime, *, source: str = "", complete: bool = False,
-    withdrawn: Sequence[str] = (),
-) -> IngestResult:
-    """Insert new articles and update edited ones, in one transaction.
-
-    New articles are inserted oldest-published first, so their ``seq`` (the order the
-    publisher saw them in) follows publication order within one scan.  ``complete``:
-    ``scanned`` is everything ``source`` offers (a Markdown directory), so its stored
-    articles missing from it are marked removed; a feed shows only its latest items,
-    so it is never complete.  ``withdrawn``: ids ``source`` now has as drafts, removed
-    whether or not the scan is complete.  A removed article that comes back is an
-    edit, not news.  An id that another source publishes (or has scheduled) is refused
-    (``skipped``): no source takes over another's article and its feed GUID.
-
-    An article dated after ``now`` is *scheduled*: kept in ``scheduled_articles``
-    (edited there, removed with its file) until :func:`release` publishes it; one
-    already published that gets a future date is unpublished until then.
-    """
-    async with engine.begin() as conn:
-        return await ingest_on(conn, scanned, now, source=source, complete=complete, withdrawn=withdrawn)
-
-
-async def ingest_on(
-    conn: AsyncConnection, scanned: Sequence[Article], now: datetime, *, source: str = "", complete: bool = False,
-    withdrawn: Sequence[str] = (),
-) -> IngestResult:
-    """:func:`ingest` in the caller's transaction: a dry run stores, plans, then rolls it all back."""
-    result = IngestResult()
-    await serialize(conn, Exclusive.INGEST)  # another scan (a node, the CLI) may store the same article
-    ids = [a.id for a in scanned]
-    known = await _known(conn, ids)
-    waiting: dict[str, tuple[str, str]] = {}  # id → (content hash, source) of the scheduled ones
-    for chunk in _chunks(ids):
-        rows = await conn.execute(
-            select(scheduled_articles.c.id, scheduled_articles.c.content_hash, scheduled_articles.c.source)
-            .where(scheduled_articles.c.id.in_(chunk))
-        )
-        waiting.update({row.id: (row.content_hash, row.source) for row in rows})
-    # Ids another source publishes or has scheduled, named by its file (or the source).
-    taken = {i: k.source for i, k in known.items() if k.source != source and not k.removed}
-    taken |= {i: owner for i, (_, owner) in waiting.items() if owner != source}
-    taken |= {i: path for i, path in (await _source_paths(conn, sorted(taken))).items() if path}
-    later: list[str] = []
-    for article in sorted(scanned, key=lambda a: (a.published, a.id)):
-        if article.id in taken:
-            result.skipped.append(Problem(
-                article.source_path or source, 0, f"id {article.id!r} is already published by {taken[article.id]}"
-            ))
-        elif article.published > now:
-            later.append(article.id)
-            await _schedule(conn, article, source, now, waiting.get(article.id), result)
-        else:
-            await _publish(conn, article, source, now, known.get(article.id), result)
-    # A scheduled article leaves the queue when it is now a draft, dated now, or (complete) gone.
-    published_now = [i for i in waiting if i not in taken and i not in later]
-    dropped = scheduled_articles.c.id.in_([*withdrawn, *published_now])
-    if complete:
-        dropped = dropped | scheduled_articles.c.id.not_in(later)
-    await conn.execute(delete(scheduled_articles).where(scheduled_articles.c.source == source, dropped))
-    gone = articles.c.id.in_([*withdrawn, *later])
-    if complete:
-        gone = articles.c.id.not_in(ids) | gone
-    removed = await conn.execute(
-        update(articles)
-        .where(articles.c.source == source, articles.c.removed_at.is_(None), gone)
-        .values(removed_at=now, changed_at=now)
-        .returning(articles.c.id)
-    )
-    result.removed = sorted(removed.scalars())
-    return result
-
-
-async def release(engine: AsyncEngine, now: datetime) -> IngestResult:
-    """Publish the scheduled articles whose time has come: each moves into ``articles``
-    as new (a new ``seq``, so every subscriber's next digest has it), or as an edit if
-    it was published before."""
-    async with engine.begin() as conn:
-        return await release_on(conn, now)
-
-
-async def release_on(conn: AsyncConnection, now: datetime) -> IngestResult:
-    """:func:`release` in the caller's transaction (a dry run rolls it back)."""
-    result = IngestResult()
-    await serialize(conn, Exclusive.INGEST)
-    rows = (await conn.execute(
-        delete(scheduled_articles).where(scheduled_articles.c.publish_at <= now)
-        .returning(scheduled_articles.c.source, scheduled_articles.c.content_hash, scheduled_articles.c.data)
-    )).all()
-    due = sorted(((Article.from_dict(json.loads(row.data)), row) for row in rows),
-                 key=lambda pair: (pair[0].published, pair[0].id))
-    known = await _known(conn, [article.id for article, _ in due])
-    for article, row in due:
-        await _publish(conn, article, row.source, now, known.get(article.id), result, row.content_hash)
-    return result
 
 
 async def next_release(engine: AsyncEngine) -> datetime | None:
@@ -205,87 +74,16 @@ async def scheduled(engine: AsyncEngine) -> list[Article]:
         return [Article.from_dict(json.loads(row.data)) for row in await conn.execute(query)]
 
 
-@dataclass(frozen=True)
-class _Known:
-    """What ingest needs to know of a stored article."""
-
-    content_hash: str
-    removed: bool
-    source: str
-    withdrawn: bool  # unpublished by an operator: only an edit brings it back
-
-
-async def _known(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, _Known]:
-    """The stored articles among ``ids``."""
-    known: dict[str, _Known] = {}
-    for chunk in _chunks(ids):
-        rows = await conn.execute(
-            select(articles.c.id, articles.c.content_hash, articles.c.removed_at, articles.c.source,
-                   articles.c.withdrawn_at)
-            .where(articles.c.id.in_(chunk))
-        )
-        known.update({
-            row.id: _Known(row.content_hash, row.removed_at is not None, row.source, row.withdrawn_at is not None)
-            for row in rows
-        })
-    return known
-
-
-async def _publish(
-    conn: AsyncConnection, article: Article, source: str, now: datetime, known: _Known | None,
-    result: IngestResult, content_hash: str | None = None,
-) -> None:
-    """Insert ``article`` as new, or update it as an edit, or count it unchanged.
-
-    An edit's ``updated`` (Atom ``<updated>``, JSON Feed ``date_modified``) becomes
-    ``now``, when the change was first seen, unless the article gives a later one of
-    its own; and no ``updated`` is ever later than ``now`` (a feed's Last-Modified is
-    its newest entry's).  The stored content hash is the parsed article's, so an
-    unchanged re-scan matches it and leaves those dates alone.
-    """
-    content_hash = content_hash or article.content_hash()
-    if known is not None and known.content_hash == content_hash and (known.withdrawn or not known.removed):
-        result.unchanged += 1
-        return
-    if known is not None and article.updated <= article.published:  # no later date of its own: the edit's
-        article = dataclasses.replace(article, updated=now)
-    if article.updated > now:
-        article = dataclasses.replace(article, updated=now)
-    row = _row(article, source, content_hash)
-    if known is None:
-        await conn.execute(insert(articles).values(**row, first_seen_at=now, changed_at=now))
-        result.new.append(article)
-    else:
-        await conn.execute(update(articles).where(articles.c.id == article.id).values(**row, changed_at=now))
-        result.updated.append(article)
-
-
-async def _schedule(
-    conn: AsyncConnection, article: Article, source: str, now: datetime, waiting: tuple[str, str] | None,
-    result: IngestResult,
-) -> None:
-    """Store (or edit) a scheduled article; an unchanged one is counted unchanged."""
-    content_hash = article.content_hash()
-    values = {"source": source, "publish_at": article.published, "content_hash": content_hash, "data": _data(article)}
-    if waiting is None:
-        await conn.execute(insert(scheduled_articles).values(id=article.id, first_seen_at=now, **values))
-    elif waiting[0] != content_hash:
-        await conn.execute(update(scheduled_articles).where(scheduled_articles.c.id == article.id).values(**values))
-    else:
-        result.unchanged += 1
-        return
-    result.scheduled.append(article)
-
-
 async def source_paths(engine: AsyncEngine, ids: Sequence[str]) -> dict[str, str]:
     """Where each of these published articles came from (its file, "api", a feed entry's URL)."""
     async with engine.connect() as conn:
-        return await _source_paths(conn, ids)
+        return await source_paths_on(conn, ids)
 
 
-async def _source_paths(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, str]:
+async def source_paths_on(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, str]:
+    """:func:`source_paths` in the caller's transaction (ingest asks while it stores)."""
     found: dict[str, str] = {}
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         rows = await conn.execute(
             select(articles.c.id, articles.c.data).where(articles.c.id.in_(chunk), articles.c.removed_at.is_(None))
         )
@@ -297,7 +95,7 @@ async def stored(engine: AsyncEngine, ids: Sequence[str]) -> dict[str, Article]:
     """The stored articles with these ids (published or removed, not scheduled), by id."""
     found: dict[str, Article] = {}
     async with engine.connect() as conn:
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             rows = await conn.execute(select(articles.c.id, articles.c.data).where(articles.c.id.in_(chunk)))
             for row in rows:
                 with suppress(UnreadableArticle):  # then the item is dated as if new to the store
@@ -425,17 +223,3 @@ async def find(engine: AsyncEngine, article_id: str) -> StoredArticle | None:
         state = ArticleState.PUBLISHED if row.removed_at is None else ArticleState.REMOVED
         return StoredArticle(Article.from_dict(json.loads(row.data)), state, seq, row.first_seen_at,
                              tuple(carried.scalars()))
-
-
-async def unpublish(engine: AsyncEngine, article_id: str, now: datetime) -> bool:
-    """An operator takes an article down (or off the schedule): gone from feeds and pages
-    until its source offers an edit of it; a digest already sent stays sent.  False if no
-    published or scheduled article has this id."""
-    async with engine.begin() as conn:
-        await serialize(conn, Exclusive.INGEST)
-        taken_down = await conn.execute(
-            update(articles).where(articles.c.id == article_id, articles.c.removed_at.is_(None))
-            .values(removed_at=now, changed_at=now, withdrawn_at=now)
-        )
-        unscheduled = await conn.execute(delete(scheduled_articles).where(scheduled_articles.c.id == article_id))
-    return bool(taken_down.rowcount or unscheduled.rowcount)

@@ -27,16 +27,8 @@ from publisher import clock
 from publisher.app import Publisher
 from publisher.cli import main
 from publisher.config import load_settings
-from publisher.mail.bounces import (
-    Phase,
-    ReplyAction,
-    failure_kind,
-    is_redacted,
-    our_message_id,
-    parse_report,
-    reply_action,
-    status_code,
-)
+from publisher.mail.bounces import is_redacted, our_message_id, parse_report
+from publisher.mail.replies import Phase, ReplyAction, failure_kind, reply_action, status_code
 from publisher.store.schema import deliveries, digests, subscribers
 from publisher.web import api
 from publisher.web.keys import PUBLISHER

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher.app import Publisher
 from publisher.digest.cadence import Schedule
-from publisher.digest.plan import PlannedDigest, plan
-from publisher.store import articles as article_store
+from publisher.digest.plan import PlannedDigest, PlanOptions, plan
+from publisher.store import ingest as article_ingest
 from publisher.store.schema import deliveries, digests
 from subscribers import service
 from subscribers.model import Cadence, Preferences, Source
@@ -91,11 +91,11 @@ async def subscribe(
 
 async def publish(engine: AsyncEngine, number: int, now: datetime) -> None:
     article = seed_like(id=f"urn:test:{number}", slug=f"piece-{number}", published=now, updated=now)
-    await article_store.ingest(engine, [article], now)
+    await article_ingest.ingest(engine, [article], now)
 
 
 async def plan_at(engine: AsyncEngine, cadence: Cadence, now: datetime) -> list[PlannedDigest]:
-    return await plan(engine, cadence, now, max_articles=20, schedule=SCHEDULE, grace=GRACE)
+    return await plan(engine, cadence, now, PlanOptions(max_articles=20, schedule=SCHEDULE, grace=GRACE))
 
 
 async def recipients(engine: AsyncEngine, digest_id: str) -> list[int]:

@@ -12,8 +12,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from publisher.config import Settings
-from publisher.mail import dkim as dk
-from tests.unit.test_dkim import DOMAIN, SELECTOR, rsa_key, verifies  # noqa: F401 (rsa_key: the fixture)
+from publisher.mail import dkim_keys
+from tests.unit.test_dkim import DOMAIN, SELECTOR, verifies
 
 
 async def test_every_delivered_digest_and_confirmation_is_signed(
@@ -26,9 +26,9 @@ async def test_every_delivered_digest_and_confirmation_is_signed(
     from tests.support.smtp_server import HOST, SmtpServer
 
     key_file = tmp_path / "dkim.pem"
-    key_file.write_bytes(dk.private_key_pem(rsa_key))
+    key_file.write_bytes(dkim_keys.private_key_pem(rsa_key))
     key_file.chmod(0o600)
-    record = dk.dns_txt_value(rsa_key)
+    record = dkim_keys.dns_txt_value(rsa_key)
     with SmtpServer() as server:
         settings = make_settings(
             f'[smtp]\nhost = "{HOST}"\nport = {server.port}\n'

@@ -21,13 +21,12 @@ from click.testing import CliRunner, Result
 from publisher.app import Publisher
 from publisher.cli import main
 from publisher.runtime.scheduler import build_scheduler, schedule_jobs
-from publisher.store import articles as article_store
+from publisher.store import ingest as article_ingest
 from publisher.store.schema import articles
 from subscribers.model import Cadence
 from tests.support.outbox import outbox_messages
 from tests.support.people import add_subscriber
 from tests.system.test_cli import run
-from tests.store.test_sources import client  # noqa: F401 (the API client fixture, with the sample articles stored)
 
 ARTICLE = "---\nid: {id}\ntitle: {title}\ndate: 2026-11-20T08:00:00Z\n{extra}---\n\nThe text of {title}.\n"
 
@@ -76,22 +75,22 @@ async def test_a_published_article_made_a_draft_is_unpublished(publisher: Publis
     assert not (await publisher.intake.scan()).changed
 
 
-async def test_a_draft_posted_to_the_api_is_not_published(client: TestClient, publisher: Publisher) -> None:
-    response = await client.post("/api/articles", json={"id": "cms-1", "title": "Posted draft",
+async def test_a_draft_posted_to_the_api_is_not_published(articles_api: TestClient, publisher: Publisher) -> None:
+    response = await articles_api.post("/api/articles", json={"id": "cms-1", "title": "Posted draft",
                                                         "date": "2026-11-20", "draft": True, "body": "Text."})
     assert response.status == 200, await response.text()
     assert (await response.json())["status"] == "draft"
     assert "Posted draft" not in atom_titles(publisher)
 
 
-async def test_an_article_posted_with_a_future_date_is_scheduled(client: TestClient, publisher: Publisher) -> None:
+async def test_an_article_posted_with_a_future_date_is_scheduled(articles_api: TestClient, publisher: Publisher) -> None:
     when = datetime.now(UTC) + timedelta(hours=1)
-    response = await client.post("/api/articles", json={"id": "cms-2", "title": "Posted for later",
+    response = await articles_api.post("/api/articles", json={"id": "cms-2", "title": "Posted for later",
                                                         "date": when.isoformat(), "body": "Text."})
     assert response.status == 202, await response.text()
     assert (await response.json())["status"] == "scheduled"
     assert "Posted for later" not in atom_titles(publisher)
-    assert [a.id for a in (await article_store.release(publisher.engine, when)).new] == ["cms-2"]
+    assert [a.id for a in (await article_ingest.release(publisher.engine, when)).new] == ["cms-2"]
 
 
 # --- duplicate ids -------------------------------------------------------------------------
@@ -113,8 +112,8 @@ async def test_a_copy_never_takes_over_a_published_id(publisher: Publisher, site
     assert "a-copy.md" in built.output
 
 
-async def test_the_api_may_not_take_over_an_id_a_file_publishes(client: TestClient, publisher: Publisher) -> None:
-    response = await client.post("/api/articles", json={"id": "2024-06-city-heat-plan", "title": "Hijack",
+async def test_the_api_may_not_take_over_an_id_a_file_publishes(articles_api: TestClient, publisher: Publisher) -> None:
+    response = await articles_api.post("/api/articles", json={"id": "2024-06-city-heat-plan", "title": "Hijack",
                                                         "date": "2026-11-20", "body": "Text."})
     assert response.status == 409, await response.text()
     assert "city-heat-plan.md" in (await response.json())["error"]
@@ -273,7 +272,7 @@ async def test_a_scheduled_article_goes_out_when_its_time_comes_even_after_newer
     sent_before = {m["Message-ID"] for m in outbox_messages(publisher.settings)}
     assert sent_before
 
-    released = await article_store.release(publisher.engine, later)
+    released = await article_ingest.release(publisher.engine, later)
     assert [a.id for a in released.new] == ["embargoed"]
     await publisher.shelf.build()
     assert "Embargoed story" in atom_titles(publisher)
@@ -292,7 +291,7 @@ async def test_a_scheduled_article_is_edited_rescheduled_or_removed_with_its_fil
     assert not (await publisher.intake.scan()).scheduled  # unchanged
     path.unlink()
     await publisher.intake.scan()
-    assert not (await article_store.release(publisher.engine, when + timedelta(days=1))).new
+    assert not (await article_ingest.release(publisher.engine, when + timedelta(days=1))).new
 
 
 async def test_a_published_article_given_a_future_date_is_unpublished_until_then(publisher: Publisher) -> None:
@@ -302,7 +301,7 @@ async def test_a_published_article_given_a_future_date_is_unpublished_until_then
     dated(publisher.settings.content.dir, path.name, "A story", when)
     assert (await publisher.intake.scan()).removed == ["story"]
     assert "A story" not in atom_titles(publisher)
-    back = await article_store.release(publisher.engine, when)
+    back = await article_ingest.release(publisher.engine, when)
     assert [a.id for a in back.updated] == ["story"] and not back.new  # it went out once already
 
 
@@ -424,13 +423,13 @@ def test_articles_show_and_remove(site_dir: Path) -> None:
 
 
 async def test_the_api_lists_articles_a_page_at_a_time_and_unpublishes_one(
-    client: TestClient, publisher: Publisher
+    articles_api: TestClient, publisher: Publisher
 ) -> None:
     seen: list[str] = []
     after = None
     while True:
         query = {"limit": "2"} | ({"after": str(after)} if after is not None else {})
-        response = await client.get("/api/articles", params=query)
+        response = await articles_api.get("/api/articles", params=query)
         assert response.status == 200, await response.text()
         page = await response.json()
         assert page["total"] == 3 and len(page["articles"]) <= 2
@@ -439,10 +438,10 @@ async def test_the_api_lists_articles_a_page_at_a_time_and_unpublishes_one(
         if after is None:
             break
     assert sorted(seen) == ["2023-09-kim-russia-visit", "2024-03-transit-ridership", "2024-06-city-heat-plan"]
-    assert (await client.get("/api/articles", params={"limit": "0"})).status == 422
+    assert (await articles_api.get("/api/articles", params={"limit": "0"})).status == 422
 
-    deleted = await client.delete("/api/articles/2023-09-kim-russia-visit")
+    deleted = await articles_api.delete("/api/articles/2023-09-kim-russia-visit")
     assert deleted.status == 204
     assert "Kim Jong Un in Russia: Is the War in Ukraine Forging a New Axis?" not in atom_titles(publisher)
-    assert (await client.delete("/api/articles/2023-09-kim-russia-visit")).status == 404
-    assert (await (await client.get("/api/articles")).json())["total"] == 2
+    assert (await articles_api.delete("/api/articles/2023-09-kim-russia-visit")).status == 404
+    assert (await (await articles_api.get("/api/articles")).json())["total"] == 2

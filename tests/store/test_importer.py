@@ -14,10 +14,10 @@ from sqlalchemy import select
 from publisher import clock
 from publisher.app import Publisher
 from publisher.config import Settings
-from publisher.digest.plan import plan
+from publisher.digest.plan import PlanOptions, plan
 from publisher.store.articles import newest_seq
 from publisher.store.schema import subscribers as subscribers_table
-from subscribers import importer, service
+from subscribers import bulk, export, importer, service
 from subscribers import store as subscriber_store
 from subscribers.importer import ImportFileError, ParsedImport, RowError, parse_csv
 from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
@@ -234,7 +234,7 @@ async def test_new_addresses_become_active_imported_subscribers_who_get_later_ar
 ) -> None:
     await publisher.intake.scan()
     parsed = parse("email,name,cadence\nann@example.org,Ann,instant\nbo@example.org,Bo,instant\n")
-    report = await importer.import_rows(publisher.engine, parsed, now=NOW)
+    report = await bulk.import_rows(publisher.engine, parsed, now=NOW)
     assert (report.created, report.existing, report.suppressed, report.updated) == (2, 0, 0, 0)
 
     ann = await stored(publisher, "ann@example.org")
@@ -248,12 +248,12 @@ async def test_new_addresses_become_active_imported_subscribers_who_get_later_ar
     assert top > 0 and cursors == [top, top]
 
     # Not the archive, but what is published after the import.
-    assert await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=20) == []
+    assert await plan(publisher.engine, Cadence.INSTANT, clock.now(), PlanOptions(max_articles=20)) == []
     (site_dir / "content" / "after-import.md").write_text(
         "---\ntitle: After the import\ndate: 2026-11-26T08:00:00Z\n---\nNews.\n", encoding="utf-8"
     )
     await publisher.intake.scan()
-    [digest] = await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=20)
+    [digest] = await plan(publisher.engine, Cadence.INSTANT, clock.now(), PlanOptions(max_articles=20))
     assert digest.recipients == 2 and len(digest.article_seqs) == 1
 
 
@@ -271,7 +271,7 @@ async def test_suppressed_addresses_are_skipped_counted_and_never_reactivated(pu
         "never@example.org,\nfresh@example.org,\n"
     )
     for update_existing in (False, True):
-        report = await importer.import_rows(publisher.engine, parsed, now=NOW, update_existing=update_existing)
+        report = await bulk.import_rows(publisher.engine, parsed, now=NOW, update_existing=update_existing)
         assert report.suppressed == 4
         assert report.updated == 0
     assert report.created == 0 and report.existing == 1  # fresh@ was created by the first run
@@ -293,12 +293,12 @@ async def test_existing_subscribers_are_left_alone_unless_asked_to_update(publis
         "ann@example.org,Annie,,economy\n"  # only the non-empty cells change on --update
         "bo@example.org,Bo,daily,\n"  # identical: nothing to update
     )
-    kept = await importer.import_rows(publisher.engine, parsed, now=NOW)
+    kept = await bulk.import_rows(publisher.engine, parsed, now=NOW)
     assert (kept.created, kept.existing, kept.updated) == (0, 2, 0)
     ann = await stored(publisher, "ann@example.org")
     assert ann is not None and ann.name == "Ann" and ann.topics == ()
 
-    updated = await importer.import_rows(publisher.engine, parsed, now=NOW, update_existing=True)
+    updated = await bulk.import_rows(publisher.engine, parsed, now=NOW, update_existing=True)
     assert (updated.created, updated.existing, updated.updated) == (0, 1, 1)
     ann = await stored(publisher, "ann@example.org")
     assert ann is not None
@@ -309,7 +309,7 @@ async def test_existing_subscribers_are_left_alone_unless_asked_to_update(publis
 async def test_dry_run_counts_exactly_and_writes_nothing(publisher: Publisher) -> None:
     await add_subscriber(publisher.engine, "ann@example.org", name="Ann")
     parsed = parse("email,name\nann@example.org,Annie\nnew@example.org,New\nbad,\n")
-    report = await importer.import_rows(publisher.engine, parsed, now=NOW, update_existing=True, dry_run=True)
+    report = await bulk.import_rows(publisher.engine, parsed, now=NOW, update_existing=True, dry_run=True)
     assert (report.created, report.updated, report.invalid_rows) == (1, 1, 1)
     assert await stored(publisher, "new@example.org") is None
     ann = await stored(publisher, "ann@example.org")
@@ -319,7 +319,7 @@ async def test_dry_run_counts_exactly_and_writes_nothing(publisher: Publisher) -
 async def test_rows_are_stored_in_batches_with_progress(publisher: Publisher) -> None:
     parsed = parse("email\n" + "".join(f"p{i}@example.org\n" for i in range(5)) + "p0@example.org\n")
     calls: list[tuple[int, int]] = []
-    report = await importer.import_rows(
+    report = await bulk.import_rows(
         publisher.engine, parsed, now=NOW, batch_size=2, progress=lambda done, total: calls.append((done, total))
     )
     assert calls == [(2, 5), (4, 5), (5, 5)]
@@ -340,7 +340,7 @@ async def test_a_sign_up_racing_the_batch_is_retried_as_existing(
         return {} if calls == 1 else await real_existing(conn, addresses)  # type: ignore[arg-type]
 
     monkeypatch.setattr(subscriber_store, "existing", first_lookup_misses)
-    report = await importer.import_rows(
+    report = await bulk.import_rows(
         publisher.engine, parse("email\nnew@example.org\nracer@example.org\n"), now=NOW
     )
     assert calls == 2
@@ -364,7 +364,7 @@ async def test_an_export_re_imports_to_the_same_subscribers(
     await service.leave(publisher.engine, gone.id, now=NOW)
 
     buffer = io.StringIO()
-    assert await importer.export_csv(publisher.engine, buffer) == 3
+    assert await export.export_csv(publisher.engine, buffer) == 3
     exported = buffer.getvalue()
     assert exported.splitlines()[0] == ",".join(importer.EXPORT_COLUMNS)
     assert importer.EXPORT_COLUMNS[:6] == ("email", "name", "cadence", "topics", "timezone", "send_hour")
@@ -381,7 +381,7 @@ async def test_an_export_re_imports_to_the_same_subscribers(
         known = await service.known_topics(target.engine, other.site.topics)
         parsed = parse_csv(exported, known_topics=known, default_timezone="UTC", default_cadence="daily")
         assert parsed.errors == [] and parsed.warnings == [] and parsed.inactive == 1
-        report = await importer.import_rows(target.engine, parsed, now=NOW)
+        report = await bulk.import_rows(target.engine, parsed, now=NOW)
         assert report.created == 2
 
         def essentials(subscriber: Subscriber) -> tuple[object, ...]:
@@ -399,7 +399,7 @@ async def test_jsonl_export_is_one_subscriber_dict_a_line_filtered_by_status(pub
     gone = await add_subscriber(publisher.engine, "gone@example.org")
     await service.leave(publisher.engine, gone.id, now=NOW)
     buffer = io.StringIO()
-    assert await importer.export_jsonl(publisher.engine, buffer, status=Status.ACTIVE) == 1
+    assert await export.export_jsonl(publisher.engine, buffer, status=Status.ACTIVE) == 1
     assert [json.loads(line) for line in buffer.getvalue().splitlines()] == [ann.to_dict()]
 
 
@@ -419,7 +419,7 @@ async def test_an_export_runs_no_formula_in_any_spreadsheet_locale_and_re_import
 ) -> None:
     await add_subscriber(publisher.engine, "ann@example.org", name=name)
     buffer = io.StringIO()
-    await importer.export_csv(publisher.engine, buffer)
+    await export.export_csv(publisher.engine, buffer)
     exported = buffer.getvalue()
 
     # A spreadsheet opens the file with its locale's separator, whatever the file uses.

@@ -20,7 +20,7 @@ from publisher.delivery.ledger import Claimant
 from publisher.delivery.locks import exclusive
 from publisher.delivery.model import DeliveryConfig
 from publisher.delivery.service import framer
-from publisher.digest.plan import plan
+from publisher.digest.plan import PlanOptions, plan
 from publisher.mail.transport import MaildirTransport, TransportPool
 from publisher.store.schema import deliveries, digests, subscribers
 from subscribers import service
@@ -142,7 +142,7 @@ async def test_unsubscribed_after_planning_is_never_sent(publisher: Publisher, s
     await add(publisher, "ann@example.org")
     await add(publisher, "bob@example.org")
     await publisher.intake.scan()
-    await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=20)
+    await plan(publisher.engine, Cadence.INSTANT, clock.now(), PlanOptions(max_articles=20))
     assert await service.suppress(publisher.engine, "BOB@example.org", now=clock.now())
     report = await publisher.delivery.deliver()
     assert (report.sent, report.cancelled) == (1, 1)
@@ -152,7 +152,7 @@ async def test_unsubscribed_after_planning_is_never_sent(publisher: Publisher, s
 async def test_rows_left_sending_by_a_crash_are_resumed(publisher: Publisher, settings: Settings) -> None:
     ids = [await add(publisher, f"r{i}@example.org") for i in range(3)]
     await publisher.intake.scan()
-    [digest] = await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=20)
+    [digest] = await plan(publisher.engine, Cadence.INSTANT, clock.now(), PlanOptions(max_articles=20))
     async with publisher.engine.begin() as conn:  # as if the process died mid-batch
         await conn.execute(update(deliveries).values(state="sending"))
     report = await publisher.delivery.deliver()
@@ -187,7 +187,7 @@ async def test_broken_article_is_skipped_and_the_rest_published(publisher: Publi
 async def test_only_one_process_delivers_at_a_time_on_sqlite(publisher: Publisher, settings: Settings) -> None:
     await add(publisher, "ann@example.org")
     await publisher.intake.scan()
-    await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=20)
+    await plan(publisher.engine, Cadence.INSTANT, clock.now(), PlanOptions(max_articles=20))
     lock_path = settings.storage.data_dir / "delivery.lock"
     with exclusive(lock_path) as taken:  # another delivery run holds the lock
         assert taken
@@ -206,7 +206,7 @@ async def test_two_nodes_delivering_at_once_share_a_digest_and_send_each_message
     for i in range(60):
         await add(publisher, f"r{i:02}@example.org")
     await publisher.intake.scan()
-    await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=20)
+    await plan(publisher.engine, Cadence.INSTANT, clock.now(), PlanOptions(max_articles=20))
     settings.delivery.batch_size = 5  # many claims, so the two runs interleave
 
     class Yielding(MaildirTransport):
@@ -238,7 +238,7 @@ async def test_stopping_mid_batch_finishes_the_message_in_hand_and_returns_the_r
     for i in range(4):
         await add(publisher, f"r{i}@example.org")
     await publisher.intake.scan()
-    await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=20)
+    await plan(publisher.engine, Cadence.INSTANT, clock.now(), PlanOptions(max_articles=20))
 
     class StopAfterFirst(MaildirTransport):
         async def send(self, sender: str, recipient: str, message: bytes) -> str:
@@ -271,7 +271,7 @@ async def test_outcomes_a_database_error_refused_are_written_again_not_sent_agai
     for i in range(5):
         await add(publisher, f"r{i}@example.org")
     await publisher.intake.scan()
-    await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=20)
+    await plan(publisher.engine, Cadence.INSTANT, clock.now(), PlanOptions(max_articles=20))
     real_record = ledger.record
     refused = []
 

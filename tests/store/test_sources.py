@@ -26,11 +26,10 @@ from subscribers.model import Cadence
 from tests.support.outbox import outbox_messages
 from tests.support.people import add_subscriber
 from tests.system.test_daemon import NEW_ARTICLE
-from tests.support.web_client import api_client
+from tests.support.web_client import API_TOKEN, api_client
 
 FEEDS = Path(__file__).parents[1] / "fixtures" / "feeds"
-TOKEN = "test-api-token-0b9e4c61d2a84f7a"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
 def atom_titles(publisher: Publisher) -> list[str]:
@@ -155,20 +154,12 @@ async def test_a_slow_upstream_feed_does_not_hold_up_the_markdown_scan(
 # --- the ingest API ----------------------------------------------------------------------
 
 
-@pytest.fixture
-async def client(publisher: Publisher, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[TestClient]:
-    monkeypatch.setenv("PUBLISHER_API_TOKEN", TOKEN)
-    await publisher.intake.scan()
-    async with api_client(publisher, TOKEN) as test_client:
-        yield test_client
-
-
 async def test_markdown_posted_to_the_api_is_published_once_and_an_edit_is_not_news(
-    client: TestClient, publisher: Publisher, settings: Settings
+    articles_api: TestClient, publisher: Publisher, settings: Settings
 ) -> None:
     await add_subscriber(publisher.engine, "reader@example.org")
     headers = {"Content-Type": "text/markdown"}
-    response = await client.post("/api/articles", data=NEW_ARTICLE.encode(), headers=headers)
+    response = await articles_api.post("/api/articles", data=NEW_ARTICLE.encode(), headers=headers)
     assert response.status == 201
     created = await response.json()
     assert created == {
@@ -180,18 +171,18 @@ async def test_markdown_posted_to_the_api_is_published_once_and_an_edit_is_not_n
     assert len(outbox_messages(settings)) == 1
 
     edited = NEW_ARTICLE.replace("three weeks", "four weeks")
-    again = await client.post("/api/articles", data=edited.encode(), headers=headers)
+    again = await articles_api.post("/api/articles", data=edited.encode(), headers=headers)
     assert again.status == 200 and (await again.json())["status"] == "updated"
     assert len(outbox_messages(settings)) == 1
 
 
-async def test_json_posted_to_the_api(client: TestClient, publisher: Publisher) -> None:
+async def test_json_posted_to_the_api(articles_api: TestClient, publisher: Publisher) -> None:
     article = {
         "id": "urn:cms:4711", "title": "Port traffic in figures", "date": "2026-11-21T09:00:00Z",
         "tags": ["trade"], "takeaways": ["Container volumes rose", "Bulk cargo fell"],
         "body": "| Port | Change |\n| --- | --- |\n| North | +4% |\n\nData Sources: port authority figures.\n",
     }
-    response = await client.post("/api/articles", json=article)
+    response = await articles_api.post("/api/articles", json=article)
     assert response.status == 201, await response.text()
     await publisher.tasks.settle()
     items = {item["title"]: item for item in json.loads(publisher.shelf.docs["feed.json"].body)["items"]}
@@ -200,24 +191,24 @@ async def test_json_posted_to_the_api(client: TestClient, publisher: Publisher) 
     assert "<table>" in posted["content_html"] and "port authority figures" in posted["content_html"]
 
 
-async def test_every_problem_comes_back_as_422(client: TestClient) -> None:
-    response = await client.post("/api/articles", json={"date": "yesterday-ish", "tags": 5, "body": "x"})
+async def test_every_problem_comes_back_as_422(articles_api: TestClient) -> None:
+    response = await articles_api.post("/api/articles", json={"date": "yesterday-ish", "tags": 5, "body": "x"})
     assert response.status == 422
     messages = [p["message"] for p in (await response.json())["problems"]]
     assert len(messages) >= 2 and any("title" in m for m in messages), messages
-    markdown = await client.post("/api/articles", data=b"---\ndate: 2026-11-21\n---\n", headers={"Content-Type": "text/markdown"})
+    markdown = await articles_api.post("/api/articles", data=b"---\ndate: 2026-11-21\n---\n", headers={"Content-Type": "text/markdown"})
     assert markdown.status == 422
     assert any(p["message"].startswith("line ") for p in (await markdown.json())["problems"])
-    wrong_type = await client.post("/api/articles", data=b"<html>", headers={"Content-Type": "text/html"})
+    wrong_type = await articles_api.post("/api/articles", data=b"<html>", headers={"Content-Type": "text/html"})
     assert wrong_type.status == 415
 
 
 async def test_the_api_source_can_be_turned_off(make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PUBLISHER_API_TOKEN", TOKEN)
+    monkeypatch.setenv("PUBLISHER_API_TOKEN", API_TOKEN)
     publisher = Publisher(make_settings('[[sources]]\ntype = "markdown"\ndir = "content"\n'))
     await publisher.start()
     try:
-        async with api_client(publisher, TOKEN) as client:
+        async with api_client(publisher, API_TOKEN) as client:
             response = await client.post("/api/articles", data=NEW_ARTICLE.encode(), headers={"Content-Type": "text/markdown"})
             assert response.status == 404
     finally:
@@ -251,7 +242,7 @@ async def test_an_edit_is_not_resent_unless_the_operator_asks(publisher: Publish
 
 
 async def test_the_api_answers_other_requests_while_it_parses_an_article(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
+    articles_api: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A huge article took the event loop for seconds (every request waited): it is parsed in a thread.
 
@@ -268,10 +259,10 @@ async def test_the_api_answers_other_requests_while_it_parses_an_article(
 
     monkeypatch.setattr(api_articles, "read_article", held_parse)
     posting = asyncio.create_task(
-        client.post("/api/articles", data=NEW_ARTICLE.encode(), headers={"Content-Type": "text/markdown"})
+        articles_api.post("/api/articles", data=NEW_ARTICLE.encode(), headers={"Content-Type": "text/markdown"})
     )
     await asyncio.to_thread(started.wait, 5)
-    listing = await client.get("/api/articles")
+    listing = await articles_api.get("/api/articles")
     answered.set()
     assert listing.status == 200
     assert (await posting).status == 201
@@ -301,7 +292,7 @@ async def test_feeds_are_built_off_the_event_loop(publisher: Publisher, monkeypa
     assert "feed.atom" in publisher.shelf.docs
 
 
-async def test_bad_urls_and_dates_are_422_naming_the_field(client: TestClient) -> None:
+async def test_bad_urls_and_dates_are_422_naming_the_field(articles_api: TestClient) -> None:
     base = {"title": "Hostile", "date": "2026-11-21T09:00:00Z", "body": "Text."}
     cases = {
         "canonical_url": {**base, "canonical_url": "javascript:alert(1)"},
@@ -309,24 +300,24 @@ async def test_bad_urls_and_dates_are_422_naming_the_field(client: TestClient) -
         "date": {**base, "date": "9999-12-31T23:59:59-14:00"},
     }
     for field, article in cases.items():
-        response = await client.post("/api/articles", json=article)
+        response = await articles_api.post("/api/articles", json=article)
         assert response.status == 422, (field, await response.text())
         [problem] = (await response.json())["problems"]
         assert problem["message"].startswith(f"{field} "), problem
     markdown = b"+++\ntitle = \"Hostile\"\ndate = 9999-12-31T23:59:59-14:00\n+++\nText.\n"
-    response = await client.post("/api/articles", data=markdown, headers={"Content-Type": "text/markdown"})
+    response = await articles_api.post("/api/articles", data=markdown, headers={"Content-Type": "text/markdown"})
     assert response.status == 422
     assert (await response.json())["problems"][0]["message"].startswith("line 3: date ")
 
 
-async def test_a_deeply_nested_article_is_422_not_500(client: TestClient) -> None:
+async def test_a_deeply_nested_article_is_422_not_500(articles_api: TestClient) -> None:
     deep = "[" * 900 + "]" * 900
     body = f'{{"title": "Deep", "date": "2026-11-21T09:00:00Z", "tags": {deep}, "body": "x"}}'
-    response = await client.post("/api/articles", data=body.encode(), headers={"Content-Type": "application/json"})
+    response = await articles_api.post("/api/articles", data=body.encode(), headers={"Content-Type": "application/json"})
     assert response.status == 422, await response.text()
     assert (await response.json())["problems"], await response.text()
     quoted = "---\ntitle: Deep\ndate: 2026-11-21\n---\n" + "> " * 5000 + "x\n"
-    response = await client.post("/api/articles", data=quoted.encode(), headers={"Content-Type": "text/markdown"})
+    response = await articles_api.post("/api/articles", data=quoted.encode(), headers={"Content-Type": "text/markdown"})
     assert response.status in {201, 422}, await response.text()
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from publisher.content.model import MAX_ID_LENGTH, MAX_SLUG_LENGTH
 from publisher.delivery import ledger
 from publisher.store import articles as article_store
+from publisher.store import ingest as article_ingest
 from publisher.store.db import alembic_config, create_engine, revisions, upgrade
 from publisher.store.schema import (
     deliveries,
@@ -169,7 +170,7 @@ async def test_search_folds_case_beyond_ascii_and_takes_wildcards_literally(engi
 async def test_ids_and_slugs_as_long_as_the_columns_hold_are_stored(engine: AsyncEngine) -> None:
     await upgrade(engine)
     longest = seed_like(id="x" * MAX_ID_LENGTH, slug="s" * MAX_SLUG_LENGTH)
-    result = await article_store.ingest(engine, [longest], NOW, source="api")
+    result = await article_ingest.ingest(engine, [longest], NOW, source="api")
     assert result.new == [longest]
     assert await article_store.by_slug(engine, longest.slug) == longest
 
@@ -207,7 +208,7 @@ async def test_two_scans_storing_the_same_new_article_at_once_publish_it_once(
     now = datetime.now(UTC)
     try:
         results = await asyncio.gather(
-            *(article_store.ingest(e, [article], now, source="markdown:x") for e in (engine, other, engine, other))
+            *(article_ingest.ingest(e, [article], now, source="markdown:x") for e in (engine, other, engine, other))
         )
     finally:
         await other.dispose()

@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 
 from publisher import clock
 from publisher.app import Publisher
-from publisher.digest.plan import plan
-from publisher.store.articles import ingest
+from publisher.digest.plan import PlanOptions, plan
+from publisher.store.ingest import ingest
 from publisher.store.db import create_engine
 from publisher.store.schema import deliveries, subscribers, suppressions
 from subscribers import service
@@ -67,13 +67,13 @@ async def test_sign_up_is_pending_until_confirmed_and_starts_at_the_newest_artic
     )
     assert needs_confirmation and sub.status == Status.PENDING and sub.email == "ann@example.org"
     await ingest(publisher.engine, [seed_like(id="while-pending", slug="while-pending")], clock.now())
-    assert await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=5) == []  # pending gets nothing
+    assert await plan(publisher.engine, Cadence.INSTANT, clock.now(), PlanOptions(max_articles=5)) == []  # pending gets nothing
 
     active = await service.confirm(publisher.engine, sub.id, now=clock.now())
     assert active is not None and active.status == Status.ACTIVE and active.confirmed_source == Source.WEB
-    assert await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=5) == []  # no back catalogue
+    assert await plan(publisher.engine, Cadence.INSTANT, clock.now(), PlanOptions(max_articles=5)) == []  # no back catalogue
     await ingest(publisher.engine, [seed_like(id="after", slug="after")], clock.now())
-    [digest] = await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=5)
+    [digest] = await plan(publisher.engine, Cadence.INSTANT, clock.now(), PlanOptions(max_articles=5))
     assert digest.recipients == 1
 
 
@@ -152,7 +152,7 @@ async def test_erasing_deletes_personal_data_and_keeps_only_a_hash(publisher: Pu
     await publisher.intake.scan()
     sub = await add_subscriber(publisher.engine, "ann@example.org", name="Ann")
     await ingest(publisher.engine, [seed_like(id="x", slug="x")], clock.now())
-    await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=5)
+    await plan(publisher.engine, Cadence.INSTANT, clock.now(), PlanOptions(max_articles=5))
     assert await service.erase(publisher.engine, sub.id, now=clock.now())
     assert not await service.erase(publisher.engine, sub.id, now=clock.now())
     async with publisher.engine.connect() as conn:
@@ -169,7 +169,7 @@ async def test_topics_pick_the_articles_of_a_digest(publisher: Publisher) -> Non
     await add_subscriber(publisher.engine, "climate@example.org", topics=["climate"])
     await ingest(publisher.engine, [seed_like(id="war", slug="war", tags=("Russia",))], clock.now())
     await ingest(publisher.engine, [seed_like(id="heat", slug="heat", tags=("Climate",))], clock.now())
-    digests = await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=5)
+    digests = await plan(publisher.engine, Cadence.INSTANT, clock.now(), PlanOptions(max_articles=5))
     by_size = sorted((len(d.article_seqs), d.recipients) for d in digests)
     assert by_size == [(1, 1), (2, 1)]  # the climate reader gets only the climate article
 

@@ -28,6 +28,9 @@ from tests.support import databases
 from tests.support.sites import new_site, write_config
 
 if TYPE_CHECKING:
+    from aiohttp.test_utils import TestClient
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     from publisher.app import Publisher
 
 
@@ -147,3 +150,22 @@ async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
     await service.start()
     yield service
     await service.close()
+
+
+@pytest.fixture
+async def articles_api(publisher: Publisher, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[TestClient]:
+    """A client of the API (token :data:`tests.support.web_client.API_TOKEN`), the sample articles stored."""
+    from tests.support.web_client import API_TOKEN, api_client
+
+    monkeypatch.setenv("PUBLISHER_API_TOKEN", API_TOKEN)
+    await publisher.intake.scan()
+    async with api_client(publisher, API_TOKEN) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    """A DKIM signing key; generating one takes a while, so a module's tests share it."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)

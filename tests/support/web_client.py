@@ -21,6 +21,7 @@ from publisher.web.forms import COOKIE
 from publisher.web.keys import PUBLISHER
 from publisher.web.server import create_app
 
+API_TOKEN = "test-api-token-0b9e4c61d2a84f7a"  # what the ``articles_api`` fixture sets
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 

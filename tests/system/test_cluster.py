@@ -32,7 +32,7 @@ from publisher import clock
 from publisher.app import Publisher
 from publisher.config import Settings, load_settings
 from publisher.delivery.ledger import Claimant, claim, claimable, renew
-from publisher.digest.plan import plan
+from publisher.digest.plan import PlanOptions, plan
 from publisher.runtime.leadership import LEADER_LOCK, Leadership
 from publisher.store.schema import deliveries
 from subscribers.model import Cadence
@@ -58,7 +58,7 @@ async def planned_digest(publisher: Publisher, count: int) -> str:
     for i in range(count):
         await add_subscriber(publisher.engine, f"c{i:02}@example.org", cadence=Cadence.INSTANT)
     await publisher.intake.scan()
-    [digest] = await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=20)
+    [digest] = await plan(publisher.engine, Cadence.INSTANT, clock.now(), PlanOptions(max_articles=20))
     return digest.id
 
 

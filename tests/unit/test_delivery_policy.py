@@ -12,7 +12,7 @@ from publisher.config import Settings
 from publisher.delivery import policy
 from publisher.delivery.model import DeliveryConfig
 from publisher.delivery.policy import RefusalStreak, Verdict
-from publisher.mail.bounces import Phase
+from publisher.mail.replies import Phase
 from publisher.mail.transport import DeliveryError
 
 NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)

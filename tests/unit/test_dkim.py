@@ -31,7 +31,9 @@ from hypothesis import strategies as st
 from publisher.cli import main
 from publisher.config import DeliverySettings, DkimSettings, Settings, SiteSettings
 from publisher.mail import dkim as dk
-from publisher.mail.dkim import DkimError, DkimKeyError, DkimSigner
+from publisher.mail import dkim_keys
+from publisher.mail.dkim import DkimSigner
+from publisher.mail.dkim_keys import DkimError, DkimKeyError
 from publisher.mail.message import build_message, build_notice
 from publisher.mail.render import Personal, RenderedDigest, render_digest
 from publisher.templating import make_environment
@@ -45,11 +47,6 @@ SETTINGS = Settings(
     site=SiteSettings(title="Nachrichten: Größe", url="https://news.example.org/", postal_address="1 Example Street"),
     delivery=DeliverySettings(from_address="newsletter@news.example.org", from_name="Größe News"),
 )
-
-
-@pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 @pytest.fixture(scope="module")
@@ -195,9 +192,9 @@ def test_removed_list_unsubscribe_post_fails(signer: DkimSigner, raw: bytes) -> 
 
 def test_wrong_key_or_selector_fails(raw: bytes, rsa_key: rsa.RSAPrivateKey) -> None:
     signed = DkimSigner(SELECTOR, DOMAIN, rsa_key).sign(raw)
-    other = dk.dns_txt_value(rsa.generate_private_key(public_exponent=65537, key_size=1024))
+    other = dkim_keys.dns_txt_value(rsa.generate_private_key(public_exponent=65537, key_size=1024))
     assert not verifies(signed, other)
-    assert not dkim.verify(signed, dnsfunc=dns_for(dk.dns_txt_value(rsa_key), selector="other"))
+    assert not dkim.verify(signed, dnsfunc=dns_for(dkim_keys.dns_txt_value(rsa_key), selector="other"))
 
 
 # --- the bytes -------------------------------------------------------------------------
@@ -254,8 +251,8 @@ def test_header_canonicalization_matches_dkimpy(first: str, second: str) -> None
 # --- configuration and keys ----------------------------------------------------------------
 
 
-def write_key(path: Path, key: dk.PrivateKey, mode: int = 0o600) -> Path:
-    path.write_bytes(dk.private_key_pem(key))
+def write_key(path: Path, key: dkim_keys.PrivateKey, mode: int = 0o600) -> Path:
+    path.write_bytes(dkim_keys.private_key_pem(key))
     path.chmod(mode)
     return path
 
@@ -266,7 +263,7 @@ def test_from_settings(tmp_path: Path, rsa_key: rsa.RSAPrivateKey, raw: bytes) -
     key_file = write_key(tmp_path / "dkim.pem", rsa_key)
     signer = DkimSigner.from_settings(DkimSettings(selector=SELECTOR, domain=DOMAIN, key_file=key_file))
     assert signer is not None and signer.dns_name == f"{SELECTOR}._domainkey.{DOMAIN}"
-    assert verifies(signer.sign(raw), dk.dns_txt_value(rsa_key))
+    assert verifies(signer.sign(raw), dkim_keys.dns_txt_value(rsa_key))
 
 
 def test_pkcs1_pem_and_dknewkey_ed25519_seed_load(
@@ -275,13 +272,13 @@ def test_pkcs1_pem_and_dknewkey_ed25519_seed_load(
     pkcs1 = tmp_path / "rsa.pem"
     pkcs1.write_bytes(rsa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                                             serialization.NoEncryption()).replace(b"\n", b"\r\n"))
-    assert verifies(DkimSigner.from_key_file(SELECTOR, DOMAIN, pkcs1).sign(raw), dk.dns_txt_value(rsa_key))
+    assert verifies(DkimSigner.from_key_file(SELECTOR, DOMAIN, pkcs1).sign(raw), dkim_keys.dns_txt_value(rsa_key))
     seed = tmp_path / "ed25519.key"  # what dkimpy's dknewkey writes: the base64 seed, one line
     seed.write_bytes(base64.b64encode(ed_key.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())))
     signer = DkimSigner.from_key_file(SELECTOR, DOMAIN, seed)
     assert signer.algorithm == "ed25519-sha256"
-    assert verifies(signer.sign(raw), dk.dns_txt_value(ed_key))
+    assert verifies(signer.sign(raw), dkim_keys.dns_txt_value(ed_key))
 
 
 SECRET = b"SECRET-KEY-MATERIAL-MUST-NOT-LEAK"
@@ -346,7 +343,7 @@ def test_a_key_readable_by_others_is_a_warning(
     tmp_path: Path, rsa_key: rsa.RSAPrivateKey, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = write_key(tmp_path / "dkim.pem", rsa_key, mode=0o644)
-    with caplog.at_level(logging.WARNING, logger="publisher.mail.dkim"):
+    with caplog.at_level(logging.WARNING, logger="publisher.mail.dkim_keys"):
         DkimSigner.from_key_file(SELECTOR, DOMAIN, path)
     assert "chmod 600" in caplog.text and "BEGIN" not in caplog.text
 
@@ -370,7 +367,7 @@ def test_unaligned_domain_is_a_warning_once_not_a_refusal(
         other.sign(raw)
     assert len(caplog.records) == 1
     assert "news.example.org" in caplog.text and "elsewhere.example.net" in caplog.text
-    assert dkim.verify(signed, dnsfunc=dns_for(dk.dns_txt_value(rsa_key), domain="elsewhere.example.net"))
+    assert dkim.verify(signed, dnsfunc=dns_for(dkim_keys.dns_txt_value(rsa_key), domain="elsewhere.example.net"))
 
 
 def test_aligned() -> None:

@@ -16,8 +16,8 @@ from publisher import clock
 from publisher.app import Publisher
 from publisher.cli import main
 from publisher.config import Settings, load_settings
-from publisher.digest.plan import plan
-from publisher.store.articles import ingest
+from publisher.digest.plan import PlanOptions, plan
+from publisher.store.ingest import ingest
 from publisher.web import public
 from subscribers.model import Cadence
 from tests.support.articles import seed_like
@@ -97,7 +97,7 @@ async def test_article_page_shows_takeaways_quote_and_fact_table(client: TestCli
 async def test_view_in_browser_shows_the_digest_without_anyones_links(client: TestClient, publisher: Publisher) -> None:
     await add_subscriber(publisher.engine, "ann@example.org", cadence=Cadence.INSTANT)
     await ingest(publisher.engine, [seed_like(id="fresh", slug="fresh", title="A fresh article")], clock.now())
-    [digest] = await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=5)
+    [digest] = await plan(publisher.engine, Cadence.INSTANT, clock.now(), PlanOptions(max_articles=5))
     response = await client.get(f"/digests/{digest.id}")
     assert response.status == 200
     body = await response.text()

@@ -26,8 +26,8 @@ from sqlalchemy import select
 from publisher import clock
 from publisher.app import Publisher
 from publisher.config import Settings
-from publisher.digest.plan import plan
-from publisher.store.articles import ingest
+from publisher.digest.plan import PlanOptions, plan
+from publisher.store.ingest import ingest
 from publisher.store.schema import deliveries, suppressions
 from subscribers import service
 from subscribers import store as subscriber_store
@@ -559,7 +559,7 @@ async def test_one_click_unsubscribe_per_rfc_8058(site: tuple[Publisher, TestCli
     await add_subscriber(publisher.engine, "bob@example.org")
     # A digest is planned for both; Ann leaves before delivery.
     await publish_fresh(publisher)
-    await plan(publisher.engine, Cadence.INSTANT, clock.now(), max_articles=5)
+    await plan(publisher.engine, Cadence.INSTANT, clock.now(), PlanOptions(max_articles=5))
 
     token = publisher.tokens.make(Purpose.UNSUBSCRIBE, sub.id, sub.email)
     # The mailbox provider's POST: no cookie, no CSRF token, just the RFC 8058 body.

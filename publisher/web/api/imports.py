@@ -43,7 +43,7 @@ IMPORT_FIELDS = frozenset({"email", "name", *PREFERENCE_FIELDS, "status"}) | EXP
 async def import_subscribers(request: web.Request) -> web.Response:
     """A JSON list of subscriber objects, or a CSV file as ``publisher subscribers import`` reads it.
 
-    Both are stored by :func:`subscribers.importer.import_rows`, a transaction per
+    Both are stored by :func:`subscribers.bulk.import_rows`, a transaction per
     thousand rows: new addresses become active (the operator vouches; source
     ``import``), known ones are left as they are, suppressed ones are skipped and
     counted, and a bad item is reported while the others go on.  Reading and checking
