@@ -196,28 +196,29 @@ async def revisions(engine: AsyncEngine) -> Revision:
     return current, head
 
 
-async def schema_revisions(database: DatabaseSettings) -> Revision:
-    """:func:`revisions` of the ``[database]`` settings' store; changes nothing.
-
-    Opens an engine of its own, for ``publisher db``: it must work where starting a
-    Publisher would migrate first.
-    """
+@asynccontextmanager
+async def _engine_of(database: DatabaseSettings) -> AsyncIterator[AsyncEngine]:
+    """An engine of its own for ``publisher db``, disposed after: it must work where
+    starting a Publisher would migrate first."""
     engine = create_engine(database.url, busy_timeout=database.busy_timeout)
     try:
-        return await revisions(engine)
+        yield engine
     finally:
         await engine.dispose()
+
+
+async def schema_revisions(database: DatabaseSettings) -> Revision:
+    """:func:`revisions` of the ``[database]`` settings' store; changes nothing."""
+    async with _engine_of(database) as engine:
+        return await revisions(engine)
 
 
 async def migrate(database: DatabaseSettings) -> tuple[Revision, Revision]:
     """Apply the migrations the ``[database]`` settings' store has not had yet: the revisions before and after."""
-    engine = create_engine(database.url, busy_timeout=database.busy_timeout)
-    try:
+    async with _engine_of(database) as engine:
         before = await revisions(engine)
         await upgrade(engine)
         return before, await revisions(engine)
-    finally:
-        await engine.dispose()
 
 
 async def ping(engine: AsyncEngine) -> None:
