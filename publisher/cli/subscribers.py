@@ -1,7 +1,7 @@
 """``publisher subscribers``: add, import, export, list, show, remove and suppress subscribers.
 
 The operator's side of the list; the readers' side (sign-up, confirm, preferences,
-unsubscribe) is the web's.  Both go through the same lifecycle functions.
+unsubscribe) is the web's.  Both go through the same subscriber service.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from publisher.app import Publisher
 from publisher.cli.context import CADENCES, STATUSES, with_publisher
 from publisher.cli.output import err, out, summary
 from subscribers import importer, service
-from subscribers.store import MAX_REASON
 from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
+from subscribers.store import MAX_REASON
 from subscribers.validation import SubscriberError, normalize_email
 
 
