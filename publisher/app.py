@@ -14,7 +14,9 @@ node facts, and the services named for the step of the data's way they do:
 The services get their collaborators here, explicitly, and report what the node
 should know through callbacks wired here (a finished scan, messages sent, the next
 scheduled article).  Front ends (CLI, web, API) and the runtime call the services;
-nothing else lives on this object.
+besides the composition, this object answers only the few reads about the process and
+its store that belong to no service (the live nodes, the readiness probe), so no front
+end opens a connection itself.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from publisher.runtime.state import NodeState
 from publisher.secrets import load_secret_key
 from publisher.sources.intake import Intake
 from publisher.store import meta
-from publisher.store.db import create_engine, upgrade
+from publisher.store.db import create_engine, ping, upgrade
 from publisher.tasks import TaskTracker
 from publisher.template_check import template_problems
 from publisher.templating import make_environment, make_loader
@@ -128,6 +130,21 @@ class Publisher:
     async def close(self) -> None:
         await self.intake.close()
         await self.engine.dispose()
+
+    # --- reads about the process and its store (no service owns them) ---
+
+    async def live_nodes(self) -> list[nodes.Node]:
+        """The nodes with a recent heartbeat, wherever they run on this database (``publisher status``)."""
+        return await nodes.live(self.engine, clock.now())
+
+    async def database_answers(self) -> None:
+        """Raise the driver's error unless the database answers a query (``/readyz``)."""
+        await ping(self.engine)
+
+    async def database_takes_writes(self) -> None:
+        """Raise the driver's error unless the database takes a write (``/readyz``): a full
+        disk or a read-only replica still answers queries."""
+        await meta.put(self.engine, meta.READINESS_PROBE, clock.now().isoformat())
 
     @property
     def tokens(self) -> Tokens:

@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Literal, Protocol
+from typing import IO, Literal, Protocol
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -44,7 +44,8 @@ from publisher.store.articles import all_tags
 from publisher.store.db import transaction
 from publisher.store.schema import deliveries, subscribers
 from subscribers import store
-from subscribers.bulk import ImportReport, import_rows
+from subscribers.bulk import ImportReport, ProgressCallback, import_rows
+from subscribers.export import export_csv, export_jsonl
 from subscribers.importer import ParsedImport
 from subscribers.model import SUPPRESSING, Cadence, Preferences, Source, Status, Subscriber
 from subscribers.tokens import Claim
@@ -474,9 +475,27 @@ class SubscriberService:
         found = await self.get(claim.subscriber_id)
         return found if found is not None and claim.matches(found.email) else None
 
+    async def suppression(self, email: str) -> str | None:
+        """Why the (normalized) address is suppressed, or None if it is not."""
+        async with self.engine.connect() as conn:
+            return await store.suppression(conn, email_hash(email))
+
     async def page(self, *, query: str = "", status: Status | None = None, after: int = 0, limit: int) -> Page:
-        """One keyset page of those whose address or name contains ``query``, and their total."""
-        found = await store.search(self.engine, query=query, status=status, after=after, limit=limit)
+        """One keyset page of those whose address or name contains ``query``, and their total.
+
+        The store answers at most :data:`subscribers.store.PAGE_LIMIT` rows a query; a
+        longer page (the CLI's ``--limit`` has no ceiling) asks again from the last id
+        until ``limit`` rows are in or none are left.
+        """
+        found: list[Subscriber] = []
+        while len(found) < limit:
+            wanted = limit - len(found)
+            rows = await store.search(
+                self.engine, query=query, status=status, after=found[-1].id if found else after, limit=wanted
+            )
+            found += rows
+            if len(rows) < min(wanted, store.PAGE_LIMIT):
+                break
         # Look one row ahead so that next_after is None exactly on the last page.
         more = len(found) == limit and bool(
             await store.search(self.engine, query=query, status=status, after=found[-1].id, limit=1)
@@ -487,6 +506,11 @@ class SubscriberService:
     def batches(self, *, status: Status | None = None) -> AsyncIterator[list[Subscriber]]:
         """Every subscriber (with ``status``), in id order, a batch at a time: an export's stream."""
         return store.batches(self.engine, status=status)
+
+    async def export(self, out: IO[str], *, fmt: Literal["csv", "jsonl"], status: Status | None = None) -> int:
+        """Write every subscriber (with ``status``) to ``out`` as CSV (re-importable) or JSON Lines; how many."""
+        export = export_jsonl if fmt == "jsonl" else export_csv
+        return await export(self.engine, out, status=status)
 
     # --- the lifecycle ---
 
@@ -552,9 +576,14 @@ class SubscriberService:
     async def erase(self, subscriber_id: int) -> bool:
         return await erase(self.engine, subscriber_id, now=clock.now())
 
-    async def import_rows(self, parsed: ParsedImport) -> ImportReport:
+    async def import_rows(
+        self, parsed: ParsedImport, *, update_existing: bool = False, dry_run: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> ImportReport:
         """Store an import's parsed rows (see :func:`subscribers.bulk.import_rows`)."""
-        return await import_rows(self.engine, parsed, now=clock.now())
+        return await import_rows(
+            self.engine, parsed, now=clock.now(), update_existing=update_existing, dry_run=dry_run, progress=progress
+        )
 
     async def record_bounce(self, email: str, kind: BounceKind, *, diagnostic: str = "") -> BounceOutcome:
         """A bounce or complaint reported for an address (``[delivery] soft_bounce_limit`` applies)."""

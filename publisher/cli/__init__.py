@@ -7,8 +7,9 @@ without knowing the root, and this module adds them: so no command module import
 this one, and there is no registration cycle.  What they share is in ``context``
 (exit codes, the event loop, settings, a started Publisher) and ``output`` (the
 consoles, times, the progress bar, summary tables).  The commands never open a
-database connection or call a store: what no single service call gives them yet is
-in ``flows``.  A bad config prints one line per problem and exits 2; a content
+database connection or call a store: they call the services the started Publisher
+holds (``publisher db`` alone, which must work before a Publisher would migrate,
+calls :mod:`publisher.store.db` with the ``[database]`` settings).  A bad config prints one line per problem and exits 2; a content
 problem found by ``check`` exits 1.
 """
 

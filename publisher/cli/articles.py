@@ -7,7 +7,6 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from publisher.app import Publisher
-from publisher.cli import flows
 from publisher.cli.context import settings_of, with_publisher
 from publisher.cli.output import out, when
 from publisher.sources.intake import check_content
@@ -29,7 +28,11 @@ def articles_list(ctx: click.Context, which: str | None) -> None:
     if state == ArticleState.DRAFT:  # never stored: read where they are
         found = [draft for scan in check_content(settings_of(ctx)) for draft in scan.drafts]
     else:
-        found = with_publisher(ctx, lambda publisher: flows.stored_articles(publisher, state))
+        found = with_publisher(
+            ctx,
+            lambda publisher: publisher.intake.scheduled() if state == ArticleState.SCHEDULED
+            else publisher.intake.latest(),
+        )
     # Ids and slugs are folded, never cut short: they are what the other commands take.
     table = Table(Column("id", overflow="fold"), Column("slug", overflow="fold"), "title",
                   Column("date", no_wrap=True), Column("state", no_wrap=True))
@@ -44,7 +47,7 @@ def articles_list(ctx: click.Context, which: str | None) -> None:
 @click.pass_context
 def articles_show(ctx: click.Context, article_id: str) -> None:
     """An article's fields, its state, when it was first seen and which digests carried it."""
-    found = with_publisher(ctx, lambda publisher: flows.stored_article(publisher, article_id))
+    found = with_publisher(ctx, lambda publisher: publisher.intake.find(article_id))
     if found is None:
         raise click.ClickException(f"no article has the id {article_id!r}")
     article = found.article

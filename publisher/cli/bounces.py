@@ -9,11 +9,10 @@ import click
 from rich.progress import Progress
 from rich.table import Table
 
-from publisher import clock
 from publisher.app import Publisher
 from publisher.cli.context import with_publisher
 from publisher.cli.output import err, out, summary
-from publisher.delivery.inbox import BounceImportReport, InboxError, import_bounces, open_inbox
+from publisher.delivery.inbox import BounceImportReport, InboxError, open_inbox
 
 
 @click.group("bounces")
@@ -50,10 +49,9 @@ def bounces_import(ctx: click.Context, path: Path, dry_run: bool, mark_seen: boo
     async def work(publisher: Publisher) -> BounceImportReport:
         with Progress(console=err, disable=not err.is_terminal, transient=True) as progress:
             task = progress.add_task("reading", total=len(box.messages))
-            return await import_bounces(
-                publisher.engine, box, sending_domain=publisher.settings.sending_domain,
-                soft_limit=publisher.settings.delivery.soft_bounce_limit, now=clock.now(), dry_run=dry_run,
-                mark_seen_after=mark_seen, progress=lambda done: progress.update(task, completed=done),
+            return await publisher.delivery.import_bounces(
+                box, dry_run=dry_run, mark_seen_after=mark_seen,
+                progress=lambda done: progress.update(task, completed=done),
             )
 
     report = with_publisher(ctx, work)

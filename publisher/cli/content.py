@@ -44,7 +44,7 @@ def init(directory: Path) -> None:
 def check(ctx: click.Context) -> None:
     """Validate the config, every template and every article; exit 1 if any error (warnings alone exit 0)."""
     settings = settings_of(ctx)
-    scans = check_content(settings)  # the settings alone: no database engine to parse Markdown
+    scans = check_content(settings)  # the settings alone: no database to parse Markdown
     problems = [problem for scan in scans for problem in scan.problems]
     for problem in problems:
         out.print(str(problem), highlight=False, markup=False)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import click
 
-from publisher.cli import flows
 from publisher.cli.context import settings_of, with_database
 from publisher.cli.output import out
+from publisher.store.db import migrate, schema_revisions
 
 
 @click.group("db")
@@ -23,7 +23,7 @@ def group() -> None:
 def db_current(ctx: click.Context) -> None:
     """Print the database's migration revision and the newest one; change nothing."""
     settings = settings_of(ctx)
-    current, head = with_database(lambda: flows.schema_revisions(settings))
+    current, head = with_database(lambda: schema_revisions(settings.database))
     state = "up to date" if current == head else "empty: any command migrates it" if current is None else (
         "behind: `publisher db upgrade` (or any command) migrates it")
     out.print(f"revision {current or '(none)'}, newest {head}: {state}", highlight=False, markup=False)
@@ -34,7 +34,7 @@ def db_current(ctx: click.Context) -> None:
 def db_upgrade(ctx: click.Context) -> None:
     """Apply the migrations not yet applied (safe while nodes run: one process migrates, the others wait)."""
     settings = settings_of(ctx)
-    (before, _), (after, _) = with_database(lambda: flows.migrate(settings))
+    (before, _), (after, _) = with_database(lambda: migrate(settings.database))
     if before == after:
         out.print(f"already at the newest revision {after}", highlight=False, markup=False)
     else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from publisher.delivery.service import DigestNotOpen
-from publisher.cli import flows
 from publisher.cli.context import with_publisher
 from publisher.cli.output import out, when
 from publisher.digest.resend import UnknownArticle
@@ -21,7 +20,7 @@ def group() -> None:
 @click.pass_context
 def digests_list(ctx: click.Context, limit: int) -> None:
     """The newest digests: id, cadence, status, created, articles, and their messages by state."""
-    found = with_publisher(ctx, lambda publisher: flows.digest_states(publisher, limit))
+    found = with_publisher(ctx, lambda publisher: publisher.delivery.states(limit=limit))
     if not found:
         out.print("no digests yet", highlight=False)
         return

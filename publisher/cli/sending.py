@@ -1,9 +1,9 @@
 """The commands that mail digests: ``send``, ``preview``, ``resume`` and ``resend``.
 
 Their exit status tells cron what is left (:class:`~publisher.cli.context.ExitCode`):
-3 when the transport could not be reached, 4 when messages remain.  The sequence of
-``send`` (scan, plan, deliver, count what is left) is :mod:`publisher.cli.flows`'s;
-this module parses the options and prints.
+3 when the transport could not be reached, 4 when messages remain.  ``send`` scans
+(the intake), then plans and delivers (the delivery service) and asks the ledger what
+is left; this module parses the options, makes those calls and prints.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from pathlib import Path
 import click
 
 from publisher import clock
-from publisher.delivery import ledger
 from publisher.app import Publisher
-from publisher.delivery.service import DigestCopy, NothingToPreview
-from publisher.cli import flows
+from publisher.delivery.ledger import Remaining
+from publisher.delivery.service import DigestCopy, NothingToPreview, SendResult
 from publisher.cli.context import CADENCES, ExitCode, with_publisher
 from publisher.cli.output import err, out, progress_bar, when
 from publisher.delivery.model import DeliveryReport
@@ -59,18 +58,20 @@ def send(
             async with publisher.delivery.rehearse(wanted) as rehearsal:
                 _print_planned(rehearsal.planned, "would send", rehearsal.nothing_due)
             return ExitCode.OK
-        due = await flows.plan_due(publisher, wanted)
-        _print_planned(due.planned, "planned", due.nothing_due)
+        await publisher.intake.scan()
+        planned = await publisher.delivery.plan([wanted])
+        _print_planned(planned, "planned", "" if planned else await publisher.delivery.why_nothing_due(wanted))
+        due = await publisher.delivery.due_count()
         with progress_bar() as (bar, task):
-            bar.update(task, total=due.due or None)
+            bar.update(task, total=due or None)
             started = time.monotonic()
 
             def progress(report: DeliveryReport) -> None:
                 rate = report.handled / max(time.monotonic() - started, 1e-6)
                 bar.update(task, completed=report.handled, rate=rate)
 
-            report, left = await flows.deliver_pending(publisher, wait=wait, progress=progress)
-        return _report_delivery(report, left)
+            report = await publisher.delivery.deliver(wait=wait, progress=progress)
+        return _report_delivery(report, await publisher.delivery.remaining())
 
     ctx.exit(with_publisher(ctx, work))
 
@@ -138,7 +139,7 @@ def _print_planned(planned: list[PlannedDigest], verb: str, nothing_due: str) ->
         out.print(nothing_due, highlight=False, markup=False)
 
 
-def _report_delivery(report: DeliveryReport, left: ledger.Remaining) -> ExitCode:
+def _report_delivery(report: DeliveryReport, left: Remaining) -> ExitCode:
     """Print what a delivery run did and what it left; the exit code that tells cron which."""
     r = report
     out.print(f"sent {r.sent}, deferred {r.deferred}, failed {r.failed}, cancelled {r.cancelled}", highlight=False)
@@ -169,7 +170,7 @@ def _report_delivery(report: DeliveryReport, left: ledger.Remaining) -> ExitCode
 def resume(ctx: click.Context, digest_id: str, wait: bool) -> None:
     """Continue DIGEST_ID, paused by too many failures, once the cause is fixed."""
 
-    report = with_publisher(ctx, lambda publisher: flows.resume(publisher, digest_id, wait=wait))
+    report = with_publisher(ctx, lambda publisher: publisher.delivery.resume(digest_id, wait=wait))
     if report is None:
         raise click.ClickException(f"no paused digest {digest_id!r} (see `publisher status`)")
     out.print(f"resumed {digest_id}: sent {report.sent}, deferred {report.deferred}, failed {report.failed}",
@@ -187,8 +188,12 @@ def resend(ctx: click.Context, article: str, dry_run: bool) -> None:
     edited article only updates the feeds; this is the way to mail it again.
     """
 
+    async def work(publisher: Publisher) -> tuple[SendResult, Remaining | None]:
+        result = await publisher.delivery.resend(article, dry_run=dry_run)
+        return result, None if dry_run else await publisher.delivery.remaining()  # a dry run sent nothing
+
     try:
-        result, left = with_publisher(ctx, lambda publisher: flows.resend(publisher, article, dry_run=dry_run))
+        result, left = with_publisher(ctx, work)
     except UnknownArticle as exc:
         raise click.ClickException(_nothing(exc)) from None
     [digest] = result.planned

@@ -7,25 +7,44 @@ shows a daemon running anywhere that shares the database, not just on this machi
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 
 import click
 from rich.table import Column, Table
 
 from publisher import clock
-from publisher.runtime import nodes
-from publisher.cli import flows
+from publisher.app import Publisher
 from publisher.cli.context import with_publisher
 from publisher.cli.output import ago, out, when
 from publisher.content.model import Article
+from publisher.delivery.ledger import DigestSummary
 from publisher.delivery.model import DigestState
+from publisher.runtime.nodes import STALE_AFTER, Node
+
+
+@dataclass(frozen=True)
+class Overview:
+    """What ``publisher status`` shows, read before anything is printed."""
+
+    nodes: list[Node]  # the live ones
+    scheduled: list[Article]
+    totals: dict[str, int]  # messages of unfinished digests by state
+    digests: list[DigestSummary]
+
+
+async def _overview(publisher: Publisher) -> Overview:
+    return Overview(
+        await publisher.live_nodes(), await publisher.intake.scheduled(),
+        await publisher.delivery.totals(), await publisher.delivery.states(),
+    )
 
 
 @click.command()
 @click.pass_context
 def status(ctx: click.Context) -> None:
     """The running daemon (next job runs, last scan, recent errors), deliveries to do, the latest digests."""
-    seen = with_publisher(ctx, flows.overview)
+    seen = with_publisher(ctx, _overview)
     totals, states = seen.totals, seen.digests
     _print_nodes(seen.nodes)
     _print_scheduled(seen.scheduled)
@@ -66,10 +85,10 @@ def _print_scheduled(articles: list[Article]) -> None:
     out.print()
 
 
-def _print_nodes(running: list[nodes.Node]) -> None:
+def _print_nodes(running: list[Node]) -> None:
     if not running:
         out.print("daemon: not running (no heartbeat in the last "
-                  f"{nodes.STALE_AFTER.total_seconds():.0f} s)", highlight=False)
+                  f"{STALE_AFTER.total_seconds():.0f} s)", highlight=False)
         out.print()
         return
     now = clock.now()

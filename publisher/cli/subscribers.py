@@ -1,7 +1,7 @@
 """``publisher subscribers``: add, import, export, list, show, remove and suppress subscribers.
 
 The operator's side of the list; the readers' side (sign-up, confirm, preferences,
-unsubscribe) is the web's.  Both go through the same lifecycle functions.
+unsubscribe) is the web's.  Both go through the same subscriber service.
 """
 
 from __future__ import annotations
@@ -14,15 +14,12 @@ from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
-from publisher import clock
 from publisher.app import Publisher
-from publisher.cli import flows
 from publisher.cli.context import CADENCES, STATUSES, with_publisher
 from publisher.cli.output import err, out, summary
 from subscribers import bulk, importer, service
-from subscribers.export import export_csv, export_jsonl
-from subscribers import store as subscriber_store
 from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
+from subscribers.store import MAX_REASON
 from subscribers.validation import SubscriberError, normalize_email
 
 
@@ -42,9 +39,7 @@ def subscribers_add(ctx: click.Context, email: str, name: str, cadence: str) -> 
     async def work(publisher: Publisher) -> None:
         prefs = Preferences(cadence=Cadence(cadence), timezone=publisher.settings.digest.timezone)
         try:
-            sub = await service.create(
-                publisher.engine, email, name=name, prefs=prefs, source=Source.CLI, confirmed=True, now=clock.now()
-            )
+            sub = await publisher.subscribers.create(email, name=name, prefs=prefs, source=Source.CLI, confirmed=True)
             verb = "added"
         except service.AlreadySubscribed as exc:
             sub, verb = exc.subscriber, "already known, unchanged:"
@@ -74,7 +69,7 @@ def subscribers_import(ctx: click.Context, file: Path, update_existing: bool, dr
 
     async def work(publisher: Publisher) -> bulk.ImportReport:
         settings = publisher.settings
-        known = await service.known_topics(publisher.engine, settings.site.offered_topics)
+        known = await publisher.subscribers.known_topics()
         with err.status(f"checking {label}…"):
             try:
                 parsed = importer.parse_csv(
@@ -87,8 +82,8 @@ def subscribers_import(ctx: click.Context, file: Path, update_existing: bool, dr
             err.print(f"{label}: warning: {warning}", markup=False, highlight=False)
         with Progress(console=err, disable=not err.is_terminal) as progress:
             task = progress.add_task("checking" if dry_run else "importing", total=len(parsed.rows))
-            return await bulk.import_rows(
-                publisher.engine, parsed, now=clock.now(), update_existing=update_existing, dry_run=dry_run,
+            return await publisher.subscribers.import_rows(
+                parsed, update_existing=update_existing, dry_run=dry_run,
                 progress=lambda done, _total: progress.update(task, completed=done),
             )
 
@@ -121,11 +116,12 @@ def _import_summary(report: bulk.ImportReport, label: str, dry_run: bool) -> Tab
 @click.pass_context
 def subscribers_export(ctx: click.Context, fmt: str, output: str, status: str | None) -> None:
     """Write every subscriber (or those with --status) as CSV or JSON Lines."""
-    export = export_jsonl if fmt == "jsonl" else export_csv
     with click.open_file(output, "w", encoding="utf-8", atomic=output != "-") as stream:
 
         async def work(publisher: Publisher) -> int:
-            return await export(publisher.engine, stream, status=Status(status) if status else None)
+            return await publisher.subscribers.export(
+                stream, fmt="jsonl" if fmt == "jsonl" else "csv", status=Status(status) if status else None
+            )
 
         written = with_publisher(ctx, work)
     err.print(f"exported {written} subscriber(s) to {'standard output' if output == '-' else output}",
@@ -142,9 +138,10 @@ def subscribers_list(ctx: click.Context, status: str | None, query: str, limit: 
     """List subscribers by id, a page at a time."""
     wanted = Status(status) if status else None
 
-    rows, total = with_publisher(
-        ctx, lambda publisher: flows.subscriber_page(publisher, query=query, status=wanted, after=after, limit=limit)
+    page = with_publisher(
+        ctx, lambda publisher: publisher.subscribers.page(query=query, status=wanted, after=after, limit=limit)
     )
+    rows, total = page.subscribers, page.total
     table = Table("id", "email", "name", "cadence", "status", "since")
     for s in rows:
         table.add_row(str(s.id), Text(s.email), Text(s.name), s.cadence, s.status, f"{s.created_at:%Y-%m-%d %H:%M}")
@@ -162,7 +159,8 @@ def subscribers_show(ctx: click.Context, email: str) -> None:
 
     async def work(publisher: Publisher) -> tuple[Subscriber, str | None]:
         address = _address(email)
-        found, reason = await flows.subscriber_record(publisher, address)
+        found = await publisher.subscribers.find(address)
+        reason = await publisher.subscribers.suppression(address)
         if found is None:
             suppressed = f" (the address is suppressed: {reason})" if reason else ""
             raise click.ClickException(f"{address} is not a subscriber{suppressed}")
@@ -190,12 +188,12 @@ def subscribers_remove(ctx: click.Context, email: str, yes: bool) -> None:
 
     async def work(publisher: Publisher) -> str:
         address = _address(email)
-        found = await flows.find_subscriber(publisher, address)
+        found = await publisher.subscribers.find(address)
         if found is None:
             raise click.ClickException(f"{address} is not a subscriber")
         if not yes:
             click.confirm(f"Erase {address} ({found.status}, since {found.created_at:%Y-%m-%d})?", abort=True)
-        if not await service.erase(publisher.engine, found.id, now=clock.now()):
+        if not await publisher.subscribers.erase(found.id):
             raise click.ClickException(f"{address} is not a subscriber")
         return address
 
@@ -204,8 +202,8 @@ def subscribers_remove(ctx: click.Context, email: str, yes: bool) -> None:
 
 
 def _reason(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    if not value.strip() or len(value.strip()) > subscriber_store.MAX_REASON:
-        raise click.BadParameter(f"give 1 to {subscriber_store.MAX_REASON} characters")
+    if not value.strip() or len(value.strip()) > MAX_REASON:
+        raise click.BadParameter(f"give 1 to {MAX_REASON} characters")
     return value.strip()
 
 
@@ -222,8 +220,8 @@ def subscribers_suppress(ctx: click.Context, email: str, reason: str) -> None:
 
     async def work(publisher: Publisher) -> tuple[str, Subscriber | None]:
         address = _address(email)
-        before = await flows.find_subscriber(publisher, address)
-        await service.suppress(publisher.engine, address, now=clock.now(), reason=reason)
+        before = await publisher.subscribers.find(address)
+        await publisher.subscribers.suppress(address, reason=reason)
         return address, before
 
     address, before = with_publisher(ctx, work)

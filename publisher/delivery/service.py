@@ -15,7 +15,9 @@ what the node should know (messages sent) goes out through ``on_sent``.
 
 This module is long because it is the whole of delivery the front ends see (plan, send,
 deliver; the previews and test sends, which render exactly as a delivery does; the
-operator's corrections), each method short and built on the modules below it.
+operator's corrections; the reads of the ledger that status, metrics and the exit
+codes show; the bounce mailbox), each method short and built on the modules below it,
+so no front end opens a connection or calls the ledger itself.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from publisher.config import Settings
 from publisher.content.model import Article
 from publisher.delivery import ledger
 from publisher.delivery.engine import Deliverer, Framer, personal_values
-from publisher.delivery.ledger import Claimant
+from publisher.delivery.inbox import BounceImportReport, Inbox, import_bounces
+from publisher.delivery.ledger import Claimant, DigestSummary, Remaining
 from publisher.delivery.locks import exclusive, holder
 from publisher.delivery.model import OPEN_STATES, DeliveryConfig, DeliveryReport, DeliveryState
 from publisher.delivery.pacing import Backoff
@@ -52,6 +55,7 @@ from publisher.store import articles as article_store
 from publisher.store import digests as digest_store
 from publisher.store.ingest import IngestResult
 from publisher.store.db import transaction
+from publisher.store.digests import StoredDigest
 from subscribers import store as subscriber_store
 from subscribers.model import Cadence, Status, Subscriber
 from subscribers.tokens import Tokens
@@ -392,6 +396,35 @@ class DeliveryService:
 
         return track
 
+    async def resume(self, digest_id: str, *, wait: bool = False) -> DeliveryReport | None:
+        """Continue a digest paused by too many failures and deliver (``publisher resume``);
+        None, delivering nothing, if ``digest_id`` is not a paused digest."""
+        if not await ledger.resume(self.engine, digest_id):
+            return None
+        return await self.deliver(wait=wait)
+
+    # --- reads of the ledger --------------------------------------------------------------
+
+    async def due_count(self) -> int:
+        """Messages due now (a send's progress total, the queue depth gauge)."""
+        return await ledger.due_count(self.engine, clock.now())
+
+    async def remaining(self) -> Remaining:
+        """What a delivery run left, and why (the CLI's exit code and advice)."""
+        return await ledger.remaining(self.engine)
+
+    async def totals(self) -> dict[str, int]:
+        """Messages of the unfinished digests by state."""
+        return await ledger.totals(self.engine)
+
+    async def states(self, *, limit: int = 20) -> list[DigestSummary]:
+        """The newest ``limit`` digests with their messages by state."""
+        return await ledger.states(self.engine, limit=limit)
+
+    async def stored_digest(self, digest_id: str) -> StoredDigest | None:
+        """A digest with the articles it carries that are still published (its "view in browser" copy)."""
+        return await digest_store.load(self.engine, digest_id)
+
     # --- the operator's corrections -------------------------------------------------------
 
     async def cancel_digest(self, digest_id: str, reason: str = CANCELLED_BY_OPERATOR) -> tuple[int, int]:
@@ -432,3 +465,16 @@ class DeliveryService:
         with digest_context(digest_id):
             log.info("digest %s: dropped article %s; %d left", digest_id, found.id, len(left))
         return DroppedArticle(found.id, len(left), to_send)
+
+    async def import_bounces(
+        self, inbox: Inbox, *, dry_run: bool = False, mark_seen_after: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> BounceImportReport:
+        """Record the bounces and complaints of a mailbox (``publisher bounces import``), by
+        this run's ``sending_domain`` and ``[delivery] soft_bounce_limit``."""
+        settings = self.settings
+        return await import_bounces(
+            self.engine, inbox, sending_domain=settings.sending_domain,
+            soft_limit=settings.delivery.soft_bounce_limit, now=clock.now(), dry_run=dry_run,
+            mark_seen_after=mark_seen_after, progress=progress,
+        )

@@ -12,7 +12,9 @@ again.
 :class:`Intake` is the service of this step: it reads, stores, then has the feed
 shelf rebuilt and tells the root what the node should know (a scan finished, when the
 next scheduled article is due, that new articles want sending) through callbacks, so
-it imports neither the runtime nor delivery.
+it imports neither the runtime nor delivery.  It also answers the reads of what it
+stored (the archive pages, the API's listing, ``publisher articles`` and ``status``),
+so no front end calls the article store itself.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from publisher.feeds.shelf import FeedShelf
 from publisher.sources.markdown_dir import scan_directory
 from publisher.store import articles as article_store
 from publisher.store import ingest as article_ingest
+from publisher.store.articles import StoredArticle
 from publisher.store.ingest import IngestResult
 
 if TYPE_CHECKING:
@@ -161,6 +164,28 @@ class Intake:
             await self._published(result)
         if result.new:
             await self._on_new_articles()
+
+    # --- reads of what is stored ----------------------------------------------------------
+
+    async def latest(self, limit: int | None = None) -> list[Article]:
+        """The published articles, newest first (at most ``limit``)."""
+        return await article_store.latest(self._engine, limit)
+
+    async def scheduled(self) -> list[Article]:
+        """The articles waiting for their date, soonest first."""
+        return await article_store.scheduled(self._engine)
+
+    async def by_slug(self, slug: str) -> Article | None:
+        """The published article with this slug (its archive page)."""
+        return await article_store.by_slug(self._engine, slug)
+
+    async def find(self, article_id: str) -> StoredArticle | None:
+        """One article with its state, first sighting and digests, whatever its state."""
+        return await article_store.find(self._engine, article_id)
+
+    async def published_page(self, *, after: int, limit: int) -> tuple[list[StoredArticle], int]:
+        """Up to ``limit`` published articles with a ``seq`` above ``after``, and how many are published."""
+        return await article_store.published_page(self._engine, after=after, limit=limit)
 
     async def _published(self, result: IngestResult) -> None:
         metrics.articles_published(len(result.new))

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
@@ -21,6 +21,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Table, event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:
+    from publisher.config import DatabaseSettings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -177,7 +180,10 @@ async def begin_writing(conn: AsyncConnection) -> None:
         await conn.execute(text("UPDATE digests SET status = status WHERE 0 = 1"))
 
 
-async def revisions(engine: AsyncEngine) -> tuple[str | None, str]:
+Revision = tuple[str | None, str]  # (the database's migration revision or None when empty, the newest one)
+
+
+async def revisions(engine: AsyncEngine) -> Revision:
     """``(the database's migration revision or None when empty, the newest one there is)``."""
 
     def read(connection: Connection) -> str | None:
@@ -188,3 +194,34 @@ async def revisions(engine: AsyncEngine) -> tuple[str | None, str]:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None  # there are migrations in the package
     return current, head
+
+
+@asynccontextmanager
+async def _engine_of(database: DatabaseSettings) -> AsyncIterator[AsyncEngine]:
+    """An engine of its own for ``publisher db``, disposed after: it must work where
+    starting a Publisher would migrate first."""
+    engine = create_engine(database.url, busy_timeout=database.busy_timeout)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def schema_revisions(database: DatabaseSettings) -> Revision:
+    """:func:`revisions` of the ``[database]`` settings' store; changes nothing."""
+    async with _engine_of(database) as engine:
+        return await revisions(engine)
+
+
+async def migrate(database: DatabaseSettings) -> tuple[Revision, Revision]:
+    """Apply the migrations the ``[database]`` settings' store has not had yet: the revisions before and after."""
+    async with _engine_of(database) as engine:
+        before = await revisions(engine)
+        await upgrade(engine)
+        return before, await revisions(engine)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """``SELECT 1``: the database answers (readiness); raises the driver's error if not."""
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))

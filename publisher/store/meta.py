@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from publisher.store.schema import meta
 
 SITE_URL = "site_url"  # the [site] url the store's articles and feeds were last published under
+READINESS_PROBE = "readiness_probe"  # when a node's /readyz last found the store writable
 
 
 async def get(engine: AsyncEngine, key: str) -> str | None:

@@ -32,21 +32,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from publisher import clock, metrics
 from publisher.app import Publisher
-from publisher.delivery.ledger import due_count
 from publisher.logs import first_line
 from publisher.runtime.state import NodeRole, NodeState
-from publisher.store import meta
 from publisher.web.keys import PUBLISHER
 
 log = logging.getLogger(__name__)
 
 DB_TIMEOUT = 2.0  # seconds the database has to answer SELECT 1 and take the probe's write
-PROBE_KEY = "readiness_probe"  # the meta row /readyz writes: when a node last found the store writable
 MIN_SCAN_AGE = 60.0  # seconds: the shortest staleness limit, whatever scan_interval says
 SCAN_INTERVALS = 3  # a scan is stale after this many intervals without one
 QUEUE_DEPTH_EVERY = 5.0  # seconds between two ledger counts for /metrics
@@ -80,15 +76,14 @@ async def _database(publisher: Publisher) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         async with asyncio.timeout(DB_TIMEOUT):
-            async with publisher.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            await publisher.database_answers()
     except TimeoutError:
         return {"ok": False, "detail": f"SELECT 1 did not answer within {DB_TIMEOUT:g} s"}
     except (SQLAlchemyError, OSError) as exc:  # the driver's errors, wrapped or not
         return {"ok": False, "detail": f"SELECT 1 failed: {first_line(exc)}"}
     try:
         async with asyncio.timeout(DB_TIMEOUT - (time.perf_counter() - started)):
-            await meta.put(publisher.engine, PROBE_KEY, clock.now().isoformat())
+            await publisher.database_takes_writes()
     except TimeoutError:
         return {"ok": False, "detail": f"a write did not finish within {DB_TIMEOUT:g} s"}
     except (SQLAlchemyError, OSError) as exc:
@@ -132,7 +127,7 @@ class QueueDepth:
             self._next = now + self.every
             try:
                 async with asyncio.timeout(DB_TIMEOUT):
-                    depth = await due_count(publisher.engine, clock.now())
+                    depth = await publisher.delivery.due_count()
             except (TimeoutError, SQLAlchemyError, OSError) as exc:  # the gauge keeps its last value
                 log.warning("metrics: cannot count the due ledger rows: %s", first_line(exc))
                 return

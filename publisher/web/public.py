@@ -15,8 +15,6 @@ from aiohttp import web
 from publisher import urls
 from publisher.content.slug import slugify
 from publisher.mail.render import Personal, render_digest
-from publisher.store import articles as article_store
-from publisher.store import digests as digest_store
 from publisher.web.keys import PUBLISHER
 from publisher.web.pages import render
 from publisher.web.security import EMAIL_CSP
@@ -29,13 +27,13 @@ IMAGES_CACHE_CONTROL = "public, max-age=86400"
 
 async def index(request: web.Request) -> web.Response:
     publisher = request.app[PUBLISHER]
-    latest = await article_store.latest(publisher.engine, ARCHIVE_SIZE)
+    latest = await publisher.intake.latest(ARCHIVE_SIZE)
     return render(request, "index.html", {"articles": latest})
 
 
 async def article(request: web.Request) -> web.Response:
     publisher = request.app[PUBLISHER]
-    found = await article_store.by_slug(publisher.engine, request.match_info["slug"])
+    found = await publisher.intake.by_slug(request.match_info["slug"])
     if found is None:
         raise web.HTTPNotFound()
     tag_feeds = tuple((tag, urls.feed_path("atom", slugify(tag))) for tag in found.tags if slugify(tag))
@@ -49,7 +47,7 @@ async def digest(request: web.Request) -> web.Response:
     personal parts point to the pages where readers manage their own subscription.
     """
     publisher = request.app[PUBLISHER]
-    stored = await digest_store.load(publisher.engine, request.match_info["digest_id"])
+    stored = await publisher.delivery.stored_digest(request.match_info["digest_id"])
     if stored is None or not stored.articles:
         raise web.HTTPNotFound()
     manage = urls.preferences_request(publisher.settings.site.url)

@@ -17,8 +17,8 @@ from publisher.app import Publisher
 from publisher.cli import main
 from publisher.config import Settings, load_settings
 from publisher.digest.plan import PlanOptions, plan
+from publisher.store import articles as article_store
 from publisher.store.ingest import ingest
-from publisher.web import public
 from subscribers.model import Cadence
 from tests.support.articles import seed_like
 from tests.support.outbox import outbox_messages
@@ -118,7 +118,7 @@ async def test_an_unexpected_error_is_a_plain_500_page(client: TestClient, monke
     async def broken(*args: object) -> None:
         raise RuntimeError("secret detail from /nonexistent")
 
-    monkeypatch.setattr(public.article_store, "latest", broken)
+    monkeypatch.setattr(article_store, "latest", broken)
     response = await client.get("/")
     assert response.status == 500
     body = await response.text()

@@ -25,7 +25,7 @@ from publisher.config import Settings
 from publisher.content.clean import clean_text
 from publisher.content.markdown import ParsedFile, read_article
 from publisher.content.model import Problem
-from publisher.store import articles as article_store
+from publisher.store.articles import PAGE_LIMIT
 from publisher.web.api.http import (
     DEFAULT_LIMIT,
     ApiError,
@@ -122,13 +122,12 @@ async def list_articles(request: web.Request) -> web.Response:
     problems = check_query(query, LIST_PARAMS)
     after = collect(problems, lambda: check_count(query.get("after", "0"), "after", 0, 2**63 - 1))
     limit = collect(
-        problems, lambda: check_count(query.get("limit", str(DEFAULT_LIMIT)), "limit", 1, article_store.PAGE_LIMIT)
+        problems, lambda: check_count(query.get("limit", str(DEFAULT_LIMIT)), "limit", 1, PAGE_LIMIT)
     )
     if problems or after is None or limit is None:
         raise invalid(problems)
-    engine = publisher_of(request).engine
     # One row more than asked tells whether this is the last page (next_after null).
-    page, total = await article_store.published_page(engine, after=after, limit=limit + 1)
+    page, total = await publisher_of(request).intake.published_page(after=after, limit=limit + 1)
     shown = page[:limit]
     return web.json_response({
         "articles": [stored.to_dict() for stored in shown],

@@ -29,7 +29,7 @@ from publisher.web.api.http import (
     unknown_fields,
 )
 from subscribers import service
-from subscribers import store as subscriber_store
+from subscribers.store import PAGE_LIMIT
 from subscribers.model import Preferences, Source, Status, Subscriber
 from subscribers.service import SubscriberService
 from subscribers.validation import (
@@ -107,7 +107,7 @@ async def list_subscribers(request: web.Request) -> web.Response:
     after = collect(problems, lambda: check_count(query.get("after", "0"), "after", 0, 2**63 - 1))
     limit = collect(
         problems,
-        lambda: check_count(query.get("limit", str(DEFAULT_LIMIT)), "limit", 1, subscriber_store.PAGE_LIMIT),
+        lambda: check_count(query.get("limit", str(DEFAULT_LIMIT)), "limit", 1, PAGE_LIMIT),
     )
     if problems or text is None or after is None or limit is None:
         raise invalid(problems)
