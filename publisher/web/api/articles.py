@@ -140,7 +140,7 @@ async def list_articles(request: web.Request) -> web.Response:
 async def delete_article(request: web.Request) -> web.Response:
     """Unpublish: gone from feeds and pages (a digest already sent stays sent)."""
     article_id = request.match_info["article_id"]
-    if not await publisher_of(request).unpublish(article_id):
+    if not await publisher_of(request).intake.unpublish(article_id):
         raise ApiError(404, f"no published or scheduled article has the id {article_id!r}")
     return web.Response(status=204)
 
