@@ -61,6 +61,11 @@ class Route:
         """
         return self._template.format_map({name: _quoted(value) for name, value in values.items()})
 
+    def fixed(self, **values: str) -> str:
+        """What the router registers for one value of each placeholder: a plain route,
+        which the router finds by one lookup (the site feeds, the hot path)."""
+        return "/" + self.relative(**values)
+
     def under(self, base: str, **values: str) -> str:
         """The path below ``base`` (the site's base path, or its whole URL; ends with "/")."""
         return base + self.relative(**values)
@@ -79,10 +84,13 @@ STYLESHEET = Route("assets/site.css")
 IMAGES_PREFIX = "images/"  # where [site] static_dir is served; articles reference their pictures here
 IMAGES = Route(IMAGES_PREFIX + "{name:.+}")
 
-# The feeds: the site's three, and the same three per tag.
+# The feeds: the site's, and the same per tag, in each format.  The one list of format
+# names (each a file extension: "feed.<name>"); publisher.feeds.build.FORMATS adds what
+# a format is (media type, label) to each, and a test keeps the two the same.
 FEED_FORMATS = ("rss", "atom", "json")
-SITE_FEED = Route("feed.{format:rss|atom|json}")
-TAG_FEED = Route("tags/{slug:[a-z0-9-]+}/feed.{format:rss|atom|json}")
+_FEED_FILE = "feed.{format:" + "|".join(FEED_FORMATS) + "}"
+SITE_FEED = Route(_FEED_FILE)
+TAG_FEED = Route("tags/{slug:[a-z0-9-]+}/" + _FEED_FILE)
 
 # --- subscribing -------------------------------------------------------------------------
 
@@ -150,7 +158,7 @@ def feed_path(fmt: str, tag_slug: str = "") -> str:
 
 def feed(site_url: str, fmt: str, tag_slug: str = "") -> str:
     """A feed's absolute URL (its self link, what WebSub hubs are pinged with)."""
-    return site_url + feed_path(fmt, tag_slug)
+    return absolute(site_url, feed_path(fmt, tag_slug))
 
 
 def confirm(site_url: str, token: str) -> str:

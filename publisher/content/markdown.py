@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import PurePath
 from typing import Any
-from urllib.parse import urljoin
 
 import yaml
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from publisher import urls
 from publisher.content.clean import clean_text
 from publisher.content.extract import is_takeaways_marker, sources_note, split_cite
 from publisher.content.html import NOT_TEXT_TAGS, sanitize_html
@@ -143,7 +143,7 @@ def read_article(
         report.at_key("updated", "updated is before the publication date")
     derived = slugify(title)[:MAX_SLUG_LENGTH].rstrip("-") if slug_from_title else ""
     slug = _slug(fields.text("slug") or derived, path, report)
-    canonical_url = fields.url("canonical_url") or urljoin(site_url, f"articles/{slug}")
+    canonical_url = fields.url("canonical_url") or urls.article(site_url, slug)
     article_id = _id(fields.text("id"), canonical_url, report)
     front_images, front_quotes = fields.images(), fields.quotes()
     front_takeaways, tags = fields.text_list("takeaways"), fields.tags(limits.max_tags)

@@ -38,6 +38,7 @@ from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 
+from publisher import urls
 from publisher.config import SiteSettings
 from publisher.content.model import Article
 from publisher.content.slug import slugify
@@ -54,16 +55,18 @@ CONTENT_TEMPLATE = "feed/content.html"
 
 @dataclass(frozen=True)
 class FeedFormat:
-    """One format every feed is published in: the one table the builder, the routes
-    (:mod:`publisher.web.feeds`), the static files and the pages' ``<link rel="alternate">`` read."""
+    """One format every feed is published in: what the builder, the static files and the
+    pages' ``<link rel="alternate">`` need to know of it.  Its name, and so its paths and
+    routes, come from :data:`publisher.urls.FEED_FORMATS`."""
 
-    name: str  # the file's extension: "feed.<name>"
+    name: str  # one of urls.FEED_FORMATS: the file's extension
     media_type: str
     label: str  # how a page names it to a reader
 
     @property
     def file_name(self) -> str:
-        return f"feed.{self.name}"
+        """The site feed's file (``feed.<name>``); a tag's is the same under ``tags/<slug>/``."""
+        return urls.feed_path(self.name)
 
 
 FORMATS: dict[str, FeedFormat] = {
@@ -125,7 +128,7 @@ class _Entry:
 class _Channel:
     """The feed-level values that RSS, Atom and JSON share."""
 
-    prefix: str  # "" for the site feeds, "tags/<slug>/" for a tag's
+    tag_slug: str  # "" for the site feeds
     title: str
     description: str
     author: str
@@ -135,7 +138,7 @@ class _Channel:
     hub: str = ""  # a WebSub hub URL, or ""
 
     def url(self, fmt: str) -> str:
-        return f"{self.home_page_url}{self.prefix}{FORMATS[fmt].file_name}"
+        return urls.feed(self.home_page_url, fmt, self.tag_slug)
 
 
 def entry_id(article: Article, site_url: str) -> str:
@@ -170,7 +173,7 @@ def build_feeds(
     ordered = sorted(articles, key=lambda a: (-a.published.timestamp(), a.id))
     selections = [("", site.title, ordered)]
     for slug, (tag, tagged) in _most_used(_tag_groups(ordered), max_tag_feeds).items():
-        selections.append((f"tags/{slug}/", f"{site.title} — {tag}", tagged))
+        selections.append((slug, f"{site.title} — {tag}", tagged))
 
     prepared: dict[str, _Entry | None] = {}
 
@@ -180,14 +183,15 @@ def build_feeds(
         return prepared[article.id]
 
     docs: dict[str, FeedDocument] = {}
-    for prefix, title, candidates in selections:
+    for tag_slug, title, candidates in selections:
         entries = _first(entry, candidates, max_entries)
-        if prefix and not entries:
+        if tag_slug and not entries:
             continue  # every article of this tag was left out: no feed rather than an empty one
         try:
-            docs.update(_documents(prefix, title, entries, site, hub))
+            docs.update(_documents(tag_slug, title, entries, site, hub))
         except Exception as exc:  # noqa: BLE001 - whatever breaks one feed, the others are still served
-            log.error("feeds: %sfeed.{rss,atom,json} not built: %s: %s", prefix, type(exc).__name__, exc)
+            paths = ", ".join(urls.feed_path(fmt, tag_slug) for fmt in FORMATS)
+            log.error("feeds: %s not built: %s: %s", paths, type(exc).__name__, exc)
     return docs
 
 
@@ -224,11 +228,11 @@ def _usable_entry(
 
 
 def _documents(
-    prefix: str, title: str, entries: list[_Entry], site: SiteSettings, hub: str
+    tag_slug: str, title: str, entries: list[_Entry], site: SiteSettings, hub: str
 ) -> dict[str, FeedDocument]:
     """The RSS, Atom and JSON documents of one feed, keyed by path."""
     channel = _Channel(
-        prefix=prefix,
+        tag_slug=tag_slug,
         title=title,
         description=site.description or title,
         author=site.author or site.title,
@@ -239,12 +243,11 @@ def _documents(
     )
     rss, atom = _xml_feeds(channel, entries)
     bodies = {"rss": rss, "atom": atom, "json": _json_feed(channel, entries)}
-    return {
-        prefix + FORMATS[fmt].file_name: FeedDocument.build(
-            prefix + FORMATS[fmt].file_name, body, FORMATS[fmt].media_type, channel.updated
-        )
-        for fmt, body in bodies.items()
-    }
+    docs: dict[str, FeedDocument] = {}
+    for fmt, body in bodies.items():
+        path = urls.feed_path(fmt, tag_slug)
+        docs[path] = FeedDocument.build(path, body, FORMATS[fmt].media_type, channel.updated)
+    return docs
 
 
 def _tag_groups(ordered: list[Article]) -> dict[str, tuple[str, list[Article]]]:

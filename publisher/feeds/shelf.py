@@ -13,11 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from urllib.parse import urljoin
-
 import jinja2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from publisher import urls
 from publisher.config import Settings
 from publisher.feeds.build import FeedDocument, build_feeds
 from publisher.feeds.files import write_feeds
@@ -76,7 +75,7 @@ class FeedShelf:
         if websub.hub and before and announce:  # the first build after a start only restates what the hub has seen
             changed = [path for path, doc in self.docs.items() if path not in before or before[path].etag != doc.etag]
             self.hub.settings = websub
-            self.hub.ping(urljoin(site.url, path) for path in changed)
+            self.hub.ping(urls.absolute(site.url, path) for path in changed)
 
     async def _write_static_copies(self, output_dir: Path) -> None:
         """Write the feeds to ``[site] output_dir`` for nginx or a CDN, as a best effort.

@@ -24,12 +24,10 @@ from functools import lru_cache
 from aiohttp import web
 from multidict import CIMultiDict
 
-from publisher import clock, metrics
-from publisher.feeds.build import FORMATS, FeedDocument
+from publisher import clock, metrics, urls
+from publisher.feeds.build import FeedDocument
 from publisher.feeds.shelf import FeedShelf
 
-SITE_FEEDS = tuple(fmt.file_name for fmt in FORMATS.values())
-TAG_FEEDS_PATTERN = r"/tags/{slug:[a-z0-9-]+}/feed.{format:%s}" % "|".join(FORMATS)
 CACHE_CONTROL = "public, max-age=60"
 _GZIP_SUFFIX = '-gzip"'
 
@@ -192,16 +190,16 @@ class FeedRoutes:
 
     async def tag_feed(self, request: web.Request) -> web.StreamResponse:
         info = request.match_info
-        prepared = self.prepared(f"tags/{info['slug']}/feed.{info['format']}")
+        prepared = self.prepared(urls.feed_path(info["format"], info["slug"]))
         if prepared is None:
             raise _not_found()
         return prepared.respond(request)
 
     def add_routes(self, app: web.Application) -> None:
         """GET (and HEAD) routes for the site feeds and every tag's feeds."""
-        for path in SITE_FEEDS:
-            app.router.add_get("/" + path, self.site_handler(path))
-        app.router.add_get(TAG_FEEDS_PATTERN, self.tag_feed)
+        for fmt in urls.FEED_FORMATS:
+            app.router.add_get(urls.SITE_FEED.fixed(format=fmt), self.site_handler(urls.feed_path(fmt)))
+        app.router.add_get(urls.TAG_FEED.path, self.tag_feed)
 
 
 def _not_found() -> web.HTTPNotFound:

@@ -34,7 +34,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
-from publisher import clock, metrics
+from publisher import clock, metrics, urls
 from publisher.app import Publisher
 from publisher.logs import first_line
 from publisher.runtime.state import NodeRole, NodeState
@@ -145,6 +145,6 @@ async def metrics_page(request: web.Request) -> web.Response:
 
 def add_health_routes(app: web.Application) -> None:
     app[QUEUE_DEPTH_KEY] = QueueDepth()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_page)
+    app.router.add_get(urls.HEALTHZ.path, healthz)
+    app.router.add_get(urls.READYZ.path, readyz)
+    app.router.add_get(urls.METRICS.path, metrics_page)

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from publisher import urls
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -99,7 +101,7 @@ def error_middleware(error_page: Callable[[web.Request, int, str], web.Response]
 def _error(
     request: web.Request, status: int, reason: str, error_page: Callable[[web.Request, int, str], web.Response]
 ) -> web.Response:
-    if request.path.startswith("/api/"):
+    if request.path.startswith(urls.API_PREFIX):
         return web.json_response({"error": reason}, status=status)
     try:
         return error_page(request, status, reason)

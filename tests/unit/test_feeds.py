@@ -15,11 +15,13 @@ import lxml.html
 import pytest
 from lxml import etree
 
+from publisher import urls
 from publisher.config import SiteSettings
 from publisher.content.markdown import parse_article
 from publisher.content.model import Article, FactTable, Image, Quote
 from publisher.feeds.build import (
     EMPTY_FEED_DATE,
+    FORMATS,
     FeedDocument,
     build_feeds,
     entry_id,
@@ -722,3 +724,15 @@ def test_a_tag_feed_that_cannot_be_built_does_not_stop_the_others(site, env, see
     assert _entry_ids(docs)["atom"] == [entry_id(older, SITE_URL)]
     assert not any(path.startswith("tags/bad-tag/") for path in docs)
     assert any("tags/bad-tag/" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_the_builder_makes_every_format_the_url_map_routes(seed, site, env) -> None:
+    """One list of format names, urls.FEED_FORMATS: a format added to the builder's table
+    and not to the URL map (or the other way round) would be built and never served, or
+    routed and never built."""
+    assert tuple(FORMATS) == urls.FEED_FORMATS
+    assert {name: fmt.file_name for name, fmt in FORMATS.items()} == {
+        name: urls.feed_path(name) for name in urls.FEED_FORMATS
+    }
+    docs = build_feeds([dataclasses.replace(seed, tags=("Climate",))], site, 20, env)
+    assert set(docs) == {urls.feed_path(fmt, slug) for fmt in urls.FEED_FORMATS for slug in ("", "climate")}

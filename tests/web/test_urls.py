@@ -55,6 +55,17 @@ async def test_each_link_is_answered_by_its_route(link: str, route: urls.Route) 
     assert (await app.router.resolve(request)).handler is handlers[route.pattern]
 
 
+@pytest.mark.parametrize("fmt", urls.FEED_FORMATS)
+async def test_each_feed_format_is_routed(fmt: str) -> None:
+    """The feed routes take their formats from urls.FEED_FORMATS: every one is answered,
+    the site feed's plain route included."""
+    app, handlers = _router()
+    for link, route in [(urls.feed(SITE, fmt), urls.SITE_FEED), (urls.feed(SITE, fmt, "climate"), urls.TAG_FEED)]:
+        request = make_mocked_request("GET", "/" + link.removeprefix(SITE), app=app)
+        assert (await app.router.resolve(request)).handler is handlers[route.pattern]
+    assert urls.SITE_FEED.fixed(format=fmt) == "/" + urls.feed_path(fmt) == f"/feed.{fmt}"
+
+
 def test_links_keep_the_path_the_site_lives_under() -> None:
     site = "https://example.org/news/"
     assert urls.article(site, "hello") == "https://example.org/news/articles/hello"
