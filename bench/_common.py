@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import statistics
 import socket
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -53,3 +55,17 @@ def work_dir(name: str, keep: Path | None) -> Iterator[Path]:
             log(f"kept in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass
+class Runs:
+    """The runs of one measured cell (a method, a server and request kind).
+
+    The report shows medians, so one run disturbed by the machine moves nothing.
+    """
+
+    runs: list = field(default_factory=list)
+
+    def median(self, figure: str) -> float:
+        """The median of one figure (an attribute or property of each run)."""
+        return statistics.median(getattr(run, figure) for run in self.runs)

@@ -52,10 +52,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from _common import cpu_busy, log, work_dir
+from _common import Runs, cpu_busy, log, work_dir
 from _postfix import TIME, SinkMark, SmtpSink, ensure_tools, smtp_source_command
 from _senders import (
     LOOPS,
@@ -73,8 +73,8 @@ from publisher.sources.markdown_dir import scan_directory
 from publisher.store.db import create_engine, upgrade
 from publisher.templating import make_environment
 from subscribers.tokens import Tokens
-from tests.conftest import SAMPLE_CONTENT, write_config
-from tests.delivery_sites import insert_subscribers
+from tests.support.sites import SAMPLE_CONTENT, write_config
+from tests.support.delivery_sites import insert_subscribers
 
 SECRET_KEY = "delivery-benchmark-secret"
 FROM_ADDRESS = "brief@news.example.org"
@@ -275,15 +275,6 @@ class Run:
         return self.messages / self.seconds
 
 
-@dataclass
-class Method:
-    runs: list[Run] = field(default_factory=list)
-
-    @property
-    def rate(self) -> float:
-        return statistics.median(r.rate for r in self.runs)
-
-
 def counted(sink: SmtpSink, before: SinkMark, expected: int, seconds: float, client_cpu: float) -> Run:
     """The run that took ``seconds``: what the sink accepted since ``before``."""
     after = sink.mark(before.messages + expected)
@@ -384,7 +375,7 @@ def measure(args: argparse.Namespace, work: Path, sink_exe: str, source_exe: str
         breakdown = naive.breakdown()
         template_dir = template.parent
 
-        methods = {key: Method() for key in (SMTP_SOURCE, RAW, TRANSPORT, NAIVE, PUBLISHER)}
+        methods = {key: Runs() for key in (SMTP_SOURCE, RAW, TRANSPORT, NAIVE, PUBLISHER)}
         publisher_runs: list[PublisherRun] = []
         loop = args.loop if args.loop != "auto" else None
         empty: Child | None = None
@@ -447,7 +438,7 @@ def measure(args: argparse.Namespace, work: Path, sink_exe: str, source_exe: str
 
 def report(
     args: argparse.Namespace,
-    methods: dict[str, Method],
+    methods: dict[str, Runs],
     publisher_runs: list[PublisherRun],
     scaled: PublisherRun | None,
     empty: Child,
@@ -461,7 +452,7 @@ def report(
 ) -> None:
     n, connections = args.subscribers, args.connections
     pub = methods[PUBLISHER]
-    pub_rate = pub.rate
+    pub_rate = pub.median("rate")
     loaded_uvloop = any(r.child.uvloop for r in publisher_runs)
     print()
     print(f"Delivery benchmark: {n:,} subscribers, {connections} connections, {len(message):,}-byte digest "
@@ -489,10 +480,10 @@ def report(
         method = methods[key]
         runs = " / ".join(fmt_rate(r.rate) for r in method.runs)
         sessions = f"{peak_sessions[key]}/{method.runs[-1].sessions}"
-        ratio = f"{pub_rate / method.rate:.2f}x"
+        ratio = f"{pub_rate / method.median('rate'):.2f}x"
         client = statistics.median(r.client_cpu / r.seconds for r in method.runs)
         server = statistics.median(r.sink_cpu / r.seconds for r in method.runs)
-        print(f"{labels[key]:44} {fmt_rate(method.rate):>8}  {runs:26} {sessions:>9} {client:>10.0%} "
+        print(f"{labels[key]:44} {fmt_rate(method.median('rate')):>8}  {runs:26} {sessions:>9} {client:>10.0%} "
               f"{server:>8.0%}  {ratio:>11}")
     print("sessions: most open at once (sampled; the references always use all) / opened in the last run;")
     print("CPU: CPU time / wall time, 100% = one core (publisher's includes its start-up); MB: 10^6 bytes")
@@ -517,7 +508,7 @@ def report(
           + f"; sum {sum(breakdown.values()):.2f}; all steps in a row {together:.2f}")
     print()
     print("goals (issue 4): measured against each goal (measured / goal; >= 1.00 reaches a minimum, <= 1.00 stays under a limit)")
-    raw_ratio, naive_ratio = pub_rate / methods[RAW].rate, pub_rate / methods[NAIVE].rate
+    raw_ratio, naive_ratio = pub_rate / methods[RAW].median("rate"), pub_rate / methods[NAIVE].median("rate")
     figures: list[tuple[str, str, float]] = [
         (f"publisher / aiosmtplib raw ceiling ({loop}), goal >= {RAW_RATIO}x", f"{raw_ratio:.2f}x", raw_ratio / RAW_RATIO),
         (f"publisher / naive reference, goal >= {NAIVE_RATIO:g}x", f"{naive_ratio:.2f}x", naive_ratio / NAIVE_RATIO),
@@ -532,7 +523,7 @@ def report(
         ]
     for label, shown, share in figures:
         print(f"  {label:62} {shown:>10}   {share:5.2f}")
-    transport_ratio = pub_rate / methods[TRANSPORT].rate
+    transport_ratio = pub_rate / methods[TRANSPORT].median("rate")
     print(f"  {'(no goal) publisher / its own transport on pre-built bytes':62} {transport_ratio:9.2f}x   "
           f"(personalization, ledger, rate control and start-up: {1 - transport_ratio:.0%} of the time)")
     loop_state = "uvloop loaded" if loaded_uvloop else (

@@ -50,19 +50,18 @@ import os
 import re
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
-from _common import cpu_busy, free_port, log, work_dir
+from _common import Runs, cpu_busy, free_port, log, work_dir
 
 SECRET_KEY = "feeds-benchmark-secret"
 FEED_PATH = "feed.atom"
@@ -147,7 +146,7 @@ def variant(text: str, n: int) -> str:
 
 def make_site(site: Path, entries: int, port: int) -> Path:
     """A site directory with ``entries`` articles and a config serving on ``port``; its config path."""
-    from tests.conftest import SAMPLE_CONTENT, write_config
+    from tests.support.sites import SAMPLE_CONTENT, write_config
 
     content = site / "content"
     content.mkdir(parents=True)
@@ -406,27 +405,6 @@ class Run:
     errors: str
 
 
-@dataclass
-class Cell:
-    runs: list[Run] = field(default_factory=list)
-
-    @property
-    def rate(self) -> float:
-        return statistics.median(r.rate for r in self.runs)
-
-    @property
-    def cpu(self) -> float:
-        return statistics.median(r.server_cpu for r in self.runs)
-
-    @property
-    def cpu_per_request(self) -> float:
-        return statistics.median(r.cpu_per_request for r in self.runs)
-
-    @property
-    def size(self) -> float:
-        return statistics.median(r.bytes_per_response for r in self.runs)
-
-
 def wrk_run(wrk: str, server: Server, kind: str, args: argparse.Namespace, duration: float) -> Run:
     command = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{duration:g}s"]
     for header in request_headers(server, kind):
@@ -505,7 +483,7 @@ def measure(args: argparse.Namespace, work: Path, nginx: str, wrk: str) -> None:
         for server in servers.values():
             for kind in KINDS:
                 wrk_run(wrk, server, kind, args, args.warmup)
-        cells = {(name, kind): Cell() for name in SERVERS for kind in KINDS}
+        cells = {(name, kind): Runs() for name in SERVERS for kind in KINDS}
         order = list(SERVERS)
         for round_ in range(1, args.runs + 1):
             for kind in KINDS:
@@ -521,7 +499,7 @@ def measure(args: argparse.Namespace, work: Path, nginx: str, wrk: str) -> None:
     report(args, cells, len(body), gz_size, time.perf_counter() - bench_started, busy_before)
 
 
-def report(args: argparse.Namespace, cells: dict[tuple[str, str], Cell], size: int, gz_size: int,
+def report(args: argparse.Namespace, cells: dict[tuple[str, str], Runs], size: int, gz_size: int,
            elapsed: float, busy_before: float) -> None:
     import publisher
 
@@ -535,24 +513,24 @@ def report(args: argparse.Namespace, cells: dict[tuple[str, str], Cell], size: i
     print(header)
     print("-" * len(header))
     for name in SERVERS:
-        rates = "".join(f"{cells[name, kind].rate:>12,.0f}" for kind in KINDS)
-        cpu = " / ".join(f"{cells[name, kind].cpu:.0%}" for kind in KINDS)
+        rates = "".join(f"{cells[name, kind].median('rate'):>12,.0f}" for kind in KINDS)
+        cpu = " / ".join(f"{cells[name, kind].median('server_cpu'):.0%}" for kind in KINDS)
         print(f"{LABELS[name]:30}{rates}   {cpu}")
     print()
     header = f"{'server CPU per request (µs)':30}" + "".join(f"{kind:>12}" for kind in KINDS)
     print(header)
     print("-" * len(header))
     for name in SERVERS:
-        print(f"{LABELS[name]:30}" + "".join(f"{cells[name, kind].cpu_per_request:>12.1f}" for kind in KINDS))
+        print(f"{LABELS[name]:30}" + "".join(f"{cells[name, kind].median('cpu_per_request'):>12.1f}" for kind in KINDS))
     print()
     header = f"{'publisher ÷':30}" + "".join(f"{kind:>12}" for kind in KINDS)
     print(header)
     print("-" * len(header))
     for other in (BARE, NGINX):
-        ratios = "".join(f"{cells[PUBLISHER, kind].rate / cells[other, kind].rate:>11.2f}x" for kind in KINDS)
+        ratios = "".join(f"{cells[PUBLISHER, kind].median('rate') / cells[other, kind].median('rate'):>11.2f}x" for kind in KINDS)
         print(f"{LABELS[other]:30}{ratios}")
     costs = "".join(
-        f"{cells[BARE, kind].cpu_per_request / cells[PUBLISHER, kind].cpu_per_request:>11.2f}x" for kind in KINDS
+        f"{cells[BARE, kind].median('cpu_per_request') / cells[PUBLISHER, kind].median('cpu_per_request'):>11.2f}x" for kind in KINDS
     )
     print(f"{'(CPU per request, bare ÷ pub.)':30}{costs}")
     print()
@@ -560,7 +538,7 @@ def report(args: argparse.Namespace, cells: dict[tuple[str, str], Cell], size: i
         f"{name} {kind}: " + " / ".join(f"{r.rate:,.0f}" for r in cells[name, kind].runs)
         for name in SERVERS for kind in KINDS))
     print("bytes per response as wrk counted them (headers included), publisher / bare / nginx: "
-          + "; ".join(f"{kind}: " + " / ".join(f"{cells[name, kind].size:,.0f}" for name in SERVERS)
+          + "; ".join(f"{kind}: " + " / ".join(f"{cells[name, kind].median('bytes_per_response'):,.0f}" for name in SERVERS)
                       for kind in KINDS))
     errors = sorted({f"{name} {kind}: {r.errors}" for (name, kind), cell in cells.items() for r in cell.runs if r.errors})
     if errors:
@@ -568,7 +546,7 @@ def report(args: argparse.Namespace, cells: dict[tuple[str, str], Cell], size: i
     print()
     print(f"goals (issue 5): publisher / bare aiohttp >= {BARE_RATIO}x for 200 and 304")
     for kind in GOAL_KINDS:
-        ratio = cells[PUBLISHER, kind].rate / cells[BARE, kind].rate
+        ratio = cells[PUBLISHER, kind].median('rate') / cells[BARE, kind].median('rate')
         verdict = "met" if ratio >= BARE_RATIO else "NOT met"
         print(f"  {kind}: {ratio:.2f}x  ({ratio / BARE_RATIO:.2f} of the goal)  {verdict}")
     print()

@@ -40,7 +40,7 @@ from _common import free_port
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from tests.conftest import SAMPLE_CONTENT, write_config
+from tests.support.sites import SAMPLE_CONTENT, write_config
 
 GOAL_P95 = 5.0
 TOKEN = "latency-benchmark-token"

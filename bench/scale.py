@@ -73,7 +73,7 @@ from publisher.app import Publisher
 from publisher.config import load_settings
 from publisher.store.schema import subscribers
 from subscribers.model import Cadence
-from tests.conftest import SAMPLE_CONTENT, write_config
+from tests.support.sites import SAMPLE_CONTENT, write_config
 
 # The scaling issue's goals.
 SCALING_GOAL = 1.5  # two workers' rate over one's

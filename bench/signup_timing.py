@@ -23,9 +23,9 @@ from pathlib import Path
 
 from publisher.app import Publisher
 from publisher.config import load_settings
-from tests.conftest import SAMPLE_CONTENT, write_config
-from tests.people import add_subscriber
-from tests.web_client import Visitor, web_client
+from tests.support.sites import SAMPLE_CONTENT, write_config
+from tests.support.people import add_subscriber
+from tests.support.web_client import Visitor, web_client
 
 LIMITS = '[subscribers]\nsignup_rate_per_client = "1000000/hour"\nsignup_rate_per_address = "1000000/hour"\n'
 
@@ -49,7 +49,7 @@ async def measure(requests: int) -> dict[str, list[float]]:
                     await response.read()
                     times[kind].append(time.perf_counter() - start)
                     assert response.status == 200
-                    await publisher.notices.drain(30)
+                    await publisher.tasks.settle(30)
     finally:
         await publisher.close()
         shutil.rmtree(root, ignore_errors=True)
