@@ -45,7 +45,7 @@ from publisher.content.model import (
     Quote,
     Severity,
 )
-from publisher.content.slug import slugify
+from publisher.content.slug import capped_slug, slugify
 from publisher.content.text import BodyParts, absolute_http, capped_table, cell_alignment, table_alignment, truncate, unique
 
 _MD = MarkdownIt("commonmark").enable("table")
@@ -141,7 +141,7 @@ def read_article(
     updated = fields.timestamp("updated") or published
     if published and updated and updated < published:
         report.at_key("updated", "updated is before the publication date")
-    derived = slugify(title)[:MAX_SLUG_LENGTH].rstrip("-") if slug_from_title else ""
+    derived = capped_slug(title, MAX_SLUG_LENGTH) if slug_from_title else ""
     slug = _slug(fields.text("slug") or derived, path, report)
     canonical_url = fields.url("canonical_url") or urls.article(site_url, slug)
     article_id = _id(fields.text("id"), canonical_url, report)

@@ -15,3 +15,9 @@ def slugify(text: str) -> str:
     """
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return _NON_WORD.sub("-", ascii_text.lower()).strip("-")
+
+
+def capped_slug(text: str, limit: int) -> str:
+    """:func:`slugify`, cut to ``limit`` characters without a dash left at the end:
+    the slug both article parsers derive from a title or a URL segment."""
+    return slugify(text)[:limit].rstrip("-")

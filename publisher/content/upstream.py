@@ -52,7 +52,7 @@ from publisher.content.model import (
     ScanResult,
     Severity,
 )
-from publisher.content.slug import slugify
+from publisher.content.slug import capped_slug
 from publisher.content.text import BodyParts, absolute_http, capped_table, cell_alignment, element_text, html_fragment, html_text, one_line, table_alignment, truncate, unique
 
 Element = Any  # lxml.html.HtmlElement; lxml ships no type hints
@@ -298,7 +298,7 @@ def _person(data: Any) -> str:
 def _slug(link: str, title: str, item_id: str) -> str:
     """The link's last path segment (WordPress and Ghost put the post's slug there), else the title."""
     segment = _PAGE_SUFFIX.sub("", PurePosixPath(urlsplit(link).path).name)
-    slug = (slugify(segment) or slugify(title))[:MAX_SLUG_LENGTH].rstrip("-")
+    slug = capped_slug(segment, MAX_SLUG_LENGTH) or capped_slug(title, MAX_SLUG_LENGTH)
     return slug or "item-" + hashlib.sha256(item_id.encode()).hexdigest()[:12]
 
 
