@@ -91,9 +91,9 @@ def _bounce_events(report: BounceImportReport, shown: Callable[[str], str]) -> l
 def _bounce_summary(report: BounceImportReport, label: str, dry_run: bool) -> Table:
     rows = [
         ("messages read", report.read),
-        ("hard bounces", report.hard),
-        ("soft bounces", report.soft),
-        ("complaints", report.complaints),
+        ("hard bounces", report.events["hard"]),
+        ("soft bounces", report.events["soft"]),
+        ("complaints", report.events["complaint"]),
         ("addresses suppressed now", report.suppressed),
         ("unknown addresses (not subscribers)", report.unknown),
         ("not bounces (auto-replies, delay warnings, other mail)", len(report.not_bounces)),

@@ -40,18 +40,7 @@ import lxml.html  # type: ignore[import-untyped]
 
 from publisher.content.extract import is_takeaways_marker, sources_note, split_cite, without_cite_dash
 from publisher.content.html import sanitize_html
-from publisher.content.model import (
-    MAX_ID_LENGTH,
-    MAX_SLUG_LENGTH,
-    Article,
-    ContentLimits,
-    FactTable,
-    Image,
-    Problem,
-    Quote,
-    ScanResult,
-    Severity,
-)
+from publisher.content import model
 from publisher.content.slug import capped_slug
 from publisher.content.text import BodyParts, absolute_http, capped_table, cell_alignment, element_text, html_fragment, html_text, one_line, table_alignment, truncate, unique
 
@@ -104,7 +93,7 @@ def _no_impossible_character(reference: re.Match[bytes]) -> bytes:
 
 
 @dataclass
-class FeedScan(ScanResult):
+class FeedScan(model.ScanResult):
     """A :class:`ScanResult` that also says whether the bytes were a feed at all.
 
     A fetcher must not remember the validators of a response that was an error page
@@ -122,7 +111,8 @@ class _ItemError(Exception):
 
 
 def parse_feed(
-    data: bytes, feed_url: str, *, now: datetime, content_type: str = "", limits: ContentLimits = ContentLimits()
+    data: bytes, feed_url: str, *, now: datetime, content_type: str = "",
+    limits: model.ContentLimits = model.ContentLimits(),
 ) -> FeedScan:
     """Turn the bytes of an RSS or Atom feed into articles, newest first, then by id.
 
@@ -145,7 +135,7 @@ def parse_feed(
     if not parsed.entries and (not parsed.get("version") or (error and not isinstance(error, _BENIGN))):
         reason = error or "no RSS or Atom root element"
         result.is_feed = False
-        result.problems.append(Problem(feed_url, 0, f"not an RSS or Atom feed: {reason}"))
+        result.problems.append(model.Problem(feed_url, 0, f"not an RSS or Atom feed: {reason}"))
         return result
     feed_date = _date(feed, "updated_parsed") or _date(feed, "published_parsed")
     feed_author = _person(feed)
@@ -160,17 +150,19 @@ def parse_feed(
             if ("slug", article.slug) in owners:
                 raise _ItemError(f"duplicate slug {article.slug!r} (also item {owners['slug', article.slug]})")
         except _ItemError as exc:
-            result.problems.append(Problem(feed_url, 0, f"{label}: {exc}"))
+            result.problems.append(model.Problem(feed_url, 0, f"{label}: {exc}"))
             continue
         except Exception as exc:  # noqa: BLE001 (one broken item must not cost the others)
-            result.problems.append(Problem(feed_url, 0, f"{label}: cannot read it: {type(exc).__name__}: {exc}"))
+            result.problems.append(model.Problem(feed_url, 0, f"{label}: cannot read it: {type(exc).__name__}: {exc}"))
             continue
         if len(article.title) > limits.max_title_length:
             article = replace(article, title=truncate(article.title, limits.max_title_length))
             message = f"{label}: title is longer than {limits.max_title_length} characters: cut to {article.title!r}"
-            result.problems.append(Problem(feed_url, 0, message, Severity.WARNING))
+            result.problems.append(model.Problem(feed_url, 0, message, model.Severity.WARNING))
         owners["id", article.id] = owners["slug", article.slug] = number
-        result.problems += [Problem(feed_url, 0, f"{label}: {warning}", Severity.WARNING) for warning in warnings]
+        result.problems += [
+            model.Problem(feed_url, 0, f"{label}: {warning}", model.Severity.WARNING) for warning in warnings
+        ]
         result.articles.append(article)
         if not any(_date(entry, key) for key in _DATE_KEYS):
             result.undated.add(article.id)
@@ -183,14 +175,14 @@ def parse_feed(
 
 
 def _article(
-    entry: Any, item_id: str, feed_url: str, fallback_date: datetime, feed_author: str, limits: ContentLimits
-) -> tuple[Article, list[str]]:
+    entry: Any, item_id: str, feed_url: str, fallback_date: datetime, feed_author: str, limits: model.ContentLimits
+) -> tuple[model.Article, list[str]]:
     """The item as an article, and warnings about what ``limits`` left out of it."""
     warnings: list[str] = []
     if not item_id:
         raise _ItemError("no guid, id or link")
-    if len(item_id) > MAX_ID_LENGTH:
-        raise _ItemError(f"guid longer than {MAX_ID_LENGTH} characters")
+    if len(item_id) > model.MAX_ID_LENGTH:
+        raise _ItemError(f"guid longer than {model.MAX_ID_LENGTH} characters")
     link = _link(entry, item_id, feed_url)
     published, updated = _dates(entry, fallback_date)
     body = _body(_content(entry), link, limits, warnings)
@@ -205,7 +197,7 @@ def _article(
     if len(tags) > limits.max_tags:  # each tag is three feed documents
         warnings.append(f"{len(tags)} tags: only the first {limits.max_tags} are kept "
                         f"([content] max_tags = {limits.max_tags})")
-    article = Article(
+    article = model.Article(
         id=item_id,
         slug=_slug(link, title, item_id),
         title=title,
@@ -246,7 +238,7 @@ def _link(entry: Any, item_id: str, feed_url: str) -> str:
     return absolute
 
 
-def keep_first_dates(scan: FeedScan, stored: Mapping[str, Article]) -> list[Article]:
+def keep_first_dates(scan: FeedScan, stored: Mapping[str, model.Article]) -> list[model.Article]:
     """The scan's articles, each undated one with the dates it was first stored with.
 
     An item without a date of its own is dated by the feed's build date or the time of
@@ -298,7 +290,7 @@ def _person(data: Any) -> str:
 def _slug(link: str, title: str, item_id: str) -> str:
     """The link's last path segment (WordPress and Ghost put the post's slug there), else the title."""
     segment = _PAGE_SUFFIX.sub("", PurePosixPath(urlsplit(link).path).name)
-    slug = capped_slug(segment, MAX_SLUG_LENGTH) or capped_slug(title, MAX_SLUG_LENGTH)
+    slug = capped_slug(segment, model.MAX_SLUG_LENGTH) or capped_slug(title, model.MAX_SLUG_LENGTH)
     return slug or "item-" + hashlib.sha256(item_id.encode()).hexdigest()[:12]
 
 
@@ -321,7 +313,7 @@ def _is_html(detail: Any) -> bool:
 # --- the body -------------------------------------------------------------------------
 
 
-def _body(content: tuple[str, bool], link: str, limits: ContentLimits, warnings: list[str]) -> BodyParts:
+def _body(content: tuple[str, bool], link: str, limits: model.ContentLimits, warnings: list[str]) -> BodyParts:
     """Clean the body, lift out what renderers show on their own, and sanitize the rest
     (tables past ``limits`` stay in the body only: said in ``warnings``).
 
@@ -436,7 +428,7 @@ def _align_cells(root: Element) -> None:
             cell.attrib.pop("align", None)
 
 
-def _fact_tables(root: Element, limits: ContentLimits, warnings: list[str]) -> list[FactTable]:
+def _fact_tables(root: Element, limits: model.ContentLimits, warnings: list[str]) -> list[model.FactTable]:
     """Every table with cells, but not one nested in another (it is part of its parent's cell),
     up to ``limits.max_tables``, each cut to ``limits.max_table_cells``.
 
@@ -462,7 +454,7 @@ def _fact_tables(root: Element, limits: ContentLimits, warnings: list[str]) -> l
     return tables[: limits.max_tables]
 
 
-def _fact_table(table: Element, heading: str) -> FactTable | None:
+def _fact_table(table: Element, heading: str) -> model.FactTable | None:
     """Plain text cells, a caption (else the nearest ``heading`` above) and the "Sources:" note that follows the table.
 
     The header is the first ``<thead>`` row, else the first row.  A row longer than
@@ -481,7 +473,7 @@ def _fact_table(table: Element, heading: str) -> FactTable | None:
 
     body = tuple(pad(cells) for _, cells in rows)
     align = table_alignment([*_row_alignment(header_row), *[""] * width][:width])
-    return FactTable(_table_caption(table, heading), pad(header), body, _table_sources(table), align)
+    return model.FactTable(_table_caption(table, heading), pad(header), body, _table_sources(table), align)
 
 
 def _row_alignment(tr: Element) -> list[str]:
@@ -547,7 +539,7 @@ def _table_sources(table: Element) -> str:
     return sources_note(element_text(note))
 
 
-def _quote(blockquote: Element) -> Quote:
+def _quote(blockquote: Element) -> model.Quote:
     """A blockquote's text; its ``<cite>``/``<footer>``, or a last line starting with a dash, is the speaker."""
     cite = ""
     quote = copy.deepcopy(blockquote)  # the body keeps its attribution
@@ -559,7 +551,7 @@ def _quote(blockquote: Element) -> Quote:
         cite = without_cite_dash(cite)
     else:
         lines, cite = split_cite(lines)
-    return Quote(" ".join(line for line in lines if line), cite.strip())
+    return model.Quote(" ".join(line for line in lines if line), cite.strip())
 
 
 def _blockquotes(root: Element) -> Iterator[Element]:
@@ -580,7 +572,7 @@ def _first_paragraph(root: Element) -> str:
 # --- images ---------------------------------------------------------------------------
 
 
-def _feed_images(entry: Any, link: str) -> list[Image]:
+def _feed_images(entry: Any, link: str) -> list[model.Image]:
     """The lead image the feed names: an image enclosure, else media:content, else media:thumbnail."""
     enclosures = [
         e.get("href", "")
@@ -594,7 +586,7 @@ def _feed_images(entry: Any, link: str) -> list[Image]:
     ]
     thumbnails = [t.get("url", "") for t in entry.get("media_thumbnail", [])]
     urls = enclosures or media or thumbnails
-    return [Image(src) for url in urls[:1] if (src := absolute_http(link, url))]
+    return [model.Image(src) for url in urls[:1] if (src := absolute_http(link, url))]
 
 
 def _is_image(mime_type: str, url: str) -> bool:
@@ -603,7 +595,7 @@ def _is_image(mime_type: str, url: str) -> bool:
     return bool(_IMAGE_SUFFIX.search(urlsplit(url).path))
 
 
-def _body_images(root: Element, link: str) -> Iterator[Image]:
+def _body_images(root: Element, link: str) -> Iterator[model.Image]:
     """Images in the body with alt text and the caption of their figure; never emoji."""
     for image in root.iter("img"):
         src = image.get("src") or ""
@@ -615,10 +607,10 @@ def _body_images(root: Element, link: str) -> Iterator[Image]:
         figure = next((a for a in image.iterancestors() if a.tag == "figure"), None)
         figcaption = figure.find("figcaption") if figure is not None else None
         caption = element_text(figcaption) if figcaption is not None else _text(image.get("title") or "")
-        yield Image(src, _text(image.get("alt") or ""), caption)
+        yield model.Image(src, _text(image.get("alt") or ""), caption)
 
 
-def _with_body_details(lead: list[Image], body_images: list[Image]) -> tuple[Image, ...]:
+def _with_body_details(lead: list[model.Image], body_images: list[model.Image]) -> tuple[model.Image, ...]:
     """The feed's lead image first, taking alt and caption from the body when it shows it too."""
     in_body = {image.src: image for image in body_images}
     merged = [in_body.get(image.src, image) for image in lead]

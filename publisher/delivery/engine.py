@@ -40,7 +40,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Row
@@ -107,33 +107,31 @@ class _Item:
     row: Row
 
 
+@dataclass(eq=False)
 class Deliverer:
-    """Delivers every unfinished digest through ``config.concurrency`` transports of ``transports``."""
+    """Delivers every unfinished digest through ``config.concurrency`` transports of ``transports``.
 
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        config: DeliveryConfig,
-        frame: Framer,
-        tokens: Tokens,
-        transports: TransportPool,
-        *,
-        stop: asyncio.Event | None = None,
-        progress: Callable[[DeliveryReport], None] | None = None,
-        signer: DkimSigner | None = None,
-        claimant: ledger.Claimant,
-    ) -> None:
-        self.engine = engine
-        self.config = config
-        self.frame = frame
-        self.tokens = tokens
-        self.transports = transports
-        self.stop = stop or asyncio.Event()
-        self.pacer = Pacer(config.rate, config.window_messages, config.window_seconds)
-        self.signer = signer
-        self.claimant = claimant
-        self.outcomes = Outcomes(engine, soft_bounce_limit=config.soft_bounce_limit, progress=progress)
-        self._relay_throttling = False  # this pass ends: the relay kept throttling a connection
+    A dataclass because it is its collaborators, all given by the delivery service
+    (or a test), plus what one run derives from them: the pacer and the outcome writer.
+    """
+
+    engine: AsyncEngine
+    config: DeliveryConfig
+    frame: Framer
+    tokens: Tokens
+    transports: TransportPool
+    _: KW_ONLY
+    claimant: ledger.Claimant
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    signer: DkimSigner | None = None
+    progress: InitVar[Callable[[DeliveryReport], None] | None] = None
+    pacer: Pacer = field(init=False)
+    outcomes: Outcomes = field(init=False)
+    _relay_throttling: bool = field(init=False, default=False)  # this pass ends: the relay kept throttling
+
+    def __post_init__(self, progress: Callable[[DeliveryReport], None] | None) -> None:
+        self.pacer = Pacer(self.config.rate, self.config.window_messages, self.config.window_seconds)
+        self.outcomes = Outcomes(self.engine, soft_bounce_limit=self.config.soft_bounce_limit, progress=progress)
 
     @property
     def report(self) -> DeliveryReport:

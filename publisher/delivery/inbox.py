@@ -20,6 +20,7 @@ but each run would count a soft bounce again.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from publisher.mail.bounces import MAX_MESSAGE_BYTES, BounceEvent, parse_report
+from publisher.mail.bounces import MAX_MESSAGE_BYTES, BounceEvent, Kind, parse_report
 from subscribers import service
 from subscribers.validation import SubscriberError, normalize_email
 
@@ -97,9 +98,7 @@ class BounceImportReport:
     """What an import found and did; ``unparseable`` and ``not_bounces`` list (label, why)."""
 
     read: int = 0
-    hard: int = 0
-    soft: int = 0
-    complaints: int = 0
+    events: Counter[Kind] = field(default_factory=Counter)  # bounces and complaints found, by kind
     suppressed: int = 0  # addresses this import put on the suppression list
     unknown: int = 0  # bounces and complaints about addresses that are no subscriber's
     skipped_seen: int = 0
@@ -170,12 +169,7 @@ async def _record(
     engine: AsyncEngine, report: BounceImportReport, event: BounceEvent, *, soft_limit: int, now: datetime,
     dry_run: bool,
 ) -> None:
-    if event.kind == "hard":
-        report.hard += 1
-    elif event.kind == "soft":
-        report.soft += 1
-    else:
-        report.complaints += 1
+    report.events[event.kind] += 1
     address = _address(event.recipient)
     if address is None and event.subscriber_id is None:
         report.unknown += 1
