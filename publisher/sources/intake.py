@@ -1,7 +1,8 @@
 """Bringing articles in: every configured source, into the store.
 
-Three kinds of source (``[[sources]]`` in the config): Markdown directories, read
-whole at each scan (a file deleted is an article removed); upstream RSS/Atom feeds,
+Three kinds of source (``[[sources]]`` in the config): Markdown directories, of
+which each scan reads only the files changed since the last (a file deleted is an
+article removed); upstream RSS/Atom feeds,
 fetched politely on their own interval (a feed shows only its latest items, so an
 item dropping off it is not a removal); and articles POSTed to the API.  Each is
 stored under its own source name, so one source's scan never removes another's
@@ -36,9 +37,10 @@ from publisher import clock, metrics
 from publisher.config import Settings, UpstreamFeed
 from publisher.content.model import Article, Problem, ScanResult, Severity
 from publisher.feeds.shelf import FeedShelf
-from publisher.sources.markdown_dir import scan_directory
+from publisher.sources.markdown_dir import scan_changes, scan_directory
 from publisher.store import articles as article_store
 from publisher.store import ingest as article_ingest
+from publisher.store import source_files
 from publisher.store.articles import StoredArticle
 from publisher.store.ingest import IngestResult
 
@@ -194,8 +196,10 @@ class Intake:
         self._on_next_release(await article_store.next_release(self._engine))
 
     async def scan_markdown(self, *, into: AsyncConnection | None = None) -> IngestResult:
-        """Every Markdown directory, whole; a broken file is logged and skipped (``skipped``).
-        Then every source's scheduled articles whose time has come are published.
+        """Every Markdown directory, reading only the files changed since the last scan (as the
+        store remembers it: :mod:`publisher.sources.markdown_dir`); a broken file is logged
+        and skipped (``skipped``), at every scan.  Then every source's scheduled articles
+        whose time has come are published.
 
         ``into``: store in the caller's transaction (a dry run rolls it back), logging
         what it stores as "(dry run)".
@@ -204,20 +208,23 @@ class Intake:
         total = IngestResult()
         for directory in settings.markdown_dirs:
             source = f"markdown:{directory}"
-            limits = settings.content.limits
-            scanned = await asyncio.to_thread(scan_directory, directory, settings.site.url, None, limits)
-            if scanned.contested:  # files share an id or a slug: the one that published it keeps it
-                published = await article_store.source_paths(self._engine, sorted(scanned.contested))
-                scanned = await asyncio.to_thread(scan_directory, directory, settings.site.url, published, limits)
-            _log_problems(scanned.problems)
-            # A file that does not parse may be an article being edited: nothing is
-            # removed until the directory reads cleanly (but a draft is withdrawn at once).
-            complete = directory.is_dir() and not scanned.errors
-            stored = await self.store(scanned.articles, source, complete=complete,
-                                      withdrawn=[draft.id for draft in scanned.drafts], into=into)
-            stored.skipped[:0] = scanned.errors
-            _add(total, stored)
-        _add(total, await self.release(into=into))
+            async with _within(self._engine, into, write=False) as conn:
+                before = await source_files.load(conn, source)
+            scan = await asyncio.to_thread(scan_changes, directory, settings.site.url, settings.content.limits, before)
+            _log_problems(scan.result.problems)
+            stored = IngestResult(unchanged=len(scan.kept))
+            if not scan.settled:
+                async with _within(self._engine, into) as conn:
+                    stored.add(await article_ingest.ingest_on(
+                        conn, scan.result.articles, clock.now(), source=source, complete=scan.complete,
+                        withdrawn=scan.withdrawn, kept=scan.kept,
+                    ))
+                    scan.refuse({problem.path for problem in stored.skipped})
+                    await source_files.save(conn, source, *scan.changes())
+                self._log_stored(stored, source, dry=into is not None)
+            stored.skipped[:0] = scan.result.errors
+            total.add(stored)
+        total.add(await self.release(into=into))
         return total
 
     async def release(self, *, into: AsyncConnection | None = None) -> IngestResult:
@@ -264,7 +271,7 @@ class Intake:
         for feed in fetched:
             assert feed.result.scan is not None  # fetch_feeds keeps only parsed feeds
             known = await article_store.stored(self._engine, sorted(feed.result.scan.undated))
-            _add(total, await self.store(keep_first_dates(feed.result.scan, known), f"feed:{feed.url}"))
+            total.add(await self.store(keep_first_dates(feed.result.scan, known), f"feed:{feed.url}"))
             feed.fetcher.commit(feed.result)  # only now: a crash before the store must not earn a 304
         return total
 
@@ -278,19 +285,24 @@ class Intake:
             result = await article_ingest.ingest_on(
                 conn, articles, clock.now(), source=source, complete=complete, withdrawn=withdrawn
             )
-        dry = "" if into is None else "(dry run) "
+        self._log_stored(result, source, dry=into is not None)
+        return result
+
+    @staticmethod
+    def _log_stored(result: IngestResult, source: str, *, dry: bool) -> None:
+        """What ``source`` changed in the store, one line an article ("(dry run)" when rolled back)."""
+        prefix = "(dry run) " if dry else ""
         for problem in result.skipped:
             log.error("skipped: %s", problem)
         for article in result.new:
-            log.info("%spublished %s (%s) from %s", dry, article.slug, article.id, source)
+            log.info("%spublished %s (%s) from %s", prefix, article.slug, article.id, source)
         for article in result.updated:
-            log.info("%supdated %s (%s) from %s", dry, article.slug, article.id, source)
+            log.info("%supdated %s (%s) from %s", prefix, article.slug, article.id, source)
         for article in result.scheduled:
-            log.info("%sscheduled %s (%s) from %s for %s", dry, article.slug, article.id, source,
+            log.info("%sscheduled %s (%s) from %s for %s", prefix, article.slug, article.id, source,
                      article.published.isoformat())
         for article_id in result.removed:
-            log.info("%sremoved %s: %s no longer has it, or has it as a draft", dry, article_id, source)
-        return result
+            log.info("%sremoved %s: %s no longer has it, or has it as a draft", prefix, article_id, source)
 
     def _fetcher(self, source: UpstreamFeed, settings: Settings) -> FeedFetcher:
         fetcher = self._fetchers.get(source.url)
@@ -315,12 +327,16 @@ class Intake:
 
 
 @asynccontextmanager
-async def _within(engine: AsyncEngine, into: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:
-    """The caller's transaction (a dry run, rolled back by the caller), else a new one committed here."""
+async def _within(
+    engine: AsyncEngine, into: AsyncConnection | None, *, write: bool = True
+) -> AsyncIterator[AsyncConnection]:
+    """The caller's transaction (a dry run, rolled back by the caller), else a new one
+    committed here; ``write=False``: a short read (a scan reads the rows of the last one,
+    then parses for seconds before it writes)."""
     if into is not None:
         yield into
         return
-    async with engine.begin() as conn:
+    async with engine.begin() if write else engine.connect() as conn:
         yield conn
 
 
@@ -331,12 +347,3 @@ def _log_problems(problems: Sequence[Problem]) -> None:
             log.error("skipped: %s", problem)
         else:
             log.warning("%s", problem)  # it says "warning:" itself
-
-
-def _add(total: IngestResult, result: IngestResult) -> None:
-    total.new += result.new
-    total.updated += result.updated
-    total.removed += result.removed
-    total.unchanged += result.unchanged
-    total.skipped += result.skipped
-    total.scheduled += result.scheduled

@@ -3,90 +3,241 @@
 The I/O around the pure parser (:mod:`publisher.content.markdown`): it walks the
 directory and reads the files, so it lives with the other sources, not in ``content``.
 
-A broken file never stops a scan: its problems are reported and the other articles
-are published.  Drafts (``draft: true``, ``status: draft``, or a name starting with
-"_") are read and checked but never published; their problems are only warnings.
-Slugs and ids must be unique across files (they make the URL and the feed GUID): of
-two files sharing one, the file that already published it keeps it (else the first
-in path order), and the other is reported and skipped, so a copy can never take over
-an article's feed GUID.
+A scan is incremental: it walks the directory with ``stat`` only and compares each
+file with what the last scan found (:class:`~publisher.store.source_files.SourceFile`,
+kept in the store).  A file whose size and mtime match is not opened; one whose bytes
+hash the same (touched, copied back) is not parsed; only the others are parsed.  An
+unchanged file's id and slug come from its row, so the rules below hold across the
+whole directory while only the changed files are held in memory as articles.
+
+A broken file never stops a scan: its problems are reported (again at every scan,
+from its row) and the other articles are published.  Drafts (``draft: true``,
+``status: draft``, or a name starting with "_") are read and checked but never
+published; their problems are only warnings.  Slugs and ids must be unique across
+files (they make the URL and the feed GUID): of two files sharing one, the file that
+already published it keeps it (else the first in path order), and the other is
+reported and skipped, so a copy can never take over an article's feed GUID.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path, PurePath
+import dataclasses
+import hashlib
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from publisher.content.markdown import front_matter_key_line, read_article
-from publisher.content.model import Article, ContentLimits, Problem, ScanResult
+from publisher import __version__
+from publisher.content.markdown import ParsedFile, front_matter_key_line, read_article
+from publisher.content.model import Article, ContentLimits, Problem, ScanResult, Severity
+from publisher.store.source_files import Outcome, SourceFile, StoredProblem
+
+# A file modified this close to being read may change again within the filesystem's
+# timestamp granularity without its stat showing it: its row gets mtime 0, so the next
+# scan hashes it once more (and parses it only if the bytes differ).
+RACY_NS = 2_000_000_000
 
 
-def scan_directory(
-    directory: Path, site_url: str, published: Mapping[str, str] | None = None, limits: ContentLimits = ContentLimits()
-) -> ScanResult:
-    """Parse every visible ``*.md`` file under ``directory`` (each within ``limits``).
+@dataclass
+class DirectoryScan:
+    """What one scan of a directory found, against the rows of the last one (``before``).
 
-    ``published`` maps article ids to the path of the file that published them (as
-    stored): when files share an id or a slug, the one that published it keeps it.
+    ``result.articles`` holds only the articles of files read this time (new, edited, or
+    now winning a contested id or slug); ``kept`` the ids of the articles unchanged files
+    still offer (stored already); ``withdrawn`` the ids of every draft that parses;
+    ``files`` every file's row as of this scan, in path order.
     """
-    result = ScanResult()
+
+    result: ScanResult = field(default_factory=ScanResult)
+    kept: list[str] = field(default_factory=list)
+    withdrawn: list[str] = field(default_factory=list)
+    files: dict[str, SourceFile] = field(default_factory=dict)
+    before: Mapping[str, SourceFile] = field(default_factory=dict)
+    exists: bool = True
+
+    @property
+    def complete(self) -> bool:
+        """Whether the directory read cleanly: a file that does not parse may be an article
+        being edited, so nothing is removed until then (a draft is withdrawn at once)."""
+        return self.exists and not self.result.errors
+
+    @property
+    def settled(self) -> bool:
+        """Nothing to store: no file changed, appeared, left, or must be offered again."""
+        return not self.result.articles and not self.changes()[1] and all(
+            self.before.get(path) == row and row.outcome != Outcome.REFUSED for path, row in self.files.items()
+        )
+
+    def refuse(self, paths: set[str]) -> None:
+        """Mark the files whose articles the store refused (``paths`` as their articles
+        name them: another source publishes the id), so every scan offers them again."""
+        refused = {article.id for article in self.result.articles if article.source_path in paths}
+        for path, row in self.files.items():
+            if row.outcome == Outcome.ARTICLE and row.article_id in refused:
+                self.files[path] = dataclasses.replace(row, outcome=Outcome.REFUSED)
+
+    def changes(self) -> tuple[list[SourceFile], list[str]]:
+        """The rows to write (new or different) and the paths whose files are gone."""
+        changed = [row for path, row in self.files.items() if self.before.get(path) != row]
+        return changed, [path for path in self.before if path not in self.files]
+
+
+def scan_directory(directory: Path, site_url: str, limits: ContentLimits = ContentLimits()) -> ScanResult:
+    """Parse every visible ``*.md`` file under ``directory`` (each within ``limits``), as
+    a first scan does: ``publisher check`` and tools that need every article."""
+    return scan_changes(directory, site_url, limits, {}).result
+
+
+def scan_changes(
+    directory: Path, site_url: str, limits: ContentLimits, before: Mapping[str, SourceFile]
+) -> DirectoryScan:
+    """Scan ``directory`` against the rows of the last scan (``before``, by path), reading
+    only the files whose size, mtime or parser inputs changed, parsing only those whose
+    bytes did."""
+    scan = DirectoryScan(before=before)
     if not directory.is_dir():
-        result.problems.append(Problem(_display(directory), 0, "content directory does not exist"))
-        return result
-    candidates: list[tuple[Path, str, bytes, Article]] = []
-    for path in _markdown_files(directory):
-        shown = _display(path)
+        scan.exists = False
+        scan.result.problems.append(Problem(_display(directory), 0, "content directory does not exist"))
+        return scan
+    reader = _Reader(directory, site_url, limits)
+    for relative, stat in _walk(directory):
+        row = before.get(relative)
+        same = row is not None and (row.size, row.mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+        scan.files[relative] = row if same and reader.current(row) else reader.read(relative, stat, row)
+    contested = _contest(scan, reader)
+    for relative, row in scan.files.items():  # each file's problems in path order, then the contested ones
+        shown = _display(directory / relative)
+        scan.result.problems.extend(Problem(shown, line, message, Severity(severity))
+                                    for line, message, severity in row.problems)
+        if row.outcome == Outcome.DRAFT and row.article_id is not None:
+            scan.withdrawn.append(row.article_id)
+            if relative in reader.articles:
+                scan.result.drafts.append(reader.articles[relative])
+    scan.result.problems.extend(contested)
+    scan.result.articles.sort(key=lambda article: article.id)
+    scan.result.articles.sort(key=lambda article: article.published, reverse=True)
+    return scan
+
+
+def parser_fingerprint(site_url: str, limits: ContentLimits) -> str:
+    """What besides a file's bytes decides its article: a change re-parses every file."""
+    return hashlib.sha256(f"{__version__}\n{site_url}\n{limits!r}".encode()).hexdigest()
+
+
+class _Reader:
+    """Reads and parses the files of one scan, keeping the bytes and articles of those
+    it parsed (the changed ones) for the rest of the scan."""
+
+    def __init__(self, directory: Path, site_url: str, limits: ContentLimits) -> None:
+        self.directory, self.site_url, self.limits = directory, site_url, limits
+        self.parsed_with = parser_fingerprint(site_url, limits)
+        self.data: dict[str, bytes] = {}
+        self.articles: dict[str, Article] = {}
+
+    def current(self, row: SourceFile) -> bool:
+        """Whether a row of the same bytes stands as it is: parsed with today's inputs,
+        and not refused (another source may have let go of its id)."""
+        return row.parsed_with == self.parsed_with and row.outcome != Outcome.REFUSED
+
+    def read(self, relative: str, stat: os.stat_result, row: SourceFile | None) -> SourceFile:
+        """The row of a file whose stat changed: its bytes hashed, parsed if they changed."""
+        path = self.directory / relative
         try:
             data = path.read_bytes()
-        except OSError as exc:
-            result.problems.append(Problem(shown, 0, f"cannot read file: {exc.strerror}"))
-            continue
-        parsed = read_article(data, shown, site_url, limits=limits)
-        if parsed.draft or path.name.startswith("_"):
-            result.problems.extend(problem.as_warning() for problem in parsed.problems)
-            if parsed.article is not None:
-                result.drafts.append(parsed.article)
-            continue
-        result.problems.extend(parsed.problems)
+        except OSError as exc:  # mtime 0: read again at the next scan
+            return SourceFile(relative, stat.st_size, 0, "", self.parsed_with, Outcome.BROKEN,
+                              problems=((0, f"cannot read file: {exc.strerror}", Severity.ERROR),))
+        racy = stat.st_mtime_ns > time.time_ns() - RACY_NS
+        seen = SourceFile(relative, stat.st_size, 0 if racy else stat.st_mtime_ns,
+                          hashlib.sha256(data).hexdigest(), self.parsed_with, Outcome.BROKEN)
+        if row is not None and row.content_hash == seen.content_hash and self.current(row):
+            return dataclasses.replace(row, size=seen.size, mtime_ns=seen.mtime_ns)  # touched: not parsed
+        parsed = self.parse(relative, data)
+        draft = parsed.draft or path.name.startswith("_")
+        problems = [problem.as_warning() if draft else problem for problem in parsed.problems]
+        article = parsed.article
+        return dataclasses.replace(
+            seen, outcome=Outcome.DRAFT if draft else Outcome.BROKEN if article is None else Outcome.ARTICLE,
+            article_id=article.id if article else None, slug=article.slug if article else None,
+            problems=tuple((p.line, p.message, p.severity.value) for p in problems),
+        )
+
+    def parse(self, relative: str, data: bytes | None = None) -> ParsedFile:
+        """Parse a file (read now unless ``data`` is given), keeping its bytes and article."""
+        path = self.directory / relative
+        data = self.data[relative] = path.read_bytes() if data is None else data
+        parsed = read_article(data, _display(path), self.site_url, limits=self.limits)
         if parsed.article is not None:
-            candidates.append((path.relative_to(directory), shown, data, parsed.article))
-    # The files that published their id first, each group in path order (sorted is stable).
-    incumbents = published or {}
-    candidates.sort(key=lambda c: not _same_file(incumbents.get(c[3].id), c[0]))
-    owners: dict[tuple[str, str], tuple[str, str]] = {}  # (slug or id, value) → (path, article id)
-    for _, shown, data, article in candidates:
+            self.articles[relative] = parsed.article
+        return parsed
+
+    def bytes_of(self, relative: str) -> bytes:
+        """A file's bytes: kept if it was read in this scan, else read now (a contested
+        file's problem names the line of its key)."""
+        return self.data.get(relative) or (self.directory / relative).read_bytes()
+
+
+def _contest(scan: DirectoryScan, reader: _Reader) -> list[Problem]:
+    """Give each id and slug to one file: the one that published the id before, else the
+    first in path order; the others are skipped, with the problems returned (at their
+    key's line).  A winner parsed now offers its article; an unchanged one keeps its
+    stored article (``kept``); an unchanged one that lost before and wins now is parsed.
+    """
+    candidates = [(path, row) for path, row in scan.files.items() if row.outcome in (Outcome.ARTICLE, Outcome.LOST)]
+
+    def incumbent(path: str, row: SourceFile) -> bool:
+        last = scan.before.get(path)
+        return last is not None and last.outcome == Outcome.ARTICLE and last.article_id == row.article_id
+
+    candidates.sort(key=lambda candidate: not incumbent(*candidate))  # stable: path order in each group
+    owners: dict[tuple[str, str | None], tuple[str, str | None]] = {}  # (slug or id, value) → (shown, id)
+    problems: list[Problem] = []
+    for path, row in candidates:
+        shown = _display(reader.directory / path)
         # One report per file: a derived id repeats whenever the slug does.
-        duplicate = next((kv for kv in (("slug", article.slug), ("id", article.id)) if kv in owners), None)
+        duplicate = next((kv for kv in (("slug", row.slug), ("id", row.article_id)) if kv in owners), None)
         if duplicate:
             key, value = duplicate
             owner, owner_id = owners[duplicate]
-            message = f"duplicate {key} {value!r} (also used by {owner})"
-            result.problems.append(Problem(shown, front_matter_key_line(data, key), message))
-            result.contested |= {article.id, owner_id}
+            line = front_matter_key_line(reader.bytes_of(path), key)
+            problems.append(Problem(shown, line, f"duplicate {key} {value!r} (also used by {owner})"))
+            scan.result.contested |= {i for i in (row.article_id, owner_id) if i is not None}
+            scan.files[path] = dataclasses.replace(row, outcome=Outcome.LOST)
             continue
-        owners[("slug", article.slug)] = owners[("id", article.id)] = (shown, article.id)
-        result.articles.append(article)
-    result.articles.sort(key=lambda article: article.id)
-    result.articles.sort(key=lambda article: article.published, reverse=True)
-    return result
+        owners[("slug", row.slug)] = owners[("id", row.article_id)] = (shown, row.article_id)
+        scan.files[path] = dataclasses.replace(row, outcome=Outcome.ARTICLE)
+        if path not in reader.articles and row.outcome == Outcome.ARTICLE:
+            scan.kept.append(str(row.article_id))  # unchanged: stored from this file already
+            continue
+        article = reader.articles.get(path) or reader.parse(path).article
+        assert article is not None  # a candidate's file parses into an article
+        scan.result.articles.append(article)
+    return problems
 
 
-def _same_file(stored: str | None, relative: Path) -> bool:
-    """Whether a stored ``source_path`` is this file: compared by its path inside the
-    directory, as the stored one is relative to the working directory of its scan."""
-    if not stored:
-        return False
-    return PurePath(stored).parts[-len(relative.parts):] == relative.parts
-
-
-def _markdown_files(directory: Path) -> list[Path]:
-    """Sorted ``*.md`` files, without hidden files or folders."""
-    return [
-        path
-        for path in sorted(directory.rglob("*.md"))
-        if path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(directory).parts)
-    ]
+def _walk(directory: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """Every visible ``*.md`` file (no hidden file or folder) with its stat, as a path
+    relative to ``directory`` ("/"-separated), sorted by path components (as paths sort)."""
+    found: list[tuple[tuple[str, ...], os.stat_result]] = []
+    pending = [(directory, ())]
+    while pending:
+        folder, parts = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                pending.append((Path(entry.path), (*parts, entry.name)))
+            elif entry.name.endswith(".md") and entry.is_file():
+                found.append(((*parts, entry.name), entry.stat()))
+    found.sort(key=lambda item: item[0])
+    for parts, stat in found:
+        yield "/".join(parts), stat
 
 
 def _display(path: Path) -> str:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.content.model import Article, Problem
@@ -35,10 +35,29 @@ class IngestResult:
     unchanged: int = 0
     skipped: list[Problem] = field(default_factory=list)  # errors that kept an input out
     scheduled: list[Article] = field(default_factory=list)  # dated in the future: stored (or edited) to wait
+    # What the feeds must show anew: the ids of the articles new, edited or removed here,
+    # and their tags before and after (an edit moving an article from tag a to tag b
+    # changes both tag feeds), so a feed rebuild can touch only the feeds they are in.
+    changed_ids: set[str] = field(default_factory=set)
+    changed_tags: set[str] = field(default_factory=set)
 
     @property
     def changed(self) -> bool:
         return bool(self.new or self.updated or self.removed)
+
+    def add(self, other: IngestResult) -> None:
+        """Fold ``other`` (another source's, or the release's) into this one."""
+        for name in ("new", "updated", "removed", "skipped", "scheduled"):
+            getattr(self, name).extend(getattr(other, name))
+        self.unchanged += other.unchanged
+        self.changed_ids |= other.changed_ids
+        self.changed_tags |= other.changed_tags
+
+    def touch(self, article_id: str, *tag_lists: Sequence[str]) -> None:
+        """Note that the feeds show ``article_id`` anew, in the tags of ``tag_lists``."""
+        self.changed_ids.add(article_id)
+        for tags in tag_lists:
+            self.changed_tags.update(tags)
 
 
 def _data(article: Article) -> str:
@@ -62,7 +81,7 @@ def _row(article: Article, source: str, content_hash: str) -> dict[str, object]:
 
 async def ingest(
     engine: AsyncEngine, scanned: Sequence[Article], now: datetime, *, source: str = "", complete: bool = False,
-    withdrawn: Sequence[str] = (),
+    withdrawn: Sequence[str] = (), kept: Collection[str] = (),
 ) -> IngestResult:
     """Insert new articles and update edited ones, in one transaction.
 
@@ -71,7 +90,9 @@ async def ingest(
     ``scanned`` is everything ``source`` offers (a Markdown directory), so its stored
     articles missing from it are marked removed; a feed shows only its latest items,
     so it is never complete.  ``withdrawn``: ids ``source`` now has as drafts, removed
-    whether or not the scan is complete.  A removed article that comes back is an
+    whether or not the scan is complete.  ``kept``: ids ``source`` still offers unchanged
+    (an incremental scan did not read their files again), so they are neither stored nor
+    removed.  A removed article that comes back is an
     edit, not news.  An id that another source publishes (or has scheduled) is refused
     (``skipped``): no source takes over another's article and its feed GUID.
 
@@ -80,12 +101,12 @@ async def ingest(
     already published that gets a future date is unpublished until then.
     """
     async with engine.begin() as conn:
-        return await ingest_on(conn, scanned, now, source=source, complete=complete, withdrawn=withdrawn)
+        return await ingest_on(conn, scanned, now, source=source, complete=complete, withdrawn=withdrawn, kept=kept)
 
 
 async def ingest_on(
     conn: AsyncConnection, scanned: Sequence[Article], now: datetime, *, source: str = "", complete: bool = False,
-    withdrawn: Sequence[str] = (),
+    withdrawn: Sequence[str] = (), kept: Collection[str] = (),
 ) -> IngestResult:
     """:func:`ingest` in the caller's transaction: a dry run stores, plans, then rolls it all back."""
     result = IngestResult()
@@ -103,34 +124,51 @@ async def ingest_on(
     taken = {i: k.source for i, k in known.items() if k.source != source and not k.removed}
     taken |= {i: owner for i, (_, owner) in waiting.items() if owner != source}
     taken |= {i: path for i, path in (await source_paths_on(conn, sorted(taken))).items() if path}
-    later: list[str] = []
+    later: set[str] = set()
     for article in sorted(scanned, key=lambda a: (a.published, a.id)):
         if article.id in taken:
             result.skipped.append(Problem(
                 article.source_path or source, 0, f"id {article.id!r} is already published by {taken[article.id]}"
             ))
         elif article.published > now:
-            later.append(article.id)
+            later.add(article.id)
             await _schedule(conn, article, source, now, waiting.get(article.id), result)
         else:
             await _publish(conn, article, source, now, known.get(article.id), result)
     # A scheduled article leaves the queue when it is now a draft, dated now, or (complete) gone.
-    published_now = [i for i in waiting if i not in taken and i not in later]
-    dropped = scheduled_articles.c.id.in_([*withdrawn, *published_now])
+    # The ids are compared here, not in one NOT IN (…): a directory offers more ids than
+    # one statement may carry.
+    kept = set(kept)
+    offered = {*ids, *kept}
+    published_now = {i for i in waiting if i not in taken and i not in later}
+    dropped = {*withdrawn, *published_now}
+    gone = {*withdrawn, *later}
     if complete:
-        dropped = dropped | scheduled_articles.c.id.not_in(later)
-    await conn.execute(delete(scheduled_articles).where(scheduled_articles.c.source == source, dropped))
-    gone = articles.c.id.in_([*withdrawn, *later])
-    if complete:
-        gone = articles.c.id.not_in(ids) | gone
-    removed = await conn.execute(
-        update(articles)
-        .where(articles.c.source == source, articles.c.removed_at.is_(None), gone)
-        .values(removed_at=now, changed_at=now)
-        .returning(articles.c.id)
-    )
-    result.removed = sorted(removed.scalars())
+        dropped |= {i for i in await _ids_of(conn, scheduled_articles, source) if i not in later and i not in kept}
+        gone |= {i for i in await _ids_of(conn, articles, source) if i not in offered}
+    for chunk in chunks(sorted(dropped)):
+        await conn.execute(delete(scheduled_articles).where(scheduled_articles.c.source == source,
+                                                            scheduled_articles.c.id.in_(chunk)))
+    for chunk in chunks(sorted(gone)):
+        removed = await conn.execute(
+            update(articles)
+            .where(articles.c.source == source, articles.c.removed_at.is_(None), articles.c.id.in_(chunk))
+            .values(removed_at=now, changed_at=now)
+            .returning(articles.c.id, articles.c.tags)
+        )
+        for row in removed:
+            result.removed.append(row.id)
+            result.touch(row.id, json.loads(row.tags))
+    result.removed.sort()
     return result
+
+
+async def _ids_of(conn: AsyncConnection, table: Table, source: str) -> list[str]:
+    """The ids ``source`` has in ``table`` (the live ones of ``articles``)."""
+    query = select(table.c.id).where(table.c.source == source)
+    if table is articles:
+        query = query.where(articles.c.removed_at.is_(None))
+    return list((await conn.execute(query)).scalars())
 
 
 async def release(engine: AsyncEngine, now: datetime) -> IngestResult:
@@ -165,6 +203,7 @@ class _Known:
     removed: bool
     source: str
     withdrawn: bool  # unpublished by an operator: only an edit brings it back
+    tags: tuple[str, ...]  # as the feeds show it now (none while removed)
 
 
 async def _known(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, _Known]:
@@ -173,11 +212,12 @@ async def _known(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, _Known]
     for chunk in chunks(ids):
         rows = await conn.execute(
             select(articles.c.id, articles.c.content_hash, articles.c.removed_at, articles.c.source,
-                   articles.c.withdrawn_at)
+                   articles.c.withdrawn_at, articles.c.tags)
             .where(articles.c.id.in_(chunk))
         )
         known.update({
-            row.id: _Known(row.content_hash, row.removed_at is not None, row.source, row.withdrawn_at is not None)
+            row.id: _Known(row.content_hash, row.removed_at is not None, row.source, row.withdrawn_at is not None,
+                           () if row.removed_at is not None else tuple(json.loads(row.tags)))
             for row in rows
         })
     return known
@@ -210,6 +250,7 @@ async def _publish(
     else:
         await conn.execute(update(articles).where(articles.c.id == article.id).values(**row, changed_at=now))
         result.updated.append(article)
+    result.touch(article.id, article.tags, known.tags if known else ())
 
 
 async def _schedule(

@@ -10,12 +10,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -87,6 +89,31 @@ scheduled_articles = Table(
     Column("first_seen_at", UTCDateTime(), nullable=False),
 )
 Index("ix_scheduled_articles_publish_at", scheduled_articles.c.publish_at)
+
+# What a scan of a Markdown directory last found in each file (``source`` as in
+# ``articles``, ``path`` relative to the directory), so the next scan reads only the files
+# whose size or mtime changed and parses only those whose bytes (``content_hash``) did:
+# the rows are written in the transaction that stores the files' articles, so every node
+# scanning the same directory shares one truth.  ``parsed_with`` fingerprints what else
+# made the article (the site URL, the content limits, the publisher's version);
+# ``outcome`` is what the file gave (article, draft, broken, lost: a duplicate id or slug,
+# refused: another source has its id), with the article's ``article_id`` and ``slug``
+# and the parser's ``problems`` (JSON) that each scan reports again.
+source_files = Table(
+    "source_files",
+    metadata,
+    Column("source", String(1000), nullable=False),
+    Column("path", String(1000), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("parsed_with", String(64), nullable=False),
+    Column("outcome", String(10), nullable=False),
+    Column("article_id", String(MAX_ID_LENGTH), nullable=True),
+    Column("slug", String(MAX_SLUG_LENGTH), nullable=True),
+    Column("problems", Text, nullable=True),
+    PrimaryKeyConstraint("source", "path"),
+)
 
 subscribers = Table(
     "subscribers",

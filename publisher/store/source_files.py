@@ -1,0 +1,82 @@
+"""What each Markdown file gave at the last scan (the ``source_files`` table).
+
+A scan compares the directory's stat results with these rows and reads only the files
+that differ (:mod:`publisher.sources.markdown_dir`); the rows are written in the
+transaction that stores the articles they produced, so they are the truth every node
+and every restart starts from.  The rows hold no article: an unchanged file's article
+is already in ``articles`` (or ``scheduled_articles``), keyed by ``article_id``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from publisher.store.articles import chunks
+from publisher.store.schema import source_files
+
+
+class Outcome(StrEnum):
+    """What a file gave at its last scan."""
+
+    ARTICLE = "article"  # its article is stored from it (published or scheduled)
+    DRAFT = "draft"  # a draft: checked, its id (if it parses) withdrawn
+    BROKEN = "broken"  # an error kept it out: reported again at every scan
+    LOST = "lost"  # parses, but another file has its id or slug
+    REFUSED = "refused"  # parses, but another source publishes its id: parsed again at every scan
+
+
+StoredProblem = tuple[int, str, str]  # (line, message, severity) of a problem, without the file's path
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """One file as the last scan found it; ``mtime_ns`` 0 makes the next scan read it
+    again (a file written within the filesystem's timestamp granularity of being read
+    may change again without its stat showing it)."""
+
+    path: str  # relative to the directory, with "/" separators
+    size: int
+    mtime_ns: int
+    content_hash: str  # SHA-256 of the bytes
+    parsed_with: str  # the fingerprint of the parser's inputs beside the bytes
+    outcome: Outcome
+    article_id: str | None = None
+    slug: str | None = None
+    problems: tuple[StoredProblem, ...] = ()
+
+
+async def load(conn: AsyncConnection, source: str) -> dict[str, SourceFile]:
+    """The rows of ``source``, by path."""
+    rows = await conn.execute(select(source_files).where(source_files.c.source == source))
+    return {
+        row.path: SourceFile(
+            row.path, row.size, row.mtime_ns, row.content_hash, row.parsed_with, Outcome(row.outcome),
+            row.article_id, row.slug,
+            tuple((line, message, severity) for line, message, severity in json.loads(row.problems or "[]")),
+        )
+        for row in rows
+    }
+
+
+async def save(conn: AsyncConnection, source: str, changed: Sequence[SourceFile], gone: Sequence[str]) -> None:
+    """Replace the rows of ``changed`` files and delete those of ``gone`` paths, in the
+    caller's transaction (the one that stores their articles; it holds the ingest lock,
+    so two nodes never interleave here)."""
+    for chunk in chunks([*(f.path for f in changed), *gone]):
+        await conn.execute(delete(source_files).where(source_files.c.source == source, source_files.c.path.in_(chunk)))
+    if changed:
+        await conn.execute(insert(source_files), [
+            {
+                "source": source, "path": f.path, "size": f.size, "mtime_ns": f.mtime_ns,
+                "content_hash": f.content_hash, "parsed_with": f.parsed_with, "outcome": f.outcome,
+                "article_id": f.article_id, "slug": f.slug,
+                "problems": json.dumps(f.problems, ensure_ascii=False) if f.problems else None,
+            }
+            for f in changed
+        ])
