@@ -148,17 +148,21 @@ def scan_metric(base: str) -> tuple[float, float]:
     return found.get("sum", 0.0), found.get("count", 0.0)
 
 
-def get(url: str, etag: str = "") -> tuple[bytes, str] | bytes:
-    """A GET; with ``etag``, a conditional one: ``(body or b"" on 304, its ETag)``."""
+def get(url: str) -> bytes:
+    """A GET's body (b"" when it fails)."""
+    return conditional_get(url, "")[0]
+
+
+def conditional_get(url: str, etag: str) -> tuple[bytes, str]:
+    """A GET with ``If-None-Match: etag`` (none when empty): ``(body, its ETag)``, ``(b"", etag)`` on a 304."""
     request = urllib.request.Request(url, headers={"If-None-Match": etag} if etag else {})
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
-            body, tag = response.read(), response.headers.get("ETag", "")
+            return response.read(), response.headers.get("ETag", "")
     except urllib.error.HTTPError as exc:
-        body, tag = b"", etag if exc.code == 304 else ""
+        return b"", etag if exc.code == 304 else ""
     except OSError:
-        body, tag = b"", ""
-    return (body, tag) if etag else body
+        return b"", ""
 
 
 def measure_daemon(site: Path, config: Path, samples: int, inbox: Inbox, base: str) -> Daemon:
@@ -187,7 +191,7 @@ def measure_daemon(site: Path, config: Path, samples: int, inbox: Inbox, base: s
 
             def in_feed() -> bool:
                 nonlocal etag
-                body, etag = get(base + "/feed.atom", etag or '"none"')
+                body, etag = conditional_get(base + "/feed.atom", etag)
                 return needle in body
 
             feed_times.append(wait_for(in_feed, 120, f"{marker!r} in the feed") - started)
