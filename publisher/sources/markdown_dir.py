@@ -108,9 +108,10 @@ def scan_changes(
         scan.files[relative] = row if same and reader.current(row) else reader.read(relative, stat, row)
     contested = _contest(scan, reader)
     for relative, row in scan.files.items():  # each file's problems in path order, then the contested ones
-        shown = _display(directory / relative)
-        scan.result.problems.extend(Problem(shown, line, message, Severity(severity))
-                                    for line, message, severity in row.problems)
+        if row.problems:
+            shown = _display(directory / relative)
+            scan.result.problems.extend(Problem(shown, line, message, Severity(severity))
+                                        for line, message, severity in row.problems)
         if row.outcome == Outcome.DRAFT and row.article_id is not None:
             scan.withdrawn.append(row.article_id)
             if relative in reader.articles:
@@ -192,21 +193,21 @@ def _contest(scan: DirectoryScan, reader: _Reader) -> list[Problem]:
         return last is not None and last.outcome == Outcome.ARTICLE and last.article_id == row.article_id
 
     candidates.sort(key=lambda candidate: not incumbent(*candidate))  # stable: path order in each group
-    owners: dict[tuple[str, str | None], tuple[str, str | None]] = {}  # (slug or id, value) → (shown, id)
+    owners: dict[tuple[str, str | None], tuple[str, str | None]] = {}  # (slug or id, value) → (path, id)
     problems: list[Problem] = []
     for path, row in candidates:
-        shown = _display(reader.directory / path)
         # One report per file: a derived id repeats whenever the slug does.
         duplicate = next((kv for kv in (("slug", row.slug), ("id", row.article_id)) if kv in owners), None)
         if duplicate:
             key, value = duplicate
             owner, owner_id = owners[duplicate]
             line = front_matter_key_line(reader.bytes_of(path), key)
-            problems.append(Problem(shown, line, f"duplicate {key} {value!r} (also used by {owner})"))
+            message = f"duplicate {key} {value!r} (also used by {_display(reader.directory / owner)})"
+            problems.append(Problem(_display(reader.directory / path), line, message))
             scan.result.contested |= {i for i in (row.article_id, owner_id) if i is not None}
             scan.files[path] = dataclasses.replace(row, outcome=Outcome.LOST)
             continue
-        owners[("slug", row.slug)] = owners[("id", row.article_id)] = (shown, row.article_id)
+        owners[("slug", row.slug)] = owners[("id", row.article_id)] = (path, row.article_id)
         scan.files[path] = dataclasses.replace(row, outcome=Outcome.ARTICLE)
         if path not in reader.articles and row.outcome == Outcome.ARTICLE:
             scan.kept.append(str(row.article_id))  # unchanged: stored from this file already

@@ -58,7 +58,8 @@ async def load(conn: AsyncConnection, source: str) -> dict[str, SourceFile]:
         row.path: SourceFile(
             row.path, row.size, row.mtime_ns, row.content_hash, row.parsed_with, Outcome(row.outcome),
             row.article_id, row.slug,
-            tuple((line, message, severity) for line, message, severity in json.loads(row.problems or "[]")),
+            tuple((line, message, severity) for line, message, severity in json.loads(row.problems))
+            if row.problems else (),
         )
         for row in rows
     }
