@@ -179,15 +179,18 @@ class FeedShelf:
         site, max_entry_bytes = settings.site, settings.feeds.max_entry_bytes
 
         def render() -> dict[Candidate, Entry | None]:
-            return {c: usable_entry(article, site, self._env, max_entry_bytes) if article else None
-                    for c in missing if c.article_id in stored for article in [stored[c.article_id]]}
+            rendered: dict[Candidate, Entry | None] = {}
+            for candidate in missing:
+                if candidate.article_id in stored:  # else unpublished since the index listed it
+                    article = stored[candidate.article_id]  # None: unreadable, logged
+                    rendered[candidate] = usable_entry(article, site, self._env, max_entry_bytes) if article else None
+            return rendered
 
         rendered = await asyncio.to_thread(render)
         await feed_index.keep_entries(
             self._engine, {c: entry.to_json() if entry else "" for c, entry in rendered.items()}, version
         )
-        # An article unpublished since the index listed it is left out (the next build drops it).
-        return found | {c: rendered.get(c) for c in missing}
+        return found | {c: rendered.get(c) for c in missing}  # one unpublished meanwhile is left out
 
     async def _write_static_copies(self, output_dir: Path, changed: Sequence[str]) -> None:
         """Write the feeds to ``[site] output_dir`` for nginx or a CDN, as a best effort:

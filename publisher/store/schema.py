@@ -193,11 +193,11 @@ feed_entries = Table(
     "feed_entries",
     metadata,
     Column("article_id", String(MAX_ID_LENGTH), primary_key=True),
+    Column("published", UTCDateTime(), nullable=False),
     Column("content_hash", String(64), nullable=False),
     Column("changed_at", UTCDateTime(), nullable=False),
-    Column("published", UTCDateTime(), nullable=False),
-    Column("version", String(64), nullable=True),
     Column("entry", Text, nullable=True),
+    Column("version", String(64), nullable=True),
 )
 Index("ix_feed_entries_published", feed_entries.c.published)
 

@@ -22,11 +22,11 @@ def upgrade() -> None:
     op.create_table(
         "feed_entries",
         sa.Column("article_id", sa.String(MAX_ID_LENGTH), primary_key=True),
+        sa.Column("published", UTCDateTime(), nullable=False),
         sa.Column("content_hash", sa.String(64), nullable=False),
         sa.Column("changed_at", UTCDateTime(), nullable=False),
-        sa.Column("published", UTCDateTime(), nullable=False),
-        sa.Column("version", sa.String(64), nullable=True),
         sa.Column("entry", sa.Text, nullable=True),
+        sa.Column("version", sa.String(64), nullable=True),
     )
     op.create_index("ix_feed_entries_published", "feed_entries", ["published"])
     op.create_table(
