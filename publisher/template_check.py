@@ -17,7 +17,7 @@ from publisher import urls
 from publisher.config import Settings
 from publisher.content.model import Article, FactTable, Image, Quote
 from publisher.delivery.service import SAMPLE_READER
-from publisher.feeds.build import CONTENT_TEMPLATE as FEED_CONTENT_TEMPLATE
+from publisher.feeds.entries import CONTENT_TEMPLATE as FEED_CONTENT_TEMPLATE
 from publisher.mail.render import render_digest, render_notice
 from publisher.templating import template_error
 from subscribers.model import Cadence

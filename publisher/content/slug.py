@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 
@@ -21,3 +22,13 @@ def capped_slug(text: str, limit: int) -> str:
     """:func:`slugify`, cut to ``limit`` characters without a dash left at the end:
     the slug both article parsers derive from a title or a URL segment."""
     return slugify(text)[:limit].rstrip("-")
+
+
+def spelled_slugs(tags: Iterable[str]) -> dict[str, str]:
+    """Each tag slug of ``tags`` → the first spelling of it there, in order ("North Korea"
+    and "north korea" are one tag: the slug is its path); a tag without one is left out."""
+    spellings: dict[str, str] = {}
+    for tag in tags:
+        spellings.setdefault(slugify(tag), tag)
+    spellings.pop("", None)
+    return spellings

@@ -12,9 +12,12 @@ handled where it bites: ``add_entry`` prepends by default, it stamps ``now()`` a
 date, its generator element names its own version, the RSS channel ``<link>`` is whatever
 link was added last, and Atom entry links lose their ``rel``/``type``/``length``.
 
-This module is long because the three formats are rendered from one prepared entry and
-one channel, and an article is probed in every format before it goes in; split by
-format, each half would need the other's private shapes.
+The three formats are rendered here from one prepared entry (:mod:`.entries`, which
+the feed shelf caches in the store) and one channel, and an article is probed in every
+format before it goes in; split by format, each half would need the other's private
+shapes.  :func:`build_feeds` builds every feed from a list of articles (the reference,
+and what a one-off build uses); the shelf builds only the feeds whose input changed,
+from the store, with :func:`feed_documents`, :func:`kept_tags` and :func:`usable_entry`.
 """
 
 from __future__ import annotations
@@ -24,16 +27,12 @@ import hashlib
 import html
 import json
 import logging
-import mimetypes
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 import jinja2
-import lxml.html
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
@@ -41,7 +40,8 @@ from feedgen.util import xml_elem
 from publisher import urls
 from publisher.config import SiteSettings
 from publisher.content.model import Article
-from publisher.content.slug import slugify
+from publisher.content.slug import spelled_slugs
+from publisher.feeds.entries import Entry, prepare
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 # date before 1990 implausible.
 EMPTY_FEED_DATE = datetime(2000, 1, 1, tzinfo=UTC)
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
-CONTENT_TEMPLATE = "feed/content.html"
-
 
 
 @dataclass(frozen=True)
@@ -77,14 +75,6 @@ FORMATS: dict[str, FeedFormat] = {
         FeedFormat("json", "application/feed+json", "JSON Feed"),
     )
 }
-# Article ids with these schemes are already global URIs and serve as feed ids unchanged. Any
-# other value, even one with a colon, is a local key that still needs a namespace.
-_URI_ID_SCHEMES = frozenset({"http", "https", "urn", "tag"})
-# This uses only the built-in table, never /etc/mime.types, so every machine builds the same
-# bytes.
-_MIME = mimetypes.MimeTypes()
-
-
 @dataclass(frozen=True)
 class FeedDocument:
     """One feed file as served: the body, its gzip twin and its HTTP validators."""
@@ -110,21 +100,6 @@ class FeedDocument:
 
 
 @dataclass(frozen=True)
-class _Entry:
-    """What one article contributes to every feed it appears in, computed once per build."""
-
-    article: Article
-    id: str
-    content_html: str
-    summary: str  # plain text
-    published: datetime  # UTC
-    updated: datetime  # UTC
-    categories: tuple[str, ...]
-    image_url: str  # "" without a lead image
-    image_type: str
-
-
-@dataclass(frozen=True)
 class _Channel:
     """The feed-level values that RSS, Atom and JSON share."""
 
@@ -139,17 +114,6 @@ class _Channel:
 
     def url(self, fmt: str) -> str:
         return urls.feed(self.home_page_url, fmt, self.tag_slug)
-
-
-def entry_id(article: Article, site_url: str) -> str:
-    """The permanent id (RSS guid, Atom id, JSON id) of an article's entry.
-
-    It derives from ``article.id`` only, never from the title or URL, so an edit or a new slug
-    never makes readers see the article as new.
-    """
-    if urlsplit(article.id).scheme in _URI_ID_SCHEMES:
-        return article.id
-    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, site_url + article.id)}"
 
 
 def build_feeds(
@@ -171,33 +135,28 @@ def build_feeds(
     the others are built, so a bad article never stops the site's feeds being served.
     """
     ordered = sorted(articles, key=lambda a: (-a.published.timestamp(), a.id))
+    groups = _tag_groups(ordered)
     selections = [("", site.title, ordered)]
-    for slug, (tag, tagged) in _most_used(_tag_groups(ordered), max_tag_feeds).items():
-        selections.append((slug, f"{site.title} — {tag}", tagged))
+    for slug in kept_tags({slug: (tag, len(tagged)) for slug, (tag, tagged) in groups.items()}, max_tag_feeds):
+        tag, tagged = groups[slug]
+        selections.append((slug, tag_feed_title(site, tag), tagged))
 
-    prepared: dict[str, _Entry | None] = {}
+    prepared: dict[str, Entry | None] = {}
 
-    def entry(article: Article) -> _Entry | None:
+    def entry(article: Article) -> Entry | None:
         if article.id not in prepared:
-            prepared[article.id] = _usable_entry(article, site, env, max_entry_bytes)
+            prepared[article.id] = usable_entry(article, site, env, max_entry_bytes)
         return prepared[article.id]
 
     docs: dict[str, FeedDocument] = {}
     for tag_slug, title, candidates in selections:
-        entries = _first(entry, candidates, max_entries)
-        if tag_slug and not entries:
-            continue  # every article of this tag was left out: no feed rather than an empty one
-        try:
-            docs.update(_documents(tag_slug, title, entries, site, hub))
-        except Exception as exc:  # noqa: BLE001 - whatever breaks one feed, the others are still served
-            paths = ", ".join(urls.feed_path(fmt, tag_slug) for fmt in FORMATS)
-            log.error("feeds: %s not built: %s: %s", paths, type(exc).__name__, exc)
+        docs.update(feed_documents(tag_slug, title, _first(entry, candidates, max_entries), site, hub) or {})
     return docs
 
 
-def _first(entry: Callable[[Article], _Entry | None], candidates: list[Article], limit: int) -> list[_Entry]:
+def _first(entry: Callable[[Article], Entry | None], candidates: list[Article], limit: int) -> list[Entry]:
     """The first ``limit`` of ``candidates`` that could be rendered: one left out makes room for the next."""
-    chosen: list[_Entry] = []
+    chosen: list[Entry] = []
     for article in candidates:
         if len(chosen) == limit:
             break
@@ -206,9 +165,7 @@ def _first(entry: Callable[[Article], _Entry | None], candidates: list[Article],
     return chosen
 
 
-def _usable_entry(
-    article: Article, site: SiteSettings, env: jinja2.Environment, max_entry_bytes: int
-) -> _Entry | None:
+def usable_entry(article: Article, site: SiteSettings, env: jinja2.Environment, max_entry_bytes: int) -> Entry | None:
     """``article``'s entry, or None (logged with the article's id and the reason) when it can't be rendered.
 
     The entry is rendered alone into each format first: an article that feedgen, the
@@ -216,7 +173,7 @@ def _usable_entry(
     date, a template error) is left out of every feed instead of taking them all down.
     """
     try:
-        prepared = _prepare(article, site, env, max_entry_bytes)
+        prepared = prepare(article, site.url, env, max_entry_bytes)
         probe = _Channel("", "probe", "probe", "probe", "en", site.url, prepared.updated)
         _xml_feeds(probe, [prepared])
         _json_feed(probe, [prepared])
@@ -227,10 +184,19 @@ def _usable_entry(
     return prepared
 
 
-def _documents(
-    tag_slug: str, title: str, entries: list[_Entry], site: SiteSettings, hub: str
-) -> dict[str, FeedDocument]:
-    """The RSS, Atom and JSON documents of one feed, keyed by path."""
+def tag_feed_title(site: SiteSettings, tag: str) -> str:
+    """A tag feed's title: the site's and the tag as spelled by the tag's newest article."""
+    return f"{site.title} — {tag}"
+
+
+def feed_documents(
+    tag_slug: str, title: str, entries: Sequence[Entry], site: SiteSettings, hub: str
+) -> dict[str, FeedDocument] | None:
+    """The RSS, Atom and JSON documents of one feed, keyed by path (none for a tag feed
+    without entries: no feed rather than an empty one), or None, logged, when it can't
+    be built: whatever breaks one feed, the others are still served."""
+    if tag_slug and not entries:
+        return {}
     channel = _Channel(
         tag_slug=tag_slug,
         title=title,
@@ -241,8 +207,13 @@ def _documents(
         updated=max((e.updated for e in entries), default=EMPTY_FEED_DATE),
         hub=hub,
     )
-    rss, atom = _xml_feeds(channel, entries)
-    bodies = {"rss": rss, "atom": atom, "json": _json_feed(channel, entries)}
+    try:
+        rss, atom = _xml_feeds(channel, entries)
+        bodies = {"rss": rss, "atom": atom, "json": _json_feed(channel, entries)}
+    except Exception as exc:  # noqa: BLE001 - whatever breaks one feed, the others are still served
+        paths = ", ".join(urls.feed_path(fmt, tag_slug) for fmt in FORMATS)
+        log.error("feeds: %s not built: %s: %s", paths, type(exc).__name__, exc)
+        return None
     docs: dict[str, FeedDocument] = {}
     for fmt, body in bodies.items():
         path = urls.feed_path(fmt, tag_slug)
@@ -258,82 +229,27 @@ def _tag_groups(ordered: list[Article]) -> dict[str, tuple[str, list[Article]]]:
     """
     groups: dict[str, tuple[str, list[Article]]] = {}
     for article in ordered:
-        spellings: dict[str, str] = {}
-        for tag in article.tags:
-            spellings.setdefault(slugify(tag), tag)
-        for slug, tag in spellings.items():
-            if slug:
-                groups.setdefault(slug, (tag, []))[1].append(article)
+        for slug, tag in spelled_slugs(article.tags).items():
+            groups.setdefault(slug, (tag, []))[1].append(article)
     return dict(sorted(groups.items()))
 
 
-def _most_used(
-    groups: dict[str, tuple[str, list[Article]]], limit: int
-) -> dict[str, tuple[str, list[Article]]]:
-    """The ``limit`` tag groups with the most articles (ties by slug), in slug order; the
-    number left out is logged, with the busiest of them."""
-    if len(groups) <= limit:
-        return groups
-    ranked = sorted(groups, key=lambda slug: (-len(groups[slug][1]), slug))
+def kept_tags(counts: Mapping[str, tuple[str, int]], limit: int) -> list[str]:
+    """The slugs of the ``limit`` tags with the most articles (ties by slug), in slug order,
+    from slug → (a spelling, its number of articles); the number left out is logged, with
+    the busiest of them."""
+    if len(counts) <= limit:
+        return sorted(counts)
+    ranked = sorted(counts, key=lambda slug: (-counts[slug][1], slug))
     left_out = ranked[limit:]
     log.warning(
         "feeds: %d tags have no feed of their own ([feeds] max_tag_feeds = %d; the tags with the most articles "
-        "have one), e.g. %s", len(left_out), limit, ", ".join(repr(groups[slug][0]) for slug in left_out[:5]),
+        "have one), e.g. %s", len(left_out), limit, ", ".join(repr(counts[slug][0]) for slug in left_out[:5]),
     )
-    return {slug: groups[slug] for slug in sorted(ranked[:limit])}
+    return sorted(ranked[:limit])
 
 
-def _prepare(article: Article, site: SiteSettings, env: jinja2.Environment, max_entry_bytes: int) -> _Entry:
-    image = article.lead_image
-    image_url = urljoin(article.canonical_url, image.src) if image else ""
-    content = _absolute_links(env.get_template(CONTENT_TEMPLATE).render(article=article), article.canonical_url)
-    summary = article.summary or article.subtitle or article.title
-    if len(content.encode()) > max_entry_bytes:
-        content = (f"<p>{html.escape(summary)}</p>\n<p><a href=\"{html.escape(article.canonical_url)}\">"
-                   "Too long for a feed: read the whole article</a></p>")
-    return _Entry(
-        article=article,
-        id=entry_id(article, site.url),
-        content_html=content,
-        summary=summary,
-        published=_utc(article.published),
-        updated=_utc(article.updated),
-        categories=tuple(dict.fromkeys(c for c in (*article.tags, article.category) if c)),
-        image_url=image_url,
-        image_type=_media_type(image_url) if image else "",
-    )
-
-
-def _media_type(url: str) -> str:
-    """Guessed from the extension: the enclosure needs a type, and we never fetch the image."""
-    return _MIME.guess_type(urlsplit(url).path)[0] or "application/octet-stream"
-
-
-def _utc(moment: datetime) -> datetime:
-    """Normalize to UTC, so the RSS, Atom and JSON dates match and render the same everywhere.
-
-    A naive datetime is refused: treating it as local time would silently shift it.
-    """
-    if moment.utcoffset() is None:
-        raise ValueError(f"naive datetime {moment.isoformat()} in an article; dates must be timezone-aware")
-    return moment.astimezone(UTC)
-
-
-def _absolute_links(fragment: str, base_url: str) -> str:
-    """Resolve every link and image URL in ``fragment`` against ``base_url``.
-
-    Feed readers show content away from our site, where a relative reference points nowhere, and
-    the W3C validator flags one. This runs on the rendered template, so it also covers a
-    template that an operator overrides.
-    """
-    root = lxml.html.fragment_fromstring(fragment, create_parent="div")
-    # A malformed URL stays as it is rather than failing the whole build.
-    root.make_links_absolute(base_url, resolve_base_href=False, handle_failures="ignore")
-    children = "".join(lxml.html.tostring(child, encoding="unicode") for child in root)
-    return html.escape(root.text or "", quote=False) + children
-
-
-def _xml_feeds(channel: _Channel, entries: list[_Entry]) -> tuple[bytes, bytes]:
+def _xml_feeds(channel: _Channel, entries: Sequence[Entry]) -> tuple[bytes, bytes]:
     """RSS and Atom bytes for one feed, both rendered from a single FeedGenerator."""
     fg = FeedGenerator()
     # RSS <author> must be an e-mail address and we only know names, so RSS gets dc:creator.
@@ -361,21 +277,20 @@ def _xml_feeds(channel: _Channel, entries: list[_Entry]) -> tuple[bytes, bytes]:
     return rss, fg.atom_str(pretty=True)
 
 
-def _add_entry(fg: FeedGenerator, entry: _Entry) -> None:
-    article = entry.article
+def _add_entry(fg: FeedGenerator, entry: Entry) -> None:
     fe = fg.add_entry(order="append")  # the default, "prepend", would reverse our order
-    fe.guid(entry.id, permalink=entry.id == article.canonical_url)
-    fe.title(article.title)
-    fe.link(href=article.canonical_url, rel="alternate")
+    fe.guid(entry.id, permalink=entry.id == entry.url)
+    fe.title(entry.title)
+    fe.link(href=entry.url, rel="alternate")
     fe.published(entry.published)
     fe.updated(entry.updated)
     # RSS <description> is HTML by definition: escaping the plain text keeps "<" or "&" in it
     # literal. Atom gets the same string declared as type="html".
     fe.summary(html.escape(entry.summary, quote=False), type="html")
     fe.content(entry.content_html, type="html")
-    if article.author:
-        fe.author(name=article.author)
-        fe.dc.dc_creator(article.author)
+    if entry.author:
+        fe.author(name=entry.author)
+        fe.dc.dc_creator(entry.author)
     if entry.categories:
         fe.category([{"term": category} for category in entry.categories])
     if entry.image_url:
@@ -429,7 +344,7 @@ class _WebSubHub(BaseExtension):
         return atom_feed
 
 
-def _json_feed(channel: _Channel, entries: list[_Entry]) -> bytes:
+def _json_feed(channel: _Channel, entries: Sequence[Entry]) -> bytes:
     feed = {
         "version": JSON_FEED_VERSION,
         "title": channel.title,
@@ -445,20 +360,19 @@ def _json_feed(channel: _Channel, entries: list[_Entry]) -> bytes:
     return json.dumps(feed, ensure_ascii=False, indent=1).encode("utf-8")
 
 
-def _json_item(entry: _Entry, language: str) -> dict[str, Any]:
-    article = entry.article
+def _json_item(entry: Entry, language: str) -> dict[str, Any]:
     item: dict[str, Any] = {
         "id": entry.id,
-        "url": article.canonical_url,
-        "title": article.title,
+        "url": entry.url,
+        "title": entry.title,
         "content_html": entry.content_html,
         "summary": entry.summary,
         "date_published": entry.published.isoformat(),
         "date_modified": entry.updated.isoformat(),
         "language": language,
     }
-    if article.author:
-        item["authors"] = [{"name": article.author}]
+    if entry.author:
+        item["authors"] = [{"name": entry.author}]
     if entry.categories:
         item["tags"] = list(entry.categories)
     if entry.image_url:

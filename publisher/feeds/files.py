@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from contextlib import suppress
 from pathlib import Path
 
@@ -19,24 +19,34 @@ from publisher.feeds.build import FORMATS, FeedDocument
 _MANAGED_NAMES = frozenset(fmt.file_name + gz for fmt in FORMATS.values() for gz in ("", ".gz"))
 
 
-def write_feeds(docs: Mapping[str, FeedDocument], output_dir: Path) -> None:
+def write_feeds(docs: Mapping[str, FeedDocument], output_dir: Path, changed: Collection[str] | None = None) -> None:
     """Write each feed and its ``.gz`` twin atomically, then delete the feeds of vanished tags.
 
     Files whose bytes are unchanged are not touched, so their mtime (what nginx sends as
     Last-Modified) stays put. Under ``tags/`` only the ``feed.*`` files this module writes are
-    ever deleted, and a tag folder only once nothing else is left in it.
+    ever deleted, and a tag folder only once nothing else is left in it.  With ``changed``
+    (paths), only those are looked at: each is written, or deleted when ``docs`` no longer has it.
     """
-    for doc in docs.values():
-        target = output_dir / doc.path
-        _replace_if_changed(target, doc.body)
-        _replace_if_changed(target.with_name(target.name + ".gz"), doc.gzipped)
-
+    for path in sorted(docs) if changed is None else sorted(changed):
+        target = output_dir / path
+        if (doc := docs.get(path)) is not None:
+            _replace_if_changed(target, doc.body)
+            _replace_if_changed(target.with_name(target.name + ".gz"), doc.gzipped)
+        elif target.name in _MANAGED_NAMES and target.parent.parent.name == "tags":
+            _delete(target, target.with_name(target.name + ".gz"))
+    if changed is not None:
+        return
     keep = {path for doc in docs.values() for path in (doc.path, doc.path + ".gz")}
-    for path in sorted((output_dir / "tags").glob("*/feed.*")):
-        if path.name in _MANAGED_NAMES and path.relative_to(output_dir).as_posix() not in keep:
-            path.unlink()
-            with suppress(OSError):  # the folder still holds files others manage
-                path.parent.rmdir()
+    _delete(*(path for path in sorted((output_dir / "tags").glob("*/feed.*"))
+              if path.name in _MANAGED_NAMES and path.relative_to(output_dir).as_posix() not in keep))
+
+
+def _delete(*paths: Path) -> None:
+    """Delete these feed files (if there), and each one's tag folder once nothing else is left in it."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+        with suppress(OSError):  # the folder still holds files others manage
+            path.parent.rmdir()
 
 
 def _replace_if_changed(path: Path, data: bytes) -> None:

@@ -1,31 +1,56 @@
 """The feeds this node serves now, and how they are rebuilt after the store changes.
 
 :class:`FeedShelf` holds the current documents (path → :class:`FeedDocument`) that the
-web layer answers from memory, rebuilds them from the store (one build at a time: the
-build runs in threads, and two at once could finish out of order), writes their
-static copies as a best effort and announces what changed to the WebSub hub.  It
-remembers the store's revision it built from, so a standby rebuilds only when
+web layer answers from memory, rebuilds them from the store (one build at a time),
+writes their static copies as a best effort and announces what changed to the WebSub
+hub.  It remembers the store's revision it built from, so a standby rebuilds only when
 another node has changed the articles.
+
+A build touches only the feeds whose input changed.  The input of a feed is what its
+bytes are made of: the settings of its channel, the version of the entries
+(:func:`~publisher.feeds.entries.entry_version`), and the articles it went through,
+newest first, each with its content hash and change time, as the store's feed index
+(:mod:`publisher.store.feed_index`) lists them.  Those are a LIMIT query per feed, so a
+build compares each feed's input with the one it was built from and renders again only
+the feeds that differ, from entries cached in the store (only an edited article is
+rendered again).  The change set is thus read from the store, not told: it holds after a
+restart, a reload, a change made by the CLI or another node.  Unchanged documents stay
+the same objects, so their ETag and Last-Modified stay, their static files are not
+touched, and the hub hears only of the feeds that changed.  Memory holds the documents
+served and each feed's short input, never the archive.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
 import jinja2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher import urls
 from publisher.config import Settings
-from publisher.feeds.build import FeedDocument, build_feeds
+from publisher.feeds.build import FORMATS, FeedDocument, feed_documents, kept_tags, tag_feed_title, usable_entry
+from publisher.feeds.entries import Entry, entry_version
 from publisher.feeds.files import write_feeds
 from publisher.feeds.websub import HubPinger
 from publisher.store import articles as article_store
-from publisher.store import meta
+from publisher.store import feed_index, meta
+from publisher.store.feed_index import Candidate
 from publisher.tasks import TaskTracker
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Built:
+    """What one feed on the shelf was built from: equal inputs give equal bytes."""
+
+    settings: tuple[object, ...]  # the channel's settings and the entries' version
+    candidates: tuple[Candidate, ...]  # the articles it went through (usable or not), newest first
 
 
 class FeedShelf:
@@ -45,12 +70,17 @@ class FeedShelf:
         self._env = env
         self._lock = asyncio.Lock()
         self._revision: tuple[object, ...] | None = None  # the store's, when the docs were built
+        self._built: dict[str, _Built] = {}  # by tag slug ("": the site's feeds)
+        # The static copies are written whole at the first build and after a failed write;
+        # otherwise only the files of the documents that changed.
+        self._write_all = True
 
-    async def build(self, *, announce: bool = True) -> None:
-        """Render every feed from the store, write the static copies, tell the WebSub hub
-        (unless not ``announce``: the node that stored the change has told it)."""
+    async def build(self, *, announce: bool = True) -> frozenset[str]:
+        """Rebuild the feeds whose input changed, write their static copies, tell the WebSub
+        hub (unless not ``announce``: the node that stored the change has told it).
+        Returns the tag slugs of the feeds rebuilt ("" for the site's)."""
         async with self._lock:
-            await self._build(self.settings, announce)
+            return await self._build(self.settings, announce)
 
     async def refresh(self) -> None:
         """Rebuild the feeds if the store's articles changed since they were built (by
@@ -58,35 +88,123 @@ class FeedShelf:
         if await article_store.revision(self._engine) != self._revision:
             await self.build(announce=False)
 
-    async def _build(self, settings: Settings, announce: bool) -> None:
+    async def _build(self, settings: Settings, announce: bool) -> frozenset[str]:
         site, feeds, websub = settings.site, settings.feeds, settings.websub
         revision = await article_store.revision(self._engine)
-        published = await article_store.latest(self._engine)
+        await feed_index.sync(self._engine)
+        version = entry_version(self._env, site.url, feeds.max_entry_bytes)
+        channel = (site.title, site.description, site.author, site.language, site.url, websub.hub,
+                   feeds.max_entries, version)
+        stale: dict[str, list[Candidate]] = {}
+        async with self._engine.connect() as conn:
+            wanted = ["", *kept_tags(await feed_index.tag_counts(conn), feeds.max_tag_feeds)]
+            for slug in wanted:
+                built = self._built.get(slug)
+                # As many as it went through last time: one left out made room for the next.
+                limit = max(feeds.max_entries, len(built.candidates) if built else 0)
+                first = await feed_index.newest(conn, slug, limit)
+                if built is None or built.settings != channel or built.candidates != tuple(first):
+                    stale[slug] = first
+        made = await self._rebuild(stale, settings, version)
         before = self.docs
-        # In a thread: rendering hundreds of documents takes long enough to stall every request.
-        self.docs = await asyncio.to_thread(
-            build_feeds, published, site, feeds.max_entries, self._env, hub=websub.hub,
-            max_tag_feeds=feeds.max_tag_feeds, max_entry_bytes=feeds.max_entry_bytes,
-        )
-        self._revision = revision
-        await self._write_static_copies(site.output_dir)
+        docs: dict[str, FeedDocument] = {}
+        built_now: dict[str, _Built] = {}
+        for slug in wanted:
+            if slug not in stale:
+                docs.update((path, before[path]) for path in _paths(slug) if path in before)
+                built_now[slug] = self._built[slug]
+            elif (result := made[slug]) is not None:  # None: logged, missing, tried again at the next build
+                docs.update(result[0])
+                built_now[slug] = _Built(channel, result[1])
+        self.docs, self._built, self._revision = docs, built_now, revision
+        changed = [path for path, doc in docs.items() if path not in before or before[path].etag != doc.etag]
+        await self._write_static_copies(site.output_dir, [*changed, *(path for path in before if path not in docs)])
         if await meta.get(self._engine, meta.SITE_URL) != site.url:  # published under this URL from now on
             await meta.put(self._engine, meta.SITE_URL, site.url)
         if websub.hub and before and announce:  # the first build after a start only restates what the hub has seen
-            changed = [path for path, doc in self.docs.items() if path not in before or before[path].etag != doc.etag]
             self.hub.settings = websub
             self.hub.ping(urls.absolute(site.url, path) for path in changed)
+        return frozenset(slug for slug in stale if made[slug] is not None)
 
-    async def _write_static_copies(self, output_dir: Path) -> None:
-        """Write the feeds to ``[site] output_dir`` for nginx or a CDN, as a best effort.
+    async def _rebuild(
+        self, stale: dict[str, list[Candidate]], settings: Settings, version: str
+    ) -> dict[str, tuple[dict[str, FeedDocument], tuple[Candidate, ...]] | None]:
+        """The documents of each stale feed and the articles it went through (None: it can't be built)."""
+        site, limit = settings.site, settings.feeds.max_entries
+        entries = await self._entries({c for rows in stale.values() for c in rows}, settings, version)
+        chosen: dict[str, tuple[list[Entry], tuple[Candidate, ...]]] = {}
+        for slug, rows in stale.items():
+            picked: list[Entry] = []
+            went_through: list[Candidate] = []
+            page, asked = rows, max(limit, len(rows))  # the first page came with as many as asked, or all there were
+            while True:
+                for candidate in page:
+                    if len(picked) == limit:
+                        break
+                    went_through.append(candidate)
+                    if (entry := entries[candidate]) is not None:
+                        picked.append(entry)
+                if len(picked) == limit or len(page) < asked:
+                    break  # enough, or no more articles: one left out made room for the next
+                async with self._engine.connect() as conn:
+                    page, asked = await feed_index.newest(conn, slug, limit, offset=len(went_through)), limit
+                entries |= await self._entries(set(page), settings, version)
+            chosen[slug] = (picked, tuple(went_through))
+
+        def render() -> dict[str, tuple[dict[str, FeedDocument], tuple[Candidate, ...]] | None]:
+            made = {}
+            for slug, (picked, went_through) in chosen.items():
+                title = tag_feed_title(site, stale[slug][0].tag) if slug and stale[slug] else site.title
+                docs = feed_documents(slug, title, picked, site, settings.websub.hub)
+                made[slug] = None if docs is None else (docs, went_through)
+            return made
+
+        # In a thread: rendering documents takes long enough to stall every request.
+        return await asyncio.to_thread(render)
+
+    async def _entries(
+        self, candidates: Iterable[Candidate], settings: Settings, version: str
+    ) -> dict[Candidate, Entry | None]:
+        """Each candidate's prepared entry (None: it can't be rendered), cached in the store
+        under ``version``; the articles without one are read, rendered and cached."""
+        wanted = list(candidates)
+        async with self._engine.connect() as conn:
+            cached = await feed_index.cached_entries(conn, [c.article_id for c in wanted], version)
+        found = {c: Entry.from_json(cached[c.article_id]) if cached[c.article_id] else None
+                 for c in wanted if c.article_id in cached}
+        missing = [c for c in wanted if c.article_id not in cached]
+        if not missing:
+            return found
+        stored = await article_store.published_by_id(self._engine, [c.article_id for c in missing])
+        site, max_entry_bytes = settings.site, settings.feeds.max_entry_bytes
+
+        def render() -> dict[Candidate, Entry | None]:
+            rendered: dict[Candidate, Entry | None] = {}
+            for candidate in missing:
+                if candidate.article_id in stored:  # else unpublished since the index listed it
+                    article = stored[candidate.article_id]  # None: unreadable, logged
+                    rendered[candidate] = usable_entry(article, site, self._env, max_entry_bytes) if article else None
+            return rendered
+
+        rendered = await asyncio.to_thread(render)
+        await feed_index.keep_entries(
+            self._engine, {c: entry.to_json() if entry else "" for c, entry in rendered.items()}, version
+        )
+        return found | {c: rendered.get(c) for c in missing}  # one unpublished meanwhile is left out
+
+    async def _write_static_copies(self, output_dir: Path, changed: Sequence[str]) -> None:
+        """Write the feeds to ``[site] output_dir`` for nginx or a CDN, as a best effort:
+        the ``changed`` paths' files (a path no longer on the shelf is deleted), or every
+        file at the first build and after a write failed.
 
         A directory that is read-only, full or not a directory never stops serving (the
         feeds are in memory) nor sending: the problem is logged once each time it
         changes, and shown in ``/readyz`` and ``publisher status`` until a write succeeds.
         """
         try:
-            await asyncio.to_thread(write_feeds, self.docs, output_dir)
+            await asyncio.to_thread(write_feeds, self.docs, output_dir, None if self._write_all else changed)
         except OSError as exc:
+            self._write_all = True
             problem = (f"cannot write the static feed files to {output_dir}: {exc.strerror or exc} "
                        f"({exc.filename or output_dir}); the feeds are still served by the daemon")
             if problem != self.static_files_problem:
@@ -96,4 +214,11 @@ class FeedShelf:
         if self.static_files_problem is not None:
             log.info("feeds: the static feed files are written to %s again", output_dir)
         self.static_files_problem = None
-        log.info("feeds: %d files in %s", len(self.docs), output_dir)
+        written = len(self.docs) if self._write_all else len(changed)
+        self._write_all = False
+        log.info("feeds: %d of %d files changed in %s", written, len(self.docs), output_dir)
+
+
+def _paths(tag_slug: str) -> list[str]:
+    """The paths of one feed's documents, one a format."""
+    return [urls.feed_path(fmt, tag_slug) for fmt in FORMATS]

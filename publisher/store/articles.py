@@ -137,6 +137,24 @@ async def latest(engine: AsyncEngine, limit: int | None = None) -> list[Article]
     return found
 
 
+async def published_by_id(engine: AsyncEngine, ids: Sequence[str]) -> dict[str, Article | None]:
+    """The published articles with these ids, by id; None for one that can't be read
+    (logged with its id, as :func:`latest` does: left out, the others are published)."""
+    found: dict[str, Article | None] = {}
+    async with engine.connect() as conn:
+        for chunk in chunks(ids):
+            rows = await conn.execute(
+                select(articles.c.id, articles.c.data).where(articles.c.id.in_(chunk), articles.c.removed_at.is_(None))
+            )
+            for row in rows:
+                try:
+                    found[row.id] = _read(row.id, row.data)
+                except UnreadableArticle as exc:
+                    log.error("%s; left out of the feeds and pages", exc)
+                    found[row.id] = None
+    return found
+
+
 async def revision(engine: AsyncEngine) -> tuple[object, ...]:
     """What changes whenever an article is stored, edited or removed (the newest ``seq``
     and ``changed_at``): a node compares it to know its feeds are stale."""

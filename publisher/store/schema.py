@@ -209,3 +209,33 @@ meta = Table(
     Column("key", String(100), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+# The feeds' index of the published articles (publisher.store.feed_index), kept in step
+# with ``articles`` by the feed shelf: one row per published article, with the content
+# hash and ``changed_at`` it was indexed at (a row that no longer matches is stale), its
+# date (the feeds' order), and its prepared feed entry once rendered (JSON; "" when it
+# can't be rendered) under ``version``, a digest of the templates and settings that
+# shape entries: another version is rendered again.
+feed_entries = Table(
+    "feed_entries",
+    metadata,
+    Column("article_id", String(MAX_ID_LENGTH), primary_key=True),
+    Column("published", UTCDateTime(), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("changed_at", UTCDateTime(), nullable=False),
+    Column("entry", Text, nullable=True),
+    Column("version", String(64), nullable=True),
+)
+Index("ix_feed_entries_published", feed_entries.c.published)
+
+# One row per (indexed article, tag slug), with the article's spelling of the tag and its
+# date: a tag feed's newest articles are one LIMIT query on (slug, published).
+feed_tags = Table(
+    "feed_tags",
+    metadata,
+    Column("article_id", String(MAX_ID_LENGTH), primary_key=True),
+    Column("slug", Text, primary_key=True),
+    Column("tag", Text, nullable=False),
+    Column("published", UTCDateTime(), nullable=False),
+)
+Index("ix_feed_tags_slug", feed_tags.c.slug, feed_tags.c.published)

@@ -24,8 +24,8 @@ from publisher.feeds.build import (
     FORMATS,
     FeedDocument,
     build_feeds,
-    entry_id,
 )
+from publisher.feeds.entries import entry_id
 from publisher.feeds.files import write_feeds
 from publisher.templating import make_environment
 from tests.support.articles import BODY_HTML, FACT_ROWS, SOURCES, SUBTITLE, TAKEAWAYS, seed_like

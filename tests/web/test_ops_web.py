@@ -125,7 +125,7 @@ async def test_a_full_disk_for_the_static_files_is_a_warning_logged_once_and_rea
     ready(publisher)
     caplog.set_level(logging.INFO, logger="publisher.feeds.shelf")
 
-    def disk_full(docs: object, output_dir: Path) -> None:
+    def disk_full(docs: object, output_dir: Path, changed: object = None) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(output_dir / "feed.rss"))
 
     with monkeypatch.context() as patched:

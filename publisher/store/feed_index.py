@@ -1,0 +1,157 @@
+"""The feeds' index of the published articles, and their prepared entries, in the store.
+
+A feed shows its newest articles only (``[feeds] max_entries``), so the feed shelf
+builds each one from a LIMIT query here instead of reading the whole archive:
+``feed_entries`` holds one row per published article (its date, the content hash and
+``changed_at`` it was indexed at, and its prepared entry once rendered) and
+``feed_tags`` one row per article and tag slug.  :func:`sync` brings both in step
+with ``articles`` from the store alone, whoever changed it (this node's scan, the
+CLI beside the daemon, another node), so the index never depends on a change being
+reported to the process that builds the feeds.  The rows are keyed by the article's
+content hash and ``changed_at``: an edit, a removal or a return makes the row stale,
+and a stale row's cached entry goes with it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, bindparam, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from publisher.content.slug import spelled_slugs
+from publisher.store.articles import chunks
+from publisher.store.db import Exclusive, serialize
+from publisher.store.schema import articles, feed_entries, feed_tags
+
+_BATCH = 500  # articles indexed per round trip (and under SQLite's bound-parameter limit)
+
+_LIVE = articles.c.removed_at.is_(None)
+# Published articles whose index row is missing or stale.
+_STALE = (
+    select(articles.c.seq, articles.c.id, articles.c.content_hash, articles.c.changed_at, articles.c.published,
+           articles.c.tags)
+    .select_from(articles.outerjoin(feed_entries, feed_entries.c.article_id == articles.c.id))
+    .where(_LIVE, or_(feed_entries.c.article_id.is_(None), feed_entries.c.content_hash != articles.c.content_hash,
+                      feed_entries.c.changed_at != articles.c.changed_at))
+)
+# Index rows of articles no longer published.
+_GONE = select(feed_entries.c.article_id).where(
+    ~exists().where(articles.c.id == feed_entries.c.article_id, _LIVE)
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One article as a feed's selection sees it: equal candidates give equal entries."""
+
+    article_id: str
+    content_hash: str
+    changed_at: datetime
+    tag: str  # the tag as this article spells it ("" in the site feed)
+
+
+async def sync(engine: AsyncEngine) -> bool:
+    """Bring the index in step with ``articles``; False when it already was.
+
+    A read finds out first, so a build with nothing changed takes no write lock.  The
+    writes wait for any scan storing articles (the ingest lock), so two nodes indexing
+    at once write one after the other, and the second finds nothing left to do.
+    Articles are indexed in batches by ``seq``: the first sync of a large archive holds
+    a batch in memory at a time, not the archive.
+    """
+    async with engine.connect() as conn:
+        behind = (await conn.execute(select(exists(_STALE.limit(1)) | exists(_GONE.limit(1))))).scalar_one()
+    if not behind:
+        return False
+    async with engine.begin() as conn:
+        await serialize(conn, Exclusive.INGEST)
+        await _forget(conn, list((await conn.execute(_GONE)).scalars()))
+        after = 0
+        while rows := (await conn.execute(_STALE.where(articles.c.seq > after).order_by(articles.c.seq)
+                                          .limit(_BATCH))).all():
+            await _forget(conn, [row.id for row in rows])
+            await conn.execute(insert(feed_entries), [
+                {"article_id": row.id, "content_hash": row.content_hash, "changed_at": row.changed_at,
+                 "published": row.published} for row in rows
+            ])
+            tags = [{"article_id": row.id, "slug": slug, "tag": tag, "published": row.published}
+                    for row in rows for slug, tag in spelled_slugs(json.loads(row.tags)).items()]
+            if tags:
+                await conn.execute(insert(feed_tags), tags)
+            after = rows[-1].seq
+    return True
+
+
+async def _forget(conn: AsyncConnection, ids: Sequence[str]) -> None:
+    for chunk in chunks(ids):
+        await conn.execute(delete(feed_tags).where(feed_tags.c.article_id.in_(chunk)))
+        await conn.execute(delete(feed_entries).where(feed_entries.c.article_id.in_(chunk)))
+
+
+async def tag_counts(conn: AsyncConnection) -> dict[str, tuple[str, int]]:
+    """Tag slug → (one of its spellings, how many published articles have it)."""
+    query = select(feed_tags.c.slug, func.min(feed_tags.c.tag), func.count()).group_by(feed_tags.c.slug)
+    return {slug: (tag, count) for slug, tag, count in await conn.execute(query)}
+
+
+async def newest(conn: AsyncConnection, tag_slug: str, limit: int, offset: int = 0) -> list[Candidate]:
+    """A feed's articles, newest first by date (ties by ascending id, as Python orders
+    strings), from ``offset``: the site feed's (``tag_slug`` "") or one tag's."""
+    if tag_slug:
+        query = (
+            select(feed_tags.c.article_id, feed_entries.c.content_hash, feed_entries.c.changed_at, feed_tags.c.tag)
+            .join(feed_entries, feed_entries.c.article_id == feed_tags.c.article_id)
+            .where(feed_tags.c.slug == tag_slug)
+            .order_by(feed_tags.c.published.desc(), _code_point_order(conn, feed_tags.c.article_id))
+        )
+    else:
+        query = (
+            select(feed_entries.c.article_id, feed_entries.c.content_hash, feed_entries.c.changed_at, literal(""))
+            .order_by(feed_entries.c.published.desc(), _code_point_order(conn, feed_entries.c.article_id))
+        )
+    rows = await conn.execute(query.limit(limit).offset(offset))
+    return [Candidate(*row) for row in rows]
+
+
+def _code_point_order(conn: AsyncConnection, column: ColumnElement[str]) -> ColumnElement[str]:
+    """``column`` compared as Python compares strings (by code point), so a feed built here
+    and one built from a list of articles break ties alike: SQLite's default (BINARY)
+    already compares UTF-8 bytes, which is code point order; PostgreSQL's database
+    collation may not, its "C" collation does."""
+    return column.collate("C") if conn.dialect.name == "postgresql" else column
+
+
+async def cached_entries(conn: AsyncConnection, ids: Sequence[str], version: str) -> dict[str, str]:
+    """The prepared entries (JSON, or "" for an article that can't be rendered) cached
+    under ``version`` for these article ids, by id."""
+    found: dict[str, str] = {}
+    for chunk in chunks(ids):
+        rows = await conn.execute(
+            select(feed_entries.c.article_id, feed_entries.c.entry)
+            .where(feed_entries.c.article_id.in_(chunk), feed_entries.c.version == version,
+                   feed_entries.c.entry.is_not(None))
+        )
+        found.update({row.article_id: row.entry for row in rows})
+    return found
+
+
+async def keep_entries(engine: AsyncEngine, entries: Mapping[Candidate, str], version: str) -> None:
+    """Cache each candidate's prepared entry under ``version``, unless its row changed
+    meanwhile (then the entry is of content no longer published, and is dropped)."""
+    if not entries:
+        return
+    query = (
+        update(feed_entries)
+        .where(feed_entries.c.article_id == bindparam("b_id"), feed_entries.c.content_hash == bindparam("b_hash"),
+               feed_entries.c.changed_at == bindparam("b_changed"))
+        .values(version=version, entry=bindparam("b_entry"))
+    )
+    async with engine.begin() as conn:
+        await conn.execute(query, [
+            {"b_id": c.article_id, "b_hash": c.content_hash, "b_changed": c.changed_at, "b_entry": entry}
+            for c, entry in entries.items()
+        ])
