@@ -13,7 +13,7 @@ from publisher.content.model import MAX_ID_LENGTH
 from publisher.store.schema import UTCDateTime
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
