@@ -3,7 +3,7 @@
 The feed shelf fills the tables from ``articles`` at its first build, so nothing is copied here.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 """
 
 import sqlalchemy as sa
