@@ -387,7 +387,7 @@ class Holder:
 
     node: str  # its claimant id, ``host:pid:start``
     rows: int
-    until: datetime  # the latest of its leases: every row is free by then unless it renews them
+    until: datetime | None  # the latest of its leases: every row is free by then unless it renews them
     seen_at: datetime | None  # its last heartbeat (None: no daemon with this id, e.g. a ``publisher send``)
 
 
@@ -399,7 +399,6 @@ class Remaining:
     deferred: int = 0  # temporary failures, tried again from ``next_retry``
     next_retry: datetime | None = None
     held: int = 0  # claimed by another node (being sent, or left by a dead one until its lease lapses)
-    held_until: datetime | None = None  # the earliest of their leases
     holders: tuple[Holder, ...] = ()  # who holds them, most rows first
 
     @property
@@ -411,14 +410,12 @@ async def remaining(engine: AsyncEngine) -> Remaining:
     """The rows of active (not paused) digests still open, by why they are (``publisher send``'s exit code)."""
     async with engine.connect() as conn:
         rows = await conn.execute(
-            select(
-                deliveries.c.state, func.count(), func.min(deliveries.c.retry_at), func.min(deliveries.c.lease_until)
-            )
+            select(deliveries.c.state, func.count(), func.min(deliveries.c.retry_at))
             .join(digests, digests.c.id == deliveries.c.digest_id)
             .where(digests.c.status == DigestState.SENDING, deliveries.c.state.in_(OPEN_STATES))
             .group_by(deliveries.c.state)
         )
-        by_state = {state: (count, retry, lease) for state, count, retry, lease in rows}
+        by_state = {state: (count, retry) for state, count, retry in rows}
         holders = await conn.execute(
             select(deliveries.c.claimed_by, func.count(), func.max(deliveries.c.lease_until), nodes.c.seen_at)
             .join(digests, digests.c.id == deliveries.c.digest_id)
@@ -429,10 +426,10 @@ async def remaining(engine: AsyncEngine) -> Remaining:
         )
         held_by = tuple(Holder(str(node), count, until, seen) for node, count, until, seen in holders)
     pending, deferred, held = (
-        by_state.get(state, (0, None, None))
+        by_state.get(state, (0, None))
         for state in (DeliveryState.PENDING, DeliveryState.DEFERRED, DeliveryState.SENDING)
     )
     return Remaining(
-        pending=pending[0], deferred=deferred[0], next_retry=deferred[1], held=held[0], held_until=held[2],
+        pending=pending[0], deferred=deferred[0], next_retry=deferred[1], held=held[0],
         holders=held_by,
     )

@@ -158,6 +158,42 @@ def test_killed_five_times_every_subscriber_received_and_duplicates_bounded_by_i
     assert duplicates <= in_flight
 
 
+def test_a_plain_send_after_a_kill_replays_the_journal_and_takes_the_dead_runs_rows_at_once(tmp_path: Path) -> None:
+    """The case of a cron job: ``send`` killed, then ``send`` again without ``--wait``.  The
+    second replays the first's journal and takes back the rows it held although their
+    lease has an hour to run (it knows their node died: the journal's lock was free), so
+    it finishes the digest and exits 0, and the duplicates are the messages on the wire."""
+    count = 3000
+    addresses = [f"again{i:04d}@example.org" for i in range(count)]
+    log = tmp_path / "send.log"
+    with FaultServer(keep_content=False) as server:
+        config = write_site(
+            tmp_path, smtp_port=server.port, smtp="timeout = 10", retry_base=0.05, concurrency=CONCURRENCY,
+            extra="[cluster]\nlease = 3600\n",
+        )
+        ids = asyncio.run(prepare(config, addresses))
+        first = start_send(config, log)
+        try:
+            while not server.wait_for(count // 3, timeout=0.2):
+                assert first.poll() is None, log.read_text(errors="replace")[-3000:]
+        finally:
+            first.kill()
+            first.wait()
+        claimed = ledger_states(tmp_path)["sending"]
+        second = subprocess.run(
+            [sys.executable, "-m", "publisher", "--config", str(config), "send"],
+            capture_output=True, text=True, timeout=RUN_DEADLINE,
+        )
+        accepted = server.snapshot()
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert claimed > CONCURRENCY  # the kill left claims to take back, more than the wire can hold
+    assert ledger_states(tmp_path) == Counter({"sent": count})
+    assert "died; its journal says" in second.stderr, second.stderr
+    received = Counter(parsed[1] for a in accepted if (parsed := digest_recipient(a.message_id)))
+    assert set(received) == set(ids.values())
+    assert sum(received.values()) - count <= CONCURRENCY
+
+
 def test_sigterm_during_a_send_loses_nothing_and_the_rest_goes_after_a_restart(tmp_path: Path) -> None:
     """The daemon stopped politely mid-digest: it finishes the messages in hand, exits 0,
     and the next start sends the rest; nobody is lost and, the stop being orderly, nobody
