@@ -57,12 +57,14 @@ def _file_name(claimant: str) -> str:
 def read(segments: Iterable[Path]) -> dict[str, list[int]]:
     """The accepted messages in these segment files, ``{digest id: subscriber ids}``.
 
-    A line that is not whole (a full disk cut the write short) is skipped: that message
-    is one of those in flight, which may go again.
+    A line without its newline (a full disk cut the write short: "instant-x 12" may
+    have become "instant-x 1") is skipped: that message is one of those in flight, which
+    may go again.
     """
     accepted: dict[str, list[int]] = {}
     for segment in segments:
-        for line in segment.read_text(encoding="utf-8", errors="replace").splitlines():
+        *whole, _cut = segment.read_text(encoding="utf-8", errors="replace").split("\n")
+        for line in whole:
             digest, _, subscriber = line.partition(" ")
             if digest and subscriber.isdigit():
                 accepted.setdefault(digest, []).append(int(subscriber))
