@@ -129,6 +129,7 @@ class Publisher:
 
     async def close(self) -> None:
         await self.intake.close()
+        self.delivery.close()
         await self.engine.dispose()
 
     # --- reads about the process and its store (no service owns them) ---

@@ -16,14 +16,15 @@ import click
 
 from publisher import clock
 from publisher.app import Publisher
-from publisher.delivery.ledger import Remaining
+from publisher.delivery.ledger import Holder, Remaining
 from publisher.delivery.service import DigestCopy, NothingToPreview, SendResult
 from publisher.cli.context import CADENCES, ExitCode, with_publisher
-from publisher.cli.output import err, out, progress_bar, when
+from publisher.cli.output import ago, err, out, progress_bar, when
 from publisher.delivery.model import DeliveryReport
 from publisher.digest.plan import PlannedDigest
 from publisher.digest.resend import UnknownArticle
 from publisher.mail.transport import DeliveryError
+from publisher.runtime.nodes import STALE_AFTER
 from subscribers.model import Cadence
 from subscribers.validation import SubscriberError
 
@@ -154,13 +155,29 @@ def _report_delivery(report: DeliveryReport, left: Remaining) -> ExitCode:
         parts = []
         if left.deferred:
             parts.append(f"{left.deferred} deferred, next try at {when(left.next_retry)}")
-        if left.held:
-            parts.append(f"{left.held} held by another node, taken over at {when(left.held_until)} if it died")
+        parts.extend(_held(holder) for holder in left.holders)
         if left.pending:
             parts.append(f"{left.pending} not tried yet (another process is delivering, or the run was stopped)")
         err.print(f"{left.total} message(s) remain: {'; '.join(parts)}. `publisher send --wait` waits them out",
                   markup=False, highlight=False)
     return ExitCode.REMAINING if left.total or r.paused else ExitCode.OK
+
+
+def _held(holder: Holder) -> str:
+    """Who holds claimed rows, whether it runs, and when they free up if it died.
+
+    A node that died on this machine is no longer listed: the run replayed its journal
+    and took its rows back (:func:`publisher.delivery.outcomes.recover`).  One on
+    another machine may be dead or alive; only its heartbeat (a daemon's) says it runs.
+    """
+    now = clock.now()
+    soon = f" (in {ago(now, holder.until)})" if holder.until is not None else ""
+    free = f"taken over at {when(holder.until)}{soon} if it died"
+    if holder.seen_at is not None and now - holder.seen_at <= STALE_AFTER:
+        return f"{holder.rows} held by node {holder.node} (running, seen {ago(holder.seen_at, now)} ago); {free}"
+    host = holder.node.split(":", 1)[0]
+    return (f"{holder.rows} held by node {holder.node} (no heartbeat: it died, or it is a `publisher send` "
+            f"still running on {host}); {free}")
 
 
 @click.command()

@@ -49,6 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from publisher import clock
 from publisher.content.model import Article
 from publisher.delivery import ledger, policy
+from publisher.delivery.journal import Journal
 from publisher.delivery.model import DeliveryConfig, DeliveryReport, DeliveryState
 from publisher.delivery.outcomes import Outcomes, retrying
 from publisher.delivery.pacing import Backoff, Pacer
@@ -124,6 +125,7 @@ class Deliverer:
     claimant: ledger.Claimant
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     signer: DkimSigner | None = None
+    journal: Journal | None = None  # the crash record of messages sent (None: a test's run)
     progress: InitVar[Callable[[DeliveryReport], None] | None] = None
     pacer: Pacer = field(init=False)
     outcomes: Outcomes = field(init=False)
@@ -131,7 +133,9 @@ class Deliverer:
 
     def __post_init__(self, progress: Callable[[DeliveryReport], None] | None) -> None:
         self.pacer = Pacer(self.config.rate, self.config.window_messages, self.config.window_seconds)
-        self.outcomes = Outcomes(self.engine, soft_bounce_limit=self.config.soft_bounce_limit, progress=progress)
+        self.outcomes = Outcomes(
+            self.engine, soft_bounce_limit=self.config.soft_bounce_limit, progress=progress, journal=self.journal
+        )
 
     @property
     def report(self) -> DeliveryReport:

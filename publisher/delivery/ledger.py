@@ -11,6 +11,10 @@ dies leaves only its claimed rows, which another takes over when their lease lap
 twice are those in flight at the crash.  A digest is ``finished`` when no row is
 pending, sending or deferred; ``paused`` (with a reason) when the error ratio
 tripped, until resumed.
+
+This module is long because it is every query on the deliveries and digests tables
+(claims, leases, outcomes, the operator's reads and corrections) in one place, so that
+the rules of a row's life (what is due, what may be claimed) are written once.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher.delivery.model import OPEN_STATES, DeliveryState, DigestState
 from publisher.store.db import begin_writing
-from publisher.store.schema import deliveries, digests, subscribers
+from publisher.store.schema import deliveries, digests, nodes, subscribers
 
 
 
@@ -178,7 +182,9 @@ async def record(engine: AsyncEngine, outcomes: Sequence[dict[str, object]], now
     Nearly every outcome is "sent", and those only differ by subscriber: one UPDATE
     per digest marks them all (``attempts + 1``; the relay's 250 reply is not kept).
     Parameter sets per row, the other states, cost about 20 µs a message, as much
-    as building it.
+    as building it.  A row already ``sent`` stays as it is: a journal replayed after a
+    crash (:mod:`publisher.delivery.journal`) may name rows whose batch did reach the
+    ledger, and the replay must not count their attempt twice.
     """
     if not outcomes:
         return
@@ -193,7 +199,8 @@ async def record(engine: AsyncEngine, outcomes: Sequence[dict[str, object]], now
         for digest_id, ids in sent.items():
             await conn.execute(
                 update(deliveries)
-                .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id.in_(ids))
+                .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id.in_(ids),
+                       deliveries.c.state != DeliveryState.SENT)
                 .values(
                     state=DeliveryState.SENT, attempts=deliveries.c.attempts + 1, retry_at=None, last_reply=None,
                     updated_at=now, claimed_by=None, lease_until=None,
@@ -221,6 +228,19 @@ async def record(engine: AsyncEngine, outcomes: Sequence[dict[str, object]], now
                 .where(subscribers.c.id.in_(delivered), subscribers.c.soft_bounces > 0)
                 .values(soft_bounces=0)
             )
+
+
+async def release(engine: AsyncEngine, claimant_id: str, now: datetime) -> int:
+    """Give back at once every row ``claimant_id`` still holds, as ``pending``: it is known
+    to be dead (its journal's lock was free), so its lease need not be waited out.
+    How many rows were given back."""
+    async with engine.begin() as conn:
+        released = await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.state == DeliveryState.SENDING, deliveries.c.claimed_by == claimant_id)
+            .values(state=DeliveryState.PENDING, claimed_by=None, lease_until=None, updated_at=now)
+        )
+        return released.rowcount
 
 
 async def finish_if_done(engine: AsyncEngine, digest_id: str, now: datetime) -> bool:
@@ -362,6 +382,16 @@ async def totals(engine: AsyncEngine) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
+class Holder:
+    """A node holding rows of active digests: how many, until when, and its last heartbeat."""
+
+    node: str  # its claimant id, ``host:pid:start``
+    rows: int
+    until: datetime | None  # the latest of its leases: every row is free by then unless it renews them
+    seen_at: datetime | None  # its last heartbeat (None: no daemon with this id, e.g. a ``publisher send``)
+
+
+@dataclass(frozen=True)
 class Remaining:
     """What a delivery run left to do in the active digests, and when it can next be tried."""
 
@@ -369,7 +399,7 @@ class Remaining:
     deferred: int = 0  # temporary failures, tried again from ``next_retry``
     next_retry: datetime | None = None
     held: int = 0  # claimed by another node (being sent, or left by a dead one until its lease lapses)
-    held_until: datetime | None = None  # the earliest of their leases
+    holders: tuple[Holder, ...] = ()  # who holds them, most rows first
 
     @property
     def total(self) -> int:
@@ -380,18 +410,26 @@ async def remaining(engine: AsyncEngine) -> Remaining:
     """The rows of active (not paused) digests still open, by why they are (``publisher send``'s exit code)."""
     async with engine.connect() as conn:
         rows = await conn.execute(
-            select(
-                deliveries.c.state, func.count(), func.min(deliveries.c.retry_at), func.min(deliveries.c.lease_until)
-            )
+            select(deliveries.c.state, func.count(), func.min(deliveries.c.retry_at))
             .join(digests, digests.c.id == deliveries.c.digest_id)
             .where(digests.c.status == DigestState.SENDING, deliveries.c.state.in_(OPEN_STATES))
             .group_by(deliveries.c.state)
         )
-        by_state = {state: (count, retry, lease) for state, count, retry, lease in rows}
+        by_state = {state: (count, retry) for state, count, retry in rows}
+        holders = await conn.execute(
+            select(deliveries.c.claimed_by, func.count(), func.max(deliveries.c.lease_until), nodes.c.seen_at)
+            .join(digests, digests.c.id == deliveries.c.digest_id)
+            .outerjoin(nodes, nodes.c.id == deliveries.c.claimed_by)
+            .where(digests.c.status == DigestState.SENDING, deliveries.c.state == DeliveryState.SENDING)
+            .group_by(deliveries.c.claimed_by, nodes.c.seen_at)
+            .order_by(func.count().desc(), deliveries.c.claimed_by)
+        )
+        held_by = tuple(Holder(str(node), count, until, seen) for node, count, until, seen in holders)
     pending, deferred, held = (
-        by_state.get(state, (0, None, None))
+        by_state.get(state, (0, None))
         for state in (DeliveryState.PENDING, DeliveryState.DEFERRED, DeliveryState.SENDING)
     )
     return Remaining(
-        pending=pending[0], deferred=deferred[0], next_retry=deferred[1], held=held[0], held_until=held[2]
+        pending=pending[0], deferred=deferred[0], next_retry=deferred[1], held=held[0],
+        holders=held_by,
     )

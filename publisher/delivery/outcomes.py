@@ -10,6 +10,11 @@ transactions of one run updating the same rows in different orders deadlock
 A write the database refuses (a lock held for a minute, a failover) is tried again
 for as long as the process lives (:func:`retrying`): these messages went out, and
 losing their outcomes would send them again once the claim lapses.
+
+Between two batches the journal (:mod:`publisher.delivery.journal`) is the record: each
+message the transport accepted is written to it when its outcome is added, before the
+sender goes on, and :func:`recover` puts a dead process's journal into the ledger
+before anything is claimed.  So a kill -9 costs only the messages on the wire.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher import clock, metrics
 from publisher.delivery import ledger
+from publisher.delivery.journal import Journal, orphans
 from publisher.delivery.model import DeliveryReport, DeliveryState
 from publisher.delivery.pacing import Backoff
 from publisher.logs import digest_context
@@ -61,9 +67,10 @@ class Outcomes:
 
     def __init__(
         self, engine: AsyncEngine, *, soft_bounce_limit: int,
-        progress: Callable[[DeliveryReport], None] | None = None,
+        progress: Callable[[DeliveryReport], None] | None = None, journal: Journal | None = None,
     ) -> None:
         self.engine = engine
+        self.journal = journal  # None: no crash record (a test's run, in-process)
         self.soft_bounce_limit = soft_bounce_limit
         self.progress = progress
         self.report = DeliveryReport()
@@ -81,7 +88,13 @@ class Outcomes:
         self, digest_id: str, subscriber_id: int, state: DeliveryState, attempts: int, *,
         last_reply: str | None = None, retry_at: datetime | None = None,
     ) -> None:
-        """One row's outcome (``pending``: handed back untried); written with the next flush."""
+        """One row's outcome (``pending``: handed back untried); written with the next flush.
+
+        A message sent is in the journal when this returns (no ``await`` before the
+        write, nor between it and the append: a flush takes both or neither).
+        """
+        if state == DeliveryState.SENT and self.journal is not None:
+            self.journal.accepted(digest_id, subscriber_id)
         self._pending.append({
             "digest": digest_id, "sid": subscriber_id, "state": state,
             "attempts": attempts, "retry_at": retry_at, "last_reply": last_reply,
@@ -99,10 +112,13 @@ class Outcomes:
         """Write the outcomes gathered so far in one transaction; mark the bounces."""
         async with self._lock:
             outcomes, self._pending = self._pending, []
+            segment = self.journal.rotate() if self.journal is not None else None  # exactly these outcomes' lines
             bounced, self._bounced = self._bounced, []
             self._last_flush = time.monotonic()
             now = clock.now()
             await retrying(f"record {len(outcomes)} outcomes", lambda: ledger.record(self.engine, outcomes, now))
+            if self.journal is not None:
+                self.journal.confirm(segment)
             for outcome in outcomes:
                 self._held[str(outcome["digest"])].discard(int(outcome["sid"]))  # type: ignore[call-overload]
             counts = Counter(str(o["state"]) for o in outcomes if o["state"] != DeliveryState.PENDING)
@@ -139,3 +155,41 @@ class Outcomes:
         with digest_context(None):  # counts for the whole run, whichever digest's outcome flushed them
             log.info("%s: %d sent, %d deferred, %d failed, %d cancelled",
                      what, r.sent, r.deferred, r.failed, r.cancelled)
+
+
+def _sent(accepted: dict[str, list[int]]) -> list[dict[str, object]]:
+    """Journaled messages as outcomes for :func:`publisher.delivery.ledger.record`."""
+    return [
+        {"digest": digest, "sid": sid, "state": DeliveryState.SENT, "attempts": 0, "retry_at": None,
+         "last_reply": None}
+        for digest, ids in accepted.items() for sid in ids
+    ]
+
+
+async def recover(engine: AsyncEngine, journal: Journal) -> int:
+    """Before a run claims anything: put in the ledger what dead processes' journals (in
+    ``journal``'s directory) and this process's own unconfirmed segments say was sent,
+    and give a dead process's other claimed rows back at once.  How many rows became sent.
+
+    A process on this machine that died (its journal unlocked) is known to be dead: its
+    rows need not wait out their lease.  A node on another machine can't be known dead
+    from here: its rows wait for the lease, and its journal is not seen.
+    """
+    now = clock.now()
+    recovered = 0
+    if leftovers := _sent(journal.leftovers()):
+        await retrying("record this process's journal", functools.partial(ledger.record, engine, leftovers, now))
+        journal.forget_leftovers()
+        recovered += len(leftovers)
+    with orphans(journal.directory) as dead:
+        for orphan in dead:
+            sent = _sent(orphan.accepted)
+            await retrying("replay a journal", functools.partial(ledger.record, engine, sent, now))
+            released = await retrying("release a dead process's rows", functools.partial(
+                ledger.release, engine, orphan.claimant, now
+            ))
+            recovered += len(sent)
+            if sent or released:
+                log.warning("delivery: %s died; its journal says %d message(s) went out (recorded as sent); "
+                            "%d message(s) it held given back", orphan.claimant, len(sent), released)
+    return recovered

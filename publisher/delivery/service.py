@@ -40,9 +40,11 @@ from publisher.content.model import Article
 from publisher.delivery import ledger
 from publisher.delivery.engine import Deliverer, Framer, personal_values
 from publisher.delivery.inbox import BounceImportReport, Inbox, import_bounces
+from publisher.delivery.journal import Journal
 from publisher.delivery.ledger import Claimant, DigestSummary, Remaining
 from publisher.delivery.locks import exclusive, holder
 from publisher.delivery.model import OPEN_STATES, DeliveryConfig, DeliveryReport, DeliveryState
+from publisher.delivery.outcomes import recover
 from publisher.delivery.pacing import Backoff
 from publisher.digest.plan import PlannedDigest, PlanOptions, digest_id, plan, plan_on, planned_for, why_nothing_due
 from publisher.digest.resend import find_article, plan_resend
@@ -64,6 +66,7 @@ from subscribers.validation import normalize_email
 log = logging.getLogger(__name__)
 
 CANCELLED_BY_OPERATOR = "cancelled by the operator"
+JOURNAL_DIR = "journal"  # under [storage] data_dir: each delivering process's journal (publisher.delivery.journal)
 SAMPLE_READER = ("Sample Reader", "reader@example.com")  # a preview's made-up subscriber (RFC 2606 domain)
 
 # Scans the Markdown sources into an open transaction (a rehearsal's scan, rolled back with it).
@@ -157,6 +160,20 @@ class DeliveryService:
         # One delivery run at a time in this process: two runs would both pick up the
         # rows the other has marked "sending".
         self._lock = asyncio.Lock()
+        self._journal: Journal | None = None  # opened by the first run; this process's crash record
+
+    @property
+    def journal(self) -> Journal:
+        """This process's journal of messages sent, in ``<data_dir>/journal`` (kept until :meth:`close`)."""
+        if self._journal is None:
+            self._journal = Journal.open(self.settings.storage.data_dir / JOURNAL_DIR, self.node_id)
+        return self._journal
+
+    def close(self) -> None:
+        """This process stops: its journal goes, every outcome being in the ledger (no run is going)."""
+        if self._journal is not None and not self._lock.locked():
+            self._journal.close()
+            self._journal = None
 
     @property
     def claimant(self) -> Claimant:
@@ -354,14 +371,19 @@ class DeliveryService:
         """The nodes' delivery job: deliver if a row can be claimed now (one cheap query if not).
 
         A run already going in this process is left alone: it is busy, and the next
-        look finds what it did not take.
+        look finds what it did not take.  The journals of processes on this machine that
+        died are replayed first: the rows they held become claimable at once.
         """
-        if not self._lock.locked() and await ledger.claimable(self.engine, clock.now(), self.claimant):
+        if self._lock.locked():
+            return
+        await recover(self.engine, self.journal)
+        if await ledger.claimable(self.engine, clock.now(), self.claimant):
             await self.deliver()
 
     async def _deliver_unfinished(
         self, wait: bool, progress: Callable[[DeliveryReport], None] | None, claimant: Claimant
     ) -> DeliveryReport:
+        await recover(self.engine, self.journal)  # before any claim: what a dead process sent is sent
         if not await ledger.unfinished_digests(self.engine):
             return DeliveryReport()  # no connection to the relay when there is nothing to send
         config = DeliveryConfig.from_settings(self.settings)
@@ -379,6 +401,7 @@ class DeliveryService:
             deliverer = Deliverer(
                 self.engine, config, framer(self.settings, self.env), self._tokens(), pool,
                 stop=self.stopping, progress=self._tracking(progress), signer=self._dkim(), claimant=claimant,
+                journal=self.journal,
             )
             return await deliverer.run(wait=wait)
 

@@ -17,6 +17,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +30,13 @@ from publisher import clock
 from publisher.app import Publisher
 from publisher.config import load_settings
 from publisher.delivery import ledger
+from publisher.delivery.ledger import Claimant
 from publisher.delivery.model import DeliveryReport
+from publisher.delivery.service import JOURNAL_DIR
 from publisher.store.schema import deliveries, digests, subscribers
 from subscribers.model import Cadence
 from tests.support.delivery_sites import insert_subscribers, write_site
+from tests.support.journals import killed_with_journal
 from tests.support.sites import write_config
 from tests.support.people import add_subscriber
 from tests.support.smtp_faults import FaultServer, Stage, digest_recipient
@@ -359,6 +363,43 @@ async def test_rows_this_process_claimed_and_left_are_taken_again_once_their_lea
     assert len(left) == 10
     assert report.sent == len(addresses) and digest.id in report.finished
     assert sorted(server.per_recipient().items()) == [(a, 1) for a in addresses]
+
+
+@pytest.mark.usefixtures("database")
+async def test_a_dead_process_journal_is_replayed_and_its_other_claims_given_back_at_once(tmp_path: Path) -> None:
+    """A process on this machine killed mid-send: what its journal says the relay accepted
+    becomes ``sent`` without going again, and the rest it held is sent now, its hour-long
+    lease not waited out.  On PostgreSQL, rows held by a node elsewhere (no journal here)
+    wait for it; SQLite is one machine's, and its delivery lock already says the holder died."""
+    addresses = [reader(i) for i in range(1, 21)]
+    dead = Claimant("this-host:1:20260101T000000.000001", timedelta(hours=1))
+    elsewhere = Claimant("other-host:2:20260101T000000.000002", timedelta(hours=1))
+    with FaultServer() as server:
+        config = write_site(tmp_path, smtp_port=server.port, smtp="timeout = 2", extra="[cluster]\nlease = 3600\n")
+        publisher = Publisher(load_settings(config, environ={}))
+        await publisher.start()
+        try:
+            ids = await insert_subscribers(publisher.engine, addresses)
+            await publisher.intake.scan()
+            await publisher.delivery.plan([Cadence.INSTANT])
+            [digest] = await ledger.unfinished_digests(publisher.engine)
+            held = await ledger.claim(publisher.engine, digest.id, 0, 10, clock.now(), dead)
+            away = await ledger.claim(publisher.engine, digest.id, held[-1].subscriber_id, 3, clock.now(), elsewhere)
+            went = [row.subscriber_id for row in held[:4]]  # accepted by the relay before the kill
+            killed_with_journal(publisher.settings.storage.data_dir / JOURNAL_DIR, dead.id,
+                                [(digest.id, sid) for sid in went])
+            report = await asyncio.wait_for(publisher.delivery.deliver(), DEADLINE)
+            left = await publisher.delivery.remaining()
+            waiting = len(away) if publisher.settings.database.shared else 0
+        finally:
+            await publisher.close()
+    received = server.per_recipient()
+    email_of = {sid: address for address, sid in ids.items()}
+    assert not {email_of[sid] for sid in went} & set(received)  # recorded from the journal, not sent again
+    assert report.sent == len(addresses) - len(went) - waiting
+    assert sorted(received.values()) == [1] * report.sent
+    assert left.held == waiting and [(h.node, h.rows) for h in left.holders] == [(elsewhere.id, waiting)][:waiting]
+    assert not list((tmp_path / "data" / JOURNAL_DIR).iterdir())  # replayed, and this process's closed
 
 
 # --- throttling --------------------------------------------------------------------------

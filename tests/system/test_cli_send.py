@@ -275,6 +275,18 @@ def test_send_exits_4_while_another_node_holds_messages_and_says_until_when(site
     )
     with SmtpServer(port=port) as server:
         result = run(config, "send")
-    assert result.returncode == 4, result.stdout + result.stderr
-    assert "1 message(s) remain: 1 held by another node, taken over at " in result.stderr, result.stderr
-    assert "if it died" in result.stderr and server.messages == []
+        assert result.returncode == 4, result.stdout + result.stderr
+        assert (
+            "1 message(s) remain: 1 held by node other-host:1:1 (no heartbeat: it died, or it is a `publisher send` "
+            "still running on other-host); taken over at "
+        ) in result.stderr, result.stderr
+        assert "(in 59m " in result.stderr and "if it died" in result.stderr
+        database.fetch(  # the holder is a daemon that reports itself: it runs, and renews its lease
+            site_dir,
+            "INSERT INTO nodes (id, host, pid, role, started_at, seen_at, state) "
+            "VALUES ('other-host:1:1', 'other-host', 1, 'worker', now(), now(), '{}') RETURNING id",
+        )
+        result = run(config, "send")
+        assert result.returncode == 4, result.stdout + result.stderr
+        assert "1 held by node other-host:1:1 (running, seen 0m 0" in result.stderr, result.stderr
+    assert server.messages == []

@@ -206,8 +206,12 @@ def test_a_worker_killed_mid_digest_leaves_its_batch_to_the_others_after_the_lea
         )
         ids = asyncio.run(prepare_digest(config, count))
         logs = [tmp_path / f"worker{n}.log" for n in range(3)]
-        nodes.extend(start(config, "worker", log) for log in logs)
-        victim = nodes[0]
+        # The victim keeps its state (its journal) in a data directory of its own, as a node
+        # on another host would: the others can't replay it and take its rows after the lease
+        # (a node on this machine that dies is replayed at once: test_delivery_crash.py).
+        victim = start(config, "worker", logs[0], env=node_env(STORAGE__DATA_DIR=str(tmp_path / "other-host")))
+        nodes.append(victim)
+        nodes.extend(start(config, "worker", log) for log in logs[1:])
 
         def victim_holds_rows() -> bool:
             return bool(rows(tmp_path, f"SELECT count(*) FROM deliveries WHERE claimed_by LIKE '%:{victim.pid}:%'")[0][0])

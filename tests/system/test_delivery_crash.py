@@ -1,17 +1,17 @@
 """Crash safety: ``publisher send`` killed with SIGKILL five times, restarted each time.
 
-A real subprocess sends one digest to 20,000 subscribers through an in-process SMTP
-server that records each message's Message-ID. At a random point (seeded: after the
-server received a random 5-90 % of what was still missing) the process is killed with
-SIGKILL, and the ledger rows it left in ``sending`` are counted: those are the only
-messages that may be received twice (sent, but not yet recorded as sent); every row
-already ``sent`` must have been received. After the
-fifth kill an uninterrupted ``publisher send`` resumes the digest.  Each run is
-``send --wait``: on PostgreSQL the killed run's rows are claimed under a lease (here
-one second) that the next run waits out before it takes them over; on SQLite the
-file lock died with the process, and the next run takes them at once. Then every subscriber
-was received at least once, every row is ``sent``, and the duplicates are at most the
-sum of the ``sending`` rows found after the kills.
+A real subprocess sends one digest to 6,000 subscribers over ``CONCURRENCY`` SMTP
+connections to an in-process server that records each message's Message-ID. At a
+random point (seeded: after the server received a random 5-90 % of what was still
+missing) the process is killed with SIGKILL; every row the ledger then says ``sent``
+must have been received. After the fifth kill an uninterrupted ``publisher send``
+resumes the digest.  Each run is ``send --wait``, and replays the killed run's journal
+(:mod:`publisher.delivery.journal`) before it claims anything: the messages the relay
+accepted become ``sent``, and the killed run's other claimed rows are taken over at
+once (on PostgreSQL too: the journal's lock shows that their node died, so the lease,
+here an hour, is not waited out). Then every subscriber was received at least once,
+every row is ``sent``, and the duplicates are at most the messages on the wire at the
+kills: one per connection, ``CONCURRENCY`` per kill (not the rows claimed, hundreds).
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ from tests.support.smtp_faults import FaultServer, digest_recipient
 
 pytestmark = [pytest.mark.usefixtures("database"), pytest.mark.slow]  # on SQLite and on PostgreSQL; subprocesses
 
-SUBSCRIBERS = 20_000
+SUBSCRIBERS = 6_000  # enough for five kill points spread over the send, each mid-batch
 KILLS = 5
+CONCURRENCY = 8  # connections: at most one message each in flight when the process dies
 SEED = int(os.environ.get("PUBLISHER_CRASH_SEED", "20261125"))
 RUN_DEADLINE = 120.0  # seconds a run may take to reach its kill point, or to finish
 
@@ -79,11 +80,12 @@ def test_killed_five_times_every_subscriber_received_and_duplicates_bounded_by_i
     rng = random.Random(SEED)
     addresses = [f"crash{i:05d}@example.org" for i in range(SUBSCRIBERS)]
     log = tmp_path / "send.log"
-    kills: list[tuple[int, int, float]] = []  # (messages received when killed, rows left sending, seconds)
+    kills: list[tuple[int, int, float]] = []  # (messages received when killed, rows left claimed, seconds)
     started = time.monotonic()
     with FaultServer(keep_content=False) as server:
         config = write_site(
-            tmp_path, smtp_port=server.port, smtp="timeout = 10", retry_base=0.05, extra="[cluster]\nlease = 1\n"
+            tmp_path, smtp_port=server.port, smtp="timeout = 10", retry_base=0.05, concurrency=CONCURRENCY,
+            extra="[cluster]\nlease = 3600\n",  # a dead run's rows are taken over by its journal, not its lease
         )
         ids = asyncio.run(prepare(config, addresses))
         assert len(ids) == SUBSCRIBERS
@@ -109,12 +111,12 @@ def test_killed_five_times_every_subscriber_received_and_duplicates_bounded_by_i
                     process.kill()
                 process.wait()
             assert process.returncode == -signal.SIGKILL, f"run {kill + 1} exited {process.returncode} by itself"
-            in_flight = ledger_states(tmp_path)["sending"]
+            claimed = ledger_states(tmp_path)["sending"]
             # The ledger never says "sent" before the server said 250: nothing is lost.
             received_ids = {parsed[1] for a in server.snapshot() if (parsed := digest_recipient(a.message_id))}
             unreceived = sent_ids(tmp_path) - received_ids
             assert not unreceived, f"kill {kill + 1}: {len(unreceived)} rows sent but never received"
-            kills.append((len(server.accepted), in_flight, round(time.monotonic() - run_started, 1)))
+            kills.append((len(server.accepted), claimed, round(time.monotonic() - run_started, 1)))
 
         final_started = time.monotonic()
         process = start_send(config, log)
@@ -145,14 +147,51 @@ def test_killed_five_times_every_subscriber_received_and_duplicates_bounded_by_i
     never = [email_of[sid] for sid in email_of if received[sid] == 0]
     assert not never, f"{len(never)} subscribers never received the digest, e.g. {never[:5]}"
     duplicates = sum(received.values()) - len(received)
-    in_flight_total = sum(in_flight for _, in_flight, _ in kills)
+    in_flight = KILLS * CONCURRENCY
     with capsys.disabled():
         print(
-            f"\n[crash] seed {SEED}: {SUBSCRIBERS} subscribers, kills at (received, rows sending, run s) {kills}; "
+            f"\n[crash] seed {SEED}: {SUBSCRIBERS} subscribers, kills at (received, rows claimed, run s) {kills}; "
             f"final run {final_seconds:.1f} s; {len(accepted)} messages received, {duplicates} duplicates "
-            f"<= {in_flight_total} in flight; {time.monotonic() - started:.1f} s in all"
+            f"<= {in_flight} on the wire ({KILLS} kills x {CONCURRENCY} connections); "
+            f"{time.monotonic() - started:.1f} s in all"
         )
-    assert duplicates <= in_flight_total
+    assert duplicates <= in_flight
+
+
+def test_a_plain_send_after_a_kill_replays_the_journal_and_takes_the_dead_runs_rows_at_once(tmp_path: Path) -> None:
+    """The case of a cron job: ``send`` killed, then ``send`` again without ``--wait``.  The
+    second replays the first's journal and takes back the rows it held although their
+    lease has an hour to run (it knows their node died: the journal's lock was free), so
+    it finishes the digest and exits 0, and the duplicates are the messages on the wire."""
+    count = 3000
+    addresses = [f"again{i:04d}@example.org" for i in range(count)]
+    log = tmp_path / "send.log"
+    with FaultServer(keep_content=False) as server:
+        config = write_site(
+            tmp_path, smtp_port=server.port, smtp="timeout = 10", retry_base=0.05, concurrency=CONCURRENCY,
+            extra="[cluster]\nlease = 3600\n",
+        )
+        ids = asyncio.run(prepare(config, addresses))
+        first = start_send(config, log)
+        try:
+            while not server.wait_for(count // 3, timeout=0.2):
+                assert first.poll() is None, log.read_text(errors="replace")[-3000:]
+        finally:
+            first.kill()
+            first.wait()
+        claimed = ledger_states(tmp_path)["sending"]
+        second = subprocess.run(
+            [sys.executable, "-m", "publisher", "--config", str(config), "send"],
+            capture_output=True, text=True, timeout=RUN_DEADLINE,
+        )
+        accepted = server.snapshot()
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert claimed > CONCURRENCY  # the kill left claims to take back, more than the wire can hold
+    assert ledger_states(tmp_path) == Counter({"sent": count})
+    assert "died; its journal says" in second.stderr, second.stderr
+    received = Counter(parsed[1] for a in accepted if (parsed := digest_recipient(a.message_id)))
+    assert set(received) == set(ids.values())
+    assert sum(received.values()) - count <= CONCURRENCY
 
 
 def test_sigterm_during_a_send_loses_nothing_and_the_rest_goes_after_a_restart(tmp_path: Path) -> None:
