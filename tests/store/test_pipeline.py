@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -284,7 +285,9 @@ async def test_outcomes_a_database_error_refused_are_written_again_not_sent_agai
     monkeypatch.setattr(ledger, "record", deadlocked_once)
     report = await publisher.delivery.deliver()
     assert refused and report.sent == 5 and len(report.finished) == 1
-    assert "could not record 5 outcomes" in caplog.text
+    # The refused batch holds what had been sent by then: all five, or fewer when the
+    # first flush came earlier (a loaded machine); either way it is written again.
+    assert re.search(r"could not record [1-5] outcomes? \(deadlock detected\)", caplog.text), caplog.text
     async with publisher.engine.connect() as conn:
         assert (await conn.execute(select(deliveries.c.state))).scalars().all() == ["sent"] * 5
     assert len(outbox_messages(settings)) == 5  # each went out once
