@@ -10,10 +10,11 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import click
 
 from publisher import clock
-from publisher.app import Publisher
 from publisher.template_check import template_problems
 from publisher.cli.context import settings_of, with_publisher
 from publisher.cli.output import err, out, when
@@ -21,6 +22,9 @@ from publisher.content.model import Article, Severity
 from publisher.sources.intake import check_content
 from publisher.store.ingest import IngestResult
 from publisher.templating import builtin_templates_dir, make_environment
+
+if TYPE_CHECKING:
+    from publisher.app import Publisher
 
 
 @click.command()

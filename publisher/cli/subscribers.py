@@ -9,18 +9,21 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import click
-from rich.progress import Progress
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
-from publisher.app import Publisher
+import click
+
 from publisher.cli.context import CADENCES, STATUSES, with_publisher
 from publisher.cli.output import err, out, summary
 from subscribers import bulk, importer, service
 from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
 from subscribers.store import MAX_REASON
 from subscribers.validation import SubscriberError, normalize_email
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from publisher.app import Publisher
 
 
 @click.group("subscribers")
@@ -64,13 +67,15 @@ def subscribers_import(ctx: click.Context, file: Path, update_existing: bool, dr
     become active subscribers; suppressed ones are skipped; invalid rows are listed
     as FILE:LINE: field: reason and the rest is imported (exit 1 if any was invalid).
     """
+    from rich.progress import Progress
+
     label = "<stdin>" if str(file) == "-" else str(file)
     data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
 
     async def work(publisher: Publisher) -> bulk.ImportReport:
         settings = publisher.settings
         known = await publisher.subscribers.known_topics()
-        with err.status(f"checking {label}…"):
+        with err.console.status(f"checking {label}…"):
             try:
                 parsed = importer.parse_csv(
                     data, known_topics=known, default_timezone=settings.digest.timezone,
@@ -80,7 +85,7 @@ def subscribers_import(ctx: click.Context, file: Path, update_existing: bool, dr
                 raise click.ClickException(f"{label}:{exc.line}: {exc}") from None
         for warning in parsed.warnings:
             err.print(f"{label}: warning: {warning}", markup=False, highlight=False)
-        with Progress(console=err, disable=not err.is_terminal) as progress:
+        with Progress(console=err.console, disable=not err.is_terminal) as progress:
             task = progress.add_task("checking" if dry_run else "importing", total=len(parsed.rows))
             return await publisher.subscribers.import_rows(
                 parsed, update_existing=update_existing, dry_run=dry_run,
@@ -136,6 +141,9 @@ def subscribers_export(ctx: click.Context, fmt: str, output: str, status: str | 
 @click.pass_context
 def subscribers_list(ctx: click.Context, status: str | None, query: str, limit: int, after: int) -> None:
     """List subscribers by id, a page at a time."""
+    from rich.table import Table
+    from rich.text import Text
+
     wanted = Status(status) if status else None
 
     page = with_publisher(
@@ -156,6 +164,9 @@ def subscribers_list(ctx: click.Context, status: str | None, query: str, limit: 
 @click.pass_context
 def subscribers_show(ctx: click.Context, email: str) -> None:
     """Show everything stored about EMAIL, and whether it is suppressed."""
+    from rich.table import Table
+    from rich.text import Text
+
 
     async def work(publisher: Publisher) -> tuple[Subscriber, str | None]:
         address = _address(email)

@@ -13,17 +13,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-import jinja2
+from typing import TYPE_CHECKING
+
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher import urls
 from publisher.config import Settings
-from publisher.feeds.build import FeedDocument, build_feeds
-from publisher.feeds.files import write_feeds
 from publisher.feeds.websub import HubPinger
 from publisher.store import articles as article_store
 from publisher.store import meta
 from publisher.tasks import TaskTracker
+
+if TYPE_CHECKING:  # the feed builder (feedgen, lxml) is imported by the first build, not by every command
+    import jinja2
+
+    from publisher.feeds.build import FeedDocument
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,8 @@ class FeedShelf:
             await self.build(announce=False)
 
     async def _build(self, settings: Settings, announce: bool) -> None:
+        from publisher.feeds.build import build_feeds
+
         site, feeds, websub = settings.site, settings.feeds, settings.websub
         revision = await article_store.revision(self._engine)
         published = await article_store.latest(self._engine)
@@ -84,6 +90,8 @@ class FeedShelf:
         feeds are in memory) nor sending: the problem is logged once each time it
         changes, and shown in ``/readyz`` and ``publisher status`` until a write succeeds.
         """
+        from publisher.feeds.files import write_feeds
+
         try:
             await asyncio.to_thread(write_feeds, self.docs, output_dir)
         except OSError as exc:

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path, PurePath
 
-from publisher.content.markdown import front_matter_key_line, read_article
 from publisher.content.model import Article, ContentLimits, Problem, ScanResult
 
 
@@ -33,6 +32,9 @@ def scan_directory(
     if not directory.is_dir():
         result.problems.append(Problem(_display(directory), 0, "content directory does not exist"))
         return result
+    # The parsers (markdown-it, YAML, nh3) are loaded by the scan that reads a file, not by every command.
+    from publisher.content.markdown import front_matter_key_line, read_article
+
     candidates: list[tuple[Path, str, bytes, Article]] = []
     for path in _markdown_files(directory):
         shown = _display(path)
