@@ -8,7 +8,6 @@ import click
 
 from publisher.cli.context import settings_of, with_publisher
 from publisher.cli.output import out, when
-from publisher.sources.intake import check_content
 from publisher.store.articles import ArticleState
 
 if TYPE_CHECKING:
@@ -28,6 +27,8 @@ def articles_list(ctx: click.Context, which: str | None) -> None:
     """A table of the published articles, newest first (or the scheduled ones, or the drafts)."""
     from rich.table import Column, Table
     from rich.text import Text
+
+    from publisher.sources.intake import check_content
 
     state = ArticleState(which or ArticleState.PUBLISHED)
     if state == ArticleState.DRAFT:  # never stored: read where they are

@@ -11,12 +11,12 @@ import click
 
 from publisher.cli.context import with_publisher
 from publisher.cli.output import err, out, summary
-from publisher.delivery.inbox import BounceImportReport, InboxError, open_inbox
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from publisher.app import Publisher
+    from publisher.delivery.inbox import BounceImportReport
 
 
 @click.group("bounces")
@@ -42,6 +42,8 @@ def bounces_import(ctx: click.Context, path: Path, dry_run: bool, mark_seen: boo
     listed with the reason and the rest is recorded.
     """
     from rich.progress import Progress
+
+    from publisher.delivery.inbox import InboxError, open_inbox
 
     try:
         box = open_inbox(path)

@@ -87,11 +87,18 @@ def with_publisher(ctx: click.Context, work: Callable[[Publisher], Awaitable[T]]
     try:
         return run_loop(main())
     except ValueError as exc:
-        from publisher.mail.dkim_keys import DkimError  # here, not above: it loads the crypto library
+        dkim_problem(exc)
 
-        if not isinstance(exc, DkimError):
-            raise
-        config_error([str(exc)])
+
+def dkim_problem(exc: ValueError) -> NoReturn:
+    """A DKIM key the config names that can't be used is a config error (exit 2); any
+    other ValueError is raised again.  (The check imports the key module, and with it
+    the crypto library, only when there is an error to look at.)"""
+    from publisher.mail.dkim_keys import DkimError
+
+    if not isinstance(exc, DkimError):
+        raise exc
+    config_error([str(exc)])
 
 
 def with_database(work: Callable[[], Coroutine[Any, Any, T]]) -> T:

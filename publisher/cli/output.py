@@ -71,10 +71,14 @@ class Stream:
             self._console = Console(stderr=self.stderr, soft_wrap=True)
         return self._console
 
-    def print(self, *objects: object, markup: bool = True, highlight: bool | None = None, **options: Any) -> None:
-        """Print like rich's ``Console.print``: through rich on a terminal or for anything but text."""
+    def print(
+        self, *objects: object, markup: bool = True, highlight: bool | None = None, soft_wrap: bool = True,
+        **options: Any,
+    ) -> None:
+        """Print like rich's ``Console.print``: through rich on a terminal or for anything but
+        text (plain text is never wrapped: ``soft_wrap`` only matters to rich)."""
         if self.is_terminal or options or not all(isinstance(o, str) for o in objects):
-            self.console.print(*objects, markup=markup, highlight=highlight, **options)
+            self.console.print(*objects, markup=markup, highlight=highlight, soft_wrap=soft_wrap, **options)
             return
         line = " ".join(str(o) for o in objects)
         self.file.write((plain(line) if markup else line) + "\n")

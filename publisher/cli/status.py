@@ -17,12 +17,11 @@ from publisher import clock
 from publisher.cli.context import with_publisher
 from publisher.cli.output import ago, out, when
 from publisher.content.model import Article
-from publisher.delivery.ledger import DigestSummary
-from publisher.delivery.model import DigestState
-from publisher.runtime.nodes import STALE_AFTER, Node
 
 if TYPE_CHECKING:
     from publisher.app import Publisher
+    from publisher.delivery.ledger import DigestSummary
+    from publisher.runtime.nodes import Node
 
 
 @dataclass(frozen=True)
@@ -47,6 +46,8 @@ async def _overview(publisher: Publisher) -> Overview:
 def status(ctx: click.Context) -> None:
     """The running daemon (next job runs, last scan, recent errors), deliveries to do, the latest digests."""
     from rich.table import Column, Table
+
+    from publisher.delivery.model import DigestState
 
     seen = with_publisher(ctx, _overview)
     totals, states = seen.totals, seen.digests
@@ -90,6 +91,8 @@ def _print_scheduled(articles: list[Article]) -> None:
 
 
 def _print_nodes(running: list[Node]) -> None:
+    from publisher.runtime.nodes import STALE_AFTER
+
     if not running:
         out.print("daemon: not running (no heartbeat in the last "
                   f"{STALE_AFTER.total_seconds():.0f} s)", highlight=False)

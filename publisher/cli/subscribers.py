@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import click
 
 from publisher.cli.context import CADENCES, STATUSES, with_publisher
 from publisher.cli.output import err, out, summary
-from subscribers import bulk, importer, service
+from subscribers import importer
 from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
-from subscribers.store import MAX_REASON
 from subscribers.validation import SubscriberError, normalize_email
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from publisher.app import Publisher
+    from subscribers import bulk
 
 
 @click.group("subscribers")
@@ -39,12 +38,14 @@ def group() -> None:
 def subscribers_add(ctx: click.Context, email: str, name: str, cadence: str) -> None:
     """Add EMAIL as an active subscriber (the operator vouches for them)."""
 
+    from subscribers.service import AlreadySubscribed
+
     async def work(publisher: Publisher) -> None:
         prefs = Preferences(cadence=Cadence(cadence), timezone=publisher.settings.digest.timezone)
         try:
             sub = await publisher.subscribers.create(email, name=name, prefs=prefs, source=Source.CLI, confirmed=True)
             verb = "added"
-        except service.AlreadySubscribed as exc:
+        except AlreadySubscribed as exc:
             sub, verb = exc.subscriber, "already known, unchanged:"
         except SubscriberError as exc:
             raise click.ClickException(str(exc)) from None
@@ -213,6 +214,8 @@ def subscribers_remove(ctx: click.Context, email: str, yes: bool) -> None:
 
 
 def _reason(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from subscribers.store import MAX_REASON  # read from the schema: the database library, only when used
+
     if not value.strip() or len(value.strip()) > MAX_REASON:
         raise click.BadParameter(f"give 1 to {MAX_REASON} characters")
     return value.strip()
