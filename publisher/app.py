@@ -160,6 +160,8 @@ class Publisher:
     @cached_property
     def dkim(self) -> DkimSigner | None:
         """The DKIM signer (None when ``[dkim]`` is not configured); the key is read once."""
+        if not self.settings.dkim.enabled:
+            return None  # without importing the signer and its crypto library
         from publisher.mail.dkim import DkimSigner
 
         return DkimSigner.from_settings(self.settings.dkim)
