@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from publisher.feeds import shelf as shelf_module
+from publisher.feeds import build as feeds_build
 from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.content.markdown import ParsedFile, read_article
@@ -276,14 +276,14 @@ async def test_feeds_are_built_off_the_event_loop(publisher: Publisher, monkeypa
     """
     started, answered = threading.Event(), threading.Event()
     loop_ran_during_build: list[bool] = []
-    real_build = shelf_module.build_feeds
+    real_build = feeds_build.build_feeds  # the shelf imports it from there when it builds
 
     def held_build(*args: Any, **kwargs: Any) -> dict[str, FeedDocument]:
         started.set()
         loop_ran_during_build.append(answered.wait(timeout=5))
         return real_build(*args, **kwargs)
 
-    monkeypatch.setattr(shelf_module, "build_feeds", held_build)
+    monkeypatch.setattr(feeds_build, "build_feeds", held_build)
     building = asyncio.create_task(publisher.shelf.build())
     await asyncio.to_thread(started.wait, 5)
     answered.set()
