@@ -25,13 +25,12 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from publisher import clock
 from publisher.config import ConfigError, Settings
-from publisher.delivery.notices import Notices
 from publisher.delivery.service import DeliveryService
 from publisher.feeds.shelf import FeedShelf
-from publisher.mail.dkim import DkimSigner
 from publisher.runtime import nodes
 from publisher.runtime.state import NodeState
 from publisher.secrets import load_secret_key
@@ -39,11 +38,14 @@ from publisher.sources.intake import Intake
 from publisher.store import meta
 from publisher.store.db import create_engine, ping, upgrade
 from publisher.tasks import TaskTracker
-from publisher.template_check import template_problems
 from publisher.templating import make_environment, make_loader
 from subscribers.model import Cadence
 from subscribers.service import SubscriberService
 from subscribers.tokens import Tokens
+
+if TYPE_CHECKING:  # imported when first used: a command that signs or notifies nothing loads neither
+    from publisher.delivery.notices import Notices
+    from publisher.mail.dkim import DkimSigner
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,9 @@ class Publisher:
         before changing anything, and ConfigError naming each template file and line that
         can't be used (:func:`template_problems`): the running templates stay.
         """
+        from publisher.mail.dkim import DkimSigner
+        from publisher.template_check import template_problems
+
         signer = DkimSigner.from_settings(settings.dkim)
         if problems := template_problems(settings, make_environment(settings.site.templates_dir)):
             raise ConfigError(problems)
@@ -156,11 +161,17 @@ class Publisher:
     @cached_property
     def dkim(self) -> DkimSigner | None:
         """The DKIM signer (None when ``[dkim]`` is not configured); the key is read once."""
+        if not self.settings.dkim.enabled:
+            return None  # without importing the signer and its crypto library
+        from publisher.mail.dkim import DkimSigner
+
         return DkimSigner.from_settings(self.settings.dkim)
 
     @property
     def notices(self) -> Notices:
         if self._notices is None:
+            from publisher.delivery.notices import Notices
+
             self._notices = Notices(self.settings, self.env, self.tokens, self.tasks, signer=self.dkim)
         return self._notices
 

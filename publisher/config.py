@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import limits
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -323,6 +322,8 @@ class ServerSettings(_Section):
 
 
 def _rate(value: str) -> str:
+    import limits  # the web's rate limiter: loaded only where a config sets a rate
+
     try:
         limits.parse(value)
     except ValueError:

@@ -15,7 +15,6 @@ from pathlib import Path
 import jinja2
 
 from publisher import urls
-from publisher.content.text import html_fragment, html_text, one_line
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -87,6 +86,8 @@ def shown_in(text: str, body_html: str) -> bool:
     differently by the Markdown renderer, the sanitizer and Jinja, and emphasis or a
     line break inside the body's copy would split it.
     """
+    from publisher.content.text import one_line  # its HTML parser only when a template asks
+
     return one_line(text) in _body_text(body_html)
 
 
@@ -98,10 +99,14 @@ def pictured_in(src: str, body_html: str) -> bool:
 
 @lru_cache(maxsize=64)
 def _body_images(body_html: str) -> frozenset[str]:
+    from publisher.content.text import html_fragment
+
     return frozenset(img.get("src") or "" for img in html_fragment(body_html).iter("img")) if body_html else frozenset()
 
 
 @lru_cache(maxsize=64)
 def _body_text(body_html: str) -> str:
     """The body's text, parsed once for the several templates and feeds that render it."""
+    from publisher.content.text import html_text
+
     return html_text(body_html)

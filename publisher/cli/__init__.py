@@ -3,8 +3,10 @@
 The root group ``main`` and its options live here; each command or group of commands
 lives in a module of its own (``content``, ``node``, ``sending``, ``status``, ``db``,
 ``dkim``, ``subscribers``, ``bounces``, ``articles``, ``digests``) that defines it
-without knowing the root, and this module adds them: so no command module imports
-this one, and there is no registration cycle.  What they share is in ``context``
+without knowing the root, and this module names them: so no command module imports
+this one, and there is no registration cycle.  A command's module is imported when
+the command is run (or listed by ``--help``), so ``publisher send`` loads what sending
+needs, not what the subscriber import or the DKIM key generator do.  What they share is in ``context``
 (exit codes, the event loop, settings, a started Publisher) and ``output`` (the
 consoles, times, the progress bar, summary tables).  The commands never open a
 database connection or call a store: they call the services the started Publisher
@@ -15,16 +17,40 @@ problem found by ``check`` exits 1.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 
 import click
 
 from publisher import logs
-from publisher.cli import articles, bounces, content, db, digests, dkim, node, sending, status, subscribers
+
+# Each command: the module of publisher.cli that defines it, and its name there.
+COMMANDS = {
+    "init": ("content", "init"), "check": ("content", "check"), "build": ("content", "build"),
+    "run": ("node", "run"), "worker": ("node", "worker"),
+    "send": ("sending", "send"), "preview": ("sending", "preview"), "status": ("status", "status"),
+    "resume": ("sending", "resume"), "resend": ("sending", "resend"),
+    "db": ("db", "group"), "dkim": ("dkim", "group"), "subscribers": ("subscribers", "group"),
+    "bounces": ("bounces", "group"), "articles": ("articles", "group"), "digests": ("digests", "group"),
+}
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """The root group, importing a command's module only when the command is wanted."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, name = COMMANDS[cmd_name]
+        command: click.Command = getattr(importlib.import_module(f"publisher.cli.{module}"), name)
+        return command
+
+
+@click.group(cls=LazyGroup)
 @click.option(
     "--config", "config", type=click.Path(path_type=Path), envvar="PUBLISHER_CONFIG",
     default="config.toml", show_default=True, help="Config file (or PUBLISHER_CONFIG).",
@@ -46,11 +72,3 @@ def main(ctx: click.Context, config: Path, log_level: str, log_format: str) -> N
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     ctx.obj = {"config": config}
 
-
-for command in (
-    content.init, content.check, content.build,
-    node.run, node.worker,
-    sending.send, sending.preview, status.status, sending.resume, sending.resend,
-    db.group, dkim.group, subscribers.group, bounces.group, articles.group, digests.group,
-):
-    main.add_command(command)

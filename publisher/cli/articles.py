@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import click
-from rich.table import Column, Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
-from publisher.app import Publisher
+import click
+
 from publisher.cli.context import settings_of, with_publisher
 from publisher.cli.output import out, when
-from publisher.sources.intake import check_content
 from publisher.store.articles import ArticleState
+
+if TYPE_CHECKING:
+    from publisher.app import Publisher
 
 
 @click.group("articles")
@@ -24,6 +25,11 @@ def group() -> None:
 @click.pass_context
 def articles_list(ctx: click.Context, which: str | None) -> None:
     """A table of the published articles, newest first (or the scheduled ones, or the drafts)."""
+    from rich.table import Column, Table
+    from rich.text import Text
+
+    from publisher.sources.intake import check_content
+
     state = ArticleState(which or ArticleState.PUBLISHED)
     if state == ArticleState.DRAFT:  # never stored: read where they are
         found = [draft for scan in check_content(settings_of(ctx)) for draft in scan.drafts]

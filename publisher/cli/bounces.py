@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import click
-from rich.progress import Progress
-from rich.table import Table
+from typing import TYPE_CHECKING
 
-from publisher.app import Publisher
+import click
+
 from publisher.cli.context import with_publisher
 from publisher.cli.output import err, out, summary
-from publisher.delivery.inbox import BounceImportReport, InboxError, open_inbox
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from publisher.app import Publisher
+    from publisher.delivery.inbox import BounceImportReport
 
 
 @click.group("bounces")
@@ -37,6 +41,10 @@ def bounces_import(ctx: click.Context, path: Path, dry_run: bool, mark_seen: boo
     bounces.  The mailbox is only read (unless --mark-seen); unreadable messages are
     listed with the reason and the rest is recorded.
     """
+    from rich.progress import Progress
+
+    from publisher.delivery.inbox import InboxError, open_inbox
+
     try:
         box = open_inbox(path)
     except InboxError as exc:
@@ -47,7 +55,7 @@ def bounces_import(ctx: click.Context, path: Path, dry_run: bool, mark_seen: boo
         err.print(f"{path}: no messages here (not a Maildir, and no .eml files)", markup=False, highlight=False)
 
     async def work(publisher: Publisher) -> BounceImportReport:
-        with Progress(console=err, disable=not err.is_terminal, transient=True) as progress:
+        with Progress(console=err.console, disable=not err.is_terminal, transient=True) as progress:
             task = progress.add_task("reading", total=len(box.messages))
             return await publisher.delivery.import_bounces(
                 box, dry_run=dry_run, mark_seen_after=mark_seen,

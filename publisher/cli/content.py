@@ -9,24 +9,26 @@ from __future__ import annotations
 import shutil
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from publisher import clock
-from publisher.app import Publisher
-from publisher.template_check import template_problems
 from publisher.cli.context import settings_of, with_publisher
 from publisher.cli.output import err, out, when
 from publisher.content.model import Article, Severity
-from publisher.sources.intake import check_content
-from publisher.store.ingest import IngestResult
-from publisher.templating import builtin_templates_dir, make_environment
+
+if TYPE_CHECKING:
+    from publisher.app import Publisher
+    from publisher.store.ingest import IngestResult
 
 
 @click.command()
 @click.argument("directory", type=click.Path(path_type=Path))
 def init(directory: Path) -> None:
     """Create a starter config.toml and a sample article in DIRECTORY."""
+    from publisher.templating import builtin_templates_dir
+
     starter = builtin_templates_dir() / "init"
     targets = [(src, directory / src.relative_to(starter)) for src in sorted(starter.rglob("*")) if src.is_file()]
     existing = [str(dst) for _, dst in targets if dst.exists()]
@@ -43,6 +45,10 @@ def init(directory: Path) -> None:
 @click.pass_context
 def check(ctx: click.Context) -> None:
     """Validate the config, every template and every article; exit 1 if any error (warnings alone exit 0)."""
+    from publisher.sources.intake import check_content
+    from publisher.template_check import template_problems
+    from publisher.templating import make_environment
+
     settings = settings_of(ctx)
     scans = check_content(settings)  # the settings alone: no database to parse Markdown
     problems = [problem for scan in scans for problem in scan.problems]
@@ -50,7 +56,7 @@ def check(ctx: click.Context) -> None:
         out.print(str(problem), highlight=False, markup=False)
     broken_templates = template_problems(settings, make_environment(settings.site.templates_dir))
     for template_problem in broken_templates:
-        out.print(template_problem, highlight=False, markup=False, soft_wrap=True)
+        out.print(template_problem, highlight=False, markup=False)
     now = clock.now()
     for article in sorted((a for scan in scans for a in scan.articles if a.published > now), key=_publish_order):
         out.print(f"{article.source_path}: scheduled for {when(article.published)} ({article.id})",

@@ -2,6 +2,9 @@
 
 A bad config prints one line per problem and exits 2, wherever a command meets it
 (loading the file, or a DKIM key the config names that can't be read at start).
+
+The config, the database and the composition root are imported when a command runs,
+not when the CLI is: ``publisher --help`` loads click and the command modules only.
 """
 
 from __future__ import annotations
@@ -9,17 +12,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from enum import IntEnum
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-from rich.markup import escape
-from sqlalchemy.exc import SQLAlchemyError
 
-from publisher.app import Publisher
-from publisher.cli.output import err
-from publisher.config import ConfigError, Settings, load_settings
-from publisher.mail.dkim_keys import DkimError
+from publisher.cli.output import err, escape
 from subscribers.model import Cadence, Status
+
+if TYPE_CHECKING:
+    from publisher.app import Publisher
+    from publisher.config import Settings
 
 T = TypeVar("T")
 
@@ -53,6 +55,8 @@ def run_loop(work: Coroutine[Any, Any, T]) -> T:
 
 def settings_of(ctx: click.Context) -> Settings:
     """The settings of the config file the root command was given (``--config``)."""
+    from publisher.config import ConfigError, load_settings
+
     try:
         return load_settings(ctx.obj["config"])
     except ConfigError as exc:
@@ -68,6 +72,8 @@ def config_error(problems: Sequence[str]) -> NoReturn:
 
 def with_publisher(ctx: click.Context, work: Callable[[Publisher], Awaitable[T]]) -> T:
     """Run ``work`` with a started Publisher on a fresh event loop, closing it after."""
+    from publisher.app import Publisher
+
     settings = settings_of(ctx)
 
     async def main() -> T:
@@ -80,12 +86,25 @@ def with_publisher(ctx: click.Context, work: Callable[[Publisher], Awaitable[T]]
 
     try:
         return run_loop(main())
-    except DkimError as exc:
-        config_error([str(exc)])
+    except ValueError as exc:
+        dkim_problem(exc)
+
+
+def dkim_problem(exc: ValueError) -> NoReturn:
+    """A DKIM key the config names that can't be used is a config error (exit 2); any
+    other ValueError is raised again.  (The check imports the key module, and with it
+    the crypto library, only when there is an error to look at.)"""
+    from publisher.mail.dkim_keys import DkimError
+
+    if not isinstance(exc, DkimError):
+        raise exc
+    config_error([str(exc)])
 
 
 def with_database(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run ``work`` and turn an unreachable database into one clear line (exit 1)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         return run_loop(work())
     except (OSError, SQLAlchemyError) as exc:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import click
 
-from publisher.delivery.service import DigestNotOpen
 from publisher.cli.context import with_publisher
 from publisher.cli.output import out, when
-from publisher.digest.resend import UnknownArticle
 
 
 @click.group("digests")
@@ -39,6 +37,8 @@ def digests_list(ctx: click.Context, limit: int) -> None:
 @click.pass_context
 def digests_cancel(ctx: click.Context, digest_id: str) -> None:
     """Finish DIGEST_ID now: its messages not yet sent are cancelled (those sent stay sent)."""
+    from publisher.delivery.service import DigestNotOpen
+
     try:
         cancelled, sent = with_publisher(ctx, lambda publisher: publisher.delivery.cancel_digest(digest_id))
     except DigestNotOpen as exc:
@@ -57,6 +57,9 @@ def digests_drop_article(ctx: click.Context, digest_id: str, article: str) -> No
     For a digest paused because one article can't be rendered: drop it, then
     `publisher resume`.  A digest left without articles is cancelled.
     """
+    from publisher.delivery.service import DigestNotOpen
+    from publisher.digest.resend import UnknownArticle
+
     try:
         dropped = with_publisher(ctx, lambda publisher: publisher.delivery.drop_from_digest(digest_id, article))
     except (UnknownArticle, DigestNotOpen) as exc:

@@ -12,8 +12,6 @@ from pathlib import Path
 import click
 
 from publisher.cli.output import out
-from publisher.mail import dkim, dkim_keys
-from publisher.mail.dkim_keys import KeyFileError, write_private_key
 
 
 @click.group("dkim")
@@ -31,6 +29,9 @@ def group() -> None:
               help="File for the private key: created with mode 0600, never overwritten.")
 def dkim_keygen(selector: str, domain: str, key_type: str, bits: int | None, out_file: Path) -> None:
     """Write a new DKIM private key to --out; print its DNS TXT record and the [dkim] config lines."""
+    from publisher.mail import dkim, dkim_keys  # the crypto library, for this command only
+    from publisher.mail.dkim_keys import KeyFileError, write_private_key
+
     if key_type == "ed25519" and bits is not None:
         raise click.UsageError("--bits is for RSA keys; ed25519 keys have one size")
     try:

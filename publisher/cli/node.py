@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from publisher.cli.context import config_error, run_loop, settings_of
-from publisher.config import Settings, load_settings
-from publisher.mail.dkim_keys import DkimError
+from publisher.cli.context import dkim_problem, run_loop, settings_of
+
+if TYPE_CHECKING:
+    from publisher.config import Settings
 
 
 @click.command()
@@ -36,6 +37,7 @@ def worker(ctx: click.Context) -> None:
 
 
 def _run_node(ctx: click.Context, node: Callable[[Settings, Callable[[], Settings]], Coroutine[Any, Any, None]]) -> None:
+    from publisher.config import load_settings
     from publisher.runtime.daemon import DaemonError
 
     settings = settings_of(ctx)
@@ -45,5 +47,5 @@ def _run_node(ctx: click.Context, node: Callable[[Settings, Callable[[], Setting
         pass
     except DaemonError as exc:
         raise click.ClickException(str(exc)) from None
-    except DkimError as exc:
-        config_error([str(exc)])
+    except ValueError as exc:
+        dkim_problem(exc)

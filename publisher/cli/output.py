@@ -1,34 +1,98 @@
-"""How the commands show things: the two consoles, times, the delivery progress bar.
+"""How the commands show things: the two output streams, times, the delivery progress bar.
 
 Reports go to standard output (``out``), so they can be piped; problems, warnings
 and progress go to standard error (``err``).  Progress is drawn on a terminal only:
 elsewhere (a pipe, journald, JSON logs) it would only add blank lines.
+
+rich draws for a terminal, and for the tables some reports print; a line printed to a
+pipe or a file is written as plain text, rich's markup taken out, without importing
+rich (a fifth of what a command such as ``send`` from cron would load, for nothing).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Column, Table
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# rich's markup tags (``[red]``, ``[/]``, ``[link=…]``), with the backslashes before
+# them: an odd number escapes the tag (it is text), each pair is one backslash.
+_TAG = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
+
+
+def escape(text: str) -> str:
+    """``text`` shown as it is inside markup: its tag-like brackets escaped (as rich's own ``escape``)."""
+    text = _TAG.sub(lambda m: f"{m[1]}{m[1]}\\{m[2]}", text)
+    return text + "\\" if text.endswith("\\") and not text.endswith("\\\\") else text
+
+
+def plain(markup: str) -> str:
+    """The text ``markup`` shows, without its tags (what rich prints of it to a pipe)."""
+    parts, position = [], 0
+    for match in _TAG.finditer(markup):
+        parts.append(markup[position:match.start()].replace("\\[", "["))  # a bracket escaped outside a tag
+        pairs, escaped = divmod(len(match[1]), 2)
+        parts.append("\\" * pairs + (match[2] if escaped else ""))
+        position = match.end()
+    parts.append(markup[position:].replace("\\[", "["))
+    return "".join(parts)
+
+
+class Stream:
+    """Standard output or standard error, whatever ``sys.stdout``/``sys.stderr`` is when
+    a line is printed (a test runner swaps them): rich's Console on a terminal or for a
+    table, plain lines elsewhere."""
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        self.stderr = stderr
+        self._console: Console | None = None
+
+    @property
+    def file(self) -> TextIO:
+        return sys.stderr if self.stderr else sys.stdout
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.file.isatty()
+
+    @property
+    def console(self) -> Console:
+        """rich's Console on this stream, made (and rich imported) the first time something needs it."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self.stderr, soft_wrap=True)
+        return self._console
+
+    def print(
+        self, *objects: object, markup: bool = True, highlight: bool | None = None, soft_wrap: bool = True,
+        **options: Any,
+    ) -> None:
+        """Print like rich's ``Console.print``: through rich on a terminal or for anything but
+        text (plain text is never wrapped: ``soft_wrap`` only matters to rich)."""
+        if self.is_terminal or options or not all(isinstance(o, str) for o in objects):
+            self.console.print(*objects, markup=markup, highlight=highlight, soft_wrap=soft_wrap, **options)
+            return
+        line = " ".join(str(o) for o in objects)
+        self.file.write((plain(line) if markup else line) + "\n")
+
+
+out = Stream()
+err = Stream(stderr=True)
 
 
 def summary(what: str, dry_run: bool, counted: str, rows: Iterable[tuple[str, int]]) -> Table:
     """A report's closing table: a title (marked when nothing changed), then what and how many."""
+    from rich.table import Column, Table
+    from rich.text import Text
+
     title = what + (" (dry run: nothing changed)" if dry_run else "")
     table = Table("", Column(counted, justify="right"), title=Text(title), title_justify="left")
     for label, count in rows:
@@ -49,12 +113,19 @@ def ago(earlier: datetime, later: datetime) -> str:
 
 
 @contextmanager
-def progress_bar() -> Iterator[tuple[Progress, TaskID]]:
-    """A progress bar on stderr with the count, the rate and the time left."""
+def progress_bar() -> Iterator[Callable[..., None]]:
+    """A progress bar on stderr with the count, the rate and the time left, on a terminal;
+    yields its ``update(total=, completed=, rate=)`` (which does nothing elsewhere)."""
+    if not err.is_terminal:
+        yield lambda **_fields: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     columns = (
         TextColumn("delivering"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[rate]:>6.0f} msg/s"), TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
-        yield bar, bar.add_task("delivering", total=None, rate=0.0)
+    with Progress(*columns, console=err.console, transient=True) as bar:
+        task = bar.add_task("delivering", total=None, rate=0.0)
+        yield lambda **fields: bar.update(task, **fields)
 

@@ -12,21 +12,23 @@ import tempfile
 import time
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import click
 
 from publisher import clock
-from publisher.app import Publisher
-from publisher.delivery.ledger import Holder, Remaining
-from publisher.delivery.service import DigestCopy, NothingToPreview, SendResult
 from publisher.cli.context import CADENCES, ExitCode, with_publisher
 from publisher.cli.output import ago, err, out, progress_bar, when
-from publisher.delivery.model import DeliveryReport
-from publisher.digest.plan import PlannedDigest
-from publisher.digest.resend import UnknownArticle
-from publisher.mail.transport import DeliveryError
-from publisher.runtime.nodes import STALE_AFTER
 from subscribers.model import Cadence
-from subscribers.validation import SubscriberError
+
+if TYPE_CHECKING:  # the services are imported when a command runs (publisher.cli.context)
+    from publisher.app import Publisher
+    from publisher.delivery.ledger import Holder, Remaining
+    from publisher.delivery.model import DeliveryReport
+    from publisher.delivery.service import DigestCopy, NothingToPreview, SendResult
+    from publisher.digest.plan import PlannedDigest
+    from publisher.digest.resend import UnknownArticle
+    from subscribers.validation import SubscriberError
 
 
 @click.command()
@@ -63,13 +65,13 @@ def send(
         planned = await publisher.delivery.plan([wanted])
         _print_planned(planned, "planned", "" if planned else await publisher.delivery.why_nothing_due(wanted))
         due = await publisher.delivery.due_count()
-        with progress_bar() as (bar, task):
-            bar.update(task, total=due or None)
+        with progress_bar() as update:
+            update(total=due or None)
             started = time.monotonic()
 
             def progress(report: DeliveryReport) -> None:
                 rate = report.handled / max(time.monotonic() - started, 1e-6)
-                bar.update(task, completed=report.handled, rate=rate)
+                update(completed=report.handled, rate=rate)
 
             report = await publisher.delivery.deliver(wait=wait, progress=progress)
         return _report_delivery(report, await publisher.delivery.remaining())
@@ -78,6 +80,11 @@ def send(
 
 
 async def _send_test(publisher: Publisher, to: str, cadence: Cadence | None, article: str | None) -> ExitCode:
+    from publisher.delivery.service import NothingToPreview
+    from publisher.digest.resend import UnknownArticle
+    from publisher.mail.transport import DeliveryError
+    from subscribers.validation import SubscriberError
+
     try:
         copy = await publisher.delivery.send_test(to, cadence=cadence, article=article)
     except (NothingToPreview, UnknownArticle, SubscriberError) as exc:
@@ -94,6 +101,8 @@ async def _send_test(publisher: Publisher, to: str, cadence: Cadence | None, art
 
 def _nothing(exc: NothingToPreview | UnknownArticle | SubscriberError) -> str:
     """The one-line reason a preview or test send has nothing to show."""
+    from publisher.digest.resend import UnknownArticle
+
     if isinstance(exc, UnknownArticle):
         closest = "; ".join(f"{ident} ({title})" for ident, title in exc.closest)
         hint = f"; closest: {closest}" if closest else "; `publisher build` publishes the content first"
@@ -118,6 +127,9 @@ def preview(ctx: click.Context, cadence: str | None, subscriber: str | None, out
         previews = publisher.settings.storage.data_dir / "previews"
         previews.mkdir(parents=True, exist_ok=True)
         return copy, out_dir or Path(tempfile.mkdtemp(prefix=f"{clock.now():%Y%m%dT%H%M%S}-", dir=previews))
+
+    from publisher.delivery.service import NothingToPreview
+    from subscribers.validation import SubscriberError
 
     try:
         copy, target = with_publisher(ctx, work)
@@ -170,6 +182,8 @@ def _held(holder: Holder) -> str:
     and took its rows back (:func:`publisher.delivery.outcomes.recover`).  One on
     another machine may be dead or alive; only its heartbeat (a daemon's) says it runs.
     """
+    from publisher.runtime.nodes import STALE_AFTER
+
     now = clock.now()
     soon = f" (in {ago(now, holder.until)})" if holder.until is not None else ""
     free = f"taken over at {when(holder.until)}{soon} if it died"
@@ -208,6 +222,8 @@ def resend(ctx: click.Context, article: str, dry_run: bool) -> None:
     async def work(publisher: Publisher) -> tuple[SendResult, Remaining | None]:
         result = await publisher.delivery.resend(article, dry_run=dry_run)
         return result, None if dry_run else await publisher.delivery.remaining()  # a dry run sent nothing
+
+    from publisher.digest.resend import UnknownArticle
 
     try:
         result, left = with_publisher(ctx, work)

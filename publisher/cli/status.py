@@ -9,18 +9,19 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Column, Table
 
 from publisher import clock
-from publisher.app import Publisher
 from publisher.cli.context import with_publisher
 from publisher.cli.output import ago, out, when
 from publisher.content.model import Article
-from publisher.delivery.ledger import DigestSummary
-from publisher.delivery.model import DigestState
-from publisher.runtime.nodes import STALE_AFTER, Node
+
+if TYPE_CHECKING:
+    from publisher.app import Publisher
+    from publisher.delivery.ledger import DigestSummary
+    from publisher.runtime.nodes import Node
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ async def _overview(publisher: Publisher) -> Overview:
 @click.pass_context
 def status(ctx: click.Context) -> None:
     """The running daemon (next job runs, last scan, recent errors), deliveries to do, the latest digests."""
+    from rich.table import Column, Table
+
+    from publisher.delivery.model import DigestState
+
     seen = with_publisher(ctx, _overview)
     totals, states = seen.totals, seen.digests
     _print_nodes(seen.nodes)
@@ -86,6 +91,8 @@ def _print_scheduled(articles: list[Article]) -> None:
 
 
 def _print_nodes(running: list[Node]) -> None:
+    from publisher.runtime.nodes import STALE_AFTER
+
     if not running:
         out.print("daemon: not running (no heartbeat in the last "
                   f"{STALE_AFTER.total_seconds():.0f} s)", highlight=False)

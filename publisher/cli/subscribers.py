@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.progress import Progress
-from rich.table import Table
-from rich.text import Text
 
-from publisher.app import Publisher
 from publisher.cli.context import CADENCES, STATUSES, with_publisher
 from publisher.cli.output import err, out, summary
-from subscribers import bulk, importer, service
+from subscribers import importer
 from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
-from subscribers.store import MAX_REASON
 from subscribers.validation import SubscriberError, normalize_email
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from publisher.app import Publisher
+    from subscribers import bulk
 
 
 @click.group("subscribers")
@@ -36,12 +38,14 @@ def group() -> None:
 def subscribers_add(ctx: click.Context, email: str, name: str, cadence: str) -> None:
     """Add EMAIL as an active subscriber (the operator vouches for them)."""
 
+    from subscribers.service import AlreadySubscribed
+
     async def work(publisher: Publisher) -> None:
         prefs = Preferences(cadence=Cadence(cadence), timezone=publisher.settings.digest.timezone)
         try:
             sub = await publisher.subscribers.create(email, name=name, prefs=prefs, source=Source.CLI, confirmed=True)
             verb = "added"
-        except service.AlreadySubscribed as exc:
+        except AlreadySubscribed as exc:
             sub, verb = exc.subscriber, "already known, unchanged:"
         except SubscriberError as exc:
             raise click.ClickException(str(exc)) from None
@@ -64,13 +68,15 @@ def subscribers_import(ctx: click.Context, file: Path, update_existing: bool, dr
     become active subscribers; suppressed ones are skipped; invalid rows are listed
     as FILE:LINE: field: reason and the rest is imported (exit 1 if any was invalid).
     """
+    from rich.progress import Progress
+
     label = "<stdin>" if str(file) == "-" else str(file)
     data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
 
     async def work(publisher: Publisher) -> bulk.ImportReport:
         settings = publisher.settings
         known = await publisher.subscribers.known_topics()
-        with err.status(f"checking {label}…"):
+        with err.console.status(f"checking {label}…"):
             try:
                 parsed = importer.parse_csv(
                     data, known_topics=known, default_timezone=settings.digest.timezone,
@@ -80,7 +86,7 @@ def subscribers_import(ctx: click.Context, file: Path, update_existing: bool, dr
                 raise click.ClickException(f"{label}:{exc.line}: {exc}") from None
         for warning in parsed.warnings:
             err.print(f"{label}: warning: {warning}", markup=False, highlight=False)
-        with Progress(console=err, disable=not err.is_terminal) as progress:
+        with Progress(console=err.console, disable=not err.is_terminal) as progress:
             task = progress.add_task("checking" if dry_run else "importing", total=len(parsed.rows))
             return await publisher.subscribers.import_rows(
                 parsed, update_existing=update_existing, dry_run=dry_run,
@@ -136,6 +142,9 @@ def subscribers_export(ctx: click.Context, fmt: str, output: str, status: str | 
 @click.pass_context
 def subscribers_list(ctx: click.Context, status: str | None, query: str, limit: int, after: int) -> None:
     """List subscribers by id, a page at a time."""
+    from rich.table import Table
+    from rich.text import Text
+
     wanted = Status(status) if status else None
 
     page = with_publisher(
@@ -156,6 +165,9 @@ def subscribers_list(ctx: click.Context, status: str | None, query: str, limit: 
 @click.pass_context
 def subscribers_show(ctx: click.Context, email: str) -> None:
     """Show everything stored about EMAIL, and whether it is suppressed."""
+    from rich.table import Table
+    from rich.text import Text
+
 
     async def work(publisher: Publisher) -> tuple[Subscriber, str | None]:
         address = _address(email)
@@ -202,6 +214,8 @@ def subscribers_remove(ctx: click.Context, email: str, yes: bool) -> None:
 
 
 def _reason(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from subscribers.store import MAX_REASON  # read from the schema: the database library, only when used
+
     if not value.strip() or len(value.strip()) > MAX_REASON:
         raise click.BadParameter(f"give 1 to {MAX_REASON} characters")
     return value.strip()

@@ -42,6 +42,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, InitVar, dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -56,7 +57,6 @@ from publisher.delivery.pacing import Backoff, Pacer
 from publisher.delivery.policy import RefusalStreak, Verdict
 from publisher.digest.plan import is_resend
 from publisher.logs import digest_context
-from publisher.mail.dkim import DkimSigner
 from publisher.mail.message import DigestMessages
 from publisher.mail.render import Personal
 from publisher.mail.transport import DeliveryError, Transport, TransportPool
@@ -65,6 +65,9 @@ from publisher.store.articles import UnreadableArticle
 from publisher.templating import template_error
 from subscribers.model import Cadence, Status
 from subscribers.tokens import Purpose, Tokens
+
+if TYPE_CHECKING:  # the signer's crypto library is loaded only where [dkim] makes one
+    from publisher.mail.dkim import DkimSigner
 
 log = logging.getLogger(__package__)  # "publisher.delivery": the name operators filter its lines by
 

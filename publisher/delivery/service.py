@@ -30,16 +30,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
+from typing import TYPE_CHECKING
 
-import jinja2
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher import clock, metrics
 from publisher.config import Settings
 from publisher.content.model import Article
 from publisher.delivery import ledger
-from publisher.delivery.engine import Deliverer, Framer, personal_values
-from publisher.delivery.inbox import BounceImportReport, Inbox, import_bounces
 from publisher.delivery.journal import Journal
 from publisher.delivery.ledger import Claimant, DigestSummary, Remaining
 from publisher.delivery.locks import exclusive, holder
@@ -49,10 +47,6 @@ from publisher.delivery.pacing import Backoff
 from publisher.digest.plan import PlannedDigest, PlanOptions, digest_id, plan, plan_on, planned_for, why_nothing_due
 from publisher.digest.resend import find_article, plan_resend
 from publisher.logs import digest_context
-from publisher.mail.dkim import DkimSigner
-from publisher.mail.message import DigestMessages
-from publisher.mail.render import render_digest
-from publisher.mail.transport import DeliveryError, TransportPool, make_transport
 from publisher.store import articles as article_store
 from publisher.store import digests as digest_store
 from publisher.store.ingest import IngestResult
@@ -62,6 +56,13 @@ from subscribers import store as subscriber_store
 from subscribers.model import Cadence, Status, Subscriber
 from subscribers.tokens import Tokens
 from subscribers.validation import normalize_email
+
+if TYPE_CHECKING:  # the sending machinery is imported when there is something to render or send
+    import jinja2
+
+    from publisher.delivery.engine import Framer
+    from publisher.delivery.inbox import BounceImportReport, Inbox
+    from publisher.mail.dkim import DkimSigner
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,8 @@ class DroppedArticle:
 
 def framer(settings: Settings, env: jinja2.Environment) -> Framer:
     """How a run renders and frames a digest: with these templates and settings."""
+    from publisher.mail.message import DigestMessages
+    from publisher.mail.render import render_digest
 
     def frame(articles: Sequence[Article], ident: str, cadence: str, resend: bool, date: datetime) -> DigestMessages:
         rendered = render_digest(articles, settings, env, ident, cadence, resend=resend)
@@ -252,6 +255,10 @@ class DeliveryService:
         :class:`NothingToPreview` saying why there is none, and ValueError for an address
         that is not one.
         """
+        from publisher.delivery.engine import personal_values
+        from publisher.mail.message import DigestMessages
+        from publisher.mail.render import render_digest
+
         reader = None
         if subscriber is not None:
             address = normalize_email(subscriber)
@@ -306,6 +313,8 @@ class DeliveryService:
         Raises :class:`NothingToPreview`, and DeliveryError when the transport can't be
         reached or refuses the message.
         """
+        from publisher.mail.transport import make_transport
+
         copy = await self.next_copy(cadence, article=article, to=to, test=True)
         signer = self._dkim()
         message = copy.message if signer is None else signer.sign(copy.message)
@@ -386,6 +395,9 @@ class DeliveryService:
         await recover(self.engine, self.journal)  # before any claim: what a dead process sent is sent
         if not await ledger.unfinished_digests(self.engine):
             return DeliveryReport()  # no connection to the relay when there is nothing to send
+        from publisher.delivery.engine import Deliverer
+        from publisher.mail.transport import DeliveryError, TransportPool, make_transport
+
         config = DeliveryConfig.from_settings(self.settings)
         pool = TransportPool(partial(make_transport, config, config.smtp), config.concurrency,
                              name=config.transport_name)
@@ -495,6 +507,8 @@ class DeliveryService:
     ) -> BounceImportReport:
         """Record the bounces and complaints of a mailbox (``publisher bounces import``), by
         this run's ``sending_domain`` and ``[delivery] soft_bounce_limit``."""
+        from publisher.delivery.inbox import import_bounces
+
         settings = self.settings
         return await import_bounces(
             self.engine, inbox, sending_domain=settings.sending_domain,

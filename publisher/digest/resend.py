@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from publisher.content.model import Article
 from publisher.delivery.model import DeliveryState, DigestState
 from publisher.digest.plan import RESEND_PREFIX, PlannedDigest, digest_id, matches_topics
-from publisher.feeds.entries import entry_id
 from publisher.store.db import Exclusive, analyze_after_bulk_insert, serialize, transaction
 from publisher.store.schema import UTCDateTime, articles, deliveries, digests, subscribers
 from subscribers.model import Cadence, Status
@@ -54,6 +53,8 @@ async def find_article(conn: AsyncConnection, reference: str, site_url: str) -> 
 
     Raises :class:`UnknownArticle` with the closest matches.
     """
+    from publisher.feeds.entries import entry_id  # the feed builder's libraries only when an article is looked up
+
     reference = reference.strip()
     rows = (
         await conn.execute(

@@ -27,20 +27,22 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jinja2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher import urls
 from publisher.config import Settings
 from publisher.feeds.build import FORMATS, FeedDocument, feed_documents, kept_tags, tag_feed_title, usable_entry
 from publisher.feeds.entries import Entry, entry_version
-from publisher.feeds.files import write_feeds
 from publisher.feeds.websub import HubPinger
 from publisher.store import articles as article_store
 from publisher.store import feed_index, meta
 from publisher.store.feed_index import Candidate
 from publisher.tasks import TaskTracker
+
+if TYPE_CHECKING:
+    import jinja2
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +203,8 @@ class FeedShelf:
         feeds are in memory) nor sending: the problem is logged once each time it
         changes, and shown in ``/readyz`` and ``publisher status`` until a write succeeds.
         """
+        from publisher.feeds.files import write_feeds
+
         try:
             await asyncio.to_thread(write_feeds, self.docs, output_dir, None if self._write_all else changed)
         except OSError as exc:

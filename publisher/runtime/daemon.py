@@ -29,10 +29,8 @@ import signal
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
-
-from aiohttp import web
 
 from publisher import clock
 from publisher.app import Publisher
@@ -48,8 +46,9 @@ from publisher.runtime.scheduler import (
     schedule_node_jobs,
 )
 from publisher.runtime.state import JobName, NodeRole
-from publisher.runtime.watch import watch_content
-from publisher.web.server import create_runner
+
+if TYPE_CHECKING:  # the web server is imported by the daemon that serves, never by a worker
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +128,8 @@ async def _run(settings: Settings, reload: Callable[[], Settings]) -> None:
         # Nothing is served until a build succeeds: the next scan tries again (an empty
         # feed set is always rebuilt).
         log.exception("feeds could not be built at start; serving without them, the next scan tries again")
+    from publisher.web.server import create_runner
+
     runner = create_runner(publisher)
     await runner.setup()
     try:
@@ -143,6 +144,8 @@ async def _run(settings: Settings, reload: Callable[[], Settings]) -> None:
 
 
 async def _listen(runner: web.AppRunner, settings: Settings) -> None:
+    from aiohttp import web
+
     host, port = settings.server.host, settings.server.port
     try:
         await web.TCPSite(runner, host, port).start()
@@ -214,6 +217,8 @@ class _Node:
 
     def start_watcher(self) -> None:
         if self.watcher is None:
+            from publisher.runtime.watch import watch_content  # the leader's alone: a worker never watches
+
             publisher = self.publisher
             job = partial(publisher.tasks.run, JobName.WATCH, partial(scan_and_send_instant, publisher))
             self.watcher = asyncio.create_task(watch_content(publisher, job))
