@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from publisher import clock
 from publisher.app import Publisher
 from publisher.content.model import Article
-from publisher.feeds import shelf as shelf_module
+from publisher.feeds import files as feed_files
 from publisher.feeds.build import FeedDocument, build_feeds
 from publisher.feeds.entries import CONTENT_TEMPLATE
 from publisher.store import articles as article_store
@@ -71,8 +71,8 @@ async def test_an_edit_rebuilds_the_site_feeds_and_its_old_and_new_tags_feeds_on
     shelf = archive.shelf
     before = dict(shelf.docs)
     written: list[Any] = []
-    real_write = shelf_module.write_feeds
-    monkeypatch.setattr(shelf_module, "write_feeds", lambda docs, out, changed: written.append(changed)
+    real_write = feed_files.write_feeds
+    monkeypatch.setattr(feed_files, "write_feeds", lambda docs, out, changed: written.append(changed)
                         or real_write(docs, out, changed))
 
     await store(archive, story(59, ["Beta", "Gamma"], title="Story 59, corrected"))  # Alpha and Epsilon dropped
