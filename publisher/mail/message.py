@@ -152,35 +152,21 @@ class _Encoded:
     """
 
     def __init__(self, segments: list[str]) -> None:
-        self._parts: list[bytes | str] = []
-        self.size = 0  # of the constant segments, before stuffing
-        for index, segment in enumerate(segments):
-            if index % 2 == 0:
-                code = _qp(segment)
-                self.size += len(code)
-                self._parts.append(stuff(code))
-            else:
-                self._parts.append(segment)
+        self._parts = [_wire_qp(segment) if index % 2 == 0 else segment for index, segment in enumerate(segments)]
 
     def fill(self, values: dict[str, str], encoded: dict[str, tuple[bytes, int]]) -> tuple[bytes, int]:
-        """The part, stuffed, with ``values`` (by sentinel) spliced in, and its size before stuffing;
-        ``encoded`` caches (stuffed encoding, size) by value."""
-        by_sentinel = {}
-        size = self.size
-        for sentinel, value in values.items():
-            if (code := encoded.get(value)) is None:
-                plain = _qp(value)
-                code = encoded[value] = (stuff(plain), len(plain))
-            by_sentinel[sentinel] = code
-        pieces = []
-        for part in self._parts:
-            if isinstance(part, bytes):
-                pieces.append(part)
-            else:
-                piece, piece_size = by_sentinel[part]
-                pieces.append(piece)
-                size += piece_size
-        return b"".join(pieces), size
+        """The part with ``values`` (by sentinel) spliced in, and its size before stuffing;
+        ``encoded`` caches :func:`_wire_qp` by value."""
+        codes = {sentinel: encoded.get(value) or encoded.setdefault(value, _wire_qp(value))
+                 for sentinel, value in values.items()}
+        chosen = [part if isinstance(part, tuple) else codes[part] for part in self._parts]
+        return b"".join(code for code, _ in chosen), sum(size for _, size in chosen)
+
+
+def _wire_qp(text: str) -> tuple[bytes, int]:
+    """:func:`_qp` of ``text``, dot-stuffed, and its size before stuffing."""
+    code = _qp(text)
+    return stuff(code), len(code)
 
 
 def _qp(text: str) -> bytes:
