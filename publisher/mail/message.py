@@ -4,6 +4,9 @@ This is the only place that builds MIME, so the per-message framing can later be
 swapped for a faster hand-written one without touching callers.  Every header value
 is checked here, whatever its origin (config, subscriber data, article titles): a
 CR or LF in a header value would let its author add headers (``Bcc:``) or a body.
+
+This module is long because framing and the header encodings it needs (RFC 2047 words,
+folding, address checks) are one job: a value is checked where it is framed.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from urllib.parse import quote, urlsplit
 from publisher import urls
 from publisher.config import Settings
 from publisher.mail.render import Personal, RenderedDigest
-from publisher.mail.wire import WireMessage, stuff
+from publisher.mail.wire import END, WireMessage, stuff
 
 # Control characters (CR, LF, NUL and friends) and the Unicode line separators that
 # str.splitlines(), and so the email package's folding, treats as line breaks.
@@ -114,6 +117,7 @@ class DigestMessages:
         tail = f"\r\n--{boundary}--\r\n".encode("ascii")
         self._frame_size = len(head) + len(text_head) + len(html_head) + len(tail)
         self._head, self._text_head, self._html_head, self._tail = map(stuff, (head, text_head, html_head, tail))
+        self._tail += END
         self._text = _Encoded(rendered.segments("text"))
         self._html = _Encoded(rendered.segments("html"))
 
@@ -152,15 +156,21 @@ class _Encoded:
     """
 
     def __init__(self, segments: list[str]) -> None:
-        self._parts = [_wire_qp(segment) if index % 2 == 0 else segment for index, segment in enumerate(segments)]
+        self._parts: list[bytes | str] = list(segments)  # the sentinels (odd items) stay, for fill() to replace
+        self._size = 0
+        for index in range(0, len(segments), 2):
+            self._parts[index], size = _wire_qp(segments[index])
+            self._size += size
+        self._sentinels = segments[1::2]
 
     def fill(self, values: dict[str, str], encoded: dict[str, tuple[bytes, int]]) -> tuple[bytes, int]:
         """The part with ``values`` (by sentinel) spliced in, and its size before stuffing;
         ``encoded`` caches :func:`_wire_qp` by value."""
-        codes = {sentinel: encoded.get(value) or encoded.setdefault(value, _wire_qp(value))
-                 for sentinel, value in values.items()}
-        chosen = [part if isinstance(part, tuple) else codes[part] for part in self._parts]
-        return b"".join(code for code, _ in chosen), sum(size for _, size in chosen)
+        codes = [encoded.get(value) or encoded.setdefault(value, _wire_qp(value))
+                 for value in map(values.__getitem__, self._sentinels)]
+        parts = self._parts.copy()
+        parts[1::2] = [code for code, _ in codes]
+        return b"".join(parts), self._size + sum(size for _, size in codes)  # type: ignore[arg-type]
 
 
 def _wire_qp(text: str) -> tuple[bytes, int]:

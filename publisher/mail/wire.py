@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
+END = b".\r\n"  # the line that ends DATA (RFC 5321 4.1.1.4)
 
 
 def stuff(chunk: bytes) -> bytes:
@@ -29,9 +30,10 @@ def stuff(chunk: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class WireMessage:
-    """``data``: the message with CRLF line ends, dot-stuffed, ending in CRLF (DATA then
-    sends ``.`` CRLF after it); ``size``: the message before dot-stuffing, which RFC 1870
-    has MAIL FROM declare.
+    """``data``: what DATA sends after the 354: the message with CRLF line ends,
+    dot-stuffed, ending in CRLF, then the ``.`` CRLF that ends the data (so the transport
+    writes it as it is, without a copy); ``size``: the message before dot-stuffing, which
+    RFC 1870 has MAIL FROM declare.
 
     Build one with :meth:`of`, or, knowing the stretches are already in that form,
     directly (the digest framer).
@@ -52,11 +54,12 @@ class WireMessage:
             message = _LINE_END.sub(b"\r\n", message)
         if not message.endswith(b"\r\n"):
             message += b"\r\n"
-        return cls(stuff(message), len(message))
+        return cls(stuff(message) + END, len(message))
 
     def plain(self) -> bytes:
         """The message itself (CRLF line ends, not dot-stuffed): for a Maildir file, or to sign."""
-        data = self.data.replace(b"\r\n..", b"\r\n.") if b"\r\n.." in self.data else self.data
+        data = self.data[:-len(END)]
+        data = data.replace(b"\r\n..", b"\r\n.") if b"\r\n.." in data else data
         return data[1:] if data.startswith(b"..") else data
 
     def prepend(self, head: bytes) -> WireMessage:

@@ -26,14 +26,15 @@ def test_of_then_plain_gives_the_message_with_crlf_line_ends(message: bytes) -> 
         normalized += b"\r\n"
     assert wire.plain() == normalized
     assert wire.size == len(normalized)
-    lines = wire.data.split(b"\r\n")
-    assert all(not line.startswith(b".") or line.startswith(b"..") for line in lines)
-    assert b"\r\n.\r\n" not in b"\r\n" + wire.data, "no line of the message can end DATA"
+    body, end = wire.data[:-3], wire.data[-3:]
+    assert end == b".\r\n" and body.endswith(b"\r\n")
+    assert all(not line.startswith(b".") or line.startswith(b"..") for line in body.split(b"\r\n"))
+    assert b"\r\n.\r\n" not in b"\r\n" + body, "no line of the message can end DATA"
 
 
 def test_of_stuffs_a_leading_dot_on_any_line() -> None:
     wire = WireMessage.of(b".first\n..second\r\nthird.\r\n.")
-    assert wire.data == b"..first\r\n...second\r\nthird.\r\n..\r\n"
+    assert wire.data == b"..first\r\n...second\r\nthird.\r\n..\r\n.\r\n"
     assert wire.size == len(b".first\r\n..second\r\nthird.\r\n.\r\n")
 
 
