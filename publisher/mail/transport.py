@@ -215,6 +215,8 @@ class SmtpTransport(Transport):
 
     async def open(self) -> None:
         """Connect (and log in); a no-op on a transport that is already connected."""
+        if self._smtp.is_connected:  # the delivery engine asks before every message: no lock for that
+            return
         async with self._lock:
             if self._smtp.is_connected:
                 return
