@@ -560,6 +560,12 @@ def report(
           "of send's time (1 - the ratio to the pipelined transport)")
     wire_gain = methods[PIPELINED].median("rate") / methods[TRANSPORT].median("rate")
     print(f"  {'(no goal) pipelined wire form / classic bytes, same transport':62} {wire_gain:9.2f}x")
+    # CPU per message holds up better than rates on a busy machine: send's, less its empty run's
+    # (start-up), beside the pipelined transport's; their difference is what send adds per message.
+    send_us = statistics.median((r.child.cpu - empty.cpu) / r.run.messages * 1e6 for r in publisher_runs)
+    wire_us = methods[PIPELINED].median("client_cpu") / n * 1e6
+    print(f"  {'(no goal) CPU per message: send less its empty run / pipelined':62} "
+          f"{send_us:5.0f} / {wire_us:.0f} µs   (send adds {send_us - wire_us:.0f} µs a message)")
     loop_state = "uvloop loaded" if loaded_uvloop else (
         "uvloop installed, not loaded" if uvloop_available() else "uvloop not installed")
     print(f"  {'event loop of publisher send (uvloop where it installs)':62} {loop_state:>10}")
