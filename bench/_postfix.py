@@ -4,7 +4,8 @@
 counters (``sess=8 quit=8 mesg=20000``, separated by carriage returns) to standard
 output after every session end, QUIT and final ".", which is how the benchmark counts
 the messages the server actually accepted.  It announces PIPELINING and 8BITMIME and
-sets no SIZE limit by default (``-p`` / ``-8`` would turn the first two off; neither
+sets no SIZE limit by default (``-p`` / ``-8`` would turn the first two off: a sink
+made with ``pipelining=False`` is the relay for publisher's classic exchange; neither
 aiosmtplib nor smtp-source pipelines anyway), handles up to 256 sessions at once
 (``-m``), and is one single-threaded process: at about 9,500 messages of 28 KB a second
 (smtp-source, 8 sessions, this 2-core machine) it uses 96% of a core.
@@ -82,10 +83,10 @@ class SinkMark:
 class SmtpSink:
     """``smtp-sink -c`` on 127.0.0.1:<free port>, counting what it accepts; stopped on exit."""
 
-    def __init__(self, executable: str, counters_file: Path, backlog: int = 1000) -> None:
+    def __init__(self, executable: str, counters_file: Path, backlog: int = 1000, *, pipelining: bool = True) -> None:
         self.port = free_port()
         self.counters_file = counters_file
-        command = [executable, "-c"]
+        command = [executable, "-c"] + ([] if pipelining else ["-p"])
         if os.geteuid() == 0:  # required as root: drop privileges once the socket is bound
             command += ["-u", _unprivileged_user()]
         command += [f"127.0.0.1:{self.port}", str(backlog)]

@@ -4,10 +4,13 @@
   ``SMTP.sendmail`` over and over, over ``connections`` reused sessions: no rendering,
   no personalization, no ledger.  No sender built on aiosmtplib can go faster.
 * :func:`send_transport`: the same pre-built message through publisher's own
-  ``SmtpTransport``, which drives aiosmtplib's command layer without ``sendmail``'s
-  passes over the body.  The ceiling of publisher's transport: what publisher's
-  ``send`` achieves beside it is the cost of everything else (personalization,
-  ledger, rate control, start-up).
+  ``SmtpTransport``, which sends the transaction itself (pipelined where the relay
+  offers it) without ``sendmail``'s passes over the body.  Given bytes, it puts them in
+  wire form (line ends, dot-stuffing) per message, as any sender of arbitrary bytes
+  must; given a :class:`~publisher.mail.wire.WireMessage`, it sends it as it is, as
+  ``send`` does a digest: the ceiling of publisher's sending, and what ``send``
+  achieves beside it is the cost of everything else (personalization, ledger, rate
+  control, start-up).
 * :class:`NaiveDigest` with :func:`send_naive`: what a straightforward implementation
   does for each subscriber: sign the two personal links, render the Jinja2 HTML and
   text templates, inline the CSS (css-inline, the project's options), build an
@@ -38,6 +41,7 @@ from publisher.config import Settings, SmtpSettings
 from publisher.content.model import Article
 from publisher.mail import render
 from publisher.mail.transport import SmtpTransport
+from publisher.mail.wire import WireMessage
 from subscribers.tokens import Purpose, Tokens
 
 T = TypeVar("T")
@@ -98,7 +102,7 @@ async def send_raw(port: int, connections: int, count: int, message: bytes, send
 
 
 async def send_transport(
-    port: int, connections: int, count: int, message: bytes, sender: str, recipient: str
+    port: int, connections: int, count: int, message: bytes | WireMessage, sender: str, recipient: str
 ) -> int:
     """``count`` copies of the pre-built ``message`` through publisher's ``SmtpTransport``."""
     settings = SmtpSettings.model_validate({"host": "127.0.0.1", "port": port, "timeout": 60, "tls": "none",

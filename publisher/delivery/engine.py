@@ -339,13 +339,14 @@ class Deliverer:
         personal = personal_values(self.tokens, self.config.site_url, row.subscriber_id, row.name, row.email)
         attempts = row.attempts + 1
         try:
-            message = digest.messages(row.cadence).build(personal, row.subscriber_id)
+            message = digest.messages(row.cadence).wire(personal, row.subscriber_id)
         except ValueError as exc:  # an address or value no header may carry: retrying can't help
             await self._failed(digest, row, attempts, f"cannot build the message: {exc}")
             return 0.0, False
         if self.signer is not None:
             # RSA signing (OpenSSL) releases the GIL: in a thread it overlaps the sending.
-            message = await asyncio.get_running_loop().run_in_executor(None, self.signer.sign, message)
+            signature = await asyncio.get_running_loop().run_in_executor(None, self.signer.signature, message.plain())
+            message = message.prepend(signature)
         try:
             reply = await transport.send(self.config.from_address, row.email, message)
         except DeliveryError as exc:

@@ -141,6 +141,15 @@ class DkimSigner:
         """
         if message.count(b"\n") != message.count(b"\r\n"):
             message = _BARE_LINE_END.sub(b"\r\n", message)
+        return self.signature(message, timestamp=timestamp) + message
+
+    def signature(self, message: bytes, *, timestamp: int | None = None) -> bytes:
+        """The ``DKIM-Signature`` header field (CRLF-ended lines) for ``message``, which has CRLF line ends.
+
+        The signature covers the message itself, not its dot-stuffed wire form: a sender
+        holding the wire form signs its plain bytes and puts this in front of the wire form
+        (:meth:`publisher.mail.wire.WireMessage.prepend`).
+        """
         head, blank, body = message.partition(b"\r\n\r\n")
         if not blank:  # no body: the header block ends at the end of the message
             head = head.removesuffix(b"\r\n")
@@ -166,7 +175,7 @@ class DkimSigner:
         b64 = base64.b64encode(signature).decode("ascii")
         step = _FOLD_AT - 1
         return (unsigned + "\r\n ".join(b64[i:i + step] for i in range(0, len(b64), step)) + "\r\n").encode(
-            "ascii") + message
+            "ascii")
 
     def _h_tag(self, shape: tuple[bytes, ...]) -> tuple[tuple[bytes, ...], tuple[str, ...]]:
         """The h= names for a message whose header names are ``shape``, and h= as fold items.

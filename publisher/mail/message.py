@@ -4,6 +4,9 @@ This is the only place that builds MIME, so the per-message framing can later be
 swapped for a faster hand-written one without touching callers.  Every header value
 is checked here, whatever its origin (config, subscriber data, article titles): a
 CR or LF in a header value would let its author add headers (``Bcc:``) or a body.
+
+This module is long because framing and the header encodings it needs (RFC 2047 words,
+folding, address checks) are one job: a value is checked where it is framed.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from urllib.parse import quote, urlsplit
 from publisher import urls
 from publisher.config import Settings
 from publisher.mail.render import Personal, RenderedDigest
+from publisher.mail.wire import END, WireMessage, stuff
 
 # Control characters (CR, LF, NUL and friends) and the Unicode line separators that
 # str.splitlines(), and so the email package's folding, treats as line breaks.
@@ -69,10 +73,11 @@ class DigestMessages:
     Building an ``EmailMessage`` costs about 2 ms; a fan-out can afford microseconds.
     So everything that is the same for every subscriber (the constant headers, the
     MIME frame, the quoted-printable encoding of the constant stretches of both
-    parts) is done once here, and :meth:`build` only encodes the few personal values
-    and joins bytes.  Separately encoded stretches are joined by QP soft line breaks
-    (``=`` CRLF, which decoders remove), so no encoded line exceeds 76 characters and
-    nothing is ever substituted inside encoded bytes.
+    parts, and their dot-stuffing for SMTP) is done once here, and :meth:`wire` only
+    encodes and stuffs the few personal values and joins bytes.  Separately encoded
+    stretches are joined by QP soft line breaks (``=`` CRLF, which decoders remove),
+    so no encoded line exceeds 76 characters, nothing is ever substituted inside
+    encoded bytes, and every stretch starts a line (so it can be stuffed alone).
 
     The message: multipart/alternative, text/plain first so clients prefer the HTML
     that follows, both UTF-8 quoted-printable (7-bit safe on any relay).  The
@@ -102,22 +107,30 @@ class DigestMessages:
             "List-Id", *_phrase("site title", settings.site.title), f"<{_list_id(settings.site.url)}>"
         )
         constant["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
-        self._head = b"".join(SMTP.fold_binary(name, value) for name, value in constant.items())
+        head = b"".join(SMTP.fold_binary(name, value) for name, value in constant.items())
         part_head = (
             "--{b}\r\nContent-Type: text/{t}; charset=\"utf-8\"\r\n"
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
         )
-        self._text_head = part_head.format(b=boundary, t="plain").encode("ascii")
-        self._html_head = b"\r\n" + part_head.format(b=boundary, t="html").encode("ascii")
-        self._tail = f"\r\n--{boundary}--\r\n".encode("ascii")
+        text_head = part_head.format(b=boundary, t="plain").encode("ascii")
+        html_head = b"\r\n" + part_head.format(b=boundary, t="html").encode("ascii")
+        tail = f"\r\n--{boundary}--\r\n".encode("ascii")
+        self._frame_size = len(head) + len(text_head) + len(html_head) + len(tail)
+        self._head, self._text_head, self._html_head, self._tail = map(stuff, (head, text_head, html_head, tail))
+        self._tail += END
         self._text = _Encoded(rendered.segments("text"))
         self._html = _Encoded(rendered.segments("html"))
 
     def build(self, personal: Personal, subscriber_id: int) -> bytes:
+        """``personal``'s copy as plain bytes (CRLF, not dot-stuffed): previews, tests, files."""
+        return self.wire(personal, subscriber_id).plain()
+
+    def wire(self, personal: Personal, subscriber_id: int) -> WireMessage:
+        """``personal``'s copy as SMTP's DATA carries it, joined from stretches stuffed once per digest."""
         unsubscribe_url = _list_url(personal.unsubscribe_url)
         to_field = _to(personal.name, personal.email)
         html_values, text_values = self._rendered.values(personal)
-        encoded: dict[str, bytes] = {}  # a value the same in both parts (a link) is encoded once
+        encoded: dict[str, tuple[bytes, int]] = {}  # a value the same in both parts (a link) is encoded once
         personal_head = [
             f"Message-ID: <{self._digest_id}.{subscriber_id:d}@{self._domain}>",
             to_field,
@@ -126,36 +139,44 @@ class DigestMessages:
         if self._one_click and unsubscribe_url.startswith("https://"):
             # RFC 8058 one-click applies to an HTTPS URI only; receivers ignore it otherwise.
             personal_head.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
-        return b"".join(
-            (
-                self._head,
-                "\r\n".join(personal_head).encode("ascii"),
-                b"\r\n\r\n",
-                self._text_head,
-                self._text.fill(text_values, encoded),
-                self._html_head,
-                self._html.fill(html_values, encoded),
-                self._tail,
-            )
+        head = ("\r\n".join(personal_head) + "\r\n\r\n").encode("ascii")
+        text, text_size = self._text.fill(text_values, encoded)
+        html, html_size = self._html.fill(html_values, encoded)
+        return WireMessage(
+            b"".join((self._head, stuff(head), self._text_head, text, self._html_head, html, self._tail)),
+            self._frame_size + len(head) + text_size + html_size,
         )
 
 
 class _Encoded:
-    """One part's segments, the constant ones quoted-printable encoded once."""
+    """One part's segments, the constant ones quoted-printable encoded and dot-stuffed once.
+
+    Every encoded segment ends in a soft line break, so the next one starts a line:
+    each can be stuffed on its own (see :mod:`publisher.mail.wire`).
+    """
 
     def __init__(self, segments: list[str]) -> None:
-        self._parts: list[bytes | str] = [
-            _qp(segment) if index % 2 == 0 else segment for index, segment in enumerate(segments)
-        ]
+        self._parts: list[bytes | str] = list(segments)  # the sentinels (odd items) stay, for fill() to replace
+        self._size = 0
+        for index in range(0, len(segments), 2):
+            self._parts[index], size = _wire_qp(segments[index])
+            self._size += size
+        self._sentinels = segments[1::2]
 
-    def fill(self, values: dict[str, str], encoded: dict[str, bytes]) -> bytes:
-        """The part with ``values`` (by sentinel) spliced in; ``encoded`` caches encodings by value."""
-        by_sentinel = {}
-        for sentinel, value in values.items():
-            if (code := encoded.get(value)) is None:
-                code = encoded[value] = _qp(value)
-            by_sentinel[sentinel] = code
-        return b"".join(part if isinstance(part, bytes) else by_sentinel[part] for part in self._parts)
+    def fill(self, values: dict[str, str], encoded: dict[str, tuple[bytes, int]]) -> tuple[bytes, int]:
+        """The part with ``values`` (by sentinel) spliced in, and its size before stuffing;
+        ``encoded`` caches :func:`_wire_qp` by value."""
+        codes = [encoded.get(value) or encoded.setdefault(value, _wire_qp(value))
+                 for value in map(values.__getitem__, self._sentinels)]
+        parts = self._parts.copy()
+        parts[1::2] = [code for code, _ in codes]
+        return b"".join(parts), self._size + sum(size for _, size in codes)  # type: ignore[arg-type]
+
+
+def _wire_qp(text: str) -> tuple[bytes, int]:
+    """:func:`_qp` of ``text``, dot-stuffed, and its size before stuffing."""
+    code = _qp(text)
+    return stuff(code), len(code)
 
 
 def _qp(text: str) -> bytes:

@@ -8,8 +8,9 @@ Both report failure as :class:`DeliveryError`, with the reply and the phase of t
 it came at; :func:`publisher.mail.replies.reply_action` says what the delivery engine does
 about it.  :class:`TransportPool` holds one delivery run's connections.
 
-This module is long because it has one job, handing finished messages over, whose SMTP session
-handling (reconnects, the hand-rolled transaction, envelope quoting) is most of it.
+This module is long because it has one job, handing finished messages over, whose SMTP
+session handling (connecting, TLS, login, reconnects, envelope quoting) is most of it; the
+mail transaction itself, pipelined where the relay offers it, is :mod:`publisher.mail.session`'s.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ from types import TracebackType
 from typing import Literal, Protocol, Self
 
 import aiosmtplib
-from aiosmtplib import SMTPResponse, SMTPStatus
 from aiosmtplib.email import quote_address
-from aiosmtplib.protocol import normalize_message_line_endings
 
 from publisher.config import SmtpSettings
 from publisher.mail.replies import Phase, ReplyAction, reply_action, status_code
+from publisher.mail.session import transaction
+from publisher.mail.wire import WireMessage
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,8 @@ class Transport(Protocol):
         """Prepare to send (create directories, connect); raises :class:`DeliveryError`."""
         ...
 
-    async def send(self, sender: str, recipient: str, message: bytes) -> str:
-        """Deliver ``message`` (the complete RFC 5322 bytes) for one envelope.
+    async def send(self, sender: str, recipient: str, message: bytes | WireMessage) -> str:
+        """Deliver ``message`` (the complete RFC 5322 bytes, or already in SMTP's wire form) for one envelope.
 
         Returns the server's reply (often carrying its queue id) or the Maildir file
         name; raises :class:`DeliveryError`.
@@ -141,9 +142,11 @@ class MaildirTransport(Transport):
         probe.remove(_add(probe, _PROBE))
         return maildir
 
-    async def send(self, sender: str, recipient: str, message: bytes) -> str:
+    async def send(self, sender: str, recipient: str, message: bytes | WireMessage) -> str:
         if self._maildir is None:
             raise RuntimeError("MaildirTransport.send() before open()")
+        if isinstance(message, WireMessage):
+            message = message.plain()
         data = _envelope_header(sender, recipient, message) + message
         try:
             return await asyncio.to_thread(_add, self._maildir, data)
@@ -212,6 +215,8 @@ class SmtpTransport(Transport):
 
     async def open(self) -> None:
         """Connect (and log in); a no-op on a transport that is already connected."""
+        if self._smtp.is_connected:  # the delivery engine asks before every message: no lock for that
+            return
         async with self._lock:
             if self._smtp.is_connected:
                 return
@@ -242,12 +247,12 @@ class SmtpTransport(Transport):
         self._sent_on_connection = 0
         log.debug("SMTP session open to %s (tls=%s)", self._address, self._settings.tls)
 
-    async def send(self, sender: str, recipient: str, message: bytes) -> str:
+    async def send(self, sender: str, recipient: str, message: bytes | WireMessage) -> str:
         try:
             envelope = (_mailbox(sender), _mailbox(recipient))
         except ValueError as exc:  # no relay could take it: retrying can't help
             raise DeliveryError(str(exc), phase=Phase.ENVELOPE) from exc
-        payload, size = _data_payload(message)
+        wire = message if isinstance(message, WireMessage) else WireMessage.of(message)
         async with self._lock:
             retried = False
             while True:
@@ -256,7 +261,7 @@ class SmtpTransport(Transport):
                         await self._quit()  # many relays cap the messages of one session
                     if not self._smtp.is_connected:
                         await self._connect()
-                    reply = await self._transaction(*envelope, payload, size)
+                    reply = await transaction(self._smtp, *envelope, wire, self._settings.timeout)
                     self._sent_on_connection += 1
                     return reply
                 except asyncio.CancelledError:
@@ -270,53 +275,8 @@ class SmtpTransport(Transport):
                     if retried or not dropped:
                         raise error from exc
                     log.info("SMTP session with %s ended (%s); retrying, newly connected", self._address, error.reply)
-                    self._smtp.close()  # aiosmtplib keeps the session after a 421 to DATA
+                    self._smtp.close()  # a 421 closes it from the server's side too; never wait for that
                     retried = True
-
-    async def _transaction(self, mail_from: bytes, rcpt_to: bytes, payload: bytes, size: int) -> str:
-        """MAIL, RCPT and DATA for one message; the server's reply to the data.
-
-        What ``SMTP.sendmail`` does, through aiosmtplib's command layer, but without
-        its three passes over the body (two line-ending normalizations and a
-        dot-stuffing regex: most of its time on a 28 KB digest) and its address
-        parsing: :func:`_data_payload` and :func:`_mailbox` did that work, cheaper,
-        once per message.  Failures raise aiosmtplib's exceptions, as ``sendmail``
-        would, and a refused transaction is reset so the session stays usable.
-        """
-        smtp = self._smtp
-        mail = [b"FROM:" + mail_from]
-        if smtp.supports_extension("size"):
-            mail.append(b"SIZE=%d" % size)
-        try:
-            reply = await smtp.execute_command(b"MAIL", *mail)
-            if reply.code != SMTPStatus.completed:
-                raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, mail_from.decode())
-            reply = await smtp.execute_command(b"RCPT", b"TO:" + rcpt_to)
-            if reply.code not in (SMTPStatus.completed, SMTPStatus.will_forward):
-                raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, rcpt_to.decode())
-            reply = await smtp.execute_command(b"DATA")
-            if reply.code != SMTPStatus.start_input:
-                raise aiosmtplib.SMTPDataError(reply.code, reply.message)
-            reply = await self._write_data(payload)
-            if reply.code != SMTPStatus.completed:
-                raise aiosmtplib.SMTPDataError(reply.code, reply.message)
-        except aiosmtplib.SMTPResponseException:
-            with contextlib.suppress(*_FAILURES):
-                await smtp.rset()
-            raise
-        return reply.message
-
-    async def _write_data(self, payload: bytes) -> SMTPResponse:
-        """The message after a 354, and the server's reply to it."""
-        protocol = self._smtp.protocol
-        if protocol is None:
-            raise aiosmtplib.SMTPServerDisconnected("connection lost")
-        try:
-            protocol.write(payload)
-            return await protocol.read_response(timeout=self._settings.timeout)
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
-            self._smtp.close()  # part of a message went out: the session is unusable
-            raise
 
     async def close(self) -> None:
         async with self._lock:
@@ -350,26 +310,7 @@ def _mailbox(address: str) -> bytes:
     return quoted.encode("ascii")
 
 
-def _data_payload(message: bytes) -> tuple[bytes, int]:
-    """``message`` as DATA carries it (CRLF line ends, dot-stuffed, then ``.`` CRLF), and its size.
-
-    The size is what RFC 1870 asks MAIL FROM to declare: the message with CRLF line
-    ends, before dot-stuffing.  Messages built here already have CRLF line ends:
-    counting them is cheaper than normalizing, which runs only on a message with a
-    bare CR or LF.
-    """
-    newlines = message.count(b"\n")
-    if newlines != message.count(b"\r") or newlines != message.count(b"\r\n"):
-        message = normalize_message_line_endings(message)
-    if not message.endswith(b"\r\n"):
-        message += b"\r\n"
-    stuffed = message.replace(b"\r\n.", b"\r\n..")  # RFC 5321 4.5.2
-    if stuffed.startswith(b"."):
-        stuffed = b"." + stuffed
-    return stuffed + b".\r\n", len(message)
-
-
-# Which command a refusal answered, by the exception aiosmtplib (or _transaction) raises
+# Which command a refusal answered, by the exception aiosmtplib (or the session's transaction) raises
 # for it; any other reply (greeting, EHLO, STARTTLS, AUTH) came while connecting.
 _PHASES: tuple[tuple[type[aiosmtplib.SMTPResponseException], Phase], ...] = (
     (aiosmtplib.SMTPSenderRefused, Phase.MAIL),

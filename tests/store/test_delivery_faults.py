@@ -112,9 +112,16 @@ async def send_digest(
     )
 
 
+def assert_exchange(server: FaultServer) -> None:
+    """The client pipelined its commands exactly when the server offered PIPELINING."""
+    assert (server.counters.pipelined > 0) == server.pipelining, server.counters
+
+
 def assert_none_lost_none_twice(outcome: Outcome, server: FaultServer, addresses: list[str]) -> None:
     """Every recipient is ``sent`` and was received exactly once, or ``failed`` and was not
-    received at all; every received message belongs to a ``sent`` row."""
+    received at all; every received message belongs to a ``sent`` row; and the exchange
+    was the one the server offered."""
+    assert_exchange(server)
     digest_id = outcome.digest_id
     states = Counter(r.state for r in outcome.rows.values())
     assert outcome.digests[digest_id] == "finished", f"digest {outcome.digests[digest_id]}, rows {dict(states)}"
@@ -145,6 +152,12 @@ def assert_none_lost_none_twice(outcome: Outcome, server: FaultServer, addresses
     assert sum(r.sent for r in outcome.reports) == sent
     assert sum(r.failed for r in outcome.reports) == failed
     assert digest_id in [d for r in outcome.reports for d in r.finished]
+
+
+@pytest.fixture(params=[False, True], ids=["classic", "pipelined"])
+def pipelining(request: pytest.FixtureRequest) -> bool:
+    """Whether the relay offers PIPELINING: every fault, with the classic exchange and the pipelined one."""
+    return bool(request.param)
 
 
 # --- one digest through every kind of fault --------------------------------------------
@@ -196,9 +209,9 @@ def script_faults(server: FaultServer) -> None:
 
 
 @pytest.mark.usefixtures("database")
-async def test_every_subscriber_is_sent_once_or_failed_with_the_reply(tmp_path: Path) -> None:
+async def test_every_subscriber_is_sent_once_or_failed_with_the_reply(tmp_path: Path, pipelining: bool) -> None:
     addresses = [reader(i) for i in range(1, N + 1)]
-    with FaultServer() as server:
+    with FaultServer(pipelining=pipelining) as server:
         script_faults(server)
         config = write_site(
             tmp_path, smtp_port=server.port, smtp="timeout = 2",
@@ -239,9 +252,9 @@ async def test_every_subscriber_is_sent_once_or_failed_with_the_reply(tmp_path: 
 
 
 @pytest.mark.usefixtures("database")
-async def test_connections_reset_at_first_then_everything_goes(tmp_path: Path) -> None:
+async def test_connections_reset_at_first_then_everything_goes(tmp_path: Path, pipelining: bool) -> None:
     addresses = [reader(i) for i in range(1, 101)]
-    with FaultServer() as server:
+    with FaultServer(pipelining=pipelining) as server:
         server.refuse_connections(5)  # reset before the greeting, as a relay restarting does
         config = write_site(tmp_path, smtp_port=server.port, smtp="timeout = 2", retry_base=0.05, max_attempts=10)
         outcome = await send_digest(config, addresses)
@@ -252,9 +265,9 @@ async def test_connections_reset_at_first_then_everything_goes(tmp_path: Path) -
 
 
 @pytest.mark.usefixtures("database")
-async def test_a_relay_not_accepting_mail_for_a_second(tmp_path: Path) -> None:
+async def test_a_relay_not_accepting_mail_for_a_second(tmp_path: Path, pipelining: bool) -> None:
     addresses = [reader(i) for i in range(1, 101)]
-    with FaultServer() as server:
+    with FaultServer(pipelining=pipelining) as server:
         config = write_site(tmp_path, smtp_port=server.port, smtp="timeout = 2", retry_base=0.05, max_attempts=10)
         outcome = await send_digest(config, addresses, before_send=lambda: server.refuse_for(1.0))
 
@@ -273,13 +286,13 @@ SES_UNVERIFIED = (
 
 @pytest.mark.slow  # runs the publisher in a subprocess
 @pytest.mark.usefixtures("database")
-async def test_a_relay_refusing_the_sender_pauses_the_digest_and_bounces_nobody(tmp_path: Path) -> None:
+async def test_a_relay_refusing_the_sender_pauses_the_digest_and_bounces_nobody(tmp_path: Path, pipelining: bool) -> None:
     """Amazon SES with an unverified sender answers 554 at the end of DATA to every message:
     the relay is broken, not the readers. Nobody is bounced, the digest pauses after a few
     identical replies with the reply as its reason, and once the relay is fixed
     ``publisher resume`` sends to everyone, once."""
     addresses = [reader(i) for i in range(1, 401)]
-    with FaultServer() as server:
+    with FaultServer(pipelining=pipelining) as server:
         server.fail_all(SES_UNVERIFIED, at="data")
         config = write_site(tmp_path, smtp_port=server.port, smtp="timeout = 2", retry_base=0.05)
         outcome = await send_digest(config, addresses)
@@ -289,6 +302,7 @@ async def test_a_relay_refusing_the_sender_pauses_the_digest_and_bounces_nobody(
         assert all(r.status == "active" for r in outcome.rows.values()), "nobody bounced or suppressed"
         assert not server.accepted
         assert server.counters.data_ends <= 5 + 8, "paused after a few identical replies (8 connections)"
+        assert_exchange(server)
         status = run(config, "status")
         assert f"{digest_id} paused:" in status.stdout and SES_UNVERIFIED[4:] in status.stdout, status.stdout
 
@@ -313,7 +327,7 @@ def with_busy_timeout(config: Path, seconds: float) -> Path:
 @pytest.mark.slow  # runs the publisher in a subprocess
 @pytest.mark.sqlite_only("another process holding the database-wide write lock is SQLite's fault")
 @pytest.mark.usefixtures("database")
-def test_a_database_locked_mid_send_loses_no_outcome_and_sends_nobody_twice(tmp_path: Path) -> None:
+def test_a_database_locked_mid_send_loses_no_outcome_and_sends_nobody_twice(tmp_path: Path, pipelining: bool) -> None:
     """Another process holds SQLite's write lock far longer than the busy timeout while
     messages go out: their outcomes wait in memory and are written once the lock goes;
     nothing is sent twice, nothing is left in ``sending``."""
@@ -328,7 +342,7 @@ def test_a_database_locked_mid_send_loses_no_outcome_and_sends_nobody_twice(tmp_
             time.sleep(LOCK_SECONDS)  # the lock is the fault under test, not a wait for something
             conn.execute("COMMIT")
 
-    with FaultServer() as server:
+    with FaultServer(pipelining=pipelining) as server:
         config = with_busy_timeout(write_site(tmp_path, smtp_port=server.port, smtp="timeout = 2"), 0.2)
         holder = threading.Thread(target=lock_the_database_midway)
         outcome = asyncio.run(send_digest(config, addresses, before_send=holder.start))
@@ -341,13 +355,13 @@ def test_a_database_locked_mid_send_loses_no_outcome_and_sends_nobody_twice(tmp_
 
 @pytest.mark.usefixtures("database")
 async def test_rows_this_process_claimed_and_left_are_taken_again_once_their_lease_lapses(
-    tmp_path: Path,
+    tmp_path: Path, pipelining: bool,
 ) -> None:
     """A run of this process that ended without recording its claims (it stopped, or
     failed) leaves them ``sending``; a later run of the same process retakes them once
     their lease lapsed, rather than leaving them to a restart."""
     addresses = [reader(i) for i in range(1, 21)]
-    with FaultServer() as server:
+    with FaultServer(pipelining=pipelining) as server:
         config = write_site(tmp_path, smtp_port=server.port, smtp="timeout = 2", extra="[cluster]\nlease = 1\n")
         publisher = Publisher(load_settings(config, environ={}))
         await publisher.start()
@@ -362,6 +376,7 @@ async def test_rows_this_process_claimed_and_left_are_taken_again_once_their_lea
             await publisher.close()
     assert len(left) == 10
     assert report.sent == len(addresses) and digest.id in report.finished
+    assert_exchange(server)
     assert sorted(server.per_recipient().items()) == [(a, 1) for a in addresses]
 
 
@@ -407,17 +422,17 @@ async def test_a_dead_process_journal_is_replayed_and_its_other_claims_given_bac
 
 @pytest.mark.usefixtures("database")
 async def test_throttling_relay_slows_the_digest_but_fails_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pipelining: bool
 ) -> None:
     addresses = [reader(i) for i in range(1, N + 1)]
     # Defaults for concurrency (8), max_attempts and the error ratio: throttling must not
     # fail a message nor pause the digest.
-    with FaultServer() as plain:
+    with FaultServer(pipelining=pipelining) as plain:
         config = write_site(tmp_path / "plain", smtp_port=plain.port, smtp="timeout = 2", retry_base=0.05)
         unthrottled = await send_digest(config, addresses)
     assert_none_lost_none_twice(unthrottled, plain, addresses)
 
-    with FaultServer() as server:
+    with FaultServer(pipelining=pipelining) as server:
         server.throttle_every(10)  # 421 4.7.0 to every 10th message, and the connection closes
         server.limit_sessions(2)  # below [delivery] concurrency
         config = write_site(tmp_path / "throttled", smtp_port=server.port, smtp="timeout = 2", retry_base=0.05)
@@ -439,12 +454,12 @@ async def test_throttling_relay_slows_the_digest_but_fails_nothing(
 
 
 @pytest.mark.usefixtures("database")
-async def test_a_relay_that_keeps_throttling_ends_the_pass_instead_of_holding_it(tmp_path: Path) -> None:
+async def test_a_relay_that_keeps_throttling_ends_the_pass_instead_of_holding_it(tmp_path: Path, pipelining: bool) -> None:
     """A relay answering 451 to everything would keep one run (and the delivery lock) for
     hours, each connection resting longer after each throttle: after a few throttles the
     pass ends, the rest deferred without an attempt counted; the next pass continues."""
     addresses = [reader(i) for i in range(1, 201)]
-    with FaultServer() as server:
+    with FaultServer(pipelining=pipelining) as server:
         server.fail_all("451 4.7.1 Rate limited, please try again later")
         config = write_site(tmp_path, smtp_port=server.port, smtp="timeout = 2", retry_base=1)
         publisher = Publisher(load_settings(config, environ={}))
@@ -467,6 +482,7 @@ async def test_a_relay_that_keeps_throttling_ends_the_pass_instead_of_holding_it
     assert sum(attempts for _, attempts in rows) == tried, "an attempt counted only for a message tried"
     assert last.sent == len(addresses) and last.failed == 0
     assert sorted(server.per_recipient().items()) == [(a, 1) for a in addresses], "everyone, once"
+    assert_exchange(server)
 
 
 # --- the fault server itself ---------------------------------------------------------------

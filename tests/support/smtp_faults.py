@@ -11,6 +11,7 @@
         server.refuse_connections(3)      # the next 3 connections are reset before the greeting
         server.refuse_for(1.0)            # every connection in the next second gets a 421 greeting
         server.fail_all("554 Message rejected", at="data")  # every recipient, until repair()
+        FaultServer(pipelining=True)      # announce PIPELINING; counters.pipelined says it was used
         ...deliver...
         assert server.count("busy@example.org") == 1
 
@@ -104,6 +105,7 @@ class _Counters:
     data_ends: int = 0  # ends of DATA seen (every transaction that sent its content)
     throttled: int = 0  # 421s from throttle_every
     dropped: int = 0  # connections cut in the middle of DATA
+    pipelined: int = 0  # RCPTs read with the client's DATA already behind them (PIPELINING used)
     rcpt_attempts: Counter[str] = field(default_factory=Counter)
     data_attempts: Counter[str] = field(default_factory=Counter)
 
@@ -341,6 +343,9 @@ class FaultServer(SmtpServer):
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
         self.counters.rcpt_attempts[address.lower()] += 1
+        assert isinstance(server, FaultSession)
+        if b"DATA" in server._reader._buffer:  # type: ignore[attr-defined]
+            self.counters.pipelined += 1
         rule = self._rule(address, "rcpt", ("reply",))
         if rule is not None:
             return rule.reply

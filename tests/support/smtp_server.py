@@ -62,6 +62,9 @@ class SmtpServer:
       aiosmtpd doesn't count implicit TLS as encrypted (aio-libs/aiosmtpd#281).
     - ``replies={address: "550 ..."}``: answer RCPT for that address with this reply.
     - ``port``: 0 picks a free one; pass an old ``server.port`` to "restart" a server.
+    - ``pipelining=True``: announce PIPELINING (RFC 2920) in the EHLO reply, as Postfix does;
+      aiosmtpd reads commands one line at a time from its buffer either way, so only what
+      the client sends changes.
 
     For any other behaviour, subclass and override a ``handle_*`` hook (aiosmtpd's handler
     API): the server is its own handler. Behaviour below the handler API (the greeting,
@@ -80,11 +83,13 @@ class SmtpServer:
         implicit_tls: ssl.SSLContext | None = None,
         auth: tuple[str, str] | None = None,
         replies: dict[str, str] | None = None,
+        pipelining: bool = False,
     ) -> None:
         if starttls and implicit_tls:
             raise ValueError("choose STARTTLS or implicit TLS, not both")
         self.messages: list[Received] = []
         self.replies = dict(replies or {})
+        self.pipelining = pipelining
         self._credentials = LoginPassword(auth[0].encode(), auth[1].encode()) if auth else None
         self._sessions: list[SMTP] = []
         options: dict[str, Any] = {}
@@ -145,6 +150,14 @@ class SmtpServer:
         self.stop()
 
     # aiosmtpd handler hooks (they run in the server's thread)
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # what aiosmtpd does itself when no handler has this hook
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")  # before the last line, "250 HELP"
+        return responses
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]

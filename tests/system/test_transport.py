@@ -18,12 +18,15 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from aiosmtplib import SMTPConnectError
 
 from publisher.config import DeliverySettings, SmtpSettings
+from publisher.mail.replies import Phase
 from publisher.mail.transport import (
     DeliveryError,
     MaildirTransport,
     SmtpTransport,
     make_transport,
 )
+from publisher.mail.wire import WireMessage
+from tests.support.smtp_faults import FaultServer
 from tests.support.smtp_server import HOST, SmtpServer, tls_contexts
 
 SENDER = "newsletter@example.org"
@@ -50,10 +53,16 @@ def tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return tls_contexts()
 
 
+@pytest.fixture(params=[False, True], ids=["classic", "pipelined"])
+def pipelining(request: pytest.FixtureRequest) -> bool:
+    """Whether the server offers PIPELINING (RFC 2920): each exchange both ways."""
+    return bool(request.param)
+
+
 @pytest.fixture
-def server() -> Iterator[SmtpServer]:
+def server(pipelining: bool) -> Iterator[SmtpServer]:
     replies = {"gone@example.org": "550 5.1.1 No such user", "full@example.org": "451 4.2.0 Try later"}
-    with SmtpServer(replies=replies) as srv:
+    with SmtpServer(replies=replies, pipelining=pipelining) as srv:
         yield srv
 
 
@@ -244,8 +253,8 @@ async def test_451_is_temporary(server: SmtpServer) -> None:
     assert server.connections == 1  # a 4xx is an answer, not a reason to reconnect
 
 
-async def test_421_retries_once_on_a_fresh_connection_then_fails() -> None:
-    with SmtpServer(replies={READER: "421 4.3.2 Service shutting down"}) as server:
+async def test_421_retries_once_on_a_fresh_connection_then_fails(pipelining: bool) -> None:
+    with SmtpServer(replies={READER: "421 4.3.2 Service shutting down"}, pipelining=pipelining) as server:
         async with SmtpTransport(smtp_settings(server.port)) as transport:
             with pytest.raises(DeliveryError) as caught:
                 await transport.send(SENDER, READER, MESSAGE)
@@ -258,8 +267,8 @@ class _ClosingAfterData(SmtpServer):
         return "421 4.3.0 Closing after DATA"
 
 
-async def test_421_after_data_also_retries_on_a_fresh_connection() -> None:
-    with _ClosingAfterData() as server:
+async def test_421_after_data_also_retries_on_a_fresh_connection(pipelining: bool) -> None:
+    with _ClosingAfterData(pipelining=pipelining) as server:
         async with SmtpTransport(smtp_settings(server.port)) as transport:
             with pytest.raises(DeliveryError) as caught:
                 await transport.send(SENDER, READER, MESSAGE)
@@ -271,8 +280,8 @@ class _HeldData(SmtpServer):
     """Holds each DATA reply until ``release`` is set (``entered`` says DATA arrived);
     the reply names the recipient, so a reply paired with the wrong message shows."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, pipelining: bool) -> None:
+        super().__init__(pipelining=pipelining)
         self.entered = threading.Event()
         self.release = threading.Event()
 
@@ -283,8 +292,8 @@ class _HeldData(SmtpServer):
         return f"250 2.0.0 Ok: queued for {envelope.rcpt_tos[0]}"
 
 
-async def test_a_send_cancelled_mid_transaction_does_not_desync_the_next() -> None:
-    with _HeldData() as server:
+async def test_a_send_cancelled_mid_transaction_does_not_desync_the_next(pipelining: bool) -> None:
+    with _HeldData(pipelining=pipelining) as server:
         async with SmtpTransport(smtp_settings(server.port)) as transport:
             cancelled = asyncio.create_task(transport.send(SENDER, "first@example.org", MESSAGE))
             await asyncio.to_thread(server.entered.wait)
@@ -335,8 +344,8 @@ async def test_reconnects_when_the_server_drops_the_connection(server: SmtpServe
     assert server.connections == 2
 
 
-async def test_reconnects_after_a_server_restart() -> None:
-    first = SmtpServer()
+async def test_reconnects_after_a_server_restart(pipelining: bool) -> None:
+    first = SmtpServer(pipelining=pipelining)
     first.start()
     try:
         transport = SmtpTransport(smtp_settings(first.port))
@@ -344,11 +353,99 @@ async def test_reconnects_after_a_server_restart() -> None:
         await transport.send(SENDER, "first@example.org", MESSAGE)
     finally:
         first.stop()
-    with SmtpServer(port=first.port) as second:
+    with SmtpServer(port=first.port, pipelining=pipelining) as second:
         await transport.send(SENDER, "second@example.org", MESSAGE)
         await transport.close()
     assert [m.rcpt_tos for m in first.messages] == [["first@example.org"]]
     assert [m.rcpt_tos for m in second.messages] == [["second@example.org"]]
+
+
+# SMTP: PIPELINING (RFC 2920)
+
+
+async def test_commands_are_pipelined_exactly_when_the_server_offers_it(pipelining: bool) -> None:
+    with FaultServer(pipelining=pipelining) as server:
+        async with SmtpTransport(smtp_settings(server.port)) as transport:
+            for n in range(3):
+                await transport.send(SENDER, f"reader{n}@example.org", MESSAGE)
+    assert server.counters.pipelined == (3 if pipelining else 0)
+    assert [m.content for m in server.messages] == [MESSAGE] * 3
+
+
+async def test_a_refused_recipient_in_a_pipelined_group_is_the_answer_and_no_content_goes() -> None:
+    # DATA went out behind the refused RCPT and was answered 503: the message's outcome is
+    # the RCPT's reply, the content is never sent, and RSET leaves the session usable.
+    with FaultServer(pipelining=True) as server:
+        server.fail("gone@example.org", "550 5.1.1 No such user")
+        async with SmtpTransport(smtp_settings(server.port)) as transport:
+            with pytest.raises(DeliveryError) as caught:
+                await transport.send(SENDER, "gone@example.org", MESSAGE)
+            await transport.send(SENDER, READER, MESSAGE)
+    assert (caught.value.code, caught.value.phase, caught.value.reply) == (550, Phase.RCPT, "5.1.1 No such user")
+    assert caught.value.permanent
+    assert server.counters.data_ends == 1 and [m.rcpt_tos for m in server.messages] == [[READER]]
+    assert server.counters.sessions_opened == 1
+
+
+class _RefusingSender(SmtpServer):
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        return "553 5.7.1 Sender address rejected: not owned by user"
+
+
+async def test_a_refused_sender_in_a_pipelined_group_is_the_answer() -> None:
+    with _RefusingSender(pipelining=True) as server:
+        async with SmtpTransport(smtp_settings(server.port)) as transport:
+            for _ in range(2):  # the session survives the refusal (RSET)
+                with pytest.raises(DeliveryError) as caught:
+                    await transport.send(SENDER, READER, MESSAGE)
+                assert (caught.value.code, caught.value.phase) == (553, Phase.MAIL)
+    assert server.messages == [] and server.connections == 1
+
+
+async def test_a_421_mid_pipeline_retries_once_on_a_fresh_connection() -> None:
+    # The server answers RCPT with 421 and closes, the DATA behind it unanswered.
+    with FaultServer(pipelining=True) as server:
+        server.fail(READER, "421 4.7.0 Too many connections, closing", times=1)
+        async with SmtpTransport(smtp_settings(server.port)) as transport:
+            reply = await transport.send(SENDER, READER, MESSAGE)
+            await transport.send(SENDER, "second@example.org", MESSAGE)
+    assert reply.startswith("2.0.0")
+    assert [m.rcpt_tos for m in server.messages] == [[READER], ["second@example.org"]]
+    assert server.counters.sessions_opened == 2
+
+
+class _CutAtRcpt(SmtpServer):
+    """Cuts the first connection as it reads the first RCPT: the pipelined group is unanswered."""
+
+    def __init__(self) -> None:
+        super().__init__(pipelining=True)
+        self.cut = False
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if not self.cut:
+            self.cut = True
+            assert isinstance(server.transport, asyncio.Transport)
+            server.transport.abort()
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+
+async def test_a_connection_dropped_mid_pipeline_retries_once_on_a_fresh_connection() -> None:
+    with _CutAtRcpt() as server:
+        async with SmtpTransport(smtp_settings(server.port)) as transport:
+            await transport.send(SENDER, READER, MESSAGE)
+    assert [m.rcpt_tos for m in server.messages] == [[READER]]
+    assert server.connections == 2
+
+
+async def test_a_pre_built_wire_message_goes_out_as_given(server: SmtpServer) -> None:
+    wire = WireMessage.of(MESSAGE)
+    async with SmtpTransport(smtp_settings(server.port)) as transport:
+        await transport.send(SENDER, READER, wire)
+    assert [(m.content, m.mail_options) for m in server.messages] == [(MESSAGE, [f"SIZE={len(MESSAGE)}"])]
 
 
 # Maildir
@@ -366,6 +463,13 @@ async def test_maildir_stores_exact_bytes_after_envelope_lines(tmp_path: Path) -
     assert (parsed["X-Original-To"], parsed["Return-Path"]) == (READER, f"<{SENDER}>")
     assert parsed["Subject"] == "Weekly digest"
     assert list((outbox / "tmp").iterdir()) == []
+
+
+async def test_maildir_stores_a_wire_message_as_the_plain_message(tmp_path: Path) -> None:
+    async with MaildirTransport(tmp_path) as transport:
+        name = await transport.send(SENDER, READER, WireMessage.of(MESSAGE))
+    header = f"Return-Path: <{SENDER}>\r\nX-Original-To: {READER}\r\n".encode()
+    assert (tmp_path / "new" / name).read_bytes() == header + MESSAGE  # not dot-stuffed
 
 
 async def test_maildir_matches_lf_line_endings(tmp_path: Path) -> None:
