@@ -197,12 +197,12 @@ class FeedShelf:
         site, max_entry_bytes = settings.site, settings.feeds.max_entry_bytes
 
         def render() -> dict[Candidate, Entry | None]:
-            rendered: dict[Candidate, Entry | None] = {}
-            for candidate in missing:
-                if candidate.article_id in stored:  # else unpublished since the index listed it
-                    article = stored[candidate.article_id]  # None: unreadable, logged
-                    rendered[candidate] = usable_entry(article, site, self._env, max_entry_bytes) if article else None
-            return rendered
+            by_id: dict[str, Entry | None] = {}  # once an article: its candidates differ by tag only
+            for article_id in dict.fromkeys(c.article_id for c in missing):
+                if article_id in stored:  # else unpublished since the index listed it
+                    article = stored[article_id]  # None: unreadable, logged
+                    by_id[article_id] = usable_entry(article, site, self._env, max_entry_bytes) if article else None
+            return {c: by_id[c.article_id] for c in missing if c.article_id in by_id}
 
         rendered = await asyncio.to_thread(render)
         await feed_index.keep_entries(
