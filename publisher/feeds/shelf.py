@@ -17,7 +17,14 @@ rendered again).  The change set is thus read from the store, not told: it holds
 restart, a reload, a change made by the CLI or another node.  Unchanged documents stay
 the same objects, so their ETag and Last-Modified stay, their static files are not
 touched, and the hub hears only of the feeds that changed.  Memory holds the documents
-served and each feed's short input, never the archive.
+served and a digest of each feed's input, never the archive.
+
+The documents rebuilt are stored with that digest (``feed_documents``), so a start
+(``publisher build``, the daemon) or a node whose documents are older than another's
+takes the stored documents whose input is still today's instead of rendering and
+compressing them again: rebuilding all 153 documents of a 10,000-article archive costs
+seconds, mostly gzip.  The static copies are still all compared at a start, so a missing
+or damaged file is repaired, and an intact one is not rewritten.
 """
 
 from __future__ import annotations
@@ -220,7 +227,7 @@ class FeedShelf:
         changes, and shown in ``/readyz`` and ``publisher status`` until a write succeeds.
         """
         try:
-            await asyncio.to_thread(write_feeds, self.docs, output_dir, None if self._write_all else changed)
+            written = await asyncio.to_thread(write_feeds, self.docs, output_dir, None if self._write_all else changed)
         except OSError as exc:
             self._write_all = True
             problem = (f"cannot write the static feed files to {output_dir}: {exc.strerror or exc} "
@@ -232,9 +239,8 @@ class FeedShelf:
         if self.static_files_problem is not None:
             log.info("feeds: the static feed files are written to %s again", output_dir)
         self.static_files_problem = None
-        written = len(self.docs) if self._write_all else len(changed)
         self._write_all = False
-        log.info("feeds: %d of %d files changed in %s", written, len(self.docs), output_dir)
+        log.info("feeds: %d files written for %d documents in %s", written, len(self.docs), output_dir)
 
 
 def _built_from(channel: tuple[object, ...], went_through: Sequence[Candidate]) -> BuiltFeed:
