@@ -10,22 +10,28 @@ CLI beside the daemon, another node), so the index never depends on a change bei
 reported to the process that builds the feeds.  The rows are keyed by the article's
 content hash and ``changed_at``: an edit, a removal or a return makes the row stale,
 and a stale row's cached entry goes with it.
+
+``feed_documents`` keeps the documents the shelf last built, each with a digest of
+the input it was built from (:class:`BuiltFeed`): a shelf that starts empty, or whose
+documents are older than another node's, takes the stored ones whose input is still
+the current one instead of rendering and compressing them again.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, bindparam, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, RowMapping, bindparam, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.content.slug import spelled_slugs
 from publisher.store.articles import chunks
 from publisher.store.db import Exclusive, serialize
-from publisher.store.schema import articles, feed_entries, feed_tags
+from publisher.store.schema import articles, feed_documents, feed_entries, feed_tags
 
 _BATCH = 500  # articles indexed per round trip (and under SQLite's bound-parameter limit)
 
@@ -155,3 +161,60 @@ async def keep_entries(engine: AsyncEngine, entries: Mapping[Candidate, str], ve
             {"b_id": c.article_id, "b_hash": c.content_hash, "b_changed": c.changed_at, "b_entry": entry}
             for c, entry in entries.items()
         ])
+
+
+@dataclass(frozen=True)
+class BuiltFeed:
+    """What one feed's documents were built from: equal inputs give equal bytes."""
+
+    input: str  # a digest of the channel's settings and the articles it went through
+    went_through: int  # how many articles it went through (usable or not), newest first
+
+
+async def built_feeds(conn: AsyncConnection) -> dict[str, BuiltFeed]:
+    """What each feed stored in ``feed_documents`` was built from, by tag slug ("": the site's)."""
+    rows = await conn.execute(
+        select(feed_documents.c.slug, feed_documents.c.input, feed_documents.c.went_through).distinct()
+    )
+    return {row.slug: BuiltFeed(row.input, row.went_through) for row in rows}
+
+
+async def stored_documents(conn: AsyncConnection, feeds: Mapping[str, BuiltFeed]) -> list[RowMapping]:
+    """The stored documents of these feeds (tag slug → the input wanted), each row with
+    ``path``, ``body``, ``gzipped``, ``content_type``, ``etag`` and ``last_modified``;
+    a feed stored since from another input has no row here."""
+    found: list[RowMapping] = []
+    columns = (feed_documents.c.path, feed_documents.c.slug, feed_documents.c.input, feed_documents.c.body,
+               feed_documents.c.gzipped, feed_documents.c.content_type, feed_documents.c.etag,
+               feed_documents.c.last_modified)
+    for chunk in chunks(list(feeds)):
+        rows = await conn.execute(select(*columns).where(feed_documents.c.slug.in_(chunk)))
+        found.extend(row for row in rows.mappings() if row["input"] == feeds[row["slug"]].input)
+    return found
+
+
+async def keep_documents(
+    engine: AsyncEngine, built: Mapping[str, tuple[BuiltFeed, Sequence[Mapping[str, object]]]], gone: Collection[str]
+) -> None:
+    """Store each rebuilt feed's documents (tag slug → what it was built from and its
+    documents, as dicts of ``feed_documents``' columns but ``slug``, ``input`` and
+    ``went_through``) in place of its old ones, and forget the feeds ``gone``.
+
+    Upserts: two nodes storing the same feed at once leave one's documents whole; an
+    older input stored over a newer one is only a wasted build for the next reader,
+    which compares inputs before it takes stored documents.
+    """
+    if not built and not gone:
+        return
+    upsert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(feed_documents)
+    upsert = upsert.on_conflict_do_update(
+        index_elements=[feed_documents.c.path],
+        set_={column.name: upsert.excluded[column.name] for column in feed_documents.c if column.name != "path"},
+    )
+    rows = [{**doc, "slug": slug, "input": feed.input, "went_through": feed.went_through}
+            for slug, (feed, docs) in built.items() for doc in docs]
+    async with engine.begin() as conn:
+        for chunk in chunks([*gone, *(slug for slug, (_, docs) in built.items() if not docs)]):
+            await conn.execute(delete(feed_documents).where(feed_documents.c.slug.in_(chunk)))
+        if rows:
+            await conn.execute(upsert, rows)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -239,3 +240,22 @@ feed_tags = Table(
     Column("published", UTCDateTime(), nullable=False),
 )
 Index("ix_feed_tags_slug", feed_tags.c.slug, feed_tags.c.published)
+
+# The feed documents the shelf last built (publisher.store.feed_index), so a fresh
+# process or another node serves them without rendering or compressing again: one row
+# per document (path), with its bytes, gzip twin and validators, and what its feed was
+# built from: ``input``, a digest of the channel's settings and the articles it went
+# through, and how many it went through (a feed asks for as many at its next build).
+feed_documents = Table(
+    "feed_documents",
+    metadata,
+    Column("path", Text, primary_key=True),
+    Column("slug", Text, nullable=False),  # the feed's tag slug ("" for the site's)
+    Column("input", String(64), nullable=False),
+    Column("went_through", Integer, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("gzipped", LargeBinary, nullable=False),
+    Column("content_type", Text, nullable=False),
+    Column("etag", Text, nullable=False),
+    Column("last_modified", UTCDateTime(), nullable=False),
+)

@@ -1,8 +1,11 @@
 """Incremental feed rebuilds: only the feeds whose input changed are built again, from the
-store's feed index and cached entries, and they come out as a build from scratch would."""
+store's feed index and cached entries, and they come out as a build from scratch would.
+The documents built are kept in the store: a fresh process, or another node, serves them
+without rendering or compressing them again."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -15,8 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher import clock
 from publisher.app import Publisher
+from publisher.config import Settings
 from publisher.content.model import Article
 from publisher.feeds import files as feed_files
+from publisher.feeds import shelf as shelf_module
 from publisher.feeds.build import FeedDocument, build_feeds
 from publisher.feeds.entries import CONTENT_TEMPLATE
 from publisher.store import articles as article_store
@@ -159,3 +164,115 @@ async def test_an_unreadable_story_makes_room_for_the_next_and_an_edit_behind_it
     assert await shelf.build() == {"", "alpha"}
     assert b"Story 3, corrected" in shelf.docs["feed.atom"].body
     assert bodies(shelf.docs) == await from_scratch(publisher)
+
+
+class Work:
+    """Counts what a shelf renders and compresses: the entries and documents built, the gzip calls."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.entries = self.documents = self.gzips = 0
+        real_entry, real_documents, real_gzip = shelf_module.usable_entry, shelf_module.feed_documents, gzip.compress
+
+        def usable_entry(*args: Any, **kwargs: Any) -> Any:
+            self.entries += 1
+            return real_entry(*args, **kwargs)
+
+        def feed_documents(*args: Any, **kwargs: Any) -> Any:
+            self.documents += 1
+            return real_documents(*args, **kwargs)
+
+        def compress(*args: Any, **kwargs: Any) -> bytes:
+            self.gzips += 1
+            return real_gzip(*args, **kwargs)
+
+        monkeypatch.setattr(shelf_module, "usable_entry", usable_entry)
+        monkeypatch.setattr(shelf_module, "feed_documents", feed_documents)
+        monkeypatch.setattr(gzip, "compress", compress)
+
+
+def validators(docs: dict[str, FeedDocument]) -> dict[str, tuple[bytes, bytes, str, str, datetime]]:
+    return {path: (doc.body, doc.gzipped, doc.content_type, doc.etag, doc.last_modified) for path, doc in docs.items()}
+
+
+def static_files(output: Path) -> dict[str, tuple[bytes, int]]:
+    """Each static feed file's bytes and modification time (ns), by path under ``output``."""
+    return {path.relative_to(output).as_posix(): (path.read_bytes(), path.stat().st_mtime_ns)
+            for path in output.rglob("feed.*")}
+
+
+async def test_a_fresh_process_serves_the_stored_documents_rendering_and_compressing_nothing(
+    archive: Publisher, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = settings.site.output_dir
+    files = static_files(output)
+    assert len(files) == 2 * len(archive.shelf.docs)  # each document and its .gz twin
+    work = Work(monkeypatch)
+    fresh = Publisher(settings)  # a restart: nothing in memory, the same store and output directory
+    await fresh.start()
+    try:
+        assert await fresh.shelf.build() == frozenset()
+        assert (work.entries, work.documents, work.gzips) == (0, 0, 0)
+        assert validators(fresh.shelf.docs) == validators(archive.shelf.docs)  # the same bytes, ETags, dates
+        assert static_files(output) == files  # nothing rewritten: same bytes, same mtimes (nginx's Last-Modified)
+
+        # A damaged or missing static copy is still repaired, from the stored documents.
+        (output / "feed.atom").write_bytes(b"damaged")
+        (output / "tags" / "beta" / "feed.rss.gz").unlink()
+        again = Publisher(settings)
+        await again.start()
+        try:
+            assert await again.shelf.build() == frozenset()
+        finally:
+            await again.close()
+        assert {path: data for path, (data, _) in static_files(output).items()} == {
+            path: data for path, (data, _) in files.items()}
+        assert (work.entries, work.documents, work.gzips) == (0, 0, 0)
+    finally:
+        await fresh.close()
+
+
+async def test_a_change_made_while_it_was_down_rebuilds_only_the_affected_feeds(
+    archive: Publisher, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = dict(archive.shelf.docs)
+    # Stored while no daemon ran (the CLI's ingest, say): story-59 leaves Alpha and Epsilon for Gamma.
+    await store(archive, story(59, ["Beta", "Gamma"], title="Story 59, corrected"))
+    work = Work(monkeypatch)
+    fresh = Publisher(settings)
+    await fresh.start()
+    try:
+        assert await fresh.shelf.build() == {"", "alpha", "beta", "gamma"}
+        assert (work.entries, work.documents, work.gzips) == (1, 4, 12)  # story-59's entry; 4 feeds × 3 formats
+        docs = fresh.shelf.docs
+        assert validators({p: d for p, d in docs.items() if p.startswith("tags/delta/")}) == validators(
+            {p: d for p, d in before.items() if p.startswith("tags/delta/")})
+        assert bodies(docs) == await from_scratch(archive)
+        assert not (settings.site.output_dir / "tags" / "epsilon").exists()
+    finally:
+        await fresh.close()
+    work.entries = work.documents = work.gzips = 0
+    restarted = Publisher(settings)  # and the rebuilt feeds were stored in turn
+    await restarted.start()
+    try:
+        assert await restarted.shelf.build() == frozenset()
+        assert (work.entries, work.documents, work.gzips) == (0, 0, 0)
+        assert validators(restarted.shelf.docs) == validators(docs)
+    finally:
+        await restarted.close()
+
+
+async def test_a_node_older_than_the_store_takes_the_newer_documents_another_built(
+    archive: Publisher, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = Publisher(settings)  # a second node, serving the same feeds
+    await other.start()
+    try:
+        await other.shelf.build()
+        await store(archive, story(60, ["Delta"]))
+        assert await archive.shelf.build() == {"", "delta"}  # the node that stored it rebuilds them
+        work = Work(monkeypatch)
+        await other.shelf.refresh()  # the other learns of the change from the store's revision
+        assert (work.entries, work.documents, work.gzips) == (0, 0, 0)  # and takes the stored documents
+        assert validators(other.shelf.docs) == validators(archive.shelf.docs)
+    finally:
+        await other.close()
