@@ -127,13 +127,13 @@ def parser_fingerprint(site_url: str, limits: ContentLimits) -> str:
 
 
 class _Reader:
-    """Reads and parses the files of one scan, keeping the bytes and articles of those
-    it parsed (the changed ones) for the rest of the scan."""
+    """Reads and parses the files of one scan, keeping the articles of those it parsed
+    (the changed ones) for the rest of the scan, not their bytes: a first scan of a
+    large archive would hold them all."""
 
     def __init__(self, directory: Path, site_url: str, limits: ContentLimits) -> None:
         self.directory, self.site_url, self.limits = directory, site_url, limits
         self.parsed_with = parser_fingerprint(site_url, limits)
-        self.data: dict[str, bytes] = {}
         self.articles: dict[str, Article] = {}
 
     def current(self, row: SourceFile) -> bool:
@@ -165,18 +165,17 @@ class _Reader:
         )
 
     def parse(self, relative: str, data: bytes | None = None) -> ParsedFile:
-        """Parse a file (read now unless ``data`` is given), keeping its bytes and article."""
+        """Parse a file (read now unless ``data`` is given), keeping its article."""
         path = self.directory / relative
-        data = self.data[relative] = path.read_bytes() if data is None else data
+        data = path.read_bytes() if data is None else data
         parsed = read_article(data, _display(path), self.site_url, limits=self.limits)
         if parsed.article is not None:
             self.articles[relative] = parsed.article
         return parsed
 
     def bytes_of(self, relative: str) -> bytes:
-        """A file's bytes: kept if it was read in this scan, else read now (a contested
-        file's problem names the line of its key)."""
-        return self.data.get(relative) or (self.directory / relative).read_bytes()
+        """A file's bytes, read again (a contested file's problem names the line of its key)."""
+        return (self.directory / relative).read_bytes()
 
 
 def _contest(scan: DirectoryScan, reader: _Reader) -> list[Problem]:
