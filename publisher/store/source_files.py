@@ -62,10 +62,10 @@ async def load(conn: AsyncConnection, source: str) -> dict[str, SourceFile]:
     :class:`SourceFile`'s order, an outcome looked up and problems decoded only where
     there are some."""
     c = source_files.c
-    rows = (await conn.execute(
+    rows = await conn.execute(
         select(c.path, c.size, c.mtime_ns, c.content_hash, c.parsed_with, c.outcome, c.article_id, c.slug, c.problems)
         .where(c.source == source)
-    )).tuples()
+    )
     outcomes, make = _OUTCOMES, SourceFile._make
     loaded: dict[str, SourceFile] = {}
     for path, size, mtime_ns, content_hash, parsed_with, outcome, article_id, slug, problems in rows:
