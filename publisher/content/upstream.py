@@ -110,9 +110,38 @@ class _ItemError(Exception):
     """Why one item cannot become an article."""
 
 
+_Parsed = tuple[model.Article, list[str]] | str  # an item's article and warnings, or why it has none
+
+
+class ParsedItems:
+    """The articles a feed's items made at its last parse, so a refetch that answers 200
+    with the same items (a server that ignores conditional GET, or a feed whose other
+    items changed) does not clean, sanitize and lift the HTML out of them again.
+
+    An item is known by a digest of everything that decides its article: the item as
+    feedparser read it, the feed's URL and author, and the limits.  Only the items of
+    the last parse are kept, so the memory is bounded by the feed's size.  One per feed,
+    used by one parse at a time (a fetcher fetches once at a time).
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, _Parsed] = {}
+        self._now: dict[str, _Parsed] = {}
+
+    def turn(self) -> None:
+        """Start a parse: what the previous one kept is what this one may reuse."""
+        self._last, self._now = self._now, {}
+
+    def recall(self, digest: str) -> _Parsed | None:
+        return self._now.get(digest) or self._last.get(digest)
+
+    def keep(self, digest: str, parsed: _Parsed) -> None:
+        self._now[digest] = parsed
+
+
 def parse_feed(
     data: bytes, feed_url: str, *, now: datetime, content_type: str = "",
-    limits: model.ContentLimits = model.ContentLimits(),
+    limits: model.ContentLimits = model.ContentLimits(), items: ParsedItems | None = None,
 ) -> FeedScan:
     """Turn the bytes of an RSS or Atom feed into articles, newest first, then by id.
 
@@ -121,6 +150,8 @@ def parse_feed(
     header, whose charset feedparser honours (without one the XML declaration decides).
     What an item has past ``limits`` is left out, with a warning naming the item; a title
     longer than ``limits.max_title_length`` is cut at a word, with a warning.
+    ``items``: the feed's articles of the last parse, reused for the items unchanged
+    since (and updated with this parse's).
     """
     # A stream, never bytes or str: feedparser treats a string as a URL or a file name.
     parsed = feedparser.parse(
@@ -140,11 +171,13 @@ def parse_feed(
     feed_date = _date(feed, "updated_parsed") or _date(feed, "published_parsed")
     feed_author = _person(feed)
     owners: dict[tuple[str, str], int] = {}  # ("id" or "slug", value) → number of the item using it
+    if items is not None:
+        items.turn()
     for number, entry in enumerate(parsed.entries, start=1):
         item_id = _item_id(entry, feed_url)
         label = f"item {number} ({item_id or 'no id'})"
         try:
-            article, warnings = _article(entry, item_id, feed_url, feed_date or now, feed_author, limits)
+            article, warnings = _known_article(entry, item_id, feed_url, feed_date or now, feed_author, limits, items)
             if ("id", article.id) in owners:  # as cleaned: two guids may differ only in a control character
                 raise _ItemError(f"duplicate id {article.id!r} (also item {owners['id', article.id]})")
             if ("slug", article.slug) in owners:
@@ -172,6 +205,32 @@ def parse_feed(
 
 
 # --- one item -------------------------------------------------------------------------
+
+
+def _known_article(
+    entry: Any, item_id: str, feed_url: str, fallback_date: datetime, feed_author: str, limits: model.ContentLimits,
+    items: ParsedItems | None,
+) -> tuple[model.Article, list[str]]:
+    """:func:`_article`, reused from ``items`` when the item is unchanged since the last
+    parse.  An undated item takes this parse's ``fallback_date`` (the feed's date or
+    now): it is the only input outside the digest."""
+    if items is None:
+        return _article(entry, item_id, feed_url, fallback_date, feed_author, limits)
+    # feedparser reads the same bytes into the same dicts, in the same order: their repr is the item.
+    digest = hashlib.sha256(repr((feed_url, feed_author, limits, entry)).encode()).hexdigest()
+    parsed = items.recall(digest)
+    if parsed is None:
+        try:
+            parsed = _article(entry, item_id, feed_url, fallback_date, feed_author, limits)
+        except _ItemError as exc:  # as true next time: not worth parsing again either
+            parsed = str(exc)
+    items.keep(digest, parsed)
+    if isinstance(parsed, str):
+        raise _ItemError(parsed)
+    article, warnings = parsed
+    if not any(_date(entry, key) for key in _DATE_KEYS) and article.published != fallback_date:
+        article = replace(article, published=fallback_date, updated=fallback_date)
+    return article, list(warnings)
 
 
 def _article(

@@ -21,7 +21,6 @@ reported and skipped, so a copy can never take over an article's feed GUID.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import time
@@ -76,7 +75,7 @@ class DirectoryScan:
         refused = {article.id for article in self.result.articles if article.source_path in paths}
         for path, row in self.files.items():
             if row.outcome == Outcome.ARTICLE and row.article_id in refused:
-                self.files[path] = dataclasses.replace(row, outcome=Outcome.REFUSED)
+                self.files[path] = row._replace(outcome=Outcome.REFUSED)
 
     def changes(self) -> tuple[list[SourceFile], list[str]]:
         """The rows to write (new or different) and the paths whose files are gone."""
@@ -128,13 +127,13 @@ def parser_fingerprint(site_url: str, limits: ContentLimits) -> str:
 
 
 class _Reader:
-    """Reads and parses the files of one scan, keeping the bytes and articles of those
-    it parsed (the changed ones) for the rest of the scan."""
+    """Reads and parses the files of one scan, keeping the articles of those it parsed
+    (the changed ones) for the rest of the scan, not their bytes: a first scan of a
+    large archive would hold them all."""
 
     def __init__(self, directory: Path, site_url: str, limits: ContentLimits) -> None:
         self.directory, self.site_url, self.limits = directory, site_url, limits
         self.parsed_with = parser_fingerprint(site_url, limits)
-        self.data: dict[str, bytes] = {}
         self.articles: dict[str, Article] = {}
 
     def current(self, row: SourceFile) -> bool:
@@ -154,30 +153,29 @@ class _Reader:
         seen = SourceFile(relative, stat.st_size, 0 if racy else stat.st_mtime_ns,
                           hashlib.sha256(data).hexdigest(), self.parsed_with, Outcome.BROKEN)
         if row is not None and row.content_hash == seen.content_hash and self.current(row):
-            return dataclasses.replace(row, size=seen.size, mtime_ns=seen.mtime_ns)  # touched: not parsed
+            return row._replace(size=seen.size, mtime_ns=seen.mtime_ns)  # touched: not parsed
         parsed = self.parse(relative, data)
         draft = parsed.draft or path.name.startswith("_")
         problems = [problem.as_warning() if draft else problem for problem in parsed.problems]
         article = parsed.article
-        return dataclasses.replace(
-            seen, outcome=Outcome.DRAFT if draft else Outcome.BROKEN if article is None else Outcome.ARTICLE,
+        return seen._replace(
+            outcome=Outcome.DRAFT if draft else Outcome.BROKEN if article is None else Outcome.ARTICLE,
             article_id=article.id if article else None, slug=article.slug if article else None,
             problems=tuple((p.line, p.message, p.severity.value) for p in problems),
         )
 
     def parse(self, relative: str, data: bytes | None = None) -> ParsedFile:
-        """Parse a file (read now unless ``data`` is given), keeping its bytes and article."""
+        """Parse a file (read now unless ``data`` is given), keeping its article."""
         path = self.directory / relative
-        data = self.data[relative] = path.read_bytes() if data is None else data
+        data = path.read_bytes() if data is None else data
         parsed = read_article(data, _display(path), self.site_url, limits=self.limits)
         if parsed.article is not None:
             self.articles[relative] = parsed.article
         return parsed
 
     def bytes_of(self, relative: str) -> bytes:
-        """A file's bytes: kept if it was read in this scan, else read now (a contested
-        file's problem names the line of its key)."""
-        return self.data.get(relative) or (self.directory / relative).read_bytes()
+        """A file's bytes, read again (a contested file's problem names the line of its key)."""
+        return (self.directory / relative).read_bytes()
 
 
 def _contest(scan: DirectoryScan, reader: _Reader) -> list[Problem]:
@@ -197,7 +195,8 @@ def _contest(scan: DirectoryScan, reader: _Reader) -> list[Problem]:
     problems: list[Problem] = []
     for path, row in candidates:
         # One report per file: a derived id repeats whenever the slug does.
-        duplicate = next((kv for kv in (("slug", row.slug), ("id", row.article_id)) if kv in owners), None)
+        by_slug, by_id = ("slug", row.slug), ("id", row.article_id)
+        duplicate = by_slug if by_slug in owners else by_id if by_id in owners else None
         if duplicate:
             key, value = duplicate
             owner, owner_id = owners[duplicate]
@@ -205,11 +204,12 @@ def _contest(scan: DirectoryScan, reader: _Reader) -> list[Problem]:
             message = f"duplicate {key} {value!r} (also used by {_display(reader.directory / owner)})"
             problems.append(Problem(_display(reader.directory / path), line, message))
             scan.result.contested |= {i for i in (row.article_id, owner_id) if i is not None}
-            scan.files[path] = dataclasses.replace(row, outcome=Outcome.LOST)
+            scan.files[path] = row._replace(outcome=Outcome.LOST)
             continue
-        owners[("slug", row.slug)] = owners[("id", row.article_id)] = (path, row.article_id)
-        scan.files[path] = dataclasses.replace(row, outcome=Outcome.ARTICLE)
-        if path not in reader.articles and row.outcome == Outcome.ARTICLE:
+        owners[by_slug] = owners[by_id] = (path, row.article_id)
+        if row.outcome != Outcome.ARTICLE:
+            scan.files[path] = row._replace(outcome=Outcome.ARTICLE)
+        elif path not in reader.articles:
             scan.kept.append(str(row.article_id))  # unchanged: stored from this file already
             continue
         article = reader.articles.get(path) or reader.parse(path).article
@@ -220,25 +220,25 @@ def _contest(scan: DirectoryScan, reader: _Reader) -> list[Problem]:
 
 def _walk(directory: Path) -> Iterator[tuple[str, os.stat_result]]:
     """Every visible ``*.md`` file (no hidden file or folder) with its stat, as a path
-    relative to ``directory`` ("/"-separated), sorted by path components (as paths sort)."""
-    found: list[tuple[tuple[str, ...], os.stat_result]] = []
-    pending = [(directory, ())]
-    while pending:
-        folder, parts = pending.pop()
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir():
-                pending.append((Path(entry.path), (*parts, entry.name)))
-            elif entry.name.endswith(".md") and entry.is_file():
-                found.append(((*parts, entry.name), entry.stat()))
-    found.sort(key=lambda item: item[0])
-    for parts, stat in found:
-        yield "/".join(parts), stat
+    relative to ``directory`` ("/"-separated), sorted by path components (as paths sort):
+    ``os.scandir`` one folder at a time, each sorted by name, depth first (a folder's
+    files come where its name sorts), so no global sort and no ``Path`` per file."""
+    yield from _walk_folder(os.fspath(directory), "")
+
+
+def _walk_folder(folder: str, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
+    """:func:`_walk` of ``folder``, its paths prefixed with ``prefix`` (its own, with "/")."""
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted((entry for entry in listing if not entry.name.startswith(".")),
+                             key=lambda entry: entry.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir():
+            yield from _walk_folder(entry.path, f"{prefix}{entry.name}/")
+        elif entry.name.endswith(".md") and entry.is_file():
+            yield prefix + entry.name, entry.stat()
 
 
 def _display(path: Path) -> str:

@@ -9,7 +9,10 @@
 * failures come back as a :class:`FetchResult`, never as an exception, with a
   ``retry_at`` that backs off exponentially (with jitter, so many feeds do not retry
   in step) and honours ``Retry-After``;
-* an optional JSON state file keeps the validators and ``retry_at`` across restarts.
+* an optional JSON state file keeps the validators and ``retry_at`` across restarts;
+* a 200 whose items are unchanged since the last (a server that ignores conditional
+  GET) parses only the feed, not the items: their articles are reused (in memory,
+  :class:`~publisher.content.upstream.ParsedItems`).
 
 The validators of a 200 are only remembered when the caller :meth:`~FeedFetcher.commit`\\ s
 the result, after it has stored the articles: were they remembered at once, a crash or
@@ -35,7 +38,7 @@ from typing import Self
 
 import aiohttp
 
-from publisher.content.upstream import FeedScan, parse_feed
+from publisher.content.upstream import FeedScan, ParsedItems, parse_feed
 from publisher import clock as publisher_clock
 from publisher.content.model import ContentLimits
 from publisher.delivery.pacing import Backoff
@@ -147,6 +150,7 @@ class FeedFetcher:
         self._validators = Validators()
         self._retry_at: datetime | None = None  # after a failure
         self._next_at: datetime | None = None  # after a success, when interval > 0
+        self._items = ParsedItems()  # the last 200's articles: an unchanged item is not parsed again
         self._load_state()
 
     @property
@@ -234,7 +238,7 @@ class FeedFetcher:
             content_type = response.headers.get("Content-Type", "")
         # Parsing a large feed takes a while: off the event loop, which also serves the web.
         scan = await asyncio.to_thread(
-            parse_feed, body, final_url, now=now, content_type=content_type, limits=self.limits
+            parse_feed, body, final_url, now=now, content_type=content_type, limits=self.limits, items=self._items
         )
         if not scan.is_feed:
             raise _Failure(scan.problems[0].message if scan.problems else "not a feed", 200)

@@ -74,6 +74,18 @@ def test_duplicate_slug_from_file_names_points_at_line_one(content: Path) -> Non
     ]
 
 
+def test_path_order_goes_folder_by_folder_not_by_the_whole_string(content: Path) -> None:
+    """"news/story.md" comes before "news-extra.md" ("news" sorts first), though as whole
+    strings "-" sorts before "/": the first file in path order keeps a shared slug."""
+    write(content, "news-extra.md", "title: Extra\ndate: 2024-01-02\nslug: same\n")
+    write(content, "news/story.md", "title: Story\ndate: 2024-01-01\nslug: same\n")
+    result = scan_directory(content, SITE)
+    assert [a.title for a in result.articles] == ["Story"]
+    assert result.problems == [
+        Problem("content/news-extra.md", 4, "duplicate slug 'same' (also used by content/news/story.md)")
+    ]
+
+
 def test_duplicate_id_is_reported_at_its_id_line(content: Path) -> None:
     write(content, "a.md", "id: 7\ntitle: A\ndate: 2024-01-01\n")
     write(content, "b.md", "title: B\ndate: 2024-01-02\nid: 7\n")

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import lxml.html  # type: ignore[import-untyped]
 import pytest
@@ -265,6 +266,13 @@ def test_no_date_anywhere_means_now_and_updated_is_never_before_published() -> N
     assert articles["undated"].published == articles["undated"].updated == NOW
     backwards = articles["backwards"]
     assert backwards.published == backwards.updated == datetime(2024, 1, 2, tzinfo=UTC)
+    # Reused from the last parse, an undated item still takes this parse's date.
+    items = upstream_items.ParsedItems()
+    parse_feed(rss, "https://x.example/feed", now=NOW, items=items)
+    later = NOW + timedelta(hours=1)
+    again = by_slug(parse_feed(rss, "https://x.example/feed", now=later, items=items).articles)
+    assert again["undated"].published == again["undated"].updated == later
+    assert again["backwards"] == backwards
 
 
 def one_item(html: str) -> Article:
@@ -367,6 +375,7 @@ class Upstream:
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
     never: asyncio.Event = field(default_factory=asyncio.Event)
+    feed: bytes = WORDPRESS  # what /always-200 serves
 
     def url(self, path: str) -> str:
         return str(self.server.make_url(path))
@@ -398,6 +407,9 @@ async def upstream() -> AsyncIterator[Upstream]:
             return web.Response(status=304, headers={"ETag": ETAG})
         headers = {"ETag": ETAG, "Last-Modified": LAST_MODIFIED}
         return web.Response(body=WORDPRESS, content_type="application/rss+xml", charset="utf-8", headers=headers)
+
+    async def always_200(request: web.Request) -> web.Response:  # ignores conditional GET
+        return web.Response(body=state.feed, content_type="application/rss+xml", headers={"ETag": ETAG})
 
     async def ghost(request: web.Request) -> web.Response:
         return web.Response(body=GHOST, content_type="application/atom+xml")
@@ -447,6 +459,7 @@ async def upstream() -> AsyncIterator[Upstream]:
 
     app.router.add_get("/feed/", wordpress)
     app.router.add_get("/atom/", ghost)
+    app.router.add_get("/always-200", always_200)
     app.router.add_get("/flaky", flaky)
     app.router.add_get("/broken", broken)
     app.router.add_get("/throttled", throttled)
@@ -493,6 +506,37 @@ async def test_validators_are_used_only_once_committed(upstream: Upstream) -> No
         assert (await source.fetch()).status == 200
         assert (await source.fetch()).status == 200
     assert all("If-None-Match" not in headers for headers in upstream.headers_of("/feed/"))
+
+
+async def test_an_unchanged_item_is_not_parsed_again_and_a_changed_one_is(
+    upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that answers 200 with the same bytes costs no item parsing the second time."""
+    parsed: list[str] = []
+    parse_item = upstream_items._article
+
+    def counted(entry: Any, item_id: str, *args: Any) -> tuple[Article, list[str]]:
+        parsed.append(item_id)
+        return parse_item(entry, item_id, *args)
+
+    monkeypatch.setattr(upstream_items, "_article", counted)
+    async with fetcher(upstream.url("/always-200")) as source:
+        first = await source.fetch()
+        source.commit(first)
+        assert first.scan is not None and len(first.scan.articles) == 3
+        items = len(parsed)
+        second = await source.fetch()
+        assert second.status == 200 and second.scan is not None
+        assert parsed[items:] == []  # the same bytes: no item parsed again
+        assert second.scan.articles == first.scan.articles
+        assert second.scan.problems == first.scan.problems
+        upstream.feed = WORDPRESS.replace(b"When Kim Jong Un stepped", b"When Kim Jong Un, as ever, stepped", 1)
+        third = await source.fetch()
+    assert third.scan is not None
+    assert parsed[items:] == ["https://blog.example.org/?p=4101"]  # only the edited item
+    kim = by_slug(third.scan.articles)["kim-goes-to-vladivostok"]
+    assert "as ever" in body_text(kim)
+    assert [a for a in third.scan.articles if a.id != kim.id] == [a for a in first.scan.articles if a.id != kim.id]
 
 
 async def test_atom_feed_over_http(upstream: Upstream) -> None:
