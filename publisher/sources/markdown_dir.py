@@ -27,11 +27,14 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from publisher import __version__
-from publisher.content.markdown import ParsedFile, front_matter_key_line, read_article
 from publisher.content.model import Article, ContentLimits, Problem, ScanResult, Severity
-from publisher.store.source_files import Outcome, SourceFile, StoredProblem
+from publisher.store.source_files import Outcome, SourceFile
+
+if TYPE_CHECKING:
+    from publisher.content.markdown import ParsedFile
 
 # A file modified this close to being read may change again within the filesystem's
 # timestamp granularity without its stat showing it: its row gets mtime 0, so the next
@@ -168,6 +171,9 @@ class _Reader:
         """Parse a file (read now unless ``data`` is given), keeping its article."""
         path = self.directory / relative
         data = path.read_bytes() if data is None else data
+        # The parsers (markdown-it, YAML, nh3) load with the first changed file, not with every scan.
+        from publisher.content.markdown import read_article
+
         parsed = read_article(data, _display(path), self.site_url, limits=self.limits)
         if parsed.article is not None:
             self.articles[relative] = parsed.article
@@ -200,6 +206,8 @@ def _contest(scan: DirectoryScan, reader: _Reader) -> list[Problem]:
         if duplicate:
             key, value = duplicate
             owner, owner_id = owners[duplicate]
+            from publisher.content.markdown import front_matter_key_line
+
             line = front_matter_key_line(reader.bytes_of(path), key)
             message = f"duplicate {key} {value!r} (also used by {_display(reader.directory / owner)})"
             problems.append(Problem(_display(reader.directory / path), line, message))
