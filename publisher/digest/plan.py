@@ -24,6 +24,7 @@ one draft and one rule for who is due; split, that rule would be written twice.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -73,6 +74,30 @@ PLAN_BATCH = 5_000  # subscribers a plan writes per transaction: delivery starts
 
 # Awaited after each batch of a plan commits (the delivery waiting for rows wakes up).
 OnBatch = Callable[[], Awaitable[None]]
+
+
+class PlanProgress:
+    """A plan's batches as this process sees them: deliveries waiting for rows wake on each.
+
+    ``batch_committed`` is the plan's ``on_batch``; ``ended`` is set by whoever ran the
+    plan when it returned or failed (a failed plan's digest waits for the next plan).
+    """
+
+    def __init__(self) -> None:
+        self._next = asyncio.Event()
+        self.ended = False
+
+    async def batch_committed(self) -> None:
+        self._next.set()
+        self._next = asyncio.Event()
+
+    def end(self) -> None:
+        self.ended = True
+        self._next.set()
+
+    def next_batch(self) -> asyncio.Event:
+        """Set when the next batch commits (or the plan ends): take it before reading the ledger."""
+        return self._next
 
 
 @dataclass(frozen=True, slots=True)
