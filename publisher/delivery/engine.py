@@ -291,18 +291,19 @@ class Deliverer:
                 await queue.put(ready[first:first + SEND_CHUNK])
 
     async def _more_planned(self, digest: _Digest) -> bool:
-        """Whether rows may still come for ``digest`` (its plan is being written), after
-        waiting for the next batch: this process's plan wakes us, another's is polled."""
+        """Whether to claim again: ``digest``'s plan is being written by this process's plan,
+        whose next batch we waited for.  Another process's plan is waited for once
+        (``plan_poll``), then the pass ends; a later pass takes the rows it wrote, and the
+        digest stays unfinished until its plan is complete."""
         planning = self.planning
         next_batch = planning.next_batch() if planning is not None else None
         if not await ledger.being_planned(self.engine, digest.id):
             return False
-        if planning is not None and planning.ended:
-            return False  # our plan failed part-way: the next plan closes the digest
-        waiting = next_batch.wait() if next_batch is not None else self.stop.wait()
+        ours = planning is not None and not planning.ended  # a plan of ours that failed wakes nobody
+        waiting = next_batch.wait() if ours and next_batch is not None else self.stop.wait()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(waiting, timeout=self.plan_poll)
-        return True
+        return ours
 
     async def _sender(self, queue: asyncio.Queue[list[_Item] | None]) -> None:
         """One connection: take messages from the queue until the producer is done."""
