@@ -14,9 +14,11 @@ committed first with ``plan_cursor`` 0; each batch writes the rows of the next i
 moves those subscribers' cursors (and wave slots) and the digests' ``plan_cursor``; the
 last sets it to NULL (complete).  A subscriber has a row exactly when their cursor
 moved, in one transaction: a plan that stops between batches (a crash, an error) loses
-nobody and sends nobody anything twice.  The next plan of that cadence closes such a
-digest (``plan_cursor`` NULL: it goes to whom it holds) and plans the others anew; a
-planner whose digest was closed that way stops at its next batch.
+nobody and sends nobody anything twice.  A plan that fails closes its digests
+(``plan_cursor`` NULL: they go to whom they hold); one whose process died is closed by
+the first plan of its cadence ``STALE_PLAN`` later, which plans the others anew (a plan
+meanwhile plans nothing: the one being written takes them); a planner whose digest was
+closed stops at its next batch.
 
 This module is long because the plan's steps (waves, groups, batches, recovery) share
 one draft and one rule for who is due; split, that rule would be written twice.
@@ -25,6 +27,7 @@ one draft and one rule for who is due; split, that rule would be written twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -71,6 +74,9 @@ log = logging.getLogger(__name__)
 
 
 PLAN_BATCH = 5_000  # subscribers a plan writes per transaction: delivery starts after the first
+
+# A plan still unwritten this long after it began was left by a process that died.
+STALE_PLAN = timedelta(minutes=10)
 
 # Awaited after each batch of a plan commits (the delivery waiting for rows wakes up).
 OnBatch = Callable[[], Awaitable[None]]
@@ -174,12 +180,29 @@ async def plan(
         async with transaction(engine, dry_run=True) as conn:
             return await plan_on(conn, cadence, now, options)
     async with transaction(engine) as conn:
-        draft = await _begin(conn, cadence, now, options)
-        await _close_stopped_plans(conn, cadence)
+        draft = await _begin(conn, cadence, now, options, alone=True)
+        if draft is None:
+            log.info("a plan of %s is being written elsewhere: it takes the subscribers due", cadence)
+            return []
         if not draft.planned:  # nothing to deliver: the wave slots move at once
             await _write(conn, draft, 0, None)
             return []
         await conn.execute(update(digests).where(digests.c.id.in_(draft.ids)).values(plan_cursor=0))
+    try:
+        await _write_batches(engine, draft, cadence, options.batch_size, on_batch)
+    except BaseException:
+        with contextlib.suppress(Exception):  # closed now, or by the next plan once stale
+            async with transaction(engine) as conn:
+                await conn.execute(update(digests).where(digests.c.id.in_(draft.ids)).values(plan_cursor=None))
+        raise
+    await analyze_after_bulk_insert(engine, deliveries, sum(d.recipients for d in draft.planned))
+    return draft.planned
+
+
+async def _write_batches(
+    engine: AsyncEngine, draft: _Draft, cadence: Cadence, size: int, on_batch: OnBatch | None
+) -> None:
+    """Write the plan of ``draft`` batch by batch, each in its own transaction."""
     after: int | None = 0
     while after is not None:
         async with transaction(engine) as conn:
@@ -187,19 +210,18 @@ async def plan(
             if not await _still_planning(conn, draft, after):
                 log.warning("plan of %s stopped: another plan closed its digest(s) %s", cadence, ", ".join(draft.ids))
                 break
-            upper = await _batch_end(conn, draft, after, options.batch_size)
+            upper = await _batch_end(conn, draft, after, size)
             await _write(conn, draft, after, upper)
             await conn.execute(update(digests).where(digests.c.id.in_(draft.ids)).values(plan_cursor=upper))
         after = upper
         if on_batch is not None:
             await on_batch()
-    await analyze_after_bulk_insert(engine, deliveries, sum(d.recipients for d in draft.planned))
-    return draft.planned
 
 
 async def plan_on(conn: AsyncConnection, cadence: Cadence, now: datetime, options: PlanOptions) -> list[PlannedDigest]:
     """:func:`plan` in the caller's transaction, in one batch (a dry run or a preview rolls it back)."""
     draft = await _begin(conn, cadence, now, options)
+    assert draft is not None  # not ``alone``: always a draft
     await _write(conn, draft, 0, None)
     return draft.planned
 
@@ -221,11 +243,18 @@ class _Draft:
         return [digest.id for digest in self.planned]
 
 
-async def _begin(conn: AsyncConnection, cadence: Cadence, now: datetime, options: PlanOptions) -> _Draft:
-    """Take the planning lock, find the due subscribers' groups and insert their digests."""
+async def _begin(
+    conn: AsyncConnection, cadence: Cadence, now: datetime, options: PlanOptions, *, alone: bool = False
+) -> _Draft | None:
+    """Take the planning lock, find the due subscribers' groups and insert their digests.
+
+    ``alone``: None if another plan of ``cadence`` is being written (not stale).
+    """
     if cadence != Cadence.INSTANT and options.schedule is None:
         raise ValueError(f"planning {cadence} digests needs the schedule")
     await serialize(conn, Exclusive.PLANNING)
+    if alone and await _plan_going(conn, cadence, now):
+        return None
     top = await newest_seq(conn)
     waves: list[tuple[datetime, ColumnElement[bool]]] = []
     wave: ColumnElement[bool] = true()
@@ -238,15 +267,23 @@ async def _begin(conn: AsyncConnection, cadence: Cadence, now: datetime, options
     return draft
 
 
-async def _close_stopped_plans(conn: AsyncConnection, cadence: Cadence) -> None:
-    """Close the digests of ``cadence`` whose plan stopped between batches: they go to whom
-    they hold; whoever they miss has not moved their cursor, and this plan takes them."""
+async def _plan_going(conn: AsyncConnection, cadence: Cadence, now: datetime) -> bool:
+    """Whether another plan of ``cadence`` is being written.  One begun more than
+    ``STALE_PLAN`` ago stopped (its process died): it is closed, and goes to whom it
+    holds; whoever it misses has not moved their cursor, and this plan takes them."""
     closed = await conn.execute(
-        update(digests).where(digests.c.cadence == cadence, digests.c.plan_cursor.is_not(None)).values(plan_cursor=None)
+        update(digests)
+        .where(digests.c.cadence == cadence, digests.c.plan_cursor.is_not(None),
+               digests.c.created_at < now - STALE_PLAN)
+        .values(plan_cursor=None)
     )
     if closed.rowcount:
         log.warning("%d %s digest(s) left part-planned were closed; this plan takes their other subscribers",
                     closed.rowcount, cadence)
+    going = await conn.scalar(
+        select(func.count()).where(digests.c.cadence == cadence, digests.c.plan_cursor.is_not(None))
+    )
+    return bool(going)
 
 
 async def _still_planning(conn: AsyncConnection, draft: _Draft, after: int) -> bool:

@@ -8,14 +8,14 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from publisher import clock
 from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.delivery import ledger
 from publisher.delivery.service import DeliveryService
-from publisher.digest.plan import PlanOptions, plan
+from publisher.digest.plan import STALE_PLAN, PlanOptions, plan
 from publisher.mail.transport import MaildirTransport
 from publisher.store.schema import deliveries, digests
 from subscribers.model import Cadence
@@ -45,23 +45,32 @@ async def crash_after_first_batch() -> None:
     raise Crash
 
 
-async def test_a_crash_between_batches_loses_nobody_and_plans_nobody_twice(publisher: Publisher) -> None:
-    ids = await readers(publisher)
+async def killed_after_first_batch(publisher: Publisher) -> None:
+    """A plan whose process died after its first batch: nobody closed its digest."""
     with pytest.raises(Crash):
         await plan(publisher.engine, Cadence.INSTANT, clock.now(), OPTIONS, on_batch=crash_after_first_batch)
+    async with publisher.engine.begin() as conn:
+        await conn.execute(update(digests).values(plan_cursor=2))
+
+
+async def test_a_crash_between_batches_loses_nobody_and_plans_nobody_twice(publisher: Publisher) -> None:
+    ids = await readers(publisher)
+    await killed_after_first_batch(publisher)
     assert await rows_by_subscriber(publisher) == Counter(ids[:2])
-    [second] = await plan(publisher.engine, Cadence.INSTANT, clock.now() + timedelta(seconds=1), OPTIONS)
+    # Meanwhile, a plan leaves the subscribers to the one being written; once stale, it is closed.
+    assert await plan(publisher.engine, Cadence.INSTANT, clock.now() + timedelta(seconds=1), OPTIONS) == []
+    later = clock.now() + STALE_PLAN + timedelta(seconds=1)
+    [_] = await plan(publisher.engine, Cadence.INSTANT, later, OPTIONS)
     assert await rows_by_subscriber(publisher) == Counter(ids)  # each exactly once, across both digests
     async with publisher.engine.connect() as conn:
         cursors = (await conn.execute(select(digests.c.id, digests.c.plan_cursor))).all()
     assert len(cursors) == 2 and all(cursor is None for _, cursor in cursors)  # the stopped plan was closed
-    assert await plan(publisher.engine, Cadence.INSTANT, clock.now() + timedelta(seconds=2), OPTIONS) == []
+    assert await plan(publisher.engine, Cadence.INSTANT, later + timedelta(seconds=1), OPTIONS) == []
 
 
 async def test_a_digest_being_planned_is_never_finished(publisher: Publisher, settings: Settings) -> None:
     await readers(publisher)
-    with pytest.raises(Crash):
-        await plan(publisher.engine, Cadence.INSTANT, clock.now(), OPTIONS, on_batch=crash_after_first_batch)
+    await killed_after_first_batch(publisher)
     report = await publisher.delivery.deliver()
     assert report.sent == 2 and report.finished == []
     [digest] = await ledger.unfinished_digests(publisher.engine)
