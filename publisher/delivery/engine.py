@@ -55,7 +55,7 @@ from publisher.delivery.model import DeliveryConfig, DeliveryReport, DeliverySta
 from publisher.delivery.outcomes import Outcomes, retrying
 from publisher.delivery.pacing import Backoff, Pacer
 from publisher.delivery.policy import RefusalStreak, Verdict
-from publisher.digest.plan import is_resend
+from publisher.digest.plan import PlanProgress, is_resend
 from publisher.logs import digest_context
 from publisher.mail.message import DigestMessages
 from publisher.mail.render import Personal
@@ -129,6 +129,8 @@ class Deliverer:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     signer: DkimSigner | None = None
     journal: Journal | None = None  # the crash record of messages sent (None: a test's run)
+    planning: PlanProgress | None = None  # this process's plan still writing rows, if any
+    plan_poll: float = 2.0  # seconds between looks for rows of a digest another process is planning
     progress: InitVar[Callable[[DeliveryReport], None] | None] = None
     pacer: Pacer = field(init=False)
     outcomes: Outcomes = field(init=False)
@@ -270,6 +272,8 @@ class Deliverer:
                 self.engine, digest.id, after, self.config.batch_size, clock.now(), self.claimant
             ))
             if not batch:
+                if await self._more_planned(digest):
+                    continue
                 return
             after = batch[-1].subscriber_id
             self.outcomes.hold(digest.id, [row.subscriber_id for row in batch])
@@ -285,6 +289,21 @@ class Deliverer:
                         await self._outcome(digest, item.row, DeliveryState.PENDING)
                     return
                 await queue.put(ready[first:first + SEND_CHUNK])
+
+    async def _more_planned(self, digest: _Digest) -> bool:
+        """Whether to claim again: ``digest``'s plan is being written by this process's plan,
+        whose next batch we waited for.  Another process's plan is waited for once
+        (``plan_poll``), then the pass ends; a later pass takes the rows it wrote, and the
+        digest stays unfinished until its plan is complete."""
+        planning = self.planning
+        next_batch = planning.next_batch() if planning is not None else None
+        if not await ledger.being_planned(self.engine, digest.id):
+            return False
+        ours = planning is not None and not planning.ended  # a plan of ours that failed wakes nobody
+        waiting = next_batch.wait() if ours and next_batch is not None else self.stop.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiting, timeout=self.plan_poll)
+        return ours
 
     async def _sender(self, queue: asyncio.Queue[list[_Item] | None]) -> None:
         """One connection: take messages from the queue until the producer is done."""

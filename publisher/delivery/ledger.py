@@ -243,8 +243,23 @@ async def release(engine: AsyncEngine, claimant_id: str, now: datetime) -> int:
         return released.rowcount
 
 
+async def being_planned(engine: AsyncEngine, digest_id: str) -> bool:
+    """Whether the digest's plan is still being written (more rows may come: see
+    :mod:`publisher.digest.plan`)."""
+    async with engine.connect() as conn:
+        cursor = await conn.scalar(select(digests.c.plan_cursor).where(digests.c.id == digest_id))
+    return cursor is not None
+
+
 async def finish_if_done(engine: AsyncEngine, digest_id: str, now: datetime) -> bool:
+    """Finish the digest if its plan is complete and no row of it is left to deliver.
+
+    The plan is read first: its last batch writes rows and completes it in one
+    transaction, so rows counted after a complete plan are all of them.
+    """
     async with engine.begin() as conn:
+        if await conn.scalar(select(digests.c.plan_cursor).where(digests.c.id == digest_id)) is not None:
+            return False
         open_rows = await conn.scalar(
             select(func.count()).where(deliveries.c.digest_id == digest_id, deliveries.c.state.in_(OPEN_STATES))
         )

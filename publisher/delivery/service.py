@@ -44,7 +44,16 @@ from publisher.delivery.locks import exclusive, holder
 from publisher.delivery.model import OPEN_STATES, DeliveryConfig, DeliveryReport, DeliveryState
 from publisher.delivery.outcomes import recover
 from publisher.delivery.pacing import Backoff
-from publisher.digest.plan import PlannedDigest, PlanOptions, digest_id, plan, plan_on, planned_for, why_nothing_due
+from publisher.digest.plan import (
+    PlannedDigest,
+    PlanOptions,
+    PlanProgress,
+    digest_id,
+    plan,
+    plan_on,
+    planned_for,
+    why_nothing_due,
+)
 from publisher.digest.resend import find_article, plan_resend
 from publisher.logs import digest_context
 from publisher.store import articles as article_store
@@ -195,12 +204,18 @@ class DeliveryService:
             grace=timedelta(hours=settings.grace_hours),
         )
 
-    async def plan(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> list[PlannedDigest]:
-        """Create the digests due for ``cadences`` now (with ``dry_run``, only say which)."""
+    async def plan(
+        self, cadences: Sequence[Cadence], *, dry_run: bool = False, progress: PlanProgress | None = None
+    ) -> list[PlannedDigest]:
+        """Create the digests due for ``cadences`` now (with ``dry_run``, only say which);
+        ``progress`` hears of each batch written."""
         now = clock.now()
         result: list[PlannedDigest] = []
+        on_batch = progress.batch_committed if progress is not None else None
         for cadence in cadences:
-            planned = await plan(self.engine, cadence, now, self._plan_options(cadence), dry_run=dry_run)
+            planned = await plan(
+                self.engine, cadence, now, self._plan_options(cadence), dry_run=dry_run, on_batch=on_batch
+            )
             for digest in planned:
                 if not dry_run:
                     metrics.digest_planned(digest.cadence)
@@ -329,11 +344,33 @@ class DeliveryService:
     # --- sending --------------------------------------------------------------------------
 
     async def send(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> SendResult:
-        """Plan the digests due for ``cadences`` and deliver everything still pending."""
-        result = SendResult(planned=await self.plan(cadences, dry_run=dry_run))
-        if not dry_run:
-            result.report = await self.deliver()
-        return result
+        """Plan the digests due for ``cadences`` and deliver everything still pending.
+
+        Delivery starts once the plan's first batch is written (or it ended), and
+        follows the plan's later batches as they commit: the first message of a large
+        digest goes out before its whole plan is written.
+        """
+        if dry_run:
+            return SendResult(planned=await self.plan(cadences, dry_run=True))
+        progress = PlanProgress()
+        planning = asyncio.create_task(self._plan_then_end(cadences, progress))
+        first_batch = asyncio.create_task(progress.next_batch().wait())
+        await asyncio.wait({planning, first_batch}, return_when=asyncio.FIRST_COMPLETED)
+        first_batch.cancel()
+        if planning.done():  # failed, or found nothing: delivery waits for nothing of it
+            return SendResult(planned=planning.result(), report=await self.deliver())
+        try:
+            report = await self.deliver(planning=progress)
+        finally:
+            planned = await planning
+        return SendResult(planned=planned, report=report)
+
+    async def _plan_then_end(self, cadences: Sequence[Cadence], progress: PlanProgress) -> list[PlannedDigest]:
+        """:meth:`plan` that tells ``progress`` it ended, however it ends."""
+        try:
+            return await self.plan(cadences, progress=progress)
+        finally:
+            progress.end()
 
     async def resend(self, reference: str, *, dry_run: bool = False) -> SendResult:
         """Send the article ``reference`` names (id, slug, URL or feed entry id) again to
@@ -354,7 +391,8 @@ class DeliveryService:
         return result
 
     async def deliver(
-        self, *, wait: bool = False, progress: Callable[[DeliveryReport], None] | None = None
+        self, *, wait: bool = False, progress: Callable[[DeliveryReport], None] | None = None,
+        planning: PlanProgress | None = None,
     ) -> DeliveryReport:
         """Hand every due ledger row to the transport (resumes interrupted digests).
 
@@ -364,17 +402,18 @@ class DeliveryService:
         (:func:`publisher.delivery.ledger.claim`).  SQLite is one machine's: one process
         delivers at a time, by a file lock in the data directory (see
         :mod:`publisher.delivery.locks`), and takes over at once what a dead one left.
+        ``planning``: this process's plan still writing rows, which the run follows.
         """
         async with self._lock:
             claimant = self.claimant
             if not claimant.exclusive:
-                return await self._deliver_unfinished(wait, progress, claimant)
+                return await self._deliver_unfinished(wait, progress, claimant, planning)
             lock_path = self.settings.storage.data_dir / "delivery.lock"
             with exclusive(lock_path) as taken:
                 if not taken:
                     log.info("another process (pid %s) is delivering; leaving the ledger to it", holder(lock_path))
                     return DeliveryReport()
-                return await self._deliver_unfinished(wait, progress, claimant)
+                return await self._deliver_unfinished(wait, progress, claimant, planning)
 
     async def deliver_due(self) -> None:
         """The nodes' delivery job: deliver if a row can be claimed now (one cheap query if not).
@@ -390,7 +429,8 @@ class DeliveryService:
             await self.deliver()
 
     async def _deliver_unfinished(
-        self, wait: bool, progress: Callable[[DeliveryReport], None] | None, claimant: Claimant
+        self, wait: bool, progress: Callable[[DeliveryReport], None] | None, claimant: Claimant,
+        planning: PlanProgress | None = None,
     ) -> DeliveryReport:
         await recover(self.engine, self.journal)  # before any claim: what a dead process sent is sent
         if not await ledger.unfinished_digests(self.engine):
@@ -413,7 +453,7 @@ class DeliveryService:
             deliverer = Deliverer(
                 self.engine, config, framer(self.settings, self.env), self._tokens(), pool,
                 stop=self.stopping, progress=self._tracking(progress), signer=self._dkim(), claimant=claimant,
-                journal=self.journal,
+                journal=self.journal, planning=planning, plan_poll=self.settings.cluster.poll_interval,
             )
             return await deliverer.run(wait=wait)
 

@@ -1,27 +1,45 @@
 """Which articles go into which digest, for whom: the digest plan.
 
-Planning is one transaction over the store.  Subscribers of a cadence are grouped by
-their cursor (the newest article already planned for them) and their topics; each
-distinct set of new articles becomes one digest, and the ledger gets one ``pending``
-delivery row per subscriber through ``INSERT … SELECT`` (no subscriber list in
-memory).  Cursors then move to the newest article, in the same transaction, so a
-second plan right after the first finds nothing: each article reaches each
-subscriber once, whatever its published date says.
+Subscribers of a cadence are grouped by their cursor (the newest article already
+planned for them) and their topics; each distinct set of new articles becomes one
+digest, and the ledger gets one ``pending`` delivery row per subscriber through
+``INSERT … SELECT`` (no subscriber list in memory).  Cursors then move to the newest
+article, in the same transaction as the rows, so a second plan right after the first
+finds nothing: each article reaches each subscriber once, whatever its published date says.
+
+A plan is written in batches of subscriber ids (``PlanOptions.batch_size``), each its
+own transaction under the planning lock, so that delivery starts on the first batch of
+a 200,000-subscriber digest instead of after the whole plan.  The digests are
+committed first with ``plan_cursor`` 0; each batch writes the rows of the next ids,
+moves those subscribers' cursors (and wave slots) and the digests' ``plan_cursor``; the
+last sets it to NULL (complete).  A subscriber has a row exactly when their cursor
+moved, in one transaction: a plan that stops between batches (a crash, an error) loses
+nobody and sends nobody anything twice.  A plan that fails closes its digests
+(``plan_cursor`` NULL: they go to whom they hold); one whose process died is closed by
+the first plan of its cadence ``STALE_PLAN`` later, which plans the others anew (a plan
+meanwhile plans nothing: the one being written takes them); a planner whose digest was
+closed stops at its next batch.
+
+This module is long because the plan's steps (waves, groups, batches, recovery) share
+one draft and one rule for who is due; split, that rule would be written twice.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
     ColumnElement,
     and_,
+    false,
     func,
     insert,
     literal,
@@ -55,6 +73,39 @@ from subscribers.model import Cadence, Status
 log = logging.getLogger(__name__)
 
 
+PLAN_BATCH = 5_000  # subscribers a plan writes per transaction: delivery starts after the first
+
+# A plan still unwritten this long after it began was left by a process that died.
+STALE_PLAN = timedelta(minutes=10)
+
+# Awaited after each batch of a plan commits (the delivery waiting for rows wakes up).
+OnBatch = Callable[[], Awaitable[None]]
+
+
+class PlanProgress:
+    """A plan's batches as this process sees them: deliveries waiting for rows wake on each.
+
+    ``batch_committed`` is the plan's ``on_batch``; ``ended`` is set by whoever ran the
+    plan when it returned or failed (a failed plan's digest waits for the next plan).
+    """
+
+    def __init__(self) -> None:
+        self._next = asyncio.Event()
+        self.ended = False
+
+    async def batch_committed(self) -> None:
+        self._next.set()
+        self._next = asyncio.Event()
+
+    def end(self) -> None:
+        self.ended = True
+        self._next.set()
+
+    def next_batch(self) -> asyncio.Event:
+        """Set when the next batch commits (or the plan ends): take it before reading the ledger."""
+        return self._next
+
+
 @dataclass(frozen=True, slots=True)
 class PlanOptions:
     """What planning one cadence takes from ``[digest]``, built once by the caller.
@@ -66,6 +117,7 @@ class PlanOptions:
     max_articles: int
     schedule: Schedule | None = None
     grace: timedelta = timedelta(0)
+    batch_size: int = PLAN_BATCH  # subscribers per committed batch of a plan
 
 
 @dataclass(frozen=True)
@@ -110,7 +162,8 @@ async def _pick(
 
 
 async def plan(
-    engine: AsyncEngine, cadence: Cadence, now: datetime, options: PlanOptions, *, dry_run: bool = False
+    engine: AsyncEngine, cadence: Cadence, now: datetime, options: PlanOptions, *, dry_run: bool = False,
+    on_batch: OnBatch | None = None,
 ) -> list[PlannedDigest]:
     """Create the digests due for ``cadence`` now; with ``dry_run`` nothing is written.
 
@@ -119,34 +172,135 @@ async def plan(
     :mod:`publisher.digest.cadence`): the waves whose slot has passed since their last
     digest.  A slot older than ``grace`` (the daemon was down) is skipped and logged;
     its articles wait for the next digest, as the cursor has not moved.
+
+    The rows are written in batches (see the module's docstring); ``on_batch`` is
+    awaited after each one commits.
     """
-    async with transaction(engine, dry_run=dry_run) as conn:
-        planned = await plan_on(conn, cadence, now, options)
-    if not dry_run:
-        await analyze_after_bulk_insert(engine, deliveries, sum(d.recipients for d in planned))
-    return planned
+    if dry_run:
+        async with transaction(engine, dry_run=True) as conn:
+            return await plan_on(conn, cadence, now, options)
+    async with transaction(engine) as conn:
+        draft = await _begin(conn, cadence, now, options, alone=True)
+        if draft is None:
+            log.info("a plan of %s is being written elsewhere: it takes the subscribers due", cadence)
+            return []
+        if not draft.planned:  # nothing to deliver: the wave slots move at once
+            await _write(conn, draft, 0, None)
+            return []
+        await conn.execute(update(digests).where(digests.c.id.in_(draft.ids)).values(plan_cursor=0))
+    try:
+        await _write_batches(engine, draft, cadence, options.batch_size, on_batch)
+    except BaseException:
+        with contextlib.suppress(Exception):  # closed now, or by the next plan once stale
+            async with transaction(engine) as conn:
+                await conn.execute(update(digests).where(digests.c.id.in_(draft.ids)).values(plan_cursor=None))
+        raise
+    await analyze_after_bulk_insert(engine, deliveries, sum(d.recipients for d in draft.planned))
+    return draft.planned
+
+
+async def _write_batches(
+    engine: AsyncEngine, draft: _Draft, cadence: Cadence, size: int, on_batch: OnBatch | None
+) -> None:
+    """Write the plan of ``draft`` batch by batch, each in its own transaction."""
+    after: int | None = 0
+    while after is not None:
+        async with transaction(engine) as conn:
+            await serialize(conn, Exclusive.PLANNING)
+            if not await _still_planning(conn, draft, after):
+                log.warning("plan of %s stopped: another plan closed its digest(s) %s", cadence, ", ".join(draft.ids))
+                break
+            upper = await _batch_end(conn, draft, after, size)
+            await _write(conn, draft, after, upper)
+            await conn.execute(update(digests).where(digests.c.id.in_(draft.ids)).values(plan_cursor=upper))
+        after = upper
+        if on_batch is not None:
+            await on_batch()
 
 
 async def plan_on(conn: AsyncConnection, cadence: Cadence, now: datetime, options: PlanOptions) -> list[PlannedDigest]:
-    """:func:`plan` in the caller's transaction (a dry run or a preview rolls it back)."""
+    """:func:`plan` in the caller's transaction, in one batch (a dry run or a preview rolls it back)."""
+    draft = await _begin(conn, cadence, now, options)
+    assert draft is not None  # not ``alone``: always a draft
+    await _write(conn, draft, 0, None)
+    return draft.planned
+
+
+@dataclass
+class _Draft:
+    """A plan begun: its digests, and what each batch of subscribers needs to be written."""
+
+    top: int  # the newest article: where the planned subscribers' cursors move
+    now: datetime
+    active: tuple[ColumnElement[bool], ...]  # the cadence's active subscribers
+    due: tuple[ColumnElement[bool], ...]  # those of them to plan
+    waves: list[tuple[datetime, ColumnElement[bool]]]  # (slot, members) of daily and weekly waves
+    groups: list[tuple[str | None, int, str]] = field(default_factory=list)  # (digest id or None, cursor, topics)
+    planned: list[PlannedDigest] = field(default_factory=list)
+
+    @property
+    def ids(self) -> list[str]:
+        return [digest.id for digest in self.planned]
+
+
+async def _begin(
+    conn: AsyncConnection, cadence: Cadence, now: datetime, options: PlanOptions, *, alone: bool = False
+) -> _Draft | None:
+    """Take the planning lock, find the due subscribers' groups and insert their digests.
+
+    ``alone``: None if another plan of ``cadence`` is being written (not stale).
+    """
     if cadence != Cadence.INSTANT and options.schedule is None:
         raise ValueError(f"planning {cadence} digests needs the schedule")
     await serialize(conn, Exclusive.PLANNING)
-    return await _plan_due(conn, cadence, now, options)
+    if alone and await _plan_going(conn, cadence, now):
+        return None
+    top = await newest_seq(conn)
+    waves: list[tuple[datetime, ColumnElement[bool]]] = []
+    wave: ColumnElement[bool] = true()
+    if options.schedule is not None:
+        waves = await _due_waves(conn, cadence, now, options.schedule, options.grace)
+        wave = or_(*(members for _, members in waves)) if waves else false()
+    active = _active(cadence)
+    draft = _Draft(top, now, active, (*active, wave, subscribers.c.article_cursor < top), waves)
+    await _group(conn, draft, cadence, options.max_articles)
+    return draft
 
 
-async def _plan_due(conn: AsyncConnection, cadence: Cadence, now: datetime, options: PlanOptions) -> list[PlannedDigest]:
-    if options.schedule is None:
-        return await _plan(conn, cadence, now, options.max_articles, true())
-    waves = await _due_waves(conn, cadence, now, options.schedule, options.grace)
-    if not waves:
-        return []
-    planned = await _plan(conn, cadence, now, options.max_articles, or_(*(members for _, members in waves)))
-    for slot, members in waves:  # after the cursors: ``members`` reads last_slot
-        await conn.execute(
-            update(subscribers).where(*_active(cadence), members).values(last_slot=slot)
-        )
-    return planned
+async def _plan_going(conn: AsyncConnection, cadence: Cadence, now: datetime) -> bool:
+    """Whether another plan of ``cadence`` is being written.  One begun more than
+    ``STALE_PLAN`` ago stopped (its process died): it is closed, and goes to whom it
+    holds; whoever it misses has not moved their cursor, and this plan takes them."""
+    closed = await conn.execute(
+        update(digests)
+        .where(digests.c.cadence == cadence, digests.c.plan_cursor.is_not(None),
+               digests.c.created_at < now - STALE_PLAN)
+        .values(plan_cursor=None)
+    )
+    if closed.rowcount:
+        log.warning("%d %s digest(s) left part-planned were closed; this plan takes their other subscribers",
+                    closed.rowcount, cadence)
+    going = await conn.scalar(
+        select(func.count()).where(digests.c.cadence == cadence, digests.c.plan_cursor.is_not(None))
+    )
+    return bool(going)
+
+
+async def _still_planning(conn: AsyncConnection, draft: _Draft, after: int) -> bool:
+    """Whether every digest of ``draft`` still stands where its last batch left it."""
+    ours = await conn.scalar(
+        select(func.count()).where(digests.c.id.in_(draft.ids), digests.c.plan_cursor == after)
+    )
+    return ours == len(draft.ids)
+
+
+async def _batch_end(conn: AsyncConnection, draft: _Draft, after: int, size: int) -> int | None:
+    """The last subscriber id of the batch after ``after``; None when that batch is the last."""
+    last: int | None = await conn.scalar(
+        select(subscribers.c.id).where(*draft.due, subscribers.c.id > after)
+        .order_by(subscribers.c.id).offset(size - 1).limit(1)
+    )
+    return last
 
 
 def _active(cadence: Cadence) -> tuple[ColumnElement[bool], ...]:
@@ -206,14 +360,11 @@ def _is(column: ColumnElement[object], value: object) -> ColumnElement[bool]:
     return column.is_(None) if value is None else column == value
 
 
-async def _plan(
-    conn: AsyncConnection, cadence: Cadence, now: datetime, max_articles: int, wave: ColumnElement[bool]
-) -> list[PlannedDigest]:
-    top = await newest_seq(conn)
-    due = (*_active(cadence), wave, subscribers.c.article_cursor < top)
+async def _group(conn: AsyncConnection, draft: _Draft, cadence: Cadence, max_articles: int) -> None:
+    """Group the due subscribers by (cursor, topics) and insert a digest per distinct set of articles."""
     groups = await conn.execute(
         select(subscribers.c.article_cursor, subscribers.c.topics, func.count())
-        .where(*due)
+        .where(*draft.due)
         .group_by(subscribers.c.article_cursor, subscribers.c.topics)
     )
     by_articles: dict[tuple[int, ...], list[tuple[int, str, int]]] = defaultdict(list)
@@ -221,31 +372,50 @@ async def _plan(
         seqs = await _pick(conn, cursor, json.loads(topics), max_articles)
         if seqs:
             by_articles[seqs].append((cursor, topics, count))
-
-    planned = []
+        else:  # nothing new for them: their cursor moves without a digest
+            draft.groups.append((None, cursor, topics))
     for seqs, members in sorted(by_articles.items()):
-        ident = digest_id(cadence, now, seqs)
+        ident = digest_id(cadence, draft.now, seqs)
         await conn.execute(
             insert(digests).values(
-                id=ident, cadence=cadence, article_seqs=json.dumps(seqs), status=DigestState.SENDING, created_at=now
+                id=ident, cadence=cadence, article_seqs=json.dumps(seqs), status=DigestState.SENDING,
+                created_at=draft.now,
             )
         )
-        for cursor, topics, _ in members:
-            await conn.execute(
-                insert(deliveries).from_select(
-                    ["digest_id", "subscriber_id", "state", "attempts", "updated_at"],
-                    select(
-                        literal(ident),
-                        subscribers.c.id,
-                        literal(DeliveryState.PENDING.value),
-                        literal(0),
-                        literal(now, UTCDateTime()),
-                    ).where(*due, subscribers.c.article_cursor == cursor, subscribers.c.topics == topics),
-                )
+        draft.groups.extend((ident, cursor, topics) for cursor, topics, _ in members)
+        draft.planned.append(PlannedDigest(ident, cadence, seqs, sum(m[2] for m in members)))
+
+
+async def _write(conn: AsyncConnection, draft: _Draft, after: int, upper: int | None) -> None:
+    """Plan the subscribers with ids in (``after``, ``upper``]: their rows, cursors and wave slots.
+
+    Only subscribers still in a group found at the start move: one whose cursor or
+    topics changed since waits for the next plan, with no row.
+    """
+    in_batch = (subscribers.c.id > after, true() if upper is None else subscribers.c.id <= upper)
+    for ident, cursor, topics in draft.groups:
+        if ident is None:
+            continue
+        await conn.execute(
+            insert(deliveries).from_select(
+                ["digest_id", "subscriber_id", "state", "attempts", "updated_at"],
+                select(
+                    literal(ident),
+                    subscribers.c.id,
+                    literal(DeliveryState.PENDING.value),
+                    literal(0),
+                    literal(draft.now, UTCDateTime()),
+                ).where(*draft.due, *in_batch, subscribers.c.article_cursor == cursor, subscribers.c.topics == topics),
             )
-        planned.append(PlannedDigest(ident, cadence, seqs, sum(m[2] for m in members)))
-    await conn.execute(update(subscribers).where(*due).values(article_cursor=top))
-    return planned
+        )
+    if draft.groups:
+        grouped = or_(*(
+            and_(subscribers.c.article_cursor == cursor, subscribers.c.topics == topics)
+            for _, cursor, topics in draft.groups
+        ))
+        await conn.execute(update(subscribers).where(*draft.due, *in_batch, grouped).values(article_cursor=draft.top))
+    for slot, members in draft.waves:  # after the cursors: ``members`` reads last_slot
+        await conn.execute(update(subscribers).where(*draft.active, members, *in_batch).values(last_slot=slot))
 
 
 async def planned_for(

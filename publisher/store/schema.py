@@ -166,6 +166,8 @@ digests = Table(
     Column("pause_reason", Text, nullable=True),  # why a paused digest stopped (publisher status)
     Column("created_at", UTCDateTime(), nullable=False),
     Column("finished_at", UTCDateTime(), nullable=True),
+    # While the plan is written in batches: the last subscriber id planned; NULL once complete.
+    Column("plan_cursor", Integer, nullable=True),
 )
 
 # The delivery ledger: one row per (digest, subscriber).
