@@ -4,14 +4,14 @@ Delivery starts after the first batch of a large digest instead of after the who
 plan; a digest is only finished once its plan is complete.  Existing digests are complete.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
