@@ -28,11 +28,14 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from publisher import __version__
-from publisher.content.markdown import ParsedFile, front_matter_key_line, read_article
 from publisher.content.model import Article, ContentLimits, Problem, ScanResult, Severity
 from publisher.store.source_files import Outcome, SourceFile, StoredProblem
+
+if TYPE_CHECKING:  # the parsers (markdown-it, YAML, nh3) are imported when a file is read
+    from publisher.content.markdown import ParsedFile
 
 # A file modified this close to being read may change again within the filesystem's
 # timestamp granularity without its stat showing it: its row gets mtime 0, so the next
@@ -167,6 +170,8 @@ class _Reader:
 
     def parse(self, relative: str, data: bytes | None = None) -> ParsedFile:
         """Parse a file (read now unless ``data`` is given), keeping its bytes and article."""
+        from publisher.content.markdown import read_article
+
         path = self.directory / relative
         data = self.data[relative] = path.read_bytes() if data is None else data
         parsed = read_article(data, _display(path), self.site_url, limits=self.limits)
@@ -201,6 +206,8 @@ def _contest(scan: DirectoryScan, reader: _Reader) -> list[Problem]:
         if duplicate:
             key, value = duplicate
             owner, owner_id = owners[duplicate]
+            from publisher.content.markdown import front_matter_key_line
+
             line = front_matter_key_line(reader.bytes_of(path), key)
             message = f"duplicate {key} {value!r} (also used by {_display(reader.directory / owner)})"
             problems.append(Problem(_display(reader.directory / path), line, message))
