@@ -14,6 +14,7 @@ import pytest
 
 from publisher.app import Publisher
 from publisher.config import Settings
+from publisher.content import markdown
 from publisher.content.markdown import ParsedFile
 from publisher.sources import markdown_dir
 from tests.system.test_daemon import NEW_ARTICLE
@@ -27,7 +28,7 @@ class Reads:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, content: Path) -> None:
         self.read: Counter[str] = Counter()
         self.parsed: Counter[str] = Counter()
-        real_read, real_parse = Path.read_bytes, markdown_dir.read_article
+        real_read, real_parse = Path.read_bytes, markdown.read_article
 
         def read_bytes(path: Path) -> bytes:
             if content in path.parents:
@@ -39,7 +40,8 @@ class Reads:
             return real_parse(data, shown, *args, **kwargs)
 
         monkeypatch.setattr(Path, "read_bytes", read_bytes)
-        monkeypatch.setattr(markdown_dir, "read_article", read_article)
+        # The scan imports the parser when it reads a file: patched where it is looked up then.
+        monkeypatch.setattr(markdown, "read_article", read_article)
 
     def reset(self) -> None:
         self.read.clear()
