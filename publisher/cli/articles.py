@@ -8,7 +8,7 @@ import click
 
 from publisher.cli.context import settings_of, with_publisher
 from publisher.cli.output import out, when
-from publisher.store.articles import ArticleState
+from publisher.store.article_state import ArticleState
 
 if TYPE_CHECKING:
     from publisher.app import Publisher

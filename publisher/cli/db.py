@@ -10,7 +10,6 @@ import click
 
 from publisher.cli.context import settings_of, with_database
 from publisher.cli.output import out
-from publisher.store.db import migrate, schema_revisions
 
 
 @click.group("db")
@@ -22,6 +21,8 @@ def group() -> None:
 @click.pass_context
 def db_current(ctx: click.Context) -> None:
     """Print the database's migration revision and the newest one; change nothing."""
+    from publisher.store.db import schema_revisions  # SQLAlchemy when the command runs, not for --help
+
     settings = settings_of(ctx)
     current, head = with_database(lambda: schema_revisions(settings.database))
     state = "up to date" if current == head else "empty: any command migrates it" if current is None else (
@@ -33,6 +34,8 @@ def db_current(ctx: click.Context) -> None:
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
     """Apply the migrations not yet applied (safe while nodes run: one process migrates, the others wait)."""
+    from publisher.store.db import migrate
+
     settings = settings_of(ctx)
     (before, _), (after, _) = with_database(lambda: migrate(settings.database))
     if before == after:

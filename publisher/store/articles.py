@@ -14,26 +14,19 @@ from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.content.model import Article
 from publisher.content.slug import slugify
+from publisher.store.article_state import ArticleState
 from publisher.store.schema import articles, digests, scheduled_articles
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 500  # stays under SQLite's bound-parameter limit
 PAGE_LIMIT = 500  # the most articles one page (GET /api/articles) holds
-
-
-class ArticleState(StrEnum):
-    PUBLISHED = "published"
-    REMOVED = "removed"  # its source no longer offers it, or an operator unpublished it
-    SCHEDULED = "scheduled"  # dated in the future
-    DRAFT = "draft"  # never stored: a Markdown file marked as a draft
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher.store.schema import meta
@@ -19,7 +20,9 @@ async def get(engine: AsyncEngine, key: str) -> str | None:
 
 async def put(engine: AsyncEngine, key: str, value: str) -> None:
     """Set ``key`` (an upsert: two nodes may set it at once)."""
-    upsert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    # The dialect's own insert, imported by name: a SQLite store never loads PostgreSQL's
+    # dialect (2 MB), nor the other way round.
+    upsert = importlib.import_module(f"sqlalchemy.dialects.{engine.dialect.name}").insert
     statement = upsert(meta).values(key=key, value=value)
     async with engine.begin() as conn:
         await conn.execute(statement.on_conflict_do_update(index_elements=[meta.c.key], set_={"value": value}))
