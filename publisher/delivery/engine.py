@@ -83,12 +83,10 @@ def personal_values(tokens: Tokens, site_url: str, subscriber_id: int, name: str
 
     The one recipe for them, for deliveries and for the operator's previews and test sends.
     """
-    return Personal(
-        name=name,
-        email=email,
-        unsubscribe_url=tokens.link(site_url, Purpose.UNSUBSCRIBE, subscriber_id, email),
-        preferences_url=tokens.link(site_url, Purpose.PREFERENCES, subscriber_id, email),
+    unsubscribe_url, preferences_url = tokens.links(
+        site_url, subscriber_id, email, Purpose.UNSUBSCRIBE, Purpose.PREFERENCES
     )
+    return Personal(name=name, email=email, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url)
 
 
 @dataclass
