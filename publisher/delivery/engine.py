@@ -427,7 +427,8 @@ class Deliverer:
         last_reply: str | None = None, retry_at: datetime | None = None,
     ) -> None:
         """Record a row's outcome; without ``attempts``, the row's own count (not tried now)."""
-        await self.outcomes.add(
+        if self.outcomes.add(
             digest.id, row.subscriber_id, state, row.attempts if attempts is None else attempts,
             last_reply=last_reply, retry_at=retry_at,
-        )
+        ):
+            await self.outcomes.flush()
