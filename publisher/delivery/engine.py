@@ -83,12 +83,10 @@ def personal_values(tokens: Tokens, site_url: str, subscriber_id: int, name: str
 
     The one recipe for them, for deliveries and for the operator's previews and test sends.
     """
-    return Personal(
-        name=name,
-        email=email,
-        unsubscribe_url=tokens.link(site_url, Purpose.UNSUBSCRIBE, subscriber_id, email),
-        preferences_url=tokens.link(site_url, Purpose.PREFERENCES, subscriber_id, email),
+    unsubscribe_url, preferences_url = tokens.links(
+        site_url, subscriber_id, email, Purpose.UNSUBSCRIBE, Purpose.PREFERENCES
     )
+    return Personal(name=name, email=email, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url)
 
 
 @dataclass
@@ -448,7 +446,8 @@ class Deliverer:
         last_reply: str | None = None, retry_at: datetime | None = None,
     ) -> None:
         """Record a row's outcome; without ``attempts``, the row's own count (not tried now)."""
-        await self.outcomes.add(
+        if self.outcomes.add(
             digest.id, row.subscriber_id, state, row.attempts if attempts is None else attempts,
             last_reply=last_reply, retry_at=retry_at,
-        )
+        ):
+            await self.outcomes.flush()

@@ -20,7 +20,7 @@ the rules of a row's life (what is due, what may be claimed) are written once.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -176,25 +176,31 @@ async def renew(engine: AsyncEngine, held: dict[str, set[int]], now: datetime, c
                 )
 
 
-async def record(engine: AsyncEngine, outcomes: Sequence[dict[str, object]], now: datetime) -> None:
-    """Write outcomes (``digest``, ``sid``, ``state``, ``attempts``, ``retry_at``, ``last_reply``) at once.
+async def record(
+    engine: AsyncEngine, outcomes: Sequence[dict[str, object]], now: datetime,
+    *, sent: Mapping[str, Sequence[int]] | None = None,
+) -> None:
+    """Write outcomes (``digest``, ``sid``, ``state``, ``attempts``, ``retry_at``, ``last_reply``)
+    and the messages ``sent`` (subscriber ids by digest) at once.
 
-    Nearly every outcome is "sent", and those only differ by subscriber: one UPDATE
-    per digest marks them all (``attempts + 1``; the relay's 250 reply is not kept).
+    Nearly every outcome is "sent", and those only differ by subscriber: a delivery
+    run passes them as ``sent``, no parameter set per message, and one UPDATE per
+    digest marks them all (``attempts + 1``; the relay's 250 reply is not kept).
     Parameter sets per row, the other states, cost about 20 µs a message, as much
     as building it.  A row already ``sent`` stays as it is: a journal replayed after a
     crash (:mod:`publisher.delivery.journal`) may name rows whose batch did reach the
     ledger, and the replay must not count their attempt twice.
     """
-    if not outcomes:
-        return
-    sent: dict[object, list[object]] = {}
+    by_digest: dict[str, list[int]] = {digest: list(ids) for digest, ids in (sent or {}).items() if ids}
     other = []
     for outcome in outcomes:
         if outcome["state"] == DeliveryState.SENT:
-            sent.setdefault(outcome["digest"], []).append(outcome["sid"])
+            by_digest.setdefault(str(outcome["digest"]), []).append(int(outcome["sid"]))  # type: ignore[call-overload]
         else:
             other.append(outcome | {"last_reply": _storable(outcome.get("last_reply"))})
+    if not by_digest and not other:
+        return
+    sent = by_digest
     async with engine.begin() as conn:
         for digest_id, ids in sent.items():
             await conn.execute(

@@ -75,7 +75,11 @@ class Outcomes:
         self.progress = progress
         self.report = DeliveryReport()
         self._held: dict[str, set[int]] = {}  # claimed rows not yet recorded, by digest
-        self._pending: list[dict[str, object]] = []
+        # Outcomes not yet written: the messages sent (nearly all) as subscriber ids by
+        # digest, no object per message; the other outcomes as the ledger's parameter sets.
+        self._sent: dict[str, list[int]] = {}
+        self._other: list[dict[str, object]] = []
+        self._waiting = 0  # how many outcomes wait for the next flush
         self._bounced: list[tuple[int, BounceKind]] = []
         self._started = self._last_flush = self._last_log = time.monotonic()
         self._lock = asyncio.Lock()
@@ -84,25 +88,34 @@ class Outcomes:
         """Rows just claimed: held (their lease renewed) until their outcome is written."""
         self._held.setdefault(digest_id, set()).update(subscriber_ids)
 
-    async def add(
+    def add(
         self, digest_id: str, subscriber_id: int, state: DeliveryState, attempts: int, *,
         last_reply: str | None = None, retry_at: datetime | None = None,
-    ) -> None:
-        """One row's outcome (``pending``: handed back untried); written with the next flush.
+    ) -> bool:
+        """One row's outcome (``pending``: handed back untried), written with the next
+        flush; whether that flush is due now (the caller awaits :meth:`flush` then).
 
-        A message sent is in the journal when this returns (no ``await`` before the
-        write, nor between it and the append: a flush takes both or neither).
+        Not a coroutine: it runs once per message, and a message sent is in the journal
+        when it returns (nothing can come between the write and the append: a flush
+        takes both or neither).
         """
-        if state == DeliveryState.SENT and self.journal is not None:
-            self.journal.accepted(digest_id, subscriber_id)
-        self._pending.append({
-            "digest": digest_id, "sid": subscriber_id, "state": state,
-            "attempts": attempts, "retry_at": retry_at, "last_reply": last_reply,
-        })
-        if state != DeliveryState.PENDING:
-            setattr(self.report, state, getattr(self.report, state) + 1)
-        if len(self._pending) >= FLUSH_EVERY or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
-            await self.flush()
+        if state == DeliveryState.SENT:
+            if self.journal is not None:
+                self.journal.accepted(digest_id, subscriber_id)
+            sent = self._sent.get(digest_id)
+            if sent is None:
+                sent = self._sent[digest_id] = []
+            sent.append(subscriber_id)
+            self.report.sent += 1
+        else:
+            self._other.append({
+                "digest": digest_id, "sid": subscriber_id, "state": state,
+                "attempts": attempts, "retry_at": retry_at, "last_reply": last_reply,
+            })
+            if state != DeliveryState.PENDING:
+                setattr(self.report, state, getattr(self.report, state) + 1)
+        self._waiting += 1
+        return self._waiting >= FLUSH_EVERY or time.monotonic() - self._last_flush >= FLUSH_SECONDS
 
     def bounce(self, subscriber_id: int, kind: BounceKind) -> None:
         """A refusal about the reader: their bounce is recorded with the next flush."""
@@ -111,19 +124,23 @@ class Outcomes:
     async def flush(self) -> None:
         """Write the outcomes gathered so far in one transaction; mark the bounces."""
         async with self._lock:
-            outcomes, self._pending = self._pending, []
+            sent, other, self._sent, self._other, self._waiting = self._sent, self._other, {}, [], 0
             segment = self.journal.rotate() if self.journal is not None else None  # exactly these outcomes' lines
             bounced, self._bounced = self._bounced, []
             self._last_flush = time.monotonic()
             now = clock.now()
-            await retrying(f"record {len(outcomes)} outcomes", lambda: ledger.record(self.engine, outcomes, now))
+            count = sum(map(len, sent.values())) + len(other)
+            await retrying(f"record {count} outcomes", lambda: ledger.record(self.engine, other, now, sent=sent))
             if self.journal is not None:
                 self.journal.confirm(segment)
-            for outcome in outcomes:
+            for digest_id, ids in sent.items():
+                self._held[digest_id].difference_update(ids)
+            for outcome in other:
                 self._held[str(outcome["digest"])].discard(int(outcome["sid"]))  # type: ignore[call-overload]
-            counts = Counter(str(o["state"]) for o in outcomes if o["state"] != DeliveryState.PENDING)
-            for state, count in counts.items():
-                metrics.messages(state, count)
+            counts = Counter(str(o["state"]) for o in other if o["state"] != DeliveryState.PENDING)
+            counts[str(DeliveryState.SENT)] += count - len(other)
+            for state, number in counts.items():
+                metrics.messages(state, number)
             metrics.send_rate(self.report.handled / max(time.monotonic() - self._started, 1e-6))
             # A flush may come from any sender, in the context of the digest it was sending:
             # a bounce is the reader's, whichever digest found it, and its lines say no digest.
@@ -157,15 +174,6 @@ class Outcomes:
                      what, r.sent, r.deferred, r.failed, r.cancelled)
 
 
-def _sent(accepted: dict[str, list[int]]) -> list[dict[str, object]]:
-    """Journaled messages as outcomes for :func:`publisher.delivery.ledger.record`."""
-    return [
-        {"digest": digest, "sid": sid, "state": DeliveryState.SENT, "attempts": 0, "retry_at": None,
-         "last_reply": None}
-        for digest, ids in accepted.items() for sid in ids
-    ]
-
-
 async def recover(engine: AsyncEngine, journal: Journal) -> int:
     """Before a run claims anything: put in the ledger what dead processes' journals (in
     ``journal``'s directory) and this process's own unconfirmed segments say was sent,
@@ -177,19 +185,19 @@ async def recover(engine: AsyncEngine, journal: Journal) -> int:
     """
     now = clock.now()
     recovered = 0
-    if leftovers := _sent(journal.leftovers()):
-        await retrying("record this process's journal", functools.partial(ledger.record, engine, leftovers, now))
+    if leftovers := journal.leftovers():
+        await retrying("record this process's journal", functools.partial(ledger.record, engine, [], now, sent=leftovers))
         journal.forget_leftovers()
-        recovered += len(leftovers)
+        recovered += sum(map(len, leftovers.values()))
     with orphans(journal.directory) as dead:
         for orphan in dead:
-            sent = _sent(orphan.accepted)
-            await retrying("replay a journal", functools.partial(ledger.record, engine, sent, now))
+            await retrying("replay a journal", functools.partial(ledger.record, engine, [], now, sent=orphan.accepted))
             released = await retrying("release a dead process's rows", functools.partial(
                 ledger.release, engine, orphan.claimant, now
             ))
-            recovered += len(sent)
+            sent = sum(map(len, orphan.accepted.values()))
+            recovered += sent
             if sent or released:
                 log.warning("delivery: %s died; its journal says %d message(s) went out (recorded as sent); "
-                            "%d message(s) it held given back", orphan.claimant, len(sent), released)
+                            "%d message(s) it held given back", orphan.claimant, sent, released)
     return recovered

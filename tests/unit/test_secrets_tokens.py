@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import stat
 from pathlib import Path
 
 import pytest
+from itsdangerous import Signer
 
+import subscribers.tokens as module
 from publisher.secrets import load_secret_key
 from subscribers.tokens import ExpiredToken, InvalidToken, Purpose, Tokens
 
@@ -65,3 +69,29 @@ def test_an_expired_token_still_says_whose_it_was() -> None:
     with pytest.raises(InvalidToken) as tampered:
         tokens.read(Purpose.CONFIRM, token[:-2] + ("AA" if not token.endswith("AA") else "BB"), max_age=-1)
     assert not isinstance(tampered.value, ExpiredToken)
+
+
+def test_a_token_is_what_itsdangerous_signs_so_old_links_keep_working() -> None:
+    """The purposes that never expire are signed without itsdangerous (a keyed HMAC copied
+    per token): the tokens must stay byte for byte those of its Signer, links in digests
+    already sent included."""
+    tokens = Tokens("k")
+    for purpose in (Purpose.UNSUBSCRIBE, Purpose.PREFERENCES):
+        key = hmac.new(b"k", f"publisher.{purpose}".encode(), hashlib.sha256).digest()
+        expected = Signer(key, key_derivation="none", digest_method=hashlib.sha256).sign("42.ab12cd34ef56ab78")
+        assert tokens._sign(purpose, b"42.ab12cd34ef56ab78") == expected.decode("ascii")
+        assert tokens.make(purpose, 42, "ann@example.org") == tokens.make(purpose, 42, "ann@example.org")
+
+
+def test_a_message_links_hash_the_address_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    hashed: list[str] = []
+    real = module.fingerprint
+    monkeypatch.setattr(module, "fingerprint", lambda email: hashed.append(email) or real(email))
+    tokens = Tokens("k")
+    unsubscribe, preferences = tokens.links(
+        "https://x.example/", 7, "ann@example.org", Purpose.UNSUBSCRIBE, Purpose.PREFERENCES
+    )
+    assert hashed == ["ann@example.org"]
+    assert unsubscribe == tokens.link("https://x.example/", Purpose.UNSUBSCRIBE, 7, "ann@example.org")
+    assert preferences == tokens.link("https://x.example/", Purpose.PREFERENCES, 7, "ann@example.org")
+    assert tokens.read(Purpose.PREFERENCES, preferences.rsplit("/", 1)[1]).subscriber_id == 7
