@@ -125,6 +125,7 @@ async def ingest_on(
     taken |= {i: owner for i, (_, owner) in waiting.items() if owner != source}
     taken |= {i: path for i, path in (await source_paths_on(conn, sorted(taken))).items() if path}
     later: set[str] = set()
+    new = _NewRows(conn)
     for article in sorted(scanned, key=lambda a: (a.published, a.id)):
         if article.id in taken:
             result.skipped.append(Problem(
@@ -134,7 +135,8 @@ async def ingest_on(
             later.add(article.id)
             await _schedule(conn, article, source, now, waiting.get(article.id), result)
         else:
-            await _publish(conn, article, source, now, known.get(article.id), result)
+            await _publish(conn, article, source, now, known.get(article.id), result, new)
+    await new.flush()
     # A scheduled article leaves the queue when it is now a draft, dated now, or (complete) gone.
     # The ids are compared here, not in one NOT IN (…): a directory offers more ids than
     # one statement may carry.
@@ -190,8 +192,10 @@ async def release_on(conn: AsyncConnection, now: datetime) -> IngestResult:
     due = sorted(((Article.from_dict(json.loads(row.data)), row) for row in rows),
                  key=lambda pair: (pair[0].published, pair[0].id))
     known = await _known(conn, [article.id for article, _ in due])
+    new = _NewRows(conn)
     for article, row in due:
-        await _publish(conn, article, row.source, now, known.get(article.id), result, row.content_hash)
+        await _publish(conn, article, row.source, now, known.get(article.id), result, new, row.content_hash)
+    await new.flush()
     return result
 
 
@@ -223,9 +227,31 @@ async def _known(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, _Known]
     return known
 
 
+class _NewRows:
+    """New articles' rows, inserted a batch at a time: one statement per article made a
+    first scan of 10,000 files spend most of its time compiling the same INSERT.
+    The rows keep their order (``published``, then id), and so their ``seq``."""
+
+    BATCH = 500
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self._rows: list[dict[str, object]] = []
+
+    async def add(self, row: dict[str, object]) -> None:
+        self._rows.append(row)
+        if len(self._rows) >= self.BATCH:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._rows:
+            await self._conn.execute(insert(articles), self._rows)
+            self._rows = []
+
+
 async def _publish(
     conn: AsyncConnection, article: Article, source: str, now: datetime, known: _Known | None,
-    result: IngestResult, content_hash: str | None = None,
+    result: IngestResult, new: _NewRows, content_hash: str | None = None,
 ) -> None:
     """Insert ``article`` as new, or update it as an edit, or count it unchanged.
 
@@ -245,7 +271,7 @@ async def _publish(
         article = dataclasses.replace(article, updated=now)
     row = _row(article, source, content_hash)
     if known is None:
-        await conn.execute(insert(articles).values(**row, first_seen_at=now, changed_at=now))
+        await new.add({**row, "first_seen_at": now, "changed_at": now})
         result.new.append(article)
     else:
         await conn.execute(update(articles).where(articles.c.id == article.id).values(**row, changed_at=now))
