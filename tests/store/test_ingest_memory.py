@@ -1,0 +1,23 @@
+"""What a first build of a large archive keeps in memory: the structure that keeps it flat,
+checked without timing or memory thresholds (bench/archive.py measures the figures)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from publisher.app import Publisher
+from publisher.config import Settings
+from tests.system.test_daemon import NEW_ARTICLE
+
+
+async def test_an_ingest_results_repr_counts_its_articles_without_their_bodies(
+    publisher: Publisher, settings: Settings
+) -> None:
+    # asyncio's runner formats the repr of a command's result as it ends (``publisher build``
+    # returns this one): a repr with every article's body cost more than the build itself.
+    content: Path = settings.content.dir
+    (content / "harbour-bridge.md").write_text(NEW_ARTICLE, encoding="utf-8")
+    result = await publisher.intake.scan()
+    assert len(result.new) == 4
+    assert repr(result) == "IngestResult(new=4, updated=0, removed=0, unchanged=0, skipped=0, scheduled=0)"
+    assert all(article.body_html not in repr(result) for article in result.new)
