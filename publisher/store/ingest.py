@@ -15,6 +15,7 @@ import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -67,16 +68,17 @@ class IngestResult:
             self.changed_tags.update(tags)
 
 
-def _data(article: Article) -> str:
-    return json.dumps(article.to_dict(), ensure_ascii=False, sort_keys=True)
+def _data(data: dict[str, Any]) -> str:
+    """An article's :meth:`~Article.to_dict` as the store keeps it."""
+    return json.dumps(data, ensure_ascii=False, sort_keys=True)
 
 
-def _row(article: Article, source: str, content_hash: str) -> dict[str, object]:
+def _row(article: Article, source: str, content_hash: str, data: dict[str, Any]) -> dict[str, object]:
     return {
         "id": article.id,
         "slug": article.slug,
         "content_hash": content_hash,
-        "data": _data(article),
+        "data": _data(data),
         "tags": json.dumps(list(article.tags), ensure_ascii=False),
         "published": article.published,
         "updated": article.updated,
@@ -268,15 +270,17 @@ async def _publish(
     its newest entry's).  The stored content hash is the parsed article's, so an
     unchanged re-scan matches it and leaves those dates alone.
     """
-    content_hash = content_hash or article.content_hash()
+    data = article.to_dict()  # once: the content hash and the stored row are made of it
+    content_hash = content_hash or article.content_hash(data)
     if known is not None and known.content_hash == content_hash and (known.withdrawn or not known.removed):
         result.unchanged += 1
         return
+    dated = article
     if known is not None and article.updated <= article.published:  # no later date of its own: the edit's
         article = dataclasses.replace(article, updated=now)
     if article.updated > now:
         article = dataclasses.replace(article, updated=now)
-    row = _row(article, source, content_hash)
+    row = _row(article, source, content_hash, data if article is dated else article.to_dict())
     if known is None:
         await new.add({**row, "first_seen_at": now, "changed_at": now})
         result.new.append(article)
@@ -291,8 +295,9 @@ async def _schedule(
     result: IngestResult,
 ) -> None:
     """Store (or edit) a scheduled article; an unchanged one is counted unchanged."""
-    content_hash = article.content_hash()
-    values = {"source": source, "publish_at": article.published, "content_hash": content_hash, "data": _data(article)}
+    data = article.to_dict()
+    content_hash = article.content_hash(data)
+    values = {"source": source, "publish_at": article.published, "content_hash": content_hash, "data": _data(data)}
     if waiting is None:
         await conn.execute(insert(scheduled_articles).values(id=article.id, first_seen_at=now, **values))
     elif waiting[0] != content_hash:
