@@ -8,14 +8,18 @@ entry point in a subprocess and read ``sys.modules`` at its exit.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
+from publisher.cli import main
+from publisher.cli.context import with_publisher
 from tests.support.databases import Backend
 
 pytestmark = pytest.mark.slow  # subprocesses
@@ -116,3 +120,25 @@ def test_the_version_is_the_distributions() -> None:
     )
     ours, installed = result.stdout.split()
     assert ours == installed != "0"
+
+
+def test_a_command_runs_with_its_start_up_frozen_and_leaves_the_collector_as_it_was(
+    site_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The objects importing and configuring made are out of the collector's passes while
+    the command runs (publisher.cli.context.start_up); a program running commands
+    in-process gets them back after, and its collector on."""
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "lean-test-key")
+    ctx = click.Context(main, obj={"config": site_dir / "config.toml"})
+
+    async def work(publisher: object) -> tuple[int, bool]:
+        return gc.get_freeze_count(), gc.isenabled()
+
+    frozen, enabled = with_publisher(ctx, work)
+    assert frozen > 10_000 and enabled
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
+
+    bad = click.Context(main, obj={"config": site_dir / "missing.toml"})
+    with pytest.raises(SystemExit):
+        with_publisher(bad, work)
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
