@@ -13,8 +13,8 @@ ORM and all, so every name of it still works, the ORM loading only when used.
 from __future__ import annotations
 
 import sys
-from importlib.machinery import ModuleSpec, PathFinder
 from collections.abc import Sequence
+from importlib.machinery import ModuleSpec, PathFinder
 from types import ModuleType
 from typing import Any
 
