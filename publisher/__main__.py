@@ -4,6 +4,8 @@ Warnings are routed into the log before the command's modules are imported, so a
 dependency's import-time warning is a log line in the chosen format, never raw text.
 """
 
+import gc
+
 from publisher import logs
 
 
@@ -11,7 +13,12 @@ def main() -> None:
     logs.capture_warnings()
     from publisher.cli import main as cli
 
-    cli(prog_name="publisher")
+    try:
+        cli(prog_name="publisher")
+    finally:
+        # The process ends: spare it the collector's last pass over every object it
+        # holds (0.15 s of an empty `send`, issue 18); what it opened, it has closed.
+        gc.freeze()
 
 
 if __name__ == "__main__":

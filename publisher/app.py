@@ -41,11 +41,11 @@ from publisher.tasks import TaskTracker
 from publisher.templating import make_environment, make_loader
 from subscribers.model import Cadence
 from subscribers.service import SubscriberService
-from subscribers.tokens import Tokens
 
-if TYPE_CHECKING:  # imported when first used: a command that signs or notifies nothing loads neither
+if TYPE_CHECKING:  # imported when first used: a command that signs, links or notifies nothing loads none
     from publisher.delivery.notices import Notices
     from publisher.mail.dkim import DkimSigner
+    from subscribers.tokens import Tokens
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,8 @@ class Publisher:
     @property
     def tokens(self) -> Tokens:
         if self._tokens is None:
+            from subscribers.tokens import Tokens
+
             self._tokens = Tokens(load_secret_key(self.settings.storage.data_dir))
         return self._tokens
 

@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import IO, Literal, Protocol
+from typing import IO, TYPE_CHECKING, Literal, Protocol
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -44,17 +44,18 @@ from publisher.store.articles import all_tags
 from publisher.store.db import transaction
 from publisher.store.schema import deliveries, subscribers
 from subscribers import store
-from subscribers.bulk import ImportReport, ProgressCallback, import_rows
-from subscribers.export import export_csv, export_jsonl
-from subscribers.importer import ParsedImport
 from subscribers.model import SUPPRESSING, Cadence, Preferences, Source, Status, Subscriber
-from subscribers.tokens import Claim
 from subscribers.validation import (
     SubscriberError,
     check_name,
     email_hash,
     normalize_email,
 )
+
+if TYPE_CHECKING:  # an import or an export loads its machinery (csv) when it runs, not every command
+    from subscribers.bulk import ImportReport, ProgressCallback
+    from subscribers.importer import ParsedImport
+    from subscribers.tokens import Claim
 
 
 class Suppressed(SubscriberError):
@@ -509,6 +510,8 @@ class SubscriberService:
 
     async def export(self, out: IO[str], *, fmt: Literal["csv", "jsonl"], status: Status | None = None) -> int:
         """Write every subscriber (with ``status``) to ``out`` as CSV (re-importable) or JSON Lines; how many."""
+        from subscribers.export import export_csv, export_jsonl
+
         export = export_jsonl if fmt == "jsonl" else export_csv
         return await export(self.engine, out, status=status)
 
@@ -581,6 +584,8 @@ class SubscriberService:
         progress: ProgressCallback | None = None,
     ) -> ImportReport:
         """Store an import's parsed rows (see :func:`subscribers.bulk.import_rows`)."""
+        from subscribers.bulk import import_rows
+
         return await import_rows(
             self.engine, parsed, now=clock.now(), update_existing=update_existing, dry_run=dry_run, progress=progress
         )

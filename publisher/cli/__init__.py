@@ -23,7 +23,7 @@ from pathlib import Path
 
 import click
 
-from publisher import logs
+from publisher import __version__, logs
 
 # Each command: the module of publisher.cli that defines it, and its name there.
 COMMANDS = {
@@ -61,7 +61,7 @@ class LazyGroup(click.Group):
 @click.option("--log-format", default="text", show_default=True, envvar="PUBLISHER_LOG_FORMAT",
               type=click.Choice(["text", "json"], case_sensitive=False),
               help="Log lines for people, or one JSON object per line (or PUBLISHER_LOG_FORMAT).")
-@click.version_option(package_name="publisher")
+@click.version_option(__version__, package_name="publisher")
 @click.pass_context
 def main(ctx: click.Context, config: Path, log_level: str, log_format: str) -> None:
     """Publish Markdown articles as RSS, Atom and JSON feeds and email digests."""

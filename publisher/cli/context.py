@@ -10,7 +10,9 @@ not when the CLI is: ``publisher --help`` loads click and the command modules on
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+import gc
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -72,22 +74,52 @@ def config_error(problems: Sequence[str]) -> NoReturn:
 
 def with_publisher(ctx: click.Context, work: Callable[[Publisher], Awaitable[T]]) -> T:
     """Run ``work`` with a started Publisher on a fresh event loop, closing it after."""
-    from publisher.app import Publisher
+    with start_up() as started:
+        from publisher.app import Publisher
 
-    settings = settings_of(ctx)
+        settings = settings_of(ctx)
+        started()
 
-    async def main() -> T:
-        publisher = Publisher(settings)
+        async def main() -> T:
+            publisher = Publisher(settings)
+            try:
+                await publisher.start()
+                return await work(publisher)
+            finally:
+                await publisher.close()
+
         try:
-            await publisher.start()
-            return await work(publisher)
-        finally:
-            await publisher.close()
+            return run_loop(main())
+        except ValueError as exc:
+            dkim_problem(exc)
+
+
+@contextmanager
+def start_up() -> Iterator[Callable[[], None]]:
+    """A command's run, whose start-up (importing its services, reading its settings) ends
+    when the block calls what this yields; the cyclic garbage collector is off until then.
+
+    Importing allocates hundreds of thousands of objects and frees almost none: the
+    collector, run a hundred times over them, finds nothing, and once it runs again it
+    goes over them in every older-generation pass.  So they are frozen (never looked at
+    again) for the rest of the block, about 0.3 s of CPU off an empty ``send`` (issue
+    18), and unfrozen after it, for a program that runs commands in-process.  A process
+    that turned the collector off or froze objects itself keeps its own way.
+    """
+    if not gc.isenabled() or gc.get_freeze_count():
+        yield lambda: None
+        return
+    gc.disable()
+
+    def started() -> None:
+        gc.freeze()
+        gc.enable()
 
     try:
-        return run_loop(main())
-    except ValueError as exc:
-        dkim_problem(exc)
+        yield started
+    finally:
+        gc.enable()  # the block may have ended (a config error) before its start-up did
+        gc.unfreeze()  # into the oldest generation
 
 
 def dkim_problem(exc: ValueError) -> NoReturn:

@@ -63,7 +63,6 @@ from publisher.store.db import transaction
 from publisher.store.digests import StoredDigest
 from subscribers import store as subscriber_store
 from subscribers.model import Cadence, Status, Subscriber
-from subscribers.tokens import Tokens
 from subscribers.validation import normalize_email
 
 if TYPE_CHECKING:  # the sending machinery is imported when there is something to render or send
@@ -72,6 +71,7 @@ if TYPE_CHECKING:  # the sending machinery is imported when there is something t
     from publisher.delivery.engine import Framer
     from publisher.delivery.inbox import BounceImportReport, Inbox
     from publisher.mail.dkim import DkimSigner
+    from subscribers.tokens import Tokens
 
 log = logging.getLogger(__name__)
 

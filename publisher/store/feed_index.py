@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, RowMapping, bindparam, delete, exists, func, insert, literal, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.content.slug import spelled_slugs
@@ -206,7 +205,12 @@ async def keep_documents(
     """
     if not built and not gone:
         return
-    upsert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(feed_documents)
+    # Each dialect's own INSERT (ON CONFLICT), imported here: a SQLite process never loads PostgreSQL's dialect.
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    upsert = dialect_insert(feed_documents)
     upsert = upsert.on_conflict_do_update(
         index_elements=[feed_documents.c.path],
         set_={column.name: upsert.excluded[column.name] for column in feed_documents.c if column.name != "path"},
