@@ -37,11 +37,12 @@ from publisher import clock, metrics
 from publisher.config import Settings, UpstreamFeed
 from publisher.content.model import Article, Problem, ScanResult, Severity
 from publisher.feeds.shelf import FeedShelf
-from publisher.sources.markdown_dir import scan_changes, scan_directory, told_listing
+from publisher.sources.markdown_dir import DirectoryScan, scan_changes, scan_directory, told_listing
 from publisher.store import articles as article_store
 from publisher.store import ingest as article_ingest
 from publisher.store import source_files
 from publisher.store.articles import StoredArticle
+from publisher.store.source_files import Outcome
 from publisher.store.ingest import IngestResult
 
 if TYPE_CHECKING:
@@ -223,10 +224,13 @@ class Intake:
             _log_problems(scan.result.problems)
             stored = IngestResult(unchanged=len(scan.kept))
             if not scan.settled:
+                # A told scan names what left from the rows (the store need not list the
+                # source's every id to find it); a walk offers all, the rest is removed.
+                complete, withdrawn = (scan.complete, scan.withdrawn) if paths is None else (False, _withdrawn(scan))
                 async with _within(self._engine, into) as conn:
                     stored.add(await article_ingest.ingest_on(
-                        conn, scan.result.articles, clock.now(), source=source, complete=scan.complete,
-                        withdrawn=scan.withdrawn, kept=scan.kept,
+                        conn, scan.result.articles, clock.now(), source=source, complete=complete,
+                        withdrawn=withdrawn, kept=scan.kept,
                     ))
                     scan.refuse({problem.path for problem in stored.skipped})
                     await source_files.save(conn, source, *scan.changes())
@@ -347,6 +351,17 @@ async def _within(
         return
     async with engine.begin() if write else engine.connect() as conn:
         yield conn
+
+
+def _withdrawn(scan: DirectoryScan) -> list[str]:
+    """The ids a told scan takes down: the drafts', and once the directory reads cleanly
+    (as :attr:`~publisher.sources.markdown_dir.DirectoryScan.complete` has it) those its
+    files published at the last scan and offer no more (a file gone, an id changed)."""
+    if not scan.complete:
+        return scan.withdrawn
+    offered = {*scan.kept, *(article.id for article in scan.result.articles)}
+    left = {row.article_id for row in scan.before.values() if row.outcome == Outcome.ARTICLE} - offered
+    return [*scan.withdrawn, *sorted(str(article_id) for article_id in left)]
 
 
 def _told_by_directory(

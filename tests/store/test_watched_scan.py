@@ -140,3 +140,22 @@ async def test_the_watcher_tells_which_paths_changed(publisher: Publisher, setti
     finally:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
+
+
+async def test_a_told_file_whose_id_changed_takes_the_old_one_down(publisher: Publisher, content: Path) -> None:
+    await publisher.intake.scan()
+    path = content / "harbour-bridge.md"
+    path.write_text(NEW_ARTICLE.replace("id: harbour-bridge-reopens", "id: bridge-2"), encoding="utf-8")
+    result = await publisher.intake.scan({path})
+    assert [a.id for a in result.new] == ["bridge-2"] and result.removed == ["harbour-bridge-reopens"]
+
+
+async def test_a_told_removal_waits_while_another_file_is_broken(publisher: Publisher, content: Path) -> None:
+    """As in a walk: a file that does not parse may be an article being edited."""
+    await publisher.intake.scan()
+    (content / "broken.md").write_text("---\ntitle: No date\n---\nText.\n", encoding="utf-8")
+    await publisher.intake.scan()
+    gone = content / "harbour-bridge.md"
+    gone.unlink()
+    result = await publisher.intake.scan({gone})
+    assert result.removed == [] and [Path(p.path).name for p in result.skipped] == ["broken.md"]
