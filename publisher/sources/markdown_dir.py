@@ -278,7 +278,9 @@ def told_listing(
     a remembered row its parser inputs no longer hold is stat'ed too, as a walk would.
     A file the watcher missed waits for the next full scan."""
     current = _Reader(directory, site_url, limits).current
-    for relative in sorted({*before, *told}, key=lambda path: path.split("/")):
+    # Path order as a walk gives it, by components ("a/b" before "a-b"): "/" as the lowest
+    # character sorts so, without splitting 100,000 paths.
+    for relative in sorted({*before, *told}, key=lambda path: path.replace("/", "\0")):
         row = before.get(relative)
         if relative not in told and row is not None and current(row):
             yield relative, _Unchanged(row.size, row.mtime_ns)  # type: ignore[misc]

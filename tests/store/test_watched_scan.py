@@ -13,7 +13,9 @@ import pytest
 
 from publisher.app import Publisher
 from publisher.config import Settings
+from publisher.content.model import ContentLimits
 from publisher.runtime.watch import watch_content
+from publisher.sources import markdown_dir
 from tests.store.test_incremental_scan import age
 from tests.system.test_daemon import NEW_ARTICLE
 
@@ -159,3 +161,14 @@ async def test_a_told_removal_waits_while_another_file_is_broken(publisher: Publ
     gone.unlink()
     result = await publisher.intake.scan({gone})
     assert result.removed == [] and [Path(p.path).name for p in result.skipped] == ["broken.md"]
+
+
+def test_a_told_listing_keeps_the_walks_path_order(tmp_path: Path) -> None:
+    """The order decides which of two files sharing a slug wins: a folder "a" sorts before "a b.md"."""
+    for name in ("a-b.md", "a/b.md", "a.md", "a b.md", "ab/c.md", "a/a/z.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(edited(name.replace("/", "-").replace(" ", "-")[:-3]), encoding="utf-8")
+    site, limits = "https://news.example.org", ContentLimits()
+    walked = markdown_dir.scan_changes(tmp_path, site, limits, {}).files
+    told = markdown_dir.told_listing(tmp_path, site, limits, walked, {"a-b.md", "new.md"})
+    assert [path for path, _ in told] == list(walked) == ["a/a/z.md", "a/b.md", "a b.md", "a-b.md", "a.md", "ab/c.md"]
