@@ -19,6 +19,11 @@ the same objects, so their ETag and Last-Modified stay, their static files are n
 touched, and the hub hears only of the feeds that changed.  Memory holds the documents
 served and a digest of each feed's input, never the archive.
 
+Those per-feed queries are skipped when nothing they read can have moved: a build
+records every feed's input with what it was built at (the store's revision and the
+feeds' settings, :func:`_at`) in the store, so a later build at the same point, in this
+process or another (``publisher build`` with nothing changed), takes them as they are.
+
 The documents rebuilt are stored with that digest (``feed_documents``), so a start
 (``publisher build``, the daemon) or a node whose documents are older than another's
 takes the stored documents whose input is still today's instead of rendering and
@@ -72,6 +77,7 @@ class FeedShelf:
         self._env = env
         self._lock = asyncio.Lock()
         self._revision: tuple[object, ...] | None = None  # the store's, when the docs were built
+        self._at: str | None = None  # what every feed was last built at, all of them (see _at)
         self._built: dict[str, BuiltFeed] = {}  # by tag slug ("": the site's feeds)
         # The static copies are written whole at the first build and after a failed write;
         # otherwise only the files of the documents that changed.
@@ -93,31 +99,16 @@ class FeedShelf:
     async def _build(self, settings: Settings, announce: bool) -> frozenset[str]:
         site, feeds, websub = settings.site, settings.feeds, settings.websub
         revision = await article_store.revision(self._engine)
-        await feed_index.sync(self._engine)
         version = entry_version(self._env, site.url, feeds.max_entry_bytes)
         channel = (site.title, site.description, site.author, site.language, site.url, websub.hub,
                    feeds.max_entries, version)
-        firsts: dict[str, list[Candidate]] = {}
-        current: dict[str, BuiltFeed] = {}  # the feeds this shelf or the store holds as built from today's input
-        async with self._engine.connect() as conn:
-            wanted = ["", *kept_tags(await feed_index.tag_counts(conn), feeds.max_tag_feeds)]
-            stored = await feed_index.built_feeds(conn)
-            for slug in wanted:
-                known = [built for built in (self._built.get(slug), stored.get(slug)) if built is not None]
-                # As many as it went through last time: one left out made room for the next.
-                first = await feed_index.newest(conn, slug, max([feeds.max_entries, *(b.went_through for b in known)]))
-                firsts[slug] = first
-                for built in known:  # this shelf's documents first: they are in memory already
-                    if built == _built_from(channel, first[:max(feeds.max_entries, built.went_through)]):
-                        current[slug] = built
-                        break
-            # A feed not on this shelf (a start) or older here than in the store (another node built it since).
-            loaded = await self._load({slug: built for slug, built in current.items() if built != self._built.get(slug)},
-                                      conn)
-        stale = {slug: firsts[slug] for slug in wanted
-                 if slug not in current or loaded.get(slug) == {}}  # {}: replaced in the store meanwhile
-        for slug in stale:
-            current.pop(slug, None)  # back once built: a feed that can't be built is tried again next time
+        at = _at(revision, channel, feeds.max_tag_feeds)
+        recorded = await self._recorded(at)
+        if recorded is not None:  # nothing moved since every feed was built: no feed to check
+            current, loaded = recorded
+            wanted, stale, gone = list(current), {}, []
+        else:
+            wanted, current, loaded, stale, gone = await self._check(channel, feeds.max_entries, feeds.max_tag_feeds)
         made = await self._rebuild(stale, settings, version)
         before = self.docs
         docs: dict[str, FeedDocument] = {}
@@ -127,12 +118,15 @@ class FeedShelf:
             elif (result := made[slug]) is not None:  # None: logged, missing, tried again at the next build
                 docs.update(result[0])
                 current[slug] = _built_from(channel, result[1])
-        self.docs, self._built, self._revision = docs, current, revision
+        whole = all(made.values())  # else the feed that could not be built is checked and tried again next time
+        self.docs, self._built, self._revision, self._at = docs, current, revision, at if whole else None
         await feed_index.keep_documents(
             self._engine,
             {slug: (current[slug], [_columns(doc) for doc in made[slug][0].values()]) for slug in made if made[slug]},
-            [slug for slug in stored if slug not in wanted],
+            gone,
         )
+        if recorded is None and whole:
+            await feed_index.keep_inputs(self._engine, at, current)
         changed = [path for path, doc in docs.items() if path not in before or before[path].etag != doc.etag]
         await self._write_static_copies(site.output_dir, [*changed, *(path for path in before if path not in docs)])
         if await meta.get(self._engine, meta.SITE_URL) != site.url:  # published under this URL from now on
@@ -141,6 +135,53 @@ class FeedShelf:
             self.hub.settings = websub
             self.hub.ping(urls.absolute(site.url, path) for path in changed)
         return frozenset(slug for slug in stale if made[slug] is not None)
+
+    async def _recorded(self, at: str) -> tuple[dict[str, BuiltFeed], dict[str, dict[str, FeedDocument]]] | None:
+        """Every feed's input, and the stored documents of those this shelf lacks, when all
+        were built at ``at`` (the store's revision and the feeds' settings): by this shelf,
+        or by the process that last recorded it in the store (a ``build`` with nothing
+        changed).  None: each feed must be checked."""
+        inputs = dict(self._built) if at == self._at else await feed_index.inputs_at(self._engine, at)
+        if inputs is None:
+            return None
+        async with self._engine.connect() as conn:
+            loaded = await self._load({slug: built for slug, built in inputs.items() if built != self._built.get(slug)},
+                                      conn)
+        if not all(loaded.values()):  # stored since from other inputs (an older node's build): check them
+            return None
+        return inputs, loaded
+
+    async def _check(self, channel: tuple[object, ...], max_entries: int, max_tag_feeds: int) -> tuple[
+        list[str], dict[str, BuiltFeed], dict[str, dict[str, FeedDocument]], dict[str, list[Candidate]], list[str]
+    ]:
+        """Compare each feed's input, from the store's feed index, with the one its documents
+        on this shelf or in the store were built from.  Returns the feeds wanted, those
+        current (by tag slug), the stored documents of those this shelf lacks, the stale
+        feeds with the newest articles they go through, and the feeds stored but no longer
+        wanted."""
+        await feed_index.sync(self._engine)
+        firsts: dict[str, list[Candidate]] = {}
+        current: dict[str, BuiltFeed] = {}  # the feeds this shelf or the store holds as built from today's input
+        async with self._engine.connect() as conn:
+            wanted = ["", *kept_tags(await feed_index.tag_counts(conn), max_tag_feeds)]
+            stored = await feed_index.built_feeds(conn)
+            for slug in wanted:
+                known = [built for built in (self._built.get(slug), stored.get(slug)) if built is not None]
+                # As many as it went through last time: one left out made room for the next.
+                first = await feed_index.newest(conn, slug, max([max_entries, *(b.went_through for b in known)]))
+                firsts[slug] = first
+                for built in known:  # this shelf's documents first: they are in memory already
+                    if built == _built_from(channel, first[:max(max_entries, built.went_through)]):
+                        current[slug] = built
+                        break
+            # A feed not on this shelf (a start) or older here than in the store (another node built it since).
+            loaded = await self._load({slug: built for slug, built in current.items() if built != self._built.get(slug)},
+                                      conn)
+        stale = {slug: firsts[slug] for slug in wanted
+                 if slug not in current or loaded.get(slug) == {}}  # {}: replaced in the store meanwhile
+        for slug in stale:
+            current.pop(slug, None)  # back once built: a feed that can't be built is tried again next time
+        return wanted, current, loaded, stale, [slug for slug in stored if slug not in wanted]
 
     async def _load(self, feeds: dict[str, BuiltFeed], conn: AsyncConnection) -> dict[str, dict[str, FeedDocument]]:
         """The stored documents of these feeds, by tag slug: built by this node before it
@@ -252,6 +293,14 @@ def _built_from(channel: tuple[object, ...], went_through: Sequence[Candidate]) 
     text = json.dumps([list(channel), [[c.article_id, c.content_hash, c.changed_at.isoformat(), c.tag]
                                        for c in went_through]], ensure_ascii=False)
     return BuiltFeed(hashlib.sha256(text.encode("utf-8")).hexdigest(), len(went_through))
+
+
+def _at(revision: tuple[object, ...], channel: tuple[object, ...], max_tag_feeds: int) -> str:
+    """A digest of what decides every feed's input but the articles themselves: the store's
+    revision (it moves whenever an article is stored, edited or removed), the channel's
+    settings and how many tag feeds are kept."""
+    text = json.dumps([list(revision), list(channel), max_tag_feeds], default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _columns(doc: FeedDocument) -> dict[str, object]:

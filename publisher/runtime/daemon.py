@@ -29,6 +29,7 @@ import signal
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -220,7 +221,10 @@ class _Node:
             from publisher.runtime.watch import watch_content  # the leader's alone: a worker never watches
 
             publisher = self.publisher
-            job = partial(publisher.tasks.run, JobName.WATCH, partial(scan_and_send_instant, publisher))
+
+            async def job(told: frozenset[Path]) -> None:
+                await publisher.tasks.run(JobName.WATCH, partial(scan_and_send_instant, publisher, told))
+
             self.watcher = asyncio.create_task(watch_content(publisher, job))
 
     async def stop_watcher(self) -> None:

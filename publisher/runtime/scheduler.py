@@ -9,9 +9,10 @@ so a job that wakes up a little late still runs (the default is one second).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime, time
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -31,14 +32,14 @@ if TYPE_CHECKING:  # the root imports this module for its jobs' delegates
 LEADER_JOBS = (JobName.SCAN, JobName.DIGESTS, JobName.FEEDS, JobName.RELEASE)
 
 
-async def scan_and_send_instant(publisher: Publisher) -> None:
-    """The leader's periodic job (and the watcher's): new articles go at once to
-    ``instant`` subscribers.
+async def scan_and_send_instant(publisher: Publisher, told: Collection[Path] | None = None) -> None:
+    """The leader's periodic job (and the watcher's, ``told`` the paths it saw change):
+    new articles go at once to ``instant`` subscribers.
 
     Planning asks the store what is due, whatever this scan found: an article
     stored by the API or a feed just before a shutdown still goes out.
     """
-    await publisher.intake.scan()
+    await publisher.intake.scan(told)
     await publisher.delivery.send([Cadence.INSTANT])
 
 

@@ -24,7 +24,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,11 +37,12 @@ from publisher import clock, metrics
 from publisher.config import Settings, UpstreamFeed
 from publisher.content.model import Article, Problem, ScanResult, Severity
 from publisher.feeds.shelf import FeedShelf
-from publisher.sources.markdown_dir import scan_changes, scan_directory
+from publisher.sources.markdown_dir import DirectoryScan, scan_changes, scan_directory, told_listing
 from publisher.store import articles as article_store
 from publisher.store import ingest as article_ingest
 from publisher.store import source_files
 from publisher.store.articles import StoredArticle
+from publisher.store.source_files import Outcome
 from publisher.store.ingest import IngestResult
 
 if TYPE_CHECKING:
@@ -112,15 +113,16 @@ class Intake:
         """Every Markdown directory read as a scan reads it, without the store (see :func:`check_content`)."""
         return check_content(self.settings)
 
-    async def scan(self) -> IngestResult:
+    async def scan(self, told: Collection[Path] | None = None) -> IngestResult:
         """Read the Markdown directories, store what is new, edited or removed, rebuild feeds if needed.
 
         A broken article is logged as ``path:line: message`` and skipped; the others
-        are published.
+        are published.  ``told``: the paths the file watcher saw change; only those are
+        looked at (see :meth:`scan_markdown`).
         """
         async with self._scan_lock:  # the watcher and the interval scan may both fire
             started = time.perf_counter()
-            result = await self.scan_markdown()
+            result = await self.scan_markdown(told=told)
             await self._published(result)
             metrics.scan_finished(time.perf_counter() - started)
             self._on_scanned(clock.now())
@@ -195,29 +197,40 @@ class Intake:
             await self._shelf.build()
         self._on_next_release(await article_store.next_release(self._engine))
 
-    async def scan_markdown(self, *, into: AsyncConnection | None = None) -> IngestResult:
+    async def scan_markdown(
+        self, *, into: AsyncConnection | None = None, told: Collection[Path] | None = None
+    ) -> IngestResult:
         """Every Markdown directory, reading only the files changed since the last scan (as the
         store remembers it: :mod:`publisher.sources.markdown_dir`); a broken file is logged
         and skipped (``skipped``), at every scan.  Then every source's scheduled articles
         whose time has come are published.
 
         ``into``: store in the caller's transaction (a dry run rolls it back), logging
-        what it stores as "(dry run)".
+        what it stores as "(dry run)".  ``told``: the paths the file watcher saw change
+        (new, edited or removed): only those are stat'ed, the other files are taken as the
+        store remembers them, and a directory with none of them is not looked at (a walk
+        of a large archive costs seconds).  The interval scan and ``build`` walk every
+        directory: they catch what the watcher missed.
         """
         settings = self.settings
+        site_url, limits = settings.site.url, settings.content.limits
         total = IngestResult()
-        for directory in settings.markdown_dirs:
+        for directory, paths in _told_by_directory(settings.markdown_dirs, told).items():
             source = f"markdown:{directory}"
             async with _within(self._engine, into, write=False) as conn:
                 before = await source_files.load(conn, source)
-            scan = await asyncio.to_thread(scan_changes, directory, settings.site.url, settings.content.limits, before)
+            listing = None if paths is None else told_listing(directory, site_url, limits, before, paths)
+            scan = await asyncio.to_thread(scan_changes, directory, site_url, limits, before, listing)
             _log_problems(scan.result.problems)
             stored = IngestResult(unchanged=len(scan.kept))
             if not scan.settled:
+                # A told scan names what left from the rows (the store need not list the
+                # source's every id to find it); a walk offers all, the rest is removed.
+                complete, withdrawn = (scan.complete, scan.withdrawn) if paths is None else (False, _withdrawn(scan))
                 async with _within(self._engine, into) as conn:
                     stored.add(await article_ingest.ingest_on(
-                        conn, scan.result.articles, clock.now(), source=source, complete=scan.complete,
-                        withdrawn=scan.withdrawn, kept=scan.kept,
+                        conn, scan.result.articles, clock.now(), source=source, complete=complete,
+                        withdrawn=withdrawn, kept=scan.kept,
                     ))
                     scan.refuse({problem.path for problem in stored.skipped})
                     await source_files.save(conn, source, *scan.changes())
@@ -338,6 +351,38 @@ async def _within(
         return
     async with engine.begin() if write else engine.connect() as conn:
         yield conn
+
+
+def _withdrawn(scan: DirectoryScan) -> list[str]:
+    """The ids a told scan takes down: the drafts', and once the directory reads cleanly
+    (as :attr:`~publisher.sources.markdown_dir.DirectoryScan.complete` has it) those its
+    files published at the last scan and offer no more (a file gone, an id changed)."""
+    if not scan.complete:
+        return scan.withdrawn
+    offered = {*scan.kept, *(article.id for article in scan.result.articles)}
+    left = {row.article_id for row in scan.before.values() if row.outcome == Outcome.ARTICLE} - offered
+    return [*scan.withdrawn, *sorted(str(article_id) for article_id in left)]
+
+
+def _told_by_directory(
+    directories: Sequence[Path], told: Collection[Path] | None
+) -> dict[Path, frozenset[str] | None]:
+    """Each directory to scan with the ``told`` paths under it, relative and "/"-separated
+    (None: walk it whole).  Without ``told`` every directory is walked; a told path under
+    none of them (the watcher gave a name the settings don't spell) walks them all."""
+    if told is None:
+        return dict.fromkeys(directories)
+    found: dict[Path, set[str]] = {}
+    roots = [(directory, directory.absolute()) for directory in directories]
+    for path in told:
+        path = path.absolute()
+        for directory, root in roots:
+            if path.is_relative_to(root):
+                found.setdefault(directory, set()).add(path.relative_to(root).as_posix())
+                break
+        else:
+            return dict.fromkeys(directories)
+    return {directory: frozenset(found[directory]) for directory in directories if directory in found}
 
 
 def _log_problems(problems: Sequence[Problem]) -> None:

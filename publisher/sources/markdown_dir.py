@@ -24,10 +24,11 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterator, Mapping
+from stat import S_ISREG
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from publisher import __version__
 from publisher.content.model import Article, ContentLimits, Problem, ScanResult, Severity
@@ -93,18 +94,20 @@ def scan_directory(directory: Path, site_url: str, limits: ContentLimits = Conte
 
 
 def scan_changes(
-    directory: Path, site_url: str, limits: ContentLimits, before: Mapping[str, SourceFile]
+    directory: Path, site_url: str, limits: ContentLimits, before: Mapping[str, SourceFile],
+    listing: Iterable[tuple[str, os.stat_result]] | None = None,
 ) -> DirectoryScan:
     """Scan ``directory`` against the rows of the last scan (``before``, by path), reading
     only the files whose size, mtime or parser inputs changed, parsing only those whose
-    bytes did."""
+    bytes did; ``listing``: the files and stats to scan, in path order, instead of a walk
+    of the whole directory (:func:`told_listing`)."""
     scan = DirectoryScan(before=before)
     if not directory.is_dir():
         scan.exists = False
         scan.result.problems.append(Problem(_display(directory), 0, "content directory does not exist"))
         return scan
     reader = _Reader(directory, site_url, limits)
-    for relative, stat in _walk(directory):
+    for relative, stat in _walk(directory) if listing is None else listing:
         row = before.get(relative)
         same = row is not None and (row.size, row.mtime_ns) == (stat.st_size, stat.st_mtime_ns)
         scan.files[relative] = row if same and reader.current(row) else reader.read(relative, stat, row)
@@ -256,3 +259,37 @@ def _display(path: Path) -> str:
         return str(absolute.relative_to(Path.cwd()))
     except ValueError:
         return str(absolute)
+
+
+class _Unchanged(NamedTuple):
+    """A file's stat as its row remembers it: what :func:`told_listing` gives for a file it was not told about."""
+
+    st_size: int
+    st_mtime_ns: int
+
+
+def told_listing(
+    directory: Path, site_url: str, limits: ContentLimits, before: Mapping[str, SourceFile], told: Collection[str]
+) -> Iterator[tuple[str, os.stat_result]]:
+    """The listing of a scan that trusts the file watcher: the ``told`` paths (relative,
+    "/"-separated: new, changed or removed) stat'ed now, every other file of ``before``
+    as its row remembers it, without a ``stat``, in path order as :func:`_walk` gives it.
+    A told path that is gone, hidden or not a Markdown file is left out (its row goes);
+    a remembered row its parser inputs no longer hold is stat'ed too, as a walk would.
+    A file the watcher missed waits for the next full scan."""
+    current = _Reader(directory, site_url, limits).current
+    # Path order as a walk gives it, by components ("a/b" before "a-b"): "/" as the lowest
+    # character sorts so, without splitting 100,000 paths.
+    for relative in sorted({*before, *told}, key=lambda path: path.replace("/", "\0")):
+        row = before.get(relative)
+        if relative not in told and row is not None and current(row):
+            yield relative, _Unchanged(row.size, row.mtime_ns)  # type: ignore[misc]
+            continue
+        if any(part.startswith(".") for part in relative.split("/")) or not relative.endswith(".md"):
+            continue
+        try:
+            stat = os.stat(directory / relative)
+        except OSError:
+            continue
+        if S_ISREG(stat.st_mode):
+            yield relative, stat

@@ -14,7 +14,10 @@ and a stale row's cached entry goes with it.
 ``feed_documents`` keeps the documents the shelf last built, each with a digest of
 the input it was built from (:class:`BuiltFeed`): a shelf that starts empty, or whose
 documents are older than another node's, takes the stored ones whose input is still
-the current one instead of rendering and compressing them again.
+the current one instead of rendering and compressing them again.  The meta table keeps
+every feed's input as of the last build and what it was built at (the store's revision
+and the settings, :func:`inputs_at`): a build that finds them unmoved, in any process,
+knows every feed's input without a query per feed.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.content.slug import spelled_slugs
 from publisher.store.articles import chunks
+from publisher.store import meta
 from publisher.store.db import Exclusive, serialize
 from publisher.store.schema import articles, feed_documents, feed_entries, feed_tags
 
@@ -222,3 +226,28 @@ async def keep_documents(
             await conn.execute(delete(feed_documents).where(feed_documents.c.slug.in_(chunk)))
         if rows:
             await conn.execute(upsert, rows)
+
+
+INPUTS = "feed_inputs"  # the meta key of :func:`keep_inputs`
+
+
+async def inputs_at(engine: AsyncEngine, at: str) -> dict[str, BuiltFeed] | None:
+    """Every feed's input (by tag slug, in the order built) as :func:`keep_inputs` recorded
+    it at ``at``; None when the last one recorded was at another point."""
+    stored = await meta.get(engine, INPUTS)
+    if stored is None or (recorded := json.loads(stored))["at"] != at:
+        return None
+    return {slug: BuiltFeed(digest, went_through) for slug, digest, went_through in recorded["feeds"]}
+
+
+async def keep_inputs(engine: AsyncEngine, at: str, feeds: Mapping[str, BuiltFeed]) -> None:
+    """Record every feed's input, all of them read at ``at`` (a digest of the store's revision
+    and the settings that shape the feeds), for the next build in any process.
+
+    The last build to record wins, whatever its age: a build whose ``at`` is not today's
+    finds another recorded and checks every feed, and the documents are only taken from
+    ``feed_documents`` if stored from these very inputs.
+    """
+    await meta.put(engine, INPUTS, json.dumps(
+        {"at": at, "feeds": [[slug, feed.input, feed.went_through] for slug, feed in feeds.items()]}
+    ))
