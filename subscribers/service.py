@@ -43,6 +43,7 @@ from publisher.config import Settings
 from publisher.store.articles import all_tags
 from publisher.store.db import transaction
 from publisher.store.schema import deliveries, subscribers
+from publisher.webhooks.events import LEAVING, EventType, subscriber_event
 from subscribers import store
 from subscribers.bulk import ImportReport, ProgressCallback, import_rows
 from subscribers.export import export_csv, export_jsonl
@@ -114,7 +115,9 @@ async def _sign_up(engine: AsyncEngine, address: str, values: dict[str, object])
             new_id = await conn.scalar(
                 insert(subscribers).values(email=address, status=Status.PENDING.value, **values).returning(subscribers.c.id)
             )
-            return await _reload(conn, new_id), True
+            created = await _reload(conn, new_id)
+            await subscriber_event(conn, EventType.SUBSCRIBER_CREATED, created, created.created_at)
+            return created, True
         if current.status == Status.ACTIVE:
             return current, False
         await conn.execute(
@@ -139,7 +142,9 @@ async def confirm(engine: AsyncEngine, subscriber_id: int, *, now: datetime) -> 
             .values(**await store.activation(conn, Source.WEB, now))
         )
         await store.lift(conn, [email_hash(current.email)])
-        return await _reload(conn, subscriber_id)
+        confirmed = await _reload(conn, subscriber_id)
+        await subscriber_event(conn, EventType.SUBSCRIBER_CONFIRMED, confirmed, now)
+        return confirmed
 
 
 async def create(
@@ -172,7 +177,10 @@ async def create(
         if confirmed:
             values |= await store.activation(conn, source, now)
         new_id = await conn.scalar(insert(subscribers).values(**values).returning(subscribers.c.id))
-        return await _reload(conn, new_id)
+        created = await _reload(conn, new_id)
+        for event in (EventType.SUBSCRIBER_CREATED, *([EventType.SUBSCRIBER_CONFIRMED] if confirmed else [])):
+            await subscriber_event(conn, event, created, now)
+        return created
 
 
 async def update_subscriber(
@@ -210,6 +218,7 @@ async def leave(
                 .where(subscribers.c.id == subscriber_id)
                 .values(status=status.value, unsubscribed_at=current.unsubscribed_at or now)
             )
+            await subscriber_event(conn, LEAVING[status.value], await _reload(conn, subscriber_id), now)
         await store.suppress(conn, email_hash(current.email), status.value, now)
         return await _reload(conn, subscriber_id)
 
@@ -232,6 +241,7 @@ async def suppress(engine: AsyncEngine, email: str, *, now: datetime, reason: st
                 .where(subscribers.c.id == current.id)
                 .values(status=Status.UNSUBSCRIBED.value, unsubscribed_at=now)
             )
+            await subscriber_event(conn, EventType.SUBSCRIBER_UNSUBSCRIBED, await _reload(conn, current.id), now)
         return await _reload(conn, current.id)
 
 
@@ -390,6 +400,7 @@ async def _apply_bounce(
             update(subscribers).where(row.id == current.id)
             .values(status=reason, unsubscribed_at=current.unsubscribed_at or now)
         )
+        await subscriber_event(conn, LEAVING[reason], await _reload(conn, current.id), now)
     await store.suppress(conn, key, reason, now)
     return BounceOutcome(kind, await _reload(conn, current.id), True, not already, count)
 
