@@ -8,6 +8,7 @@ never answers 2xx delays no other and shows in the status.  Time is moved by the
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -19,10 +20,12 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
 from publisher import clock
 from publisher.app import Publisher
+from publisher.cli import main
 from publisher.config import ConfigError, Settings, load_settings
 from publisher.delivery import ledger
 from publisher.store.schema import digests, webhook_deliveries, webhook_events
@@ -240,3 +243,32 @@ events = ["subscriber.renamed"]
     settings = load_settings(config, environ={SECRET_ENV: SECRET})
     assert SECRET not in settings.model_dump_json()
     assert str(settings.webhooks[0].url) == "https://hooks.example.org/in"
+
+
+async def test_the_cli_sends_once_and_status_shows_each_endpoint(
+    site_dir: Path, receiver: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found, url = receiver
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    settings = hooks_settings(site_dir, url)
+    publisher = Publisher(settings)
+    await publisher.start()
+    try:
+        await publisher.webhooks.send_due()
+        await add_subscriber(publisher.engine, "ada@example.org")
+    finally:
+        await publisher.close()
+    config = str(site_dir / "config.toml")
+
+    def cli(*args: str) -> Result:
+        return CliRunner().invoke(main, ["--config", config, *args])
+
+    # In a thread: the CLI runs its own event loop, and the receiver answers on this one.
+    sent = await asyncio.to_thread(cli, "webhooks", "send")
+    assert sent.exit_code == 4, sent.output  # the receiver refuses the first tries: still owed
+    assert "0 events acknowledged, 1 attempts failed" in sent.output
+    shown = await asyncio.to_thread(cli, "status")
+    assert f"webhook {url}: 2 pending, 1 failing" in shown.output
+    assert "last error" in shown.output and "HTTP 503" in shown.output
+    assert SECRET not in sent.output + shown.output
+    assert found.tries and not found.acknowledged
