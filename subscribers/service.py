@@ -116,7 +116,7 @@ async def _sign_up(engine: AsyncEngine, address: str, values: dict[str, object])
                 insert(subscribers).values(email=address, status=Status.PENDING.value, **values).returning(subscribers.c.id)
             )
             created = await _reload(conn, new_id)
-            await subscriber_event(conn, EventType.SUBSCRIBER_CREATED, created, created.created_at)
+            await subscriber_event(conn, created, created.created_at, EventType.SUBSCRIBER_CREATED)
             return created, True
         if current.status == Status.ACTIVE:
             return current, False
@@ -143,7 +143,7 @@ async def confirm(engine: AsyncEngine, subscriber_id: int, *, now: datetime) -> 
         )
         await store.lift(conn, [email_hash(current.email)])
         confirmed = await _reload(conn, subscriber_id)
-        await subscriber_event(conn, EventType.SUBSCRIBER_CONFIRMED, confirmed, now)
+        await subscriber_event(conn, confirmed, now, EventType.SUBSCRIBER_CONFIRMED)
         return confirmed
 
 
@@ -178,8 +178,8 @@ async def create(
             values |= await store.activation(conn, source, now)
         new_id = await conn.scalar(insert(subscribers).values(**values).returning(subscribers.c.id))
         created = await _reload(conn, new_id)
-        for event in (EventType.SUBSCRIBER_CREATED, *([EventType.SUBSCRIBER_CONFIRMED] if confirmed else [])):
-            await subscriber_event(conn, event, created, now)
+        await subscriber_event(conn, created, now, EventType.SUBSCRIBER_CREATED,
+                               *([EventType.SUBSCRIBER_CONFIRMED] if confirmed else []))
         return created
 
 
@@ -218,9 +218,11 @@ async def leave(
                 .where(subscribers.c.id == subscriber_id)
                 .values(status=status.value, unsubscribed_at=current.unsubscribed_at or now)
             )
-            await subscriber_event(conn, LEAVING[status.value], await _reload(conn, subscriber_id), now)
         await store.suppress(conn, email_hash(current.email), status.value, now)
-        return await _reload(conn, subscriber_id)
+        left = await _reload(conn, subscriber_id)
+        if current.status != status:
+            await subscriber_event(conn, left, now, LEAVING[status.value])
+        return left
 
 
 async def suppress(engine: AsyncEngine, email: str, *, now: datetime, reason: str = "manual") -> Subscriber | None:
@@ -241,8 +243,10 @@ async def suppress(engine: AsyncEngine, email: str, *, now: datetime, reason: st
                 .where(subscribers.c.id == current.id)
                 .values(status=Status.UNSUBSCRIBED.value, unsubscribed_at=now)
             )
-            await subscriber_event(conn, EventType.SUBSCRIBER_UNSUBSCRIBED, await _reload(conn, current.id), now)
-        return await _reload(conn, current.id)
+        left = await _reload(conn, current.id)
+        if current.status in (Status.PENDING, Status.ACTIVE):
+            await subscriber_event(conn, left, now, EventType.SUBSCRIBER_UNSUBSCRIBED)
+        return left
 
 
 async def erase(engine: AsyncEngine, subscriber_id: int, *, now: datetime) -> bool:
@@ -400,7 +404,7 @@ async def _apply_bounce(
             update(subscribers).where(row.id == current.id)
             .values(status=reason, unsubscribed_at=current.unsubscribed_at or now)
         )
-        await subscriber_event(conn, LEAVING[reason], await _reload(conn, current.id), now)
+        await subscriber_event(conn, await _reload(conn, current.id), now, LEAVING[reason])
     await store.suppress(conn, key, reason, now)
     return BounceOutcome(kind, await _reload(conn, current.id), True, not already, count)
 

@@ -60,10 +60,10 @@ async def record_many(conn: AsyncConnection, events: Sequence[Event], now: datet
     ])
 
 
-async def subscriber_event(conn: AsyncConnection, type: EventType, subscriber: Subscriber, now: datetime) -> None:
-    """Record ``type`` about ``subscriber`` as it is now: its id, address and status."""
+async def subscriber_event(conn: AsyncConnection, subscriber: Subscriber, now: datetime, *types: EventType) -> None:
+    """Record each of ``types`` about ``subscriber`` as it is now: its id, address and status."""
     data: dict[str, object] = {"id": subscriber.id, "email": subscriber.email, "status": str(subscriber.status)}
-    await record(conn, type, data, f"subscriber:{subscriber.id}", now)
+    await record_many(conn, [(type, data, f"subscriber:{subscriber.id}") for type in types], now)
 
 
 # The event of a subscriber's leaving, by the status they leave with.
