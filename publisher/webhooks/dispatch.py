@@ -121,10 +121,13 @@ class Webhooks:
 
         if self._session is None:
             self._session = aiohttp.ClientSession(headers={"User-Agent": "publisher-webhooks"})
+        secret = os.environ.get(hook.secret_env)
+        if not secret:  # unset since the config was read: sending unsigned would teach receivers to accept that
+            return f"the environment variable {hook.secret_env} (the signing secret) is not set"
         payload = body(row)
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: signature(os.environ.get(hook.secret_env, ""), payload, int(clock.now().timestamp())),
+            SIGNATURE_HEADER: signature(secret, payload, int(clock.now().timestamp())),
         }
         try:
             async with self._session.post(

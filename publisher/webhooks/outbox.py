@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Row, and_, case, delete, exists, func, insert, not_, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from publisher.store.db import begin_writing
+from publisher.store.db import Exclusive, begin_writing, serialize
 from publisher.store.schema import webhook_deliveries, webhook_endpoints, webhook_events
 
 _d = webhook_deliveries.c
@@ -35,7 +35,7 @@ async def register(engine: AsyncEngine, wanted: dict[str, list[str]]) -> None:
     """Make the registered endpoints ``wanted`` (``{url: event types}``, [] = all): new ones
     get the events recorded from now on; removed ones lose what they were still owed."""
     async with engine.begin() as conn:
-        await begin_writing(conn)
+        await serialize(conn, Exclusive.WEBHOOKS)  # nodes starting at once: one inserts, the others see it
         known = {url: json.loads(events) for url, events in await conn.execute(
             select(webhook_endpoints.c.url, webhook_endpoints.c.events)
         )}
@@ -44,7 +44,8 @@ async def register(engine: AsyncEngine, wanted: dict[str, list[str]]) -> None:
                 await conn.execute(insert(webhook_endpoints).values(url=url, events=json.dumps(sorted(events))))
             elif sorted(known[url]) != sorted(events):
                 await conn.execute(
-                    update(webhook_endpoints).where(webhook_endpoints.c.url == url).values(events=json.dumps(sorted(events)))
+                    update(webhook_endpoints).where(webhook_endpoints.c.url == url)
+                    .values(events=json.dumps(sorted(events)))
                 )
         await conn.execute(delete(webhook_endpoints).where(webhook_endpoints.c.url.not_in(list(wanted))))
         if await conn.scalar(select(_d.endpoint).where(_d.endpoint.not_in(list(wanted))).limit(1)) is not None:
@@ -81,7 +82,9 @@ async def claim(
         if not picked:
             return []
         chosen = tuple_(_d.endpoint, _d.event_seq).in_([tuple(row) for row in picked])
-        await conn.execute(update(webhook_deliveries).where(chosen).values(claimed_by=claimant, lease_until=now + lease))
+        await conn.execute(
+            update(webhook_deliveries).where(chosen).values(claimed_by=claimant, lease_until=now + lease)
+        )
         rows = await conn.execute(
             select(_d.endpoint, _d.event_seq, _d.attempts, webhook_events.c.id, webhook_events.c.type,
                    webhook_events.c.data, webhook_events.c.created_at)
@@ -94,6 +97,8 @@ async def claim(
 
 @dataclass(frozen=True)
 class Failure:
+    """A failed attempt to deliver one row, and when to try it next."""
+
     endpoint: str
     event_seq: int
     attempts: int  # with this one
