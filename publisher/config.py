@@ -20,6 +20,7 @@ import tomllib
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -33,6 +34,7 @@ from pydantic import (
 
 from publisher.content.model import DEFAULT_MAX_TITLE_LENGTH, ContentLimits
 from publisher.digest.cadence import Schedule
+from publisher.webhooks.model import EventType
 
 ENV_PREFIX = "PUBLISHER_"
 
@@ -321,6 +323,44 @@ class ServerSettings(_Section):
         return value
 
 
+_LOOPBACK_NAMES = ("localhost", "localhost.")
+
+
+class WebhookSettings(_Section):
+    """A ``[[webhooks]]`` endpoint: the events it wants POSTed, signed (publisher.webhooks).
+
+    ``url`` must be https, except to a loopback address (a relay or a test receiver on
+    this machine): the events carry subscribers' addresses.  ``secret_env`` names the
+    environment variable holding the signing secret; it must be set (load_settings).
+    """
+
+    url: str = Field(max_length=1000)
+    secret_env: str = Field(min_length=1)
+    events: list[EventType] = []  # empty: every type
+    timeout: float = Field(default=10.0, gt=0, le=300)  # seconds for the whole exchange
+    retry_base: float = Field(default=10.0, gt=0)  # seconds after the first failure, doubling after each
+    retry_cap: float = Field(default=3600.0, gt=0)  # the longest wait between two attempts
+
+    @field_validator("url")
+    @classmethod
+    def _https_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("must be an https URL")
+        if parts.scheme == "http" and not _loopback(parts.hostname):
+            raise ValueError("must be https (http only to a loopback address: the events carry subscribers' addresses)")
+        return value
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _rate(value: str) -> str:
     import limits  # the web's rate limiter: loaded only where a config sets a rate
 
@@ -361,6 +401,7 @@ class Settings(_Section):
     subscribers: SubscribersSettings = SubscribersSettings()
     # Where articles come from; none listed: [content] dir and the API.
     sources: list[SourceSettings] = []
+    webhooks: list[WebhookSettings] = []
 
     # Where the file was read from; relative paths above are already resolved against it.
     source: Path | None = Field(default=None, exclude=True)
@@ -448,6 +489,19 @@ def _describe(error: ValidationError, origin: str, from_env: dict[str, dict[str,
     return problems
 
 
+def _webhook_problems(hooks: list[WebhookSettings], environ: dict[str, str], origin: str) -> list[str]:
+    """What the schema can't see: each secret is set (its value is never shown), each URL listed once."""
+    problems, seen = [], set()
+    for index, hook in enumerate(hooks):
+        if not environ.get(hook.secret_env):
+            problems.append(f"{origin}: webhooks.{index}.secret_env: the environment variable {hook.secret_env} is "
+                            "not set (it holds this endpoint's signing secret)")
+        if hook.url in seen:
+            problems.append(f"{origin}: webhooks.{index}.url: {hook.url} is listed twice")
+        seen.add(hook.url)
+    return problems
+
+
 def load_settings(path: Path | None, environ: dict[str, str] | None = None) -> Settings:
     """Read ``path`` (or only defaults when None), apply the environment, validate.
 
@@ -470,6 +524,8 @@ def load_settings(path: Path | None, environ: dict[str, str] | None = None) -> S
         settings = Settings.model_validate(_merge(data, overrides))
     except ValidationError as exc:
         raise ConfigError(_describe(exc, origin, overrides)) from None
+    if problems := _webhook_problems(settings.webhooks, environ, origin):
+        raise ConfigError(problems)
     root = path.parent.resolve() if path is not None else Path.cwd()
     _resolve_paths(settings, root)
     templates_dir = settings.site.templates_dir

@@ -43,6 +43,7 @@ from publisher.config import Settings
 from publisher.store.articles import all_tags
 from publisher.store.db import transaction
 from publisher.store.schema import deliveries, subscribers
+from publisher.webhooks.events import LEAVING, EventType, subscriber_event
 from subscribers import store
 from subscribers.model import SUPPRESSING, Cadence, Preferences, Source, Status, Subscriber
 from subscribers.validation import (
@@ -115,7 +116,9 @@ async def _sign_up(engine: AsyncEngine, address: str, values: dict[str, object])
             new_id = await conn.scalar(
                 insert(subscribers).values(email=address, status=Status.PENDING.value, **values).returning(subscribers.c.id)
             )
-            return await _reload(conn, new_id), True
+            created = await _reload(conn, new_id)
+            await subscriber_event(conn, created, created.created_at, EventType.SUBSCRIBER_CREATED)
+            return created, True
         if current.status == Status.ACTIVE:
             return current, False
         await conn.execute(
@@ -140,7 +143,9 @@ async def confirm(engine: AsyncEngine, subscriber_id: int, *, now: datetime) -> 
             .values(**await store.activation(conn, Source.WEB, now))
         )
         await store.lift(conn, [email_hash(current.email)])
-        return await _reload(conn, subscriber_id)
+        confirmed = await _reload(conn, subscriber_id)
+        await subscriber_event(conn, confirmed, now, EventType.SUBSCRIBER_CONFIRMED)
+        return confirmed
 
 
 async def create(
@@ -173,7 +178,10 @@ async def create(
         if confirmed:
             values |= await store.activation(conn, source, now)
         new_id = await conn.scalar(insert(subscribers).values(**values).returning(subscribers.c.id))
-        return await _reload(conn, new_id)
+        created = await _reload(conn, new_id)
+        await subscriber_event(conn, created, now, EventType.SUBSCRIBER_CREATED,
+                               *([EventType.SUBSCRIBER_CONFIRMED] if confirmed else []))
+        return created
 
 
 async def update_subscriber(
@@ -212,7 +220,10 @@ async def leave(
                 .values(status=status.value, unsubscribed_at=current.unsubscribed_at or now)
             )
         await store.suppress(conn, email_hash(current.email), status.value, now)
-        return await _reload(conn, subscriber_id)
+        left = await _reload(conn, subscriber_id)
+        if current.status != status:
+            await subscriber_event(conn, left, now, LEAVING[status.value])
+        return left
 
 
 async def suppress(engine: AsyncEngine, email: str, *, now: datetime, reason: str = "manual") -> Subscriber | None:
@@ -233,7 +244,10 @@ async def suppress(engine: AsyncEngine, email: str, *, now: datetime, reason: st
                 .where(subscribers.c.id == current.id)
                 .values(status=Status.UNSUBSCRIBED.value, unsubscribed_at=now)
             )
-        return await _reload(conn, current.id)
+        left = await _reload(conn, current.id)
+        if current.status in (Status.PENDING, Status.ACTIVE):
+            await subscriber_event(conn, left, now, EventType.SUBSCRIBER_UNSUBSCRIBED)
+        return left
 
 
 async def erase(engine: AsyncEngine, subscriber_id: int, *, now: datetime) -> bool:
@@ -391,6 +405,7 @@ async def _apply_bounce(
             update(subscribers).where(row.id == current.id)
             .values(status=reason, unsubscribed_at=current.unsubscribed_at or now)
         )
+        await subscriber_event(conn, await _reload(conn, current.id), now, LEAVING[reason])
     await store.suppress(conn, key, reason, now)
     return BounceOutcome(kind, await _reload(conn, current.id), True, not already, count)
 

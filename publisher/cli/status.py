@@ -1,4 +1,4 @@
-"""``publisher status``: the live nodes, the scheduled articles, the deliveries to do, the latest digests.
+"""``publisher status``: the live nodes, the scheduled articles, the deliveries and webhooks to do, the latest digests.
 
 It reads what the nodes publish about themselves (heartbeats) and the ledger, so it
 shows a daemon running anywhere that shares the database, not just on this machine.
@@ -16,12 +16,14 @@ import click
 from publisher import clock
 from publisher.cli.context import with_publisher
 from publisher.cli.output import ago, out, when
+from publisher.cli.webhooks import print_endpoints
 from publisher.content.model import Article
 
 if TYPE_CHECKING:
     from publisher.app import Publisher
     from publisher.delivery.ledger import DigestSummary
     from publisher.runtime.nodes import Node
+    from publisher.webhooks.outbox import EndpointStatus
 
 
 @dataclass(frozen=True)
@@ -32,12 +34,13 @@ class Overview:
     scheduled: list[Article]
     totals: dict[str, int]  # messages of unfinished digests by state
     digests: list[DigestSummary]
+    webhooks: list[EndpointStatus]
 
 
 async def _overview(publisher: Publisher) -> Overview:
     return Overview(
         await publisher.live_nodes(), await publisher.intake.scheduled(),
-        await publisher.delivery.totals(), await publisher.delivery.states(),
+        await publisher.delivery.totals(), await publisher.delivery.states(), await publisher.webhooks.status(),
     )
 
 
@@ -55,6 +58,7 @@ def status(ctx: click.Context) -> None:
     _print_scheduled(seen.scheduled)
     to_do = ", ".join(f"{totals.get(state, 0)} {state}" for state in ("pending", "sending", "deferred", "failed"))
     out.print(f"deliveries of unfinished digests: {to_do}", highlight=False)
+    print_endpoints(seen.webhooks)
     out.print()
     counted = ("pending", "sending", "deferred", "sent", "failed", "cancelled")
     labels = ("pend", "send", "defer", "sent", "fail", "cncl")  # narrow: fits 80 columns

@@ -27,9 +27,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Row, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from publisher import clock
 from publisher.delivery.model import OPEN_STATES, DeliveryState, DigestState
 from publisher.store.db import begin_writing
 from publisher.store.schema import deliveries, digests, nodes, subscribers
+from publisher.webhooks import events
 
 
 
@@ -271,11 +273,14 @@ async def finish_if_done(engine: AsyncEngine, digest_id: str, now: datetime) -> 
         )
         if open_rows:
             return False
-        await conn.execute(
+        finished = await conn.execute(
             update(digests)
             .where(digests.c.id == digest_id, digests.c.status != DigestState.FINISHED)
             .values(status=DigestState.FINISHED, finished_at=now, pause_reason=None)
         )
+        if finished.rowcount:
+            await events.record(conn, events.EventType.DIGEST_FINISHED, {"id": digest_id}, f"digest:{digest_id}",
+                                now)
         return True
 
 
@@ -298,11 +303,14 @@ async def next_retry(engine: AsyncEngine) -> datetime | None:
 
 async def pause(engine: AsyncEngine, digest_id: str, reason: str) -> None:
     async with engine.begin() as conn:
-        await conn.execute(
+        paused = await conn.execute(
             update(digests)
             .where(digests.c.id == digest_id, digests.c.status == DigestState.SENDING)
             .values(status=DigestState.PAUSED, pause_reason=_storable(reason))
         )
+        if paused.rowcount:
+            await events.record(conn, events.EventType.DIGEST_PAUSED, {"id": digest_id, "reason": reason},
+                                f"digest:{digest_id}", clock.now())
 
 
 async def resume(engine: AsyncEngine, digest_id: str) -> bool:
@@ -371,6 +379,8 @@ async def cancel(engine: AsyncEngine, digest_id: str, reason: str, now: datetime
         )
         if not finished.rowcount:
             return None
+        await events.record(conn, events.EventType.DIGEST_FINISHED, {"id": digest_id, "cancelled": reason},
+                            f"digest:{digest_id}", now)
         cancelled = await conn.execute(
             update(deliveries)
             .where(deliveries.c.digest_id == digest_id, deliveries.c.state.in_(OPEN_STATES))

@@ -89,6 +89,8 @@ def schedule_node_jobs(
       progress and returns at once (with one instance, APScheduler would log a
       "skipped" warning at every poll, which ``publisher status`` shows as an error).
     * ``heartbeat``: this node's row for ``publisher status``.
+    * ``webhooks``: send the events due to ``[[webhooks]]`` (publisher.webhooks), every
+      ``[cluster] poll_interval``.
     * ``refresh`` (nodes serving the web): rebuild the feeds when another node stored
       articles (the leader's own scans rebuild them as they go).
     """
@@ -96,6 +98,7 @@ def schedule_node_jobs(
     jobs: list[tuple[str, Callable[[], Awaitable[object]], float, int]] = [
         (JobName.DELIVER, publisher.delivery.deliver_due, min(settings.cluster.poll_interval, settings.delivery.retry_base), 2),
         (JobName.HEARTBEAT, beat, HEARTBEAT_SECONDS, 1),
+        (JobName.WEBHOOKS, publisher.webhooks.send_due, settings.cluster.poll_interval, 1),
     ]
     if serves_web:
         jobs.append((JobName.REFRESH, publisher.shelf.refresh, settings.cluster.poll_interval, 1))

@@ -33,6 +33,7 @@ class JobName(StrEnum):
     DELIVER = "deliver"
     HEARTBEAT = "heartbeat"
     REFRESH = "refresh"
+    WEBHOOKS = "webhooks"
     WATCH = "watch"
     RELOAD = "reload"
 

@@ -24,6 +24,7 @@ from publisher.content.model import Article, Problem
 from publisher.store.articles import chunks, source_paths_on
 from publisher.store.db import Exclusive, serialize
 from publisher.store.schema import articles, scheduled_articles
+from publisher.webhooks.events import articles_published
 
 
 @dataclass
@@ -255,6 +256,7 @@ class _NewRows:
     async def flush(self) -> None:
         if self._rows:
             await self._conn.execute(insert(articles), self._rows)
+            await articles_published(self._conn, self._rows)
             self._rows = []
 
 

@@ -261,3 +261,46 @@ feed_documents = Table(
     Column("etag", Text, nullable=False),
     Column("last_modified", UTCDateTime(), nullable=False),
 )
+
+# Outgoing webhooks (publisher.webhooks).  ``webhook_events`` is the outbox: one row per
+# event, written in the transaction of the change it reports, with one row in
+# ``webhook_deliveries`` per registered endpoint (``webhook_endpoints``, by URL) that
+# wants it; a delivery row goes when its endpoint acknowledges it, an event when no
+# delivery row is left.  ``key`` (``subscriber:<id>``, …) orders deliveries: an event is
+# not sent while an earlier one of its key is owed to the same endpoint.
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("type", String(40), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("data", Text, nullable=False),  # JSON object
+    Column("created_at", UTCDateTime(), nullable=False),
+    sqlite_autoincrement=True,  # seq only grows, also once the outbox was emptied (as on PostgreSQL)
+)
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("url", String(1000), primary_key=True),
+    Column("events", Text, nullable=False),  # JSON list of the event types it wants; [] = all
+    Column("last_error", Text, nullable=True),
+    Column("last_error_at", UTCDateTime(), nullable=True),
+    Column("last_success_at", UTCDateTime(), nullable=True),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("endpoint", String(1000), primary_key=True),  # no foreign key: see publisher.webhooks.outbox
+    Column("event_seq", Integer, ForeignKey("webhook_events.seq"), primary_key=True),
+    Column("key", String(200), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_at", UTCDateTime(), nullable=False),
+    Column("last_error", Text, nullable=True),
+    # Claimed by one dispatch pass until ``lease_until`` (as deliveries.claimed_by).
+    Column("claimed_by", String(200), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
+)
+Index("ix_webhook_deliveries_key", webhook_deliveries.c.endpoint, webhook_deliveries.c.key, webhook_deliveries.c.event_seq)
