@@ -137,8 +137,13 @@ class Deliverer:
     def __post_init__(self, progress: Callable[[DeliveryReport], None] | None) -> None:
         self.pacer = Pacer(self.config.rate, self.config.window_messages, self.config.window_seconds)
         self.outcomes = Outcomes(
-            self.engine, soft_bounce_limit=self.config.soft_bounce_limit, progress=progress, journal=self.journal
+            self.engine, soft_bounce_limit=self.config.soft_bounce_limit, progress=progress, journal=self.journal,
+            turn=self._turn,
         )
+
+    def _turn(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """Taken around each write while this process's plan is writing (see :class:`PlanProgress`)."""
+        return self.planning.turn() if self.planning is not None else contextlib.nullcontext()
 
     @property
     def report(self) -> DeliveryReport:
@@ -251,7 +256,8 @@ class Deliverer:
         """
         reason = f"cannot render the digest: {template_error(exc)}"
         log.error("digest %s: paused: %s; fix it, then `publisher resume %s`", digest_id, reason, digest_id)
-        await ledger.pause(self.engine, digest_id, reason)
+        async with self._turn():
+            await ledger.pause(self.engine, digest_id, reason)
         self.report.paused.append(digest_id)
 
     def _halted(self, digest: _Digest) -> bool:
@@ -266,9 +272,10 @@ class Deliverer:
         """
         after = 0
         while not self._halted(digest):
-            batch = await retrying("claim rows", lambda: ledger.claim(
-                self.engine, digest.id, after, self.config.batch_size, clock.now(), self.claimant
-            ))
+            async with self._turn():
+                batch = await retrying("claim rows", lambda: ledger.claim(
+                    self.engine, digest.id, after, self.config.batch_size, clock.now(), self.claimant
+                ))
             if not batch:
                 if await self._more_planned(digest):
                     continue
@@ -438,7 +445,8 @@ class Deliverer:
 
     async def _pause(self, digest: _Digest, reason: str) -> None:
         log.error("digest %s: paused: %s; `publisher resume %s` continues it", digest.id, reason, digest.id)
-        await retrying("pause the digest", lambda: ledger.pause(self.engine, digest.id, reason))
+        async with self._turn():
+            await retrying("pause the digest", lambda: ledger.pause(self.engine, digest.id, reason))
         self.report.paused.append(digest.id)
 
     async def _outcome(
