@@ -44,7 +44,7 @@ from subscribers.service import BounceKind
 
 log = logging.getLogger(__package__)  # "publisher.delivery", as the engine's lines
 
-FLUSH_EVERY = 200  # outcomes per ledger transaction
+FLUSH_EVERY = 1_000  # outcomes per ledger transaction (each costs about 1.5 ms of CPU: at 200, 7 µs a message)
 FLUSH_SECONDS = 0.5
 PROGRESS_SECONDS = 5.0
 RETRY_FIRST, RETRY_LIMIT = 0.1, 10.0  # seconds between tries of a ledger write after a database error
