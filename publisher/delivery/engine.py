@@ -101,6 +101,7 @@ class _Digest:
     refusals: RefusalStreak[tuple[Row, int]]
     paused: bool = False
     pause_reply: str = ""  # the refusal whose streak paused the digest
+    plan_complete: bool = False  # its plan was seen complete after a claim that found nothing
 
 
 @dataclass
@@ -303,7 +304,10 @@ class Deliverer:
         planning = self.planning
         next_batch = planning.next_batch() if planning is not None else None
         if not await ledger.being_planned(self.engine, digest.id):
-            return False
+            # Complete now; the claim that found nothing may have read the ledger before the
+            # plan's last batch committed: one more claim takes its rows.
+            again, digest.plan_complete = not digest.plan_complete, True
+            return again
         ours = planning is not None and not planning.ended  # a plan of ours that failed wakes nobody
         waiting = next_batch.wait() if ours and next_batch is not None else self.stop.wait()
         with contextlib.suppress(TimeoutError):

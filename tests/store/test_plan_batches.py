@@ -123,6 +123,7 @@ async def test_the_first_message_goes_out_before_the_last_batch_is_written(
     assert summary.status == "finished"
 
 
+@pytest.mark.sqlite_only("one writer at a time: PostgreSQL's plan and claims lock rows and need no turns")
 async def test_the_delivery_writes_between_the_batches_of_a_plan(
     publisher: Publisher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
