@@ -62,9 +62,7 @@ def send(
                 _print_planned(rehearsal.planned, "would send", rehearsal.nothing_due)
             return ExitCode.OK
         await publisher.intake.scan()
-        planned = await publisher.delivery.plan([wanted])
-        _print_planned(planned, "planned", "" if planned else await publisher.delivery.why_nothing_due(wanted))
-        due = await publisher.delivery.due_count()
+        due = await publisher.delivery.due_count()  # rows left by earlier sends
         with progress_bar() as update:
             update(total=due or None)
             started = time.monotonic()
@@ -73,7 +71,13 @@ def send(
                 rate = report.handled / max(time.monotonic() - started, 1e-6)
                 update(completed=report.handled, rate=rate)
 
-            report = await publisher.delivery.deliver(wait=wait, progress=progress)
+            def planned_now(planned: list[PlannedDigest]) -> None:  # delivery starts on the plan's first batch
+                update(total=due + sum(digest.recipients for digest in planned) or None)
+
+            result = await publisher.delivery.send([wanted], wait=wait, progress=progress, on_planned=planned_now)
+        planned, report = result.planned, result.report
+        _print_planned(planned, "planned", "" if planned else await publisher.delivery.why_nothing_due(wanted))
+        assert report is not None  # not a dry run
         return _report_delivery(report, await publisher.delivery.remaining())
 
     ctx.exit(with_publisher(ctx, work))

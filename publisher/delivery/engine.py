@@ -101,6 +101,7 @@ class _Digest:
     refusals: RefusalStreak[tuple[Row, int]]
     paused: bool = False
     pause_reply: str = ""  # the refusal whose streak paused the digest
+    plan_complete: bool = False  # its plan was seen complete after a claim that found nothing
 
 
 @dataclass
@@ -137,8 +138,13 @@ class Deliverer:
     def __post_init__(self, progress: Callable[[DeliveryReport], None] | None) -> None:
         self.pacer = Pacer(self.config.rate, self.config.window_messages, self.config.window_seconds)
         self.outcomes = Outcomes(
-            self.engine, soft_bounce_limit=self.config.soft_bounce_limit, progress=progress, journal=self.journal
+            self.engine, soft_bounce_limit=self.config.soft_bounce_limit, progress=progress, journal=self.journal,
+            turn=self._turn,
         )
+
+    def _turn(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """Taken around each write while this process's plan is writing (see :class:`PlanProgress`)."""
+        return self.planning.turn() if self.planning is not None else contextlib.nullcontext()
 
     @property
     def report(self) -> DeliveryReport:
@@ -251,7 +257,8 @@ class Deliverer:
         """
         reason = f"cannot render the digest: {template_error(exc)}"
         log.error("digest %s: paused: %s; fix it, then `publisher resume %s`", digest_id, reason, digest_id)
-        await ledger.pause(self.engine, digest_id, reason)
+        async with self._turn():
+            await ledger.pause(self.engine, digest_id, reason)
         self.report.paused.append(digest_id)
 
     def _halted(self, digest: _Digest) -> bool:
@@ -266,9 +273,10 @@ class Deliverer:
         """
         after = 0
         while not self._halted(digest):
-            batch = await retrying("claim rows", lambda: ledger.claim(
-                self.engine, digest.id, after, self.config.batch_size, clock.now(), self.claimant
-            ))
+            async with self._turn():
+                batch = await retrying("claim rows", lambda: ledger.claim(
+                    self.engine, digest.id, after, self.config.batch_size, clock.now(), self.claimant
+                ))
             if not batch:
                 if await self._more_planned(digest):
                     continue
@@ -296,7 +304,10 @@ class Deliverer:
         planning = self.planning
         next_batch = planning.next_batch() if planning is not None else None
         if not await ledger.being_planned(self.engine, digest.id):
-            return False
+            # Complete now; the claim that found nothing may have read the ledger before the
+            # plan's last batch committed: one more claim takes its rows.
+            again, digest.plan_complete = not digest.plan_complete, True
+            return again
         ours = planning is not None and not planning.ended  # a plan of ours that failed wakes nobody
         waiting = next_batch.wait() if ours and next_batch is not None else self.stop.wait()
         with contextlib.suppress(TimeoutError):
@@ -438,7 +449,8 @@ class Deliverer:
 
     async def _pause(self, digest: _Digest, reason: str) -> None:
         log.error("digest %s: paused: %s; `publisher resume %s` continues it", digest.id, reason, digest.id)
-        await retrying("pause the digest", lambda: ledger.pause(self.engine, digest.id, reason))
+        async with self._turn():
+            await retrying("pause the digest", lambda: ledger.pause(self.engine, digest.id, reason))
         self.report.paused.append(digest.id)
 
     async def _outcome(

@@ -20,11 +20,13 @@ before anything is claimed.  So a kill -9 costs only the messages on the wire.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import TypeVar
 
@@ -42,7 +44,7 @@ from subscribers.service import BounceKind
 
 log = logging.getLogger(__package__)  # "publisher.delivery", as the engine's lines
 
-FLUSH_EVERY = 200  # outcomes per ledger transaction
+FLUSH_EVERY = 1_000  # outcomes per ledger transaction (each costs about 1.5 ms of CPU: at 200, 7 µs a message)
 FLUSH_SECONDS = 0.5
 PROGRESS_SECONDS = 5.0
 RETRY_FIRST, RETRY_LIMIT = 0.1, 10.0  # seconds between tries of a ledger write after a database error
@@ -68,11 +70,13 @@ class Outcomes:
     def __init__(
         self, engine: AsyncEngine, *, soft_bounce_limit: int,
         progress: Callable[[DeliveryReport], None] | None = None, journal: Journal | None = None,
+        turn: Callable[[], AbstractAsyncContextManager[object]] = contextlib.nullcontext,
     ) -> None:
         self.engine = engine
         self.journal = journal  # None: no crash record (a test's run, in-process)
         self.soft_bounce_limit = soft_bounce_limit
         self.progress = progress
+        self._turn = turn  # taken around each write (a plan writing beside: see publisher.digest.plan.PlanProgress)
         self.report = DeliveryReport()
         self._held: dict[str, set[int]] = {}  # claimed rows not yet recorded, by digest
         # Outcomes not yet written: the messages sent (nearly all) as subscriber ids by
@@ -130,7 +134,8 @@ class Outcomes:
             self._last_flush = time.monotonic()
             now = clock.now()
             count = sum(map(len, sent.values())) + len(other)
-            await retrying(f"record {count} outcomes", lambda: ledger.record(self.engine, other, now, sent=sent))
+            async with self._turn():
+                await retrying(f"record {count} outcomes", lambda: ledger.record(self.engine, other, now, sent=sent))
             if self.journal is not None:
                 self.journal.confirm(segment)
             for digest_id, ids in sent.items():
@@ -146,10 +151,11 @@ class Outcomes:
             # a bounce is the reader's, whichever digest found it, and its lines say no digest.
             with digest_context(None):
                 for subscriber_id, kind in bounced:
-                    await retrying("record a bounce", functools.partial(
-                        service.record_bounce, self.engine, email=None, subscriber_id=subscriber_id, kind=kind,
-                        now=now, soft_limit=self.soft_bounce_limit,
-                    ))
+                    async with self._turn():
+                        await retrying("record a bounce", functools.partial(
+                            service.record_bounce, self.engine, email=None, subscriber_id=subscriber_id, kind=kind,
+                            now=now, soft_limit=self.soft_bounce_limit,
+                        ))
         if self.progress is not None:
             self.progress(self.report)
         if time.monotonic() - self._last_log >= PROGRESS_SECONDS:
@@ -163,7 +169,8 @@ class Outcomes:
             if not held:
                 return
             try:
-                await ledger.renew(self.engine, held, clock.now(), claimant)
+                async with self._turn():
+                    await ledger.renew(self.engine, held, clock.now(), claimant)
             except Exception:  # the database is away: the next renewal may succeed before the lease lapses
                 log.exception("delivery: could not renew the lease on %d rows", sum(map(len, held.values())))
 

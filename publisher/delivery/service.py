@@ -211,10 +211,9 @@ class DeliveryService:
         ``progress`` hears of each batch written."""
         now = clock.now()
         result: list[PlannedDigest] = []
-        on_batch = progress.batch_committed if progress is not None else None
         for cadence in cadences:
             planned = await plan(
-                self.engine, cadence, now, self._plan_options(cadence), dry_run=dry_run, on_batch=on_batch
+                self.engine, cadence, now, self._plan_options(cadence), dry_run=dry_run, progress=progress
             )
             for digest in planned:
                 if not dry_run:
@@ -343,24 +342,35 @@ class DeliveryService:
 
     # --- sending --------------------------------------------------------------------------
 
-    async def send(self, cadences: Sequence[Cadence], *, dry_run: bool = False) -> SendResult:
+    async def send(
+        self, cadences: Sequence[Cadence], *, dry_run: bool = False, wait: bool = False,
+        progress: Callable[[DeliveryReport], None] | None = None,
+        on_planned: Callable[[list[PlannedDigest]], None] | None = None,
+    ) -> SendResult:
         """Plan the digests due for ``cadences`` and deliver everything still pending.
 
-        Delivery starts once the plan's first batch is written (or it ended), and
-        follows the plan's later batches as they commit: the first message of a large
-        digest goes out before its whole plan is written.
+        Delivery starts once the plan's digests are written (or it ended), rendering
+        them while their first rows are, and follows the plan's batches as they commit:
+        the first message of a large digest goes out before its whole plan is written.
+        ``on_planned`` hears of the digests planned then; ``wait`` and ``progress`` are
+        :meth:`deliver`'s.
         """
         if dry_run:
             return SendResult(planned=await self.plan(cadences, dry_run=True))
-        progress = PlanProgress()
-        planning = asyncio.create_task(self._plan_then_end(cadences, progress))
-        first_batch = asyncio.create_task(progress.next_batch().wait())
-        await asyncio.wait({planning, first_batch}, return_when=asyncio.FIRST_COMPLETED)
-        first_batch.cancel()
+        plan_progress = PlanProgress(turns=not self.settings.database.shared)
+        planning = asyncio.create_task(self._plan_then_end(cadences, plan_progress))
+        begun = asyncio.create_task(plan_progress.next_batch().wait())
+        await asyncio.wait({planning, begun}, return_when=asyncio.FIRST_COMPLETED)
+        begun.cancel()
         if planning.done():  # failed, or found nothing: delivery waits for nothing of it
-            return SendResult(planned=planning.result(), report=await self.deliver())
+            planned = planning.result()
+            if on_planned is not None:
+                on_planned(planned)
+            return SendResult(planned=planned, report=await self.deliver(wait=wait, progress=progress))
+        if on_planned is not None:
+            on_planned(list(plan_progress.planned))
         try:
-            report = await self.deliver(planning=progress)
+            report = await self.deliver(wait=wait, progress=progress, planning=plan_progress)
         finally:
             planned = await planning
         return SendResult(planned=planned, report=report)

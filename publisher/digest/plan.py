@@ -32,7 +32,7 @@ import hashlib
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -73,27 +73,45 @@ from subscribers.model import Cadence, Status
 log = logging.getLogger(__name__)
 
 
-PLAN_BATCH = 5_000  # subscribers a plan writes per transaction: delivery starts after the first
+PLAN_BATCH = 5_000  # subscriber ids a plan's transaction spans
+FIRST_BATCH = 500  # the first one's: delivery starts once it is written, as soon as may be
 
 # A plan still unwritten this long after it began was left by a process that died.
 STALE_PLAN = timedelta(minutes=10)
 
-# Awaited after each batch of a plan commits (the delivery waiting for rows wakes up).
-OnBatch = Callable[[], Awaitable[None]]
-
 
 class PlanProgress:
-    """A plan's batches as this process sees them: deliveries waiting for rows wake on each.
+    """A plan's batches as this process sees them: deliveries waiting for rows wake on
+    each, and take their turn to write between two of them.
 
-    ``batch_committed`` is the plan's ``on_batch``; ``ended`` is set by whoever ran the
-    plan when it returned or failed (a failed plan's digest waits for the next plan).
+    :meth:`begun` is called when a plan's digests are committed (``planned`` holds them),
+    ``batch_committed`` awaited after each batch of their rows commits; ``ended`` is set
+    by whoever ran the plan when it returned or failed (a failed plan's digest waits for
+    the next plan).
+
+    With ``turns`` (SQLite, one writer at a time) each batch and each write of the
+    delivery following the plan take :meth:`turn` first, so they alternate in the order
+    they asked.  Without turns the plan's batches, back to back, hold the write lock
+    nearly all the time, and SQLite's busy handler, which retries a waiting writer after
+    sleeps of up to 100 ms, let the delivery's first claim in only once the whole plan
+    was written (3 s for 200,000 subscribers).  PostgreSQL needs none: row locks.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, turns: bool) -> None:
         self._next = asyncio.Event()
         self.ended = False
+        self.planned: list[PlannedDigest] = []
+        self._turns = asyncio.Lock() if turns else None
+
+    def begun(self, planned: list[PlannedDigest]) -> None:
+        """A plan's digests are committed, their rows not yet: delivery renders them meanwhile."""
+        self.planned.extend(planned)
+        self._wake()
 
     async def batch_committed(self) -> None:
+        self._wake()
+
+    def _wake(self) -> None:
         self._next.set()
         self._next = asyncio.Event()
 
@@ -102,8 +120,14 @@ class PlanProgress:
         self._next.set()
 
     def next_batch(self) -> asyncio.Event:
-        """Set when the next batch commits (or the plan ends): take it before reading the ledger."""
+        """Set when the next batch (or plan) begins, or the plan ends: take it before reading the ledger."""
         return self._next
+
+    def turn(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """Held around one write transaction while the plan is writing (see the class)."""
+        if self._turns is None or self.ended:
+            return contextlib.nullcontext()
+        return self._turns
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +141,7 @@ class PlanOptions:
     max_articles: int
     schedule: Schedule | None = None
     grace: timedelta = timedelta(0)
-    batch_size: int = PLAN_BATCH  # subscribers per committed batch of a plan
+    batch_size: int = PLAN_BATCH  # subscriber ids per committed batch of a plan
 
 
 @dataclass(frozen=True)
@@ -163,7 +187,7 @@ async def _pick(
 
 async def plan(
     engine: AsyncEngine, cadence: Cadence, now: datetime, options: PlanOptions, *, dry_run: bool = False,
-    on_batch: OnBatch | None = None,
+    progress: PlanProgress | None = None,
 ) -> list[PlannedDigest]:
     """Create the digests due for ``cadence`` now; with ``dry_run`` nothing is written.
 
@@ -173,8 +197,8 @@ async def plan(
     digest.  A slot older than ``grace`` (the daemon was down) is skipped and logged;
     its articles wait for the next digest, as the cursor has not moved.
 
-    The rows are written in batches (see the module's docstring); ``on_batch`` is
-    awaited after each one commits.
+    The rows are written in batches (see the module's docstring), each in its
+    ``progress``'s turn, which hears of each one committed.
     """
     if dry_run:
         async with transaction(engine, dry_run=True) as conn:
@@ -188,8 +212,10 @@ async def plan(
             await _write(conn, draft, 0, None)
             return []
         await conn.execute(update(digests).where(digests.c.id.in_(draft.ids)).values(plan_cursor=0))
+    if progress is not None:  # delivery renders the digests while their first rows are written
+        progress.begun(draft.planned)
     try:
-        await _write_batches(engine, draft, cadence, options.batch_size, on_batch)
+        await _write_batches(engine, draft, cadence, options.batch_size, progress)
     except BaseException:
         with contextlib.suppress(Exception):  # closed now, or by the next plan once stale
             async with transaction(engine) as conn:
@@ -200,22 +226,23 @@ async def plan(
 
 
 async def _write_batches(
-    engine: AsyncEngine, draft: _Draft, cadence: Cadence, size: int, on_batch: OnBatch | None
+    engine: AsyncEngine, draft: _Draft, cadence: Cadence, size: int, progress: PlanProgress | None
 ) -> None:
     """Write the plan of ``draft`` batch by batch, each in its own transaction."""
     after: int | None = 0
+    span = min(size, FIRST_BATCH)
     while after is not None:
-        async with transaction(engine) as conn:
+        async with progress.turn() if progress is not None else contextlib.nullcontext(), transaction(engine) as conn:
             await serialize(conn, Exclusive.PLANNING)
             if not await _still_planning(conn, draft, after):
                 log.warning("plan of %s stopped: another plan closed its digest(s) %s", cadence, ", ".join(draft.ids))
                 break
-            upper = await _batch_end(conn, draft, after, size)
+            upper = await _batch_end(conn, after, span)
             await _write(conn, draft, after, upper)
             await conn.execute(update(digests).where(digests.c.id.in_(draft.ids)).values(plan_cursor=upper))
-        after = upper
-        if on_batch is not None:
-            await on_batch()
+        after, span = upper, size
+        if progress is not None:
+            await progress.batch_committed()
 
 
 async def plan_on(conn: AsyncConnection, cadence: Cadence, now: datetime, options: PlanOptions) -> list[PlannedDigest]:
@@ -294,11 +321,16 @@ async def _still_planning(conn: AsyncConnection, draft: _Draft, after: int) -> b
     return ours == len(draft.ids)
 
 
-async def _batch_end(conn: AsyncConnection, draft: _Draft, after: int, size: int) -> int | None:
-    """The last subscriber id of the batch after ``after``; None when that batch is the last."""
+async def _batch_end(conn: AsyncConnection, after: int, size: int) -> int | None:
+    """The last subscriber id of the batch after ``after``; None when that batch is the last.
+
+    A batch spans ``size`` subscriber ids, due or not: the primary key finds its end
+    in a read of ``size`` keys.  Counting only the due subscribers walked the whole
+    plan index and sorted what it found, for each batch: 40 ms a batch, most of a
+    200,000-subscriber plan's time.
+    """
     last: int | None = await conn.scalar(
-        select(subscribers.c.id).where(*draft.due, subscribers.c.id > after)
-        .order_by(subscribers.c.id).offset(size - 1).limit(1)
+        select(subscribers.c.id).where(subscribers.c.id > after).order_by(subscribers.c.id).offset(size - 1).limit(1)
     )
     return last
 

@@ -15,7 +15,7 @@ from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.delivery import ledger
 from publisher.delivery.service import DeliveryService
-from publisher.digest.plan import STALE_PLAN, PlanOptions, plan
+from publisher.digest.plan import STALE_PLAN, PlanOptions, PlanProgress, plan
 from publisher.mail.transport import MaildirTransport
 from publisher.store.schema import deliveries, digests
 from subscribers.model import Cadence
@@ -41,14 +41,15 @@ async def rows_by_subscriber(publisher: Publisher) -> Counter[int]:
         return Counter((await conn.execute(select(deliveries.c.subscriber_id))).scalars())
 
 
-async def crash_after_first_batch() -> None:
-    raise Crash
+class CrashAfterFirstBatch(PlanProgress):
+    async def batch_committed(self) -> None:
+        raise Crash
 
 
 async def killed_after_first_batch(publisher: Publisher) -> None:
     """A plan whose process died after its first batch: nobody closed its digest."""
     with pytest.raises(Crash):
-        await plan(publisher.engine, Cadence.INSTANT, clock.now(), OPTIONS, on_batch=crash_after_first_batch)
+        await plan(publisher.engine, Cadence.INSTANT, clock.now(), OPTIONS, progress=CrashAfterFirstBatch(turns=True))
     async with publisher.engine.begin() as conn:
         await conn.execute(update(digests).values(plan_cursor=2))
 
@@ -120,3 +121,50 @@ async def test_the_first_message_goes_out_before_the_last_batch_is_written(
     assert len(outbox_messages(settings)) == READERS
     [summary] = await ledger.states(publisher.engine)
     assert summary.status == "finished"
+
+
+@pytest.mark.sqlite_only("one writer at a time: PostgreSQL's plan and claims lock rows and need no turns")
+async def test_the_delivery_writes_between_the_batches_of_a_plan(
+    publisher: Publisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite has one writer: the delivery's claims take turns with the plan's batches.
+
+    Without turns the plan's batches, back to back, kept the write lock, and SQLite's
+    busy handler let the claims in only once the whole plan was written.
+    """
+    count = 40
+    for i in range(count):
+        await add_subscriber(publisher.engine, f"t{i}@example.org", name="T")
+    await publisher.intake.scan()
+    settings = publisher.delivery.settings
+    publisher.delivery.settings = settings.model_copy(
+        update={"delivery": settings.delivery.model_copy(update={"batch_size": 1})}  # a claim per row
+    )
+    real_options, real_claim = DeliveryService._plan_options, ledger.claim
+    real_batch_committed = PlanProgress.batch_committed
+    events: list[str] = []
+    claimed = asyncio.Event()
+
+    def one_per_batch(self: DeliveryService, cadence: Cadence) -> PlanOptions:
+        return dataclasses.replace(real_options(self, cadence), batch_size=1)
+
+    async def batch_committed(self: PlanProgress) -> None:
+        events.append("batch")
+        await real_batch_committed(self)
+        if len(events) == 1:  # the delivery has started (rendered, connected) before the plan goes on
+            await asyncio.wait_for(claimed.wait(), timeout=10)
+
+    async def claim(*args: object, **kwargs: object) -> list[object]:
+        rows = await real_claim(*args, **kwargs)  # type: ignore[arg-type]
+        if rows:
+            events.append("claim")
+            claimed.set()
+        return rows  # type: ignore[return-value]
+
+    monkeypatch.setattr(DeliveryService, "_plan_options", one_per_batch)
+    monkeypatch.setattr(PlanProgress, "batch_committed", batch_committed)
+    monkeypatch.setattr(ledger, "claim", claim)
+    result = await publisher.delivery.send([Cadence.INSTANT])
+    assert result.report is not None and result.report.sent == count
+    last_batch = len(events) - events[::-1].index("batch")
+    assert events[:last_batch].count("claim") >= count * 3 // 4, " ".join(events)  # nearly one a batch
