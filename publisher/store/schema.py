@@ -261,3 +261,16 @@ feed_documents = Table(
     Column("etag", Text, nullable=False),
     Column("last_modified", UTCDateTime(), nullable=False),
 )
+
+# Clicks on digest links, counted per link per digest ([tracking] clicks = "aggregate";
+# publisher.tracking): the n-th distinct link of the digest's HTML, its target, and how
+# many times it was followed.  A row appears at a link's first click.  Nothing in it
+# says who clicked.
+link_clicks = Table(
+    "link_clicks",
+    metadata,
+    Column("digest_id", String(64), primary_key=True),
+    Column("n", Integer, primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("clicks", BigInteger, nullable=False),
+)
