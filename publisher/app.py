@@ -9,7 +9,8 @@ node facts, and the services named for the step of the data's way they do:
 * ``shelf`` (:mod:`publisher.feeds.shelf`): the current feed documents, built from the
   store, written as static files, announced to the WebSub hub;
 * ``delivery`` (:mod:`publisher.delivery.service`): digests planned, rendered and sent;
-* ``subscribers`` (:mod:`subscribers.service`): the subscriber lifecycle and its reads.
+* ``subscribers`` (:mod:`subscribers.service`): the subscriber lifecycle and its reads;
+* ``clicks`` (:mod:`publisher.tracking.service`): the counted redirects of digest links.
 
 The services get their collaborators here, explicitly, and report what the node
 should know through callbacks wired here (a finished scan, messages sent, the next
@@ -39,6 +40,7 @@ from publisher.store import meta
 from publisher.store.db import create_engine, ping, upgrade
 from publisher.tasks import TaskTracker
 from publisher.templating import make_environment, make_loader
+from publisher.tracking.service import ClickTracking
 from subscribers.model import Cadence
 from subscribers.service import SubscriberService
 from subscribers.tokens import Tokens
@@ -75,6 +77,7 @@ class Publisher:
             stopping=self.tasks.stopping, scan_into=lambda conn: self.intake.scan_markdown(into=conn),
             node_id=self.node.node_id, on_sent=self._count_sent,
         )
+        self.clicks = ClickTracking(self.engine, settings, lambda: self.tokens)
         # Told when the earliest scheduled article is due (None: none) after every ingest:
         # the leader's schedule wakes up then (publisher.runtime.scheduler).
         self.on_next_release: Callable[[datetime | None], None] | None = None
@@ -111,7 +114,7 @@ class Publisher:
         self.env.loader = make_loader(settings.site.templates_dir)
         self.__dict__["dkim"] = signer  # replaces the cached property's value
         # Each service keeps the settings it runs on; its next run reads the new ones.
-        for service in (self.intake, self.shelf, self.delivery, self.subscribers):
+        for service in (self.intake, self.shelf, self.delivery, self.subscribers, self.clicks):
             service.settings = self.settings
         self.shelf.hub.settings = self.settings.websub
         if self._notices is not None:  # it reads these when it sends

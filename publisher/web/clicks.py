@@ -11,38 +11,26 @@ working after it is turned off.
 
 from __future__ import annotations
 
-import logging
-
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
 
 from publisher import urls
-from publisher.logs import first_line
-from publisher.tracking.counts import count_click
-from publisher.tracking.links import ClickLinks
 from publisher.web.keys import PUBLISHER
 from publisher.web.pages import render
 from publisher.web.ratelimit import RateLimits, client_address
-
-log = logging.getLogger(__name__)
 
 CLICK_LIMITS = web.AppKey("click_limits", RateLimits)
 
 
 async def follow(request: web.Request) -> web.StreamResponse:
-    publisher = request.app[PUBLISHER]
-    settings = publisher.settings
+    clicks = request.app[PUBLISHER].clicks
     digest_id, n = request.match_info["digest_id"], int(request.match_info["n"])
     target = request.query.get("u", "")
-    if not ClickLinks(publisher.tokens, settings.site.url).genuine(digest_id, n, target, request.query.get("s", "")):
+    if not clicks.genuine(digest_id, n, target, request.query.get("s", "")):
         message = "The link may have been cut short when it was copied, or it was changed. Open it from the email again."
         return render(request, "error.html", {"status": 400, "reason": "This link does not work", "message": message},
                       status=400)
-    if request.method == "GET" and settings.tracking.clicks == "aggregate" and await _within_rate(request):
-        try:
-            await count_click(publisher.engine, digest_id, n, target)
-        except SQLAlchemyError as exc:
-            log.warning("click on link %d of digest %s not counted: %s", n, digest_id, first_line(exc))
+    if request.method == "GET" and clicks.counting and await _within_rate(request):
+        await clicks.count(digest_id, n, target)
     raise web.HTTPFound(target, headers={"Cache-Control": "no-store"})
 
 

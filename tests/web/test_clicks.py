@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy.exc import OperationalError
 
 from publisher.app import Publisher
 from publisher.config import Settings, TrackingSettings
@@ -25,6 +26,7 @@ from publisher.mail import render as render_module
 from publisher.mail.message import DigestMessages
 from publisher.mail.render import Personal, render_digest
 from publisher.templating import make_environment
+from publisher.tracking import service as tracking_service
 from publisher.tracking.counts import click_counts
 from publisher.tracking.links import ClickLinks
 from subscribers.model import Cadence
@@ -164,6 +166,21 @@ async def test_clicks_past_the_clients_rate_still_redirect_uncounted(make_settin
         assert await click_counts(publisher.engine, "d1") == [("https://example.org/a", 2)]
     finally:
         await publisher.close()
+
+
+async def test_a_store_that_fails_loses_the_click_never_the_readers_way_on(
+    sent: tuple[Publisher, TestClient, str, email.message.EmailMessage], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    publisher, client, digest_id, message = sent
+    path = counted(message)[0]
+
+    async def failing(*_: object) -> None:
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(tracking_service, "count_click", failing)
+    response = await client.get(path, allow_redirects=False)
+    assert response.status == 302 and response.headers["Location"] == target(path)
+    assert await click_counts(publisher.engine, digest_id) == []
 
 
 # --- the rewrite itself ----------------------------------------------------------------
