@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from publisher import clock
 from publisher.config import Settings
 from publisher.store.articles import all_tags
-from publisher.store.db import transaction
+from publisher.store.db import begin_writing, transaction
 from publisher.store.schema import deliveries, subscribers
 from subscribers import store
 from subscribers.bulk import ImportReport, ProgressCallback, import_rows
@@ -136,9 +136,11 @@ async def activate(engine: AsyncEngine, subscriber_id: int, *, now: datetime) ->
     """:func:`confirm`, and whether this call made them active (the one confirmation a welcome follows).
 
     The update only takes a row still pending: of two confirmations at once (a double
-    click; PostgreSQL runs both), the second waits for the first and then changes nothing.
+    click), the second waits for the first and then changes nothing (on SQLite it takes
+    the write lock first, so it reads what the first wrote).
     """
     async with engine.begin() as conn:
+        await begin_writing(conn)
         current = await store.get(conn, subscriber_id)
         if current is None or current.status != Status.PENDING:
             return current, False

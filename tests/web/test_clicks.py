@@ -85,11 +85,11 @@ async def test_the_digests_links_go_through_counted_redirects_except_the_persona
     assert "/c/" not in "".join(re.findall(r'src="([^"]*)"', message.get_body(("html",)).get_content()))  # type: ignore[union-attr]
     assert not any("ann" in path or "unsubscribe" in path for path in tracked)
     # The same article linked from its title and "Read more" is one link, counted as one.
-    articles = [target(path) for path in tracked if "/articles/" in target(path)]
-    assert len(set(articles)) == len(set(tracked) & {p for p in tracked if "/articles/" in target(p)})
+    to_articles = [path for path in tracked if "/articles/" in target(path)]
+    assert len(to_articles) > len(set(to_articles)) == len({target(path) for path in to_articles})
     # The plain-text part is not rewritten: its reader sees the address they follow.
     text = plain_text(message)
-    assert "/c/" not in text and articles[0] in text
+    assert "/c/" not in text and target(to_articles[0]) in text
 
 
 async def test_each_click_redirects_to_the_signed_target_and_is_counted(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.message
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -12,7 +13,9 @@ from aiohttp.test_utils import TestClient
 from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.templating import make_loader
-from subscribers.model import Status
+from publisher import clock
+from subscribers import service
+from subscribers.model import Preferences, Source, Status
 from tests.support.outbox import link_in, outbox_messages, plain_text
 from tests.support.web_client import Visitor, web_client
 from tests.web.test_subscription_web import GENEROUS, confirm, sign_up, subscriber
@@ -122,3 +125,13 @@ async def test_a_welcome_that_fails_never_undoes_the_confirmation(
         found = await subscriber(publisher, "ann@example.org")
         assert found is not None and found.status == Status.ACTIVE
         assert publisher.notices.given_up == 1
+
+
+async def test_of_confirmations_at_once_exactly_one_activates(publisher: Publisher) -> None:
+    """The one a welcome follows: a double click (two requests at once) welcomes once."""
+    pending, _ = await service.sign_up(
+        publisher.engine, "ann@example.org", name="Ann", prefs=Preferences(), source=Source.WEB, now=clock.now()
+    )
+    outcomes = await asyncio.gather(*(service.activate(publisher.engine, pending.id, now=clock.now()) for _ in range(5)))
+    assert sorted(activated for _, activated in outcomes) == [False] * 4 + [True]
+    assert all(found is not None and found.status == Status.ACTIVE for found, _ in outcomes)
