@@ -100,15 +100,19 @@ class Tokens:
         """``payload`` signed for ``purpose``: ``<payload>.<urlsafe base64 of its HMAC, unpadded>``."""
         if purpose in _EXPIRING:  # timestamped: itsdangerous adds the time
             return self._signers[purpose].sign(payload).decode("ascii")
-        return f"{payload.decode('ascii')}.{self.signature(purpose, payload)}"
+        return (payload + b"." + self._mac(purpose, payload)).decode("ascii")
 
     def signature(self, purpose: Purpose, payload: bytes) -> str:
-        """The bare signature of ``payload`` for a ``purpose`` that never expires: the urlsafe
-        base64 of its HMAC, unpadded.  For a link that carries its payload in the clear
-        (a click redirect's target); compare with :func:`hmac.compare_digest`."""
+        """The bare signature of ``payload`` for a ``purpose`` that never expires, for a link
+        that carries its payload in the clear (a click redirect's target); compare with
+        :func:`hmac.compare_digest`."""
+        return self._mac(purpose, payload).decode("ascii")
+
+    def _mac(self, purpose: Purpose, payload: bytes) -> bytes:
+        """The urlsafe base64 of ``payload``'s HMAC for ``purpose``, unpadded (as itsdangerous writes it)."""
         mac = self._keyed[purpose].copy()
         mac.update(payload)
-        return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
+        return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=")
 
     def read(self, purpose: Purpose, token: str, max_age: float | None = None) -> Claim:
         """Whose ``token`` is; InvalidToken if it can't be trusted, ExpiredToken if too old."""
