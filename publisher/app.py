@@ -11,6 +11,7 @@ node facts, and the services named for the step of the data's way they do:
 * ``delivery`` (:mod:`publisher.delivery.service`): digests planned, rendered and sent;
 * ``subscribers`` (:mod:`subscribers.service`): the subscriber lifecycle and its reads;
 * ``webhooks`` (:mod:`publisher.webhooks.dispatch`): the events' outbox sent to ``[[webhooks]]``.
+* ``clicks`` (:mod:`publisher.tracking.service`): the counted redirects of digest links.
 
 The services get their collaborators here, explicitly, and report what the node
 should know through callbacks wired here (a finished scan, messages sent, the next
@@ -40,6 +41,7 @@ from publisher.store import meta
 from publisher.store.db import create_engine, ping, upgrade
 from publisher.tasks import TaskTracker
 from publisher.templating import make_environment, make_loader
+from publisher.tracking.service import ClickTracking
 from publisher.webhooks.dispatch import Webhooks
 from subscribers.model import Cadence
 from subscribers.service import SubscriberService
@@ -78,6 +80,7 @@ class Publisher:
             node_id=self.node.node_id, on_sent=self._count_sent,
         )
         self.webhooks = Webhooks(self.engine, settings, self.node.node_id, self.tasks.stopping)
+        self.clicks = ClickTracking(self.engine, settings, lambda: self.tokens)
         # Told when the earliest scheduled article is due (None: none) after every ingest:
         # the leader's schedule wakes up then (publisher.runtime.scheduler).
         self.on_next_release: Callable[[datetime | None], None] | None = None
@@ -114,7 +117,7 @@ class Publisher:
         self.env.loader = make_loader(settings.site.templates_dir)
         self.__dict__["dkim"] = signer  # replaces the cached property's value
         # Each service keeps the settings it runs on; its next run reads the new ones.
-        for service in (self.intake, self.shelf, self.delivery, self.subscribers, self.webhooks):
+        for service in (self.intake, self.shelf, self.delivery, self.subscribers, self.webhooks, self.clicks):
             service.settings = self.settings
         self.shelf.hub.settings = self.settings.websub
         if self._notices is not None:  # it reads these when it sends

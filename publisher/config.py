@@ -382,6 +382,20 @@ class SubscribersSettings(_Section):
     # as long each time; then it is logged as an error and counted in /readyz.
     signup_attempts: int = Field(default=4, ge=1, le=20)
     signup_retry_seconds: float = Field(default=1.0, gt=0, le=600)
+    # Email a welcome (templates/email/welcome.*) when a subscriber confirms a sign-up.
+    welcome: bool = True
+
+
+class TrackingSettings(_Section):
+    """What is counted of readers' clicks (README, "Click counts"): nothing by default."""
+
+    # "aggregate": the links in digests' HTML go through signed redirects on the site that
+    # count clicks per link per digest, with no record of who clicked.  "off": links go
+    # straight to their targets, and digests are exactly as without this setting.
+    clicks: Literal["off", "aggregate"] = "off"
+    # Clicks counted per client address; past it a click still redirects, uncounted
+    # (one reader or a link scanner can't inflate a link's count).
+    click_rate_per_client: Annotated[str, AfterValidator(_rate)] = "30/minute"
 
 
 class Settings(_Section):
@@ -399,6 +413,7 @@ class Settings(_Section):
     cluster: ClusterSettings = ClusterSettings()
     websub: WebSubSettings = WebSubSettings()
     subscribers: SubscribersSettings = SubscribersSettings()
+    tracking: TrackingSettings = TrackingSettings()
     # Where articles come from; none listed: [content] dir and the API.
     sources: list[SourceSettings] = []
     webhooks: list[WebhookSettings] = []

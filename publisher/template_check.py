@@ -78,4 +78,8 @@ NOTICE_SAMPLES: dict[str, dict[str, object]] = {
     "confirm": {"confirm_url": urls.confirm(_SAMPLE_SITE, "token"), "valid_hours": "48"},
     "manage": {"preferences_url": urls.preferences(_SAMPLE_SITE, "token")},
     "preferences_link": {"preferences_url": urls.preferences(_SAMPLE_SITE, "token")},
+    "welcome": {
+        "preferences_url": urls.preferences(_SAMPLE_SITE, "token"), "unsubscribe_url": urls.unsubscribe(_SAMPLE_SITE, "token"),
+        "name": SAMPLE_READER[0],
+    },
 }

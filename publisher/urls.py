@@ -80,6 +80,9 @@ class Route:
 INDEX = Route("")
 ARTICLE = Route("articles/{slug:[a-z0-9][a-z0-9-]{0,299}}")
 DIGEST = Route("digests/{digest_id:[A-Za-z0-9._-]{1,64}}")  # a digest's "view in browser" copy
+# A digest link's counted redirect ([tracking] clicks = "aggregate"): the n-th distinct link of the
+# digest's HTML; the query carries the target and its signature (publisher.tracking.links).
+CLICK = Route("c/{digest_id:[A-Za-z0-9._-]{1,64}}/{n:[0-9]{1,4}}")
 STYLESHEET = Route("assets/site.css")
 IMAGES_PREFIX = "images/"  # where [site] static_dir is served; articles reference their pictures here
 IMAGES = Route(IMAGES_PREFIX + "{name:.+}")

@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from publisher import clock
 from publisher.config import Settings
 from publisher.store.articles import all_tags
-from publisher.store.db import transaction
+from publisher.store.db import begin_writing, transaction
 from publisher.store.schema import deliveries, subscribers
 from publisher.webhooks.events import LEAVING, EventType, subscriber_event
 from subscribers import store
@@ -133,19 +133,32 @@ async def confirm(engine: AsyncEngine, subscriber_id: int, *, now: datetime) -> 
     Idempotent: an active subscriber stays as they are.  A subscriber who left after
     the link was sent is not brought back by an old link; None if there is no one.
     """
+    return (await activate(engine, subscriber_id, now=now))[0]
+
+
+async def activate(engine: AsyncEngine, subscriber_id: int, *, now: datetime) -> tuple[Subscriber | None, bool]:
+    """:func:`confirm`, and whether this call made them active (the one confirmation a welcome follows).
+
+    The update only takes a row still pending: of two confirmations at once (a double
+    click), the second waits for the first and then changes nothing (on SQLite it takes
+    the write lock first, so it reads what the first wrote).
+    """
     async with engine.begin() as conn:
+        await begin_writing(conn)
         current = await store.get(conn, subscriber_id)
         if current is None or current.status != Status.PENDING:
-            return current
-        await conn.execute(
+            return current, False
+        activated = await conn.execute(
             update(subscribers)
-            .where(subscribers.c.id == subscriber_id)
+            .where(subscribers.c.id == subscriber_id, subscribers.c.status == Status.PENDING.value)
             .values(**await store.activation(conn, Source.WEB, now))
         )
+        if activated.rowcount != 1:
+            return await _reload(conn, subscriber_id), False
         await store.lift(conn, [email_hash(current.email)])
         confirmed = await _reload(conn, subscriber_id)
         await subscriber_event(conn, confirmed, now, EventType.SUBSCRIBER_CONFIRMED)
-        return confirmed
+        return confirmed, True
 
 
 async def create(
@@ -440,6 +453,8 @@ class Notifier(Protocol):
 
     async def send_preferences_link(self, subscriber: Subscriber) -> None: ...
 
+    async def send_welcome(self, subscriber: Subscriber) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Page:
@@ -567,7 +582,14 @@ class SubscriberService:
         self.notices.confirm_later(subscriber)
 
     async def confirm(self, subscriber_id: int) -> Subscriber | None:
-        return await confirm(self.engine, subscriber_id, now=clock.now())
+        """Activate a pending subscriber; one who became active by it is welcomed by email
+        (``[subscribers] welcome``), in the background: a welcome that can't be sent
+        never undoes the confirmation."""
+        confirmed, activated = await activate(self.engine, subscriber_id, now=clock.now())
+        if activated and confirmed is not None and self.settings.subscribers.welcome:
+            notices = self.notices
+            notices.later(partial(notices.send_welcome, confirmed), f"welcoming subscriber {confirmed.id}")
+        return confirmed
 
     async def create(
         self, email: str, *, name: str = "", prefs: Preferences, source: Source, confirmed: bool

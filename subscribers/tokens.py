@@ -25,6 +25,7 @@ class Purpose(StrEnum):
     CONFIRM = "confirm"
     UNSUBSCRIBE = "unsubscribe"
     PREFERENCES = "preferences"
+    CLICK = "click"  # a digest link's signed redirect (publisher.tracking.links): no subscriber in it
 
 
 _EXPIRING = frozenset({Purpose.CONFIRM})
@@ -97,12 +98,21 @@ class Tokens:
 
     def _sign(self, purpose: Purpose, payload: bytes) -> str:
         """``payload`` signed for ``purpose``: ``<payload>.<urlsafe base64 of its HMAC, unpadded>``."""
-        keyed = self._keyed.get(purpose)
-        if keyed is None:  # timestamped: itsdangerous adds the time
+        if purpose in _EXPIRING:  # timestamped: itsdangerous adds the time
             return self._signers[purpose].sign(payload).decode("ascii")
-        mac = keyed.copy()
+        return (payload + b"." + self._mac(purpose, payload)).decode("ascii")
+
+    def signature(self, purpose: Purpose, payload: bytes) -> str:
+        """The bare signature of ``payload`` for a ``purpose`` that never expires, for a link
+        that carries its payload in the clear (a click redirect's target); compare with
+        :func:`hmac.compare_digest`."""
+        return self._mac(purpose, payload).decode("ascii")
+
+    def _mac(self, purpose: Purpose, payload: bytes) -> bytes:
+        """The urlsafe base64 of ``payload``'s HMAC for ``purpose``, unpadded (as itsdangerous writes it)."""
+        mac = self._keyed[purpose].copy()
         mac.update(payload)
-        return (payload + b"." + base64.urlsafe_b64encode(mac.digest()).rstrip(b"=")).decode("ascii")
+        return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=")
 
     def read(self, purpose: Purpose, token: str, max_age: float | None = None) -> Claim:
         """Whose ``token`` is; InvalidToken if it can't be trusted, ExpiredToken if too old."""

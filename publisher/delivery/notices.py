@@ -1,4 +1,4 @@
-"""One-to-one emails a person triggers: the confirmation link, the link to preferences.
+"""One-to-one emails a person triggers: the confirmation link, the link to preferences, the welcome.
 
 They are sent in the background, off the request that caused them, so the sign-up
 page answers in the same time whether or not an address is known and whether or not
@@ -78,6 +78,18 @@ class Notices:
         url = self.tokens.link(self.settings.site.url, Purpose.PREFERENCES, subscriber.id, subscriber.email)
         await self._send(subscriber, template, subject, {"preferences_url": url})
 
+    async def send_welcome(self, subscriber: Subscriber) -> None:
+        """The welcome after a confirmed sign-up (``[subscribers] welcome``): the list's first
+        mail, so it carries the reader's unsubscribe and preferences links, and List-Unsubscribe."""
+        unsubscribe_url, preferences_url = self.tokens.links(
+            self.settings.site.url, subscriber.id, subscriber.email, Purpose.UNSUBSCRIBE, Purpose.PREFERENCES
+        )
+        await self._send(
+            subscriber, "welcome", f"Welcome to {self.settings.site.title}",
+            {"unsubscribe_url": unsubscribe_url, "preferences_url": preferences_url, "name": subscriber.name},
+            unsubscribe_url=unsubscribe_url,
+        )
+
     def later(self, work: Work, what: str) -> None:
         """Run ``work()`` after the current request has been answered; drained at shutdown.
 
@@ -108,14 +120,17 @@ class Notices:
                 log.exception("%s failed", what)
                 return
 
-    async def _send(self, subscriber: Subscriber, template: str, subject: str, extra: dict[str, object]) -> None:
+    async def _send(
+        self, subscriber: Subscriber, template: str, subject: str, extra: dict[str, object], *,
+        unsubscribe_url: str | None = None,
+    ) -> None:
         site = self.settings.site
         context = {"site": site, "subject": subject, "email": subscriber.email, **extra}
         try:
             html, text = render_notice(self.env, template, context)
             message = build_notice(
                 settings=self.settings, to_name=subscriber.name, to_email=subscriber.email,
-                subject=subject, html=html, text=text, date=clock.now(),
+                subject=subject, html=html, text=text, date=clock.now(), unsubscribe_url=unsubscribe_url,
             )
             if self.signer is not None:
                 message = self.signer.sign(message)

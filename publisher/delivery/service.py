@@ -132,13 +132,17 @@ class DroppedArticle:
     cancelled: int | None = None  # it was the last article: the digest was cancelled, these messages with it
 
 
-def framer(settings: Settings, env: jinja2.Environment) -> Framer:
-    """How a run renders and frames a digest: with these templates and settings."""
+def framer(settings: Settings, env: jinja2.Environment, tokens: Tokens) -> Framer:
+    """How a run renders and frames a digest: with these templates and settings (and,
+    with ``[tracking] clicks = "aggregate"``, links signed with ``tokens``)."""
     from publisher.mail.message import DigestMessages
     from publisher.mail.render import render_digest
+    from publisher.tracking.links import click_links
+
+    clicks = click_links(settings, tokens)
 
     def frame(articles: Sequence[Article], ident: str, cadence: str, resend: bool, date: datetime) -> DigestMessages:
-        rendered = render_digest(articles, settings, env, ident, cadence, resend=resend)
+        rendered = render_digest(articles, settings, env, ident, cadence, resend=resend, clicks=clicks)
         return DigestMessages(rendered, settings=settings, digest_id=ident, date=date)
 
     return frame
@@ -461,7 +465,7 @@ class DeliveryService:
             except DeliveryError as exc:
                 return DeliveryReport(unreachable=f"cannot reach the {config.transport_name}: {exc}")
             deliverer = Deliverer(
-                self.engine, config, framer(self.settings, self.env), self._tokens(), pool,
+                self.engine, config, framer(self.settings, self.env, self._tokens()), self._tokens(), pool,
                 stop=self.stopping, progress=self._tracking(progress), signer=self._dkim(), claimant=claimant,
                 journal=self.journal, planning=planning, plan_poll=self.settings.cluster.poll_interval,
             )

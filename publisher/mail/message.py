@@ -95,7 +95,7 @@ class DigestMessages:
         self._digest_id = digest_id
         self._domain = settings.sending_domain
         sender = settings.delivery.from_address
-        self._mailto = f"mailto:{quote(sender, safe='@')}?subject=unsubscribe"
+        self._mailto = _unsubscribe_mailto(sender)
         self._one_click = urls.is_https(settings.site.url)
         boundary = "=_" + secrets.token_hex(16)
         constant = EmailMessage(policy=SMTP)
@@ -217,13 +217,17 @@ def _to(name: str, email: str) -> str:
 
 
 def build_notice(
-    *, settings: Settings, to_name: str, to_email: str, subject: str, html: str, text: str, date: datetime
+    *, settings: Settings, to_name: str, to_email: str, subject: str, html: str, text: str, date: datetime,
+    unsubscribe_url: str | None = None,
 ) -> bytes:
-    """The wire bytes of a one-to-one message (a confirmation, a link to preferences).
+    """The wire bytes of a one-to-one message (a confirmation, a link to preferences, a welcome).
 
     Transactional, not bulk: it comes from ``[delivery] transactional_from`` when set
     and carries no List-* headers, so receivers don't offer to "unsubscribe" from a
     message the person just asked for.  Its Message-ID is random: it is never resent.
+    A notice that is the list's first mail to a new subscriber (the welcome) passes
+    ``unsubscribe_url``: it then carries List-Unsubscribe (and RFC 8058 one-click over
+    HTTPS) as a digest does.
     """
     if date.tzinfo is None or date.utcoffset() is None:
         raise ValueError("date must be timezone-aware")
@@ -236,6 +240,11 @@ def build_notice(
     msg["Subject"] = _Preformatted("Subject", *_text_words(_checked("subject", subject)))
     msg["MIME-Version"] = "1.0"
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: autoresponders must not answer it
+    if unsubscribe_url is not None:
+        mailto = _unsubscribe_mailto(delivery.from_address)
+        msg["List-Unsubscribe"] = _Preformatted("List-Unsubscribe", f"<{_list_url(unsubscribe_url)}>,", f"<{mailto}>")
+        if urls.is_https(settings.site.url) and unsubscribe_url.startswith("https://"):
+            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg.make_alternative()
     msg.set_payload([_text_part("plain", text), _text_part("html", html)])
     return msg.as_bytes()
@@ -302,6 +311,11 @@ def _address(display_name: str, addr_spec: str) -> Address:
         return Address(display_name=display_name, addr_spec=f"{local}@{domain.encode('idna').decode('ascii')}")
     except (ValueError, IndexError, HeaderParseError) as exc:
         raise ValueError(f"not a valid email address: {addr_spec!r} ({exc})") from None
+
+
+def _unsubscribe_mailto(sender: str) -> str:
+    """The List-Unsubscribe mailto: URI, to the list's own address (the reply inbox reads it)."""
+    return f"mailto:{quote(sender, safe='@')}?subject=unsubscribe"
 
 
 def _list_url(url: str) -> str:

@@ -17,7 +17,8 @@ import secrets
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
+from typing import TYPE_CHECKING
 
 import css_inline
 import jinja2
@@ -26,6 +27,9 @@ from publisher import urls
 from publisher.config import Settings
 from publisher.content.model import Article, FactTable
 from publisher.content.text import one_line, truncate
+
+if TYPE_CHECKING:
+    from publisher.tracking.links import ClickLinks
 
 HTML_TEMPLATE = "email/digest.html"
 TEXT_TEMPLATE = "email/digest.txt"
@@ -131,11 +135,13 @@ def render_digest(
     cadence: str,
     *,
     resend: bool = False,
+    clicks: ClickLinks | None = None,
 ) -> RenderedDigest:
     """Render the digest of ``articles`` (newest first) for every subscriber of ``cadence``.
 
     ``resend``: the articles were sent before and are sent again after an edit; the
     templates say so (an update to the reader's ``cadence`` digest, not news).
+    ``clicks``: the HTML's links go through counted redirects (``[tracking] clicks``).
 
     Raises ValueError for an empty digest or when a (possibly operator-overridden)
     template lost the unsubscribe link, which bulk-mail rules and RFC 8058 require.
@@ -157,7 +163,8 @@ def render_digest(
         "heading": heading,
         "text_table": text_table,
     }
-    html_part, text_part = _render_within(env, context, articles, settings.digest.max_message_bytes)
+    track = None if clicks is None else partial(clicks.rewrite, digest_id=digest_id, keep=nonce)
+    html_part, text_part = _render_within(env, context, articles, settings.digest.max_message_bytes, track)
     unsubscribe = _sentinel("unsubscribe_url", nonce)
     for name, part in ((HTML_TEMPLATE, html_part), (TEXT_TEMPLATE, text_part)):
         if unsubscribe not in part:
@@ -166,7 +173,8 @@ def render_digest(
 
 
 def _render_within(
-    env: jinja2.Environment, context: dict[str, object], articles: Sequence[Article], max_bytes: int
+    env: jinja2.Environment, context: dict[str, object], articles: Sequence[Article], max_bytes: int,
+    track: Callable[[str], str] | None,
 ) -> tuple[str, str]:
     """The (inlined HTML, text) parts, the HTML within ``max_bytes`` where shortening can make it so.
 
@@ -180,6 +188,8 @@ def _render_within(
         shown = [_teaser(article) if article.id in shortened else article for article in articles]
         context |= {"articles": shown, "shortened": shortened}
         html_part = _INLINER.inline(env.get_template(HTML_TEMPLATE).render(context))
+        if track is not None:  # the links as sent (counted redirects are longer) are what must fit
+            html_part = track(html_part)
         if len(html_part.encode()) <= max_bytes or len(shortened) == len(heaviest):
             return html_part, env.get_template(TEXT_TEMPLATE).render(context)
         shortened.add(heaviest[len(shortened)].id)

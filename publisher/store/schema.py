@@ -304,3 +304,16 @@ webhook_deliveries = Table(
     Column("lease_until", UTCDateTime(), nullable=True),
 )
 Index("ix_webhook_deliveries_key", webhook_deliveries.c.endpoint, webhook_deliveries.c.key, webhook_deliveries.c.event_seq)
+
+# Clicks on digest links, counted per link per digest ([tracking] clicks = "aggregate";
+# publisher.tracking): the n-th distinct link of the digest's HTML, its target, and how
+# many times it was followed.  A row appears at a link's first click.  Nothing in it
+# says who clicked.
+link_clicks = Table(
+    "link_clicks",
+    metadata,
+    Column("digest_id", String(64), primary_key=True),
+    Column("n", Integer, primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("clicks", BigInteger, nullable=False),
+)

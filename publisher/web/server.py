@@ -18,6 +18,7 @@ from aiohttp.http import HttpProcessingError
 from publisher import urls
 from publisher.app import Publisher
 from publisher.web.api import add_api_routes
+from publisher.web.clicks import add_click_routes
 from publisher.web.feeds import FeedRoutes
 from publisher.web.forms import CsrfSigner
 from publisher.web.health import add_health_routes
@@ -182,6 +183,7 @@ def _build(publisher: Publisher) -> tuple[web.Application, FeedRoutes]:
     add_security_headers(app, https=https)
     add_public_routes(app)
     add_subscription_routes(app)
+    add_click_routes(app)
     add_api_routes(app)
     add_health_routes(app)
     # The feeds' responses carry the security headers in a header set prepared once per

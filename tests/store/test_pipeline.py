@@ -218,7 +218,7 @@ async def test_two_nodes_delivering_at_once_share_a_digest_and_send_each_message
     def node(name: str) -> Deliverer:
         config = DeliveryConfig.from_settings(settings)
         return Deliverer(
-            publisher.engine, config, framer(settings, publisher.env), publisher.tokens,
+            publisher.engine, config, framer(settings, publisher.env, publisher.tokens), publisher.tokens,
             TransportPool(lambda: Yielding(settings.delivery.outbox), config.concurrency, name="outbox"),
             claimant=Claimant(name, timedelta(seconds=30)),
         )
@@ -250,7 +250,7 @@ async def test_stopping_mid_batch_finishes_the_message_in_hand_and_returns_the_r
     settings.delivery.concurrency = 1  # one message in flight, so "the rest" is exact
     config = DeliveryConfig.from_settings(settings)
     deliverer = Deliverer(
-        publisher.engine, config, framer(settings, publisher.env), publisher.tokens,
+        publisher.engine, config, framer(settings, publisher.env, publisher.tokens), publisher.tokens,
         TransportPool(lambda: StopAfterFirst(settings.delivery.outbox), config.concurrency, name="outbox"),
         stop=publisher.tasks.stopping, claimant=publisher.delivery.claimant,
     )
