@@ -20,11 +20,14 @@ from __future__ import annotations
 import html
 import hmac
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
 from publisher import urls
 from publisher.config import Settings
-from subscribers.tokens import Purpose, Tokens
+
+if TYPE_CHECKING:  # the signer's library loads when a digest's links are signed, not with every command
+    from subscribers.tokens import Tokens
 
 # An <a> start tag up to its href's value, as css-inline serializes HTML: lower-case names,
 # every value in double quotes (a quoted value is consumed whole, so an "href=" inside
@@ -42,7 +45,10 @@ class ClickLinks:
     """Signs a digest's links into redirects on the site at ``site_url``, and checks them back."""
 
     def __init__(self, tokens: Tokens, site_url: str) -> None:
+        from subscribers.tokens import Purpose
+
         self._tokens = tokens
+        self._purpose = Purpose.CLICK
         self._site_url = site_url
 
     def rewrite(self, html_part: str, *, digest_id: str, keep: str) -> str:
@@ -74,4 +80,4 @@ class ClickLinks:
         return hmac.compare_digest(expected, signature) and urlsplit(target).scheme.lower() in _FOLLOWED
 
     def _signature(self, digest_id: str, n: int, target: str) -> str:
-        return self._tokens.signature(Purpose.CLICK, f"{digest_id}/{n:d}/{target}".encode())
+        return self._tokens.signature(self._purpose, f"{digest_id}/{n:d}/{target}".encode())

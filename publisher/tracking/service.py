@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -16,7 +17,9 @@ from publisher.config import Settings
 from publisher.logs import first_line
 from publisher.tracking.counts import count_click
 from publisher.tracking.links import ClickLinks
-from subscribers.tokens import Tokens
+
+if TYPE_CHECKING:
+    from subscribers.tokens import Tokens
 
 log = logging.getLogger(__name__)
 
