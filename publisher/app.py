@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from publisher import clock
 from publisher.config import ConfigError, Settings
+from publisher.delivery.providers import Providers
 from publisher.delivery.service import DeliveryService
 from publisher.feeds.shelf import FeedShelf
 from publisher.runtime import nodes
@@ -45,6 +46,7 @@ from subscribers.tokens import Tokens
 
 if TYPE_CHECKING:  # imported when first used: a command that signs or notifies nothing loads neither
     from publisher.delivery.notices import Notices
+    from publisher.delivery.report import DigestReport
     from publisher.mail.dkim import DkimSigner
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,8 @@ class Publisher:
             stopping=self.tasks.stopping, scan_into=lambda conn: self.intake.scan_markdown(into=conn),
             node_id=self.node.node_id, on_sent=self._count_sent,
         )
+        # The mailbox providers recipients are grouped by (built-in table and [providers]).
+        self.providers = Providers(settings.providers)
         # Told when the earliest scheduled article is due (None: none) after every ingest:
         # the leader's schedule wakes up then (publisher.runtime.scheduler).
         self.on_next_release: Callable[[datetime | None], None] | None = None
@@ -109,6 +113,7 @@ class Publisher:
             update={"database": old.database, "storage": old.storage, "server": old.server}
         )
         self.env.loader = make_loader(settings.site.templates_dir)
+        self.providers = Providers(self.settings.providers)
         self.__dict__["dkim"] = signer  # replaces the cached property's value
         # Each service keeps the settings it runs on; its next run reads the new ones.
         for service in (self.intake, self.shelf, self.delivery, self.subscribers):
@@ -151,6 +156,13 @@ class Publisher:
         """Raise the driver's error unless the database takes a write (``/readyz``): a full
         disk or a read-only replica still answers queries."""
         await meta.put(self.engine, meta.READINESS_PROBE, clock.now().isoformat())
+
+    async def digest_report(self, digest_id: str) -> DigestReport | None:
+        """One digest's messages by state and mailbox provider (``publisher report``, ``/api/digests/…``);
+        None if there is no such digest."""
+        from publisher.delivery.report import digest_report
+
+        return await digest_report(self.engine, digest_id, self.providers)
 
     @property
     def tokens(self) -> Tokens:
