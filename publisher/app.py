@@ -164,6 +164,12 @@ class Publisher:
 
         return await digest_report(self.engine, digest_id, self.providers)
 
+    async def open_by_provider(self) -> dict[str, dict[str, int]]:
+        """The messages of the digests not finished, by mailbox provider and state (``/metrics``)."""
+        from publisher.delivery.report import open_by_provider
+
+        return await open_by_provider(self.engine, self.providers)
+
     @property
     def tokens(self) -> Tokens:
         if self._tokens is None:

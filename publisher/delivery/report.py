@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, case, func, select
+from sqlalchemy import ColumnElement, Select, String, case, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from publisher.delivery.model import DeliveryState
+from publisher.delivery.model import DeliveryState, DigestState
 from publisher.delivery.providers import Providers
 from publisher.mail.replies import failure_kind
 from publisher.store.schema import deliveries, digests, subscribers
@@ -46,6 +46,7 @@ from subscribers.model import Status
 STATES = (
     "planned", *(s.value for s in DeliveryState), "bounced_hard", "bounced_soft", "complained", "unsubscribed",
 )
+_LEDGER_STATES = tuple(s.value for s in DeliveryState)
 # A reader's status since the digest was planned, and the count it goes to.
 _LEFT = {Status.BOUNCED: "bounced_hard", Status.COMPLAINED: "complained", Status.UNSUBSCRIBED: "unsubscribed"}
 COMMONEST = 5  # replies listed
@@ -107,6 +108,33 @@ def shown_reply(reply: str) -> str:
     return " ".join(_ADDRESS.sub("<address>", reply).split())[:MAX_REPLY]
 
 
+def _by_domain(rows: ColumnElement[bool]) -> Select[tuple[str, str, str | None, int]]:
+    """The ledger ``rows`` counted by recipient domain, state, and the reader's status if
+    they left since their digest was planned (else None), streamed."""
+    domain = email_domain(subscribers.c.email)
+    # Compared in SQL, without a parameter: PostgreSQL groups only by the very same expression.
+    left = case((subscribers.c.unsubscribed_at >= digests.c.created_at, subscribers.c.status), else_=None)
+    return (
+        select(domain, deliveries.c.state, left, func.count())
+        .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+        .join(digests, digests.c.id == deliveries.c.digest_id)
+        .where(rows)
+        .group_by(domain, deliveries.c.state, left)
+        .execution_options(yield_per=STREAM_ROWS)
+    )
+
+
+async def open_by_provider(engine: AsyncEngine, providers: Providers) -> dict[str, dict[str, int]]:
+    """The messages of every digest not finished (sending or paused), by provider and ledger
+    state (``publisher_provider_messages``); providers with none are left out."""
+    counts: dict[str, dict[str, int]] = {}
+    async with engine.connect() as conn:
+        rows = await conn.stream(_by_domain(digests.c.status != DigestState.FINISHED))
+        async for row_domain, state, _status, count in rows:
+            counts.setdefault(providers.of(row_domain), dict.fromkeys(_LEDGER_STATES, 0))[state] += count
+    return counts
+
+
 async def digest_report(engine: AsyncEngine, digest_id: str, providers: Providers) -> DigestReport | None:
     """The report of digest ``digest_id``; None if there is no such digest."""
     async with engine.connect() as conn:
@@ -117,18 +145,7 @@ async def digest_report(engine: AsyncEngine, digest_id: str, providers: Provider
         if found is None:
             return None
         report = DigestReport(*found)
-        domain = email_domain(subscribers.c.email)
-        # The reader's status if they left since the digest was planned (compared in SQL,
-        # without a parameter: PostgreSQL groups only by the very same expression).
-        left = case((subscribers.c.unsubscribed_at >= digests.c.created_at, subscribers.c.status), else_=None)
-        grouped = await conn.stream(
-            select(domain, deliveries.c.state, left, func.count())
-            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
-            .join(digests, digests.c.id == deliveries.c.digest_id)
-            .where(deliveries.c.digest_id == digest_id)
-            .group_by(domain, deliveries.c.state, left)
-            .execution_options(yield_per=STREAM_ROWS)
-        )
+        grouped = await conn.stream(_by_domain(deliveries.c.digest_id == digest_id))
         async for row_domain, state, status, count in grouped:
             provider = providers.of(row_domain)
             report.add(provider, "planned", count)

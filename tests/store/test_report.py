@@ -16,19 +16,19 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import insert
 
-from publisher import clock
+from publisher import clock, metrics
 from publisher.app import Publisher
 from publisher.cli import main
 from publisher.config import Settings, load_settings
 from publisher.delivery.report import STATES, shown_reply
 from publisher.store.schema import deliveries, digests
 from subscribers import service
-from subscribers.model import Status
 from tests.support.people import add_subscriber
 from tests.support.sites import write_config
-from tests.support.web_client import API_TOKEN, api_client
+from tests.support.web_client import API_TOKEN, api_client, web_client
 
 DIGEST = "daily-20261206T080000-abc123"
 PROVIDERS = '[providers]\ncorp = ["corp.example"]\n'
@@ -196,3 +196,22 @@ async def test_the_api_reports_digests_to_the_token_holder(
             assert {p["field"] for p in (await bad.json())["problems"]} == {"limit", "status"}
     finally:
         await publisher.close()
+
+
+async def test_metrics_count_the_open_digests_messages_per_provider(make_settings: object) -> None:
+    publisher = Publisher(make_settings(PROVIDERS))  # type: ignore[operator]
+    await publisher.start()
+    try:
+        await plan_mixed_digest(publisher)
+        async with web_client(publisher) as client:
+            response = await client.get("/metrics")
+            assert response.status == 200
+            text = await response.text()
+    finally:
+        await publisher.close()
+    [family] = [f for f in text_string_to_metric_families(text) if f.name == "publisher_provider_messages"]
+    by_provider = {(s.labels["provider"], s.labels["state"]): s.value for s in family.samples}
+    assert by_provider[("google", "sent")] == 3 and by_provider[("google", "failed")] == 1
+    assert by_provider[("corp", "sent")] == 1 and by_provider[("yahoo", "pending")] == 1
+    assert by_provider[("microsoft", "deferred")] == 1 and by_provider[("other", "cancelled")] == 2
+    assert {state for _provider, state in by_provider} == set(metrics.LEDGER_STATES)
