@@ -116,7 +116,11 @@ class Providers:
 
     def of(self, address_or_domain: str) -> str:
         """The provider of ``user@domain`` or ``domain`` (any case, a trailing dot allowed); ``"other"``."""
-        domain = address_or_domain.rpartition("@")[2].strip().rstrip(".").lower()
+        domain = address_or_domain.rpartition("@")[2]
+        found = self._exact.get(domain)  # the common case: a stored (normalized) address at a listed domain
+        if found is not None:
+            return found
+        domain = domain.strip().rstrip(".").lower()
         found = self._exact.get(domain)
         if found is not None:
             return found
