@@ -8,7 +8,8 @@ It prints figures, it is not a test.  On a SQLite store:
    ``--runs``), the rows per second, the Python memory the report allocated at its peak
    (tracemalloc, a run of its own: the rows are streamed, so it follows the number of
    domains, not of messages), and the ratio of the two sizes' times;
-2. :meth:`Providers.of` per call, against a bare ``dict.get`` on the domain (the floor).
+2. the count by provider that a ``/metrics`` scrape makes of the same (median of ``--runs``);
+3. :meth:`Providers.of` per call, against a bare ``dict.get`` on the domain (the floor).
 
 Run from the repository:  ``.venv/bin/python bench/report.py`` (about a minute here).
 """
@@ -71,8 +72,9 @@ async def plan(publisher: Publisher, n: int, domains: int) -> None:
                                    .values(status=status, unsubscribed_at=now))
 
 
-async def measure(config: Path, n: int, domains: int, runs: int) -> tuple[float, float]:
-    """The report's median time in seconds, and its peak allocated memory in MB."""
+async def measure(config: Path, n: int, domains: int, runs: int) -> tuple[float, float, float]:
+    """The report's median time in seconds, its peak allocated memory in MB, and the median
+    time of the count by provider that ``/metrics`` makes."""
     publisher = Publisher(load_settings(config, environ={}))
     await publisher.start()
     try:
@@ -88,7 +90,12 @@ async def measure(config: Path, n: int, domains: int, runs: int) -> tuple[float,
         await publisher.digest_report(DIGEST)
         peak = tracemalloc.get_traced_memory()[1] / 1e6
         tracemalloc.stop()
-        return statistics.median(times), peak
+        counts = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            await publisher.open_by_provider()
+            counts.append(time.perf_counter() - started)
+        return statistics.median(times), peak, statistics.median(counts)
     finally:
         await publisher.close()
 
@@ -125,9 +132,10 @@ def main() -> None:
             (work / "content").mkdir()
             config = write_config(work)
             figures[n] = asyncio.run(measure(config, n, args.domains, args.runs))
-        seconds, peak = figures[n]
+        seconds, peak, metric = figures[n]
         print(f"report of {n:>9,} messages: {seconds:6.3f} s (median of {args.runs}), "
-              f"{n / seconds:>10,.0f} rows/s, peak allocated {peak:6.1f} MB")
+              f"{n / seconds:>10,.0f} rows/s, peak allocated {peak:6.1f} MB; "
+              f"/metrics' count by provider {metric:6.3f} s")
     if len(args.sizes) > 1:
         small, large = min(args.sizes), max(args.sizes)
         print(f"time ratio {large:,} / {small:,} messages: {figures[large][0] / figures[small][0]:.1f} "

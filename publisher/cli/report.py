@@ -19,8 +19,8 @@ RECENT = 10  # digests listed by `publisher report` without a DIGEST
 # The columns of the text table, and the counts they show (publisher.delivery.report.STATES).
 COLUMNS = (
     ("planned", "planned"), ("to send", "pending"), ("sending", "sending"), ("sent", "sent"),
-    ("deferred", "deferred"), ("failed", "failed"), ("cancelled", "cancelled"), ("hard b.", "bounced_hard"),
-    ("soft b.", "bounced_soft"), ("complaints", "complained"), ("unsubs", "unsubscribed"),
+    ("deferred", "deferred"), ("failed", "failed"), ("cancelled", "cancelled"), ("hard bounce", "bounced_hard"),
+    ("soft bounce", "bounced_soft"), ("complaints", "complained"), ("unsubscribed", "unsubscribed"),
 )
 
 

@@ -49,7 +49,8 @@ DB_TIMEOUT = 2.0  # seconds the database has to answer SELECT 1 and take the pro
 MIN_SCAN_AGE = 60.0  # seconds: the shortest staleness limit, whatever scan_interval says
 SCAN_INTERVALS = 3  # a scan is stale after this many intervals without one
 QUEUE_DEPTH_EVERY = 5.0  # seconds between two ledger counts for /metrics
-PROVIDERS_EVERY = 60.0  # seconds between two counts of the open digests' messages by provider (a GROUP BY)
+PROVIDERS_EVERY = 60.0  # seconds between two counts of the open digests' messages by provider (a GROUP BY) ...
+PROVIDERS_TIMEOUT = 8.0  # ... which may take this long (about 2 s at 200,000 messages: bench/report.py)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -117,12 +118,14 @@ def _scan(node: NodeState, scan_interval: float, now: datetime) -> dict[str, Any
 
 class Gauge(Generic[T]):
     """Refreshes a gauge from the store, at most every ``every`` seconds: ``read`` asks the
-    publisher, ``record`` sets the gauge; after an error the gauge keeps its last value."""
+    publisher (within ``timeout`` seconds), ``record`` sets the gauge; after an error the
+    gauge keeps its last value."""
 
     def __init__(
-        self, what: str, read: Callable[[Publisher], Awaitable[T]], record: Callable[[T], None], every: float
+        self, what: str, read: Callable[[Publisher], Awaitable[T]], record: Callable[[T], None], *,
+        every: float, timeout: float = DB_TIMEOUT,
     ) -> None:
-        self.what, self.read, self.record, self.every = what, read, record, every
+        self.what, self.read, self.record, self.every, self.timeout = what, read, record, every, timeout
         self._next = 0.0
         self._lock = asyncio.Lock()
 
@@ -133,7 +136,7 @@ class Gauge(Generic[T]):
                 return
             self._next = now + self.every
             try:
-                async with asyncio.timeout(DB_TIMEOUT):
+                async with asyncio.timeout(self.timeout):
                     value = await self.read(publisher)
             except (TimeoutError, SQLAlchemyError, OSError) as exc:
                 log.warning("metrics: cannot %s: %s", self.what, first_line(exc))
@@ -161,8 +164,9 @@ async def metrics_page(request: web.Request) -> web.Response:
 
 def add_health_routes(app: web.Application) -> None:
     app[GAUGES_KEY] = [
-        Gauge("count the due ledger rows", _due_count, metrics.queue_depth, QUEUE_DEPTH_EVERY),
-        Gauge("count the messages by provider", _open_by_provider, metrics.provider_messages, PROVIDERS_EVERY),
+        Gauge("count the due ledger rows", _due_count, metrics.queue_depth, every=QUEUE_DEPTH_EVERY),
+        Gauge("count the messages by provider", _open_by_provider, metrics.provider_messages,
+              every=PROVIDERS_EVERY, timeout=PROVIDERS_TIMEOUT),
     ]
     app.router.add_get(urls.HEALTHZ.path, healthz)
     app.router.add_get(urls.READYZ.path, readyz)
