@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from publisher import clock
 from publisher.config import ConfigError, Settings
+from publisher.delivery.providers import Providers
 from publisher.delivery.service import DeliveryService
 from publisher.feeds.shelf import FeedShelf
 from publisher.runtime import nodes
@@ -48,6 +49,7 @@ from subscribers.service import SubscriberService
 
 if TYPE_CHECKING:  # imported when first used: a command that signs, links or notifies nothing loads none
     from publisher.delivery.notices import Notices
+    from publisher.delivery.report import DigestReport
     from publisher.mail.dkim import DkimSigner
     from subscribers.tokens import Tokens
 
@@ -81,6 +83,8 @@ class Publisher:
         )
         self.webhooks = Webhooks(self.engine, settings, self.node.node_id, self.tasks.stopping)
         self.clicks = ClickTracking(self.engine, settings, lambda: self.tokens)
+        # The mailbox providers recipients are grouped by (built-in table and [providers]).
+        self.providers = Providers(settings.providers)
         # Told when the earliest scheduled article is due (None: none) after every ingest:
         # the leader's schedule wakes up then (publisher.runtime.scheduler).
         self.on_next_release: Callable[[datetime | None], None] | None = None
@@ -115,6 +119,7 @@ class Publisher:
             update={"database": old.database, "storage": old.storage, "server": old.server}
         )
         self.env.loader = make_loader(settings.site.templates_dir)
+        self.providers = Providers(self.settings.providers)
         self.__dict__["dkim"] = signer  # replaces the cached property's value
         # Each service keeps the settings it runs on; its next run reads the new ones.
         for service in (self.intake, self.shelf, self.delivery, self.subscribers, self.webhooks, self.clicks):
@@ -158,6 +163,19 @@ class Publisher:
         """Raise the driver's error unless the database takes a write (``/readyz``): a full
         disk or a read-only replica still answers queries."""
         await meta.put(self.engine, meta.READINESS_PROBE, clock.now().isoformat())
+
+    async def digest_report(self, digest_id: str) -> DigestReport | None:
+        """One digest's messages by state and mailbox provider (``publisher report``, ``/api/digests/…``);
+        None if there is no such digest."""
+        from publisher.delivery.report import digest_report
+
+        return await digest_report(self.engine, digest_id, self.providers)
+
+    async def open_by_provider(self) -> dict[str, dict[str, int]]:
+        """The messages of the digests not finished, by mailbox provider and state (``/metrics``)."""
+        from publisher.delivery.report import open_by_provider
+
+        return await open_by_provider(self.engine, self.providers)
 
     @property
     def tokens(self) -> Tokens:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
-from datetime import time
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from publisher.content.model import DEFAULT_MAX_TITLE_LENGTH, ContentLimits
+from publisher.delivery.providers import check_patterns
 from publisher.digest.cadence import Schedule
 from publisher.webhooks.model import EventType
 
@@ -371,6 +372,30 @@ def _rate(value: str) -> str:
     return value
 
 
+_DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def _parse_duration(value: str) -> timedelta | None:
+    """``"30d"``, ``"12h"``, ``"90m"``, ``"45s"`` as a timedelta; None for ``"0"`` or ``""`` (off)."""
+    text = value.strip().lower()
+    if text in ("", "0"):
+        return None
+    number, unit = text[:-1].strip(), text[-1:]
+    if unit not in _DURATION_UNITS or not number.isdigit() or int(number) == 0:
+        raise ValueError(f"{value!r} is not a duration such as '30d', '12h' or '90m' (or '0' for never)")
+    return timedelta(seconds=int(number) * _DURATION_UNITS[unit])
+
+
+def _duration(value: str | int) -> str:
+    """A duration setting checked, as text (TOML's ``0`` is the string "0")."""
+    _parse_duration(str(value))
+    return str(value)
+
+
+def _providers(value: dict[str, list[str]]) -> dict[str, list[str]]:
+    return check_patterns(value)
+
+
 class SubscribersSettings(_Section):
     default_cadence: Literal["instant", "daily", "weekly"] = "daily"
     confirm_within_hours: float = Field(default=48.0, gt=0)  # how long a confirmation link works
@@ -384,6 +409,15 @@ class SubscribersSettings(_Section):
     signup_retry_seconds: float = Field(default=1.0, gt=0, le=600)
     # Email a welcome (templates/email/welcome.*) when a subscriber confirms a sign-up.
     welcome: bool = True
+
+    # Pending sign-ups (never confirmed) older than this are deleted by the daemon's
+    # daily purge: "30d", "12h", "90m"; "0" or "" keeps them.
+    purge_pending_after: Annotated[str | int, AfterValidator(_duration)] = "30d"
+
+    @property
+    def purge_pending_age(self) -> timedelta | None:
+        """``purge_pending_after`` as a duration; None when the purge is off."""
+        return _parse_duration(str(self.purge_pending_after))
 
 
 class TrackingSettings(_Section):
@@ -414,6 +448,8 @@ class Settings(_Section):
     websub: WebSubSettings = WebSubSettings()
     subscribers: SubscribersSettings = SubscribersSettings()
     tracking: TrackingSettings = TrackingSettings()
+    # Mailbox providers besides the built-in table (publisher.delivery.providers): name = [patterns].
+    providers: Annotated[dict[str, list[str]], AfterValidator(_providers)] = {}
     # Where articles come from; none listed: [content] dir and the API.
     sources: list[SourceSettings] = []
     webhooks: list[WebhookSettings] = []

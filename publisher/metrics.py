@@ -21,12 +21,17 @@ send_rate                                 gauge      messages/s of the current (
 queue_depth                               gauge      ledger rows due now (refreshed on each scrape)
 scan_duration_seconds                     histogram  duration of a content scan
 feed_requests_total{status}               counter    feed responses: 200|304|404
+provider_messages{provider,state}         gauge      messages of the digests not finished, by mailbox
+                                                     provider and ledger state (refreshed on a scrape)
 ========================================  =========  =====================================
 
 The share of feed requests answered "not modified" is left to Prometheus::
 
     sum(rate(publisher_feed_requests_total{status="304"}[5m]))
       / sum(rate(publisher_feed_requests_total{status=~"200|304"}[5m]))
+
+``provider`` takes the names of the provider table (:mod:`publisher.delivery.providers`:
+the built-in ones, ``[providers]`` and ``other``), so it is bounded by the config.
 
 Every figure is kept in plain numbers here and turned into prometheus_client's metric
 families only when scraped (:class:`_Collector`): prometheus_client (about 2 MB and
@@ -48,6 +53,7 @@ if TYPE_CHECKING:
 
 CADENCES = ("instant", "daily", "weekly")
 MESSAGE_STATES = ("sent", "deferred", "failed", "cancelled")
+LEDGER_STATES = ("pending", "sending", *MESSAGE_STATES)
 FEED_STATUSES = (200, 304, 404)
 # From a few files on a fast disk to a large directory or a slow network share.
 SCAN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -62,6 +68,7 @@ _send_rate = 0.0
 _queue_depth = 0
 _scan_buckets = [0] * (len(SCAN_BUCKETS) + 1)  # per bucket, not cumulative; the last one is +Inf
 _scan_sum = 0.0
+_provider_messages: dict[str, dict[str, int]] = {}  # provider → ledger state → messages
 
 
 class _Collector:
@@ -90,6 +97,14 @@ class _Collector:
         yield _labelled(
             "publisher_feed_requests", "Feed responses by status (200, 304 not modified, 404).", "status", _feed_counts
         )
+        by_provider = GaugeMetricFamily(
+            "publisher_provider_messages",
+            "Messages of the digests not finished, by mailbox provider and ledger state.", labels=["provider", "state"],
+        )
+        for provider, counts in _provider_messages.items():
+            for state, count in counts.items():
+                by_provider.add_metric([provider, state], count)
+        yield by_provider
 
 
 def _labelled(name: str, documentation: str, label: str, counts: dict[str, int] | dict[int, int]) -> Metric:
@@ -164,6 +179,16 @@ def feed_request(status: int) -> None:
         _feed_counts[status] += 1
     except KeyError:
         raise ValueError(f"feed status must be one of {FEED_STATUSES}, not {status!r}") from None
+
+
+def provider_messages(counts: dict[str, dict[str, int]]) -> None:
+    """The messages of the digests not finished, by provider and ledger state (replaces the last
+    figures: a provider whose digests finished drops out)."""
+    global _provider_messages
+    for by_state in counts.values():
+        for state in by_state:
+            _check(state, LEDGER_STATES, "state")
+    _provider_messages = counts
 
 
 def render() -> tuple[bytes, str]:

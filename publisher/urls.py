@@ -123,6 +123,8 @@ API_IMPORT = Route("subscribers/import")
 API_BOUNCES = Route("bounces")
 API_ARTICLES = Route("articles")
 API_ARTICLE = Route("articles/{article_id:.+}")
+API_DIGESTS = Route("digests")  # the newest digests; one digest's report (publisher.web.api.digests)
+API_DIGEST = Route("digests/{digest_id:[A-Za-z0-9._-]{1,64}}")
 
 
 # --- links -------------------------------------------------------------------------------

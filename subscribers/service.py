@@ -279,6 +279,24 @@ async def erase(engine: AsyncEngine, subscriber_id: int, *, now: datetime) -> bo
         return True
 
 
+async def purge_pending(engine: AsyncEngine, *, older_than: datetime) -> int:
+    """Delete the sign-ups never confirmed whose last request is older than ``older_than``; how many.
+
+    Only those never confirmed: their address was never mailed but for the confirmation,
+    so they have no ledger rows and no history to keep (a former subscriber who signed
+    up again keeps their row).  Nothing is suppressed: they may sign up again.  Rechecked
+    in the DELETE itself, so a confirmation at the same moment keeps its subscriber.
+    """
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            delete(subscribers).where(
+                subscribers.c.status == Status.PENDING.value, subscribers.c.confirmed_at.is_(None),
+                subscribers.c.created_at < older_than,
+            )
+        )
+        return result.rowcount or 0
+
+
 # --- bounces and complaints ------------------------------------------------------------
 
 log = logging.getLogger(__name__)
@@ -615,6 +633,16 @@ class SubscriberService:
 
     async def erase(self, subscriber_id: int) -> bool:
         return await erase(self.engine, subscriber_id, now=clock.now())
+
+    async def purge_pending(self) -> int | None:
+        """Delete the sign-ups not confirmed within ``[subscribers] purge_pending_after`` (the
+        daemon's daily job, ``publisher subscribers purge``); how many, None when it is off."""
+        age = self.settings.subscribers.purge_pending_age
+        if age is None:
+            return None
+        purged = await purge_pending(self.engine, older_than=clock.now() - age)
+        log.info("purged %d sign-up(s) not confirmed within %s", purged, self.settings.subscribers.purge_pending_after)
+        return purged
 
     async def import_rows(
         self, parsed: ParsedImport, *, update_existing: bool = False, dry_run: bool = False,

@@ -1,4 +1,4 @@
-"""``publisher subscribers``: add, import, export, list, show, remove and suppress subscribers.
+"""``publisher subscribers``: add, import, export, list, show, remove, suppress and purge subscribers.
 
 The operator's side of the list; the readers' side (sign-up, confirm, preferences,
 unsubscribe) is the web's.  Both go through the same subscriber service.
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 @click.group("subscribers")
 def group() -> None:
-    """Add, import, export, list, show, remove and suppress subscribers."""
+    """Add, import, export, list, show, remove, suppress and purge subscribers."""
 
 
 @group.command("add")
@@ -254,3 +254,18 @@ def _address(email: str) -> str:
         return normalize_email(email)
     except SubscriberError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@group.command("purge")
+@click.pass_context
+def subscribers_purge(ctx: click.Context) -> None:
+    """Delete the sign-ups not confirmed within [subscribers] purge_pending_after (the daemon
+    does it daily); they may sign up again."""
+
+    async def work(publisher: Publisher) -> tuple[int | None, str]:
+        return await publisher.subscribers.purge_pending(), str(publisher.settings.subscribers.purge_pending_after)
+
+    purged, after = with_publisher(ctx, work)
+    if purged is None:
+        raise click.ClickException("[subscribers] purge_pending_after is off (\"0\"): nothing was purged")
+    out.print(f"purged {purged} sign-up(s) not confirmed within {after}", highlight=False, markup=False)

@@ -28,8 +28,9 @@ from subscribers.model import Cadence
 if TYPE_CHECKING:  # the root imports this module for its jobs' delegates
     from publisher.app import Publisher
 
+PURGE_EVERY = 24 * 3600  # seconds between two purges of sign-ups never confirmed (and one at the start)
 # The jobs only the leader runs (see publisher.runtime.daemon); every node delivers and beats.
-LEADER_JOBS = (JobName.SCAN, JobName.DIGESTS, JobName.FEEDS, JobName.RELEASE)
+LEADER_JOBS = (JobName.SCAN, JobName.DIGESTS, JobName.FEEDS, JobName.RELEASE, JobName.PURGE)
 
 
 async def scan_and_send_instant(publisher: Publisher, told: Collection[Path] | None = None) -> None:
@@ -132,6 +133,10 @@ def schedule_jobs(scheduler: AsyncIOScheduler, publisher: Publisher, *, at_start
         jobs.append((JobName.FEEDS, partial(fetch_and_send_instant, publisher), IntervalTrigger(seconds=every)))
     elif scheduler.get_job(JobName.FEEDS) is not None:  # a reload removed the last feed source
         scheduler.remove_job(JobName.FEEDS)
+    if settings.subscribers.purge_pending_age is not None:
+        jobs.append((JobName.PURGE, publisher.subscribers.purge_pending, IntervalTrigger(seconds=PURGE_EVERY)))
+    elif scheduler.get_job(JobName.PURGE) is not None:  # a reload turned the purge off
+        scheduler.remove_job(JobName.PURGE)
     for name, job, trigger in jobs:
         scheduler.add_job(
             publisher.tasks.run, trigger, args=[name, job], id=name, name=name, replace_existing=True,

@@ -30,6 +30,7 @@ class JobName(StrEnum):
     DIGESTS = "digests"
     FEEDS = "feeds"
     RELEASE = "release"
+    PURGE = "purge"  # pending sign-ups never confirmed, deleted after [subscribers] purge_pending_after
     DELIVER = "deliver"
     HEARTBEAT = "heartbeat"
     REFRESH = "refresh"

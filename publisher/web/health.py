@@ -17,7 +17,8 @@
   feeds are served from memory).
 * ``GET /metrics``: :mod:`publisher.metrics` in Prometheus' text format; the queue depth
   gauge is refreshed from the ledger first (at most every :data:`QUEUE_DEPTH_EVERY`
-  seconds, so a busy scraper costs one COUNT query per interval).
+  seconds, so a busy scraper costs one COUNT query per interval), and the messages by
+  mailbox provider at most every :data:`PROVIDERS_EVERY` seconds.
 
 These answer on the daemon's own port; behind a proxy keep ``/metrics`` and
 ``/readyz`` internal (deploy/nginx.conf does).
@@ -28,8 +29,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
@@ -41,11 +43,14 @@ from publisher.runtime.state import NodeRole, NodeState
 from publisher.web.keys import PUBLISHER
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DB_TIMEOUT = 2.0  # seconds the database has to answer SELECT 1 and take the probe's write
 MIN_SCAN_AGE = 60.0  # seconds: the shortest staleness limit, whatever scan_interval says
 SCAN_INTERVALS = 3  # a scan is stale after this many intervals without one
 QUEUE_DEPTH_EVERY = 5.0  # seconds between two ledger counts for /metrics
+PROVIDERS_EVERY = 60.0  # seconds between two counts of the open digests' messages by provider (a GROUP BY) ...
+PROVIDERS_TIMEOUT = 8.0  # ... which may take this long (about 2 s at 200,000 messages: bench/report.py)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -111,11 +116,16 @@ def _scan(node: NodeState, scan_interval: float, now: datetime) -> dict[str, Any
     return {"ok": True, "detail": f"the last scan finished {age:.0f} s ago"} | detail
 
 
-class QueueDepth:
-    """Refreshes the queue depth gauge from the ledger, at most every ``every`` seconds."""
+class Gauge(Generic[T]):
+    """Refreshes a gauge from the store, at most every ``every`` seconds: ``read`` asks the
+    publisher (within ``timeout`` seconds), ``record`` sets the gauge; after an error the
+    gauge keeps its last value."""
 
-    def __init__(self, every: float = QUEUE_DEPTH_EVERY) -> None:
-        self.every = every
+    def __init__(
+        self, what: str, read: Callable[[Publisher], Awaitable[T]], record: Callable[[T], None], *,
+        every: float, timeout: float = DB_TIMEOUT,
+    ) -> None:
+        self.what, self.read, self.record, self.every, self.timeout = what, read, record, every, timeout
         self._next = 0.0
         self._lock = asyncio.Lock()
 
@@ -126,25 +136,38 @@ class QueueDepth:
                 return
             self._next = now + self.every
             try:
-                async with asyncio.timeout(DB_TIMEOUT):
-                    depth = await publisher.delivery.due_count()
-            except (TimeoutError, SQLAlchemyError, OSError) as exc:  # the gauge keeps its last value
-                log.warning("metrics: cannot count the due ledger rows: %s", first_line(exc))
+                async with asyncio.timeout(self.timeout):
+                    value = await self.read(publisher)
+            except (TimeoutError, SQLAlchemyError, OSError) as exc:
+                log.warning("metrics: cannot %s: %s", self.what, first_line(exc))
                 return
-            metrics.queue_depth(depth)
+            self.record(value)
 
 
-QUEUE_DEPTH_KEY = web.AppKey("queue_depth", QueueDepth)
+def _due_count(publisher: Publisher) -> Awaitable[int]:
+    return publisher.delivery.due_count()
+
+
+def _open_by_provider(publisher: Publisher) -> Awaitable[dict[str, dict[str, int]]]:
+    return publisher.open_by_provider()
+
+
+GAUGES_KEY = web.AppKey("gauges", list[Gauge[Any]])
 
 
 async def metrics_page(request: web.Request) -> web.Response:
-    await request.app[QUEUE_DEPTH_KEY].refresh(request.app[PUBLISHER])
+    for gauge in request.app[GAUGES_KEY]:
+        await gauge.refresh(request.app[PUBLISHER])
     body, content_type = metrics.render()
     return web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
 
 
 def add_health_routes(app: web.Application) -> None:
-    app[QUEUE_DEPTH_KEY] = QueueDepth()
+    app[GAUGES_KEY] = [
+        Gauge("count the due ledger rows", _due_count, metrics.queue_depth, every=QUEUE_DEPTH_EVERY),
+        Gauge("count the messages by provider", _open_by_provider, metrics.provider_messages,
+              every=PROVIDERS_EVERY, timeout=PROVIDERS_TIMEOUT),
+    ]
     app.router.add_get(urls.HEALTHZ.path, healthz)
     app.router.add_get(urls.READYZ.path, readyz)
     app.router.add_get(urls.METRICS.path, metrics_page)

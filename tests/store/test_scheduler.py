@@ -33,7 +33,7 @@ async def test_jobs_wake_the_service_at_their_times(make_settings: Callable[...,
     schedule_node_jobs(scheduler, publisher, beat, serves_web=True, at_start=False)
     schedule_jobs(scheduler, publisher, at_start=False)
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {"deliver", "heartbeat", "webhooks", "refresh", "scan", "digests"}
+    assert set(jobs) == {"deliver", "heartbeat", "webhooks", "refresh", "scan", "digests", "purge"}
 
     # Digests: waves at each subscriber's local hour (publisher.digest.cadence), so the planner
     # wakes every quarter of an hour on the minute of daily_at, whatever the zone.
