@@ -95,4 +95,7 @@ def text_lines(found: DigestReport) -> list[str]:
     if found.replies:
         lines += ["", "commonest replies of failed and deferred messages:"]
         lines += [f"  {count:>6} × {reply}" for reply, count in found.replies]
+    if found.clicks:
+        lines += ["", "clicks per link (counted in all, never per reader):"]
+        lines += [f"  {clicks:>6} × {url}" for url, clicks in found.clicks]
     return lines

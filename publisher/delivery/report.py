@@ -41,6 +41,7 @@ from publisher.delivery.model import DeliveryState, DigestState
 from publisher.delivery.providers import Providers
 from publisher.mail.replies import failure_kind
 from publisher.store.schema import deliveries, digests, subscribers
+from publisher.tracking.counts import click_counts
 from subscribers.model import Status
 
 STATES = (
@@ -87,6 +88,8 @@ class DigestReport:
     states: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATES, 0))
     providers: dict[str, dict[str, int]] = field(default_factory=dict)  # most planned first
     replies: list[tuple[str, int]] = field(default_factory=list)  # commonest first
+    # ``[tracking] clicks = "aggregate"``: (link, clicks) of each link followed, in the digest's order.
+    clicks: list[tuple[str, int]] = field(default_factory=list)
 
     def add(self, provider: str, state: str, count: int) -> None:
         self.states[state] += count
@@ -99,6 +102,7 @@ class DigestReport:
             "finished_at": None if self.finished_at is None else self.finished_at.isoformat(),
             "states": self.states, "providers": self.providers,
             "replies": [{"reply": reply, "count": count} for reply, count in self.replies],
+            "clicks": [{"url": url, "clicks": clicks} for url, clicks in self.clicks],
         }
 
 
@@ -167,4 +171,5 @@ async def digest_report(engine: AsyncEngine, digest_id: str, providers: Provider
                 report.add(providers.of(address), "bounced_soft", 1)
     report.providers = dict(sorted(report.providers.items(), key=lambda item: (-item[1]["planned"], item[0])))
     report.replies = replies.most_common(COMMONEST)
+    report.clicks = await click_counts(engine, digest_id)
     return report

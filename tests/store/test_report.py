@@ -184,7 +184,7 @@ async def test_the_api_reports_digests_to_the_token_holder(
             assert body["states"] == EXPECTED_STATES
             assert body["providers"]["google"] == full(EXPECTED_PROVIDERS["google"])
             assert set(body) == {"id", "cadence", "status", "pause_reason", "created_at", "finished_at",
-                                 "states", "providers", "replies"}
+                                 "states", "providers", "replies", "clicks"}
             missing = await client.get("/api/digests/daily-nope")
             assert missing.status == 404 and "daily-nope" in (await missing.json())["error"]
             listed = await client.get("/api/digests", params={"limit": "5"})

@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy.exc import OperationalError
 
 from publisher.app import Publisher
+from publisher.cli.report import text_lines
 from publisher.config import Settings, TrackingSettings
 from publisher.delivery.service import framer
 from publisher.mail import message as message_module
@@ -105,6 +106,11 @@ async def test_each_click_redirects_to_the_signed_target_and_is_counted(
     assert (await client.head(first, allow_redirects=False)).status == 302
     assert await click_counts(publisher.engine, digest_id) == [(target(first), 3), (target(second), 1)]
     assert await click_counts(publisher.engine, "another-digest") == []
+    # `publisher report` and /api/digests/{id} show them.
+    report = await publisher.digest_report(digest_id)
+    assert report is not None
+    assert report.as_json()["clicks"] == [{"url": target(first), "clicks": 3}, {"url": target(second), "clicks": 1}]
+    assert f"       3 × {target(first)}" in text_lines(report)
 
 
 async def test_concurrent_clicks_all_count(sent: tuple[Publisher, TestClient, str, email.message.EmailMessage]) -> None:
