@@ -50,10 +50,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from publisher import clock
 from publisher.content.model import Article
 from publisher.delivery import ledger, policy
+from publisher.delivery.cluster_rate import GLOBAL, make_pacer
 from publisher.delivery.journal import Journal
 from publisher.delivery.model import DeliveryConfig, DeliveryReport, DeliveryState
 from publisher.delivery.outcomes import Outcomes, retrying
-from publisher.delivery.pacing import Backoff, Pacer
+from publisher.delivery.pacing import Backoff, Gate
 from publisher.delivery.policy import RefusalStreak, Verdict
 from publisher.digest.plan import PlanProgress, is_resend
 from publisher.logs import digest_context
@@ -131,12 +132,14 @@ class Deliverer:
     planning: PlanProgress | None = None  # this process's plan still writing rows, if any
     plan_poll: float = 2.0  # seconds between looks for rows of a digest another process is planning
     progress: InitVar[Callable[[DeliveryReport], None] | None] = None
-    pacer: Pacer = field(init=False)
+    pacer: Gate = field(init=False)
     outcomes: Outcomes = field(init=False)
     _relay_throttling: bool = field(init=False, default=False)  # this pass ends: the relay kept throttling
 
     def __post_init__(self, progress: Callable[[DeliveryReport], None] | None) -> None:
-        self.pacer = Pacer(self.config.rate, self.config.window_messages, self.config.window_seconds)
+        self.pacer = make_pacer(
+            self.engine, GLOBAL, self.config.rate, self.config.window_messages, self.config.window_seconds
+        )
         self.outcomes = Outcomes(
             self.engine, soft_bounce_limit=self.config.soft_bounce_limit, progress=progress, journal=self.journal,
             turn=self._turn,

@@ -4,6 +4,8 @@ Relays and receiving providers publish limits ("N messages per second", "M per
 hour") and enforce the rest by answering 421/45x.  :class:`Pacer` keeps every
 connection of a delivery run under the configured rate and window together, and
 :class:`Backoff` slows a connection down while the far side keeps throttling it.
+Several nodes on PostgreSQL share one rate through
+:class:`publisher.delivery.cluster_rate.ClusterPacer`, a :class:`Gate` as :class:`Pacer` is.
 """
 
 from __future__ import annotations
@@ -12,6 +14,18 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+
+class Gate(Protocol):
+    """What senders wait on before each message: this node's :class:`Pacer`, or the cluster's."""
+
+    @property
+    def unlimited(self) -> bool:
+        """Whether it never waits (senders skip the call)."""
+
+    async def wait(self) -> None:
+        """Return when the next message may go."""
 
 
 class Pacer:

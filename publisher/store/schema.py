@@ -317,3 +317,14 @@ link_clicks = Table(
     Column("url", Text, nullable=False),
     Column("clicks", BigInteger, nullable=False),
 )
+
+# The cluster's send rates (publisher.delivery.cluster_rate), one row per bucket: "" for
+# ``[delivery] rate``, ``provider:<name>`` for a provider's.  ``next_slot`` is the first
+# moment not yet reserved by any node (a GCRA's theoretical arrival time), on the
+# database's clock.  Used on PostgreSQL only: on SQLite one process sends at a time.
+send_rates = Table(
+    "send_rates",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("next_slot", UTCDateTime(), nullable=False),
+)
