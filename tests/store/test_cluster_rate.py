@@ -1,7 +1,8 @@
 """One send rate for the cluster: ``[delivery] rate`` holds across nodes sharing a PostgreSQL store.
 
 Two nodes (two publishers, each with its own engine, data directory and delivery run)
-deliver one digest at once to a server that notes when each message arrives.
+deliver one digest at once to a server that notes when each message arrives; and the
+buckets they share, reserved from directly.
 """
 
 from __future__ import annotations
@@ -9,16 +10,21 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from publisher import clock
 from publisher.app import Publisher
 from publisher.config import load_settings
 from publisher.delivery.cluster_rate import BLOCK_SECONDS, GLOBAL, ClusterPacer, make_pacer
 from publisher.delivery.pacing import Pacer
+from publisher.store import send_rates
+from publisher.store.schema import send_rates as send_rates_table
 from subscribers.model import Cadence
 from tests.support.delivery_sites import insert_subscribers, write_site
 from tests.support.smtp_server import SmtpServer
@@ -88,3 +94,15 @@ async def test_the_cluster_paces_a_rate_on_postgresql_and_each_node_its_own_othe
     finally:
         await postgresql.dispose()
         await sqlite.dispose()
+
+
+@pytest.mark.postgresql_only("the cluster's buckets are PostgreSQL's")
+async def test_reservations_follow_one_another_and_an_idle_bucket_saves_nothing_up(publisher: Publisher) -> None:
+    google = "provider:google"
+    first = await send_rates.reserve(publisher.engine, google, 0.5)
+    second = await send_rates.reserve(publisher.engine, google, 0.5)
+    assert 0.3 < first <= 0.5 and 0.8 < second <= 1.0  # the second span starts where the first ends
+    assert 0.3 < await send_rates.reserve(publisher.engine, GLOBAL, 0.5) <= 0.5  # another bucket, apart
+    async with publisher.engine.begin() as conn:  # an hour idle
+        await conn.execute(update(send_rates_table).values(next_slot=clock.now() - timedelta(hours=1)))
+    assert 0.3 < await send_rates.reserve(publisher.engine, google, 0.5) <= 0.5  # from now: nothing saved up
