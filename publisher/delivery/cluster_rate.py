@@ -5,8 +5,9 @@ connections, so N nodes would send N times the rate.  :class:`ClusterPacer` take
 slots from a bucket in the database instead (:func:`publisher.store.send_rates.reserve`,
 a GCRA on the database's clock): a block of slots at a time, enough for
 :data:`BLOCK_SECONDS` at the rate, handed out here in order, each at its moment.
-Slots a node reserved and did not use (it stopped, or its senders were slow) are lost,
-never saved up: the relay sees at most the rate plus one block per node.
+A slot whose moment passed while every connection was busy goes at once, and slots
+a node never used (it stopped) are lost, never saved up: the relay sees at most the
+rate plus one block per node.
 
 The window (``window_messages`` per ``window_seconds``) stays each node's own.
 
