@@ -168,6 +168,8 @@ def test_complaints_pause_one_provider_until_resumed(tmp_path: Path) -> None:
         assert provider == "yahoo" and reason and reason.startswith("complaints 0.40%")
         status = invoke(config, "status")
         assert "provider yahoo paused since" in status.stdout
+        digest_id = resent.stdout.split(" as ", 1)[1].split()[0]
+        assert "249 × held: provider yahoo is paused: complaints 0.40%" in invoke(config, "report", digest_id).stdout
         assert "publisher resume --provider yahoo" in status.stdout
 
         resumed = invoke(config, "resume", "--provider", "yahoo")
