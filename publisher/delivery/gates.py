@@ -18,8 +18,8 @@ back are not tried (no attempt counted) but deferred (:meth:`Gates.split`):
   :data:`HOLD_RECHECK`; a resume makes them due at once).  After a resume only what
   happened since counts, or the same old complaints would pause it again at once.
 
-The breakers are judged when a digest's delivery starts and every :data:`CHECK_EVERY`
-claimed messages, not per message.  The decisions here are plain functions; the counts
+The breakers are judged when a digest's delivery starts, then every :data:`CHECK_EVERY`
+claimed messages at most once per :data:`CHECK_INTERVAL`, not per message.  The decisions here are plain functions; the counts
 come from :mod:`publisher.delivery.gate_store`.
 """
 
@@ -45,8 +45,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__package__)
 
-CHECK_EVERY = 1000  # claimed messages between two judgements of the breakers
-HOLD_RECHECK = timedelta(minutes=15)  # a paused provider's rows are looked at again this often
+# The breakers are judged again after this many claimed messages, and this long: their
+# query reads the window's messages, a second or so for a million on a busy machine.
+CHECK_EVERY = 1000
+CHECK_INTERVAL = timedelta(minutes=1)
+# A paused provider's rows are looked at again this often (a resume makes them due at once).
+HOLD_RECHECK = timedelta(hours=1)
 _ENDLESS = 10**12  # an allowance this large limits nothing: the ramp is over
 
 
@@ -174,6 +178,7 @@ class Gates:
     paused: dict[str, str] = field(default_factory=dict)  # provider → reason
     _warned: set[str] = field(default_factory=set)  # warned of in this run: once is enough
     _until_check: int = 0  # claimed messages until the breakers are judged again
+    _checked_at: datetime | None = None
 
     @classmethod
     def from_settings(
@@ -187,7 +192,7 @@ class Gates:
 
     async def check(self, now: datetime) -> None:
         """Judge the breakers (pausing a provider past its threshold) and read which providers are paused."""
-        self._until_check = CHECK_EVERY
+        self._until_check, self._checked_at = CHECK_EVERY, now
         if self.breakers is not None:
             for judgement in await judge_providers(self.engine, self.providers, self.breakers, now):
                 if judgement.pause:
@@ -207,7 +212,7 @@ class Gates:
         before any of their outcomes is written.
         """
         self._until_check -= len(rows)
-        if self._until_check <= 0:
+        if self._until_check <= 0 and (self._checked_at is None or now - self._checked_at >= CHECK_INTERVAL):
             await self.check(now)
         room = await self._room(rows, now)
         day_over = day_start(now) + timedelta(days=1)
