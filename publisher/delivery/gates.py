@@ -214,7 +214,9 @@ class Gates:
         self._until_check -= len(rows)
         if self._until_check <= 0 and (self._checked_at is None or now - self._checked_at >= CHECK_INTERVAL):
             await self.check(now)
-        room = await self._room(rows, now)
+        day = None if self.warmup is None else self.warmup.day(now)
+        allowance = None if self.warmup is None or day is None else self.warmup.allowance(day)
+        room = None if allowance is None else await self._room(allowance, rows, now)
         day_over = day_start(now) + timedelta(days=1)
         admitted: list[Row] = []
         held: list[Held] = []
@@ -230,17 +232,12 @@ class Gates:
                     room[provider] -= 1
                 admitted.append(row)
             else:
-                assert self.warmup is not None
-                day = self.warmup.day(now)
-                held.append(Held(row, f"{gate_store.HELD}warm-up day {day}: {provider} has had its "
-                                      f"{self.warmup.allowance(day)} messages today", day_over))
+                held.append(Held(row, f"{gate_store.HELD}warm-up day {day}: {provider} has had its {allowance} "
+                                      f"messages today", day_over))
         return admitted, held
 
-    async def _room(self, rows: Sequence[Row], now: datetime) -> Counter[str] | None:
-        """Messages each provider may still take today, ``rows`` not counted; None: no limit."""
-        allowance = None if self.warmup is None else self.warmup.allowance(self.warmup.day(now))
-        if allowance is None:
-            return None
+    async def _room(self, allowance: int, rows: Sequence[Row], now: datetime) -> Counter[str]:
+        """Messages each provider may still take today, ``rows`` not counted."""
         used: Counter[str] = Counter()
         for domain, count in await gate_store.sent_or_sending_by_domain(self.engine, day_start(now)):
             used[self.providers.of(domain)] += count
