@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -432,6 +432,38 @@ class TrackingSettings(_Section):
     click_rate_per_client: Annotated[str, AfterValidator(_rate)] = "30/minute"
 
 
+class WarmupSettings(_Section):
+    """A new sending domain's daily allowance per mailbox provider (README, "Warm-up")."""
+
+    # The first day of sending from this domain (a UTC date); absent: no warm-up.
+    start: date | None = None
+    first_day: int = Field(default=300, ge=1)  # messages per provider on the first day
+    growth: float = Field(default=2.0, ge=1.0, le=100.0)  # the allowance is multiplied by this each day
+    # Warm-up ends on the day the allowance reaches this many (0: no such end; the ramp
+    # still ends once its allowance no longer limits anything).
+    max: int = Field(default=0, ge=0)
+
+
+class BreakerSettings(_Section):
+    """Circuit breakers per mailbox provider on complaint and hard-bounce rates (README, "Circuit breakers").
+
+    A rate is the readers of a provider who complained (or hard-bounced) in ``window``
+    over the messages sent to it in that window; a threshold of 0 is off.
+    """
+
+    window: Annotated[str | int, AfterValidator(_duration)] = "7d"
+    complaints_warn: float = Field(default=0.001, ge=0, le=1)
+    complaints_pause: float = Field(default=0.003, ge=0, le=1)
+    hard_bounces_warn: float = Field(default=0.02, ge=0, le=1)
+    hard_bounces_pause: float = Field(default=0.05, ge=0, le=1)
+    min_messages: int = Field(default=200, ge=1)  # no judgement on fewer messages sent in the window
+
+    @property
+    def window_length(self) -> timedelta | None:
+        """``window`` as a duration; None when it is "0" (breakers off)."""
+        return _parse_duration(str(self.window))
+
+
 class Settings(_Section):
     site: SiteSettings = SiteSettings()
     content: ContentSettings = ContentSettings()
@@ -448,6 +480,8 @@ class Settings(_Section):
     websub: WebSubSettings = WebSubSettings()
     subscribers: SubscribersSettings = SubscribersSettings()
     tracking: TrackingSettings = TrackingSettings()
+    warmup: WarmupSettings = WarmupSettings()
+    breakers: BreakerSettings = BreakerSettings()
     # Mailbox providers besides the built-in table (publisher.delivery.providers): name = [patterns].
     providers: Annotated[dict[str, list[str]], AfterValidator(_providers)] = {}
     # Where articles come from; none listed: [content] dir and the API.

@@ -199,17 +199,34 @@ def _held(holder: Holder) -> str:
 
 
 @click.command()
-@click.argument("digest_id")
+@click.argument("digest_id", required=False)
+@click.option("--provider", "providers", multiple=True, metavar="NAME",
+              help="Continue deliveries to this mailbox provider, paused by its circuit breaker (repeatable).")
 @click.option("--wait", is_flag=True, help="Also wait out deferred messages.")
 @click.pass_context
-def resume(ctx: click.Context, digest_id: str, wait: bool) -> None:
-    """Continue DIGEST_ID, paused by too many failures, once the cause is fixed."""
+def resume(ctx: click.Context, digest_id: str | None, providers: tuple[str, ...], wait: bool) -> None:
+    """Continue DIGEST_ID, paused by too many failures, once the cause is fixed; without
+    DIGEST_ID, the mailbox providers a circuit breaker paused (--provider: those only)."""
 
+    if digest_id is None:
+        _resume_providers(ctx, list(providers) or None, wait)
+        return
+    if providers:
+        raise click.UsageError("give a digest or --provider, not both")
     report = with_publisher(ctx, lambda publisher: publisher.delivery.resume(digest_id, wait=wait))
     if report is None:
         raise click.ClickException(f"no paused digest {digest_id!r} (see `publisher status`)")
     out.print(f"resumed {digest_id}: sent {report.sent}, deferred {report.deferred}, failed {report.failed}",
               highlight=False, markup=False)
+
+
+def _resume_providers(ctx: click.Context, providers: list[str] | None, wait: bool) -> None:
+    resumed = with_publisher(ctx, lambda publisher: publisher.delivery.resume_providers(providers, wait=wait))
+    if not resumed:
+        named = f" {', '.join(providers)}" if providers else ""
+        raise click.ClickException(f"no paused provider{named} (see `publisher status`)")
+    out.print(f"resumed deliveries to {', '.join(resumed)}; only complaints and bounces from now on count "
+              f"towards their breakers", highlight=False, markup=False)
 
 
 @click.command()

@@ -21,6 +21,7 @@ from publisher.content.model import Article
 
 if TYPE_CHECKING:
     from publisher.app import Publisher
+    from publisher.delivery.gates import Overview as GatesOverview
     from publisher.delivery.ledger import DigestSummary
     from publisher.runtime.nodes import Node
     from publisher.webhooks.outbox import EndpointStatus
@@ -35,12 +36,14 @@ class Overview:
     totals: dict[str, int]  # messages of unfinished digests by state
     digests: list[DigestSummary]
     webhooks: list[EndpointStatus]
+    gates: GatesOverview  # warm-up and circuit breakers per mailbox provider
 
 
 async def _overview(publisher: Publisher) -> Overview:
     return Overview(
         await publisher.live_nodes(), await publisher.intake.scheduled(),
         await publisher.delivery.totals(), await publisher.delivery.states(), await publisher.webhooks.status(),
+        await publisher.delivery.gates(),
     )
 
 
@@ -58,6 +61,7 @@ def status(ctx: click.Context) -> None:
     _print_scheduled(seen.scheduled)
     to_do = ", ".join(f"{totals.get(state, 0)} {state}" for state in ("pending", "sending", "deferred", "failed"))
     out.print(f"deliveries of unfinished digests: {to_do}", highlight=False)
+    _print_gates(seen.gates)
     print_endpoints(seen.webhooks)
     out.print()
     counted = ("pending", "sending", "deferred", "sent", "failed", "cancelled")
@@ -82,6 +86,24 @@ def status(ctx: click.Context) -> None:
             out.print(f"{d.id} finished early: {d.pause_reason}", highlight=False, markup=False)
     if not states:
         out.print("no digests yet", highlight=False)
+
+
+def _print_gates(gates: GatesOverview) -> None:
+    """The warm-up's day and allowance, the providers it holds back, the breakers' warnings and pauses."""
+    if gates.allowance is not None:
+        out.print(f"warm-up day {gates.warmup_day}: {gates.allowance} messages per provider today; "
+                  f"held messages go from {when(gates.next_day)}", highlight=False, markup=False)
+        for provider in sorted({*gates.sent_today, *gates.waiting}):
+            out.print(f"  {provider}: sent today {gates.sent_today.get(provider, 0)} of {gates.allowance}, "
+                      f"waiting {gates.waiting.get(provider, 0)}", highlight=False, markup=False)
+    paused = {row.provider for row in gates.paused}
+    for row in gates.paused:
+        out.print(f"provider {row.provider} paused since {when(row.since)}: {row.reason}\n  continue with: "
+                  f"publisher resume --provider {row.provider}", highlight=False, markup=False)
+    for judgement in gates.judgements:
+        if judgement.provider not in paused:
+            level = "past its pause threshold (paused at the next delivery)" if judgement.pause else "warning"
+            out.print(f"provider {judgement.provider} {level}: {judgement.reason}", highlight=False, markup=False)
 
 
 def _print_scheduled(articles: list[Article]) -> None:

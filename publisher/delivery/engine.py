@@ -51,6 +51,7 @@ from publisher import clock
 from publisher.content.model import Article
 from publisher.delivery import ledger, policy
 from publisher.delivery.cluster_rate import GLOBAL, make_pacer
+from publisher.delivery.gates import Gates
 from publisher.delivery.journal import Journal
 from publisher.delivery.model import DeliveryConfig, DeliveryReport, DeliveryState
 from publisher.delivery.outcomes import Outcomes, retrying
@@ -131,6 +132,7 @@ class Deliverer:
     journal: Journal | None = None  # the crash record of messages sent (None: a test's run)
     planning: PlanProgress | None = None  # this process's plan still writing rows, if any
     plan_poll: float = 2.0  # seconds between looks for rows of a digest another process is planning
+    gates: Gates | None = None  # warm-up and circuit breakers per mailbox provider ([warmup], [breakers])
     progress: InitVar[Callable[[DeliveryReport], None] | None] = None
     pacer: Gate = field(init=False)
     outcomes: Outcomes = field(init=False)
@@ -275,6 +277,9 @@ class Deliverer:
         but not queued when the run stops go back to ``pending`` (released).
         """
         after = 0
+        gates = self.gates
+        if gates is not None:
+            await retrying("judge the providers' breakers", lambda: gates.check(clock.now()))
         while not self._halted(digest):
             async with self._turn():
                 batch = await retrying("claim rows", lambda: ledger.claim(
@@ -286,6 +291,11 @@ class Deliverer:
                 return
             after = batch[-1].subscriber_id
             self.outcomes.hold(digest.id, [row.subscriber_id for row in batch])
+            if gates is not None:  # a provider warming up or paused: its rows wait, untried
+                batch, held = await retrying("read the providers' gates", lambda: gates.split(batch, clock.now()))
+                for kept in held:
+                    await self._outcome(digest, kept.row, DeliveryState.DEFERRED, last_reply=kept.reply,
+                                        retry_at=kept.retry_at)
             ready = []
             for row in batch:
                 if row.status == Status.ACTIVE:

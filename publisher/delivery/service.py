@@ -69,6 +69,7 @@ if TYPE_CHECKING:  # the sending machinery is imported when there is something t
     import jinja2
 
     from publisher.delivery.engine import Framer
+    from publisher.delivery.gates import Overview as GatesOverview
     from publisher.delivery.inbox import BounceImportReport, Inbox
     from publisher.mail.dkim import DkimSigner
     from subscribers.tokens import Tokens
@@ -450,6 +451,8 @@ class DeliveryService:
         if not await ledger.unfinished_digests(self.engine):
             return DeliveryReport()  # no connection to the relay when there is nothing to send
         from publisher.delivery.engine import Deliverer
+        from publisher.delivery.gates import Gates
+        from publisher.delivery.providers import Providers
         from publisher.mail.transport import DeliveryError, TransportPool, make_transport
 
         config = DeliveryConfig.from_settings(self.settings)
@@ -468,6 +471,8 @@ class DeliveryService:
                 self.engine, config, framer(self.settings, self.env, self._tokens()), self._tokens(), pool,
                 stop=self.stopping, progress=self._tracking(progress), signer=self._dkim(), claimant=claimant,
                 journal=self.journal, planning=planning, plan_poll=self.settings.cluster.poll_interval,
+                gates=Gates.from_settings(self.engine, Providers(self.settings.providers), self.settings.warmup,
+                                          self.settings.breakers),
             )
             return await deliverer.run(wait=wait)
 
@@ -492,7 +497,26 @@ class DeliveryService:
             return None
         return await self.deliver(wait=wait)
 
+    async def resume_providers(self, providers: list[str] | None, *, wait: bool = False) -> list[str]:
+        """Lift the breakers' pause of ``providers`` (None: all) and deliver (``publisher resume
+        --provider``); the providers resumed (none: nothing delivered).  Only complaints and
+        bounces after now count towards their breakers from now on."""
+        from publisher.delivery import gate_store
+
+        resumed = await gate_store.resume(self.engine, providers, clock.now())
+        if resumed:
+            await self.deliver(wait=wait)
+        return resumed
+
     # --- reads of the ledger --------------------------------------------------------------
+
+    async def gates(self) -> GatesOverview:
+        """The warm-up's day and the providers' breakers (``publisher status``)."""
+        from publisher.delivery.gates import overview
+        from publisher.delivery.providers import Providers
+
+        return await overview(self.engine, Providers(self.settings.providers), self.settings.warmup,
+                              self.settings.breakers, clock.now())
 
     async def due_count(self) -> int:
         """Messages due now (a send's progress total, the queue depth gauge)."""

@@ -328,3 +328,18 @@ send_rates = Table(
     Column("name", String(200), primary_key=True),
     Column("next_slot", UTCDateTime(), nullable=False),
 )
+
+# Mailbox providers whose deliveries a circuit breaker paused (publisher.delivery.gates):
+# paused while ``reason`` is set, since ``since``; ``publisher resume --provider`` clears
+# the reason and sets ``resumed_at``, after which the breaker counts only newer complaints
+# and bounces (the old ones must not trip it again at once).
+provider_pauses = Table(
+    "provider_pauses",
+    metadata,
+    Column("provider", String(40), primary_key=True),
+    Column("reason", Text, nullable=True),
+    Column("since", UTCDateTime(), nullable=True),
+    Column("resumed_at", UTCDateTime(), nullable=True),
+)
+# The messages sent in a period and those being sent (warm-up allowances, breaker rates).
+Index("ix_deliveries_sent", deliveries.c.state, deliveries.c.updated_at)

@@ -2,8 +2,8 @@
 
 Empty at first: rows appear as readers follow counted links.
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 """
 
 import sqlalchemy as sa
