@@ -29,9 +29,10 @@ from publisher.store.schema import articles, scheduled_articles
 @dataclass(frozen=True, slots=True)
 class Ingested:
     """An article as a result tells of it, once stored: what the log lines, the CLI, the API
-    and the tests read.  Not the :class:`Article`: a first build of 10,000 articles held
-    every parsed one (~9.4 KB each, 94 MB) through the feed build and the CLI only for
-    these fields; with them, each article is freed once it is written."""
+    and the scheduler read.  Not the :class:`Article`: a first build of 10,000 articles
+    held every parsed one (~9.4 KB each, 94 MB) through the feed build and the CLI only
+    for these fields; now they are freed with the scan that read them, before the feeds
+    are built."""
 
     id: str
     slug: str
