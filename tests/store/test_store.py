@@ -171,7 +171,7 @@ async def test_ids_and_slugs_as_long_as_the_columns_hold_are_stored(engine: Asyn
     await upgrade(engine)
     longest = seed_like(id="x" * MAX_ID_LENGTH, slug="s" * MAX_SLUG_LENGTH)
     result = await article_ingest.ingest(engine, [longest], NOW, source="api")
-    assert result.new == [longest]
+    assert result.new == [article_ingest.Ingested.of(longest)]
     assert await article_store.by_slug(engine, longest.slug) == longest
 
 
