@@ -37,7 +37,7 @@ from publisher import clock, metrics
 from publisher.config import Settings, UpstreamFeed
 from publisher.content.model import Article, Problem, ScanResult, Severity
 from publisher.feeds.shelf import FeedShelf
-from publisher.sources.markdown_dir import DirectoryScan, scan_changes, scan_directory, told_listing
+from publisher.sources.markdown_dir import DirectoryScan, scan_changes, scan_directory, scan_told
 from publisher.store import articles as article_store
 from publisher.store import ingest as article_ingest
 from publisher.store import source_files
@@ -218,9 +218,12 @@ class Intake:
         for directory, paths in _told_by_directory(settings.markdown_dirs, told).items():
             source = f"markdown:{directory}"
             async with _within(self._engine, into, write=False) as conn:
-                before = await source_files.load(conn, source)
-            listing = None if paths is None else told_listing(directory, site_url, limits, before, paths)
-            scan = await asyncio.to_thread(scan_changes, directory, site_url, limits, before, listing)
+                if paths is None:
+                    before = await source_files.load(conn, source)
+                else:  # only the rows the told paths can change, by indexed queries
+                    scan = await scan_told(conn, source, directory, site_url, limits, paths)
+            if paths is None:
+                scan = await asyncio.to_thread(scan_changes, directory, site_url, limits, before)
             _log_problems(scan.result.problems)
             stored = IngestResult(unchanged=len(scan.kept))
             if not scan.settled:

@@ -21,6 +21,7 @@ reported and skipped, so a copy can never take over an article's feed GUID.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
@@ -32,9 +33,12 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from publisher import __version__
 from publisher.content.model import Article, ContentLimits, Problem, ScanResult, Severity
+from publisher.store import source_files
 from publisher.store.source_files import Outcome, SourceFile
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
     from publisher.content.markdown import ParsedFile
 
 # A file modified this close to being read may change again within the filesystem's
@@ -125,6 +129,27 @@ def scan_changes(
     scan.result.articles.sort(key=lambda article: article.id)
     scan.result.articles.sort(key=lambda article: article.published, reverse=True)
     return scan
+
+
+async def scan_told(
+    conn: AsyncConnection, source: str, directory: Path, site_url: str, limits: ContentLimits, told: Collection[str]
+) -> DirectoryScan:
+    """:func:`scan_changes` of only the ``told`` paths (:func:`told_listing`), against only
+    the rows it can change (:func:`~publisher.store.source_files.load_told`, read through
+    ``conn``), so its cost follows the told files, not the archive's.  A told file that
+    now takes an id or a slug of a file not loaded brings that file's rows in, and the
+    scan runs again: the contest must see every file sharing one.  ``before`` and
+    ``kept`` hold only the loaded rows; the other files stand as the store has them
+    (their warnings, and a re-parse after a parser upgrade, wait for the next walk)."""
+    before = await source_files.load_told(conn, source, told)
+    while True:
+        listing = told_listing(directory, site_url, limits, before, told)
+        scan = await asyncio.to_thread(scan_changes, directory, site_url, limits, before, listing)
+        changed = [row for path, row in scan.files.items() if before.get(path) != row]
+        around = await source_files.load_sharing(conn, source, before, changed)
+        if len(around) == len(before):
+            return scan
+        before = around
 
 
 def parser_fingerprint(site_url: str, limits: ContentLimits) -> str:
@@ -273,9 +298,10 @@ def told_listing(
 ) -> Iterator[tuple[str, os.stat_result]]:
     """The listing of a scan that trusts the file watcher: the ``told`` paths (relative,
     "/"-separated: new, changed or removed) stat'ed now, every other file of ``before``
-    as its row remembers it, without a ``stat``, in path order as :func:`_walk` gives it.
+    (all the rows, or those :func:`scan_told` loaded) as its row remembers it, without a
+    ``stat``, in path order as :func:`_walk` gives it.
     A told path that is gone, hidden or not a Markdown file is left out (its row goes);
-    a remembered row its parser inputs no longer hold is stat'ed too, as a walk would.
+    a row of ``before`` its parser inputs no longer hold is stat'ed too, as a walk would.
     A file the watcher missed waits for the next full scan."""
     current = _Reader(directory, site_url, limits).current
     # Path order as a walk gives it, by components ("a/b" before "a-b"): "/" as the lowest

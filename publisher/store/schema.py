@@ -115,6 +115,10 @@ source_files = Table(
     Column("problems", Text, nullable=True),
     PrimaryKeyConstraint("source", "path"),
 )
+# A scan the file watcher told of loads only the rows it needs (store/source_files.py: load_told).
+Index("ix_source_files_article_id", source_files.c.source, source_files.c.article_id)
+Index("ix_source_files_slug", source_files.c.source, source_files.c.slug)
+Index("ix_source_files_outcome", source_files.c.source, source_files.c.outcome)
 
 subscribers = Table(
     "subscribers",

@@ -16,6 +16,7 @@ from publisher.config import Settings
 from publisher.content.model import ContentLimits
 from publisher.runtime.watch import watch_content
 from publisher.sources import markdown_dir
+from publisher.store import source_files
 from tests.store.test_incremental_scan import age
 from tests.system.test_daemon import NEW_ARTICLE
 
@@ -52,6 +53,27 @@ class Stats:
         monkeypatch.setattr(os, "scandir", scandir)
 
 
+class Loaded:
+    """Counts the ``source_files`` rows a scan loads (by path) and whether it loaded them all."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.rows: Counter[str] = Counter()
+        self.whole = 0
+        real_load, real_rows = source_files.load, source_files._load
+
+        async def load(*args: Any) -> dict[str, source_files.SourceFile]:
+            self.whole += 1
+            return await real_load(*args)
+
+        async def rows(*args: Any) -> dict[str, source_files.SourceFile]:
+            loaded = await real_rows(*args)
+            self.rows.update(loaded.keys())
+            return loaded
+
+        monkeypatch.setattr(source_files, "load", load)
+        monkeypatch.setattr(source_files, "_load", rows)
+
+
 def edited(name: str) -> str:
     return NEW_ARTICLE.replace("id: harbour-bridge-reopens", f"id: {name}").replace(
         "tags:", f"slug: {name}\ntags:")
@@ -67,7 +89,25 @@ async def test_a_told_scan_stats_only_the_changed_path(
     result = await publisher.intake.scan({added})
     assert [a.id for a in result.new] == ["ferry-timetable"]
     assert stats.listed == 0 and set(stats.stat) == {"ferry-timetable.md"}
-    assert result.unchanged == 4  # the others, as the store remembers them
+    assert result.unchanged == 0  # the others stand as the store has them: not even counted
+
+
+async def test_a_told_scan_loads_only_the_rows_it_can_change(
+    publisher: Publisher, content: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not the source's every row: 100,000 of them cost most of a second to load and contest."""
+    for number in range(20):
+        (content / f"archive-{number:02d}.md").write_text(edited(f"archive-{number:02d}"), encoding="utf-8")
+    await publisher.intake.scan()
+    edit = content / "archive-07.md"
+    edit.write_text(edited("archive-07").replace("Repairs", "The repairs"), encoding="utf-8")
+    loaded = Loaded(monkeypatch)
+    result = await publisher.intake.scan({edit})
+    assert [a.id for a in result.updated] == ["archive-07"]
+    assert loaded.whole == 0 and set(loaded.rows) == {"archive-07.md"}
+    # The rows are what a full walk finds.
+    again = await publisher.intake.scan()
+    assert not again.changed and again.unchanged == 24
 
 
 async def test_a_told_scan_removes_a_deleted_path_and_the_rows_stay_right(
@@ -98,16 +138,27 @@ async def test_the_interval_scan_catches_a_removal_the_watcher_missed(
     assert walked.removed == ["harbour-bridge-reopens"] and not walked.new
 
 
-async def test_a_told_file_taking_an_untold_files_slug_is_refused(
-    publisher: Publisher, content: Path
+@pytest.mark.parametrize("name", ["zz-copy.md", "aa-copy.md"])  # after and before it in path order
+@pytest.mark.parametrize("key,value", [("slug", "harbour-bridge"), ("id", "harbour-bridge-reopens")])
+async def test_a_told_file_taking_an_untold_files_slug_or_id_is_refused(
+    publisher: Publisher, content: Path, monkeypatch: pytest.MonkeyPatch, name: str, key: str, value: str
 ) -> None:
-    """The files not looked at still hold their ids and slugs, as in a full scan."""
+    """The files not looked at still hold their ids and slugs, as in a full scan: the
+    one holding it is loaded by an indexed query on it."""
     await publisher.intake.scan()
-    copy = content / "zz-copy.md"
-    copy.write_text(edited("copy").replace("slug: copy", "slug: harbour-bridge"), encoding="utf-8")
+    copy = content / name
+    copy.write_text(edited("copy").replace(f"{key}: copy", f"{key}: {value}"), encoding="utf-8")
+    loaded = Loaded(monkeypatch)
     result = await publisher.intake.scan({copy})
     [problem] = result.skipped
-    assert problem.message.startswith("duplicate slug 'harbour-bridge'") and not result.new
+    assert problem.message.startswith(f"duplicate {key} {value!r}") and not result.new
+    assert Path(problem.path).name == name and not result.removed
+    assert loaded.whole == 0 and set(loaded.rows) == {"harbour-bridge.md"}
+    # The copy is held back at every told scan, and takes over once the other file lets go.
+    assert [Path(p.path).name for p in (await publisher.intake.scan({content / "city-heat-plan.md"})).skipped] == [name]
+    (content / "harbour-bridge.md").unlink()
+    freed = await publisher.intake.scan({content / "harbour-bridge.md"})
+    assert [a.id for a in freed.new + freed.updated] == ["copy" if key == "slug" else value]
 
 
 async def test_a_told_path_outside_the_directories_walks_them(
@@ -152,15 +203,24 @@ async def test_a_told_file_whose_id_changed_takes_the_old_one_down(publisher: Pu
     assert [a.id for a in result.new] == ["bridge-2"] and result.removed == ["harbour-bridge-reopens"]
 
 
-async def test_a_told_removal_waits_while_another_file_is_broken(publisher: Publisher, content: Path) -> None:
+async def test_a_told_removal_waits_while_another_file_is_broken(
+    publisher: Publisher, content: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """As in a walk: a file that does not parse may be an article being edited."""
     await publisher.intake.scan()
     (content / "broken.md").write_text("---\ntitle: No date\n---\nText.\n", encoding="utf-8")
     await publisher.intake.scan()
     gone = content / "harbour-bridge.md"
     gone.unlink()
+    loaded = Loaded(monkeypatch)
     result = await publisher.intake.scan({gone})
     assert result.removed == [] and [Path(p.path).name for p in result.skipped] == ["broken.md"]
+    assert loaded.whole == 0 and set(loaded.rows) == {"harbour-bridge.md", "broken.md"}
+    # Once it is mended, the removal the told scan held back waits for the walk (it
+    # takes a complete directory to name every id gone).
+    (content / "broken.md").unlink()
+    mended = await publisher.intake.scan({content / "broken.md"})
+    assert mended.removed == []
 
 
 def test_a_told_listing_keeps_the_walks_path_order(tmp_path: Path) -> None:
