@@ -5,14 +5,14 @@ files (broken, lost, refused) and of the files sharing an id or a slug with them
 source's every row: at 100,000 files that load and the contest over them cost most of a
 second.
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0019
+Revises: 0018
 """
 
 from alembic import op
 
-revision = "0015"
-down_revision = "0014"
+revision = "0019"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
