@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from _common import cpu_busy, free_port, log, work_dir
+from _common import compile_project, cpu_busy, free_port, log, work_dir
 from feeds import publisher_command, publisher_env
 from latency import Inbox, percentile, wait_for
 
@@ -258,6 +258,7 @@ def main() -> None:
     parser.add_argument("--no-pelican", action="store_true", help="skip the Pelican reference")
     parser.add_argument("--no-daemon", action="store_true", help="skip the daemon's figures")
     args = parser.parse_args()
+    compile_project()
     busy = cpu_busy()
     log(f"{busy:.0%} of the CPUs busy before the start" + (": the figures will be noisy" if busy > 0.1 else ""))
     inbox = Inbox()

@@ -60,7 +60,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import Runs, cpu_busy, log, work_dir
+from _common import Runs, compile_project, cpu_busy, log, work_dir
 from _postfix import TIME, SinkMark, SmtpSink, ensure_tools, smtp_source_command
 from _senders import (
     LOOPS,
@@ -370,6 +370,7 @@ def measure(args: argparse.Namespace, work: Path, sink_exe: str, source_exe: str
     n, connections = args.subscribers, args.connections
     naive_n = n if args.naive_messages <= 0 else min(args.naive_messages, n)
     bench_started = time.perf_counter()
+    compile_project()
     busy_before = cpu_busy()
     if busy_before > 0.1:
         log(f"warning: {busy_before:.0%} of the CPUs are busy before the start: the figures will be low and noisy")

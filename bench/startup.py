@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import cpu_busy, log, work_dir
+from _common import compile_project, cpu_busy, log, work_dir
 from _postfix import TIME, SmtpSink, ensure_tools
 
 from publisher.config import load_settings
@@ -158,6 +158,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the sites and stores here")
     args = parser.parse_args()
     sink_exe, _ = ensure_tools()
+    compile_project()
     busy = cpu_busy()
     with work_dir("startup", args.keep) as work:
         probe = ("import time; t = time.perf_counter(); import publisher.cli; "
