@@ -44,6 +44,7 @@ from publisher.delivery.locks import exclusive, holder
 from publisher.delivery.model import OPEN_STATES, DeliveryConfig, DeliveryReport, DeliveryState
 from publisher.delivery.outcomes import recover
 from publisher.delivery.pacing import Backoff
+from publisher.delivery.providers import Providers
 from publisher.digest.plan import (
     PlannedDigest,
     PlanOptions,
@@ -468,6 +469,7 @@ class DeliveryService:
                 self.engine, config, framer(self.settings, self.env, self._tokens()), self._tokens(), pool,
                 stop=self.stopping, progress=self._tracking(progress), signer=self._dkim(), claimant=claimant,
                 journal=self.journal, planning=planning, plan_poll=self.settings.cluster.poll_interval,
+                providers=Providers(self.settings.providers),
             )
             return await deliverer.run(wait=wait)
 
