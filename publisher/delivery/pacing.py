@@ -114,25 +114,29 @@ class Lane:
     async def take(self, horizon: float = HORIZON) -> float:
         """Wait for the provider's next slot and a place among its messages in flight, if
         they come within ``horizon`` seconds: 0.0, and :meth:`release` gives the place back
-        after the message.  Else nothing is taken: the seconds until the slot."""
+        after the message, which was sent in the current :attr:`epoch`.  Else nothing is
+        taken: the seconds until the slot."""
         if self._places is not None:
             try:
                 async with asyncio.timeout(horizon):
                     await self._places.acquire()
             except TimeoutError:
                 return horizon
-        now = self._clock()
-        delay = self._next_slot - now
-        if delay > horizon:
-            self.release()
-            return delay
-        start = max(self._next_slot, now)
-        if self._rate is not None:
-            self._next_slot = start + 1.0 / self._rate
-        self._started.append(start)
-        if delay > 0:
-            await self._sleep(delay)
-        return 0.0
+        while True:
+            now = self._clock()
+            delay = self._next_slot - now
+            if delay > horizon:
+                self.release()
+                return delay
+            start, epoch = max(self._next_slot, now), self.epoch
+            if self._rate is not None:
+                self._next_slot = start + 1.0 / self._rate
+            self._started.append(start)
+            if delay > 0:
+                await self._sleep(delay)
+            if self.epoch == epoch:
+                return 0.0
+            # The provider throttled while this one waited: its slot is void, take one anew.
 
     def release(self) -> None:
         """A message taken with :meth:`take` is done (whatever its outcome)."""

@@ -78,9 +78,12 @@ def decide(
     too_old = age > timedelta(seconds=config.max_age)
     if too_old or (not throttled and attempts >= config.max_attempts):
         return Decision(Verdict.GIVE_UP, str(failure), throttled=throttled)
-    # Throttled, or the relay unreachable: this connection rests before its next message.
+    # Throttled, or the relay unreachable: this connection (or the provider's lane) rests
+    # before its next message.  A throttled message's wait doesn't grow with its attempts:
+    # the provider's pace is its lane's business (publisher.delivery.pacing.Lane), and one
+    # message throttled ten times must not wait an hour once the provider accepts again.
     return Decision(
-        Verdict.DEFER, str(failure), retry_at=retry_at(attempts, now, config.retry_base, jitter=jitter),
+        Verdict.DEFER, str(failure), retry_at=retry_at(1 if throttled else attempts, now, config.retry_base, jitter=jitter),
         rest=throttled or failure.code is None, throttled=throttled,
     )
 

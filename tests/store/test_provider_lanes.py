@@ -59,9 +59,10 @@ async def test_a_throttling_provider_slows_alone(
     gmail_count = len(gmail_times)
     # The others at full speed: as fast as without Gmail in the list (timings are noisy).
     assert others_last <= 1.5 * others_alone + 0.5, (others_last, others_alone)
-    # Gmail's later, at the pace it allows: a few windows' worth.
+    # Gmail's later, at the pace it allows: over as many windows as it takes (the first and
+    # the last maybe short ones).
     assert gmail_times[-1] > others_last
-    assert gmail_times[-1] >= (gmail_count / GMAIL_PER_WINDOW - 1) * WINDOW
+    assert gmail_times[-1] - gmail_times[0] >= (gmail_count // GMAIL_PER_WINDOW - 2) * WINDOW
     with capsys.disabled():
         print(
             f"\n[provider lanes, {'pipelined' if pipelining else 'classic'}] other: {len(others)} in "
