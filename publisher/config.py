@@ -33,7 +33,7 @@ from pydantic import (
 )
 
 from publisher.content.model import DEFAULT_MAX_TITLE_LENGTH, ContentLimits
-from publisher.delivery.providers import check_patterns
+from publisher.delivery.providers import Providers, check_patterns
 from publisher.digest.cadence import Schedule
 from publisher.webhooks.model import EventType
 
@@ -183,6 +183,14 @@ class FeedSettings(_Section):
     max_entry_bytes: int = Field(default=100_000, ge=1_000)
 
 
+class ProviderPacingSettings(_Section):
+    """``[delivery.providers.<name>]``: one mailbox provider's own limits, under ``[delivery]``'s
+    (README, "Pacing per provider"); 0: no limit of its own."""
+
+    concurrency: int = Field(default=0, ge=0, le=256)  # messages to it in flight at once
+    rate: float = Field(default=0.0, ge=0)  # messages per second to it
+
+
 class DeliverySettings(_Section):
     transport: Literal["maildir", "smtp"] = "maildir"
     outbox: Path = Path("var/outbox")
@@ -205,10 +213,12 @@ class DeliverySettings(_Section):
     # Pause a digest when this many messages in a row are refused with the same reply:
     # the relay itself is broken (an unverified sender), not the readers.
     pause_after_identical: int = Field(default=5, ge=2, le=1000)
-    # End a delivery pass when one connection is throttled this many times in one chunk of
-    # 10 messages; the rest wait (deferred) for the next pass instead of holding the run.
+    # A mailbox provider throttled this many times in a row is left for the next delivery
+    # pass: its messages wait (deferred) instead of holding the run; the others go on.
     throttle_limit: int = Field(default=3, ge=1, le=10)
     soft_bounce_limit: int = Field(default=3, ge=1)  # soft bounces before an address is suppressed
+    # Limits per mailbox provider (a name from the provider table: built-in or [providers]).
+    providers: dict[str, ProviderPacingSettings] = {}
 
 
 class SmtpSettings(_Section):
@@ -556,6 +566,17 @@ def _resolve_paths(settings: Settings, root: Path) -> None:
         settings.database.url = f"{prefix}:///{fix(Path(rest))}"
 
 
+def _provider_pacing_problems(settings: Settings, origin: str) -> list[str]:
+    """``[delivery.providers.<name>]`` tables whose name is no provider of the table (a typo
+    would otherwise leave that provider unlimited, silently)."""
+    known = Providers(settings.providers).names
+    return [
+        f"{origin}: delivery.providers.{name}: unknown mailbox provider {name!r} "
+        f"(known: {', '.join(known)}; [providers] adds others)"
+        for name in settings.delivery.providers if name not in known
+    ]
+
+
 def _describe(error: ValidationError, origin: str, from_env: dict[str, dict[str, str]]) -> list[str]:
     """One line per problem, naming the key and where its value came from."""
     problems = []
@@ -610,6 +631,8 @@ def load_settings(path: Path | None, environ: dict[str, str] | None = None) -> S
     except ValidationError as exc:
         raise ConfigError(_describe(exc, origin, overrides)) from None
     if problems := _webhook_problems(settings.webhooks, environ, origin):
+        raise ConfigError(problems)
+    if problems := _provider_pacing_problems(settings, origin):
         raise ConfigError(problems)
     root = path.parent.resolve() if path is not None else Path.cwd()
     _resolve_paths(settings, root)

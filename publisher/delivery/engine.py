@@ -21,6 +21,14 @@ from a node that stopped renewing (died, or lost the database).
 Memory stays flat: at most one batch of rows and a queue of a few messages per
 connection are in memory, whatever the list's size.
 
+Each recipient's mailbox provider (:class:`~publisher.delivery.providers.Providers`) has
+its lane (:class:`~publisher.delivery.pacing.Lane`): its own rate and concurrency
+(``[delivery.providers.<name>]``), halved when it throttles.  A sender never holds its
+connection for a provider's slot further than ``HORIZON`` away: that message goes back
+to ``deferred`` until the slot, without an attempt counted, and the connection takes the
+next one; a provider that keeps throttling (``throttle_limit`` in a row) waits for the
+next pass, the others go on.
+
 What a failure leads to (deferred, failed, bounced, throttled, a paused digest) is
 :mod:`publisher.delivery.policy`'s decision; this module does what it decides.  A
 streak of identical refusals is held in memory until it is decided: failed if
@@ -41,7 +49,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, InitVar, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Row
@@ -55,7 +63,8 @@ from publisher.delivery.gates import Gates
 from publisher.delivery.journal import Journal
 from publisher.delivery.model import DeliveryConfig, DeliveryReport, DeliveryState
 from publisher.delivery.outcomes import Outcomes, retrying
-from publisher.delivery.pacing import Backoff, Gate
+from publisher.delivery.pacing import Backoff, Gate, Lane
+from publisher.delivery.providers import Providers
 from publisher.delivery.policy import RefusalStreak, Verdict
 from publisher.digest.plan import PlanProgress, is_resend
 from publisher.logs import digest_context
@@ -133,10 +142,11 @@ class Deliverer:
     planning: PlanProgress | None = None  # this process's plan still writing rows, if any
     plan_poll: float = 2.0  # seconds between looks for rows of a digest another process is planning
     gates: Gates | None = None  # warm-up and circuit breakers per mailbox provider ([warmup], [breakers])
+    providers: Providers = field(default_factory=Providers)  # whose recipient each row is, for its lane
     progress: InitVar[Callable[[DeliveryReport], None] | None] = None
     pacer: Gate = field(init=False)
     outcomes: Outcomes = field(init=False)
-    _relay_throttling: bool = field(init=False, default=False)  # this pass ends: the relay kept throttling
+    lanes: dict[str, Lane] = field(init=False, default_factory=dict)  # by provider, made when first used
 
     def __post_init__(self, progress: Callable[[DeliveryReport], None] | None) -> None:
         self.pacer = make_pacer(
@@ -193,10 +203,11 @@ class Deliverer:
             await self.outcomes.renew(self.claimant)
 
     async def _pass(self, unfinished: list[Row]) -> None:
-        """One pass over every unfinished digest: each due row is tried once, unless the
-        relay keeps throttling (``throttle_limit``): then the pass ends early, the rows
-        handed over deferred without an attempt, the rest left pending."""
-        self._relay_throttling = False
+        """One pass over every unfinished digest: each due row is tried once, unless its
+        provider keeps throttling (``throttle_limit``) or its next slot is far: then it is
+        deferred without an attempt, for a later pass."""
+        for lane in self.lanes.values():
+            lane.blocked = False
         concurrency = self.config.concurrency
         queue: asyncio.Queue[list[_Item] | None] = asyncio.Queue(maxsize=concurrency)
         senders = [asyncio.create_task(self._sender(queue)) for _ in range(concurrency)]
@@ -267,7 +278,7 @@ class Deliverer:
         self.report.paused.append(digest_id)
 
     def _halted(self, digest: _Digest) -> bool:
-        return self.stop.is_set() or digest.paused or self._relay_throttling
+        return self.stop.is_set() or digest.paused
 
     async def _produce(self, digest: _Digest, queue: asyncio.Queue[list[_Item] | None]) -> None:
         """Claim the digest's due rows batch by batch and queue the ones still subscribed.
@@ -335,47 +346,60 @@ class Deliverer:
             while (items := await queue.get()) is not None:
                 # Senders serve every digest; a chunk is one digest's (see _produce): tag its lines.
                 with digest_context(items[0].digest.id):
-                    throttled = 0
                     for item in items:
-                        if await self._deliver_item(transport, item, backoff):
-                            throttled += 1
-                            if policy.relay_keeps_throttling(throttled, self.config) and not self._relay_throttling:
-                                self._relay_throttling = True
-                                log.warning("delivery: %d messages in a row throttled on one connection; "
-                                            "deferring the rest until the next pass", throttled)
+                        await self._deliver_item(transport, item, backoff)
         finally:
             await self.transports.release(transport)
 
-    async def _deliver_item(self, transport: Transport, item: _Item, backoff: Backoff) -> bool:
-        """Try one message; whether the relay throttled it (an answer to the message, not
-        to connecting: a connection over the relay's limit just rests)."""
+    def _lane(self, provider: str) -> Lane:
+        lane = self.lanes.get(provider)
+        if lane is None:
+            limits = self.config.providers.get(provider)
+            lane = self.lanes[provider] = Lane(
+                provider, limits.rate if limits else 0.0, limits.concurrency if limits else 0,
+                pause_base=min(self.config.retry_base, 5.0),
+            )
+        return lane
+
+    async def _deliver_item(self, transport: Transport, item: _Item, backoff: Backoff) -> None:
+        """Try one message, in its provider's lane; a far slot or a provider that keeps
+        throttling defers it untried (no attempt counted), and the connection goes on."""
         row = item.row
         if self.stop.is_set() or item.digest.paused:  # not handed over: it stays to do
             await self._outcome(item.digest, row, DeliveryState.PENDING)
-            return False
-        if self._relay_throttling:  # not tried: no attempt counted; the next pass goes on
-            await self._outcome(
-                item.digest, row, DeliveryState.DEFERRED, last_reply="not tried: the relay kept throttling",
-                retry_at=policy.retry_at(1, clock.now(), self.config.retry_base),
-            )
-            return False
-        throttled = False
+            return
+        lane = self._lane(self.providers.of(row.email))
+        if lane.blocked:  # the next pass tries it
+            retry_at = policy.retry_at(1, clock.now(), self.config.retry_base)
+            await self._untried(item, f"{lane.name} kept throttling", retry_at)
+            return
+        if (far := await lane.take()) > 0:  # its slot is further off than a connection waits
+            await self._untried(item, f"{lane.name} paced", clock.now() + timedelta(seconds=far))
+            return
+        epoch = lane.epoch
         try:
-            await transport.open()  # a no-op once connected
-        except DeliveryError as exc:  # relay unreachable or refusing: defer, and rest
-            pause, _ = await self._refused(item.digest, row, row.attempts + 1, exc, backoff)
-        else:
-            if not self.pacer.unlimited:
-                await self.pacer.wait()
-            pause, throttled = await self._send(transport, item, backoff)
+            try:
+                await transport.open()  # a no-op once connected
+            except DeliveryError as exc:  # relay unreachable or refusing: defer, and rest
+                pause = await self._refused(item.digest, row, row.attempts + 1, exc, backoff, None)
+            else:
+                if not self.pacer.unlimited:
+                    await self.pacer.wait()
+                pause = await self._send(transport, item, backoff, (lane, epoch))
+        finally:
+            lane.release()
         if pause:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), timeout=pause)
-        return throttled
 
-    async def _send(self, transport: Transport, item: _Item, backoff: Backoff) -> tuple[float, bool]:
-        """Send one message and record its outcome; the seconds this connection should
-        rest, and whether the relay throttled the message."""
+    async def _untried(self, item: _Item, why: str, retry_at: datetime) -> None:
+        """Defer a message without trying it: no attempt counted."""
+        await self._outcome(
+            item.digest, item.row, DeliveryState.DEFERRED, last_reply=f"not tried: {why}", retry_at=retry_at,
+        )
+
+    async def _send(self, transport: Transport, item: _Item, backoff: Backoff, lane: tuple[Lane, int]) -> float:
+        """Send one message and record its outcome; the seconds this connection should rest."""
         digest, row = item.digest, item.row
         personal = personal_values(self.tokens, self.config.site_url, row.subscriber_id, row.name, row.email)
         attempts = row.attempts + 1
@@ -383,7 +407,7 @@ class Deliverer:
             message = digest.messages(row.cadence).wire(personal, row.subscriber_id)
         except ValueError as exc:  # an address or value no header may carry: retrying can't help
             await self._failed(digest, row, attempts, f"cannot build the message: {exc}")
-            return 0.0, False
+            return 0.0
         if self.signer is not None:
             # RSA signing (OpenSSL) releases the GIL: in a thread it overlaps the sending.
             signature = await asyncio.get_running_loop().run_in_executor(None, self.signer.signature, message.plain())
@@ -391,19 +415,23 @@ class Deliverer:
         try:
             reply = await transport.send(self.config.from_address, row.email, message)
         except DeliveryError as exc:
-            return await self._refused(digest, row, attempts, exc, backoff)
+            return await self._refused(digest, row, attempts, exc, backoff, lane)
         backoff.reset()
+        lane[0].succeeded()
         if digest.refusals.held:
             await self._end_refusals(digest)
         digest.errors.append(False)
         await self._outcome(digest, row, DeliveryState.SENT, attempts=attempts, last_reply=reply)
-        return 0.0, False
+        return 0.0
 
     async def _refused(
-        self, digest: _Digest, row: Row, attempts: int, exc: DeliveryError, backoff: Backoff
-    ) -> tuple[float, bool]:
+        self, digest: _Digest, row: Row, attempts: int, exc: DeliveryError, backoff: Backoff,
+        lane: tuple[Lane, int] | None,
+    ) -> float:
         """Do what the policy decides about a failed try; the seconds this connection
-        should rest, and whether the relay throttled the message."""
+        should rest.  A throttle reply to a message (``lane``: its provider's, and the epoch
+        it was sent in; None: the failure was to connect) slows that provider instead of the
+        connection."""
         now = clock.now()
         decision = policy.decide(exc, attempts, now - digest.created_at, self.config, now)
         if decision.verdict is Verdict.REFUSE:
@@ -419,7 +447,14 @@ class Deliverer:
             if decision.bounce is not None:
                 self.outcomes.bounce(row.subscriber_id, decision.bounce)
             await self._failed(digest, row, attempts, decision.reply)
-        return (backoff.next_pause() if decision.rest else 0.0), decision.throttled
+        if decision.throttled and lane is not None:
+            provider, epoch = lane
+            if policy.relay_keeps_throttling(provider.throttled(epoch), self.config):
+                provider.blocked = True
+                log.warning("delivery: %d messages in a row to %s throttled; deferring its others until the "
+                            "next pass", self.config.throttle_limit, provider.name)
+            return 0.0
+        return backoff.next_pause() if decision.rest else 0.0
 
     async def _message_refused(self, digest: _Digest, row: Row, attempts: int, reply: str) -> None:
         """A refusal of the message or the sender: held while the same reply repeats; the

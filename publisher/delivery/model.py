@@ -61,6 +61,14 @@ class DeliveryReport:
 
 
 @dataclass(frozen=True, slots=True)
+class ProviderLimits:
+    """One mailbox provider's own limits (``[delivery.providers.<name>]``); 0: none of its own."""
+
+    concurrency: int = 0  # messages to it in flight at once
+    rate: float = 0.0  # messages per second to it
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryConfig:
     """The ``[delivery]``, ``[smtp]`` and ``[site] url`` values one delivery run uses."""
 
@@ -85,6 +93,8 @@ class DeliveryConfig:
     transport: Literal["maildir", "smtp"]
     outbox: Path
     smtp: SmtpSettings
+    # Limits per mailbox provider, by name (publisher.delivery.providers); one not listed has none.
+    providers: dict[str, ProviderLimits] = field(default_factory=dict, hash=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryConfig:
@@ -108,6 +118,9 @@ class DeliveryConfig:
             transport=delivery.transport,
             outbox=delivery.outbox,
             smtp=settings.smtp.model_copy(),  # a copy: a test or SIGHUP changing settings leaves this run alone
+            providers={
+                name: ProviderLimits(limits.concurrency, limits.rate) for name, limits in delivery.providers.items()
+            },
         )
 
     @property

@@ -3,8 +3,9 @@
 Replies, as :func:`publisher.mail.replies.reply_action` reads them (with the phase of
 the session they came at):
 
-- throttling (421/450/451/452/454): the message is deferred and the connection backs
-  off; throttling never fails a message (only ``max_age`` does);
+- throttling (421/450/451/452/454): the message is deferred and its mailbox provider
+  slows down (the engine's lane for it; the connection itself backs off only when
+  connecting is refused); throttling never fails a message (only ``max_age`` does);
 - other temporary failures: deferred with exponential backoff and jitter, until
   ``max_attempts`` tries or ``max_age``; a failure without a reply (the relay
   unreachable) also rests the connection;
@@ -52,7 +53,7 @@ class Decision:
     reply: str  # what the ledger records as the row's last reply
     retry_at: datetime | None = None  # DEFER only
     bounce: BounceKind | None = None  # BOUNCE only
-    rest: bool = False  # the connection backs off before its next message
+    rest: bool = False  # the connection backs off before its next message (throttled: the provider does)
     throttled: bool = False  # the relay asked to slow down (counts towards ``throttle_limit``)
 
     @property
@@ -77,9 +78,12 @@ def decide(
     too_old = age > timedelta(seconds=config.max_age)
     if too_old or (not throttled and attempts >= config.max_attempts):
         return Decision(Verdict.GIVE_UP, str(failure), throttled=throttled)
-    # Throttled, or the relay unreachable: this connection rests before its next message.
+    # Throttled, or the relay unreachable: this connection (or the provider's lane) rests
+    # before its next message.  A throttled message's wait doesn't grow with its attempts:
+    # the provider's pace is its lane's business (publisher.delivery.pacing.Lane), and one
+    # message throttled ten times must not wait an hour once the provider accepts again.
     return Decision(
-        Verdict.DEFER, str(failure), retry_at=retry_at(attempts, now, config.retry_base, jitter=jitter),
+        Verdict.DEFER, str(failure), retry_at=retry_at(1 if throttled else attempts, now, config.retry_base, jitter=jitter),
         rest=throttled or failure.code is None, throttled=throttled,
     )
 
@@ -92,8 +96,9 @@ def retry_at(attempts: int, now: datetime, retry_base: float, *, jitter: float |
 
 
 def relay_keeps_throttling(throttled_in_a_row: int, config: DeliveryConfig) -> bool:
-    """Whether a connection's throttled messages in a row end the pass (``throttle_limit``):
-    the rest then wait, deferred, for the next pass instead of holding the run."""
+    """Whether a provider's throttled messages in a row end its share of the pass
+    (``throttle_limit``): its other messages then wait, deferred, for the next pass instead
+    of holding the run; the other providers' go on."""
     return throttled_in_a_row == config.throttle_limit
 
 

@@ -44,6 +44,7 @@ from publisher.delivery.locks import exclusive, holder
 from publisher.delivery.model import OPEN_STATES, DeliveryConfig, DeliveryReport, DeliveryState
 from publisher.delivery.outcomes import recover
 from publisher.delivery.pacing import Backoff
+from publisher.delivery.providers import Providers
 from publisher.digest.plan import (
     PlannedDigest,
     PlanOptions,
@@ -452,10 +453,10 @@ class DeliveryService:
             return DeliveryReport()  # no connection to the relay when there is nothing to send
         from publisher.delivery.engine import Deliverer
         from publisher.delivery.gates import Gates
-        from publisher.delivery.providers import Providers
         from publisher.mail.transport import DeliveryError, TransportPool, make_transport
 
         config = DeliveryConfig.from_settings(self.settings)
+        providers = Providers(self.settings.providers)
         pool = TransportPool(partial(make_transport, config, config.smtp), config.concurrency,
                              name=config.transport_name)
         async with pool:
@@ -471,8 +472,8 @@ class DeliveryService:
                 self.engine, config, framer(self.settings, self.env, self._tokens()), self._tokens(), pool,
                 stop=self.stopping, progress=self._tracking(progress), signer=self._dkim(), claimant=claimant,
                 journal=self.journal, planning=planning, plan_poll=self.settings.cluster.poll_interval,
-                gates=Gates.from_settings(self.engine, Providers(self.settings.providers), self.settings.warmup,
-                                          self.settings.breakers),
+                providers=providers,
+                gates=Gates.from_settings(self.engine, providers, self.settings.warmup, self.settings.breakers),
             )
             return await deliverer.run(wait=wait)
 
@@ -513,7 +514,6 @@ class DeliveryService:
     async def gates(self) -> GatesOverview:
         """The warm-up's day and the providers' breakers (``publisher status``)."""
         from publisher.delivery.gates import overview
-        from publisher.delivery.providers import Providers
 
         return await overview(self.engine, Providers(self.settings.providers), self.settings.warmup,
                               self.settings.breakers, clock.now())

@@ -68,6 +68,7 @@ class Outcome:
     digests: dict[str, str]  # id -> status
     reports: list[DeliveryReport] = field(default_factory=list)
     seconds: float = 0.0  # from send() to deliver(wait=True) returning
+    started: float = 0.0  # time.monotonic() at send(), to compare with the server's arrival times
 
     @property
     def digest_id(self) -> str:
@@ -109,6 +110,7 @@ async def send_digest(
         digests={d.id: d.status for d in digest_rows},
         reports=[first.report, last],
         seconds=seconds,
+        started=started,
     )
 
 

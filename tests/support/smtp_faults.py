@@ -7,6 +7,7 @@
         server.drop("cut@example.org")    # cut the connection in the middle of DATA, once
         server.stall("slow@example.org")  # never answer the end of DATA, once
         server.throttle_every(10)         # every 10th message: 421, and the connection closes
+        server.throttle_domain("gmail.com", 20, window=1.0)  # past 20 RCPTs a second to it: 421
         server.limit_sessions(2)          # a 3rd concurrent connection is greeted with 421
         server.refuse_connections(3)      # the next 3 connections are reset before the greeting
         server.refuse_for(1.0)            # every connection in the next second gets a 421 greeting
@@ -60,6 +61,7 @@ class Accepted:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     session: int  # which connection (1, 2, ... in the order they were opened)
+    at: float = 0.0  # when (time.monotonic())
 
 
 def digest_recipient(message_id: str | None) -> tuple[str, int] | None:
@@ -104,6 +106,7 @@ class _Counters:
     most_concurrent: int = 0  # the most admitted sessions open at once
     data_ends: int = 0  # ends of DATA seen (every transaction that sent its content)
     throttled: int = 0  # 421s from throttle_every
+    domain_throttled: int = 0  # 421s from throttle_domain
     dropped: int = 0  # connections cut in the middle of DATA
     pipelined: int = 0  # RCPTs read with the client's DATA already behind them (PIPELINING used)
     rcpt_attempts: Counter[str] = field(default_factory=Counter)
@@ -215,6 +218,8 @@ class FaultServer(SmtpServer):
         self.counters = _Counters()
         self._rules: dict[str, list[_Rule]] = {}
         self._every: tuple[int, str] | None = None
+        self._domain_limits: dict[str, tuple[int, float, str]] = {}
+        self._domain_windows: Counter[tuple[str, int]] = Counter()  # RCPTs let through per (domain, window)
         self._session_limit: tuple[int, str] | None = None
         self._refuse_count = 0
         self._refuse_until = 0.0
@@ -251,6 +256,15 @@ class FaultServer(SmtpServer):
     def throttle_every(self, n: int, reply: str = "421 4.7.0 Too many messages, slow down and try again later") -> None:
         """Every ``n``-th end of DATA (counted over all connections) gets ``reply``."""
         self._every = (n, reply)
+
+    def throttle_domain(
+        self, domain: str, per_window: int, *, window: float = 60.0,
+        reply: str = "421 4.7.28 Our system has detected an unusual rate of mail, rate limited; try again later",
+    ) -> None:
+        """A provider's limit: past ``per_window`` RCPTs to ``domain`` in a fixed window of
+        ``window`` seconds (a short one in a test, in place of a real provider's minute),
+        each RCPT to it gets ``reply`` (a 421 closes the connection); others are untouched."""
+        self._domain_limits[domain.lower()] = (per_window, window, reply)
 
     def limit_sessions(self, k: int, reply: str = "421 4.7.0 Too many concurrent connections from your IP") -> None:
         """A connection while ``k`` are open is greeted with ``reply`` (and closed)."""
@@ -331,6 +345,19 @@ class FaultServer(SmtpServer):
                 return rule
         return None
 
+    def _over_domain_limit(self, address: str) -> str | None:
+        domain = address.rpartition("@")[2].lower()
+        limit = self._domain_limits.get(domain)
+        if limit is None:
+            return None
+        per_window, window, reply = limit
+        key = (domain, int(time.monotonic() / window))
+        if self._domain_windows[key] >= per_window:
+            self.counters.domain_throttled += 1
+            return reply
+        self._domain_windows[key] += 1
+        return None
+
     def _take_drop(self, envelope: Envelope) -> bool:
         for address in envelope.rcpt_tos:
             if self._rule(address, "data", ("drop",)) is not None:
@@ -349,6 +376,8 @@ class FaultServer(SmtpServer):
         rule = self._rule(address, "rcpt", ("reply",))
         if rule is not None:
             return rule.reply
+        if (limited := self._over_domain_limit(address)) is not None:
+            return limited
         return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -392,6 +421,7 @@ class FaultServer(SmtpServer):
             mail_from=envelope.mail_from,
             rcpt_tos=tuple(envelope.rcpt_tos),
             session=server.number,
+            at=time.monotonic(),
         )
         if self.keep_content:
             assert server.transport is not None

@@ -121,3 +121,30 @@ def test_a_missing_templates_dir_is_an_error_naming_the_key(tmp_path: Path) -> N
     assert "is not a directory" in problem
     (tmp_path / "my-templates").mkdir()
     assert load_settings(path, environ={"PUBLISHER_SITE__TEMPLATES_DIR": "my-templates"}).site.templates_dir
+
+
+def test_provider_limits_name_providers_of_the_table(tmp_path: Path) -> None:
+    from publisher.delivery.model import DeliveryConfig, ProviderLimits
+    from publisher.delivery.providers import Providers
+
+    path = write_config(
+        tmp_path, '[providers]\ncorp = ["corp.example"]\n'
+        '[delivery.providers.google]\nrate = 5\n[delivery.providers.corp]\nconcurrency = 2\n',
+    )
+    limits = DeliveryConfig.from_settings(load_settings(path, environ={})).providers
+    assert limits == {"google": ProviderLimits(concurrency=0, rate=5.0), "corp": ProviderLimits(concurrency=2)}
+
+    path = write_config(tmp_path, "[delivery.providers.gogle]\nrate = 5\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    assert caught.value.problems == [
+        f"{path}: delivery.providers.gogle: unknown mailbox provider 'gogle' (known: "
+        + ", ".join(Providers().names)
+        + "; [providers] adds others)"
+    ]
+
+    path = write_config(tmp_path, "[delivery.providers.google]\nrate = -1\nburst = 3\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    text = "\n".join(caught.value.problems)
+    assert "delivery.providers.google.rate" in text and "delivery.providers.google.burst: unknown setting" in text

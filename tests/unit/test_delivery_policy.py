@@ -69,6 +69,8 @@ def test_an_unreachable_relay_defers_and_rests_the_connection() -> None:
 def test_throttling_defers_rests_and_never_runs_out_of_attempts() -> None:
     decision = decide(GREYLISTED, attempts=CONFIG.max_attempts + 5)
     assert decision.verdict is Verdict.DEFER and decision.throttled and decision.rest
+    # Its wait doesn't grow with its attempts: pacing the provider is its lane's business.
+    assert decision.retry_at == NOW + timedelta(seconds=CONFIG.retry_base)
 
 
 def test_throttling_past_max_age_gives_up_and_still_counts_as_throttled() -> None:
