@@ -5,7 +5,7 @@ articles (10,000 by default; 50 tags, ~600 words, a "Key Takeaways" list and a f
 table each) in a temporary site, then measures, each as a subprocess (wall time, CPU
 of user + system, peak RSS from ``wait4``):
 
-* ``publisher build``: the first build, again with nothing changed, after one article
+* ``publisher build``: the first build, again with nothing changed (the median of 3),  after one article
   is added, after one article is edited;
 * ``publisher run`` (SMTP delivery to an aiosmtpd server in this process, one
   ``instant`` subscriber, a 5 s scan interval): the daemon's own scans with nothing
@@ -127,7 +127,10 @@ def measure_builds(site: Path, config: Path, count: int) -> dict[str, Measured]:
         elif label == "one article edited":
             edited = site / "content" / "000" / "article-000007.md"
             edited.write_text(edited.read_text(encoding="utf-8").replace("Source: the", "Source: an"), encoding="utf-8")
-        figures[label] = run_measured(build, site, env)
+        if label == "nothing changed":  # the goal's figure: the median of 3 runs (one alone varies by ±0.1 s)
+            figures[label] = sorted((run_measured(build, site, env) for _ in range(3)), key=lambda m: m.wall)[1]
+        else:
+            figures[label] = run_measured(build, site, env)
         log(figures[label].row(f"build, {label}"))
     return figures
 
