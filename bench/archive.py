@@ -5,7 +5,7 @@ articles (10,000 by default; 50 tags, ~600 words, a "Key Takeaways" list and a f
 table each) in a temporary site, then measures, each as a subprocess (wall time, CPU
 of user + system, peak RSS from ``wait4``):
 
-* ``publisher build``: the first build, again with nothing changed (the median of 3),  after one article
+* ``publisher build``: the first build, again with nothing changed (the median of 3), after one article
   is added, after one article is edited;
 * ``publisher run`` (SMTP delivery to an aiosmtpd server in this process, one
   ``instant`` subscriber, a 5 s scan interval): the daemon's own scans with nothing
