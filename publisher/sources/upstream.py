@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import importlib.metadata
 import json
 import logging
 import os
@@ -39,6 +38,7 @@ from typing import Self
 import aiohttp
 
 from publisher.content.upstream import FeedScan, ParsedItems, parse_feed
+from publisher import __version__
 from publisher import clock as publisher_clock
 from publisher.content.model import ContentLimits
 from publisher.delivery.pacing import Backoff
@@ -56,11 +56,7 @@ _ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, tex
 
 def user_agent(site_url: str) -> str:
     """``publisher/<version> (+<site url>)``: tells a blog's operator who we are and where to ask."""
-    try:
-        version = importlib.metadata.version("publisher")
-    except importlib.metadata.PackageNotFoundError:
-        version = "0"
-    return f"publisher/{version} (+{site_url})"
+    return f"publisher/{__version__} (+{site_url})"
 
 
 @dataclass(frozen=True, slots=True)
