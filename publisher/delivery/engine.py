@@ -58,7 +58,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from publisher import clock
 from publisher.content.model import Article
 from publisher.delivery import ledger, policy
-from publisher.delivery.cluster_rate import GLOBAL, make_pacer
+from publisher.delivery.cluster_rate import GLOBAL, make_pacer, make_slots
 from publisher.delivery.gates import Gates
 from publisher.delivery.journal import Journal
 from publisher.delivery.model import DeliveryConfig, DeliveryReport, DeliveryState
@@ -357,7 +357,7 @@ class Deliverer:
             limits = self.config.providers.get(provider)
             lane = self.lanes[provider] = Lane(
                 provider, limits.rate if limits else 0.0, limits.concurrency if limits else 0,
-                pause_base=min(self.config.retry_base, 5.0),
+                pause_base=min(self.config.retry_base, 5.0), slots=make_slots(self.engine, provider),
             )
         return lane
 

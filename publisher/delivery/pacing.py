@@ -7,7 +7,9 @@ connection of a delivery run under the configured rate and window together;
 limits, and slows them alone when the provider throttles; :class:`Backoff` slows a
 connection down while the relay keeps refusing it.  Several nodes on PostgreSQL share
 one rate through :class:`publisher.delivery.cluster_rate.ClusterPacer`, a :class:`Gate`
-as :class:`Pacer` is.
+as :class:`Pacer` is, and a provider's rate through its
+:class:`~publisher.delivery.cluster_rate.ClusterSlots`, a :class:`Slots` as
+:class:`LocalSlots` is.
 """
 
 from __future__ import annotations
@@ -87,6 +89,37 @@ RECOVERY = 20  # successes in a row that win back the rate a throttle cut (a ste
 RECENT = 32  # send times kept to know the rate an unlimited provider was sent at
 
 
+class Slots(Protocol):
+    """Where a :class:`Lane` books its slots: on this node (:class:`LocalSlots`), or from
+    the cluster's bucket for the provider on PostgreSQL."""
+
+    async def book(self, rate: float | None, horizon: float) -> float:
+        """The seconds until the next slot at ``rate`` messages per second (None: no rate,
+        only a pause holds it back), negative if its moment passed; booked if they are
+        at most ``horizon``, else left for a later call."""
+
+    def pause(self, seconds: float) -> None:
+        """No slot sooner than ``seconds`` from now (a throttle's pause)."""
+
+
+class LocalSlots:
+    """A lane's slots booked on this node alone: evenly spaced from the last one."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._next_slot = 0.0
+
+    async def book(self, rate: float | None, horizon: float) -> float:
+        now = self._clock()
+        delay = self._next_slot - now
+        if delay <= horizon and rate is not None:
+            self._next_slot = max(self._next_slot, now) + 1.0 / rate
+        return delay
+
+    def pause(self, seconds: float) -> None:
+        self._next_slot = max(self._next_slot, self._clock() + seconds)
+
+
 class Lane:
     """One mailbox provider's messages in a delivery run: its own ``rate`` (messages per
     second) and ``concurrency`` (in flight at once), 0 for none, and an adaptive rate.
@@ -98,11 +131,13 @@ class Lane:
     connections' worth of replies to one burst would cut it to the floor.  Each success then
     adds back a ``RECOVERY``-th of the rate before the cut, up to the configured rate (or
     back to unlimited).  Other providers' lanes are untouched: a provider asking to slow
-    down slows alone.
+    down slows alone.  Its slots come from ``slots`` (by default this node's own; the
+    cluster's on PostgreSQL, :func:`publisher.delivery.cluster_rate.make_slots`).
     """
 
     def __init__(
         self, name: str, rate: float, concurrency: int, *, pause_base: float,
+        slots: Slots | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -112,9 +147,9 @@ class Lane:
         self._step = 0.0  # what each success adds back
         self._places = asyncio.Semaphore(concurrency) if concurrency > 0 else None
         self._pause = Backoff(pause_base)
+        self._slots = slots if slots is not None else LocalSlots(clock)
         self._clock = clock
         self._sleep = sleep
-        self._next_slot = 0.0
         self._started: deque[float] = deque(maxlen=RECENT)
         self.throttled_in_a_row = 0
         self.blocked = False  # it kept throttling: its messages wait for the next pass
@@ -137,15 +172,16 @@ class Lane:
             except TimeoutError:
                 return horizon
         while True:
-            now = self._clock()
-            delay = self._next_slot - now
+            try:
+                delay = await self._slots.book(self._rate, horizon)
+            except BaseException:
+                self.release()
+                raise
             if delay > horizon:
                 self.release()
                 return delay
-            start, epoch = max(self._next_slot, now), self.epoch
-            if self._rate is not None:
-                self._next_slot = start + 1.0 / self._rate
-            self._started.append(start)
+            epoch = self.epoch
+            self._started.append(self._clock() + max(0.0, delay))
             if delay > 0:
                 await self._sleep(delay)
             if self.epoch == epoch:
@@ -180,7 +216,7 @@ class Lane:
         before = self._rate if self._rate is not None else self._sent_rate()
         self._rate = max(MIN_RATE, before / 2)
         self._step = max(MIN_RATE, before) / RECOVERY
-        self._next_slot = max(self._next_slot, self._clock() + self._pause.next_pause())
+        self._slots.pause(self._pause.next_pause())
         return self.throttled_in_a_row
 
     def _sent_rate(self) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from publisher.delivery.pacing import Backoff, Lane, Pacer
+from publisher.delivery.pacing import Backoff, Lane, LocalSlots, Pacer
 
 
 class FakeTime:
@@ -110,3 +110,15 @@ async def test_a_lane_full_of_messages_in_flight_takes_no_more() -> None:
     lane.release()
     assert await lane.take(horizon=0.01) == 0.0
 
+
+
+async def test_local_slots_are_booked_at_the_rate_given_each_time_and_held_back_by_a_pause() -> None:
+    time = FakeTime()
+    slots = LocalSlots(time.clock)
+    assert [await slots.book(4, horizon=0.3) for _ in range(2)] == [pytest.approx(-1000.0), pytest.approx(0.25)]
+    assert await slots.book(2, horizon=0.3) == pytest.approx(0.5)  # too far: not booked
+    time.now += 0.5
+    assert await slots.book(2, horizon=0.0) == 0.0  # booked at 2/s: the next is 0.5 s on
+    assert await slots.book(None, horizon=0.0) == pytest.approx(0.5)  # no rate: only waits, books nothing
+    slots.pause(3.0)
+    assert await slots.book(None, horizon=0.0) == pytest.approx(3.0)
