@@ -60,10 +60,15 @@ async def record_many(conn: AsyncConnection, events: Sequence[Event], now: datet
     ])
 
 
+def about_subscriber(subscriber_id: int, email: str, status: str, *types: EventType) -> list[Event]:
+    """Each of ``types`` about a subscriber as they are now: their id, address and status."""
+    data: dict[str, object] = {"id": subscriber_id, "email": email, "status": str(status)}
+    return [(type, data, f"subscriber:{subscriber_id}") for type in types]
+
+
 async def subscriber_event(conn: AsyncConnection, subscriber: Subscriber, now: datetime, *types: EventType) -> None:
-    """Record each of ``types`` about ``subscriber`` as it is now: its id, address and status."""
-    data: dict[str, object] = {"id": subscriber.id, "email": subscriber.email, "status": str(subscriber.status)}
-    await record_many(conn, [(type, data, f"subscriber:{subscriber.id}") for type in types], now)
+    """Record each of ``types`` about ``subscriber`` as it is now."""
+    await record_many(conn, about_subscriber(subscriber.id, subscriber.email, subscriber.status, *types), now)
 
 
 # The event of a subscriber's leaving, by the status they leave with.

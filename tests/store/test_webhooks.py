@@ -31,6 +31,7 @@ from publisher.delivery import ledger
 from publisher.store.schema import digests, webhook_deliveries, webhook_events
 from publisher.webhooks.dispatch import SIGNATURE_HEADER
 from subscribers import service
+from subscribers.importer import parse_csv
 from subscribers.model import Preferences, Source, Status
 from tests.support.people import add_subscriber
 from tests.support.sites import write_config
@@ -272,3 +273,30 @@ async def test_the_cli_sends_once_and_status_shows_each_endpoint(
     assert "last error" in shown.output and "HTTP 503" in shown.output
     assert SECRET not in sent.output + shown.output
     assert found.tries and not found.acknowledged
+
+
+async def test_subscribers_added_by_an_import_are_announced_like_any_other(
+    site_dir: Path, receiver: tuple[Receiver, str], moved_clock: Callable[[timedelta], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    found, url = receiver
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    publisher = Publisher(hooks_settings(site_dir, url))
+    await publisher.start()
+    try:
+        await publisher.webhooks.send_due()
+        await add_subscriber(publisher.engine, "bo@example.org")  # already there: an import leaves them be
+        parsed = parse_csv("email,name\nbo@example.org,Bo\ncy@example.org,Cy\ndi@example.org,Di\n",
+                           known_topics=[], default_timezone="UTC", default_cadence="daily")
+        report = await publisher.subscribers.import_rows(parsed)
+        assert report.created == 2
+        ids = {email: found_one.id for email in ("cy@example.org", "di@example.org")
+               if (found_one := await publisher.subscribers.find(email)) is not None}
+        await drain(publisher, moved_clock, 10, until=url)
+    finally:
+        await publisher.close()
+    imported = [(e["type"], e["data"]) for e in found.acknowledged if e["data"]["email"] != "bo@example.org"]
+    assert sorted(imported, key=lambda event: (event[1]["email"], event[0])) == [
+        (kind, {"id": ids[email], "email": email, "status": "active"})
+        for email in ("cy@example.org", "di@example.org") for kind in ("subscriber.confirmed", "subscriber.created")
+    ]
