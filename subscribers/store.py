@@ -133,6 +133,12 @@ async def existing(conn: AsyncConnection, addresses: Sequence[str]) -> dict[str,
     return {row.email: from_row(row) for row in rows}
 
 
+async def ids_of(conn: AsyncConnection, addresses: Sequence[str]) -> dict[str, int]:
+    """The ids of the subscribers among ``addresses`` (normalized), by address."""
+    rows = await conn.execute(select(subscribers.c.email, subscribers.c.id).where(subscribers.c.email.in_(addresses)))
+    return {email: subscriber_id for email, subscriber_id in rows}
+
+
 async def suppression(conn: AsyncConnection, address_hash: str) -> str | None:
     """Why the address is suppressed, or None if it is not."""
     return (

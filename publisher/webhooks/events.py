@@ -35,13 +35,24 @@ async def record(conn: AsyncConnection, type: EventType, data: dict[str, object]
     await record_many(conn, [(type, data, key)], now)
 
 
+async def _endpoints(conn: AsyncConnection) -> list[tuple[str, set[str]]]:
+    """The registered endpoints and the event types each wants (empty: all)."""
+    return [(url, set(json.loads(wanted))) for url, wanted in await conn.execute(
+        select(webhook_endpoints.c.url, webhook_endpoints.c.events)
+    )]
+
+
+async def wanted(conn: AsyncConnection, *types: EventType) -> bool:
+    """Whether an endpoint wants any of ``types``: a bulk change skips describing its
+    events (a read per row) when nobody listens."""
+    return any(not wants or wants & set(types) for _, wants in await _endpoints(conn))
+
+
 async def record_many(conn: AsyncConnection, events: Sequence[Event], now: datetime) -> None:
     """Put ``events`` in the outbox in this order, in ``conn``'s transaction."""
     if not events:
         return
-    endpoints = [(url, set(json.loads(wanted))) for url, wanted in await conn.execute(
-        select(webhook_endpoints.c.url, webhook_endpoints.c.events)
-    )]
+    endpoints = await _endpoints(conn)
     rows = [
         {"id": f"evt_{uuid.uuid4().hex}", "type": str(type), "key": key,
          "data": json.dumps(data, separators=(",", ":"), default=str), "created_at": now}
