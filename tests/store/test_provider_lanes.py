@@ -57,8 +57,11 @@ async def test_a_throttling_provider_slows_alone(
     others_last = max(t for a, t in arrived.items() if not is_gmail(a))
     gmail_times = sorted(t for a, t in arrived.items() if is_gmail(a))
     gmail_count = len(gmail_times)
-    # The others at full speed: as fast as without Gmail in the list (timings are noisy).
-    assert others_last <= 1.5 * others_alone + 0.5, (others_last, others_alone)
+    # The others at full speed: about as fast as without Gmail in the list. Timings are
+    # noisy on a shared CI machine (×2.1 seen with xdist beside), so the bound is loose; a
+    # throttling provider that holds the pass back costs the others several Gmail windows
+    # (3.6–4.5 s against 0.75 s alone before the lanes).
+    assert others_last <= 2.0 * others_alone + 1.0, (others_last, others_alone)
     # Gmail's later, at the pace it allows: over as many windows as it takes (the first and
     # the last maybe short ones).
     assert gmail_times[-1] > others_last
