@@ -45,6 +45,8 @@ from publisher.content.model import (
     Quote,
     Severity,
 )
+from publisher.content.language import LanguageError
+from publisher.content.language import normalize as normalize_language
 from publisher.content.slug import capped_slug, slugify
 from publisher.content.text import BodyParts, absolute_http, capped_table, cell_alignment, table_alignment, truncate, unique
 
@@ -57,7 +59,7 @@ _STATUSES = ("published", "draft")
 # Every key the parser reads; any other is reported as a probable typo.
 FRONT_MATTER_KEYS = (
     "id", "title", "date", "published", "updated", "slug", "subtitle", "author", "category", "summary",
-    "tags", "image", "images", "takeaways", "quote", "canonical_url", "draft", "status",
+    "tags", "image", "images", "takeaways", "quote", "canonical_url", "draft", "status", "lang",
 )
 _HTML_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)")
 
@@ -148,7 +150,7 @@ def read_article(
     front_images, front_quotes = fields.images(), fields.quotes()
     front_takeaways, tags = fields.text_list("takeaways"), fields.tags(limits.max_tags)
     subtitle, author, category = fields.text("subtitle"), fields.text("author"), fields.text("category")
-    summary = fields.text("summary")
+    summary, lang = fields.text("summary"), fields.language("lang")
     body_parts = _parse_body(body, body_offset, site_url, report, limits)
     if report.failed or published is None or updated is None:
         return ParsedFile(None, report.problems, draft)
@@ -170,6 +172,7 @@ def read_article(
         body_html=body_parts.html,
         fact_tables=tuple(body_parts.fact_tables),
         source_path=path,
+        lang=lang,
     )
     return ParsedFile(article, report.problems, draft)
 
@@ -291,6 +294,15 @@ class _FrontMatter:
         if required and not text:
             self._report.at_key(key, f"missing {key}")
         return text
+
+    def language(self, key: str) -> str:
+        """A language tag in its canonical case, "" when not given or (reported) not one."""
+        text = self.text(key)
+        try:
+            return normalize_language(text) if text else ""
+        except LanguageError as error:
+            self._report.at_key(key, f"{key}: {error}")
+            return ""
 
     def timestamp(self, *keys: str, required: bool = False) -> datetime | None:
         """The first of ``keys`` that is set, as an aware datetime (naive means UTC)."""

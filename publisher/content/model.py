@@ -109,6 +109,11 @@ class FactTable:
         return self.align[column] if column < len(self.align) else ""
 
 
+# Article fields added after articles were stored: Article.to_dict leaves each out while it
+# has its default, so the stored form (and content hash) of an article without it is unchanged.
+_LATER_FIELDS = ("lang", "takeaways_generated")
+
+
 @dataclass(frozen=True, slots=True)
 class Article:
     """One published piece, as every renderer sees it.
@@ -135,11 +140,17 @@ class Article:
     body_html: str = ""  # sanitized HTML; the "Key Takeaways" section is not repeated here
     fact_tables: tuple[FactTable, ...] = ()
     source_path: str = field(default="", compare=False)  # where it came from, for messages
+    # The article's language as a BCP 47 tag ("ar", "pt-BR"), "" for the site's own
+    # ([site] language): pages, feeds and emails take lang and dir (right-to-left) from it.
+    lang: str = ""
+    # True when the takeaways were proposed by publisher ([content] takeaways = "auto"), not
+    # written by the author: the feeds' structured data says so.
+    takeaways_generated: bool = False
 
     def __post_init__(self) -> None:
         _clean(
             self,
-            lines=("id", "slug", "title", "canonical_url", "subtitle", "author", "tags", "category"),
+            lines=("id", "slug", "title", "canonical_url", "subtitle", "author", "tags", "category", "lang"),
             texts=("summary", "takeaways", "body_html"),
         )
 
@@ -166,6 +177,9 @@ class Article:
             for optional in ("align", "more_rows"):
                 if not table[optional]:
                     del table[optional]
+        for optional in _LATER_FIELDS:
+            if not data[optional]:
+                del data[optional]
         return data
 
     @classmethod
@@ -199,6 +213,8 @@ class Article:
                 for t in data.get("fact_tables", ())
             ),
             source_path=data.get("source_path", ""),
+            lang=data.get("lang", ""),
+            takeaways_generated=data.get("takeaways_generated", False),
         )
 
     def content_hash(self, data: dict[str, Any] | None = None) -> str:

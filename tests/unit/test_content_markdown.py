@@ -613,3 +613,23 @@ def test_a_long_title_is_cut_at_a_word_with_a_warning_at_its_line() -> None:
                                        f"{parsed.article.title!r}", Severity.WARNING)]
     default = read_article(yaml_article().replace("Sample", title.strip()).encode(), PATH, SITE).article
     assert default is not None and len(default.title) <= 300 and len(default.title) > 250
+
+
+@pytest.mark.parametrize(("given", "stored"), [("ar", "ar"), ("pt-br", "pt-BR"), ("zh_Hant", "zh-Hant")])
+def test_lang_is_a_language_tag_in_canonical_case(given: str, stored: str) -> None:
+    article = parse(yaml_article(f"lang: {given}\n"))
+    assert article.lang == stored
+    assert Article.from_dict(article.to_dict()) == article
+
+
+@pytest.mark.parametrize("bad", ["english", "xx", "en-US-x-private", '"ar\\r\\nX: y"'])
+def test_a_bad_lang_is_an_error_naming_the_key(bad: str) -> None:
+    found = problems(yaml_article(f"lang: {bad}\n"))
+    assert any("lang" in p.message and p.severity == Severity.ERROR for p in found), found
+
+
+def test_fields_added_later_leave_the_stored_form_and_hash_of_an_article_without_them() -> None:
+    article = parse(yaml_article())
+    data = article.to_dict()
+    assert "lang" not in data and "takeaways_generated" not in data
+    assert Article.from_dict(data) == article
