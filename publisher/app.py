@@ -133,6 +133,9 @@ class Publisher:
         """Apply migrations (idempotent) so every command sees the current schema; warn
         when [site] url is not the one the store's articles were published under."""
         await upgrade(self.engine)
+        # Before any command records an event: an endpoint added to the config since the
+        # daemon last ran gets the events of this command too.
+        await self.webhooks.register()
         published_under = await meta.get(self.engine, meta.SITE_URL)
         if published_under is not None and published_under != self.settings.site.url:
             log.warning(
@@ -163,6 +166,12 @@ class Publisher:
         """Raise the driver's error unless the database takes a write (``/readyz``): a full
         disk or a read-only replica still answers queries."""
         await meta.put(self.engine, meta.READINESS_PROBE, clock.now().isoformat())
+
+    async def provider_pauses(self) -> dict[str, bool]:
+        """Every provider a breaker paused: True while paused, False once resumed (``/metrics``)."""
+        from publisher.delivery import gate_store
+
+        return {row.provider: row.reason is not None for row in await gate_store.pauses(self.engine)}
 
     async def digest_report(self, digest_id: str) -> DigestReport | None:
         """One digest's messages by state and mailbox provider (``publisher report``, ``/api/digests/…``);

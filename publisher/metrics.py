@@ -23,6 +23,8 @@ scan_duration_seconds                     histogram  duration of a content scan
 feed_requests_total{status}               counter    feed responses: 200|304|404
 provider_messages{provider,state}         gauge      messages of the digests not finished, by mailbox
                                                      provider and ledger state (refreshed on a scrape)
+provider_paused{provider}                 gauge      1 while a circuit breaker keeps a provider paused, 0 once
+                                                     resumed (refreshed on a scrape)
 ========================================  =========  =====================================
 
 The share of feed requests answered "not modified" is left to Prometheus::
@@ -69,6 +71,7 @@ _queue_depth = 0
 _scan_buckets = [0] * (len(SCAN_BUCKETS) + 1)  # per bucket, not cumulative; the last one is +Inf
 _scan_sum = 0.0
 _provider_messages: dict[str, dict[str, int]] = {}  # provider → ledger state → messages
+_provider_paused: dict[str, bool] = {}  # provider → paused now (providers ever paused)
 
 
 class _Collector:
@@ -105,6 +108,13 @@ class _Collector:
             for state, count in counts.items():
                 by_provider.add_metric([provider, state], count)
         yield by_provider
+        paused = GaugeMetricFamily(
+            "publisher_provider_paused", "1 while a circuit breaker keeps a mailbox provider paused, 0 once resumed.",
+            labels=["provider"],
+        )
+        for provider, is_paused in _provider_paused.items():
+            paused.add_metric([provider], int(is_paused))
+        yield paused
 
 
 def _labelled(name: str, documentation: str, label: str, counts: dict[str, int] | dict[int, int]) -> Metric:
@@ -189,6 +199,12 @@ def provider_messages(counts: dict[str, dict[str, int]]) -> None:
         for state in by_state:
             _check(state, LEDGER_STATES, "state")
     _provider_messages = counts
+
+
+def provider_pauses(paused: dict[str, bool]) -> None:
+    """Which providers a breaker paused (True) or that were resumed (False); replaces the last figures."""
+    global _provider_paused
+    _provider_paused = dict(paused)
 
 
 def render() -> tuple[bytes, str]:

@@ -16,9 +16,10 @@ from sqlalchemy import Row, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from publisher.delivery.model import DeliveryState
+from publisher.delivery.model import DeliveryState, DigestState
 from publisher.delivery.report import email_domain
-from publisher.store.schema import deliveries, provider_pauses, subscribers
+from publisher.store.schema import deliveries, digests, provider_pauses, subscribers
+from publisher.webhooks import events
 from subscribers.model import Status
 
 HELD = "held: "  # how the last reply of a row a gate kept back begins
@@ -84,7 +85,11 @@ async def pauses(engine: AsyncEngine) -> list[Row]:
 
 async def pause(engine: AsyncEngine, provider: str, reason: str, now: datetime) -> bool:
     """Pause deliveries to ``provider`` with ``reason``; False if it already was paused
-    (by this node or another)."""
+    (by this node or another).
+
+    Every digest being sent is paused for that provider's readers: each gets a
+    ``digest.paused`` event naming the provider, in the pause's transaction (so one
+    event per pause, whichever node judged it)."""
     try:
         async with engine.begin() as conn:
             paused = await conn.execute(
@@ -92,11 +97,18 @@ async def pause(engine: AsyncEngine, provider: str, reason: str, now: datetime) 
                 .where(provider_pauses.c.provider == provider, provider_pauses.c.reason.is_(None))
                 .values(reason=reason, since=now)
             )
-            if paused.rowcount:
-                return True
-            if await conn.scalar(select(provider_pauses.c.provider).where(provider_pauses.c.provider == provider)):
-                return False  # paused already
-            await conn.execute(insert(provider_pauses).values(provider=provider, reason=reason, since=now))
+            if not paused.rowcount:
+                if await conn.scalar(select(provider_pauses.c.provider).where(provider_pauses.c.provider == provider)):
+                    return False  # paused already
+                await conn.execute(insert(provider_pauses).values(provider=provider, reason=reason, since=now))
+            sending = (await conn.execute(
+                select(digests.c.id).where(digests.c.status == DigestState.SENDING).order_by(digests.c.id)
+            )).scalars()
+            await events.record_many(conn, [
+                (events.EventType.DIGEST_PAUSED, {"id": digest_id, "reason": reason, "provider": provider},
+                 f"digest:{digest_id}")
+                for digest_id in sending
+            ], now)
             return True
     except IntegrityError:  # another node recorded it first
         return False

@@ -152,6 +152,10 @@ def _open_by_provider(publisher: Publisher) -> Awaitable[dict[str, dict[str, int
     return publisher.open_by_provider()
 
 
+def _provider_pauses(publisher: Publisher) -> Awaitable[dict[str, bool]]:
+    return publisher.provider_pauses()
+
+
 GAUGES_KEY = web.AppKey("gauges", list[Gauge[Any]])
 
 
@@ -167,6 +171,7 @@ def add_health_routes(app: web.Application) -> None:
         Gauge("count the due ledger rows", _due_count, metrics.queue_depth, every=QUEUE_DEPTH_EVERY),
         Gauge("count the messages by provider", _open_by_provider, metrics.provider_messages,
               every=PROVIDERS_EVERY, timeout=PROVIDERS_TIMEOUT),
+        Gauge("read the provider pauses", _provider_pauses, metrics.provider_pauses, every=QUEUE_DEPTH_EVERY),
     ]
     app.router.add_get(urls.HEALTHZ.path, healthz)
     app.router.add_get(urls.READYZ.path, readyz)

@@ -77,6 +77,12 @@ class Webhooks:
         self._session: aiohttp.ClientSession | None = None
         self._busy = asyncio.Lock()
 
+    async def register(self) -> None:
+        """Register ``[[webhooks]]`` in the store unless these settings were (a reload makes new ones)."""
+        if self._registered is not self.settings.webhooks:
+            await outbox.register(self.engine, {hook.url: [str(t) for t in hook.events] for hook in self.settings.webhooks})
+            self._registered = self.settings.webhooks
+
     async def send_due(self) -> tuple[int, int]:
         """One pass: send every row due now until none is; (acknowledged, failed) attempts.
 
@@ -86,10 +92,8 @@ class Webhooks:
         if self._busy.locked():
             return 0, 0
         async with self._busy:
+            await self.register()
             hooks = {hook.url: hook for hook in self.settings.webhooks}
-            if self._registered is not self.settings.webhooks:
-                await outbox.register(self.engine, {url: [str(t) for t in hook.events] for url, hook in hooks.items()})
-                self._registered = self.settings.webhooks
             sent = failures = 0
             if not hooks:
                 return sent, failures

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Row, and_, case, delete, exists, func, insert, not_, or_, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.store.db import Exclusive, begin_writing, serialize
 from publisher.store.schema import webhook_deliveries, webhook_endpoints, webhook_events
@@ -31,14 +31,29 @@ from publisher.store.schema import webhook_deliveries, webhook_endpoints, webhoo
 _d = webhook_deliveries.c
 
 
+async def _registered(conn: AsyncConnection) -> dict[str, list[str]]:
+    return {url: json.loads(events) for url, events in await conn.execute(
+        select(webhook_endpoints.c.url, webhook_endpoints.c.events)
+    )}
+
+
+def _same(known: dict[str, list[str]], wanted: dict[str, list[str]]) -> bool:
+    return known.keys() == wanted.keys() and all(sorted(known[url]) == sorted(wanted[url]) for url in wanted)
+
+
 async def register(engine: AsyncEngine, wanted: dict[str, list[str]]) -> None:
     """Make the registered endpoints ``wanted`` (``{url: event types}``, [] = all): new ones
-    get the events recorded from now on; removed ones lose what they were still owed."""
+    get the events recorded from now on; removed ones lose what they were still owed.
+
+    Every process registers as it starts (:meth:`publisher.app.Publisher.start`), so a
+    command run before any daemon records the events of a new endpoint too; a read shows
+    when nothing changed, and then nothing is written."""
+    async with engine.connect() as conn:
+        if _same(await _registered(conn), wanted):
+            return
     async with engine.begin() as conn:
         await serialize(conn, Exclusive.WEBHOOKS)  # nodes starting at once: one inserts, the others see it
-        known = {url: json.loads(events) for url, events in await conn.execute(
-            select(webhook_endpoints.c.url, webhook_endpoints.c.events)
-        )}
+        known = await _registered(conn)
         for url, events in wanted.items():
             if url not in known:
                 await conn.execute(insert(webhook_endpoints).values(url=url, events=json.dumps(sorted(events))))

@@ -9,6 +9,7 @@ go on, and ``publisher resume --provider`` lifts it.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ from publisher.cli import main
 from publisher.cli.context import ExitCode
 from publisher.config import load_settings
 from publisher.delivery.providers import provider_of
-from publisher.store.schema import deliveries, provider_pauses, subscribers
+from publisher.store.schema import deliveries, provider_pauses, subscribers, webhook_events
 from subscribers.model import Cadence
 from tests.support.delivery_sites import insert_subscribers, write_site
 from tests.support.smtp_faults import FaultServer, digest_recipient
@@ -104,13 +105,18 @@ async def test_warm_up_sends_each_day_the_allowance_per_provider_in_subscriber_o
 # --- circuit breakers ----------------------------------------------------------------------
 
 
+HOOK_SECRET = {"HOOK_SECRET": "s3cret"}
+# An endpoint that wants the pause events: they are recorded in the outbox (nothing here sends them).
+PAUSE_HOOK = '[[webhooks]]\nurl = "https://hooks.example/publisher"\nsecret_env = "HOOK_SECRET"\nevents = ["digest.paused"]\n'
+
+
 def invoke(config: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["--config", str(config), *args], env={"COLUMNS": "200"})
+    return CliRunner().invoke(main, ["--config", str(config), *args], env={"COLUMNS": "200"} | HOOK_SECRET)
 
 
 def with_publisher(config: Path, work: Callable[[Publisher], Awaitable[T]]) -> T:
     async def run() -> T:
-        publisher = Publisher(load_settings(config, environ={}))
+        publisher = Publisher(load_settings(config, environ=HOOK_SECRET))
         await publisher.start()
         try:
             return await work(publisher)
@@ -133,7 +139,7 @@ OTHERS = [f"reader{i:03d}@example.org" for i in range(50)]
 @pytest.mark.usefixtures("database")
 def test_complaints_pause_one_provider_until_resumed(tmp_path: Path) -> None:
     with FaultServer() as server:
-        config = write_site(tmp_path, smtp_port=server.port, extra="[breakers]\nmin_messages = 100\n")
+        config = write_site(tmp_path, smtp_port=server.port, extra="[breakers]\nmin_messages = 100\n" + PAUSE_HOOK)
 
         async def first_digest(publisher: Publisher) -> None:
             await insert_subscribers(publisher.engine, YAHOO + OTHERS)
@@ -171,6 +177,16 @@ def test_complaints_pause_one_provider_until_resumed(tmp_path: Path) -> None:
         digest_id = resent.stdout.split(" as ", 1)[1].split()[0]
         assert "249 × held: provider yahoo is paused: complaints 0.40%" in invoke(config, "report", digest_id).stdout
         assert "publisher resume --provider yahoo" in status.stdout
+
+        async def pause_events(publisher: Publisher) -> list[tuple[str, dict[str, str]]]:
+            async with publisher.engine.connect() as conn:
+                found = await conn.execute(select(webhook_events.c.type, webhook_events.c.data))
+                return [(kind, json.loads(data)) for kind, data in found]
+
+        # The digest being sent is announced paused, once, naming the provider and why.
+        [(kind, data)] = with_publisher(config, pause_events)
+        assert kind == "digest.paused" and data["id"] == digest_id and data["provider"] == "yahoo"
+        assert data["reason"] == reason
 
         resumed = invoke(config, "resume", "--provider", "yahoo")
         assert resumed.exit_code == 0, resumed.output

@@ -23,6 +23,7 @@ from publisher import clock, metrics
 from publisher.app import Publisher
 from publisher.cli import main
 from publisher.config import Settings, load_settings
+from publisher.delivery import gate_store
 from publisher.delivery.report import STATES, shown_reply
 from publisher.store.schema import deliveries, digests
 from subscribers import service
@@ -215,3 +216,19 @@ async def test_metrics_count_the_open_digests_messages_per_provider(make_setting
     assert by_provider[("corp", "sent")] == 1 and by_provider[("yahoo", "pending")] == 1
     assert by_provider[("microsoft", "deferred")] == 1 and by_provider[("other", "cancelled")] == 2
     assert {state for _provider, state in by_provider} == set(metrics.LEDGER_STATES)
+
+
+async def test_metrics_show_which_providers_a_breaker_paused(make_settings: object) -> None:
+    publisher = Publisher(make_settings(PROVIDERS))  # type: ignore[operator]
+    await publisher.start()
+    try:
+        now = clock.now()
+        await gate_store.pause(publisher.engine, "yahoo", "complaints 0.40% reached 0.30%", now)
+        await gate_store.pause(publisher.engine, "google", "hard bounces 6% reached 5%", now)
+        await gate_store.resume(publisher.engine, ["google"], now)
+        async with web_client(publisher) as client:
+            text = await (await client.get("/metrics")).text()
+    finally:
+        await publisher.close()
+    [family] = [f for f in text_string_to_metric_families(text) if f.name == "publisher_provider_paused"]
+    assert {s.labels["provider"]: s.value for s in family.samples} == {"yahoo": 1, "google": 0}
