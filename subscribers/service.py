@@ -43,7 +43,7 @@ from publisher.config import Settings
 from publisher.store.articles import all_tags
 from publisher.store.db import begin_writing, transaction
 from publisher.store.schema import deliveries, subscribers
-from publisher.webhooks.events import LEAVING, EventType, subscriber_event
+from publisher.webhooks.events import LEAVING, EventType, forget_subscribers, subscriber_event
 from subscribers import store
 from subscribers.model import SUPPRESSING, Cadence, Preferences, Source, Status, Subscriber
 from subscribers.validation import (
@@ -264,7 +264,7 @@ async def suppress(engine: AsyncEngine, email: str, *, now: datetime, reason: st
 
 
 async def erase(engine: AsyncEngine, subscriber_id: int, *, now: datetime) -> bool:
-    """Delete the subscriber's personal data (their row and ledger rows); False if unknown.
+    """Delete the subscriber's personal data (their row, ledger rows, and address in webhook events); False if unknown.
 
     The address's hash stays on the suppression list, so an erased person is not
     re-added by a stale import; they can still sign up again themselves.
@@ -276,6 +276,7 @@ async def erase(engine: AsyncEngine, subscriber_id: int, *, now: datetime) -> bo
         await conn.execute(delete(deliveries).where(deliveries.c.subscriber_id == subscriber_id))
         await conn.execute(delete(subscribers).where(subscribers.c.id == subscriber_id))
         await store.suppress(conn, email_hash(current.email), "erased", now)
+        await forget_subscribers(conn, [subscriber_id])
         return True
 
 
@@ -288,13 +289,14 @@ async def purge_pending(engine: AsyncEngine, *, older_than: datetime) -> int:
     in the DELETE itself, so a confirmation at the same moment keeps its subscriber.
     """
     async with engine.begin() as conn:
-        result = await conn.execute(
+        purged = (await conn.execute(
             delete(subscribers).where(
                 subscribers.c.status == Status.PENDING.value, subscribers.c.confirmed_at.is_(None),
                 subscribers.c.created_at < older_than,
-            )
-        )
-        return result.rowcount or 0
+            ).returning(subscribers.c.id)
+        )).scalars().all()
+        await forget_subscribers(conn, purged)
+        return len(purged)
 
 
 # --- bounces and complaints ------------------------------------------------------------

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from publisher.store.schema import webhook_deliveries, webhook_endpoints, webhook_events
@@ -80,6 +80,32 @@ def about_subscriber(subscriber_id: int, email: str, status: str, *types: EventT
 async def subscriber_event(conn: AsyncConnection, subscriber: Subscriber, now: datetime, *types: EventType) -> None:
     """Record each of ``types`` about ``subscriber`` as it is now."""
     await record_many(conn, about_subscriber(subscriber.id, subscriber.email, subscriber.status, *types), now)
+
+
+ERASE_CHUNK = 500  # subscriber ids per statement when their events are made anonymous
+
+
+async def forget_subscribers(conn: AsyncConnection, ids: Sequence[int]) -> None:
+    """Take the address out of every stored event about these subscribers, in ``conn``'s
+    transaction (their erasure or purge).
+
+    An event still owed is still sent, with ``"email": null``: an endpoint learns what
+    happened to subscriber ``id`` (a CRM keeps its state right) but never receives personal
+    data the publisher was asked to erase; an event already sent keeps no copy either.
+    """
+    for start in range(0, len(ids), ERASE_CHUNK):
+        keys = [f"subscriber:{subscriber_id}" for subscriber_id in ids[start:start + ERASE_CHUNK]]
+        found = await conn.execute(
+            select(webhook_events.c.seq, webhook_events.c.data).where(webhook_events.c.key.in_(keys))
+        )
+        changed = [{"row_seq": seq, "new_data": json.dumps(json.loads(data) | {"email": None}, separators=(",", ":"))}
+                   for seq, data in found]
+        if changed:
+            await conn.execute(
+                update(webhook_events).where(webhook_events.c.seq == bindparam("row_seq"))
+                .values(data=bindparam("new_data")),
+                changed,
+            )
 
 
 # The event of a subscriber's leaving, by the status they leave with.

@@ -210,6 +210,33 @@ async def test_a_rolled_back_change_records_no_event(
     assert [event["type"] for event in found.acknowledged] == ["subscriber.created", "subscriber.confirmed"]
 
 
+async def test_an_erased_or_purged_subscriber_leaves_events_without_their_address(
+    site_dir: Path, receiver: tuple[Receiver, str], moved_clock: Callable[[timedelta], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    found, url = receiver
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    publisher = Publisher(hooks_settings(site_dir, url))
+    await publisher.start()
+    try:
+        ada = await add_subscriber(publisher.engine, "ada@example.org")
+        bo = await service.create(publisher.engine, "bo@example.org", prefs=Preferences(), source=Source.API,
+                                  confirmed=False, now=clock.now())  # never confirms
+        await publisher.webhooks.send_due()  # tried once, failed: all still owed
+        assert await service.erase(publisher.engine, ada.id, now=clock.now())
+        assert await service.purge_pending(publisher.engine, older_than=clock.now() + timedelta(days=1)) == 1
+        async with publisher.engine.connect() as conn:
+            stored = [json.loads(data) for data in (await conn.execute(select(webhook_events.c.data))).scalars()]
+        await drain(publisher, moved_clock, 10, until=url)
+    finally:
+        await publisher.close()
+    assert stored and all(data["email"] is None for data in stored)
+    # Still owed, still sent: the endpoint learns what became of subscribers ada and bo, not who they were.
+    assert {(event["type"], event["data"]["id"]) for event in found.acknowledged} == {  # type: ignore[index]
+        ("subscriber.created", ada.id), ("subscriber.confirmed", ada.id), ("subscriber.created", bo.id)}
+    assert not any("@" in json.dumps(event) for event in found.acknowledged)
+
+
 def test_config_names_the_webhook_and_field_and_never_the_secret(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text(f"""
