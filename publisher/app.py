@@ -75,16 +75,17 @@ class Publisher:
             settings, self.engine, self.shelf, later=self.tasks.later, on_scanned=self.node.scanned,
             on_next_release=self._next_release, on_new_articles=self._send_instant,
         )
+        # The mailbox providers recipients are grouped by (built-in table and [providers]).
+        self.providers = Providers(settings.providers)
         self.subscribers = SubscriberService(self.engine, settings, lambda: self.notices)
         self.delivery = DeliveryService(
             self.engine, settings, self.env, tokens=lambda: self.tokens, dkim=lambda: self.dkim,
+            providers=lambda: self.providers,
             stopping=self.tasks.stopping, scan_into=lambda conn: self.intake.scan_markdown(into=conn),
             node_id=self.node.node_id, on_sent=self._count_sent,
         )
         self.webhooks = Webhooks(self.engine, settings, self.node.node_id, self.tasks.stopping)
         self.clicks = ClickTracking(self.engine, settings, lambda: self.tokens)
-        # The mailbox providers recipients are grouped by (built-in table and [providers]).
-        self.providers = Providers(settings.providers)
         # Told when the earliest scheduled article is due (None: none) after every ingest:
         # the leader's schedule wakes up then (publisher.runtime.scheduler).
         self.on_next_release: Callable[[datetime | None], None] | None = None

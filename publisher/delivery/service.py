@@ -161,6 +161,7 @@ class DeliveryService:
         *,
         tokens: Callable[[], Tokens],
         dkim: Callable[[], DkimSigner | None],
+        providers: Callable[[], Providers],
         stopping: asyncio.Event,
         scan_into: ScanInto,
         node_id: str,
@@ -171,6 +172,7 @@ class DeliveryService:
         self.env = env
         self._tokens = tokens  # read when used: the key file is only needed once something is signed
         self._dkim = dkim
+        self._providers = providers  # the publisher's table, rebuilt when the settings are reloaded
         self.stopping = stopping
         self._scan_into = scan_into
         self.node_id = node_id
@@ -456,7 +458,7 @@ class DeliveryService:
         from publisher.mail.transport import DeliveryError, TransportPool, make_transport
 
         config = DeliveryConfig.from_settings(self.settings)
-        providers = Providers(self.settings.providers)
+        providers = self._providers()
         pool = TransportPool(partial(make_transport, config, config.smtp), config.concurrency,
                              name=config.transport_name)
         async with pool:
@@ -515,7 +517,7 @@ class DeliveryService:
         """The warm-up's day and the providers' breakers (``publisher status``)."""
         from publisher.delivery.gates import overview
 
-        return await overview(self.engine, Providers(self.settings.providers), self.settings.warmup,
+        return await overview(self.engine, self._providers(), self.settings.warmup,
                               self.settings.breakers, clock.now())
 
     async def due_count(self) -> int:
