@@ -98,6 +98,21 @@ retry_cap = 600
     return load_settings(config, environ={SECRET_ENV: SECRET})
 
 
+@pytest.fixture
+async def hooked(
+    site_dir: Path, receiver: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[Publisher, Receiver, str]]:
+    """A started publisher with one endpoint, the receiver (failing each event's first tries), and its URL."""
+    found, url = receiver
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    publisher = Publisher(hooks_settings(site_dir, url))
+    await publisher.start()
+    try:
+        yield publisher, found, url
+    finally:
+        await publisher.close()
+
+
 async def drain(publisher: Publisher, advance: Callable[[timedelta], None], passes: int, until: str = "") -> None:
     """Dispatch passes, the clock moved past every backoff between them: ``passes`` of them,
     or (``until``) up to ``passes`` until that endpoint is owed nothing."""
@@ -190,46 +205,31 @@ events = ["subscriber.created"]
 
 
 async def test_a_rolled_back_change_records_no_event(
-    site_dir: Path, receiver: tuple[Receiver, str], moved_clock: Callable[[timedelta], None],
-    monkeypatch: pytest.MonkeyPatch,
+    hooked: tuple[Publisher, Receiver, str], moved_clock: Callable[[timedelta], None]
 ) -> None:
-    found, url = receiver
-    monkeypatch.setenv(SECRET_ENV, SECRET)
-    publisher = Publisher(hooks_settings(site_dir, url))
-    await publisher.start()
-    try:
-        await publisher.webhooks.send_due()
-        await service.record_bounce(publisher.engine, email="nobody@example.org", subscriber_id=None, kind="hard",
-                                    now=clock.now(), soft_limit=3)  # nobody's: no subscriber event
-        ada = await add_subscriber(publisher.engine, "ada@example.org")
-        await service.record_bounce(publisher.engine, email=ada.email, subscriber_id=None, kind="hard",
-                                    now=clock.now(), soft_limit=3, dry_run=True)
-        await drain(publisher, moved_clock, 10, until=url)
-    finally:
-        await publisher.close()
+    publisher, found, url = hooked
+    await service.record_bounce(publisher.engine, email="nobody@example.org", subscriber_id=None, kind="hard",
+                                now=clock.now(), soft_limit=3)  # nobody's: no subscriber event
+    ada = await add_subscriber(publisher.engine, "ada@example.org")
+    await service.record_bounce(publisher.engine, email=ada.email, subscriber_id=None, kind="hard",
+                                now=clock.now(), soft_limit=3, dry_run=True)
+    await drain(publisher, moved_clock, 10, until=url)
     assert [event["type"] for event in found.acknowledged] == ["subscriber.created", "subscriber.confirmed"]
 
 
 async def test_an_erased_or_purged_subscriber_leaves_events_without_their_address(
-    site_dir: Path, receiver: tuple[Receiver, str], moved_clock: Callable[[timedelta], None],
-    monkeypatch: pytest.MonkeyPatch,
+    hooked: tuple[Publisher, Receiver, str], moved_clock: Callable[[timedelta], None]
 ) -> None:
-    found, url = receiver
-    monkeypatch.setenv(SECRET_ENV, SECRET)
-    publisher = Publisher(hooks_settings(site_dir, url))
-    await publisher.start()
-    try:
-        ada = await add_subscriber(publisher.engine, "ada@example.org")
-        bo = await service.create(publisher.engine, "bo@example.org", prefs=Preferences(), source=Source.API,
-                                  confirmed=False, now=clock.now())  # never confirms
-        await publisher.webhooks.send_due()  # tried once, failed: all still owed
-        assert await service.erase(publisher.engine, ada.id, now=clock.now())
-        assert await service.purge_pending(publisher.engine, older_than=clock.now() + timedelta(days=1)) == 1
-        async with publisher.engine.connect() as conn:
-            stored = [json.loads(data) for data in (await conn.execute(select(webhook_events.c.data))).scalars()]
-        await drain(publisher, moved_clock, 10, until=url)
-    finally:
-        await publisher.close()
+    publisher, found, url = hooked
+    ada = await add_subscriber(publisher.engine, "ada@example.org")
+    bo = await service.create(publisher.engine, "bo@example.org", prefs=Preferences(), source=Source.API,
+                              confirmed=False, now=clock.now())  # never confirms
+    await publisher.webhooks.send_due()  # tried once, failed: all still owed
+    assert await service.erase(publisher.engine, ada.id, now=clock.now())
+    assert await service.purge_pending(publisher.engine, older_than=clock.now() + timedelta(days=1)) == 1
+    async with publisher.engine.connect() as conn:
+        stored = [json.loads(data) for data in (await conn.execute(select(webhook_events.c.data))).scalars()]
+    await drain(publisher, moved_clock, 10, until=url)
     assert stored and all(data["email"] is None for data in stored)
     # Still owed, still sent: the endpoint learns what became of subscribers ada and bo, not who they were.
     assert {(event["type"], event["data"]["id"]) for event in found.acknowledged} == {  # type: ignore[index]
@@ -274,18 +274,10 @@ events = ["subscriber.renamed"]
 
 
 async def test_the_cli_sends_once_and_status_shows_each_endpoint(
-    site_dir: Path, receiver: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch
+    hooked: tuple[Publisher, Receiver, str], site_dir: Path
 ) -> None:
-    found, url = receiver
-    monkeypatch.setenv(SECRET_ENV, SECRET)
-    settings = hooks_settings(site_dir, url)
-    publisher = Publisher(settings)
-    await publisher.start()
-    try:
-        await publisher.webhooks.send_due()
-        await add_subscriber(publisher.engine, "ada@example.org")
-    finally:
-        await publisher.close()
+    publisher, found, url = hooked
+    await add_subscriber(publisher.engine, "ada@example.org")
     config = str(site_dir / "config.toml")
 
     def cli(*args: str) -> Result:
@@ -303,25 +295,17 @@ async def test_the_cli_sends_once_and_status_shows_each_endpoint(
 
 
 async def test_subscribers_added_by_an_import_are_announced_like_any_other(
-    site_dir: Path, receiver: tuple[Receiver, str], moved_clock: Callable[[timedelta], None],
-    monkeypatch: pytest.MonkeyPatch,
+    hooked: tuple[Publisher, Receiver, str], moved_clock: Callable[[timedelta], None]
 ) -> None:
-    found, url = receiver
-    monkeypatch.setenv(SECRET_ENV, SECRET)
-    publisher = Publisher(hooks_settings(site_dir, url))
-    await publisher.start()
-    try:
-        await publisher.webhooks.send_due()
-        await add_subscriber(publisher.engine, "bo@example.org")  # already there: an import leaves them be
-        parsed = parse_csv("email,name\nbo@example.org,Bo\ncy@example.org,Cy\ndi@example.org,Di\n",
-                           known_topics=[], default_timezone="UTC", default_cadence="daily")
-        report = await publisher.subscribers.import_rows(parsed)
-        assert report.created == 2
-        ids = {email: found_one.id for email in ("cy@example.org", "di@example.org")
-               if (found_one := await publisher.subscribers.find(email)) is not None}
-        await drain(publisher, moved_clock, 10, until=url)
-    finally:
-        await publisher.close()
+    publisher, found, url = hooked
+    await add_subscriber(publisher.engine, "bo@example.org")  # already there: an import leaves them be
+    parsed = parse_csv("email,name\nbo@example.org,Bo\ncy@example.org,Cy\ndi@example.org,Di\n",
+                       known_topics=[], default_timezone="UTC", default_cadence="daily")
+    report = await publisher.subscribers.import_rows(parsed)
+    assert report.created == 2
+    ids = {email: found_one.id for email in ("cy@example.org", "di@example.org")
+           if (found_one := await publisher.subscribers.find(email)) is not None}
+    await drain(publisher, moved_clock, 10, until=url)
     imported = [(e["type"], e["data"]) for e in found.acknowledged if e["data"]["email"] != "bo@example.org"]
     assert sorted(imported, key=lambda event: (event[1]["email"], event[0])) == [
         (kind, {"id": ids[email], "email": email, "status": "active"})
