@@ -7,12 +7,11 @@ wording), with made-up addresses and our own digests as the returned messages.
 
 from __future__ import annotations
 
-import asyncio
 import mailbox
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from email.utils import make_msgid
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import pytest
@@ -26,7 +25,6 @@ from sqlalchemy import insert, select
 from publisher import clock
 from publisher.app import Publisher
 from publisher.cli import main
-from publisher.config import load_settings
 from publisher.mail.bounces import is_redacted, our_message_id, parse_report
 from publisher.mail.replies import Phase, ReplyAction, failure_kind, reply_action, status_code
 from publisher.store.schema import deliveries, digests, subscribers
@@ -38,11 +36,11 @@ from subscribers.model import Preferences, Source, Status
 from subscribers.validation import SubscriberError, email_hash
 from tests.support.cli_output import summary
 from tests.support.people import add_subscriber
+from tests.support.running import with_publisher
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "bounces"
 DOMAIN = "news.example.org"  # the sending domain of the test config (brief@news.example.org)
 DIGEST = "weekly-20260302T080000-3fa2c1"
-T = TypeVar("T")
 
 # fixture → (verdict, [(recipient, kind, status, subscriber id from our Message-ID)])
 EXPECTED: dict[str, tuple[str, list[tuple[str, str, str, int | None]]]] = {
@@ -675,20 +673,6 @@ def test_cli_reads_files_and_directories_of_eml(site_dir: Path, tmp_path: Path) 
     assert not_maildir.exit_code == 2 and "needs a Maildir" in not_maildir.output
 
 
-def with_publisher(site_dir: Path, work: Callable[[Publisher], Awaitable[T]]) -> T:
-    """Run ``work`` against the test site's store outside the CLI (a sync test owns no event loop)."""
-
-    async def run() -> T:
-        publisher = Publisher(load_settings(site_dir / "config.toml", environ={}))
-        await publisher.start()
-        try:
-            return await work(publisher)
-        finally:
-            await publisher.close()
-
-    return asyncio.run(run())
-
-
 def test_cli_identifies_a_redacted_complaint_by_our_message_id(site_dir: Path, tmp_path: Path) -> None:
     """The AOL-style report names no address: our Message-ID and the ledger say who it was."""
     assert invoke(site_dir, "subscribers", "add", "aol.reader@aol.com").exit_code == 0
@@ -701,7 +685,7 @@ def test_cli_identifies_a_redacted_complaint_by_our_message_id(site_dir: Path, t
         await plan_digest(publisher, digest_id, found.id)
         return found.id
 
-    subscriber_id = with_publisher(site_dir, planned)
+    subscriber_id = with_publisher(site_dir / "config.toml", planned)
     original = fixture("aol_or_outlook_arf_redacted_with_message_id.eml")
     report_file = tmp_path / "aol.eml"
     report_file.write_bytes(original.replace(b"9be04d.58@", f"9be04d.{subscriber_id}@".encode()))

@@ -30,6 +30,7 @@ from publisher.store import send_rates
 from publisher.store.schema import send_rates as send_rates_table
 from subscribers.model import Cadence
 from tests.support.delivery_sites import insert_subscribers, write_site
+from tests.support.fake_time import FakeTime
 from tests.support.smtp_server import SmtpServer
 
 RATE = 50  # messages per second, for the whole cluster
@@ -152,17 +153,6 @@ class FakeBucket:
         self.spans.append(span)
         self.next_slot[name] = max(self.next_slot.get(name, 0.0), self._now()) + span
         return self.next_slot[name] - self._now()
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 async def test_cluster_slots_come_in_blocks_at_the_lane_rate_and_a_throttle_pushes_the_bucket(

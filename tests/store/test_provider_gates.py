@@ -29,6 +29,7 @@ from publisher.delivery.providers import provider_of
 from publisher.store.schema import deliveries, provider_pauses, subscribers, webhook_events
 from subscribers.model import Cadence
 from tests.support.delivery_sites import insert_subscribers, write_site
+from tests.support.running import with_publisher as run_with_publisher
 from tests.support.smtp_faults import FaultServer, digest_recipient
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "bounces"
@@ -115,15 +116,7 @@ def invoke(config: Path, *args: str) -> Result:
 
 
 def with_publisher(config: Path, work: Callable[[Publisher], Awaitable[T]]) -> T:
-    async def run() -> T:
-        publisher = Publisher(load_settings(config, environ=HOOK_SECRET))
-        await publisher.start()
-        try:
-            return await work(publisher)
-        finally:
-            await publisher.close()
-
-    return asyncio.run(run())
+    return run_with_publisher(config, work, HOOK_SECRET)
 
 
 def complaint_about(address: str) -> bytes:

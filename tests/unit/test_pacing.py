@@ -5,19 +5,7 @@ from __future__ import annotations
 import pytest
 
 from publisher.delivery.pacing import Backoff, Lane, LocalSlots, Pacer
-
-
-class FakeTime:
-    """A clock that only moves when someone sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support.fake_time import FakeTime
 
 
 async def send_times(pacer: Pacer, time: FakeTime, count: int) -> list[float]:
