@@ -35,6 +35,7 @@ from pydantic import (
 from publisher.content.model import DEFAULT_MAX_TITLE_LENGTH, ContentLimits
 from publisher.delivery.providers import Providers, check_patterns
 from publisher.digest.cadence import Schedule
+from publisher.mail.caniemail import DEFAULT_CLIENTS, expand_clients
 from publisher.webhooks.model import EventType
 
 ENV_PREFIX = "PUBLISHER_"
@@ -284,6 +285,25 @@ class DigestSettings(_Section):
         return Schedule(self.daily_at, self.weekly_day, self.timezone)
 
 
+def _mail_clients(value: list[str]) -> list[str]:
+    """Every name must be a mail client (or family) the caniemail data knows."""
+    expand_clients(value)  # the data is read here, so only when the key is set
+    return value
+
+
+class EmailSettings(_Section):
+    # The mail clients whose support `publisher check` and `preview` lint the emails against
+    # (caniemail ids: a family such as "gmail", or one platform such as "outlook.windows").
+    clients: Annotated[list[str], AfterValidator(_mail_clients)] = Field(
+        default_factory=lambda: list(DEFAULT_CLIENTS)
+    )
+
+    @property
+    def client_ids(self) -> tuple[str, ...]:
+        """``clients`` with each family spelled out into its platforms."""
+        return expand_clients(self.clients)
+
+
 class WebSubSettings(_Section):
     hub: str = ""  # a WebSub hub URL (e.g. https://pubsubhubbub.appspot.com/); "" = no push
     timeout: float = Field(default=10.0, gt=0)  # seconds per ping
@@ -485,6 +505,7 @@ class Settings(_Section):
     dkim: DkimSettings = DkimSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     digest: DigestSettings = DigestSettings()
+    email: EmailSettings = EmailSettings()
     server: ServerSettings = ServerSettings()
     cluster: ClusterSettings = ClusterSettings()
     websub: WebSubSettings = WebSubSettings()
