@@ -69,16 +69,42 @@ class Finding:
     where: dict[str, None] = field(default_factory=dict)  # the templates it was found in
 
     def __str__(self) -> str:
+        """One line: where, the feature, who lacks it, who supports it in part (with the data's note numbers)."""
         names = caniemail.client_names()
         parts = []
         if self.unsupported:
             parts.append("not supported by " + ", ".join(names[c] for c in self.unsupported))
         if self.partial:
-            parts.append("partly by " + ", ".join(
+            parts.append("partly supported by " + ", ".join(
                 names[c] + (f" (note {', '.join(notes)})" if notes else "") for c, notes in self.partial.items()
             ))
-        where = ", ".join(self.where) or "email"
-        return f"{where}: warning: {self.title} is {'; '.join(parts)}: {self.url}"
+        return f"{', '.join(self.where)}: warning: {self.title}: {'; '.join(parts)} ({self.url})"
+
+    def notes(self) -> list[str]:
+        """The text of every note the partial findings cite, as ``"note 1: …"``."""
+        texts = caniemail.features()[self.slug]["notes"]
+        cited = sorted({note for notes in self.partial.values() for note in notes}, key=int)
+        return [f"note {note}: {texts[note]}" for note in cited if note in texts]
+
+
+def report(findings: list[Finding]) -> list[str]:
+    """Lines for a terminal: each feature some listed client lacks on a line of its own, the
+    features they only support in part (margins, lists: every email has them) on one line."""
+    lines = [str(finding) for finding in findings if finding.unsupported]
+    partial = [finding for finding in findings if not finding.unsupported]
+    if partial:
+        where = ", ".join(dict.fromkeys(w for finding in partial for w in finding.where))
+        lines.append(f"{where}: warning: partly supported by some of [email] clients: "
+                     f"{', '.join(finding.title for finding in partial)}")
+    return lines
+
+
+def details(findings: list[Finding], clients: tuple[str, ...]) -> str:
+    """Every finding with the text of its notes, for a file next to a preview."""
+    names = caniemail.client_names()
+    head = [f"Mail client support ({caniemail.source()}) for: {', '.join(names[c] for c in clients)}", ""]
+    body = [line for finding in findings for line in (str(finding), *(f"    {n}" for n in finding.notes()), "")]
+    return "\n".join(head + (body or ["Every feature found is supported by every listed client.", ""]))
 
 
 @dataclass(frozen=True)
@@ -132,7 +158,7 @@ def _rules() -> _Rules:
                 media_features[media_feature] = slug
             if title.startswith(":"):
                 stem = re.escape(title.removesuffix("()"))
-                pseudo[slug] = re.compile(rf"(?<![\w:-]){stem}(?![\w-])")
+                pseudo[slug] = re.compile(rf"(?<!:){stem}(?![\w-])")  # ":first" is not ":first-child"
         elif feature["category"] == "html":
             if typed_match := _TYPED_ELEMENT_TITLE.fullmatch(title):
                 typed[(typed_match[1], typed_match[2], typed_match[3])] = slug
