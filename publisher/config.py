@@ -258,8 +258,8 @@ class DigestSettings(_Section):
     weekly_day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
     timezone: str = "UTC"  # new subscribers' zone until they pick theirs
     max_articles: int = Field(default=20, ge=1, le=200)
-    # A digest's HTML past this many bytes shows its longest articles as summaries with a
-    # link (Gmail clips a message past about 102 KB, the unsubscribe footer with it).
+    # A digest's HTML past this many bytes as sent (quoted-printable) shows its last articles
+    # as headlines (Gmail clips a message past about 102 KB, the unsubscribe footer with it).
     max_message_bytes: int = Field(default=100_000, ge=10_000)
     # A send slot missed while the daemon was down is sent on start if at most this
     # old; older ones are skipped (logged), their articles wait for the next digest.

@@ -142,10 +142,11 @@ def preview(ctx: click.Context, cadence: str | None, subscriber: str | None, out
     except (NothingToPreview, SubscriberError) as exc:
         raise click.ClickException(_nothing(exc)) from None
     from publisher.mail.client_lint import details, lint, report
+    from publisher.mail.render import HTML_TEMPLATE
 
     settings = settings_of(ctx)
     clients = settings.email.client_ids
-    findings = lint([("email/digest.html", copy.html)], clients)
+    findings = lint([(HTML_TEMPLATE, copy.html)], clients)
     target.mkdir(parents=True, exist_ok=True)
     files = {"digest.html": copy.html.encode(), "digest.txt": copy.text.encode(), "digest.eml": copy.message,
              "clients.txt": details(findings, clients).encode()}
