@@ -160,6 +160,7 @@ class NaiveDigest:
             "from_name": settings.delivery.from_name,
             "resend": False,
             "headlines": set(),  # the whole digest fits [digest] max_message_bytes: every article in full
+            "unlisted": 0,
             "toc": len(articles) > render.TOC_MIN_ARTICLES,
             "toc_anchors": False,
             "subject": subject,

@@ -82,7 +82,7 @@ class RenderedDigest:
     html: str
     text: str
     nonce: str
-    headlines: int = 0  # the last articles shown as title and link only, for the HTML to fit (Gmail clips)
+    headlines: int = 0  # the last articles shown as title and link only (or only counted), for the HTML to fit
     html_bytes: int = 0  # the HTML's size as it travels (quoted-printable), sentinels in place of the values
 
     def personalize(self, personal: Personal) -> tuple[str, str]:
@@ -173,57 +173,79 @@ def render_digest(
         "toc_anchors": supported_by_all("html-anchor-links", settings.email.client_ids),
     }
     track = None if clicks is None else partial(clicks.rewrite, digest_id=digest_id, keep=nonce)
-    html_part, text_part, headlines = _render_within(
-        env, context, articles, settings.digest.max_message_bytes, track
-    )
+    html_part, text_part, shown = _render_within(env, context, articles, settings.digest.max_message_bytes, track)
     unsubscribe = _sentinel("unsubscribe_url", nonce)
     for name, part in ((HTML_TEMPLATE, html_part), (TEXT_TEMPLATE, text_part)):
         if unsubscribe not in part:
             raise ValueError(f"template {name} must link to personal.unsubscribe_url")
     return RenderedDigest(
-        subject=subject, preheader=preheader, html=html_part, text=text_part, nonce=nonce, headlines=headlines,
-        html_bytes=len(quoted_printable(html_part)),
+        subject=subject, preheader=preheader, html=html_part, text=text_part, nonce=nonce,
+        headlines=shown.headlines + shown.unlisted, html_bytes=len(quoted_printable(html_part)),
     )
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """How much of a digest's articles its HTML shows: the first ``full`` whole, the next
+    ``headlines`` as title and link, the rest (``unlisted``) only counted, with a link to the site."""
+
+    full: int
+    headlines: int
+    unlisted: int
+
+    @classmethod
+    def at(cls, step: int, count: int) -> _Shown:
+        """Step ``count * 2`` shows all ``count`` articles whole, each step down one article less:
+        from ``count`` down, the last whole one becomes a headline; below, the last headline goes."""
+        if step >= count:
+            return cls(step - count, 2 * count - step, 0)
+        return cls(0, step, count - step)
+
+    def context(self, articles: Sequence[Article]) -> dict[str, object]:
+        """What the templates get: the ids of the headline articles and how many are left unlisted."""
+        return {"headlines": {a.id for a in articles[self.full:self.full + self.headlines]}, "unlisted": self.unlisted}
 
 
 def _render_within(
     env: jinja2.Environment, context: dict[str, object], articles: Sequence[Article], max_bytes: int,
     track: Callable[[str], str] | None,
-) -> tuple[str, str, int]:
-    """The (inlined HTML, text) parts and how many articles they show as headlines only.
+) -> tuple[str, str, _Shown]:
+    """The (inlined HTML, text) parts and how much of ``articles`` they show.
 
     Gmail clips a message whose HTML passes about 102 KB and hides the rest, the
     unsubscribe footer with it.  So the size is measured, not guessed: the HTML as it
     travels (inlined, links as sent, quoted-printable encoded) must stay within
     ``max_bytes``.  Past it, the last articles are shown as headlines (title and link)
-    and the first ones in full, as many as fit: the fewest headlines, found by a
-    binary search over renders (a dozen at most for 200 articles).  Headlines carry no
-    article content but the title, so no table or takeaway can keep the digest too big.
+    and the first ones in full, as many as fit: the fewest headlines, found by a binary
+    search over renders (a dozen at most for 200 articles).  Headlines carry no article
+    content but the title, so no table or takeaway can keep the digest too big; should
+    even the headlines not fit (hundreds of long titles), the last ones are only counted.
     """
     renders: dict[int, str] = {}
 
-    def fits(full: int) -> bool:
-        """Render with the first ``full`` articles in full; whether that HTML is within ``max_bytes``."""
-        context["headlines"] = {article.id for article in articles[full:]}
+    def fits(step: int) -> bool:
+        """Render ``step`` (see :meth:`_Shown.at`); whether that HTML is within ``max_bytes``."""
+        context.update(_Shown.at(step, len(articles)).context(articles))
         html_part = _INLINER.inline(env.get_template(HTML_TEMPLATE).render(context))
         if track is not None:  # the links as sent (counted redirects are longer) are what must fit
             html_part = track(html_part)
-        renders[full] = html_part
+        renders[step] = html_part
         return len(quoted_printable(html_part)) <= max_bytes
 
-    full = len(articles)
-    if not fits(full):
-        full, low, high = 0, 0, len(articles) - 1  # none in full, if even that is too big: nothing is smaller
+    step = 2 * len(articles)
+    if not fits(step):
+        step, low, high = 0, 0, step - 1  # nothing listed, if even that is too big: nothing is smaller
         while low <= high:
             middle = (low + high) // 2
             if fits(middle):
-                full, low = middle, middle + 1
+                step, low = middle, middle + 1
             else:
                 high = middle - 1
-        if full not in renders:
-            fits(full)
-    context["headlines"] = {article.id for article in articles[full:]}
-    return renders[full], env.get_template(TEXT_TEMPLATE).render(context), len(articles) - full
+        if step not in renders:
+            fits(step)
+    shown = _Shown.at(step, len(articles))
+    context.update(shown.context(articles))
+    return renders[step], env.get_template(TEXT_TEMPLATE).render(context), shown
 
 
 def _subject(env: jinja2.Environment, context: dict[str, object], limit: int) -> str:

@@ -717,3 +717,28 @@ def test_outlook_for_windows_gets_a_fixed_width_frame(site_settings: Settings) -
         assert opening is not None and 'width="600"' in opening[1]
         closing = html.index("<!--[if mso]></td></tr></table><![endif]-->")
         assert opening.start() < html.index('class="container"') < closing < html.index("</body>")
+
+
+def test_even_hundreds_of_long_titles_fit_the_rest_counted_with_a_link_to_the_site(site_settings: Settings) -> None:
+    """[digest] max_articles allows 200 and a title 300 characters: as headlines (and non-ASCII,
+    which quoted-printable triples) they alone make ~400 KB. The last ones are then only counted."""
+    title = ("Größe " * 60)[:300]
+    articles = [dataclasses.replace(SHORT, id=f"t{n}", slug=f"t{n}", title=f"{n} {title}",
+                                    canonical_url=f"https://news.example.org/articles/{'x' * 100}{n}")
+                for n in range(200)]
+    rendered = render_digest(articles, site_settings, make_environment(), DIGEST_ID, "daily")
+    raw = build(rendered, site_settings)
+    assert len(_html_part_as_sent(raw)) <= site_settings.digest.max_message_bytes
+    assert rendered.headlines == 200
+    text, html = parts(raw)
+    doc = lxml.html.document_fromstring(html)
+    assert not doc.find_class("toc")  # the headline list is the contents: not twice
+    (listed,) = doc.xpath("//h2[. = 'In this digest']/following-sibling::ul")
+    links = [a.get("href") for a in listed.xpath(".//a")]
+    assert 0 < len(links) < 200 and links == [a.canonical_url for a in articles[:len(links)]]
+    (more,) = doc.xpath("//p[starts-with(normalize-space(.), 'And ')]")
+    assert more.text_content() == f"And {200 - len(links)} more articles at {site_settings.site.title}."
+    assert more.xpath(".//a")[0].get("href") == site_settings.site.url
+    assert f"And {200 - len(links)} more articles at {site_settings.site.url}" in text
+    (footer,) = doc.find_class("footer")
+    assert {a.text_content(): a.get("href") for a in footer.xpath(".//a")}["Unsubscribe"] == UNSUBSCRIBE
