@@ -13,6 +13,7 @@ import pytest
 
 from publisher.config import ConfigError, EmailSettings, Settings, load_settings
 from publisher.mail import caniemail
+from publisher.mail.caniemail_snapshot import snapshot
 from publisher.mail.client_lint import Finding, details, lint, report, used_features
 from publisher.template_check import client_findings
 from publisher.templating import builtin_templates_dir, make_environment
@@ -141,7 +142,16 @@ def test_an_unknown_client_is_a_config_error_naming_the_key_and_the_known_famili
 def test_the_snapshot_keeps_the_newest_result_of_every_client() -> None:
     """Outlook for macOS was tested as "2016" and later as "16.80": the later test is the one kept,
     though "2016" sorts after it as a string."""
-    snapshot = json.loads(caniemail.SNAPSHOT.read_text(encoding="utf-8"))
-    assert snapshot["source"].startswith("caniemail ")
+    raw = {
+        "last_update_date": "2025-09-09", "nicenames": {"family": {"outlook": "Outlook"}, "platform": {"macos": "macOS"}},
+        "data": [{"slug": "css-x", "title": "x", "category": "css", "url": "https://www.caniemail.com/features/css-x/",
+                  "notes_by_num": {"1": "A note."}, "stats": {"outlook": {"macos": {"2016": "n", "16.80": "a #1"}}}}],
+    }
+    compact = snapshot(raw, "9.9.9")
+    assert compact["clients"] == {"outlook.macos": "Outlook macOS"}
+    assert compact["features"]["css-x"]["support"] == {"outlook.macos": "a #1"}
+    assert compact["source"] == "caniemail 9.9.9 (npm), data of www.caniemail.com updated 2025-09-09"
+    shipped = json.loads(caniemail.SNAPSHOT.read_text(encoding="utf-8"))
+    assert shipped["source"].startswith("caniemail ") and len(shipped["features"]) > 250
     assert (caniemail.SNAPSHOT.parent / "caniemail-LICENSE.txt").read_text(encoding="utf-8").startswith("MIT License")
     assert set(caniemail.expand_clients(["outlook"])) == {c for c in caniemail.client_names() if c.startswith("outlook.")}
