@@ -231,7 +231,9 @@ def _declarations_features(css: str, rules: _Rules) -> Iterator[str]:
         if declaration.important:
             yield from _maybe(rules.keywords.get("!important"))
         for unit, slug in rules.units.items():
-            if unit == "initial" and re.search(r"\binitial\b", value) or re.search(rf"\d{re.escape(unit)}(?![a-z])", value):
+            # "initial" is a keyword; every other unit follows a number ("12px", "50%").
+            pattern = r"\binitial\b" if unit == "initial" else rf"\d{re.escape(unit)}(?![a-z])"
+            if re.search(pattern, value):
                 yield slug
 
 
