@@ -159,7 +159,10 @@ class NaiveDigest:
             "cadence": "instant",
             "from_name": settings.delivery.from_name,
             "resend": False,
-            "shortened": set(),  # the whole digest fits [digest] max_message_bytes
+            "headlines": set(),  # the whole digest fits [digest] max_message_bytes: every article in full
+            "unlisted": 0,
+            "toc": len(articles) > render.TOC_MIN_ARTICLES,
+            "toc_anchors": False,
             "subject": subject,
             "preheader": first.summary or (first.takeaways[0] if first.takeaways else first.title),
             "view_url": f"{site.url}digests/{quote('instant-bench', safe='')}",

@@ -35,6 +35,7 @@ from pydantic import (
 from publisher.content.model import DEFAULT_MAX_TITLE_LENGTH, ContentLimits
 from publisher.delivery.providers import Providers, check_patterns
 from publisher.digest.cadence import Schedule
+from publisher.mail.caniemail import DEFAULT_CLIENTS, expand_clients
 from publisher.webhooks.model import EventType
 
 ENV_PREFIX = "PUBLISHER_"
@@ -257,8 +258,8 @@ class DigestSettings(_Section):
     weekly_day: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"] = "mon"
     timezone: str = "UTC"  # new subscribers' zone until they pick theirs
     max_articles: int = Field(default=20, ge=1, le=200)
-    # A digest's HTML past this many bytes shows its longest articles as summaries with a
-    # link (Gmail clips a message past about 102 KB, the unsubscribe footer with it).
+    # A digest's HTML past this many bytes as sent (quoted-printable) shows its last articles
+    # as headlines (Gmail clips a message past about 102 KB, the unsubscribe footer with it).
     max_message_bytes: int = Field(default=100_000, ge=10_000)
     # A send slot missed while the daemon was down is sent on start if at most this
     # old; older ones are skipped (logged), their articles wait for the next digest.
@@ -282,6 +283,25 @@ class DigestSettings(_Section):
     @property
     def schedule(self) -> Schedule:
         return Schedule(self.daily_at, self.weekly_day, self.timezone)
+
+
+def _mail_clients(value: list[str]) -> list[str]:
+    """Every name must be a mail client (or family) the caniemail data knows."""
+    expand_clients(value)  # the data is read here, so only when the key is set
+    return value
+
+
+class EmailSettings(_Section):
+    # The mail clients whose support `publisher check` and `preview` lint the emails against
+    # (caniemail ids: a family such as "gmail", or one platform such as "outlook.windows").
+    clients: Annotated[list[str], AfterValidator(_mail_clients)] = Field(
+        default_factory=lambda: list(DEFAULT_CLIENTS)
+    )
+
+    @property
+    def client_ids(self) -> tuple[str, ...]:
+        """``clients`` with each family spelled out into its platforms."""
+        return expand_clients(self.clients)
 
 
 class WebSubSettings(_Section):
@@ -485,6 +505,7 @@ class Settings(_Section):
     dkim: DkimSettings = DkimSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     digest: DigestSettings = DigestSettings()
+    email: EmailSettings = EmailSettings()
     server: ServerSettings = ServerSettings()
     cluster: ClusterSettings = ClusterSettings()
     websub: WebSubSettings = WebSubSettings()

@@ -7,9 +7,11 @@ rendered here with a sample article that has every field a template may show.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
+from typing import TYPE_CHECKING
 
 import jinja2
 
@@ -18,9 +20,12 @@ from publisher.config import Settings
 from publisher.content.model import Article, FactTable, Image, Quote
 from publisher.delivery.service import SAMPLE_READER
 from publisher.feeds.entries import CONTENT_TEMPLATE as FEED_CONTENT_TEMPLATE
-from publisher.mail.render import render_digest, render_notice
+from publisher.mail.render import HTML_TEMPLATE, render_digest, render_notice
 from publisher.templating import template_error
 from subscribers.model import Cadence
+
+if TYPE_CHECKING:
+    from publisher.mail.client_lint import Finding
 
 
 def template_problems(settings: Settings, env: jinja2.Environment) -> list[str]:
@@ -51,6 +56,32 @@ def template_problems(settings: Settings, env: jinja2.Environment) -> list[str]:
         context = {"site": settings.site, "subject": "Sample subject", "email": SAMPLE_READER[1], **extra}
         attempt(partial(render_notice, env, notice, context))
     return list(problems)
+
+
+def client_findings(settings: Settings, env: jinja2.Environment) -> list[Finding]:
+    """What the emails, as sent, use that some of ``[email] clients`` lack (warnings, see
+    :mod:`publisher.mail.client_lint`).
+
+    The digest is rendered with three sample articles (so its table of contents shows),
+    and each notice once; a template that fails to render is left to
+    :func:`template_problems`, which names its error.
+    """
+    from publisher.mail.client_lint import lint  # lxml and tinycss2: `check` and `preview` only
+
+    renders: list[tuple[str, str]] = []
+    sample = _sample_article(settings.site.url)
+    articles = [dataclasses.replace(sample, id=f"{sample.id}-{n}", slug=f"{sample.slug}-{n}") for n in range(3)]
+    try:
+        renders.append((HTML_TEMPLATE, render_digest(articles, settings, env, "check", Cadence.DAILY).html))
+    except Exception:  # noqa: BLE001 - template_problems reports it
+        pass
+    for notice, extra in NOTICE_SAMPLES.items():
+        context = {"site": settings.site, "subject": "Sample subject", "email": SAMPLE_READER[1], **extra}
+        try:
+            renders.append((f"email/{notice}.html", render_notice(env, notice, context)[0]))
+        except Exception:  # noqa: BLE001 - template_problems reports it
+            pass
+    return lint(renders, settings.email.client_ids)
 
 
 def _is_template(name: str) -> bool:

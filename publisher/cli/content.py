@@ -46,7 +46,8 @@ def init(directory: Path) -> None:
 def check(ctx: click.Context) -> None:
     """Validate the config, every template and every article; exit 1 if any error (warnings alone exit 0)."""
     from publisher.sources.intake import check_content
-    from publisher.template_check import template_problems
+    from publisher.mail.client_lint import report
+    from publisher.template_check import client_findings, template_problems
     from publisher.templating import make_environment
 
     settings = settings_of(ctx)
@@ -54,15 +55,20 @@ def check(ctx: click.Context) -> None:
     problems = [problem for scan in scans for problem in scan.problems]
     for problem in problems:
         out.print(str(problem), highlight=False, markup=False)
-    broken_templates = template_problems(settings, make_environment(settings.site.templates_dir))
+    env = make_environment(settings.site.templates_dir)
+    broken_templates = template_problems(settings, env)
     for template_problem in broken_templates:
         out.print(template_problem, highlight=False, markup=False)
+    client_warnings = report(client_findings(settings, env))  # warnings: a client without a feature ignores it
+    for line in client_warnings:
+        out.print(line, highlight=False, markup=False)
     now = clock.now()
     for article in sorted((a for scan in scans for a in scan.articles if a.published > now), key=_publish_order):
         out.print(f"{article.source_path}: scheduled for {when(article.published)} ({article.id})",
                   highlight=False, markup=False)
     errors = sum(problem.severity == Severity.ERROR for problem in problems) + len(broken_templates)
-    warnings = f", {len(problems) + len(broken_templates) - errors} warning(s)" if len(problems) > errors else ""
+    warned = len(problems) + len(broken_templates) - errors + len(client_warnings)
+    warnings = f", {warned} warning(s)" if warned else ""
     if errors:
         err.print(f"[red]{errors} error(s)[/red]{warnings}")
         ctx.exit(1)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import click
 
 from publisher import clock
-from publisher.cli.context import CADENCES, ExitCode, with_publisher
+from publisher.cli.context import CADENCES, ExitCode, settings_of, with_publisher
 from publisher.cli.output import ago, err, out, progress_bar, when
 from subscribers.model import Cadence
 
@@ -123,7 +123,9 @@ def _nothing(exc: NothingToPreview | UnknownArticle | SubscriberError) -> str:
 def preview(ctx: click.Context, cadence: str | None, subscriber: str | None, out_dir: Path | None) -> None:
     """Write the next digest's HTML, text and whole message, as `send` would mail it now; change nothing.
 
-    Exits 1, saying why, when there is nothing to preview.
+    Warns (on stderr, after the files) when the digest is too big for Gmail and shows its last
+    articles as headlines, and about what the HTML uses that some of [email] clients lack
+    (all of it, with the notes, in clients.txt).  Exits 1, saying why, when there is nothing to preview.
     """
 
     async def work(publisher: Publisher) -> tuple[DigestCopy, Path]:
@@ -139,13 +141,28 @@ def preview(ctx: click.Context, cadence: str | None, subscriber: str | None, out
         copy, target = with_publisher(ctx, work)
     except (NothingToPreview, SubscriberError) as exc:
         raise click.ClickException(_nothing(exc)) from None
+    from publisher.mail.client_lint import details, lint, report
+    from publisher.mail.render import HTML_TEMPLATE
+
+    settings = settings_of(ctx)
+    clients = settings.email.client_ids
+    findings = lint([(HTML_TEMPLATE, copy.html)], clients)
     target.mkdir(parents=True, exist_ok=True)
-    files = {"digest.html": copy.html.encode(), "digest.txt": copy.text.encode(), "digest.eml": copy.message}
+    files = {"digest.html": copy.html.encode(), "digest.txt": copy.text.encode(), "digest.eml": copy.message,
+             "clients.txt": details(findings, clients).encode()}
     out.print(f"subject: {copy.subject}", markup=False, highlight=False)
     out.print(f"to: {copy.recipient} ({copy.article_count} article(s))", markup=False, highlight=False)
+    out.print(f"html: {copy.html_bytes:,} bytes as sent (limit {settings.digest.max_message_bytes:,}: "
+              "[digest] max_message_bytes)", markup=False, highlight=False)
     for name, data in files.items():
         (target / name).write_bytes(data)
         out.print(str(target / name), markup=False, highlight=False)
+    if copy.headlines:
+        err.print(f"warning: the digest in full passes [digest] max_message_bytes (Gmail clips at about 102 KB): "
+                  f"its last {copy.headlines} of {copy.article_count} article(s) are shown as headlines",
+                  markup=False, highlight=False)
+    for line in report(findings):
+        err.print(line, markup=False, highlight=False)
 
 
 def _print_planned(planned: list[PlannedDigest], verb: str, nothing_due: str) -> None:

@@ -28,7 +28,7 @@ from urllib.parse import quote, urlsplit
 from publisher import urls
 from publisher.config import Settings
 from publisher.mail.render import Personal, RenderedDigest
-from publisher.mail.wire import END, WireMessage, stuff
+from publisher.mail.wire import END, WireMessage, quoted_printable, stuff
 
 # Control characters (CR, LF, NUL and friends) and the Unicode line separators that
 # str.splitlines(), and so the email package's folding, treats as line breaks.
@@ -44,8 +44,6 @@ _LIST_URL = re.compile(r"https?://[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+;=%]+")
 _LIST_LABEL = "newsletter"
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
-_QP_LINE = 76  # RFC 2045's limit for an encoded line, the soft-break "=" included
-_QP_LITERAL = re.compile(r"[!-<>-~]*")  # what quoted-printable leaves as it is, anywhere in a line
 # RFC 2047 allows 75 characters per encoded-word and 76 per line; at 66 even the first
 # one fits on the line of its field name ("Subject: ", "From: ", "To: ").
 _ENCODED_WORD_MAX = 66
@@ -174,30 +172,9 @@ class _Encoded:
 
 
 def _wire_qp(text: str) -> tuple[bytes, int]:
-    """:func:`_qp` of ``text``, dot-stuffed, and its size before stuffing."""
-    code = _qp(text)
+    """:func:`~publisher.mail.wire.quoted_printable` of ``text``, dot-stuffed, and its size before stuffing."""
+    code = quoted_printable(text)
     return stuff(code), len(code)
-
-
-def _qp(text: str) -> bytes:
-    """``text`` (CRLF line ends) quoted-printable encoded, ending in a soft line break.
-
-    The soft break lets the next separately encoded stretch start a fresh line; the
-    last line is kept under 76 characters so that the ``=`` fits.
-    """
-    if _QP_LITERAL.fullmatch(text):
-        # Printable ASCII without "=" or spaces (links, addresses) encodes as itself:
-        # only the soft line breaks are needed.  Most personal values take this path.
-        return b"".join(text[i:i + _QP_LINE - 1].encode("ascii") + b"=\r\n" for i in range(0, len(text) or 1, _QP_LINE - 1))
-    data = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n").encode("utf-8")
-    # b2a_qp ends its soft line breaks like the data's lines, LF when it has none: make
-    # every break CRLF (the output holds no other CR: a lone one would be =0D).
-    encoded = binascii.b2a_qp(data, istext=True).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    head, crlf, last = encoded.rpartition(b"\r\n")
-    if len(last) >= _QP_LINE:
-        unit = 3 if last[-3:-2] == b"=" else 1  # never split an =XX escape
-        last = last[:-unit] + b"=\r\n" + last[-unit:]
-    return head + crlf + last + b"=\r\n"
 
 
 def _to(name: str, email: str) -> str:

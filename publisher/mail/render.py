@@ -27,6 +27,8 @@ from publisher import urls
 from publisher.config import Settings
 from publisher.content.model import Article, FactTable
 from publisher.content.text import one_line, truncate
+from publisher.mail.caniemail import supported_by_all
+from publisher.mail.wire import quoted_printable
 
 if TYPE_CHECKING:
     from publisher.tracking.links import ClickLinks
@@ -36,6 +38,7 @@ TEXT_TEMPLATE = "email/digest.txt"
 SUBJECT_TEMPLATE = "email/subject.txt"
 TEXT_WIDTH = 78  # RFC 5322's recommended line length; what plain-text readers expect
 PREHEADER_LENGTH = 140  # inbox previews show less; more only pads the hidden span
+TOC_MIN_ARTICLES = 2  # a digest with more articles than this opens with a table of contents
 GREETING_FALLBACK = "there"  # "Hi there," for subscribers who gave no name
 
 _COLUMN_GAP = "  "
@@ -79,6 +82,8 @@ class RenderedDigest:
     html: str
     text: str
     nonce: str
+    headlines: int = 0  # the last articles shown as title and link only (or only counted), for the HTML to fit
+    html_bytes: int = 0  # the HTML's size as it travels (quoted-printable), sentinels in place of the values
 
     def personalize(self, personal: Personal) -> tuple[str, str]:
         """This subscriber's ``(html, text)``: the values spliced in, HTML-escaped for the HTML.
@@ -162,48 +167,85 @@ def render_digest(
         "personal": Personal(**{field: _sentinel(field, nonce) for field in _PERSONAL_FIELDS}),
         "heading": heading,
         "text_table": text_table,
+        # More than two articles get a table of contents; its links stay in the email only
+        # where every listed client follows a link to an anchor (several mobile apps don't).
+        "toc": len(articles) > TOC_MIN_ARTICLES,
+        "toc_anchors": supported_by_all("html-anchor-links", settings.email.client_ids),
     }
     track = None if clicks is None else partial(clicks.rewrite, digest_id=digest_id, keep=nonce)
-    html_part, text_part = _render_within(env, context, articles, settings.digest.max_message_bytes, track)
+    html_part, text_part, shown = _render_within(env, context, articles, settings.digest.max_message_bytes, track)
     unsubscribe = _sentinel("unsubscribe_url", nonce)
     for name, part in ((HTML_TEMPLATE, html_part), (TEXT_TEMPLATE, text_part)):
         if unsubscribe not in part:
             raise ValueError(f"template {name} must link to personal.unsubscribe_url")
-    return RenderedDigest(subject=subject, preheader=preheader, html=html_part, text=text_part, nonce=nonce)
+    return RenderedDigest(
+        subject=subject, preheader=preheader, html=html_part, text=text_part, nonce=nonce,
+        headlines=shown.headlines + shown.unlisted, html_bytes=len(quoted_printable(html_part)),
+    )
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """How much of a digest's articles its HTML shows: the first ``full`` whole, the next
+    ``headlines`` as title and link, the rest (``unlisted``) only counted, with a link to the site."""
+
+    full: int
+    headlines: int
+    unlisted: int
+
+    @classmethod
+    def at(cls, step: int, count: int) -> _Shown:
+        """Step ``count * 2`` shows all ``count`` articles whole, each step down one article less:
+        from ``count`` down, the last whole one becomes a headline; below, the last headline goes."""
+        if step >= count:
+            return cls(step - count, 2 * count - step, 0)
+        return cls(0, step, count - step)
+
+    def context(self, articles: Sequence[Article]) -> dict[str, object]:
+        """What the templates get: the ids of the headline articles and how many are left unlisted."""
+        return {"headlines": {a.id for a in articles[self.full:self.full + self.headlines]}, "unlisted": self.unlisted}
 
 
 def _render_within(
     env: jinja2.Environment, context: dict[str, object], articles: Sequence[Article], max_bytes: int,
     track: Callable[[str], str] | None,
-) -> tuple[str, str]:
-    """The (inlined HTML, text) parts, the HTML within ``max_bytes`` where shortening can make it so.
+) -> tuple[str, str, _Shown]:
+    """The (inlined HTML, text) parts and how much of ``articles`` they show.
 
-    Past it, the heaviest article (most table cells, takeaways and quotes) is shown as its
-    summary and a link, then the next, until the HTML fits: Gmail clips a message past
-    about 102 KB and hides the rest, the unsubscribe link with it.
+    Gmail clips a message whose HTML passes about 102 KB and hides the rest, the
+    unsubscribe footer with it.  So the size is measured, not guessed: the HTML as it
+    travels (inlined, links as sent, quoted-printable encoded) must stay within
+    ``max_bytes``.  Past it, the last articles are shown as headlines (title and link)
+    and the first ones in full, as many as fit: the fewest headlines, found by a binary
+    search over renders (a dozen at most for 200 articles).  Headlines carry no article
+    content but the title, so no table or takeaway can keep the digest too big; should
+    even the headlines not fit (hundreds of long titles), the last ones are only counted.
     """
-    heaviest = sorted(articles, key=_weight, reverse=True)
-    shortened: set[str] = set()
-    while True:
-        shown = [_teaser(article) if article.id in shortened else article for article in articles]
-        context |= {"articles": shown, "shortened": shortened}
+    renders: dict[int, str] = {}
+
+    def fits(step: int) -> bool:
+        """Render ``step`` (see :meth:`_Shown.at`); whether that HTML is within ``max_bytes``."""
+        context.update(_Shown.at(step, len(articles)).context(articles))
         html_part = _INLINER.inline(env.get_template(HTML_TEMPLATE).render(context))
         if track is not None:  # the links as sent (counted redirects are longer) are what must fit
             html_part = track(html_part)
-        if len(html_part.encode()) <= max_bytes or len(shortened) == len(heaviest):
-            return html_part, env.get_template(TEXT_TEMPLATE).render(context)
-        shortened.add(heaviest[len(shortened)].id)
+        renders[step] = html_part
+        return len(quoted_printable(html_part)) <= max_bytes
 
-
-def _weight(article: Article) -> int:
-    """How much an article adds to a digest beyond its summary: what :func:`_teaser` leaves out."""
-    cells = sum(len(table.header) * (1 + len(table.rows)) for table in article.fact_tables)
-    return cells + len(article.takeaways) + len(article.quotes)
-
-
-def _teaser(article: Article) -> Article:
-    """The article as a digest shows it when the whole would be too long: no tables, takeaways or quotes."""
-    return dataclasses.replace(article, fact_tables=(), takeaways=(), quotes=())
+    step = 2 * len(articles)
+    if not fits(step):
+        step, low, high = 0, 0, step - 1  # nothing listed, if even that is too big: nothing is smaller
+        while low <= high:
+            middle = (low + high) // 2
+            if fits(middle):
+                step, low = middle, middle + 1
+            else:
+                high = middle - 1
+        if step not in renders:
+            fits(step)
+    shown = _Shown.at(step, len(articles))
+    context.update(shown.context(articles))
+    return renders[step], env.get_template(TEXT_TEMPLATE).render(context), shown
 
 
 def _subject(env: jinja2.Environment, context: dict[str, object], limit: int) -> str:

@@ -14,11 +14,14 @@ the framer stuff the constant stretches once and the personal ones per message.
 
 from __future__ import annotations
 
+import binascii
 import re
 from dataclasses import dataclass
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 END = b".\r\n"  # the line that ends DATA (RFC 5321 4.1.1.4)
+_QP_LINE = 76  # RFC 2045's limit for an encoded line, the soft-break "=" included
+_QP_LITERAL = re.compile(r"[!-<>-~]*")  # what quoted-printable leaves as it is, anywhere in a line
 
 
 def stuff(chunk: bytes) -> bytes:
@@ -67,3 +70,27 @@ class WireMessage:
         if not head.endswith(b"\r\n"):
             raise ValueError("a prepended header block must end with CRLF")
         return WireMessage(stuff(head) + self.data, len(head) + self.size)
+
+
+def quoted_printable(text: str) -> bytes:
+    """``text`` (CRLF line ends) quoted-printable encoded, ending in a soft line break.
+
+    How both parts of every message travel; the renderer measures a digest's HTML in
+    this form too (:mod:`publisher.mail.render`), since that is the size Gmail clips at.
+
+    The soft break lets the next separately encoded stretch start a fresh line; the
+    last line is kept under 76 characters so that the ``=`` fits.
+    """
+    if _QP_LITERAL.fullmatch(text):
+        # Printable ASCII without "=" or spaces (links, addresses) encodes as itself:
+        # only the soft line breaks are needed.  Most personal values take this path.
+        return b"".join(text[i:i + _QP_LINE - 1].encode("ascii") + b"=\r\n" for i in range(0, len(text) or 1, _QP_LINE - 1))
+    data = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n").encode("utf-8")
+    # b2a_qp ends its soft line breaks like the data's lines, LF when it has none: make
+    # every break CRLF (the output holds no other CR: a lone one would be =0D).
+    encoded = binascii.b2a_qp(data, istext=True).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    head, crlf, last = encoded.rpartition(b"\r\n")
+    if len(last) >= _QP_LINE:
+        unit = 3 if last[-3:-2] == b"=" else 1  # never split an =XX escape
+        last = last[:-unit] + b"=\r\n" + last[-unit:]
+    return head + crlf + last + b"=\r\n"

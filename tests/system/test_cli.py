@@ -36,7 +36,8 @@ def test_check_lists_every_problem_as_path_line_message(bare_site_dir: Path) -> 
     (content / "latin1.md").write_bytes("---\ntitle: Caf\xe9\ndate: 2026-01-01\n---\n".encode("latin-1"))
     result = run(bare_site_dir / "config.toml", "check")
     assert result.returncode == 1, result.stderr
-    lines = [line.replace(str(content) + "/", "") for line in result.stdout.splitlines()]
+    lines = [line.replace(str(content) + "/", "") for line in result.stdout.splitlines()
+             if not line.startswith("email/")]  # the mail-client lint's warnings: see the test below
     assert "bad-date.md:3: date 'someday soon' is not a date (use ISO 8601 or RFC 2822)" in lines
     assert "latin1.md:2: file is not valid UTF-8" in lines
     assert "no-title.md:1: missing title" in lines
@@ -471,6 +472,28 @@ def test_check_renders_every_template_and_names_the_broken_ones_by_file_and_line
     assert f"{tpl / 'feed' / 'content.html'}:2: UndefinedError:" in result.stdout and "byline" in result.stdout
     assert f"{tpl / 'email' / 'confirm.html'}:1: TemplateSyntaxError" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow  # runs the publisher in a subprocess
+def test_check_warns_of_what_an_overridden_template_uses_that_a_listed_client_lacks(bare_site_dir: Path) -> None:
+    """A warning, not an error: flexbox in Outlook for Windows, SVG in Gmail; exit 0, counted."""
+    config = bare_site_dir / "config.toml"
+    config.write_text(config.read_text().replace('output_dir = "public"', 'output_dir = "public"\ntemplates_dir = "tpl"')
+                      + '\n[email]\nclients = ["gmail.desktop-webmail", "outlook.windows"]\n')
+    (bare_site_dir / "tpl" / "email").mkdir(parents=True)
+    (bare_site_dir / "tpl" / "email" / "_article.html").write_text(
+        '<h2><a href="{{ article.canonical_url }}">{{ article.title }}</a></h2>\n'
+        '<div style="display: flex"><svg width="8" height="8"></svg></div>\n'
+    )
+    result = run(config, "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("email/digest.html: warning: display:flex: not supported by Outlook Windows")
+               for line in lines), lines
+    assert any(line.startswith("email/digest.html: warning: Embedded <svg> image: not supported by "
+                               "Gmail Desktop Webmail, Outlook Windows") for line in lines), lines
+    warned = sum(": warning: " in line for line in lines)
+    assert f"config, templates and content OK ({bare_site_dir / 'content'}), {warned} warning(s)" in lines
 
 
 @pytest.mark.slow  # runs the publisher in a subprocess

@@ -241,6 +241,29 @@ def test_preview_without_a_subscriber_uses_a_sample_and_says_when_there_is_nothi
     assert unknown.returncode == 1 and "nobody@example.org is not a subscriber" in unknown.stderr
 
 
+def test_preview_warns_of_a_digest_too_big_for_gmail_and_of_what_the_listed_clients_lack(
+    site_dir: Path, tmp_path: Path
+) -> None:
+    """Past [digest] max_message_bytes the last articles go out as headlines: preview says how many,
+    with the size as sent; the mail-client lint's warnings follow the files (all of it in clients.txt)."""
+    config = write_config(site_dir, "[digest]\nmax_message_bytes = 10000\n")
+    assert run(config, "subscribers", "add", "ann@example.org", "--cadence", "instant").returncode == 0
+    target = tmp_path / "preview"
+    result = run(config, "preview", "--out", str(target))
+    assert result.returncode == 0, result.stdout + result.stderr
+    (size,) = re.findall(r"^html: ([\d,]+) bytes as sent \(limit 10,000", result.stdout, re.M)
+    (shown,) = re.findall(r"^warning: the digest in full passes \[digest\] max_message_bytes .*: "
+                          r"its last (\d+) of (\d+) article\(s\) are shown as headlines$", result.stderr, re.M)
+    assert 1 <= int(shown[0]) <= int(shown[1]) == 3
+    html = (target / "digest.html").read_text(encoding="utf-8")
+    assert "More in this digest" in html or "In this digest</h2>" in html
+    assert "email/digest.html: warning: border-radius: not supported by Outlook Windows" in result.stderr
+    clients = (target / "clients.txt").read_text(encoding="utf-8")
+    assert str(target / "clients.txt") in result.stdout
+    assert "border-radius" in clients and "note 1:" in clients and "Outlook Windows" in clients
+    assert int(size.replace(",", "")) > 0
+
+
 def test_send_test_mails_one_marked_copy_outside_the_ledger(site_dir: Path, database: Backend) -> None:
     with SmtpServer() as server:
         config = _smtp_site(site_dir, server.port)

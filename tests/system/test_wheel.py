@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from email import policy
 from pathlib import Path
 
@@ -53,6 +54,11 @@ def test_a_wheel_installs_and_publishes_outside_the_checkout(tmp_path: Path) -> 
 
     assert run(publisher, "init", "site", cwd=tmp_path).returncode == 0
     site = tmp_path / "site"
+    # The caniemail data ships with its licence, and `check` reads it from the installed package.
+    with zipfile.ZipFile(wheel) as archive:
+        assert {"publisher/mail/data/caniemail.json", "publisher/mail/data/caniemail-LICENSE.txt"} <= set(archive.namelist())
+    checked = run(publisher, "check", cwd=site)
+    assert checked.returncode == 0 and "warning: border-radius: not supported by Outlook Windows" in checked.stdout, checked.stderr
     built_site = run(publisher, "build", cwd=site)
     assert built_site.returncode == 0, built_site.stderr
     assert (site / "var" / "public" / "feed.atom").is_file()

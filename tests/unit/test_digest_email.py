@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from publisher.config import DeliverySettings, Settings, SiteSettings
+from publisher.config import DeliverySettings, DigestSettings, EmailSettings, Settings, SiteSettings
 from publisher.content.markdown import parse_article
 from publisher.content.model import Article, FactTable, Image
 from publisher.mail import render
@@ -603,17 +603,142 @@ def test_a_capped_table_says_how_many_rows_the_article_has_besides(site_settings
     assert "401 more rows: see the article." in text
 
 
-def test_a_digest_too_big_for_gmail_shows_its_heaviest_article_as_a_summary(site_settings: Settings) -> None:
-    """A 2 MB table made a 138 MB email: the HTML stays under [digest] max_message_bytes with the footer."""
-    huge = _figures_article(rows=1_000, tables=4)  # each capped to 300 cells, together still ~180 KB
-    raw = build(render_digest([huge, SEED], site_settings, make_environment(), DIGEST_ID, "daily"), site_settings)
+def _html_part_as_sent(raw: bytes) -> bytes:
+    """The HTML part's body as the wire carries it (quoted-printable), without the MIME frame."""
+    html_head = raw.index(b"Content-Type: text/html")
+    body = raw[raw.index(b"\r\n\r\n", html_head) + 4:]
+    return body[:body.index(b"\r\n--=_")]
+
+
+def _figures_articles(count: int, rows: int, tables: int = 1) -> list[Article]:
+    return [dataclasses.replace(_figures_article(rows, tables), id=f"figures-{n}", slug=f"figures-{n}",
+                                title=f"Output in figures, part {n}",
+                                canonical_url=f"https://news.example.org/articles/figures-{n}")
+            for n in range(count)]
+
+
+def test_a_digest_too_big_for_gmail_shows_its_first_articles_in_full_and_the_rest_as_headlines(
+    site_settings: Settings,
+) -> None:
+    """Gmail clips past ~102 KB and hides the rest, unsubscribe link included: measured as sent
+    (quoted-printable), the HTML stays within [digest] max_message_bytes, the first articles whole,
+    the others as title and link, the footer intact, and the text part the same way."""
+    articles = _figures_articles(8, rows=60)  # ~25 KB each as sent: 8 of them are twice too many
+    rendered = render_digest(articles, site_settings, make_environment(), DIGEST_ID, "daily")
+    raw = build(rendered, site_settings)
+    assert len(_html_part_as_sent(raw)) <= site_settings.digest.max_message_bytes
     text, html = parts(raw)
-    assert len(html.encode()) <= site_settings.digest.max_message_bytes
     doc = lxml.html.document_fromstring(html)
     (footer,) = doc.find_class("footer")
     assert {a.text_content(): a.get("href") for a in footer.xpath(".//a")}["Unsubscribe"] == UNSUBSCRIBE
-    (shortened,) = doc.xpath("//a[. = 'Too long for email: read the whole article']")
-    assert shortened.get("href") == huge.canonical_url
-    assert [table.findtext("caption") for table in doc.xpath("//table[caption]")] == [FACT_CAPTION]  # SEED's
-    assert "Too long for email: read the whole article at the link below." in text
-    assert "Output by year" not in text and FACT_CAPTION in text
+    full = len(articles) - rendered.headlines
+    assert 1 <= full < len(articles)
+    in_full = [h2.text_content() for h2 in doc.xpath("//td[@class='article']//h2[@class='title']")]
+    assert in_full == [article.title for article in articles[:full]]
+    assert len(doc.xpath("//table[caption]")) == full  # one table each, for the whole ones only
+    (more,) = doc.xpath("//h2[. = 'More in this digest']/following-sibling::ul")
+    assert [(a.text_content(), a.get("href")) for a in more.xpath(".//a")] == [
+        (article.title, article.canonical_url) for article in articles[full:]
+    ]
+    assert text.count("Output by year") == full
+    assert all(f"- {article.title}\n  {article.canonical_url}" in text for article in articles[full:])
+    # The fewest headlines: one article more in full would not have fitted.
+    roomier = site_settings.model_copy(update={"digest": DigestSettings(max_message_bytes=10**7)})
+    whole = render_digest(articles[:full + 1], roomier, make_environment(), DIGEST_ID, "daily")
+    assert whole.headlines == 0 and whole.html_bytes > site_settings.digest.max_message_bytes
+
+
+def test_a_lead_article_too_big_alone_leaves_every_article_a_headline(site_settings: Settings) -> None:
+    """A 2 MB table made a 138 MB email once; capped tables still make ~180 KB: headlines carry
+    no table, so even that digest fits, with its footer."""
+    huge = _figures_article(rows=1_000, tables=4)  # each capped to 300 cells, together still ~180 KB
+    rendered = render_digest([huge, SEED], site_settings, make_environment(), DIGEST_ID, "daily")
+    raw = build(rendered, site_settings)
+    assert rendered.headlines == 2
+    assert len(_html_part_as_sent(raw)) <= site_settings.digest.max_message_bytes
+    doc = lxml.html.document_fromstring(parts(raw)[1])
+    assert not doc.xpath("//table[caption]")
+    (listed,) = doc.xpath("//h2[. = 'In this digest']/following-sibling::ul")
+    assert [a.get("href") for a in listed.xpath(".//a")] == [huge.canonical_url, SEED.canonical_url]
+    (footer,) = doc.find_class("footer")
+    assert {a.text_content(): a.get("href") for a in footer.xpath(".//a")}["Unsubscribe"] == UNSUBSCRIBE
+
+
+# --- table of contents, Outlook frame --------------------------------------------------
+
+
+def _several(count: int) -> list[Article]:
+    return [dataclasses.replace(SHORT, id=f"a{n}", slug=f"a{n}", title=f"Story {n} & <more>",
+                                canonical_url=f"https://news.example.org/articles/a{n}") for n in range(count)]
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_two_articles_or_fewer_have_no_table_of_contents(site_settings: Settings, count: int) -> None:
+    rendered = render_digest(_several(count), site_settings, make_environment(), DIGEST_ID, "daily")
+    assert not lxml.html.document_fromstring(rendered.html).find_class("toc")
+    assert "In this digest" not in rendered.text
+
+
+def test_the_table_of_contents_links_to_the_articles_on_the_web_where_a_listed_client_ignores_anchors(
+    site_settings: Settings,
+) -> None:
+    """Gmail for iOS, Outlook's apps, Yahoo and Samsung Email do nothing on an in-email link
+    (caniemail html-anchor-links): with them listed (the default), each entry opens the article."""
+    articles = _several(3)
+    rendered = render_digest(articles, site_settings, make_environment(), DIGEST_ID, "daily")
+    (toc,) = lxml.html.document_fromstring(rendered.html).find_class("toc")
+    assert [(a.text_content(), a.get("href")) for a in toc.xpath(".//a")] == [
+        (a.title, a.canonical_url) for a in articles
+    ]
+    assert "In this digest:\n 1. Story 0 & <more>\n 2. Story 1 & <more>\n 3. Story 2 & <more>\n" in rendered.text
+
+
+def test_the_table_of_contents_links_within_the_email_when_every_listed_client_follows_anchors() -> None:
+    settings = make_settings().model_copy(update={"email": EmailSettings(clients=["apple-mail", "thunderbird.macos"])})
+    articles = _several(4)
+    rendered = render_digest(articles, settings, make_environment(), DIGEST_ID, "daily")
+    doc = lxml.html.document_fromstring(rendered.html)
+    (toc,) = doc.find_class("toc")
+    targets = [a.get("href") for a in toc.xpath(".//a")]
+    assert all(target.startswith("#") for target in targets)
+    # Each target is an anchor (id and name) opening the article's cell, in the TOC's order.
+    anchors = [doc.get_element_by_id(target[1:]) for target in targets]
+    assert all(anchor.get("name") == anchor.get("id") for anchor in anchors)
+    assert [anchor.getparent().xpath("string(.//h2)") for anchor in anchors] == [a.title for a in articles]
+
+
+def test_outlook_for_windows_gets_a_fixed_width_frame(site_settings: Settings) -> None:
+    """Word's engine ignores max-width: a 600-pixel table in MSO conditional comments holds the layout."""
+    notice_context = {"site": site_settings.site, "subject": "s", "email": "a@example.com",
+                      "confirm_url": "https://news.example.org/c", "valid_hours": "48"}
+    for html in (render_digest(_several(1), site_settings, make_environment(), DIGEST_ID, "daily").html,
+                 render.render_notice(make_environment(), "confirm", notice_context)[0]):
+        opening = re.search(r"<!--\[if mso\]>(<table[^>]*>)<tr><td[^>]*><!\[endif\]-->", html)
+        assert opening is not None and 'width="600"' in opening[1]
+        closing = html.index("<!--[if mso]></td></tr></table><![endif]-->")
+        assert opening.start() < html.index('class="container"') < closing < html.index("</body>")
+
+
+def test_even_hundreds_of_long_titles_fit_the_rest_counted_with_a_link_to_the_site(site_settings: Settings) -> None:
+    """[digest] max_articles allows 200 and a title 300 characters: as headlines (and non-ASCII,
+    which quoted-printable triples) they alone make ~400 KB. The last ones are then only counted."""
+    title = ("Größe " * 60)[:300]
+    articles = [dataclasses.replace(SHORT, id=f"t{n}", slug=f"t{n}", title=f"{n} {title}",
+                                    canonical_url=f"https://news.example.org/articles/{'x' * 100}{n}")
+                for n in range(200)]
+    rendered = render_digest(articles, site_settings, make_environment(), DIGEST_ID, "daily")
+    raw = build(rendered, site_settings)
+    assert len(_html_part_as_sent(raw)) <= site_settings.digest.max_message_bytes
+    assert rendered.headlines == 200
+    text, html = parts(raw)
+    doc = lxml.html.document_fromstring(html)
+    assert not doc.find_class("toc")  # the headline list is the contents: not twice
+    (listed,) = doc.xpath("//h2[. = 'In this digest']/following-sibling::ul")
+    links = [a.get("href") for a in listed.xpath(".//a")]
+    assert 0 < len(links) < 200 and links == [a.canonical_url for a in articles[:len(links)]]
+    (more,) = doc.xpath("//p[starts-with(normalize-space(.), 'And ')]")
+    assert more.text_content() == f"And {200 - len(links)} more articles at {site_settings.site.title}."
+    assert more.xpath(".//a")[0].get("href") == site_settings.site.url
+    assert f"And {200 - len(links)} more articles at {site_settings.site.url}" in text
+    (footer,) = doc.find_class("footer")
+    assert {a.text_content(): a.get("href") for a in footer.xpath(".//a")}["Unsubscribe"] == UNSUBSCRIBE
