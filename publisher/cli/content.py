@@ -59,8 +59,8 @@ def check(ctx: click.Context) -> None:
     broken_templates = template_problems(settings, env)
     for template_problem in broken_templates:
         out.print(template_problem, highlight=False, markup=False)
-    client_warnings = report(client_findings(settings, env))  # warnings: a client without a feature ignores it
-    for line in client_warnings:
+    client_warnings, client_note = report(client_findings(settings, env))  # a client without a feature ignores it
+    for line in client_warnings + ([client_note] if client_note else []):
         out.print(line, highlight=False, markup=False)
     now = clock.now()
     for article in sorted((a for scan in scans for a in scan.articles if a.published > now), key=_publish_order):

@@ -161,7 +161,8 @@ def preview(ctx: click.Context, cadence: str | None, subscriber: str | None, out
         err.print(f"warning: the digest in full passes [digest] max_message_bytes (Gmail clips at about 102 KB): "
                   f"its last {copy.headlines} of {copy.article_count} article(s) are shown as headlines",
                   markup=False, highlight=False)
-    for line in report(findings):
+    warnings, note = report(findings)
+    for line in warnings + ([note] if note else []):
         err.print(line, markup=False, highlight=False)
 
 

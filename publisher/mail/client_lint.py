@@ -21,9 +21,11 @@ Left out, because they need a selector parser or are noise in every email: selec
 combinator features (descendant, child, class …), CSS and HTML comments (Outlook's
 conditional comments are comments on purpose) and image formats.
 
-A finding is a warning, never an error: the features are usually progressive
-enhancements (dark mode, rounded corners) that a client without them ignores; the
-operator decides.
+A finding is a warning, never an error: the operator decides.  The built-in templates
+use a few features on purpose, as progressive enhancements whose absence leaves the
+message readable and laid out (:data:`PROGRESSIVE`, each with why); those, and the
+features a client supports only in part (every email has margins and lists), are
+summed up in one note, not warned of, and listed in full in a preview's ``clients.txt``.
 """
 
 from __future__ import annotations
@@ -57,6 +59,25 @@ _MEDIA_FEATURES = re.compile(r"@media \(([^)]+)\)")  # "@media (hover), @media (
 _LEFT_OUT = {"css-comments", "html-comments"}
 
 
+_PRELOAD_HIDING = "the preheader is hidden five ways at once (mso-hide for Outlook): any one of them hides it"
+# The features the built-in templates use knowing that some clients lack them, and why the
+# email still reads right there.  A finding of one of these is a note, not a warning.
+PROGRESSIVE: dict[str, str] = {
+    "html-meta-color-scheme": "dark mode: a client without it shows the light colours",
+    "css-at-media-prefers-color-scheme": "dark mode: a client without it shows the light colours",
+    "css-at-media": "the phone-width rules: without them the fluid, 100%-wide tables still fit",
+    "html-style": "every rule is also inlined: the <style> block keeps only the @media rules",
+    "html-doctype": "a client that drops it lays out the same tables and inline styles",
+    "html-body": "clients replace <body>: the wrapper table carries the background and the width",
+    "css-border-radius": "square corners instead of round ones",
+    "css-table-layout": "the client sizes the columns itself; Outlook's MSO frame fixes the width",
+    "css-display-none": _PRELOAD_HIDING,
+    "css-opacity": _PRELOAD_HIDING,
+    "css-max-height": _PRELOAD_HIDING,
+    "css-overflow": _PRELOAD_HIDING,
+}
+
+
 @dataclass
 class Finding:
     """One feature the email uses that some listed clients lack or support only in part."""
@@ -87,23 +108,35 @@ class Finding:
         return [f"note {note}: {texts[note]}" for note in cited if note in texts]
 
 
-def report(findings: list[Finding]) -> list[str]:
-    """Lines for a terminal: each feature some listed client lacks on a line of its own, the
-    features they only support in part (margins, lists: every email has them) on one line."""
-    lines = [str(finding) for finding in findings if finding.unsupported]
-    partial = [finding for finding in findings if not finding.unsupported]
-    if partial:
-        where = ", ".join(dict.fromkeys(w for finding in partial for w in finding.where))
-        lines.append(f"{where}: warning: partly supported by some of [email] clients: "
-                     f"{', '.join(finding.title for finding in partial)}")
-    return lines
+    @property
+    def warns(self) -> bool:
+        """Whether a listed client lacks it and it is not one of the built-in templates' enhancements."""
+        return bool(self.unsupported) and self.slug not in PROGRESSIVE
+
+
+def report(findings: list[Finding]) -> tuple[list[str], str | None]:
+    """For a terminal: a warning line for each feature some listed client lacks, and one note
+    (None when there is nothing to note) counting the rest: the progressive enhancements
+    (:data:`PROGRESSIVE`) and what clients support only in part."""
+    warnings = [str(finding) for finding in findings if finding.warns]
+    rest = [finding for finding in findings if not finding.warns]
+    if not rest:
+        return warnings, None
+    note = (f"note: {len(rest)} more feature(s) some of [email] clients ignore or support in part: the built-in "
+            f"templates' progressive enhancements and partial support ({', '.join(f.title for f in rest[:4])}, …); "
+            "`publisher preview` writes each, with the data's notes, to clients.txt")
+    return warnings, note
 
 
 def details(findings: list[Finding], clients: tuple[str, ...]) -> str:
     """Every finding with the text of its notes, for a file next to a preview."""
     names = caniemail.client_names()
     head = [f"Mail client support ({caniemail.source()}) for: {', '.join(names[c] for c in clients)}", ""]
-    body = [line for finding in findings for line in (str(finding), *(f"    {n}" for n in finding.notes()), "")]
+    body = [
+        line for finding in findings
+        for line in (str(finding), *(f"    {n}" for n in finding.notes()),
+                     *([f"    by design: {PROGRESSIVE[finding.slug]}"] if finding.slug in PROGRESSIVE else []), "")
+    ]
     return "\n".join(head + (body or ["Every feature found is supported by every listed client.", ""]))
 
 

@@ -14,7 +14,7 @@ import pytest
 from publisher.config import ConfigError, EmailSettings, Settings, load_settings
 from publisher.mail import caniemail
 from publisher.mail.caniemail_snapshot import snapshot
-from publisher.mail.client_lint import Finding, details, lint, report, used_features
+from publisher.mail.client_lint import PROGRESSIVE, Finding, details, lint, report, used_features
 from publisher.template_check import client_findings
 from publisher.templating import builtin_templates_dir, make_environment
 
@@ -112,12 +112,25 @@ def test_a_property_named_inside_another_is_not_mistaken_for_it() -> None:
 
 def test_findings_are_deduplicated_across_renders_and_say_where() -> None:
     clients = ("outlook.windows",)
-    page = '<html><body><div style="border-radius: 4px">x</div><p style="border-radius: 2px">y</p></body></html>'
-    (finding,) = [f for f in lint([("a.html", page), ("b.html", page)], clients) if f.slug == "css-border-radius"]
+    page = '<html><body><div style="position: absolute">x</div><p style="position: relative">y</p></body></html>'
+    (finding,) = [f for f in lint([("a.html", page), ("b.html", page)], clients) if f.slug == "css-position"]
     assert list(finding.where) == ["a.html", "b.html"] and list(finding.unsupported) == ["outlook.windows"]
-    lines = report([finding])
-    assert lines == [f"a.html, b.html: warning: border-radius: not supported by Outlook Windows ({finding.url})"]
+    assert report([finding]) == ([f"a.html, b.html: warning: position: not supported by Outlook Windows ({finding.url})"],
+                                 None)
     assert "Outlook Windows" in details([finding], clients) and caniemail.source() in details([finding], clients)
+
+
+def test_the_built_in_templates_enhancements_are_noted_not_warned_of() -> None:
+    """Dark mode, @media, rounded corners, the preheader's hiding: a client without them still shows
+    the email right, so `check` on the built-in templates warns of nothing; one note counts them,
+    and clients.txt says why each is harmless."""
+    findings = client_findings(DEFAULT, make_environment())
+    warnings, note = report(findings)
+    assert warnings == [] and note is not None and f"{len(findings)} more feature(s)" in note
+    lacked = [finding for finding in findings if finding.unsupported]
+    assert lacked and all(finding.slug in PROGRESSIVE for finding in lacked)
+    listed = details(findings, DEFAULT.email.client_ids)
+    assert all(f"by design: {PROGRESSIVE[finding.slug]}" in listed for finding in lacked)
 
 
 def test_a_partial_finding_cites_the_datas_notes_by_number_and_text() -> None:
