@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import click
 
 from publisher import clock
-from publisher.cli.context import CADENCES, ExitCode, with_publisher
-from publisher.cli.output import ago, err, out, progress_bar, when
+from publisher.cli.context import CADENCES, ExitCode, settings_of, with_publisher
+from publisher.cli.output import ago, err, out, print_takeaways, progress_bar, when
 from subscribers.model import Cadence
 
 if TYPE_CHECKING:  # the services are imported when a command runs (publisher.cli.context)
@@ -146,6 +146,8 @@ def preview(ctx: click.Context, cadence: str | None, subscriber: str | None, out
     for name, data in files.items():
         (target / name).write_bytes(data)
         out.print(str(target / name), markup=False, highlight=False)
+    for article in copy.articles:
+        print_takeaways(article, settings_of(ctx).content.takeaways, f"{article.slug}: ")
 
 
 def _print_planned(planned: list[PlannedDigest], verb: str, nothing_due: str) -> None:

@@ -1,6 +1,7 @@
 """Proposing key takeaways for an article that has none: an extractive summarizer.
 
-``[content] takeaways`` decides what becomes of the proposals (:class:`TakeawaysMode`):
+``[content] takeaways`` decides what becomes of the proposals
+(:class:`~publisher.content.model.TakeawaysMode`):
 "suggest" shows them to the author (``publisher check``, ``preview``, ``articles show``),
 "auto" publishes them, marked as generated.  Either way the proposals must be the same
 on every machine, at every run, offline: a feed entry that changed between two scans
@@ -33,10 +34,9 @@ from collections import Counter
 from collections.abc import Iterator
 from copy import deepcopy
 from dataclasses import dataclass, replace
-from enum import StrEnum
 
 from publisher.content.extract import sources_note
-from publisher.content.model import Article
+from publisher.content.model import Article, TakeawaysMode
 from publisher.content.text import Element, element_text, html_fragment, one_line, truncate
 
 MIN_ITEMS = 3
@@ -45,14 +45,6 @@ MAX_CHARS = 180  # a takeaway is a line of a list, not a paragraph
 MIN_WORDS = 5  # shorter "sentences" are labels, captions or fragments
 _LONG = 30  # words: a sentence this long scores half as much as a very short one
 SIMILAR = 0.5  # word-set Jaccard above which a sentence repeats one already taken
-
-
-class TakeawaysMode(StrEnum):
-    """``[content] takeaways``: what publisher does for an article without takeaways."""
-
-    AUTHOR = "author"  # nothing: only the author's takeaways exist
-    SUGGEST = "suggest"  # proposals shown to the author by the CLI, never published
-    AUTO = "auto"  # proposals published as the article's takeaways, marked as generated
 
 
 # Blocks whose text is never a takeaway: headings, quotes, tables, figures, code.

@@ -40,6 +40,7 @@ import lxml.html  # type: ignore[import-untyped]
 
 from publisher.content.extract import is_takeaways_marker, sources_note, split_cite, without_cite_dash
 from publisher.content.html import sanitize_html
+from publisher.content.takeaways import with_generated
 from publisher.content import model
 from publisher.content.slug import capped_slug
 from publisher.content.text import BodyParts, absolute_http, capped_table, cell_alignment, element_text, html_fragment, html_text, one_line, table_alignment, truncate, unique
@@ -273,7 +274,7 @@ def _article(
         fact_tables=tuple(body.fact_tables),
         source_path=feed_url,
     )
-    return article, warnings
+    return with_generated(article, limits.takeaways), warnings
 
 
 def _item_id(entry: Any, feed_url: str) -> str:

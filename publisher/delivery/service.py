@@ -117,7 +117,11 @@ class DigestCopy:
     text: str
     message: bytes  # the wire bytes (CRLF), as the transport would get them
     recipient: str
-    article_count: int
+    articles: tuple[Article, ...]  # the digest's, as stored
+
+    @property
+    def article_count(self) -> int:
+        return len(self.articles)
 
 
 class DigestNotOpen(LookupError):
@@ -305,7 +309,7 @@ class DeliveryService:
         if test:  # prepended: a header field anywhere in the header block is as good, and framing stays in one place
             message = b"X-Publisher-Test: yes\r\n" + message
         html, text = rendered.personalize(personal)
-        return DigestCopy(rendered.subject, html, text, message, personal.email, len(articles))
+        return DigestCopy(rendered.subject, html, text, message, personal.email, tuple(articles))
 
     async def _next_digest(
         self, rehearsal: Rehearsal, cadence: Cadence, reader: Subscriber | None, article: str | None
