@@ -14,6 +14,10 @@ the unigrams, lower-cased, of letters and digits, each counted at most as often 
 other side has it; no stemming, no stop words: the ``rouge-score`` package's defaults,
 written out here as a few lines rather than a dependency).  The goal: suggest above lead-3.
 
+Then what proposing costs, against what parsing the same article costs (under
+``[content] takeaways = "auto"`` every article without takeaways pays both at a scan):
+the median CPU time of each over ``--runs`` runs, per article.
+
     .venv/bin/python bench/takeaways.py            # content/ and bench/fixtures/
     .venv/bin/python bench/takeaways.py --show     # and every proposal
 """
@@ -24,11 +28,13 @@ import argparse
 import dataclasses
 import re
 import statistics
+import time
+from collections.abc import Callable
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from publisher.content.markdown import read_article
+from publisher.content.markdown import parse_article, read_article
 from publisher.content.model import Article
 from publisher.content.takeaways import lead, suggest
 
@@ -48,6 +54,16 @@ def rouge1_f1(candidate: Sequence[str], reference: Sequence[str]) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def median_ms(step: Callable[[], object], runs: int) -> float:
+    """The median CPU time of ``step``, in milliseconds."""
+    times = []
+    for _ in range(runs):
+        started = time.process_time()
+        step()
+        times.append(time.process_time() - started)
+    return statistics.median(times) * 1000
+
+
 def articles(folders: Sequence[Path]) -> list[Article]:
     """The articles of ``folders`` that have takeaways of their author."""
     found = []
@@ -64,6 +80,7 @@ def main() -> None:
     parser.add_argument("folders", nargs="*", type=Path, default=[ROOT / "content", ROOT / "bench" / "fixtures"],
                         help="folders of Markdown articles (default: content/ and bench/fixtures/)")
     parser.add_argument("--show", action="store_true", help="print every proposal and the author's takeaways")
+    parser.add_argument("--runs", type=int, default=50, help="runs of each step for the timings (default: 50)")
     args = parser.parse_args()
     found = articles(args.folders)
     if not found:
@@ -85,6 +102,13 @@ def main() -> None:
     mean, mean_lead = statistics.fmean(ours), statistics.fmean(baseline)
     print(f"{'mean':<40} {'':>5} {mean:>8.3f} {mean_lead:>8.3f} {mean / mean_lead if mean_lead else 0:>6.2f}")
     print(f"suggest {'beats' if mean > mean_lead else 'does not beat'} lead-3 (ROUGE-1 F1, mean of {len(found)})")
+    print()
+    print(f"{'article':<40} {'parse ms':>9} {'suggest ms':>11} {'ratio':>6}")
+    for article in found:
+        data = (ROOT / article.source_path).read_bytes()
+        parsing = median_ms(lambda: parse_article(data, article.source_path, SITE), args.runs)
+        proposing = median_ms(lambda: suggest(article), args.runs)
+        print(f"{Path(article.source_path).name:<40} {parsing:>9.2f} {proposing:>11.2f} {proposing / parsing:>6.2f}")
 
 
 if __name__ == "__main__":

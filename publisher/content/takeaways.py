@@ -33,6 +33,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from copy import deepcopy
+from functools import lru_cache
 from dataclasses import dataclass, replace
 
 from publisher.content.extract import sources_note
@@ -64,9 +65,11 @@ _ABBREVIATIONS = frozenset({
 # CJK or Arabic full stop, question or exclamation mark, space or not.
 _END = re.compile(r"""[.!?…]+["'”’»)\]]*(?=\s)|[。！？؟]+["'”’»)\]」』]*""")
 _WORDS = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W\d_]+(?:['’][^\W\d_]+)?|\d+")
-_NUMBER = re.compile(r"\d|%|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
-                     r"forty|fifty|hundreds?|thousands?|millions?|billions?|trillions?|half|dozens?)\b",
-                     re.IGNORECASE)
+# Words that state a figure as digits would (English): "twelve libraries", "thousands of trees".
+_NUMBER_WORDS = frozenset("""
+two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty hundred hundreds thousand
+thousands million millions billion billions trillion trillions half dozen dozens percent
+""".split())
 _LABEL = re.compile(r"^[^.!?:]{1,60}:\s+")  # "Economic relief: …" (a list item's bold label)
 
 _STOP_WORDS = frozenset("""
@@ -88,6 +91,7 @@ class _Sentence:
     first: bool  # the first sentence of its block
     terms: frozenset[str]
     words: int
+    figures: bool  # it states a number
 
 
 def suggest(article: Article) -> tuple[str, ...]:
@@ -141,7 +145,7 @@ def _score(sentence: _Sentence, headline: frozenset[str], frequency: Counter[str
         return 0.0
     central = sum(frequency[term] for term in terms) / (len(terms) * top)
     title = len(terms & headline) / len(headline) if headline else 0.0
-    figures = 1.0 if _NUMBER.search(sentence.text) else 0.0
+    figures = 1.0 if sentence.figures else 0.0
     position = 1.0 / (1 + sentence.block) + (0.3 if sentence.first else 0.0)
     return (title + central + 0.2 * figures + 0.5 * position) / (1 + sentence.words / _LONG)
 
@@ -155,10 +159,11 @@ def _sentences(body_html: str) -> Iterator[_Sentence]:
     for block, text in enumerate(_blocks(html_fragment(body_html))):
         first = True
         for sentence in split_sentences(text):
-            words = len(_WORDS.findall(sentence))
-            if words < MIN_WORDS:
+            words = _WORDS.findall(sentence.lower())
+            if len(words) < MIN_WORDS:
                 continue
-            yield _Sentence(sentence, order, block, first, _terms(sentence), words)
+            figures = "%" in sentence or any(word.isdigit() or word in _NUMBER_WORDS for word in words)
+            yield _Sentence(sentence, order, block, first, _content_words(words), len(words), figures)
             order, first = order + 1, False
 
 
@@ -217,13 +222,17 @@ def _abbreviation(text: str, start: int, dot: int) -> bool:
 
 
 def _terms(text: str) -> frozenset[str]:
-    """The content words of ``text``: lower-cased, stop words and numbers dropped, English
+    """The content words of ``text`` (see :func:`_content_words`)."""
+    return _content_words(_WORDS.findall(text.lower()))
+
+
+def _content_words(words: list[str]) -> frozenset[str]:
+    """Of lower-cased ``words``, the content words: stop words and numbers dropped, English
     plurals and verb endings cut (``_stem``)."""
-    return frozenset(
-        _stem(word) for word in _WORDS.findall(text.lower()) if word not in _STOP_WORDS and not word.isdigit()
-    )
+    return frozenset(_stem(word) for word in words if word not in _STOP_WORDS and not word.isdigit())
 
 
+@lru_cache(maxsize=65536)  # an article repeats its words; a site repeats its vocabulary
 def _stem(word: str) -> str:
     """A light English stemmer: enough that "sanctions" meets "sanction" and "planted"
     meets "planting"; a word of another script is left as it is."""
