@@ -15,9 +15,10 @@ takeaways tend to be made of:
 * the article's own frequent terms (a sentence about what the article keeps coming back to);
 * position: an opening sentence, of the article or of a paragraph, tends to carry its point.
 
-Headings, quotes (the pull quote shows on its own), tables and their captions, figures,
-code, "Source:" notes and a line introducing a list ("What X stands to gain:") are never
-taken.  A sentence that mostly repeats one already taken is skipped (word-set Jaccard),
+Headings, quotes (block quotes, and a sentence opening with a quotation mark: the pull
+quote shows on its own, and a quote is its speaker's words), tables and their captions,
+figures, code blocks, "Source:" notes and a line introducing a list ("What X stands to
+gain:") are never taken.  A sentence that mostly repeats one already taken is skipped (word-set Jaccard),
 and each proposal is cut at a word to :data:`MAX_CHARS`.  3 to :data:`MAX_ITEMS` come
 out, in article order (fewer only when the article has fewer sentences).
 
@@ -33,8 +34,8 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from copy import deepcopy
-from functools import lru_cache
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from publisher.content.extract import sources_note
 from publisher.content.model import Article, TakeawaysMode
@@ -46,12 +47,13 @@ MAX_CHARS = 180  # a takeaway is a line of a list, not a paragraph
 MIN_WORDS = 5  # shorter "sentences" are labels, captions or fragments
 _LONG = 30  # words: a sentence this long scores half as much as a very short one
 SIMILAR = 0.5  # word-set Jaccard above which a sentence repeats one already taken
+_CLOSE = 0.75  # a 4th and 5th item only when they score this close to the best one
 
 
 # Blocks whose text is never a takeaway: headings, quotes, tables, figures, code.
-_SKIPPED = frozenset({
-    "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "q", "table", "figure", "figcaption", "pre", "code",
-})  # fmt: skip
+_SKIPPED = frozenset({"h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "table", "figure", "figcaption", "pre"})
+# Opening a sentence, direct speech: a quote is the speaker's, and the pull quote shows on its own.
+_QUOTE_MARKS = ("\"", "'", "“", "‘", "«", "„", "「", "『")
 _CANDIDATES = frozenset({"p", "li", "dd"})
 _NESTED = ("ul", "ol", "dl", *sorted(_SKIPPED))
 
@@ -110,7 +112,7 @@ def suggest(article: Article) -> tuple[str, ...]:
     best = scored[0][0]
     chosen: list[_Sentence] = []
     for score, sentence in scored:
-        if len(chosen) >= MAX_ITEMS or (len(chosen) >= MIN_ITEMS and score < best * 0.75):
+        if len(chosen) >= MAX_ITEMS or (len(chosen) >= MIN_ITEMS and score < best * _CLOSE):
             break
         if all(_jaccard(sentence.terms, other.terms) <= SIMILAR for other in chosen):
             chosen.append(sentence)
@@ -152,7 +154,7 @@ def _score(sentence: _Sentence, headline: frozenset[str], frequency: Counter[str
 
 def _sentences(body_html: str) -> Iterator[_Sentence]:
     """The body's candidate sentences: those of paragraphs and list items outside headings,
-    quotes, tables and figures, long enough to say something."""
+    quotes, tables and figures, long enough to say something and not direct speech."""
     if not body_html.strip():
         return
     order = 0
@@ -160,7 +162,7 @@ def _sentences(body_html: str) -> Iterator[_Sentence]:
         first = True
         for sentence in split_sentences(text):
             words = _WORDS.findall(sentence.lower())
-            if len(words) < MIN_WORDS:
+            if len(words) < MIN_WORDS or sentence.startswith(_QUOTE_MARKS):
                 continue
             figures = "%" in sentence or any(word.isdigit() or word in _NUMBER_WORDS for word in words)
             yield _Sentence(sentence, order, block, first, _content_words(words), len(words), figures)

@@ -89,16 +89,25 @@ def test_headings_quotes_table_cells_figures_sources_and_list_introductions_are_
         "A photo caption of harbour bridge repairs in 2026 showing 4 cranes at work.",
         "Harbour bridge repairs figures from the 2026 council budget and 4 audits",
         "What the harbour bridge repairs of 2026 mean for the 4 districts:",
+        "Harbour bridge repairs of 2026 will not stop 4 ferries, said the harbour master.",
     ]
     body = (f"<h2>{never[0]}</h2><blockquote><p>{never[1]}</p></blockquote>"
             f"<table><caption>Costs</caption><tr><th>Item</th></tr><tr><td>{never[2]}</td></tr></table>"
             f"<figure><figcaption>{never[3]}</figcaption></figure><p>Sources: {never[4]}</p><p>{never[5]}</p>"
+            f"<p>“{never[6]}” The ferries run all night.</p>"
             f"<ul><li><strong>Traffic:</strong> One lane of the bridge stays closed to cars during the repairs.</li></ul>"
             + paragraphs(*FILLER))
     proposed = suggest(article(body))
     assert proposed and not any(text.rstrip(":") in item for text in never for item in proposed)
     # A list item's bold label goes; its sentence may stay.
     assert "One lane of the bridge stays closed to cars during the repairs." in proposed
+
+
+def test_inline_code_and_quotes_stay_in_their_sentence() -> None:
+    body = paragraphs("The harbour bridge repairs use <code>epoxy-42</code> resin, which engineers call "
+                      "<q>the best there is</q> for salt water.", *FILLER)
+    assert ("The harbour bridge repairs use epoxy-42 resin, which engineers call the best there is for salt water."
+            in suggest(article(body)))
 
 
 def test_sentences_split_at_their_ends_not_at_abbreviations_decimals_or_initials() -> None:
