@@ -13,6 +13,7 @@ from publisher.config import ConfigError, load_settings
 from publisher.content.markdown import parse_article
 from publisher.content.model import Article, ContentLimits, TakeawaysMode, same_authored
 from publisher.content.takeaways import MAX_CHARS, MAX_ITEMS, lead, split_sentences, suggest, with_generated
+from publisher.content.upstream import parse_feed
 
 SITE = "https://news.example.org/"
 ROOT = Path(__file__).resolve().parents[2]
@@ -214,3 +215,16 @@ def test_the_setting_defaults_to_suggest_and_a_bad_value_is_named(tmp_path: Path
     assert error.value.problems == [
         f"{config}: content.takeaways: Input should be 'author', 'suggest' or 'auto'"
     ]
+
+
+def test_the_upstream_feed_parser_applies_the_setting() -> None:
+    body = "".join(f"<p>{sentence}</p>" for sentence in VARIED)
+    feed = (f'<rss version="2.0"><channel><title>Up</title><item><title>Harbour Bridge Repairs</title>'
+            f"<guid>bridge</guid><link>https://up.example/bridge</link><pubDate>Mon, 05 Jan 2026 08:00:00 +0000"
+            f"</pubDate><description><![CDATA[{body}]]></description></item></channel></rss>").encode()
+    now = datetime(2026, 1, 6, tzinfo=UTC)
+    [plain] = parse_feed(feed, "https://up.example/feed", now=now).articles
+    [auto] = parse_feed(feed, "https://up.example/feed", now=now,
+                        limits=ContentLimits(takeaways=TakeawaysMode.AUTO)).articles
+    assert plain.takeaways == () and not plain.takeaways_generated
+    assert auto.takeaways == suggest(plain) and len(auto.takeaways) >= 3 and auto.takeaways_generated
