@@ -24,8 +24,10 @@ out, in article order (fewer only when the article has fewer sentences).
 
 It copes with any language: sentences end at ``. ! ?`` before a space and at the CJK
 and Arabic full stops without one; words are Unicode letter runs, and CJK ideographs
-count one by one (no spaces to split at).  Stop words and stemming are English only;
-other languages rely on the frequency and number cues.
+count one by one (no spaces to split at).  Stop words: English, and the commonest
+function words of French, German, Spanish, Portuguese and Italian (those that are
+English words too, such as "die", "war" or "son", left out);
+stemming is English only.
 """
 
 from __future__ import annotations
@@ -82,6 +84,14 @@ might more most much must my myself new no nor not now of off on once one only o
 over own per same say said says she should since so some still such than that the their theirs them themselves
 then there these they this those through to too under until up upon us very via was we were what when where
 which while who whom why will with within without would yet you your yours yourself yourselves
+""".split()) | frozenset("""
+au aux avec ce ces dans de des du elle en est et il ils la le les leur mais ne nous ou pas pour qu que qui sa se
+ses sont un une été
+auf aus bei das dem der des ein eine einem einen einer es für ist im mit nicht sich sie und von vor
+wie wird zu zum zur
+como del el ella ellos en es esta este la las lo los más para pero por que se su sus una y
+ao da das do dos em mais na nas no nos os para pela pelo por que se sua seu um uma
+che di gli il le nel nella per più si sono una
 """.split())
 
 

@@ -228,3 +228,11 @@ def test_the_upstream_feed_parser_applies_the_setting() -> None:
                         limits=ContentLimits(takeaways=TakeawaysMode.AUTO)).articles
     assert plain.takeaways == () and not plain.takeaways_generated
     assert auto.takeaways == suggest(plain) and len(auto.takeaways) >= 3 and auto.takeaways_generated
+
+
+def test_function_words_of_other_languages_are_no_key_terms() -> None:
+    from publisher.content.takeaways import _terms
+
+    assert _terms("Le plan de la ville pour les arbres") == {"plan", "ville", "arbr"}
+    assert _terms("Der Plan der Stadt und die Bäume") == {"plan", "stadt", "die", "bäume"}  # "die": English too
+    assert _terms("The war in Ukraine") == {"war", "ukraine"}  # German "war" is an English word first
