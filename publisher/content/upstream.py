@@ -304,14 +304,16 @@ def keep_first_dates(scan: FeedScan, stored: Mapping[str, model.Article]) -> lis
     An item without a date of its own is dated by the feed's build date or the time of
     the fetch, which change at every fetch: it would otherwise be stored as an edit
     each time.  ``stored`` holds the stored articles of (at least) ``scan.undated``.
-    An item whose text changed is still an edit, dated by this fetch.
+    An item whose text changed is still an edit, dated by this fetch; one whose generated
+    takeaways alone changed ([content] takeaways switched) is not
+    (:func:`~publisher.content.model.same_authored`).
     """
     kept = []
     for article in scan.articles:
         before = stored.get(article.id) if article.id in scan.undated else None
         if before is not None:
             same = replace(article, published=before.published, updated=before.updated)
-            edited = same.content_hash() != before.content_hash()
+            edited = not model.same_authored(same.content_hash(), before.content_hash())
             article = replace(same, updated=max(article.updated, before.updated)) if edited else same
         kept.append(article)
     return kept

@@ -236,3 +236,18 @@ def test_function_words_of_other_languages_are_no_key_terms() -> None:
     assert _terms("Le plan de la ville pour les arbres") == {"plan", "ville", "arbr"}
     assert _terms("Der Plan der Stadt und die Bäume") == {"plan", "stadt", "die", "bäume"}  # "die": English too
     assert _terms("The war in Ukraine") == {"war", "ukraine"}  # German "war" is an English word first
+
+
+def test_an_undated_upstream_item_keeps_its_dates_when_only_its_generated_takeaways_change() -> None:
+    from publisher.content.upstream import keep_first_dates
+
+    body = "".join(f"<p>{sentence}</p>" for sentence in VARIED)
+    feed = (f'<rss version="2.0"><channel><title>Up</title><item><title>Harbour Bridge Repairs</title>'
+            f"<guid>bridge</guid><link>https://up.example/bridge</link>"
+            f"<description><![CDATA[{body}]]></description></item></channel></rss>").encode()
+    first = datetime(2026, 1, 6, tzinfo=UTC)
+    [stored] = parse_feed(feed, "https://up.example/feed", now=first).articles
+    scan = parse_feed(feed, "https://up.example/feed", now=datetime(2026, 2, 1, tzinfo=UTC),
+                      limits=ContentLimits(takeaways=TakeawaysMode.AUTO))
+    [kept] = keep_first_dates(scan, {stored.id: stored})
+    assert kept.takeaways_generated and (kept.published, kept.updated) == (first, first)
