@@ -32,7 +32,7 @@ from pydantic import (
     field_validator,
 )
 
-from publisher.content.model import DEFAULT_MAX_TITLE_LENGTH, ContentLimits
+from publisher.content.model import DEFAULT_MAX_TITLE_LENGTH, ContentLimits, TakeawaysMode
 from publisher.delivery.providers import Providers, check_patterns
 from publisher.digest.cadence import Schedule
 from publisher.mail.caniemail import DEFAULT_CLIENTS, expand_clients
@@ -101,11 +101,15 @@ class ContentSettings(_Section):
     max_tags: int = Field(default=20, ge=0, le=1000)
     max_table_cells: int = Field(default=300, ge=1, le=1_000_000)
     max_title_length: int = Field(default=DEFAULT_MAX_TITLE_LENGTH, ge=20, le=10_000)
+    # An article without takeaways: "author" leaves it so, "suggest" has the CLI propose some
+    # (never published), "auto" publishes the proposals, marked as generated.
+    takeaways: TakeawaysMode = TakeawaysMode.SUGGEST
 
     @property
     def limits(self) -> ContentLimits:
-        """The limits as the parsers take them."""
-        return ContentLimits(self.max_tables, self.max_tags, self.max_table_cells, self.max_title_length)
+        """The limits (and the takeaways mode) as the parsers take them."""
+        return ContentLimits(self.max_tables, self.max_tags, self.max_table_cells, self.max_title_length,
+                             self.takeaways)
 
 
 class MarkdownSource(_Section):

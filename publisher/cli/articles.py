@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from publisher.cli.context import settings_of, with_publisher
-from publisher.cli.output import out, when
+from publisher.cli.output import out, print_takeaways, when
 from publisher.store.article_state import ArticleState
 
 if TYPE_CHECKING:
@@ -65,6 +65,7 @@ def articles_show(ctx: click.Context, article_id: str) -> None:
     ]
     for name, value in fields:
         out.print(f"{name}: {value}", highlight=False, markup=False)
+    print_takeaways(article, settings_of(ctx).content.takeaways)
 
 
 @group.command("remove")

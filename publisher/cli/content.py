@@ -15,7 +15,7 @@ import click
 
 from publisher import clock
 from publisher.cli.context import settings_of, with_publisher
-from publisher.cli.output import err, out, when
+from publisher.cli.output import err, out, print_takeaways, when
 from publisher.content.model import Article, Severity
 
 if TYPE_CHECKING:
@@ -66,6 +66,8 @@ def check(ctx: click.Context) -> None:
     for article in sorted((a for scan in scans for a in scan.articles if a.published > now), key=_publish_order):
         out.print(f"{article.source_path}: scheduled for {when(article.published)} ({article.id})",
                   highlight=False, markup=False)
+    for article in (a for scan in scans for a in scan.articles):
+        print_takeaways(article, settings.content.takeaways, f"{article.source_path}: ")
     errors = sum(problem.severity == Severity.ERROR for problem in problems) + len(broken_templates)
     warned = len(problems) + len(broken_templates) - errors + len(client_warnings)
     warnings = f", {warned} warning(s)" if warned else ""
@@ -73,6 +75,12 @@ def check(ctx: click.Context) -> None:
         err.print(f"[red]{errors} error(s)[/red]{warnings}")
         ctx.exit(1)
     out.print(f"config, templates and content OK ({settings.content.dir}){warnings}", highlight=False)
+
+
+def _regenerated(count: int) -> str:
+    """The build line's count of articles stored anew only for new generated takeaways
+    ([content] takeaways = "auto"): not edits, but the feeds changed."""
+    return f", {count} with new generated takeaways" if count else ""
 
 
 def _publish_order(article: Article) -> tuple[datetime, str]:
@@ -90,7 +98,8 @@ def build(ctx: click.Context) -> None:
         skipped = {problem.path for problem in result.skipped}
         out.print(
             f"{len(result.new)} new, {len(result.updated)} updated, {result.unchanged} unchanged, "
-            f"{len(result.scheduled)} scheduled, {len(skipped)} skipped; "
+            f"{len(result.scheduled)} scheduled, {len(skipped)} skipped"
+            f"{_regenerated(len(result.regenerated))}; "
             f"{len(publisher.shelf.docs)} feeds in {publisher.settings.site.output_dir}",
             highlight=False,
         )

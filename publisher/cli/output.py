@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from publisher.content.model import Article, TakeawaysMode
+
 # rich's markup tags (``[red]``, ``[/]``, ``[link=…]``), with the backslashes before
 # them: an odd number escapes the tag (it is text), each pair is one backslash.
 _TAG = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")
@@ -98,6 +100,31 @@ def summary(what: str, dry_run: bool, counted: str, rows: Iterable[tuple[str, in
     for label, count in rows:
         table.add_row(label, str(count))
     return table
+
+
+def print_takeaways(article: Article, mode: TakeawaysMode, heading: str = "") -> None:
+    """The takeaways publisher has for ``article`` that its author did not write, under
+    ``heading`` (which article): the published generated ones, or under "suggest" the
+    proposals, labelled as such; nothing for the author's own or under "author".
+
+    ``check``, ``preview`` and ``articles show`` print them the same way, so an author
+    sees what "auto" would publish and can copy the lines into the article."""
+    from publisher.content.model import TakeawaysMode
+
+    if article.takeaways_generated:
+        label, items = "generated takeaways (published, marked as generated)", article.takeaways
+    elif article.takeaways or mode != TakeawaysMode.SUGGEST:
+        return
+    else:
+        from publisher.content.takeaways import suggest  # the HTML parser: only when there is one to make
+
+        label = 'suggested takeaways (not published: add a takeaways list, or set [content] takeaways = "auto")'
+        items = suggest(article)
+        if not items:
+            return
+    out.print(f"{heading}{label}:", markup=False, highlight=False)
+    for item in items:
+        out.print(f"  - {item}", markup=False, highlight=False)
 
 
 def when(moment: datetime | None) -> str:

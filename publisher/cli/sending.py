@@ -18,7 +18,7 @@ import click
 
 from publisher import clock
 from publisher.cli.context import CADENCES, ExitCode, settings_of, with_publisher
-from publisher.cli.output import ago, err, out, progress_bar, when
+from publisher.cli.output import ago, err, out, print_takeaways, progress_bar, when
 from subscribers.model import Cadence
 
 if TYPE_CHECKING:  # the services are imported when a command runs (publisher.cli.context)
@@ -164,6 +164,8 @@ def preview(ctx: click.Context, cadence: str | None, subscriber: str | None, out
     warnings, note = report(findings)
     for line in warnings + ([note] if note else []):
         err.print(line, markup=False, highlight=False)
+    for article in copy.articles:
+        print_takeaways(article, settings.content.takeaways, f"{article.slug}: ")
 
 
 def _print_planned(planned: list[PlannedDigest], verb: str, nothing_due: str) -> None:

@@ -48,6 +48,7 @@ from publisher.content.model import (
 from publisher.content.language import LanguageError
 from publisher.content.language import normalize as normalize_language
 from publisher.content.slug import capped_slug, slugify
+from publisher.content.takeaways import with_generated
 from publisher.content.text import BodyParts, absolute_http, capped_table, cell_alignment, table_alignment, truncate, unique
 
 _MD = MarkdownIt("commonmark").enable("table")
@@ -174,7 +175,7 @@ def read_article(
         source_path=path,
         lang=lang,
     )
-    return ParsedFile(article, report.problems, draft)
+    return ParsedFile(with_generated(article, limits.takeaways), report.problems, draft)
 
 
 def front_matter_key_line(data: bytes, key: str) -> int:

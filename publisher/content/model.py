@@ -220,11 +220,47 @@ class Article:
     def content_hash(self, data: dict[str, Any] | None = None) -> str:
         """A digest of everything a reader sees; the store compares it to tell an edit.
         ``data``: this article's :meth:`to_dict`, when the caller has made it already
-        (the store writes it too): it is the costly part."""
+        (the store writes it too): it is the costly part.
+
+        Takeaways publisher proposed (``takeaways_generated``) are not the author's
+        writing: switching ``[content] takeaways`` to "auto" or back, or a better
+        suggester, must not make every article look edited (dated "updated" now).  So
+        the digest of generated ones is :data:`AUTHORED_DIGITS` hex digits of the
+        article as its author wrote it (without them: the very digest it had before)
+        and the rest of theirs: it still changes with them (the feeds render the entry
+        again), and :func:`same_authored` tells the store that the author changed nothing.
+        """
         data = dict(self.to_dict() if data is None else data)
         data.pop("source_path", None)
-        blob = json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
-        return hashlib.sha256(blob).hexdigest()
+        if not data.pop("takeaways_generated", False):
+            return _digest(data)
+        proposed = data["takeaways"]
+        data["takeaways"] = ()
+        return _digest(data)[:AUTHORED_DIGITS] + _digest(proposed)[AUTHORED_DIGITS:]
+
+
+# Of a content hash's 64 hex digits, how many are the author's writing's (see Article.content_hash).
+AUTHORED_DIGITS = 48
+
+
+def same_authored(one: str, other: str) -> bool:
+    """Whether two content hashes are of the same writing of the author, whatever takeaways
+    publisher proposed for it (:meth:`Article.content_hash`)."""
+    return one[:AUTHORED_DIGITS] == other[:AUTHORED_DIGITS]
+
+
+def _digest(data: Any) -> str:
+    blob = json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+class TakeawaysMode(StrEnum):
+    """``[content] takeaways``: what publisher does for an article without takeaways
+    (:mod:`publisher.content.takeaways` proposes them)."""
+
+    AUTHOR = "author"  # nothing: an article has only the takeaways its author wrote
+    SUGGEST = "suggest"  # proposals shown to the author by the CLI, never published
+    AUTO = "auto"  # proposals published as the article's takeaways, marked as generated
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +278,10 @@ class ContentLimits:
     # inlined CSS per cell: 300 cells are ~45 KB, so two such tables fit under Gmail's clipping.
     max_table_cells: int = 300
     max_title_length: int = DEFAULT_MAX_TITLE_LENGTH  # a longer title is cut at a word, with a warning
+    # Not a limit but the other input a parser takes besides the text: under "auto" an
+    # article without takeaways gets proposed ones.  Here, every parser (Markdown, upstream,
+    # the API) has it, and a switch re-reads every file (the parser fingerprint holds it).
+    takeaways: TakeawaysMode = TakeawaysMode.SUGGEST
 
 
 class Severity(StrEnum):

@@ -40,6 +40,7 @@ import lxml.html  # type: ignore[import-untyped]
 
 from publisher.content.extract import is_takeaways_marker, sources_note, split_cite, without_cite_dash
 from publisher.content.html import sanitize_html
+from publisher.content.takeaways import with_generated
 from publisher.content import model
 from publisher.content.slug import capped_slug
 from publisher.content.text import BodyParts, absolute_http, capped_table, cell_alignment, element_text, html_fragment, html_text, one_line, table_alignment, truncate, unique
@@ -273,7 +274,7 @@ def _article(
         fact_tables=tuple(body.fact_tables),
         source_path=feed_url,
     )
-    return article, warnings
+    return with_generated(article, limits.takeaways), warnings
 
 
 def _item_id(entry: Any, feed_url: str) -> str:
@@ -303,14 +304,16 @@ def keep_first_dates(scan: FeedScan, stored: Mapping[str, model.Article]) -> lis
     An item without a date of its own is dated by the feed's build date or the time of
     the fetch, which change at every fetch: it would otherwise be stored as an edit
     each time.  ``stored`` holds the stored articles of (at least) ``scan.undated``.
-    An item whose text changed is still an edit, dated by this fetch.
+    An item whose text changed is still an edit, dated by this fetch; one whose generated
+    takeaways alone changed ([content] takeaways switched) is not
+    (:func:`~publisher.content.model.same_authored`).
     """
     kept = []
     for article in scan.articles:
         before = stored.get(article.id) if article.id in scan.undated else None
         if before is not None:
             same = replace(article, published=before.published, updated=before.updated)
-            edited = same.content_hash() != before.content_hash()
+            edited = not model.same_authored(same.content_hash(), before.content_hash())
             article = replace(same, updated=max(article.updated, before.updated)) if edited else same
         kept.append(article)
     return kept

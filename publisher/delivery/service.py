@@ -117,9 +117,13 @@ class DigestCopy:
     text: str
     message: bytes  # the wire bytes (CRLF), as the transport would get them
     recipient: str
-    article_count: int
+    articles: tuple[Article, ...]  # the digest's, as stored
     headlines: int = 0  # the last articles shown as title and link only, for the HTML to stay under Gmail's clipping
     html_bytes: int = 0  # the HTML part's size as it travels (quoted-printable)
+
+    @property
+    def article_count(self) -> int:
+        return len(self.articles)
 
 
 class DigestNotOpen(LookupError):
@@ -309,7 +313,7 @@ class DeliveryService:
         if test:  # prepended: a header field anywhere in the header block is as good, and framing stays in one place
             message = b"X-Publisher-Test: yes\r\n" + message
         html, text = rendered.personalize(personal)
-        return DigestCopy(rendered.subject, html, text, message, personal.email, len(articles),
+        return DigestCopy(rendered.subject, html, text, message, personal.email, tuple(articles),
                           headlines=rendered.headlines, html_bytes=rendered.html_bytes)
 
     async def _next_digest(

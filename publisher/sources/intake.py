@@ -314,6 +314,8 @@ class Intake:
             log.info("%spublished %s (%s) from %s", prefix, article.slug, article.id, source)
         for article in result.updated:
             log.info("%supdated %s (%s) from %s", prefix, article.slug, article.id, source)
+        for article in result.regenerated:
+            log.info("%snew generated takeaways for %s (%s) from %s", prefix, article.slug, article.id, source)
         for article in result.scheduled:
             log.info("%sscheduled %s (%s) from %s for %s", prefix, article.slug, article.id, source,
                      article.published.isoformat())

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from publisher.content.model import Article, Problem
+from publisher.content.model import Article, Problem, same_authored
 from publisher.store.articles import chunks, source_paths_on
 from publisher.store.db import Exclusive, serialize
 from publisher.store.schema import articles, scheduled_articles
@@ -56,6 +56,9 @@ class IngestResult:
     unchanged: int = 0
     skipped: list[Problem] = field(default_factory=list)  # errors that kept an input out
     scheduled: list[Ingested] = field(default_factory=list)  # dated in the future: stored (or edited) to wait
+    # Published articles whose generated takeaways changed, not their author's text
+    # ([content] takeaways switched, or a better suggester): stored anew, not an edit.
+    regenerated: list[Ingested] = field(default_factory=list)
     # What the feeds must show anew: the ids of the articles new, edited or removed here,
     # and their tags before and after (an edit moving an article from tag a to tag b
     # changes both tag feeds), so a feed rebuild can touch only the feeds they are in.
@@ -64,18 +67,19 @@ class IngestResult:
 
     @property
     def changed(self) -> bool:
-        return bool(self.new or self.updated or self.removed)
+        return bool(self.new or self.updated or self.removed or self.regenerated)
 
     def __repr__(self) -> str:
         """Counts, not articles: asyncio's runner formats the repr of a command's result as
         it ends (checking its SIGINT handler), and the dataclass repr of a first build's
         10,000 articles, every body included, took ~250 MB at that moment."""
         return (f"IngestResult(new={len(self.new)}, updated={len(self.updated)}, removed={len(self.removed)}, "
-                f"unchanged={self.unchanged}, skipped={len(self.skipped)}, scheduled={len(self.scheduled)})")
+                f"unchanged={self.unchanged}, skipped={len(self.skipped)}, scheduled={len(self.scheduled)}, "
+                f"regenerated={len(self.regenerated)})")
 
     def add(self, other: IngestResult) -> None:
         """Fold ``other`` (another source's, or the release's) into this one."""
-        for name in ("new", "updated", "removed", "skipped", "scheduled"):
+        for name in ("new", "updated", "removed", "skipped", "scheduled", "regenerated"):
             getattr(self, name).extend(getattr(other, name))
         self.unchanged += other.unchanged
         self.changed_ids |= other.changed_ids
@@ -237,6 +241,7 @@ class _Known:
     source: str
     withdrawn: bool  # unpublished by an operator: only an edit brings it back
     tags: tuple[str, ...]  # as the feeds show it now (none while removed)
+    updated: datetime  # as stored: an edit's is when it was seen
 
 
 async def _known(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, _Known]:
@@ -245,12 +250,12 @@ async def _known(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, _Known]
     for chunk in chunks(ids):
         rows = await conn.execute(
             select(articles.c.id, articles.c.content_hash, articles.c.removed_at, articles.c.source,
-                   articles.c.withdrawn_at, articles.c.tags)
+                   articles.c.withdrawn_at, articles.c.tags, articles.c.updated)
             .where(articles.c.id.in_(chunk))
         )
         known.update({
             row.id: _Known(row.content_hash, row.removed_at is not None, row.source, row.withdrawn_at is not None,
-                           () if row.removed_at is not None else tuple(json.loads(row.tags)))
+                           () if row.removed_at is not None else tuple(json.loads(row.tags)), row.updated)
             for row in rows
         })
     return known
@@ -290,11 +295,24 @@ async def _publish(
     its own; and no ``updated`` is ever later than ``now`` (a feed's Last-Modified is
     its newest entry's).  The stored content hash is the parsed article's, so an
     unchanged re-scan matches it and leaves those dates alone.
+
+    An article whose author changed nothing but whose generated takeaways did
+    (:func:`~publisher.content.model.same_authored`) is stored anew with its dates as they
+    were: the feeds show the new takeaways, no reader sees an edit, no digest resends it.
     """
     data = article.to_dict()  # once: the content hash and the stored row are made of it
     content_hash = content_hash or article.content_hash(data)
-    if known is not None and known.content_hash == content_hash and (known.withdrawn or not known.removed):
-        result.unchanged += 1
+    if known is not None and same_authored(known.content_hash, content_hash) and (
+        known.withdrawn or not known.removed
+    ):
+        if known.content_hash == content_hash or known.withdrawn:  # taken down: only an edit brings it back
+            result.unchanged += 1
+            return
+        article = dataclasses.replace(article, updated=known.updated)
+        values = _row(article, source, content_hash, article.to_dict())
+        await conn.execute(update(articles).where(articles.c.id == article.id).values(**values, changed_at=now))
+        result.regenerated.append(Ingested.of(article))
+        result.touch(article.id, article.tags, known.tags)
         return
     dated = article
     if known is not None and article.updated <= article.published:  # no later date of its own: the edit's

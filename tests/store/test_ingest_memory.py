@@ -26,7 +26,9 @@ async def test_an_ingest_results_repr_counts_its_articles_without_their_bodies(
     (content / "harbour-bridge.md").write_text(NEW_ARTICLE, encoding="utf-8")
     result = await publisher.intake.scan()
     assert len(result.new) == 4
-    assert repr(result) == "IngestResult(new=4, updated=0, removed=0, unchanged=0, skipped=0, scheduled=0)"
+    assert repr(result) == (
+        "IngestResult(new=4, updated=0, removed=0, unchanged=0, skipped=0, scheduled=0, regenerated=0)"
+    )
 
 
 async def test_a_scans_result_holds_no_parsed_article(publisher: Publisher, settings: Settings) -> None:
