@@ -16,7 +16,7 @@ import click
 from publisher import clock
 from publisher.cli.context import settings_of, with_publisher
 from publisher.cli.output import err, out, when
-from publisher.content.model import Article, Severity
+from publisher.content.model import Article, Problem, Severity
 
 if TYPE_CHECKING:
     from publisher.app import Publisher
@@ -45,6 +45,7 @@ def init(directory: Path) -> None:
 @click.pass_context
 def check(ctx: click.Context) -> None:
     """Validate the config, every template and every article; exit 1 if any error (warnings alone exit 0)."""
+    from publisher.i18n import language_warning
     from publisher.sources.intake import check_content
     from publisher.template_check import template_problems
     from publisher.templating import make_environment
@@ -52,9 +53,11 @@ def check(ctx: click.Context) -> None:
     settings = settings_of(ctx)
     scans = check_content(settings)  # the settings alone: no database to parse Markdown
     problems = [problem for scan in scans for problem in scan.problems]
+    if (language := language_warning(settings.site.language)) is not None:
+        problems.insert(0, Problem(str(ctx.obj["config"]), 0, language, Severity.WARNING))
     for problem in problems:
         out.print(str(problem), highlight=False, markup=False)
-    broken_templates = template_problems(settings, make_environment(settings.site.templates_dir))
+    broken_templates = template_problems(settings, make_environment(settings.site.templates_dir, settings.site.language))
     for template_problem in broken_templates:
         out.print(template_problem, highlight=False, markup=False)
     now = clock.now()

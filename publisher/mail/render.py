@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import css_inline
 import jinja2
 
-from publisher import urls
+from publisher import i18n, urls
 from publisher.config import Settings
 from publisher.content.model import Article, FactTable
 from publisher.content.text import one_line, truncate
@@ -36,7 +36,6 @@ TEXT_TEMPLATE = "email/digest.txt"
 SUBJECT_TEMPLATE = "email/subject.txt"
 TEXT_WIDTH = 78  # RFC 5322's recommended line length; what plain-text readers expect
 PREHEADER_LENGTH = 140  # inbox previews show less; more only pads the hidden span
-GREETING_FALLBACK = "there"  # "Hi there," for subscribers who gave no name
 
 _COLUMN_GAP = "  "
 _Justify = Callable[[str, int], str]
@@ -79,6 +78,8 @@ class RenderedDigest:
     html: str
     text: str
     nonce: str
+    # The name in "Hi …," for subscribers who gave none ("there"), in the digest's language.
+    greeting_fallback: str = "there"
 
     def personalize(self, personal: Personal) -> tuple[str, str]:
         """This subscriber's ``(html, text)``: the values spliced in, HTML-escaped for the HTML.
@@ -92,7 +93,7 @@ class RenderedDigest:
     def values(self, personal: Personal) -> tuple[dict[str, str], dict[str, str]]:
         """``(html, text)`` maps from each sentinel to ``personal``'s value for it."""
         raw = {sentinel: getattr(personal, field) for field, sentinel in self._sentinels.items()}
-        raw[self._sentinels["name"]] = personal.name or GREETING_FALLBACK
+        raw[self._sentinels["name"]] = personal.name or self.greeting_fallback
         return {sentinel: html.escape(value, quote=True) for sentinel, value in raw.items()}, raw
 
     @cached_property
@@ -151,7 +152,7 @@ def render_digest(
     nonce = secrets.token_hex(16)
     context: dict[str, object] = {
         "articles": articles, "site": settings.site, "from_name": settings.delivery.from_name, "cadence": cadence,
-        "resend": resend,
+        "digest": digest_name(cadence, settings.site.language), "resend": resend,
     }
     subject = _subject(env, context, settings.digest.max_subject_length)
     preheader = _preheader(articles[0])
@@ -169,7 +170,12 @@ def render_digest(
     for name, part in ((HTML_TEMPLATE, html_part), (TEXT_TEMPLATE, text_part)):
         if unsubscribe not in part:
             raise ValueError(f"template {name} must link to personal.unsubscribe_url")
-    return RenderedDigest(subject=subject, preheader=preheader, html=html_part, text=text_part, nonce=nonce)
+    # TRANSLATORS: the name in the greeting "Hi %(name)s," of a reader who gave none.
+    greeting_fallback = i18n.Translator(settings.site.language).pgettext("greeting", "there")
+    return RenderedDigest(
+        subject=subject, preheader=preheader, html=html_part, text=text_part, nonce=nonce,
+        greeting_fallback=greeting_fallback,
+    )
 
 
 def _render_within(
@@ -193,6 +199,20 @@ def _render_within(
         if len(html_part.encode()) <= max_bytes or len(shortened) == len(heaviest):
             return html_part, env.get_template(TEXT_TEMPLATE).render(context)
         shortened.add(heaviest[len(shortened)].id)
+
+
+def digest_name(cadence: str, language: str) -> str:
+    """What the reader's digest is called ("daily digest"), in ``language``.
+
+    A whole noun phrase per cadence, so that a language whose adjectives agree with
+    their noun ("Tages-Newsletter", "digest quotidien") gets each right.
+    """
+    t = i18n.Translator(language)
+    names = {
+        "instant": t.gettext("instant digest"), "daily": t.gettext("daily digest"),
+        "weekly": t.gettext("weekly digest"),
+    }
+    return names.get(cadence, cadence)
 
 
 def _weight(article: Article) -> int:
@@ -270,5 +290,6 @@ def render_notice(env: jinja2.Environment, name: str, context: dict[str, object]
 
     Rendered per message (these are sent one at a time, on a person's request).
     """
+    context = {"heading": heading, **context}
     html_part = _INLINER.inline(env.get_template(f"email/{name}.html").render(context))
     return html_part, env.get_template(f"email/{name}.txt").render(context)
