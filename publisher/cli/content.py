@@ -16,7 +16,7 @@ import click
 from publisher import clock
 from publisher.cli.context import settings_of, with_publisher
 from publisher.cli.output import err, out, when
-from publisher.content.model import Article, Problem, Severity
+from publisher.content.model import Article, Severity
 
 if TYPE_CHECKING:
     from publisher.app import Publisher
@@ -52,9 +52,12 @@ def check(ctx: click.Context) -> None:
 
     settings = settings_of(ctx)
     scans = check_content(settings)  # the settings alone: no database to parse Markdown
+    # The config's own warnings (it loaded: they are not errors), then each article's problems.
+    config_warnings = [f"{ctx.obj['config']}: warning: {language}"] if (
+        language := language_warning(settings.site.language)) else []
+    for warning in config_warnings:
+        out.print(warning, highlight=False, markup=False)
     problems = [problem for scan in scans for problem in scan.problems]
-    if (language := language_warning(settings.site.language)) is not None:
-        problems.insert(0, Problem(str(ctx.obj["config"]), 0, language, Severity.WARNING))
     for problem in problems:
         out.print(str(problem), highlight=False, markup=False)
     broken_templates = template_problems(settings, make_environment(settings.site.templates_dir, settings.site.language))
@@ -65,7 +68,8 @@ def check(ctx: click.Context) -> None:
         out.print(f"{article.source_path}: scheduled for {when(article.published)} ({article.id})",
                   highlight=False, markup=False)
     errors = sum(problem.severity == Severity.ERROR for problem in problems) + len(broken_templates)
-    warnings = f", {len(problems) + len(broken_templates) - errors} warning(s)" if len(problems) > errors else ""
+    warned = len(problems) + len(broken_templates) - errors + len(config_warnings)
+    warnings = f", {warned} warning(s)" if warned else ""
     if errors:
         err.print(f"[red]{errors} error(s)[/red]{warnings}")
         ctx.exit(1)
