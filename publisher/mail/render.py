@@ -209,7 +209,9 @@ def digest_name(cadence: str, language: str) -> str:
     """
     t = i18n.Translator(language)
     names = {
-        "instant": t.gettext("instant digest"), "daily": t.gettext("daily digest"),
+        # TRANSLATORS: what a reader's digest is called, put in "Here is your %(digest)s" and the like.
+        "instant": t.gettext("instant digest"),
+        "daily": t.gettext("daily digest"),
         "weekly": t.gettext("weekly digest"),
     }
     return names.get(cadence, cadence)

@@ -67,3 +67,11 @@ async def test_an_arabic_site_answers_in_arabic_right_to_left(arabic: tuple[Publ
     text = confirmation.get_body(("plain",)).get_content()
     assert '<html lang="ar" dir="rtl">' in html and "تأكيد اشتراكي" in html
     assert "يعمل هذا الرابط مدة" in text and link_in(confirmation, "/confirm/")
+
+
+async def test_a_reload_changes_the_language(arabic: tuple[Publisher, TestClient]) -> None:
+    publisher, client = arabic
+    settings = publisher.settings
+    assert publisher.reconfigure(settings.model_copy(update={"site": settings.site.model_copy(update={"language": "de"})})) == []
+    body = await (await client.get("/subscribe")).text()
+    assert '<html lang="de" dir="ltr">' in body and _text(body, ".//h1") == "Test Brief abonnieren"
