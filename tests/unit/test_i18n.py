@@ -315,6 +315,8 @@ def test_arabic_reads_right_to_left_and_german_is_german() -> None:
         Personal("", READER, SITE + "u", SITE + "p")
     )
     assert '<html lang="ar" dir="rtl">' in html and "النشرة الأسبوعية" in html and "مرحبًا بك،" in text
+    # The layout mirrored, inlined as the email's other styles are: the quote's rule on its right.
+    assert re.search(r'<blockquote class="quote" style="[^"]*border-right: 4px solid', html)
     german = render_digest([article, article], _settings("de"), make_environment(language="de"), "d", "daily")
     assert german.subject == "A sample article und 1 weiterer Artikel"
     html, text = german.personalize(Personal("", READER, SITE + "u", SITE + "p"))
