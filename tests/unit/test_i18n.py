@@ -321,6 +321,7 @@ def test_arabic_reads_right_to_left_and_german_is_german() -> None:
     assert german.subject == "A sample article und 1 weiterer Artikel"
     html, text = german.personalize(Personal("", READER, SITE + "u", SITE + "p"))
     assert "Hier ist Ihr Tages-Newsletter: 2 neue Artikel." in html and "Hallo zusammen," in text
+    assert "Von A. Writer · 5. Januar 2026" in text  # the article's date, as German writes it
     page = make_environment(language="de").get_template("web/index.html").render(
         site=_settings("de").site, base="/", feeds=(), articles=[article], extra_feeds=()
     )
