@@ -31,7 +31,7 @@ from publisher.content.language import direction
 from publisher.mail.render import Personal, render_digest, render_notice
 from publisher.template_check import NOTICE_SAMPLES, sample_article
 from publisher.templating import make_environment
-from publisher.web.zones import ZoneChoices
+from publisher.web.zones import REGIONS, canonical_zones, zone_choices
 from subscribers.model import WEEKDAYS, Cadence, Preferences, Source, Status, Subscriber
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,6 +122,11 @@ def test_a_regional_tag_reads_its_base_language_and_an_unknown_one_english() -> 
     assert "no known language" in (i18n.language_warning("qq") or "")
     assert i18n.Translator("de-AT").gettext("Subscribe") == "Abonnieren"
     assert i18n.Translator("pt-BR").gettext("Subscribe") == "Subscribe"
+
+
+def test_every_region_of_the_time_zone_list_is_in_the_catalogs() -> None:
+    assert {region for region, _zones in canonical_zones()} <= set(REGIONS)
+    assert i18n.Translator("de").gettext("Europe") == "Europa"
 
 
 def test_dates_hours_weekdays_and_numbers_are_the_languages() -> None:
@@ -247,7 +252,7 @@ def _renders(language: str) -> Iterator[tuple[str, str, bool]]:
                        "send_weekday": ""},
             "topics": [("sample", "Sample")], "cadences": list(Cadence), "limits": {"email": 254, "name": 100}}
     preferences = form | {
-        "subscriber": subscriber, "timezones": ZoneChoices([("UTC", "UTC")], []), "default_hour": 8,
+        "subscriber": subscriber, "timezones": ZONES, "default_hour": 8,
         "weekdays": WEEKDAYS, "default_weekday": "mon", "unsubscribe_path": "/u", "saved": False, "confirmed": False,
     }
     pages = {
@@ -272,6 +277,9 @@ def _renders(language: str) -> Iterator[tuple[str, str, bool]]:
         yield f"page {page}", env.get_template(f"web/{name}.html").render(shared | context), True
 
 
+# Every zone, each labelled with its IANA name: the regions are translated, the names are data.
+ZONES = zone_choices("UTC", datetime(2026, 1, 5, tzinfo=UTC))
+
 # What the sample itself says (article, site, reader): the data, not the interface.
 _SAMPLE = sample_article(SITE)
 DATA = [
@@ -279,6 +287,7 @@ DATA = [
     _SAMPLE.quotes[0].cite, _SAMPLE.images[0].alt, _SAMPLE.images[0].caption, "The body.", "Figures", "Year",
     "Value", "A source", "sample", "Sample", "Dispatch", "Quiet news", "1 Quay", "9999 Port", READER, SITE,
     "Ann", "RSS", "UTC", "JSON Feed", "Atom",
+    *(label for _region, zones in ZONES.regions for _zone, label in zones),
 ]
 
 
