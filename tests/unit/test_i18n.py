@@ -129,6 +129,20 @@ def test_every_region_of_the_time_zone_list_is_in_the_catalogs() -> None:
     assert i18n.Translator("de").gettext("Europe") == "Europa"
 
 
+def test_an_overridden_template_may_use_the_catalog_and_write_its_own_words(tmp_path: Path) -> None:
+    """What the README promises an operator's template: {% trans %} and _() find the catalog's
+    messages, and words that are not in it show as written."""
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "custom.html").write_text(
+        "{% trans name=who %}Hi {{ name }},{% endtrans %} {{ _('Read more') }} {{ _('Nur hier') }}"
+        " {{ ngettext('Please check the highlighted field.', 'Please check the highlighted fields.', 2) }}"
+    )
+    env = make_environment(tmp_path, language="de")
+    assert env.get_template("web/custom.html").render(who="<Ann>") == (
+        "Hallo &lt;Ann&gt;, Weiterlesen Nur hier Bitte prüfen Sie die markierten Felder."
+    )
+
+
 def test_dates_hours_weekdays_and_numbers_are_the_languages() -> None:
     env = make_environment(language="de-AT")
     when = datetime(2026, 1, 5, 23, 30, tzinfo=UTC)
