@@ -12,8 +12,14 @@ import html5lib
 import pytest
 from aiohttp.test_utils import TestClient
 
+from publisher import clock
 from publisher.app import Publisher
 from publisher.config import Settings
+from publisher.digest.plan import PlanOptions, plan
+from publisher.store.ingest import ingest
+from subscribers.model import Cadence
+from tests.support.articles import seed_like
+from tests.support.people import add_subscriber
 from tests.support.outbox import link_in, outbox_messages
 from tests.support.web_client import Visitor, web_client
 
@@ -75,3 +81,16 @@ async def test_a_reload_changes_the_language(arabic: tuple[Publisher, TestClient
     assert publisher.reconfigure(settings.model_copy(update={"site": settings.site.model_copy(update={"language": "de"})})) == []
     body = await (await client.get("/subscribe")).text()
     assert '<html lang="de" dir="ltr">' in body and _text(body, ".//h1") == "Test Brief abonnieren"
+
+
+async def test_the_web_copy_of_a_digest_names_its_reader_in_the_language(arabic: tuple[Publisher, TestClient]) -> None:
+    """The copy has nobody's address: "because %(email)s subscribed" gets the language's word for the reader."""
+    publisher, client = arabic
+    settings = publisher.settings
+    publisher.reconfigure(settings.model_copy(update={"site": settings.site.model_copy(update={"language": "de"})}))
+    await add_subscriber(publisher.engine, "ann@example.org", cadence=Cadence.INSTANT)
+    await ingest(publisher.engine, [seed_like(id="fresh", slug="fresh", title="A fresh article")], clock.now())
+    [digest] = await plan(publisher.engine, Cadence.INSTANT, clock.now(), PlanOptions(max_articles=5))
+    body = await (await client.get(f"/digests/{digest.id}")).text()
+    assert "Sie erhalten diesen Sofort-Newsletter, weil Ihre Adresse Test Brief abonniert hat." in body
+    assert "Hallo zusammen," in body and "ann@example.org" not in body
