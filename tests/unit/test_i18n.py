@@ -248,6 +248,14 @@ def _renders(language: str) -> Iterator[tuple[str, str, bool]]:
             yield f"subject {cadence} resend={resend}", digest.subject, False
     single = render_digest([article], settings, env, "d2", "daily")
     yield "subject of one", single.subject, False
+    # Too long for an email: articles shortened to their summary; a table cut to its first rows.
+    tight = settings.model_copy(update={"digest": settings.digest.model_copy(update={"max_message_bytes": 1000})})
+    cut = dataclasses.replace(article, fact_tables=(dataclasses.replace(article.fact_tables[0], more_rows=3),))
+    for name, shown in (("shortened", render_digest([article], tight, env, "d3", "daily")),
+                        ("rows cut", render_digest([cut], settings, env, "d4", "daily"))):
+        html, text = shown.personalize(Personal("Ann", READER, SITE + "u", SITE + "p"))
+        yield f"digest {name}", html, True
+        yield f"digest text {name}", text, False
     yield "feed content", env.get_template("feed/content.html").render(article=article), True
     for notice, extra in NOTICE_SAMPLES.items():
         html, text = render_notice(env, notice, {"site": settings.site, "subject": "S", "email": READER, **extra})
