@@ -339,6 +339,16 @@ def test_every_email_and_page_speaks_the_language_with_nothing_left_out(
     assert untranslated == {}
 
 
+def test_every_page_and_email_template_is_among_those_rendered() -> None:
+    """A new page or notice fails here until the language test renders it (with a context of its own)."""
+    names = make_environment().list_templates(filter_func=lambda name: name.endswith((".html", ".txt")))
+    pages = {name[4:-5] for name in names if name.startswith("web/") and not name.startswith("web/_")} - {"base"}
+    notices = {name[6:].rsplit(".", 1)[0] for name in names if name.startswith("email/") and "/_" not in name}
+    rendered = {what.split(",")[0].split()[-1] for what, _output, _html in _renders("en")}
+    assert pages - rendered == set()
+    assert notices - rendered - {"digest", "notice", "subject"} == set()  # the digest's and the notices' own
+
+
 def test_arabic_reads_right_to_left_and_german_is_german() -> None:
     env = make_environment(language="ar")
     article = sample_article(SITE)
