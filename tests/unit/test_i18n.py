@@ -20,7 +20,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from babel.messages.catalog import Catalog
+from babel.messages.catalog import Catalog, Message
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
@@ -46,9 +46,9 @@ def _read(path: Path, locale: str | None = None) -> Catalog:
         return read_po(po, locale=locale)
 
 
-def _key(message: object) -> tuple[str | None, str]:
-    msgid = message.id  # type: ignore[attr-defined]
-    return message.context, msgid[0] if isinstance(msgid, tuple) else msgid  # type: ignore[attr-defined]
+def _key(message: Message) -> tuple[str | None, str]:
+    """A message as gettext looks it up: its context and its (singular) id."""
+    return message.context, message.id[0] if isinstance(message.id, tuple) else message.id
 
 
 @pytest.fixture(scope="module")
