@@ -15,7 +15,7 @@ UV := .tools/bin/uv
 UV_COMPILE := $(UV) pip compile pyproject.toml --extra test --universal --generate-hashes \
 	--python-version 3.11 --quiet --output-file $(LOCK)
 
-.PHONY: run test test-fast venv lock upgrade clean
+.PHONY: run test test-fast venv lock upgrade clean messages
 
 # The virtualenv holds exactly what the lock says (hash-checked), then the project itself;
 # it is rebuilt when pyproject.toml or the lock changes.  `pip check` fails when the lock
@@ -63,3 +63,13 @@ upgrade: $(UV)
 
 clean:
 	rm -rf var
+
+## Extract the readers' strings (babel.cfg) into publisher/locale/messages.pot and merge them into every
+## language's catalog: a new string shows up there untranslated, a changed one marked fuzzy, for a
+## translator to fill in (tests/unit/test_i18n.py fails until every catalog is complete).
+messages: venv
+	$(BIN)/pybabel extract --mapping-file babel.cfg --keywords N_ --add-comments TRANSLATORS: --no-location \
+		--sort-output --project publisher --copyright-holder "publisher" --msgid-bugs-address "" \
+		--output-file publisher/locale/messages.pot .
+	$(BIN)/pybabel update --input-file publisher/locale/messages.pot --output-dir publisher/locale \
+		--domain messages --ignore-obsolete --ignore-pot-creation-date

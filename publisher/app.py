@@ -29,7 +29,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from publisher import clock
+from publisher import clock, i18n
 from publisher.config import ConfigError, Settings
 from publisher.delivery.providers import Providers
 from publisher.delivery.service import DeliveryService
@@ -62,7 +62,7 @@ class Publisher:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = create_engine(settings.database.url, busy_timeout=settings.database.busy_timeout)
-        self.env = make_environment(settings.site.templates_dir)
+        self.env = make_environment(settings.site.templates_dir, settings.site.language)
         # Every background task of this process (jobs, notices, pings): one drain at shutdown.
         self.tasks = TaskTracker()
         # This process as a node (role, last scan, messages sent): set by the runtime and
@@ -107,7 +107,7 @@ class Publisher:
         from publisher.template_check import template_problems
 
         signer = DkimSigner.from_settings(settings.dkim)
-        if problems := template_problems(settings, make_environment(settings.site.templates_dir)):
+        if problems := template_problems(settings, make_environment(settings.site.templates_dir, settings.site.language)):
             raise ConfigError(problems)
         old = self.settings
         fixed = {
@@ -120,6 +120,7 @@ class Publisher:
             update={"database": old.database, "storage": old.storage, "server": old.server}
         )
         self.env.loader = make_loader(settings.site.templates_dir)
+        i18n.install(self.env, settings.site.language)
         self.providers = Providers(self.settings.providers)
         self.__dict__["dkim"] = signer  # replaces the cached property's value
         # Each service keeps the settings it runs on; its next run reads the new ones.

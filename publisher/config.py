@@ -86,6 +86,18 @@ class SiteSettings(_Section):
         """The topics offered besides article tags: ``topics`` and every named tag."""
         return [*self.topics, *self.topic_names]
 
+    @field_validator("language")
+    @classmethod
+    def _language_tag(cls, value: str) -> str:
+        """The tag's shape only: whether CLDR knows it, and whether a catalog speaks it, is
+        checked where Babel loads anyway (``publisher check``, the daemon's start)."""
+        from publisher.content.language import LanguageError, well_formed
+
+        try:
+            return well_formed(value)
+        except LanguageError as exc:
+            raise ValueError(str(exc)) from None
+
     @field_validator("url")
     @classmethod
     def _absolute_url(cls, value: str) -> str:

@@ -47,7 +47,7 @@ def template_problems(settings: Settings, env: jinja2.Environment) -> list[str]:
 
     for name in env.list_templates(filter_func=_is_template):
         attempt(partial(env.get_template, name))
-    article = _sample_article(settings.site.url)
+    article = sample_article(settings.site.url)
     for cadence in Cadence:
         for resend in (False, True):
             attempt(partial(render_digest, [article], settings, env, "check", cadence, resend=resend))
@@ -89,7 +89,7 @@ def _is_template(name: str) -> bool:
     return name.startswith(("email/", "feed/", "web/")) and name.endswith((".html", ".txt"))
 
 
-def _sample_article(site_url: str) -> Article:
+def sample_article(site_url: str) -> Article:
     """An article with every field a template may show, for :func:`template_problems`."""
     when = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
     return Article(

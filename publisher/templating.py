@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jinja2
 
-from publisher import urls
+from publisher import i18n, urls
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -38,16 +38,20 @@ def make_loader(override_dir: Path | None = None) -> jinja2.FileSystemLoader:
     return jinja2.FileSystemLoader(search)
 
 
-def make_environment(override_dir: Path | None = None) -> jinja2.Environment:
-    """An autoescaping environment over ``override_dir`` (if any) then the built-ins.
+def make_environment(override_dir: Path | None = None, language: str = i18n.FALLBACK) -> jinja2.Environment:
+    """An autoescaping environment over ``override_dir`` (if any) then the built-ins, in ``language``.
 
     Its global ``urls`` is the URL map (:mod:`publisher.urls`): pages build their links
     with it (``urls.ARTICLE.under(base, slug=article.slug)``), as the code does.
     Besides Jinja's own tests it has ``shown_in`` (``quote.text is shown_in(article.body_html)``)
     and ``pictured_in`` (``image.src is pictured_in(article.body_html)``).
+    Every reader's text goes through gettext (``_()``, ``ngettext``, ``{% trans %}``) and
+    dates and numbers through the ``date``, ``time``, ``weekday`` and ``number`` filters,
+    in ``language``'s catalog and formats (:mod:`publisher.i18n`, loaded at the first render).
     """
     env = jinja2.Environment(
         loader=make_loader(override_dir),
+        extensions=["jinja2.ext.i18n"],
         autoescape=jinja2.select_autoescape(["html", "xml", "htm"], default_for_string=True),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -57,6 +61,7 @@ def make_environment(override_dir: Path | None = None) -> jinja2.Environment:
     env.globals["urls"] = urls
     env.tests["shown_in"] = shown_in
     env.tests["pictured_in"] = pictured_in
+    i18n.install(env, language)
     return env
 
 

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import TypeVar
 
 from publisher.content.slug import slugify
+from publisher.i18n import N_
 from subscribers.model import WEEKDAYS, Cadence, Preferences, Status
 
 _Choice = TypeVar("_Choice", bound=StrEnum)
@@ -29,11 +30,18 @@ _TOPIC_SPLIT = re.compile(r"[|,;\s]+")
 
 
 class SubscriberError(ValueError):
-    """Input that can't become (part of) a subscriber; ``field`` names what is wrong."""
+    """Input that can't become (part of) a subscriber; ``field`` names what is wrong.
 
-    def __init__(self, message: str, field: str = "email") -> None:
+    The message is the operator's (the API, the CLI, an import's report); ``reader``, when
+    given, is what the sign-up and preferences pages tell a reader, in the site's language
+    (a gettext message, marked with ``N_`` for the catalogs; ``%(max_email)s`` and
+    ``%(max_name)s`` are the limits).
+    """
+
+    def __init__(self, message: str, field: str = "email", *, reader: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+        self.reader = reader
 
 
 def normalize_email(raw: str) -> str:
@@ -47,19 +55,27 @@ def normalize_email(raw: str) -> str:
     """
     raw = raw.strip()
     if not raw:
-        raise SubscriberError("an email address is required")
+        raise SubscriberError("an email address is required", reader=N_("Enter your email address."))
     if len(raw) > MAX_EMAIL:
-        raise SubscriberError(f"the email address is longer than {MAX_EMAIL} characters")
+        raise SubscriberError(
+            f"the email address is longer than {MAX_EMAIL} characters",
+            reader=N_("An email address has at most %(max_email)s characters."),
+        )
     from email_validator import EmailNotValidError, validate_email  # 0.1 s to import: only where an address is read
 
     try:
         found = validate_email(raw, check_deliverability=False)
     except EmailNotValidError as exc:
-        raise SubscriberError(f"not a valid email address: {exc}") from None
+        raise SubscriberError(
+            f"not a valid email address: {exc}",
+            reader=N_("This is not a valid email address. Please check it: it looks like name@example.com."),
+        ) from None
     if found.smtputf8:
         raise SubscriberError(
             "we can't send to an address with accented or non-Latin letters before the @ "
-            f"({found.local_part!r}); please use another address"
+            f"({found.local_part!r}); please use another address",
+            reader=N_("We can't send to an address with accented or non-Latin letters before the @; "
+                      "please use another address."),
         )
     return found.normalized.lower()
 
@@ -86,9 +102,14 @@ def check_search(raw: str) -> str:
 def check_name(raw: str) -> str:
     name = " ".join(raw.split())
     if _CONTROL.search(raw.replace("\t", " ")):
-        raise SubscriberError("the name must be a single line of text", "name")
+        raise SubscriberError(
+            "the name must be a single line of text", "name", reader=N_("Your name must be a single line of text.")
+        )
     if len(name) > MAX_NAME:
-        raise SubscriberError(f"the name is longer than {MAX_NAME} characters", "name")
+        raise SubscriberError(
+            f"the name is longer than {MAX_NAME} characters", "name",
+            reader=N_("Your name can have at most %(max_name)s characters."),
+        )
     return name
 
 

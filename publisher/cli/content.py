@@ -45,6 +45,7 @@ def init(directory: Path) -> None:
 @click.pass_context
 def check(ctx: click.Context) -> None:
     """Validate the config, every template and every article; exit 1 if any error (warnings alone exit 0)."""
+    from publisher.i18n import language_warning
     from publisher.sources.intake import check_content
     from publisher.mail.client_lint import report
     from publisher.template_check import client_findings, template_problems
@@ -52,10 +53,15 @@ def check(ctx: click.Context) -> None:
 
     settings = settings_of(ctx)
     scans = check_content(settings)  # the settings alone: no database to parse Markdown
+    # The config's own warnings (it loaded: they are not errors), then each article's problems.
+    config_warnings = [f"{ctx.obj['config']}: warning: {language}"] if (
+        language := language_warning(settings.site.language)) else []
+    for warning in config_warnings:
+        out.print(warning, highlight=False, markup=False)
     problems = [problem for scan in scans for problem in scan.problems]
     for problem in problems:
         out.print(str(problem), highlight=False, markup=False)
-    env = make_environment(settings.site.templates_dir)
+    env = make_environment(settings.site.templates_dir, settings.site.language)
     broken_templates = template_problems(settings, env)
     for template_problem in broken_templates:
         out.print(template_problem, highlight=False, markup=False)
@@ -69,7 +75,7 @@ def check(ctx: click.Context) -> None:
     for article in (a for scan in scans for a in scan.articles):
         print_takeaways(article, settings.content.takeaways, f"{article.source_path}: ")
     errors = sum(problem.severity == Severity.ERROR for problem in problems) + len(broken_templates)
-    warned = len(problems) + len(broken_templates) - errors + len(client_warnings)
+    warned = len(problems) + len(broken_templates) - errors + len(client_warnings) + len(config_warnings)
     warnings = f", {warned} warning(s)" if warned else ""
     if errors:
         err.print(f"[red]{errors} error(s)[/red]{warnings}")

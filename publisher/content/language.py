@@ -19,6 +19,16 @@ class LanguageError(ValueError):
     """A language tag that is malformed or names no language CLDR knows."""
 
 
+def well_formed(tag: str) -> str:
+    """``tag`` in its canonical case ("pt-br" → "pt-BR") if it has a tag's shape, without asking
+    CLDR whether the language exists: what the config checks, so loading it loads no Babel."""
+    text = tag.strip().replace("_", "-")
+    if not _TAG.fullmatch(text):
+        raise LanguageError(f"{tag!r} is not a language tag such as 'en', 'ar' or 'pt-BR'")
+    language, *rest = text.split("-")
+    return "-".join([language.lower(), *(part.title() if len(part) == 4 else part.upper() for part in rest)])
+
+
 @lru_cache(maxsize=256)
 def normalize(tag: str) -> str:
     """``tag`` in its canonical case ("pt-br" → "pt-BR"), or :class:`LanguageError` saying why."""

@@ -20,7 +20,7 @@ from functools import partial
 import jinja2
 from sqlalchemy.exc import SQLAlchemyError
 
-from publisher import clock
+from publisher import clock, i18n
 from publisher.config import Settings
 from publisher.logs import first_line
 from publisher.mail.dkim import DkimSigner
@@ -49,6 +49,11 @@ class Notices:
         self.given_up = 0  # background work abandoned after every attempt failed
 
     @property
+    def _t(self) -> i18n.Translator:
+        """The subjects' language: the site's (it may change with a reload)."""
+        return i18n.Translator(self.settings.site.language)
+
+    @property
     def confirm_max_age(self) -> float:
         """Seconds a confirmation link stays valid."""
         return self.settings.subscribers.confirm_within_hours * 3600
@@ -60,18 +65,21 @@ class Notices:
         url = self.tokens.link(self.settings.site.url, Purpose.CONFIRM, subscriber.id, subscriber.email)
         hours = self.settings.subscribers.confirm_within_hours
         await self._send(
-            subscriber, "confirm", f"Confirm your subscription to {self.settings.site.title}",
+            subscriber, "confirm", self._t.gettext("Confirm your subscription to %(site)s", site=self.settings.site.title),
             {"confirm_url": url, "valid_hours": f"{hours:g}"},
         )
 
     async def send_manage_link(self, subscriber: Subscriber) -> None:
         """The answer to a sign-up by an address that is already subscribed: its preferences link."""
-        await self._send_preferences_link(subscriber, "manage", f"Your subscription to {self.settings.site.title}")
+        await self._send_preferences_link(
+            subscriber, "manage", self._t.gettext("Your subscription to %(site)s", site=self.settings.site.title)
+        )
 
     async def send_preferences_link(self, subscriber: Subscriber) -> None:
         """The link a reader asked for on the "lost your link?" form; it says just that."""
         await self._send_preferences_link(
-            subscriber, "preferences_link", f"Your preferences link for {self.settings.site.title}"
+            subscriber, "preferences_link",
+            self._t.gettext("Your preferences link for %(site)s", site=self.settings.site.title),
         )
 
     async def _send_preferences_link(self, subscriber: Subscriber, template: str, subject: str) -> None:
@@ -85,7 +93,7 @@ class Notices:
             self.settings.site.url, subscriber.id, subscriber.email, Purpose.UNSUBSCRIBE, Purpose.PREFERENCES
         )
         await self._send(
-            subscriber, "welcome", f"Welcome to {self.settings.site.title}",
+            subscriber, "welcome", self._t.gettext("Welcome to %(site)s", site=self.settings.site.title),
             {"unsubscribe_url": unsubscribe_url, "preferences_url": preferences_url, "name": subscriber.name},
             unsubscribe_url=unsubscribe_url,
         )

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import css_inline
 import jinja2
 
-from publisher import urls
+from publisher import i18n, urls
 from publisher.config import Settings
 from publisher.content.model import Article, FactTable
 from publisher.content.text import one_line, truncate
@@ -39,7 +39,6 @@ SUBJECT_TEMPLATE = "email/subject.txt"
 TEXT_WIDTH = 78  # RFC 5322's recommended line length; what plain-text readers expect
 PREHEADER_LENGTH = 140  # inbox previews show less; more only pads the hidden span
 TOC_MIN_ARTICLES = 2  # a digest with more articles than this opens with a table of contents
-GREETING_FALLBACK = "there"  # "Hi there," for subscribers who gave no name
 
 _COLUMN_GAP = "  "
 _Justify = Callable[[str, int], str]
@@ -84,6 +83,8 @@ class RenderedDigest:
     nonce: str
     headlines: int = 0  # the last articles shown as title and link only (or only counted), for the HTML to fit
     html_bytes: int = 0  # the HTML's size as it travels (quoted-printable), sentinels in place of the values
+    # The name in "Hi …," for subscribers who gave none ("there"), in the digest's language.
+    greeting_fallback: str = "there"
 
     def personalize(self, personal: Personal) -> tuple[str, str]:
         """This subscriber's ``(html, text)``: the values spliced in, HTML-escaped for the HTML.
@@ -97,7 +98,7 @@ class RenderedDigest:
     def values(self, personal: Personal) -> tuple[dict[str, str], dict[str, str]]:
         """``(html, text)`` maps from each sentinel to ``personal``'s value for it."""
         raw = {sentinel: getattr(personal, field) for field, sentinel in self._sentinels.items()}
-        raw[self._sentinels["name"]] = personal.name or GREETING_FALLBACK
+        raw[self._sentinels["name"]] = personal.name or self.greeting_fallback
         return {sentinel: html.escape(value, quote=True) for sentinel, value in raw.items()}, raw
 
     @cached_property
@@ -156,7 +157,7 @@ def render_digest(
     nonce = secrets.token_hex(16)
     context: dict[str, object] = {
         "articles": articles, "site": settings.site, "from_name": settings.delivery.from_name, "cadence": cadence,
-        "resend": resend,
+        "digest": digest_name(cadence, settings.site.language), "resend": resend,
     }
     subject = _subject(env, context, settings.digest.max_subject_length)
     preheader = _preheader(articles[0])
@@ -178,9 +179,12 @@ def render_digest(
     for name, part in ((HTML_TEMPLATE, html_part), (TEXT_TEMPLATE, text_part)):
         if unsubscribe not in part:
             raise ValueError(f"template {name} must link to personal.unsubscribe_url")
+    # TRANSLATORS: the name in the greeting "Hi %(name)s," of a reader who gave none.
+    greeting_fallback = i18n.Translator(settings.site.language).pgettext("greeting", "there")
     return RenderedDigest(
         subject=subject, preheader=preheader, html=html_part, text=text_part, nonce=nonce,
         headlines=shown.headlines + shown.unlisted, html_bytes=len(quoted_printable(html_part)),
+        greeting_fallback=greeting_fallback,
     )
 
 
@@ -248,6 +252,22 @@ def _render_within(
     return renders[step], env.get_template(TEXT_TEMPLATE).render(context), shown
 
 
+def digest_name(cadence: str, language: str) -> str:
+    """What the reader's digest is called ("daily digest"), in ``language``.
+
+    A whole noun phrase per cadence, so that a language whose adjectives agree with
+    their noun ("Tages-Newsletter", "digest quotidien") gets each right.
+    """
+    t = i18n.Translator(language)
+    names = {
+        # TRANSLATORS: what a reader's digest is called, put in "Here is your %(digest)s" and the like.
+        "instant": t.gettext("instant digest"),
+        "daily": t.gettext("daily digest"),
+        "weekly": t.gettext("weekly digest"),
+    }
+    return names.get(cadence, cadence)
+
+
 def _subject(env: jinja2.Environment, context: dict[str, object], limit: int) -> str:
     """The digest's Subject from its (overridable) template, as one line of text, cut at a
     word to ``limit`` characters (a title can be long, and a header block must not be)."""
@@ -312,5 +332,6 @@ def render_notice(env: jinja2.Environment, name: str, context: dict[str, object]
 
     Rendered per message (these are sent one at a time, on a person's request).
     """
+    context = {"heading": heading, **context}
     html_part = _INLINER.inline(env.get_template(f"email/{name}.html").render(context))
     return html_part, env.get_template(f"email/{name}.txt").render(context)

@@ -118,8 +118,11 @@ def site_url_problem(settings: Settings) -> str | None:
 
 
 async def _run(settings: Settings, reload: Callable[[], Settings]) -> None:
-    if (problem := site_url_problem(settings)) is not None:
-        log.warning("%s", problem)
+    from publisher.i18n import language_warning
+
+    for problem in (site_url_problem(settings), language_warning(settings.site.language)):
+        if problem is not None:
+            log.warning("%s", problem)
     publisher = Publisher(settings)
     _ = publisher.dkim  # a key that can't sign stops the start (DkimError), not every delivery
     await publisher.start()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from publisher import urls
+from publisher import i18n, urls
 from publisher.web.keys import PUBLISHER
 from publisher.web.pages import render
 from publisher.web.ratelimit import RateLimits, client_address
@@ -26,9 +26,14 @@ async def follow(request: web.Request) -> web.StreamResponse:
     digest_id, n = request.match_info["digest_id"], int(request.match_info["n"])
     target = request.query.get("u", "")
     if not clicks.genuine(digest_id, n, target, request.query.get("s", "")):
-        message = "The link may have been cut short when it was copied, or it was changed. Open it from the email again."
-        return render(request, "error.html", {"status": 400, "reason": "This link does not work", "message": message},
-                      status=400)
+        t = i18n.Translator(request.app[PUBLISHER].settings.site.language)
+        message = t.gettext(
+            "The link may have been cut short when it was copied, or it was changed. Open it from the email again."
+        )
+        return render(
+            request, "error.html", {"status": 400, "reason": t.gettext("This link does not work"), "message": message},
+            status=400,
+        )
     if request.method == "GET" and clicks.counting and await _within_rate(request):
         await clicks.count(digest_id, n, target)
     raise web.HTTPFound(target, headers={"Cache-Control": "no-store"})

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from publisher import urls
+from publisher import i18n, urls
 from publisher.feeds.build import FORMATS
 from publisher.web.forms import CsrfSigner
 from publisher.web.keys import PUBLISHER
@@ -42,11 +42,27 @@ def render(request: web.Request, template: str, context: dict[str, Any] | None =
 
 
 def error_page(request: web.Request, status: int, reason: str) -> web.Response:
-    messages = {
-        403: "This form has expired or did not come from this site. Go back, reload the page and try again.",
-        404: "There is nothing at this address.",
-        413: "That was more than this form accepts.",
-        429: "Too many attempts. Please wait a little and try again.",
+    """The HTML page of an error, its title and message in the site's language.
+
+    ``reason`` (HTTP's, or the handler's own words for the log) is the title only for a
+    status without a reader's title of its own.
+    """
+    t = i18n.Translator(request.app[PUBLISHER].settings.site.language)
+    titles = {
+        400: t.gettext("Bad request"),
+        403: t.gettext("Form expired"),
+        404: t.gettext("Page not found"),
+        405: t.gettext("Not allowed"),
+        413: t.gettext("Too much data"),
+        429: t.gettext("Too many attempts"),
+        500: t.gettext("Something went wrong"),
     }
-    message = messages.get(status, "Something went wrong on our side. Please try again later.")
-    return render(request, "error.html", {"status": status, "reason": reason, "message": message}, status=status)
+    messages = {
+        403: t.gettext("This form has expired or did not come from this site. Go back, reload the page and try again."),
+        404: t.gettext("There is nothing at this address."),
+        413: t.gettext("That was more than this form accepts."),
+        429: t.gettext("Too many attempts. Please wait a little and try again."),
+    }
+    message = messages.get(status, t.gettext("Something went wrong on our side. Please try again later."))
+    title = titles.get(status) or (titles[500] if status >= 500 else reason)
+    return render(request, "error.html", {"status": status, "reason": title, "message": message}, status=status)

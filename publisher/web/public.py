@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from publisher import urls
+from publisher import i18n, urls
 from publisher.content.slug import slugify
 from publisher.mail.render import Personal, render_digest
 from publisher.web.keys import PUBLISHER
@@ -52,7 +52,10 @@ async def digest(request: web.Request) -> web.Response:
         raise web.HTTPNotFound()
     manage = urls.preferences_request(publisher.settings.site.url)
     rendered = render_digest(stored.articles, publisher.settings, publisher.env, stored.id, stored.cadence)
-    html, _ = rendered.personalize(Personal(name="", email="you", unsubscribe_url=manage, preferences_url=manage))
+    t = i18n.Translator(publisher.settings.site.language)
+    # TRANSLATORS: the reader, where a digest says "… because %(email)s subscribed to %(site)s": its web copy has no address.
+    reader = t.pgettext("view in browser", "you")
+    html, _ = rendered.personalize(Personal(name="", email=reader, unsubscribe_url=manage, preferences_url=manage))
     response = web.Response(text=html, content_type="text/html")
     response.headers["Content-Security-Policy"] = EMAIL_CSP
     response.headers["Cache-Control"] = "public, max-age=300"

@@ -20,9 +20,10 @@ from typing import Any
 
 from aiohttp import web
 
-from publisher import clock, urls
+from publisher import clock, i18n, urls
 from publisher.app import Publisher
 from publisher.content.slug import slugify
+from publisher.i18n import N_
 from publisher.web import forms
 from publisher.web.keys import PUBLISHER
 from publisher.web.pages import CSRF, render
@@ -83,7 +84,7 @@ async def _signup_page(request: web.Request, values: dict[str, Any], errors: dic
     publisher = request.app[PUBLISHER]
     context = {
         "values": values,
-        "errors": errors,
+        "errors": _translated(request, errors),
         "topics": await topic_choices(publisher),
         "cadences": list(Cadence),
         "limits": {"email": MAX_EMAIL, "name": MAX_NAME},
@@ -124,12 +125,21 @@ async def subscribe(request: web.Request) -> web.Response:
 
 
 def _checked(errors: dict[str, str], name: str, check: Callable[[Any], Any], value: Any) -> Any:
-    """``check(value)``, or None with its SubscriberError filed under ``name``."""
+    """``check(value)``, or None with its SubscriberError filed under ``name`` (its reader's message,
+    untranslated: :func:`_translated` makes the page's words of it)."""
     try:
         return check(value)
     except SubscriberError as exc:
-        errors[name] = str(exc)
+        errors[name] = exc.reader or N_("Please choose one of the options offered.")
         return None
+
+
+def _translated(request: web.Request, errors: dict[str, str]) -> dict[str, str]:
+    """The form's errors in the site's language.  A field without a reader's message of its own
+    is a choice among controls (cadence, topics, time zone, hour, day): only a tampered
+    form gets it wrong, and the options are on the page."""
+    t = i18n.Translator(request.app[PUBLISHER].settings.site.language)
+    return {name: t.gettext(message, max_email=MAX_EMAIL, max_name=MAX_NAME) for name, message in errors.items()}
 
 
 # --- links from emails ---------------------------------------------------------------
@@ -236,7 +246,7 @@ async def _preferences_page(
             "timezone": prefs.timezone, "send_hour": "" if prefs.send_hour is None else str(prefs.send_hour),
             "send_weekday": prefs.send_weekday or "",
         },
-        "errors": errors or {},
+        "errors": _translated(request, errors or {}),
         "topics": await topic_choices(publisher),
         "cadences": list(Cadence),
         "timezones": zone_choices(prefs.timezone, clock.now()),
@@ -320,7 +330,10 @@ async def send_preferences_link(request: web.Request) -> web.Response:
     address = _checked(errors, "email", normalize_email, raw)
     await _limit(request, "preferences-link", email_hash(address) if address else None)
     if errors:
-        return render(request, "preferences_request.html", {"values": {"email": raw}, "errors": errors}, status=422)
+        return render(
+            request, "preferences_request.html", {"values": {"email": raw}, "errors": _translated(request, errors)},
+            status=422,
+        )
     if not forms.text(form, forms.HONEYPOT):
         publisher.subscribers.preferences_link_later(address)
     return _check_inbox(request)

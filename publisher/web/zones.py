@@ -12,7 +12,17 @@ from datetime import datetime
 from functools import cache
 from importlib import resources
 
+from publisher.i18n import N_
+
 Choice = tuple[str, str]  # (value, label) of an <option> or a checkbox
+
+# The regions of tzdata's zones, the <optgroup>s, for the catalogs: the page shows each one
+# translated (``_(region)``).  A zone's own label stays its IANA name, which readers search by.
+REGIONS = (
+    # TRANSLATORS: the groups of the time-zone list (tzdata's regions); Atlantic, Indian and Pacific are oceans.
+    N_("Africa"), N_("America"), N_("Antarctica"), N_("Arctic"), N_("Asia"), N_("Atlantic"), N_("Australia"),
+    N_("Europe"), N_("Indian"), N_("Pacific"),
+)
 
 
 @cache

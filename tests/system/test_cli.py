@@ -69,6 +69,21 @@ def test_check_passes_on_the_sample_content(bare_site_dir: Path) -> None:
     assert "OK" in result.stdout
 
 
+@pytest.mark.slow  # runs the publisher in a subprocess
+def test_check_warns_of_a_language_without_a_catalog_and_passes_a_regional_one(bare_site_dir: Path) -> None:
+    config = bare_site_dir / "config.toml"
+    site = config.read_text()
+    config.write_text(site.replace("[site]\n", '[site]\nlanguage = "pt-BR"\n', 1))
+    result = run(config, "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (f"{config}: warning: [site] language: no translation for 'pt-BR', emails and pages are in English "
+            "(translations: ar, de, en, es, fr)") in result.stdout.splitlines()
+    assert "OK" in result.stdout and "1 warning(s)" in result.stdout
+    config.write_text(site.replace("[site]\n", '[site]\nlanguage = "fr-CA"\n', 1))
+    result = run(config, "check")
+    assert result.returncode == 0 and "warning" not in result.stdout, result.stdout + result.stderr
+
+
 def test_check_parses_the_content_without_a_database_engine(site_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_engine(*args: object, **kwargs: object) -> None:
         raise AssertionError("publisher check built a database engine")

@@ -36,8 +36,9 @@ main()
 
 # Never needed by a command that serves nothing, migrates nothing, draws on no terminal.
 NOT_FOR_CRON = {"alembic", "mako", "rich", "aiohttp", "limits", "prometheus_client"}  # the last: /metrics only
-# Needed only to render or send a message (itsdangerous: the links' tokens).
-SENDING = {"css_inline", "aiosmtplib", "cryptography", "itsdangerous"}
+# Needed only to render or send a message (itsdangerous: the links' tokens; babel: the readers'
+# language, its catalog and its date and number formats).
+SENDING = {"css_inline", "aiosmtplib", "cryptography", "itsdangerous", "babel"}
 # Needed only when a scan finds a changed Markdown file.
 PARSERS = {"markdown_it", "yaml", "nh3"}
 # Modules of packages a command does load, that it never uses: the ORM (the store is SQLAlchemy

@@ -65,6 +65,8 @@ def test_a_wheel_installs_and_publishes_outside_the_checkout(tmp_path: Path) -> 
     added = run(publisher, "subscribers", "add", "reader@example.org", "--cadence", "instant", cwd=site)
     assert added.returncode == 0, added.stderr
     (site / "content" / "second.md").write_text("---\ntitle: A second article\ndate: 2026-01-02\n---\n\nBody text.\n")
+    config = site / "config.toml"  # the readers' language: its catalog ships in the wheel
+    config.write_text(config.read_text().replace('language = "en"', 'language = "de"', 1))
     sent = run(publisher, "send", cwd=site)
     assert sent.returncode == 0, sent.stderr
     (message_file,) = (site / "var" / "outbox" / "new").iterdir()
@@ -72,3 +74,4 @@ def test_a_wheel_installs_and_publishes_outside_the_checkout(tmp_path: Path) -> 
     assert "A second article" in message["Subject"]
     html = message.get_body(("html",))
     assert html is not None and "A second article" in html.get_content()
+    assert "Hier ist Ihr Sofort-Newsletter: 1 neuer Artikel." in html.get_content()

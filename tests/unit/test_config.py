@@ -52,6 +52,14 @@ def test_site_url_must_be_absolute(tmp_path: Path) -> None:
         load_settings(path, environ={"PUBLISHER_SITE__URL": "news.example.org"})
 
 
+def test_site_language_is_a_language_tag_in_canonical_case(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    assert load_settings(path, environ={"PUBLISHER_SITE__LANGUAGE": "de_at"}).site.language == "de-AT"
+    assert load_settings(path, environ={"PUBLISHER_SITE__LANGUAGE": "sr-latn-rs"}).site.language == "sr-Latn-RS"
+    with pytest.raises(ConfigError, match="site.language: .*'en; de' is not a language tag"):
+        load_settings(path, environ={"PUBLISHER_SITE__LANGUAGE": "en; de"})
+
+
 def test_missing_file_is_one_clear_problem(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such config file"):
         load_settings(tmp_path / "nope.toml", environ={})

@@ -241,7 +241,7 @@ async def test_a_cross_site_form_post_is_refused_even_with_a_valid_token(
     await visitor.get("/subscribe")
     refused = await visitor.post("/subscribe", {"email": "eve@example.org"}, headers=headers)
     assert refused.status == 403
-    assert "another site" in await refused.text()
+    assert "did not come from this site" in await refused.text()  # the page says why, in the site's language
     assert await subscriber(publisher, "eve@example.org") is None
 
 
