@@ -1,25 +1,31 @@
-"""The public archive: the latest articles, one article, a digest's "view in browser" copy.
+"""The public archive: the latest articles, one article, the archive and tags' pages a page
+at a time, a digest's "view in browser" copy and the list of past digests; the sitemap and
+robots.txt for crawlers.
 
 Pages render from the store's Article model (never re-parsing content), so what a
-reader sees here is what the feeds and the emails carry.
+reader sees here is what the feeds and the emails carry.  Each page also says what it is
+to machines (:mod:`publisher.web.metadata`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
 from publisher import urls
-from publisher.content.slug import slugify
+from publisher.content.slug import spelled_slugs
+from publisher.feeds.build import FORMATS
 from publisher.mail.render import Personal, render_digest
+from publisher.web import crawlers, metadata
 from publisher.web.keys import PUBLISHER
 from publisher.web.pages import render
 from publisher.web.security import EMAIL_CSP
 
-ARCHIVE_SIZE = 30
+PAGE_SIZE = 30  # articles on the index and on each page of the archive and of a tag; digests a page
 STYLESHEET = "web/site.css"
 # Pictures rarely change and carry ETag/Last-Modified: a day, then a cheap revalidation.
 IMAGES_CACHE_CONTROL = "public, max-age=86400"
@@ -27,8 +33,12 @@ IMAGES_CACHE_CONTROL = "public, max-age=86400"
 
 async def index(request: web.Request) -> web.Response:
     publisher = request.app[PUBLISHER]
-    latest = await publisher.intake.latest(ARCHIVE_SIZE)
-    return render(request, "index.html", {"articles": latest})
+    site = publisher.settings.site
+    latest = await publisher.intake.latest(PAGE_SIZE + 1)
+    return render(request, "index.html", {
+        "articles": latest[:PAGE_SIZE], "more": len(latest) > PAGE_SIZE,
+        "social": metadata.site_tags(site, site.title, site.url), "linked_data": metadata.site_linked_data(site),
+    })
 
 
 async def article(request: web.Request) -> web.Response:
@@ -36,8 +46,85 @@ async def article(request: web.Request) -> web.Response:
     found = await publisher.intake.by_slug(request.match_info["slug"])
     if found is None:
         raise web.HTTPNotFound()
-    tag_feeds = tuple((tag, urls.feed_path("atom", slugify(tag))) for tag in found.tags if slugify(tag))
-    return render(request, "article.html", {"article": found, "tag_feeds": tag_feeds})
+    site = publisher.settings.site
+    tag_pages = tuple((tag, slug) for slug, tag in spelled_slugs(found.tags).items())
+    return render(request, "article.html", {
+        "article": found,
+        "tag_feeds": tuple((tag, urls.feed_path("atom", slug)) for tag, slug in tag_pages),
+        "tag_pages": tag_pages,
+        "social": metadata.article_tags(found, site),
+        "linked_data": metadata.article_linked_data(found, site),
+    })
+
+
+@dataclass(frozen=True)
+class Page:
+    """Where a reader is in a listing: page ``number`` of ``last``, and the paths of its neighbours."""
+
+    number: int
+    last: int
+    previous: str  # "" on the first page
+    next: str  # "" on the last
+
+    @classmethod
+    def of(cls, path: str, number: int, total: int) -> Page:
+        last = crawlers.archive_pages(total, PAGE_SIZE)
+        return cls(number, last, urls.page(path, number - 1) if number > 1 else "",
+                   urls.page(path, number + 1) if number < last else "")
+
+
+def page_number(request: web.Request) -> int:
+    """The ``?page=`` asked for (1 without one); anything but a page number is a 404, as a
+    page past the last one is: there is nothing at that address."""
+    raw = request.query.get(urls.PAGE_PARAMETER, "1")
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and int(raw) >= 1):
+        raise web.HTTPNotFound()
+    return int(raw)
+
+
+async def archive(request: web.Request) -> web.Response:
+    """Every published article, newest first, :data:`PAGE_SIZE` a page."""
+    return await _listing(request, "", "Archive")
+
+
+async def tag(request: web.Request) -> web.Response:
+    """One tag's articles, newest first, :data:`PAGE_SIZE` a page, with the tag's feeds."""
+    return await _listing(request, request.match_info["slug"], "")
+
+
+async def _listing(request: web.Request, tag_slug: str, heading: str) -> web.Response:
+    publisher = request.app[PUBLISHER]
+    site = publisher.settings.site
+    number = page_number(request)
+    articles, total, spelled = await publisher.shelf.listing(
+        tag_slug, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
+    )
+    if (tag_slug and not total) or (number > 1 and not articles):
+        raise web.HTTPNotFound()
+    route = urls.TAG.relative(slug=tag_slug) if tag_slug else urls.ARCHIVE.relative()
+    heading = heading or spelled
+    canonical = urls.page(urls.absolute(site.url, route), number)
+    feeds = tuple((fmt.media_type, fmt.label, urls.feed_path(fmt.name, tag_slug)) for fmt in FORMATS.values())
+    return render(request, "listing.html", {
+        "heading": heading, "articles": articles, "page": Page.of(urls.base_path(site.url) + route, number, total),
+        "canonical_url": canonical, "listing_feeds": feeds if tag_slug else (),
+        "social": metadata.site_tags(site, f"{heading} · {site.title}", canonical),
+    })
+
+
+async def past_digests(request: web.Request) -> web.Response:
+    """The digests sent so far, newest first, each linking its "view in browser" copy."""
+    publisher = request.app[PUBLISHER]
+    site = publisher.settings.site
+    number = page_number(request)
+    found, total = await publisher.delivery.past_digests(limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE)
+    if number > 1 and not found:
+        raise web.HTTPNotFound()
+    canonical = urls.page(urls.DIGESTS.url(site.url), number)
+    return render(request, "digests.html", {
+        "digests": found, "page": Page.of(urls.DIGESTS.under(urls.base_path(site.url)), number, total),
+        "canonical_url": canonical, "social": metadata.site_tags(site, f"Past digests · {site.title}", canonical),
+    })
 
 
 async def digest(request: web.Request) -> web.Response:
@@ -59,18 +146,37 @@ async def digest(request: web.Request) -> web.Response:
     return response
 
 
+def conditional(request: web.Request, body: bytes, content_type: str, cache_control: str) -> web.Response:
+    """``body`` with a strong ETag (a digest of it), or a 304 when the client has it already:
+    for documents made from settings and the store that are small enough to hash per request."""
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": cache_control}
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, content_type=content_type, charset="utf-8", headers=headers)
+
+
 class Stylesheet:
     """``/assets/site.css`` from the template directories (so operators can override it)."""
 
     def __init__(self, source: str) -> None:
         self.body = source.encode("utf-8")
-        self.etag = '"' + hashlib.sha256(self.body).hexdigest()[:32] + '"'
 
     async def handle(self, request: web.Request) -> web.Response:
-        headers = {"ETag": self.etag, "Cache-Control": "public, max-age=3600"}
-        if self.etag in request.headers.get("If-None-Match", ""):
-            return web.Response(status=304, headers=headers)
-        return web.Response(body=self.body, content_type="text/css", charset="utf-8", headers=headers)
+        return conditional(request, self.body, "text/css", "public, max-age=3600")
+
+
+async def sitemap(request: web.Request) -> web.Response:
+    """``/sitemap.xml``: the index, the archive's and tags' pages, the articles (newest first)."""
+    publisher = request.app[PUBLISHER]
+    articles, tags = await publisher.shelf.site_map(crawlers.MAX_URLS)
+    body = crawlers.sitemap(publisher.settings.site.url, articles, tags, PAGE_SIZE)
+    return conditional(request, body, "application/xml", "public, max-age=300")
+
+
+async def robots(request: web.Request) -> web.Response:
+    return conditional(request, crawlers.robots(request.app[PUBLISHER].settings.site.url), "text/plain",
+                       "public, max-age=3600")
 
 
 async def image(request: web.Request) -> web.FileResponse:
@@ -111,7 +217,12 @@ def add_public_routes(app: web.Application) -> None:
     source, _, _ = loader.get_source(publisher.env, STYLESHEET)
     app.router.add_get(urls.INDEX.path, index)
     app.router.add_get(urls.ARTICLE.path, article)
+    app.router.add_get(urls.ARCHIVE.path, archive)
+    app.router.add_get(urls.TAG.path, tag)
+    app.router.add_get(urls.DIGESTS.path, past_digests)
     app.router.add_get(urls.DIGEST.path, digest)
+    app.router.add_get(urls.SITEMAP.path, sitemap)
+    app.router.add_get(urls.ROBOTS.path, robots)
     app.router.add_get(urls.STYLESHEET.path, Stylesheet(source).handle)
     app.router.add_get(urls.IMAGES.path, image)
 
