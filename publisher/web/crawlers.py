@@ -34,7 +34,7 @@ PRIVATE_ROUTES = (
 )
 
 
-def archive_pages(total: int, page_size: int) -> int:
+def page_count(total: int, page_size: int) -> int:
     """How many pages a listing of ``total`` items has (one, empty, when there are none)."""
     return max(1, -(-total // page_size))
 
@@ -47,7 +47,7 @@ def sitemap(site_url: str, articles: Sequence[tuple[str, datetime]], tag_slugs: 
     newest = max((updated for _, updated in articles), default=None)
     pages: list[tuple[str, datetime | None]] = [(urls.INDEX.url(site_url), newest)]
     archive = urls.ARCHIVE.url(site_url)
-    pages += [(urls.page(archive, n), None) for n in range(1, archive_pages(len(articles), page_size) + 1)]
+    pages += [(urls.page(archive, n), None) for n in range(1, page_count(len(articles), page_size) + 1)]
     pages += [(urls.tag(site_url, slug), None) for slug in tag_slugs]
     pages += [(urls.article(site_url, slug), updated) for slug, updated in articles]
     for location, lastmod in pages[:MAX_URLS]:

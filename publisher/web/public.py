@@ -68,7 +68,7 @@ class Page:
 
     @classmethod
     def of(cls, path: str, number: int, total: int) -> Page:
-        last = crawlers.archive_pages(total, PAGE_SIZE)
+        last = crawlers.page_count(total, PAGE_SIZE)
         return cls(number, last, urls.page(path, number - 1) if number > 1 else "",
                    urls.page(path, number + 1) if number < last else "")
 
