@@ -17,7 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from publisher import urls
-from publisher.content.slug import spelled_slugs
+from publisher.content.slug import slugify, spelled_slugs
 from publisher.feeds.build import FORMATS
 from publisher.mail.render import Personal, render_digest
 from publisher.web import crawlers, metadata
@@ -102,7 +102,8 @@ async def _listing(request: web.Request, tag_slug: str, heading: str) -> web.Res
     if (tag_slug and not total) or (number > 1 and not articles):
         raise web.HTTPNotFound()
     route = urls.TAG.relative(slug=tag_slug) if tag_slug else urls.ARCHIVE.relative()
-    heading = heading or spelled
+    # A tag's page is headed as the sign-up form names the topic ([site.topic_names], matched by slug).
+    heading = heading or next((name for tag, name in site.topic_names.items() if slugify(tag) == tag_slug), spelled)
     canonical = urls.page(urls.absolute(site.url, route), number)
     feeds = tuple((fmt.media_type, fmt.label, urls.feed_path(fmt.name, tag_slug)) for fmt in FORMATS.values())
     return render(request, "listing.html", {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.robotparser import RobotFileParser
@@ -18,6 +18,7 @@ from lxml import etree
 
 from publisher import clock
 from publisher.app import Publisher
+from publisher.config import Settings
 from publisher.digest.plan import PlanOptions, plan
 from publisher.store.ingest import ingest
 from publisher.web.public import PAGE_SIZE
@@ -243,3 +244,17 @@ async def test_the_past_digests_are_listed_with_their_view_in_browser_copies(
     assert "A fresh article" in "".join(root.itertext())
     assert (await client.get(f"/digests/{digest.id}")).status == 200
     assert (await client.get("/digests/?page=2")).status == 404
+
+
+async def test_a_tags_page_is_headed_with_the_topics_display_name(make_settings: Callable[..., Settings]) -> None:
+    publisher = Publisher(make_settings('[site.topic_names]\nNorth-Korea = "North Korea & the peninsula"\n'))
+    await publisher.start()
+    try:
+        await publisher.intake.scan()
+        async with web_client(publisher) as client:
+            root = await _page(client, "/tags/north-korea/")
+            assert [h.text for h in root.iter("h1")] == ["North Korea & the peninsula"]
+            root = await _page(client, "/tags/russia/")
+            assert [h.text for h in root.iter("h1")] == ["russia"]  # a tag without a name shows as it is
+    finally:
+        await publisher.close()
