@@ -105,7 +105,9 @@ async def _listing(request: web.Request, tag_slug: str, heading: str) -> web.Res
     # A tag's page is headed as the sign-up form names the topic ([site.topic_names], matched by slug).
     heading = heading or next((name for tag, name in site.topic_names.items() if slugify(tag) == tag_slug), spelled)
     canonical = urls.page(urls.absolute(site.url, route), number)
-    feeds = tuple((fmt.media_type, fmt.label, urls.feed_path(fmt.name, tag_slug)) for fmt in FORMATS.values())
+    # A tag's feeds, when it has them ([feeds] max_tag_feeds gives feeds to the busiest tags only).
+    feeds = tuple((fmt.media_type, fmt.label, path) for fmt in FORMATS.values()
+                  if (path := urls.feed_path(fmt.name, tag_slug)) in publisher.shelf.docs)
     return render(request, "listing.html", {
         "heading": heading, "articles": articles, "page": Page.of(urls.base_path(site.url) + route, number, total),
         "canonical_url": canonical, "listing_feeds": feeds if tag_slug else (),

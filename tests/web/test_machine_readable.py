@@ -246,14 +246,19 @@ async def test_the_past_digests_are_listed_with_their_view_in_browser_copies(
     assert (await client.get("/digests/?page=2")).status == 404
 
 
-async def test_a_tags_page_is_headed_with_the_topics_display_name(make_settings: Callable[..., Settings]) -> None:
-    publisher = Publisher(make_settings('[site.topic_names]\nNorth-Korea = "North Korea & the peninsula"\n'))
+async def test_a_tags_page_is_headed_with_the_topics_display_name_and_links_only_feeds_that_exist(
+    make_settings: Callable[..., Settings],
+) -> None:
+    publisher = Publisher(make_settings(
+        '[feeds]\nmax_tag_feeds = 0\n[site.topic_names]\nNorth-Korea = "North Korea & the peninsula"\n'
+    ))
     await publisher.start()
     try:
         await publisher.intake.scan()
         async with web_client(publisher) as client:
             root = await _page(client, "/tags/north-korea/")
             assert [h.text for h in root.iter("h1")] == ["North Korea & the peninsula"]
+            assert not [href for href in _links(root, "alternate") if href.startswith("/tags/")]  # no tag has feeds
             root = await _page(client, "/tags/russia/")
             assert [h.text for h in root.iter("h1")] == ["russia"]  # a tag without a name shows as it is
     finally:
