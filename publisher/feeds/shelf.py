@@ -98,6 +98,12 @@ class FeedShelf:
         if await article_store.revision(self._engine) != self._revision:
             await self.build(announce=False)
 
+    @property
+    def revision(self) -> tuple[object, ...] | None:
+        """The store's revision the current documents (and the feeds' index) were built
+        from; None before the first build.  What is made from them may be kept until it moves."""
+        return self._revision
+
     async def listing(self, tag_slug: str, *, limit: int, offset: int) -> tuple[list[Article], int, str]:
         """A page of the archive (``tag_slug`` "") or of one tag's articles in the feeds' order
         (newest first), from the feeds' index, which every build brings in step with the

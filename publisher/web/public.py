@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -149,37 +149,51 @@ async def digest(request: web.Request) -> web.Response:
     return response
 
 
-def conditional(request: web.Request, body: bytes, content_type: str, cache_control: str) -> web.Response:
-    """``body`` with a strong ETag (a digest of it), or a 304 when the client has it already:
-    for documents made from settings and the store that are small enough to hash per request."""
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    headers = {"ETag": etag, "Cache-Control": cache_control}
-    if etag in request.headers.get("If-None-Match", ""):
-        return web.Response(status=304, headers=headers)
-    return web.Response(body=body, content_type=content_type, charset="utf-8", headers=headers)
+@dataclass(frozen=True)
+class Document:
+    """A document made once and served as it is, with a strong ETag (a digest of its bytes,
+    computed once) that answers ``If-None-Match`` with a 304."""
 
+    body: bytes
+    content_type: str
+    cache_control: str
+    etag: str = field(init=False)
 
-class Stylesheet:
-    """``/assets/site.css`` from the template directories (so operators can override it)."""
-
-    def __init__(self, source: str) -> None:
-        self.body = source.encode("utf-8")
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "etag", '"' + hashlib.sha256(self.body).hexdigest()[:32] + '"')
 
     async def handle(self, request: web.Request) -> web.Response:
-        return conditional(request, self.body, "text/css", "public, max-age=3600")
+        headers = {"ETag": self.etag, "Cache-Control": self.cache_control}
+        if self.etag in request.headers.get("If-None-Match", ""):
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=self.body, content_type=self.content_type, charset="utf-8", headers=headers)
 
 
-async def sitemap(request: web.Request) -> web.Response:
-    """``/sitemap.xml``: the index, the archive's and tags' pages, the articles (newest first)."""
-    publisher = request.app[PUBLISHER]
-    articles, tags = await publisher.shelf.site_map(crawlers.MAX_URLS)
-    body = crawlers.sitemap(publisher.settings.site.url, articles, tags, PAGE_SIZE)
-    return conditional(request, body, "application/xml", "public, max-age=300")
+class Sitemap:
+    """``/sitemap.xml``: the index, the archive's and tags' pages, the articles (newest first).
+
+    Made again only when the feeds were rebuilt from another state of the store (their
+    index is what it lists) or the site's URL changed: 10,000 articles make a 1.2 MB
+    document in about 0.2 s, which would otherwise hold up every request each time.
+    """
+
+    def __init__(self) -> None:
+        self._made_for: tuple[object, ...] | None = None
+        self._document: Document | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        publisher = request.app[PUBLISHER]
+        state = (publisher.settings.site.url, publisher.shelf.revision)
+        if self._document is None or state != self._made_for or publisher.shelf.revision is None:
+            articles, tags = await publisher.shelf.site_map(crawlers.MAX_URLS)
+            body = crawlers.sitemap(publisher.settings.site.url, articles, tags, PAGE_SIZE)
+            self._document, self._made_for = Document(body, "application/xml", "public, max-age=300"), state
+        return await self._document.handle(request)
 
 
 async def robots(request: web.Request) -> web.Response:
-    return conditional(request, crawlers.robots(request.app[PUBLISHER].settings.site.url), "text/plain",
-                       "public, max-age=3600")
+    site_url = request.app[PUBLISHER].settings.site.url  # read per request: a reload may change it
+    return await Document(crawlers.robots(site_url), "text/plain", "public, max-age=3600").handle(request)
 
 
 async def image(request: web.Request) -> web.FileResponse:
@@ -224,9 +238,9 @@ def add_public_routes(app: web.Application) -> None:
     app.router.add_get(urls.TAG.path, tag)
     app.router.add_get(urls.DIGESTS.path, past_digests)
     app.router.add_get(urls.DIGEST.path, digest)
-    app.router.add_get(urls.SITEMAP.path, sitemap)
+    app.router.add_get(urls.SITEMAP.path, Sitemap().handle)
     app.router.add_get(urls.ROBOTS.path, robots)
-    app.router.add_get(urls.STYLESHEET.path, Stylesheet(source).handle)
+    app.router.add_get(urls.STYLESHEET.path, Document(source.encode(), "text/css", "public, max-age=3600").handle)
     app.router.add_get(urls.IMAGES.path, image)
 
 

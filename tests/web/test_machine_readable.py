@@ -185,6 +185,10 @@ async def test_the_archive_is_paged_with_prev_and_next(client: TestClient, publi
 # --- crawlers --------------------------------------------------------------------------------
 
 
+def _sitemap_locations(body: bytes) -> list[str]:
+    return [loc.text or "" for loc in etree.fromstring(body).iter(f"{SITEMAP}loc")]
+
+
 async def test_the_sitemap_lists_the_pages_by_the_sitemaps_protocol(client: TestClient, publisher: Publisher) -> None:
     await _store(publisher, dataclasses.replace(_article(1, "A & B <tag>"), updated=datetime(2024, 2, 1, 12, tzinfo=UTC)))
     response = await client.get("/sitemap.xml")
@@ -208,6 +212,10 @@ async def test_the_sitemap_lists_the_pages_by_the_sitemaps_protocol(client: Test
     assert {SITE + "tags/a-b-tag/", SITE + "tags/north-korea/"} <= set(locations)
     again = await client.get("/sitemap.xml", headers={"If-None-Match": response.headers["ETag"]})
     assert again.status == 304
+    await _store(publisher, _article(2, "Later"))  # the sitemap kept is made again once the feeds are
+    changed = await client.get("/sitemap.xml", headers={"If-None-Match": response.headers["ETag"]})
+    assert changed.status == 200 and changed.headers["ETag"] != response.headers["ETag"]
+    assert SITE + "articles/story-2" in _sitemap_locations(await changed.read())
 
 
 async def test_robots_txt_keeps_crawlers_off_personal_links_and_names_the_sitemap(client: TestClient) -> None:
