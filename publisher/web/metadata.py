@@ -33,21 +33,18 @@ SCHEMA_ORG = "https://schema.org"
 MetaTag = tuple[str, str, str]
 
 
-def _image_urls(article: Article) -> list[str]:
-    """The article's images as absolute http(s) URLs (a relative one is resolved against the
-    article's page, as the feeds do); any other scheme is left out of the metadata."""
-    found = []
-    for image in article.images:
-        url = urljoin(article.canonical_url, image.src)
-        if urlsplit(url).scheme in ("http", "https"):
-            found.append(url)
-    return found
+def _image_url(article: Article, src: str) -> str:
+    """An image's absolute http(s) URL (a relative one resolved against the article's page,
+    as the feeds do), or "" for any other scheme: it is left out of the metadata."""
+    url = urljoin(article.canonical_url, src)
+    return url if urlsplit(url).scheme in ("http", "https") else ""
 
 
 def article_tags(article: Article, site: SiteSettings) -> tuple[MetaTag, ...]:
     """The Open Graph and Twitter card tags of an article's page."""
     description = article.summary or article.subtitle
-    images = _image_urls(article)
+    lead = article.lead_image
+    lead_url = _image_url(article, lead.src) if lead else ""
     tags: list[MetaTag] = [
         ("property", "og:type", "article"),
         ("property", "og:site_name", site.title),
@@ -56,11 +53,10 @@ def article_tags(article: Article, site: SiteSettings) -> tuple[MetaTag, ...]:
     ]
     if description:
         tags.append(("property", "og:description", description))
-    if images:
-        tags.append(("property", "og:image", images[0]))
-        if lead := article.lead_image:
-            if lead.alt:
-                tags.append(("property", "og:image:alt", lead.alt))
+    if lead and lead_url:
+        tags.append(("property", "og:image", lead_url))
+        if lead.alt:
+            tags.append(("property", "og:image:alt", lead.alt))
     tags += [
         ("property", "article:published_time", article.published.isoformat()),
         ("property", "article:modified_time", article.updated.isoformat()),
@@ -69,13 +65,13 @@ def article_tags(article: Article, site: SiteSettings) -> tuple[MetaTag, ...]:
         tags.append(("property", "article:section", article.category))
     tags += [("property", "article:tag", tag) for tag in article.tags]
     tags += [
-        ("name", "twitter:card", "summary_large_image" if images else "summary"),
+        ("name", "twitter:card", "summary_large_image" if lead_url else "summary"),
         ("name", "twitter:title", article.title),
     ]
     if description:
         tags.append(("name", "twitter:description", description))
-    if images:
-        tags.append(("name", "twitter:image", images[0]))
+    if lead_url:
+        tags.append(("name", "twitter:image", lead_url))
     return tuple(tags)
 
 
@@ -116,7 +112,7 @@ def article_linked_data(article: Article, site: SiteSettings) -> dict[str, Any]:
         data["alternativeHeadline"] = article.subtitle
     if article.summary:
         data["description"] = article.summary
-    if images := _image_urls(article):
+    if images := [url for image in article.images if (url := _image_url(article, image.src))]:
         data["image"] = images
     if article.tags:
         data["keywords"] = list(article.tags)
