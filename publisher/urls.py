@@ -74,12 +74,24 @@ class Route:
         """The absolute URL on the site at ``site_url``."""
         return self.under(site_url, **values)
 
+    @property
+    def prefix(self) -> str:
+        """The path up to the first placeholder, relative to the site root ("confirm/" of
+        ``confirm/{token}``): what a robots.txt rule about every such URL names."""
+        return self.pattern.split("{", 1)[0]
+
 
 # --- the public site ---------------------------------------------------------------------
 
 INDEX = Route("")
 ARTICLE = Route("articles/{slug:[a-z0-9][a-z0-9-]{0,299}}")
 DIGEST = Route("digests/{digest_id:[A-Za-z0-9._-]{1,64}}")  # a digest's "view in browser" copy
+DIGESTS = Route("digests/")  # the past digests, newest first (?page=N)
+ARCHIVE = Route("archive")  # every article, newest first, a page at a time (?page=N)
+TAG = Route("tags/{slug:[a-z0-9-]+}/")  # a tag's articles (?page=N); its feeds are below it
+SITEMAP = Route("sitemap.xml")
+ROBOTS = Route("robots.txt")
+PAGE_PARAMETER = "page"  # the query parameter of a listing's page number (1, the first, is left out)
 # A digest link's counted redirect ([tracking] clicks = "aggregate"): the n-th distinct link of the
 # digest's HTML; the query carries the target and its signature (publisher.tracking.links).
 CLICK = Route("c/{digest_id:[A-Za-z0-9._-]{1,64}}/{n:[0-9]{1,4}}")
@@ -149,6 +161,16 @@ def absolute(site_url: str, path: str) -> str:
 def article(site_url: str, slug: str) -> str:
     """An article's page: its canonical URL unless its front matter names another."""
     return ARTICLE.url(site_url, slug=slug)
+
+
+def page(path: str, number: int) -> str:
+    """Page ``number`` of a listing at ``path`` (a path or URL): the first is the listing itself."""
+    return path if number <= 1 else f"{path}?{PAGE_PARAMETER}={number}"
+
+
+def tag(site_url: str, tag_slug: str) -> str:
+    """A tag's page (its articles, newest first)."""
+    return TAG.url(site_url, slug=tag_slug)
 
 
 def digest(site_url: str, digest_id: str) -> str:

@@ -61,7 +61,7 @@ from publisher.store import articles as article_store
 from publisher.store import digests as digest_store
 from publisher.store.ingest import IngestResult
 from publisher.store.db import transaction
-from publisher.store.digests import StoredDigest
+from publisher.store.digests import PastDigest, StoredDigest
 from subscribers import store as subscriber_store
 from subscribers.model import Cadence, Status, Subscriber
 from subscribers.validation import normalize_email
@@ -546,6 +546,10 @@ class DeliveryService:
     async def stored_digest(self, digest_id: str) -> StoredDigest | None:
         """A digest with the articles it carries that are still published (its "view in browser" copy)."""
         return await digest_store.load(self.engine, digest_id)
+
+    async def past_digests(self, *, limit: int, offset: int) -> tuple[list[PastDigest], int]:
+        """A page of the digests sent to someone, newest first, and how many there are (the public list)."""
+        return await digest_store.past(self.engine, limit, offset)
 
     # --- the operator's corrections -------------------------------------------------------
 

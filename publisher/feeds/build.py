@@ -42,6 +42,7 @@ from publisher.config import SiteSettings
 from publisher.content.model import Article
 from publisher.content.slug import spelled_slugs
 from publisher.feeds.entries import Entry, prepare
+from publisher.feeds.structured import JSON_KEY, PREFIX, StructuredEntry, StructuredNamespace
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +261,8 @@ def _xml_feeds(channel: _Channel, entries: Sequence[Entry]) -> tuple[bytes, byte
     fg.author(name=channel.author)
     fg.generator("publisher")  # feedgen's default names its version: an upgrade would change bytes
     fg.updated(channel.updated)  # otherwise feedgen stamps now() into lastBuildDate and updated
+    if any(entry.structured for entry in entries):  # before the entries: each one gets the extension
+        fg.register_extension(PREFIX, StructuredNamespace, StructuredEntry)
     for entry in entries:
         _add_entry(fg, entry)
     if channel.hub:
@@ -296,6 +299,8 @@ def _add_entry(fg: FeedGenerator, entry: Entry) -> None:
     if entry.image_url:
         fe.register_extension("lead_image", _LeadImageEnclosure)
         fe.lead_image.image(entry.image_url, entry.image_type)
+    if entry.structured:
+        getattr(fe, PREFIX).data = entry.structured
 
 
 class _LeadImageEnclosure(BaseEntryExtension):
@@ -377,4 +382,6 @@ def _json_item(entry: Entry, language: str) -> dict[str, Any]:
         item["tags"] = list(entry.categories)
     if entry.image_url:
         item["image"] = entry.image_url
+    if entry.structured:
+        item[JSON_KEY] = entry.structured
     return item

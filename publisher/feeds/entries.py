@@ -19,8 +19,9 @@ import json
 import mimetypes
 import uuid
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import jinja2
@@ -29,10 +30,11 @@ import lxml.etree
 import lxml.html
 
 from publisher.content.model import Article
+from publisher.feeds.structured import structured_data
 
 CONTENT_TEMPLATE = "feed/content.html"
 # Bump when prepare() or the JSON form changes: entries cached by an older version are then rendered again.
-ENTRY_FORMAT = 1
+ENTRY_FORMAT = 2  # 2: the structured data (publisher.feeds.structured)
 # Article ids with these schemes are already global URIs and serve as feed ids unchanged. Any
 # other value, even one with a colon, is a local key that still needs a namespace.
 _URI_ID_SCHEMES = frozenset({"http", "https", "urn", "tag"})
@@ -56,6 +58,9 @@ class Entry:
     categories: tuple[str, ...]
     image_url: str  # "" without a lead image
     image_type: str
+    # The article's takeaways, quote, fact tables and language as data (JSON-ready), None
+    # without any: the JSON Feed's "_publisher" object and the Atom/RSS namespace's elements.
+    structured: dict[str, Any] | None = field(default=None, hash=False)
 
     def to_json(self) -> str:
         data = asdict(self) | {"published": self.published.isoformat(), "updated": self.updated.isoformat()}
@@ -104,6 +109,7 @@ def prepare(article: Article, site_url: str, env: jinja2.Environment, max_entry_
         categories=tuple(dict.fromkeys(c for c in (*article.tags, article.category) if c)),
         image_url=image_url,
         image_type=_media_type(image_url) if image else "",
+        structured=structured_data(article),
     )
 
 

@@ -39,6 +39,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher import urls
 from publisher.config import Settings
+from publisher.content.model import Article
 from publisher.feeds.build import FORMATS, FeedDocument, feed_documents, kept_tags, tag_feed_title, usable_entry
 from publisher.feeds.entries import Entry, entry_version
 from publisher.feeds.websub import HubPinger
@@ -95,6 +97,28 @@ class FeedShelf:
         another node: a standby serves what the leader stored)."""
         if await article_store.revision(self._engine) != self._revision:
             await self.build(announce=False)
+
+    @property
+    def revision(self) -> tuple[object, ...] | None:
+        """The store's revision the current documents (and the feeds' index) were built
+        from; None before the first build.  What is made from them may be kept until it moves."""
+        return self._revision
+
+    async def listing(self, tag_slug: str, *, limit: int, offset: int) -> tuple[list[Article], int, str]:
+        """A page of the archive (``tag_slug`` "") or of one tag's articles in the feeds' order
+        (newest first), from the feeds' index, which every build brings in step with the
+        articles: its articles, how many the listing has in all, and the tag as spelled
+        ("" for the archive, or a tag no article has)."""
+        ids, total, tag = await feed_index.listed(self._engine, tag_slug, limit, offset)
+        found = await article_store.published_by_id(self._engine, ids)
+        return [article for article_id in ids if (article := found.get(article_id))], total, tag
+
+    async def site_map(self, limit: int) -> tuple[list[tuple[str, datetime]], list[str]]:
+        """What the sitemap lists: the slug and last change of the newest ``limit`` published
+        articles, and every tag slug that has articles (sorted)."""
+        async with self._engine.connect() as conn:
+            tags = sorted(await feed_index.tag_counts(conn))
+        return await article_store.page_dates(self._engine, limit), tags
 
     async def _build(self, settings: Settings, announce: bool) -> frozenset[str]:
         site, feeds, websub = settings.site, settings.feeds, settings.websub

@@ -130,6 +130,17 @@ async def latest(engine: AsyncEngine, limit: int | None = None) -> list[Article]
     return found
 
 
+async def page_dates(engine: AsyncEngine, limit: int) -> list[tuple[str, datetime]]:
+    """The slug and last change (``updated``) of the newest ``limit`` published articles:
+    what a sitemap lists, read from the columns alone (no article is parsed)."""
+    query = (
+        select(articles.c.slug, articles.c.updated).where(articles.c.removed_at.is_(None))
+        .order_by(articles.c.published.desc(), articles.c.id).limit(limit)
+    )
+    async with engine.connect() as conn:
+        return [(row.slug, row.updated) for row in await conn.execute(query)]
+
+
 async def published_by_id(engine: AsyncEngine, ids: Sequence[str]) -> dict[str, Article | None]:
     """The published articles with these ids, by id; None for one that can't be read
     (logged with its id, as :func:`latest` does: left out, the others are published)."""

@@ -1,17 +1,22 @@
-"""Digests in the store, read back for rendering: for delivery and the "view in browser" page."""
+"""Digests in the store, read back for rendering: for delivery, the "view in browser" page
+and the public list of past digests."""
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher.content.model import Article
-from publisher.delivery.model import DigestState
-from publisher.store.articles import by_seq
-from publisher.store.schema import digests
+from publisher.delivery.model import DeliveryState, DigestState
+from publisher.store.articles import UnreadableArticle, by_seq
+from publisher.store.schema import deliveries, digests
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -19,6 +24,45 @@ class StoredDigest:
     id: str
     cadence: str
     articles: list[Article]  # newest first, as planned
+
+
+@dataclass(frozen=True)
+class PastDigest:
+    """A digest in the public list: when it went out, its cadence, its articles still published."""
+
+    id: str
+    cadence: str
+    created_at: datetime
+    articles: list[Article]  # newest first, as planned
+
+
+# A digest that reached someone: the public list leaves out the ones cancelled before any went out.
+_SENT = exists().where(deliveries.c.digest_id == digests.c.id, deliveries.c.state == DeliveryState.SENT)
+
+
+async def past(engine: AsyncEngine, limit: int, offset: int) -> tuple[list[PastDigest], int]:
+    """A page of the digests that were sent to someone, newest first, and how many there are.
+
+    A digest whose articles were all taken down since is left out (its page is a 404:
+    :func:`load` finds nothing to show), though counted; one with an article the store
+    can't read is logged and left out, the others are listed.
+    """
+    async with engine.connect() as conn:
+        rows = (await conn.execute(
+            select(digests.c.id, digests.c.cadence, digests.c.created_at, digests.c.article_seqs).where(_SENT)
+            .order_by(digests.c.created_at.desc(), digests.c.id.desc()).limit(limit).offset(offset)
+        )).all()
+        total = (await conn.execute(select(func.count()).select_from(digests).where(_SENT))).scalar_one()
+        found = []
+        for row in rows:
+            try:
+                carried = await by_seq(conn, json.loads(row.article_seqs), removed=False)
+            except UnreadableArticle as exc:
+                log.error("%s; digest %s left out of the list of past digests", exc, row.id)
+                continue
+            if carried:
+                found.append(PastDigest(row.id, row.cadence, row.created_at, carried))
+    return found, total
 
 
 async def load(engine: AsyncEngine, digest_id: str) -> StoredDigest | None:

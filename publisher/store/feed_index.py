@@ -126,6 +126,21 @@ async def newest(conn: AsyncConnection, tag_slug: str, limit: int, offset: int =
     return [Candidate(*row) for row in rows]
 
 
+async def listed(engine: AsyncEngine, tag_slug: str, limit: int, offset: int) -> tuple[list[str], int, str]:
+    """A page of a listing (the archive, ``tag_slug`` "", or one tag's page), in its feed's
+    order: the ids of its articles from ``offset``, how many it has in all, and the tag as
+    one of its articles spells it ("" for the archive, or a tag no article has)."""
+    async with engine.connect() as conn:
+        ids = [candidate.article_id for candidate in await newest(conn, tag_slug, limit, offset)]
+        if tag_slug:
+            total, tag = (await conn.execute(
+                select(func.count(), func.min(feed_tags.c.tag)).where(feed_tags.c.slug == tag_slug)
+            )).one()
+        else:
+            total, tag = (await conn.execute(select(func.count()).select_from(feed_entries))).scalar_one(), ""
+    return ids, total, tag or ""
+
+
 def _code_point_order(conn: AsyncConnection, column: ColumnElement[str]) -> ColumnElement[str]:
     """``column`` compared as Python compares strings (by code point), so a feed built here
     and one built from a list of articles break ties alike: SQLite's default (BINARY)

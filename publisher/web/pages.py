@@ -32,6 +32,8 @@ def render(request: web.Request, template: str, context: dict[str, Any] | None =
         "feeds": SITE_FEEDS,
         "csrf_token": lambda: csrf.token(request),  # called only by pages with a form
         "extra_feeds": (),
+        "social": (),  # Open Graph and Twitter card tags (publisher.web.metadata)
+        "linked_data": None,  # schema.org JSON-LD
     }
     response = aiohttp_jinja2.render_template(f"web/{template}", request, shared | (context or {}), status=status)
     # A page with a form (a visitor's token) or behind a signed link is nobody else's.

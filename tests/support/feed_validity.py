@@ -10,6 +10,16 @@ html5lib in strict mode, so any parse error is "Invalid HTML". That is how it ca
 ``<table>`` inside a ``<p>``: the ``</p>`` after the table has no open ``p`` left. The element
 and attribute allow-lists below are our own and narrower than the service's, so content that
 passes here passes there too.
+
+Foreign-namespace (extension) elements are checked as the service checks them (base.py,
+``startPrefixMapping``; validators.py, ``eater``): a prefix the service reserves for another
+namespace (ReservedPrefix), a known namespace under another prefix (NonstdPrefix), a child
+of an extension element outside any namespace (NotInANamespace) and a namespace it does not
+know (UnknownNamespace, a warning).  That warning is the one we accept, for one namespace:
+the project's own (:data:`publisher.feeds.structured.NAMESPACE`, documented in the README).
+The service warns about every namespace outside its built-in table, however well used, and
+its own test case says such elements "should not affect validity"
+(testcases/atom/6.4/extension-unknown-noerror.xml, which expects exactly UnknownNamespace).
 """
 
 from __future__ import annotations
@@ -23,6 +33,8 @@ from urllib.parse import urlsplit
 
 from html5lib.html5parser import HTMLParser, ParseError
 from lxml import etree
+
+from publisher.feeds.structured import NAMESPACE as PUBLISHER_NAMESPACE
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 CONTENT_ENCODED = "{http://purl.org/rss/1.0/modules/content/}encoded"
@@ -56,6 +68,21 @@ _MIME = re.compile(r"[\w.+-]+/[\w.+-]+$")
 _LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 _HTML_END_TAG = re.compile(r"</([a-zA-Z][a-zA-Z0-9]*)>")
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+
+# The part of the service's namespace table (base.py, ``namespaces``) our feeds come near:
+# URI → the prefix it expects.  A prefix listed here is reserved for its URI.
+KNOWN_NAMESPACES = {
+    "http://www.w3.org/2005/Atom": "atom",
+    "http://purl.org/rss/1.0/modules/content/": "content",
+    "http://purl.org/dc/elements/1.1/": "dc",
+    "http://purl.org/dc/terms/": "dcterms",
+    "http://search.yahoo.com/mrss/": "media",
+    "http://www.itunes.com/dtds/podcast-1.0.dtd": "itunes",
+    "http://www.w3.org/1999/xhtml": "xhtml",
+    "http://www.w3.org/XML/1998/namespace": "xml",
+}
+# Namespaces outside the service's table that we publish on purpose (see the module's docstring).
+ACCEPTED_EXTENSIONS = frozenset({PUBLISHER_NAMESPACE})
 
 
 def html_problems(fragment: str, where: str) -> list[str]:
@@ -141,7 +168,7 @@ def rss_problems(body: bytes, self_url: str, now: datetime | None = None) -> lis
         for enclosure in item.findall("enclosure"):
             problems += _enclosure(enclosure.attrib, f"{where}/enclosure")
     problems += [f"guid {value!r}: DuplicateValue" for value, count in guids.items() if count > 1]
-    return problems
+    return problems + extension_problems(root, core="")
 
 
 def atom_problems(body: bytes, self_url: str, now: datetime | None = None) -> list[str]:
@@ -189,6 +216,38 @@ def atom_problems(body: bytes, self_url: str, now: datetime | None = None) -> li
             problems.append(f"{where}: MissingElement author (neither entry nor feed has one)")
     problems += [f"id {value!r}: DuplicateEntries" for value, count in ids.items() if count > 1]
     problems += [f"updated {value!r}: DuplicateUpdated" for value, count in updated.items() if count > 1]
+    return problems + extension_problems(root, core=ATOM[1:-1])
+
+
+def extension_problems(root: etree._Element, core: str) -> list[str]:
+    """Problems of the namespaces a feed declares and of its extension elements (the
+    elements outside ``core``, the format's own namespace: "" for RSS 2.0)."""
+    problems = []
+    declared: set[tuple[str | None, str]] = set()
+    for element in root.iter():
+        parent = element.getparent()
+        inherited = parent.nsmap if parent is not None else {}
+        declared.update((prefix, uri) for prefix, uri in element.nsmap.items() if inherited.get(prefix) != uri)
+    for prefix, uri in sorted(declared, key=lambda pair: (pair[0] or "", pair[1])):
+        expected = KNOWN_NAMESPACES.get(uri)
+        if expected is not None:
+            if prefix and prefix != expected:
+                problems.append(f"xmlns:{prefix}: NonstdPrefix (the validator expects {expected!r} for {uri})")
+        elif prefix in KNOWN_NAMESPACES.values():
+            problems.append(f"xmlns:{prefix}: ReservedPrefix (the validator keeps {prefix!r} for another namespace)")
+        elif uri == core:
+            continue
+        elif uri not in ACCEPTED_EXTENSIONS:
+            problems.append(f"xmlns:{prefix}: UnknownNamespace {uri}")
+    for element in root.iter():
+        if not isinstance(element.tag, str):
+            continue  # comments
+        namespace = etree.QName(element).namespace or ""
+        if namespace in (core, *KNOWN_NAMESPACES):
+            continue
+        for child in element.iterdescendants():
+            if isinstance(child.tag, str) and not etree.QName(child).namespace:
+                problems.append(f"{element.tag}/{child.tag}: NotInANamespace")
     return problems
 
 

@@ -18,6 +18,7 @@ from email.message import EmailMessage
 from xml.sax.saxutils import escape
 
 import feedparser
+import lxml.html
 import pytest
 import yaml
 from aiohttp import web
@@ -38,6 +39,7 @@ from publisher.mail.render import Personal, render_digest
 from publisher.store.schema import articles
 from publisher.templating import make_environment
 from publisher.web.api.articles import markdown_document
+from publisher.web import metadata
 from publisher.web.pages import SITE_FEEDS
 from publisher.runtime import scheduler
 from subscribers.model import Cadence
@@ -84,9 +86,13 @@ def readers_see(article: Article) -> None:
         assert len(parsed.entries) == 1
     assert len(json.loads(docs["feed.json"].body)["items"]) == 1
     page = ENV.get_template("web/article.html").render(
-        article=article, tag_feeds=(), site=SETTINGS.site, base="/", feeds=SITE_FEEDS, extra_feeds=()
+        article=article, tag_feeds=(), tag_pages=(), site=SETTINGS.site, base="/", feeds=SITE_FEEDS, extra_feeds=(),
+        social=metadata.article_tags(article, SETTINGS.site),
+        linked_data=metadata.article_linked_data(article, SETTINGS.site),
     )
     page.encode("utf-8")  # what aiohttp sends: a lone surrogate would raise here
+    [block] = lxml.html.document_fromstring(page).xpath('//script[@type="application/ld+json"]')
+    assert json.loads(block.text)["headline"] == article.title  # no text leaves (or breaks) the JSON-LD
     rendered = render_digest([article], SETTINGS, ENV, "2026-11-21-daily", "daily")
     who = Personal(name="Reader", email="reader@example.org", unsubscribe_url=f"{SITE}u/x", preferences_url=f"{SITE}p/x")
     raw = build_message(rendered, who, settings=SETTINGS, digest_id="2026-11-21-daily", subscriber_id=1, date=NOW)

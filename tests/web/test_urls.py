@@ -15,6 +15,7 @@ TOKEN = "7.0123456789abcdef.signature_-x"
 ROUTES = [
     urls.INDEX, urls.ARTICLE, urls.DIGEST, urls.STYLESHEET, urls.IMAGES, urls.SITE_FEED, urls.TAG_FEED,
     urls.SUBSCRIBE, urls.CONFIRM, urls.PREFERENCES, urls.UNSUBSCRIBE, urls.HEALTHZ, urls.READYZ, urls.METRICS,
+    urls.TAG, urls.ARCHIVE, urls.DIGESTS, urls.SITEMAP, urls.ROBOTS,
 ]
 
 
@@ -46,6 +47,11 @@ def _router() -> tuple[web.Application, dict[str, object]]:
         (urls.subscribe(SITE), urls.SUBSCRIBE),
         (urls.image(SITE, "2024/chart.png"), urls.IMAGES),
         (SITE, urls.INDEX),
+        (urls.tag(SITE, "north-korea"), urls.TAG),
+        (urls.ARCHIVE.url(SITE), urls.ARCHIVE),
+        (urls.DIGESTS.url(SITE), urls.DIGESTS),
+        (urls.SITEMAP.url(SITE), urls.SITEMAP),
+        (urls.ROBOTS.url(SITE), urls.ROBOTS),
     ],
 )
 async def test_each_link_is_answered_by_its_route(link: str, route: urls.Route) -> None:
