@@ -69,7 +69,7 @@ def client_findings(settings: Settings, env: jinja2.Environment) -> list[Finding
     from publisher.mail.client_lint import lint  # lxml and tinycss2: `check` and `preview` only
 
     renders: list[tuple[str, str]] = []
-    sample = _sample_article(settings.site.url)
+    sample = sample_article(settings.site.url)
     articles = [dataclasses.replace(sample, id=f"{sample.id}-{n}", slug=f"{sample.slug}-{n}") for n in range(3)]
     try:
         renders.append((HTML_TEMPLATE, render_digest(articles, settings, env, "check", Cadence.DAILY).html))
