@@ -56,6 +56,8 @@ class SiteSettings(_Section):
     title: str = "publisher"
     url: str = "http://127.0.0.1:8080/"  # public base URL; links and feed ids hang off it
     description: str = ""
+    # BCP 47 ("en", "ar", "pt-BR"): pages and emails carry it as <html lang>, with dir="rtl"
+    # for a right-to-left language; feeds as their language.
     language: str = "en"
     author: str = ""
     postal_address: str = ""  # CAN-SPAM / bulk-sender rules want it in every digest footer
@@ -84,6 +86,13 @@ class SiteSettings(_Section):
     def offered_topics(self) -> list[str]:
         """The topics offered besides article tags: ``topics`` and every named tag."""
         return [*self.topics, *self.topic_names]
+
+    @field_validator("language")
+    @classmethod
+    def _language_tag(cls, value: str) -> str:
+        from publisher.content.language import normalize  # Babel's CLDR data, on first use
+
+        return normalize(value)  # its LanguageError is a ValueError: pydantic names the key
 
     @field_validator("url")
     @classmethod

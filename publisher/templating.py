@@ -15,6 +15,7 @@ from pathlib import Path
 import jinja2
 
 from publisher import urls
+from publisher.content.language import direction
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -44,7 +45,9 @@ def make_environment(override_dir: Path | None = None) -> jinja2.Environment:
     Its global ``urls`` is the URL map (:mod:`publisher.urls`): pages build their links
     with it (``urls.ARTICLE.under(base, slug=article.slug)``), as the code does.
     Besides Jinja's own tests it has ``shown_in`` (``quote.text is shown_in(article.body_html)``)
-    and ``pictured_in`` (``image.src is pictured_in(article.body_html)``).
+    and ``pictured_in`` (``image.src is pictured_in(article.body_html)``); besides Jinja's
+    filters ``direction``, a language tag's script direction (``site.language | direction``:
+    "rtl" or "ltr", from Babel's CLDR data), for ``dir`` beside every ``lang``.
     """
     env = jinja2.Environment(
         loader=make_loader(override_dir),
@@ -57,6 +60,7 @@ def make_environment(override_dir: Path | None = None) -> jinja2.Environment:
     env.globals["urls"] = urls
     env.tests["shown_in"] = shown_in
     env.tests["pictured_in"] = pictured_in
+    env.filters["direction"] = direction
     return env
 
 

@@ -32,7 +32,7 @@ from publisher.content.model import Article
 
 CONTENT_TEMPLATE = "feed/content.html"
 # Bump when prepare() or the JSON form changes: entries cached by an older version are then rendered again.
-ENTRY_FORMAT = 1
+ENTRY_FORMAT = 2
 # Article ids with these schemes are already global URIs and serve as feed ids unchanged. Any
 # other value, even one with a colon, is a local key that still needs a namespace.
 _URI_ID_SCHEMES = frozenset({"http", "https", "urn", "tag"})
@@ -56,6 +56,7 @@ class Entry:
     categories: tuple[str, ...]
     image_url: str  # "" without a lead image
     image_type: str
+    language: str = ""  # the article's own BCP 47 tag, "" when it is the site's ([site] language)
 
     def to_json(self) -> str:
         data = asdict(self) | {"published": self.published.isoformat(), "updated": self.updated.isoformat()}
@@ -104,6 +105,7 @@ def prepare(article: Article, site_url: str, env: jinja2.Environment, max_entry_
         categories=tuple(dict.fromkeys(c for c in (*article.tags, article.category) if c)),
         image_url=image_url,
         image_type=_media_type(image_url) if image else "",
+        language=article.lang,
     )
 
 

@@ -52,6 +52,17 @@ def test_site_url_must_be_absolute(tmp_path: Path) -> None:
         load_settings(path, environ={"PUBLISHER_SITE__URL": "news.example.org"})
 
 
+def test_site_language_is_a_known_language_tag_in_its_canonical_case(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    assert load_settings(path, environ={"PUBLISHER_SITE__LANGUAGE": "pt_br"}).site.language == "pt-BR"
+    assert load_settings(path, environ={}).site.language == "en"
+    for bad, why in (("english", "is not a language tag"), ("qq", "names no known language")):
+        with pytest.raises(ConfigError) as caught:
+            load_settings(path, environ={"PUBLISHER_SITE__LANGUAGE": bad})
+        [problem] = caught.value.problems
+        assert "site.language" in problem and why in problem and repr(bad) in problem
+
+
 def test_missing_file_is_one_clear_problem(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such config file"):
         load_settings(tmp_path / "nope.toml", environ={})
