@@ -108,23 +108,26 @@ class Violation:
         return f"{self.rule} ({self.impact}, {len(self.targets)} elements: {shown}): {self.summary}"
 
 
-async def axe_violations(page: Page) -> list[Violation]:
-    """axe-core's WCAG 2.1 A/AA violations on ``page`` as it is now (injected on first use).
+async def axe_violations(page: Page, rules: tuple[str, ...] = ()) -> list[Violation]:
+    """axe-core's WCAG 2.1 A/AA violations on ``page`` as it is now (injected on first use),
+    or with ``rules`` those rules' alone (e.g. best practices outside WCAG's tags, such as
+    "heading-order").
 
     The page needs JavaScript on, and a context with ``bypass_csp=True`` where the page's
     Content-Security-Policy forbids scripts (the public pages' does).
     """
     if not await page.evaluate("typeof window.axe !== 'undefined'"):
         await page.add_script_tag(path=str(AXE_JS))
+    run_only = {"type": "rule", "values": list(rules)} if rules else {"type": "tag", "values": list(AXE_TAGS)}
     found: list[dict[str, Any]] = await page.evaluate(
-        """async (tags) => {
-            const result = await axe.run(document, {runOnly: {type: 'tag', values: tags}});
+        """async (runOnly) => {
+            const result = await axe.run(document, {runOnly});
             return result.violations.map((v) => ({
                 rule: v.id, impact: v.impact || 'unknown',
                 targets: v.nodes.map((n) => n.target.join(' ')),
                 summary: v.nodes[0] ? v.nodes[0].failureSummary.replace(/\\s+/g, ' ') : v.help,
             }));
         }""",
-        list(AXE_TAGS),
+        run_only,
     )
     return [Violation(v["rule"], v["impact"], tuple(v["targets"]), v["summary"]) for v in found]
