@@ -5,12 +5,13 @@ the way a reader reaches them (the sign-up form, the links in the emails), and t
 the HTML parts the SMTP server received (the digest: as rendered and personalized for a
 subscriber, with its hidden preheader).  Each one is checked at 700 px and at 390 px, in the
 light and the dark colour scheme, against axe-core's WCAG 2.0/2.1 A and AA rules; a violation
-of impact "serious" or "critical" fails the test, naming the page, the rule and the elements.
-Every check's counts by impact are written to ``test-artifacts/accessibility/axe-counts.json``
-with a screenshot of each state.
+of impact "serious" or "critical" fails the test, naming the page, the rule and the elements,
+as do headings out of order (axe's best-practice rules for headings and landmarks) and a page
+wider than the screen.  The counts of every state (WCAG violations by impact, structure rules
+by rule) go to ``test-artifacts/accessibility/axe-counts.json``, beside a screenshot of each.
 
-The sample content carries an article in Arabic, so a right-to-left block inside an English
-page and digest is checked too.
+The test adds an article in Arabic to the sample content, so a right-to-left block inside an
+English page and digest is checked too, and that it is laid out from the right.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class Checker:
     """Runs axe on one state of a page at every width and scheme, keeping what it found."""
 
     def __init__(self) -> None:
-        self.counts: dict[str, dict[str, int]] = {}
+        self.counts: dict[str, dict[str, dict[str, int]]] = {}
         self.blocking: list[str] = []
         self.structure: list[str] = []
 
@@ -120,20 +121,22 @@ class Checker:
             for scheme in SCHEMES:
                 await page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
                 state = f"{name} {width}px {scheme}"
-                violations = await axe_violations(page)
-                self.record(state, violations)
-                found = await axe_violations(page, structure)
-                self.structure.extend(f"{state}: {v.describe()}" for v in found)
+                self.record(state, await axe_violations(page), await axe_violations(page, structure))
                 await page.screenshot(path=str(ARTIFACTS / f"{name}-{width}-{scheme}.png"), full_page=True)
         await page.emulate_media(color_scheme="light")
 
-    def record(self, state: str, violations: list[Violation]) -> None:
-        by_impact = Counter[str]()
+    def record(self, state: str, violations: list[Violation], structure: list[Violation]) -> None:
+        """Keep the elements of each WCAG violation by impact and of each structure rule broken,
+        and the descriptions of what fails the test."""
+        by_impact, by_rule = Counter[str](), Counter[str]()
         for violation in violations:
             by_impact[violation.impact] += len(violation.targets)
             if violation.impact in BLOCKING_IMPACTS:
                 self.blocking.append(f"{state}: {violation.describe()}")
-        self.counts[state] = dict(by_impact)
+        for violation in structure:
+            by_rule[violation.rule] += len(violation.targets)
+            self.structure.append(f"{state}: {violation.describe()}")
+        self.counts[state] = {"wcag": dict(by_impact), "structure": dict(by_rule)}
 
 
 async def email_page(browser: Browser, html: str) -> Page:
