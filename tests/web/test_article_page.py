@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from publisher.app import Publisher
+from publisher.config import Settings
 from tests.web.test_public_pages import parse
 from tests.support.web_client import web_client
 
@@ -44,6 +46,8 @@ title: "المدينة تزرع أربعة آلاف شجرة"
 author: "مكتب الأخبار المحلية"
 date: 2024-06-05T08:00:00Z
 lang: ar
+takeaways:
+  - "اثنتا عشرة مكتبة تصبح مراكز تبريد"
 ---
 
 صوّت مجلس المدينة على خطة الظل والماء.
@@ -65,7 +69,29 @@ async def test_an_article_in_another_language_carries_its_lang_and_dir(publisher
     (byline,) = [p for p in article.iter("p") if "By" in "".join(p.itertext())]
     assert (byline.get("lang"), byline.get("dir")) == ("en", "ltr")
     assert [(s.get("lang"), s.get("dir"), s.text) for s in byline.iter("span")] == [("ar", "rtl", "مكتب الأخبار المحلية")]
+    [takeaways] = [h for h in article.iter("h2") if h.text == "Key takeaways"]
+    assert (takeaways.get("lang"), takeaways.get("dir")) == ("en", "ltr")
     [heading] = [h for h in index.iter("h3") if "شجرة" in "".join(h.itertext())]
     assert (heading.get("lang"), heading.get("dir")) == ("ar", "rtl")
     others = [h for h in index.iter("h3") if h is not heading]
     assert others and all(h.get("lang") is None for h in others)
+
+
+async def test_a_right_to_left_site_says_so_on_every_page(make_settings: Callable[..., Settings]) -> None:
+    """[site] language = "ar": every page is <html lang="ar" dir="rtl">, and an article whose front
+    matter names no lang is taken to be in the site's language (no lang of its own)."""
+    settings = make_settings()
+    settings.site.language = "ar"
+    service = Publisher(settings)
+    await service.start()
+    try:
+        await service.intake.scan()
+        async with web_client(service) as test_client:
+            index = parse(await (await test_client.get("/")).text())
+            page = parse(await (await test_client.get("/articles/city-heat-plan")).text())
+    finally:
+        await service.close()
+    for root in (index, page):
+        assert (root.get("lang"), root.get("dir")) == ("ar", "rtl")
+    (article,) = page.iter("article")
+    assert (article.get("lang"), article.get("dir")) == (None, None)
