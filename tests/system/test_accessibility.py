@@ -231,8 +231,16 @@ async def test_every_page_and_email_passes_axe_in_both_schemes_and_widths(
             page = await email_page(browser, digest_html)
             assert await page.evaluate(QUOTE_SIDES, "td.article[lang=ar][dir=rtl] .quote") == {"left": "0px", "right": "4px"}
             assert await page.evaluate(QUOTE_SIDES, "td.article:not([lang]) .quote") == {"left": "4px", "right": "0px"}
+            # The same digest from a site whose language reads right to left: mirrored as a whole.
+            settings = publisher.settings.model_copy(deep=True)
+            settings.site.language = "ar"
+            rtl_html, _ = render_digest(
+                articles, settings, publisher.env, "daily-20240605T080000-000000", "daily"
+            ).personalize(Personal("Rea", "reader@example.org", site_url + "u/t", site_url + "p/t"))
+            page = await email_page(browser, rtl_html)
+            assert await page.evaluate(QUOTE_SIDES, "td.article .quote") == {"left": "0px", "right": "4px"}
             for name, html in (
-                ("email-digest", digest_html), ("email-confirm", html_part(confirm_mail.content)),
+                ("email-digest", digest_html), ("email-digest-rtl-site", rtl_html), ("email-confirm", html_part(confirm_mail.content)),
                 ("email-welcome", html_part(welcome_mail.content)), ("email-manage", html_part(manage_mail.content)),
                 ("email-preferences-link", html_part(link_mail.content)),
             ):
