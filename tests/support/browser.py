@@ -60,14 +60,9 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def serve_site(
-    make_settings: Callable[..., Settings], extra: str = "",
-) -> AsyncIterator[tuple[Publisher, SmtpServer, str]]:
+async def serve_site(make_settings: Callable[..., Settings]) -> AsyncIterator[tuple[Publisher, SmtpServer, str]]:
     """The daemon's web application on a free port, mail over SMTP to an in-process aiosmtpd
-    server, the sample articles stored: ``(publisher, smtp server, site url)``.
-
-    ``extra`` is more TOML for the site's config.
-    """
+    server, the sample articles stored: ``(publisher, smtp server, site url)``."""
     from aiohttp import web
 
     from publisher.app import Publisher
@@ -77,7 +72,7 @@ async def serve_site(
     with SmtpServer() as smtp:
         settings = make_settings(
             f'[smtp]\nhost = "{HOST}"\nport = {smtp.port}\n'
-            '[subscribers]\nsignup_rate_per_client = "100/hour"\n' + extra
+            '[subscribers]\nsignup_rate_per_client = "100/hour"\n'
         )
         settings.site.url = f"http://{HOST}:{port}/"
         settings.delivery.transport = "smtp"
