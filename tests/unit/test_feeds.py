@@ -249,6 +249,8 @@ def test_fact_tables_only_in_the_model_are_rendered_after_the_body(docs, grain, 
         ["2021", "33 million"],
         ["2022", "45 million"],
     ]
+    # Each row is named by its first cell, for screen readers.
+    assert [(tr[0].tag, tr[0].get("scope")) for tr in table.findall("tbody/tr")] == [("th", "row")] * 2
     assert tree[2].text_content() == "Data Sources: FAO"
 
 
