@@ -25,6 +25,7 @@ from collections import Counter
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
+import lxml.html
 import pytest
 
 from publisher.app import Publisher
@@ -245,6 +246,9 @@ async def test_every_page_and_email_passes_axe_in_both_schemes_and_widths(
                 ("email-preferences-link", html_part(link_mail.content)),
             ):
                 (ARTIFACTS / f"{name}.html").write_text(html, encoding="utf-8")
+                root = lxml.html.document_fromstring(html)
+                expected = ("ar", "rtl") if name.endswith("rtl-site") else ("en", "ltr")
+                assert (root.get("lang"), root.get("dir")) == expected, name
                 await checker.check(await email_page(browser, html), name, EMAIL_STRUCTURE_RULES)
         finally:
             await browser.close()
