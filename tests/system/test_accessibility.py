@@ -2,8 +2,9 @@
 
 The site runs on a real port (:func:`tests.support.browser.serve_site`); the pages are reached
 the way a reader reaches them (the sign-up form, the links in the emails), and the emails are
-the HTML parts the SMTP server received (the digest: as rendered and personalized for a
-subscriber, with its hidden preheader).  Each one is checked at 700 px and at 390 px, in the
+the HTML parts the SMTP server received: the notices, and a digest sent to an instant
+subscriber (whose "view in browser" page is checked too); a digest of every article is
+rendered and personalized as the sender does, with its hidden preheader.  Each one is checked at 700 px and at 390 px, in the
 light and the dark colour scheme, against axe-core's WCAG 2.0/2.1 A and AA rules; a violation
 of impact "serious" or "critical" fails the test, naming the page, the rule and the elements,
 as do headings out of order (axe's best-practice rules for headings and landmarks) and a page
@@ -29,8 +30,10 @@ import lxml.html
 import pytest
 
 from publisher.app import Publisher
+from subscribers.model import Cadence
 from tests.support import browser as browser_support
 from tests.support.browser import AXE_JS, BLOCKING_IMPACTS, CHROMIUM, Violation, axe_violations
+from tests.support.people import add_subscriber
 from tests.support.smtp_server import SmtpServer
 
 if TYPE_CHECKING:
@@ -157,6 +160,8 @@ async def test_every_page_and_email_passes_axe_in_both_schemes_and_widths(
     assert AXE_JS.exists(), "axe-core is not installed: npm ci --prefix tests/browser"
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True)
+    # An instant subscriber from before the Arabic article: its digest is sent for real, and read online.
+    await add_subscriber(publisher.engine, "instant@example.org")
     (publisher.settings.content.dir / "ashjar.md").write_text(ARABIC_ARTICLE, encoding="utf-8")
     await publisher.intake.scan()
     articles = await latest(publisher.engine)
@@ -224,6 +229,12 @@ async def test_every_page_and_email_passes_axe_in_both_schemes_and_widths(
             assert response is not None and response.status == 404
             await checker.check(page, "error-404")
 
+            await publisher.delivery.send([Cadence.INSTANT])
+            await publisher.tasks.settle(10)
+            [sent_digest] = [m for m in smtp.messages if m.rcpt_tos == ["instant@example.org"]]
+            await page.goto(link_in(sent_digest.content, "digests/"))
+            await checker.check(page, "digest-view-in-browser", EMAIL_STRUCTURE_RULES)
+
             digest = render_digest(articles, publisher.settings, publisher.env, "daily-20240605T080000-000000", "daily")
             digest_html, _ = digest.personalize(
                 Personal("Rea", "reader@example.org", site_url + "u/t", site_url + "p/t")
@@ -241,7 +252,8 @@ async def test_every_page_and_email_passes_axe_in_both_schemes_and_widths(
             page = await email_page(browser, rtl_html)
             assert await page.evaluate(QUOTE_SIDES, "td.article .quote") == {"left": "0px", "right": "4px"}
             for name, html in (
-                ("email-digest", digest_html), ("email-digest-rtl-site", rtl_html), ("email-confirm", html_part(confirm_mail.content)),
+                ("email-digest", digest_html), ("email-digest-sent", html_part(sent_digest.content)),
+                ("email-digest-rtl-site", rtl_html), ("email-confirm", html_part(confirm_mail.content)),
                 ("email-welcome", html_part(welcome_mail.content)), ("email-manage", html_part(manage_mail.content)),
                 ("email-preferences-link", html_part(link_mail.content)),
             ):
