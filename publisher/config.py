@@ -57,6 +57,8 @@ class SiteSettings(_Section):
     title: str = "publisher"
     url: str = "http://127.0.0.1:8080/"  # public base URL; links and feed ids hang off it
     description: str = ""
+    # BCP 47 ("en", "ar", "pt-BR"): pages and emails carry it as <html lang>, with dir="rtl"
+    # for a right-to-left language; feeds as their language.
     language: str = "en"
     author: str = ""
     postal_address: str = ""  # CAN-SPAM / bulk-sender rules want it in every digest footer

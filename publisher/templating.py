@@ -48,6 +48,8 @@ def make_environment(override_dir: Path | None = None, language: str = i18n.FALL
     Every reader's text goes through gettext (``_()``, ``ngettext``, ``{% trans %}``) and
     dates and numbers through the ``date``, ``time``, ``weekday`` and ``number`` filters,
     in ``language``'s catalog and formats (:mod:`publisher.i18n`, loaded at the first render).
+    ``site.language | direction`` is a tag's script direction ("rtl" or "ltr", from Babel's
+    CLDR data), for ``dir`` beside every ``lang``.
     """
     env = jinja2.Environment(
         loader=make_loader(override_dir),

@@ -291,6 +291,11 @@ def _add_entry(fg: FeedGenerator, entry: Entry) -> None:
     # literal. Atom gets the same string declared as type="html".
     fe.summary(html.escape(entry.summary, quote=False), type="html")
     fe.content(entry.content_html, type="html")
+    if entry.language:
+        # Atom says an entry's language with xml:lang (RFC 4287 §2); RSS 2.0 has a language
+        # for the channel only, so an RSS item in another language than the site's can't say so.
+        fe.register_extension("language", _EntryLanguage, rss=False)
+        fe.language.tag = entry.language
     if entry.author:
         fe.author(name=entry.author)
         fe.dc.dc_creator(entry.author)
@@ -325,6 +330,20 @@ class _LeadImageEnclosure(BaseEntryExtension):
 
     def extend_atom(self, entry: Any) -> Any:
         xml_elem("link", entry, rel="enclosure", href=self.url, type=self.media_type, length="0")
+        return entry
+
+
+class _EntryLanguage(BaseEntryExtension):
+    """``xml:lang`` on an Atom ``<entry>`` written in another language than the feed's.
+
+    feedgen has no per-entry language; its extensions may change the element they are given.
+    """
+
+    def __init__(self) -> None:
+        self.tag = ""
+
+    def extend_atom(self, entry: Any) -> Any:
+        entry.set("{http://www.w3.org/XML/1998/namespace}lang", self.tag)
         return entry
 
 
@@ -374,7 +393,7 @@ def _json_item(entry: Entry, language: str) -> dict[str, Any]:
         "summary": entry.summary,
         "date_published": entry.published.isoformat(),
         "date_modified": entry.updated.isoformat(),
-        "language": language,
+        "language": entry.language or language,  # JSON Feed 1.1: an item's own language
     }
     if entry.author:
         item["authors"] = [{"name": entry.author}]

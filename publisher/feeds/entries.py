@@ -34,7 +34,7 @@ from publisher.feeds.structured import structured_data
 
 CONTENT_TEMPLATE = "feed/content.html"
 # Bump when prepare() or the JSON form changes: entries cached by an older version are then rendered again.
-ENTRY_FORMAT = 2  # 2: the structured data (publisher.feeds.structured)
+ENTRY_FORMAT = 3  # 2: the structured data (publisher.feeds.structured); 3: the entry's language
 # Article ids with these schemes are already global URIs and serve as feed ids unchanged. Any
 # other value, even one with a colon, is a local key that still needs a namespace.
 _URI_ID_SCHEMES = frozenset({"http", "https", "urn", "tag"})
@@ -61,6 +61,7 @@ class Entry:
     # The article's takeaways, quote, fact tables and language as data (JSON-ready), None
     # without any: the JSON Feed's "_publisher" object and the Atom/RSS namespace's elements.
     structured: dict[str, Any] | None = field(default=None, hash=False)
+    language: str = ""  # the article's own BCP 47 tag, "" when it is the site's ([site] language)
 
     def to_json(self) -> str:
         data = asdict(self) | {"published": self.published.isoformat(), "updated": self.updated.isoformat()}
@@ -110,6 +111,7 @@ def prepare(article: Article, site_url: str, env: jinja2.Environment, max_entry_
         image_url=image_url,
         image_type=_media_type(image_url) if image else "",
         structured=structured_data(article),
+        language=article.lang,
     )
 
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     from publisher.app import Publisher
+    from tests.support.smtp_server import SmtpServer
 
 
 @pytest.fixture(autouse=True)
@@ -150,6 +151,16 @@ async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
     await service.start()
     yield service
     await service.close()
+
+
+@pytest.fixture
+async def live_site(make_settings: Callable[..., Settings]) -> AsyncIterator[tuple[Publisher, SmtpServer, str]]:
+    """The site served on a real port for a browser: ``(publisher, smtp server, site url)``
+    (see :func:`tests.support.browser.serve_site`)."""
+    from tests.support.browser import serve_site
+
+    async with serve_site(make_settings) as site:
+        yield site
 
 
 @pytest.fixture

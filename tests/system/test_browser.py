@@ -11,68 +11,27 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
 import re
 import shutil
-import socket
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from publisher.app import Publisher
-from publisher.config import Settings
-from publisher.web.server import create_app
 from subscribers import store as subscriber_store
 from subscribers.model import Cadence, Status
-from tests.support.sites import REPO
-from tests.support.smtp_server import HOST, SmtpServer
+from tests.support import browser as browser_support
+from tests.support.browser import CHROMIUM
+from tests.support.smtp_server import SmtpServer
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(os.environ.get("PUBLISHER_TEST_ARTIFACTS", REPO / "test-artifacts")) / "browser"
+ARTIFACTS = browser_support.ARTIFACTS / "browser"
 
 playwright_api = pytest.importorskip("playwright.async_api")
-# Locally a machine without the browser skips this test; CI sets PUBLISHER_REQUIRE_BROWSER
-# so that a missing install step fails instead of hiding behind a skip.
 pytestmark = [
-    pytest.mark.skipif(
-        not CHROMIUM.exists() and not os.environ.get("PUBLISHER_REQUIRE_BROWSER"),
-        reason="Debian's chromium is not installed (apt-get install chromium)",
-    ),
+    browser_support.needs_chromium,
     pytest.mark.slow,
     # One worker runs them all, one after the other: each writes its screenshots into ARTIFACTS.
     pytest.mark.xdist_group("browser"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-async def live_site(make_settings: Callable[..., Settings]) -> AsyncIterator[tuple[Publisher, SmtpServer, str]]:
-    port = free_port()
-    with SmtpServer() as smtp:
-        settings = make_settings(
-            f'[smtp]\nhost = "{HOST}"\nport = {smtp.port}\n'
-            '[subscribers]\nsignup_rate_per_client = "100/hour"\n'
-        )
-        settings.site.url = f"http://{HOST}:{port}/"
-        settings.delivery.transport = "smtp"
-        publisher = Publisher(settings)
-        await publisher.start()
-        await publisher.intake.scan()
-        runner = web.AppRunner(create_app(publisher))
-        await runner.setup()
-        await web.TCPSite(runner, HOST, port).start()
-        try:
-            yield publisher, smtp, settings.site.url
-        finally:
-            await runner.cleanup()
-            await publisher.close()
 
 
 async def test_subscribe_confirm_change_preferences_and_unsubscribe(

@@ -258,6 +258,8 @@ def test_preheader_is_hidden_and_from_the_lead_article(rendered: RenderedDigest)
     assert hidden.text_content().startswith(SEED.summary)
     assert "display:none" in style_of(hidden)
     assert "mso-hide:all" in style_of(hidden)
+    # Hidden from screen readers even where a client drops display:none (Gmail's mobile web).
+    assert hidden.get("aria-hidden") == "true"
 
 
 # Characters that print as nothing (or a blank) in a browser, but as junk or gaps elsewhere.
@@ -376,6 +378,63 @@ def test_footer(html_doc: lxml.html.HtmlElement) -> None:
         "Manage preferences": PREFERENCES,
         "View in browser": f"https://news.example.org/digests/{DIGEST_ID}",
     }
+
+
+def test_read_more_names_its_article_in_the_links_own_text(rendered: RenderedDigest) -> None:
+    """A screen reader's list of links reads each link alone: "Read more" must say what it opens,
+    in visible text (mail clients drop aria-label and visually hidden CSS unevenly)."""
+    html_doc = lxml.html.fromstring(rendered.html)
+    names = [" ".join(a.text_content().split()) for a in html_doc.find_class("button")]
+    assert names == [f"Read more: {SEED.title} →", f"Read more: {SHORT.title} →"]
+
+
+ARABIC = dataclasses.replace(SEED, id="ashjar", slug="ashjar", title="المدينة تزرع أربعة آلاف شجرة", lang="ar")
+
+
+def _blocks(html: str) -> dict[str, lxml.html.HtmlElement]:
+    """Each article's block (its table cell) by the article's title."""
+    cells = [cell for cell in lxml.html.fromstring(html).find_class("article") if cell.tag == "td"]
+    return {cell.find_class("title-link")[0].text_content(): cell for cell in cells}
+
+
+def test_an_article_in_another_language_reads_from_its_own_side(site_settings: Settings) -> None:
+    """An Arabic article in an English digest: its block is lang="ar" dir="rtl", and what sits
+    on the start side (the quote's rule, table text, list indent) moves to the right, inlined,
+    since mail clients know no logical properties.  The template's own words keep English."""
+    html = render_digest([ARABIC, SEED], site_settings, make_environment(), DIGEST_ID, "daily").html
+    document = lxml.html.fromstring(html)
+    assert (document.get("lang"), document.get("dir")) == ("en", "ltr")
+    blocks = _blocks(html)
+    arabic, english = blocks[ARABIC.title], blocks[SEED.title]
+    assert (arabic.get("lang"), arabic.get("dir")) == ("ar", "rtl")
+    assert english.get("lang") is None and english.get("dir") is None
+    quote = style_of(arabic.find_class("quote")[0])
+    assert "border-right:4pxsolid" in quote and "border-left:0" in quote
+    assert "border-left:4pxsolid" in style_of(english.find_class("quote")[0])
+    assert "text-align:right" in style_of(arabic.find_class("facts-head")[0])
+    assert "padding:022px00" in style_of(arabic.find_class("takeaways")[0])
+    [read_more] = arabic.find_class("read-more")
+    assert (read_more.get("lang"), read_more.get("dir")) == ("en", "ltr")
+    assert read_more.xpath(".//span[@lang='ar'][@dir='rtl']")[0].text_content() == ARABIC.title
+
+
+def test_a_right_to_left_site_mirrors_the_whole_email(site_settings: Settings) -> None:
+    """[site] language = "ar": the email is dir="rtl" (on <html>, and on the wrapper for the
+    clients that drop <html>); an English article in it gets its left side back."""
+    settings = site_settings.model_copy(update={"site": site_settings.site.model_copy(update={"language": "ar"})})
+    english = dataclasses.replace(SEED, lang="en")
+    html = render_digest([ARABIC, english], settings, make_environment(), DIGEST_ID, "daily").html
+    document = lxml.html.fromstring(html)
+    assert (document.get("lang"), document.get("dir")) == ("ar", "rtl")
+    [wrapper] = document.find_class("wrapper")
+    assert (wrapper.get("lang"), wrapper.get("dir")) == ("ar", "rtl")
+    assert "float:left" in style_of(document.find_class("masthead-view")[0])
+    blocks = _blocks(html)
+    assert blocks[ARABIC.title].get("dir") is None  # the email's own language already
+    assert (blocks[SEED.title].get("lang"), blocks[SEED.title].get("dir")) == ("en", "ltr")
+    quote = style_of(blocks[SEED.title].find_class("quote")[0])
+    assert "border-left:4pxsolid" in quote and "border-right:0" in quote
+    assert "border-right:4pxsolid" in style_of(blocks[ARABIC.title].find_class("quote")[0])
 
 
 # --- Plain-text part --------------------------------------------------------------------

@@ -249,6 +249,8 @@ def test_fact_tables_only_in_the_model_are_rendered_after_the_body(docs, grain, 
         ["2021", "33 million"],
         ["2022", "45 million"],
     ]
+    # Each row is named by its first cell, for screen readers.
+    assert [(tr[0].tag, tr[0].get("scope")) for tr in table.findall("tbody/tr")] == [("th", "row")] * 2
     assert tree[2].text_content() == "Data sources: FAO"  # one wording (and one msgid) with the emails
 
 
@@ -339,6 +341,26 @@ def test_json_feed_has_the_required_and_promised_fields(docs, seed, site):
     assert item["date_modified"] == "2023-09-14T07:30:00+00:00"
     assert item["language"] == "en"
     assert all(isinstance(i["id"], str) and i["content_html"] for i in feed["items"])
+
+
+def test_an_article_in_another_language_says_so_in_atom_and_json(site, env, seed, grain):
+    """Atom entries take xml:lang and JSON Feed 1.1 items "language"; RSS 2.0 has a language for
+    the channel only, so its items stay as they are."""
+    arabic = dataclasses.replace(grain, lang="ar")
+    docs = build_feeds([seed, arabic], site, 20, env)
+    atom = etree.fromstring(docs["feed.atom"].body)
+    xml_lang = "{http://www.w3.org/XML/1998/namespace}lang"
+    languages = {
+        entry.findtext("{http://www.w3.org/2005/Atom}title"): entry.get(xml_lang)
+        for entry in atom.iter("{http://www.w3.org/2005/Atom}entry")
+    }
+    assert languages == {arabic.title: "ar", seed.title: None}
+    assert {e.title: e.title_detail.language for e in _parsed(docs["feed.atom"]).entries}[arabic.title] == "ar"
+    items = {item["title"]: item["language"] for item in json.loads(docs["feed.json"].body)["items"]}
+    assert items == {arabic.title: "ar", seed.title: "en"}
+    rss = etree.fromstring(docs["feed.rss"].body)
+    assert [e.tag for e in rss.iter() if "lang" in e.tag or any("lang" in k for k in e.attrib)] == ["language"]
+    assert atom_problems(docs["feed.atom"].body, SITE_URL + "feed.atom") == []
 
 
 # --- ids and dates -----------------------------------------------------------------------------

@@ -51,7 +51,7 @@ async def test_every_page_has_security_headers_lang_and_feed_links(client: TestC
     assert headers["Referrer-Policy"] == "no-referrer"
     assert headers["Strict-Transport-Security"]  # the test site is https
     root = parse(await response.text())
-    assert root.get("lang") == "en"
+    assert (root.get("lang"), root.get("dir")) == ("en", "ltr")
     alternates = {(link.get("type"), link.get("href")) for link in root.iter("link") if link.get("rel") == "alternate"}
     assert {
         ("application/rss+xml", "/feed.rss"), ("application/atom+xml", "/feed.atom"),

@@ -1,0 +1,128 @@
+"""What the browser tests share: Debian's Chromium, a live site on a real port, axe-core.
+
+The browser is the system's (``/usr/bin/chromium``, never ``playwright install``); axe-core
+comes from npm, pinned with its integrity hash in ``tests/browser/package-lock.json`` and
+installed by CI's ``npm ci --prefix tests/browser``.  Locally a machine without either skips
+the tests that need it; CI sets PUBLISHER_REQUIRE_BROWSER so that a missing install step
+fails instead of hiding behind a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.support.sites import REPO
+from tests.support.smtp_server import HOST, SmtpServer
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
+
+    from publisher.app import Publisher
+    from publisher.config import Settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("PUBLISHER_TEST_ARTIFACTS", REPO / "test-artifacts"))
+AXE_JS = REPO / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+
+# The rule sets the issue asks for: WCAG 2.0 and 2.1, levels A and AA.
+AXE_TAGS = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa")
+# What fails a test; "moderate" and "minor" are reported but tolerated.
+BLOCKING_IMPACTS = frozenset({"serious", "critical"})
+
+
+def required() -> bool:
+    """Whether a missing browser (or axe-core) fails a test instead of skipping it."""
+    return bool(os.environ.get("PUBLISHER_REQUIRE_BROWSER"))
+
+
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists() and not required(),
+    reason="Debian's chromium is not installed (apt-get install chromium)",
+)
+needs_axe = pytest.mark.skipif(
+    not AXE_JS.exists() and not required(),
+    reason="axe-core is not installed (npm ci --prefix tests/browser)",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+@asynccontextmanager
+async def serve_site(make_settings: Callable[..., Settings]) -> AsyncIterator[tuple[Publisher, SmtpServer, str]]:
+    """The daemon's web application on a free port, mail over SMTP to an in-process aiosmtpd
+    server, the sample articles stored: ``(publisher, smtp server, site url)``."""
+    from aiohttp import web
+
+    from publisher.app import Publisher
+    from publisher.web.server import create_app
+
+    port = free_port()
+    with SmtpServer() as smtp:
+        settings = make_settings(
+            f'[smtp]\nhost = "{HOST}"\nport = {smtp.port}\n'
+            '[subscribers]\nsignup_rate_per_client = "100/hour"\n'
+        )
+        settings.site.url = f"http://{HOST}:{port}/"
+        settings.delivery.transport = "smtp"
+        publisher = Publisher(settings)
+        await publisher.start()
+        await publisher.intake.scan()
+        runner = web.AppRunner(create_app(publisher))
+        await runner.setup()
+        await web.TCPSite(runner, HOST, port).start()
+        try:
+            yield publisher, smtp, settings.site.url
+        finally:
+            await runner.cleanup()
+            await publisher.close()
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One axe-core rule broken by one or more elements of a page."""
+
+    rule: str
+    impact: str
+    targets: tuple[str, ...]
+    summary: str
+
+    def describe(self) -> str:
+        shown = ", ".join(self.targets[:5]) + (f" and {len(self.targets) - 5} more" if len(self.targets) > 5 else "")
+        return f"{self.rule} ({self.impact}, {len(self.targets)} elements: {shown}): {self.summary}"
+
+
+async def axe_violations(page: Page, rules: tuple[str, ...] = ()) -> list[Violation]:
+    """axe-core's WCAG 2.1 A/AA violations on ``page`` as it is now (injected on first use),
+    or with ``rules`` those rules' alone (e.g. best practices outside WCAG's tags, such as
+    "heading-order").
+
+    The page needs JavaScript on, and a context with ``bypass_csp=True`` where the page's
+    Content-Security-Policy forbids scripts (the public pages' does).
+    """
+    if not await page.evaluate("typeof window.axe !== 'undefined'"):
+        await page.add_script_tag(path=str(AXE_JS))
+    run_only = {"type": "rule", "values": list(rules)} if rules else {"type": "tag", "values": list(AXE_TAGS)}
+    found: list[dict[str, Any]] = await page.evaluate(
+        """async (runOnly) => {
+            const result = await axe.run(document, {runOnly});
+            return result.violations.map((v) => ({
+                rule: v.id, impact: v.impact || 'unknown',
+                targets: v.nodes.map((n) => n.target.join(' ')),
+                summary: v.nodes[0] ? v.nodes[0].failureSummary.replace(/\\s+/g, ' ') : v.help,
+            }));
+        }""",
+        run_only,
+    )
+    return [Violation(v["rule"], v["impact"], tuple(v["targets"]), v["summary"]) for v in found]
