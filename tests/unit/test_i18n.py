@@ -28,9 +28,11 @@ from babel.messages.pofile import read_po
 from publisher import i18n, urls
 from publisher.config import DeliverySettings, Settings, SiteSettings
 from publisher.content.language import direction
-from publisher.mail.render import Personal, render_digest, render_notice
+from publisher.mail.render import Personal, digest_name, render_digest, render_notice
+from publisher.store.digests import PastDigest
 from publisher.template_check import NOTICE_SAMPLES, sample_article
 from publisher.templating import make_environment
+from publisher.web.public import PAGE_SIZE, Page
 from publisher.web.zones import REGIONS, canonical_zones, zone_choices
 from subscribers.model import WEEKDAYS, Cadence, Preferences, Source, Status, Subscriber
 
@@ -134,12 +136,12 @@ def test_an_overridden_template_may_use_the_catalog_and_write_its_own_words(tmp_
     messages, and words that are not in it show as written."""
     (tmp_path / "web").mkdir()
     (tmp_path / "web" / "custom.html").write_text(
-        "{% trans name=who %}Hi {{ name }},{% endtrans %} {{ _('Read more') }} {{ _('Nur hier') }}"
+        "{% trans name=who %}Hi {{ name }},{% endtrans %} {{ _('Unsubscribe') }} {{ _('Nur hier') }}"
         " {{ ngettext('Please check the highlighted field.', 'Please check the highlighted fields.', 2) }}"
     )
     env = make_environment(tmp_path, language="de")
     assert env.get_template("web/custom.html").render(who="<Ann>") == (
-        "Hallo &lt;Ann&gt;, Weiterlesen Nur hier Bitte prüfen Sie die markierten Felder."
+        "Hallo &lt;Ann&gt;, Abbestellen Nur hier Bitte prüfen Sie die markierten Felder."
     )
 
 
@@ -248,10 +250,18 @@ def _renders(language: str) -> Iterator[tuple[str, str, bool]]:
             yield f"subject {cadence} resend={resend}", digest.subject, False
     single = render_digest([article], settings, env, "d2", "daily")
     yield "subject of one", single.subject, False
-    # Too long for an email: articles shortened to their summary; a table cut to its first rows.
-    tight = settings.model_copy(update={"digest": settings.digest.model_copy(update={"max_message_bytes": 1000})})
+    # More than two articles: a table of contents.  Too long for an email: the last articles as
+    # headlines, or, tighter still, only counted.  And a table cut to its first rows.
+    many = [dataclasses.replace(article, id=f"a{n}", slug=f"a{n}") for n in range(3)]
+    whole = render_digest(many, settings, env, "d3", "daily")
+
+    def within(size: int) -> Settings:
+        return settings.model_copy(update={"digest": settings.digest.model_copy(update={"max_message_bytes": size})})
+
     cut = dataclasses.replace(article, fact_tables=(dataclasses.replace(article.fact_tables[0], more_rows=3),))
-    for name, shown in (("shortened", render_digest([article], tight, env, "d3", "daily")),
+    for name, shown in (("with contents", whole),
+                        ("headlines", render_digest(many, within(whole.html_bytes - 1), env, "d3", "daily")),
+                        ("counted", render_digest(many, within(1000), env, "d3", "daily")),
                         ("rows cut", render_digest([cut], settings, env, "d4", "daily"))):
         html, text = shown.personalize(Personal("Ann", READER, SITE + "u", SITE + "p"))
         yield f"digest {name}", html, True
@@ -268,8 +278,11 @@ def _renders(language: str) -> Iterator[tuple[str, str, bool]]:
     errors = {"email": t.gettext("Enter your email address."), "name": t.gettext("Your name must be a single line of text.")}
     shared = {
         "site": settings.site, "base": "/", "feeds": (("application/rss+xml", "RSS", "/feed.rss"),),
-        "csrf_token": lambda: "t", "extra_feeds": (), "tag_feeds": (),
+        "csrf_token": lambda: "t", "extra_feeds": (), "tag_feeds": (), "social": (), "linked_data": None,
     }
+    listing = {"heading": "Sample", "articles": [article], "page": Page.of("/archive", 2, 3 * PAGE_SIZE),
+               "canonical_url": SITE + "archive?page=2", "listing_feeds": (("application/atom+xml", "Atom", "/t.atom"),)}
+    past = PastDigest("d1", "daily", joined, [article])
     form = {"values": {"email": "", "name": "", "cadence": "daily", "topics": [], "timezone": "UTC", "send_hour": "",
                        "send_weekday": ""},
             "topics": [("sample", "Sample")], "cadences": list(Cadence), "limits": {"email": 254, "name": 100}}
@@ -278,8 +291,13 @@ def _renders(language: str) -> Iterator[tuple[str, str, bool]]:
         "weekdays": WEEKDAYS, "default_weekday": "mon", "unsubscribe_path": "/u", "saved": False, "confirmed": False,
     }
     pages = {
-        "index": {"articles": [article]}, "index, empty": {"articles": []},
-        "article": {"article": article},
+        "index": {"articles": [article], "more": True}, "index, empty": {"articles": [], "more": False},
+        "article": {"article": article, "tag_pages": (("sample", "sample"),)},
+        "listing": listing, "listing, one page": listing | {"page": Page.of("/archive", 1, 1)},
+        "digests": {"digests": [past], "page": Page.of("/digests/", 1, 1), "canonical_url": SITE + "digests/",
+                    "names": {"daily": digest_name("daily", language)}},
+        "digests, none": {"digests": [], "page": Page.of("/digests/", 1, 0), "canonical_url": SITE + "digests/",
+                          "names": {}},
         "check_inbox": {}, "confirm": {"subscriber": subscriber},
         "error": {"status": 404, "reason": t.gettext("Page not found"), "message": t.gettext("There is nothing at this address.")},
         "link_problem": {"expired": False}, "link_problem, expired": {"expired": True, "resend_token": "t"},
@@ -364,6 +382,7 @@ def test_arabic_reads_right_to_left_and_german_is_german() -> None:
     assert "Hier ist Ihr Tages-Newsletter: 2 neue Artikel." in html and "Hallo zusammen," in text
     assert "Von A. Writer · 5. Januar 2026" in text  # the article's date, as German writes it
     page = make_environment(language="de").get_template("web/index.html").render(
-        site=_settings("de").site, base="/", feeds=(), articles=[article], extra_feeds=()
+        site=_settings("de").site, base="/", feeds=(), articles=[article], extra_feeds=(), social=(), linked_data=None,
+        more=False,
     )
     assert "5. Januar 2026" in page and "Neueste Artikel" in page and urls.SUBSCRIBE.under("/") in page
