@@ -33,15 +33,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
-from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
-from feedgen.util import xml_elem
 
 from publisher import urls
 from publisher.config import SiteSettings
 from publisher.content.model import Article
 from publisher.content.slug import spelled_slugs
 from publisher.feeds.entries import Entry, prepare
+from publisher.feeds.extensions import EntryLanguage, LeadImageEnclosure, WebSubHub
 from publisher.feeds.structured import JSON_KEY, PREFIX, StructuredEntry, StructuredNamespace
 
 log = logging.getLogger(__name__)
@@ -266,7 +265,7 @@ def _xml_feeds(channel: _Channel, entries: Sequence[Entry]) -> tuple[bytes, byte
     for entry in entries:
         _add_entry(fg, entry)
     if channel.hub:
-        fg.register_extension("websub", _WebSubHub)
+        fg.register_extension("websub", WebSubHub)
         fg.websub.hub = channel.hub
 
     # feedgen takes the RSS channel <link> from the last link added: the home page goes last.
@@ -292,9 +291,9 @@ def _add_entry(fg: FeedGenerator, entry: Entry) -> None:
     fe.summary(html.escape(entry.summary, quote=False), type="html")
     fe.content(entry.content_html, type="html")
     if entry.language:
-        # Atom says an entry's language with xml:lang (RFC 4287 §2); RSS 2.0 has a language
-        # for the channel only, so an RSS item in another language than the site's can't say so.
-        fe.register_extension("language", _EntryLanguage, rss=False)
+        # Atom says an entry's language with xml:lang (RFC 4287 §2); RSS 2.0 has a language for
+        # the channel only: an RSS item says its own in the publisher namespace's <lang> alone.
+        fe.register_extension("language", EntryLanguage, rss=False)
         fe.language.tag = entry.language
     if entry.author:
         fe.author(name=entry.author)
@@ -302,70 +301,10 @@ def _add_entry(fg: FeedGenerator, entry: Entry) -> None:
     if entry.categories:
         fe.category([{"term": category} for category in entry.categories])
     if entry.image_url:
-        fe.register_extension("lead_image", _LeadImageEnclosure)
+        fe.register_extension("lead_image", LeadImageEnclosure)
         fe.lead_image.image(entry.image_url, entry.image_type)
     if entry.structured:
         getattr(fe, PREFIX).data = entry.structured
-
-
-class _LeadImageEnclosure(BaseEntryExtension):
-    """The lead image as RSS ``<enclosure>`` and Atom ``<link rel="enclosure">``.
-
-    ``FeedEntry.enclosure()`` can't be used: feedgen 1.0 writes entry links to Atom with their
-    href only (lkiesow/python-feedgen#135), so the enclosure would become a second
-    rel="alternate" link, which the W3C validator reports as a duplicate.
-    """
-
-    def __init__(self) -> None:
-        self.url = ""
-        self.media_type = ""
-
-    def image(self, url: str, media_type: str) -> None:
-        self.url, self.media_type = url, media_type
-
-    # length="0" is what the validators accept when the size is unknown.
-    def extend_rss(self, item: Any) -> Any:
-        xml_elem("enclosure", item, url=self.url, length="0", type=self.media_type)
-        return item
-
-    def extend_atom(self, entry: Any) -> Any:
-        xml_elem("link", entry, rel="enclosure", href=self.url, type=self.media_type, length="0")
-        return entry
-
-
-class _EntryLanguage(BaseEntryExtension):
-    """``xml:lang`` on an Atom ``<entry>`` written in another language than the feed's.
-
-    feedgen has no per-entry language; its extensions may change the element they are given.
-    """
-
-    def __init__(self) -> None:
-        self.tag = ""
-
-    def extend_atom(self, entry: Any) -> Any:
-        entry.set("{http://www.w3.org/XML/1998/namespace}lang", self.tag)
-        return entry
-
-
-class _WebSubHub(BaseExtension):
-    """``<atom:link rel="hub">`` in the RSS channel and ``<link rel="hub">`` in the Atom feed.
-
-    feedgen writes only the ``self`` link into RSS, so the hub goes through an extension.
-    """
-
-    def __init__(self) -> None:
-        self.hub = ""
-
-    def extend_ns(self) -> dict[str, str]:
-        return {"atom": "http://www.w3.org/2005/Atom"}
-
-    def extend_rss(self, rss_feed: Any) -> Any:
-        xml_elem("{http://www.w3.org/2005/Atom}link", rss_feed[0], rel="hub", href=self.hub)
-        return rss_feed
-
-    def extend_atom(self, atom_feed: Any) -> Any:
-        xml_elem("{http://www.w3.org/2005/Atom}link", atom_feed, rel="hub", href=self.hub)
-        return atom_feed
 
 
 def _json_feed(channel: _Channel, entries: Sequence[Entry]) -> bytes:

@@ -75,6 +75,10 @@ PROGRESSIVE: dict[str, str] = {
     "css-opacity": _PRELOAD_HIDING,
     "css-max-height": _PRELOAD_HIDING,
     "css-overflow": _PRELOAD_HIDING,
+    "html-aria-hidden": "the preheader is hidden from screen readers too where the client keeps aria-hidden;"
+                        " elsewhere a screen reader reads its one sentence, the digest's summary",
+    "css-word-break": "a long written-out link breaks where the client allows it; elsewhere it wraps or"
+                      " scrolls as the client's own long links do",
 }
 
 

@@ -345,7 +345,7 @@ def test_json_feed_has_the_required_and_promised_fields(docs, seed, site):
 
 def test_an_article_in_another_language_says_so_in_atom_and_json(site, env, seed, grain):
     """Atom entries take xml:lang and JSON Feed 1.1 items "language"; RSS 2.0 has a language for
-    the channel only, so its items stay as they are."""
+    the channel only, so an item says its own in the publisher namespace alone."""
     arabic = dataclasses.replace(grain, lang="ar")
     docs = build_feeds([seed, arabic], site, 20, env)
     atom = etree.fromstring(docs["feed.atom"].body)
@@ -359,7 +359,8 @@ def test_an_article_in_another_language_says_so_in_atom_and_json(site, env, seed
     items = {item["title"]: item["language"] for item in json.loads(docs["feed.json"].body)["items"]}
     assert items == {arabic.title: "ar", seed.title: "en"}
     rss = etree.fromstring(docs["feed.rss"].body)
-    assert [e.tag for e in rss.iter() if "lang" in e.tag or any("lang" in k for k in e.attrib)] == ["language"]
+    assert [e.tag for e in rss.iter() if "lang" in e.tag or any("lang" in k for k in e.attrib)] == [
+        "language", "{https://publisher.invalid/ns/1.0}lang"]
     assert atom_problems(docs["feed.atom"].body, SITE_URL + "feed.atom") == []
 
 
