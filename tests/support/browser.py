@@ -60,9 +60,12 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def serve_site(make_settings: Callable[..., Settings]) -> AsyncIterator[tuple[Publisher, SmtpServer, str]]:
+async def serve_site(
+    make_settings: Callable[..., Settings], language: str = "en"
+) -> AsyncIterator[tuple[Publisher, SmtpServer, str]]:
     """The daemon's web application on a free port, mail over SMTP to an in-process aiosmtpd
-    server, the sample articles stored: ``(publisher, smtp server, site url)``."""
+    server, the sample articles stored, readers' language ``language``: ``(publisher, smtp
+    server, site url)``."""
     from aiohttp import web
 
     from publisher.app import Publisher
@@ -76,6 +79,7 @@ async def serve_site(make_settings: Callable[..., Settings]) -> AsyncIterator[tu
         )
         settings.site.url = f"http://{HOST}:{port}/"
         settings.delivery.transport = "smtp"
+        settings.site.language = language
         publisher = Publisher(settings)
         await publisher.start()
         await publisher.intake.scan()
