@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from lxml import etree
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher.cli import main
@@ -83,6 +84,12 @@ def test_auto_publishes_them_marked_as_generated_and_a_switch_is_no_edit(site_di
     entry = transit_entry(site_dir)
     assert "Key takeaways" in entry["content_html"] and PROPOSAL in entry["content_html"]
     assert entry["date_modified"] == before["date_modified"]  # not an edit: no reader sees a correction
+    # Marked as generated in the feeds' structured data: the JSON Feed's _publisher, Atom's namespace.
+    assert entry["_publisher"]["takeaways_generated"] is True and PROPOSAL in entry["_publisher"]["takeaways"][0]
+    atom = etree.parse(str(site_dir / "public" / "feed.atom"))
+    marks = atom.xpath("//atom:entry[atom:link[contains(@href, 'transit-ridership')]]/p:takeaways/@generated",
+                       namespaces={"atom": "http://www.w3.org/2005/Atom", "p": "https://publisher.invalid/ns/1.0"})
+    assert marks == ["true"]
     [(data,)] = database.fetch(site_dir, f"SELECT data FROM articles WHERE id = '{TRANSIT}'")
     stored = json.loads(data)
     assert stored["takeaways_generated"] is True and PROPOSAL in stored["takeaways"][0]
