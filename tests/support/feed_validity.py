@@ -442,3 +442,12 @@ def _authors(authors: object, where: str) -> list[str]:
     ):
         return [f"{where}: must be an array of objects with a name"]
     return []
+
+
+def feed_problems(path: str, body: bytes, url: str) -> list[str]:
+    """The problems of the feed document at ``path`` (RSS, Atom or JSON Feed, by its extension)."""
+    if path.endswith(".rss"):
+        return rss_problems(body, url)
+    if path.endswith(".atom"):
+        return atom_problems(body, url)
+    return json_feed_problems(body, url)

@@ -33,6 +33,7 @@ from tests.support.feed_validity import (
     CONTENT_ENCODED,
     DC_CREATOR,
     atom_problems,
+    feed_problems,
     html_problems,
     json_feed_problems,
     rss_problems,
@@ -513,13 +514,7 @@ def test_write_feeds_removes_feeds_of_vanished_tags_only(articles, site, env, do
 
 def test_rss_and_atom_feeds_pass_the_validator_rules(docs):
     for path, doc in docs.items():
-        url = SITE_URL + path
-        if path.endswith(".rss"):
-            assert rss_problems(doc.body, url) == [], path
-        elif path.endswith(".atom"):
-            assert atom_problems(doc.body, url) == [], path
-        else:
-            assert json_feed_problems(doc.body, url) == [], path
+        assert feed_problems(path, doc.body, SITE_URL + path) == [], path
 
 
 def test_rss_content_is_escaped_html_after_a_description(docs):

@@ -217,11 +217,17 @@ def test_the_setting_defaults_to_suggest_and_a_bad_value_is_named(tmp_path: Path
     ]
 
 
-def test_the_upstream_feed_parser_applies_the_setting() -> None:
+def upstream_feed(dated: bool) -> bytes:
+    """An upstream RSS feed of one item without takeaways (``dated``: with a pubDate)."""
     body = "".join(f"<p>{sentence}</p>" for sentence in VARIED)
-    feed = (f'<rss version="2.0"><channel><title>Up</title><item><title>Harbour Bridge Repairs</title>'
-            f"<guid>bridge</guid><link>https://up.example/bridge</link><pubDate>Mon, 05 Jan 2026 08:00:00 +0000"
-            f"</pubDate><description><![CDATA[{body}]]></description></item></channel></rss>").encode()
+    date = "<pubDate>Mon, 05 Jan 2026 08:00:00 +0000</pubDate>" if dated else ""
+    return (f'<rss version="2.0"><channel><title>Up</title><item><title>Harbour Bridge Repairs</title>'
+            f"<guid>bridge</guid><link>https://up.example/bridge</link>{date}"
+            f"<description><![CDATA[{body}]]></description></item></channel></rss>").encode()
+
+
+def test_the_upstream_feed_parser_applies_the_setting() -> None:
+    feed = upstream_feed(dated=True)
     now = datetime(2026, 1, 6, tzinfo=UTC)
     [plain] = parse_feed(feed, "https://up.example/feed", now=now).articles
     [auto] = parse_feed(feed, "https://up.example/feed", now=now,
@@ -241,10 +247,7 @@ def test_function_words_of_other_languages_are_no_key_terms() -> None:
 def test_an_undated_upstream_item_keeps_its_dates_when_only_its_generated_takeaways_change() -> None:
     from publisher.content.upstream import keep_first_dates
 
-    body = "".join(f"<p>{sentence}</p>" for sentence in VARIED)
-    feed = (f'<rss version="2.0"><channel><title>Up</title><item><title>Harbour Bridge Repairs</title>'
-            f"<guid>bridge</guid><link>https://up.example/bridge</link>"
-            f"<description><![CDATA[{body}]]></description></item></channel></rss>").encode()
+    feed = upstream_feed(dated=False)
     first = datetime(2026, 1, 6, tzinfo=UTC)
     [stored] = parse_feed(feed, "https://up.example/feed", now=first).articles
     scan = parse_feed(feed, "https://up.example/feed", now=datetime(2026, 2, 1, tzinfo=UTC),
