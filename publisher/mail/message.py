@@ -313,13 +313,14 @@ def _phrase(what: str, text: str) -> tuple[str, ...]:
     Runs of whitespace become one space; bidi controls go (see ``_BIDI_CONTROLS``).
     The quoted-string is split at its spaces, where it may fold; an encoded-word may
     not stand inside quotes, so a non-ASCII phrase (or one with a word too long to
-    fold) is encoded whole.
+    fold) is encoded whole, and so is one holding "=?": inside quotes it is literal by
+    RFC 2047, but clients that decode there anyway would show an "=??Q??=" as nothing.
     """
     text = _BIDI_CONTROLS.sub("", _checked(what, text))
     words = text.split()
     if not words:
         return ()
-    if text.isascii() and max(map(len, words)) <= _ENCODED_WORD_MAX:
+    if text.isascii() and "=?" not in text and max(map(len, words)) <= _ENCODED_WORD_MAX:
         quoted = " ".join(words).replace("\\", "\\\\").replace('"', '\\"')
         return tuple(f'"{quoted}"'.split(" "))
     return tuple(_encoded_words(" ".join(words)))

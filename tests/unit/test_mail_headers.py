@@ -154,6 +154,7 @@ def test_any_subject_decodes_back_to_its_text(rendered: RenderedDigest, title: s
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=_texts, sender=_texts)
 @example(name="Zoë " * 30, sender="Größe News — Solar " * 5)
+@example(name="x", sender="=??Q??=")  # looks like an empty encoded-word: encoded, never quoted as it is
 def test_any_display_name_decodes_back(rendered: RenderedDigest, name: str, sender: str) -> None:
     name, sender = one_line(name), one_line(sender)
     who = Personal(name, "zoe@example.com", "https://news.example.org/u/t", "https://news.example.org/p/t")
