@@ -29,12 +29,14 @@ import jinja2.meta
 import lxml.etree
 import lxml.html
 
+from publisher.content.language import direction
 from publisher.content.model import Article
 from publisher.feeds.structured import structured_data
+from publisher.i18n import FALLBACK, Translator
 
 CONTENT_TEMPLATE = "feed/content.html"
 # Bump when prepare() or the JSON form changes: entries cached by an older version are then rendered again.
-ENTRY_FORMAT = 3  # 2: the structured data (publisher.feeds.structured); 3: the entry's language
+ENTRY_FORMAT = 4  # 2: the structured data (publisher.feeds.structured); 3: the entry's language; 4: its direction
 # Article ids with these schemes are already global URIs and serve as feed ids unchanged. Any
 # other value, even one with a colon, is a local key that still needs a namespace.
 _URI_ID_SCHEMES = frozenset({"http", "https", "urn", "tag"})
@@ -95,9 +97,17 @@ def prepare(article: Article, site_url: str, env: jinja2.Environment, max_entry_
     image_url = urljoin(article.canonical_url, image.src) if image else ""
     content = _absolute_links(env.get_template(CONTENT_TEMPLATE).render(article=article), article.canonical_url)
     summary = article.summary or article.subtitle or article.title
+    site_language = str(env.globals.get("language", FALLBACK))  # the readers' ([site] language, publisher.i18n)
     if len(content.encode()) > max_entry_bytes:
+        # TRANSLATORS: the link of a feed entry too big to carry its article.
+        read = Translator(site_language).gettext("Too long for a feed: read the whole article")
         content = (f"<p>{html.escape(summary)}</p>\n<p><a href=\"{html.escape(article.canonical_url)}\">"
-                   "Too long for a feed: read the whole article</a></p>")
+                   f"{html.escape(read)}</a></p>")
+    # A feed reader shows the content on its own page: a right-to-left article (or site) says so
+    # in it, as xml:lang can't (it names the language, not the direction).
+    language = article.lang or site_language
+    if direction(language) == "rtl":
+        content = f'<div dir="rtl" lang="{html.escape(language)}">\n{content}\n</div>'
     return Entry(
         id=entry_id(article, site_url),
         title=article.title,
@@ -117,10 +127,13 @@ def prepare(article: Article, site_url: str, env: jinja2.Environment, max_entry_
 
 def entry_version(env: jinja2.Environment, site_url: str, max_entry_bytes: int) -> str:
     """A digest of everything besides the article that shapes its entry: equal versions,
-    equal entries.  The templates are read through ``env``'s loader, so an operator's
-    override (or an edit of one) counts, as does every template the content template
-    imports or includes."""
-    digest = hashlib.sha256(f"{ENTRY_FORMAT}\0{site_url}\0{max_entry_bytes}\0{lxml.etree.LXML_VERSION}".encode())
+    equal entries (the site's language included).  The templates are read through
+    ``env``'s loader, so an operator's override (or an edit of one) counts, as does every
+    template the content template imports or includes."""
+    language = env.globals.get("language", FALLBACK)  # the entries' own words ("Key takeaways") are in it
+    digest = hashlib.sha256(
+        f"{ENTRY_FORMAT}\0{site_url}\0{max_entry_bytes}\0{language}\0{lxml.etree.LXML_VERSION}".encode()
+    )
     for name, source in _sources(env, CONTENT_TEMPLATE):
         digest.update(f"\0{name}\0{source}".encode())
     return digest.hexdigest()

@@ -681,6 +681,29 @@ def test_an_entry_too_long_for_a_feed_carries_its_summary_and_a_link(seed, grain
         (link,) = root.iter("a")
         assert (link.text, link.get("href")) == ("Too long for a feed: read the whole article", huge.canonical_url)
     assert _contents(docs, grain, site) == _contents(build_feeds([grain], site, 20, env), grain, site)  # whole
+    german = build_feeds([huge], site.model_copy(update={"language": "de"}), 20, make_environment(language="de"),
+                         max_entry_bytes=50_000)
+    for content in _contents(german, huge, site).values():
+        (link,) = lxml.html.fragment_fromstring(content, create_parent="div").iter("a")
+        assert link.text == "Zu lang für einen Feed: den ganzen Artikel lesen"
+
+
+def test_a_right_to_left_article_or_site_says_its_direction_in_the_entrys_content(seed, grain, site, env) -> None:
+    """xml:lang names a language, not a direction: a feed reader showing an Arabic article's
+    content needs dir="rtl" in it, whether the article or the whole site is Arabic."""
+    arabic = dataclasses.replace(grain, lang="ar")
+    docs = build_feeds([seed, arabic], site, 20, env)
+    for content in _contents(docs, arabic, site).values():
+        root = lxml.html.fragment_fromstring(content, create_parent="body")
+        assert [(div.get("dir"), div.get("lang")) for div in root] == [("rtl", "ar")]
+    for content in _contents(docs, seed, site).values():
+        assert 'dir="rtl"' not in content
+    arabic_site = site.model_copy(update={"language": "ar"})
+    for content in _contents(build_feeds([seed], arabic_site, 20, make_environment(language="ar")),
+                             seed, arabic_site).values():
+        assert content.lstrip().startswith('<div dir="rtl" lang="ar">')
+    assert rss_problems(docs["feed.rss"].body, SITE_URL + "feed.rss") == []
+    assert atom_problems(docs["feed.atom"].body, SITE_URL + "feed.atom") == []
 
 
 # --- one bad article or tag never stops the others -----------------------------------------------
