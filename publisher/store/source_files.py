@@ -19,11 +19,11 @@ from collections.abc import Collection, Iterable, Sequence
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, delete, insert, select
+from sqlalchemy import ColumnElement, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from publisher.store.articles import chunks
-from publisher.store.schema import source_files
+from publisher.store.schema import articles, scheduled_articles, source_files
 
 
 class Outcome(StrEnum):
@@ -142,3 +142,20 @@ async def save(conn: AsyncConnection, source: str, changed: Sequence[SourceFile]
             }
             for f in changed[start:start + SAVE_BATCH]
         ])
+
+
+async def sources(conn: AsyncConnection, prefix: str) -> list[str]:
+    """The sources with rows here whose key starts with ``prefix`` ("markdown:")."""
+    found = await conn.execute(
+        select(source_files.c.source).where(source_files.c.source.startswith(prefix, autoescape=True)).distinct()
+    )
+    return sorted(found.scalars())
+
+
+async def rename_source(conn: AsyncConnection, old: str, new: str) -> int:
+    """Give everything ``old`` holds (its files, published and scheduled articles) to ``new``:
+    the same directory under another path.  Returns the articles moved."""
+    await conn.execute(update(source_files).where(source_files.c.source == old).values(source=new))
+    await conn.execute(update(scheduled_articles).where(scheduled_articles.c.source == old).values(source=new))
+    moved = await conn.execute(update(articles).where(articles.c.source == old).values(source=new))
+    return moved.rowcount or 0
