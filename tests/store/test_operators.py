@@ -4,7 +4,6 @@ lockout, sessions' idle and absolute ends (a moved clock), the last admin, the a
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
