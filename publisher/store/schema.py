@@ -2,7 +2,8 @@
 
 Everything the daemon must remember across restarts lives here (principle 3 of
 ARCHITECTURE.md: the ledger is the truth).  Migrations in ``migrations/`` create
-exactly these tables; a test checks the two never drift apart.
+exactly these tables; a test checks the two never drift apart.  The module is long
+because it is one schema: every table in one place, beside the comment on what it keeps.
 """
 
 from __future__ import annotations
