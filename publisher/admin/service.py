@@ -238,6 +238,10 @@ class OperatorService:
             return await self._open_in(conn, operator, pending=pending, now=now)
 
     async def _open_in(self, conn: AsyncConnection, operator: Operator, *, pending: bool, now: datetime) -> str:
+        """A new session's token.  The sessions that ended meanwhile (idle, past their end) are
+        deleted first: a browser closed without signing out never shows its token again, and
+        this keeps the table to the live sessions without a job of its own."""
+        await store.close_stale_sessions(conn, now, now - self.settings.admin.session_idle)
         token = secrets.token_urlsafe(32)
         expires_at = now + (PENDING_FOR if pending else self.settings.admin.session_max)
         await store.open_session(conn, session_id(token), operator.id, pending_totp=pending, now=now, expires_at=expires_at)
@@ -271,12 +275,6 @@ class OperatorService:
     async def sign_out(self, token: str, actor: Actor) -> None:
         async with self.audited(actor, Action.SIGN_OUT, actor.email) as conn:
             await store.close_session(conn, session_id(token))
-
-    async def purge_sessions(self) -> int:
-        """Delete the sessions past their end or idle too long; how many went."""
-        now = clock.now()
-        async with self.engine.begin() as conn:
-            return await store.close_stale_sessions(conn, now, now - self.settings.admin.session_idle)
 
     async def audit_page(self, limit: int, before: int | None = None) -> Sequence[AuditEntry]:
         async with self.engine.connect() as conn:

@@ -108,12 +108,11 @@ async def close_sessions_of(conn: AsyncConnection, operator_id: int) -> None:
     await conn.execute(delete(operator_sessions).where(operator_sessions.c.operator_id == operator_id))
 
 
-async def close_stale_sessions(conn: AsyncConnection, now: datetime, idle_since: datetime) -> int:
+async def close_stale_sessions(conn: AsyncConnection, now: datetime, idle_since: datetime) -> None:
     """Delete the sessions past their absolute end or idle since before ``idle_since``."""
-    result = await conn.execute(delete(operator_sessions).where(
+    await conn.execute(delete(operator_sessions).where(
         (operator_sessions.c.expires_at <= now) | (operator_sessions.c.last_seen_at <= idle_since)
     ))
-    return result.rowcount or 0
 
 
 # --- the audit log ---------------------------------------------------------------------------

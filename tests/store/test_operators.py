@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from publisher import clock
 from publisher.admin import totp
@@ -174,3 +174,13 @@ async def test_the_audit_log_pages_newest_first_and_keeps_a_removed_operators_em
     ]
     async with publisher.engine.connect() as conn:
         assert (await conn.execute(select(operators.c.email))).scalars().all() == ["bob@example.org"]
+
+
+async def test_a_sign_in_deletes_the_sessions_that_ended_meanwhile(publisher: Publisher, moment: list[datetime]) -> None:
+    service = publisher.operators
+    await service.add("ann@example.org", Role.VIEWER, PASSWORD, CLI)
+    assert await service.sign_in("ann@example.org", PASSWORD, "") is not None  # its browser closed, never seen again
+    moment[0] += timedelta(minutes=31)
+    assert await service.sign_in("ann@example.org", PASSWORD, "") is not None
+    async with publisher.engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(operator_sessions))).scalar_one() == 1
