@@ -187,13 +187,13 @@ class OperatorService:
         (a wrong code counts towards the lockout like a wrong password)."""
         now = clock.now()
         pending = await self.session(token, pending=True)
-        if pending is None or not pending.pending_totp:
+        # (No secret: the second factor was turned off since the password step; sign in again.)
+        if pending is None or pending.operator.totp_secret is None:
             return None
         operator = pending.operator
         actor = Actor(operator.email, remote)
         locked = operator.locked_until is not None and operator.locked_until > now
-        assert operator.totp_secret is not None  # a pending session is opened only for one
-        step = None if locked else totp.matching_step(operator.totp_secret, code, now, operator.totp_last_step)
+        step = None if locked else totp.matching_step(pending.operator.totp_secret, code, now, operator.totp_last_step)
         if step is not None:
             async with self.engine.begin() as conn:
                 # Only one request may use this step, however many race with the same code.

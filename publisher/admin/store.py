@@ -49,8 +49,7 @@ async def add(conn: AsyncConnection, email: str, role: Role, password_hash: str,
     result = await conn.execute(
         insert(operators).values(email=email, role=role.value, password_hash=password_hash, created_at=now)
     )
-    (operator_id,) = result.inserted_primary_key or (None,)
-    return int(operator_id)
+    return int(result.inserted_primary_key[0])  # type: ignore[index]  # one row inserted: its key
 
 
 async def change(conn: AsyncConnection, operator_id: int, **values: object) -> None:

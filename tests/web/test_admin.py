@@ -13,7 +13,8 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
 from publisher import clock
-from publisher.admin.model import Role
+from publisher.admin import totp
+from publisher.admin.model import Actor, Role
 from publisher.app import Publisher
 from publisher.store.schema import audit_log, operators
 from publisher.web.admin import gate
@@ -157,7 +158,7 @@ async def test_sign_in_attempts_are_limited_per_client(make_settings: Any) -> No
 async def test_no_secret_reaches_any_dashboard_page(publisher: Publisher, client: TestClient) -> None:
     ann = await add_operator(publisher, "ann@example.org", Role.ADMIN)
     bob = await add_operator(publisher, "bob@example.org", Role.EDITOR, "bob's long password")
-    secret = await publisher.operators.enable_totp("ann@example.org", gate.Actor("cli:test"))
+    secret = await publisher.operators.enable_totp("ann@example.org", Actor("cli:test"))
     admin = AdminVisitor(client)
     assert (await admin.sign_in("ann@example.org", secret=secret)).status == 303
     secrets = [ann.password_hash, bob.password_hash, secret, API_TOKEN, publisher.tokens.secret_key, PASSWORD,
@@ -207,7 +208,7 @@ async def test_an_admin_adds_changes_and_removes_operators_and_the_audit_log_sho
 async def test_the_audit_log_pages_by_fifty(publisher: Publisher, client: TestClient) -> None:
     await add_operator(publisher, "ann@example.org", Role.ADMIN)
     for n in range(60):
-        await publisher.operators.set_role("ann@example.org", Role.ADMIN, gate.Actor(f"cli:{n}"))
+        await publisher.operators.set_role("ann@example.org", Role.ADMIN, Actor(f"cli:{n}"))
     viewer = AdminVisitor(client)
     await viewer.sign_in("ann@example.org")
     first = await (await viewer.get("/admin/audit")).text()
@@ -250,7 +251,7 @@ async def test_signing_out_ends_the_session(publisher: Publisher, client: TestCl
 
 async def test_the_second_factor_is_asked_before_any_page_opens(publisher: Publisher, client: TestClient) -> None:
     await add_operator(publisher, "ann@example.org", Role.ADMIN)
-    secret = await publisher.operators.enable_totp("ann@example.org", gate.Actor("cli:test"))
+    secret = await publisher.operators.enable_totp("ann@example.org", Actor("cli:test"))
     visitor = AdminVisitor(client)
     await visitor.get("/admin/sign-in")
     first = await visitor.post("/admin/sign-in", {"email": "ann@example.org", "password": PASSWORD})
@@ -259,8 +260,6 @@ async def test_the_second_factor_is_asked_before_any_page_opens(publisher: Publi
     await visitor.get("/admin/sign-in/code")
     wrong = await visitor.post("/admin/sign-in/code", {"code": "12345x"})
     assert wrong.status == 401 and "That code is not right" in await wrong.text()
-    from publisher.admin import totp
-
     right = await visitor.post("/admin/sign-in/code", {"code": totp.code_at(secret, totp.step_at(clock.now()))})
     assert right.status == 303 and right.headers["Location"] == "/admin/"
     assert (await visitor.get("/admin/")).status == 200
