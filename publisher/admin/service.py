@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -31,10 +32,15 @@ from publisher.config import Settings
 from publisher.store.schema import operators
 from subscribers.validation import SubscriberError, normalize_email
 
+T = TypeVar("T")
+
 # How long a password-checked sign-in waits for its second factor.
 PENDING_FOR = timedelta(minutes=5)
 # A session's last_seen_at is written at most this often (not on every page view).
 TOUCH_EVERY = timedelta(minutes=1)
+# Argon2 computations at once: each takes 64 MiB and a core for tens of milliseconds, so a
+# flood of sign-ins from many addresses queues here instead of taking the machine's memory.
+ARGON2_AT_ONCE = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +69,12 @@ class OperatorService:
     def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
+        self._argon2_slots = asyncio.Semaphore(ARGON2_AT_ONCE)
+
+    async def _argon2(self, work: Callable[..., T], *args: str) -> T:
+        """``work(*args)`` (hashing or verifying) in a thread, at most ARGON2_AT_ONCE at a time."""
+        async with self._argon2_slots:
+            return await asyncio.to_thread(work, *args)
 
     @asynccontextmanager
     async def audited(
@@ -91,7 +103,7 @@ class OperatorService:
     async def add(self, raw_email: str, role: Role, password: str, actor: Actor) -> Operator:
         email = operator_email(raw_email)
         passwords.check_policy(password)
-        hashed = await asyncio.to_thread(passwords.hash_password, password)
+        hashed = await self._argon2(passwords.hash_password, password)
         try:
             async with self.audited(actor, Action.OPERATOR_ADD, email, {"role": role.value}) as conn:
                 operator_id = await store.add(conn, email, role, hashed, clock.now())
@@ -104,7 +116,7 @@ class OperatorService:
     async def set_password(self, raw_email: str, password: str, actor: Actor) -> None:
         """A new password; the operator's sessions end (a changed password is often a leaked one)."""
         passwords.check_policy(password)
-        hashed = await asyncio.to_thread(passwords.hash_password, password)
+        hashed = await self._argon2(passwords.hash_password, password)
         email = operator_email(raw_email)
         async with self.audited(actor, Action.OPERATOR_PASSWORD, email) as conn:
             operator = await self._existing(conn, email)
@@ -167,9 +179,9 @@ class OperatorService:
         async with self.engine.connect() as conn:
             operator = await store.find(conn, email) if email else None
         if operator is None:
-            await asyncio.to_thread(passwords.verify_nobody, password)
+            await self._argon2(passwords.verify_nobody, password)
             return None
-        matches = await asyncio.to_thread(passwords.verify, operator.password_hash, password)
+        matches = await self._argon2(passwords.verify, operator.password_hash, password)
         locked = operator.locked_until is not None and operator.locked_until > now
         if locked or not matches:
             await self._failed(operator, Actor(operator.email, remote), "locked" if locked else "password", now)
@@ -177,7 +189,7 @@ class OperatorService:
         if operator.has_totp:
             return SignedIn(await self._open(operator, pending=True, now=now), needs_code=True)
         if passwords.needs_rehash(operator.password_hash):
-            rehashed = await asyncio.to_thread(passwords.hash_password, password)
+            rehashed = await self._argon2(passwords.hash_password, password)
             async with self.engine.begin() as conn:
                 await store.change(conn, operator.id, password_hash=rehashed)
         return SignedIn(await self._signed_in(operator, Actor(operator.email, remote), now, {}), needs_code=False)
