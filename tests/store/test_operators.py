@@ -184,3 +184,15 @@ async def test_a_sign_in_deletes_the_sessions_that_ended_meanwhile(publisher: Pu
     assert await service.sign_in("ann@example.org", PASSWORD, "") is not None
     async with publisher.engine.connect() as conn:
         assert (await conn.execute(select(func.count()).select_from(operator_sessions))).scalar_one() == 1
+
+
+async def test_a_code_is_refused_once_the_second_factor_was_turned_off_meanwhile(publisher: Publisher, moment: list[datetime]) -> None:
+    service = publisher.operators
+    await service.add("ann@example.org", Role.ADMIN, PASSWORD, CLI)
+    secret = await service.enable_totp("ann@example.org", CLI)
+    pending = await service.sign_in("ann@example.org", PASSWORD, "")
+    assert pending is not None and pending.needs_code
+    await service.disable_totp("ann@example.org", CLI)
+    assert await service.second_factor(pending.token, totp.code_at(secret, totp.step_at(moment[0])), "") is None
+    again = await service.sign_in("ann@example.org", PASSWORD, "")
+    assert again is not None and not again.needs_code

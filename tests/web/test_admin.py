@@ -5,6 +5,7 @@ no secret reaches a page, and the operators page does what it says (audited)."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -263,3 +264,16 @@ async def test_the_second_factor_is_asked_before_any_page_opens(publisher: Publi
     right = await visitor.post("/admin/sign-in/code", {"code": totp.code_at(secret, totp.step_at(clock.now()))})
     assert right.status == 303 and right.headers["Location"] == "/admin/"
     assert (await visitor.get("/admin/")).status == 200
+
+
+async def test_an_idle_session_sends_the_next_page_to_the_sign_in(
+    publisher: Publisher, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await add_operator(publisher, "ann@example.org", Role.VIEWER)
+    visitor = AdminVisitor(client)
+    await visitor.sign_in("ann@example.org")
+    assert (await visitor.get("/admin/")).status == 200
+    later = clock.now() + timedelta(minutes=30)
+    monkeypatch.setattr(clock, "now", lambda: later)
+    response = await visitor.get("/admin/audit")
+    assert response.status == 303 and response.headers["Location"] == "/admin/sign-in?next=/admin/audit"
