@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -29,7 +28,6 @@ from publisher import clock
 from publisher.admin import passwords, store, totp
 from publisher.admin.model import Action, Actor, AuditEntry, Operator, OperatorError, Role, Session
 from publisher.config import Settings
-from publisher.store.schema import operators
 from subscribers.validation import SubscriberError, normalize_email
 
 T = TypeVar("T")
@@ -186,12 +184,12 @@ class OperatorService:
         if locked or not matches:
             await self._failed(operator, Actor(operator.email, remote), "locked" if locked else "password", now)
             return None
-        if operator.has_totp:
-            return SignedIn(await self._open(operator, pending=True, now=now), needs_code=True)
-        if passwords.needs_rehash(operator.password_hash):
+        if passwords.needs_rehash(operator.password_hash):  # made with weaker parameters than today's
             rehashed = await self._argon2(passwords.hash_password, password)
             async with self.engine.begin() as conn:
                 await store.change(conn, operator.id, password_hash=rehashed)
+        if operator.has_totp:
+            return SignedIn(await self._open(operator, pending=True, now=now), needs_code=True)
         return SignedIn(await self._signed_in(operator, Actor(operator.email, remote), now, {}), needs_code=False)
 
     async def second_factor(self, token: str, code: str, remote: str) -> str | None:
@@ -208,14 +206,7 @@ class OperatorService:
         step = None if locked else totp.matching_step(pending.operator.totp_secret, code, now, operator.totp_last_step)
         if step is not None:
             async with self.engine.begin() as conn:
-                # Only one request may use this step, however many race with the same code.
-                claimed = await conn.execute(
-                    update(operators)
-                    .where(operators.c.id == operator.id)
-                    .where(operators.c.totp_last_step.is_(None) | (operators.c.totp_last_step < step))
-                    .values(totp_last_step=step)
-                )
-                if claimed.rowcount != 1:
+                if not await store.claim_totp_step(conn, operator.id, step):
                     step = None
         if step is None:
             await self._failed(operator, actor, "locked" if locked else "code", now)
@@ -234,11 +225,7 @@ class OperatorService:
         async with self.audited(actor, Action.SIGN_IN_FAILED, operator.email, {"reason": reason}) as conn:
             if reason == "locked":
                 return
-            result = await conn.execute(
-                update(operators).where(operators.c.id == operator.id)
-                .values(failed_logins=operators.c.failed_logins + 1).returning(operators.c.failed_logins)
-            )
-            if result.scalar_one() < self.settings.admin.lockout_after:
+            if await store.count_failure(conn, operator.id) < self.settings.admin.lockout_after:
                 return
             until = now + self.settings.admin.lockout
             await store.change(conn, operator.id, failed_logins=0, locked_until=until)

@@ -59,6 +59,27 @@ async def change(conn: AsyncConnection, operator_id: int, **values: object) -> N
     await conn.execute(update(operators).where(operators.c.id == operator_id).values(**values))
 
 
+async def count_failure(conn: AsyncConnection, operator_id: int) -> int:
+    """One more failed sign-in in a row, counted in the row itself (two at once both count); the new count."""
+    result = await conn.execute(
+        update(operators).where(operators.c.id == operator_id)
+        .values(failed_logins=operators.c.failed_logins + 1).returning(operators.c.failed_logins)
+    )
+    return int(result.scalar_one())
+
+
+async def claim_totp_step(conn: AsyncConnection, operator_id: int, step: int) -> bool:
+    """Record ``step`` as the operator's last used one, unless it is not newer than it: only
+    one request may use a code, however many race with it."""
+    result = await conn.execute(
+        update(operators)
+        .where(operators.c.id == operator_id)
+        .where(operators.c.totp_last_step.is_(None) | (operators.c.totp_last_step < step))
+        .values(totp_last_step=step)
+    )
+    return result.rowcount == 1
+
+
 async def remove(conn: AsyncConnection, operator_id: int) -> None:
     await conn.execute(delete(operator_sessions).where(operator_sessions.c.operator_id == operator_id))
     await conn.execute(delete(operators).where(operators.c.id == operator_id))

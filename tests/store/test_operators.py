@@ -196,3 +196,21 @@ async def test_a_code_is_refused_once_the_second_factor_was_turned_off_meanwhile
     assert await service.second_factor(pending.token, totp.code_at(secret, totp.step_at(moment[0])), "") is None
     again = await service.sign_in("ann@example.org", PASSWORD, "")
     assert again is not None and not again.needs_code
+
+
+async def test_a_hash_made_with_weaker_parameters_is_remade_at_the_next_sign_in(publisher: Publisher) -> None:
+    from argon2 import PasswordHasher
+
+    from publisher.admin import passwords
+    from publisher.admin import store as operator_store
+
+    service = publisher.operators
+    ann = await service.add("ann@example.org", Role.ADMIN, PASSWORD, CLI)
+    await service.enable_totp("ann@example.org", CLI)  # remade at the password step, before the code
+    weak = PasswordHasher(time_cost=1, memory_cost=8192).hash(PASSWORD)
+    async with publisher.engine.begin() as conn:
+        await operator_store.change(conn, ann.id, password_hash=weak)
+    assert await service.sign_in("ann@example.org", PASSWORD, "") is not None
+    remade = await service.get(ann.id)
+    assert remade is not None and remade.password_hash != weak and not passwords.needs_rehash(remade.password_hash)
+    assert passwords.verify(remade.password_hash, PASSWORD)
