@@ -12,6 +12,7 @@ node facts, and the services named for the step of the data's way they do:
 * ``subscribers`` (:mod:`subscribers.service`): the subscriber lifecycle and its reads;
 * ``webhooks`` (:mod:`publisher.webhooks.dispatch`): the events' outbox sent to ``[[webhooks]]``.
 * ``clicks`` (:mod:`publisher.tracking.service`): the counted redirects of digest links.
+* ``operators`` (:mod:`publisher.admin.service`): the dashboard's accounts, sessions and audit log.
 
 The services get their collaborators here, explicitly, and report what the node
 should know through callbacks wired here (a finished scan, messages sent, the next
@@ -48,6 +49,7 @@ from subscribers.model import Cadence
 from subscribers.service import SubscriberService
 
 if TYPE_CHECKING:  # imported when first used: a command that signs, links or notifies nothing loads none
+    from publisher.admin.service import OperatorService
     from publisher.delivery.notices import Notices
     from publisher.delivery.report import DigestReport
     from publisher.mail.dkim import DkimSigner
@@ -70,6 +72,7 @@ class Publisher:
         self.node = NodeState(nodes.node_id(clock.now()))
         self._tokens: Tokens | None = None
         self._notices: Notices | None = None
+        self._operators: OperatorService | None = None
         self.shelf = FeedShelf(settings, self.engine, self.env, self.tasks)
         self.intake = Intake(
             settings, self.engine, self.shelf, later=self.tasks.later, on_scanned=self.node.scanned,
@@ -127,6 +130,8 @@ class Publisher:
         for service in (self.intake, self.shelf, self.delivery, self.subscribers, self.webhooks, self.clicks):
             service.settings = self.settings
         self.shelf.hub.settings = self.settings.websub
+        if self._operators is not None:
+            self._operators.settings = self.settings
         if self._notices is not None:  # it reads these when it sends
             self._notices.settings, self._notices.signer = self.settings, signer
         return [key for key, (before, after) in fixed.items() if before != after]
@@ -187,6 +192,16 @@ class Publisher:
         from publisher.delivery.report import open_by_provider
 
         return await open_by_provider(self.engine, self.providers)
+
+    @property
+    def operators(self) -> OperatorService:
+        """The dashboard's accounts, sessions and audit log (:mod:`publisher.admin`): built at first
+        use, so a command that signs nobody in never loads the password hasher."""
+        if self._operators is None:
+            from publisher.admin.service import OperatorService
+
+            self._operators = OperatorService(self.engine, self.settings)
+        return self._operators
 
     @property
     def tokens(self) -> Tokens:

@@ -512,6 +512,32 @@ class BreakerSettings(_Section):
         return _parse_duration(str(self.window))
 
 
+class AdminSettings(_Section):
+    """The operator dashboard at ``/admin/`` (README, "Dashboard"): sessions and sign-in limits."""
+
+    # Minutes a session lasts without a request, and hours it lasts at most however busy.
+    session_idle_minutes: float = Field(default=30.0, gt=0, le=24 * 60)
+    session_max_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    # Failed sign-ins in a row that lock an account, and for how many minutes.
+    lockout_after: int = Field(default=5, ge=1, le=100)
+    lockout_minutes: float = Field(default=15.0, gt=0, le=24 * 60)
+    # Sign-in attempts per client address, and per account named, in the `limits` notation.
+    signin_rate_per_client: Annotated[str, AfterValidator(_rate)] = "20/10minutes"
+    signin_rate_per_account: Annotated[str, AfterValidator(_rate)] = "10/10minutes"
+
+    @property
+    def session_idle(self) -> timedelta:
+        return timedelta(minutes=self.session_idle_minutes)
+
+    @property
+    def session_max(self) -> timedelta:
+        return timedelta(hours=self.session_max_hours)
+
+    @property
+    def lockout(self) -> timedelta:
+        return timedelta(minutes=self.lockout_minutes)
+
+
 class Settings(_Section):
     site: SiteSettings = SiteSettings()
     content: ContentSettings = ContentSettings()
@@ -531,6 +557,7 @@ class Settings(_Section):
     tracking: TrackingSettings = TrackingSettings()
     warmup: WarmupSettings = WarmupSettings()
     breakers: BreakerSettings = BreakerSettings()
+    admin: AdminSettings = AdminSettings()
     # Mailbox providers besides the built-in table (publisher.delivery.providers): name = [patterns].
     providers: Annotated[dict[str, list[str]], AfterValidator(_providers)] = {}
     # Where articles come from; none listed: [content] dir and the API.

@@ -85,8 +85,8 @@ def client_findings(settings: Settings, env: jinja2.Environment) -> list[Finding
 
 
 def _is_template(name: str) -> bool:
-    """The templates the service renders: emails, feed content and web pages (not init's files or CSS)."""
-    return name.startswith(("email/", "feed/", "web/")) and name.endswith((".html", ".txt"))
+    """The templates the service renders: emails, feed content, web and dashboard pages (not init's files or CSS)."""
+    return name.startswith(("email/", "feed/", "web/", "admin/")) and name.endswith((".html", ".txt"))
 
 
 def sample_article(site_url: str) -> Article:

@@ -117,6 +117,17 @@ PREFERENCES_REQUEST = Route("preferences")  # "email me my preferences link" (GE
 PREFERENCES = Route(f"preferences/{TOKEN}")
 UNSUBSCRIBE = Route(f"unsubscribe/{TOKEN}")  # the page (GET), its button and RFC 8058 one-click (POST)
 
+# --- the operator dashboard (publisher.web.admin) -------------------------------------------
+
+ADMIN = Route("admin/")  # the overview
+ADMIN_SIGN_IN = Route("admin/sign-in")  # email and password (GET form, POST)
+ADMIN_SIGN_IN_CODE = Route("admin/sign-in/code")  # the second factor, for an operator with TOTP
+ADMIN_SIGN_OUT = Route("admin/sign-out")  # POST
+ADMIN_AUDIT = Route("admin/audit")  # the audit log, newest first (?before=ID: the next page)
+ADMIN_OPERATORS = Route("admin/operators")  # list (GET), add (POST)
+ADMIN_OPERATOR_ROLE = Route("admin/operators/{id:[0-9]{1,18}}/role")  # POST
+ADMIN_OPERATOR_REMOVE = Route("admin/operators/{id:[0-9]{1,18}}/remove")  # POST
+
 # --- operations ----------------------------------------------------------------------------
 
 HEALTHZ = Route("healthz")

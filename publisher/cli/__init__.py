@@ -2,7 +2,7 @@
 
 The root group ``main`` and its options live here; each command or group of commands
 lives in a module of its own (``content``, ``node``, ``sending``, ``status``, ``db``,
-``dkim``, ``subscribers``, ``bounces``, ``articles``, ``digests``, ``webhooks``, ``report``) that defines it
+``dkim``, ``subscribers``, ``bounces``, ``articles``, ``digests``, ``webhooks``, ``operators``, ``report``) that defines it
 without knowing the root, and this module names them: so no command module imports
 this one, and there is no registration cycle.  A command's module is imported when
 the command is run (or listed by ``--help``), so ``publisher send`` loads what sending
@@ -33,7 +33,7 @@ COMMANDS = {
     "resume": ("sending", "resume"), "resend": ("sending", "resend"),
     "db": ("db", "group"), "dkim": ("dkim", "group"), "subscribers": ("subscribers", "group"),
     "bounces": ("bounces", "group"), "articles": ("articles", "group"), "digests": ("digests", "group"),
-    "webhooks": ("webhooks", "group"),
+    "webhooks": ("webhooks", "group"), "operators": ("operators", "group"),
     "report": ("report", "report"),
 }
 

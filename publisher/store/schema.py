@@ -2,7 +2,8 @@
 
 Everything the daemon must remember across restarts lives here (principle 3 of
 ARCHITECTURE.md: the ledger is the truth).  Migrations in ``migrations/`` create
-exactly these tables; a test checks the two never drift apart.
+exactly these tables; a test checks the two never drift apart.  The module is long
+because it is one schema: every table in one place, beside the comment on what it keeps.
 """
 
 from __future__ import annotations
@@ -347,3 +348,58 @@ provider_pauses = Table(
 )
 # The messages sent in a period and those being sent (warm-up allowances, breaker rates).
 Index("ix_deliveries_sent", deliveries.c.state, deliveries.c.updated_at)
+
+# The operators of the dashboard at /admin/ (publisher.admin): one row per account.
+# ``password_hash`` is Argon2id's encoded string (parameters and salt in it);
+# ``totp_secret`` the base32 key of their authenticator app (NULL: no second factor) and
+# ``totp_last_step`` the last time step a code was accepted for (no code is taken twice).
+# ``failed_logins`` counts failed sign-ins since the last good one; ``[admin]
+# lockout_after`` of them set ``locked_until``.
+operators = Table(
+    "operators",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),  # normalized, lower-cased
+    Column("role", String(10), nullable=False),  # viewer | editor | admin
+    Column("password_hash", Text, nullable=False),
+    Column("totp_secret", String(64), nullable=True),
+    Column("totp_last_step", BigInteger, nullable=True),
+    Column("failed_logins", Integer, nullable=False, server_default="0"),
+    Column("locked_until", UTCDateTime(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_login_at", UTCDateTime(), nullable=True),
+)
+
+# Signed-in operators' sessions.  ``id`` is the SHA-256 of the cookie's random token, so
+# the table alone can't be used to sign in; ``expires_at`` is the absolute end ([admin]
+# session_max_hours) and ``last_seen_at`` + session_idle_minutes the idle one.  A session
+# that has not yet passed its second factor has ``pending_totp`` set and opens nothing
+# but the code form.  Removing an operator removes their sessions.
+operator_sessions = Table(
+    "operator_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("operator_id", Integer, ForeignKey("operators.id", ondelete="CASCADE"), nullable=False),
+    Column("pending_totp", Integer, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+)
+Index("ix_operator_sessions_operator", operator_sessions.c.operator_id)
+
+# Every operator action, dashboard and ``publisher operators`` alike (who, what, when),
+# written in the transaction of the change itself.  ``operator`` is the email as it was,
+# kept when the account is removed; ``detail`` a JSON object; ``remote`` the client's
+# address ("" from the command line).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("operator", String(320), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(1000), nullable=False, server_default=""),
+    Column("detail", Text, nullable=False, server_default="{}"),
+    Column("remote", String(64), nullable=False, server_default=""),
+)
+Index("ix_audit_log_at", audit_log.c.at)

@@ -1,4 +1,4 @@
-"""The aiohttp application: public pages, subscription pages, the operator API, feeds, health.
+"""The aiohttp application: public pages, subscription pages, the operator API and dashboard, feeds, health.
 
 Pages are Jinja2 templates from ``templates/web/`` through aiohttp-jinja2, on the same
 environment as the emails (one set of overrides for operators).
@@ -17,6 +17,7 @@ from aiohttp.http import HttpProcessingError
 
 from publisher import urls
 from publisher.app import Publisher
+from publisher.web.admin import add_admin_routes
 from publisher.web.api import add_api_routes
 from publisher.web.clicks import add_click_routes
 from publisher.web.feeds import FeedRoutes
@@ -186,6 +187,7 @@ def _build(publisher: Publisher) -> tuple[web.Application, FeedRoutes]:
     add_click_routes(app)
     add_api_routes(app)
     add_health_routes(app)
+    add_admin_routes(app)
     # The feeds' responses carry the security headers in a header set prepared once per
     # feed, so the response hook has nothing to add (publisher.web.feeds, bench/feeds.py).
     feeds = FeedRoutes(publisher.shelf, extra_headers=security_headers(https=https), response_class=SecuredResponse)

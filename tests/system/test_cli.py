@@ -483,12 +483,15 @@ def test_check_renders_every_template_and_names_the_broken_ones_by_file_and_line
     (bare_site_dir / "tpl" / "email" / "digest.txt").write_text("Hello\n{% for article in articles %}\n{{ article.title }}\n")
     (bare_site_dir / "tpl" / "feed" / "content.html").write_text("<p>{{ article.title }}</p>\n<p>{{ article.byline }}</p>\n")
     (bare_site_dir / "tpl" / "email" / "confirm.html").write_text("{% extends 'email/notice.html' %}{{ x }")
+    (bare_site_dir / "tpl" / "admin").mkdir()
+    (bare_site_dir / "tpl" / "admin" / "overview.html").write_text("{% extends 'admin/base.html' %}\n{% block main %}\n")
     result = run(config, "check")
     assert result.returncode == 1, result.stdout + result.stderr
     tpl = bare_site_dir / "tpl"
     assert f"{tpl / 'email' / 'digest.txt'}:3: TemplateSyntaxError: Unexpected end of template." in result.stdout
     assert f"{tpl / 'feed' / 'content.html'}:2: UndefinedError:" in result.stdout and "byline" in result.stdout
     assert f"{tpl / 'email' / 'confirm.html'}:1: TemplateSyntaxError" in result.stdout
+    assert f"{tpl / 'admin' / 'overview.html'}:2: TemplateSyntaxError" in result.stdout  # the dashboard's too
     assert "Traceback" not in result.stderr
 
 

@@ -1,0 +1,7 @@
+"""The operator dashboard's foundation: accounts, sign-in, sessions, roles, the audit log.
+
+``model`` (roles, operators, sessions), ``passwords`` (Argon2id and the policy),
+``totp`` (RFC 6238 codes), ``store`` (the only SQL on the three tables) and
+``service`` (the rules: lockout, expiry, the last admin, one audit row per action).
+The web pages are :mod:`publisher.web.admin`; the command is ``publisher operators``.
+"""

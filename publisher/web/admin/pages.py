@@ -1,0 +1,30 @@
+"""The dashboard's reading pages: the overview and the audit log."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from publisher.admin.model import Role, Session
+from publisher.web.admin import gate
+from publisher.web.keys import PUBLISHER
+
+AUDIT_PAGE = 50  # entries per page of the audit log
+
+
+@gate.guarded(Role.VIEWER)
+async def overview(request: web.Request, session: Session) -> web.StreamResponse:
+    return gate.page(request, "overview.html", {"page_title": "Overview"}, session)
+
+
+@gate.guarded(Role.VIEWER)
+async def audit(request: web.Request, session: Session) -> web.StreamResponse:
+    """The audit log, newest first; ``?before=ID`` is the page after the entry ID (keyset paging:
+    stable while new entries arrive, and as fast at the millionth entry as at the first)."""
+    raw = request.query.get("before", "")
+    if raw and not (raw.isdigit() and len(raw) <= 18):
+        raise web.HTTPBadRequest(reason="before must be an entry number")
+    before = int(raw) if raw else None
+    entries = await request.app[PUBLISHER].operators.audit_page(AUDIT_PAGE + 1, before)
+    older = entries[AUDIT_PAGE - 1].id if len(entries) > AUDIT_PAGE else None
+    context = {"page_title": "Audit log", "entries": entries[:AUDIT_PAGE], "older": older, "paged": before is not None}
+    return gate.page(request, "audit.html", context, session)

@@ -1,0 +1,67 @@
+"""A dashboard visitor for the aiohttp test client: the CSRF cookie, the session cookie, sign-in.
+
+As :class:`tests.support.web_client.Visitor` (whose explicit Cookie header it extends
+with ``publisher_admin``): the test site is https, so both cookies are ``Secure`` and a
+cookie jar would not send them to the test server's plain http.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import ClientResponse
+
+from publisher import clock
+from publisher.admin import totp
+from publisher.admin.model import Actor, Operator, Role
+from publisher.app import Publisher
+from publisher.web.admin.gate import COOKIE as SESSION_COOKIE
+from publisher.web.forms import COOKIE as CSRF_COOKIE
+from tests.support.web_client import Visitor
+
+PASSWORD = "a long enough password"
+SETUP = Actor("cli:test-setup")
+_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class AdminVisitor(Visitor):
+    """One browser on the dashboard: both cookies, and the last page's form token."""
+
+    session = ""
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        cookies = [f"{name}={value}" for name, value in ((CSRF_COOKIE, self.cookie), (SESSION_COOKIE, self.session)) if value]
+        return ({"Cookie": "; ".join(cookies)} if cookies else {}) | (extra or {})
+
+    def _keep(self, response: ClientResponse) -> None:
+        if SESSION_COOKIE in response.cookies:
+            self.session = response.cookies[SESSION_COOKIE].value
+
+    async def get(self, path: str, **kwargs: Any) -> ClientResponse:
+        response = await super().get(path, **kwargs)
+        self._keep(response)
+        return response
+
+    async def post(self, path: str, data: dict[str, Any] | list[tuple[str, str]], *, csrf: bool = True,
+                   headers: dict[str, str] | None = None) -> ClientResponse:
+        response = await super().post(path, data, csrf=csrf, headers=headers)
+        self._keep(response)
+        if CSRF_COOKIE in response.cookies:
+            self.cookie = response.cookies[CSRF_COOKIE].value
+        if found := _TOKEN.search(await response.text()):
+            self.token = found.group(1)
+        return response
+
+    async def sign_in(self, email: str, password: str = PASSWORD, *, secret: str | None = None) -> ClientResponse:
+        """Through the sign-in page (and the code page, given the operator's TOTP ``secret``)."""
+        await self.get("/admin/sign-in")
+        response = await self.post("/admin/sign-in", {"email": email, "password": password})
+        if secret is not None and response.status == 303:
+            await self.get("/admin/sign-in/code")
+            response = await self.post("/admin/sign-in/code", {"code": totp.code_at(secret, totp.step_at(clock.now()))})
+        return response
+
+
+async def add_operator(publisher: Publisher, email: str, role: Role, password: str = PASSWORD) -> Operator:
+    return await publisher.operators.add(email, role, password, SETUP)

@@ -1,0 +1,140 @@
+"""The dashboard in a real browser, with the keyboard alone: sign in with the password and the
+second factor, reach the overview, the audit log and the operators page; axe-core finds no
+serious or critical WCAG 2.1 A/AA violation on any of them at 1280 and 390 px, in the light and
+the dark scheme, and no page scrolls sideways.  Screenshots go to ``test-artifacts/admin/``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import TYPE_CHECKING
+
+import pytest
+
+from publisher import clock
+from publisher.admin import totp
+from publisher.admin.model import Role
+from publisher.app import Publisher
+from tests.support import browser as browser_support
+from tests.support.admin import PASSWORD, SETUP, add_operator
+from tests.support.browser import AXE_JS, BLOCKING_IMPACTS, CHROMIUM, axe_violations
+from tests.support.smtp_server import SmtpServer
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
+
+playwright_api = pytest.importorskip("playwright.async_api")
+pytestmark = [
+    browser_support.needs_chromium,
+    browser_support.needs_axe,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("browser"),
+    pytest.mark.sqlite_only("the pages are the same whichever store holds the accounts"),
+    pytest.mark.timeout(300),
+]
+
+ARTIFACTS = browser_support.ARTIFACTS / "admin"
+WIDTHS = (1280, 390)
+
+
+async def focused(page: Page) -> str:
+    """What has the keyboard focus: its id, or its text."""
+    return str(await page.evaluate("document.activeElement.id || document.activeElement.textContent.trim()"))
+
+
+async def tab_to(page: Page, text: str, limit: int = 40) -> None:
+    """Press Tab until the element with ``text`` (or that id) has the focus."""
+    for _ in range(limit):
+        await page.keyboard.press("Tab")
+        if await focused(page) == text:
+            return
+    raise AssertionError(f"{text!r} can't be reached with Tab")
+
+
+async def check(page: Page, name: str, problems: list[str]) -> None:
+    for width in WIDTHS:
+        await page.set_viewport_size({"width": width, "height": 900})
+        scroll_width = await page.evaluate("document.documentElement.scrollWidth")
+        if scroll_width > width:
+            problems.append(f"{name} {width}px: the page is {scroll_width}px wide")
+        for scheme in ("light", "dark"):
+            await page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
+            for violation in await axe_violations(page):
+                if violation.impact in BLOCKING_IMPACTS:
+                    problems.append(f"{name} {width}px {scheme}: {violation.describe()}")
+            path = ARTIFACTS / f"{name}-{width}-{scheme}.png"
+            await page.screenshot(path=str(path), full_page=True)
+            assert path.stat().st_size > 1000
+    await page.emulate_media(color_scheme="light")
+    await page.set_viewport_size({"width": WIDTHS[0], "height": 900})
+
+
+async def test_an_admin_signs_in_with_a_code_and_walks_the_dashboard_by_keyboard(
+    live_site: tuple[Publisher, SmtpServer, str],
+) -> None:
+    publisher, _smtp, site_url = live_site
+    assert AXE_JS.exists(), "axe-core is not installed: npm ci --prefix tests/browser"
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    await add_operator(publisher, "ann@example.org", Role.ADMIN)
+    await add_operator(publisher, "vic@example.org", Role.VIEWER)
+    secret = await publisher.operators.enable_totp("ann@example.org", SETUP)
+    problems: list[str] = []
+
+    async with playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            # The pages forbid scripts (Content-Security-Policy); axe is the test's, not the page's.
+            context = await browser.new_context(bypass_csp=True, viewport={"width": WIDTHS[0], "height": 900})
+            page = await context.new_page()
+
+            await page.goto(site_url + "admin/")
+            await page.get_by_role("heading", name="Sign in").wait_for()
+            assert page.url == site_url + "admin/sign-in?next=/admin/"
+            await check(page, "01-sign-in", problems)
+            await tab_to(page, "email")
+            await page.keyboard.type("ann@example.org")
+            await page.keyboard.press("Tab")
+            await page.keyboard.type("not the password")
+            await page.keyboard.press("Enter")
+            await page.get_by_role("alert").wait_for()
+            await check(page, "02-sign-in-failed", problems)
+
+            await tab_to(page, "password")
+            await page.keyboard.type(PASSWORD)
+            await page.keyboard.press("Enter")
+            await page.get_by_role("heading", name="Sign in: code").wait_for()
+            await check(page, "03-code", problems)
+            await tab_to(page, "code")
+            await page.keyboard.type(totp.code_at(secret, totp.step_at(clock.now())))
+            await page.keyboard.press("Enter")
+
+            await page.get_by_role("heading", name="Overview").wait_for()
+            assert "Signed in as ann@example.org, admin." in await page.inner_text("main")
+            await check(page, "04-overview", problems)
+
+            await tab_to(page, "Audit log")
+            await page.keyboard.press("Enter")
+            await page.get_by_role("heading", name="Audit log").wait_for()
+            assert await page.get_by_role("cell", name="sign_in.failed").count() == 1
+            await check(page, "05-audit", problems)
+
+            await tab_to(page, "Operators")
+            await page.keyboard.press("Enter")
+            await page.get_by_role("heading", name="Operators", exact=True).wait_for()
+            await check(page, "06-operators", problems)
+            # Change the viewer's role with the keyboard: its select, then its button.
+            await tab_to(page, f"role-{(await publisher.operators.every())[1].id}")
+            await page.keyboard.press("ArrowDown")  # viewer → editor, without opening the list
+            await page.keyboard.press("Tab")
+            await page.keyboard.press("Enter")
+            await page.get_by_text("The role was changed.").wait_for()
+            await check(page, "07-role-changed", problems)
+            assert [o.role for o in await publisher.operators.every()] == [Role.ADMIN, Role.EDITOR]
+
+            await tab_to(page, "Sign out")
+            await page.keyboard.press("Enter")
+            await page.get_by_role("heading", name="Sign in").wait_for()
+        finally:
+            await browser.close()
+    assert problems == []
