@@ -38,6 +38,7 @@ from publisher.config import Settings, UpstreamFeed
 from publisher.content.model import Article, Problem, ScanResult, Severity
 from publisher.feeds.shelf import FeedShelf
 from publisher.sources.markdown_dir import DirectoryScan, scan_changes, scan_directory, scan_told
+from publisher.sources.directories import MARKDOWN_PREFIX, markdown_source, moved_directory, told_by_directory
 from publisher.store import articles as article_store
 from publisher.store import ingest as article_ingest
 from publisher.store import source_files
@@ -103,31 +104,6 @@ class Intake:
         self._session: aiohttp.ClientSession | None = None
         self._fetchers: dict[str, FeedFetcher] = {}
         self._placed: list[Path] | None = None  # the Markdown directories checked for a move
-
-    async def _follow_moved_directory(self, directories: list[Path], into: AsyncConnection | None) -> None:
-        """Take a Markdown directory that moved for the same directory: its articles keep
-        their ids, dates and digests instead of being refused as "already published by"
-        the old path.
-
-        A store's ``markdown:<directory>`` key is the directory's path, so copying the site
-        elsewhere (a new disk, another checkout) gave every article a second source.  When
-        exactly one configured directory holds nothing in the store and exactly one stored
-        directory is neither configured nor on disk any more, the first is the second moved:
-        its rows are renamed, in one transaction.  A directory still present is never taken
-        over (a copy beside it is another source).  Checked once per settings.
-        """
-        configured = {markdown_source(directory) for directory in directories}
-        async with _within(self._engine, into, write=False) as conn:
-            stored = await source_files.sources(conn, MARKDOWN_PREFIX)
-        empty = [source for source in sorted(configured) if source not in stored]
-        gone = [source for source in stored
-                if source not in configured and not Path(source.removeprefix(MARKDOWN_PREFIX)).exists()]
-        if len(empty) == 1 and len(gone) == 1:
-            async with _within(self._engine, into) as conn:
-                moved = await source_files.rename_source(conn, gone[0], empty[0])
-            log.info("content directory moved from %s to %s: its %d articles keep their ids and dates",
-                     gone[0].removeprefix(MARKDOWN_PREFIX), empty[0].removeprefix(MARKDOWN_PREFIX), moved)
-        self._placed = list(directories)
 
     async def close(self) -> None:
         for fetcher in self._fetchers.values():
@@ -242,8 +218,15 @@ class Intake:
         site_url, limits = settings.site.url, settings.content.limits
         total = IngestResult()
         if self._placed != settings.markdown_dirs:
-            await self._follow_moved_directory(settings.markdown_dirs, into)
-        for directory, paths in _told_by_directory(settings.markdown_dirs, told).items():
+            async with _within(self._engine, into, write=False) as conn:
+                stored = await source_files.sources(conn, MARKDOWN_PREFIX)
+            if moved := moved_directory(settings.markdown_dirs, stored):
+                async with _within(self._engine, into) as conn:
+                    count = await source_files.rename_source(conn, *moved)
+                log.info("content directory moved from %s to %s: its %d articles keep their ids and dates",
+                         *(source.removeprefix(MARKDOWN_PREFIX) for source in moved), count)
+            self._placed = list(settings.markdown_dirs)
+        for directory, paths in told_by_directory(settings.markdown_dirs, told).items():
             source = markdown_source(directory)
             async with _within(self._engine, into, write=False) as conn:
                 if paths is None:
@@ -395,35 +378,6 @@ def _withdrawn(scan: DirectoryScan) -> list[str]:
     offered = {*scan.kept, *(article.id for article in scan.result.articles)}
     left = {row.article_id for row in scan.before.values() if row.outcome == Outcome.ARTICLE} - offered
     return [*scan.withdrawn, *sorted(str(article_id) for article_id in left)]
-
-
-MARKDOWN_PREFIX = "markdown:"
-
-
-def markdown_source(directory: Path) -> str:
-    """The store's key of a Markdown directory: its path as configured."""
-    return f"{MARKDOWN_PREFIX}{directory}"
-
-
-def _told_by_directory(
-    directories: Sequence[Path], told: Collection[Path] | None
-) -> dict[Path, frozenset[str] | None]:
-    """Each directory to scan with the ``told`` paths under it, relative and "/"-separated
-    (None: walk it whole).  Without ``told`` every directory is walked; a told path under
-    none of them (the watcher gave a name the settings don't spell) walks them all."""
-    if told is None:
-        return dict.fromkeys(directories)
-    found: dict[Path, set[str]] = {}
-    roots = [(directory, directory.absolute()) for directory in directories]
-    for path in told:
-        path = path.absolute()
-        for directory, root in roots:
-            if path.is_relative_to(root):
-                found.setdefault(directory, set()).add(path.relative_to(root).as_posix())
-                break
-        else:
-            return dict.fromkeys(directories)
-    return {directory: frozenset(found[directory]) for directory in directories if directory in found}
 
 
 def _log_problems(problems: Sequence[Problem]) -> None:
