@@ -347,3 +347,36 @@ provider_pauses = Table(
 )
 # The messages sent in a period and those being sent (warm-up allowances, breaker rates).
 Index("ix_deliveries_sent", deliveries.c.state, deliveries.c.updated_at)
+
+# Counts the dashboard reads instead of scanning subscribers and the ledger, kept by
+# database triggers in the transaction of each change (publisher.store.aggregates, which
+# says what each counts): rows as they are now, by status or state and the time bucket of
+# their last change, and per recipient domain the messages sent, complaints and hard bounces.
+subscriber_counts = Table(
+    "subscriber_counts",
+    metadata,
+    Column("day", UTCDateTime(), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("n", BigInteger, nullable=False),
+    PrimaryKeyConstraint("day", "status"),
+)
+
+message_counts = Table(
+    "message_counts",
+    metadata,
+    Column("hour", UTCDateTime(), nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("n", BigInteger, nullable=False),
+    PrimaryKeyConstraint("hour", "state"),
+)
+Index("ix_message_counts_state", message_counts.c.state, message_counts.c.hour)  # the queue: open states
+
+domain_counts = Table(
+    "domain_counts",
+    metadata,
+    Column("hour", UTCDateTime(), nullable=False),
+    Column("domain", String(320), nullable=False),
+    Column("kind", String(20), nullable=False),  # sent | complained | bounced
+    Column("n", BigInteger, nullable=False),
+    PrimaryKeyConstraint("hour", "domain", "kind"),
+)
