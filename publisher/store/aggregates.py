@@ -1,6 +1,6 @@
 """Counts kept up to date by the database itself, so the dashboard never scans subscribers or the ledger.
 
-Three tables (:mod:`publisher.store.schema`), each a count of base rows by a time bucket
+Four tables (:mod:`publisher.store.schema`), each a count of base rows by a time bucket
 and a key, written by **database triggers** in the transaction of the change they count:
 
 * ``subscriber_counts (day, status, n)``: subscribers by status, bucketed by the day of
@@ -12,6 +12,8 @@ and a key, written by **database triggers** in the transaction of the change the
   their ``updated_at`` (a ``sent`` row's hour is when it was sent).  The sum over all hours
   is the queue and the outcomes by state; the rows of one hour are the messages per hour
   by outcome.
+* ``digest_counts (digest_id, state, n)``: each digest's ledger rows by state (its
+  progress, without counting its rows).
 * ``domain_counts (hour, domain, kind, n)``: per recipient domain and hour, the messages
   ``sent`` and the readers who ``complained`` or ``bounced`` (hard), what the circuit
   breakers (:mod:`publisher.delivery.gates`) and the per-provider rates read.
@@ -53,7 +55,7 @@ _SUBSCRIBER_AT = (
     "CASE {r}.status WHEN 'active' THEN COALESCE({r}.confirmed_at, {r}.created_at) "
     "WHEN 'pending' THEN {r}.created_at ELSE COALESCE({r}.unsubscribed_at, {r}.created_at) END"
 )
-_TABLES = ("subscriber_counts", "message_counts", "domain_counts")
+_TABLES = ("subscriber_counts", "message_counts", "digest_counts", "domain_counts")
 
 # --- SQLite: row-level triggers, times stored as SQLAlchemy stores them ("YYYY-MM-DD HH:MM:SS.ffffff").
 _SQLITE_DAY = "strftime('%Y-%m-%d 00:00:00.000000', {})"
@@ -85,6 +87,7 @@ def _sqlite_delivery(r: str, n: int) -> list[str]:
     email = f"(SELECT email FROM subscribers WHERE id = {r}.subscriber_id)"
     return [
         _sqlite_add("message_counts", {"hour": hour, "state": f"{r}.state"}, n),
+        _sqlite_add("digest_counts", {"digest_id": f"{r}.digest_id", "state": f"{r}.state"}, n),
         _sqlite_add("domain_counts", {"hour": hour, "domain": f"substr({email}, instr({email}, '@') + 1)",
                                       "kind": "'sent'"}, n, f"{r}.state = 'sent'"),
     ]
@@ -102,10 +105,10 @@ def _sqlite_triggers() -> list[str]:
                 _sqlite_subscriber("OLD", -1) + _sqlite_subscriber("NEW", 1)),
         trigger("subscriber_counts_delete", "DELETE ON subscribers", _sqlite_subscriber("OLD", -1)),
         trigger("message_counts_insert", "INSERT ON deliveries", _sqlite_delivery("NEW", 1)),
-        trigger("message_counts_update", "UPDATE OF state, updated_at, subscriber_id ON deliveries FOR EACH ROW",
+        trigger("message_counts_update", "UPDATE OF state, updated_at, subscriber_id, digest_id ON deliveries FOR EACH ROW",
                 _sqlite_delivery("OLD", -1) + _sqlite_delivery("NEW", 1),
                 "OLD.state IS NOT NEW.state OR OLD.updated_at IS NOT NEW.updated_at "
-                "OR OLD.subscriber_id IS NOT NEW.subscriber_id"),
+                "OR OLD.subscriber_id IS NOT NEW.subscriber_id OR OLD.digest_id IS NOT NEW.digest_id"),
         trigger("message_counts_delete", "DELETE ON deliveries", _sqlite_delivery("OLD", -1)),
     ]
 
@@ -136,7 +139,8 @@ def _pg_subscriber_rows(sources: list[tuple[str, int]]) -> str:
 
 
 def _pg_delivery_rows(sources: list[tuple[str, int]]) -> str:
-    parts = [f"SELECT t.state, t.subscriber_id, t.updated_at, {sign} AS n FROM {table} t" for table, sign in sources]
+    parts = [f"SELECT t.digest_id, t.state, t.subscriber_id, t.updated_at, {sign} AS n FROM {table} t"
+             for table, sign in sources]
     return f"({' UNION ALL '.join(parts)}) AS d"
 
 
@@ -152,6 +156,7 @@ def _pg_subscriber_body(rows: str) -> str:
 def _pg_delivery_body(rows: str) -> str:
     return (
         _pg_add("message_counts", {"hour": _PG_HOUR.format("d.updated_at"), "state": "d.state"}, rows)
+        + _pg_add("digest_counts", {"digest_id": "d.digest_id", "state": "d.state"}, rows)
         + _pg_add("domain_counts", {"hour": _PG_HOUR.format("d.updated_at"),
                                     "domain": "split_part(x.email, '@', 2)", "kind": "'sent'"},
                   f"{rows} JOIN subscribers x ON x.id = d.subscriber_id", "d.state = 'sent'")
@@ -233,6 +238,8 @@ def _recount_statements(dialect: str) -> list[str]:
         f"FROM subscribers s GROUP BY 1, 2",
         f"INSERT INTO message_counts (hour, state, n) SELECT {hour.format('d.updated_at')}, d.state, count(*) "
         f"FROM deliveries d GROUP BY 1, 2",
+        "INSERT INTO digest_counts (digest_id, state, n) SELECT d.digest_id, d.state, count(*) "
+        "FROM deliveries d GROUP BY 1, 2",
         f"INSERT INTO domain_counts (hour, domain, kind, n) "
         f"SELECT {hour.format('d.updated_at')}, {domain.format('s.email')}, 'sent', count(*) "
         f"FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id WHERE d.state = 'sent' GROUP BY 1, 2, 3",

@@ -371,6 +371,15 @@ message_counts = Table(
 )
 Index("ix_message_counts_state", message_counts.c.state, message_counts.c.hour)  # the queue: open states
 
+digest_counts = Table(
+    "digest_counts",
+    metadata,
+    Column("digest_id", String(64), nullable=False),  # no foreign key: counts, not ledger
+    Column("state", String(12), nullable=False),
+    Column("n", BigInteger, nullable=False),
+    PrimaryKeyConstraint("digest_id", "state"),
+)
+
 domain_counts = Table(
     "domain_counts",
     metadata,

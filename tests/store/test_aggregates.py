@@ -20,11 +20,19 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher import clock
+from publisher.admin import figures
 from publisher.app import Publisher
 from publisher.cli import main
 from publisher.config import load_settings
 from publisher.store import aggregates
-from publisher.store.schema import deliveries, domain_counts, message_counts, subscriber_counts, subscribers
+from publisher.store.schema import (
+    deliveries,
+    digest_counts,
+    domain_counts,
+    message_counts,
+    subscriber_counts,
+    subscribers,
+)
 from subscribers import service
 from subscribers.importer import parse_csv
 from subscribers.model import Cadence, Preferences, Source, Status
@@ -40,7 +48,7 @@ async def kept_counts(engine: AsyncEngine) -> Counts:
     """Every aggregate row with a count, by table (rows at 0 are equal to none)."""
     found: Counts = {}
     async with engine.connect() as conn:
-        for table in (subscriber_counts, message_counts, domain_counts):
+        for table in (subscriber_counts, message_counts, digest_counts, domain_counts):
             rows = await conn.execute(select(table))
             found[table.name] = Counter({tuple(row[:-1]): row[-1] for row in rows if row[-1]})
     return found
@@ -52,7 +60,7 @@ async def recounted(engine: AsyncEngine) -> Counts:
         trans = await conn.begin()
         await conn.run_sync(aggregates.rebuild)
         found: Counts = {}
-        for table in (subscriber_counts, message_counts, domain_counts):
+        for table in (subscriber_counts, message_counts, digest_counts, domain_counts):
             rows = await conn.execute(select(table))
             found[table.name] = Counter({tuple(row[:-1]): row[-1] for row in rows if row[-1]})
         await trans.rollback()
@@ -126,12 +134,46 @@ async def test_the_aggregates_equal_a_full_recount(tmp_path: Path, database: obj
             kept, recount = await kept_counts(publisher.engine), await recounted(publisher.engine)
             async with publisher.engine.connect() as conn:
                 states = Counter((await conn.execute(select(deliveries.c.state))).scalars())
+                statuses = Counter((await conn.execute(select(subscribers.c.status))).scalars())
+            seen = await figures.overview(publisher.engine, publisher.providers, publisher.settings, clock.now())
+            scanned = await scanned_tallies(publisher)
         finally:
             await publisher.close()
     assert {"sent", "deferred", "failed"} <= set(states), states  # the mix did reach every outcome
     assert sum(n for (_hour, state), n in kept["message_counts"].items() if state == "sent") == states["sent"]
     assert {kind for (_hour, _domain, kind) in kept["domain_counts"]} == {"sent", "complained", "bounced"}
     assert kept == recount
+    # The dashboard's figures, read from the aggregates, are those of the base tables.
+    assert seen.subscribers.by_status == statuses
+    assert seen.queue.by_state == {state: states[state] for state in ("pending", "sending", "deferred")
+                                   if states[state]}
+    [digest] = seen.queue.digests
+    assert digest.by_state == states
+    assert sum(counts.get("sent", 0) for _hour, counts in seen.messages) == states["sent"]
+    assert len(seen.messages) == 48 and len(seen.subscribers.days) == 30
+    rates = {rate.provider: (rate.sent, rate.complaints, rate.hard_bounces) for rate in seen.rates.providers}
+    assert rates == scanned and any(bounces for _sent, _complaints, bounces in rates.values())
+
+
+async def scanned_tallies(publisher: Publisher) -> dict[str, tuple[int, int, int]]:
+    """Per provider over the last 7 days, by scanning the base tables: (sent, complaints, hard bounces)."""
+    since = clock.now() - timedelta(days=7)
+    found: dict[str, list[int]] = {}
+    async with publisher.engine.connect() as conn:
+        sent = await conn.execute(
+            select(subscribers.c.email).join(deliveries, deliveries.c.subscriber_id == subscribers.c.id)
+            .where(deliveries.c.state == "sent", deliveries.c.updated_at >= since)
+        )
+        for (email,) in sent:
+            found.setdefault(publisher.providers.of(email), [0, 0, 0])[0] += 1
+        left = await conn.execute(select(subscribers.c.email, subscribers.c.status)
+                                  .where(subscribers.c.status.in_(("complained", "bounced")),
+                                         subscribers.c.unsubscribed_at >= since))
+        for email, status in left:
+            found.setdefault(publisher.providers.of(email), [0, 0, 0])[1 if status == "complained" else 2] += 1
+    return {provider: (sent, complaints, bounces) for provider, (sent, complaints, bounces) in found.items()}
+
+
 
 
 def test_rebuild_aggregates_on_the_command_line(tmp_path: Path, database: object) -> None:

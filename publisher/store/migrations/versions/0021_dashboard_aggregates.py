@@ -1,6 +1,6 @@
-"""Aggregates for the dashboard: subscriber, message and per-domain counts, kept by triggers.
+"""Aggregates for the dashboard: subscriber, message, digest and per-domain counts, kept by triggers.
 
-Creates ``subscriber_counts``, ``message_counts`` and ``domain_counts``, installs the
+Creates ``subscriber_counts``, ``message_counts``, ``digest_counts`` and ``domain_counts``, installs the
 triggers that keep them (:mod:`publisher.store.aggregates`) and counts what the base
 tables hold already, in this migration's transaction.
 
@@ -37,6 +37,13 @@ def upgrade() -> None:
     )
     op.create_index("ix_message_counts_state", "message_counts", ["state", "hour"])
     op.create_table(
+        "digest_counts",
+        sa.Column("digest_id", sa.String(64), nullable=False),
+        sa.Column("state", sa.String(12), nullable=False),
+        sa.Column("n", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint("digest_id", "state"),
+    )
+    op.create_table(
         "domain_counts",
         sa.Column("hour", UTCDateTime(), nullable=False),
         sa.Column("domain", sa.String(320), nullable=False),
@@ -52,6 +59,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     aggregates.drop(op.get_bind())
     op.drop_table("domain_counts")
+    op.drop_table("digest_counts")
     op.drop_index("ix_message_counts_state", "message_counts")
     op.drop_table("message_counts")
     op.drop_table("subscriber_counts")
