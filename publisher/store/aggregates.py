@@ -29,11 +29,15 @@ gates' holds, resends), and a trigger counts every one of them, those to come an
 operator's hand-written SQL included.  On PostgreSQL the ledger triggers are
 *statement-level* with transition tables: a batch of 500 outcomes makes one grouped
 ``INSERT … ON CONFLICT DO UPDATE`` per table, not 500.  SQLite has row-level triggers
-only; each is an in-process UPSERT on a small table (cost measured in
-``bench/dashboard.py``).  Concurrent writers on PostgreSQL add to the same counter rows
-under ``ON CONFLICT DO UPDATE``'s row lock, so no increment is lost; they wait for one
-another only on the rows of the same hour and state, for the rest of their (short)
-transaction.
+only; each is an in-process UPSERT on a small table (SQLite has one writer at a time
+anyway).  Concurrent writers on PostgreSQL add to the same counter rows under ``ON
+CONFLICT DO UPDATE``'s row lock, so no increment is lost.  Those rows are few and hot
+(this hour's ``sent``, ``sending``, ``deferred``), and a transaction of several
+statements (an outcome batch: the sent rows, then the others) would lock them in another
+order than a claim does: two nodes could deadlock.  So every trigger function first
+takes one transaction-level advisory lock (:data:`COUNTS_LOCK`): the writers of counted
+changes queue for it once, at their first counted change, until they commit, which
+they did for the hot rows anyway.
 
 Providers: the triggers count by recipient *domain* (plain SQL, no configuration), and
 readers map domains to providers with :class:`publisher.delivery.providers.Providers`
@@ -49,6 +53,10 @@ from __future__ import annotations
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+
+from publisher.store.db import Exclusive
+
+COUNTS_LOCK = int(Exclusive.COUNTS)  # PostgreSQL's advisory lock of changing the counts
 
 # The status timestamp a subscriber row is counted under, per row alias ("NEW", "OLD", "s").
 _SUBSCRIBER_AT = (
@@ -164,7 +172,8 @@ def _pg_delivery_body(rows: str) -> str:
 
 
 def _pg_function(name: str, body: str) -> str:
-    return f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} RETURN NULL; END $$"
+    return (f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"PERFORM pg_advisory_xact_lock({COUNTS_LOCK}); {body} RETURN NULL; END $$")
 
 
 def _pg_statements() -> list[str]:
