@@ -10,13 +10,17 @@ fills; then recounts the aggregates (``publisher db rebuild-aggregates``'s
 size) and installs the triggers again.  Then it times every read of
 :mod:`publisher.admin.figures` (``--calls`` each, median and p95), the overview as a
 whole, and, for scale, the scans the aggregates replace (a count of subscribers by
-status, of ledger rows by state), a few times each.
+status, of ledger rows by state), a few times each.  Last, the send path's database
+work (claims and outcome batches of ``--send-rows`` rows, no SMTP) with the counting
+triggers, with them while another process refreshes the overview every ``--every``
+seconds, and without them.
 
 Subscribers' domains: 75% at the big providers' domains, 25% spread over 2,000 others,
 the long tail that makes per-domain rows (``domain_counts``) outnumber providers.
 
     .venv/bin/python bench/dashboard.py [--backend both|postgresql|sqlite] [--scale 1.0]
-        [--calls 50] [--postgres-url postgresql://postgres@127.0.0.1:5432/postgres] [--keep DIR]
+        [--calls 50] [--send-rows 100000] [--every 1.0]
+        [--postgres-url postgresql://postgres@127.0.0.1:5432/postgres] [--keep DIR]
 
 Defaults are the issue's sizes: PostgreSQL 1,000,000 subscribers and 10,000,000 ledger rows,
 SQLite 100,000 and 1,000,000; ``--scale 0.01`` makes all four a hundredth.
@@ -32,6 +36,7 @@ import json
 import random
 import sqlite3
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -270,16 +275,92 @@ async def measure(publisher: Publisher, calls: int) -> list[Timing]:
     return found + await time_pages(publisher, calls)
 
 
+# --- sending while a dashboard refreshes --------------------------------------------------------------------
+
+async def refresher(url: str, every: float) -> None:
+    """``--refresher``: what an open dashboard does to the database, in a process of its
+    own as the web server is: the overview's reads every ``every`` seconds, until killed."""
+    from publisher.delivery.providers import Providers
+    from publisher.store.db import create_engine
+
+    settings = Settings.model_validate({"database": {"url": url}})
+    engine, providers = create_engine(url), Providers(settings.providers)
+    try:
+        while True:
+            await figures.overview(engine, providers, settings, clock.now())
+            await asyncio.sleep(every)
+    finally:
+        await engine.dispose()
+
+
+async def send_rate(publisher: Publisher, rows: int, label: str) -> float:
+    """Ledger rows a delivery run claims and records as sent per second (500 a batch, the
+    engine's claims and outcome batches, no SMTP): the database's part of sending."""
+    from publisher.delivery import ledger
+    from publisher.store.db import analyze_after_bulk_insert
+    from publisher.store.schema import deliveries
+
+    engine, digest = publisher.engine, f"bench-{label}"
+    now = clock.now()
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO digests (id, cadence, article_seqs, status, created_at) "
+                                "VALUES (:id, 'daily', '[]', 'sending', :now)"), {"id": digest, "now": now})
+        await conn.execute(text("INSERT INTO deliveries (digest_id, subscriber_id, state, attempts, updated_at) "
+                                "SELECT :id, id, 'pending', 0, :now FROM subscribers WHERE id <= :rows"),
+                           {"id": digest, "now": now, "rows": rows})
+    await analyze_after_bulk_insert(engine, deliveries, rows)
+    claimant = ledger.Claimant(label, timedelta(minutes=5))
+    started, after, done = time.perf_counter(), 0, 0
+    while claimed := await ledger.claim(engine, digest, after, 500, clock.now(), claimant):
+        ids = [row.subscriber_id for row in claimed]
+        await ledger.record(engine, [], clock.now(), sent={digest: ids})
+        after, done = ids[-1], done + len(ids)
+    return done / (time.perf_counter() - started)
+
+
+async def sending_cost(publisher: Publisher, url: str, rows: int, every: float) -> list[tuple[str, float]]:
+    """The send path's rate with the counting triggers, without them, and with them while
+    another process refreshes the overview (the issue: "sending at full speed slows by
+    < 5% while a dashboard is open and refreshing")."""
+    rates = [("triggers on", await send_rate(publisher, rows, "on"))]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--refresher", url, "--every", str(every),
+    )
+    try:
+        await asyncio.sleep(1.0)  # its start-up (imports, first overview) is not a dashboard refreshing
+        rates.append((f"triggers on, overview refreshed every {every:g} s", await send_rate(publisher, rows, "watched")))
+    finally:
+        process.terminate()
+        await process.wait()
+    async with publisher.engine.begin() as conn:
+        await conn.run_sync(aggregates.drop)
+    rates.append(("triggers off (no aggregates)", await send_rate(publisher, rows, "off")))
+    async with publisher.engine.begin() as conn:
+        await conn.run_sync(aggregates.rebuild)
+        await conn.run_sync(aggregates.create)
+    return rates
+
+
 # --- one backend -------------------------------------------------------------------------------------------
 
-async def run_backend(backend: str, sizes: Sizes, calls: int, work: Path, postgres_url: str) -> list[Timing]:
+@dataclass(frozen=True)
+class Options:
+    calls: int
+    send_rows: int  # 0: don't measure the send path
+    every: float
+    postgres_url: str
+
+
+async def run_backend(
+    backend: str, sizes: Sizes, options: Options, work: Path
+) -> tuple[list[Timing], list[tuple[str, float]]]:
     now = clock.now()
     database = f"publisher_bench_dashboard_{int(time.time())}"
     if backend == "postgresql":
-        admin = await asyncpg.connect(postgres_url)
+        admin = await asyncpg.connect(options.postgres_url)
         await admin.execute(f'CREATE DATABASE "{database}" TEMPLATE template0')
         await admin.close()
-        base = postgres_url.rsplit("/", 1)[0]
+        base = options.postgres_url.rsplit("/", 1)[0]
         url = f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{database}"
         raw_url = f"{base}/{database}"
     else:
@@ -306,17 +387,20 @@ async def run_backend(backend: str, sizes: Sizes, calls: int, work: Path, postgr
             log(f"{backend}: filled in {filled:.1f} s, aggregates recounted in {rebuilt:.1f} s; timing")
             print(f"{backend}: {sizes.subscribers:,} subscribers, {sizes.ledger:,} ledger rows over {DAYS} days: "
                   f"filled in {filled:.1f} s; rebuild-aggregates {rebuilt:.1f} s")
-            return await measure(publisher, calls)
+            timings = await measure(publisher, options.calls)
+            sending = [] if not options.send_rows else await sending_cost(
+                publisher, url, min(options.send_rows, sizes.subscribers), options.every)
+            return timings, sending
         finally:
             await publisher.close()
     finally:
         if backend == "postgresql":
-            admin = await asyncpg.connect(postgres_url)
+            admin = await asyncpg.connect(options.postgres_url)
             await admin.execute(f'DROP DATABASE IF EXISTS "{database}"')
             await admin.close()
 
 
-def report(backend: str, timings: list[Timing]) -> None:
+def report(backend: str, timings: list[Timing], sending: list[tuple[str, float]]) -> None:
     print(f"{'read (' + backend + ')':<42} {'median ms':>10} {'p95 ms':>8} {'goal p95':>9} {'p95/goal':>9}")
     for t in timings:
         goal = f"{t.goal_ms:.0f}" if t.goal_ms is not None else "-"
@@ -328,6 +412,14 @@ def report(backend: str, timings: list[Timing]) -> None:
     print(f"goals (p95 < goal, ratio <= 1.00 meets it): {'all met' if met else 'NOT all met'}; "
           f"a scan of subscribers or the ledger costs {max(s.median_ms for s in scans) / overview.median_ms:.0f}x "
           f"the whole overview")
+    if sending:
+        base = sending[0][1]
+        print(f"send path ({backend}): ledger rows claimed and recorded as sent, 500 a batch, no SMTP")
+        for name, rate in sending:
+            print(f"  {name:<48} {rate:>10,.0f} rows/s  {rate / base:>6.2f}x")
+        watched = sending[1][1] / base
+        print(f"  goal: sending slows by < 5% while the dashboard refreshes: it slowed by {1 - watched:.1%} "
+              f"({'met' if watched > 0.95 else 'NOT met'}; one run each, noisy on a busy machine)")
     print()
 
 
@@ -339,7 +431,14 @@ def main() -> None:
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
                         help="a server database to CREATE the bench database from (it is dropped at the end)")
     parser.add_argument("--keep", type=Path, help="keep the SQLite database in this directory")
+    parser.add_argument("--send-rows", type=int, default=100_000,
+                        help="ledger rows per send-path run (0: skip the send path; default 100,000)")
+    parser.add_argument("--every", type=float, default=1.0, help="seconds between the dashboard's refreshes")
+    parser.add_argument("--refresher", metavar="URL", help=argparse.SUPPRESS)  # the refreshing process
     args = parser.parse_args()
+    if args.refresher:
+        asyncio.run(refresher(args.refresher, args.every))
+        return
     compile_project()
     busy = cpu_busy()
     if busy > 0.5:
@@ -350,8 +449,9 @@ def main() -> None:
     started = time.perf_counter()
     for backend in backends:
         with work_dir(f"dashboard-{backend}", args.keep) as work:
-            timings = asyncio.run(run_backend(backend, sizes[backend], args.calls, work, args.postgres_url))
-        report(backend, timings)
+            options = Options(args.calls, args.send_rows, args.every, args.postgres_url)
+            timings, sending = asyncio.run(run_backend(backend, sizes[backend], options, work))
+        report(backend, timings, sending)
     print(f"benchmark wall time: {time.perf_counter() - started:.0f} s; CPUs busy before the start: {busy:.0%}")
 
 
