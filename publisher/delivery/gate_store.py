@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timedelta
 
-from sqlalchemy import Row, and_, func, insert, select, update
+from sqlalchemy import Row, and_, func, insert, literal, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -78,20 +78,20 @@ async def tallies_by_domain(engine: AsyncEngine, since: datetime, *, exact: bool
 
 
 async def sent_or_sending_by_domain(engine: AsyncEngine, day: datetime) -> list[tuple[str, int]]:
-    """Messages sent since the start of ``day`` (a whole hour) or being sent now (by any
+    """Messages sent since ``day`` (a whole hour: a day's start) or being sent now (by any
     node), by recipient domain: the sent ones from the aggregates, those being sent (a few
-    claimed batches) from the ledger."""
-    counts: Counter[str] = Counter({domain: count for domain, kind, count in await tallies_by_domain(engine, day)
-                                    if kind == DeliveryState.SENT})
+    claimed batches) from the ledger, in one statement, so a row recorded meanwhile is
+    counted once (in one snapshot it is either still being sent or already sent)."""
     domain = email_domain(subscribers.c.email)
+    sent = (select(domain_counts.c.domain.label("domain"), domain_counts.c.n.label("n"))
+            .where(domain_counts.c.hour >= day, domain_counts.c.kind == DeliveryState.SENT))
+    sending = (select(domain.label("domain"), literal(1).label("n"))
+               .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
+               .where(deliveries.c.state == DeliveryState.SENDING))
+    both = union_all(sent, sending).subquery()
     async with engine.connect() as conn:
-        for found, count in await conn.execute(
-            select(domain, func.count())
-            .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
-            .where(deliveries.c.state == DeliveryState.SENDING).group_by(domain)
-        ):
-            counts[found] += count
-    return list(counts.items())
+        found = await conn.execute(select(both.c.domain, func.sum(both.c.n)).group_by(both.c.domain))
+        return [(row_domain, int(count)) for row_domain, count in found if count]
 
 
 async def pauses(engine: AsyncEngine) -> list[Row]:
