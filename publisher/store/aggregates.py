@@ -43,7 +43,9 @@ Providers: the triggers count by recipient *domain* (plain SQL, no configuration
 readers map domains to providers with :class:`publisher.delivery.providers.Providers`
 when they read.  So a change to ``[providers]`` applies at once to every count, past ones
 included, and nothing needs rebuilding; the price is that per-provider reads are
-O(hours × domains that received mail in them), not O(providers).
+O(hours × domains that received mail in them), not O(providers).  A message's domain is
+its reader's when it is counted: publisher never changes an address, but one changed by
+hand leaves that reader's past messages under the old domain until a rebuild.
 
 A change to the trigger definitions here needs a new migration that drops and creates
 them again (:func:`drop`, :func:`create`); migration 0021 installed them first.
