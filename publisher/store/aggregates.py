@@ -56,9 +56,9 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from publisher.store.db import Exclusive
-
-COUNTS_LOCK = int(Exclusive.COUNTS)  # PostgreSQL's advisory lock of changing the counts
+# PostgreSQL's advisory lock of changing the counts ("pubc"), beside the keys of
+# publisher.store.db.Exclusive (taken by the triggers, so not one of those).
+COUNTS_LOCK = 0x70756263
 
 # The status timestamp a subscriber row is counted under, per row alias ("NEW", "OLD", "s").
 _SUBSCRIBER_AT = (

@@ -162,7 +162,7 @@ class Exclusive(IntEnum):
     PLANNING = 0x7075626C  # "publ": planning digests
     INGEST = 0x70756269  # "pubi": storing articles
     WEBHOOKS = 0x70756277  # "pubw": registering webhook endpoints
-    COUNTS = 0x70756263  # "pubc": changing the aggregates' counts (publisher.store.aggregates' triggers)
+    # 0x70756263 "pubc" is taken: publisher.store.aggregates.COUNTS_LOCK, by the counting triggers.
 
 
 async def serialize(conn: AsyncConnection, work: Exclusive) -> None:
