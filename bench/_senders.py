@@ -157,6 +157,7 @@ class NaiveDigest:
             "articles": articles,
             "site": site,
             "cadence": "instant",
+            "digest": render.digest_name("instant", site.language),
             "from_name": settings.delivery.from_name,
             "resend": False,
             "headlines": set(),  # the whole digest fits [digest] max_message_bytes: every article in full

@@ -42,3 +42,17 @@ def db_upgrade(ctx: click.Context) -> None:
         out.print(f"already at the newest revision {after}", highlight=False, markup=False)
     else:
         out.print(f"migrated from {before or '(empty)'} to {after}", highlight=False, markup=False)
+
+
+@group.command("rebuild-aggregates")
+@click.pass_context
+def db_rebuild_aggregates(ctx: click.Context) -> None:
+    """Recount the dashboard's counts from the subscribers and the ledger (safe while nodes run:
+    writes wait for the recount)."""
+    from publisher.store.db import rebuild_aggregates
+
+    settings = settings_of(ctx)
+    by_status = with_database(lambda: rebuild_aggregates(settings.database))
+    total = sum(by_status.values())
+    shown = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
+    out.print(f"recounted {total} subscriber(s){': ' + shown if shown else ''}", highlight=False, markup=False)

@@ -37,6 +37,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from publisher.delivery import gate_store
+from publisher.delivery.model import DeliveryState
 from publisher.delivery.providers import Providers
 from subscribers.model import Status
 
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__package__)
 
 # The breakers are judged again after this many claimed messages, and this long: their
-# query reads the window's messages, a second or so for a million on a busy machine.
+# queries read the window's hourly aggregates (publisher.store.aggregates), cheap, but not free.
 CHECK_EVERY = 1000
 CHECK_INTERVAL = timedelta(minutes=1)
 # A paused provider's rows are looked at again this often (a resume makes them due at once).
@@ -135,26 +136,40 @@ class Breakers:
         return Judgement(provider, pause, "; ".join(reason for level, reason in verdicts if level == pause))
 
 
+@dataclass(frozen=True)
+class Tallies:
+    """Per provider, over a breakers' window (or since its last resume): messages sent,
+    readers who complained, readers who hard-bounced."""
+
+    sent: Counter[str]
+    complaints: Counter[str]
+    hard_bounces: Counter[str]
+
+
+async def provider_tallies(engine: AsyncEngine, providers: Providers, window: timedelta, now: datetime) -> Tallies:
+    """What the breakers judge: each provider's counts over ``window``, or since its last
+    resume if that came later (the old complaints must not trip it again)."""
+    window_start = now - window
+    since = {row.provider: row.resumed_at for row in await gate_store.pauses(engine)
+             if row.resumed_at is not None and row.resumed_at > window_start}
+    tallies: dict[str, Counter[str]] = {kind: Counter() for kind in (DeliveryState.SENT, Status.COMPLAINED,
+                                                                     Status.BOUNCED)}
+    for start in sorted({window_start, *since.values()}):
+        # The window's start is counted in whole hours; a resume's moment exactly.
+        for domain, kind, count in await gate_store.tallies_by_domain(engine, start, exact=start != window_start):
+            provider = providers.of(domain)
+            if since.get(provider, window_start) == start:
+                tallies[kind][provider] += count
+    return Tallies(tallies[DeliveryState.SENT], tallies[Status.COMPLAINED], tallies[Status.BOUNCED])
+
+
 async def judge_providers(
     engine: AsyncEngine, providers: Providers, breakers: Breakers, now: datetime
 ) -> list[Judgement]:
     """The breakers' verdicts on every provider, over the window or since its last resume."""
-    window_start = now - breakers.window
-    since = {row.provider: row.resumed_at for row in await gate_store.pauses(engine)
-             if row.resumed_at is not None and row.resumed_at > window_start}
-    sent: Counter[str] = Counter()
-    for start in sorted({window_start, *since.values()}):
-        for domain, count in await gate_store.sent_by_domain(engine, start):
-            provider = providers.of(domain)
-            if since.get(provider, window_start) == start:
-                sent[provider] += count
-    complaints: Counter[str] = Counter()
-    bounces: Counter[str] = Counter()
-    for email, status, at in await gate_store.complaints_and_bounces(engine, window_start):
-        provider = providers.of(email)
-        if at >= since.get(provider, window_start):
-            (complaints if status == Status.COMPLAINED else bounces)[provider] += 1
-    found = (breakers.judge(p, sent[p], complaints[p], bounces[p]) for p in sorted(sent))
+    tallies = await provider_tallies(engine, providers, breakers.window, now)
+    found = (breakers.judge(p, tallies.sent[p], tallies.complaints[p], tallies.hard_bounces[p])
+             for p in sorted(tallies.sent))
     return [judgement for judgement in found if judgement is not None]
 
 
@@ -269,8 +284,9 @@ async def overview(
     sent: Counter[str] = Counter()
     waiting: dict[str, int] = {}
     if allowance is not None:
-        for domain, count in await gate_store.sent_by_domain(engine, day_start(now)):
-            sent[providers.of(domain)] += count
+        for domain, kind, count in await gate_store.tallies_by_domain(engine, day_start(now)):
+            if kind == DeliveryState.SENT:
+                sent[providers.of(domain)] += count
         waiting = {provider: counts["pending"] + counts["deferred"]
                    for provider, counts in (await open_by_provider(engine, providers)).items()
                    if counts["pending"] + counts["deferred"]}

@@ -60,9 +60,10 @@ async def next_release(engine: AsyncEngine) -> datetime | None:
         return (await conn.execute(select(func.min(scheduled_articles.c.publish_at)))).scalar_one()
 
 
-async def scheduled(engine: AsyncEngine) -> list[Article]:
-    """The scheduled articles, soonest first."""
-    query = select(scheduled_articles.c.data).order_by(scheduled_articles.c.publish_at, scheduled_articles.c.id)
+async def scheduled(engine: AsyncEngine, limit: int | None = None) -> list[Article]:
+    """The scheduled articles, soonest first (the ``limit`` soonest)."""
+    query = (select(scheduled_articles.c.data).order_by(scheduled_articles.c.publish_at, scheduled_articles.c.id)
+             .limit(limit))
     async with engine.connect() as conn:
         return [Article.from_dict(json.loads(row.data)) for row in await conn.execute(query)]
 

@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, event, inspect, text
+from sqlalchemy import Table, event, func, inspect, select, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -162,6 +162,7 @@ class Exclusive(IntEnum):
     PLANNING = 0x7075626C  # "publ": planning digests
     INGEST = 0x70756269  # "pubi": storing articles
     WEBHOOKS = 0x70756277  # "pubw": registering webhook endpoints
+    # 0x70756263 "pubc" is taken: publisher.store.aggregates.COUNTS_LOCK, by the counting triggers.
 
 
 async def serialize(conn: AsyncConnection, work: Exclusive) -> None:
@@ -266,6 +267,22 @@ async def migrate(database: DatabaseSettings) -> tuple[Revision, Revision]:
         before = await revisions(engine)
         await upgrade(engine)
         return before, await revisions(engine)
+
+
+async def rebuild_aggregates(database: DatabaseSettings) -> dict[str, int]:
+    """Migrate, then recount the dashboard's aggregates from the base tables
+    (:func:`publisher.store.aggregates.rebuild`); the subscribers by status counted."""
+    from publisher.store import aggregates
+    from publisher.store.schema import subscriber_counts
+
+    async with _engine_of(database) as engine:
+        await upgrade(engine)
+        async with engine.begin() as conn:
+            await conn.run_sync(aggregates.rebuild)
+            rows = await conn.execute(
+                select(subscriber_counts.c.status, func.sum(subscriber_counts.c.n)).group_by(subscriber_counts.c.status)
+            )
+            return {status: int(n) for status, n in rows if n}
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -403,3 +403,45 @@ audit_log = Table(
     Column("remote", String(64), nullable=False, server_default=""),
 )
 Index("ix_audit_log_at", audit_log.c.at)
+
+# Counts the dashboard reads instead of scanning subscribers and the ledger, kept by
+# database triggers in the transaction of each change (publisher.store.aggregates, which
+# says what each counts): rows as they are now, by status or state and the time bucket of
+# their last change, and per recipient domain the messages sent, complaints and hard bounces.
+subscriber_counts = Table(
+    "subscriber_counts",
+    metadata,
+    Column("day", UTCDateTime(), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("n", BigInteger, nullable=False),
+    PrimaryKeyConstraint("day", "status"),
+)
+
+message_counts = Table(
+    "message_counts",
+    metadata,
+    Column("hour", UTCDateTime(), nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("n", BigInteger, nullable=False),
+    PrimaryKeyConstraint("hour", "state"),
+)
+Index("ix_message_counts_state", message_counts.c.state, message_counts.c.hour)  # the queue: open states
+
+digest_counts = Table(
+    "digest_counts",
+    metadata,
+    Column("digest_id", String(64), nullable=False),  # no foreign key: counts, not ledger
+    Column("state", String(12), nullable=False),
+    Column("n", BigInteger, nullable=False),
+    PrimaryKeyConstraint("digest_id", "state"),
+)
+
+domain_counts = Table(
+    "domain_counts",
+    metadata,
+    Column("hour", UTCDateTime(), nullable=False),
+    Column("domain", String(320), nullable=False),
+    Column("kind", String(20), nullable=False),  # sent | complained | bounced
+    Column("n", BigInteger, nullable=False),
+    PrimaryKeyConstraint("hour", "domain", "kind"),
+)
