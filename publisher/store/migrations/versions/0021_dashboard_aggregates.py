@@ -5,7 +5,7 @@ triggers that keep them (:mod:`publisher.store.aggregates`) and counts what the 
 tables hold already, in this migration's transaction.
 
 Revision ID: 0021
-Revises: 0019
+Revises: 0020
 """
 
 import sqlalchemy as sa
