@@ -53,6 +53,13 @@ needs_axe = pytest.mark.skipif(
 )
 
 
+def axe_test_marks(same_on_both: str, timeout: int) -> list[pytest.MarkDecorator]:
+    """The marks of a test that runs axe-core in Chromium: skipped without either (failing in CI),
+    slow, on the browser worker, on SQLite only (``same_on_both`` says why), within ``timeout`` s."""
+    return [needs_chromium, needs_axe, pytest.mark.slow, pytest.mark.xdist_group("browser"),
+            pytest.mark.sqlite_only(same_on_both), pytest.mark.timeout(timeout)]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((HOST, 0))

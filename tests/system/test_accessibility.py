@@ -46,14 +46,7 @@ if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
 
 playwright_api = pytest.importorskip("playwright.async_api")
-pytestmark = [
-    browser_support.needs_chromium,
-    browser_support.needs_axe,
-    pytest.mark.slow,
-    pytest.mark.xdist_group("browser"),
-    pytest.mark.sqlite_only("pages and emails are the same whichever store holds the site"),
-    pytest.mark.timeout(600),
-]
+pytestmark = browser_support.axe_test_marks("pages and emails are the same whichever store holds the site", timeout=600)
 
 ARTIFACTS = browser_support.ARTIFACTS / "accessibility"
 WIDTHS = (700, 390)

@@ -24,14 +24,7 @@ if TYPE_CHECKING:
     from playwright.async_api import Page
 
 playwright_api = pytest.importorskip("playwright.async_api")
-pytestmark = [
-    browser_support.needs_chromium,
-    browser_support.needs_axe,
-    pytest.mark.slow,
-    pytest.mark.xdist_group("browser"),
-    pytest.mark.sqlite_only("the pages are the same whichever store holds the accounts"),
-    pytest.mark.timeout(300),
-]
+pytestmark = browser_support.axe_test_marks("the pages are the same whichever store holds the accounts", timeout=300)
 
 ARTIFACTS = browser_support.ARTIFACTS / "admin"
 WIDTHS = (1280, 390)
