@@ -9,6 +9,7 @@ from datetime import timedelta
 from collections.abc import AsyncIterator
 from typing import Any
 
+import lxml.html
 import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
@@ -21,7 +22,10 @@ from publisher.store.schema import audit_log, operators
 from publisher.web.admin import gate
 from publisher.web.security import PAGE_CSP
 from publisher.web.server import create_app
+from subscribers import service
+from subscribers.model import Cadence, Preferences, Source
 from tests.support.admin import PASSWORD, AdminVisitor, add_operator
+from tests.support.people import add_subscriber
 from tests.support.web_client import API_TOKEN, web_client
 
 # The sign-in steps are the only dashboard URLs open to a visitor without a session.
@@ -277,3 +281,24 @@ async def test_an_idle_session_sends_the_next_page_to_the_sign_in(
     monkeypatch.setattr(clock, "now", lambda: later)
     response = await visitor.get("/admin/audit")
     assert response.status == 303 and response.headers["Location"] == "/admin/sign-in?next=/admin/audit"
+
+
+async def test_the_overview_shows_the_counts_kept_as_things_change(publisher: Publisher, client: TestClient) -> None:
+    """Subscribers by status and the messages of the last hours, read from the counts, in tables."""
+    await add_operator(publisher, "vic@example.org", Role.VIEWER)
+    for n in range(3):
+        await add_subscriber(publisher.engine, f"r{n}@example.org")
+    await service.create(publisher.engine, "p@example.org", prefs=Preferences(), source=Source.API, confirmed=False,
+                         now=clock.now())
+    await publisher.intake.scan()
+    await publisher.delivery.send([Cadence.INSTANT])
+    viewer = AdminVisitor(client)
+    assert (await viewer.sign_in("vic@example.org")).status == 303
+    page = lxml.html.fromstring(await (await viewer.get("/admin/")).text())
+    tables = {table.findtext("caption"): [[cell.text_content().strip() for cell in row] for row in table.iter("tr")]
+              for table in page.iter("table")}
+    assert ["active", "3"] in tables["Subscribers by status now"] and ["pending", "1"] in tables["Subscribers by status now"]
+    [sent_column] = [i for i, cell in enumerate(next(iter(
+        tables["Messages per hour by outcome, last 48 hours (hours without any left out)"]))) if cell == "sent"]
+    hours = tables["Messages per hour by outcome, last 48 hours (hours without any left out)"][1:]
+    assert sum(int(row[sent_column].replace(",", "")) for row in hours) == 3

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from publisher import clock
 from publisher.admin.model import Role, Session
+from publisher.metrics import LEDGER_STATES, MESSAGE_STATES
 from publisher.web.admin import gate
 from publisher.web.keys import PUBLISHER
 
@@ -13,7 +15,14 @@ AUDIT_PAGE = 50  # entries per page of the audit log
 
 @gate.guarded(Role.VIEWER)
 async def overview(request: web.Request, session: Session) -> web.StreamResponse:
-    return gate.page(request, "overview.html", {"page_title": "Overview"}, session)
+    """The publication at a glance, from the counts kept as things change (:mod:`publisher.admin.figures`):
+    a handful of small reads, whatever the number of subscribers and messages."""
+    from publisher.admin.figures import overview as figures
+
+    publisher = request.app[PUBLISHER]
+    shown = await figures(publisher.engine, publisher.providers, publisher.settings, clock.now())
+    context = {"page_title": "Overview", "figures": shown, "states": MESSAGE_STATES, "ledger_states": LEDGER_STATES}
+    return gate.page(request, "overview.html", context, session)
 
 
 @gate.guarded(Role.VIEWER)
