@@ -10,6 +10,7 @@ fails instead of hiding behind a skip.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -137,3 +138,10 @@ async def axe_violations(page: Page, rules: tuple[str, ...] = ()) -> list[Violat
         run_only,
     )
     return [Violation(v["rule"], v["impact"], tuple(v["targets"]), v["summary"]) for v in found]
+
+
+def fresh_artifacts(directory: Path) -> None:
+    """Start a browser test's artifacts anew in ``directory``; axe-core must be there to run."""
+    assert AXE_JS.exists(), "axe-core is not installed: npm ci --prefix tests/browser"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)

@@ -21,7 +21,6 @@ import email
 import email.policy
 import json
 import re
-import shutil
 from collections import Counter
 from email.message import EmailMessage
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from publisher.store.articles import latest
 from subscribers import service
 from subscribers.model import Cadence, Preferences, Source
 from tests.support import browser as browser_support
-from tests.support.browser import AXE_JS, BLOCKING_IMPACTS, CHROMIUM, Violation, axe_violations
+from tests.support.browser import BLOCKING_IMPACTS, CHROMIUM, Violation, axe_violations
 from tests.support.people import add_subscriber
 from tests.support.smtp_server import SmtpServer
 
@@ -155,9 +154,7 @@ async def test_every_page_and_email_passes_axe_in_both_schemes_and_widths(
     from publisher.mail.render import Personal, render_digest
 
     publisher, smtp, site_url = live_site
-    assert AXE_JS.exists(), "axe-core is not installed: npm ci --prefix tests/browser"
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True)
+    browser_support.fresh_artifacts(ARTIFACTS)
     # An instant subscriber from before the Arabic article: its digest is sent for real, and read online.
     await add_subscriber(publisher.engine, "instant@example.org")
     (publisher.settings.content.dir / "ashjar.md").write_text(ARABIC_ARTICLE, encoding="utf-8")

@@ -6,7 +6,6 @@ the dark scheme, and no page scrolls sideways.  Screenshots go to ``test-artifac
 
 from __future__ import annotations
 
-import shutil
 from typing import TYPE_CHECKING
 
 import pytest
@@ -17,7 +16,7 @@ from publisher.admin.model import Role
 from publisher.app import Publisher
 from tests.support import browser as browser_support
 from tests.support.admin import PASSWORD, SETUP, add_operator
-from tests.support.browser import AXE_JS, BLOCKING_IMPACTS, CHROMIUM, axe_violations
+from tests.support.browser import BLOCKING_IMPACTS, CHROMIUM, axe_violations
 from tests.support.smtp_server import SmtpServer
 
 if TYPE_CHECKING:
@@ -66,9 +65,7 @@ async def test_an_admin_signs_in_with_a_code_and_walks_the_dashboard_by_keyboard
     live_site: tuple[Publisher, SmtpServer, str],
 ) -> None:
     publisher, _smtp, site_url = live_site
-    assert AXE_JS.exists(), "axe-core is not installed: npm ci --prefix tests/browser"
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True)
+    browser_support.fresh_artifacts(ARTIFACTS)
     await add_operator(publisher, "ann@example.org", Role.ADMIN)
     await add_operator(publisher, "vic@example.org", Role.VIEWER)
     secret = await publisher.operators.enable_totp("ann@example.org", SETUP)
