@@ -127,6 +127,9 @@ ADMIN_AUDIT = Route("admin/audit")  # the audit log, newest first (?before=ID: t
 ADMIN_OPERATORS = Route("admin/operators")  # list (GET), add (POST)
 ADMIN_OPERATOR_ROLE = Route("admin/operators/{id:[0-9]{1,18}}/role")  # POST
 ADMIN_OPERATOR_REMOVE = Route("admin/operators/{id:[0-9]{1,18}}/remove")  # POST
+# The overview's charts (publisher.web.admin.charts), an SVG image each, registered one plain route per name.
+ADMIN_CHARTS = ("subscribers", "growth", "messages", "queue", "complaints", "hard-bounces")
+ADMIN_CHART = Route("admin/charts/{chart:" + "|".join(ADMIN_CHARTS) + "}.svg")
 
 # --- operations ----------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from publisher.runtime import nodes
 from publisher.runtime.state import JobName, NodeRole
 from publisher.store import articles
 from publisher.store.schema import digest_counts, digests, message_counts, subscriber_counts
-from subscribers.model import Cadence
+from subscribers.model import Cadence, Status
 
 if TYPE_CHECKING:
     from publisher.config import Settings
@@ -52,6 +52,25 @@ class Subscribers:
 
     by_status: dict[str, int]
     days: list[tuple[datetime, dict[str, int]]]  # oldest first, every day of the range
+
+    @property
+    def changes(self) -> list[Change]:
+        """Per day, oldest first, the changes as the overview shows them (its table and its chart)."""
+        return [Change(day, by.get(Status.ACTIVE, 0), by.get(Status.PENDING, 0), sum(by.get(s, 0) for s in LEFT))
+                for day, by in self.days]
+
+
+LEFT = (Status.UNSUBSCRIBED, Status.BOUNCED, Status.COMPLAINED)  # the statuses of a reader who left
+
+
+@dataclass(frozen=True)
+class Change:
+    """One day's new subscribers: confirmed, signed up (not yet confirmed), and those who left."""
+
+    day: datetime
+    confirmed: int
+    pending: int
+    left: int
 
 
 async def subscribers(engine: AsyncEngine, now: datetime, days: int = 30) -> Subscribers:

@@ -10,11 +10,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from publisher import urls
-from publisher.web.admin import operators, pages, sign_in
+from publisher.web.admin import charts, operators, pages, sign_in
 
 
 def add_admin_routes(app: web.Application) -> None:
     sign_in.add_sign_in_routes(app)
     app.router.add_get(urls.ADMIN.path, pages.overview)
     app.router.add_get(urls.ADMIN_AUDIT.path, pages.audit)
+    charts.add_chart_routes(app)
     operators.add_operator_routes(app)

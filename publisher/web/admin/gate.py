@@ -42,7 +42,8 @@ SECTIONS: tuple[tuple[str, urls.Route | None, Role], ...] = (
     ("Operators", urls.ADMIN_OPERATORS, Role.ADMIN),
 )
 _READS = frozenset({"GET", "HEAD"})
-_NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
+# What every dashboard answer carries: never kept by a cache, never indexed.
+NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
 
 AdminHandler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 
@@ -127,14 +128,14 @@ def page(
         "csrf_token": lambda: csrf.token(request),
     }
     response = aiohttp_jinja2.render_template(f"admin/{template}", request, shared | context, status=status)
-    response.headers.update(_NO_STORE)
+    response.headers.update(NO_STORE)
     csrf.set_cookie(request, response)
     return response
 
 
 def redirect(location: str) -> web.Response:
     """A 303 to ``location`` (a response, not an exception, so it can carry a cookie)."""
-    return web.Response(status=303, headers={"Location": location, **_NO_STORE})
+    return web.Response(status=303, headers={"Location": location, **NO_STORE})
 
 
 def set_session_cookie(request: web.Request, response: web.StreamResponse, token: str) -> None:

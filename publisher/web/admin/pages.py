@@ -7,7 +7,7 @@ from aiohttp import web
 from publisher import clock
 from publisher.admin.model import Role, Session
 from publisher.metrics import LEDGER_STATES, MESSAGE_STATES
-from publisher.web.admin import gate
+from publisher.web.admin import charts, gate
 from publisher.web.keys import PUBLISHER
 
 AUDIT_PAGE = 50  # entries per page of the audit log
@@ -16,12 +16,14 @@ AUDIT_PAGE = 50  # entries per page of the audit log
 @gate.guarded(Role.VIEWER)
 async def overview(request: web.Request, session: Session) -> web.StreamResponse:
     """The publication at a glance, from the counts kept as things change (:mod:`publisher.admin.figures`):
-    a handful of small reads, whatever the number of subscribers and messages."""
+    a handful of small reads, whatever the number of subscribers and messages.  Its charts are
+    images of their own (:mod:`publisher.web.admin.charts`), each beside its table."""
     from publisher.admin.figures import overview as figures
 
     publisher = request.app[PUBLISHER]
     shown = await figures(publisher.engine, publisher.providers, publisher.settings, clock.now())
-    context = {"page_title": "Overview", "figures": shown, "states": MESSAGE_STATES, "ledger_states": LEDGER_STATES}
+    context = {"page_title": "Overview", "figures": shown, "states": MESSAGE_STATES, "ledger_states": LEDGER_STATES,
+               "charts": charts.CHARTS, "chart_size": (charts.WIDTH, charts.HEIGHT)}
     return gate.page(request, "overview.html", context, session)
 
 
