@@ -117,22 +117,23 @@ def _chart(kind: str, colours: Sequence[str], styles: list[str], *, thresholds: 
     from pygal.style import Style
 
     style = Style(
-        background="transparent", plot_background="transparent", font_family=FONT, colors=tuple(colours) or ("#2e86c1",),
-        label_font_size=14, major_label_font_size=14, legend_font_size=14, value_font_size=14, no_data_font_size=20,
+        background="transparent", plot_background="transparent", font_family=FONT, colors=tuple(colours),
+        label_font_size=16, major_label_font_size=16, legend_font_size=16, value_font_size=16, no_data_font_size=22,
         opacity="1", opacity_hover="1",
     )
     config = {
         "width": WIDTH, "height": HEIGHT, "style": style, "js": (), "no_prefix": True, "margin": 8, "margin_right": 28,
         "css": ("file://style.css", "file://graph.css", "inline:" + _CSS + (_THRESHOLD_CSS if thresholds else "")),
-        "legend_at_bottom": True, "legend_at_bottom_columns": min(4, len(colours) or 1), "show_x_guides": False, "truncate_label": 24,
-        "truncate_legend": 24, "no_data_text": "Nothing to draw yet", "print_values": False,
+        "legend_at_bottom": True, "legend_at_bottom_columns": min(3, len(colours)), "show_x_guides": False,
+        "truncate_label": 24, "truncate_legend": 24, "no_data_text": "Nothing to draw yet", "print_values": False,
     } | options
     return getattr(pygal, kind)(**config).add_xml_filter(_scrubbed(styles))
 
 
 def _render(chart: Any, styles: list[str]) -> Drawing:
-    if not chart.raw_series:  # no axes around "Nothing to draw yet"
+    if not chart.raw_series:  # no axes around "Nothing to draw yet" (and pygal can't place labels on none)
         chart.show_x_labels = chart.show_y_labels = chart.show_y_guides = False
+        chart.y_labels = None
     svg = chart.render()
     style = "".join(styles)
     digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode() if style else ""
@@ -141,6 +142,18 @@ def _render(chart: Any, styles: list[str]) -> Drawing:
 
 def _count(value: float) -> str:
     return f"{value:,.0f}"
+
+
+def _count_axis(top: int) -> dict[str, Any]:
+    """A count axis from 0 past ``top`` in at most six whole steps of 1, 2 or 5 × 10ⁿ (pygal's
+    own steps fall between whole numbers on small counts, drawn as repeated labels)."""
+    magnitude = 1
+    while True:
+        for step in (magnitude, 2 * magnitude, 5 * magnitude):
+            if top <= step * 6:
+                end = max(step, -(-top // step) * step)
+                return {"range": (0, end), "y_labels": list(range(0, end + 1, step)), "value_formatter": _count}
+        magnitude *= 10
 
 
 def _percent(value: float) -> str:
@@ -153,8 +166,8 @@ def draw_subscribers(found: figures.Subscribers) -> Drawing:
     """Subscribers by status now, a bar each."""
     styles: list[str] = []
     statuses = sorted(found.by_status)
-    chart = _chart("HorizontalBar", [COLOURS["pending"]], styles, show_legend=False, value_formatter=_count,
-                   x_labels=statuses)
+    chart = _chart("HorizontalBar", [COLOURS["pending"]], styles, show_legend=False, x_labels=statuses,
+                   **_count_axis(max(found.by_status.values(), default=0)))
     if statuses:
         chart.add("subscribers", [found.by_status[status] for status in statuses])
     return _render(chart, styles)
@@ -166,7 +179,8 @@ def draw_growth(found: figures.Subscribers) -> Drawing:
     changes = found.changes
     series = (("confirmed", [c.confirmed for c in changes]), ("pending", [c.pending for c in changes]),
               ("left", [c.left for c in changes]))
-    chart = _chart("StackedBar", [COLOURS[name] for name, _ in series], styles, value_formatter=_count,
+    chart = _chart("StackedBar", [COLOURS[name] for name, _ in series], styles,
+                   **_count_axis(max((c.confirmed + c.pending + c.left for c in changes), default=0)),
                    x_labels=[c.day.strftime("%m-%d") for c in changes], x_labels_major_every=7,
                    show_minor_x_labels=False)
     if any(c.confirmed or c.pending or c.left for c in changes):
@@ -178,7 +192,8 @@ def draw_growth(found: figures.Subscribers) -> Drawing:
 def draw_messages(hours: list[tuple[datetime, dict[str, int]]]) -> Drawing:
     """Per hour, the messages by outcome, stacked."""
     styles: list[str] = []
-    chart = _chart("StackedBar", [COLOURS[state] for state in MESSAGE_STATES], styles, value_formatter=_count,
+    chart = _chart("StackedBar", [COLOURS[state] for state in MESSAGE_STATES], styles,
+                   **_count_axis(max((sum(by.get(s, 0) for s in MESSAGE_STATES) for _, by in hours), default=0)),
                    x_labels=[hour.strftime("%H:00") for hour, _ in hours], x_labels_major_every=6,
                    show_minor_x_labels=False)
     if any(by for _, by in hours):
@@ -190,8 +205,9 @@ def draw_messages(hours: list[tuple[datetime, dict[str, int]]]) -> Drawing:
 def draw_queue(found: figures.Queue) -> Drawing:
     """Each digest being sent or paused: its messages by state, stacked (its progress)."""
     styles: list[str] = []
-    chart = _chart("HorizontalStackedBar", [COLOURS[state] for state in LEDGER_STATES], styles,
-                   value_formatter=_count, x_labels=[digest.id for digest in found.digests], legend_at_bottom_columns=3)
+    top = max((sum(digest.by_state.values()) for digest in found.digests), default=0)
+    chart = _chart("HorizontalStackedBar", [COLOURS[state] for state in LEDGER_STATES], styles, **_count_axis(top),
+                   x_labels=[digest.id for digest in found.digests])
     if found.digests:
         for state in LEDGER_STATES:
             chart.add(state, [digest.by_state.get(state, 0) for digest in found.digests])
