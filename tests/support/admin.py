@@ -18,6 +18,9 @@ from publisher.admin.model import Actor, Operator, Role
 from publisher.app import Publisher
 from publisher.web.admin.gate import COOKIE as SESSION_COOKIE
 from publisher.web.forms import COOKIE as CSRF_COOKIE
+from subscribers import service
+from subscribers.model import Cadence, Preferences, Source
+from tests.support.people import add_subscriber
 from tests.support.web_client import Visitor
 
 PASSWORD = "a long enough password"
@@ -65,3 +68,14 @@ class AdminVisitor(Visitor):
 
 async def add_operator(publisher: Publisher, email: str, role: Role, password: str = PASSWORD) -> Operator:
     return await publisher.operators.add(email, role, password, SETUP)
+
+
+async def some_mail_sent(publisher: Publisher) -> None:
+    """Something for the overview to count: three confirmed readers and one pending, the
+    sample articles stored and the instant digest sent to the three (``r0``…``r2@example.org``)."""
+    for n in range(3):
+        await add_subscriber(publisher.engine, f"r{n}@example.org")
+    await service.create(publisher.engine, "p@example.org", prefs=Preferences(), source=Source.API, confirmed=False,
+                         now=clock.now())
+    await publisher.intake.scan()
+    await publisher.delivery.send([Cadence.INSTANT])

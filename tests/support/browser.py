@@ -145,3 +145,25 @@ def fresh_artifacts(directory: Path) -> None:
     assert AXE_JS.exists(), "axe-core is not installed: npm ci --prefix tests/browser"
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
+
+
+async def check_layouts(page: Page, name: str, problems: list[str], directory: Path,
+                        widths: tuple[int, ...] = (1280, 390)) -> None:
+    """``page`` at each of ``widths`` in the light and the dark scheme: no sideways scroll, no
+    serious or critical axe violation (each added to ``problems``), a full-page screenshot
+    ``<directory>/<name>-<width>-<scheme>.png``; left at the first width, light."""
+    for width in widths:
+        await page.set_viewport_size({"width": width, "height": 900})
+        scroll_width = await page.evaluate("document.documentElement.scrollWidth")
+        if scroll_width > width:
+            problems.append(f"{name} {width}px: the page is {scroll_width}px wide")
+        for scheme in ("light", "dark"):
+            await page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
+            for violation in await axe_violations(page):
+                if violation.impact in BLOCKING_IMPACTS:
+                    problems.append(f"{name} {width}px {scheme}: {violation.describe()}")
+            path = directory / f"{name}-{width}-{scheme}.png"
+            await page.screenshot(path=str(path), full_page=True)
+            assert path.stat().st_size > 1000
+    await page.emulate_media(color_scheme="light")
+    await page.set_viewport_size({"width": widths[0], "height": 900})

@@ -16,7 +16,7 @@ from publisher.admin.model import Role
 from publisher.app import Publisher
 from tests.support import browser as browser_support
 from tests.support.admin import PASSWORD, SETUP, add_operator
-from tests.support.browser import BLOCKING_IMPACTS, CHROMIUM, axe_violations
+from tests.support.browser import CHROMIUM
 from tests.support.smtp_server import SmtpServer
 
 if TYPE_CHECKING:
@@ -44,21 +44,7 @@ async def tab_to(page: Page, text: str, limit: int = 40) -> None:
 
 
 async def check(page: Page, name: str, problems: list[str]) -> None:
-    for width in WIDTHS:
-        await page.set_viewport_size({"width": width, "height": 900})
-        scroll_width = await page.evaluate("document.documentElement.scrollWidth")
-        if scroll_width > width:
-            problems.append(f"{name} {width}px: the page is {scroll_width}px wide")
-        for scheme in ("light", "dark"):
-            await page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
-            for violation in await axe_violations(page):
-                if violation.impact in BLOCKING_IMPACTS:
-                    problems.append(f"{name} {width}px {scheme}: {violation.describe()}")
-            path = ARTIFACTS / f"{name}-{width}-{scheme}.png"
-            await page.screenshot(path=str(path), full_page=True)
-            assert path.stat().st_size > 1000
-    await page.emulate_media(color_scheme="light")
-    await page.set_viewport_size({"width": WIDTHS[0], "height": 900})
+    await browser_support.check_layouts(page, name, problems, ARTIFACTS, WIDTHS)
 
 
 async def test_an_admin_signs_in_with_a_code_and_walks_the_dashboard_by_keyboard(

@@ -21,7 +21,7 @@ from publisher.store.schema import deliveries, digests
 from subscribers.model import Cadence
 from tests.support import browser as browser_support
 from tests.support.admin import PASSWORD, add_operator
-from tests.support.browser import BLOCKING_IMPACTS, CHROMIUM, axe_violations
+from tests.support.browser import CHROMIUM
 from tests.support.people import add_subscriber
 from tests.support.smtp_server import SmtpServer
 
@@ -54,24 +54,6 @@ async def seed(publisher: Publisher) -> None:
 async def images_drawn(page: Page) -> dict[str, bool]:
     return dict(await page.evaluate(
         "[...document.querySelectorAll('main img')].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])"))
-
-
-async def check(page: Page, name: str, problems: list[str]) -> None:
-    for width in WIDTHS:
-        await page.set_viewport_size({"width": width, "height": 900})
-        scroll_width = await page.evaluate("document.documentElement.scrollWidth")
-        if scroll_width > width:
-            problems.append(f"{name} {width}px: the page is {scroll_width}px wide")
-        for scheme in ("light", "dark"):
-            await page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
-            for violation in await axe_violations(page):
-                if violation.impact in BLOCKING_IMPACTS:
-                    problems.append(f"{name} {width}px {scheme}: {violation.describe()}")
-            path = ARTIFACTS / f"{name}-{width}-{scheme}.png"
-            await page.screenshot(path=str(path), full_page=True)
-            assert path.stat().st_size > 1000
-    await page.emulate_media(color_scheme="light")
-    await page.set_viewport_size({"width": WIDTHS[0], "height": 900})
 
 
 async def test_the_overview_shows_its_charts_beside_their_tables_in_both_schemes(
@@ -137,7 +119,7 @@ async def test_the_overview_shows_its_charts_beside_their_tables_in_both_schemes
             await axe_page.goto(site_url + "admin/")
             await axe_page.get_by_role("heading", name="Overview").wait_for()
             await axe_page.wait_for_load_state("networkidle")
-            await check(axe_page, "charts-overview", problems)
+            await browser_support.check_layouts(axe_page, "charts-overview", problems, ARTIFACTS, WIDTHS)
         finally:
             await browser.close()
     assert refused == []

@@ -22,10 +22,7 @@ from publisher.store.schema import audit_log, operators
 from publisher.web.admin import gate
 from publisher.web.security import PAGE_CSP
 from publisher.web.server import create_app
-from subscribers import service
-from subscribers.model import Cadence, Preferences, Source
-from tests.support.admin import PASSWORD, AdminVisitor, add_operator
-from tests.support.people import add_subscriber
+from tests.support.admin import PASSWORD, AdminVisitor, add_operator, some_mail_sent
 from tests.support.web_client import API_TOKEN, web_client
 
 # The sign-in steps are the only dashboard URLs open to a visitor without a session.
@@ -288,12 +285,7 @@ async def test_an_idle_session_sends_the_next_page_to_the_sign_in(
 async def test_the_overview_shows_the_counts_kept_as_things_change(publisher: Publisher, client: TestClient) -> None:
     """Subscribers by status and the messages of the last hours, read from the counts, in tables."""
     await add_operator(publisher, "vic@example.org", Role.VIEWER)
-    for n in range(3):
-        await add_subscriber(publisher.engine, f"r{n}@example.org")
-    await service.create(publisher.engine, "p@example.org", prefs=Preferences(), source=Source.API, confirmed=False,
-                         now=clock.now())
-    await publisher.intake.scan()
-    await publisher.delivery.send([Cadence.INSTANT])
+    await some_mail_sent(publisher)
     viewer = AdminVisitor(client)
     assert (await viewer.sign_in("vic@example.org")).status == 303
     page = lxml.html.fromstring(await (await viewer.get("/admin/")).text())

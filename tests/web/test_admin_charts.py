@@ -22,10 +22,7 @@ from publisher.app import Publisher
 from publisher.delivery import gate_store
 from publisher.web.admin import charts
 from publisher.web.security import PAGE_CSP
-from subscribers import service
-from subscribers.model import Cadence, Preferences, Source
-from tests.support.admin import AdminVisitor, add_operator
-from tests.support.people import add_subscriber
+from tests.support.admin import AdminVisitor, add_operator, some_mail_sent
 from tests.support.web_client import web_client
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -150,12 +147,7 @@ def test_a_chart_of_nothing_says_so() -> None:
 
 
 async def test_the_charts_draw_the_numbers_of_the_figures(publisher: Publisher, client: TestClient) -> None:
-    for n in range(3):
-        await add_subscriber(publisher.engine, f"r{n}@example.org")
-    await service.create(publisher.engine, "p@example.org", prefs=Preferences(), source=Source.API, confirmed=False,
-                         now=clock.now())
-    await publisher.intake.scan()
-    await publisher.delivery.send([Cadence.INSTANT])
+    await some_mail_sent(publisher)
     visitor = await signed_in(publisher, client)
     now = clock.now()
 
