@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Row, and_, case, delete, exists, func, insert, not_, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Row, and_, delete, exists, func, insert, not_, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.store.db import Exclusive, begin_writing, serialize
@@ -161,7 +161,7 @@ async def next_due(engine: AsyncEngine, endpoints: Sequence[str]) -> datetime | 
 
 @dataclass(frozen=True)
 class EndpointStatus:
-    """One endpoint as ``publisher status`` shows it."""
+    """One endpoint as ``publisher status`` and the dashboard show it."""
 
     url: str
     pending: int  # events it is owed
@@ -171,14 +171,52 @@ class EndpointStatus:
     last_success_at: datetime | None
 
 
-async def status(engine: AsyncEngine) -> list[EndpointStatus]:
-    """Every registered endpoint with what it is owed, by URL."""
+async def status(engine: AsyncEngine, cap: int | None = None) -> list[EndpointStatus]:
+    """Every registered endpoint with what it is owed, by URL.  With ``cap``, each count
+    stops there (a page must not count a million rows owed to an endpoint down for
+    days; it shows "more than cap"); without, the counts are exact."""
     async with engine.connect() as conn:
-        counts = {endpoint: (pending, failing or 0) for endpoint, pending, failing in await conn.execute(
-            select(_d.endpoint, func.count(), func.sum(case((_d.attempts > 0, 1), else_=0))).group_by(_d.endpoint)
-        )}
-        rows = await conn.execute(select(webhook_endpoints).order_by(webhook_endpoints.c.url))
-        return [
-            EndpointStatus(r.url, *counts.get(r.url, (0, 0)), r.last_error, r.last_error_at, r.last_success_at)
-            for r in rows
-        ]
+        rows = (await conn.execute(select(webhook_endpoints).order_by(webhook_endpoints.c.url))).all()
+        found = []
+        for r in rows:
+            owed = _d.endpoint == r.url
+            pending = await _count(conn, owed, cap)
+            failing = await _count(conn, and_(owed, _d.attempts > 0), cap) if pending else 0
+            found.append(EndpointStatus(r.url, pending, failing, r.last_error, r.last_error_at, r.last_success_at))
+        return found
+
+
+async def _count(conn: AsyncConnection, where: ColumnElement[bool], cap: int | None) -> int:
+    """The rows owed ``where``, counted up to ``cap`` + 1 (None: all)."""
+    rows = select(_d.event_seq).where(where).limit(None if cap is None else cap + 1).subquery()
+    return int(await conn.scalar(select(func.count()).select_from(rows)) or 0)
+
+
+@dataclass(frozen=True)
+class OwedEvent:
+    """An event still owed to an endpoint (a row of the dashboard's outbox table)."""
+
+    endpoint: str
+    event_seq: int
+    event_id: str
+    type: str
+    created_at: datetime
+    attempts: int
+    next_at: datetime
+    last_error: str | None
+
+
+async def owed_page(engine: AsyncEngine, limit: int, after: tuple[str, int] | None = None) -> list[OwedEvent]:
+    """Up to ``limit`` owed events by endpoint, then oldest first, from after ``after``
+    (endpoint, event seq): keyset paging along the deliveries' primary key."""
+    query = (
+        select(_d.endpoint, _d.event_seq, webhook_events.c.id, webhook_events.c.type, webhook_events.c.created_at,
+               _d.attempts, _d.next_at, _d.last_error)
+        .join(webhook_events, webhook_events.c.seq == _d.event_seq)
+        .order_by(_d.endpoint, _d.event_seq)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(or_(_d.endpoint > after[0], and_(_d.endpoint == after[0], _d.event_seq > after[1])))
+    async with engine.connect() as conn:
+        return [OwedEvent(*row) for row in await conn.execute(query)]
