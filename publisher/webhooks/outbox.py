@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Row, and_, delete, exists, func, insert, not_, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Row, and_, case, delete, exists, func, insert, not_, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.store.db import Exclusive, begin_writing, serialize
@@ -172,24 +172,24 @@ class EndpointStatus:
 
 
 async def status(engine: AsyncEngine, cap: int | None = None) -> list[EndpointStatus]:
-    """Every registered endpoint with what it is owed, by URL.  With ``cap``, each count
-    stops there (a page must not count a million rows owed to an endpoint down for
-    days; it shows "more than cap"); without, the counts are exact."""
+    """Every registered endpoint with what it is owed, by URL.  With ``cap``, a page's reads
+    stay bounded however long an endpoint was down: ``pending`` stops at ``cap`` + 1 (shown
+    as "more than cap"), and ``failing`` counts among the oldest ``cap`` + 1 owed events
+    (those a dispatch pass tries first); without, both are exact."""
     async with engine.connect() as conn:
         rows = (await conn.execute(select(webhook_endpoints).order_by(webhook_endpoints.c.url))).all()
         found = []
         for r in rows:
-            owed = _d.endpoint == r.url
-            pending = await _count(conn, owed, cap)
-            failing = await _count(conn, and_(owed, _d.attempts > 0), cap) if pending else 0
+            oldest = select(_d.attempts).where(_d.endpoint == r.url).order_by(_d.event_seq)
+            if cap is not None:
+                oldest = oldest.limit(cap + 1)
+            owed = oldest.subquery()
+            pending, failing = (await conn.execute(
+                select(func.count(), func.coalesce(func.sum(case((owed.c.attempts > 0, 1), else_=0)), 0))
+                .select_from(owed)
+            )).one()
             found.append(EndpointStatus(r.url, pending, failing, r.last_error, r.last_error_at, r.last_success_at))
         return found
-
-
-async def _count(conn: AsyncConnection, where: ColumnElement[bool], cap: int | None) -> int:
-    """The rows owed ``where``, counted up to ``cap`` + 1 (None: all)."""
-    rows = select(_d.event_seq).where(where).limit(None if cap is None else cap + 1).subquery()
-    return int(await conn.scalar(select(func.count()).select_from(rows)) or 0)
 
 
 @dataclass(frozen=True)
@@ -217,6 +217,6 @@ async def owed_page(engine: AsyncEngine, limit: int, after: tuple[str, int] | No
         .limit(limit)
     )
     if after is not None:
-        query = query.where(or_(_d.endpoint > after[0], and_(_d.endpoint == after[0], _d.event_seq > after[1])))
+        query = query.where(tuple_(_d.endpoint, _d.event_seq) > tuple_(*after))  # a range seek on the key
     async with engine.connect() as conn:
         return [OwedEvent(*row) for row in await conn.execute(query)]
