@@ -130,6 +130,12 @@ ADMIN_OPERATOR_REMOVE = Route("admin/operators/{id:[0-9]{1,18}}/remove")  # POST
 # The overview's charts (publisher.web.admin.charts), an SVG image each, registered one plain route per name.
 ADMIN_CHARTS = ("subscribers", "growth", "messages", "queue", "complaints", "hard-bounces")
 ADMIN_CHART = Route("admin/charts/{chart:" + "|".join(ADMIN_CHARTS) + "}.svg")
+ADMIN_SETTINGS = Route("admin/settings")  # the effective config (secrets masked), DKIM record, health, webhooks
+ADMIN_ACCOUNT = Route("admin/account")  # the signed-in operator's own password and second factor
+ADMIN_ACCOUNT_PASSWORD = Route("admin/account/password")  # POST: current and new password
+ADMIN_ACCOUNT_TOTP_NEW = Route("admin/account/totp/new")  # POST: a new secret shown, not yet in effect
+ADMIN_ACCOUNT_TOTP_ON = Route("admin/account/totp/on")  # POST: that secret and a code from the app
+ADMIN_ACCOUNT_TOTP_OFF = Route("admin/account/totp/off")  # POST: the current password
 
 # --- operations ----------------------------------------------------------------------------
 

@@ -111,15 +111,34 @@ class OperatorService:
         assert found is not None
         return found
 
-    async def set_password(self, raw_email: str, password: str, actor: Actor) -> None:
-        """A new password; the operator's sessions end (a changed password is often a leaked one)."""
+    async def set_password(self, raw_email: str, password: str, actor: Actor, *, keep: Session | None = None) -> None:
+        """A new password; the operator's sessions end (a changed password is often a leaked one),
+        but ``keep``: the browser the operator changed their own password in."""
         passwords.check_policy(password)
         hashed = await self._argon2(passwords.hash_password, password)
         email = operator_email(raw_email)
-        async with self.audited(actor, Action.OPERATOR_PASSWORD, email) as conn:
+        detail: dict[str, object] = {"own": True} if keep is not None else {}
+        async with self.audited(actor, Action.OPERATOR_PASSWORD, email, detail) as conn:
             operator = await self._existing(conn, email)
             await store.change(conn, operator.id, password_hash=hashed, failed_logins=0, locked_until=None)
-            await store.close_sessions_of(conn, operator.id)
+            await store.close_sessions_of(conn, operator.id, keep=keep.id if keep is not None else None)
+
+    async def change_own_password(self, session: Session, current: str, new: str, actor: Actor) -> None:
+        """The signed-in operator's new password, given their current one (a browser left
+        signed in must not be enough to take the account); their other sessions end."""
+        passwords.check_policy(new)
+        await self.confirm_password(session, current, actor)
+        await self.set_password(session.operator.email, new, actor, keep=session)
+
+    async def confirm_password(self, session: Session, password: str, actor: Actor) -> None:
+        """Nothing if ``password`` is the session's operator's; else OperatorError.  A wrong one
+        counts towards the lockout like a wrong sign-in: a browser left signed in can't be
+        used to guess the password at leisure."""
+        operator = session.operator
+        if await self._argon2(passwords.verify, operator.password_hash, password):
+            return
+        await self._failed(operator, actor, "current password", clock.now())
+        raise OperatorError("the current password is not right")
 
     async def set_role(self, raw_email: str, role: Role, actor: Actor) -> None:
         email = operator_email(raw_email)
@@ -141,19 +160,36 @@ class OperatorService:
 
     async def enable_totp(self, raw_email: str, actor: Actor) -> str:
         """A new second-factor secret for the operator (replacing any), returned once to show."""
-        email = operator_email(raw_email)
         secret = totp.new_secret()
-        async with self.audited(actor, Action.OPERATOR_TOTP_ON, email) as conn:
-            operator = await self._existing(conn, email)
-            await store.change(conn, operator.id, totp_secret=secret, totp_last_step=None)
-            await store.close_sessions_of(conn, operator.id)
+        await self._set_totp(operator_email(raw_email), secret, None, actor, keep=None)
         return secret
+
+    async def enable_own_totp(self, session: Session, secret: str, code: str, actor: Actor) -> None:
+        """The signed-in operator's second factor with ``secret`` (made by :func:`totp.new_secret`
+        and shown to them), once ``code`` proves their app has it: a secret mistyped into the
+        app would otherwise lock them out at their next sign-in.  Their other sessions end."""
+        step = totp.matching_step(secret, code, clock.now(), None)
+        if step is None:
+            raise OperatorError("that code is not the app's current one: check the secret typed into it, and its clock")
+        await self._set_totp(session.operator.email, secret, step, actor, keep=session)  # the code is now used
+
+    async def _set_totp(self, email: str, secret: str, last_step: int | None, actor: Actor, *, keep: Session | None) -> None:
+        detail: dict[str, object] = {"own": True} if keep is not None else {}
+        async with self.audited(actor, Action.OPERATOR_TOTP_ON, email, detail) as conn:
+            operator = await self._existing(conn, email)
+            await store.change(conn, operator.id, totp_secret=secret, totp_last_step=last_step)
+            await store.close_sessions_of(conn, operator.id, keep=keep.id if keep is not None else None)
 
     async def disable_totp(self, raw_email: str, actor: Actor) -> None:
         email = operator_email(raw_email)
         async with self.audited(actor, Action.OPERATOR_TOTP_OFF, email) as conn:
             operator = await self._existing(conn, email)
             await store.change(conn, operator.id, totp_secret=None, totp_last_step=None)
+
+    async def disable_own_totp(self, session: Session, password: str, actor: Actor) -> None:
+        """The signed-in operator's second factor off, given their password (see :meth:`confirm_password`)."""
+        await self.confirm_password(session, password, actor)
+        await self.disable_totp(session.operator.email, actor)
 
     async def _existing(self, conn: AsyncConnection, email: str) -> Operator:
         operator = await store.find(conn, email)

@@ -124,8 +124,12 @@ async def close_session(conn: AsyncConnection, session_id: str) -> None:
     await conn.execute(delete(operator_sessions).where(operator_sessions.c.id == session_id))
 
 
-async def close_sessions_of(conn: AsyncConnection, operator_id: int) -> None:
-    await conn.execute(delete(operator_sessions).where(operator_sessions.c.operator_id == operator_id))
+async def close_sessions_of(conn: AsyncConnection, operator_id: int, *, keep: str | None = None) -> None:
+    """End every session of the operator, but the one ``keep`` (a session id) if given."""
+    query = delete(operator_sessions).where(operator_sessions.c.operator_id == operator_id)
+    if keep is not None:
+        query = query.where(operator_sessions.c.id != keep)
+    await conn.execute(query)
 
 
 async def close_stale_sessions(conn: AsyncConnection, now: datetime, idle_since: datetime) -> None:

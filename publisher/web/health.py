@@ -58,7 +58,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    publisher = request.app[PUBLISHER]
+    body = await readiness(request.app[PUBLISHER])
+    return web.json_response(
+        body,
+        status=200 if body["status"] == "ready" else 503,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def readiness(publisher: Publisher) -> dict[str, Any]:
+    """The body of ``/readyz`` (see the module docstring); the dashboard's settings page shows it too."""
     checks = {
         "database": await _database(publisher),
         "scheduler": _scheduler(publisher.node),
@@ -70,11 +79,7 @@ async def readyz(request: web.Request) -> web.Response:
     }
     if publisher.shelf.static_files_problem is not None:  # served from memory all the same: not a reason to take no traffic
         body["warnings"] = {"static_files": publisher.shelf.static_files_problem}
-    return web.json_response(
-        body,
-        status=200 if ready else 503,
-        headers={"Cache-Control": "no-store"},
-    )
+    return body
 
 
 async def _database(publisher: Publisher) -> dict[str, Any]:

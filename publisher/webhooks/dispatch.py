@@ -150,8 +150,11 @@ class Webhooks:
         """When a configured endpoint is next owed a retry (None: nothing is owed)."""
         return await outbox.next_due(self.engine, [hook.url for hook in self.settings.webhooks])
 
-    async def status(self) -> list[outbox.EndpointStatus]:
-        return await outbox.status(self.engine)
+    async def status(self, cap: int | None = None) -> list[outbox.EndpointStatus]:
+        return await outbox.status(self.engine, cap)
+
+    async def owed_page(self, limit: int, after: tuple[str, int] | None = None) -> list[outbox.OwedEvent]:
+        return await outbox.owed_page(self.engine, limit, after)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -161,7 +161,7 @@ async def next_due(engine: AsyncEngine, endpoints: Sequence[str]) -> datetime | 
 
 @dataclass(frozen=True)
 class EndpointStatus:
-    """One endpoint as ``publisher status`` shows it."""
+    """One endpoint as ``publisher status`` and the dashboard show it."""
 
     url: str
     pending: int  # events it is owed
@@ -171,14 +171,52 @@ class EndpointStatus:
     last_success_at: datetime | None
 
 
-async def status(engine: AsyncEngine) -> list[EndpointStatus]:
-    """Every registered endpoint with what it is owed, by URL."""
+async def status(engine: AsyncEngine, cap: int | None = None) -> list[EndpointStatus]:
+    """Every registered endpoint with what it is owed, by URL.  With ``cap``, a page's reads
+    stay bounded however long an endpoint was down: ``pending`` stops at ``cap`` + 1 (shown
+    as "more than cap"), and ``failing`` counts among the oldest ``cap`` + 1 owed events
+    (those a dispatch pass tries first); without, both are exact."""
     async with engine.connect() as conn:
-        counts = {endpoint: (pending, failing or 0) for endpoint, pending, failing in await conn.execute(
-            select(_d.endpoint, func.count(), func.sum(case((_d.attempts > 0, 1), else_=0))).group_by(_d.endpoint)
-        )}
-        rows = await conn.execute(select(webhook_endpoints).order_by(webhook_endpoints.c.url))
-        return [
-            EndpointStatus(r.url, *counts.get(r.url, (0, 0)), r.last_error, r.last_error_at, r.last_success_at)
-            for r in rows
-        ]
+        rows = (await conn.execute(select(webhook_endpoints).order_by(webhook_endpoints.c.url))).all()
+        found = []
+        for r in rows:
+            oldest = select(_d.attempts).where(_d.endpoint == r.url).order_by(_d.event_seq)
+            if cap is not None:
+                oldest = oldest.limit(cap + 1)
+            owed = oldest.subquery()
+            pending, failing = (await conn.execute(
+                select(func.count(), func.coalesce(func.sum(case((owed.c.attempts > 0, 1), else_=0)), 0))
+                .select_from(owed)
+            )).one()
+            found.append(EndpointStatus(r.url, pending, failing, r.last_error, r.last_error_at, r.last_success_at))
+        return found
+
+
+@dataclass(frozen=True)
+class OwedEvent:
+    """An event still owed to an endpoint (a row of the dashboard's outbox table)."""
+
+    endpoint: str
+    event_seq: int
+    event_id: str
+    type: str
+    created_at: datetime
+    attempts: int
+    next_at: datetime
+    last_error: str | None
+
+
+async def owed_page(engine: AsyncEngine, limit: int, after: tuple[str, int] | None = None) -> list[OwedEvent]:
+    """Up to ``limit`` owed events by endpoint, then oldest first, from after ``after``
+    (endpoint, event seq): keyset paging along the deliveries' primary key."""
+    query = (
+        select(_d.endpoint, _d.event_seq, webhook_events.c.id, webhook_events.c.type, webhook_events.c.created_at,
+               _d.attempts, _d.next_at, _d.last_error)
+        .join(webhook_events, webhook_events.c.seq == _d.event_seq)
+        .order_by(_d.endpoint, _d.event_seq)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(tuple_(_d.endpoint, _d.event_seq) > tuple_(*after))  # a range seek on the key
+    async with engine.connect() as conn:
+        return [OwedEvent(*row) for row in await conn.execute(query)]

@@ -1,7 +1,8 @@
 """The operator dashboard under ``/admin/``: server-rendered pages behind a sign-in.
 
 ``gate`` is what every page passes (session, role, CSRF, Origin); ``sign_in`` the
-sign-in steps; ``pages`` the overview and the audit log; ``operators`` the accounts.
+sign-in steps; ``pages`` the overview and the audit log; ``operators`` the accounts;
+``account`` the signed-in operator's own; ``settings`` the read-only settings page.
 The accounts' rules are in :mod:`publisher.admin`.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from publisher import urls
-from publisher.web.admin import charts, operators, pages, sign_in
+from publisher.web.admin import account, charts, operators, pages, settings, sign_in
 
 
 def add_admin_routes(app: web.Application) -> None:
@@ -19,3 +20,5 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_get(urls.ADMIN_AUDIT.path, pages.audit)
     charts.add_chart_routes(app)
     operators.add_operator_routes(app)
+    settings.add_settings_routes(app)
+    account.add_account_routes(app)

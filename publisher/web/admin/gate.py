@@ -37,7 +37,7 @@ SECTIONS: tuple[tuple[str, urls.Route | None, Role], ...] = (
     ("Digests", None, Role.VIEWER),
     ("Articles", None, Role.VIEWER),
     ("Subscribers", None, Role.VIEWER),
-    ("Settings", None, Role.VIEWER),
+    ("Settings", urls.ADMIN_SETTINGS, Role.VIEWER),
     ("Audit log", urls.ADMIN_AUDIT, Role.VIEWER),
     ("Operators", urls.ADMIN_OPERATORS, Role.ADMIN),
 )
