@@ -127,6 +127,13 @@ ADMIN_AUDIT = Route("admin/audit")  # the audit log, newest first (?before=ID: t
 ADMIN_OPERATORS = Route("admin/operators")  # list (GET), add (POST)
 ADMIN_OPERATOR_ROLE = Route("admin/operators/{id:[0-9]{1,18}}/role")  # POST
 ADMIN_OPERATOR_REMOVE = Route("admin/operators/{id:[0-9]{1,18}}/remove")  # POST
+ADMIN_SUBSCRIBERS = Route("admin/subscribers")  # search and filter (GET; ?q=, status, cadence, after=ID)
+ADMIN_SUBSCRIBERS_IMPORT = Route("admin/subscribers/import")  # the CSV upload form (GET), the import (POST)
+ADMIN_SUBSCRIBERS_EXPORT = Route("admin/subscribers/export")  # a streamed CSV (GET; ?status=, format=)
+ADMIN_SUBSCRIBER = Route("admin/subscribers/{subscriber_id:[0-9]{1,18}}")  # the record and its history
+ADMIN_SUBSCRIBER_PREFERENCES = Route("admin/subscribers/{subscriber_id:[0-9]{1,18}}/preferences")  # POST
+ADMIN_SUBSCRIBER_SUPPRESS = Route("admin/subscribers/{subscriber_id:[0-9]{1,18}}/suppress")  # POST, confirmed
+ADMIN_SUBSCRIBER_ERASE = Route("admin/subscribers/{subscriber_id:[0-9]{1,18}}/erase")  # POST, confirmed
 
 # --- operations ----------------------------------------------------------------------------
 

@@ -148,6 +148,7 @@ subscribers = Table(
 )
 Index("ix_subscribers_plan", subscribers.c.status, subscribers.c.cadence, subscribers.c.article_cursor)
 Index("ix_subscribers_slots", subscribers.c.status, subscribers.c.cadence, subscribers.c.timezone, subscribers.c.send_hour)
+Index("ix_subscribers_listing", subscribers.c.status, subscribers.c.cadence, subscribers.c.id)  # the dashboard's list
 
 # Addresses that an import, the API or the CLI must not (re-)add: unsubscribed, bounced,
 # complained, suppressed by the operator, or erased.  Keyed by the SHA-256 of the
@@ -194,6 +195,7 @@ deliveries = Table(
     Column("lease_until", UTCDateTime(), nullable=True),
 )
 Index("ix_deliveries_state", deliveries.c.digest_id, deliveries.c.state)
+Index("ix_deliveries_subscriber", deliveries.c.subscriber_id, deliveries.c.updated_at)  # one subscriber's history
 
 # Each running daemon (a node): its heartbeat, and what ``publisher status`` shows of it
 # (next job runs, last scan, recent errors) as JSON.
