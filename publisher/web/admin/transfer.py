@@ -47,7 +47,7 @@ async def import_file(request: web.Request, session: Session) -> web.StreamRespo
     upload = form.get("file")
     if not isinstance(upload, web.FileField):
         return await _import_page(request, session, error="Choose a CSV file to import.")
-    data = upload.file.read(MAX_IMPORT_BODY + 1)
+    data = upload.file.read()
     dry_run = forms.text(form, "dry_run", 10) == "yes"
     update = forms.text(form, "update", 10) == "yes"
     try:
