@@ -19,6 +19,7 @@ from publisher.web import forms
 from publisher.web.admin import gate
 from publisher.web.admin.subscribers import choice
 from publisher.web.api.imports import MAX_IMPORT_BODY
+from publisher.web.downloads import stream_download
 from publisher.web.keys import PUBLISHER
 from subscribers.importer import ImportFileError
 from subscribers.model import Status
@@ -75,11 +76,8 @@ async def export(request: web.Request, session: Session) -> web.StreamResponse:
     response = web.StreamResponse(headers={
         "Content-Type": FORMATS[fmt], "Content-Disposition": f'attachment; filename="{name}"', **gate.NO_STORE,
     })
-    await response.prepare(request)
-    async for text, _rows in publisher.subscribers.export_chunks(fmt="jsonl" if fmt == "jsonl" else "csv", status=status):
-        await response.write(text.encode("utf-8"))
-    await response.write_eof()
-    return response
+    chunks = publisher.subscribers.export_chunks(fmt="jsonl" if fmt == "jsonl" else "csv", status=status)
+    return await stream_download(request, response, (text async for text, _rows in chunks))
 
 
 def add_transfer_routes(app: web.Application) -> None:
