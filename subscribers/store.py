@@ -150,23 +150,24 @@ async def by_prefix(
     """Subscribers whose address starts with ``prefix`` (lower case), in address order after ``after``.
 
     A range of the unique index on ``email`` (``prefix <= email < prefix's successor``),
-    never a ``LIKE '%…%'`` scan; the LIKE on top only drops what a collation that is not
-    byte order lets into the range.  The filters apply within the range.
+    exact because addresses compare by code point on both databases (see
+    ``publisher.store.schema.ADDRESS``); never a ``LIKE '%…%'`` scan.  The LIKE on top is
+    only a guard.  The filters apply within the range.
     """
     upper = prefix[:-1] + chr(min(ord(prefix[-1]) + 1, 0x10FFFF))
+    email = subscribers.c.email
     stmt = select(subscribers).where(
-        subscribers.c.email >= prefix, subscribers.c.email < upper,
-        subscribers.c.email.like(_like_literal(prefix) + "%", escape="\\"),
+        email >= prefix, email < upper, email.like(_like_literal(prefix) + "%", escape="\\"),
     )
     if after is not None:
-        stmt = stmt.where(subscribers.c.email > after)
+        stmt = stmt.where(email > after)
     # The filters as expressions no index serves (the values are lower case already): a
     # planner without statistics would rather take the status index and sort its rows.
     if status is not None:
         stmt = stmt.where(func.lower(subscribers.c.status) == status.value)
     if cadence is not None:
         stmt = stmt.where(func.lower(subscribers.c.cadence) == cadence.value)
-    rows = await conn.execute(stmt.order_by(subscribers.c.email).limit(limit))
+    rows = await conn.execute(stmt.order_by(email).limit(limit))
     return [from_row(row) for row in rows]
 
 

@@ -129,8 +129,6 @@ async def test_the_list_shows_the_kept_totals_searches_by_address_start_filters_
 
 
 async def test_the_list_search_and_record_read_by_index_never_a_scan(publisher: Publisher, client: TestClient) -> None:
-    if publisher.engine.dialect.name != "sqlite":
-        pytest.skip("the query plans read here are SQLite's")
     ann = await add_subscriber(publisher.engine, "ann@example.org")
     admin = await signed_in(publisher, client, Role.ADMIN)
     seen: list[tuple[str, Any]] = []
@@ -148,13 +146,19 @@ async def test_the_list_search_and_record_read_by_index_never_a_scan(publisher: 
     finally:
         event.remove(publisher.engine.sync_engine, "before_cursor_execute", remember)
     assert len(seen) >= 10
-    async with publisher.engine.connect() as conn:
+    postgres = publisher.engine.dialect.name == "postgresql"
+    async with publisher.engine.begin() as conn:
+        if postgres:  # a planner with ten rows would rather read them all: ask what it does with many
+            await conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
         for statement, parameters in seen:
-            plan = " / ".join(row[-1] for row in await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
-            if re.search(r"SCAN (subscribers|deliveries)\b", plan):
+            explain = "EXPLAIN " if postgres else "EXPLAIN QUERY PLAN "
+            plan = " / ".join(str(row[-1]) for row in await conn.exec_driver_sql(explain + statement, parameters))
+            if re.search(r"SCAN (subscribers|deliveries)\b|Seq Scan", plan):
                 # Only the unfiltered list may walk the table: along its key, stopping at the LIMIT.
                 assert "WHERE" not in statement and "LIMIT" in statement, (statement, plan)
-            assert "TEMP B-TREE" not in plan, (statement, plan)  # a sort reads every matching row
+            assert "TEMP B-TREE" not in plan and "Sort" not in plan, (statement, plan)  # a sort reads every match
+            if "LIKE" in statement:
+                assert ("subscribers_email_key" if postgres else "sqlite_autoindex_subscribers_1") in plan, plan
 
 
 async def test_an_admin_changes_preferences_and_suppresses_audited_by_id(publisher: Publisher, client: TestClient) -> None:
