@@ -19,6 +19,7 @@ from sqlalchemy import event, func, insert, select
 from publisher.admin.model import Role
 from publisher.app import Publisher
 from publisher.store.schema import audit_log, deliveries, digests, subscribers, suppressions
+from publisher.web.api.imports import MAX_IMPORT_BODY
 from subscribers.model import Cadence, Status
 from subscribers.validation import email_hash
 from tests.support.admin import AdminVisitor, add_operator
@@ -274,11 +275,15 @@ async def test_an_import_reports_each_rejected_line_and_imports_the_rest(publish
     assert (action, target) == ("subscriber.import", "CSV")
     assert json.loads(detail)["added as active subscribers"] == 2 and "example.org" not in detail
 
+    bulk = b"email\n" + b"".join(f"bulk{n:04d}@example.org\n".encode() for n in range(4000))  # 88 KB: past the forms' 16
+    assert "added as active subscribers 4000" in text_of(await (await upload(admin, bulk)).text())
+    too_big = await upload(admin, b"email\n" + b"big@example.org\n" * (MAX_IMPORT_BODY // 16 + 5000))
+    assert too_big.status == 413 and await publisher.subscribers.find("big@example.org") is None
     unreadable = await upload(admin, b"name,cadence\nAnn,daily\n")
     assert unreadable.status == 422 and "Line 1: no &#39;email&#39; column" in await unreadable.text()
     checked = await upload(admin, b"email\ndry@example.org\n", dry_run="yes")
     assert "nothing was changed" in await checked.text() and await publisher.subscribers.find("dry@example.org") is None
-    assert len(await audit_rows(publisher)) == 1
+    assert len(await audit_rows(publisher)) == 2  # the two imports that stored rows
 
 
 async def test_an_export_streams_the_csv_to_admins_and_is_audited(publisher: Publisher, client: TestClient) -> None:

@@ -120,12 +120,14 @@ async def _record(
     publisher = request.app[PUBLISHER]
     subscriber = await _subscriber(request)
     prefs = subscriber.preferences
+    admin = session.operator.role.allows(Role.ADMIN)
     context = {
         "page_title": f"Subscriber #{subscriber.id}", "subscriber": subscriber,
         "suppressed": await publisher.subscribers.suppression(subscriber.email),
         "events": _events(subscriber), "received": await received(publisher.engine, subscriber.id),
-        "history_limit": HISTORY, "admin": session.operator.role.allows(Role.ADMIN),
-        "topics": await publisher.subscribers.known_topics(), "cadences": list(Cadence), "weekdays": WEEKDAYS,
+        "history_limit": HISTORY, "admin": admin,
+        "topics": await publisher.subscribers.known_topics() if admin else [], "cadences": list(Cadence),
+        "weekdays": WEEKDAYS,
         "values": values or {
             "cadence": prefs.cadence.value, "topics": list(prefs.topics),
             "send_hour": "" if prefs.send_hour is None else str(prefs.send_hour), "send_weekday": prefs.send_weekday or "",
