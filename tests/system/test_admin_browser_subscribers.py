@@ -21,6 +21,7 @@ from tests.support.browser import CHROMIUM
 from tests.support.people import add_subscriber
 from tests.support.smtp_server import SmtpServer
 from tests.system.test_admin_browser import ARTIFACTS, WIDTHS, check, tab_to
+from tests.web.test_admin_subscribers import ledger_row
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
@@ -53,6 +54,8 @@ async def test_an_admin_searches_opens_a_record_and_imports_a_csv_by_keyboard(
         await add_subscriber(publisher.engine, f"reader{n:02d}@example.org", name=f"Reader {n}", cadence=Cadence.DAILY)
     anna = await add_subscriber(publisher.engine, "anna.long-address.for-the-phone-width@example.org",
                                 name="Anna <b>Bold</b>", cadence=Cadence.WEEKLY)
+    await ledger_row(publisher, anna.id, "failed", "550 5.1.1 <anna.long-address.for-the-phone-width@example.org>: "
+                                                   "Recipient address rejected: User unknown in virtual mailbox table")
     csv_file = tmp_path / "readers.csv"
     csv_file.write_text(IMPORT, encoding="utf-8")
     problems: list[str] = []
@@ -84,7 +87,8 @@ async def test_an_admin_searches_opens_a_record_and_imports_a_csv_by_keyboard(
             await tab_to(page, anna.email)
             await page.keyboard.press("Enter")
             await page.get_by_role("heading", name=f"Subscriber #{anna.id}").wait_for()
-            assert "Anna <b>Bold</b>" in await page.inner_text("main")  # shown as text, not markup
+            record = await page.inner_text("main")
+            assert "Anna <b>Bold</b>" in record and "User unknown" in record  # shown as text, not markup
             await check(page, "subscribers-03-record", problems)
 
             await tab_to(page, "All subscribers")
