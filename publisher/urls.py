@@ -136,6 +136,13 @@ ADMIN_ACCOUNT_PASSWORD = Route("admin/account/password")  # POST: current and ne
 ADMIN_ACCOUNT_TOTP_NEW = Route("admin/account/totp/new")  # POST: a new secret shown, not yet in effect
 ADMIN_ACCOUNT_TOTP_ON = Route("admin/account/totp/on")  # POST: that secret and a code from the app
 ADMIN_ACCOUNT_TOTP_OFF = Route("admin/account/totp/off")  # POST: the current password
+ADMIN_SUBSCRIBERS = Route("admin/subscribers")  # search and filter (GET; ?q=, status, cadence, after=ID)
+ADMIN_SUBSCRIBERS_IMPORT = Route("admin/subscribers/import")  # the CSV upload form (GET), the import (POST)
+ADMIN_SUBSCRIBERS_EXPORT = Route("admin/subscribers/export")  # a streamed CSV (GET; ?status=, format=)
+ADMIN_SUBSCRIBER = Route("admin/subscribers/{subscriber_id:[0-9]{1,18}}")  # the record and its history
+ADMIN_SUBSCRIBER_PREFERENCES = Route("admin/subscribers/{subscriber_id:[0-9]{1,18}}/preferences")  # POST
+ADMIN_SUBSCRIBER_SUPPRESS = Route("admin/subscribers/{subscriber_id:[0-9]{1,18}}/suppress")  # POST, confirmed
+ADMIN_SUBSCRIBER_ERASE = Route("admin/subscribers/{subscriber_id:[0-9]{1,18}}/erase")  # POST, confirmed
 
 # --- operations ----------------------------------------------------------------------------
 

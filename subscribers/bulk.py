@@ -49,6 +49,18 @@ class ImportReport:
     def invalid_rows(self) -> int:
         return len({error.line for error in self.invalid})
 
+    def lines(self) -> list[tuple[str, int]]:
+        """What happened to the file's rows, in words and numbers (the CLI's and the dashboard's summary)."""
+        return [
+            ("added as active subscribers", self.created),
+            ("existing subscribers updated", self.updated),
+            ("existing subscribers left unchanged", self.existing),
+            ("suppressed addresses skipped", self.suppressed),
+            ("duplicate rows merged", self.merged),
+            ("not active in the file's status column, skipped", self.inactive),
+            ("invalid rows skipped", self.invalid_rows),
+        ]
+
     def add(self, other: ImportReport) -> None:
         """Count in one batch's outcome (the file's merged, inactive and invalid rows are counted once, up front)."""
         self.created += other.created

@@ -1,4 +1,4 @@
-"""Subscribers out as files: CSV that :func:`subscribers.importer.parse_csv` reads back, or JSON Lines.
+"""Subscribers out: CSV that :func:`subscribers.importer.parse_csv` reads back, or JSON Lines.
 
 Both read the store a page at a time, so an export of any size holds one page in memory.
 """
@@ -6,8 +6,10 @@ Both read the store a page at a time, so an export of any size holds one page in
 from __future__ import annotations
 
 import csv
+import io
 import json
-from typing import IO
+from collections.abc import AsyncIterator
+from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -38,21 +40,30 @@ def export_cells(subscriber: Subscriber) -> list[str]:
     ]
 
 
-async def export_csv(engine: AsyncEngine, out: IO[str], *, status: Status | None = None) -> int:
-    """Write subscribers as CSV to ``out`` a page at a time; returns how many."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(EXPORT_COLUMNS)
-    written = 0
+async def chunks(
+    engine: AsyncEngine, *, fmt: Literal["csv", "jsonl"], status: Status | None = None
+) -> AsyncIterator[tuple[str, int]]:
+    """Subscribers as CSV (the header first) or JSON Lines, a page at a time: (text, subscribers in it).
+
+    The CLI writes the chunks to a file, the dashboard streams them to the browser;
+    either way one page is in memory at a time.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if fmt == "csv":
+        writer.writerow(EXPORT_COLUMNS)
     async for page in store.batches(engine, status=status):
-        writer.writerows(export_cells(s) for s in page)
-        written += len(page)
-    return written
+        if fmt == "csv":
+            writer.writerows(export_cells(s) for s in page)
+        else:
+            buffer.writelines(json.dumps(s.to_dict(), ensure_ascii=False) + "\n" for s in page)
+        yield _taken(buffer), len(page)
+    if buffer.tell():  # a CSV header with no subscriber after it
+        yield _taken(buffer), 0
 
 
-async def export_jsonl(engine: AsyncEngine, out: IO[str], *, status: Status | None = None) -> int:
-    """Write subscribers as JSON Lines (``Subscriber.to_dict``, the API's shape); returns how many."""
-    written = 0
-    async for page in store.batches(engine, status=status):
-        out.writelines(json.dumps(s.to_dict(), ensure_ascii=False) + "\n" for s in page)
-        written += len(page)
-    return written
+def _taken(buffer: io.StringIO) -> str:
+    text = buffer.getvalue()
+    buffer.seek(0)
+    buffer.truncate()
+    return text

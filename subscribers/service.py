@@ -27,8 +27,10 @@ call the service.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -73,6 +75,17 @@ class AlreadySubscribed(SubscriberError):
     def __init__(self, subscriber: Subscriber) -> None:
         super().__init__(f"{subscriber.email} is already a subscriber ({subscriber.status})")
         self.subscriber = subscriber
+
+
+@asynccontextmanager
+async def _writing(engine: AsyncEngine, within: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:
+    """``within`` when the caller's transaction should hold the change too (the dashboard's
+    audit row goes in the same commit), else a transaction of its own."""
+    if within is not None:
+        yield within
+        return
+    async with engine.begin() as conn:
+        yield conn
 
 
 async def _reload(conn: AsyncConnection, subscriber_id: int | None) -> Subscriber:
@@ -198,15 +211,16 @@ async def create(
 
 
 async def update_subscriber(
-    engine: AsyncEngine, subscriber_id: int, *, name: str | None = None, prefs: Preferences | None = None
+    engine: AsyncEngine, subscriber_id: int, *, name: str | None = None, prefs: Preferences | None = None,
+    within: AsyncConnection | None = None,
 ) -> Subscriber | None:
-    """Change the name and/or preferences; None if there is no such subscriber."""
+    """Change the name and/or preferences (in ``within``'s transaction if given); None if there is no such subscriber."""
     values: dict[str, object] = {}
     if name is not None:
         values["name"] = check_name(name)
     if prefs is not None:
         values |= store.preference_values(prefs)
-    async with engine.begin() as conn:
+    async with _writing(engine, within) as conn:
         if values:
             await conn.execute(update(subscribers).where(subscribers.c.id == subscriber_id).values(**values))
         return await store.get(conn, subscriber_id)
@@ -239,14 +253,16 @@ async def leave(
         return left
 
 
-async def suppress(engine: AsyncEngine, email: str, *, now: datetime, reason: str = "manual") -> Subscriber | None:
+async def suppress(
+    engine: AsyncEngine, email: str, *, now: datetime, reason: str = "manual", within: AsyncConnection | None = None
+) -> Subscriber | None:
     """Put an address on the suppression list; a subscriber with it is unsubscribed.
 
     Works for addresses that never subscribed too (an operator's do-not-mail list).
     Returns the subscriber it unsubscribed, if any.
     """
     address = normalize_email(email)
-    async with engine.begin() as conn:
+    async with _writing(engine, within) as conn:
         await store.suppress(conn, email_hash(address), reason, now)
         current = await store.find(conn, address)
         if current is None:
@@ -263,13 +279,13 @@ async def suppress(engine: AsyncEngine, email: str, *, now: datetime, reason: st
         return left
 
 
-async def erase(engine: AsyncEngine, subscriber_id: int, *, now: datetime) -> bool:
+async def erase(engine: AsyncEngine, subscriber_id: int, *, now: datetime, within: AsyncConnection | None = None) -> bool:
     """Delete the subscriber's personal data (their row, ledger rows, and address in webhook events); False if unknown.
 
     The address's hash stays on the suppression list, so an erased person is not
     re-added by a stale import; they can still sign up again themselves.
     """
-    async with engine.begin() as conn:
+    async with _writing(engine, within) as conn:
         current = await store.get(conn, subscriber_id)
         if current is None:
             return False
@@ -554,16 +570,43 @@ class SubscriberService:
         total = await store.count(self.engine, query=query, status=status)
         return Page(found, found[-1].id if more else None, total)
 
+    async def listing(
+        self, *, prefix: str = "", status: Status | None = None, cadence: Cadence | None = None,
+        after: int | None = None, limit: int,
+    ) -> list[Subscriber]:
+        """One page of the dashboard's list, every read by index (see :func:`subscribers.store.newest`
+        and :func:`subscribers.store.by_prefix`): newest first, or by address when searching for
+        addresses that start with ``prefix``.  ``after`` is the id of the previous page's last row."""
+        async with self.engine.connect() as conn:
+            if not prefix:
+                return await store.newest(conn, status=status, cadence=cadence, before=after, limit=limit)
+            last = None
+            if after is not None:
+                previous = await store.get(conn, after)
+                if previous is None:  # erased since: the page it ended is gone
+                    return []
+                last = previous.email
+            return await store.by_prefix(conn, prefix, status=status, cadence=cadence, after=last, limit=limit)
+
     def batches(self, *, status: Status | None = None) -> AsyncIterator[list[Subscriber]]:
         """Every subscriber (with ``status``), in id order, a batch at a time: an export's stream."""
         return store.batches(self.engine, status=status)
 
     async def export(self, out: IO[str], *, fmt: Literal["csv", "jsonl"], status: Status | None = None) -> int:
         """Write every subscriber (with ``status``) to ``out`` as CSV (re-importable) or JSON Lines; how many."""
-        from subscribers.export import export_csv, export_jsonl
+        written = 0
+        async for text, rows in self.export_chunks(fmt=fmt, status=status):
+            out.write(text)
+            written += rows
+        return written
 
-        export = export_jsonl if fmt == "jsonl" else export_csv
-        return await export(self.engine, out, status=status)
+    def export_chunks(
+        self, *, fmt: Literal["csv", "jsonl"], status: Status | None = None
+    ) -> AsyncIterator[tuple[str, int]]:
+        """The export a page at a time, as (text, subscribers in it): what a streamed download sends."""
+        from subscribers.export import chunks
+
+        return chunks(self.engine, fmt=fmt, status=status)
 
     # --- the lifecycle ---
 
@@ -623,18 +666,21 @@ class SubscriberService:
         return created
 
     async def update(
-        self, subscriber_id: int, *, name: str | None = None, prefs: Preferences | None = None
+        self, subscriber_id: int, *, name: str | None = None, prefs: Preferences | None = None,
+        within: AsyncConnection | None = None,
     ) -> Subscriber | None:
-        return await update_subscriber(self.engine, subscriber_id, name=name, prefs=prefs)
+        return await update_subscriber(self.engine, subscriber_id, name=name, prefs=prefs, within=within)
 
     async def leave(self, subscriber_id: int, *, status: Status = Status.UNSUBSCRIBED) -> Subscriber | None:
         return await leave(self.engine, subscriber_id, now=clock.now(), status=status)
 
-    async def suppress(self, email: str, *, reason: str = "manual") -> Subscriber | None:
-        return await suppress(self.engine, email, now=clock.now(), reason=reason)
+    async def suppress(
+        self, email: str, *, reason: str = "manual", within: AsyncConnection | None = None
+    ) -> Subscriber | None:
+        return await suppress(self.engine, email, now=clock.now(), reason=reason, within=within)
 
-    async def erase(self, subscriber_id: int) -> bool:
-        return await erase(self.engine, subscriber_id, now=clock.now())
+    async def erase(self, subscriber_id: int, *, within: AsyncConnection | None = None) -> bool:
+        return await erase(self.engine, subscriber_id, now=clock.now(), within=within)
 
     async def purge_pending(self) -> int | None:
         """Delete the sign-ups not confirmed within ``[subscribers] purge_pending_after`` (the
@@ -645,6 +691,18 @@ class SubscriberService:
         purged = await purge_pending(self.engine, older_than=clock.now() - age)
         log.info("purged %d sign-up(s) not confirmed within %s", purged, self.settings.subscribers.purge_pending_after)
         return purged
+
+    async def parse_csv(self, data: bytes) -> ParsedImport:
+        """A subscriber CSV checked against the site's topics and defaults, in a thread (100,000
+        rows take seconds of CPU; the pages keep answering).  Raises
+        :class:`subscribers.importer.ImportFileError` for a file that can't be read at all."""
+        from subscribers.importer import parse_csv
+
+        known = await self.known_topics()
+        return await asyncio.to_thread(
+            partial(parse_csv, data, known_topics=known, default_timezone=self.settings.digest.timezone,
+                    default_cadence=self.settings.subscribers.default_cadence)
+        )
 
     async def import_rows(
         self, parsed: ParsedImport, *, update_existing: bool = False, dry_run: bool = False,

@@ -82,12 +82,17 @@ async def find(conn: AsyncConnection, address: str) -> Subscriber | None:
     return from_row(row) if row else None
 
 
+def _like_literal(text: str) -> str:
+    """``text`` matched literally by a LIKE pattern with the escape character ``\\``."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _listing(query: str, status: Status | None) -> Select:
     stmt = select(subscribers)
     if status is not None:
         stmt = stmt.where(subscribers.c.status == status.value)
     if query:
-        pattern = "%" + query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = "%" + _like_literal(query.lower()) + "%"
         stmt = stmt.where(
             or_(
                 subscribers.c.email.like(pattern, escape="\\"),
@@ -109,6 +114,61 @@ async def search(
     async with engine.connect() as conn:
         rows = await conn.execute(stmt.limit(max(1, min(limit, PAGE_LIMIT))))
         return [from_row(row) for row in rows]
+
+
+async def newest(
+    conn: AsyncConnection, *, status: Status | None, cadence: Cadence | None, before: int | None, limit: int
+) -> list[Subscriber]:
+    """The newest ``limit`` subscribers (with ``status``, ``cadence``) below id ``before``.
+
+    Each (status, cadence) pair asked for is one range of ``ix_subscribers_listing``
+    (status, cadence, id) read backwards, so a page reads at most ``limit`` rows a pair
+    (15 pairs at most) however many subscribers there are; without a filter it is the
+    primary key read backwards.  The pairs' pages merge by id.
+    """
+    statuses: list[Status | None] = [status] if status is not None or cadence is None else list(Status)
+    cadences: list[Cadence | None] = [cadence] if cadence is not None or status is None else list(Cadence)
+    found: list[Subscriber] = []
+    for wanted_status in statuses:
+        for wanted_cadence in cadences:
+            stmt = select(subscribers)
+            if wanted_status is not None:
+                stmt = stmt.where(subscribers.c.status == wanted_status.value)
+            if wanted_cadence is not None:
+                stmt = stmt.where(subscribers.c.cadence == wanted_cadence.value)
+            if before is not None:
+                stmt = stmt.where(subscribers.c.id < before)
+            rows = await conn.execute(stmt.order_by(subscribers.c.id.desc()).limit(limit))
+            found += (from_row(row) for row in rows)
+    return sorted(found, key=lambda s: s.id, reverse=True)[:limit]
+
+
+async def by_prefix(
+    conn: AsyncConnection, prefix: str, *, status: Status | None, cadence: Cadence | None, after: str | None,
+    limit: int,
+) -> list[Subscriber]:
+    """Subscribers whose address starts with ``prefix`` (lower case), in address order after ``after``.
+
+    A range of the unique index on ``email`` (``prefix <= email < prefix's successor``),
+    exact because addresses compare by code point on both databases (see
+    ``publisher.store.schema.ADDRESS``); never a ``LIKE '%…%'`` scan.  The LIKE on top is
+    only a guard.  The filters apply within the range.
+    """
+    upper = prefix[:-1] + chr(min(ord(prefix[-1]) + 1, 0x10FFFF))
+    email = subscribers.c.email
+    stmt = select(subscribers).where(
+        email >= prefix, email < upper, email.like(_like_literal(prefix) + "%", escape="\\"),
+    )
+    if after is not None:
+        stmt = stmt.where(email > after)
+    # The filters as expressions no index serves (the values are lower case already): a
+    # planner without statistics would rather take the status index and sort its rows.
+    if status is not None:
+        stmt = stmt.where(func.lower(subscribers.c.status) == status.value)
+    if cadence is not None:
+        stmt = stmt.where(func.lower(subscribers.c.cadence) == cadence.value)
+    rows = await conn.execute(stmt.order_by(email).limit(limit))
+    return [from_row(row) for row in rows]
 
 
 async def count(engine: AsyncEngine, *, query: str = "", status: Status | None = None) -> int:

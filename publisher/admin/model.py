@@ -39,6 +39,11 @@ class Action(StrEnum):
     SIGN_IN_FAILED = "sign_in.failed"
     LOCKED = "sign_in.locked"
     SIGN_OUT = "sign_out"
+    SUBSCRIBER_PREFERENCES = "subscriber.preferences"
+    SUBSCRIBER_SUPPRESS = "subscriber.suppress"
+    SUBSCRIBER_ERASE = "subscriber.erase"
+    SUBSCRIBER_IMPORT = "subscriber.import"
+    SUBSCRIBER_EXPORT = "subscriber.export"
 
 
 class OperatorError(Exception):

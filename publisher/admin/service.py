@@ -88,6 +88,12 @@ class OperatorService:
             yield conn
             await store.record(conn, actor, action, target, details, clock.now())
 
+    async def record(self, actor: Actor, action: str, target: str = "", detail: dict[str, object] | None = None) -> None:
+        """An audit row of its own, for an action that is not one transaction (an import, a
+        batch at a time) or changes nothing (an export of personal data)."""
+        async with self.audited(actor, action, target, detail):
+            pass
+
     # --- accounts ---------------------------------------------------------------------------
 
     async def every(self) -> list[Operator]:

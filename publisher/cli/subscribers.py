@@ -74,14 +74,9 @@ def subscribers_import(ctx: click.Context, file: Path, update_existing: bool, dr
     data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
 
     async def work(publisher: Publisher) -> bulk.ImportReport:
-        settings = publisher.settings
-        known = await publisher.subscribers.known_topics()
         with err.console.status(f"checking {label}…"):
             try:
-                parsed = importer.parse_csv(
-                    data, known_topics=known, default_timezone=settings.digest.timezone,
-                    default_cadence=settings.subscribers.default_cadence,
-                )
+                parsed = await publisher.subscribers.parse_csv(data)
             except importer.ImportFileError as exc:
                 raise click.ClickException(f"{label}:{exc.line}: {exc}") from None
         for warning in parsed.warnings:
@@ -102,15 +97,7 @@ def subscribers_import(ctx: click.Context, file: Path, update_existing: bool, dr
 
 
 def _import_summary(report: bulk.ImportReport, label: str, dry_run: bool) -> Table:
-    return summary(f"import of {label}", dry_run, "rows", (
-        ("added as active subscribers", report.created),
-        ("existing subscribers updated", report.updated),
-        ("existing subscribers left unchanged", report.existing),
-        ("suppressed addresses skipped", report.suppressed),
-        ("duplicate rows merged", report.merged),
-        ("not active in the file's status column, skipped", report.inactive),
-        ("invalid rows skipped", report.invalid_rows),
-    ))
+    return summary(f"import of {label}", dry_run, "rows", report.lines())
 
 
 @group.command("export")

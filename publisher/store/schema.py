@@ -121,11 +121,18 @@ Index("ix_source_files_article_id", source_files.c.source, source_files.c.articl
 Index("ix_source_files_slug", source_files.c.source, source_files.c.slug)
 Index("ix_source_files_outcome", source_files.c.source, source_files.c.outcome)
 
+# An address column: on PostgreSQL in the "C" collation, whose order is by code point as
+# SQLite's default is; a database collation such as en_US skips punctuation, and no
+# prefix range of its index holds every address that starts with the prefix.
+ADDRESS = String(320).with_variant(String(320, collation="C"), "postgresql")
+
 subscribers = Table(
     "subscribers",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("email", String(320), nullable=False, unique=True),  # normalized, lower-cased
+    # Normalized, lower-cased; compared by code point everywhere (PostgreSQL's "C" collation,
+    # SQLite's default), so an address prefix is one range of the unique index.
+    Column("email", ADDRESS, nullable=False, unique=True),
     Column("name", String(200), nullable=False, server_default=""),
     Column("status", String(20), nullable=False),  # pending | active | unsubscribed | bounced | complained
     Column("cadence", String(10), nullable=False),  # instant | daily | weekly
@@ -148,6 +155,7 @@ subscribers = Table(
 )
 Index("ix_subscribers_plan", subscribers.c.status, subscribers.c.cadence, subscribers.c.article_cursor)
 Index("ix_subscribers_slots", subscribers.c.status, subscribers.c.cadence, subscribers.c.timezone, subscribers.c.send_hour)
+Index("ix_subscribers_listing", subscribers.c.status, subscribers.c.cadence, subscribers.c.id)  # the dashboard's list
 
 # Addresses that an import, the API or the CLI must not (re-)add: unsubscribed, bounced,
 # complained, suppressed by the operator, or erased.  Keyed by the SHA-256 of the
@@ -194,6 +202,7 @@ deliveries = Table(
     Column("lease_until", UTCDateTime(), nullable=True),
 )
 Index("ix_deliveries_state", deliveries.c.digest_id, deliveries.c.state)
+Index("ix_deliveries_subscriber", deliveries.c.subscriber_id, deliveries.c.updated_at)  # one subscriber's history
 
 # Each running daemon (a node): its heartbeat, and what ``publisher status`` shows of it
 # (next job runs, last scan, recent errors) as JSON.
@@ -359,7 +368,9 @@ operators = Table(
     "operators",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("email", String(320), nullable=False, unique=True),  # normalized, lower-cased
+    # Normalized, lower-cased; compared by code point everywhere (PostgreSQL's "C" collation,
+    # SQLite's default), so an address prefix is one range of the unique index.
+    Column("email", ADDRESS, nullable=False, unique=True),
     Column("role", String(10), nullable=False),  # viewer | editor | admin
     Column("password_hash", Text, nullable=False),
     Column("totp_secret", String(64), nullable=True),

@@ -88,8 +88,8 @@ def _plausible(value: str) -> bool:
     return 20 <= len(value) <= 100 and value.replace("-", "").replace("_", "").isalnum()
 
 
-async def read_form(request: web.Request) -> Form:
-    """The posted fields, read with a cap: 413 past what any of our forms needs.
+async def read_form(request: web.Request, limit: int = MAX_FORM_BYTES) -> Form:
+    """The posted fields, read with a cap (``limit`` bytes): 413 past what any of our forms needs.
 
     The application's own ``client_max_size`` is larger (the API takes bulk
     imports), so forms get their own, smaller one.  A body that stops arriving gets
@@ -98,7 +98,7 @@ async def read_form(request: web.Request) -> Form:
     """
     try:
         async with asyncio.timeout(request.app[PUBLISHER].settings.server.idle_timeout):
-            return await request.clone(client_max_size=MAX_FORM_BYTES).post()
+            return await request.clone(client_max_size=limit).post()
     except TimeoutError:
         raise web.HTTPRequestTimeout() from None
 

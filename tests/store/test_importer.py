@@ -17,7 +17,7 @@ from publisher.config import Settings
 from publisher.digest.plan import PlanOptions, plan
 from publisher.store.articles import newest_seq
 from publisher.store.schema import subscribers as subscribers_table
-from subscribers import bulk, export, importer, service
+from subscribers import bulk, importer, service
 from subscribers import store as subscriber_store
 from subscribers.importer import ImportFileError, ParsedImport, RowError, parse_csv
 from subscribers.model import Cadence, Preferences, Source, Status, Subscriber
@@ -364,7 +364,7 @@ async def test_an_export_re_imports_to_the_same_subscribers(
     await service.leave(publisher.engine, gone.id, now=NOW)
 
     buffer = io.StringIO()
-    assert await export.export_csv(publisher.engine, buffer) == 3
+    assert await publisher.subscribers.export(buffer, fmt="csv") == 3
     exported = buffer.getvalue()
     assert exported.splitlines()[0] == ",".join(importer.EXPORT_COLUMNS)
     assert importer.EXPORT_COLUMNS[:6] == ("email", "name", "cadence", "topics", "timezone", "send_hour")
@@ -399,7 +399,7 @@ async def test_jsonl_export_is_one_subscriber_dict_a_line_filtered_by_status(pub
     gone = await add_subscriber(publisher.engine, "gone@example.org")
     await service.leave(publisher.engine, gone.id, now=NOW)
     buffer = io.StringIO()
-    assert await export.export_jsonl(publisher.engine, buffer, status=Status.ACTIVE) == 1
+    assert await publisher.subscribers.export(buffer, fmt="jsonl", status=Status.ACTIVE) == 1
     assert [json.loads(line) for line in buffer.getvalue().splitlines()] == [ann.to_dict()]
 
 
@@ -419,7 +419,7 @@ async def test_an_export_runs_no_formula_in_any_spreadsheet_locale_and_re_import
 ) -> None:
     await add_subscriber(publisher.engine, "ann@example.org", name=name)
     buffer = io.StringIO()
-    await export.export_csv(publisher.engine, buffer)
+    await publisher.subscribers.export(buffer, fmt="csv")
     exported = buffer.getvalue()
 
     # A spreadsheet opens the file with its locale's separator, whatever the file uses.

@@ -161,6 +161,7 @@ async def test_no_secret_reaches_any_dashboard_page(publisher: Publisher, client
     ann = await add_operator(publisher, "ann@example.org", Role.ADMIN)
     bob = await add_operator(publisher, "bob@example.org", Role.EDITOR, "bob's long password")
     secret = await publisher.operators.enable_totp("ann@example.org", Actor("cli:test"))
+    await add_subscriber(publisher.engine, "sub@example.org")  # the pages of subscriber 1 exist
     admin = AdminVisitor(client)
     assert (await admin.sign_in("ann@example.org", secret=secret)).status == 303
     secrets = [ann.password_hash, bob.password_hash, secret, API_TOKEN, publisher.tokens.secret_key, PASSWORD,

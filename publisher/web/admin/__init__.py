@@ -2,7 +2,8 @@
 
 ``gate`` is what every page passes (session, role, CSRF, Origin); ``sign_in`` the
 sign-in steps; ``pages`` the overview and the audit log; ``operators`` the accounts;
-``account`` the signed-in operator's own; ``settings`` the read-only settings page.
+``account`` the signed-in operator's own; ``settings`` the read-only settings page;
+``subscribers`` the list and the records; ``transfer`` their CSV import and export.
 The accounts' rules are in :mod:`publisher.admin`.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from publisher import urls
-from publisher.web.admin import account, charts, operators, pages, settings, sign_in
+from publisher.web.admin import account, charts, operators, pages, settings, sign_in, subscribers, transfer
 
 
 def add_admin_routes(app: web.Application) -> None:
@@ -22,3 +23,5 @@ def add_admin_routes(app: web.Application) -> None:
     operators.add_operator_routes(app)
     settings.add_settings_routes(app)
     account.add_account_routes(app)
+    subscribers.add_subscriber_routes(app)
+    transfer.add_transfer_routes(app)

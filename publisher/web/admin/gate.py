@@ -36,7 +36,7 @@ SECTIONS: tuple[tuple[str, urls.Route | None, Role], ...] = (
     ("Overview", urls.ADMIN, Role.VIEWER),
     ("Digests", None, Role.VIEWER),
     ("Articles", None, Role.VIEWER),
-    ("Subscribers", None, Role.VIEWER),
+    ("Subscribers", urls.ADMIN_SUBSCRIBERS, Role.VIEWER),
     ("Settings", urls.ADMIN_SETTINGS, Role.VIEWER),
     ("Audit log", urls.ADMIN_AUDIT, Role.VIEWER),
     ("Operators", urls.ADMIN_OPERATORS, Role.ADMIN),
@@ -48,8 +48,13 @@ NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
 AdminHandler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 
 
-def guarded(role: Role) -> Callable[[AdminHandler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
-    """Let ``handler`` run only for a signed-in operator whose role allows ``role`` (see the module)."""
+def guarded(
+    role: Role, *, form_bytes: int = forms.MAX_FORM_BYTES
+) -> Callable[[AdminHandler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
+    """Let ``handler`` run only for a signed-in operator whose role allows ``role`` (see the module).
+
+    A POST's form may hold ``form_bytes`` (a file upload is larger than the other forms).
+    """
 
     def wrap(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         @functools.wraps(handler)
@@ -61,7 +66,7 @@ def guarded(role: Role) -> Callable[[AdminHandler], Callable[[web.Request], Awai
                     return redirect(sign_in_location(request))
                 raise web.HTTPForbidden(reason="Not signed in")
             if not reading:
-                request[FORM] = await checked_form(request)
+                request[FORM] = await checked_form(request, form_bytes)
             if not session.operator.role.allows(role):
                 return page(request, "forbidden.html", {"page_title": "Not allowed", "needed": role}, session, status=403)
             return await handler(request, session)
@@ -76,11 +81,11 @@ async def current_session(request: web.Request, *, pending: bool = False) -> Ses
     return await request.app[PUBLISHER].operators.session(request.cookies.get(COOKIE, ""), pending=pending)
 
 
-async def checked_form(request: web.Request) -> forms.Form:
+async def checked_form(request: web.Request, limit: int = forms.MAX_FORM_BYTES) -> forms.Form:
     """The posted form, once it is known to come from our own page (403 otherwise)."""
     if not forms.same_origin(request, request.app[PUBLISHER].settings.site.url):
         raise web.HTTPForbidden(reason="Form sent from another site")
-    form = await forms.read_form(request)
+    form = await forms.read_form(request, limit)
     if not request.app[CSRF].valid(request, form):
         raise web.HTTPForbidden(reason="Invalid form token")
     return form
@@ -123,7 +128,7 @@ def page(
         "site": publisher.settings.site,
         "base": base(request),
         "operator": operator,
-        "sections": [(label, route, route is not None and request.path == route.path)
+        "sections": [(label, route, route is not None and _within(request.path, route))
                      for label, route, needed in SECTIONS if operator is not None and operator.role.allows(needed)],
         "csrf_token": lambda: csrf.token(request),
     }
@@ -131,6 +136,11 @@ def page(
     response.headers.update(NO_STORE)
     csrf.set_cookie(request, response)
     return response
+
+
+def _within(path: str, route: urls.Route) -> bool:
+    """Whether ``path`` is the section's page or one below it (a subscriber's record is in Subscribers)."""
+    return path == route.path or (route is not urls.ADMIN and path.startswith(route.path + "/"))
 
 
 def redirect(location: str) -> web.Response:

@@ -12,7 +12,6 @@ import asyncio
 from aiohttp import web
 
 from publisher import urls
-from publisher.config import Settings
 from publisher.web.api.http import (
     ApiError,
     flatten,
@@ -54,11 +53,14 @@ async def import_subscribers(request: web.Request) -> web.Response:
     if request.content_type not in IMPORT_TYPES:
         raise ApiError(415, "send a JSON list ('Content-Type: application/json') or a CSV file ('Content-Type: text/csv')")
     raw = await read_body(request, MAX_IMPORT_BODY)
-    known = await subscribers.known_topics()
     if request.content_type == CSV:
-        parsed = await asyncio.to_thread(parse_csv_import, raw, subscribers.settings, known)
+        try:
+            parsed = await subscribers.parse_csv(raw)
+        except importer.ImportFileError as exc:
+            raise ApiError(422, str(exc), [SubscriberError(str(exc), "")], extra={"line": exc.line}) from None
         item_problems: list[dict[str, object]] = []
     else:
+        known = await subscribers.known_topics()
         parsed, item_problems = await asyncio.to_thread(
             parse_json_import, raw, base=subscribers.defaults(), known=known
         )
@@ -72,16 +74,6 @@ async def import_subscribers(request: web.Request) -> web.Response:
         "invalid": item_problems + [{"line": e.line, "field": e.field, "message": e.reason} for e in report.invalid],
         "warnings": parsed.warnings,
     })
-
-
-def parse_csv_import(raw: bytes, settings: Settings, known: list[str]) -> importer.ParsedImport:
-    try:
-        return importer.parse_csv(
-            raw, known_topics=known, default_timezone=settings.digest.timezone,
-            default_cadence=settings.subscribers.default_cadence,
-        )
-    except importer.ImportFileError as exc:
-        raise ApiError(422, str(exc), [SubscriberError(str(exc), "")], extra={"line": exc.line}) from None
 
 
 def parse_json_import(

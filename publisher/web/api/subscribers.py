@@ -7,8 +7,6 @@ JSON into calls to it and its answers and errors back into JSON.
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -28,6 +26,7 @@ from publisher.web.api.http import (
     publisher_of,
     unknown_fields,
 )
+from publisher.web.downloads import stream_download
 from subscribers import service
 from subscribers.store import PAGE_LIMIT
 from subscribers.model import Preferences, Source, Status, Subscriber
@@ -43,7 +42,6 @@ from subscribers.validation import (
     require_text,
 )
 
-log = logging.getLogger(__name__)
 
 CREATE_FIELDS = frozenset({"email", "name", *PREFERENCE_FIELDS, "confirmed"})
 UPDATE_FIELDS = frozenset({"name", *PREFERENCE_FIELDS, "status"})
@@ -196,8 +194,7 @@ async def delete_subscriber(request: web.Request) -> web.Response:
 async def export_subscribers(request: web.Request) -> web.StreamResponse:
     """Every subscriber as JSON Lines, streamed a batch at a time (memory stays flat).
 
-    A failure half-way aborts the connection instead of ending the body cleanly, so
-    a client can't take a truncated export for a complete one.
+    A failure half-way aborts the connection (:func:`publisher.web.downloads.stream_download`).
     """
     problems = check_query(request.query, EXPORT_PARAMS)
     status = collect(problems, lambda: check_status(request.query["status"])) if request.query.get("status") else None
@@ -206,18 +203,8 @@ async def export_subscribers(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={hdrs.CONTENT_DISPOSITION: 'attachment; filename="subscribers.ndjson"'})
     response.content_type = "application/x-ndjson"
     response.charset = "utf-8"
-    await response.prepare(request)
-    try:
-        async for page in subscribers_of(request).batches(status=status):
-            lines = "".join(json.dumps(s.to_dict(), ensure_ascii=False) + "\n" for s in page)
-            await response.write(lines.encode("utf-8"))
-    except Exception:
-        log.exception("export failed; the connection is aborted so the client sees an incomplete body")
-        if request.transport is not None:
-            request.transport.abort()
-        return response
-    await response.write_eof()
-    return response
+    chunks = subscribers_of(request).export_chunks(fmt="jsonl", status=status)
+    return await stream_download(request, response, (text async for text, _rows in chunks))
 
 
 def add_subscriber_routes(api: web.Application) -> None:
