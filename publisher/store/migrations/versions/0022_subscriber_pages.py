@@ -10,7 +10,7 @@ the "C" collation (code point order, as SQLite's): a search by address prefix is
 range of their unique index, which the database's own collation may not allow (en_US
 skips punctuation).  Rebuilds that index: seconds at a million subscribers.
 
-Revision ID: 0022s
+Revision ID: 0022
 Revises: 0021
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 
 from publisher.store import aggregates
 
-revision = "0022s"
+revision = "0022"
 down_revision = "0021"
 branch_labels = None
 depends_on = None
