@@ -23,6 +23,7 @@ from publisher.web.admin import gate
 from publisher.web.security import PAGE_CSP
 from publisher.web.server import create_app
 from tests.support.admin import PASSWORD, AdminVisitor, add_operator, some_mail_sent
+from tests.support.people import add_subscriber
 from tests.support.web_client import API_TOKEN, web_client
 
 # The sign-in steps are the only dashboard URLs open to a visitor without a session.
