@@ -39,6 +39,9 @@ class Action(StrEnum):
     SIGN_IN_FAILED = "sign_in.failed"
     LOCKED = "sign_in.locked"
     SIGN_OUT = "sign_out"
+    ARTICLE_RESEND = "article.resend"
+    ARTICLE_UNPUBLISH = "article.unpublish"
+    TEST_SEND = "digest.test_send"
 
 
 class OperatorError(Exception):
