@@ -20,7 +20,6 @@ from publisher.app import Publisher
 from publisher.store.schema import deliveries
 from tests.support import browser as browser_support
 from tests.support.admin import PASSWORD, add_operator
-from tests.support.browser import CHROMIUM
 from tests.support.people import add_subscriber
 from tests.support.smtp_server import SmtpServer
 from tests.system.test_admin_browser import ARTIFACTS, WIDTHS, check, tab_to
@@ -28,7 +27,7 @@ from tests.system.test_admin_browser import ARTIFACTS, WIDTHS, check, tab_to
 if TYPE_CHECKING:
     from playwright.async_api import Page
 
-playwright_api = pytest.importorskip("playwright.async_api")
+pytest.importorskip("playwright.async_api")
 pytestmark = browser_support.axe_test_marks("the pages are the same whichever store holds the articles", timeout=300)
 
 NEWS = """---
@@ -49,6 +48,13 @@ async def frames_loaded(page: Page, count: int) -> None:
     )
     for frame in page.frames[1:]:
         await frame.wait_for_load_state()
+
+
+async def follow(page: Page, link: str, heading: str) -> None:
+    """Tab to ``link``, press Enter, and wait for the page with ``heading``."""
+    await tab_to(page, link)
+    await page.keyboard.press("Enter")
+    await page.get_by_role("heading", name=heading).wait_for()
 
 
 async def frame_shots(page: Page, name: str) -> None:
@@ -75,64 +81,50 @@ async def test_an_editor_reads_articles_and_previews_and_test_sends_a_digest_by_
     (Path(publisher.settings.markdown_dirs[0]) / "fresh-news.md").write_text(NEWS, encoding="utf-8")
     problems: list[str] = []
 
-    async with playwright_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            # The pages forbid scripts (Content-Security-Policy); axe is the test's, not the page's.
-            context = await browser.new_context(bypass_csp=True, viewport={"width": WIDTHS[0], "height": 900})
-            page = await context.new_page()
-            await page.goto(site_url + "admin/")
-            await tab_to(page, "email")
-            await page.keyboard.type("ed@example.org")
-            await page.keyboard.press("Tab")
-            await page.keyboard.type(PASSWORD)
-            await page.keyboard.press("Enter")
-            await page.get_by_role("heading", name="Overview").wait_for()
+    async with browser_support.chromium_page(WIDTHS[0]) as (browser, page):
+        await page.goto(site_url + "admin/")
+        await tab_to(page, "email")
+        await page.keyboard.type("ed@example.org")
+        await page.keyboard.press("Tab")
+        await page.keyboard.type(PASSWORD)
+        await page.keyboard.press("Enter")
+        await page.get_by_role("heading", name="Overview").wait_for()
 
-            await tab_to(page, "Articles")
-            await page.keyboard.press("Enter")
-            await page.get_by_role("heading", name="Articles").wait_for()
-            await check(page, f"{prefix}-01-list", problems)
+        await follow(page, "Articles", "Articles")
+        await check(page, f"{prefix}-01-list", problems)
+        await follow(page, "Kim Jong Un in Russia: Is the War in Ukraine Forging a New Axis?", "As the email")
+        await frames_loaded(page, 4)
+        assert await page.locator("iframe[sandbox='']").count() == 4
+        await check(page, f"{prefix}-02-article", problems)
+        await frame_shots(page, f"{prefix}-02-article")
 
-            await tab_to(page, "Kim Jong Un in Russia: Is the War in Ukraine Forging a New Axis?")
-            await page.keyboard.press("Enter")
-            await page.get_by_role("heading", name="As the email").wait_for()
-            await frames_loaded(page, 4)
-            assert await page.locator("iframe[sandbox='']").count() == 4
-            await check(page, f"{prefix}-02-article", problems)
-            await frame_shots(page, f"{prefix}-02-article")
+        await follow(page, "Preview", "Preview the next digest")
+        await check(page, f"{prefix}-03-preview-form", problems)
+        await tab_to(page, "subscriber")
+        await page.keyboard.type("reader@example.org")
+        await page.keyboard.press("Enter")
+        await page.get_by_role("heading", name="The digest").wait_for()
+        assert "to reader@example.org" in await page.inner_text("main")
+        await frames_loaded(page, 2)
+        await check(page, f"{prefix}-04-preview", problems)
+        await frame_shots(page, f"{prefix}-04-preview")
 
-            await tab_to(page, "Preview")
-            await page.keyboard.press("Enter")
-            await page.get_by_role("heading", name="Preview the next digest").wait_for()
-            await check(page, f"{prefix}-03-preview-form", problems)
-            await tab_to(page, "subscriber")
-            await page.keyboard.type("reader@example.org")
-            await page.keyboard.press("Enter")
-            await page.get_by_role("heading", name="The digest").wait_for()
-            assert "to reader@example.org" in await page.inner_text("main")
-            await frames_loaded(page, 2)
-            await check(page, f"{prefix}-04-preview", problems)
-            await frame_shots(page, f"{prefix}-04-preview")
+        await tab_to(page, "to")
+        assert await page.input_value("#to") == "ed@example.org"  # the operator's own address
+        await page.keyboard.press("Tab")
+        assert await page.evaluate("document.activeElement.textContent.trim()") == "Send the test copy"
+        await page.keyboard.press("Enter")
+        await page.get_by_text("The test copy was sent.").wait_for()
+        await check(page, f"{prefix}-05-test-sent", problems)
 
-            await tab_to(page, "to")
-            assert await page.input_value("#to") == "ed@example.org"  # the operator's own address
-            await page.keyboard.press("Tab")
-            assert await page.evaluate("document.activeElement.textContent.trim()") == "Send the test copy"
-            await page.keyboard.press("Enter")
-            await page.get_by_text("The test copy was sent.").wait_for()
-            await check(page, f"{prefix}-05-test-sent", problems)
-
-            # Under the pages' own policies (no bypass): the frames load and show what they preview.
-            enforced = await browser.new_context(viewport={"width": WIDTHS[0], "height": 900})
-            await enforced.add_cookies(await context.cookies())
-            strict = await enforced.new_page()
-            await strict.goto(site_url + "admin/articles/2023-09-kim-russia-visit")
-            await frames_loaded(strict, 4)
-            shown = [await frame.content() for frame in strict.frames[1:]]
-            assert len(shown) == 4 and all("Kim Jong Un in Russia" in html for html in shown)
-        finally:
-            await browser.close()
+        # Under the pages' own policies (no bypass): the frames load and show what they preview.
+        enforced = await browser.new_context(viewport={"width": WIDTHS[0], "height": 900})
+        await enforced.add_cookies(await page.context.cookies())
+        strict = await enforced.new_page()
+        await strict.goto(site_url + "admin/articles/2023-09-kim-russia-visit")
+        await frames_loaded(strict, 4)
+        shown = [await frame.content() for frame in strict.frames[1:]]
+        assert len(shown) == 4 and all("Kim Jong Un in Russia" in html for html in shown)
 
     [sent] = smtp.messages
     message = email.message_from_bytes(sent.content, policy=email.policy.default)

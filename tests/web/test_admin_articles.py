@@ -307,3 +307,17 @@ async def test_an_article_id_that_is_a_url_has_its_pages(publisher: Publisher, c
     assert f'href="{href}"' in listed
     assert (await viewer.get(href)).status == 200
     assert (await viewer.get(href + "/email")).status == 200
+
+
+async def test_a_scheduled_article_taken_off_the_schedule_never_goes_out(publisher: Publisher, client: TestClient) -> None:
+    await _site(publisher, ("later.md", SCHEDULED))
+    editor = await _signed_in(client, publisher, "ed@example.org", Role.EDITOR)
+    page = _tree(await (await editor.get("/admin/articles/later-piece")).text())
+    assert page.xpath("//form[contains(@action, '/unpublish')]") and not page.xpath("//form[contains(@action, '/resend')]")
+    assert (await editor.post("/admin/articles/later-piece/resend", {"confirmed": "yes"})).status == 409
+    done = await editor.post("/admin/articles/later-piece/unpublish", {"confirmed": "yes"})
+    assert done.status == 303 and done.headers["Location"] == "/admin/articles?state=scheduled&done=unpublished"
+    assert await publisher.intake.find("later-piece") is None
+    listed = await (await editor.get(done.headers["Location"])).text()
+    assert "The article was unpublished." in listed and "A piece for later" not in listed
+    assert ("article.unpublish", "later-piece", "ed@example.org") in await _actions(publisher)

@@ -103,7 +103,7 @@ async def articles_page(request: web.Request, session: Session) -> web.StreamRes
             following = encode_cursor(last.article.published.isoformat(),
                                       str(last.seq) if state is ArticleState.PUBLISHED else last.article.id)
     context = {"page_title": "Articles", "state": state, "states": LISTED, "rows": rows, "following": following,
-               "paged": after is not None}
+               "paged": after is not None, "done": DONE.get(request.query.get("done", ""), "")}
     return gate.page(request, "articles.html", context, session)
 
 
@@ -204,6 +204,8 @@ async def unpublish(request: web.Request, session: Session) -> web.StreamRespons
     await publisher.intake.unpublish(
         article_id, within=lambda: publisher.operators.audited(actor, Action.ARTICLE_UNPUBLISH, article_id)
     )
+    if record.state is ArticleState.SCHEDULED:  # taken off the schedule: no record is left to show
+        return gate.redirect(urls.ADMIN_ARTICLES.under(gate.base(request)) + "?state=scheduled&done=unpublished")
     return _back(request, record, "unpublished")
 
 
