@@ -13,6 +13,8 @@ recorded in the audit log.
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -30,6 +32,12 @@ if TYPE_CHECKING:
     from publisher.delivery.service import DigestCopy
 
 CADENCES = tuple(Cadence)
+# The copies preview pages made lately, by session and choice, for their frames to show: each
+# frame would otherwise plan the sends due again.  In this process only: a frame that reaches
+# another node makes its own.
+KEPT_FOR = 60.0  # seconds
+KEPT = 32
+_recent: OrderedDict[tuple[str, str, str], tuple[float, DigestCopy]] = OrderedDict()
 
 
 def _choice(values: dict[str, str]) -> tuple[Cadence | None, str | None]:
@@ -47,16 +55,28 @@ def _asked(values: dict[str, str]) -> bool:
     return "cadence" in values or "subscriber" in values
 
 
-async def _copy(request: web.Request, values: dict[str, str]) -> tuple[DigestCopy | None, str]:
-    """The copy asked for, or None and why there is none."""
+async def _copy(
+    request: web.Request, session: Session, values: dict[str, str], *, reuse: bool = False
+) -> tuple[DigestCopy | None, str]:
+    """The copy asked for, or None and why there is none; ``reuse``: the one this session's
+    preview page made moments ago, if there is one (see :data:`KEPT_FOR`)."""
     from publisher.delivery.service import NothingToPreview
     from subscribers.validation import SubscriberError
 
     cadence, subscriber = _choice(values)
+    key = (session.id, str(cadence or ""), subscriber or "")
+    kept = _recent.get(key)
+    if reuse and kept is not None and time.monotonic() - kept[0] < KEPT_FOR:
+        return kept[1], ""
     try:
-        return await request.app[PUBLISHER].delivery.next_copy(cadence, subscriber=subscriber), ""
+        copy = await request.app[PUBLISHER].delivery.next_copy(cadence, subscriber=subscriber)
     except (NothingToPreview, SubscriberError) as exc:
         return None, str(exc)
+    _recent[key] = (time.monotonic(), copy)
+    _recent.move_to_end(key)
+    while len(_recent) > KEPT:
+        _recent.popitem(last=False)
+    return copy, ""
 
 
 @gate.guarded(Role.VIEWER)
@@ -69,7 +89,7 @@ async def _page(
     request: web.Request, session: Session, values: dict[str, str], *, done: str = "", error: str = "",
     to: str = "", status: int = 200,
 ) -> web.Response:
-    copy, nothing = await _copy(request, values) if _asked(values) else (None, "")
+    copy, nothing = await _copy(request, session, values) if _asked(values) else (None, "")
     context: dict[str, Any] = {
         "page_title": "Preview the next digest", "cadences": CADENCES, "values": values, "asked": _asked(values),
         "copy": copy, "nothing": nothing, "widths": frames.WIDTHS, "done": done, "error": error,
@@ -83,7 +103,7 @@ async def _page(
 async def preview_email(request: web.Request, session: Session) -> web.StreamResponse:
     """The HTML of the copy the query asks for (framed by the preview page)."""
     values = {key: request.query[key] for key in ("cadence", "subscriber") if key in request.query}
-    copy, nothing = await _copy(request, values)
+    copy, nothing = await _copy(request, session, values, reuse=True)
     if copy is None:
         raise web.HTTPNotFound(reason=nothing)
     return frames.framed_email(copy.html)
