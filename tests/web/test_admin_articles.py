@@ -160,6 +160,8 @@ async def test_bad_query_parameters_are_refused_with_400(publisher: Publisher, c
     viewer = await _signed_in(client, publisher, "vic@example.org", Role.VIEWER)
     for path in ("/admin/articles?state=removed", "/admin/articles?state=bogus", "/admin/articles?after=%%%",
                  "/admin/articles?after=bm90IGpzb24", "/admin/articles?after=WyJ4IiwieSJd",
+                 "/admin/articles?after=WyIyMDI0LTAxLTAxVDAwOjAwOjAwIiwgIjUiXQ",  # a date without its offset
+                 "/admin/articles?state=scheduled&after=WyIyMDI0LTAxLTAxVDAwOjAwOjAwIiwgIjUiXQ",
                  "/admin/preview?cadence=monthly", "/admin/preview/email?cadence=hourly"):
         assert (await viewer.get(path)).status == 400, path
 

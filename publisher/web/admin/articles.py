@@ -58,20 +58,26 @@ def decode_cursor(raw: str) -> tuple[str, str] | None:
     """An ``after`` made by :func:`encode_cursor` (None when absent); 400 for anything else."""
     if not raw:
         return None
-    try:
-        parts = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()) if len(raw) <= MAX_CURSOR else None
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        parts = None
+    parts = None
+    if len(raw) <= MAX_CURSOR:
+        try:
+            parts = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode())
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            pass
     if not (isinstance(parts, list) and len(parts) == 2 and all(isinstance(part, str) for part in parts)):
         raise web.HTTPBadRequest(reason="after must be the link of a next page")
     return parts[0], parts[1]
 
 
 def _moment(value: str) -> datetime:
+    """The date of a cursor, as :func:`encode_cursor` wrote it (with its offset); 400 otherwise."""
     try:
-        return datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(value)
     except ValueError:
-        raise web.HTTPBadRequest(reason="after must be the link of a next page") from None
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise web.HTTPBadRequest(reason="after must be the link of a next page")
+    return moment
 
 
 @gate.guarded(Role.VIEWER)
@@ -94,7 +100,8 @@ async def articles_page(request: web.Request, session: Session) -> web.StreamRes
         if state is ArticleState.PUBLISHED:
             if after is not None and not after[1].isdigit():
                 raise web.HTTPBadRequest(reason="after must be the link of a next page")
-            stored = await intake.published_before(None if after is None else (_moment(after[0]), int(after[1])), PAGE + 1)
+            newest = None if after is None else (_moment(after[0]), int(after[1]))
+            stored = await intake.published_before(newest, PAGE + 1)
         else:
             stored = await intake.scheduled_after(None if after is None else (_moment(after[0]), after[1]), PAGE + 1)
         rows = [Record(found.article, found.state, found.first_seen_at) for found in stored[:PAGE]]
