@@ -143,6 +143,17 @@ ADMIN_SUBSCRIBER = Route("admin/subscribers/{subscriber_id:[0-9]{1,18}}")  # the
 ADMIN_SUBSCRIBER_PREFERENCES = Route("admin/subscribers/{subscriber_id:[0-9]{1,18}}/preferences")  # POST
 ADMIN_SUBSCRIBER_SUPPRESS = Route("admin/subscribers/{subscriber_id:[0-9]{1,18}}/suppress")  # POST, confirmed
 ADMIN_SUBSCRIBER_ERASE = Route("admin/subscribers/{subscriber_id:[0-9]{1,18}}/erase")  # POST, confirmed
+# An article id may be a URL: its "/" travel as %2F, so one path segment holds it (at most
+# 1,000 characters, each up to three when percent-encoded).
+_ARTICLE_ID = "{article_id:[^/]{1,3000}}"
+ADMIN_ARTICLES = Route("admin/articles")  # ?state=published|scheduled|draft, ?after=CURSOR: the next page
+ADMIN_ARTICLE = Route(f"admin/articles/{_ARTICLE_ID}")  # its record and previews
+ADMIN_ARTICLE_PAGE = Route(f"admin/articles/{_ARTICLE_ID}/page")  # the page preview (framed)
+ADMIN_ARTICLE_EMAIL = Route(f"admin/articles/{_ARTICLE_ID}/email")  # the email's HTML preview (framed)
+ADMIN_ARTICLE_RESEND = Route(f"admin/articles/{_ARTICLE_ID}/resend")  # POST: confirm, then resend
+ADMIN_ARTICLE_UNPUBLISH = Route(f"admin/articles/{_ARTICLE_ID}/unpublish")  # POST: confirm, then unpublish
+ADMIN_PREVIEW = Route("admin/preview")  # the next digest (?cadence=, ?subscriber=); POST: a test send
+ADMIN_PREVIEW_EMAIL = Route("admin/preview/email")  # its HTML (framed), for the same query
 
 # --- operations ----------------------------------------------------------------------------
 

@@ -44,6 +44,9 @@ class Action(StrEnum):
     SUBSCRIBER_ERASE = "subscriber.erase"
     SUBSCRIBER_IMPORT = "subscriber.import"
     SUBSCRIBER_EXPORT = "subscriber.export"
+    ARTICLE_RESEND = "article.resend"
+    ARTICLE_UNPUBLISH = "article.unpublish"
+    TEST_SEND = "digest.test_send"
 
 
 class OperatorError(Exception):

@@ -55,7 +55,7 @@ from publisher.digest.plan import (
     planned_for,
     why_nothing_due,
 )
-from publisher.digest.resend import find_article, plan_resend
+from publisher.digest.resend import FoundArticle, find_article, plan_resend, plan_resend_on, resend_audience
 from publisher.logs import digest_context
 from publisher.store import articles as article_store
 from publisher.store import digests as digest_store
@@ -283,10 +283,6 @@ class DeliveryService:
         :class:`NothingToPreview` saying why there is none, and ValueError for an address
         that is not one.
         """
-        from publisher.delivery.engine import personal_values
-        from publisher.mail.message import DigestMessages
-        from publisher.mail.render import render_digest
-
         reader = None
         if subscriber is not None:
             address = normalize_email(subscriber)
@@ -300,6 +296,23 @@ class DeliveryService:
         async with self.rehearse(cadence) as rehearsal:
             ident, seqs = await self._next_digest(rehearsal, cadence, reader, article)
             articles = await article_store.by_seq(rehearsal.conn, seqs)
+        return self._copy(articles, ident, cadence, reader, to=to, test=test)
+
+    def article_copy(self, article: Article) -> DigestCopy:
+        """A made-up reader's copy of ``article`` alone, as an instant digest would mail it
+        (the dashboard's preview of an article, whatever its state); nothing is planned."""
+        return self._copy([article], digest_id(Cadence.INSTANT, clock.now(), (0,)), Cadence.INSTANT, None)
+
+    def _copy(
+        self, articles: Sequence[Article], ident: str, cadence: Cadence, reader: Subscriber | None, *,
+        to: str | None = None, test: bool = False,
+    ) -> DigestCopy:
+        """``reader``'s copy (a made-up reader's without one) of the digest ``ident`` of
+        ``articles``, rendered and framed as a delivery does (see :meth:`next_copy`)."""
+        from publisher.delivery.engine import personal_values
+        from publisher.mail.message import DigestMessages
+        from publisher.mail.render import render_digest
+
         name, email = (reader.name, reader.email) if reader else SAMPLE_READER
         personal = personal_values(self._tokens(), self.settings.site.url, reader.id if reader else 0,
                                    name, normalize_email(to) if to else email)
@@ -335,16 +348,19 @@ class DeliveryService:
         biggest = max(rehearsal.planned, key=lambda digest: (len(digest.article_seqs), digest.recipients))
         return biggest.id, biggest.article_seqs
 
-    async def send_test(self, to: str, *, cadence: Cadence | None = None, article: str | None = None) -> DigestCopy:
-        """Send one copy of the next digest (or of ``article``) to ``to``, marked as a test,
-        through the configured transport: outside the ledger, no cursor moves.
+    async def send_test(
+        self, to: str, *, cadence: Cadence | None = None, article: str | None = None, subscriber: str | None = None,
+    ) -> DigestCopy:
+        """Send one copy of the next digest (or of ``article``; ``subscriber``'s copy: see
+        :meth:`next_copy`) to ``to``, marked as a test, through the configured transport:
+        outside the ledger, no cursor moves.
 
         Raises :class:`NothingToPreview`, and DeliveryError when the transport can't be
         reached or refuses the message.
         """
         from publisher.mail.transport import make_transport
 
-        copy = await self.next_copy(cadence, article=article, to=to, test=True)
+        copy = await self.next_copy(cadence, subscriber=subscriber, article=article, to=to, test=True)
         signer = self._dkim()
         message = copy.message if signer is None else signer.sign(copy.message)
         transport = make_transport(self.settings.delivery, self.settings.smtp)
@@ -406,14 +422,30 @@ class DeliveryService:
         digest, article = await plan_resend(
             self.engine, reference, clock.now(), site_url=self.settings.site.url, dry_run=dry_run
         )
-        with digest_context(digest.id):
-            log.info("digest %s: %sresending %s to %d subscribers", digest.id, "(dry run) " if dry_run else "",
-                     article.id, digest.recipients)
+        self._resent(digest, article.id, dry_run=dry_run)
         result = SendResult(planned=[digest], article_id=article.id)
         if not dry_run:
-            metrics.digest_planned(digest.cadence)
             result.report = await self.deliver()
         return result
+
+    async def resend_on(self, conn: AsyncConnection, reference: str) -> PlannedDigest:
+        """Plan a resend (see :meth:`resend`) in the caller's transaction (the dashboard's,
+        which records it); a delivery run (:meth:`deliver`) sends it once that commits."""
+        digest, article = await plan_resend_on(conn, reference, clock.now(), site_url=self.settings.site.url)
+        self._resent(digest, article.id, dry_run=False)
+        return digest
+
+    async def resend_audience(self, reference: str) -> tuple[FoundArticle, int]:
+        """The article ``reference`` names and how many subscribers a resend would go to now."""
+        return await resend_audience(self.engine, reference, self.settings.site.url)
+
+    @staticmethod
+    def _resent(digest: PlannedDigest, article_id: str, *, dry_run: bool) -> None:
+        with digest_context(digest.id):
+            log.info("digest %s: %sresending %s to %d subscribers", digest.id, "(dry run) " if dry_run else "",
+                     article_id, digest.recipients)
+        if not dry_run:
+            metrics.digest_planned(digest.cadence)
 
     async def deliver(
         self, *, wait: bool = False, progress: Callable[[DeliveryReport], None] | None = None,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, literal, select
+from sqlalchemy import ColumnElement, and_, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.content.model import Article
@@ -80,40 +80,64 @@ async def find_article(conn: AsyncConnection, reference: str, site_url: str) -> 
     return FoundArticle(seq, row.id, found[seq].title, json.loads(row.tags))
 
 
+async def _audience(conn: AsyncConnection, tags: Sequence[str]) -> ColumnElement[bool]:
+    """Which subscribers a resend of an article with ``tags`` goes to: the active ones
+    whose topics it matches (decided per distinct topics list, not per subscriber)."""
+    active = subscribers.c.status == Status.ACTIVE
+    all_topics = (await conn.execute(select(subscribers.c.topics).where(active).distinct())).scalars().all()
+    matching = [topics for topics in all_topics if matches_topics(tags, json.loads(topics))]
+    return and_(active, subscribers.c.topics.in_(matching))
+
+
+async def resend_audience(engine: AsyncEngine, reference: str, site_url: str) -> tuple[FoundArticle, int]:
+    """The article ``reference`` names and how many subscribers a resend of it would go
+    to now (what the dashboard asks the operator to confirm); changes nothing."""
+    async with engine.connect() as conn:
+        row = await find_article(conn, reference, site_url)
+        who = await _audience(conn, row.tags)
+        count = (await conn.execute(select(func.count()).select_from(subscribers).where(who))).scalar_one()
+    return row, count
+
+
 async def plan_resend(
     engine: AsyncEngine, reference: str, now: datetime, *, site_url: str, dry_run: bool = False
 ) -> tuple[PlannedDigest, FoundArticle]:
+    """:func:`plan_resend_on` in a transaction of its own (rolled back with ``dry_run``)."""
+    async with transaction(engine, dry_run=dry_run) as conn:
+        planned, row = await plan_resend_on(conn, reference, now, site_url=site_url)
+    if not dry_run:
+        await analyze_after_bulk_insert(engine, deliveries, planned.recipients)
+    return planned, row
+
+
+async def plan_resend_on(
+    conn: AsyncConnection, reference: str, now: datetime, *, site_url: str
+) -> tuple[PlannedDigest, FoundArticle]:
     """A one-article digest of the article ``reference`` names (see :func:`find_article`)
-    for every active subscriber whose topics it matches.
+    for every active subscriber whose topics it matches, in the caller's transaction.
 
     The operator's way to send an edited article again (an edit alone never does),
     whatever each subscriber's cadence; cursors don't move, so it doesn't change what
     their next regular digest holds.  Its id starts with ``resend-``.
     """
-    async with transaction(engine, dry_run=dry_run) as conn:
-        await serialize(conn, Exclusive.PLANNING)
-        row = await find_article(conn, reference, site_url)
-        tags = row.tags
-        active = subscribers.c.status == Status.ACTIVE
-        all_topics = (await conn.execute(select(subscribers.c.topics).where(active).distinct())).scalars().all()
-        matching = [topics for topics in all_topics if matches_topics(tags, json.loads(topics))]
-        seqs = (row.seq,)
-        ident = RESEND_PREFIX + digest_id(Cadence.INSTANT, now, seqs).removeprefix(f"{Cadence.INSTANT}-")
-        await conn.execute(
-            insert(digests).values(
-                id=ident, cadence=Cadence.INSTANT, article_seqs=json.dumps(seqs), status=DigestState.SENDING,
-                created_at=now,
-            )
+    await serialize(conn, Exclusive.PLANNING)
+    row = await find_article(conn, reference, site_url)
+    who = await _audience(conn, row.tags)
+    seqs = (row.seq,)
+    ident = RESEND_PREFIX + digest_id(Cadence.INSTANT, now, seqs).removeprefix(f"{Cadence.INSTANT}-")
+    await conn.execute(
+        insert(digests).values(
+            id=ident, cadence=Cadence.INSTANT, article_seqs=json.dumps(seqs), status=DigestState.SENDING,
+            created_at=now,
         )
-        added = await conn.execute(
-            insert(deliveries).from_select(
-                ["digest_id", "subscriber_id", "state", "attempts", "updated_at"],
-                select(
-                    literal(ident), subscribers.c.id, literal(DeliveryState.PENDING.value), literal(0),
-                    literal(now, UTCDateTime()),
-                ).where(active, subscribers.c.topics.in_(matching)),
-            )
+    )
+    added = await conn.execute(
+        insert(deliveries).from_select(
+            ["digest_id", "subscriber_id", "state", "attempts", "updated_at"],
+            select(
+                literal(ident), subscribers.c.id, literal(DeliveryState.PENDING.value), literal(0),
+                literal(now, UTCDateTime()),
+            ).where(who),
         )
-    if not dry_run:
-        await analyze_after_bulk_insert(engine, deliveries, added.rowcount)
+    )
     return PlannedDigest(ident, Cadence.INSTANT, seqs, added.rowcount), row

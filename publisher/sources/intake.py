@@ -14,8 +14,9 @@ again.
 shelf rebuilt and tells the root what the node should know (a scan finished, when the
 next scheduled article is due, that new articles want sending) through callbacks, so
 it imports neither the runtime nor delivery.  It also answers the reads of what it
-stored (the archive pages, the API's listing, ``publisher articles`` and ``status``),
-so no front end calls the article store itself.
+stored (the archive pages, the API's listing, ``publisher articles`` and ``status``, the
+dashboard's pages of articles and drafts), so no front end calls the article store
+itself.  It is long because it is both halves of that one service, each method short.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +38,7 @@ from publisher import clock, metrics
 from publisher.config import Settings, UpstreamFeed
 from publisher.content.model import Article, Problem, ScanResult, Severity
 from publisher.feeds.shelf import FeedShelf
+from publisher.sources.drafts import Draft, drafts_page, find_draft
 from publisher.sources.markdown_dir import DirectoryScan, scan_changes, scan_directory, scan_told
 from publisher.sources.directories import MARKDOWN_PREFIX, markdown_source, moved_directory, told_by_directory
 from publisher.store import articles as article_store
@@ -56,6 +58,7 @@ log = logging.getLogger(__name__)
 API_SOURCE = "api"
 
 Job = Callable[[], Awaitable[object]]
+Opener = Callable[[], AbstractAsyncContextManager[AsyncConnection]]  # a transaction to write in
 
 
 def check_content(settings: Settings) -> list[ScanResult]:
@@ -153,11 +156,13 @@ class Intake:
             self._later("instant", self._on_new_articles)
         return result
 
-    async def unpublish(self, article_id: str) -> bool:
-        """Take an article down (``publisher articles remove``, ``DELETE /api/articles/…``)
-        and rebuild the feeds; False if no published or scheduled article has this id."""
+    async def unpublish(self, article_id: str, *, within: Opener | None = None) -> bool:
+        """Take an article down (``publisher articles remove``, ``DELETE /api/articles/…``, the
+        dashboard) and rebuild the feeds; False if no published or scheduled article has this
+        id.  ``within``: the transaction to do it in (the dashboard's, which records it)."""
         async with self._scan_lock:
-            found = await article_ingest.unpublish(self._engine, article_id, clock.now())
+            async with (within or self._engine.begin)() as conn:
+                found = await article_ingest.unpublish_on(conn, article_id, clock.now())
             if found:
                 await self._published(IngestResult(removed=[article_id]))
         return found
@@ -192,6 +197,21 @@ class Intake:
     async def published_page(self, *, after: int, limit: int) -> tuple[list[StoredArticle], int]:
         """Up to ``limit`` published articles with a ``seq`` above ``after``, and how many are published."""
         return await article_store.published_page(self._engine, after=after, limit=limit)
+
+    async def published_before(self, after: tuple[datetime, int] | None, limit: int) -> list[StoredArticle]:
+        """A page of published articles, newest first (see :func:`publisher.store.articles.published_before`)."""
+        return await article_store.published_before(self._engine, after, limit)
+
+    async def scheduled_after(self, after: tuple[datetime, str] | None, limit: int) -> list[StoredArticle]:
+        """A page of scheduled articles, soonest first (see :func:`publisher.store.articles.scheduled_after`)."""
+        return await article_store.scheduled_after(self._engine, after, limit)
+
+    async def drafts(self, after: tuple[str, str] | None, limit: int) -> list[Draft]:
+        """A page of drafts, by directory and path (see :mod:`publisher.sources.drafts`)."""
+        return await drafts_page(self._engine, self.settings, after, limit)
+
+    async def draft(self, article_id: str) -> Draft | None:
+        return await find_draft(self._engine, self.settings, article_id)
 
     async def _published(self, result: IngestResult) -> None:
         metrics.articles_published(len(result.new))

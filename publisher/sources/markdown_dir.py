@@ -152,6 +152,11 @@ async def scan_told(
         before = around
 
 
+def is_draft(parsed: ParsedFile, path: Path) -> bool:
+    """Whether a parsed file is a draft: marked so by its editor, or named with a leading "_"."""
+    return parsed.draft or path.name.startswith("_")
+
+
 def parser_fingerprint(site_url: str, limits: ContentLimits) -> str:
     """What besides a file's bytes decides its article: a change re-parses every file."""
     return hashlib.sha256(f"{__version__}\n{site_url}\n{limits!r}".encode()).hexdigest()
@@ -186,7 +191,7 @@ class _Reader:
         if row is not None and row.content_hash == seen.content_hash and self.current(row):
             return row._replace(size=seen.size, mtime_ns=seen.mtime_ns)  # touched: not parsed
         parsed = self.parse(relative, data)
-        draft = parsed.draft or path.name.startswith("_")
+        draft = is_draft(parsed, path)
         problems = [problem.as_warning() if draft else problem for problem in parsed.problems]
         article = parsed.article
         return seen._replace(

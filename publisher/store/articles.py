@@ -15,7 +15,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher.content.model import Article
@@ -246,3 +246,35 @@ async def find(engine: AsyncEngine, article_id: str) -> StoredArticle | None:
         state = ArticleState.PUBLISHED if row.removed_at is None else ArticleState.REMOVED
         return StoredArticle(Article.from_dict(json.loads(row.data)), state, seq, row.first_seen_at,
                              tuple(carried.scalars()))
+
+
+async def published_before(
+    engine: AsyncEngine, after: tuple[datetime, int] | None, limit: int
+) -> list[StoredArticle]:
+    """Up to ``limit`` published articles, newest first by date (then ``seq``), after the
+    one dated and numbered ``after``: keyset paging, each page one LIMIT query."""
+    c = articles.c
+    query = select(c.seq, c.id, c.data, c.first_seen_at).where(c.removed_at.is_(None))
+    if after is not None:
+        date, seq = after
+        query = query.where(or_(c.published < date, and_(c.published == date, c.seq < seq)))
+    query = query.order_by(c.published.desc(), c.seq.desc()).limit(limit)
+    async with engine.connect() as conn:
+        return [StoredArticle(_read(row.id, row.data), ArticleState.PUBLISHED, row.seq, row.first_seen_at)
+                for row in await conn.execute(query)]
+
+
+async def scheduled_after(
+    engine: AsyncEngine, after: tuple[datetime, str] | None, limit: int
+) -> list[StoredArticle]:
+    """Up to ``limit`` scheduled articles, soonest first (then by id), after the one due
+    and named ``after`` (keyset paging on the ``publish_at`` index)."""
+    c = scheduled_articles.c
+    query = select(c.data, c.first_seen_at)
+    if after is not None:
+        due, article_id = after
+        query = query.where(or_(c.publish_at > due, and_(c.publish_at == due, c.id > article_id)))
+    query = query.order_by(c.publish_at, c.id).limit(limit)
+    async with engine.connect() as conn:
+        return [StoredArticle(Article.from_dict(json.loads(row.data)), ArticleState.SCHEDULED, None, row.first_seen_at)
+                for row in await conn.execute(query)]

@@ -348,14 +348,19 @@ async def _schedule(
 
 
 async def unpublish(engine: AsyncEngine, article_id: str, now: datetime) -> bool:
-    """An operator takes an article down (or off the schedule): gone from feeds and pages
-    until its source offers an edit of it; a digest already sent stays sent.  False if no
-    published or scheduled article has this id."""
+    """:func:`unpublish_on` in a transaction of its own."""
     async with engine.begin() as conn:
-        await serialize(conn, Exclusive.INGEST)
-        taken_down = await conn.execute(
-            update(articles).where(articles.c.id == article_id, articles.c.removed_at.is_(None))
-            .values(removed_at=now, changed_at=now, withdrawn_at=now)
-        )
-        unscheduled = await conn.execute(delete(scheduled_articles).where(scheduled_articles.c.id == article_id))
+        return await unpublish_on(conn, article_id, now)
+
+
+async def unpublish_on(conn: AsyncConnection, article_id: str, now: datetime) -> bool:
+    """An operator takes an article down (or off the schedule), in the caller's transaction:
+    gone from feeds and pages until its source offers an edit of it; a digest already sent
+    stays sent.  False if no published or scheduled article has this id."""
+    await serialize(conn, Exclusive.INGEST)
+    taken_down = await conn.execute(
+        update(articles).where(articles.c.id == article_id, articles.c.removed_at.is_(None))
+        .values(removed_at=now, changed_at=now, withdrawn_at=now)
+    )
+    unscheduled = await conn.execute(delete(scheduled_articles).where(scheduled_articles.c.id == article_id))
     return bool(taken_down.rowcount or unscheduled.rowcount)

@@ -19,7 +19,7 @@ from collections.abc import Collection, Iterable, Sequence
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, delete, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from publisher.store.articles import chunks
@@ -159,3 +159,27 @@ async def rename_source(conn: AsyncConnection, old: str, new: str) -> int:
     await conn.execute(update(scheduled_articles).where(scheduled_articles.c.source == old).values(source=new))
     moved = await conn.execute(update(articles).where(articles.c.source == old).values(source=new))
     return moved.rowcount or 0
+
+
+async def drafts(conn: AsyncConnection, after: tuple[str, str] | None, limit: int) -> list[tuple[str, str]]:
+    """``(source, path)`` of up to ``limit`` files the last scans found to be drafts that
+    parse, by source and path after ``after`` (keyset paging): the store knows drafts only
+    as these rows, their articles are read from the files."""
+    c = source_files.c
+    query = select(c.source, c.path).where(c.outcome == Outcome.DRAFT, c.article_id.is_not(None))
+    if after is not None:
+        query = query.where(or_(c.source > after[0], and_(c.source == after[0], c.path > after[1])))
+    rows = await conn.execute(query.order_by(c.source, c.path).limit(limit))
+    return [(row.source, row.path) for row in rows]
+
+
+async def draft_file(conn: AsyncConnection, sources: Sequence[str], article_id: str) -> tuple[str, str] | None:
+    """``(source, path)`` of the draft with this id in one of ``sources`` (by the id index), if any."""
+    c = source_files.c
+    for source in sources:
+        row = (await conn.execute(
+            select(c.path).where(c.source == source, c.article_id == article_id, c.outcome == Outcome.DRAFT).limit(1)
+        )).first()
+        if row is not None:
+            return source, row.path
+    return None

@@ -17,6 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from publisher import i18n, urls
+from publisher.content.model import Article
 from publisher.content.slug import slugify, spelled_slugs
 from publisher.feeds.build import FORMATS
 from publisher.mail.render import Personal, digest_name, render_digest
@@ -46,7 +47,12 @@ async def article(request: web.Request) -> web.Response:
     found = await publisher.intake.by_slug(request.match_info["slug"])
     if found is None:
         raise web.HTTPNotFound()
-    site = publisher.settings.site
+    return article_page(request, found)
+
+
+def article_page(request: web.Request, found: Article) -> web.Response:
+    """The page of ``found`` as readers see it (its archive page; the dashboard's preview of it)."""
+    site = request.app[PUBLISHER].settings.site
     tag_pages = tuple((tag, slug) for slug, tag in spelled_slugs(found.tags).items())
     return render(request, "article.html", {
         "article": found,

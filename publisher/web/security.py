@@ -29,6 +29,15 @@ EMAIL_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; form-action 'none'; "
     "base-uri 'none'; frame-ancestors 'none'"
 )
+# A dashboard page that shows previews in frames of our own (publisher.web.admin.frames).
+FRAMING_CSP = PAGE_CSP + "; frame-src 'self'"
+
+
+def framed(csp: str) -> str:
+    """``csp`` for a response that our own pages may frame (the dashboard's previews), none other."""
+    return csp.replace("frame-ancestors 'none'", "frame-ancestors 'self'")
+
+
 _HEADERS = {
     "X-Content-Type-Options": "nosniff",
     # Links carry signed tokens in their path: never leak them to another site.

@@ -24,7 +24,7 @@ from tests.support.sites import REPO
 from tests.support.smtp_server import HOST, SmtpServer
 
 if TYPE_CHECKING:
-    from playwright.async_api import Page
+    from playwright.async_api import Browser, Page
 
     from publisher.app import Publisher
     from publisher.config import Settings
@@ -167,3 +167,17 @@ async def check_layouts(page: Page, name: str, problems: list[str], directory: P
             assert path.stat().st_size > 1000
     await page.emulate_media(color_scheme="light")
     await page.set_viewport_size({"width": widths[0], "height": 900})
+@asynccontextmanager
+async def chromium_page(width: int, height: int = 900) -> AsyncIterator[tuple[Browser, Page]]:
+    """Debian's Chromium and a page of ``width`` for axe: the pages forbid scripts
+    (Content-Security-Policy), so the page's context bypasses it (axe is the test's,
+    not the page's); ``browser`` opens other contexts (with the policies enforced)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            context = await browser.new_context(bypass_csp=True, viewport={"width": width, "height": height})
+            yield browser, await context.new_page()
+        finally:
+            await browser.close()

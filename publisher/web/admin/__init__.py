@@ -3,7 +3,9 @@
 ``gate`` is what every page passes (session, role, CSRF, Origin); ``sign_in`` the
 sign-in steps; ``pages`` the overview and the audit log; ``operators`` the accounts;
 ``account`` the signed-in operator's own; ``settings`` the read-only settings page;
-``subscribers`` the list and the records; ``transfer`` their CSV import and export.
+``subscribers`` the list and the records; ``transfer`` their CSV import and export;
+``articles`` the articles and their previews; ``preview`` the next digest's preview and
+test send (``frames``: how previews are framed).
 The accounts' rules are in :mod:`publisher.admin`.
 """
 
@@ -12,7 +14,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from publisher import urls
-from publisher.web.admin import account, charts, operators, pages, settings, sign_in, subscribers, transfer
+from publisher.web.admin import (
+    account, articles, charts, operators, pages, preview, settings, sign_in, subscribers, transfer,
+)
 
 
 def add_admin_routes(app: web.Application) -> None:
@@ -25,3 +29,5 @@ def add_admin_routes(app: web.Application) -> None:
     account.add_account_routes(app)
     subscribers.add_subscriber_routes(app)
     transfer.add_transfer_routes(app)
+    articles.add_article_routes(app)
+    preview.add_preview_routes(app)

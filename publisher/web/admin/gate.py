@@ -35,7 +35,8 @@ FORM = web.RequestKey("admin_form", forms.Form)
 SECTIONS: tuple[tuple[str, urls.Route | None, Role], ...] = (
     ("Overview", urls.ADMIN, Role.VIEWER),
     ("Digests", None, Role.VIEWER),
-    ("Articles", None, Role.VIEWER),
+    ("Articles", urls.ADMIN_ARTICLES, Role.VIEWER),
+    ("Preview", urls.ADMIN_PREVIEW, Role.VIEWER),
     ("Subscribers", urls.ADMIN_SUBSCRIBERS, Role.VIEWER),
     ("Settings", urls.ADMIN_SETTINGS, Role.VIEWER),
     ("Audit log", urls.ADMIN_AUDIT, Role.VIEWER),
