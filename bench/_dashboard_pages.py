@@ -1,11 +1,12 @@
 """The dashboard's pages as a signed-in operator loads them, for ``bench/dashboard.py``.
 
-Which pages: every GET route of the daemon's app whose handler passed the gate
-(:func:`publisher.web.admin.gate.guarded` marks it with ``admin_role``).  The sign-in
-steps have no mark, sign-out is a POST: neither is a page.  A page added to the
-dashboard later is timed with no change here, its path parameters filled by name
-(:data:`PARAMETERS`) from what the bench seeded; a parameter without a value is
-reported, not guessed.  The charts are pages of their own (one plain route each).
+Which pages: :func:`tests.support.admin.pages`, the listing the dashboard's tests use
+(every GET route of the daemon's app whose handler passed the gate), imported rather
+than copied, as other benches import ``tests.support``: one listing, so a page the
+tests cover is a page the bench times.  A page added to the dashboard later is timed
+with no change here, its path parameters filled by name (:data:`PARAMETERS`) from
+what the bench seeded; a parameter without a value is reported, not guessed.  The
+charts are pages of their own (one plain route each).
 
 How: the app is served on a free port of this machine (as ``publisher run`` serves it)
 and :class:`Operator` signs in through the sign-in form, as a browser does, keeping the
@@ -17,11 +18,9 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
@@ -39,37 +38,7 @@ PARAMETERS = {
 }
 OPERATOR_EMAIL = "bench@example.org"
 OPERATOR_PASSWORD = "the bench operator's password"
-_NAMES = re.compile(r"\{(\w+)(?::(?:[^{}]|\{[^{}]*\})*)?\}")  # {name} or {name:regex}, as in publisher.urls
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-@dataclass(frozen=True)
-class Page:
-    """A dashboard page: its route (``/admin/digests/{digest_id}``) and the path to load
-    (None when a parameter has no value: ``missing`` names it)."""
-
-    route: str
-    path: str | None
-    missing: tuple[str, ...] = ()
-
-
-def fill(route: str, values: Mapping[str, str]) -> Page:
-    """``route`` (aiohttp's canonical form, ``{name}`` or ``{name:regex}``) with each
-    parameter replaced by its value, percent-encoded as one path segment."""
-    names = _NAMES.findall(route)
-    missing = tuple(name for name in names if name not in values)
-    if missing:
-        return Page(route, None, missing)
-    return Page(route, _NAMES.sub(lambda match: quote(values[match.group(1)], safe=""), route))
-
-
-def pages(app: web.Application, values: Mapping[str, str]) -> list[Page]:
-    """Every GET page of the dashboard in ``app``'s router, in its order, filled from ``values``."""
-    found = []
-    for route in app.router.routes():
-        if route.method == "GET" and route.resource is not None and hasattr(route.handler, "admin_role"):
-            found.append(fill(route.resource.canonical, values))
-    return found
 
 
 def _free_port() -> int:

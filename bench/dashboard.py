@@ -50,12 +50,13 @@ import asyncpg
 from sqlalchemy import text
 
 from _common import compile_project, cpu_busy, log, work_dir
-from _dashboard_pages import Operator, add_operator, pages, served
+from _dashboard_pages import Operator, add_operator, served
 from publisher import clock
 from publisher.admin import figures
 from publisher.app import Publisher
 from publisher.config import Settings
 from publisher.store import aggregates
+from tests.support.admin import pages
 
 OVERVIEW_GOAL_MS = 100.0
 PAGE_GOAL_MS = 300.0

@@ -1,16 +1,24 @@
-"""A dashboard visitor for the aiohttp test client: the CSRF cookie, the session cookie, sign-in.
+"""What the dashboard's tests share: a visitor for the aiohttp test client, operators, seeded
+mail, and the list of the dashboard's pages read from the app's router.
 
-As :class:`tests.support.web_client.Visitor` (whose explicit Cookie header it extends
-with ``publisher_admin``): the test site is https, so both cookies are ``Secure`` and a
-cookie jar would not send them to the test server's plain http.
+:class:`AdminVisitor`, as :class:`tests.support.web_client.Visitor` (whose explicit Cookie
+header it extends with ``publisher_admin``): the test site is https, so both cookies are
+``Secure`` and a cookie jar would not send them to the test server's plain http.
+
+:func:`admin_routes` and :func:`pages` are the one listing of the dashboard's routes: the
+gate's tests, the every-page browser test and ``bench/dashboard.py`` (which imports it, as
+other benches import ``tests.support``) all cover a page added later without a change.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
-from aiohttp import ClientResponse
+from aiohttp import ClientResponse, web
 
 from publisher import clock
 from publisher.admin import totp
@@ -26,6 +34,8 @@ from tests.support.web_client import Visitor
 PASSWORD = "a long enough password"
 SETUP = Actor("cli:test-setup")
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+# A path parameter in aiohttp's canonical form, as in publisher.urls: {name} or {name:regex}.
+PLACEHOLDER = re.compile(r"\{(\w+)(?::(?:[^{}]|\{[^{}]*\})*)?\}")
 
 
 class AdminVisitor(Visitor):
@@ -79,3 +89,46 @@ async def some_mail_sent(publisher: Publisher) -> None:
                          now=clock.now())
     await publisher.intake.scan()
     await publisher.delivery.send([Cadence.INSTANT])
+
+
+def admin_routes(app: web.Application) -> list[tuple[str, str, Callable[..., Any]]]:
+    """Every (method, route, handler) under ``/admin/`` in ``app``'s router, in its order; the
+    route in aiohttp's canonical form (``/admin/subscribers/{subscriber_id:[0-9]{1,18}}``).
+    HEAD is left out: aiohttp answers it with the GET's handler."""
+    found = []
+    for route in app.router.routes():
+        path = route.resource.canonical if route.resource is not None else ""
+        if path.startswith("/admin/") and route.method != "HEAD":
+            found.append((route.method, path, route.handler))
+    return found
+
+
+@dataclass(frozen=True)
+class Page:
+    """A dashboard page: its route, the role its gate asks for, and the path to load (None when
+    a parameter has no value: ``missing`` names it)."""
+
+    route: str
+    role: Role
+    path: str | None
+    missing: tuple[str, ...] = ()
+
+
+def fill(route: str, values: Mapping[str, str]) -> tuple[str | None, tuple[str, ...]]:
+    """``route`` with each parameter replaced by its value (percent-encoded as one path
+    segment), or None and the parameters ``values`` has no value for."""
+    missing = tuple(name for name in PLACEHOLDER.findall(route) if name not in values)
+    if missing:
+        return None, missing
+    return PLACEHOLDER.sub(lambda match: quote(values[match.group(1)], safe=""), route), ()
+
+
+def pages(app: web.Application, values: Mapping[str, str]) -> list[Page]:
+    """Every page of the dashboard in ``app``'s router: each GET route whose handler passed the
+    gate (:func:`publisher.web.admin.gate.guarded` marks it with ``admin_role``; the sign-in
+    steps have none, sign-out is a POST), its parameters filled by name from ``values``."""
+    found = []
+    for method, route, handler in admin_routes(app):
+        if method == "GET" and hasattr(handler, "admin_role"):
+            found.append(Page(route, handler.admin_role, *fill(route, values)))
+    return found

@@ -22,7 +22,7 @@ from publisher.store.schema import audit_log, operators
 from publisher.web.admin import gate
 from publisher.web.security import PAGE_CSP
 from publisher.web.server import create_app
-from tests.support.admin import PASSWORD, AdminVisitor, add_operator, some_mail_sent
+from tests.support.admin import PASSWORD, PLACEHOLDER, AdminVisitor, add_operator, admin_routes, some_mail_sent
 from tests.support.people import add_subscriber
 from tests.support.web_client import API_TOKEN, web_client
 
@@ -32,14 +32,9 @@ OPEN = {("GET", "/admin/sign-in"), ("POST", "/admin/sign-in"), ("GET", "/admin/s
 ANY_FORM = {"email": "new@example.org", "role": "admin", "password": "a long enough password", "code": "123456"}
 
 
-def admin_routes(publisher: Publisher) -> list[tuple[str, str, Any]]:
+def admin_paths(publisher: Publisher) -> list[tuple[str, str, Any]]:
     """Every (method, path, handler) under /admin/ in the app's router; a placeholder is given "1"."""
-    found = []
-    for route in create_app(publisher).router.routes():
-        path = route.resource.canonical if route.resource is not None else ""
-        if path.startswith("/admin/") and route.method != "HEAD":
-            found.append((route.method, re.sub(r"\{[^}]+\}", "1", path), route.handler))
-    return found
+    return [(method, PLACEHOLDER.sub("1", route), handler) for method, route, handler in admin_routes(create_app(publisher))]
 
 
 @pytest.fixture
@@ -58,7 +53,7 @@ async def counts(publisher: Publisher) -> tuple[int, int]:
 
 
 async def test_every_admin_url_refuses_an_anonymous_request(publisher: Publisher, client: TestClient) -> None:
-    routes = admin_routes(publisher)
+    routes = admin_paths(publisher)
     assert {(method, path) for method, path, handler in routes if not hasattr(handler, "admin_role")} == OPEN
     gated = [(method, path) for method, path, handler in routes if hasattr(handler, "admin_role")]
     assert ("GET", "/admin/") in gated and ("POST", "/admin/operators/1/remove") in gated
@@ -88,7 +83,7 @@ async def test_a_viewer_reads_but_can_change_nothing(publisher: Publisher, clien
     assert (await viewer.get("/admin/operators")).status == 403
     await viewer.get("/admin/")
     before = await counts(publisher)
-    for method, path, handler in admin_routes(publisher):
+    for method, path, handler in admin_paths(publisher):
         if method == "POST" and hasattr(handler, "admin_role") and handler.admin_role is not Role.VIEWER:
             response = await viewer.post(path, ANY_FORM)
             assert response.status == 403, path
@@ -168,7 +163,7 @@ async def test_no_secret_reaches_any_dashboard_page(publisher: Publisher, client
     secrets = [ann.password_hash, bob.password_hash, secret, API_TOKEN, publisher.tokens.secret_key, PASSWORD,
                "bob's long password", admin.session]
     assert all(secrets)
-    pages = [path for method, path, _ in admin_routes(publisher) if method == "GET"]
+    pages = [path for method, path, _ in admin_paths(publisher) if method == "GET"]
     assert len(pages) >= 5
     for path in pages:
         response = await admin.get(path)
