@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("PUBLISHER_TEST_ARTIFACTS", REPO / "test-artifacts"))
+# The dashboard's browser tests: each writes to a folder of its own below this one, and wipes only that.
+ADMIN_ARTIFACTS = ARTIFACTS / "admin"
 AXE_JS = REPO / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
 
 # The rule sets the issue asks for: WCAG 2.0 and 2.1, levels A and AA.
@@ -167,6 +169,8 @@ async def check_layouts(page: Page, name: str, problems: list[str], directory: P
             assert path.stat().st_size > 1000
     await page.emulate_media(color_scheme="light")
     await page.set_viewport_size({"width": widths[0], "height": 900})
+
+
 @asynccontextmanager
 async def chromium_page(width: int, height: int = 900) -> AsyncIterator[tuple[Browser, Page]]:
     """Debian's Chromium and a page of ``width`` for axe: the pages forbid scripts

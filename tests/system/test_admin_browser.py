@@ -1,7 +1,7 @@
 """The dashboard in a real browser, with the keyboard alone: sign in with the password and the
 second factor, reach the overview, the audit log and the operators page; axe-core finds no
 serious or critical WCAG 2.1 A/AA violation on any of them at 1280 and 390 px, in the light and
-the dark scheme, and no page scrolls sideways.  Screenshots go to ``test-artifacts/admin/``.
+the dark scheme, and no page scrolls sideways.  Screenshots go to ``test-artifacts/admin/walk/``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 playwright_api = pytest.importorskip("playwright.async_api")
 pytestmark = browser_support.axe_test_marks("the pages are the same whichever store holds the accounts", timeout=300)
 
-ARTIFACTS = browser_support.ARTIFACTS / "admin"
+ARTIFACTS = browser_support.ADMIN_ARTIFACTS / "walk"
 WIDTHS = (1280, 390)
 
 

@@ -2,7 +2,7 @@
 framed previews, and the next digest's preview page; axe-core finds no serious or critical WCAG 2.1
 A/AA violation on them at 1280 and 390 px, light and dark, and none scrolls sideways.  An editor
 previews a subscriber's next digest and test-sends it with the keyboard alone: it reaches the test
-SMTP server marked as a test, and the ledger stays empty.  Screenshots go to ``test-artifacts/admin/``.
+SMTP server marked as a test, and the ledger stays empty.  Screenshots go to ``test-artifacts/admin/articles/``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tests.support import browser as browser_support
 from tests.support.admin import PASSWORD, add_operator
 from tests.support.people import add_subscriber
 from tests.support.smtp_server import SmtpServer
-from tests.system.test_admin_browser import ARTIFACTS, WIDTHS, check, tab_to
+from tests.system.test_admin_browser import WIDTHS, tab_to
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 pytest.importorskip("playwright.async_api")
 pytestmark = browser_support.axe_test_marks("the pages are the same whichever store holds the articles", timeout=300)
 
+ARTIFACTS = browser_support.ADMIN_ARTIFACTS / "articles"
 NEWS = """---
 id: "fresh-news"
 title: "Fresh news for the preview"
@@ -71,10 +72,7 @@ async def test_an_editor_reads_articles_and_previews_and_test_sends_a_digest_by_
     live_site: tuple[Publisher, SmtpServer, str],
 ) -> None:
     publisher, smtp, site_url = live_site
-    prefix = "articles"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for old in ARTIFACTS.glob(f"{prefix}-*.png"):
-        old.unlink()
+    browser_support.fresh_artifacts(ARTIFACTS)
     await add_operator(publisher, "ed@example.org", Role.EDITOR)
     await add_subscriber(publisher.engine, "reader@example.org")
     # New since the reader signed up: their next digest holds it (a preview scans, as a send does).
@@ -91,23 +89,23 @@ async def test_an_editor_reads_articles_and_previews_and_test_sends_a_digest_by_
         await page.get_by_role("heading", name="Overview").wait_for()
 
         await follow(page, "Articles", "Articles")
-        await check(page, f"{prefix}-01-list", problems)
+        await browser_support.check_layouts(page, "01-list", problems, ARTIFACTS)
         await follow(page, "Kim Jong Un in Russia: Is the War in Ukraine Forging a New Axis?", "As the email")
         await frames_loaded(page, 4)
         assert await page.locator("iframe[sandbox='']").count() == 4
-        await check(page, f"{prefix}-02-article", problems)
-        await frame_shots(page, f"{prefix}-02-article")
+        await browser_support.check_layouts(page, "02-article", problems, ARTIFACTS)
+        await frame_shots(page, "02-article")
 
         await follow(page, "Preview", "Preview the next digest")
-        await check(page, f"{prefix}-03-preview-form", problems)
+        await browser_support.check_layouts(page, "03-preview-form", problems, ARTIFACTS)
         await tab_to(page, "subscriber")
         await page.keyboard.type("reader@example.org")
         await page.keyboard.press("Enter")
         await page.get_by_role("heading", name="The digest").wait_for()
         assert "to reader@example.org" in await page.inner_text("main")
         await frames_loaded(page, 2)
-        await check(page, f"{prefix}-04-preview", problems)
-        await frame_shots(page, f"{prefix}-04-preview")
+        await browser_support.check_layouts(page, "04-preview", problems, ARTIFACTS)
+        await frame_shots(page, "04-preview")
 
         await tab_to(page, "to")
         assert await page.input_value("#to") == "ed@example.org"  # the operator's own address
@@ -115,7 +113,7 @@ async def test_an_editor_reads_articles_and_previews_and_test_sends_a_digest_by_
         assert await page.evaluate("document.activeElement.textContent.trim()") == "Send the test copy"
         await page.keyboard.press("Enter")
         await page.get_by_text("The test copy was sent.").wait_for()
-        await check(page, f"{prefix}-05-test-sent", problems)
+        await browser_support.check_layouts(page, "05-test-sent", problems, ARTIFACTS)
 
         # Under the pages' own policies (no bypass): the frames load and show what they preview.
         enforced = await browser.new_context(viewport={"width": WIDTHS[0], "height": 900})

@@ -2,7 +2,7 @@
 reach the settings page (DKIM record, readiness, a webhook outbox with events owed), then one's
 account; change one's password and turn the second factor on.  axe-core finds no serious or
 critical WCAG 2.1 A/AA violation on any of these pages at 1280 and 390 px, light and dark, and
-none scrolls sideways.  Screenshots go to ``test-artifacts/admin/settings-*.png``.
+none scrolls sideways.  Screenshots go to ``test-artifacts/admin/settings/``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tests.support.admin import PASSWORD, add_operator
 from tests.support.browser import CHROMIUM, serve_site
 from tests.support.people import add_subscriber
 from tests.support.smtp_server import SmtpServer
-from tests.system.test_admin_browser import ARTIFACTS, check, tab_to
+from tests.system.test_admin_browser import tab_to
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 playwright_api = pytest.importorskip("playwright.async_api")
 pytestmark = browser_support.axe_test_marks("the pages are the same whichever store holds the accounts", timeout=300)
 
+ARTIFACTS = browser_support.ADMIN_ARTIFACTS / "settings"
 NEW_PASSWORD = "a new and long enough password"
 # A long URL with a token in its query: the tables must wrap it at 390 px, and mask the token.
 HOOK_URL = "https://hooks.example.org/publisher/events/incoming/newsletter?token=browser-test-token-1234567890"
@@ -54,19 +55,11 @@ async def signing_site(
         yield site
 
 
-def _clear_own_artifacts() -> None:
-    """This test's screenshots anew, leaving the other dashboard tests' beside them."""
-    assert browser_support.AXE_JS.exists(), "axe-core is not installed: npm ci --prefix tests/browser"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for old in ARTIFACTS.glob("settings-*.png"):
-        old.unlink()
-
-
 async def test_an_operator_reads_the_settings_and_changes_their_password_by_keyboard(
     signing_site: tuple[Publisher, SmtpServer, str],
 ) -> None:
     publisher, _smtp, site_url = signing_site
-    _clear_own_artifacts()
+    browser_support.fresh_artifacts(ARTIFACTS)
     await add_operator(publisher, "vic@example.org", Role.VIEWER)
     for n in range(3):
         await add_subscriber(publisher.engine, f"reader{n}@example.org")  # events owed to the webhook
@@ -89,13 +82,13 @@ async def test_an_operator_reads_the_settings_and_changes_their_password_by_keyb
             main = await page.inner_text("main")
             assert "news2026._domainkey.news.example.org" in main and "browser-test-token" not in main
             assert "subscriber.created" in main and "token=•••" in main
-            await check(page, "settings-01-settings", problems)
+            await browser_support.check_layouts(page, "01-settings", problems, ARTIFACTS)
 
             # The footer's link to one's account, then the password form, keys only.
             await tab_to(page, "Your account", limit=400)
             await page.keyboard.press("Enter")
             await page.get_by_role("heading", name="Your account").wait_for()
-            await check(page, "settings-02-account", problems)
+            await browser_support.check_layouts(page, "02-account", problems, ARTIFACTS)
             await tab_to(page, "current-password")
             await page.keyboard.type(PASSWORD)
             await page.keyboard.press("Tab")
@@ -104,7 +97,7 @@ async def test_an_operator_reads_the_settings_and_changes_their_password_by_keyb
             await page.keyboard.type(NEW_PASSWORD)
             await page.keyboard.press("Enter")
             await page.get_by_text("Your password was changed.").wait_for()
-            await check(page, "settings-03-password-changed", problems)
+            await browser_support.check_layouts(page, "03-password-changed", problems, ARTIFACTS)
             vic = (await publisher.operators.every())[0]
             assert passwords.verify(vic.password_hash, NEW_PASSWORD)
 
@@ -112,13 +105,13 @@ async def test_an_operator_reads_the_settings_and_changes_their_password_by_keyb
             await tab_to(page, "Set up the second factor")
             await page.keyboard.press("Enter")
             await page.get_by_role("heading", name="Turn on the second factor").wait_for()
-            await check(page, "settings-04-second-factor", problems)
+            await browser_support.check_layouts(page, "04-second-factor", problems, ARTIFACTS)
             secret = re.sub(r"\s", "", await page.inner_text("#totp-secret"))
             await tab_to(page, "totp-code")
             await page.keyboard.type(totp.code_at(secret, totp.step_at(clock.now())))
             await page.keyboard.press("Enter")
             await page.get_by_text("The second factor is on").wait_for()
-            await check(page, "settings-05-second-factor-on", problems)
+            await browser_support.check_layouts(page, "05-second-factor-on", problems, ARTIFACTS)
             assert (await publisher.operators.every())[0].totp_secret == secret
         finally:
             await browser.close()

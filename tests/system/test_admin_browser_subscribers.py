@@ -2,7 +2,7 @@
 each with axe-core finding no serious or critical violation at 1280 and 390 px, light and
 dark, and no sideways scroll; an admin searches, opens a record and imports a CSV file with
 the keyboard alone, and reads the import's line-by-line report.  Screenshots go to
-``test-artifacts/admin/subscribers-*.png``.
+``test-artifacts/admin/subscribers/``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tests.support.admin import PASSWORD, add_operator
 from tests.support.browser import CHROMIUM
 from tests.support.people import add_subscriber
 from tests.support.smtp_server import SmtpServer
-from tests.system.test_admin_browser import ARTIFACTS, WIDTHS, check, tab_to
+from tests.system.test_admin_browser import WIDTHS, tab_to
 from tests.web.test_admin_subscribers import ledger_row
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 playwright_api = pytest.importorskip("playwright.async_api")
 pytestmark = browser_support.axe_test_marks("the pages are the same whichever store holds the subscribers", timeout=300)
 
+ARTIFACTS = browser_support.ADMIN_ARTIFACTS / "subscribers"
 IMPORT = (
     "email,name,cadence\n"
     "new.reader@example.org,New Reader,daily\n"
@@ -46,9 +47,7 @@ async def test_an_admin_searches_opens_a_record_and_imports_a_csv_by_keyboard(
     live_site: tuple[Publisher, SmtpServer, str], tmp_path: Path,
 ) -> None:
     publisher, _smtp, site_url = live_site
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for old in ARTIFACTS.glob("subscribers-*.png"):
-        old.unlink()
+    browser_support.fresh_artifacts(ARTIFACTS)
     await add_operator(publisher, "ann@example.org", Role.ADMIN)
     for n in range(12):
         await add_subscriber(publisher.engine, f"reader{n:02d}@example.org", name=f"Reader {n}", cadence=Cadence.DAILY)
@@ -74,7 +73,7 @@ async def test_an_admin_searches_opens_a_record_and_imports_a_csv_by_keyboard(
             await tab_to(page, "Subscribers")
             await page.keyboard.press("Enter")
             await page.get_by_role("heading", name="Subscribers", exact=True).wait_for()
-            await check(page, "subscribers-01-list", problems)
+            await browser_support.check_layouts(page, "01-list", problems, ARTIFACTS)
 
             await tab_to(page, "q")
             await page.keyboard.type("ANNA")
@@ -82,14 +81,14 @@ async def test_an_admin_searches_opens_a_record_and_imports_a_csv_by_keyboard(
             found = page.get_by_role("table", name="Addresses starting with “anna”, by address")
             await found.wait_for()
             assert await found.get_by_role("row").count() == 2  # the header and Anna
-            await check(page, "subscribers-02-search", problems)
+            await browser_support.check_layouts(page, "02-search", problems, ARTIFACTS)
 
             await tab_to(page, anna.email)
             await page.keyboard.press("Enter")
             await page.get_by_role("heading", name=f"Subscriber #{anna.id}").wait_for()
             record = await page.inner_text("main")
             assert "Anna <b>Bold</b>" in record and "User unknown" in record  # shown as text, not markup
-            await check(page, "subscribers-03-record", problems)
+            await browser_support.check_layouts(page, "03-record", problems, ARTIFACTS)
 
             await tab_to(page, "All subscribers")
             await page.keyboard.press("Enter")
@@ -97,7 +96,7 @@ async def test_an_admin_searches_opens_a_record_and_imports_a_csv_by_keyboard(
             await tab_to(page, "Import subscribers from a CSV file")
             await page.keyboard.press("Enter")
             await page.get_by_role("heading", name="Import subscribers").wait_for()
-            await check(page, "subscribers-04-import", problems)
+            await browser_support.check_layouts(page, "04-import", problems, ARTIFACTS)
 
             await tab_to(page, "file")
             await page.locator("#file:focus").set_input_files(str(csv_file))  # the focused input: the OS's file chooser
@@ -108,7 +107,7 @@ async def test_an_admin_searches_opens_a_record_and_imports_a_csv_by_keyboard(
             assert "2 line(s) rejected" in report
             rejected = page.get_by_role("table", name="Rejected lines")
             assert [await cell.inner_text() for cell in await rejected.locator("tbody td:first-child").all()] == ["3", "4"]
-            await check(page, "subscribers-05-import-report", problems)
+            await browser_support.check_layouts(page, "05-import-report", problems, ARTIFACTS)
         finally:
             await browser.close()
     assert await publisher.subscribers.find("new.reader@example.org") is not None
