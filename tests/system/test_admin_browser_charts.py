@@ -3,7 +3,7 @@ every chart beside its table, each image drawn (under the page's own CSP, not by
 chart opened on its own is styled by its ``<style>`` (allowed by hash) with no CSP complaint, in
 the light and the dark scheme.  axe-core finds no serious or critical violation at 1280 and
 390 px in either scheme, and the page never scrolls sideways.  Screenshots go to
-``test-artifacts/admin/charts-*.png``.
+``test-artifacts/admin/charts/``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 playwright_api = pytest.importorskip("playwright.async_api")
 pytestmark = browser_support.axe_test_marks("the charts are the same whichever store holds the counts", timeout=300)
 
-ARTIFACTS = browser_support.ARTIFACTS / "admin"
+ARTIFACTS = browser_support.ADMIN_ARTIFACTS / "charts"
 WIDTHS = (1280, 390)
 LIGHT_TEXT, DARK_TEXT = "rgb(31, 41, 51)", "rgb(228, 231, 235)"  # the charts' text: site.css's --fg of each scheme
 
@@ -60,10 +60,7 @@ async def test_the_overview_shows_its_charts_beside_their_tables_in_both_schemes
     live_site: tuple[Publisher, SmtpServer, str],
 ) -> None:
     publisher, _smtp, site_url = live_site
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    assert browser_support.AXE_JS.exists(), "axe-core is not installed: npm ci --prefix tests/browser"
-    for old in ARTIFACTS.glob("charts-*.png"):
-        old.unlink()
+    browser_support.fresh_artifacts(ARTIFACTS)
     await add_operator(publisher, "vic@example.org", Role.VIEWER)
     await seed(publisher)
     problems: list[str] = []
@@ -94,12 +91,12 @@ async def test_the_overview_shows_its_charts_beside_their_tables_in_both_schemes
             for name in urls.ADMIN_CHARTS:
                 alt = await page.get_attribute(f"img[src$='/{name}.svg']", "alt")
                 assert alt is not None and alt.endswith("the numbers are in the table next to it")
-            # Side by side at 1280 px: the chart's top is level with its table's box, to its right.
+            # Side by side at 1280 px: the chart (its title on top) is level with its table's box, to its right.
             for name in ("subscribers", "messages"):
                 beside = await page.evaluate(
-                    """name => { const img = document.querySelector(`img[src$='/${name}.svg']`);
-                                 const table = img.parentElement.querySelector('.table-wrap');
-                                 const a = img.getBoundingClientRect(), b = table.getBoundingClientRect();
+                    """name => { const figure = document.querySelector(`img[src$='/${name}.svg']`).closest('figure');
+                                 const table = figure.closest('.figure-pair').querySelector('.table-wrap');
+                                 const a = figure.getBoundingClientRect(), b = table.getBoundingClientRect();
                                  return a.left >= b.right && Math.abs(a.top - b.top) < 40; }""", name)
                 assert beside, name
 
@@ -109,7 +106,7 @@ async def test_the_overview_shows_its_charts_beside_their_tables_in_both_schemes
                 await page.goto(site_url + "admin/charts/complaints.svg")
                 fill = await page.evaluate("getComputedStyle(document.querySelector('text')).fill")
                 assert fill == colour, (scheme, fill)
-                await page.screenshot(path=str(ARTIFACTS / f"charts-complaints-alone-{scheme}.png"))
+                await page.screenshot(path=str(ARTIFACTS / f"complaints-alone-{scheme}.png"))
             assert await page.locator("text").filter(has_text="pause 0.30%").count() == 1
 
             # axe is the test's script, not the page's: it needs the CSP bypassed (same session).
@@ -119,7 +116,7 @@ async def test_the_overview_shows_its_charts_beside_their_tables_in_both_schemes
             await axe_page.goto(site_url + "admin/")
             await axe_page.get_by_role("heading", name="Overview").wait_for()
             await axe_page.wait_for_load_state("networkidle")
-            await browser_support.check_layouts(axe_page, "charts-overview", problems, ARTIFACTS, WIDTHS)
+            await browser_support.check_layouts(axe_page, "overview", problems, ARTIFACTS, WIDTHS)
         finally:
             await browser.close()
     assert refused == []

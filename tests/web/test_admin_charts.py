@@ -172,7 +172,8 @@ async def test_the_charts_draw_the_numbers_of_the_figures(publisher: Publisher, 
 
 async def test_the_overview_shows_each_chart_beside_its_table(publisher: Publisher, client: TestClient) -> None:
     """An ``<img>`` per chart (the queue's only while a digest is being sent or paused), its
-    alt saying what it shows and where its numbers are, in the same pair as its table."""
+    alt saying what it shows and where its numbers are, under its own visible title (no two
+    alike: the complaints and hard bounces share a table), in the same pair as its table."""
     visitor = await signed_in(publisher, client)
     page = lxml.html.fromstring(await (await visitor.get("/admin/")).text())
     images = {img.get("src"): img for img in page.iter("img")}
@@ -183,6 +184,10 @@ async def test_the_overview_shows_each_chart_beside_its_table(publisher: Publish
         name = re.sub(r".*/(.*)\.svg", r"\1", path)
         assert img.get("alt") == charts.CHARTS[name].alt
         assert img.get("alt", "").endswith("; the numbers are in the table next to it")
+        figure = img.getparent()
+        assert figure.tag == "figure" and figure.findtext("figcaption") == charts.CHARTS[name].title, path
         pair = next(parent for parent in img.iterancestors() if "figure-pair" in parent.get("class", ""))
         assert len(list(pair.iter("table"))) == 1, path
         assert img.get("width") == str(charts.WIDTH) and img.get("height") == str(charts.HEIGHT)
+    titles = [chart.title for chart in charts.CHARTS.values()]
+    assert len(set(titles)) == len(titles)

@@ -12,7 +12,9 @@ nothing is fetched, and the page keeps its CSP unchanged.  The chart's response 
 the page CSP too, with its ``<style>`` allowed by hash (and nothing else), so a chart
 opened on its own is drawn as in the page.  Each ``<img>`` has an ``alt`` saying what it
 shows and that the numbers are in the table next to it: the tables stay the accessible
-figures.
+figures.  Each chart's title is the page's text (a ``<figcaption>`` above the image), not
+pygal's: it reads in the page's font and scheme, and tells apart charts that share a
+table (complaints and hard bounces, beside the providers' table).
 
 pygal links its tooltip script and writes its config in a ``<script>`` by default:
 ``js=()`` drops the first, :func:`_scrubbed` the second (and pygal's comments), so a
@@ -242,8 +244,9 @@ def draw_rates(found: figures.Rates, which: str) -> Drawing:
 
 @dataclass(frozen=True)
 class Chart:
-    """One chart: what its ``<img alt>`` says, and how it is read and drawn."""
+    """One chart: its visible title, what its ``<img alt>`` says, and how it is read and drawn."""
 
+    title: str
     alt: str
     draw: Callable[[Publisher, datetime], Awaitable[Drawing]]
 
@@ -284,14 +287,14 @@ def _rates(which: str) -> Callable[[Publisher, datetime], Awaitable[Drawing]]:
 
 _BESIDE = "; the numbers are in the table next to it"
 CHARTS: dict[str, Chart] = {
-    "subscribers": Chart("Bar chart of subscribers by status now" + _BESIDE, _subscribers),
-    "growth": Chart("Stacked bar chart of new confirmed and pending subscribers and of those who left, per day "
+    "subscribers": Chart("Subscribers by status", "Bar chart of subscribers by status now" + _BESIDE, _subscribers),
+    "growth": Chart("Changes per day, last 30 days", "Stacked bar chart of new confirmed and pending subscribers and of those who left, per day "
                     "over the last 30 days" + _BESIDE, _growth),
-    "messages": Chart("Stacked bar chart of messages per hour by outcome over the last 48 hours" + _BESIDE, _messages),
-    "queue": Chart("Stacked bar chart of each digest being sent or paused, its messages by state" + _BESIDE, _queue),
-    "complaints": Chart("Bar chart of the complaint rate per provider against the breakers' thresholds" + _BESIDE,
+    "messages": Chart("Messages per hour by outcome, last 48 hours", "Stacked bar chart of messages per hour by outcome over the last 48 hours" + _BESIDE, _messages),
+    "queue": Chart("Progress of each digest being sent or paused", "Stacked bar chart of each digest being sent or paused, its messages by state" + _BESIDE, _queue),
+    "complaints": Chart("Complaint rate per provider", "Bar chart of the complaint rate per provider against the breakers' thresholds" + _BESIDE,
                         _rates("complaints")),
-    "hard-bounces": Chart("Bar chart of the hard-bounce rate per provider against the breakers' thresholds" + _BESIDE,
+    "hard-bounces": Chart("Hard-bounce rate per provider", "Bar chart of the hard-bounce rate per provider against the breakers' thresholds" + _BESIDE,
                           _rates("hard bounces")),
 }
 
