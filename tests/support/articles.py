@@ -103,3 +103,9 @@ def seed_like(**overrides: Any) -> Article:
         fact_tables=(FactTable(caption=FACT_CAPTION, header=FACT_HEADER, rows=FACT_ROWS, sources=SOURCES),),
     )
     return dataclasses.replace(article, **overrides)
+
+
+def markdown_article(id: str, title: str, date: str = "2024-07-01T09:00:00Z") -> str:
+    """A short Markdown article (front matter and three sentences) for a content directory."""
+    return (f'---\nid: "{id}"\ntitle: "{title}"\ndate: {date}\ntags: [climate]\n---\n'
+            f"{title}: the council approved the plan on Monday. It funds 14 cooling centres. Work starts in August.\n")

@@ -37,6 +37,7 @@ from publisher.web.admin import gate
 from publisher.web.server import create_app
 from tests.support import browser as browser_support
 from tests.support.admin import PASSWORD, PLACEHOLDER, Page, add_operator, pages, some_mail_sent
+from tests.support.articles import markdown_article
 from tests.support.smtp_server import SmtpServer
 
 if TYPE_CHECKING:
@@ -68,14 +69,6 @@ VIEWER_FORMS = frozenset(canonical(route) for route in (
 # What an editor may do that a viewer may not, seen on the article's record and the preview.
 EDITOR_FORMS = frozenset(canonical(route) for route in (urls.ADMIN_ARTICLE_RESEND, urls.ADMIN_ARTICLE_UNPUBLISH,
                                                          urls.ADMIN_PREVIEW))
-NEWS = """---
-id: "{id}"
-title: "{title}"
-date: 2024-07-01T09:00:00Z
-tags: [climate]
----
-{title}: the council approved the plan on Monday. It funds 14 cooling centres. Work starts in August.
-"""
 # A framed preview (what readers get, shown in the dashboard's frames) says so in its CSP.
 FRAMED = "frame-ancestors 'self'"
 
@@ -85,10 +78,10 @@ async def parameter_values(publisher: Publisher) -> dict[str, str]:
     a digest sent (of an article stored after its readers signed up), a reader, an article,
     the editor; and an article stored since, for the next digest's preview."""
     content = Path(publisher.settings.markdown_dirs[0])
-    (content / "fresh-news.md").write_text(NEWS.format(id="fresh-news", title="Fresh news"), encoding="utf-8")
+    (content / "fresh-news.md").write_text(markdown_article("fresh-news", "Fresh news"), encoding="utf-8")
     await some_mail_sent(publisher)
     # And one stored since: the next digest has something to preview.
-    (content / "next-news.md").write_text(NEWS.format(id="next-news", title="Next news"), encoding="utf-8")
+    (content / "next-news.md").write_text(markdown_article("next-news", "Next news"), encoding="utf-8")
     await publisher.intake.scan()
     async with publisher.engine.connect() as conn:
         digest_id = (await conn.execute(select(digests.c.id).order_by(digests.c.created_at.desc()).limit(1))).scalar_one()
