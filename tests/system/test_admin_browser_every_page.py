@@ -86,7 +86,8 @@ async def parameter_values(publisher: Publisher) -> dict[str, str]:
     (content / "next-news.md").write_text(markdown_article("next-news", "Next news"), encoding="utf-8")
     await publisher.intake.scan()
     async with publisher.engine.connect() as conn:
-        digest_id = (await conn.execute(select(digests.c.id).order_by(digests.c.created_at.desc()).limit(1))).scalar_one()
+        newest = select(digests.c.id).order_by(digests.c.created_at.desc()).limit(1)
+        digest_id = (await conn.execute(newest)).scalar_one()
     subscriber = await publisher.subscribers.find(READER)
     [article] = await publisher.intake.latest(1)
     editor = next(o for o in await publisher.operators.every() if o.role is Role.EDITOR)
@@ -157,7 +158,7 @@ async def visit_as(role: Role, context: BrowserContext, site_url: str, app: web.
                 problems.append(f"{where}: refused with the heading {heading!r}, not the 'Not allowed' page")
         if not framed:
             menu = await tab.evaluate("""[...document.querySelectorAll("nav[aria-label='Dashboard'] li")].map(
-                li => [li.textContent.trim(), li.querySelector('a') ? li.querySelector('a').getAttribute('href') : null])""")
+                li => [li.textContent.trim(), li.querySelector('a')?.getAttribute('href') ?? null])""")
             if menu != menu_for(role):
                 problems.append(f"{where}: the menu is {menu}, not {menu_for(role)}")
         actions = await tab.evaluate("""[...document.querySelectorAll('form')].filter(f => f.method === 'post')
@@ -191,7 +192,8 @@ async def test_every_page_as_each_role(live_site: tuple[Publisher, SmtpServer, s
     assert not unfilled, "routes with a path parameter this test can't fill (add a row and its value): " + \
         "; ".join(unfilled)
     assert len(listed) >= 10 and {Role.VIEWER, Role.ADMIN} <= {page.role for page in listed}  # it found the dashboard
-    every = listed + [replace(page, path=f"{page.path}{QUERIES[page.route]}") for page in listed if page.route in QUERIES]
+    every = listed + [replace(page, path=f"{page.path}{QUERIES[page.route]}")
+                      for page in listed if page.route in QUERIES]
     assert len(every) == len(listed) + len(QUERIES)
     problems: list[str] = []
     forms: dict[Role, set[str]] = {}

@@ -288,13 +288,18 @@ def _rates(which: str) -> Callable[[Publisher, datetime], Awaitable[Drawing]]:
 _BESIDE = "; the numbers are in the table next to it"
 CHARTS: dict[str, Chart] = {
     "subscribers": Chart("Subscribers by status", "Bar chart of subscribers by status now" + _BESIDE, _subscribers),
-    "growth": Chart("Changes per day, last 30 days", "Stacked bar chart of new confirmed and pending subscribers and of those who left, per day "
+    "growth": Chart("Changes per day, last 30 days",
+                    "Stacked bar chart of new confirmed and pending subscribers and of those who left, per day "
                     "over the last 30 days" + _BESIDE, _growth),
-    "messages": Chart("Messages per hour by outcome, last 48 hours", "Stacked bar chart of messages per hour by outcome over the last 48 hours" + _BESIDE, _messages),
-    "queue": Chart("Progress of each digest being sent or paused", "Stacked bar chart of each digest being sent or paused, its messages by state" + _BESIDE, _queue),
-    "complaints": Chart("Complaint rate per provider", "Bar chart of the complaint rate per provider against the breakers' thresholds" + _BESIDE,
+    "messages": Chart("Messages per hour by outcome, last 48 hours",
+                      "Stacked bar chart of messages per hour by outcome over the last 48 hours" + _BESIDE, _messages),
+    "queue": Chart("Progress of each digest being sent or paused",
+                   "Stacked bar chart of each digest being sent or paused, its messages by state" + _BESIDE, _queue),
+    "complaints": Chart("Complaint rate per provider",
+                        "Bar chart of the complaint rate per provider against the breakers' thresholds" + _BESIDE,
                         _rates("complaints")),
-    "hard-bounces": Chart("Hard-bounce rate per provider", "Bar chart of the hard-bounce rate per provider against the breakers' thresholds" + _BESIDE,
+    "hard-bounces": Chart("Hard-bounce rate per provider",
+                          "Bar chart of the hard-bounce rate per provider against the breakers' thresholds" + _BESIDE,
                           _rates("hard bounces")),
 }
 
