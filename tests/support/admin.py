@@ -34,7 +34,7 @@ from tests.support.web_client import Visitor
 PASSWORD = "a long enough password"
 SETUP = Actor("cli:test-setup")
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
-# A path parameter in aiohttp's canonical form, as in publisher.urls: {name} or {name:regex}.
+# A path parameter: {name} (aiohttp's canonical form) or {name:regex} (publisher.urls' patterns).
 PLACEHOLDER = re.compile(r"\{(\w+)(?::(?:[^{}]|\{[^{}]*\})*)?\}")
 
 
@@ -93,7 +93,7 @@ async def some_mail_sent(publisher: Publisher) -> None:
 
 def admin_routes(app: web.Application) -> list[tuple[str, str, Callable[..., Any]]]:
     """Every (method, route, handler) under ``/admin/`` in ``app``'s router, in its order; the
-    route in aiohttp's canonical form (``/admin/subscribers/{subscriber_id:[0-9]{1,18}}``).
+    route in aiohttp's canonical form, its parameters by name (``/admin/subscribers/{subscriber_id}``).
     HEAD is left out: aiohttp answers it with the GET's handler."""
     found = []
     for route in app.router.routes():
