@@ -127,6 +127,13 @@ ADMIN_AUDIT = Route("admin/audit")  # the audit log, newest first (?before=ID: t
 ADMIN_OPERATORS = Route("admin/operators")  # list (GET), add (POST)
 ADMIN_OPERATOR_ROLE = Route("admin/operators/{id:[0-9]{1,18}}/role")  # POST
 ADMIN_OPERATOR_REMOVE = Route("admin/operators/{id:[0-9]{1,18}}/remove")  # POST
+ADMIN_DIGESTS = Route("admin/digests")  # newest first (?status=sending|paused|finished, ?before=DIGEST_ID)
+ADMIN_DIGEST = Route("admin/digests/{digest_id:[A-Za-z0-9._-]{1,64}}")  # one digest (?after=SUBSCRIBER_ID: failures)
+ADMIN_DIGEST_PROGRESS = Route("admin/digests/{digest_id:[A-Za-z0-9._-]{1,64}}/progress")  # JSON, polled
+ADMIN_DIGEST_PAUSE = Route("admin/digests/{digest_id:[A-Za-z0-9._-]{1,64}}/pause")  # POST
+ADMIN_DIGEST_RESUME = Route("admin/digests/{digest_id:[A-Za-z0-9._-]{1,64}}/resume")  # POST
+ADMIN_DIGEST_CANCEL = Route("admin/digests/{digest_id:[A-Za-z0-9._-]{1,64}}/cancel")  # confirm (GET), POST
+ADMIN_PROGRESS_SCRIPT = Route("admin/static/progress.js")  # the live progress's script (publisher.web.admin)
 
 # --- operations ----------------------------------------------------------------------------
 

@@ -39,6 +39,9 @@ class Action(StrEnum):
     SIGN_IN_FAILED = "sign_in.failed"
     LOCKED = "sign_in.locked"
     SIGN_OUT = "sign_out"
+    DIGEST_PAUSE = "digest.pause"
+    DIGEST_RESUME = "digest.resume"
+    DIGEST_CANCEL = "digest.cancel"
 
 
 class OperatorError(Exception):

@@ -139,8 +139,10 @@ async def open_by_provider(engine: AsyncEngine, providers: Providers) -> dict[st
     return counts
 
 
-async def digest_report(engine: AsyncEngine, digest_id: str, providers: Providers) -> DigestReport | None:
-    """The report of digest ``digest_id``; None if there is no such digest."""
+async def digest_report(
+    engine: AsyncEngine, digest_id: str, providers: Providers, commonest: int = COMMONEST,
+) -> DigestReport | None:
+    """The report of digest ``digest_id`` (its ``commonest`` replies); None if there is no such digest."""
     async with engine.connect() as conn:
         found = (await conn.execute(
             select(digests.c.id, digests.c.cadence, digests.c.status, digests.c.pause_reason,
@@ -170,6 +172,34 @@ async def digest_report(engine: AsyncEngine, digest_id: str, providers: Provider
             if state == DeliveryState.FAILED and status != Status.BOUNCED and failure_kind("", reply) == "soft":
                 report.add(providers.of(address), "bounced_soft", 1)
     report.providers = dict(sorted(report.providers.items(), key=lambda item: (-item[1]["planned"], item[0])))
-    report.replies = replies.most_common(COMMONEST)
+    report.replies = replies.most_common(commonest)
     report.clicks = await click_counts(engine, digest_id)
     return report
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A message of a digest that failed: to whom, after how many attempts, and the last reply."""
+
+    subscriber_id: int
+    email: str
+    attempts: int
+    reply: str  # as :func:`shown_reply` shows it
+    at: datetime
+
+
+async def failures(engine: AsyncEngine, digest_id: str, after: int, limit: int) -> list[Failure]:
+    """The digest's failed messages after subscriber ``after``, by subscriber id, ``limit`` of them
+    (keyset paging).  The rows are the digest's, reached by its index (``ix_deliveries_state``:
+    digest and state), so a page costs the digest's failures at most, never the ledger's size."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(deliveries.c.subscriber_id, subscribers.c.email, deliveries.c.attempts, deliveries.c.last_reply,
+                   deliveries.c.updated_at)
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(deliveries.c.digest_id == digest_id, deliveries.c.state == DeliveryState.FAILED,
+                   deliveries.c.subscriber_id > after)
+            .order_by(deliveries.c.subscriber_id)
+            .limit(limit)
+        )
+        return [Failure(sid, email, attempts, shown_reply(reply or ""), at) for sid, email, attempts, reply, at in rows]

@@ -1,7 +1,8 @@
 """The operator dashboard under ``/admin/``: server-rendered pages behind a sign-in.
 
 ``gate`` is what every page passes (session, role, CSRF, Origin); ``sign_in`` the
-sign-in steps; ``pages`` the overview and the audit log; ``operators`` the accounts.
+sign-in steps; ``pages`` the overview and the audit log; ``operators`` the accounts;
+``digests`` the digests, their live progress, pause, resume and cancel.
 The accounts' rules are in :mod:`publisher.admin`.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from publisher import urls
-from publisher.web.admin import operators, pages, sign_in
+from publisher.web.admin import digests, operators, pages, sign_in
 
 
 def add_admin_routes(app: web.Application) -> None:
@@ -18,3 +19,4 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_get(urls.ADMIN.path, pages.overview)
     app.router.add_get(urls.ADMIN_AUDIT.path, pages.audit)
     operators.add_operator_routes(app)
+    digests.add_digest_routes(app)
