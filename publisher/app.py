@@ -180,12 +180,12 @@ class Publisher:
 
         return {row.provider: row.reason is not None for row in await gate_store.pauses(self.engine)}
 
-    async def digest_report(self, digest_id: str, commonest: int | None = None) -> DigestReport | None:
-        """One digest's messages by state and mailbox provider, its ``commonest`` replies
-        (``publisher report``, ``/api/digests/…``, the dashboard); None if there is no such digest."""
-        from publisher.delivery.report import COMMONEST, digest_report
+    async def digest_report(self, digest_id: str) -> DigestReport | None:
+        """One digest's messages by state and mailbox provider (``publisher report``, ``/api/digests/…``);
+        None if there is no such digest."""
+        from publisher.delivery.report import digest_report
 
-        return await digest_report(self.engine, digest_id, self.providers, commonest or COMMONEST)
+        return await digest_report(self.engine, digest_id, self.providers)
 
     async def open_by_provider(self) -> dict[str, dict[str, int]]:
         """The messages of the digests not finished, by mailbox provider and state (``/metrics``)."""

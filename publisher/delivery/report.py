@@ -40,7 +40,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from publisher.delivery.model import DeliveryState, DigestState
 from publisher.delivery.providers import Providers
 from publisher.mail.replies import failure_kind
-from publisher.store.schema import deliveries, digests, subscribers
+from publisher.store.schema import deliveries, digest_domain_counts, digests, subscribers
 from publisher.tracking.counts import click_counts
 from subscribers.model import Status
 
@@ -139,10 +139,8 @@ async def open_by_provider(engine: AsyncEngine, providers: Providers) -> dict[st
     return counts
 
 
-async def digest_report(
-    engine: AsyncEngine, digest_id: str, providers: Providers, commonest: int = COMMONEST,
-) -> DigestReport | None:
-    """The report of digest ``digest_id`` (its ``commonest`` replies); None if there is no such digest."""
+async def digest_report(engine: AsyncEngine, digest_id: str, providers: Providers) -> DigestReport | None:
+    """The report of digest ``digest_id``; None if there is no such digest."""
     async with engine.connect() as conn:
         found = (await conn.execute(
             select(digests.c.id, digests.c.cadence, digests.c.status, digests.c.pause_reason,
@@ -172,7 +170,7 @@ async def digest_report(
             if state == DeliveryState.FAILED and status != Status.BOUNCED and failure_kind("", reply) == "soft":
                 report.add(providers.of(address), "bounced_soft", 1)
     report.providers = dict(sorted(report.providers.items(), key=lambda item: (-item[1]["planned"], item[0])))
-    report.replies = replies.most_common(commonest)
+    report.replies = replies.most_common(COMMONEST)
     report.clicks = await click_counts(engine, digest_id)
     return report
 
@@ -203,3 +201,35 @@ async def failures(engine: AsyncEngine, digest_id: str, after: int, limit: int) 
             .limit(limit)
         )
         return [Failure(sid, email, attempts, shown_reply(reply or ""), at) for sid, email, attempts, reply, at in rows]
+
+
+async def kept_by_provider(engine: AsyncEngine, digest_id: str, providers: Providers) -> dict[str, dict[str, int]]:
+    """The digest's messages by provider and ledger state, most messages first, from the counts
+    the database keeps (``digest_domain_counts``): O(domains it went to), whatever its size."""
+    counts: dict[str, dict[str, int]] = {}
+    async with engine.connect() as conn:
+        for domain, state, n in await conn.execute(
+            select(digest_domain_counts.c.domain, digest_domain_counts.c.state, digest_domain_counts.c.n)
+            .where(digest_domain_counts.c.digest_id == digest_id, digest_domain_counts.c.n != 0)
+        ):
+            by_state = counts.setdefault(providers.of(domain), dict.fromkeys(_LEDGER_STATES, 0))
+            by_state[state] += int(n)
+    return dict(sorted(counts.items(), key=lambda item: (-sum(item[1].values()), item[0])))
+
+
+async def commonest_replies(engine: AsyncEngine, digest_id: str, limit: int) -> list[tuple[str, int]]:
+    """The ``limit`` commonest replies to the digest's failed and deferred messages (as
+    :func:`shown_reply` groups them).  Only those rows are read, reached by the digest's
+    index (``ix_deliveries_state``), without its readers: the cost of its failures, not of its size."""
+    replies: Counter[str] = Counter()
+    async with engine.connect() as conn:
+        rows = await conn.stream(
+            select(deliveries.c.last_reply)
+            .where(deliveries.c.digest_id == digest_id,
+                   deliveries.c.state.in_((DeliveryState.FAILED, DeliveryState.DEFERRED)),
+                   deliveries.c.last_reply.is_not(None))
+            .execution_options(yield_per=STREAM_ROWS)
+        )
+        async for (reply,) in rows:
+            replies[shown_reply(reply)] += 1
+    return replies.most_common(limit)

@@ -568,6 +568,18 @@ class DeliveryService:
 
         return await failures(self.engine, digest_id, after, limit)
 
+    async def by_provider(self, digest_id: str) -> dict[str, dict[str, int]]:
+        """A digest's messages by mailbox provider and state, from the kept counts."""
+        from publisher.delivery.report import kept_by_provider
+
+        return await kept_by_provider(self.engine, digest_id, self._providers())
+
+    async def replies(self, digest_id: str, *, limit: int = 10) -> list[tuple[str, int]]:
+        """The commonest replies to a digest's failed and deferred messages, commonest first."""
+        from publisher.delivery.report import commonest_replies
+
+        return await commonest_replies(self.engine, digest_id, limit)
+
     async def stored_digest(self, digest_id: str) -> StoredDigest | None:
         """A digest with the articles it carries that are still published (its "view in browser" copy)."""
         return await digest_store.load(self.engine, digest_id)

@@ -92,7 +92,7 @@ async def test_every_role_reads_the_list_and_the_detail_and_only_an_admin_is_off
         body = await detail.text()
         page = tables(body)
         assert ["pending", str(READERS)] in page["Messages by state"]
-        assert page["Messages by mailbox provider"][1][:3] == ["other", str(READERS), str(READERS)]
+        assert page["Messages by mailbox provider"][1][:2] == ["other", str(READERS)]  # pending
         assert f'href="/digests/{digest_id}"' in body  # the view-in-browser copy
         assert f'<progress max="{READERS}" value="0"' in body and 'aria-live="polite"' in body
         assert '<script src="/admin/static/progress.js" defer></script>' in body

@@ -4,11 +4,12 @@ pause, resume and cancel.
 Each read is bounded whatever the ledger's size: the list and the progress read the
 counts the database keeps (``digest_counts``, through
 :meth:`publisher.delivery.service.DeliveryService.states`, the service of ``publisher
-digests list``); the detail adds ``publisher report``'s grouping of the one digest's rows,
-reached by its index, and a keyset page of its failures.  Each change is the CLI's service
-(``publisher resume``'s reopening, ``publisher digests cancel``), run in the transaction that
-writes its audit row; a refused one (resume a finished digest) rolls back, audit row and
-all, and shows the page with the reason.
+digests list``); the detail adds the digest's counts by provider (``digest_domain_counts``)
+and reads its failed rows only, reached by its index (the commonest replies, a keyset page
+of its failures).  Each change is the CLI's service (``publisher resume``'s reopening,
+``publisher digests cancel``), run in the transaction that writes its audit row; a refused
+one (resume a finished digest) rolls back, audit row and all, and shows the page with the
+reason.
 
 The progress bar works without script (the figures at page load); the pages that show one
 also load :data:`SCRIPT` (our own file, under a CSP that allows only it), which polls
@@ -18,10 +19,12 @@ also load :data:`SCRIPT` (our own file, under a CSP that allows only it), which 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from publisher import urls
 from publisher.admin.model import Action, Role, Session
@@ -102,23 +105,20 @@ async def digest_page(request: web.Request, session: Session) -> web.StreamRespo
 
 async def _detail(request: web.Request, session: Session, *, done: str = "", error: str = "",
                   status: int = 200) -> web.Response:
-    """One digest: its counts by state (kept), by provider and its commonest replies (``publisher
-    report``'s, over this digest's rows), and a page of its failures (``?after=SUBSCRIBER_ID``)."""
+    """One digest: its messages by state and by provider (kept counts), its commonest replies
+    and a page of its failures (``?after=SUBSCRIBER_ID``), both read from its failed rows only."""
     raw = request.query.get("after", "")
     if raw and not _SUBSCRIBER_ID.fullmatch(raw):
         raise web.HTTPBadRequest(reason="after must be a subscriber number")
     summary = await _summary(request)
-    publisher = request.app[PUBLISHER]
-    from publisher.delivery.report import STATES
-
-    report = await publisher.digest_report(summary.id, COMMONEST)
-    failed = await publisher.delivery.failures(summary.id, after=int(raw or 0), limit=FAILURES_PAGE + 1)
+    delivery = request.app[PUBLISHER].delivery
+    failed = await delivery.failures(summary.id, after=int(raw or 0), limit=FAILURES_PAGE + 1)
     context = {
-        "page_title": f"Digest {summary.id}", "digest": summary, "progress": progress_of(summary), "report": report,
-        "failures": failed[:FAILURES_PAGE], "more_failures": failed[FAILURES_PAGE - 1].subscriber_id
-        if len(failed) > FAILURES_PAGE else None, "failures_paged": bool(raw),
-        "ledger_states": [s.value for s in DeliveryState], "done": done, "error": error,
-        "may_act": session.operator.role.allows(Role.ADMIN), "report_states": STATES,
+        "page_title": f"Digest {summary.id}", "digest": summary, "providers": await delivery.by_provider(summary.id),
+        "replies": await delivery.replies(summary.id, limit=COMMONEST), "failures": failed[:FAILURES_PAGE],
+        "more_failures": failed[FAILURES_PAGE - 1].subscriber_id if len(failed) > FAILURES_PAGE else None,
+        "failures_paged": bool(raw), "ledger_states": [s.value for s in DeliveryState], "done": done, "error": error,
+        "may_act": session.operator.role.allows(Role.ADMIN),
     }
     response = gate.page(request, "digest.html", context, session, status=status)
     return with_script(response) if summary.status == DigestState.SENDING else response
@@ -143,35 +143,42 @@ def _done(request: web.Request, digest_id: str, what: str) -> web.Response:
     return gate.redirect(urls.ADMIN_DIGEST.under(gate.base(request), digest_id=digest_id) + f"?done={what}")
 
 
+async def _steer(
+    request: web.Request, session: Session, summary: DigestSummary, action: Action, detail: dict[str, object],
+    change: Callable[[AsyncConnection], Awaitable[bool]], refusal: str, done: str,
+) -> web.Response:
+    """Make ``change`` in the transaction that writes its audit row; one the digest's state
+    refuses (False) rolls both back and shows the page with ``refusal``."""
+    try:
+        async with request.app[PUBLISHER].operators.audited(
+            gate.actor(request, session), action, summary.id, detail
+        ) as conn:
+            if not await change(conn):
+                raise Refused(f"This digest is {summary.status}: {refusal}")
+    except Refused as exc:
+        return await _detail(request, session, error=str(exc), status=409)
+    return _done(request, summary.id, done)
+
+
 @gate.guarded(Role.ADMIN)
 async def pause(request: web.Request, session: Session) -> web.StreamResponse:
     """An operator's pause: the reason names them, and every node stops taking the digest's messages."""
     summary = await _summary(request)
-    actor = gate.actor(request, session)
-    reason = f"paused by {actor.email} from the dashboard"
-    publisher = request.app[PUBLISHER]
-    try:
-        async with publisher.operators.audited(actor, Action.DIGEST_PAUSE, summary.id, {"reason": reason}) as conn:
-            if not await publisher.delivery.pause_digest(summary.id, reason, within=conn):
-                raise Refused(f"This digest is {summary.status}: only a digest being sent can be paused.")
-    except Refused as exc:
-        return await _detail(request, session, error=str(exc), status=409)
-    return _done(request, summary.id, "paused")
+    reason = f"paused by {session.operator.email} from the dashboard"
+    delivery = request.app[PUBLISHER].delivery
+    return await _steer(request, session, summary, Action.DIGEST_PAUSE, {"reason": reason},
+                        lambda conn: delivery.pause_digest(summary.id, reason, within=conn),
+                        "only a digest being sent can be paused.", "paused")
 
 
 @gate.guarded(Role.ADMIN)
 async def resume(request: web.Request, session: Session) -> web.StreamResponse:
     """``publisher resume``'s reopening; the nodes' delivery job (not this request) sends the rest."""
     summary = await _summary(request)
-    publisher = request.app[PUBLISHER]
-    try:
-        async with publisher.operators.audited(gate.actor(request, session), Action.DIGEST_RESUME, summary.id,
-                                               {"was": summary.pause_reason or ""}) as conn:
-            if not await publisher.delivery.reopen(summary.id, within=conn):
-                raise Refused(f"This digest is {summary.status}: only a paused digest can be resumed.")
-    except Refused as exc:
-        return await _detail(request, session, error=str(exc), status=409)
-    return _done(request, summary.id, "resumed")
+    delivery = request.app[PUBLISHER].delivery
+    return await _steer(request, session, summary, Action.DIGEST_RESUME, {"was": summary.pause_reason or ""},
+                        lambda conn: delivery.reopen(summary.id, within=conn),
+                        "only a paused digest can be resumed.", "resumed")
 
 
 @gate.guarded(Role.ADMIN)
@@ -195,17 +202,19 @@ async def cancel(request: web.Request, session: Session) -> web.StreamResponse:
     if forms.text(request[gate.FORM], "confirm", 10) != "yes":
         return _cancel_page(request, session, summary, status=422,
                             error="Tick the box to confirm: a cancelled digest can't be resumed.")
-    actor = gate.actor(request, session)
-    publisher = request.app[PUBLISHER]
+    delivery = request.app[PUBLISHER].delivery
     detail: dict[str, object] = {}
-    try:
-        async with publisher.operators.audited(actor, Action.DIGEST_CANCEL, summary.id, detail) as conn:
-            detail["cancelled"], detail["sent"] = await publisher.delivery.cancel_digest(
-                summary.id, f"{CANCELLED_BY_OPERATOR} ({actor.email})", within=conn)
-    except DigestNotOpen:
-        return await _detail(request, session, status=409,
-                             error=f"This digest is {summary.status}: only a digest being sent or paused can be cancelled.")
-    return _done(request, summary.id, "cancelled")
+
+    async def change(conn: AsyncConnection) -> bool:
+        try:
+            detail["cancelled"], detail["sent"] = await delivery.cancel_digest(
+                summary.id, f"{CANCELLED_BY_OPERATOR} ({session.operator.email})", within=conn)
+        except DigestNotOpen:
+            return False
+        return True
+
+    return await _steer(request, session, summary, Action.DIGEST_CANCEL, detail, change,
+                        "only a digest being sent or paused can be cancelled.", "cancelled")
 
 
 def add_digest_routes(app: web.Application) -> None:
