@@ -95,18 +95,21 @@ def _sqlite_subscriber(r: str, n: int) -> list[str]:
     ]
 
 
-def _sqlite_delivery(r: str, n: int) -> list[str]:
+def _sqlite_delivery(r: str, n: int, keyed: str = "") -> list[str]:
+    """``keyed``: in an UPDATE trigger, the condition that the row's digest, reader or state
+    changed (a retry's new time alone moves no digest count)."""
     hour = _SQLITE_HOUR.format(f"{r}.updated_at")
-    email = f"(SELECT email FROM subscribers WHERE id = {r}.subscriber_id)"
+    domain = f"(SELECT substr(email, instr(email, '@') + 1) FROM subscribers WHERE id = {r}.subscriber_id)"
     return [
         _sqlite_add("message_counts", {"hour": hour, "state": f"{r}.state"}, n),
         _sqlite_add("digest_counts", {"digest_id": f"{r}.digest_id", "state": f"{r}.state"}, n),
-        _sqlite_add("digest_domain_counts", {"digest_id": f"{r}.digest_id",
-                                             "domain": f"substr({email}, instr({email}, '@') + 1)",
-                                             "state": f"{r}.state"}, n),
-        _sqlite_add("domain_counts", {"hour": hour, "domain": f"substr({email}, instr({email}, '@') + 1)",
-                                      "kind": "'sent'"}, n, f"{r}.state = 'sent'"),
+        _sqlite_add("digest_domain_counts", {"digest_id": f"{r}.digest_id", "domain": domain, "state": f"{r}.state"},
+                    n, keyed),
+        _sqlite_add("domain_counts", {"hour": hour, "domain": domain, "kind": "'sent'"}, n, f"{r}.state = 'sent'"),
     ]
+
+
+_KEY_CHANGED = "OLD.state IS NOT NEW.state OR OLD.subscriber_id IS NOT NEW.subscriber_id OR OLD.digest_id IS NOT NEW.digest_id"
 
 
 def _sqlite_triggers() -> list[str]:
@@ -122,7 +125,7 @@ def _sqlite_triggers() -> list[str]:
         trigger("subscriber_counts_delete", "DELETE ON subscribers", _sqlite_subscriber("OLD", -1)),
         trigger("message_counts_insert", "INSERT ON deliveries", _sqlite_delivery("NEW", 1)),
         trigger("message_counts_update", "UPDATE OF state, updated_at, subscriber_id, digest_id ON deliveries FOR EACH ROW",
-                _sqlite_delivery("OLD", -1) + _sqlite_delivery("NEW", 1),
+                _sqlite_delivery("OLD", -1, _KEY_CHANGED) + _sqlite_delivery("NEW", 1, _KEY_CHANGED),
                 "OLD.state IS NOT NEW.state OR OLD.updated_at IS NOT NEW.updated_at "
                 "OR OLD.subscriber_id IS NOT NEW.subscriber_id OR OLD.digest_id IS NOT NEW.digest_id"),
         trigger("message_counts_delete", "DELETE ON deliveries", _sqlite_delivery("OLD", -1)),

@@ -299,7 +299,8 @@ async def test_the_failures_are_listed_with_their_replies_a_page_at_a_time(
         failed = first["Messages that failed, with the last reply"]
         assert [row[0] for row in failed[1:]] == [f"r{n}@example.org" for n in range(4)]
         assert failed[1][2] == "550 5.1.1 <address>: no such user"
-        replies = first["The relay's commonest replies to failed and deferred messages (addresses left out)"]
+        replies = first["The relay's commonest replies to failed and deferred messages (addresses left out; "
+                        "over 5,000 of them at most)"]
         assert replies[1] == ["550 5.1.1 <address>: no such user", str(READERS)]
         more = tables(await (await viewer.get(f"/admin/digests/{digest_id}?after={rows[3].subscriber_id}")).text())
         assert [row[0] for row in more["Messages that failed, with the last reply (more)"][1:]] == [

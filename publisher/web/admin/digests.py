@@ -30,6 +30,7 @@ from publisher import urls
 from publisher.admin.model import Action, Role, Session
 from publisher.delivery.ledger import DigestSummary
 from publisher.delivery.model import DeliveryState, DigestState
+from publisher.delivery.report import REPLY_SAMPLE
 from publisher.web import forms
 from publisher.web.admin import gate
 from publisher.web.keys import PUBLISHER
@@ -118,7 +119,7 @@ async def _detail(request: web.Request, session: Session, *, done: str = "", err
         "replies": await delivery.replies(summary.id, limit=COMMONEST), "failures": failed[:FAILURES_PAGE],
         "more_failures": failed[FAILURES_PAGE - 1].subscriber_id if len(failed) > FAILURES_PAGE else None,
         "failures_paged": bool(raw), "ledger_states": [s.value for s in DeliveryState], "done": done, "error": error,
-        "may_act": session.operator.role.allows(Role.ADMIN),
+        "may_act": session.operator.role.allows(Role.ADMIN), "reply_sample": REPLY_SAMPLE,
     }
     response = gate.page(request, "digest.html", context, session, status=status)
     return with_script(response) if summary.status == DigestState.SENDING else response
