@@ -99,6 +99,9 @@ async def test_every_role_reads_the_list_and_the_detail_and_only_an_admin_is_off
         assert detail.headers["Content-Security-Policy"] == SCRIPT_PAGE_CSP
         assert ('id="pause"' in body) is (role is Role.ADMIN)
         assert ("/cancel" in body) is (role is Role.ADMIN)
+        overview = await visitor.get("/admin/")  # the queue's digest being sent: its live progress too
+        assert f'data-progress-url="/admin/digests/{digest_id}/progress"' in await overview.text()
+        assert overview.headers["Content-Security-Policy"] == SCRIPT_PAGE_CSP
         script = await visitor.get("/admin/static/progress.js")
         assert script.status == 200 and script.content_type == "text/javascript"
         assert "visibilitychange" in await script.text()
@@ -152,8 +155,10 @@ async def test_a_pause_stops_a_running_delivery_on_its_next_batch_and_a_resume_s
     assert counts == {state: n for state, n in (("sent", sent), ("pending", READERS - sent)) if n}
     found = await publisher.delivery.digest_state(digest_id)
     assert found is not None and found.pause_reason == "paused by admin@example.org from the dashboard"
-    page = await (await admin.get(f"/admin/digests/{digest_id}?done=paused")).text()
+    paused = await admin.get(f"/admin/digests/{digest_id}?done=paused")
+    page = await paused.text()
     assert "The digest is paused" in page and 'id="resume"' in page and 'id="pause"' not in page
+    assert paused.headers["Content-Security-Policy"] == PAGE_CSP and "progress.js" not in page  # nothing to follow
 
     await publisher.delivery.deliver()  # a paused digest's messages are not sent
     assert len(outbox_messages(publisher.settings)) == sent
