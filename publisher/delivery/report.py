@@ -40,6 +40,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from publisher.delivery.model import DeliveryState, DigestState
 from publisher.delivery.providers import Providers
 from publisher.mail.replies import failure_kind
+from publisher.store.aggregates import SETTLED
 from publisher.store.schema import deliveries, digest_domain_counts, digests, subscribers
 from publisher.tracking.counts import click_counts
 from subscribers.model import Status
@@ -204,15 +205,16 @@ async def failures(engine: AsyncEngine, digest_id: str, after: int, limit: int) 
 
 
 async def kept_by_provider(engine: AsyncEngine, digest_id: str, providers: Providers) -> dict[str, dict[str, int]]:
-    """The digest's messages by provider and ledger state, most messages first, from the counts
-    the database keeps (``digest_domain_counts``): O(domains it went to), whatever its size."""
+    """The digest's settled messages (sent, deferred, failed, cancelled: :data:`publisher.store.
+    aggregates.SETTLED`) by provider and state, most first, from the counts the database keeps
+    (``digest_domain_counts``): O(domains it went to), whatever its size."""
     counts: dict[str, dict[str, int]] = {}
     async with engine.connect() as conn:
         for domain, state, n in await conn.execute(
             select(digest_domain_counts.c.domain, digest_domain_counts.c.state, digest_domain_counts.c.n)
             .where(digest_domain_counts.c.digest_id == digest_id, digest_domain_counts.c.n != 0)
         ):
-            by_state = counts.setdefault(providers.of(domain), dict.fromkeys(_LEDGER_STATES, 0))
+            by_state = counts.setdefault(providers.of(domain), dict.fromkeys(SETTLED, 0))
             by_state[state] += int(n)
     return dict(sorted(counts.items(), key=lambda item: (-sum(item[1].values()), item[0])))
 

@@ -14,8 +14,11 @@ and a key, written by **database triggers** in the transaction of the change the
   by outcome.
 * ``digest_counts (digest_id, state, n)``: each digest's ledger rows by state (its
   progress, without counting its rows).
-* ``digest_domain_counts (digest_id, domain, state, n)``: the same by recipient domain
-  (a digest's messages per provider, without grouping its rows; migration 0022_digests).
+* ``digest_domain_counts (digest_id, domain, state, n)``: the same by recipient domain,
+  for the settled states only (:data:`SETTLED`: sent, deferred, failed, cancelled): a
+  digest's outcomes per provider, without grouping its rows (migration 0022_digests).
+  Claiming a row (pending → sending) moves none of them, so the claims, half of the
+  send path's writes, never look a reader's domain up for it.
 * ``domain_counts (hour, domain, kind, n)``: per recipient domain and hour, the messages
   ``sent`` and the readers who ``complained`` or ``bounced`` (hard), what the circuit
   breakers (:mod:`publisher.delivery.gates`) and the per-provider rates read.
@@ -68,6 +71,8 @@ _SUBSCRIBER_AT = (
     "CASE {r}.status WHEN 'active' THEN COALESCE({r}.confirmed_at, {r}.created_at) "
     "WHEN 'pending' THEN {r}.created_at ELSE COALESCE({r}.unsubscribed_at, {r}.created_at) END"
 )
+SETTLED = ("sent", "deferred", "failed", "cancelled")  # the states digest_domain_counts counts
+_SETTLED_SQL = "state IN ('sent', 'deferred', 'failed', 'cancelled')"
 _TABLES = ("subscriber_counts", "message_counts", "digest_counts", "digest_domain_counts", "domain_counts")
 
 # --- SQLite: row-level triggers, times stored as SQLAlchemy stores them ("YYYY-MM-DD HH:MM:SS.ffffff").
@@ -104,7 +109,7 @@ def _sqlite_delivery(r: str, n: int, keyed: str = "") -> list[str]:
         _sqlite_add("message_counts", {"hour": hour, "state": f"{r}.state"}, n),
         _sqlite_add("digest_counts", {"digest_id": f"{r}.digest_id", "state": f"{r}.state"}, n),
         _sqlite_add("digest_domain_counts", {"digest_id": f"{r}.digest_id", "domain": domain, "state": f"{r}.state"},
-                    n, keyed),
+                    n, f"{r}.{_SETTLED_SQL}" + (f" AND ({keyed})" if keyed else "")),
         _sqlite_add("domain_counts", {"hour": hour, "domain": domain, "kind": "'sent'"}, n, f"{r}.state = 'sent'"),
     ]
 
@@ -177,7 +182,8 @@ def _pg_delivery_body(rows: str) -> str:
         _pg_add("message_counts", {"hour": _PG_HOUR.format("d.updated_at"), "state": "d.state"}, rows)
         + _pg_add("digest_counts", {"digest_id": "d.digest_id", "state": "d.state"}, rows)
         + _pg_add("digest_domain_counts", {"digest_id": "d.digest_id", "domain": "split_part(x.email, '@', 2)",
-                                           "state": "d.state"}, f"{rows} JOIN subscribers x ON x.id = d.subscriber_id")
+                                           "state": "d.state"}, f"{rows} JOIN subscribers x ON x.id = d.subscriber_id",
+                  f"d.{_SETTLED_SQL}")
         + _pg_add("domain_counts", {"hour": _PG_HOUR.format("d.updated_at"),
                                     "domain": "split_part(x.email, '@', 2)", "kind": "'sent'"},
                   f"{rows} JOIN subscribers x ON x.id = d.subscriber_id", "d.state = 'sent'")
@@ -264,7 +270,7 @@ def _recount_statements(dialect: str) -> list[tuple[str, str]]:
          "FROM deliveries d GROUP BY 1, 2"),
         ("digest_domain_counts", f"INSERT INTO digest_domain_counts (digest_id, domain, state, n) "
          f"SELECT d.digest_id, {domain.format('s.email')}, d.state, count(*) "
-         f"FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id GROUP BY 1, 2, 3"),
+         f"FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id WHERE d.{_SETTLED_SQL} GROUP BY 1, 2, 3"),
         ("domain_counts", f"INSERT INTO domain_counts (hour, domain, kind, n) "
          f"SELECT {hour.format('d.updated_at')}, {domain.format('s.email')}, 'sent', count(*) "
          f"FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id WHERE d.state = 'sent' GROUP BY 1, 2, 3"),

@@ -4,7 +4,7 @@ pause, resume and cancel.
 Each read is bounded whatever the ledger's size: the list and the progress read the
 counts the database keeps (``digest_counts``, through
 :meth:`publisher.delivery.service.DeliveryService.states`, the service of ``publisher
-digests list``); the detail adds the digest's counts by provider (``digest_domain_counts``)
+digests list``); the detail adds the digest's outcomes by provider (``digest_domain_counts``)
 and reads its failed rows only, reached by its index (the commonest replies, a keyset page
 of its failures).  Each change is the CLI's service (``publisher resume``'s reopening,
 ``publisher digests cancel``), run in the transaction that writes its audit row; a refused
@@ -31,6 +31,7 @@ from publisher.admin.model import Action, Role, Session
 from publisher.delivery.ledger import DigestSummary
 from publisher.delivery.model import DeliveryState, DigestState
 from publisher.delivery.report import REPLY_SAMPLE
+from publisher.store.aggregates import SETTLED
 from publisher.web import forms
 from publisher.web.admin import gate
 from publisher.web.keys import PUBLISHER
@@ -119,7 +120,7 @@ async def _detail(request: web.Request, session: Session, *, done: str = "", err
         "replies": await delivery.replies(summary.id, limit=COMMONEST), "failures": failed[:FAILURES_PAGE],
         "more_failures": failed[FAILURES_PAGE - 1].subscriber_id if len(failed) > FAILURES_PAGE else None,
         "failures_paged": bool(raw), "ledger_states": [s.value for s in DeliveryState], "done": done, "error": error,
-        "may_act": session.operator.role.allows(Role.ADMIN), "reply_sample": REPLY_SAMPLE,
+        "may_act": session.operator.role.allows(Role.ADMIN), "reply_sample": REPLY_SAMPLE, "settled": SETTLED,
     }
     response = gate.page(request, "digest.html", context, session, status=status)
     return with_script(response) if summary.status == DigestState.SENDING else response
