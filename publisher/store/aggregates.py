@@ -1,6 +1,6 @@
 """Counts kept up to date by the database itself, so the dashboard never scans subscribers or the ledger.
 
-Four tables (:mod:`publisher.store.schema`), each a count of base rows by a time bucket
+Five tables (:mod:`publisher.store.schema`), each a count of base rows by a time bucket
 and a key, written by **database triggers** in the transaction of the change they count:
 
 * ``subscriber_counts (day, status, n)``: subscribers by status, bucketed by the day of
@@ -14,6 +14,11 @@ and a key, written by **database triggers** in the transaction of the change the
   by outcome.
 * ``digest_counts (digest_id, state, n)``: each digest's ledger rows by state (its
   progress, without counting its rows).
+* ``digest_domain_counts (digest_id, domain, state, n)``: the same by recipient domain,
+  for the settled states only (:data:`SETTLED`: sent, deferred, failed, cancelled): a
+  digest's outcomes per provider, without grouping its rows (migration 0022).
+  Claiming a row (pending → sending) moves none of them, so the claims, half of the
+  send path's writes, never look a reader's domain up for it.
 * ``domain_counts (hour, domain, kind, n)``: per recipient domain and hour, the messages
   ``sent`` and the readers who ``complained`` or ``bounced`` (hard), what the circuit
   breakers (:mod:`publisher.delivery.gates`) and the per-provider rates read.
@@ -45,7 +50,8 @@ when they read.  So a change to ``[providers]`` applies at once to every count, 
 included, and nothing needs rebuilding; the price is that per-provider reads are
 O(hours × domains that received mail in them), not O(providers).  A message's domain is
 its reader's when it is counted: publisher never changes an address, but one changed by
-hand leaves that reader's past messages under the old domain until a rebuild.
+hand leaves that reader's past messages under the old domain (and a later change of a
+row counted under the old one in ``digest_domain_counts`` taken from the new) until a rebuild.
 
 A change to the trigger definitions here needs a new migration that drops and creates
 them again (:func:`drop`, :func:`create`); migration 0021 installed them first.
@@ -53,7 +59,7 @@ them again (:func:`drop`, :func:`create`); migration 0021 installed them first.
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 # PostgreSQL's advisory lock of changing the counts ("pubc"), beside the keys of
@@ -65,7 +71,9 @@ _SUBSCRIBER_AT = (
     "CASE {r}.status WHEN 'active' THEN COALESCE({r}.confirmed_at, {r}.created_at) "
     "WHEN 'pending' THEN {r}.created_at ELSE COALESCE({r}.unsubscribed_at, {r}.created_at) END"
 )
-_TABLES = ("subscriber_counts", "message_counts", "digest_counts", "domain_counts")
+SETTLED = ("sent", "deferred", "failed", "cancelled")  # the states digest_domain_counts counts
+_SETTLED_SQL = "state IN ('sent', 'deferred', 'failed', 'cancelled')"
+_TABLES = ("subscriber_counts", "message_counts", "digest_counts", "digest_domain_counts", "domain_counts")
 
 # --- SQLite: row-level triggers, times stored as SQLAlchemy stores them ("YYYY-MM-DD HH:MM:SS.ffffff").
 _SQLITE_DAY = "strftime('%Y-%m-%d 00:00:00.000000', {})"
@@ -92,15 +100,21 @@ def _sqlite_subscriber(r: str, n: int) -> list[str]:
     ]
 
 
-def _sqlite_delivery(r: str, n: int) -> list[str]:
+def _sqlite_delivery(r: str, n: int, keyed: str = "") -> list[str]:
+    """``keyed``: in an UPDATE trigger, the condition that the row's digest, reader or state
+    changed (a retry's new time alone moves no digest count)."""
     hour = _SQLITE_HOUR.format(f"{r}.updated_at")
-    email = f"(SELECT email FROM subscribers WHERE id = {r}.subscriber_id)"
+    domain = f"(SELECT substr(email, instr(email, '@') + 1) FROM subscribers WHERE id = {r}.subscriber_id)"
     return [
         _sqlite_add("message_counts", {"hour": hour, "state": f"{r}.state"}, n),
         _sqlite_add("digest_counts", {"digest_id": f"{r}.digest_id", "state": f"{r}.state"}, n),
-        _sqlite_add("domain_counts", {"hour": hour, "domain": f"substr({email}, instr({email}, '@') + 1)",
-                                      "kind": "'sent'"}, n, f"{r}.state = 'sent'"),
+        _sqlite_add("digest_domain_counts", {"digest_id": f"{r}.digest_id", "domain": domain, "state": f"{r}.state"},
+                    n, f"{r}.{_SETTLED_SQL}" + (f" AND ({keyed})" if keyed else "")),
+        _sqlite_add("domain_counts", {"hour": hour, "domain": domain, "kind": "'sent'"}, n, f"{r}.state = 'sent'"),
     ]
+
+
+_KEY_CHANGED = "OLD.state IS NOT NEW.state OR OLD.subscriber_id IS NOT NEW.subscriber_id OR OLD.digest_id IS NOT NEW.digest_id"
 
 
 def _sqlite_triggers() -> list[str]:
@@ -116,7 +130,7 @@ def _sqlite_triggers() -> list[str]:
         trigger("subscriber_counts_delete", "DELETE ON subscribers", _sqlite_subscriber("OLD", -1)),
         trigger("message_counts_insert", "INSERT ON deliveries", _sqlite_delivery("NEW", 1)),
         trigger("message_counts_update", "UPDATE OF state, updated_at, subscriber_id, digest_id ON deliveries FOR EACH ROW",
-                _sqlite_delivery("OLD", -1) + _sqlite_delivery("NEW", 1),
+                _sqlite_delivery("OLD", -1, _KEY_CHANGED) + _sqlite_delivery("NEW", 1, _KEY_CHANGED),
                 "OLD.state IS NOT NEW.state OR OLD.updated_at IS NOT NEW.updated_at "
                 "OR OLD.subscriber_id IS NOT NEW.subscriber_id OR OLD.digest_id IS NOT NEW.digest_id"),
         trigger("message_counts_delete", "DELETE ON deliveries", _sqlite_delivery("OLD", -1)),
@@ -167,6 +181,9 @@ def _pg_delivery_body(rows: str) -> str:
     return (
         _pg_add("message_counts", {"hour": _PG_HOUR.format("d.updated_at"), "state": "d.state"}, rows)
         + _pg_add("digest_counts", {"digest_id": "d.digest_id", "state": "d.state"}, rows)
+        + _pg_add("digest_domain_counts", {"digest_id": "d.digest_id", "domain": "split_part(x.email, '@', 2)",
+                                           "state": "d.state"}, f"{rows} JOIN subscribers x ON x.id = d.subscriber_id",
+                  f"d.{_SETTLED_SQL}")
         + _pg_add("domain_counts", {"hour": _PG_HOUR.format("d.updated_at"),
                                     "domain": "split_part(x.email, '@', 2)", "kind": "'sent'"},
                   f"{rows} JOIN subscribers x ON x.id = d.subscriber_id", "d.state = 'sent'")
@@ -239,25 +256,28 @@ def drop(conn: Connection) -> None:
             conn.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
 
 
-def _recount_statements(dialect: str) -> list[str]:
-    """The counts from the base tables, as the triggers would have written them."""
+def _recount_statements(dialect: str) -> list[tuple[str, str]]:
+    """The counts from the base tables, as the triggers would have written them: (table, statement)."""
     day, hour = (_PG_DAY, _PG_HOUR) if dialect == "postgresql" else (_SQLITE_DAY, _SQLITE_HOUR)
     domain = "split_part({}, '@', 2)" if dialect == "postgresql" else "substr({0}, instr({0}, '@') + 1)"
     at = _SUBSCRIBER_AT.format(r="s")
     return [
-        f"INSERT INTO subscriber_counts (day, status, n) SELECT {day.format(at)}, s.status, count(*) "
-        f"FROM subscribers s GROUP BY 1, 2",
-        f"INSERT INTO message_counts (hour, state, n) SELECT {hour.format('d.updated_at')}, d.state, count(*) "
-        f"FROM deliveries d GROUP BY 1, 2",
-        "INSERT INTO digest_counts (digest_id, state, n) SELECT d.digest_id, d.state, count(*) "
-        "FROM deliveries d GROUP BY 1, 2",
-        f"INSERT INTO domain_counts (hour, domain, kind, n) "
-        f"SELECT {hour.format('d.updated_at')}, {domain.format('s.email')}, 'sent', count(*) "
-        f"FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id WHERE d.state = 'sent' GROUP BY 1, 2, 3",
-        f"INSERT INTO domain_counts (hour, domain, kind, n) "
-        f"SELECT {hour.format('s.unsubscribed_at')}, {domain.format('s.email')}, s.status, count(*) "
-        f"FROM subscribers s WHERE s.status IN ('complained', 'bounced') AND s.unsubscribed_at IS NOT NULL "
-        f"GROUP BY 1, 2, 3",
+        ("subscriber_counts", f"INSERT INTO subscriber_counts (day, status, n) SELECT {day.format(at)}, s.status, count(*) "
+         f"FROM subscribers s GROUP BY 1, 2"),
+        ("message_counts", f"INSERT INTO message_counts (hour, state, n) SELECT {hour.format('d.updated_at')}, d.state, "
+         f"count(*) FROM deliveries d GROUP BY 1, 2"),
+        ("digest_counts", "INSERT INTO digest_counts (digest_id, state, n) SELECT d.digest_id, d.state, count(*) "
+         "FROM deliveries d GROUP BY 1, 2"),
+        ("digest_domain_counts", f"INSERT INTO digest_domain_counts (digest_id, domain, state, n) "
+         f"SELECT d.digest_id, {domain.format('s.email')}, d.state, count(*) "
+         f"FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id WHERE d.{_SETTLED_SQL} GROUP BY 1, 2, 3"),
+        ("domain_counts", f"INSERT INTO domain_counts (hour, domain, kind, n) "
+         f"SELECT {hour.format('d.updated_at')}, {domain.format('s.email')}, 'sent', count(*) "
+         f"FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id WHERE d.state = 'sent' GROUP BY 1, 2, 3"),
+        ("domain_counts", f"INSERT INTO domain_counts (hour, domain, kind, n) "
+         f"SELECT {hour.format('s.unsubscribed_at')}, {domain.format('s.email')}, s.status, count(*) "
+         f"FROM subscribers s WHERE s.status IN ('complained', 'bounced') AND s.unsubscribed_at IS NOT NULL "
+         f"GROUP BY 1, 2, 3"),
     ]
 
 
@@ -269,7 +289,11 @@ def rebuild(conn: Connection) -> None:
     transaction's write lock does that."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("LOCK TABLE subscribers, deliveries IN SHARE MODE"))
+    # A migration older than one of the tables (0021, before 0022) recounts those it has.
+    present = {table for table in _TABLES if inspect(conn).has_table(table)}
     for table in _TABLES:
-        conn.execute(text(f"DELETE FROM {table}"))
-    for statement in _recount_statements(conn.dialect.name):
-        conn.execute(text(statement))
+        if table in present:
+            conn.execute(text(f"DELETE FROM {table}"))
+    for table, statement in _recount_statements(conn.dialect.name):
+        if table in present:
+            conn.execute(text(statement))

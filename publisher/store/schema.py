@@ -447,6 +447,18 @@ digest_counts = Table(
     PrimaryKeyConstraint("digest_id", "state"),
 )
 
+# Each digest's ledger rows by recipient domain and state: its counts by mailbox provider
+# (the dashboard's digest page), without grouping the digest's rows.
+digest_domain_counts = Table(
+    "digest_domain_counts",
+    metadata,
+    Column("digest_id", String(64), nullable=False),  # no foreign key: counts, not ledger
+    Column("domain", String(320), nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("n", BigInteger, nullable=False),
+    PrimaryKeyConstraint("digest_id", "domain", "state"),
+)
+
 domain_counts = Table(
     "domain_counts",
     metadata,

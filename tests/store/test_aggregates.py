@@ -28,6 +28,7 @@ from publisher.store import aggregates
 from publisher.store.schema import (
     deliveries,
     digest_counts,
+    digest_domain_counts,
     domain_counts,
     message_counts,
     subscriber_counts,
@@ -48,7 +49,7 @@ async def kept_counts(engine: AsyncEngine) -> Counts:
     """Every aggregate row with a count, by table (rows at 0 are equal to none)."""
     found: Counts = {}
     async with engine.connect() as conn:
-        for table in (subscriber_counts, message_counts, digest_counts, domain_counts):
+        for table in (subscriber_counts, message_counts, digest_counts, digest_domain_counts, domain_counts):
             rows = await conn.execute(select(table))
             found[table.name] = Counter({tuple(row[:-1]): row[-1] for row in rows if row[-1]})
     return found
@@ -60,7 +61,7 @@ async def recounted(engine: AsyncEngine) -> Counts:
         trans = await conn.begin()
         await conn.run_sync(aggregates.rebuild)
         found: Counts = {}
-        for table in (subscriber_counts, message_counts, digest_counts, domain_counts):
+        for table in (subscriber_counts, message_counts, digest_counts, digest_domain_counts, domain_counts):
             rows = await conn.execute(select(table))
             found[table.name] = Counter({tuple(row[:-1]): row[-1] for row in rows if row[-1]})
         await trans.rollback()

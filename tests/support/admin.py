@@ -15,23 +15,28 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import ClientResponse, web
+from sqlalchemy import select
 
 from publisher import clock
 from publisher.admin import totp
 from publisher.admin.model import Actor, Operator, Role
 from publisher.app import Publisher
+from publisher.store.schema import digests
 from publisher.web.admin.gate import COOKIE as SESSION_COOKIE
 from publisher.web.forms import COOKIE as CSRF_COOKIE
 from subscribers import service
 from subscribers.model import Cadence, Preferences, Source
+from tests.support.articles import markdown_article
 from tests.support.people import add_subscriber
 from tests.support.web_client import Visitor
 
 PASSWORD = "a long enough password"
+READER = "r0@example.org"  # one of some_mail_sent's readers
 SETUP = Actor("cli:test-setup")
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 # A path parameter: {name} (aiohttp's canonical form) or {name:regex} (publisher.urls' patterns).
@@ -132,3 +137,23 @@ def pages(app: web.Application, values: Mapping[str, str]) -> list[Page]:
         if method == "GET" and hasattr(handler, "admin_role"):
             found.append(Page(route, handler.admin_role, *fill(route, values)))
     return found
+
+
+async def parameter_values(publisher: Publisher) -> dict[str, str]:
+    """A row that exists for each path parameter the dashboard's routes use (the house rule):
+    a digest sent (of an article stored after its readers signed up), a reader, an article,
+    the editor; and an article stored since, for the next digest's preview."""
+    content = Path(publisher.settings.markdown_dirs[0])
+    (content / "fresh-news.md").write_text(markdown_article("fresh-news", "Fresh news"), encoding="utf-8")
+    await some_mail_sent(publisher)
+    # And one stored since: the next digest has something to preview.
+    (content / "next-news.md").write_text(markdown_article("next-news", "Next news"), encoding="utf-8")
+    await publisher.intake.scan()
+    async with publisher.engine.connect() as conn:
+        newest = select(digests.c.id).order_by(digests.c.created_at.desc()).limit(1)
+        digest_id = (await conn.execute(newest)).scalar_one()
+    subscriber = await publisher.subscribers.find(READER)
+    [article] = await publisher.intake.latest(1)
+    editor = next(o for o in await publisher.operators.every() if o.role is Role.EDITOR)
+    assert subscriber is not None
+    return {"digest_id": digest_id, "subscriber_id": str(subscriber.id), "article_id": article.id, "id": str(editor.id)}

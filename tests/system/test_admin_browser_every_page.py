@@ -23,22 +23,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
-from sqlalchemy import select
 
 from publisher import urls
 from publisher.admin.model import Role
 from publisher.app import Publisher
-from publisher.store.schema import digests
 from publisher.web.admin import gate
 from publisher.web.server import create_app
 from tests.support import browser as browser_support
-from tests.support.admin import PASSWORD, PLACEHOLDER, Page, add_operator, pages, some_mail_sent
-from tests.support.articles import markdown_article
+from tests.support.admin import PASSWORD, PLACEHOLDER, READER, Page, add_operator, pages, parameter_values
 from tests.support.smtp_server import SmtpServer
 
 if TYPE_CHECKING:
@@ -53,7 +49,6 @@ ARTIFACTS = browser_support.ADMIN_ARTIFACTS / "every-page"
 WIDTHS = (1280, 390)
 ROLES = (Role.VIEWER, Role.EDITOR, Role.ADMIN)
 EMAILS = {Role.VIEWER: "vic@example.org", Role.EDITOR: "ed@example.org", Role.ADMIN: "ann@example.org"}
-READER = "r0@example.org"  # one of some_mail_sent's readers
 # What the router can't name: a query that shows more of a page (the preview with a digest: its test send),
 # visited besides the page without it.
 QUERIES = {urls.ADMIN_PREVIEW.path: f"?subscriber={READER}"}
@@ -74,25 +69,6 @@ EDITOR_FORMS = frozenset(canonical(route) for route in (urls.ADMIN_ARTICLE_RESEN
 # A framed preview (what readers get, shown in the dashboard's frames) says so in its CSP.
 FRAMED = "frame-ancestors 'self'"
 
-
-async def parameter_values(publisher: Publisher) -> dict[str, str]:
-    """A row that exists for each path parameter the dashboard's routes use (the house rule):
-    a digest sent (of an article stored after its readers signed up), a reader, an article,
-    the editor; and an article stored since, for the next digest's preview."""
-    content = Path(publisher.settings.markdown_dirs[0])
-    (content / "fresh-news.md").write_text(markdown_article("fresh-news", "Fresh news"), encoding="utf-8")
-    await some_mail_sent(publisher)
-    # And one stored since: the next digest has something to preview.
-    (content / "next-news.md").write_text(markdown_article("next-news", "Next news"), encoding="utf-8")
-    await publisher.intake.scan()
-    async with publisher.engine.connect() as conn:
-        newest = select(digests.c.id).order_by(digests.c.created_at.desc()).limit(1)
-        digest_id = (await conn.execute(newest)).scalar_one()
-    subscriber = await publisher.subscribers.find(READER)
-    [article] = await publisher.intake.latest(1)
-    editor = next(o for o in await publisher.operators.every() if o.role is Role.EDITOR)
-    assert subscriber is not None
-    return {"digest_id": digest_id, "subscriber_id": str(subscriber.id), "article_id": article.id, "id": str(editor.id)}
 
 
 def page_name(route: str) -> str:

@@ -5,7 +5,8 @@ sign-in steps; ``pages`` the overview and the audit log; ``operators`` the accou
 ``account`` the signed-in operator's own; ``settings`` the read-only settings page;
 ``subscribers`` the list and the records; ``transfer`` their CSV import and export;
 ``articles`` the articles and their previews; ``preview`` the next digest's preview and
-test send (``frames``: how previews are framed).
+test send (``frames``: how previews are framed); ``digests`` the digests, their live
+progress, pause, resume and cancel; ``charts`` the overview's charts.
 The accounts' rules are in :mod:`publisher.admin`.
 """
 
@@ -15,7 +16,7 @@ from aiohttp import web
 
 from publisher import urls
 from publisher.web.admin import (
-    account, articles, charts, operators, pages, preview, settings, sign_in, subscribers, transfer,
+    account, articles, charts, digests, operators, pages, preview, settings, sign_in, subscribers, transfer,
 )
 
 
@@ -31,3 +32,4 @@ def add_admin_routes(app: web.Application) -> None:
     transfer.add_transfer_routes(app)
     articles.add_article_routes(app)
     preview.add_preview_routes(app)
+    digests.add_digest_routes(app)

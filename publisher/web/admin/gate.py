@@ -34,7 +34,7 @@ FORM = web.RequestKey("admin_form", forms.Form)
 # The dashboard's sections, in its menu: label, route (None: still to come), the role that sees it.
 SECTIONS: tuple[tuple[str, urls.Route | None, Role], ...] = (
     ("Overview", urls.ADMIN, Role.VIEWER),
-    ("Digests", None, Role.VIEWER),
+    ("Digests", urls.ADMIN_DIGESTS, Role.VIEWER),
     ("Articles", urls.ADMIN_ARTICLES, Role.VIEWER),
     ("Preview", urls.ADMIN_PREVIEW, Role.VIEWER),
     ("Subscribers", urls.ADMIN_SUBSCRIBERS, Role.VIEWER),

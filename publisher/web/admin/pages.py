@@ -7,7 +7,8 @@ from aiohttp import web
 from publisher import clock
 from publisher.admin.model import Role, Session
 from publisher.metrics import LEDGER_STATES, MESSAGE_STATES
-from publisher.web.admin import charts, gate
+from publisher.delivery.model import DigestState
+from publisher.web.admin import charts, digests, gate
 from publisher.web.keys import PUBLISHER
 
 AUDIT_PAGE = 50  # entries per page of the audit log
@@ -22,9 +23,11 @@ async def overview(request: web.Request, session: Session) -> web.StreamResponse
 
     publisher = request.app[PUBLISHER]
     shown = await figures(publisher.engine, publisher.providers, publisher.settings, clock.now())
+    live = any(digest.status == DigestState.SENDING for digest in shown.queue.digests)  # progress to follow
     context = {"page_title": "Overview", "figures": shown, "states": MESSAGE_STATES, "ledger_states": LEDGER_STATES,
-               "charts": charts.CHARTS, "chart_size": (charts.WIDTH, charts.HEIGHT)}
-    return gate.page(request, "overview.html", context, session)
+               "charts": charts.CHARTS, "chart_size": (charts.WIDTH, charts.HEIGHT), "live": live}
+    response = gate.page(request, "overview.html", context, session)
+    return digests.with_script(response) if live else response
 
 
 @gate.guarded(Role.VIEWER)

@@ -10,8 +10,8 @@ the "C" collation (code point order, as SQLite's): a search by address prefix is
 range of their unique index, which the database's own collation may not allow (en_US
 skips punctuation).  Rebuilds that index: seconds at a million subscribers.
 
-Revision ID: 0022
-Revises: 0021
+Revision ID: 0023
+Revises: 0022
 """
 
 import sqlalchemy as sa
@@ -19,8 +19,8 @@ from alembic import op
 
 from publisher.store import aggregates
 
-revision = "0022"
-down_revision = "0021"
+revision = "0023"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
