@@ -24,7 +24,7 @@ from tests.support.admin import PASSWORD, add_operator
 from tests.support.articles import seed_like
 from tests.support.people import add_subscriber
 from tests.support.smtp_server import SmtpServer
-from tests.system.test_admin_browser import WIDTHS, check, tab_to
+from tests.system.test_admin_browser import WIDTHS, tab_to
 
 if TYPE_CHECKING:
     from playwright.async_api import BrowserContext, Page
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 playwright_api = pytest.importorskip("playwright.async_api")
 pytestmark = browser_support.axe_test_marks("the pages are the same whichever store holds the digests", timeout=300)
 
-ARTIFACTS = browser_support.ARTIFACTS / "admin"
+ARTIFACTS = browser_support.ADMIN_ARTIFACTS / "digests"
 READERS = 5
 STATUS = "[data-status]"
 
@@ -63,9 +63,7 @@ async def test_an_admin_pauses_and_resumes_a_running_digest_by_keyboard_and_watc
     [digest] = await plan(publisher.engine, Cadence.INSTANT, clock.now(), PlanOptions(max_articles=5))
     await add_operator(publisher, "ann@example.org", Role.ADMIN)
     detail = f"admin/digests/{digest.id}"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)  # shared with the other dashboard tests: only ours go
-    for old in ARTIFACTS.glob("digests-*.png"):
-        old.unlink()
+    browser_support.fresh_artifacts(ARTIFACTS)
     problems: list[str] = []
 
     async with playwright_api.async_playwright() as playwright:
@@ -75,16 +73,16 @@ async def test_an_admin_pauses_and_resumes_a_running_digest_by_keyboard_and_watc
             audited = await browser.new_context(bypass_csp=True, viewport={"width": WIDTHS[0], "height": 900})
             page = await signed_in(audited, site_url, "admin/digests")
             await page.get_by_role("heading", name="Digests").wait_for()
-            await check(page, "digests-01-list", problems)
+            await browser_support.check_layouts(page, "01-list", problems, ARTIFACTS, WIDTHS)
 
             await page.get_by_role("link", name=digest.id).click()
             await page.get_by_role("heading", name=f"Digest {digest.id}").wait_for()
-            await check(page, "digests-02-sending", problems)
+            await browser_support.check_layouts(page, "02-sending", problems, ARTIFACTS, WIDTHS)
 
             await tab_to(page, "pause")
             await page.keyboard.press("Enter")
             await page.get_by_text("The digest is paused").wait_for()
-            await check(page, "digests-03-paused", problems)
+            await browser_support.check_layouts(page, "03-paused", problems, ARTIFACTS, WIDTHS)
             assert (await publisher.delivery.digest_state(digest.id)).status == "paused"  # type: ignore[union-attr]
             await publisher.delivery.deliver()  # every node's delivery job: it takes none of a paused digest's
             assert smtp.messages == []
@@ -92,7 +90,7 @@ async def test_an_admin_pauses_and_resumes_a_running_digest_by_keyboard_and_watc
             await tab_to(page, "cancel")
             await page.keyboard.press("Enter")
             await page.get_by_role("heading", name=f"Cancel digest {digest.id}").wait_for()
-            await check(page, "digests-04-cancel-confirm", problems)
+            await browser_support.check_layouts(page, "04-cancel-confirm", problems, ARTIFACTS, WIDTHS)
             await tab_to(page, "Keep it")
             await page.keyboard.press("Enter")
             await page.get_by_role("heading", name=f"Digest {digest.id}").wait_for()
