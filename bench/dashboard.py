@@ -316,7 +316,7 @@ async def measure(publisher: Publisher, calls: int, values: dict[str, str]) -> l
 
 def bench_settings(url: str, work: Path) -> Settings:
     return Settings.model_validate({"database": {"url": url}, "storage": {"data_dir": str(work)},
-                                    "content": {"dir": str(CONTENT)}})
+                                    "content": {"dir": str(CONTENT)}, "site": {"title": "The Meridian Brief"}})
 
 
 async def refresher(spec: str, every: float) -> None:
@@ -414,6 +414,7 @@ class Options:
     send_runs: int
     every: float
     postgres_url: str
+    screenshots: Path | None = None  # photograph the README's pages here (bench/_dashboard_shots.py)
 
 
 async def run_backend(
@@ -454,6 +455,8 @@ async def run_backend(
                   f"filled in {filled:.1f} s; rebuild-aggregates {rebuilt:.1f} s")
             values = await page_values(publisher, sizes, now)
             timings = await measure(publisher, options.calls, values)
+            if options.screenshots is not None:
+                await photograph(publisher, values, options.screenshots)
             spec = json.dumps({"url": url, "work": str(work), "values": values})
             sending = [] if not options.send_rows else await sending_cost(
                 publisher, spec, min(options.send_rows, sizes.subscribers), options.every, options.send_runs)
@@ -465,6 +468,14 @@ async def run_backend(
             admin = await asyncpg.connect(options.postgres_url)
             await admin.execute(f'DROP DATABASE IF EXISTS "{database}"')
             await admin.close()
+
+
+async def photograph(publisher: Publisher, values: dict[str, str], directory: Path) -> None:
+    from _dashboard_shots import take
+
+    async with served(publisher) as (_app, base):
+        written = await take(base, values, directory)
+    log(f"screenshots: {', '.join(str(path) for path in written)}")
 
 
 def report(backend: str, timings: list[Timing], sending: list[tuple[str, float]]) -> None:
@@ -511,6 +522,8 @@ def main() -> None:
                         help="send-path runs alone and watched, alternated; figures are medians (default 4)")
     parser.add_argument("--every", type=float, default=1.0,
                         help="seconds between the open dashboard's loads of all its pages while sending")
+    parser.add_argument("--screenshots", type=Path, metavar="DIR",
+                        help="also photograph the README's dashboard pages into DIR (Chromium; e.g. docs/dashboard)")
     parser.add_argument("--refresher", metavar="JSON", help=argparse.SUPPRESS)  # the refreshing process
     args = parser.parse_args()
     if args.refresher:
@@ -526,7 +539,8 @@ def main() -> None:
     started = time.perf_counter()
     for backend in backends:
         with work_dir(f"dashboard-{backend}", args.keep) as work:
-            options = Options(args.calls, args.send_rows, args.send_runs, args.every, args.postgres_url)
+            options = Options(args.calls, args.send_rows, args.send_runs, args.every, args.postgres_url,
+                              args.screenshots)
             timings, sending = asyncio.run(run_backend(backend, sizes[backend], options, work))
         report(backend, timings, sending)
     print(f"benchmark wall time: {time.perf_counter() - started:.0f} s; CPUs busy before the start: {busy:.0%}")
