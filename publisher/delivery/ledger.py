@@ -441,15 +441,16 @@ async def due_count(engine: AsyncEngine, now: datetime) -> int:
 
 
 async def totals(engine: AsyncEngine) -> dict[str, int]:
-    """Rows by state over every digest not finished (what is still to do, and what failed in it)."""
+    """Rows by state over every digest not finished (what is still to do, and what failed in it),
+    from the kept counts (``digest_counts``): a few rows per unfinished digest, not its messages."""
     async with engine.connect() as conn:
         rows = await conn.execute(
-            select(deliveries.c.state, func.count())
-            .join(digests, digests.c.id == deliveries.c.digest_id)
-            .where(digests.c.status != DigestState.FINISHED)
-            .group_by(deliveries.c.state)
+            select(digest_counts.c.state, func.sum(digest_counts.c.n))
+            .join(digests, digests.c.id == digest_counts.c.digest_id)
+            .where(digests.c.status != DigestState.FINISHED, digest_counts.c.n != 0)
+            .group_by(digest_counts.c.state)
         )
-        return {state: count for state, count in rows}
+        return {state: int(count) for state, count in rows}
 
 
 @dataclass(frozen=True)
