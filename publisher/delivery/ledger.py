@@ -43,13 +43,6 @@ def _storable(text: object) -> object:
     return text.replace("\x00", "\ufffd") if isinstance(text, str) else text
 
 
-def _due(now: datetime) -> ColumnElement[bool]:
-    """Rows still to deliver now, on any node: never tried, claimed (being sent, or left by
-    a node that died), or deferred until now.  The queue's depth, not what one may claim
-    (that is :func:`_claimable`)."""
-    return or_(deliveries.c.state.in_((DeliveryState.PENDING, DeliveryState.SENDING)), _retry_due(now))
-
-
 def _retry_due(now: datetime) -> ColumnElement[bool]:
     return and_(deliveries.c.state == DeliveryState.DEFERRED, deliveries.c.retry_at <= now)
 
@@ -431,13 +424,25 @@ async def cancel(
 
 
 async def due_count(engine: AsyncEngine, now: datetime) -> int:
-    """How many rows of active digests are due now (the size of a progress bar)."""
+    """How many rows of active digests are due now, on any node: never tried, claimed (being
+    sent, or left by a node that died), or deferred until now.  The queue's depth (the size
+    of a progress bar, the queue depth gauge), not what one may claim (that is
+    :func:`_claimable`).  The open rows come from the kept counts (``digest_counts``): a gauge
+    read every few seconds must not count a million pending rows each time; only the
+    deferred rows whose retry is due are counted, by the digest's state index."""
     async with engine.connect() as conn:
-        return await conn.scalar(
+        sending = digests.c.status == DigestState.SENDING
+        open_rows = await conn.scalar(
+            select(func.sum(digest_counts.c.n))
+            .join(digests, digests.c.id == digest_counts.c.digest_id)
+            .where(sending, digest_counts.c.state.in_((DeliveryState.PENDING, DeliveryState.SENDING)))
+        )
+        retries = await conn.scalar(
             select(func.count())
             .select_from(deliveries.join(digests, digests.c.id == deliveries.c.digest_id))
-            .where(digests.c.status == DigestState.SENDING, _due(now))
-        ) or 0
+            .where(sending, _retry_due(now))
+        )
+    return int(open_rows or 0) + int(retries or 0)
 
 
 async def totals(engine: AsyncEngine) -> dict[str, int]:

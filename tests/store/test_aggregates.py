@@ -24,6 +24,7 @@ from publisher.admin import figures
 from publisher.app import Publisher
 from publisher.cli import main
 from publisher.config import load_settings
+from publisher.delivery import ledger
 from publisher.store import aggregates
 from publisher.store.schema import (
     deliveries,
@@ -139,6 +140,11 @@ async def test_the_aggregates_equal_a_full_recount(tmp_path: Path, database: obj
             seen = await figures.overview(publisher.engine, publisher.providers, publisher.settings, clock.now())
             scanned = await scanned_tallies(publisher)
             totals = await publisher.delivery.totals()  # `publisher status`: the unfinished digests' messages
+            later = clock.now() + timedelta(hours=2)  # the deferred rows' retries are due by then
+            due = await ledger.due_count(publisher.engine, later)  # the queue depth gauge
+            async with publisher.engine.connect() as conn:
+                retries = (await conn.execute(select(deliveries.c.retry_at).where(deliveries.c.state == "deferred"))).scalars()
+                due_retries = sum(1 for retry in retries if retry is not None and retry <= later)
         finally:
             await publisher.close()
     assert {"sent", "deferred", "failed"} <= set(states), states  # the mix did reach every outcome
@@ -151,6 +157,7 @@ async def test_the_aggregates_equal_a_full_recount(tmp_path: Path, database: obj
                                    if states[state]}
     [digest] = seen.queue.digests
     assert digest.by_state == states and totals == states
+    assert due_retries and due == states["pending"] + states["sending"] + due_retries
     assert sum(counts.get("sent", 0) for _hour, counts in seen.messages) == states["sent"]
     assert len(seen.messages) == 48 and len(seen.subscribers.days) == 30
     rates = {rate.provider: (rate.sent, rate.complaints, rate.hard_bounces) for rate in seen.rates.providers}
