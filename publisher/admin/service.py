@@ -290,11 +290,14 @@ class OperatorService:
 
     # --- sessions ----------------------------------------------------------------------------
 
-    async def session(self, token: str, *, pending: bool = False) -> Session | None:
+    async def session(self, token: str, *, pending: bool = False, passive: bool = False) -> Session | None:
         """The live session of a cookie's token, or None (unknown, idle too long, past its end).
 
         A session still owed its second factor is returned only when ``pending`` is
-        asked for (the code form); every other page treats it as no session.
+        asked for (the code form); every other page treats it as no session.  A
+        ``passive`` request (a page's script reading figures on its own, not a person)
+        doesn't count as activity: a tab left open on a running digest's progress must
+        not keep an unattended session alive past ``[admin] session_idle_minutes``.
         """
         if not token or len(token) > 100:
             return None
@@ -308,7 +311,7 @@ class OperatorService:
             async with self.engine.begin() as conn:
                 await store.close_session(conn, key)
             return None
-        if now - found.last_seen_at >= TOUCH_EVERY:
+        if not passive and now - found.last_seen_at >= TOUCH_EVERY:
             async with self.engine.begin() as conn:
                 await store.touch_session(conn, key, now)
         return found

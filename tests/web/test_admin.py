@@ -56,18 +56,21 @@ async def counts(publisher: Publisher) -> tuple[int, int]:
 async def test_every_admin_url_refuses_an_anonymous_request(publisher: Publisher, client: TestClient) -> None:
     routes = admin_paths(publisher)
     assert {(method, path) for method, path, handler in routes if not hasattr(handler, "admin_role")} == OPEN
-    gated = [(method, path) for method, path, handler in routes if hasattr(handler, "admin_role")]
-    assert ("GET", "/admin/") in gated and ("POST", "/admin/operators/1/remove") in gated
+    gated = [(method, path, handler) for method, path, handler in routes if hasattr(handler, "admin_role")]
+    assert ("GET", "/admin/") in {(method, path) for method, path, _ in gated} and ("POST", "/admin/operators/1/remove") in {(m, p) for m, p, _ in gated}
     await add_operator(publisher, "ann@example.org", Role.ADMIN)
     visitor = AdminVisitor(client)
     await visitor.get("/admin/sign-in")  # a CSRF cookie and token: refused for having no session, not for lacking them
     before = await counts(publisher)
-    for method, path in gated:
+    for method, path, handler in gated:
         if method == "GET":
             response = await visitor.get(path)
+            assert response.headers["Cache-Control"] == "no-store"
+            if handler.admin_passive:  # a page's own script reading figures: told, not sent to a form
+                assert response.status == 401, path
+                continue
             assert response.status == 303, path
             assert response.headers["Location"].startswith("/admin/sign-in?next="), path
-            assert response.headers["Cache-Control"] == "no-store"
         else:
             response = await visitor.post(path, ANY_FORM)
             assert response.status == 403, (method, path)
@@ -276,6 +279,26 @@ async def test_an_idle_session_sends_the_next_page_to_the_sign_in(
     monkeypatch.setattr(clock, "now", lambda: later)
     response = await visitor.get("/admin/audit")
     assert response.status == 303 and response.headers["Location"] == "/admin/sign-in?next=/admin/audit"
+
+
+async def test_a_page_s_own_progress_reads_don_t_keep_an_idle_session_alive(
+    publisher: Publisher, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tab left open on a running digest polls its progress every few seconds; that is not
+    the operator at work: the session still ends after [admin] session_idle_minutes."""
+    await add_operator(publisher, "ann@example.org", Role.VIEWER)
+    await some_mail_sent(publisher)
+    [digest] = await publisher.delivery.states()
+    progress = f"/admin/digests/{digest.id}/progress"
+    visitor = AdminVisitor(client)
+    await visitor.sign_in("ann@example.org")
+    start = clock.now()
+    for minutes in (10, 20, 29):
+        monkeypatch.setattr(clock, "now", lambda minutes=minutes: start + timedelta(minutes=minutes))
+        assert (await visitor.get(progress)).status == 200
+    monkeypatch.setattr(clock, "now", lambda: start + timedelta(minutes=31))
+    assert (await visitor.get(progress)).status == 401  # the script stops here
+    assert (await visitor.get("/admin/")).status == 303
 
 
 async def test_the_overview_shows_the_counts_kept_as_things_change(publisher: Publisher, client: TestClient) -> None:

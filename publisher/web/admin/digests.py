@@ -126,7 +126,7 @@ async def _detail(request: web.Request, session: Session, *, done: str = "", err
     return with_script(response) if summary.status == DigestState.SENDING else response
 
 
-@gate.guarded(Role.VIEWER)
+@gate.guarded(Role.VIEWER, passive=True)
 async def progress(request: web.Request, session: Session) -> web.StreamResponse:
     """``{"id", "status", "pause_reason", "sent", "total", "counts", "finished"}``: the digest's
     kept counts (a few rows by primary key), polled by every open page that shows it."""

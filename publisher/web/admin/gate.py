@@ -50,19 +50,24 @@ AdminHandler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 
 
 def guarded(
-    role: Role, *, form_bytes: int = forms.MAX_FORM_BYTES
+    role: Role, *, form_bytes: int = forms.MAX_FORM_BYTES, passive: bool = False
 ) -> Callable[[AdminHandler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
     """Let ``handler`` run only for a signed-in operator whose role allows ``role`` (see the module).
 
     A POST's form may hold ``form_bytes`` (a file upload is larger than the other forms).
+    A ``passive`` handler answers a page's own script, not a person: it doesn't keep the
+    session alive, and without one it answers 401 (which the script stops at) rather than
+    the sign-in page.
     """
 
     def wrap(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         @functools.wraps(handler)
         async def gate(request: web.Request) -> web.StreamResponse:
             reading = request.method in _READS
-            session = await current_session(request)
+            session = await current_session(request, passive=passive)
             if session is None:
+                if passive:
+                    return web.json_response({"error": "not signed in"}, status=401, headers=NO_STORE)
                 if reading:
                     return redirect(sign_in_location(request))
                 raise web.HTTPForbidden(reason="Not signed in")
@@ -73,13 +78,16 @@ def guarded(
             return await handler(request, session)
 
         gate.admin_role = role  # type: ignore[attr-defined]  # read by the tests that list the gated routes
+        gate.admin_passive = passive  # type: ignore[attr-defined]
         return gate
 
     return wrap
 
 
-async def current_session(request: web.Request, *, pending: bool = False) -> Session | None:
-    return await request.app[PUBLISHER].operators.session(request.cookies.get(COOKIE, ""), pending=pending)
+async def current_session(request: web.Request, *, pending: bool = False, passive: bool = False) -> Session | None:
+    return await request.app[PUBLISHER].operators.session(
+        request.cookies.get(COOKIE, ""), pending=pending, passive=passive
+    )
 
 
 async def checked_form(request: web.Request, limit: int = forms.MAX_FORM_BYTES) -> forms.Form:

@@ -42,7 +42,12 @@
     function read() {
       busy = true;
       fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" }, cache: "no-store" })
-        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (response) {
+          if (response.status === 401) {
+            done = true; // signed out (or the session ended): the page's figures stay as they were
+          }
+          return response.ok ? response.json() : null;
+        })
         .then(function (data) {
           if (data) {
             show(box, data);
