@@ -360,9 +360,12 @@ async def preview_sample(
     topic-free subscriber, the longest digest of the sample is as long as the longest of
     a plan of everyone; and it holds every subscriber with an older cursor, whatever
     their topics.  What it gives up: among digests of equal length (different topics),
-    the one with most recipients is picked by the sample's counts, not everyone's.
+    the one with most recipients is picked by the sample's counts, not everyone's; and
+    which readers of one cursor are in the sample is the index's order (their digests
+    differ only by topics).
 
-    Reads the waves as a plan does, and an index range in cursor order; writes nothing.
+    Reads the waves as a plan does (a pass over the cadence's active subscribers' wave
+    columns), then ``size`` entries of the plan index in cursor order; writes nothing.
     """
     top = await newest_seq(conn)
     wave: ColumnElement[bool] = true()
@@ -372,7 +375,7 @@ async def preview_sample(
     ids = await conn.scalars(
         select(subscribers.c.id)
         .where(*_active(cadence), wave, subscribers.c.article_cursor < top)
-        .order_by(subscribers.c.article_cursor, subscribers.c.id)
+        .order_by(subscribers.c.article_cursor)  # ix_subscribers_plan's order: no sort of everyone due
         .limit(size)
     )
     return tuple(ids)
