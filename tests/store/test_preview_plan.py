@@ -9,18 +9,20 @@ send --dry-run`` still plans everyone, to count them.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from publisher import clock
 from publisher.app import Publisher
 from publisher.delivery import service as delivery_service
 from publisher.digest.plan import PlannedDigest, PlanOptions, planned_for
 from publisher.store import articles as article_store
 from publisher.store.schema import deliveries, subscribers
 from subscribers.model import Cadence
+from tests.store.test_cadence import subscribe
 from tests.support.people import add_subscriber
 
 PlannedRows = list[int]
@@ -99,3 +101,30 @@ async def test_nothing_due_in_a_cadence_says_why_as_before(publisher: Publisher,
     with pytest.raises(delivery_service.NothingToPreview, match="every published article"):
         await publisher.delivery.next_copy(Cadence.INSTANT)
     assert rows_planned == [0]
+
+
+async def test_a_daily_preview_samples_the_subscribers_due_now_not_those_furthest_behind(
+    publisher: Publisher, rows_planned: PlannedRows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 10:00 UTC the Paris wave (10:00 local, 09:00 UTC) is due; New York's (9:00
+    local) is not.  New Yorkers come first in cursor and id order: a sample that ignored
+    the waves would hold them alone and find nothing due."""
+    now = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    monkeypatch.setattr(clock, "now", lambda: now)
+    monkeypatch.setattr(delivery_service, "PREVIEW_SAMPLE", 2)
+    joined = now - timedelta(days=2)
+    new_york = [await subscribe(publisher.engine, f"ny{n}@example.org", Cadence.DAILY, "America/New_York", 9, joined)
+                for n in range(3)]
+    for n in range(2):
+        await subscribe(publisher.engine, f"paris{n}@example.org", Cadence.DAILY, "Europe/Paris", 10, joined)
+
+    copy = await publisher.delivery.next_copy(Cadence.DAILY)
+    assert rows_planned == [2] and copy.article_count == 3
+    with pytest.raises(delivery_service.NothingToPreview, match="ny0@example.org"):
+        await publisher.delivery.next_copy(subscriber="ny0@example.org")
+    assert (await publisher.delivery.next_copy(subscriber="paris1@example.org")).article_count == 3
+    assert rows_planned[1:] == [0, 1]
+    async with publisher.engine.connect() as conn:  # the rehearsals left nothing: cursors and slots as they were
+        left = (await conn.execute(select(subscribers.c.article_cursor, subscribers.c.last_slot)
+                                   .where(subscribers.c.id.in_(new_york)))).all()
+    assert left == [(0, None)] * 3
