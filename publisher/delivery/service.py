@@ -53,6 +53,7 @@ from publisher.digest.plan import (
     plan,
     plan_on,
     planned_for,
+    preview_sample,
     why_nothing_due,
 )
 from publisher.digest.resend import FoundArticle, find_article, plan_resend, plan_resend_on, resend_audience
@@ -81,6 +82,9 @@ log = logging.getLogger(__name__)
 CANCELLED_BY_OPERATOR = "cancelled by the operator"
 JOURNAL_DIR = "journal"  # under [storage] data_dir: each delivering process's journal (publisher.delivery.journal)
 SAMPLE_READER = ("Sample Reader", "reader@example.com")  # a preview's made-up subscriber (RFC 2606 domain)
+# The subscribers a cadence's preview plans (publisher.digest.plan.preview_sample): enough
+# to hold a topic-free reader in all but odd lists, few enough to plan in milliseconds.
+PREVIEW_SAMPLE = 1_000
 
 # Scans the Markdown sources into an open transaction (a rehearsal's scan, rolled back with it).
 ScanInto = Callable[[AsyncConnection], Awaitable[IngestResult]]
@@ -95,7 +99,10 @@ class SendResult:
 
 @dataclass
 class Rehearsal:
-    """A send that will be rolled back (:meth:`DeliveryService.rehearse`): read it through ``conn``."""
+    """A send that will be rolled back (:meth:`DeliveryService.rehearse`): read it through ``conn``.
+
+    A preview's rehearsal plans some subscribers only: ``planned``'s recipients count those.
+    """
 
     conn: AsyncConnection
     now: datetime
@@ -242,25 +249,38 @@ class DeliveryService:
         return result
 
     @contextlib.asynccontextmanager
-    async def rehearse(self, cadence: Cadence) -> AsyncIterator[Rehearsal]:
+    async def rehearse(
+        self, cadence: Cadence, *, only: Sequence[int] | None = None, sample: int | None = None
+    ) -> AsyncIterator[Rehearsal]:
         """What ``publisher send`` would do now, in a transaction that is rolled back after.
 
         The Markdown sources are scanned and ``cadence``'s digests planned exactly as
         a real send does, inside one transaction: the caller reads the planned
         digests and ledger rows from it, and afterwards nothing is left (no article
         stored, no feed written, no cursor moved, no ledger row).
+
+        ``publisher send --dry-run`` plans everyone, to count them.  A preview needs one
+        copy, and a plan of a million subscribers takes seconds, on SQLite holding the
+        write lock that sending waits for: ``only`` plans these subscriber ids alone
+        (each gets what a plan of everyone gives them), ``sample`` that many due
+        subscribers, the oldest cursors first (see
+        :func:`publisher.digest.plan.preview_sample`).
         """
         now = clock.now()
+        options = self._plan_options(cadence)
         async with transaction(self.engine, dry_run=True) as conn:
             scan = await self._scan_into(conn)
-            planned = await plan_on(conn, cadence, now, self._plan_options(cadence))
+            narrowed = only is not None or sample is not None
+            if narrowed:
+                ids = tuple(only) if only is not None else await preview_sample(conn, cadence, now, options, sample or 0)
+                options = dataclasses.replace(options, only=ids)
+            planned = await plan_on(conn, cadence, now, options)
             for digest in planned:
                 with digest_context(digest.id):
-                    log.info("digest %s: (dry run) %d articles for %d subscribers",
-                             digest.id, len(digest.article_seqs), digest.recipients)
-            reason = "" if planned else await why_nothing_due(
-                conn, cadence, now, self._plan_options(cadence).schedule
-            )
+                    log.info("digest %s: (%s) %d articles for %d subscribers", digest.id,
+                             "preview: some subscribers planned" if narrowed else "dry run",
+                             len(digest.article_seqs), digest.recipients)
+            reason = "" if planned else await why_nothing_due(conn, cadence, now, options.schedule)
             yield Rehearsal(conn, now, scan, planned, reason)
 
     async def why_nothing_due(self, cadence: Cadence) -> str:
@@ -279,7 +299,11 @@ class DeliveryService:
         (or of ``article``, a reference :func:`publisher.digest.resend.find_article` takes).
 
         Planned in a rehearsal (:meth:`rehearse`), so nothing is stored and no cursor
-        moves.  ``to`` addresses the copy to someone else; ``test`` marks it as a test
+        moves; only ``subscriber`` is planned, or without one a sample of the cadence's
+        subscribers due (:data:`PREVIEW_SAMPLE`, the oldest cursors first), so the copy
+        is quick at any size; a cadence's copy is that of the biggest digest of the
+        sample (see :func:`publisher.digest.plan.preview_sample` for when that can
+        differ from a plan of everyone's).  ``to`` addresses the copy to someone else; ``test`` marks it as a test
         (subject prefixed "[TEST] ", header ``X-Publisher-Test: yes``).  Raises
         :class:`NothingToPreview` saying why there is none, and ValueError for an address
         that is not one.
@@ -294,7 +318,8 @@ class DeliveryService:
             if reader.status != Status.ACTIVE:
                 raise NothingToPreview(f"{address} is {reader.status}: they get no digests")
         cadence = cadence or (reader.cadence if reader else Cadence.INSTANT)
-        async with self.rehearse(cadence) as rehearsal:
+        narrowing = {"only": (reader.id,)} if reader is not None else {"sample": PREVIEW_SAMPLE}
+        async with self.rehearse(cadence, **narrowing) as rehearsal:
             ident, seqs = await self._next_digest(rehearsal, cadence, reader, article)
             articles = await article_store.by_seq(rehearsal.conn, seqs)
         return self._copy(articles, ident, cadence, reader, to=to, test=test)

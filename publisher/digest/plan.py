@@ -142,6 +142,11 @@ class PlanOptions:
     schedule: Schedule | None = None
     grace: timedelta = timedelta(0)
     batch_size: int = PLAN_BATCH  # subscriber ids per committed batch of a plan
+    # Plan these subscribers alone (None: everyone): a preview's rehearsal, which needs one
+    # reader's digest or a sample's, not a million ledger rows.  What each of them gets is
+    # what a plan of everyone gives them: a digest depends only on its reader's cursor,
+    # topics and wave.  Only rehearsals (rolled back) narrow a plan.
+    only: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -283,12 +288,12 @@ async def _begin(
     if alone and await _plan_going(conn, cadence, now):
         return None
     top = await newest_seq(conn)
+    active = _active(cadence, options.only)
     waves: list[tuple[datetime, ColumnElement[bool]]] = []
     wave: ColumnElement[bool] = true()
     if options.schedule is not None:
-        waves = await _due_waves(conn, cadence, now, options.schedule, options.grace)
+        waves = await _due_waves(conn, cadence, now, options.schedule, options.grace, active)
         wave = or_(*(members for _, members in waves)) if waves else false()
-    active = _active(cadence)
     draft = _Draft(top, now, active, (*active, wave, subscribers.c.article_cursor < top), waves)
     await _group(conn, draft, cadence, options.max_articles)
     return draft
@@ -335,14 +340,73 @@ async def _batch_end(conn: AsyncConnection, after: int, size: int) -> int | None
     return last
 
 
-def _active(cadence: Cadence) -> tuple[ColumnElement[bool], ...]:
-    return subscribers.c.status == Status.ACTIVE, subscribers.c.cadence == cadence
+def _active(cadence: Cadence, only: tuple[int, ...] | None = None) -> tuple[ColumnElement[bool], ...]:
+    """The cadence's active subscribers (of ``only``, when a preview narrows the plan)."""
+    mine = (subscribers.c.status == Status.ACTIVE, subscribers.c.cadence == cadence)
+    return mine if only is None else (*mine, subscribers.c.id.in_(only))
+
+
+Wave = tuple[datetime, ColumnElement[bool], tuple[object, ...]]  # (slot, members, (timezone, hour[, weekday]))
+
+
+async def preview_sample(
+    conn: AsyncConnection, cadence: Cadence, now: datetime, options: PlanOptions, size: int
+) -> tuple[int, ...]:
+    """Ids of up to ``size`` subscribers of ``cadence`` due now, the oldest cursors first:
+    whom a cadence's preview plans (``PlanOptions.only``) instead of everyone.
+
+    A topic-free reader gets the newest ``max_articles`` articles after their cursor, as
+    many as anyone with that cursor or a newer one gets.  So when the sample holds a
+    topic-free subscriber, the longest digest of the sample is as long as the longest of
+    a plan of everyone; and it holds every subscriber with an older cursor, whatever
+    their topics.  What it gives up: among digests of equal length (different topics),
+    the one with most recipients is picked by the sample's counts, not everyone's; and
+    which readers of one cursor are in the sample is the index's order (their digests
+    differ only by topics).
+
+    Reads the waves as a plan does (a pass over the cadence's active subscribers' wave
+    columns), then ``size`` entries of the plan index in cursor order; writes nothing.
+    """
+    top = await newest_seq(conn)
+    wave: ColumnElement[bool] = true()
+    if options.schedule is not None:
+        due, _ = await _waves(conn, cadence, now, options.schedule, options.grace, _active(cadence))
+        wave = or_(*(members for _, members, _ in due)) if due else false()
+    ids = await conn.scalars(
+        select(subscribers.c.id)
+        .where(*_active(cadence), wave, subscribers.c.article_cursor < top)
+        .order_by(subscribers.c.article_cursor)  # ix_subscribers_plan's order: no sort of everyone due
+        .limit(size)
+    )
+    return tuple(ids)
 
 
 async def _due_waves(
-    conn: AsyncConnection, cadence: Cadence, now: datetime, schedule: Schedule, grace: timedelta
+    conn: AsyncConnection, cadence: Cadence, now: datetime, schedule: Schedule, grace: timedelta,
+    active: tuple[ColumnElement[bool], ...],
 ) -> list[tuple[datetime, ColumnElement[bool]]]:
-    """``(slot, members)`` of each (timezone, hour[, weekday]) wave whose latest slot is due now.
+    """``(slot, members)`` of each wave of ``active`` whose latest slot is due now (see
+    :func:`_waves`); the members of a wave whose slot is past ``grace`` skip it, logged."""
+    due, skipped = await _waves(conn, cadence, now, schedule, grace, active)
+    for slot, members, wave in skipped:
+        moved = await conn.execute(update(subscribers).where(*active, members).values(last_slot=slot))
+        if moved.rowcount:
+            timezone, hour = wave[0], wave[1]
+            log.warning(
+                "%s digest of %s (%s, %s) skipped for %d subscriber(s): %s late, past the grace period; "
+                "their articles go in the next one",
+                cadence, slot.isoformat(), timezone, "default hour" if hour is None else f"{hour}h",
+                moved.rowcount, now - slot,
+            )
+    return [(slot, members) for slot, members, _ in due]
+
+
+async def _waves(
+    conn: AsyncConnection, cadence: Cadence, now: datetime, schedule: Schedule, grace: timedelta,
+    active: tuple[ColumnElement[bool], ...],
+) -> tuple[list[Wave], list[Wave]]:
+    """The (timezone, hour[, weekday]) waves of ``active`` with a slot to plan: those due
+    now, and those whose slot is older than ``grace`` (skipped).
 
     Members are the wave's subscribers not yet planned for that slot and who were
     already subscribed at it (a newcomer waits for their first slot).  Weekly waves
@@ -353,12 +417,13 @@ async def _due_waves(
         keys.append(subscribers.c.send_weekday)
     groups = await conn.execute(
         select(*keys)
-        .where(*_active(cadence))
+        .where(*active)
         .group_by(*keys)
         # GROUP BY has no order of its own (PostgreSQL hashes): the same waves, the same order, anywhere.
         .order_by(*(key.nulls_first() for key in keys))
     )
-    waves = []
+    due: list[Wave] = []
+    skipped: list[Wave] = []
     for row in groups.all():
         timezone, hour, *own_day = row
         weekday = own_day[0] if own_day else None
@@ -373,18 +438,8 @@ async def _due_waves(
                 ),
             ),
         )
-        if now - slot <= grace:
-            waves.append((slot, members))
-            continue
-        skipped = await conn.execute(update(subscribers).where(*_active(cadence), members).values(last_slot=slot))
-        if skipped.rowcount:
-            log.warning(
-                "%s digest of %s (%s, %s) skipped for %d subscriber(s): %s late, past the grace period; "
-                "their articles go in the next one",
-                cadence, slot.isoformat(), timezone, "default hour" if hour is None else f"{hour}h",
-                skipped.rowcount, now - slot,
-            )
-    return waves
+        (due if now - slot <= grace else skipped).append((slot, members, tuple(row)))
+    return due, skipped
 
 
 def _is(column: ColumnElement[object], value: object) -> ColumnElement[bool]:

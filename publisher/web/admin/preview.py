@@ -2,9 +2,10 @@
 
 The page asks for a cadence or a subscriber (GET, so a preview is a link), then shows
 the copy :meth:`publisher.delivery.service.DeliveryService.next_copy` makes: the HTML
-framed at desktop and phone widths, and the text part.  Making it plans the sends due
-in a transaction rolled back (what a real send would plan, with nothing left behind),
-so it is made only when asked, never on a plain visit of the page.
+framed at desktop and phone widths, and the text part.  Making it plans, in a
+transaction rolled back, the subscriber alone or a sample of the cadence's subscribers
+due (what a real send would give them, with nothing left behind), so it is made only
+when asked, never on a plain visit of the page.
 
 A test send (editors and admins) goes through the configured transport, marked as a
 test ("[TEST] " subject, ``X-Publisher-Test`` header), outside the ledger, and is
