@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import lxml.html
 import pytest
@@ -164,6 +164,16 @@ async def test_bad_query_parameters_are_refused_with_400(publisher: Publisher, c
                  "/admin/articles?state=scheduled&after=WyIyMDI0LTAxLTAxVDAwOjAwOjAwIiwgIjUiXQ",
                  "/admin/preview?cadence=monthly", "/admin/preview/email?cadence=hourly"):
         assert (await viewer.get(path)).status == 400, path
+
+
+async def test_a_framed_preview_with_nothing_to_show_says_why_in_the_frame(publisher: Publisher, client: TestClient) -> None:
+    await _site(publisher)
+    viewer = await _signed_in(client, publisher, "vic@example.org", Role.VIEWER)
+    for who in ("nobody@example.org", "<script>alert(1)</script>@example.org"):
+        response = await viewer.get("/admin/preview/email?" + urlencode({"subscriber": who}))
+        body = await response.text()
+        assert response.status == 200 and "Nothing to preview: " in body, who
+        assert "<script>" not in body and "frame-ancestors 'self'" in response.headers["Content-Security-Policy"]
 
 
 async def test_the_published_list_pages_by_keyset(publisher: Publisher, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:

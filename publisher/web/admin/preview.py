@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+from markupsafe import escape
 
 from publisher import urls
 from publisher.admin.model import Action, Role, Session
@@ -102,11 +103,13 @@ async def _page(
 
 @gate.guarded(Role.VIEWER)
 async def preview_email(request: web.Request, session: Session) -> web.StreamResponse:
-    """The HTML of the copy the query asks for (framed by the preview page)."""
+    """The HTML of the copy the query asks for (framed by the preview page); when there is
+    none (nothing due now, maybe since the page was drawn), a line in the frame saying why."""
     values = {key: request.query[key] for key in ("cadence", "subscriber") if key in request.query}
     copy, nothing = await _copy(request, session, values, reuse=True)
     if copy is None:
-        raise web.HTTPNotFound(reason=nothing)
+        return frames.framed_email(f'<!DOCTYPE html><html lang="en"><title>Nothing to preview</title>'
+                                   f"<p>Nothing to preview: {escape(nothing)}</p></html>")
     return frames.framed_email(copy.html)
 
 
