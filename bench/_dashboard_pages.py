@@ -111,3 +111,16 @@ class Operator:
         async with self.session.get(self.base + path, headers=self._headers(), allow_redirects=False) as response:
             await response.read()
             return response.status
+
+    async def download(self, path: str) -> bool:
+        """Whether ``path`` answers with a file to save (``Content-Disposition: attachment``)."""
+        async with self.session.get(self.base + path, headers=self._headers(), allow_redirects=False) as response:
+            return response.headers.get("Content-Disposition", "").startswith("attachment")
+
+    async def first_byte(self, path: str) -> int:
+        """Request ``path`` until its body's first bytes arrive, then hang up (a download of every
+        subscriber streams for as long as the list is long: what an operator waits for is its start)."""
+        async with self.session.get(self.base + path, headers=self._headers(), allow_redirects=False) as response:
+            await response.content.readany()
+            response.close()
+            return response.status

@@ -16,8 +16,9 @@ route behind the dashboard's gate, found in the app's router, its path parameter
 filled from the seeded data: see ``bench/_dashboard_pages.py``), each against its goal,
 PASS or FAIL.  Last, the send path's database work (claims and outcome batches of
 ``--send-rows`` rows, no SMTP) with the counting triggers, with them while another
-process serves the dashboard and loads every one of its pages every ``--every``
-seconds, and without them.
+process serves the dashboard and loads every one of its pages (but the downloads and the
+digest previews) every ``--every`` seconds, and without them.  A download (the subscriber
+export) is timed to its first byte: it streams for as long as the list is long.
 
 Subscribers' domains: 75% at the big providers' domains, 25% spread over 2,000 others,
 the long tail that makes per-domain rows (``domain_counts``) outnumber providers.
@@ -51,7 +52,7 @@ from sqlalchemy import text
 
 from _common import compile_project, cpu_busy, log, work_dir
 from _dashboard_pages import Operator, add_operator, served
-from publisher import clock
+from publisher import clock, urls
 from publisher.admin import figures
 from publisher.app import Publisher
 from publisher.config import Settings
@@ -262,11 +263,15 @@ async def time_pages(publisher: Publisher, calls: int, values: dict[str, str]) -
             if page.path is None:
                 found.append(Timing(name, 0.0, 0.0, goal, f"no value for {', '.join(page.missing)}"))
                 continue
-            status = await operator.get(page.path)
+            if await operator.download(page.path):  # a file streamed whole: timed to its first byte
+                name, load = f"{name} (first byte)", operator.first_byte
+            else:
+                load = operator.get
+            status = await load(page.path)
             if status != 200:
                 found.append(Timing(name, 0.0, 0.0, goal, f"{page.path} answered {status}"))
                 continue
-            found.append(await timed(name, lambda path=page.path: operator.get(path), calls, goal))
+            found.append(await timed(name, lambda path=page.path, load=load: load(path), calls, goal))
     return found
 
 
@@ -321,8 +326,9 @@ def bench_settings(url: str, work: Path) -> Settings:
 
 async def refresher(spec: str, every: float) -> None:
     """``--refresher``: an open dashboard, in a process of its own as the web server is:
-    the dashboard served, signed in, and every one of its pages loaded every ``every``
-    seconds, until killed.  ``spec`` is JSON: the database URL, the work directory and
+    the dashboard served, signed in, and every one of its pages (not the downloads, nor the
+    digest previews, which plan) loaded
+    every ``every`` seconds, until killed.  ``spec`` is JSON: the database URL, the work directory and
     the pages' parameter values."""
     given = json.loads(spec)
     publisher = Publisher(bench_settings(given["url"], Path(given["work"])))
@@ -330,7 +336,10 @@ async def refresher(spec: str, every: float) -> None:
     try:
         async with served(publisher) as (app, base), Operator(base) as operator:
             await operator.sign_in()
-            paths = [page.path for page in pages(app, given["values"]) if page.path is not None]
+            # An open dashboard saves no file and rehearses no plan (a preview is an editor's click).
+            paths = [page.path for page in pages(app, given["values"])
+                     if page.path is not None and not page.path.startswith(urls.ADMIN_PREVIEW.path)
+                     and not await operator.download(page.path)]
             for path in paths:
                 await operator.get(path)
             print("ready", flush=True)
