@@ -16,13 +16,17 @@ async def stream_download(
     """Send ``chunks`` as ``response``'s body, in UTF-8, one at a time (memory stays flat).
 
     A failure half-way aborts the connection instead of ending the body cleanly, so
-    a client can't take a truncated export for a complete one.
+    a client can't take a truncated export for a complete one.  A client that hangs up
+    (a download cancelled in the browser) is no failure: one line at info, no traceback.
     """
     await response.prepare(request)
     try:
         async for text in chunks:
             await response.write(text.encode("utf-8"))
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, ConnectionResetError) and (request.transport is None or request.transport.is_closing()):
+            log.info("export stopped: the client closed the connection")
+            return response
         log.exception("export failed; the connection is aborted so the client sees an incomplete body")
         if request.transport is not None:
             request.transport.abort()
