@@ -23,7 +23,7 @@ SHOTS = (
     ("digest", urls.ADMIN_DIGEST, ("digest_id",), 1280, "light"),
     ("digests-dark", urls.ADMIN_DIGESTS, (), 1280, "dark"),
     ("subscriber-phone", urls.ADMIN_SUBSCRIBER, ("subscriber_id",), 390, "light"),
-    ("settings", urls.ADMIN_SETTINGS, (), 1280, "light"),
+    ("subscribers", urls.ADMIN_SUBSCRIBERS, (), 1280, "light"),
 )
 HEIGHTS = {1280: 1000, 390: 844}  # the visible part photographed: what a screen shows first
 
