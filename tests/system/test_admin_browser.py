@@ -16,13 +16,12 @@ from publisher.admin.model import Role
 from publisher.app import Publisher
 from tests.support import browser as browser_support
 from tests.support.admin import PASSWORD, SETUP, add_operator
-from tests.support.browser import CHROMIUM
 from tests.support.smtp_server import SmtpServer
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
 
-playwright_api = pytest.importorskip("playwright.async_api")
+pytest.importorskip("playwright.async_api")
 pytestmark = browser_support.axe_test_marks("the pages are the same whichever store holds the accounts", timeout=300)
 
 ARTIFACTS = browser_support.ADMIN_ARTIFACTS / "walk"
@@ -57,60 +56,52 @@ async def test_an_admin_signs_in_with_a_code_and_walks_the_dashboard_by_keyboard
     secret = await publisher.operators.enable_totp("ann@example.org", SETUP)
     problems: list[str] = []
 
-    async with playwright_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            # The pages forbid scripts (Content-Security-Policy); axe is the test's, not the page's.
-            context = await browser.new_context(bypass_csp=True, viewport={"width": WIDTHS[0], "height": 900})
-            page = await context.new_page()
+    async with browser_support.chromium_page(WIDTHS[0]) as (_browser, page):
+        await page.goto(site_url + "admin/")
+        await page.get_by_role("heading", name="Sign in").wait_for()
+        assert page.url == site_url + "admin/sign-in?next=/admin/"
+        await check(page, "01-sign-in", problems)
+        await tab_to(page, "email")
+        await page.keyboard.type("ann@example.org")
+        await page.keyboard.press("Tab")
+        await page.keyboard.type("not the password")
+        await page.keyboard.press("Enter")
+        await page.get_by_role("alert").wait_for()
+        await check(page, "02-sign-in-failed", problems)
 
-            await page.goto(site_url + "admin/")
-            await page.get_by_role("heading", name="Sign in").wait_for()
-            assert page.url == site_url + "admin/sign-in?next=/admin/"
-            await check(page, "01-sign-in", problems)
-            await tab_to(page, "email")
-            await page.keyboard.type("ann@example.org")
-            await page.keyboard.press("Tab")
-            await page.keyboard.type("not the password")
-            await page.keyboard.press("Enter")
-            await page.get_by_role("alert").wait_for()
-            await check(page, "02-sign-in-failed", problems)
+        await tab_to(page, "password")
+        await page.keyboard.type(PASSWORD)
+        await page.keyboard.press("Enter")
+        await page.get_by_role("heading", name="Sign in: code").wait_for()
+        await check(page, "03-code", problems)
+        await tab_to(page, "code")
+        await page.keyboard.type(totp.code_at(secret, totp.step_at(clock.now())))
+        await page.keyboard.press("Enter")
 
-            await tab_to(page, "password")
-            await page.keyboard.type(PASSWORD)
-            await page.keyboard.press("Enter")
-            await page.get_by_role("heading", name="Sign in: code").wait_for()
-            await check(page, "03-code", problems)
-            await tab_to(page, "code")
-            await page.keyboard.type(totp.code_at(secret, totp.step_at(clock.now())))
-            await page.keyboard.press("Enter")
+        await page.get_by_role("heading", name="Overview").wait_for()
+        assert "Signed in as ann@example.org, admin." in await page.inner_text("main")
+        await check(page, "04-overview", problems)
 
-            await page.get_by_role("heading", name="Overview").wait_for()
-            assert "Signed in as ann@example.org, admin." in await page.inner_text("main")
-            await check(page, "04-overview", problems)
+        await tab_to(page, "Audit log")
+        await page.keyboard.press("Enter")
+        await page.get_by_role("heading", name="Audit log").wait_for()
+        assert await page.get_by_role("cell", name="sign_in.failed").count() == 1
+        await check(page, "05-audit", problems)
 
-            await tab_to(page, "Audit log")
-            await page.keyboard.press("Enter")
-            await page.get_by_role("heading", name="Audit log").wait_for()
-            assert await page.get_by_role("cell", name="sign_in.failed").count() == 1
-            await check(page, "05-audit", problems)
+        await tab_to(page, "Operators")
+        await page.keyboard.press("Enter")
+        await page.get_by_role("heading", name="Operators", exact=True).wait_for()
+        await check(page, "06-operators", problems)
+        # Change the viewer's role with the keyboard: its select, then its button.
+        await tab_to(page, f"role-{(await publisher.operators.every())[1].id}")
+        await page.keyboard.press("ArrowDown")  # viewer → editor, without opening the list
+        await page.keyboard.press("Tab")
+        await page.keyboard.press("Enter")
+        await page.get_by_text("The role was changed.").wait_for()
+        await check(page, "07-role-changed", problems)
+        assert [o.role for o in await publisher.operators.every()] == [Role.ADMIN, Role.EDITOR]
 
-            await tab_to(page, "Operators")
-            await page.keyboard.press("Enter")
-            await page.get_by_role("heading", name="Operators", exact=True).wait_for()
-            await check(page, "06-operators", problems)
-            # Change the viewer's role with the keyboard: its select, then its button.
-            await tab_to(page, f"role-{(await publisher.operators.every())[1].id}")
-            await page.keyboard.press("ArrowDown")  # viewer → editor, without opening the list
-            await page.keyboard.press("Tab")
-            await page.keyboard.press("Enter")
-            await page.get_by_text("The role was changed.").wait_for()
-            await check(page, "07-role-changed", problems)
-            assert [o.role for o in await publisher.operators.every()] == [Role.ADMIN, Role.EDITOR]
-
-            await tab_to(page, "Sign out")
-            await page.keyboard.press("Enter")
-            await page.get_by_role("heading", name="Sign in").wait_for()
-        finally:
-            await browser.close()
+        await tab_to(page, "Sign out")
+        await page.keyboard.press("Enter")
+        await page.get_by_role("heading", name="Sign in").wait_for()
     assert problems == []

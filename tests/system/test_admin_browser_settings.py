@@ -22,7 +22,7 @@ from publisher.config import Settings, WebhookSettings
 from publisher.mail.dkim_keys import write_private_key
 from tests.support import browser as browser_support
 from tests.support.admin import PASSWORD, add_operator
-from tests.support.browser import CHROMIUM, serve_site
+from tests.support.browser import serve_site
 from tests.support.people import add_subscriber
 from tests.support.smtp_server import SmtpServer
 from tests.system.test_admin_browser import tab_to
@@ -30,7 +30,7 @@ from tests.system.test_admin_browser import tab_to
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-playwright_api = pytest.importorskip("playwright.async_api")
+pytest.importorskip("playwright.async_api")
 pytestmark = browser_support.axe_test_marks("the pages are the same whichever store holds the accounts", timeout=300)
 
 ARTIFACTS = browser_support.ADMIN_ARTIFACTS / "settings"
@@ -65,54 +65,48 @@ async def test_an_operator_reads_the_settings_and_changes_their_password_by_keyb
         await add_subscriber(publisher.engine, f"reader{n}@example.org")  # events owed to the webhook
     problems: list[str] = []
 
-    async with playwright_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            context = await browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900})
-            page = await context.new_page()
-            await page.goto(site_url + "admin/settings")
-            await page.get_by_role("heading", name="Sign in").wait_for()
-            await tab_to(page, "email")
-            await page.keyboard.type("vic@example.org")
-            await page.keyboard.press("Tab")
-            await page.keyboard.type(PASSWORD)
-            await page.keyboard.press("Enter")
+    async with browser_support.chromium_page(1280) as (_browser, page):
+        await page.goto(site_url + "admin/settings")
+        await page.get_by_role("heading", name="Sign in").wait_for()
+        await tab_to(page, "email")
+        await page.keyboard.type("vic@example.org")
+        await page.keyboard.press("Tab")
+        await page.keyboard.type(PASSWORD)
+        await page.keyboard.press("Enter")
 
-            await page.get_by_role("heading", name="Settings", exact=True).wait_for()
-            main = await page.inner_text("main")
-            assert "news2026._domainkey.news.example.org" in main and "browser-test-token" not in main
-            assert "subscriber.created" in main and "token=•••" in main
-            await browser_support.check_layouts(page, "01-settings", problems, ARTIFACTS)
+        await page.get_by_role("heading", name="Settings", exact=True).wait_for()
+        main = await page.inner_text("main")
+        assert "news2026._domainkey.news.example.org" in main and "browser-test-token" not in main
+        assert "subscriber.created" in main and "token=•••" in main
+        await browser_support.check_layouts(page, "01-settings", problems, ARTIFACTS)
 
-            # The footer's link to one's account, then the password form, keys only.
-            await tab_to(page, "Your account", limit=400)
-            await page.keyboard.press("Enter")
-            await page.get_by_role("heading", name="Your account").wait_for()
-            await browser_support.check_layouts(page, "02-account", problems, ARTIFACTS)
-            await tab_to(page, "current-password")
-            await page.keyboard.type(PASSWORD)
-            await page.keyboard.press("Tab")
-            await page.keyboard.type(NEW_PASSWORD)
-            await page.keyboard.press("Tab")
-            await page.keyboard.type(NEW_PASSWORD)
-            await page.keyboard.press("Enter")
-            await page.get_by_text("Your password was changed.").wait_for()
-            await browser_support.check_layouts(page, "03-password-changed", problems, ARTIFACTS)
-            vic = (await publisher.operators.every())[0]
-            assert passwords.verify(vic.password_hash, NEW_PASSWORD)
+        # The footer's link to one's account, then the password form, keys only.
+        await tab_to(page, "Your account", limit=400)
+        await page.keyboard.press("Enter")
+        await page.get_by_role("heading", name="Your account").wait_for()
+        await browser_support.check_layouts(page, "02-account", problems, ARTIFACTS)
+        await tab_to(page, "current-password")
+        await page.keyboard.type(PASSWORD)
+        await page.keyboard.press("Tab")
+        await page.keyboard.type(NEW_PASSWORD)
+        await page.keyboard.press("Tab")
+        await page.keyboard.type(NEW_PASSWORD)
+        await page.keyboard.press("Enter")
+        await page.get_by_text("Your password was changed.").wait_for()
+        await browser_support.check_layouts(page, "03-password-changed", problems, ARTIFACTS)
+        vic = (await publisher.operators.every())[0]
+        assert passwords.verify(vic.password_hash, NEW_PASSWORD)
 
-            # The second factor: the secret shown as text, a code typed back.
-            await tab_to(page, "Set up the second factor")
-            await page.keyboard.press("Enter")
-            await page.get_by_role("heading", name="Turn on the second factor").wait_for()
-            await browser_support.check_layouts(page, "04-second-factor", problems, ARTIFACTS)
-            secret = re.sub(r"\s", "", await page.inner_text("#totp-secret"))
-            await tab_to(page, "totp-code")
-            await page.keyboard.type(totp.code_at(secret, totp.step_at(clock.now())))
-            await page.keyboard.press("Enter")
-            await page.get_by_text("The second factor is on").wait_for()
-            await browser_support.check_layouts(page, "05-second-factor-on", problems, ARTIFACTS)
-            assert (await publisher.operators.every())[0].totp_secret == secret
-        finally:
-            await browser.close()
+        # The second factor: the secret shown as text, a code typed back.
+        await tab_to(page, "Set up the second factor")
+        await page.keyboard.press("Enter")
+        await page.get_by_role("heading", name="Turn on the second factor").wait_for()
+        await browser_support.check_layouts(page, "04-second-factor", problems, ARTIFACTS)
+        secret = re.sub(r"\s", "", await page.inner_text("#totp-secret"))
+        await tab_to(page, "totp-code")
+        await page.keyboard.type(totp.code_at(secret, totp.step_at(clock.now())))
+        await page.keyboard.press("Enter")
+        await page.get_by_text("The second factor is on").wait_for()
+        await browser_support.check_layouts(page, "05-second-factor-on", problems, ARTIFACTS)
+        assert (await publisher.operators.every())[0].totp_secret == secret
     assert problems == []

@@ -17,7 +17,6 @@ from publisher.app import Publisher
 from subscribers.model import Cadence
 from tests.support import browser as browser_support
 from tests.support.admin import PASSWORD, add_operator
-from tests.support.browser import CHROMIUM
 from tests.support.people import add_subscriber
 from tests.support.smtp_server import SmtpServer
 from tests.system.test_admin_browser import WIDTHS, tab_to
@@ -26,7 +25,7 @@ from tests.web.test_admin_subscribers import ledger_row
 if TYPE_CHECKING:
     from playwright.async_api import Page
 
-playwright_api = pytest.importorskip("playwright.async_api")
+pytest.importorskip("playwright.async_api")
 pytestmark = browser_support.axe_test_marks("the pages are the same whichever store holds the subscribers", timeout=300)
 
 ARTIFACTS = browser_support.ADMIN_ARTIFACTS / "subscribers"
@@ -59,56 +58,50 @@ async def test_an_admin_searches_opens_a_record_and_imports_a_csv_by_keyboard(
     csv_file.write_text(IMPORT, encoding="utf-8")
     problems: list[str] = []
 
-    async with playwright_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            context = await browser.new_context(bypass_csp=True, viewport={"width": WIDTHS[0], "height": 900})
-            page = await context.new_page()
-            await page.goto(site_url + "admin/sign-in")
-            await page.fill("#email", "ann@example.org")
-            await page.fill("#password", PASSWORD)
-            await page.keyboard.press("Enter")
-            await page.get_by_role("heading", name="Overview").wait_for()
+    async with browser_support.chromium_page(WIDTHS[0]) as (_browser, page):
+        await page.goto(site_url + "admin/sign-in")
+        await page.fill("#email", "ann@example.org")
+        await page.fill("#password", PASSWORD)
+        await page.keyboard.press("Enter")
+        await page.get_by_role("heading", name="Overview").wait_for()
 
-            await tab_to(page, "Subscribers")
-            await page.keyboard.press("Enter")
-            await page.get_by_role("heading", name="Subscribers", exact=True).wait_for()
-            await browser_support.check_layouts(page, "01-list", problems, ARTIFACTS)
+        await tab_to(page, "Subscribers")
+        await page.keyboard.press("Enter")
+        await page.get_by_role("heading", name="Subscribers", exact=True).wait_for()
+        await browser_support.check_layouts(page, "01-list", problems, ARTIFACTS)
 
-            await tab_to(page, "q")
-            await page.keyboard.type("ANNA")
-            await page.keyboard.press("Enter")
-            found = page.get_by_role("table", name="Addresses starting with “anna”, by address")
-            await found.wait_for()
-            assert await found.get_by_role("row").count() == 2  # the header and Anna
-            await browser_support.check_layouts(page, "02-search", problems, ARTIFACTS)
+        await tab_to(page, "q")
+        await page.keyboard.type("ANNA")
+        await page.keyboard.press("Enter")
+        found = page.get_by_role("table", name="Addresses starting with “anna”, by address")
+        await found.wait_for()
+        assert await found.get_by_role("row").count() == 2  # the header and Anna
+        await browser_support.check_layouts(page, "02-search", problems, ARTIFACTS)
 
-            await tab_to(page, anna.email)
-            await page.keyboard.press("Enter")
-            await page.get_by_role("heading", name=f"Subscriber #{anna.id}").wait_for()
-            record = await page.inner_text("main")
-            assert "Anna <b>Bold</b>" in record and "User unknown" in record  # shown as text, not markup
-            await browser_support.check_layouts(page, "03-record", problems, ARTIFACTS)
+        await tab_to(page, anna.email)
+        await page.keyboard.press("Enter")
+        await page.get_by_role("heading", name=f"Subscriber #{anna.id}").wait_for()
+        record = await page.inner_text("main")
+        assert "Anna <b>Bold</b>" in record and "User unknown" in record  # shown as text, not markup
+        await browser_support.check_layouts(page, "03-record", problems, ARTIFACTS)
 
-            await tab_to(page, "All subscribers")
-            await page.keyboard.press("Enter")
-            await page.get_by_role("heading", name="Subscribers", exact=True).wait_for()
-            await tab_to(page, "Import subscribers from a CSV file")
-            await page.keyboard.press("Enter")
-            await page.get_by_role("heading", name="Import subscribers").wait_for()
-            await browser_support.check_layouts(page, "04-import", problems, ARTIFACTS)
+        await tab_to(page, "All subscribers")
+        await page.keyboard.press("Enter")
+        await page.get_by_role("heading", name="Subscribers", exact=True).wait_for()
+        await tab_to(page, "Import subscribers from a CSV file")
+        await page.keyboard.press("Enter")
+        await page.get_by_role("heading", name="Import subscribers").wait_for()
+        await browser_support.check_layouts(page, "04-import", problems, ARTIFACTS)
 
-            await tab_to(page, "file")
-            await page.locator("#file:focus").set_input_files(str(csv_file))  # the focused input: the OS's file chooser
-            await tab_to(page, "Import")
-            await page.keyboard.press("Enter")
-            await page.get_by_role("table", name="Rejected lines").wait_for()
-            report = await page.inner_text("main")
-            assert "2 line(s) rejected" in report
-            rejected = page.get_by_role("table", name="Rejected lines")
-            assert [await cell.inner_text() for cell in await rejected.locator("tbody td:first-child").all()] == ["3", "4"]
-            await browser_support.check_layouts(page, "05-import-report", problems, ARTIFACTS)
-        finally:
-            await browser.close()
+        await tab_to(page, "file")
+        await page.locator("#file:focus").set_input_files(str(csv_file))  # the focused input: the OS's file chooser
+        await tab_to(page, "Import")
+        await page.keyboard.press("Enter")
+        await page.get_by_role("table", name="Rejected lines").wait_for()
+        report = await page.inner_text("main")
+        assert "2 line(s) rejected" in report
+        rejected = page.get_by_role("table", name="Rejected lines")
+        assert [await cell.inner_text() for cell in await rejected.locator("tbody td:first-child").all()] == ["3", "4"]
+        await browser_support.check_layouts(page, "05-import-report", problems, ARTIFACTS)
     assert await publisher.subscribers.find("new.reader@example.org") is not None
     assert problems == []
